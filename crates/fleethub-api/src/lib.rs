@@ -1,0 +1,14 @@
+//! Wire types shared by the server, the CLI, the device SDK and the tests.
+//!
+//! Field names follow the Azure REST specs exactly (camelCase), so the official SDKs
+//! (de)serialize them unchanged. Unknown optional fields that the server does not interpret
+//! are still kept (`serde_json::Value`) so that what a client stores is what it reads back.
+
+pub mod dps;
+pub mod error;
+pub mod hub;
+pub mod time;
+
+pub use dps::*;
+pub use error::*;
+pub use hub::*;

@@ -1,0 +1,25 @@
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{kind} '{id}' not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{kind} '{id}' already exists")]
+    AlreadyExists { kind: &'static str, id: String },
+    #[error("{kind} '{id}': the If-Match etag does not match the current etag")]
+    EtagMismatch { kind: &'static str, id: String },
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    #[error("stored {kind} '{id}' cannot be read: {reason}")]
+    Corrupt {
+        kind: &'static str,
+        id: String,
+        reason: String,
+    },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}

@@ -1,0 +1,30 @@
+//! Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: settings, DPS enrollments/groups/registrations, hub devices + twins
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE enrollments (id_lower TEXT PRIMARY KEY, etag TEXT NOT NULL, doc TEXT NOT NULL);
+     CREATE TABLE enrollment_groups (id_lower TEXT PRIMARY KEY, etag TEXT NOT NULL, doc TEXT NOT NULL);
+     CREATE TABLE registrations (
+        id_lower TEXT PRIMARY KEY,
+        group_lower TEXT,
+        operation_id TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        doc TEXT NOT NULL);
+     CREATE INDEX registrations_by_group ON registrations(group_lower, id_lower);
+     CREATE UNIQUE INDEX registrations_by_operation ON registrations(operation_id);
+     CREATE TABLE devices (device_id TEXT PRIMARY KEY, etag TEXT NOT NULL, doc TEXT NOT NULL);
+     CREATE TABLE twins (device_id TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE, doc TEXT NOT NULL);",
+];
+
+pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "store migrated");
+    }
+    Ok(())
+}

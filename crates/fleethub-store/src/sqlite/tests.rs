@@ -1,0 +1,137 @@
+use super::*;
+use fleethub_api::{AttestationMechanism, Device, Twin};
+
+fn enrollment(id: &str) -> IndividualEnrollment {
+    IndividualEnrollment {
+        registration_id: id.into(),
+        attestation: AttestationMechanism::symmetric("a".into(), "b".into()),
+        ..Default::default()
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&dir.path().join("store.db")).unwrap()
+}
+
+#[tokio::test]
+async fn enrollment_crud_with_etags() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let e = s.put_enrollment(enrollment("Dev-01"), Precondition::MustNotExist).await.unwrap();
+    let etag = e.etag.clone().unwrap();
+    assert!(e.created_date_time_utc.is_some());
+    // case-insensitive lookup
+    assert_eq!(s.get_enrollment("dev-01").await.unwrap().unwrap().registration_id, "Dev-01");
+    assert!(matches!(
+        s.put_enrollment(enrollment("dev-01"), Precondition::MustNotExist).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        s.put_enrollment(enrollment("dev-01"), Precondition::IfMatch("\"nope\"".into())).await,
+        Err(StoreError::EtagMismatch { .. })
+    ));
+    let e2 = s.put_enrollment(enrollment("dev-01"), Precondition::IfMatch(etag.clone())).await.unwrap();
+    assert_ne!(e2.etag.as_deref(), Some(etag.as_str()));
+    assert_eq!(e2.created_date_time_utc, e.created_date_time_utc);
+    assert!(matches!(
+        s.delete_enrollment("DEV-01", Some(&etag)).await,
+        Err(StoreError::EtagMismatch { .. })
+    ));
+    s.delete_enrollment("DEV-01", None).await.unwrap();
+    assert!(s.get_enrollment("dev-01").await.unwrap().is_none());
+    assert!(matches!(s.delete_enrollment("dev-01", None).await, Err(StoreError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn pagination_visits_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    for i in 0..25 {
+        s.put_enrollment(enrollment(&format!("d-{i:02}")), Precondition::Any).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cont = None;
+    loop {
+        let p = s
+            .list_enrollments(PageRequest { continuation: cont, max_items: 10 })
+            .await
+            .unwrap();
+        seen.extend(p.items.into_iter().map(|e| e.registration_id));
+        cont = p.continuation;
+        if cont.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    assert_eq!(seen[0], "d-00");
+    assert_eq!(seen[24], "d-24");
+}
+
+#[tokio::test]
+async fn assignment_is_atomic_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(&dir);
+        let rec = RegistrationRecord {
+            operation_id: "op-1".into(),
+            state: DeviceRegistrationState {
+                registration_id: "dev-01".into(),
+                device_id: Some("dev-01".into()),
+                status: Some("assigned".into()),
+                enrollment_group_id: Some("G1".into()),
+                ..Default::default()
+            },
+        };
+        let dev = DeviceRecord {
+            device: Device { device_id: "dev-01".into(), ..Default::default() },
+            twin: Twin { device_id: "dev-01".into(), ..Default::default() },
+        };
+        s.commit_assignment(Assignment { registration: rec, device: Some(dev) }).await.unwrap();
+    }
+    let s = open(&dir);
+    let r = s.get_registration_by_operation("op-1").await.unwrap().unwrap();
+    assert_eq!(r.state.registration_id, "dev-01");
+    assert!(r.state.etag.is_some());
+    assert!(s.get_device("dev-01").await.unwrap().unwrap().device.etag.is_some());
+    let by_group = s.list_registrations(Some("g1"), PageRequest::default()).await.unwrap();
+    assert_eq!(by_group.items.len(), 1);
+    let other = s.list_registrations(Some("g2"), PageRequest::default()).await.unwrap();
+    assert!(other.items.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_group_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(open(&dir));
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.put_enrollment(enrollment(&format!("c-{i}")), Precondition::MustNotExist).await
+        }));
+    }
+    // one conflicting write must fail alone without rolling back the others
+    let s2 = s.clone();
+    tasks.push(tokio::spawn(async move {
+        s2.put_enrollment(enrollment("c-0"), Precondition::IfMatch("\"x\"".into())).await
+    }));
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 200);
+    let all = s.list_enrollments(PageRequest { continuation: None, max_items: 1000 }).await.unwrap();
+    assert_eq!(all.items.len(), 200);
+}
+
+#[test]
+fn database_file_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let _s = SqliteStore::open(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
