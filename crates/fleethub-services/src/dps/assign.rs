@@ -1,0 +1,293 @@
+//! Registration: choose the hub, create or update the device identity with its initial twin,
+//! record the registration, all in one durable transaction, then answer `assigning`; polls read
+//! the record back as `assigned`.
+
+use super::auth::disabled_reason;
+use super::{Dps, DpsPrincipal, EnrollmentSource, MAX_PAYLOAD_BYTES};
+use crate::DpsError;
+use fleethub_api::{
+    AuthenticationMechanism, Capabilities, Device, DeviceRegistration, DeviceRegistrationState,
+    InitialTwin, ReprovisionPolicy, RegistrationOperationStatus, SymmetricKeyRegistrationResult,
+    Twin, TwinProperties, time::{NEVER, now_utc},
+};
+use fleethub_store::{Assignment, DeviceRecord, RegistrationRecord};
+use serde_json::{Value, json};
+
+/// What the enrollment says about the device to create.
+struct Plan {
+    device_id: String,
+    hub: String,
+    iot_edge: bool,
+    initial_twin: Option<InitialTwin>,
+    reprovision: ReprovisionPolicy,
+    keys: (String, String),
+    group_id: Option<String>,
+}
+
+impl Dps {
+    /// Handles a register request from an authenticated device. The outcome is durable before
+    /// this returns; the answer is always `assigning` with an operation ID to poll.
+    pub async fn register(
+        &self,
+        p: &DpsPrincipal,
+        body: DeviceRegistration,
+    ) -> Result<RegistrationOperationStatus, DpsError> {
+        if let Some(rid) = &body.registration_id
+            && !rid.eq_ignore_ascii_case(&p.registration_id)
+        {
+            return Err(DpsError::bad_request(format!(
+                "registrationId '{rid}' in the body does not match '{}' in the request path/connection",
+                p.registration_id
+            )));
+        }
+        if let Some(payload) = &body.payload {
+            let size = serde_json::to_vec(payload).map(|v| v.len()).unwrap_or(0);
+            if size > MAX_PAYLOAD_BYTES {
+                return Err(DpsError::PayloadTooLarge(format!(
+                    "registration payload is {size} bytes; at most {MAX_PAYLOAD_BYTES} are accepted"
+                )));
+            }
+        }
+        let operation_id = new_operation_id(&self.cfg.id_scope);
+        let previous = self.store.get_registration(&p.registration_id).await?;
+        let now = now_utc();
+        let plan = self.plan(p);
+        let mut state = DeviceRegistrationState {
+            registration_id: p.registration_id.clone(),
+            created_date_time_utc: Some(
+                previous
+                    .as_ref()
+                    .and_then(|r| r.state.created_date_time_utc.clone())
+                    .unwrap_or_else(|| now.clone()),
+            ),
+            last_updated_date_time_utc: Some(now),
+            payload: body.payload.clone(),
+            enrollment_group_id: plan.group_id.clone(),
+            symmetric_key: plan.group_id.as_ref().map(|g| SymmetricKeyRegistrationResult {
+                enrollment_group_id: Some(g.clone()),
+            }),
+            ..Default::default()
+        };
+
+        if let Some(reason) = disabled_reason(&p.source) {
+            tracing::warn!(registration = %p.registration_id, "registration refused: {reason}");
+            state.status = Some("disabled".into());
+            state.error_code = Some(401_003);
+            state.error_message = Some(format!("Registration refused: {reason}"));
+            if let Some(prev) = &previous {
+                state.assigned_hub = prev.state.assigned_hub.clone();
+                state.device_id = prev.state.device_id.clone();
+            }
+            self.store
+                .commit_assignment(Assignment {
+                    registration: RegistrationRecord { state, operation_id: operation_id.clone() },
+                    device: None,
+                })
+                .await?;
+            return Ok(assigning(operation_id, &p.registration_id));
+        }
+
+        let existing = self.store.get_device(&plan.device_id).await?;
+        let was_assigned = previous
+            .as_ref()
+            .is_some_and(|r| r.state.status.as_deref() == Some("assigned"));
+        let (substatus, reset_twin) = match (&previous, was_assigned) {
+            (Some(_), true) if !plan.reprovision.update_hub_assignment => {
+                ("initialAssignment", false)
+            }
+            (Some(_), true) if plan.reprovision.migrate_device_data => ("deviceDataMigrated", false),
+            (Some(_), true) => ("deviceDataReset", true),
+            _ => ("initialAssignment", existing.is_none()),
+        };
+        let hub = match (&previous, plan.reprovision.update_hub_assignment) {
+            (Some(prev), false) if was_assigned => {
+                prev.state.assigned_hub.clone().unwrap_or(plan.hub.clone())
+            }
+            _ => plan.hub.clone(),
+        };
+        let device = build_device(&plan, existing, reset_twin);
+        state.assigned_hub = Some(hub);
+        state.device_id = Some(plan.device_id.clone());
+        state.status = Some("assigned".into());
+        state.substatus = Some(substatus.into());
+        self.store
+            .commit_assignment(Assignment {
+                registration: RegistrationRecord { state, operation_id: operation_id.clone() },
+                device: Some(device),
+            })
+            .await?;
+        tracing::info!(registration = %p.registration_id, device = %plan.device_id, substatus, "device assigned");
+        Ok(assigning(operation_id, &p.registration_id))
+    }
+
+    /// Answers an operation-status poll.
+    pub async fn operation_status(
+        &self,
+        p: &DpsPrincipal,
+        operation_id: &str,
+    ) -> Result<RegistrationOperationStatus, DpsError> {
+        let rec = self.store.get_registration_by_operation(operation_id).await?;
+        let Some(rec) = rec.filter(|r| r.state.registration_id.eq_ignore_ascii_case(&p.registration_id))
+        else {
+            return Err(DpsError::NotFound(format!(
+                "operation '{operation_id}' not found for registration '{}'",
+                p.registration_id
+            )));
+        };
+        let mut state = rec.state;
+        state.enrollment_group_id = None;
+        Ok(RegistrationOperationStatus {
+            operation_id: rec.operation_id,
+            status: state.status.clone().unwrap_or_else(|| "failed".into()),
+            registration_state: Some(state),
+        })
+    }
+
+    fn plan(&self, p: &DpsPrincipal) -> Plan {
+        match &p.source {
+            EnrollmentSource::Individual(e) => Plan {
+                device_id: e
+                    .device_id
+                    .clone()
+                    .filter(|d| !d.is_empty())
+                    .unwrap_or_else(|| e.registration_id.clone()),
+                hub: self.choose_hub(&p.registration_id, &e.iot_hub_host_name, &e.iot_hubs),
+                iot_edge: e.capabilities.as_ref().is_some_and(|c| c.iot_edge),
+                initial_twin: e.initial_twin.clone(),
+                reprovision: e.reprovision_policy.clone().unwrap_or_default(),
+                keys: e
+                    .attestation
+                    .keys()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .unwrap_or_default(),
+                group_id: None,
+            },
+            EnrollmentSource::Group { group, derived_primary, derived_secondary } => Plan {
+                device_id: p.registration_id.clone(),
+                hub: self.choose_hub(&p.registration_id, &group.iot_hub_host_name, &group.iot_hubs),
+                iot_edge: group.capabilities.as_ref().is_some_and(|c| c.iot_edge),
+                initial_twin: group.initial_twin.clone(),
+                reprovision: group.reprovision_policy.clone().unwrap_or_default(),
+                keys: (derived_primary.clone(), derived_secondary.clone()),
+                group_id: Some(group.enrollment_group_id.clone()),
+            },
+        }
+    }
+
+    /// Static hub if the enrollment names a linked one, else a stable hash of the registration
+    /// ID over the candidate hubs ("hashed" allocation).
+    fn choose_hub(&self, reg: &str, fixed: &Option<String>, hubs: &Option<Vec<String>>) -> String {
+        let linked = &self.cfg.linked_hubs;
+        let is_linked = |h: &String| linked.iter().any(|l| l.eq_ignore_ascii_case(h));
+        if let Some(h) = fixed.as_ref().filter(|h| is_linked(h)) {
+            return h.clone();
+        }
+        let candidates: Vec<&String> = match hubs {
+            Some(list) if list.iter().any(is_linked) => list.iter().filter(|h| is_linked(h)).collect(),
+            _ => linked.iter().collect(),
+        };
+        let hash = reg
+            .to_ascii_lowercase()
+            .bytes()
+            .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        candidates
+            .get((hash % candidates.len().max(1) as u64) as usize)
+            .map(|h| (*h).clone())
+            .unwrap_or_default()
+    }
+}
+
+fn assigning(operation_id: String, registration_id: &str) -> RegistrationOperationStatus {
+    RegistrationOperationStatus {
+        operation_id,
+        status: "assigning".into(),
+        registration_state: Some(DeviceRegistrationState {
+            registration_id: registration_id.to_string(),
+            status: Some("assigning".into()),
+            ..Default::default()
+        }),
+    }
+}
+
+/// `5.{scope hash}.{uuid}`, the shape real DPS operation IDs have.
+fn new_operation_id(scope: &str) -> String {
+    let h = scope
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    format!("5.{h:016x}.{}", uuid::Uuid::new_v4())
+}
+
+/// Creates the device record or updates an existing one for this enrollment.
+fn build_device(plan: &Plan, existing: Option<DeviceRecord>, reset_twin: bool) -> DeviceRecord {
+    let now = now_utc();
+    let (mut device, twin) = match existing {
+        Some(rec) => (rec.device, rec.twin),
+        None => (
+            Device {
+                device_id: plan.device_id.clone(),
+                generation_id: Some(generation_id()),
+                connection_state: Some("Disconnected".into()),
+                status: Some("enabled".into()),
+                connection_state_updated_time: Some(NEVER.into()),
+                status_updated_time: Some(NEVER.into()),
+                last_activity_time: Some(NEVER.into()),
+                ..Default::default()
+            },
+            Twin::default(),
+        ),
+    };
+    device.authentication = Some(AuthenticationMechanism::sas(plan.keys.0.clone(), plan.keys.1.clone()));
+    device.capabilities = Some(Capabilities { iot_edge: plan.iot_edge });
+    if plan.iot_edge && device.device_scope.is_none() {
+        device.device_scope = Some(format!(
+            "ms-azure-iot-edge://{}-{}",
+            device.device_id,
+            device.generation_id.clone().unwrap_or_default()
+        ));
+    }
+    let twin = if reset_twin || twin.device_id.is_empty() {
+        initial_twin(&device, plan.initial_twin.as_ref(), &now)
+    } else {
+        twin
+    };
+    DeviceRecord { device, twin }
+}
+
+fn generation_id() -> String {
+    let n = uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000_000_000;
+    format!("{n:018}")
+}
+
+/// A fresh twin carrying the enrollment's initial tags and desired properties.
+fn initial_twin(device: &Device, init: Option<&InitialTwin>, now: &str) -> Twin {
+    let tags = init.and_then(|t| t.tags.clone()).filter(Value::is_object);
+    let mut desired = init
+        .and_then(|t| t.properties.as_ref())
+        .and_then(|p| p.desired.clone())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    let desired_obj = desired.as_object_mut().expect("object");
+    // The initial twin may carry TwinCollection bookkeeping (version, count, metadata): drop it.
+    for k in ["$version", "$metadata", "version", "count", "metadata"] {
+        desired_obj.remove(k);
+    }
+    desired_obj.insert("$metadata".into(), json!({"$lastUpdated": now, "$lastUpdatedVersion": 1}));
+    desired_obj.insert("$version".into(), json!(1));
+    Twin {
+        device_id: device.device_id.clone(),
+        status: device.status.clone(),
+        status_update_time: Some(NEVER.into()),
+        connection_state: Some("Disconnected".into()),
+        last_activity_time: Some(NEVER.into()),
+        authentication_type: Some("sas".into()),
+        version: 1,
+        tags,
+        properties: TwinProperties {
+            desired,
+            reported: json!({"$metadata": {"$lastUpdated": now}, "$version": 1}),
+        },
+        capabilities: device.capabilities.clone(),
+        device_scope: device.device_scope.clone(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,75 @@
+//! The Device Provisioning Service: device authentication, registration/assignment, and the
+//! enrollment / registration-record management behind the service REST API.
+
+mod assign;
+mod auth;
+mod enrollments;
+mod groups_cache;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use crate::AuthFailureLog;
+use fleethub_api::{EnrollmentGroup, IndividualEnrollment};
+use fleethub_store::Store;
+use std::sync::Arc;
+
+pub use auth::{AuthContext, DpsPrincipal};
+pub use validate::MAX_PAYLOAD_BYTES;
+
+/// Settings of the DPS instance.
+#[derive(Debug, Clone)]
+pub struct DpsConfig {
+    /// This instance's ID scope (e.g. `0ne0001A2B3`); compared case-insensitively.
+    pub id_scope: String,
+    /// Host names of the linked hubs; the first one is the default assignment target.
+    pub linked_hubs: Vec<String>,
+    /// Tolerated clock skew when checking token expiry.
+    pub token_skew_secs: u64,
+    /// `retry-after` the device is told to wait before polling.
+    pub retry_after_secs: u32,
+}
+
+/// Where a device's registration rights come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnrollmentSource {
+    Individual(Box<IndividualEnrollment>),
+    /// The group and the device key derived from the group key that the device proved.
+    Group {
+        group: Box<EnrollmentGroup>,
+        derived_primary: String,
+        derived_secondary: String,
+    },
+}
+
+/// The DPS service. Cheap to share (`Arc`).
+pub struct Dps {
+    store: Arc<dyn Store>,
+    cfg: DpsConfig,
+    groups: groups_cache::GroupCache,
+    auth_failures: Arc<AuthFailureLog>,
+}
+
+impl Dps {
+    pub fn new(store: Arc<dyn Store>, cfg: DpsConfig, auth_failures: Arc<AuthFailureLog>) -> Dps {
+        Dps {
+            groups: groups_cache::GroupCache::new(store.clone()),
+            store,
+            cfg,
+            auth_failures,
+        }
+    }
+
+    pub fn config(&self) -> &DpsConfig {
+        &self.cfg
+    }
+
+    pub fn auth_failures(&self) -> &Arc<AuthFailureLog> {
+        &self.auth_failures
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
