@@ -5,11 +5,13 @@
 pub mod auth_log;
 pub mod dps;
 pub mod error;
+pub mod hub;
 pub mod policies;
 
 pub use auth_log::{AuthFailure, AuthFailureLog};
 pub use dps::{AuthContext, Dps, DpsConfig, DpsPrincipal, EnrollmentSource};
 pub use error::DpsError;
+pub use hub::{Hub, HubConfig, HubPrincipal, TelemetryIn};
 pub use policies::{Policy, Right, ServiceAuth, ServiceAuthError};
 
 /// Current unix time in seconds.

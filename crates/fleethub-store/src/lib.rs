@@ -68,6 +68,12 @@ pub trait Store: Send + Sync + 'static {
     /// The outcome of a DPS registration, in one transaction: the device identity (created or
     /// updated) and the registration record. Nothing is written if any part fails.
     async fn commit_assignment(&self, assignment: Assignment) -> Result<RegistrationRecord>;
+
+    // ---- Built-in telemetry endpoint (append-only log)
+    /// Appends messages durably; returns them with their sequence numbers.
+    async fn append_telemetry(&self, messages: Vec<TelemetryMessage>) -> Result<Vec<TelemetryMessage>>;
+    /// Messages with `sequence_number > after`, oldest first.
+    async fn read_telemetry(&self, after: u64, limit: usize) -> Result<Vec<TelemetryMessage>>;
 }
 
 /// Condition on a write.

@@ -2,6 +2,7 @@
 
 use fleethub_api::{Device, DeviceRegistrationState, Twin};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A DPS registration record plus the operation that produced it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,4 +24,40 @@ pub struct Assignment {
     pub registration: RegistrationRecord,
     /// Device to create or replace (`None` when the device is left as it is).
     pub device: Option<DeviceRecord>,
+}
+
+/// A device-to-cloud message as the built-in endpoint keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetryMessage {
+    /// Position in the log; assigned by the store (0 before it is stored).
+    #[serde(default)]
+    pub sequence_number: u64,
+    pub device_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+    pub enqueued_time_utc: String,
+    /// `message-id`, `correlation-id`, `content-type`, `content-encoding`, ...
+    #[serde(default)]
+    pub system_properties: BTreeMap<String, String>,
+    /// Application properties.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    #[serde(with = "body_b64")]
+    pub body: Vec<u8>,
+}
+
+mod body_b64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(b) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => s.serialize_bytes(b),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        Ok(String::deserialize(d)?.into_bytes())
+    }
 }

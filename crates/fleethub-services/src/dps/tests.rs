@@ -1,0 +1,208 @@
+use super::*;
+use crate::{AuthContext, DpsError, unix_now};
+use fleethub_api::{
+    AttestationMechanism, DeviceCapabilities, DeviceRegistration, InitialTwin, InitialTwinProperties,
+};
+use fleethub_core::{keys, sas};
+use fleethub_store::sqlite::SqliteStore;
+use serde_json::json;
+
+const SCOPE: &str = "0ne0000ABCD";
+const HUB: &str = "hub.fleethub.test";
+const CTX: AuthContext<'static> = AuthContext { transport: "test", peer: None };
+
+fn dps(dir: &tempfile::TempDir) -> Dps {
+    let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    Dps::new(
+        store,
+        DpsConfig {
+            id_scope: SCOPE.into(),
+            linked_hubs: vec![HUB.into()],
+            token_skew_secs: 30,
+            retry_after_secs: 1,
+        },
+        Arc::new(AuthFailureLog::new(100)),
+    )
+}
+
+fn token(reg: &str, key: &str) -> String {
+    sas::build_token(&format!("{SCOPE}/registrations/{reg}"), key, unix_now() + 3600, None).unwrap()
+}
+
+fn enrollment(reg: &str, key: &str) -> IndividualEnrollment {
+    IndividualEnrollment {
+        registration_id: reg.into(),
+        attestation: AttestationMechanism::symmetric(key.into(), keys::generate_key()),
+        ..Default::default()
+    }
+}
+
+async fn register(d: &Dps, reg: &str, key: &str) -> Result<fleethub_api::RegistrationOperationStatus, DpsError> {
+    let p = d.authenticate(SCOPE, reg, &token(reg, key), CTX).await?;
+    let op = d.register(&p, DeviceRegistration::default()).await?;
+    assert_eq!(op.status, "assigning");
+    d.operation_status(&p, &op.operation_id).await
+}
+
+#[tokio::test]
+async fn individual_enrollment_assigns_device_with_initial_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dps(&dir);
+    let key = keys::generate_key();
+    let mut e = enrollment("Dev-01", &key);
+    e.device_id = Some("device-one".into());
+    e.capabilities = Some(DeviceCapabilities { iot_edge: true });
+    e.initial_twin = Some(InitialTwin {
+        tags: Some(json!({"environment": "test"})),
+        properties: Some(InitialTwinProperties { desired: Some(json!({"fw": "1.0"})) }),
+    });
+    d.put_enrollment("Dev-01", e, None).await.unwrap();
+
+    let st = register(&d, "dev-01", &key).await.unwrap();
+    assert_eq!(st.status, "assigned");
+    let rs = st.registration_state.unwrap();
+    assert_eq!(rs.assigned_hub.as_deref(), Some(HUB));
+    assert_eq!(rs.device_id.as_deref(), Some("device-one"));
+    assert_eq!(rs.substatus.as_deref(), Some("initialAssignment"));
+
+    let dev = d.store().get_device("device-one").await.unwrap().unwrap();
+    assert!(dev.device.is_edge());
+    assert_eq!(dev.device.authentication.as_ref().unwrap().keys()[0], key);
+    assert_eq!(dev.twin.tags.as_ref().unwrap()["environment"], "test");
+    assert_eq!(dev.twin.properties.desired["fw"], "1.0");
+    assert_eq!(dev.twin.properties.desired["$version"], 1);
+
+    // re-registration is idempotent and says so
+    let again = register(&d, "DEV-01", &key).await.unwrap().registration_state.unwrap();
+    assert_eq!(again.device_id.as_deref(), Some("device-one"));
+    assert_eq!(again.substatus.as_deref(), Some("deviceDataMigrated"));
+    assert_eq!(again.created_date_time_utc, rs.created_date_time_utc);
+}
+
+#[tokio::test]
+async fn secondary_key_works_and_wrong_key_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dps(&dir);
+    let key = keys::generate_key();
+    let e = d.put_enrollment("dev-02", enrollment("dev-02", &key), None).await.unwrap();
+    let secondary = e.attestation.keys().unwrap().1.to_string();
+    assert_eq!(register(&d, "dev-02", &secondary).await.unwrap().status, "assigned");
+    let err = register(&d, "dev-02", &keys::generate_key()).await.unwrap_err();
+    assert!(matches!(err, DpsError::Unauthorized));
+    let logged = d.auth_failures().recent(1);
+    assert!(logged[0].reason.contains("signature mismatch for registration dev-02"), "{:?}", logged[0]);
+    assert!(!logged[0].reason.contains(&key));
+}
+
+#[tokio::test]
+async fn group_enrollment_with_derived_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dps(&dir);
+    let gkey = keys::generate_key();
+    let g = EnrollmentGroup {
+        enrollment_group_id: "grp-1".into(),
+        attestation: AttestationMechanism::symmetric(gkey.clone(), keys::generate_key()),
+        initial_twin: Some(InitialTwin { tags: Some(json!({"environment": "test"})), properties: None }),
+        ..Default::default()
+    };
+    d.put_group("grp-1", g, None).await.unwrap();
+    let dk = keys::derive_device_key(&gkey, "sensor-7").unwrap();
+    let st = register(&d, "sensor-7", &dk).await.unwrap();
+    assert_eq!(st.status, "assigned");
+    let rs = st.registration_state.unwrap();
+    assert_eq!(rs.device_id.as_deref(), Some("sensor-7"));
+    assert_eq!(rs.symmetric_key.unwrap().enrollment_group_id.as_deref(), Some("grp-1"));
+    let dev = d.store().get_device("sensor-7").await.unwrap().unwrap();
+    assert_eq!(dev.device.authentication.unwrap().keys()[0], dk);
+
+    // the group key itself is refused, with a reason that says so
+    assert!(register(&d, "sensor-8", &gkey).await.is_err());
+    assert!(d.auth_failures().recent(1)[0].reason.contains("group key"));
+
+    // records listed per group, and kept when the group is deleted
+    let page = d.query_registrations(Some("GRP-1"), Default::default()).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    d.delete_group("grp-1", None).await.unwrap();
+    assert!(d.get_registration("sensor-7").await.is_ok());
+    // and the group no longer authenticates anyone
+    assert!(register(&d, "sensor-9", &keys::derive_device_key(&gkey, "sensor-9").unwrap()).await.is_err());
+}
+
+#[tokio::test]
+async fn individual_enrollment_wins_over_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dps(&dir);
+    let gkey = keys::generate_key();
+    d.put_group(
+        "grp",
+        EnrollmentGroup {
+            enrollment_group_id: "grp".into(),
+            attestation: AttestationMechanism::symmetric(gkey.clone(), keys::generate_key()),
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let own = keys::generate_key();
+    d.put_enrollment("dev-x", enrollment("dev-x", &own), None).await.unwrap();
+    // the derived group key does not work for a device with its own enrollment
+    let dk = keys::derive_device_key(&gkey, "dev-x").unwrap();
+    assert!(register(&d, "dev-x", &dk).await.is_err());
+    assert_eq!(register(&d, "dev-x", &own).await.unwrap().status, "assigned");
+}
+
+#[tokio::test]
+async fn disabled_enrollment_is_not_assigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dps(&dir);
+    let key = keys::generate_key();
+    let mut e = enrollment("dev-off", &key);
+    e.provisioning_status = Some("disabled".into());
+    d.put_enrollment("dev-off", e, None).await.unwrap();
+    let st = register(&d, "dev-off", &key).await.unwrap();
+    assert_eq!(st.status, "disabled");
+    assert!(d.store().get_device("dev-off").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn bad_ids_scopes_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dps(&dir);
+    let key = keys::generate_key();
+    d.put_enrollment("dev-03", enrollment("dev-03", &key), None).await.unwrap();
+    let e = d.authenticate(SCOPE, "bad!id~x", "x", CTX).await.unwrap_err();
+    assert_eq!(e.status(), 400);
+    let e = d.authenticate("0ne00BADBAD", "dev-03", &token("dev-03", &key), CTX).await.unwrap_err();
+    assert_eq!(e.status(), 401);
+    assert!(d.auth_failures().recent(1)[0].reason.contains("unknown ID scope"));
+    let expired = sas::build_token(&format!("{SCOPE}/registrations/dev-03"), &key, unix_now() - 100, None).unwrap();
+    assert!(d.authenticate(SCOPE, "dev-03", &expired, CTX).await.is_err());
+    assert!(d.auth_failures().recent(1)[0].reason.contains("expired"));
+    let other = sas::build_token(&format!("{SCOPE}/registrations/dev-04"), &key, unix_now() + 60, None).unwrap();
+    assert!(d.authenticate(SCOPE, "dev-03", &other, CTX).await.is_err());
+    assert!(d.auth_failures().recent(1)[0].reason.contains("dev-04"));
+    assert!(d.authenticate(SCOPE, "dev-03", "garbage", CTX).await.is_err());
+}
+
+#[tokio::test]
+async fn enrollment_validation_errors_are_specific() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dps(&dir);
+    let mut e = enrollment("dev-05", "not base64!");
+    let err = d.put_enrollment("dev-05", e.clone(), None).await.unwrap_err();
+    assert!(err.to_string().contains("primaryKey"), "{err}");
+    e.attestation = AttestationMechanism { kind: "tpm".into(), ..Default::default() };
+    assert!(d.put_enrollment("dev-05", e.clone(), None).await.unwrap_err().to_string().contains("tpm"));
+    // empty keys are generated
+    e.attestation = AttestationMechanism { kind: "symmetricKey".into(), ..Default::default() };
+    let saved = d.put_enrollment("dev-05", e.clone(), None).await.unwrap();
+    let (p, s) = saved.attestation.keys().unwrap();
+    assert!(keys::decode_key(p).is_ok() && keys::decode_key(s).is_ok() && p != s);
+    assert_eq!(saved.provisioning_status.as_deref(), Some("enabled"));
+    // body/path mismatch
+    assert_eq!(d.put_enrollment("other", e, None).await.unwrap_err().status(), 400);
+    // etag
+    let stale = Some("\"stale\"");
+    assert_eq!(d.put_enrollment("dev-05", saved.clone(), stale).await.unwrap_err().status(), 412);
+}

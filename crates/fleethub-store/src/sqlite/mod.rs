@@ -7,7 +7,7 @@ mod schema;
 
 use crate::{
     Assignment, DeviceRecord, Page, PageRequest, Precondition, RegistrationRecord, Result, Store,
-    StoreError, etag_matches,
+    StoreError, TelemetryMessage, etag_matches,
 };
 use async_trait::async_trait;
 use docs::{check, decode, encode, get_doc, get_row, new_etag, upsert};
@@ -403,6 +403,67 @@ impl Store for SqliteStore {
                     params![key, group, rec.operation_id, rec.state.etag, encode(&rec.state)?],
                 )?;
                 Ok(rec)
+            })
+            .await
+    }
+
+    async fn append_telemetry(&self, messages: Vec<TelemetryMessage>) -> Result<Vec<TelemetryMessage>> {
+        self.pool
+            .write(move |c| {
+                let mut out = Vec::with_capacity(messages.len());
+                let mut stmt = c.prepare_cached(
+                    "INSERT INTO telemetry (device_id, module_id, enqueued_utc, system_properties, properties, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for mut m in messages {
+                    stmt.execute(params![
+                        m.device_id,
+                        m.module_id,
+                        m.enqueued_time_utc,
+                        encode(&m.system_properties)?,
+                        encode(&m.properties)?,
+                        m.body,
+                    ])?;
+                    m.sequence_number = c.last_insert_rowid() as u64;
+                    out.push(m);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn read_telemetry(&self, after: u64, limit: usize) -> Result<Vec<TelemetryMessage>> {
+        self.pool
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, device_id, module_id, enqueued_utc, system_properties, properties, body
+                     FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![after as i64, limit.min(10_000) as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, Vec<u8>>(6)?,
+                    ))
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (seq, device_id, module_id, enq, sys, props, body) = row?;
+                    out.push(TelemetryMessage {
+                        sequence_number: seq as u64,
+                        system_properties: decode("telemetry", &seq.to_string(), &sys)?,
+                        properties: decode("telemetry", &seq.to_string(), &props)?,
+                        device_id,
+                        module_id,
+                        enqueued_time_utc: enq,
+                        body,
+                    });
+                }
+                Ok(out)
             })
             .await
     }

@@ -15,6 +15,15 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX registrations_by_operation ON registrations(operation_id);
      CREATE TABLE devices (device_id TEXT PRIMARY KEY, etag TEXT NOT NULL, doc TEXT NOT NULL);
      CREATE TABLE twins (device_id TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE, doc TEXT NOT NULL);",
+    // 2: the built-in telemetry endpoint, an append-only log
+    "CREATE TABLE telemetry (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id TEXT NOT NULL,
+        module_id TEXT,
+        enqueued_utc TEXT NOT NULL,
+        system_properties TEXT NOT NULL,
+        properties TEXT NOT NULL,
+        body BLOB NOT NULL);",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

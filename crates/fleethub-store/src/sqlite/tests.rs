@@ -135,3 +135,27 @@ fn database_file_is_owner_only() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[tokio::test]
+async fn telemetry_log_appends_in_order_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = |i: u8| TelemetryMessage {
+        sequence_number: 0,
+        device_id: "d1".into(),
+        module_id: None,
+        enqueued_time_utc: "2024-01-01T00:00:00Z".into(),
+        system_properties: [("message-id".to_string(), format!("m{i}"))].into(),
+        properties: Default::default(),
+        body: vec![i, 0xff],
+    };
+    {
+        let s = open(&dir);
+        let stored = s.append_telemetry(vec![msg(1), msg(2)]).await.unwrap();
+        assert!(stored[0].sequence_number < stored[1].sequence_number);
+    }
+    let s = open(&dir);
+    let all = s.read_telemetry(0, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].body, vec![2, 0xff]);
+    assert_eq!(s.read_telemetry(all[0].sequence_number, 10).await.unwrap().len(), 1);
+}

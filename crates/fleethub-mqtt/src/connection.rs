@@ -1,0 +1,237 @@
+//! One task per MQTT connection: wait for CONNECT, authenticate, answer CONNACK, then read
+//! packets until the client leaves, misbehaves or goes silent past its keep-alive.
+
+use crate::Gateway;
+use crate::dps_session::DpsSession;
+use crate::hub_session::HubSession;
+use crate::topics::{ConnectTarget, parse_username};
+use bytes::BytesMut;
+use fleethub_mqtt_codec::{self as codec, ConnAck, ConnectReturnCode, Packet};
+use fleethub_services::{AuthContext, DpsError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Why a connection ended (for logs).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("no CONNECT within {0} s")]
+    ConnectTimeout(u64),
+    #[error("keep-alive expired (no packet for {0} s)")]
+    KeepAlive(u64),
+    #[error("connection refused: {0:?}")]
+    Refused(ConnectReturnCode),
+}
+
+impl From<codec::CodecError> for ConnectionError {
+    fn from(e: codec::CodecError) -> Self {
+        ConnectionError::Protocol(e.to_string())
+    }
+}
+
+/// Reads from the transport into `buf` until one packet decodes.
+pub(crate) struct PacketReader<R> {
+    rd: R,
+    buf: BytesMut,
+    max: usize,
+}
+
+impl<R: AsyncRead + Unpin> PacketReader<R> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Packet>, ConnectionError> {
+        loop {
+            if let Some(p) = codec::decode(&mut self.buf, self.max)? {
+                return Ok(Some(p));
+            }
+            if self.rd.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ConnectionError::Protocol("connection closed inside a packet".into()))
+                };
+            }
+        }
+    }
+}
+
+/// Buffered packet writer.
+pub(crate) struct PacketWriter<W> {
+    wr: W,
+    buf: BytesMut,
+}
+
+impl<W: AsyncWrite + Unpin> PacketWriter<W> {
+    pub(crate) fn push(&mut self, p: &Packet) -> Result<(), ConnectionError> {
+        codec::encode(p, &mut self.buf)?;
+        Ok(())
+    }
+
+    pub(crate) async fn flush(&mut self) -> Result<(), ConnectionError> {
+        if !self.buf.is_empty() {
+            self.wr.write_all(&self.buf).await?;
+            self.buf.clear();
+            self.wr.flush().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves one client connection to completion. `transport` names it in logs (`mqtt`, `mqtt-ws`).
+pub async fn serve_connection<S>(gw: Arc<Gateway>, stream: S, peer: String, transport: &'static str)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    match run(&gw, stream, &peer, transport).await {
+        Ok(()) => tracing::debug!(peer, transport, "mqtt connection closed"),
+        Err(ConnectionError::Io(e)) => tracing::debug!(peer, transport, "mqtt connection ended: {e}"),
+        Err(e) => tracing::info!(peer, transport, "mqtt connection closed: {e}"),
+    }
+}
+
+async fn run<S>(gw: &Gateway, stream: S, peer: &str, transport: &'static str) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    let mut reader = PacketReader { rd, buf: BytesMut::with_capacity(2048), max: gw.cfg.max_packet_bytes };
+    let mut writer = PacketWriter { wr, buf: BytesMut::with_capacity(2048) };
+
+    let first = tokio::time::timeout(Duration::from_secs(gw.cfg.connect_timeout_secs), reader.next())
+        .await
+        .map_err(|_| ConnectionError::ConnectTimeout(gw.cfg.connect_timeout_secs))??;
+    let connect = match first {
+        Some(Packet::Connect(c)) => c,
+        Some(other) => {
+            return Err(ConnectionError::Protocol(format!("first packet was {}, not CONNECT", other.name())));
+        }
+        None => return Ok(()),
+    };
+    let refuse = |code| Packet::ConnAck(ConnAck { session_present: false, code });
+    if connect.protocol_level != 4 && connect.protocol_level != 3 {
+        writer.push(&refuse(ConnectReturnCode::UnacceptableProtocolVersion))?;
+        writer.flush().await?;
+        return Err(ConnectionError::Refused(ConnectReturnCode::UnacceptableProtocolVersion));
+    }
+    let username = connect.username.clone().unwrap_or_default();
+    let password = connect.password.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+    let keep_alive = connect.keep_alive as u64;
+    let idle = if keep_alive == 0 { gw.cfg.idle_timeout_secs } else { (keep_alive * 3).div_ceil(2).min(1767) };
+
+    match parse_username(&username) {
+        Some(ConnectTarget::Dps { id_scope, registration_id }) => {
+            if !connect.client_id.is_empty() && !connect.client_id.eq_ignore_ascii_case(&registration_id) {
+                gw.dps.auth_failures().record(
+                    "dps",
+                    transport,
+                    &registration_id,
+                    Some(peer.to_string()),
+                    &format!("client ID '{}' differs from the registration ID in the user name", connect.client_id),
+                );
+                writer.push(&refuse(ConnectReturnCode::IdentifierRejected))?;
+                writer.flush().await?;
+                return Err(ConnectionError::Refused(ConnectReturnCode::IdentifierRejected));
+            }
+            let ctx = AuthContext { transport, peer: Some(peer) };
+            let principal = match gw.dps.authenticate(&id_scope, &registration_id, &password, ctx).await {
+                Ok(p) => Ok(p),
+                // A malformed registration ID is answered with a 400 on the register topic,
+                // where the device can see it; a CONNACK could only say "refused".
+                Err(e @ DpsError::BadRequest { .. }) => Err(e),
+                Err(_) => {
+                    writer.push(&refuse(ConnectReturnCode::NotAuthorized))?;
+                    writer.flush().await?;
+                    return Err(ConnectionError::Refused(ConnectReturnCode::NotAuthorized));
+                }
+            };
+            writer.push(&Packet::ConnAck(ConnAck { session_present: false, code: ConnectReturnCode::Accepted }))?;
+            writer.flush().await?;
+            tracing::debug!(peer, transport, registration = %registration_id, "dps mqtt session started");
+            let mut session = DpsSession::new(gw, principal, registration_id);
+            loop {
+                let pkt = tokio::time::timeout(Duration::from_secs(idle), reader.next())
+                    .await
+                    .map_err(|_| ConnectionError::KeepAlive(idle))??;
+                let Some(pkt) = pkt else { return Ok(()) };
+                if !session.handle(pkt, &mut writer).await? {
+                    writer.flush().await?;
+                    return Ok(());
+                }
+                writer.flush().await?;
+            }
+        }
+        Some(ConnectTarget::Hub { host, device_id, module_id }) => {
+            let identity = match &module_id {
+                Some(m) => format!("{device_id}/{m}"),
+                None => device_id.clone(),
+            };
+            let record = |reason: String| {
+                gw.hub.auth_failures().record("hub", transport, &identity, Some(peer.to_string()), &reason);
+            };
+            if !host.eq_ignore_ascii_case(&gw.hub.config().host) {
+                record(format!("user name names hub '{host}', this hub is '{}'", gw.hub.config().host));
+                writer.push(&refuse(ConnectReturnCode::NotAuthorized))?;
+                writer.flush().await?;
+                return Err(ConnectionError::Refused(ConnectReturnCode::NotAuthorized));
+            }
+            if connect.client_id != identity {
+                record(format!("client ID '{}' must be '{identity}' (the device/module ID of the user name)", connect.client_id));
+                writer.push(&refuse(ConnectReturnCode::IdentifierRejected))?;
+                writer.flush().await?;
+                return Err(ConnectionError::Refused(ConnectReturnCode::IdentifierRejected));
+            }
+            let ctx = AuthContext { transport, peer: Some(peer) };
+            let principal = match gw.hub.authenticate_device(&device_id, module_id.as_deref(), &password, ctx).await {
+                Ok(p) => p,
+                Err(_) => {
+                    writer.push(&refuse(ConnectReturnCode::NotAuthorized))?;
+                    writer.flush().await?;
+                    return Err(ConnectionError::Refused(ConnectReturnCode::NotAuthorized));
+                }
+            };
+            let mut live = gw.live.register(&identity);
+            writer.push(&Packet::ConnAck(ConnAck { session_present: false, code: ConnectReturnCode::Accepted }))?;
+            writer.flush().await?;
+            tracing::info!(peer, transport, identity, "device connected");
+            let expires_in = principal.token_expiry.saturating_sub(fleethub_services::unix_now()) + gw.hub.config().token_skew_secs;
+            let token_deadline = tokio::time::sleep(Duration::from_secs(expires_in));
+            tokio::pin!(token_deadline);
+            let mut session = HubSession::new(gw, principal);
+            loop {
+                let pkt = tokio::select! {
+                    r = tokio::time::timeout(Duration::from_secs(idle), reader.next()) => {
+                        r.map_err(|_| ConnectionError::KeepAlive(idle))??
+                    }
+                    _ = &mut live.taken_over => {
+                        return Err(ConnectionError::Protocol(format!("{identity}: another connection with the same identity took over")));
+                    }
+                    _ = &mut token_deadline => {
+                        return Err(ConnectionError::Protocol(format!("{identity}: SAS token expired; the device must reconnect with a new one")));
+                    }
+                };
+                let Some(pkt) = pkt else { return Ok(()) };
+                if !session.handle(pkt, &mut writer).await? {
+                    writer.flush().await?;
+                    return Ok(());
+                }
+                writer.flush().await?;
+            }
+        }
+        None => {
+            gw.dps.auth_failures().record(
+                "mqtt",
+                transport,
+                &connect.client_id,
+                Some(peer.to_string()),
+                &format!(
+                    "user name '{username}' is neither a DPS ('{{idScope}}/registrations/{{registrationId}}/api-version=...') nor a hub ('{{host}}/{{deviceId}}/?api-version=...') user name"
+                ),
+            );
+            writer.push(&refuse(ConnectReturnCode::BadUserNamePassword))?;
+            writer.flush().await?;
+            Err(ConnectionError::Refused(ConnectReturnCode::BadUserNamePassword))
+        }
+    }
+}

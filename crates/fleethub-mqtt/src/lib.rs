@@ -1,0 +1,54 @@
+//! The MQTT gateway. One connection task per client ([`connection`]), which authenticates the
+//! CONNECT and then hands packets to the DPS session ([`dps_session`]); topic strings are parsed
+//! by pure functions ([`topics`]). The same task serves MQTT over TLS and, through
+//! [`websocket`], MQTT over WebSocket.
+
+pub mod connection;
+mod dps_session;
+mod hub_session;
+mod live;
+pub mod topics;
+pub mod websocket;
+
+use fleethub_services::{Dps, Hub};
+use std::sync::Arc;
+
+/// Gateway settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Largest packet accepted (remaining length), bytes.
+    pub max_packet_bytes: usize,
+    /// Time a client has to send CONNECT after the transport is up.
+    pub connect_timeout_secs: u64,
+    /// Idle limit for clients that ask for no keep-alive (DPS clients are short-lived).
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            max_packet_bytes: 256 * 1024 + 4096,
+            connect_timeout_secs: 30,
+            idle_timeout_secs: 300,
+        }
+    }
+}
+
+/// Shared state of all MQTT connections.
+pub struct Gateway {
+    pub dps: Arc<Dps>,
+    pub hub: Arc<Hub>,
+    pub cfg: GatewayConfig,
+    pub(crate) live: live::LiveConnections,
+}
+
+impl Gateway {
+    pub fn new(dps: Arc<Dps>, hub: Arc<Hub>, cfg: GatewayConfig) -> Arc<Gateway> {
+        Arc::new(Gateway { dps, hub, cfg, live: Default::default() })
+    }
+
+    /// Number of hub device connections currently open.
+    pub fn connected_devices(&self) -> usize {
+        self.live.len()
+    }
+}

@@ -1,0 +1,232 @@
+//! `fleethub serve`: opens the data directory, builds the services and runs the listeners.
+
+use crate::certs::{self, TlsFiles};
+use crate::config::Config;
+use crate::identity;
+use crate::info::ServerInfo;
+use anyhow::{Context, Result};
+use axum::extract::{ConnectInfo, WebSocketUpgrade};
+use fleethub_http::HttpState;
+use fleethub_mqtt::{Gateway, GatewayConfig, websocket};
+use fleethub_services::{AuthFailureLog, Dps, DpsConfig, Hub, HubConfig, ServiceAuth};
+use fleethub_store::{Store, sqlite::SqliteStore};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a running server is made of.
+pub struct Server {
+    pub info: ServerInfo,
+    pub dps: Arc<Dps>,
+    pub hub: Arc<Hub>,
+    pub tls: TlsAcceptor,
+    pub gateway: Arc<Gateway>,
+    pub router: axum::Router,
+    pub cfg: Config,
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict permissions of {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Opens (or initialises) the data directory and builds the services. No sockets yet.
+pub async fn build(cfg: Config) -> Result<Server> {
+    cfg.validate()?;
+    create_private_dir(&cfg.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir.join("store.db"))?);
+    let ident = identity::load_or_init(store.as_ref()).await?;
+
+    let tls_files = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => TlsFiles { ca_cert: None, cert_chain: cert.clone(), key: key.clone() },
+        _ => {
+            let mut names = vec![cfg.dps_hostname.clone(), cfg.hub_hostname.clone()];
+            names.extend(cfg.extra_sans.iter().cloned());
+            certs::ensure_dev_pki(&cfg.data_dir.join("certs"), &names)?
+        }
+    };
+    let tls = TlsAcceptor::from(crate::tls::server_config(&tls_files.cert_chain, &tls_files.key)?);
+
+    let auth_log = Arc::new(AuthFailureLog::new(1000));
+    let dps = Arc::new(Dps::new(
+        store.clone(),
+        DpsConfig {
+            id_scope: ident.id_scope.clone(),
+            linked_hubs: vec![cfg.hub_hostname.clone()],
+            token_skew_secs: cfg.token_skew_secs,
+            retry_after_secs: cfg.dps_retry_after_secs,
+        },
+        auth_log.clone(),
+    ));
+    let hub = Arc::new(Hub::new(
+        store.clone(),
+        HubConfig { host: cfg.hub_hostname.clone(), token_skew_secs: cfg.token_skew_secs },
+        ident.hub_policies.clone(),
+        auth_log.clone(),
+    ));
+    let dps_auth = Arc::new(ServiceAuth::new("dps-service", cfg.dps_hostname.clone(), ident.dps_policies, auth_log.clone()));
+    let hub_auth = Arc::new(ServiceAuth::new("hub-service", cfg.hub_hostname.clone(), ident.hub_policies, auth_log.clone()));
+
+    let info = ServerInfo {
+        id_scope: ident.id_scope,
+        dps_host: cfg.dps_hostname.clone(),
+        hub_host: cfg.hub_hostname.clone(),
+        ca_cert_path: tls_files
+            .ca_cert
+            .as_ref()
+            .map(|p| std::path::absolute(p).unwrap_or(p.clone()).display().to_string())
+            .unwrap_or_default(),
+        mqtt_port: cfg.mqtt_port,
+        https_port: cfg.https_port,
+        dps_service_connection_string: dps_auth.connection_string("provisioningserviceowner").unwrap_or_default(),
+        hub_service_connection_string: hub_auth.connection_string("iothubowner").unwrap_or_default(),
+    };
+
+    let gateway = Gateway::new(
+        dps.clone(),
+        hub.clone(),
+        GatewayConfig { max_packet_bytes: cfg.max_mqtt_packet_bytes, ..Default::default() },
+    );
+    let ws_gateway = gateway.clone();
+    let router = fleethub_http::router(HttpState {
+        dps: dps.clone(),
+        dps_service_auth: dps_auth,
+        hub_service_auth: hub_auth,
+        auth_failures: auth_log,
+    })
+    .route(
+        websocket::WEBSOCKET_PATH,
+        axum::routing::get(move |ws: WebSocketUpgrade, ConnectInfo(peer): ConnectInfo<SocketAddr>| {
+            let gw = ws_gateway.clone();
+            async move {
+                ws.protocols(websocket::SUBPROTOCOLS)
+                    .on_upgrade(move |socket| websocket::serve_websocket(gw, socket, peer.to_string()))
+            }
+        }),
+    );
+    Ok(Server { info, dps, hub, tls, gateway, router, cfg })
+}
+
+/// Binds both listeners and serves until the process is stopped.
+pub async fn run(server: Server) -> Result<()> {
+    let cfg = &server.cfg;
+    let mqtt = bind(&cfg.bind, cfg.mqtt_port, "MQTT/TLS").await?;
+    let https = bind(&cfg.bind, cfg.https_port, "HTTPS").await?;
+    server.info.write(&cfg.data_dir)?;
+    println!("{}", server.info.banner());
+    let limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    let mqtt_task = tokio::spawn(accept_mqtt(mqtt, server.tls.clone(), server.gateway.clone(), limit.clone()));
+    let https_task = tokio::spawn(accept_https(https, server.tls.clone(), server.router.clone(), limit));
+    tokio::select! {
+        r = mqtt_task => r.context("MQTT listener stopped")?,
+        r = https_task => r.context("HTTPS listener stopped")?,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+async fn bind(host: &str, port: u16, what: &str) -> Result<TcpListener> {
+    TcpListener::bind((host, port)).await.with_context(|| {
+        let hint = if port < 1024 {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE: run as root, or `sudo setcap cap_net_bind_service=+ep $(which fleethub)`)"
+        } else {
+            " (is another server already listening there?)"
+        };
+        format!("cannot listen for {what} on {host}:{port}{hint}")
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn accept_mqtt(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    gw: Arc<Gateway>,
+    limit: Arc<tokio::sync::Semaphore>,
+) -> Result<()> {
+    loop {
+        let permit = limit.clone().acquire_owned().await?;
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (tls, gw) = (tls.clone(), gw.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                Ok(Ok(stream)) => fleethub_mqtt::connection::serve_connection(gw, stream, peer.to_string(), "mqtt").await,
+                Ok(Err(e)) => tracing::debug!(%peer, "MQTT TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!(%peer, "MQTT TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+async fn accept_https(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    router: axum::Router,
+    limit: Arc<tokio::sync::Semaphore>,
+) -> Result<()> {
+    loop {
+        let permit = limit.clone().acquire_owned().await?;
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (tls, router) = (tls.clone(), router.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(%peer, "HTTPS TLS handshake failed: {e}"),
+                Err(_) => return tracing::debug!(%peer, "HTTPS TLS handshake timed out"),
+            };
+            let svc = router.layer(axum::Extension(ConnectInfo(peer)));
+            let svc = hyper_util::service::TowerToHyperService::new(svc);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
+                .await
+            {
+                tracing::debug!(%peer, "HTTPS connection ended: {e}");
+            }
+        });
+    }
+}

@@ -1,0 +1,148 @@
+//! Server configuration: defaults <- TOML file <- environment (`FLEETHUB_*`) <- flags.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The effective configuration of `fleethub serve` (`fleethub config show` prints it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default, rename_all = "snake_case")]
+pub struct Config {
+    /// Directory with the store, certificates and server-info.json.
+    pub data_dir: PathBuf,
+    /// Address the listeners bind to.
+    pub bind: String,
+    /// MQTT over TLS (the SDKs dial 8883).
+    pub mqtt_port: u16,
+    /// HTTPS + MQTT over WebSocket (the SDKs dial 443).
+    pub https_port: u16,
+    /// Host name devices use for DPS (certificate SAN, service connection string HostName).
+    pub dps_hostname: String,
+    /// Host name of the hub (assignment target, certificate SAN). The C SDK needs a dot in it.
+    pub hub_hostname: String,
+    /// Extra names/IPs for the generated server certificate.
+    pub extra_sans: Vec<String>,
+    /// User-supplied server certificate chain (PEM) and key; when unset a development CA
+    /// in the data directory issues one.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Tolerated clock skew for SAS token expiry, seconds.
+    pub token_skew_secs: u64,
+    /// `retry-after` given to provisioning devices, seconds.
+    pub dps_retry_after_secs: u32,
+    /// Largest MQTT packet accepted, bytes.
+    pub max_mqtt_packet_bytes: usize,
+    /// Most concurrent connections per listener.
+    pub max_connections: usize,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info,fleethub_mqtt=debug`.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./fleethub-data"),
+            bind: "0.0.0.0".into(),
+            mqtt_port: 8883,
+            https_port: 443,
+            dps_hostname: "localhost".into(),
+            hub_hostname: "localhost".into(),
+            extra_sans: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            token_skew_secs: 30,
+            dps_retry_after_secs: 1,
+            max_mqtt_packet_bytes: 256 * 1024 + 4096,
+            max_connections: 18_000,
+            log: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are errors that name the key and line.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    }
+
+    /// Applies `FLEETHUB_*` environment variables.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        macro_rules! env_set {
+            ($name:literal, $field:ident, parse) => {
+                if let Some(v) = get($name) {
+                    self.$field = v.parse().map_err(|e| anyhow::anyhow!("{}={v:?}: {e}", $name))?;
+                }
+            };
+            ($name:literal, $field:ident) => {
+                if let Some(v) = get($name) {
+                    self.$field = v.into();
+                }
+            };
+        }
+        env_set!("FLEETHUB_DATA_DIR", data_dir);
+        env_set!("FLEETHUB_BIND", bind);
+        env_set!("FLEETHUB_MQTT_PORT", mqtt_port, parse);
+        env_set!("FLEETHUB_HTTPS_PORT", https_port, parse);
+        env_set!("FLEETHUB_DPS_HOSTNAME", dps_hostname);
+        env_set!("FLEETHUB_HUB_HOSTNAME", hub_hostname);
+        env_set!("FLEETHUB_LOG", log);
+        if let Some(v) = get("FLEETHUB_TLS_CERT") {
+            self.tls_cert = Some(v.into());
+        }
+        if let Some(v) = get("FLEETHUB_TLS_KEY") {
+            self.tls_key = Some(v.into());
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        for (name, host) in [("dps_hostname", &self.dps_hostname), ("hub_hostname", &self.hub_hostname)] {
+            if host.is_empty() || host.contains(['/', ':', ' ', ';']) {
+                bail!("{name} '{host}' is not a host name: give a name like hub.fleethub.local (no scheme, port or path)");
+            }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("tls_cert and tls_key must be given together (PEM certificate chain and its private key)");
+        }
+        if self.mqtt_port == self.https_port && self.mqtt_port != 0 {
+            bail!("mqtt_port and https_port are both {}: use two ports (8883 and 443)", self.mqtt_port);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_with_unknown_key_is_rejected_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "mqtt_port = 1883\nhub_hostnme = \"x\"\n").unwrap();
+        let e = Config::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("hub_hostnme"), "{e}");
+    }
+
+    #[test]
+    fn layering() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "mqtt_port = 18883\nhub_hostname = \"hub.fleethub.local\"\n").unwrap();
+        let mut c = Config::from_file(&p).unwrap();
+        assert_eq!(c.https_port, 443);
+        c.apply_env(|k| (k == "FLEETHUB_HTTPS_PORT").then(|| "8443".to_string())).unwrap();
+        assert_eq!((c.mqtt_port, c.https_port), (18883, 8443));
+        assert_eq!(c.hub_hostname, "hub.fleethub.local");
+        c.validate().unwrap();
+        assert!(c.apply_env(|k| (k == "FLEETHUB_MQTT_PORT").then(|| "x".to_string())).is_err());
+    }
+
+    #[test]
+    fn bad_hostname() {
+        let c = Config { hub_hostname: "https://hub".into(), ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("hub_hostname"));
+    }
+}

@@ -1,0 +1,9 @@
+//! The `fleethub` server: configuration, data directory, development PKI, listeners.
+//! `main.rs` is the command line on top of it.
+
+pub mod app;
+pub mod certs;
+pub mod config;
+pub mod identity;
+pub mod info;
+pub mod tls;

@@ -1,0 +1,81 @@
+//! Device and module authentication on the hub's device plane: a SAS token for
+//! `{hubHost}/devices/{deviceId}[/modules/{moduleId}]` signed with the device's primary or
+//! secondary key, or with a hub policy key that grants DeviceConnect (Node SDK with a
+//! `SharedAccessKeyName` connection string).
+
+use super::Hub;
+use crate::policies::Right;
+use crate::{AuthContext, DpsError, unix_now};
+use fleethub_core::sas;
+
+/// An authenticated device (or module) connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubPrincipal {
+    pub device_id: String,
+    pub module_id: Option<String>,
+    /// Unix time the token stops being valid (connections end then).
+    pub token_expiry: u64,
+}
+
+impl Hub {
+    /// Authenticates a device-plane connection. Errors are `Unauthorized` (reason in the
+    /// auth-failure log).
+    pub async fn authenticate_device(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        token: &str,
+        ctx: AuthContext<'_>,
+    ) -> Result<HubPrincipal, DpsError> {
+        let identity = match module_id {
+            Some(m) => format!("{device_id}/{m}"),
+            None => device_id.to_string(),
+        };
+        let fail = |reason: String| {
+            self.auth_failures.record("hub", ctx.transport, &identity, ctx.peer.map(str::to_string), &reason);
+            DpsError::Unauthorized
+        };
+        let token = sas::SasToken::parse(token).map_err(|e| fail(format!("malformed SAS token: {e}")))?;
+        token.check_expiry(unix_now(), self.cfg.token_skew_secs).map_err(|e| fail(e.to_string()))?;
+        let resource = match module_id {
+            Some(m) => format!("{}/devices/{device_id}/modules/{m}", self.cfg.host),
+            None => format!("{}/devices/{device_id}", self.cfg.host),
+        };
+        if !token.covers(&resource) {
+            return Err(fail(format!(
+                "signature mismatch for device {identity}: {}",
+                sas::describe_resource_mismatch(&token, &resource)
+            )));
+        }
+        let Some(rec) = self.store.get_device(device_id).await? else {
+            return Err(fail(format!("device '{device_id}' is not in the registry (device IDs are case-sensitive)")));
+        };
+        if !rec.device.enabled() {
+            return Err(fail(format!("device '{device_id}' is disabled")));
+        }
+        let verify = |k: &str| token.verify_signature(k).unwrap_or(false);
+        let ok = match token.skn.as_deref() {
+            Some(policy) => self
+                .policies
+                .iter()
+                .find(|p| p.key_name.eq_ignore_ascii_case(policy))
+                .filter(|p| p.rights.contains(&Right::DeviceConnect))
+                .is_some_and(|p| verify(&p.primary_key) || verify(&p.secondary_key)),
+            None if module_id.is_some() => false,
+            None => rec.device.authentication.as_ref().is_some_and(|a| a.keys().into_iter().any(verify)),
+        };
+        if !ok {
+            let why = match (token.skn.as_deref(), module_id) {
+                (Some(p), _) => format!("the token names policy '{p}', which does not exist, lacks DeviceConnect, or did not sign it"),
+                (None, Some(_)) => "module identities are not supported by this build yet".to_string(),
+                (None, None) => "the token is not signed with the device's primary or secondary key".to_string(),
+            };
+            return Err(fail(format!("signature mismatch for device {identity}: {why}")));
+        }
+        Ok(HubPrincipal {
+            device_id: device_id.to_string(),
+            module_id: module_id.map(str::to_string),
+            token_expiry: token.expiry,
+        })
+    }
+}

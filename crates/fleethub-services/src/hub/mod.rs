@@ -1,0 +1,52 @@
+//! The IoT hub: device authentication on the device plane and the built-in telemetry
+//! endpoint. (Twins, methods and C2D build on this.)
+
+mod auth;
+mod telemetry;
+
+pub use auth::HubPrincipal;
+pub use telemetry::{MAX_TELEMETRY_BYTES, TelemetryIn};
+
+use crate::{AuthFailureLog, Policy};
+use fleethub_store::Store;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// The hub's host name: device tokens are signed for `{host}/devices/{id}`.
+    pub host: String,
+    pub token_skew_secs: u64,
+}
+
+pub struct Hub {
+    store: Arc<dyn Store>,
+    cfg: HubConfig,
+    policies: Vec<Policy>,
+    auth_failures: Arc<AuthFailureLog>,
+    telemetry_tx: tokio::sync::broadcast::Sender<Arc<fleethub_store::TelemetryMessage>>,
+}
+
+impl Hub {
+    pub fn new(store: Arc<dyn Store>, cfg: HubConfig, policies: Vec<Policy>, auth_failures: Arc<AuthFailureLog>) -> Hub {
+        let (telemetry_tx, _) = tokio::sync::broadcast::channel(4096);
+        Hub { store, cfg, policies, auth_failures, telemetry_tx }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.cfg
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn auth_failures(&self) -> &Arc<AuthFailureLog> {
+        &self.auth_failures
+    }
+
+    /// Live feed of stored telemetry (for `monitor-events`); slow readers miss messages,
+    /// the durable log in the store has them all.
+    pub fn subscribe_telemetry(&self) -> tokio::sync::broadcast::Receiver<Arc<fleethub_store::TelemetryMessage>> {
+        self.telemetry_tx.subscribe()
+    }
+}
