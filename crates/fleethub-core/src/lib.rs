@@ -1,0 +1,13 @@
+//! Pure building blocks shared by fleethub crates: identifier rules, SAS
+//! tokens, symmetric keys and connection strings. No IO.
+
+pub mod connection_string;
+pub mod ids;
+pub mod keys;
+pub mod sas;
+pub mod time_util;
+
+mod pct;
+
+#[cfg(test)]
+mod fuzz_tests;
