@@ -192,32 +192,67 @@ where
                 }
             };
             let mut live = gw.live.register(&identity);
-            writer.push(&Packet::ConnAck(ConnAck { session_present: false, code: ConnectReturnCode::Accepted }))?;
+            let conn = live.id;
+            // Persistent session (CleanSession=0): keep subscriptions per client ID.
+            let (session_present, subs) = if connect.clean_session {
+                gw.sessions.lock().expect("sessions").remove(&identity);
+                (false, Default::default())
+            } else {
+                match gw.sessions.lock().expect("sessions").get(&identity) {
+                    Some(subs) => (true, subs.clone()),
+                    None => (false, Default::default()),
+                }
+            };
+            let mut events = gw.hub.attach(&device_id, module_id.as_deref(), conn);
+            writer.push(&Packet::ConnAck(ConnAck { session_present, code: ConnectReturnCode::Accepted }))?;
             writer.flush().await?;
-            tracing::info!(peer, transport, identity, "device connected");
+            tracing::info!(peer, transport, identity, session_present, "device connected");
             let expires_in = principal.token_expiry.saturating_sub(fleethub_services::unix_now()) + gw.hub.config().token_skew_secs;
             let token_deadline = tokio::time::sleep(Duration::from_secs(expires_in));
             tokio::pin!(token_deadline);
-            let mut session = HubSession::new(gw, principal);
-            loop {
+            let mut session = HubSession::new(gw, principal, conn, subs);
+            let result = loop {
                 let pkt = tokio::select! {
-                    r = tokio::time::timeout(Duration::from_secs(idle), reader.next()) => {
-                        r.map_err(|_| ConnectionError::KeepAlive(idle))??
+                    r = tokio::time::timeout(Duration::from_secs(idle), reader.next()) => match r {
+                        Ok(Ok(p)) => p,
+                        Ok(Err(e)) => break Err(e),
+                        Err(_) => break Err(ConnectionError::KeepAlive(idle)),
+                    },
+                    Some(ev) = events.recv() => {
+                        if let Err(e) = session.on_event(ev, &mut writer) {
+                            break Err(e);
+                        }
+                        if let Err(e) = writer.flush().await {
+                            break Err(e);
+                        }
+                        continue;
                     }
                     _ = &mut live.taken_over => {
-                        return Err(ConnectionError::Protocol(format!("{identity}: another connection with the same identity took over")));
+                        break Err(ConnectionError::Protocol(format!("{identity}: another connection with the same identity took over")));
                     }
                     _ = &mut token_deadline => {
-                        return Err(ConnectionError::Protocol(format!("{identity}: SAS token expired; the device must reconnect with a new one")));
+                        break Err(ConnectionError::Protocol(format!("{identity}: SAS token expired; the device must reconnect with a new one")));
                     }
                 };
-                let Some(pkt) = pkt else { return Ok(()) };
-                if !session.handle(pkt, &mut writer).await? {
-                    writer.flush().await?;
-                    return Ok(());
+                let Some(pkt) = pkt else { break Ok(()) };
+                match session.handle(pkt, &mut writer).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let _ = writer.flush().await;
+                        break Ok(());
+                    }
+                    Err(e) => break Err(e),
                 }
-                writer.flush().await?;
+                if let Err(e) = writer.flush().await {
+                    break Err(e);
+                }
+            };
+            gw.hub.detach(&device_id, module_id.as_deref(), conn);
+            if !connect.clean_session {
+                gw.sessions.lock().expect("sessions").insert(identity.clone(), session.subs.clone());
             }
+            tracing::info!(identity, "device disconnected");
+            result
         }
         None => {
             gw.dps.auth_failures().record(

@@ -1,21 +1,35 @@
-//! The hub device plane over MQTT (protocols.md 7): telemetry now; twins, methods and C2D
+//! The hub device plane over MQTT (protocols.md 7): telemetry, twin GET / reported PATCH,
+//! desired-property updates and direct methods. Cloud-to-device and module-input
 //! subscriptions are refused (SUBACK 0x80) until they are served.
 
 use crate::Gateway;
 use crate::connection::{ConnectionError, PacketWriter};
-use crate::topics::{HubPublish, parse_hub_publish, parse_property_bag};
-use fleethub_mqtt_codec::{Packet, QoS, SubAck, SubscribeReturnCode};
-use fleethub_services::{DpsError, HubPrincipal, TelemetryIn};
+use crate::topics::{
+    HubFilter, HubPublish, IotHubRequest, classify_filter, parse_hub_publish, parse_iothub_request, parse_property_bag,
+};
+use bytes::Bytes;
+use fleethub_mqtt_codec::{Packet, Publish, QoS, SubAck, SubscribeReturnCode};
+use fleethub_services::hub::twin::device_view;
+use fleethub_services::{DpsError, Features, HubEvent, HubPrincipal, TelemetryIn};
+use std::collections::HashMap;
 use tokio::io::AsyncWrite;
+
+/// Subscriptions of a client, kept across reconnects for persistent sessions.
+pub(crate) type Subscriptions = HashMap<String, QoS>;
 
 pub(crate) struct HubSession<'a> {
     gw: &'a Gateway,
     principal: HubPrincipal,
+    conn: u64,
+    pub(crate) subs: Subscriptions,
+    next_pkid: u16,
 }
 
 impl<'a> HubSession<'a> {
-    pub(crate) fn new(gw: &'a Gateway, principal: HubPrincipal) -> Self {
-        HubSession { gw, principal }
+    pub(crate) fn new(gw: &'a Gateway, principal: HubPrincipal, conn: u64, subs: Subscriptions) -> Self {
+        let s = HubSession { gw, principal, conn, subs, next_pkid: 0 };
+        s.publish_features();
+        s
     }
 
     fn identity(&self) -> String {
@@ -23,6 +37,58 @@ impl<'a> HubSession<'a> {
             Some(m) => format!("{}/{m}", self.principal.device_id),
             None => self.principal.device_id.clone(),
         }
+    }
+
+    fn qos_for(&self, f: HubFilter) -> Option<QoS> {
+        self.subs.iter().find(|(k, _)| classify_filter(k) == Some(f)).map(|(_, q)| *q)
+    }
+
+    fn publish_features(&self) {
+        let f = Features {
+            desired: self.qos_for(HubFilter::DesiredUpdates).is_some(),
+            methods: self.qos_for(HubFilter::Methods).is_some(),
+        };
+        self.gw.hub.set_features(&self.principal.device_id, self.principal.module_id.as_deref(), self.conn, f);
+    }
+
+    fn send<W: AsyncWrite + Unpin>(
+        &mut self,
+        out: &mut PacketWriter<W>,
+        topic: String,
+        qos: QoS,
+        body: Vec<u8>,
+    ) -> Result<(), ConnectionError> {
+        let pkid = if qos == QoS::AtMostOnce {
+            0
+        } else {
+            self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
+            self.next_pkid
+        };
+        out.push(&Packet::Publish(Publish { dup: false, qos, retain: false, topic, pkid, payload: Bytes::from(body) }))
+    }
+
+    /// Delivers an event pushed by the hub.
+    pub(crate) fn on_event<W: AsyncWrite + Unpin>(
+        &mut self,
+        ev: HubEvent,
+        out: &mut PacketWriter<W>,
+    ) -> Result<(), ConnectionError> {
+        match ev {
+            HubEvent::DesiredPatch(patch) => {
+                if let Some(qos) = self.qos_for(HubFilter::DesiredUpdates) {
+                    let v = patch.get("$version").and_then(|v| v.as_u64()).unwrap_or(0);
+                    let body = serde_json::to_vec(&patch).unwrap_or_default();
+                    self.send(out, format!("$iothub/twin/PATCH/properties/desired/?$version={v}"), qos, body)?;
+                }
+            }
+            HubEvent::MethodRequest { rid, name, payload } => {
+                if self.qos_for(HubFilter::Methods).is_some() {
+                    // The hub sends method requests at QoS 0.
+                    self.send(out, format!("$iothub/methods/POST/{name}/?$rid={rid}"), QoS::AtMostOnce, payload)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Handles one packet; `Ok(false)` ends the session cleanly.
@@ -36,48 +102,40 @@ impl<'a> HubSession<'a> {
                 if p.qos == QoS::ExactlyOnce {
                     return Err(ConnectionError::Protocol(format!("{}: QoS 2 publish is not supported", self.identity())));
                 }
-                let topic = parse_hub_publish(&p.topic)
-                    .map_err(|e| ConnectionError::Protocol(format!("{}: {e}", self.identity())))?;
-                match topic {
-                    HubPublish::Telemetry { device_id, module_id, bag } => {
-                        if device_id != self.principal.device_id || module_id != self.principal.module_id.as_deref() {
-                            return Err(ConnectionError::Protocol(format!(
-                                "{} may not publish as another identity (topic {})",
-                                self.identity(),
-                                p.topic
-                            )));
-                        }
-                        let (system_properties, properties) = parse_property_bag(bag)
-                            .map_err(|e| ConnectionError::Protocol(format!("{}: bad property bag: {e}", self.identity())))?;
-                        let msg = TelemetryIn { system_properties, properties, body: p.payload.to_vec() };
-                        match self.gw.hub.send_telemetry(&self.principal, msg).await {
-                            Ok(_) => {}
-                            Err(e @ DpsError::PayloadTooLarge(_)) => {
-                                return Err(ConnectionError::Protocol(format!("{}: {e}", self.identity())));
-                            }
-                            Err(e) => {
-                                // Not acknowledged: the device will resend.
-                                return Err(ConnectionError::Protocol(format!("{}: telemetry not stored: {e}", self.identity())));
-                            }
-                        }
-                        if p.qos == QoS::AtLeastOnce {
-                            out.push(&Packet::PubAck(p.pkid))?;
-                        }
+                if p.topic.starts_with("$iothub/") {
+                    if p.qos == QoS::AtLeastOnce {
+                        out.push(&Packet::PubAck(p.pkid))?;
+                    }
+                    self.on_iothub(&p.topic, &p.payload, out).await?;
+                } else {
+                    self.on_telemetry(&p.topic, &p.payload).await?;
+                    if p.qos == QoS::AtLeastOnce {
+                        out.push(&Packet::PubAck(p.pkid))?;
                     }
                 }
             }
             Packet::Subscribe(s) => {
-                let codes = s
-                    .filters
-                    .iter()
-                    .map(|(f, _)| {
-                        tracing::info!(identity = %self.identity(), filter = %f, "hub: subscription refused: not served by this build yet");
-                        SubscribeReturnCode::Failure
-                    })
-                    .collect();
+                let mut codes = Vec::with_capacity(s.filters.len());
+                for (f, q) in &s.filters {
+                    if classify_filter(f).is_some() {
+                        let granted = if *q == QoS::AtMostOnce { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                        self.subs.insert(f.clone(), granted);
+                        codes.push(SubscribeReturnCode::Success(granted));
+                    } else {
+                        tracing::info!(identity = %self.identity(), filter = %f, "hub: subscription refused: not a served topic filter");
+                        codes.push(SubscribeReturnCode::Failure);
+                    }
+                }
+                self.publish_features();
                 out.push(&Packet::SubAck(SubAck { pkid: s.pkid, return_codes: codes }))?;
             }
-            Packet::Unsubscribe(u) => out.push(&Packet::UnsubAck(u.pkid))?,
+            Packet::Unsubscribe(u) => {
+                for t in &u.topics {
+                    self.subs.remove(t);
+                }
+                self.publish_features();
+                out.push(&Packet::UnsubAck(u.pkid))?;
+            }
             Packet::PubAck(_) => {}
             Packet::PingReq => out.push(&Packet::PingResp)?,
             Packet::Disconnect => return Ok(false),
@@ -86,5 +144,77 @@ impl<'a> HubSession<'a> {
             }
         }
         Ok(true)
+    }
+
+    async fn on_telemetry(&mut self, topic: &str, payload: &Bytes) -> Result<(), ConnectionError> {
+        let parsed = parse_hub_publish(topic).map_err(|e| ConnectionError::Protocol(format!("{}: {e}", self.identity())))?;
+        let HubPublish::Telemetry { device_id, module_id, bag } = parsed;
+        if device_id != self.principal.device_id || module_id != self.principal.module_id.as_deref() {
+            return Err(ConnectionError::Protocol(format!(
+                "{} may not publish as another identity (topic {topic})",
+                self.identity()
+            )));
+        }
+        let (system_properties, properties) = parse_property_bag(bag)
+            .map_err(|e| ConnectionError::Protocol(format!("{}: bad property bag: {e}", self.identity())))?;
+        let msg = TelemetryIn { system_properties, properties, body: payload.to_vec() };
+        match self.gw.hub.send_telemetry(&self.principal, msg).await {
+            Ok(_) => Ok(()),
+            // Oversize: Azure closes the connection. Storage failure: not acknowledged, the
+            // device resends after reconnecting.
+            Err(e) => Err(ConnectionError::Protocol(format!("{}: telemetry not accepted: {e}", self.identity()))),
+        }
+    }
+
+    async fn on_iothub<W: AsyncWrite + Unpin>(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        out: &mut PacketWriter<W>,
+    ) -> Result<(), ConnectionError> {
+        let req = parse_iothub_request(topic).map_err(|e| ConnectionError::Protocol(format!("{}: {e}", self.identity())))?;
+        if self.principal.module_id.is_some() && !matches!(req, IotHubRequest::MethodResponse { .. }) {
+            return Err(ConnectionError::Protocol(format!("{}: module twins are not served by this build yet", self.identity())));
+        }
+        let device = self.principal.device_id.clone();
+        match req {
+            IotHubRequest::TwinGet { rid } => {
+                let r = self.gw.hub.get_twin(&device).await.map(|t| serde_json::to_vec(&device_view(&t)).unwrap_or_default());
+                self.twin_reply(out, &rid, r.map(|b| (200, None, b)))
+            }
+            IotHubRequest::TwinPatchReported { rid } => {
+                let r = match serde_json::from_slice::<serde_json::Value>(payload) {
+                    Ok(patch) => self.gw.hub.patch_reported(&device, &patch).await.map(|v| (204, Some(v), Vec::new())),
+                    Err(e) => Err(DpsError::bad_request(format!("reported properties patch is not valid JSON: {e}"))),
+                };
+                self.twin_reply(out, &rid, r)
+            }
+            IotHubRequest::MethodResponse { status, rid } => {
+                self.gw.hub.method_response(&rid, status, payload);
+                Ok(())
+            }
+        }
+    }
+
+    fn twin_reply<W: AsyncWrite + Unpin>(
+        &mut self,
+        out: &mut PacketWriter<W>,
+        rid: &str,
+        r: Result<(u16, Option<u64>, Vec<u8>), DpsError>,
+    ) -> Result<(), ConnectionError> {
+        let qos = self.qos_for(HubFilter::TwinResponses).unwrap_or(QoS::AtMostOnce);
+        if self.qos_for(HubFilter::TwinResponses).is_none() {
+            tracing::info!(identity = %self.identity(), "twin response sent although $iothub/twin/res/# is not subscribed");
+        }
+        let (topic, body) = match r {
+            Ok((status, Some(v), body)) => (format!("$iothub/twin/res/{status}/?$rid={rid}&$version={v}"), body),
+            Ok((status, None, body)) => (format!("$iothub/twin/res/{status}/?$rid={rid}"), body),
+            Err(e) => {
+                tracing::info!(identity = %self.identity(), "twin request failed: {e}");
+                let body = serde_json::json!({"errorCode": e.error_code(), "message": e.to_string()});
+                (format!("$iothub/twin/res/{}/?$rid={rid}", e.status()), serde_json::to_vec(&body).unwrap_or_default())
+            }
+        };
+        self.send(out, topic, qos, body)
     }
 }

@@ -16,7 +16,7 @@ pub(crate) struct LiveConnections {
 pub(crate) struct LiveGuard<'a> {
     owner: &'a LiveConnections,
     identity: String,
-    id: u64,
+    pub(crate) id: u64,
     pub(crate) taken_over: oneshot::Receiver<()>,
 }
 

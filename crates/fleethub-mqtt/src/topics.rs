@@ -289,3 +289,79 @@ mod hub_tests {
         assert!(parse_hub_publish("$iothub/twin/GET/?$rid=1").is_err());
     }
 }
+
+/// A twin/method request a device publishes on `$iothub/...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IotHubRequest {
+    TwinGet { rid: String },
+    TwinPatchReported { rid: String },
+    MethodResponse { status: u16, rid: String },
+}
+
+/// Parses `$iothub/twin/GET/?$rid=..`, `$iothub/twin/PATCH/properties/reported/?$rid=..`,
+/// `$iothub/methods/res/{status}/?$rid=..`.
+pub fn parse_iothub_request(topic: &str) -> Result<IotHubRequest, TopicError> {
+    let rest = topic
+        .strip_prefix("$iothub/")
+        .ok_or_else(|| TopicError(format!("topic '{topic}' is not an $iothub topic")))?;
+    let (path, query) = rest
+        .split_once("/?")
+        .ok_or_else(|| TopicError(format!("topic '{topic}' has no '/?$rid=' part")))?;
+    let rid = query_pairs(query)
+        .into_iter()
+        .find(|(k, _)| k == "$rid")
+        .map(|(_, v)| v.to_string())
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| TopicError(format!("topic '{topic}' has no $rid")))?;
+    match path {
+        "twin/GET" => Ok(IotHubRequest::TwinGet { rid }),
+        "twin/PATCH/properties/reported" => Ok(IotHubRequest::TwinPatchReported { rid }),
+        _ => {
+            if let Some(status) = path.strip_prefix("methods/res/") {
+                let status = status
+                    .parse::<u16>()
+                    .map_err(|_| TopicError(format!("method response status '{status}' is not a number")))?;
+                return Ok(IotHubRequest::MethodResponse { status, rid });
+            }
+            Err(TopicError(format!("topic '{topic}' is not a known $iothub operation")))
+        }
+    }
+}
+
+/// Subscription filters the hub serves, with what they enable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubFilter {
+    TwinResponses,
+    DesiredUpdates,
+    Methods,
+}
+
+pub fn classify_filter(filter: &str) -> Option<HubFilter> {
+    match filter {
+        "$iothub/twin/res/#" => Some(HubFilter::TwinResponses),
+        "$iothub/twin/PATCH/properties/desired/#" => Some(HubFilter::DesiredUpdates),
+        "$iothub/methods/POST/#" => Some(HubFilter::Methods),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod iothub_tests {
+    use super::*;
+
+    #[test]
+    fn iothub_requests() {
+        assert_eq!(parse_iothub_request("$iothub/twin/GET/?$rid=1"), Ok(IotHubRequest::TwinGet { rid: "1".into() }));
+        assert_eq!(
+            parse_iothub_request("$iothub/twin/PATCH/properties/reported/?$rid=ab-cd"),
+            Ok(IotHubRequest::TwinPatchReported { rid: "ab-cd".into() })
+        );
+        assert_eq!(
+            parse_iothub_request("$iothub/methods/res/200/?$rid=7f"),
+            Ok(IotHubRequest::MethodResponse { status: 200, rid: "7f".into() })
+        );
+        assert!(parse_iothub_request("$iothub/methods/res/abc/?$rid=1").is_err());
+        assert!(parse_iothub_request("$iothub/twin/GET/").is_err());
+        assert!(parse_iothub_request("$iothub/other/?$rid=1").is_err());
+    }
+}

@@ -2,9 +2,14 @@
 //! endpoint. (Twins, methods and C2D build on this.)
 
 mod auth;
+mod methods;
+mod presence;
 mod telemetry;
+pub mod twin;
 
 pub use auth::HubPrincipal;
+pub use methods::MethodError;
+pub use presence::{Features, HubEvent};
 pub use telemetry::{MAX_TELEMETRY_BYTES, TelemetryIn};
 
 use crate::{AuthFailureLog, Policy};
@@ -24,12 +29,14 @@ pub struct Hub {
     policies: Vec<Policy>,
     auth_failures: Arc<AuthFailureLog>,
     telemetry_tx: tokio::sync::broadcast::Sender<Arc<fleethub_store::TelemetryMessage>>,
+    presence: presence::Presence,
+    methods: methods::PendingMethods,
 }
 
 impl Hub {
     pub fn new(store: Arc<dyn Store>, cfg: HubConfig, policies: Vec<Policy>, auth_failures: Arc<AuthFailureLog>) -> Hub {
         let (telemetry_tx, _) = tokio::sync::broadcast::channel(4096);
-        Hub { store, cfg, policies, auth_failures, telemetry_tx }
+        Hub { store, cfg, policies, auth_failures, telemetry_tx, presence: Default::default(), methods: Default::default() }
     }
 
     pub fn config(&self) -> &HubConfig {

@@ -1,0 +1,114 @@
+//! Boots the real `fleethub` binary on free loopback ports with a temporary data directory.
+
+#![allow(dead_code)]
+
+use fleethub_server::info::ServerInfo;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ServerProcess {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub info: ServerInfo,
+    pub mqtt_port: u16,
+    pub https_port: u16,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fleethub")
+}
+
+impl ServerProcess {
+    pub fn start() -> ServerProcess {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let mut s = Self::start_in(&data_dir, free_port(), free_port());
+        s._tmp = Some(tmp);
+        s
+    }
+
+    pub fn start_in(data_dir: &Path, mqtt_port: u16, https_port: u16) -> ServerProcess {
+        let _ = std::fs::remove_file(data_dir.join("server-info.json"));
+        let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
+        let child = Command::new(bin())
+            .args(["serve", "--bind", "127.0.0.1", "--hub-hostname", "hub.fleethub.test", "--dps-hostname", "localhost"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--mqtt-port", &mqtt_port.to_string(), "--https-port", &https_port.to_string()])
+            .env("FLEETHUB_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start fleethub");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let info = loop {
+            if let Ok(info) = ServerInfo::read(data_dir)
+                && std::net::TcpStream::connect(("127.0.0.1", mqtt_port)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", https_port)).is_ok()
+            {
+                break info;
+            }
+            assert!(Instant::now() < deadline, "server did not come up; log: {}", Self::log_of(data_dir));
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        ServerProcess { child: Some(child), data_dir: data_dir.to_path_buf(), info, mqtt_port, https_port, _tmp: None }
+    }
+
+    fn log_of(data_dir: &Path) -> String {
+        std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default()
+    }
+
+    pub fn log(&self) -> String {
+        Self::log_of(&self.data_dir)
+    }
+
+    /// kill -9: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same data directory and ports.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let tmp = self._tmp.take();
+        let mut s = Self::start_in(&self.data_dir.clone(), self.mqtt_port, self.https_port);
+        s._tmp = tmp;
+        std::mem::swap(self, &mut s);
+        s.child = None;
+    }
+
+    pub fn ca_pem(&self) -> PathBuf {
+        PathBuf::from(&self.info.ca_cert_path)
+    }
+
+    /// Runs a `fleethub` admin command against this server; returns (status ok, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .output()
+            .expect("run fleethub");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,96 @@
+//! Which identities are connected, and the channel that pushes events to each connection
+//! (desired-property patches, method requests). One connection per identity.
+
+use super::Hub;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+
+/// Something the hub pushes to a connected device.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HubEvent {
+    /// Body for `$iothub/twin/PATCH/properties/desired/?$version={v}` (includes `$version`).
+    DesiredPatch(Value),
+    /// A direct method call: `$iothub/methods/POST/{name}/?$rid={rid}`.
+    MethodRequest { rid: String, name: String, payload: Vec<u8> },
+}
+
+/// Which features a connection has subscribed to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    pub desired: bool,
+    pub methods: bool,
+}
+
+pub(crate) struct Attached {
+    pub conn: u64,
+    pub tx: mpsc::Sender<HubEvent>,
+    pub features: Features,
+}
+
+#[derive(Default)]
+pub(crate) struct Presence {
+    pub(crate) map: Mutex<HashMap<String, Attached>>,
+}
+
+pub(crate) fn identity(device_id: &str, module_id: Option<&str>) -> String {
+    match module_id {
+        Some(m) => format!("{device_id}/{m}"),
+        None => device_id.to_string(),
+    }
+}
+
+const EVENT_QUEUE: usize = 256;
+
+impl Hub {
+    /// Registers a live connection; returns the receiver of its events.
+    pub fn attach(&self, device_id: &str, module_id: Option<&str>, conn: u64) -> mpsc::Receiver<HubEvent> {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let id = identity(device_id, module_id);
+        self.presence
+            .map
+            .lock()
+            .expect("presence")
+            .insert(id, Attached { conn, tx, features: Features::default() });
+        rx
+    }
+
+    /// Unregisters a connection (only if it is still the registered one).
+    pub fn detach(&self, device_id: &str, module_id: Option<&str>, conn: u64) {
+        let id = identity(device_id, module_id);
+        let mut map = self.presence.map.lock().expect("presence");
+        if map.get(&id).is_some_and(|a| a.conn == conn) {
+            map.remove(&id);
+        }
+    }
+
+    /// Records what a connection subscribed to.
+    pub fn set_features(&self, device_id: &str, module_id: Option<&str>, conn: u64, f: Features) {
+        let id = identity(device_id, module_id);
+        if let Some(a) = self.presence.map.lock().expect("presence").get_mut(&id)
+            && a.conn == conn
+        {
+            a.features = f;
+        }
+    }
+
+    pub fn is_connected(&self, device_id: &str, module_id: Option<&str>) -> bool {
+        self.presence.map.lock().expect("presence").contains_key(&identity(device_id, module_id))
+    }
+
+    pub fn connected_count(&self) -> usize {
+        self.presence.map.lock().expect("presence").len()
+    }
+
+    /// Pushes an event if the identity is connected and subscribed to that feature.
+    pub(crate) fn notify(&self, device_id: &str, module_id: Option<&str>, ev: HubEvent) -> bool {
+        let map = self.presence.map.lock().expect("presence");
+        let Some(a) = map.get(&identity(device_id, module_id)) else { return false };
+        let wanted = match &ev {
+            HubEvent::DesiredPatch(_) => a.features.desired,
+            HubEvent::MethodRequest { .. } => a.features.methods,
+        };
+        wanted && a.tx.try_send(ev).is_ok()
+    }
+}
