@@ -36,6 +36,9 @@ pub struct HubErrorBody {
     pub message: String,
     #[serde(rename = "ExceptionMessage")]
     pub exception_message: String,
+    /// The description alone (the Python service SDK reads `message`).
+    #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     #[serde(rename = "errorCode", default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<u32>,
     #[serde(rename = "trackingId", default, skip_serializing_if = "Option::is_none")]
@@ -52,6 +55,7 @@ impl HubErrorBody {
         HubErrorBody {
             message: format!("ErrorCode:{name};{description}"),
             exception_message: format!("Tracking ID:{tracking}-TimeStamp:{ts}"),
+            description: Some(description.to_string()),
             error_code: Some(code),
             tracking_id: Some(tracking),
             timestamp_utc: Some(ts),

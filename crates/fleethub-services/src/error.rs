@@ -75,6 +75,7 @@ impl From<StoreError> for DpsError {
             StoreError::NotFound { .. } => DpsError::NotFound(e.to_string()),
             StoreError::AlreadyExists { .. } => DpsError::Conflict(e.to_string()),
             StoreError::EtagMismatch { .. } => DpsError::PreconditionFailed(e.to_string()),
+            StoreError::InvalidArgument(m) => DpsError::bad_request(m),
             StoreError::Backend(_) | StoreError::Corrupt { .. } => {
                 tracing::error!(error = %e, "store error");
                 DpsError::Internal("storage failure".into())

@@ -8,6 +8,8 @@ pub enum StoreError {
     AlreadyExists { kind: &'static str, id: String },
     #[error("{kind} '{id}': the If-Match etag does not match the current etag")]
     EtagMismatch { kind: &'static str, id: String },
+    #[error("{0}")]
+    InvalidArgument(String),
     #[error("storage backend error: {0}")]
     Backend(String),
     #[error("stored {kind} '{id}' cannot be read: {reason}")]

@@ -123,7 +123,11 @@ pub(crate) fn decode_continuation(c: &Option<String>) -> Result<String> {
     bytes
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| StoreError::Backend(format!("invalid continuation token '{c}'")))
+        .ok_or_else(|| {
+            StoreError::InvalidArgument(format!(
+                "invalid continuation token '{c}': send back the x-ms-continuation of the previous page"
+            ))
+        })
 }
 
 pub(crate) fn encode_continuation(key: &str) -> String {

@@ -1,0 +1,92 @@
+//! DPS service API, individual enrollments (protocols.md section 11): `/enrollments/...`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use fleethub_api::{BulkEnrollmentOperation, IndividualEnrollment};
+use fleethub_services::Right;
+
+use crate::HttpState;
+use crate::auth::dps_service;
+use crate::body::{
+    Peer, check_query, if_match, ok_json, page_request, page_response, require_json,
+};
+use crate::error::{ServiceResult, empty};
+
+/// `PUT /enrollments/{id}` (If-Match optional) -> 200 + the stored enrollment.
+pub(crate) async fn put(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ServiceResult<Response> {
+    dps_service(&state, &headers, Right::EnrollmentWrite, &peer)?;
+    let enrollment: IndividualEnrollment = require_json(&body, "IndividualEnrollment")?;
+    let saved = state
+        .dps
+        .put_enrollment(&id, enrollment, if_match(&headers))
+        .await?;
+    Ok(ok_json(&saved))
+}
+
+/// `GET /enrollments/{id}` -> 200.
+pub(crate) async fn get(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    peer: Peer,
+    headers: HeaderMap,
+) -> ServiceResult<Response> {
+    dps_service(&state, &headers, Right::EnrollmentRead, &peer)?;
+    Ok(ok_json(&state.dps.get_enrollment(&id).await?))
+}
+
+/// `DELETE /enrollments/{id}` (If-Match optional) -> 204.
+pub(crate) async fn delete(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    peer: Peer,
+    headers: HeaderMap,
+) -> ServiceResult<Response> {
+    dps_service(&state, &headers, Right::EnrollmentWrite, &peer)?;
+    state.dps.delete_enrollment(&id, if_match(&headers)).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /enrollments/{id}/attestationmechanism` -> 200 AttestationMechanism (with keys).
+pub(crate) async fn attestation(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    peer: Peer,
+    headers: HeaderMap,
+) -> ServiceResult<Response> {
+    dps_service(&state, &headers, Right::EnrollmentRead, &peer)?;
+    Ok(ok_json(&state.dps.enrollment_attestation(&id).await?))
+}
+
+/// `POST /enrollments/query` -> 200 array, `x-ms-continuation` only when more pages exist.
+pub(crate) async fn query(
+    State(state): State<HttpState>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ServiceResult<Response> {
+    dps_service(&state, &headers, Right::EnrollmentRead, &peer)?;
+    check_query(&body)?;
+    let req = page_request(&headers)?;
+    let page = state.dps.query_enrollments(req.clone()).await?;
+    Ok(page_response(page, "enrollment", &req))
+}
+
+/// `POST /enrollments` (BulkEnrollmentOperation) -> 200 BulkEnrollmentOperationResult.
+pub(crate) async fn bulk(
+    State(state): State<HttpState>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ServiceResult<Response> {
+    dps_service(&state, &headers, Right::EnrollmentWrite, &peer)?;
+    let op: BulkEnrollmentOperation = require_json(&body, "BulkEnrollmentOperation")?;
+    Ok(ok_json(&state.dps.bulk_enrollments(op).await?))
+}

@@ -1,0 +1,240 @@
+//! Errors and how they look on the wire.
+//!
+//! The DPS device API answers in the DPS shape (`DpsErrorBody` + `x-ms-error-code`); the DPS
+//! service API and the diagnostics API answer in the hub shape (`HubErrorBody` +
+//! `iothub-errorcode`). Handlers return [`DeviceError`] or [`ServiceError`], which only differ in
+//! that shape. Errors axum produces by itself (body too large, bad path encoding, wrong method)
+//! are turned into the same shapes by [`json_errors`], so no client ever gets a plain-text error.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use fleethub_api::{DpsErrorBody, HubErrorBody};
+use fleethub_services::{DpsError, ServiceAuthError};
+
+use crate::MAX_BODY_BYTES;
+use crate::body::json_response;
+
+/// Which error shape a route group uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// DPS device API: `{errorCode, trackingId, message, timestampUtc}` + `x-ms-error-code`.
+    Device,
+    /// DPS service API and diagnostics: hub style `{Message: "ErrorCode:..", ...}` +
+    /// `iothub-errorcode`.
+    Service,
+}
+
+/// A failed request, independent of its wire shape.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    /// Azure's 6-digit code: `{status}{3 digits}`.
+    pub code: u32,
+    /// Azure's error-code name for hub-style bodies.
+    pub name: &'static str,
+    /// Shown to the client.
+    pub message: String,
+    /// Logged instead of `message` when set (e.g. without echoing request data).
+    pub log: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: u32,
+        name: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            code,
+            name,
+            message: message.into(),
+            log: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, 400004, "ArgumentInvalid", message)
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            401002,
+            "IotHubUnauthorizedAccess",
+            "Unauthorized",
+        )
+    }
+
+    /// An error with an Azure-like code and name derived from the status alone.
+    pub fn from_status(status: StatusCode, message: impl Into<String>) -> Self {
+        let name = match status.as_u16() {
+            400 => "ArgumentInvalid",
+            401 => "IotHubUnauthorizedAccess",
+            403 => "Forbidden",
+            404 => "NotFound",
+            405 => "MethodNotAllowed",
+            408 => "RequestTimeout",
+            409 => "Conflict",
+            411 => "LengthRequired",
+            412 => "PreconditionFailed",
+            413 => "RequestEntityTooLarge",
+            415 => "UnsupportedMediaType",
+            429 => "ThrottlingException",
+            s if s >= 500 => "ServerError",
+            _ => "ArgumentInvalid",
+        };
+        let code = u32::from(status.as_u16()) * 1000 + 1;
+        ApiError::new(status, code, name, message)
+    }
+
+    pub fn with_log(mut self, log: String) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    fn log(&self, shape: Shape) {
+        let status = self.status.as_u16();
+        let what = self.log.as_deref().unwrap_or(&self.message);
+        if self.status.is_server_error() {
+            tracing::warn!(status, code = self.code, ?shape, "request failed: {what}");
+        } else {
+            tracing::info!(status, code = self.code, ?shape, "request refused: {what}");
+        }
+    }
+
+    pub fn into_response_with(self, shape: Shape) -> Response {
+        self.log(shape);
+        match shape {
+            Shape::Device => {
+                let body = DpsErrorBody::new(self.code, self.message);
+                let mut resp = json_response(self.status, &body);
+                resp.headers_mut()
+                    .insert("x-ms-error-code", HeaderValue::from(self.code));
+                resp
+            }
+            Shape::Service => {
+                let body = HubErrorBody::new(self.name, self.code, &self.message);
+                let mut resp = json_response(self.status, &body);
+                resp.headers_mut()
+                    .insert("iothub-errorcode", HeaderValue::from_static(self.name));
+                resp
+            }
+        }
+    }
+}
+
+impl From<DpsError> for ApiError {
+    fn from(e: DpsError) -> Self {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError::new(status, e.error_code(), e.error_name(), e.to_string())
+    }
+}
+
+impl From<ServiceAuthError> for ApiError {
+    fn from(e: ServiceAuthError) -> Self {
+        match e {
+            // The reason is in the auth-failure log; the client only learns "Unauthorized".
+            ServiceAuthError::Unauthorized => ApiError::unauthorized(),
+            ServiceAuthError::Forbidden(msg) => {
+                ApiError::new(StatusCode::FORBIDDEN, 403001, "Forbidden", msg)
+            }
+        }
+    }
+}
+
+/// Error of the DPS device API (DPS error body).
+#[derive(Debug)]
+pub(crate) struct DeviceError(pub ApiError);
+
+/// Error of the DPS service API and diagnostics (hub-style error body).
+#[derive(Debug)]
+pub(crate) struct ServiceError(pub ApiError);
+
+pub(crate) type DeviceResult<T> = Result<T, DeviceError>;
+pub(crate) type ServiceResult<T> = Result<T, ServiceError>;
+
+impl IntoResponse for DeviceError {
+    fn into_response(self) -> Response {
+        self.0.into_response_with(Shape::Device)
+    }
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        self.0.into_response_with(Shape::Service)
+    }
+}
+
+macro_rules! wrap_errors {
+    ($wrapper:ident: $($from:ty),*) => {$(
+        impl From<$from> for $wrapper {
+            fn from(e: $from) -> Self {
+                $wrapper(ApiError::from(e))
+            }
+        }
+    )*};
+}
+wrap_errors!(DeviceError: DpsError);
+wrap_errors!(ServiceError: DpsError, ServiceAuthError);
+
+impl From<ApiError> for DeviceError {
+    fn from(e: ApiError) -> Self {
+        DeviceError(e)
+    }
+}
+
+impl From<ApiError> for ServiceError {
+    fn from(e: ApiError) -> Self {
+        ServiceError(e)
+    }
+}
+
+/// Middleware: turns every error response that is not JSON (axum's own rejections: body too
+/// large, undecodable path, method not allowed) into an Azure-style JSON error of `shape`.
+pub(crate) async fn json_errors(shape: Shape, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&resp) {
+        return resp;
+    }
+    let text = match axum::body::to_bytes(resp.into_body(), 16 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    rejection(status, &method, &path, text).into_response_with(shape)
+}
+
+/// The Azure-style error for a response axum produced without a handler's help.
+pub(crate) fn rejection(status: StatusCode, method: &Method, path: &str, text: String) -> ApiError {
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("the request body is larger than the limit of {MAX_BODY_BYTES} bytes")
+        }
+        StatusCode::METHOD_NOT_ALLOWED => format!("method {method} is not allowed on {path}"),
+        StatusCode::NOT_FOUND if text.is_empty() => format!("no such resource: {method} {path}"),
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("error").to_string(),
+        _ => text,
+    };
+    ApiError::from_status(status, message)
+}
+
+fn is_json(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"))
+}
+
+/// A response with no body (e.g. 204).
+pub(crate) fn empty(status: StatusCode) -> Response {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = status;
+    resp
+}

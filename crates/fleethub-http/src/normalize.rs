@@ -1,0 +1,188 @@
+//! Case-insensitive routing for the fixed path segments the SDKs spell differently (Node sends
+//! `/enrollmentgroups/{id}/attestationmechanism`, others `/enrollmentGroups/...`).
+//!
+//! Routes are registered in their canonical spelling. A request that matches no route comes
+//! to [`fallback`], which rewrites only the keyword segments (never IDs) to the canonical case,
+//! drops trailing slashes, and dispatches once more; what still matches nothing gets a JSON 404.
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::uri::PathAndQuery;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
+
+use crate::error::{Shape, rejection};
+
+/// The path with its keyword segments in canonical case, when that differs from `path`.
+pub(crate) fn canonical_path(method: &Method, path: &str) -> Option<String> {
+    // Node's service client posts bulk operations to `/enrollments/` (trailing slash).
+    let trimmed = path.trim_end_matches('/');
+    let mut segs: Vec<&str> = trimmed.split('/').collect();
+    // segs[0] is the empty string before the leading '/'.
+    if segs.first() != Some(&"") || segs.len() < 2 {
+        return None;
+    }
+    let n = segs.len() - 1;
+    let fix = |s: &mut &str, canonical: &'static str| {
+        if s.eq_ignore_ascii_case(canonical) {
+            *s = canonical;
+        }
+    };
+    let first = segs[1];
+    if ["enrollments", "enrollmentGroups"]
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(first))
+    {
+        fix(&mut segs[1], "enrollments");
+        fix(&mut segs[1], "enrollmentGroups");
+        if n == 3 {
+            fix(&mut segs[3], "attestationmechanism");
+        }
+        if n == 2 && method == Method::POST {
+            fix(&mut segs[2], "query");
+        }
+    } else if first.eq_ignore_ascii_case("registrations") && n <= 3 {
+        fix(&mut segs[1], "registrations");
+        if n == 3 {
+            fix(&mut segs[3], "query");
+        }
+    } else if first.eq_ignore_ascii_case("diagnostics") {
+        fix(&mut segs[1], "diagnostics");
+        if n == 2 {
+            fix(&mut segs[2], "authFailures");
+        }
+    } else if n >= 3 && segs[2].eq_ignore_ascii_case("registrations") {
+        // Device API: /{idScope}/registrations/{registrationId}[/register | /operations/{op}]
+        fix(&mut segs[2], "registrations");
+        if n == 4 {
+            fix(&mut segs[4], "register");
+        }
+        if n == 5 {
+            fix(&mut segs[4], "operations");
+        }
+    }
+    let out = segs.join("/");
+    (out != path).then_some(out)
+}
+
+/// Which error shape an unknown path gets: the device shape for paths that look like the DPS
+/// device API, the hub shape otherwise.
+pub(crate) fn shape_for(path: &str) -> Shape {
+    let mut segs = path.split('/').skip(1);
+    let first = segs.next().unwrap_or("");
+    let second = segs.next().unwrap_or("");
+    if second.eq_ignore_ascii_case("registrations") && !first.eq_ignore_ascii_case("registrations")
+    {
+        Shape::Device
+    } else {
+        Shape::Service
+    }
+}
+
+/// Fallback of the public router: retry with canonical keyword case, else JSON 404.
+pub(crate) async fn fallback(routes: Router, req: Request) -> Response {
+    let Some(path) = canonical_path(req.method(), req.uri().path()) else {
+        return not_found(&req);
+    };
+    let (mut parts, body) = req.into_parts();
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut uri = parts.uri.clone().into_parts();
+    uri.path_and_query = PathAndQuery::try_from(pq).ok();
+    match Uri::from_parts(uri) {
+        Ok(u) => parts.uri = u,
+        Err(_) => return not_found(&Request::from_parts(parts, body)),
+    }
+    tracing::debug!(
+        path = parts.uri.path(),
+        "path keywords rewritten to canonical case"
+    );
+    let req = Request::from_parts(parts, body);
+    match routes.oneshot(req).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    }
+}
+
+/// Fallback of the canonical routes: JSON 404 in the shape the path suggests.
+pub(crate) async fn not_found_handler(req: Request) -> Response {
+    not_found(&req)
+}
+
+fn not_found(req: &Request) -> Response {
+    let path = req.uri().path();
+    rejection(StatusCode::NOT_FOUND, req.method(), path, String::new())
+        .into_response_with(shape_for(path))
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(method: Method, p: &str) -> Option<String> {
+        canonical_path(&method, p)
+    }
+
+    #[test]
+    fn keywords_only() {
+        assert_eq!(
+            canon(
+                Method::POST,
+                "/enrollmentgroups/My-Group/AttestationMechanism"
+            )
+            .as_deref(),
+            Some("/enrollmentGroups/My-Group/attestationmechanism")
+        );
+        assert_eq!(
+            canon(Method::POST, "/Enrollments/Query").as_deref(),
+            Some("/enrollments/query")
+        );
+        // a GET of an enrollment whose ID is "Query" keeps its ID
+        assert_eq!(
+            canon(Method::GET, "/ENROLLMENTS/Query").as_deref(),
+            Some("/enrollments/Query")
+        );
+        assert_eq!(
+            canon(
+                Method::GET,
+                "/0ne00ABC/Registrations/Dev-01/Operations/5.x.y"
+            )
+            .as_deref(),
+            Some("/0ne00ABC/registrations/Dev-01/operations/5.x.y")
+        );
+        assert_eq!(
+            canon(Method::PUT, "/0ne00ABC/REGISTRATIONS/Register/REGISTER").as_deref(),
+            Some("/0ne00ABC/registrations/Register/register")
+        );
+        assert_eq!(
+            canon(Method::POST, "/Registrations/Grp/QUERY").as_deref(),
+            Some("/registrations/Grp/query")
+        );
+        assert_eq!(
+            canon(Method::GET, "/diagnostics/authfailures").as_deref(),
+            Some("/diagnostics/authFailures")
+        );
+        assert_eq!(canon(Method::GET, "/enrollments/x"), None);
+        assert_eq!(
+            canon(Method::POST, "/enrollments/").as_deref(),
+            Some("/enrollments")
+        );
+        assert_eq!(
+            canon(Method::POST, "/Registrations/g/query/").as_deref(),
+            Some("/registrations/g/query")
+        );
+        assert_eq!(canon(Method::GET, "/nothing/here"), None);
+        assert_eq!(canon(Method::GET, "/"), None);
+    }
+
+    #[test]
+    fn shapes() {
+        assert_eq!(shape_for("/0ne00ABC/registrations/d/x"), Shape::Device);
+        assert_eq!(shape_for("/registrations/d"), Shape::Service);
+        assert_eq!(shape_for("/nothing"), Shape::Service);
+    }
+}
