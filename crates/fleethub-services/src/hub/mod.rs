@@ -4,6 +4,7 @@
 mod auth;
 mod methods;
 mod presence;
+pub mod registry;
 mod telemetry;
 pub mod twin;
 

@@ -1,0 +1,175 @@
+//! The identity registry behind the hub service API: create/update/get/delete/list devices.
+
+use super::Hub;
+use crate::DpsError;
+use fleethub_api::{AuthenticationMechanism, Capabilities, Device, Twin, TwinProperties, time::{NEVER, now_utc}};
+use fleethub_core::{ids, keys};
+use fleethub_store::{DeviceRecord, Page, PageRequest, Precondition, StoreError};
+use serde_json::json;
+
+/// Registry statistics (`GET /statistics/devices`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryStatistics {
+    pub total_device_count: u64,
+    pub enabled_device_count: u64,
+    pub disabled_device_count: u64,
+}
+
+impl Hub {
+    /// Creates (no `If-Match`) or updates (`If-Match`, `*` allowed) a device. Missing or empty
+    /// symmetric keys are generated; status defaults to enabled.
+    pub async fn put_device(&self, path_id: &str, mut d: Device, if_match: Option<&str>) -> Result<Device, DpsError> {
+        ids::validate_device_id(path_id).map_err(|e| DpsError::bad_request(e.to_string()))?;
+        if d.device_id.is_empty() {
+            d.device_id = path_id.to_string();
+        } else if d.device_id != path_id {
+            return Err(DpsError::bad_request(format!(
+                "deviceId '{}' in the body does not match '{path_id}' in the URL",
+                d.device_id
+            )));
+        }
+        let existing = self.store.get_device(path_id).await?;
+        let cond = match (if_match.filter(|m| !m.trim().is_empty()), &existing) {
+            (Some(m), _) => Precondition::IfMatch(m.to_string()),
+            (None, Some(_)) => {
+                return Err(DpsError::Conflict(format!(
+                    "device '{path_id}' already exists: send If-Match (\"*\" or its etag) to update it"
+                )));
+            }
+            (None, None) => Precondition::MustNotExist,
+        };
+        let now = now_utc();
+        // Authentication: keys generated when absent/empty, validated when given.
+        let mut auth = d.authentication.take().unwrap_or_default();
+        let kind = auth.kind.clone().unwrap_or_else(|| "sas".into());
+        if kind != "sas" {
+            return Err(DpsError::bad_request(format!(
+                "authentication type '{kind}' is not supported; use \"sas\" (symmetric keys)"
+            )));
+        }
+        let sk = auth.symmetric_key.get_or_insert_with(Default::default);
+        for (name, slot) in [("primaryKey", &mut sk.primary_key), ("secondaryKey", &mut sk.secondary_key)] {
+            match slot.as_deref() {
+                None | Some("") => *slot = Some(keys::generate_key()),
+                Some(k) => {
+                    keys::decode_key(k).map_err(|e| {
+                        DpsError::bad_request(format!("authentication.symmetricKey.{name} is invalid: {e}"))
+                    })?;
+                }
+            }
+        }
+        let (p, s) = (sk.primary_key.clone().unwrap_or_default(), sk.secondary_key.clone().unwrap_or_default());
+        let mut auth = AuthenticationMechanism::sas(p, s);
+        auth.kind = Some("sas".into());
+        let status = match d.status.as_deref() {
+            None => "enabled",
+            Some(s) if s.eq_ignore_ascii_case("enabled") => "enabled",
+            Some(s) if s.eq_ignore_ascii_case("disabled") => "disabled",
+            Some(s) => return Err(DpsError::bad_request(format!("status '{s}' is invalid; use \"enabled\" or \"disabled\""))),
+        };
+        if d.status_reason.as_deref().is_some_and(|r| r.chars().count() > 128) {
+            return Err(DpsError::bad_request("statusReason is longer than 128 characters"));
+        }
+        let iot_edge = d.capabilities.as_ref().is_some_and(|c| c.iot_edge);
+        let (mut device, twin) = match existing {
+            Some(rec) => (rec.device, rec.twin),
+            None => {
+                let device = Device {
+                    device_id: path_id.to_string(),
+                    generation_id: Some(format!("{:018}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000_000_000)),
+                    connection_state: Some("Disconnected".into()),
+                    connection_state_updated_time: Some(NEVER.into()),
+                    status_updated_time: Some(NEVER.into()),
+                    last_activity_time: Some(NEVER.into()),
+                    ..Default::default()
+                };
+                let twin = Twin {
+                    device_id: path_id.to_string(),
+                    version: 1,
+                    etag: Some("AAAAAAAAAAE=".into()),
+                    status_update_time: Some(NEVER.into()),
+                    last_activity_time: Some(NEVER.into()),
+                    properties: TwinProperties {
+                        desired: json!({"$metadata": {"$lastUpdated": now, "$lastUpdatedVersion": 1}, "$version": 1}),
+                        reported: json!({"$metadata": {"$lastUpdated": now}, "$version": 1}),
+                    },
+                    ..Default::default()
+                };
+                (device, twin)
+            }
+        };
+        if device.status.as_deref() != Some(status) {
+            device.status_updated_time = Some(now.clone());
+        }
+        device.status = Some(status.into());
+        device.status_reason = d.status_reason;
+        device.authentication = Some(auth);
+        device.capabilities = Some(Capabilities { iot_edge });
+        device.device_scope = if iot_edge {
+            Some(format!("ms-azure-iot-edge://{}-{}", device.device_id, device.generation_id.clone().unwrap_or_default()))
+        } else {
+            d.device_scope.or(device.device_scope.filter(|s| !s.starts_with("ms-azure-iot-edge://")))
+        };
+        let mut twin = twin;
+        twin.status = device.status.clone();
+        twin.capabilities = device.capabilities.clone();
+        twin.device_scope = device.device_scope.clone();
+        twin.authentication_type = Some("sas".into());
+        let saved = self.store.put_device(DeviceRecord { device, twin }, cond).await.map_err(|e| match e {
+            StoreError::NotFound { .. } => DpsError::NotFound(format!("device '{path_id}' not found")),
+            other => other.into(),
+        })?;
+        Ok(self.with_connection_state(saved.device))
+    }
+
+    /// Fills in the live connection state.
+    fn with_connection_state(&self, mut d: Device) -> Device {
+        d.connection_state = Some(if self.is_connected(&d.device_id, None) { "Connected" } else { "Disconnected" }.into());
+        d
+    }
+
+    pub async fn get_device(&self, id: &str) -> Result<Device, DpsError> {
+        let rec = self
+            .store
+            .get_device(id)
+            .await?
+            .ok_or_else(|| DpsError::NotFound(format!("device '{id}' not found")))?;
+        Ok(self.with_connection_state(rec.device))
+    }
+
+    pub async fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), DpsError> {
+        match self.store.delete_device(id, if_match).await {
+            Err(StoreError::NotFound { .. }) => Err(DpsError::NotFound(format!("device '{id}' not found"))),
+            r => Ok(r?),
+        }
+    }
+
+    pub async fn list_devices(&self, page: PageRequest) -> Result<Page<Device>, DpsError> {
+        let p = self.store.list_devices(page).await?;
+        Ok(Page {
+            items: p.items.into_iter().map(|r| self.with_connection_state(r.device)).collect(),
+            continuation: p.continuation,
+        })
+    }
+
+    pub async fn statistics(&self) -> Result<RegistryStatistics, DpsError> {
+        let mut stats = RegistryStatistics { total_device_count: 0, enabled_device_count: 0, disabled_device_count: 0 };
+        let mut page = PageRequest { continuation: None, max_items: 1000 };
+        loop {
+            let p = self.store.list_devices(page.clone()).await?;
+            for r in &p.items {
+                stats.total_device_count += 1;
+                if r.device.enabled() {
+                    stats.enabled_device_count += 1;
+                } else {
+                    stats.disabled_device_count += 1;
+                }
+            }
+            match p.continuation {
+                Some(c) => page.continuation = Some(c),
+                None => return Ok(stats),
+            }
+        }
+    }
+}
