@@ -11,7 +11,7 @@ pub mod policies;
 pub use auth_log::{AuthFailure, AuthFailureLog};
 pub use dps::{AuthContext, Dps, DpsConfig, DpsPrincipal, EnrollmentSource};
 pub use error::DpsError;
-pub use hub::{Hub, HubConfig, HubPrincipal, TelemetryIn};
+pub use hub::{Features, Hub, HubConfig, HubEvent, HubPrincipal, MethodError, TelemetryIn};
 pub use policies::{Policy, Right, ServiceAuth, ServiceAuthError};
 
 /// Current unix time in seconds.
