@@ -170,12 +170,13 @@ mod tests {
     }
 }
 
+/// Message properties by name.
+pub type Properties = std::collections::BTreeMap<String, String>;
+
 /// A property bag (`k=v&k2=v2`, both percent-encoded) split into system properties (keys
 /// `$.x`, sent as `%24.x` by the SDKs) mapped to their AMQP-style names, and application
 /// properties.
-pub fn parse_property_bag(
-    bag: &str,
-) -> Result<(std::collections::BTreeMap<String, String>, std::collections::BTreeMap<String, String>), TopicError> {
+pub fn parse_property_bag(bag: &str) -> Result<(Properties, Properties), TopicError> {
     let mut system = std::collections::BTreeMap::new();
     let mut app = std::collections::BTreeMap::new();
     for part in bag.split('&').filter(|p| !p.is_empty()) {
