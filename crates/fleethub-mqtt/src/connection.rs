@@ -211,6 +211,11 @@ where
             let token_deadline = tokio::time::sleep(Duration::from_secs(expires_in));
             tokio::pin!(token_deadline);
             let mut session = HubSession::new(gw, principal, conn, subs);
+            if let Err(e) = session.start(&mut writer).await {
+                gw.hub.detach(&device_id, module_id.as_deref(), conn);
+                return Err(e);
+            }
+            writer.flush().await?;
             let result = loop {
                 let pkt = tokio::select! {
                     r = tokio::time::timeout(Duration::from_secs(idle), reader.next()) => match r {
@@ -219,7 +224,7 @@ where
                         Err(_) => break Err(ConnectionError::KeepAlive(idle)),
                     },
                     Some(ev) = events.recv() => {
-                        if let Err(e) = session.on_event(ev, &mut writer) {
+                        if let Err(e) = session.on_event(ev, &mut writer).await {
                             break Err(e);
                         }
                         if let Err(e) = writer.flush().await {

@@ -1,6 +1,6 @@
 //! The hub device plane over MQTT (protocols.md 7): telemetry, twin GET / reported PATCH,
-//! desired-property updates and direct methods. Cloud-to-device and module-input
-//! subscriptions are refused (SUBACK 0x80) until they are served.
+//! desired-property updates, direct methods and cloud-to-device delivery (completed by the
+//! device's PUBACK). Module-input subscriptions are refused (SUBACK 0x80) until served.
 
 use crate::Gateway;
 use crate::connection::{ConnectionError, PacketWriter};
@@ -23,11 +23,13 @@ pub(crate) struct HubSession<'a> {
     conn: u64,
     pub(crate) subs: Subscriptions,
     next_pkid: u16,
+    /// Cloud-to-device messages sent at QoS 1 and not yet acknowledged: pkid -> sequence number.
+    c2d_in_flight: HashMap<u16, u64>,
 }
 
 impl<'a> HubSession<'a> {
     pub(crate) fn new(gw: &'a Gateway, principal: HubPrincipal, conn: u64, subs: Subscriptions) -> Self {
-        let s = HubSession { gw, principal, conn, subs, next_pkid: 0 };
+        let s = HubSession { gw, principal, conn, subs, next_pkid: 0, c2d_in_flight: HashMap::new() };
         s.publish_features();
         s
     }
@@ -40,13 +42,14 @@ impl<'a> HubSession<'a> {
     }
 
     fn qos_for(&self, f: HubFilter) -> Option<QoS> {
-        self.subs.iter().find(|(k, _)| classify_filter(k) == Some(f)).map(|(_, q)| *q)
+        self.subs.iter().find(|(k, _)| classify_filter(k, &self.principal.device_id) == Some(f)).map(|(_, q)| *q)
     }
 
     fn publish_features(&self) {
         let f = Features {
             desired: self.qos_for(HubFilter::DesiredUpdates).is_some(),
             methods: self.qos_for(HubFilter::Methods).is_some(),
+            c2d: self.qos_for(HubFilter::CloudToDevice).is_some(),
         };
         self.gw.hub.set_features(&self.principal.device_id, self.principal.module_id.as_deref(), self.conn, f);
     }
@@ -68,7 +71,7 @@ impl<'a> HubSession<'a> {
     }
 
     /// Delivers an event pushed by the hub.
-    pub(crate) fn on_event<W: AsyncWrite + Unpin>(
+    pub(crate) async fn on_event<W: AsyncWrite + Unpin>(
         &mut self,
         ev: HubEvent,
         out: &mut PacketWriter<W>,
@@ -86,6 +89,50 @@ impl<'a> HubSession<'a> {
                     // The hub sends method requests at QoS 0.
                     self.send(out, format!("$iothub/methods/POST/{name}/?$rid={rid}"), QoS::AtMostOnce, payload)?;
                 }
+            }
+            HubEvent::C2dAvailable => self.deliver_c2d(out).await?,
+        }
+        Ok(())
+    }
+
+    /// Called once after CONNACK: a resumed session may have queued messages waiting.
+    pub(crate) async fn start<W: AsyncWrite + Unpin>(&mut self, out: &mut PacketWriter<W>) -> Result<(), ConnectionError> {
+        self.deliver_c2d(out).await
+    }
+
+    /// Sends queued cloud-to-device messages that are not in flight yet.
+    async fn deliver_c2d<W: AsyncWrite + Unpin>(&mut self, out: &mut PacketWriter<W>) -> Result<(), ConnectionError> {
+        let Some(qos) = self.qos_for(HubFilter::CloudToDevice) else { return Ok(()) };
+        let pending = match self.gw.hub.pending_c2d(&self.principal.device_id).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(identity = %self.identity(), "cannot read the cloud-to-device queue: {e}");
+                return Ok(());
+            }
+        };
+        for m in pending {
+            if self.c2d_in_flight.values().any(|s| *s == m.sequence_number) {
+                continue;
+            }
+            let expiry = fleethub_services::hub::c2d::iso_utc(m.expiry_unix);
+            let view = fleethub_services::hub::c2d::C2dView {
+                device_id: &m.device_id,
+                message_id: &m.message_id,
+                correlation_id: m.correlation_id.as_deref(),
+                content_type: m.content_type.as_deref(),
+                content_encoding: m.content_encoding.as_deref(),
+                expiry_utc: &expiry,
+                ack: m.ack.as_deref(),
+                properties: &m.properties,
+            };
+            let topic = crate::topics::c2d_topic(&view);
+            self.send(out, topic, qos, m.body.clone())?;
+            if qos == QoS::AtMostOnce {
+                // Nothing will acknowledge it: delivered is done.
+                let _ = self.gw.hub.complete_c2d(m.sequence_number).await;
+            } else {
+                self.c2d_in_flight.insert(self.next_pkid, m.sequence_number);
+                let _ = self.gw.hub.mark_c2d_delivered(&m).await;
             }
         }
         Ok(())
@@ -117,7 +164,7 @@ impl<'a> HubSession<'a> {
             Packet::Subscribe(s) => {
                 let mut codes = Vec::with_capacity(s.filters.len());
                 for (f, q) in &s.filters {
-                    if classify_filter(f).is_some() {
+                    if classify_filter(f, &self.principal.device_id).is_some() && (self.principal.module_id.is_none() || classify_filter(f, &self.principal.device_id) != Some(HubFilter::CloudToDevice)) {
                         let granted = if *q == QoS::AtMostOnce { QoS::AtMostOnce } else { QoS::AtLeastOnce };
                         self.subs.insert(f.clone(), granted);
                         codes.push(SubscribeReturnCode::Success(granted));
@@ -128,6 +175,7 @@ impl<'a> HubSession<'a> {
                 }
                 self.publish_features();
                 out.push(&Packet::SubAck(SubAck { pkid: s.pkid, return_codes: codes }))?;
+                self.deliver_c2d(out).await?;
             }
             Packet::Unsubscribe(u) => {
                 for t in &u.topics {
@@ -136,7 +184,13 @@ impl<'a> HubSession<'a> {
                 self.publish_features();
                 out.push(&Packet::UnsubAck(u.pkid))?;
             }
-            Packet::PubAck(_) => {}
+            Packet::PubAck(pkid) => {
+                if let Some(seq) = self.c2d_in_flight.remove(&pkid)
+                    && let Err(e) = self.gw.hub.complete_c2d(seq).await
+                {
+                    tracing::warn!(identity = %self.identity(), "cannot complete a cloud-to-device message: {e}");
+                }
+            }
             Packet::PingReq => out.push(&Packet::PingResp)?,
             Packet::Disconnect => return Ok(false),
             other => {

@@ -335,15 +335,47 @@ pub enum HubFilter {
     TwinResponses,
     DesiredUpdates,
     Methods,
+    /// `devices/{id}/messages/devicebound/#` (the device's own ID only).
+    CloudToDevice,
 }
 
-pub fn classify_filter(filter: &str) -> Option<HubFilter> {
+/// Which served feature a filter subscribes to, for the device `device_id`.
+pub fn classify_filter(filter: &str, device_id: &str) -> Option<HubFilter> {
     match filter {
         "$iothub/twin/res/#" => Some(HubFilter::TwinResponses),
         "$iothub/twin/PATCH/properties/desired/#" => Some(HubFilter::DesiredUpdates),
         "$iothub/methods/POST/#" => Some(HubFilter::Methods),
+        f if f.strip_prefix("devices/").and_then(|r| r.strip_suffix("/messages/devicebound/#")) == Some(device_id) => {
+            Some(HubFilter::CloudToDevice)
+        }
         _ => None,
     }
+}
+
+/// The topic a cloud-to-device message is delivered on (protocols.md 7.3): system
+/// properties as `%24.x`, `/` inside values encoded.
+pub fn c2d_topic(m: &fleethub_services::hub::c2d::C2dView<'_>) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    let mut t = format!(
+        "devices/{}/messages/devicebound/%24.mid={}&%24.to={}",
+        m.device_id,
+        enc(m.message_id),
+        enc(&format!("/devices/{}/messages/deviceBound", m.device_id))
+    );
+    for (k, v) in [("%24.cid", m.correlation_id), ("%24.ct", m.content_type), ("%24.ce", m.content_encoding)] {
+        if let Some(v) = v {
+            t.push_str(&format!("&{k}={}", enc(v)));
+        }
+    }
+    t.push_str(&format!("&%24.exp={}", enc(m.expiry_utc)));
+    if let Some(a) = m.ack {
+        t.push_str(&format!("&iothub-ack={}", enc(a)));
+    }
+    for (k, v) in m.properties {
+        t.push_str(&format!("&{}={}", enc(k), enc(v)));
+    }
+    t
 }
 
 #[cfg(test)]

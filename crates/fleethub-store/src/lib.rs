@@ -74,6 +74,18 @@ pub trait Store: Send + Sync + 'static {
     async fn append_telemetry(&self, messages: Vec<TelemetryMessage>) -> Result<Vec<TelemetryMessage>>;
     /// Messages with `sequence_number > after`, oldest first.
     async fn read_telemetry(&self, after: u64, limit: usize) -> Result<Vec<TelemetryMessage>>;
+
+    // ---- Cloud-to-device queues
+    /// Enqueues unless the device already has `max_queued` messages (then `InvalidArgument`).
+    async fn enqueue_c2d(&self, msg: C2dMessage, max_queued: usize) -> Result<C2dMessage>;
+    /// The device's queued messages, oldest first.
+    async fn list_c2d(&self, device_id: &str, limit: usize) -> Result<Vec<C2dMessage>>;
+    /// Replaces a queued message (delivery count); `NotFound` if it was completed meanwhile.
+    async fn update_c2d(&self, msg: C2dMessage) -> Result<()>;
+    /// Removes a message (completed, rejected or expired).
+    async fn delete_c2d(&self, sequence_number: u64) -> Result<()>;
+    /// Removes all of a device's queued messages; returns how many.
+    async fn purge_c2d(&self, device_id: &str) -> Result<u64>;
 }
 
 /// Condition on a write.

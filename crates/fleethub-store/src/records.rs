@@ -61,3 +61,32 @@ mod body_b64 {
         Ok(String::deserialize(d)?.into_bytes())
     }
 }
+
+/// A cloud-to-device message waiting in a device's queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct C2dMessage {
+    /// Queue position; assigned by the store.
+    #[serde(default)]
+    pub sequence_number: u64,
+    pub device_id: String,
+    pub message_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// Unix seconds after which the message is dropped undelivered.
+    pub expiry_unix: u64,
+    pub enqueued_time_utc: String,
+    #[serde(default)]
+    pub delivery_count: u32,
+    /// `none|positive|negative|full`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<String>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    #[serde(with = "body_b64")]
+    pub body: Vec<u8>,
+}

@@ -2,6 +2,7 @@
 //! endpoint. (Twins, methods and C2D build on this.)
 
 mod auth;
+pub mod c2d;
 mod methods;
 mod presence;
 pub mod registry;
@@ -9,6 +10,7 @@ mod telemetry;
 pub mod twin;
 
 pub use auth::HubPrincipal;
+pub use c2d::C2dSend;
 pub use methods::MethodError;
 pub use presence::{Features, HubEvent};
 pub use telemetry::{MAX_TELEMETRY_BYTES, TelemetryIn};

@@ -14,6 +14,8 @@ pub enum HubEvent {
     DesiredPatch(Value),
     /// A direct method call: `$iothub/methods/POST/{name}/?$rid={rid}`.
     MethodRequest { rid: String, name: String, payload: Vec<u8> },
+    /// New cloud-to-device messages are queued.
+    C2dAvailable,
 }
 
 /// Which features a connection has subscribed to.
@@ -21,6 +23,7 @@ pub enum HubEvent {
 pub struct Features {
     pub desired: bool,
     pub methods: bool,
+    pub c2d: bool,
 }
 
 pub(crate) struct Attached {
@@ -90,6 +93,7 @@ impl Hub {
         let wanted = match &ev {
             HubEvent::DesiredPatch(_) => a.features.desired,
             HubEvent::MethodRequest { .. } => a.features.methods,
+            HubEvent::C2dAvailable => a.features.c2d,
         };
         wanted && a.tx.try_send(ev).is_ok()
     }

@@ -24,6 +24,12 @@ pub const MIGRATIONS: &[&str] = &[
         system_properties TEXT NOT NULL,
         properties TEXT NOT NULL,
         body BLOB NOT NULL);",
+    // 3: cloud-to-device queues
+    "CREATE TABLE c2d (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id TEXT NOT NULL,
+        doc TEXT NOT NULL);
+     CREATE INDEX c2d_by_device ON c2d(device_id, seq);",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
