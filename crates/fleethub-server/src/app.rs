@@ -127,6 +127,7 @@ pub async fn run(server: Server) -> Result<()> {
     server.info.write(&cfg.data_dir)?;
     println!("{}", server.info.banner());
     let limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    tokio::spawn(retention_task(server.hub.clone(), Duration::from_secs(cfg.telemetry_retention_hours.max(1) * 3600)));
     let mqtt_task = tokio::spawn(accept_mqtt(mqtt, server.tls.clone(), server.gateway.clone(), limit.clone()));
     let https_task = tokio::spawn(accept_https(https, server.tls.clone(), server.router.clone(), limit));
     tokio::select! {
@@ -135,6 +136,19 @@ pub async fn run(server: Server) -> Result<()> {
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())
+        }
+    }
+}
+
+/// Prunes the built-in telemetry endpoint every 10 minutes.
+async fn retention_task(hub: Arc<Hub>, retention: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        match hub.apply_retention(retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "telemetry retention applied"),
+            Err(e) => tracing::warn!("telemetry retention failed: {e}"),
         }
     }
 }

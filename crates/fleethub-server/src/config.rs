@@ -36,6 +36,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info,fleethub_mqtt=debug`.
     pub log: String,
+    /// How long the built-in endpoint keeps telemetry, hours (Azure: 1 day by default).
+    pub telemetry_retention_hours: u64,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             max_mqtt_packet_bytes: 256 * 1024 + 4096,
             max_connections: 18_000,
             log: "info".into(),
+            telemetry_retention_hours: 24,
         }
     }
 }

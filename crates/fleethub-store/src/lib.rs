@@ -74,6 +74,11 @@ pub trait Store: Send + Sync + 'static {
     async fn append_telemetry(&self, messages: Vec<TelemetryMessage>) -> Result<Vec<TelemetryMessage>>;
     /// Messages with `sequence_number > after`, oldest first.
     async fn read_telemetry(&self, after: u64, limit: usize) -> Result<Vec<TelemetryMessage>>;
+    /// Deletes telemetry enqueued before `before_utc` (retention); returns how many.
+    async fn prune_telemetry(&self, before_utc: &str) -> Result<u64>;
+    /// A consumer group's checkpoint (last sequence number it processed; 0 = none).
+    async fn get_checkpoint(&self, group: &str) -> Result<u64>;
+    async fn set_checkpoint(&self, group: &str, sequence_number: u64) -> Result<()>;
 
     // ---- Cloud-to-device queues
     /// Enqueues unless the device already has `max_queued` messages (then `InvalidArgument`).

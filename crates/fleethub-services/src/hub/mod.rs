@@ -13,7 +13,7 @@ pub use auth::HubPrincipal;
 pub use c2d::C2dSend;
 pub use methods::MethodError;
 pub use presence::{Features, HubEvent};
-pub use telemetry::{MAX_TELEMETRY_BYTES, TelemetryIn};
+pub use telemetry::{EventsPage, MAX_TELEMETRY_BYTES, TelemetryIn};
 
 use crate::{AuthFailureLog, Policy};
 use fleethub_store::Store;

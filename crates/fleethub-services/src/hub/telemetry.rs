@@ -51,3 +51,51 @@ impl Hub {
         Ok(seq)
     }
 }
+
+/// Most messages returned by one read.
+pub const MAX_READ: usize = 1000;
+
+/// A page of the built-in endpoint.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsPage {
+    pub messages: Vec<TelemetryMessage>,
+    /// Pass as `from` to continue after this page.
+    pub next: u64,
+}
+
+impl Hub {
+    /// Reads the built-in endpoint after sequence number `after` (or, when `None`, after the
+    /// consumer group's checkpoint).
+    pub async fn read_events(&self, group: &str, after: Option<u64>, limit: usize) -> Result<EventsPage, DpsError> {
+        validate_group(group)?;
+        let after = match after {
+            Some(a) => a,
+            None => self.store.get_checkpoint(group).await?,
+        };
+        let messages = self.store.read_telemetry(after, limit.clamp(1, MAX_READ)).await?;
+        let next = messages.last().map(|m| m.sequence_number).unwrap_or(after);
+        Ok(EventsPage { messages, next })
+    }
+
+    /// Records that `group` has processed everything up to `sequence_number`.
+    pub async fn checkpoint(&self, group: &str, sequence_number: u64) -> Result<(), DpsError> {
+        validate_group(group)?;
+        Ok(self.store.set_checkpoint(group, sequence_number).await?)
+    }
+
+    /// Deletes telemetry older than `retention`.
+    pub async fn apply_retention(&self, retention: std::time::Duration) -> Result<u64, DpsError> {
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(1));
+        Ok(self.store.prune_telemetry(&fleethub_api::time::format_utc(cutoff)).await?)
+    }
+}
+
+fn validate_group(g: &str) -> Result<(), DpsError> {
+    if g.is_empty() || g.len() > 50 || !g.chars().all(|c| c.is_ascii_alphanumeric() || "-_.$".contains(c)) {
+        return Err(DpsError::bad_request(format!(
+            "consumer group '{g}' is invalid: 1-50 characters of letters, digits, '-', '_', '.', '$'"
+        )));
+    }
+    Ok(())
+}

@@ -531,6 +531,39 @@ impl Store for SqliteStore {
             .write(move |c| Ok(c.execute("DELETE FROM c2d WHERE device_id = ?1", params![id])? as u64))
             .await
     }
+
+    async fn prune_telemetry(&self, before_utc: &str) -> Result<u64> {
+        let before = before_utc.to_string();
+        self.pool
+            .write(move |c| Ok(c.execute("DELETE FROM telemetry WHERE enqueued_utc < ?1", params![before])? as u64))
+            .await
+    }
+
+    async fn get_checkpoint(&self, group: &str) -> Result<u64> {
+        let g = group.to_string();
+        self.pool
+            .read(move |c| {
+                let v: Option<i64> = c
+                    .query_row("SELECT offset_seq FROM consumer_groups WHERE name = ?1", params![g], |r| r.get(0))
+                    .optional()?;
+                Ok(v.unwrap_or(0) as u64)
+            })
+            .await
+    }
+
+    async fn set_checkpoint(&self, group: &str, sequence_number: u64) -> Result<()> {
+        let g = group.to_string();
+        self.pool
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO consumer_groups (name, offset_seq, updated_utc) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(name) DO UPDATE SET offset_seq = excluded.offset_seq, updated_utc = excluded.updated_utc",
+                    params![g, sequence_number as i64, now_utc()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
 }
 
 #[cfg(test)]

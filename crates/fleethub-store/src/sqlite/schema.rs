@@ -30,6 +30,9 @@ pub const MIGRATIONS: &[&str] = &[
         device_id TEXT NOT NULL,
         doc TEXT NOT NULL);
      CREATE INDEX c2d_by_device ON c2d(device_id, seq);",
+    // 4: consumer-group checkpoints of the built-in telemetry endpoint
+    "CREATE TABLE consumer_groups (name TEXT PRIMARY KEY, offset_seq INTEGER NOT NULL, updated_utc TEXT NOT NULL);
+     CREATE INDEX telemetry_by_time ON telemetry(enqueued_utc);",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
