@@ -2,11 +2,11 @@
 
 use axum::http::HeaderMap;
 use fleethub_core::sas::SasToken;
-use fleethub_services::{Right, ServiceAuth};
+use fleethub_services::{Right, ServiceAuth, ServiceAuthError};
 
 use crate::HttpState;
 use crate::body::{Peer, authorization};
-use crate::error::ServiceResult;
+use crate::error::{HubResult, ServiceResult};
 
 const TRANSPORT: &str = "https";
 
@@ -18,6 +18,38 @@ pub(crate) fn dps_service(
     peer: &Peer,
 ) -> ServiceResult<String> {
     check(&state.dps_service_auth, headers, right, peer)
+}
+
+/// Checks the `Authorization` header against the hub service policies; a policy with any one of
+/// `rights` is accepted (Azure lets e.g. `RegistryRead` or `ServiceConnect` read twins).
+/// Returns the policy name.
+pub(crate) fn hub_service(
+    state: &HttpState,
+    headers: &HeaderMap,
+    rights: &[Right],
+    peer: &Peer,
+) -> HubResult<String> {
+    let mut refused = String::new();
+    for &right in rights {
+        match state.hub_service_auth.authorize(
+            authorization(headers),
+            right,
+            TRANSPORT,
+            peer.as_deref(),
+        ) {
+            Ok(policy) => {
+                tracing::debug!(policy, ?right, "hub service request authorized");
+                return Ok(policy);
+            }
+            // Only a valid token gets here; an invalid one was logged once and ends the loop.
+            Err(ServiceAuthError::Forbidden(msg)) => refused = msg,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if rights.len() > 1 {
+        refused = format!("{refused}: this operation needs one of {rights:?}");
+    }
+    Err(ServiceAuthError::Forbidden(refused).into())
 }
 
 /// Diagnostics accept a DPS policy with `ServiceConfig` or a hub policy with `RegistryRead`.

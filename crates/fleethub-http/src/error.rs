@@ -1,9 +1,10 @@
 //! Errors and how they look on the wire.
 //!
 //! The DPS device API answers in the DPS shape (`DpsErrorBody` + `x-ms-error-code`); the DPS
-//! service API and the diagnostics API answer in the hub shape (`HubErrorBody` +
-//! `iothub-errorcode`). Handlers return [`DeviceError`] or [`ServiceError`], which only differ in
-//! that shape. Errors axum produces by itself (body too large, bad path encoding, wrong method)
+//! service API, the hub service API and the diagnostics API answer in the hub shape
+//! (`HubErrorBody` + `iothub-errorcode`). Handlers return [`DeviceError`] or [`ServiceError`],
+//! which only differ in that shape, or [`HubError`], which has the hub shape and IoT Hub's error
+//! names (`DeviceNotFound`, `DeviceAlreadyExists`, ...; Node maps errors by these names). Errors axum produces by itself (body too large, bad path encoding, wrong method)
 //! are turned into the same shapes by [`json_errors`], so no client ever gets a plain-text error.
 
 use axum::body::Body;
@@ -12,6 +13,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use fleethub_api::{DpsErrorBody, HubErrorBody};
+use fleethub_services::hub::MethodError;
 use fleethub_services::{DpsError, ServiceAuthError};
 
 use crate::MAX_BODY_BYTES;
@@ -135,6 +137,66 @@ impl From<DpsError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// A hub-service error: the same statuses as [`DpsError`], with IoT Hub's names and codes.
+    pub fn from_hub(e: DpsError) -> Self {
+        let message = e.to_string();
+        match e {
+            DpsError::Unauthorized => ApiError::unauthorized(),
+            DpsError::BadRequest { code, .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, code, "ArgumentInvalid", message)
+            }
+            DpsError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, 404001, "DeviceNotFound", message)
+            }
+            DpsError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, 409001, "DeviceAlreadyExists", message)
+            }
+            DpsError::PreconditionFailed(_) => ApiError::precondition_failed(message),
+            DpsError::PayloadTooLarge(_) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                413001,
+                "RequestEntityTooLarge",
+                message,
+            ),
+            DpsError::Internal(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                500001,
+                "ServerError",
+                message,
+            ),
+        }
+    }
+
+    /// IoT Hub's etag mismatch (`PreconditionFailed`, 412002).
+    pub fn precondition_failed(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            412002,
+            "PreconditionFailed",
+            message,
+        )
+    }
+}
+
+impl From<MethodError> for ApiError {
+    fn from(e: MethodError) -> Self {
+        let message = e.to_string();
+        match e {
+            MethodError::NotOnline(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, 404103, "DeviceNotOnline", message)
+            }
+            MethodError::Timeout(..) => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                504101,
+                "GatewayTimeout",
+                message,
+            ),
+            MethodError::BadRequest(m) => ApiError::bad_request(m),
+        }
+    }
+}
+
 impl From<ServiceAuthError> for ApiError {
     fn from(e: ServiceAuthError) -> Self {
         match e {
@@ -155,8 +217,13 @@ pub(crate) struct DeviceError(pub ApiError);
 #[derive(Debug)]
 pub(crate) struct ServiceError(pub ApiError);
 
+/// Error of the hub service API (hub-style error body, IoT Hub error names).
+#[derive(Debug)]
+pub(crate) struct HubError(pub ApiError);
+
 pub(crate) type DeviceResult<T> = Result<T, DeviceError>;
 pub(crate) type ServiceResult<T> = Result<T, ServiceError>;
+pub(crate) type HubResult<T> = Result<T, HubError>;
 
 impl IntoResponse for DeviceError {
     fn into_response(self) -> Response {
@@ -165,6 +232,12 @@ impl IntoResponse for DeviceError {
 }
 
 impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        self.0.into_response_with(Shape::Service)
+    }
+}
+
+impl IntoResponse for HubError {
     fn into_response(self) -> Response {
         self.0.into_response_with(Shape::Service)
     }
@@ -181,6 +254,13 @@ macro_rules! wrap_errors {
 }
 wrap_errors!(DeviceError: DpsError);
 wrap_errors!(ServiceError: DpsError, ServiceAuthError);
+wrap_errors!(HubError: MethodError, ServiceAuthError);
+
+impl From<DpsError> for HubError {
+    fn from(e: DpsError) -> Self {
+        HubError(ApiError::from_hub(e))
+    }
+}
 
 impl From<ApiError> for DeviceError {
     fn from(e: ApiError) -> Self {
@@ -191,6 +271,12 @@ impl From<ApiError> for DeviceError {
 impl From<ApiError> for ServiceError {
     fn from(e: ApiError) -> Self {
         ServiceError(e)
+    }
+}
+
+impl From<ApiError> for HubError {
+    fn from(e: ApiError) -> Self {
+        HubError(e)
     }
 }
 

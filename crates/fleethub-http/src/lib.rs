@@ -1,5 +1,7 @@
 //! HTTP APIs of fleethub, as axum routers: the DPS device API (register / poll), the DPS
-//! service REST API (enrollments, enrollment groups, registration records) and diagnostics.
+//! service REST API (enrollments, enrollment groups, registration records), the IoT Hub service
+//! REST API (devices, twins, direct methods, queries, statistics, bulk registry) and
+//! diagnostics.
 //!
 //! Handlers only translate HTTP to [`fleethub_services`] calls and errors back to Azure's wire
 //! shapes; all routes are listed in [`router`]. Wire rules this crate guarantees for every
@@ -16,6 +18,7 @@ mod diagnostics;
 mod enrollments;
 mod error;
 mod groups;
+mod hub;
 mod normalize;
 mod registrations;
 
@@ -24,7 +27,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
-use fleethub_services::{AuthFailureLog, Dps, ServiceAuth};
+use fleethub_services::{AuthFailureLog, Dps, Hub, ServiceAuth};
 use std::sync::Arc;
 
 pub use diagnostics::DEFAULT_AUTH_FAILURES_LIMIT;
@@ -38,9 +41,10 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct HttpState {
     pub dps: Arc<Dps>,
+    pub hub: Arc<Hub>,
     /// Shared access policies of the DPS host (service API, diagnostics).
     pub dps_service_auth: Arc<ServiceAuth>,
-    /// Shared access policies of the hub host (diagnostics).
+    /// Shared access policies of the hub host (hub service API, diagnostics).
     pub hub_service_auth: Arc<ServiceAuth>,
     pub auth_failures: Arc<AuthFailureLog>,
 }
@@ -109,7 +113,32 @@ fn routes(state: HttpState) -> Router {
             error::json_errors(Shape::Service, req, next)
         }));
 
-    device.merge(service).with_state(state)
+    // IoT Hub service API. Node lists and bulk-posts to `/devices/` (trailing slash): the
+    // fallback retries without it.
+    let hub = Router::new()
+        .route("/devices", get(hub::devices::list).post(hub::bulk::bulk))
+        .route(
+            "/devices/{id}",
+            get(hub::devices::get)
+                .put(hub::devices::put)
+                .delete(hub::devices::delete)
+                // `POST /devices/query` (a device named "query" keeps GET/PUT/DELETE)
+                .post(hub::devices::post),
+        )
+        .route(
+            "/twins/{id}",
+            get(hub::twins::get)
+                .patch(hub::twins::patch)
+                .put(hub::twins::replace),
+        )
+        .route("/twins/{id}/methods", post(hub::methods::invoke))
+        .route("/statistics/devices", get(hub::statistics::devices))
+        .route("/statistics/service", get(hub::statistics::service))
+        .layer(middleware::from_fn(|req: Request, next: Next| {
+            error::json_errors(Shape::Service, req, next)
+        }));
+
+    device.merge(service).merge(hub).with_state(state)
 }
 
 /// Logs every request at debug level (method, path, status, time; never headers or query).

@@ -1,5 +1,6 @@
 //! Case-insensitive routing for the fixed path segments the SDKs spell differently (Node sends
-//! `/enrollmentgroups/{id}/attestationmechanism`, others `/enrollmentGroups/...`).
+//! `/enrollmentgroups/{id}/attestationmechanism`, others `/enrollmentGroups/...`), and trailing
+//! slashes (Node's hub registry lists `/devices/`).
 //!
 //! Routes are registered in their canonical spelling. A request that matches no route comes
 //! to [`fallback`], which rewrites only the keyword segments (never IDs) to the canonical case,
@@ -46,6 +47,21 @@ pub(crate) fn canonical_path(method: &Method, path: &str) -> Option<String> {
         fix(&mut segs[1], "registrations");
         if n == 3 {
             fix(&mut segs[3], "query");
+        }
+    } else if first.eq_ignore_ascii_case("devices") {
+        // Hub: /devices[/{id}], POST /devices/query
+        fix(&mut segs[1], "devices");
+    } else if first.eq_ignore_ascii_case("twins") {
+        // Hub: /twins/{id}[/methods]
+        fix(&mut segs[1], "twins");
+        if n == 3 {
+            fix(&mut segs[3], "methods");
+        }
+    } else if first.eq_ignore_ascii_case("statistics") {
+        fix(&mut segs[1], "statistics");
+        if n == 2 {
+            fix(&mut segs[2], "devices");
+            fix(&mut segs[2], "service");
         }
     } else if first.eq_ignore_ascii_case("diagnostics") {
         fix(&mut segs[1], "diagnostics");
@@ -174,6 +190,19 @@ mod tests {
         assert_eq!(
             canon(Method::POST, "/Registrations/g/query/").as_deref(),
             Some("/registrations/g/query")
+        );
+        assert_eq!(canon(Method::GET, "/devices/").as_deref(), Some("/devices"));
+        assert_eq!(
+            canon(Method::GET, "/Devices/Dev-1").as_deref(),
+            Some("/devices/Dev-1")
+        );
+        assert_eq!(
+            canon(Method::POST, "/TWINS/Methods/METHODS").as_deref(),
+            Some("/twins/Methods/methods")
+        );
+        assert_eq!(
+            canon(Method::GET, "/Statistics/Service").as_deref(),
+            Some("/statistics/service")
         );
         assert_eq!(canon(Method::GET, "/nothing/here"), None);
         assert_eq!(canon(Method::GET, "/"), None);

@@ -102,6 +102,7 @@ pub async fn build(cfg: Config) -> Result<Server> {
     let ws_gateway = gateway.clone();
     let router = fleethub_http::router(HttpState {
         dps: dps.clone(),
+        hub: hub.clone(),
         dps_service_auth: dps_auth,
         hub_service_auth: hub_auth,
         auth_failures: auth_log,
