@@ -155,3 +155,29 @@ pub struct Twin {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_scopes: Option<Vec<String>>,
 }
+
+/// Module identity (`Module`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Module {
+    #[serde(default)]
+    pub module_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
+    #[serde(default)]
+    pub device_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_state_updated_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity_time: Option<String>,
+    #[serde(default)]
+    pub cloud_to_device_message_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<AuthenticationMechanism>,
+}

@@ -227,18 +227,16 @@ impl<'a> HubSession<'a> {
         out: &mut PacketWriter<W>,
     ) -> Result<(), ConnectionError> {
         let req = parse_iothub_request(topic).map_err(|e| ConnectionError::Protocol(format!("{}: {e}", self.identity())))?;
-        if self.principal.module_id.is_some() && !matches!(req, IotHubRequest::MethodResponse { .. }) {
-            return Err(ConnectionError::Protocol(format!("{}: module twins are not served by this build yet", self.identity())));
-        }
         let device = self.principal.device_id.clone();
+        let module = self.principal.module_id.clone();
         match req {
             IotHubRequest::TwinGet { rid } => {
-                let r = self.gw.hub.get_twin(&device).await.map(|t| serde_json::to_vec(&device_view(&t)).unwrap_or_default());
+                let r = self.gw.hub.get_twin_of(&device, module.as_deref()).await.map(|t| serde_json::to_vec(&device_view(&t)).unwrap_or_default());
                 self.twin_reply(out, &rid, r.map(|b| (200, None, b)))
             }
             IotHubRequest::TwinPatchReported { rid } => {
                 let r = match serde_json::from_slice::<serde_json::Value>(payload) {
-                    Ok(patch) => self.gw.hub.patch_reported(&device, &patch).await.map(|v| (204, Some(v), Vec::new())),
+                    Ok(patch) => self.gw.hub.patch_reported_of(&device, module.as_deref(), &patch).await.map(|v| (204, Some(v), Vec::new())),
                     Err(e) => Err(DpsError::bad_request(format!("reported properties patch is not valid JSON: {e}"))),
                 };
                 self.twin_reply(out, &rid, r)

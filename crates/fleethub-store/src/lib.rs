@@ -65,6 +65,13 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_device(&self, device_id: &str, if_match: Option<&str>) -> Result<()>;
     async fn list_devices(&self, page: PageRequest) -> Result<Page<DeviceRecord>>;
 
+    // ---- Module identities (of a device; removed with it)
+    async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Option<ModuleRecord>>;
+    /// Creates or replaces a module and its twin; sets the module etag. The device must exist.
+    async fn put_module(&self, record: ModuleRecord, cond: Precondition) -> Result<ModuleRecord>;
+    async fn delete_module(&self, device_id: &str, module_id: &str, if_match: Option<&str>) -> Result<()>;
+    async fn list_modules(&self, device_id: &str) -> Result<Vec<ModuleRecord>>;
+
     /// The outcome of a DPS registration, in one transaction: the device identity (created or
     /// updated) and the registration record. Nothing is written if any part fails.
     async fn commit_assignment(&self, assignment: Assignment) -> Result<RegistrationRecord>;

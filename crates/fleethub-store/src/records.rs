@@ -1,6 +1,6 @@
 //! Records the store keeps that are more than one wire document.
 
-use fleethub_api::{Device, DeviceRegistrationState, Twin};
+use fleethub_api::{Device, DeviceRegistrationState, Module, Twin};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -89,4 +89,11 @@ pub struct C2dMessage {
     pub properties: BTreeMap<String, String>,
     #[serde(with = "body_b64")]
     pub body: Vec<u8>,
+}
+
+/// A module identity with its module twin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleRecord {
+    pub module: Module,
+    pub twin: Twin,
 }

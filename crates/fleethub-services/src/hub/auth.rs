@@ -61,13 +61,18 @@ impl Hub {
                 .find(|p| p.key_name.eq_ignore_ascii_case(policy))
                 .filter(|p| p.rights.contains(&Right::DeviceConnect))
                 .is_some_and(|p| verify(&p.primary_key) || verify(&p.secondary_key)),
-            None if module_id.is_some() => false,
-            None => rec.device.authentication.as_ref().is_some_and(|a| a.keys().into_iter().any(verify)),
+            None => match module_id {
+                Some(m) => match self.module_record(device_id, m).await {
+                    Ok(mr) => mr.module.authentication.as_ref().is_some_and(|a| a.keys().into_iter().any(verify)),
+                    Err(_) => return Err(fail(format!("module '{m}' of device '{device_id}' is not in the registry"))),
+                },
+                None => rec.device.authentication.as_ref().is_some_and(|a| a.keys().into_iter().any(verify)),
+            },
         };
         if !ok {
             let why = match (token.skn.as_deref(), module_id) {
                 (Some(p), _) => format!("the token names policy '{p}', which does not exist, lacks DeviceConnect, or did not sign it"),
-                (None, Some(_)) => "module identities are not supported by this build yet".to_string(),
+                (None, Some(_)) => "the token is not signed with the module's primary or secondary key".to_string(),
                 (None, None) => "the token is not signed with the device's primary or secondary key".to_string(),
             };
             return Err(fail(format!("signature mismatch for device {identity}: {why}")));

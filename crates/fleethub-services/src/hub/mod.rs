@@ -4,6 +4,7 @@
 mod auth;
 pub mod c2d;
 mod methods;
+pub mod modules;
 mod presence;
 pub mod registry;
 mod telemetry;

@@ -120,6 +120,9 @@ impl Hub {
             StoreError::NotFound { .. } => DpsError::NotFound(format!("device '{path_id}' not found")),
             other => other.into(),
         })?;
+        if iot_edge {
+            self.ensure_edge_modules(path_id).await?;
+        }
         Ok(self.with_connection_state(saved.device))
     }
 

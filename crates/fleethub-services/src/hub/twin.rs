@@ -95,6 +95,49 @@ impl Hub {
         Ok(self.device_record(device_id).await?.twin)
     }
 
+    /// Device twin (`module_id` = `None`) or module twin.
+    pub async fn get_twin_of(&self, device_id: &str, module_id: Option<&str>) -> Result<Twin, DpsError> {
+        match module_id {
+            None => self.get_twin(device_id).await,
+            Some(m) => Ok(self.module_record(device_id, m).await?.twin),
+        }
+    }
+
+    /// Read-modify-write of a device's or module's twin with optimistic concurrency.
+    async fn modify_twin_of(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        f: impl FnMut(&mut Twin) -> Result<(), DpsError>,
+    ) -> Result<Twin, DpsError> {
+        match module_id {
+            None => self.modify_twin(device_id, f).await,
+            Some(m) => self.modify_module_twin(device_id, m, f).await,
+        }
+    }
+
+    async fn modify_module_twin(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        mut f: impl FnMut(&mut Twin) -> Result<(), DpsError>,
+    ) -> Result<Twin, DpsError> {
+        for _ in 0..RETRIES {
+            let mut rec = self.module_record(device_id, module_id).await?;
+            let etag = rec.module.etag.clone().unwrap_or_default();
+            f(&mut rec.twin)?;
+            check_size(&rec.twin)?;
+            rec.twin.version += 1;
+            rec.twin.etag = Some(twin_etag(rec.twin.version));
+            match self.store.put_module(rec, Precondition::IfMatch(etag)).await {
+                Ok(saved) => return Ok(saved.twin),
+                Err(StoreError::EtagMismatch { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(DpsError::Conflict(format!("the twin of '{device_id}/{module_id}' is being changed concurrently; retry")))
+    }
+
     /// Read-modify-write of a device's twin with optimistic concurrency on the device etag.
     async fn modify_twin(
         &self,
@@ -119,12 +162,17 @@ impl Hub {
 
     /// Device reported-properties PATCH; returns the new reported `$version`.
     pub async fn patch_reported(&self, device_id: &str, patch: &Value) -> Result<u64, DpsError> {
+        self.patch_reported_of(device_id, None, patch).await
+    }
+
+    /// Reported-properties PATCH of a device or module twin.
+    pub async fn patch_reported_of(&self, device_id: &str, module_id: Option<&str>, patch: &Value) -> Result<u64, DpsError> {
         let patch = patch
             .as_object()
             .ok_or_else(|| DpsError::bad_request("a reported-properties patch must be a JSON object"))?;
         let now = fleethub_api::time::now_utc();
         let mut version = 0;
-        self.modify_twin(device_id, |t| {
+        self.modify_twin_of(device_id, module_id, |t| {
             version = apply_section(&mut t.properties.reported, patch, &now, false);
             Ok(())
         })
@@ -141,6 +189,18 @@ impl Hub {
         if_match: Option<&str>,
         replace: bool,
     ) -> Result<Twin, DpsError> {
+        self.update_twin_of(device_id, None, body, if_match, replace).await
+    }
+
+    /// Service-side update of a device or module twin (see [`Hub::update_twin`]).
+    pub async fn update_twin_of(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        body: &Value,
+        if_match: Option<&str>,
+        replace: bool,
+    ) -> Result<Twin, DpsError> {
         let tags = body.get("tags").cloned();
         let desired = body.get("properties").and_then(|p| p.get("desired")).cloned();
         for (name, v) in [("tags", &tags), ("properties.desired", &desired)] {
@@ -153,7 +213,7 @@ impl Hub {
         let now = fleethub_api::time::now_utc();
         let mut pushed: Option<Value> = None;
         let twin = self
-            .modify_twin(device_id, |t| {
+            .modify_twin_of(device_id, module_id, |t| {
                 if let Some(want) = if_match.filter(|m| !m.trim().is_empty())
                     && !fleethub_store::etag_matches(want, t.etag.as_deref())
                 {
@@ -188,7 +248,7 @@ impl Hub {
             })
             .await?;
         if let Some(p) = pushed {
-            self.notify(device_id, None, HubEvent::DesiredPatch(p));
+            self.notify(device_id, module_id, HubEvent::DesiredPatch(p));
         }
         Ok(twin)
     }

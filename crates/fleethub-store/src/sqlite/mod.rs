@@ -7,7 +7,7 @@ mod schema;
 
 use crate::{
     Assignment, DeviceRecord, Page, PageRequest, Precondition, RegistrationRecord, Result, Store,
-    StoreError, TelemetryMessage, C2dMessage, etag_matches,
+    StoreError, TelemetryMessage, C2dMessage, ModuleRecord, etag_matches,
 };
 use async_trait::async_trait;
 use docs::{check, decode, encode, get_doc, get_row, new_etag, upsert};
@@ -98,6 +98,21 @@ fn get_device_row(conn: &Connection, device_id: &str) -> Result<Option<DeviceRec
             };
             Ok(Some(DeviceRecord { device, twin }))
         }
+        None => Ok(None),
+    }
+}
+
+fn get_module_row(conn: &Connection, device_id: &str, module_id: &str) -> Result<Option<ModuleRecord>> {
+    let row: Option<(String, String)> = conn
+        .query_row(
+            "SELECT doc, twin FROM modules WHERE device_id = ?1 AND module_id = ?2",
+            params![device_id, module_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let id = format!("{device_id}/{module_id}");
+    match row {
+        Some((d, t)) => Ok(Some(ModuleRecord { module: decode("module", &id, &d)?, twin: decode("module twin", &id, &t)? })),
         None => Ok(None),
     }
 }
@@ -348,6 +363,7 @@ impl Store for SqliteStore {
                 }
                 c.execute("DELETE FROM twins WHERE device_id = ?1", params![id])?;
                 c.execute("DELETE FROM c2d WHERE device_id = ?1", params![id])?;
+                c.execute("DELETE FROM modules WHERE device_id = ?1", params![id])?;
                 c.execute("DELETE FROM devices WHERE device_id = ?1", params![id])?;
                 Ok(())
             })
@@ -561,6 +577,85 @@ impl Store for SqliteStore {
                     params![g, sequence_number as i64, now_utc()],
                 )?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Option<ModuleRecord>> {
+        let (d, m) = (device_id.to_string(), module_id.to_string());
+        self.pool.read(move |c| get_module_row(c, &d, &m)).await
+    }
+
+    async fn put_module(&self, mut rec: ModuleRecord, cond: Precondition) -> Result<ModuleRecord> {
+        self.pool
+            .write(move |c| {
+                let (d, m) = (rec.module.device_id.clone(), rec.module.module_id.clone());
+                let id = format!("{d}/{m}");
+                let device: Option<i64> =
+                    c.query_row("SELECT 1 FROM devices WHERE device_id = ?1", params![d], |r| r.get(0)).optional()?;
+                if device.is_none() {
+                    return Err(StoreError::NotFound { kind: "device", id: d });
+                }
+                let current: Option<String> = c
+                    .query_row(
+                        "SELECT etag FROM modules WHERE device_id = ?1 AND module_id = ?2",
+                        params![d, m],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                check(&cond, "module", &id, current.as_deref())?;
+                let etag = device_etag();
+                rec.module.etag = Some(etag.clone());
+                c.execute(
+                    "INSERT INTO modules (device_id, module_id, etag, doc, twin) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(device_id, module_id) DO UPDATE SET etag = excluded.etag, doc = excluded.doc, twin = excluded.twin",
+                    params![d, m, etag, encode(&rec.module)?, encode(&rec.twin)?],
+                )?;
+                Ok(rec)
+            })
+            .await
+    }
+
+    async fn delete_module(&self, device_id: &str, module_id: &str, if_match: Option<&str>) -> Result<()> {
+        let (d, m) = (device_id.to_string(), module_id.to_string());
+        let if_match = if_match.map(str::to_string);
+        self.pool
+            .write(move |c| {
+                let id = format!("{d}/{m}");
+                let etag: Option<String> = c
+                    .query_row(
+                        "SELECT etag FROM modules WHERE device_id = ?1 AND module_id = ?2",
+                        params![d, m],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(etag) = etag else {
+                    return Err(StoreError::NotFound { kind: "module", id });
+                };
+                if let Some(want) = if_match.as_deref().filter(|s| !s.trim().is_empty())
+                    && !etag_matches(want, Some(&etag))
+                {
+                    return Err(StoreError::EtagMismatch { kind: "module", id });
+                }
+                c.execute("DELETE FROM modules WHERE device_id = ?1 AND module_id = ?2", params![d, m])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_modules(&self, device_id: &str) -> Result<Vec<ModuleRecord>> {
+        let d = device_id.to_string();
+        self.pool
+            .read(move |c| {
+                let mut stmt = c.prepare_cached("SELECT module_id FROM modules WHERE device_id = ?1 ORDER BY module_id")?;
+                let ids: Vec<String> = stmt.query_map(params![d], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                let mut out = Vec::new();
+                for m in ids {
+                    if let Some(r) = get_module_row(c, &d, &m)? {
+                        out.push(r);
+                    }
+                }
+                Ok(out)
             })
             .await
     }

@@ -33,6 +33,14 @@ pub const MIGRATIONS: &[&str] = &[
     // 4: consumer-group checkpoints of the built-in telemetry endpoint
     "CREATE TABLE consumer_groups (name TEXT PRIMARY KEY, offset_seq INTEGER NOT NULL, updated_utc TEXT NOT NULL);
      CREATE INDEX telemetry_by_time ON telemetry(enqueued_utc);",
+    // 5: module identities and module twins
+    "CREATE TABLE modules (
+        device_id TEXT NOT NULL REFERENCES devices(device_id) ON DELETE CASCADE,
+        module_id TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        twin TEXT NOT NULL,
+        PRIMARY KEY (device_id, module_id));",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

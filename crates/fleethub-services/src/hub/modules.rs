@@ -1,0 +1,184 @@
+//! Module identities: created through the service API or by an edge device managing its own
+//! modules (aziot-identityd); an edge device always has `$edgeAgent` and `$edgeHub`.
+
+use super::Hub;
+use crate::DpsError;
+use fleethub_api::{AuthenticationMechanism, Module, Twin, TwinProperties, time::{NEVER, now_utc}};
+use fleethub_core::{ids, keys};
+use fleethub_store::{ModuleRecord, Precondition, StoreError};
+use serde_json::json;
+
+/// Module identities every edge device has.
+pub const EDGE_SYSTEM_MODULES: [&str; 2] = ["$edgeAgent", "$edgeHub"];
+
+fn generation_id() -> String {
+    format!("{:018}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000_000_000)
+}
+
+fn new_twin(device_id: &str, module_id: &str, now: &str) -> Twin {
+    Twin {
+        device_id: device_id.to_string(),
+        module_id: Some(module_id.to_string()),
+        version: 1,
+        etag: Some("AAAAAAAAAAE=".into()),
+        status: Some("enabled".into()),
+        status_update_time: Some(NEVER.into()),
+        connection_state: Some("Disconnected".into()),
+        last_activity_time: Some(NEVER.into()),
+        authentication_type: Some("sas".into()),
+        properties: TwinProperties {
+            desired: json!({"$metadata": {"$lastUpdated": now, "$lastUpdatedVersion": 1}, "$version": 1}),
+            reported: json!({"$metadata": {"$lastUpdated": now}, "$version": 1}),
+        },
+        ..Default::default()
+    }
+}
+
+impl Hub {
+    pub(crate) async fn module_record(&self, device_id: &str, module_id: &str) -> Result<ModuleRecord, DpsError> {
+        if let Some(r) = self.store.get_module(device_id, module_id).await? {
+            return Ok(r);
+        }
+        if EDGE_SYSTEM_MODULES.contains(&module_id) && self.ensure_edge_modules(device_id).await?
+            && let Some(r) = self.store.get_module(device_id, module_id).await?
+        {
+            return Ok(r);
+        }
+        Err(DpsError::NotFound(format!("module '{module_id}' of device '{device_id}' not found")))
+    }
+
+    /// Creates `$edgeAgent`/`$edgeHub` for an edge device that lacks them. Returns whether the
+    /// device is an edge device.
+    pub async fn ensure_edge_modules(&self, device_id: &str) -> Result<bool, DpsError> {
+        let Some(dev) = self.store.get_device(device_id).await? else { return Ok(false) };
+        if !dev.device.is_edge() {
+            return Ok(false);
+        }
+        for m in EDGE_SYSTEM_MODULES {
+            if self.store.get_module(device_id, m).await?.is_none() {
+                let r = self
+                    .put_module(device_id, m, Module { managed_by: Some("iotEdge".into()), ..Default::default() }, None)
+                    .await;
+                match r {
+                    Ok(_) | Err(DpsError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Creates (no `If-Match`) or updates (`If-Match`, `*` allowed) a module identity.
+    pub async fn put_module(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        mut m: Module,
+        if_match: Option<&str>,
+    ) -> Result<Module, DpsError> {
+        ids::validate_module_id(module_id).map_err(|e| DpsError::bad_request(e.to_string()))?;
+        if !m.module_id.is_empty() && m.module_id != module_id {
+            return Err(DpsError::bad_request(format!(
+                "moduleId '{}' in the body does not match '{module_id}' in the URL",
+                m.module_id
+            )));
+        }
+        if !m.device_id.is_empty() && m.device_id != device_id {
+            return Err(DpsError::bad_request(format!(
+                "deviceId '{}' in the body does not match '{device_id}' in the URL",
+                m.device_id
+            )));
+        }
+        let existing = self.store.get_module(device_id, module_id).await?;
+        let cond = match (if_match.filter(|v| !v.trim().is_empty()), &existing) {
+            (Some(v), _) => Precondition::IfMatch(v.to_string()),
+            (None, Some(_)) => {
+                return Err(DpsError::Conflict(format!(
+                    "module '{module_id}' of device '{device_id}' already exists: send If-Match (\"*\" or its etag) to update it"
+                )));
+            }
+            (None, None) => Precondition::MustNotExist,
+        };
+        let mut auth = m.authentication.take().unwrap_or_default();
+        let sk = auth.symmetric_key.get_or_insert_with(Default::default);
+        for (name, slot) in [("primaryKey", &mut sk.primary_key), ("secondaryKey", &mut sk.secondary_key)] {
+            match slot.as_deref() {
+                None | Some("") => *slot = Some(keys::generate_key()),
+                Some(k) => {
+                    keys::decode_key(k).map_err(|e| {
+                        DpsError::bad_request(format!("authentication.symmetricKey.{name} is invalid: {e}"))
+                    })?;
+                }
+            }
+        }
+        let auth = AuthenticationMechanism::sas(
+            sk.primary_key.clone().unwrap_or_default(),
+            sk.secondary_key.clone().unwrap_or_default(),
+        );
+        let now = now_utc();
+        let (mut module, twin) = match existing {
+            Some(r) => (r.module, r.twin),
+            None => (
+                Module {
+                    module_id: module_id.to_string(),
+                    device_id: device_id.to_string(),
+                    generation_id: Some(generation_id()),
+                    connection_state: Some("Disconnected".into()),
+                    connection_state_updated_time: Some(NEVER.into()),
+                    last_activity_time: Some(NEVER.into()),
+                    ..Default::default()
+                },
+                new_twin(device_id, module_id, &now),
+            ),
+        };
+        module.authentication = Some(auth);
+        if m.managed_by.is_some() {
+            module.managed_by = m.managed_by;
+        }
+        let saved = self
+            .store
+            .put_module(ModuleRecord { module, twin }, cond)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound { kind: "device", .. } => DpsError::NotFound(format!("device '{device_id}' not found")),
+                StoreError::NotFound { .. } => {
+                    DpsError::NotFound(format!("module '{module_id}' of device '{device_id}' not found"))
+                }
+                other => other.into(),
+            })?;
+        Ok(self.with_module_state(saved.module))
+    }
+
+    fn with_module_state(&self, mut m: Module) -> Module {
+        let on = self.is_connected(&m.device_id, Some(&m.module_id));
+        m.connection_state = Some(if on { "Connected" } else { "Disconnected" }.into());
+        m
+    }
+
+    pub async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Module, DpsError> {
+        Ok(self.with_module_state(self.module_record(device_id, module_id).await?.module))
+    }
+
+    pub async fn delete_module(&self, device_id: &str, module_id: &str, if_match: Option<&str>) -> Result<(), DpsError> {
+        match self.store.delete_module(device_id, module_id, if_match).await {
+            Err(StoreError::NotFound { .. }) => {
+                Err(DpsError::NotFound(format!("module '{module_id}' of device '{device_id}' not found")))
+            }
+            r => Ok(r?),
+        }
+    }
+
+    pub async fn list_modules(&self, device_id: &str) -> Result<Vec<Module>, DpsError> {
+        if self.store.get_device(device_id).await?.is_none() {
+            return Err(DpsError::NotFound(format!("device '{device_id}' not found")));
+        }
+        self.ensure_edge_modules(device_id).await?;
+        Ok(self
+            .store
+            .list_modules(device_id)
+            .await?
+            .into_iter()
+            .map(|r| self.with_module_state(r.module))
+            .collect())
+    }
+}
