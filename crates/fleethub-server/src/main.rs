@@ -108,6 +108,20 @@ enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage DPS enrollments, enrollment groups and registration records (like `az iot dps`).
+    Dps {
+        #[command(flatten)]
+        client: fleethub_cli::ClientArgs,
+        #[command(subcommand)]
+        cmd: fleethub_cli::DpsCommand,
+    },
+    /// Server diagnostics (e.g. why devices were refused).
+    Diagnostics {
+        #[command(flatten)]
+        client: fleethub_cli::ClientArgs,
+        #[command(subcommand)]
+        cmd: fleethub_cli::DiagnosticsCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,6 +164,8 @@ async fn real_main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Dps { client, cmd } => fleethub_cli::run_dps(cmd, &client).await,
+        Command::Diagnostics { client, cmd } => fleethub_cli::run_diagnostics(cmd, &client).await,
         Command::Config(ConfigCommand::Show { args }) => {
             print!("{}", toml::to_string_pretty(&args.config()?)?);
             Ok(())

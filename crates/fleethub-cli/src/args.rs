@@ -1,0 +1,70 @@
+//! Connection and output options shared by every admin subcommand.
+
+use crate::output::OutputFormat;
+use std::path::PathBuf;
+
+/// How to reach the server. Flatten it next to the subcommand; the options are global, so they
+/// may appear anywhere after `dps` / `diagnostics`. With none given, everything is read from
+/// `{data-dir}/server-info.json`, which `fleethub serve` writes.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct ClientArgs {
+    /// DPS service connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...).
+    /// Default: dpsServiceConnectionString from server-info.json.
+    #[arg(
+        long,
+        global = true,
+        env = "FLEETHUB_DPS_CONNECTION_STRING",
+        hide_env_values = true,
+        value_name = "CONNECTION_STRING"
+    )]
+    pub dps_connection_string: Option<String>,
+
+    /// Hub service connection string (used by `diagnostics` when no DPS one is given).
+    /// Default: hubServiceConnectionString from server-info.json.
+    #[arg(
+        long,
+        global = true,
+        env = "FLEETHUB_HUB_CONNECTION_STRING",
+        hide_env_values = true,
+        value_name = "CONNECTION_STRING"
+    )]
+    pub hub_connection_string: Option<String>,
+
+    /// CA certificate (PEM) that signed the server's certificate.
+    /// Default: caCertPath from server-info.json, else the public web roots.
+    #[arg(long, global = true, env = "FLEETHUB_CA_CERT", value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Data directory of a local `fleethub serve` (its server-info.json supplies the defaults).
+    #[arg(
+        long,
+        global = true,
+        env = "FLEETHUB_DATA_DIR",
+        default_value = "./fleethub-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+
+    /// TCP address to dial (HOST:PORT), e.g. 127.0.0.1:8443. TLS server name, Host header and
+    /// token still use the connection string's HostName. Default: HostName, port httpsPort from
+    /// server-info.json (when it describes that host) or 443.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub server: Option<String>,
+
+    /// Output format: json (default, for scripts) or table (for people).
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Json)]
+    pub output: OutputFormat,
+}
+
+impl Default for ClientArgs {
+    fn default() -> Self {
+        ClientArgs {
+            dps_connection_string: None,
+            hub_connection_string: None,
+            ca_cert: None,
+            data_dir: PathBuf::from("./fleethub-data"),
+            server: None,
+            output: OutputFormat::Json,
+        }
+    }
+}

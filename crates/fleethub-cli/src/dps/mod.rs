@@ -1,0 +1,61 @@
+//! `fleethub dps ...`: the DPS service REST API, `az iot dps` style.
+
+mod enrollment;
+mod fields;
+mod group;
+mod registration;
+
+pub use enrollment::EnrollmentCommand;
+pub use fields::{EnrollmentFields, ProvisioningStatus};
+pub use group::GroupCommand;
+pub use registration::RegistrationCommand;
+
+use crate::args::ClientArgs;
+use crate::client::{ServiceClient, Transport};
+use crate::output::Outcome;
+use crate::settings::{Endpoint, Service};
+use anyhow::Result;
+
+#[derive(clap::Subcommand, Debug, Clone, PartialEq)]
+pub enum DpsCommand {
+    /// Individual enrollments (one device each).
+    #[command(subcommand)]
+    Enrollment(EnrollmentCommand),
+    /// Enrollment groups (many devices sharing a group key).
+    #[command(subcommand)]
+    EnrollmentGroup(GroupCommand),
+    /// Device registration records.
+    #[command(subcommand)]
+    Registration(RegistrationCommand),
+}
+
+/// Runs a `dps` subcommand: result on stdout, notes on stderr.
+pub async fn run_dps(cmd: DpsCommand, client: &ClientArgs) -> Result<()> {
+    // Offline: no connection settings needed.
+    if let DpsCommand::EnrollmentGroup(GroupCommand::ComputeDeviceKey {
+        key,
+        registration_id,
+    }) = &cmd
+    {
+        let outcome = Outcome::Text(group::compute_device_key(key, registration_id)?);
+        return crate::emit(&outcome, client.output);
+    }
+    let endpoint = Endpoint::resolve(client, Service::Dps)?;
+    let service = ServiceClient::new(crate::transport::HttpsTransport::new(&endpoint)?, endpoint);
+    let outcome = dispatch(cmd, &service).await?;
+    crate::emit(&outcome, client.output)
+}
+
+pub(crate) async fn dispatch<T: Transport>(
+    cmd: DpsCommand,
+    client: &ServiceClient<T>,
+) -> Result<Outcome> {
+    match cmd {
+        DpsCommand::Enrollment(c) => enrollment::run(c, client).await,
+        DpsCommand::EnrollmentGroup(c) => group::run(c, client).await,
+        DpsCommand::Registration(c) => registration::run(c, client).await,
+    }
+}
+
+#[cfg(test)]
+pub(crate) use group::compute_device_key;

@@ -1,0 +1,257 @@
+//! Where to connect and with which credentials: flags and environment first, then the
+//! `server-info.json` that a local `fleethub serve` writes into its data directory.
+
+use crate::args::ClientArgs;
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Name of the file `fleethub serve` writes into its data directory.
+pub const SERVER_INFO_FILE: &str = "server-info.json";
+
+/// Default HTTPS port when nothing says otherwise.
+const DEFAULT_HTTPS_PORT: u16 = 443;
+
+/// `server-info.json` (the object `fleethub info --output json` prints). Every field is optional
+/// here so that an older or newer server's file still reads.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ServerInfo {
+    #[serde(default)]
+    pub id_scope: Option<String>,
+    #[serde(default)]
+    pub dps_host: Option<String>,
+    #[serde(default)]
+    pub hub_host: Option<String>,
+    #[serde(default)]
+    pub ca_cert_path: Option<String>,
+    #[serde(default)]
+    pub mqtt_port: Option<u16>,
+    #[serde(default)]
+    pub https_port: Option<u16>,
+    #[serde(default)]
+    pub dps_service_connection_string: Option<String>,
+    #[serde(default)]
+    pub hub_service_connection_string: Option<String>,
+}
+
+impl ServerInfo {
+    /// Reads `{data_dir}/server-info.json`; `None` when the file does not exist.
+    pub(crate) fn load(data_dir: &Path) -> Result<Option<ServerInfo>> {
+        let path = data_dir.join(SERVER_INFO_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display())),
+        };
+        let info = serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is not valid server info; fix or delete it, or pass --data-dir",
+                path.display()
+            )
+        })?;
+        Ok(Some(info))
+    }
+
+    /// Does this file describe the server called `host`?
+    fn describes(&self, host: &str) -> bool {
+        [&self.dps_host, &self.hub_host]
+            .into_iter()
+            .flatten()
+            .any(|h| h.eq_ignore_ascii_case(host))
+    }
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Which service API a command talks to (decides the connection string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Dps,
+    Hub,
+    /// Either; DPS preferred (diagnostics accept both kinds of service SAS).
+    DpsOrHub,
+}
+
+/// Everything needed to send an authenticated request.
+#[derive(Clone, PartialEq)]
+pub struct Endpoint {
+    /// `HostName` of the connection string: TLS server name, Host header and SAS `sr`.
+    pub host_name: String,
+    /// `SharedAccessKeyName` (SAS `skn`).
+    pub key_name: String,
+    /// `SharedAccessKey` (base64).
+    pub key: String,
+    /// `host:port` to dial.
+    pub dial: String,
+    /// CA certificate to trust; `None` = public web roots.
+    pub ca_cert: Option<PathBuf>,
+    /// Where the connection string came from, for messages ("--dps-connection-string", ...).
+    pub origin: String,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("host_name", &self.host_name)
+            .field("key_name", &self.key_name)
+            .field("key", &"<redacted>")
+            .field("dial", &self.dial)
+            .field("ca_cert", &self.ca_cert)
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// Resolves flags/env, then `server-info.json`, into an endpoint for `service`.
+    pub fn resolve(args: &ClientArgs, service: Service) -> Result<Endpoint> {
+        let info = ServerInfo::load(&args.data_dir)?;
+        resolve_with(args, service, info.as_ref())
+    }
+}
+
+pub(crate) fn resolve_with(
+    args: &ClientArgs,
+    service: Service,
+    info: Option<&ServerInfo>,
+) -> Result<Endpoint> {
+    let info_file = args.data_dir.join(SERVER_INFO_FILE);
+    let dps_flag = non_empty(&args.dps_connection_string).map(|s| (s, "--dps-connection-string"));
+    let hub_flag = non_empty(&args.hub_connection_string).map(|s| (s, "--hub-connection-string"));
+    let dps_info = info
+        .and_then(|i| non_empty(&i.dps_service_connection_string))
+        .map(|s| (s, "dpsServiceConnectionString in server-info.json"));
+    let hub_info = info
+        .and_then(|i| non_empty(&i.hub_service_connection_string))
+        .map(|s| (s, "hubServiceConnectionString in server-info.json"));
+
+    let chosen = match service {
+        Service::Dps => dps_flag.or(dps_info),
+        Service::Hub => hub_flag.or(hub_info),
+        Service::DpsOrHub => dps_flag.or(hub_flag).or(dps_info).or(hub_info),
+    };
+    let Some((conn, origin)) = chosen else {
+        let (what, flag) = match service {
+            Service::Hub => ("hub", "--hub-connection-string"),
+            _ => ("DPS", "--dps-connection-string"),
+        };
+        let why = if info.is_some() {
+            format!("{} has none", info_file.display())
+        } else {
+            format!("{} does not exist", info_file.display())
+        };
+        bail!(
+            "no {what} connection string: pass {flag} or run `fleethub serve` with --data-dir {} first ({why})",
+            args.data_dir.display()
+        );
+    };
+    let from_info = origin.ends_with("server-info.json");
+    let (host_name, key_name, key) = parse_service_connection_string(conn, origin)?;
+
+    // server-info.json only speaks for the server it describes.
+    let info = info.filter(|i| from_info || i.describes(&host_name));
+    let default_port = info
+        .and_then(|i| i.https_port)
+        .unwrap_or(DEFAULT_HTTPS_PORT);
+    let dial = match non_empty(&args.server) {
+        Some(s) => dial_address(s, default_port).context("--server")?,
+        None => join_host_port(&host_name, default_port),
+    };
+    let ca_cert = args.ca_cert.clone().or_else(|| {
+        info.and_then(|i| non_empty(&i.ca_cert_path))
+            .map(|p| resolve_relative(Path::new(p), &args.data_dir))
+    });
+    Ok(Endpoint {
+        host_name,
+        key_name,
+        key,
+        dial,
+        ca_cert,
+        origin: origin.to_string(),
+    })
+}
+
+/// A relative `caCertPath` is taken relative to the data directory when the file is there.
+fn resolve_relative(p: &Path, data_dir: &Path) -> PathBuf {
+    if p.is_relative() && !p.exists() && data_dir.join(p).exists() {
+        data_dir.join(p)
+    } else {
+        p.to_path_buf()
+    }
+}
+
+/// (HostName, SharedAccessKeyName, SharedAccessKey) of a service connection string.
+pub(crate) fn parse_service_connection_string(
+    s: &str,
+    origin: &str,
+) -> Result<(String, String, String)> {
+    let cs = fleethub_core::connection_string::ConnectionString::parse(s)
+        .map_err(|e| anyhow!("the connection string from {origin} is invalid: {e}"))?;
+    let field = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+    };
+    let example = "HostName=...;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=...";
+    if field(&cs.device_id).is_some() {
+        bail!(
+            "the connection string from {origin} is a device connection string; admin commands need a service one ({example})"
+        );
+    }
+    let host = cs.host_name.trim().to_string();
+    let key_name = field(&cs.shared_access_key_name).ok_or_else(|| {
+        anyhow!("the connection string from {origin} has no SharedAccessKeyName; a service connection string looks like {example}")
+    })?;
+    let key = field(&cs.shared_access_key).ok_or_else(|| {
+        anyhow!("the connection string from {origin} has no SharedAccessKey ({example})")
+    })?;
+    Ok((host, key_name, key))
+}
+
+/// `host:port` for dialing; IPv6 literals get brackets.
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Checks a `--server` value: `HOST:PORT`, `[V6]:PORT`, or a bare host (then `default_port`).
+pub(crate) fn dial_address(s: &str, default_port: u16) -> Result<String> {
+    let s = s.trim();
+    let bad = || anyhow!("'{s}' is not HOST:PORT (e.g. 127.0.0.1:8443 or [::1]:8443)");
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        if host.is_empty() {
+            return Err(bad());
+        }
+        return match after {
+            "" => Ok(format!("[{host}]:{default_port}")),
+            p => {
+                let port = p
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .ok_or_else(bad)?;
+                Ok(format!("[{host}]:{port}"))
+            }
+        };
+    }
+    match s.matches(':').count() {
+        0 if !s.is_empty() => Ok(format!("{s}:{default_port}")),
+        1 => {
+            let (host, port) = s.split_once(':').ok_or_else(bad)?;
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            if host.is_empty() || port == 0 {
+                return Err(bad());
+            }
+            Ok(format!("{host}:{port}"))
+        }
+        _ => Err(bad()),
+    }
+}

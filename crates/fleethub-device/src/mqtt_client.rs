@@ -1,0 +1,721 @@
+//! A small async MQTT 3.1.1 client on `fleethub-mqtt-codec`, over any byte stream
+//! (TLS, WebSocket adapter, an in-memory duplex in tests).
+//!
+//! [`MqttClient::connect`] sends CONNECT and waits for CONNACK, then hands the stream to a
+//! background task that:
+//! - writes PUBLISH (QoS 0, or QoS 1 completing on PUBACK), SUBSCRIBE (completing on
+//!   SUBACK) and DISCONNECT for the [`MqttClient`] handles;
+//! - acknowledges and forwards incoming PUBLISH packets to [`MqttIncoming`];
+//! - sends PINGREQ after `keep_alive` without outgoing traffic and drops the connection
+//!   when the PINGRESP does not come within another `keep_alive`.
+//!
+//! When the connection ends, pending operations fail with [`MqttError::ConnectionLost`]
+//! (carrying the reason) and [`MqttIncoming::recv`] returns `None`. Dropping every
+//! [`MqttClient`] handle sends DISCONNECT and closes the connection.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use fleethub_mqtt_codec::{
+    CodecError, ConnectReturnCode, Packet, Publish, QoS, Subscribe, SubscribeReturnCode, decode,
+    encode,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Default largest packet accepted from the server.
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 1024 * 1024;
+/// Default bound on waiting for CONNACK.
+pub const DEFAULT_CONNACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connection options.
+#[derive(Clone)]
+pub struct MqttOptions {
+    pub client_id: String,
+    pub username: Option<String>,
+    /// Carries SAS tokens: redacted in `Debug`.
+    pub password: Option<Vec<u8>>,
+    pub clean_session: bool,
+    /// PINGREQ interval without other outgoing traffic; zero disables keep-alive.
+    /// Sent in CONNECT rounded down to whole seconds (at most 65535).
+    pub keep_alive: Duration,
+    pub connack_timeout: Duration,
+    pub max_packet_size: usize,
+    /// Incoming PUBLISH packets buffered before the connection task waits for the reader.
+    pub incoming_capacity: usize,
+}
+
+impl fmt::Debug for MqttOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttOptions")
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("clean_session", &self.clean_session)
+            .field("keep_alive", &self.keep_alive)
+            .field("connack_timeout", &self.connack_timeout)
+            .field("max_packet_size", &self.max_packet_size)
+            .field("incoming_capacity", &self.incoming_capacity)
+            .finish()
+    }
+}
+
+impl MqttOptions {
+    /// Clean session, keep-alive 60 s, no credentials.
+    pub fn new(client_id: impl Into<String>) -> Self {
+        MqttOptions {
+            client_id: client_id.into(),
+            username: None,
+            password: None,
+            clean_session: true,
+            keep_alive: Duration::from_secs(60),
+            connack_timeout: DEFAULT_CONNACK_TIMEOUT,
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            incoming_capacity: 256,
+        }
+    }
+
+    pub fn with_credentials(
+        mut self,
+        username: impl Into<String>,
+        password: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.username = Some(username.into());
+        self.password = Some(password.into());
+        self
+    }
+
+    pub fn with_clean_session(mut self, clean: bool) -> Self {
+        self.clean_session = clean;
+        self
+    }
+
+    pub fn with_keep_alive(mut self, keep_alive: Duration) -> Self {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    pub fn with_connack_timeout(mut self, timeout: Duration) -> Self {
+        self.connack_timeout = timeout;
+        self
+    }
+}
+
+/// MQTT client errors.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("MQTT I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error("MQTT protocol error: {0}")]
+    Codec(#[from] CodecError),
+    #[error("no CONNACK within {0:?}")]
+    ConnAckTimeout(Duration),
+    #[error("server refused the connection: CONNACK code {} ({})", .0.as_u8(), connack_reason(*.0))]
+    Refused(ConnectReturnCode),
+    #[error("unexpected {0} from the server")]
+    UnexpectedPacket(&'static str),
+    #[error("no PINGRESP within {0:?}: connection considered dead")]
+    KeepAliveTimeout(Duration),
+    #[error("QoS 2 publishing is not supported")]
+    UnsupportedQoS,
+    #[error("MQTT connection lost: {0}")]
+    ConnectionLost(String),
+}
+
+/// Human-readable meaning of a CONNACK return code.
+pub fn connack_reason(code: ConnectReturnCode) -> &'static str {
+    match code {
+        ConnectReturnCode::Accepted => "accepted",
+        ConnectReturnCode::UnacceptableProtocolVersion => "unacceptable protocol version",
+        ConnectReturnCode::IdentifierRejected => "identifier rejected",
+        ConnectReturnCode::ServerUnavailable => "server unavailable",
+        ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+        ConnectReturnCode::NotAuthorized => "not authorized",
+    }
+}
+
+enum Command {
+    Publish {
+        publish: Publish,
+        done: oneshot::Sender<()>,
+    },
+    Subscribe {
+        filters: Vec<(String, QoS)>,
+        done: oneshot::Sender<Vec<SubscribeReturnCode>>,
+    },
+    Disconnect {
+        done: oneshot::Sender<()>,
+    },
+}
+
+type CloseReason = Arc<Mutex<Option<String>>>;
+
+/// Handle to a connected client; cheap to clone.
+#[derive(Clone)]
+pub struct MqttClient {
+    commands: mpsc::Sender<Command>,
+    session_present: bool,
+    close_reason: CloseReason,
+}
+
+impl fmt::Debug for MqttClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttClient")
+            .field("session_present", &self.session_present)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// Receiver of the PUBLISH packets the server sends.
+#[derive(Debug)]
+pub struct MqttIncoming {
+    rx: mpsc::Receiver<Publish>,
+    close_reason: CloseReason,
+}
+
+impl MqttIncoming {
+    /// The next PUBLISH; `None` once the connection is gone.
+    pub async fn recv(&mut self) -> Option<Publish> {
+        self.rx.recv().await
+    }
+
+    /// Why the connection ended (once `recv` returned `None`).
+    pub fn close_reason(&self) -> Option<String> {
+        self.close_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl MqttClient {
+    /// Sends CONNECT on `stream`, waits for CONNACK (bounded by `connack_timeout`) and
+    /// starts the connection task. A refusing CONNACK is [`MqttError::Refused`].
+    pub async fn connect<S>(
+        mut stream: S,
+        options: MqttOptions,
+    ) -> Result<(MqttClient, MqttIncoming), MqttError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let keep_alive_secs = options.keep_alive.as_secs().min(u64::from(u16::MAX)) as u16;
+        let connect = fleethub_mqtt_codec::Connect {
+            protocol_level: fleethub_mqtt_codec::PROTOCOL_LEVEL_3_1_1,
+            client_id: options.client_id.clone(),
+            clean_session: options.clean_session,
+            keep_alive: keep_alive_secs,
+            username: options.username.clone(),
+            password: options.password.clone(),
+            will: None,
+        };
+        let mut out = BytesMut::new();
+        encode(&Packet::Connect(connect), &mut out)?;
+        let mut read_buf = BytesMut::with_capacity(4096);
+        let max = options.max_packet_size;
+        let handshake = async {
+            stream.write_all(&out).await?;
+            stream.flush().await?;
+            loop {
+                if let Some(packet) = decode(&mut read_buf, max)? {
+                    return match packet {
+                        Packet::ConnAck(ack) => Ok(ack),
+                        other => Err(MqttError::UnexpectedPacket(other.name())),
+                    };
+                }
+                if stream.read_buf(&mut read_buf).await? == 0 {
+                    return Err(MqttError::ConnectionLost(
+                        "server closed the connection before CONNACK".into(),
+                    ));
+                }
+            }
+        };
+        let ack = tokio::time::timeout(options.connack_timeout, handshake)
+            .await
+            .map_err(|_| MqttError::ConnAckTimeout(options.connack_timeout))??;
+        if ack.code != ConnectReturnCode::Accepted {
+            return Err(MqttError::Refused(ack.code));
+        }
+
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let (pub_tx, pub_rx) = mpsc::channel(options.incoming_capacity.max(1));
+        let close_reason: CloseReason = Arc::default();
+        let keep_alive = Duration::from_secs(u64::from(keep_alive_secs));
+        let conn = Connection {
+            stream,
+            read_buf,
+            write_buf: BytesMut::with_capacity(4096),
+            max_packet_size: max,
+            keep_alive,
+            last_sent: Instant::now(),
+            ping_sent: None,
+            next_pkid: 0,
+            pending_pubs: HashMap::new(),
+            pending_subs: HashMap::new(),
+            incoming: pub_tx,
+        };
+        let reason = close_reason.clone();
+        tokio::spawn(async move {
+            let (mut conn, mut cmd_rx) = (conn, cmd_rx);
+            let text = match conn.run(&mut cmd_rx).await {
+                Ok(()) => "disconnected".to_string(),
+                Err(e) => {
+                    tracing::debug!("MQTT connection ended: {e}");
+                    e.to_string()
+                }
+            };
+            // Record why before pending callers and the incoming receiver see the end.
+            *reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+            drop(cmd_rx);
+            drop(conn);
+        });
+        Ok((
+            MqttClient {
+                commands: cmd_tx,
+                session_present: ack.session_present,
+                close_reason: close_reason.clone(),
+            },
+            MqttIncoming {
+                rx: pub_rx,
+                close_reason,
+            },
+        ))
+    }
+
+    /// CONNACK's session-present flag.
+    pub fn session_present(&self) -> bool {
+        self.session_present
+    }
+
+    /// Has the connection ended?
+    pub fn is_closed(&self) -> bool {
+        self.commands.is_closed()
+    }
+
+    fn lost(&self) -> MqttError {
+        let reason = self
+            .close_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        MqttError::ConnectionLost(reason.unwrap_or_else(|| "connection closed".into()))
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, MqttError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| self.lost())?;
+        rx.await.map_err(|_| self.lost())
+    }
+
+    /// Publishes; QoS 0 completes once written, QoS 1 once the server's PUBACK arrives.
+    pub async fn publish(
+        &self,
+        topic: impl Into<String>,
+        qos: QoS,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), MqttError> {
+        if qos == QoS::ExactlyOnce {
+            return Err(MqttError::UnsupportedQoS);
+        }
+        // The packet id is assigned by the connection task.
+        let publish = Publish::new(topic, qos, 0, payload);
+        self.call(|done| Command::Publish { publish, done }).await
+    }
+
+    /// Subscribes; returns the SUBACK return codes (one per filter, in order).
+    pub async fn subscribe(
+        &self,
+        filters: Vec<(String, QoS)>,
+    ) -> Result<Vec<SubscribeReturnCode>, MqttError> {
+        self.call(|done| Command::Subscribe { filters, done }).await
+    }
+
+    /// Sends DISCONNECT and closes the connection.
+    pub async fn disconnect(&self) -> Result<(), MqttError> {
+        self.call(|done| Command::Disconnect { done }).await
+    }
+}
+
+struct Connection<S> {
+    stream: S,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    max_packet_size: usize,
+    keep_alive: Duration,
+    last_sent: Instant,
+    ping_sent: Option<Instant>,
+    next_pkid: u16,
+    pending_pubs: HashMap<u16, oneshot::Sender<()>>,
+    pending_subs: HashMap<u16, oneshot::Sender<Vec<SubscribeReturnCode>>>,
+    incoming: mpsc::Sender<Publish>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    async fn run(&mut self, commands: &mut mpsc::Receiver<Command>) -> Result<(), MqttError> {
+        loop {
+            while let Some(packet) = decode(&mut self.read_buf, self.max_packet_size)? {
+                self.handle(packet).await?;
+            }
+            let deadline = match self.ping_sent {
+                Some(sent) => sent + self.keep_alive,
+                None => self.last_sent + self.keep_alive,
+            };
+            tokio::select! {
+                n = self.stream.read_buf(&mut self.read_buf) => {
+                    if n? == 0 {
+                        return Err(MqttError::ConnectionLost("server closed the connection".into()));
+                    }
+                }
+                command = commands.recv() => match command {
+                    Some(Command::Publish { publish, done }) => self.publish(publish, done).await?,
+                    Some(Command::Subscribe { filters, done }) => {
+                        let pkid = self.alloc_pkid();
+                        self.pending_subs.insert(pkid, done);
+                        self.write(&Packet::Subscribe(Subscribe::new(pkid, filters))).await?;
+                    }
+                    Some(Command::Disconnect { done }) => {
+                        self.close().await;
+                        let _ = done.send(());
+                        return Ok(());
+                    }
+                    None => {
+                        self.close().await;
+                        return Ok(());
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline), if !self.keep_alive.is_zero() => {
+                    if self.ping_sent.is_some() {
+                        return Err(MqttError::KeepAliveTimeout(self.keep_alive));
+                    }
+                    self.write(&Packet::PingReq).await?;
+                    self.ping_sent = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        let _ = self.write(&Packet::Disconnect).await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    fn alloc_pkid(&mut self) -> u16 {
+        loop {
+            self.next_pkid = self.next_pkid.wrapping_add(1);
+            let id = self.next_pkid;
+            if id != 0
+                && !self.pending_pubs.contains_key(&id)
+                && !self.pending_subs.contains_key(&id)
+            {
+                return id;
+            }
+        }
+    }
+
+    async fn publish(
+        &mut self,
+        mut publish: Publish,
+        done: oneshot::Sender<()>,
+    ) -> Result<(), MqttError> {
+        if publish.qos == QoS::AtMostOnce {
+            self.write(&Packet::Publish(publish)).await?;
+            let _ = done.send(());
+        } else {
+            let pkid = self.alloc_pkid();
+            publish.pkid = pkid;
+            self.pending_pubs.insert(pkid, done);
+            self.write(&Packet::Publish(publish)).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, packet: Packet) -> Result<(), MqttError> {
+        match packet {
+            Packet::Publish(publish) => {
+                match publish.qos {
+                    QoS::AtMostOnce => {}
+                    QoS::AtLeastOnce => self.write(&Packet::PubAck(publish.pkid)).await?,
+                    QoS::ExactlyOnce => self.write(&Packet::PubRec(publish.pkid)).await?,
+                }
+                // A dropped receiver just means nobody listens any more.
+                let _ = self.incoming.send(publish).await;
+            }
+            Packet::PubAck(pkid) => {
+                if let Some(done) = self.pending_pubs.remove(&pkid) {
+                    let _ = done.send(());
+                }
+            }
+            Packet::PubRel(pkid) => self.write(&Packet::PubComp(pkid)).await?,
+            Packet::SubAck(ack) => {
+                if let Some(done) = self.pending_subs.remove(&ack.pkid) {
+                    let _ = done.send(ack.return_codes);
+                }
+            }
+            Packet::PingResp => self.ping_sent = None,
+            Packet::UnsubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) => {}
+            other @ (Packet::Connect(_)
+            | Packet::ConnAck(_)
+            | Packet::Subscribe(_)
+            | Packet::Unsubscribe(_)
+            | Packet::PingReq
+            | Packet::Disconnect) => return Err(MqttError::UnexpectedPacket(other.name())),
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, packet: &Packet) -> Result<(), MqttError> {
+        self.write_buf.clear();
+        encode(packet, &mut self.write_buf)?;
+        self.stream.write_all(&self.write_buf).await?;
+        self.stream.flush().await?;
+        self.last_sent = Instant::now();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use fleethub_mqtt_codec::{ConnAck, SubAck};
+    use tokio::io::DuplexStream;
+
+    /// Server side of an in-memory MQTT connection, for tests.
+    pub(crate) struct FakeBroker<S = DuplexStream> {
+        pub stream: S,
+        buf: BytesMut,
+    }
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> FakeBroker<S> {
+        pub fn new(stream: S) -> Self {
+            FakeBroker {
+                stream,
+                buf: BytesMut::new(),
+            }
+        }
+
+        /// Next packet from the client; `None` on EOF.
+        pub async fn recv(&mut self) -> Option<Packet> {
+            loop {
+                if let Some(p) = decode(&mut self.buf, 1 << 20).unwrap() {
+                    return Some(p);
+                }
+                match tokio::time::timeout(
+                    Duration::from_secs(120),
+                    self.stream.read_buf(&mut self.buf),
+                )
+                .await
+                .expect("client went quiet")
+                {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        }
+
+        pub async fn send(&mut self, packet: Packet) {
+            let mut out = BytesMut::new();
+            encode(&packet, &mut out).unwrap();
+            self.stream.write_all(&out).await.unwrap();
+        }
+
+        pub async fn expect_connect(&mut self) -> fleethub_mqtt_codec::Connect {
+            match self.recv().await {
+                Some(Packet::Connect(c)) => c,
+                other => panic!("expected CONNECT, got {other:?}"),
+            }
+        }
+
+        pub async fn accept(&mut self) -> fleethub_mqtt_codec::Connect {
+            let c = self.expect_connect().await;
+            self.send(Packet::ConnAck(ConnAck::new(
+                ConnectReturnCode::Accepted,
+                false,
+            )))
+            .await;
+            c
+        }
+
+        /// Answers a SUBSCRIBE granting QoS 1; returns the filters.
+        pub async fn expect_subscribe(&mut self) -> Vec<(String, QoS)> {
+            match self.recv().await {
+                Some(Packet::Subscribe(s)) => {
+                    let codes = s
+                        .filters
+                        .iter()
+                        .map(|_| SubscribeReturnCode::Success(QoS::AtLeastOnce))
+                        .collect();
+                    self.send(Packet::SubAck(SubAck::new(s.pkid, codes))).await;
+                    s.filters
+                }
+                other => panic!("expected SUBSCRIBE, got {other:?}"),
+            }
+        }
+
+        /// Expects a PUBLISH (PUBACKs it when QoS 1).
+        pub async fn expect_publish(&mut self) -> Publish {
+            match self.recv().await {
+                Some(Packet::Publish(p)) => {
+                    if p.qos == QoS::AtLeastOnce {
+                        self.send(Packet::PubAck(p.pkid)).await;
+                    }
+                    p
+                }
+                other => panic!("expected PUBLISH, got {other:?}"),
+            }
+        }
+
+        pub async fn publish(&mut self, topic: &str, qos: QoS, pkid: u16, payload: &str) {
+            let p = Publish::new(topic, qos, pkid, Bytes::from(payload.to_string()));
+            self.send(Packet::Publish(p)).await;
+        }
+    }
+
+    pub(crate) fn pair() -> (DuplexStream, FakeBroker) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        (client, FakeBroker::new(server))
+    }
+
+    #[tokio::test]
+    async fn connect_subscribe_publish_receive() {
+        let (stream, mut broker) = pair();
+        let server = tokio::spawn(async move {
+            let c = broker.accept().await;
+            assert_eq!(c.client_id, "dev-01");
+            assert_eq!(c.username.as_deref(), Some("user"));
+            assert_eq!(c.password.as_deref(), Some(&b"secret"[..]));
+            assert!(c.clean_session);
+            assert_eq!(c.keep_alive, 60);
+            let filters = broker.expect_subscribe().await;
+            assert_eq!(filters, vec![("a/#".to_string(), QoS::AtLeastOnce)]);
+            let p = broker.expect_publish().await;
+            assert_eq!(
+                (p.topic.as_str(), p.qos, &p.payload[..]),
+                ("a/1", QoS::AtLeastOnce, &b"one"[..])
+            );
+            assert_ne!(p.pkid, 0);
+            let p = broker.expect_publish().await;
+            assert_eq!((p.topic.as_str(), p.qos), ("a/0", QoS::AtMostOnce));
+            // Server -> client, QoS 1: the client must PUBACK it.
+            broker.publish("a/in", QoS::AtLeastOnce, 7, "hello").await;
+            assert_eq!(broker.recv().await, Some(Packet::PubAck(7)));
+            assert_eq!(broker.recv().await, Some(Packet::Disconnect));
+            assert_eq!(broker.recv().await, None);
+        });
+        let opts = MqttOptions::new("dev-01").with_credentials("user", b"secret".to_vec());
+        assert!(format!("{opts:?}").contains("redacted"));
+        let (client, mut incoming) = MqttClient::connect(stream, opts).await.unwrap();
+        assert!(!client.session_present());
+        let codes = client
+            .subscribe(vec![("a/#".into(), QoS::AtLeastOnce)])
+            .await
+            .unwrap();
+        assert_eq!(codes, vec![SubscribeReturnCode::Success(QoS::AtLeastOnce)]);
+        client
+            .publish("a/1", QoS::AtLeastOnce, "one")
+            .await
+            .unwrap();
+        client
+            .publish("a/0", QoS::AtMostOnce, "zero")
+            .await
+            .unwrap();
+        let p = incoming.recv().await.unwrap();
+        assert_eq!((p.topic.as_str(), &p.payload[..]), ("a/in", &b"hello"[..]));
+        assert!(matches!(
+            client.publish("x", QoS::ExactlyOnce, "").await,
+            Err(MqttError::UnsupportedQoS)
+        ));
+        client.disconnect().await.unwrap();
+        server.await.unwrap();
+        assert!(incoming.recv().await.is_none());
+        assert!(matches!(
+            client.publish("a/1", QoS::AtMostOnce, "late").await,
+            Err(MqttError::ConnectionLost(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn refused_connack_is_reported_with_its_code() {
+        let (stream, mut broker) = pair();
+        tokio::spawn(async move {
+            broker.expect_connect().await;
+            broker
+                .send(Packet::ConnAck(ConnAck::new(
+                    ConnectReturnCode::NotAuthorized,
+                    false,
+                )))
+                .await;
+        });
+        let err = MqttClient::connect(stream, MqttOptions::new("d"))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            MqttError::Refused(ConnectReturnCode::NotAuthorized)
+        ));
+        assert!(err.to_string().contains("code 5 (not authorized)"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn eof_before_connack_and_connack_timeout() {
+        let (stream, mut broker) = pair();
+        tokio::spawn(async move {
+            broker.expect_connect().await;
+            drop(broker);
+        });
+        let err = MqttClient::connect(stream, MqttOptions::new("d"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MqttError::ConnectionLost(_)), "{err}");
+
+        let (stream, broker) = pair();
+        let opts = MqttOptions::new("d").with_connack_timeout(Duration::from_millis(100));
+        let err = MqttClient::connect(stream, opts).await.unwrap_err();
+        assert!(matches!(err, MqttError::ConnAckTimeout(_)), "{err}");
+        drop(broker);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_pings_and_detects_a_dead_server() {
+        let (stream, mut broker) = pair();
+        let opts = MqttOptions::new("d").with_keep_alive(Duration::from_secs(30));
+        let server = tokio::spawn(async move {
+            broker.accept().await;
+            assert_eq!(broker.recv().await, Some(Packet::PingReq));
+            broker.send(Packet::PingResp).await;
+            assert_eq!(broker.recv().await, Some(Packet::PingReq));
+            // No PINGRESP this time: the client gives up and closes.
+            assert_eq!(broker.recv().await, None);
+        });
+        let (client, mut incoming) = MqttClient::connect(stream, opts).await.unwrap();
+        assert!(incoming.recv().await.is_none());
+        server.await.unwrap();
+        assert!(client.is_closed());
+        let reason = incoming.close_reason().unwrap();
+        assert!(reason.contains("PINGRESP"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn dropping_all_handles_disconnects() {
+        let (stream, mut broker) = pair();
+        let server = tokio::spawn(async move {
+            broker.accept().await;
+            assert_eq!(broker.recv().await, Some(Packet::Disconnect));
+        });
+        let (client, _incoming) = MqttClient::connect(stream, MqttOptions::new("d"))
+            .await
+            .unwrap();
+        drop(client);
+        server.await.unwrap();
+    }
+}

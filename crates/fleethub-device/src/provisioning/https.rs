@@ -1,0 +1,58 @@
+//! DPS over HTTPS (protocols.md 4): PUT register -> 202 + Retry-After -> GET operation
+//! status until done, on one keep-alive connection, the same SAS token on every request.
+
+use http::Method;
+
+use super::topics;
+use super::{Next, ProvisioningClient, ProvisioningError, RegistrationResult, interpret};
+use crate::https::{HttpsClient, HttpsRequest};
+
+pub(super) async fn register(
+    client: &ProvisioningClient,
+) -> Result<RegistrationResult, ProvisioningError> {
+    // The overall timeout bounds the whole flow; no separate per-request bound.
+    let http = HttpsClient::new(client.tls.clone()).with_timeout(client.timeout);
+    let authority = if client.host.contains(':') && !client.host.starts_with('[') {
+        format!("[{}]:{}", client.host, client.port)
+    } else {
+        format!("{}:{}", client.host, client.port)
+    };
+    let token = client.sas_token()?;
+    let register_body = client.registration_body(false);
+    let mut operation: Option<String> = None;
+    loop {
+        let request = match &operation {
+            None => HttpsRequest::from_parts(
+                Method::PUT,
+                authority.clone(),
+                topics::register_path(&client.id_scope, &client.registration_id),
+            )
+            .json(&register_body)?,
+            Some(op) => HttpsRequest::from_parts(
+                Method::GET,
+                authority.clone(),
+                topics::operation_status_path(&client.id_scope, &client.registration_id, op),
+            ),
+        }
+        .header("Authorization", token.clone())
+        .header("Accept", "application/json");
+        let response = http.send(request).await?;
+        let retry_after = response
+            .header("retry-after")
+            .and_then(topics::parse_retry_after);
+        match interpret(response.status.as_u16(), &response.body, retry_after)? {
+            Next::Done(result) => return Ok(*result),
+            Next::Poll {
+                operation_id,
+                after,
+            } => {
+                tokio::time::sleep(after).await;
+                operation = Some(operation_id);
+            }
+            Next::Retry { after } => {
+                tracing::debug!(status = %response.status, ?after, "DPS asked to retry");
+                tokio::time::sleep(after).await;
+            }
+        }
+    }
+}
