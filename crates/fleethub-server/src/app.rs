@@ -121,7 +121,7 @@ pub async fn build(cfg: Config) -> Result<Server> {
 }
 
 /// Binds both listeners and serves until the process is stopped.
-pub async fn run(server: Server) -> Result<()> {
+pub async fn run(server: Server, demo: bool) -> Result<()> {
     let cfg = &server.cfg;
     let mqtt = bind(&cfg.bind, cfg.mqtt_port, "MQTT/TLS").await?;
     let https = bind(&cfg.bind, cfg.https_port, "HTTPS").await?;
@@ -131,6 +131,14 @@ pub async fn run(server: Server) -> Result<()> {
     tokio::spawn(retention_task(server.hub.clone(), Duration::from_secs(cfg.telemetry_retention_hours.max(1) * 3600)));
     let mqtt_task = tokio::spawn(accept_mqtt(mqtt, server.tls.clone(), server.gateway.clone(), limit.clone()));
     let https_task = tokio::spawn(accept_https(https, server.tls.clone(), server.router.clone(), limit));
+    if demo {
+        let (dps, info, dir) = (server.dps.clone(), server.info.clone(), cfg.data_dir.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::demo::run(&dps, &info, &dir).await {
+                eprintln!("demo failed: {e:#}");
+            }
+        });
+    }
     tokio::select! {
         r = mqtt_task => r.context("MQTT listener stopped")?,
         r = https_task => r.context("HTTPS listener stopped")?,

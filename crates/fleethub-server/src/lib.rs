@@ -4,6 +4,7 @@
 pub mod app;
 pub mod certs;
 pub mod config;
+pub mod demo;
 pub mod identity;
 pub mod info;
 pub mod tls;

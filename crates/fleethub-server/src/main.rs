@@ -97,6 +97,9 @@ enum Command {
     Serve {
         #[command(flatten)]
         args: ServeArgs,
+        /// Create a demo enrollment and provision a demo device through the server at start.
+        #[arg(long)]
+        demo: bool,
     },
     /// Print how to reach a server (ID scope, endpoints, CA, service connection strings).
     Info {
@@ -150,11 +153,11 @@ async fn main() {
 async fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { args } => {
+        Command::Serve { args, demo } => {
             let cfg = args.config()?;
             init_logging(&cfg.log);
             let server = app::build(cfg).await?;
-            app::run(server).await
+            app::run(server, demo).await
         }
         Command::Info { data_dir, output } => {
             let info = ServerInfo::read(&data_dir)?;
