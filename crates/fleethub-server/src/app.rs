@@ -100,6 +100,8 @@ pub async fn build(cfg: Config) -> Result<Server> {
         GatewayConfig { max_packet_bytes: cfg.max_mqtt_packet_bytes, ..Default::default() },
     );
     let ws_gateway = gateway.clone();
+    let metrics_hub = hub.clone();
+    let metrics = auth_log.metrics.clone();
     let router = fleethub_http::router(HttpState {
         dps: dps.clone(),
         hub: hub.clone(),
@@ -107,6 +109,20 @@ pub async fn build(cfg: Config) -> Result<Server> {
         hub_service_auth: hub_auth,
         auth_failures: auth_log,
     })
+    .route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (hub, metrics) = (metrics_hub.clone(), metrics.clone());
+            async move {
+                let body = metrics.render(&[(
+                    "fleethub_connected_devices",
+                    "device and module connections open on the hub",
+                    hub.connected_count() as u64,
+                )]);
+                ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+            }
+        }),
+    )
     .route(
         websocket::WEBSOCKET_PATH,
         axum::routing::get(move |ws: WebSocketUpgrade, ConnectInfo(peer): ConnectInfo<SocketAddr>| {

@@ -22,6 +22,8 @@ pub struct AuthFailure {
 pub struct AuthFailureLog {
     capacity: usize,
     entries: Mutex<VecDeque<AuthFailure>>,
+    /// Counters by endpoint, for /metrics.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl AuthFailureLog {
@@ -29,12 +31,19 @@ impl AuthFailureLog {
         AuthFailureLog {
             capacity: capacity.max(1),
             entries: Mutex::new(VecDeque::new()),
+            metrics: Default::default(),
         }
     }
 
     /// Records a failure and logs it at WARN level.
     pub fn record(&self, endpoint: &str, transport: &str, identity: &str, peer: Option<String>, reason: &str) {
         tracing::warn!(endpoint, transport, identity, peer = peer.as_deref().unwrap_or("-"), "authentication failed: {reason}");
+        let counter = match endpoint {
+            "dps" => &self.metrics.dps_auth_failures,
+            "hub" => &self.metrics.hub_auth_failures,
+            _ => &self.metrics.service_auth_failures,
+        };
+        crate::metrics::inc(counter);
         let entry = AuthFailure {
             time_utc: fleethub_api::time::now_utc(),
             endpoint: endpoint.into(),

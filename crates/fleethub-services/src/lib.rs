@@ -6,6 +6,7 @@ pub mod auth_log;
 pub mod dps;
 pub mod error;
 pub mod hub;
+pub mod metrics;
 pub mod policies;
 
 pub use auth_log::{AuthFailure, AuthFailureLog};

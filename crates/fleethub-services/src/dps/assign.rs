@@ -84,6 +84,7 @@ impl Dps {
                     device: None,
                 })
                 .await?;
+            crate::metrics::inc(&self.auth_failures.metrics.dps_registrations_disabled);
             return Ok(assigning(operation_id, &p.registration_id));
         }
 
@@ -116,6 +117,7 @@ impl Dps {
                 device: Some(device),
             })
             .await?;
+        crate::metrics::inc(&self.auth_failures.metrics.dps_registrations_assigned);
         tracing::info!(registration = %p.registration_id, device = %plan.device_id, substatus, "device assigned");
         Ok(assigning(operation_id, &p.registration_id))
     }

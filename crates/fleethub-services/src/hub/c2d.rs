@@ -1,10 +1,18 @@
 //! Cloud-to-device messages: a durable per-device queue with TTL; delivered over MQTT when
-//! the device subscribes to `devices/{id}/messages/devicebound/#`, completed by its PUBACK.
+//! the device subscribes to `devices/{id}/messages/devicebound/#`, completed by its PUBACK, or
+//! received over HTTPS with a lock (`GET /devices/{id}/messages/deviceBound`), then completed,
+//! rejected or abandoned with the lock token.
+//!
+//! Locks are held in memory (a restart releases them, which only makes the messages deliverable
+//! again, as an expired lock would). While locked, a message is delivered by no transport:
+//! [`Hub::pending_c2d`] leaves it out.
 
 use super::{Hub, HubEvent};
 use crate::{DpsError, unix_now};
-use fleethub_store::C2dMessage;
-use std::collections::BTreeMap;
+use fleethub_store::{C2dMessage, Store, StoreError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 /// Azure's per-device queue depth.
 pub const MAX_QUEUED: usize = 50;
@@ -13,6 +21,14 @@ pub const DEFAULT_TTL_SECS: u64 = 3600;
 pub const MAX_TTL_SECS: u64 = 48 * 3600;
 /// Largest C2D body (Azure: 64 KB).
 pub const MAX_C2D_BYTES: usize = 64 * 1024;
+/// How long a message received over HTTPS stays locked (Azure: 1 minute).
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deliveries after which a message is dead-lettered instead of delivered again (Azure's
+/// default maximum delivery count).
+pub const MAX_DELIVERY_COUNT: u32 = 10;
+/// The `DpsError::BadRequest` code [`Hub::send_c2d`] returns when the device's queue is full
+/// (Azure: 403 with 403004 `DeviceMaximumQueueDepthExceeded`).
+pub const QUEUE_FULL_CODE: u32 = 403004;
 
 /// What a sender supplies.
 #[derive(Debug, Clone, Default)]
@@ -27,11 +43,51 @@ pub struct C2dSend {
     pub properties: BTreeMap<String, String>,
 }
 
+/// A message received over HTTPS, locked until [`LOCK_TIMEOUT`] passes or it is settled.
+#[derive(Debug, Clone)]
+pub struct LockedC2d {
+    /// `delivery_count` includes this delivery.
+    pub message: C2dMessage,
+    /// Names the lock in complete / reject / abandon (the HTTP `ETag`).
+    pub lock_token: String,
+}
+
+/// How a locked message is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Delivered: remove it.
+    Complete,
+    /// Refused by the device: remove it (dead-lettered).
+    Reject,
+    /// Give it back: unlock, deliverable again.
+    Abandon,
+}
+
+/// One lock. `store` identifies the hub (its queue) without keeping it alive; a `Weak` keeps
+/// the allocation, so the address is never reused by another store while the entry exists.
+struct Lock {
+    store: Weak<dyn Store>,
+    device_id: String,
+    sequence_number: u64,
+    deadline: Instant,
+}
+
+/// Lock token -> lock, for every hub in the process (a hub only sees its own entries).
+static LOCKS: LazyLock<Mutex<HashMap<String, Lock>>> = LazyLock::new(Default::default);
+
+fn locks() -> std::sync::MutexGuard<'static, HashMap<String, Lock>> {
+    // A panic while holding the lock cannot leave the map inconsistent: use it anyway.
+    LOCKS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Hub {
-    /// Queues a message for a device and wakes its connection.
+    /// Queues a message for a device and wakes its connection. A full queue is
+    /// `BadRequest { code: QUEUE_FULL_CODE }`.
     pub async fn send_c2d(&self, device_id: &str, m: C2dSend) -> Result<C2dMessage, DpsError> {
         if self.store.get_device(device_id).await?.is_none() {
-            return Err(DpsError::NotFound(format!("device '{device_id}' not found")));
+            return Err(DpsError::NotFound(format!(
+                "device '{device_id}' not found"
+            )));
         }
         if m.body.len() > MAX_C2D_BYTES {
             return Err(DpsError::PayloadTooLarge(format!(
@@ -42,13 +98,20 @@ impl Hub {
         if let Some(a) = &m.ack
             && !["none", "positive", "negative", "full"].contains(&a.as_str())
         {
-            return Err(DpsError::bad_request(format!("ack '{a}' is invalid; use none, positive, negative or full")));
+            return Err(DpsError::bad_request(format!(
+                "ack '{a}' is invalid; use none, positive, negative or full"
+            )));
         }
-        let ttl = m.ttl_secs.unwrap_or(DEFAULT_TTL_SECS).clamp(1, MAX_TTL_SECS);
+        let ttl = m
+            .ttl_secs
+            .unwrap_or(DEFAULT_TTL_SECS)
+            .clamp(1, MAX_TTL_SECS);
         let msg = C2dMessage {
             sequence_number: 0,
             device_id: device_id.to_string(),
-            message_id: m.message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            message_id: m
+                .message_id
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             correlation_id: m.correlation_id,
             content_type: m.content_type,
             content_encoding: m.content_encoding,
@@ -59,19 +122,41 @@ impl Hub {
             properties: m.properties,
             body: m.body,
         };
-        let stored = self.store.enqueue_c2d(msg, MAX_QUEUED).await?;
+        let stored = match self.store.enqueue_c2d(msg, MAX_QUEUED).await {
+            // The only argument the store refuses is the queue depth.
+            Err(StoreError::InvalidArgument(message)) => {
+                return Err(DpsError::BadRequest {
+                    code: QUEUE_FULL_CODE,
+                    message,
+                });
+            }
+            r => r?,
+        };
         self.notify(device_id, None, HubEvent::C2dAvailable);
         Ok(stored)
     }
 
-    /// The device's deliverable messages, oldest first; expired ones are dropped.
+    /// The device's deliverable messages, oldest first: expired ones are dropped, messages
+    /// locked by an HTTPS receive are left out.
     pub async fn pending_c2d(&self, device_id: &str) -> Result<Vec<C2dMessage>, DpsError> {
+        let mut out = self.queued_c2d(device_id).await?;
+        out.retain(|m| !self.is_c2d_locked(m.sequence_number));
+        Ok(out)
+    }
+
+    /// Every unexpired message of the device, locked or not; expired ones are dropped.
+    async fn queued_c2d(&self, device_id: &str) -> Result<Vec<C2dMessage>, DpsError> {
         let now = unix_now();
         let mut out = Vec::new();
         for m in self.store.list_c2d(device_id, MAX_QUEUED).await? {
             if m.expiry_unix < now {
-                tracing::info!(device = device_id, message_id = %m.message_id, "cloud-to-device message expired undelivered");
+                tracing::info!(
+                    device = device_id,
+                    message_id = %m.message_id,
+                    "cloud-to-device message expired undelivered"
+                );
                 self.store.delete_c2d(m.sequence_number).await?;
+                self.unlock_sequence(m.sequence_number);
             } else {
                 out.push(m);
             }
@@ -84,19 +169,155 @@ impl Hub {
         let mut m = m.clone();
         m.delivery_count += 1;
         match self.store.update_c2d(m).await {
-            Ok(()) | Err(fleethub_store::StoreError::NotFound { .. }) => Ok(()),
+            Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// The device acknowledged (MQTT PUBACK / HTTPS complete): remove it.
+    /// The device acknowledged (MQTT PUBACK): remove it.
     pub async fn complete_c2d(&self, sequence_number: u64) -> Result<(), DpsError> {
-        Ok(self.store.delete_c2d(sequence_number).await?)
+        self.store.delete_c2d(sequence_number).await?;
+        self.unlock_sequence(sequence_number);
+        Ok(())
     }
 
+    /// Removes every queued message of the device (locked ones too); returns how many.
     pub async fn purge_c2d(&self, device_id: &str) -> Result<u64, DpsError> {
-        Ok(self.store.purge_c2d(device_id).await?)
+        let n = self.store.purge_c2d(device_id).await?;
+        locks().retain(|_, l| !(self.owns(l) && l.device_id == device_id));
+        Ok(n)
     }
+
+    /// Whether an HTTPS receive holds an unexpired lock on the message.
+    pub fn is_c2d_locked(&self, sequence_number: u64) -> bool {
+        let now = Instant::now();
+        locks()
+            .values()
+            .any(|l| self.owns(l) && l.sequence_number == sequence_number && l.deadline > now)
+    }
+
+    /// HTTPS receive: the oldest deliverable message, locked for [`LOCK_TIMEOUT`] with its
+    /// delivery count raised; `None` when there is none. A message already delivered
+    /// [`MAX_DELIVERY_COUNT`] times is dead-lettered (removed, logged) instead.
+    pub async fn receive_c2d(&self, device_id: &str) -> Result<Option<LockedC2d>, DpsError> {
+        prune_locks();
+        for mut m in self.queued_c2d(device_id).await? {
+            if m.delivery_count >= MAX_DELIVERY_COUNT {
+                tracing::warn!(
+                    device = device_id,
+                    message_id = %m.message_id,
+                    deliveries = m.delivery_count,
+                    "cloud-to-device message dead-lettered: maximum delivery count reached"
+                );
+                self.store.delete_c2d(m.sequence_number).await?;
+                continue;
+            }
+            let Some(lock_token) = self.try_lock(device_id, m.sequence_number) else {
+                continue;
+            };
+            m.delivery_count += 1;
+            match self.store.update_c2d(m.clone()).await {
+                Ok(()) => {
+                    return Ok(Some(LockedC2d {
+                        message: m,
+                        lock_token,
+                    }));
+                }
+                // Completed (e.g. over MQTT) meanwhile.
+                Err(StoreError::NotFound { .. }) => {
+                    locks().remove(&lock_token);
+                }
+                Err(e) => {
+                    locks().remove(&lock_token);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Settles a message received with [`Hub::receive_c2d`]. An unknown, expired or already
+    /// used lock token (or one of another device) is `PreconditionFailed` (Azure's
+    /// `DeviceMessageLockLost`).
+    pub async fn settle_c2d(
+        &self,
+        device_id: &str,
+        lock_token: &str,
+        how: Settle,
+    ) -> Result<(), DpsError> {
+        let lock = {
+            let mut map = locks();
+            let valid = map.get(lock_token).is_some_and(|l| {
+                self.owns(l) && l.device_id == device_id && l.deadline > Instant::now()
+            });
+            if !valid {
+                return Err(DpsError::PreconditionFailed(format!(
+                    "lock token '{lock_token}' of device '{device_id}' is unknown, expired or \
+                     already used: receive the message again"
+                )));
+            }
+            map.remove(lock_token)
+                .expect("checked under the same guard")
+        };
+        match how {
+            Settle::Complete => self.store.delete_c2d(lock.sequence_number).await?,
+            Settle::Reject => {
+                self.store.delete_c2d(lock.sequence_number).await?;
+                tracing::warn!(
+                    device = device_id,
+                    sequence_number = lock.sequence_number,
+                    "cloud-to-device message rejected by the device: dead-lettered"
+                );
+            }
+            Settle::Abandon => {
+                tracing::debug!(
+                    device = device_id,
+                    sequence_number = lock.sequence_number,
+                    "cloud-to-device message abandoned: deliverable again"
+                );
+                self.notify(device_id, None, HubEvent::C2dAvailable);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a lock belongs to this hub's queue.
+    fn owns(&self, l: &Lock) -> bool {
+        std::ptr::addr_eq(l.store.as_ptr(), Arc::as_ptr(&self.store))
+    }
+
+    /// Locks a message unless it already is; returns the new lock token.
+    fn try_lock(&self, device_id: &str, sequence_number: u64) -> Option<String> {
+        let now = Instant::now();
+        let mut map = locks();
+        if map
+            .values()
+            .any(|l| self.owns(l) && l.sequence_number == sequence_number && l.deadline > now)
+        {
+            return None;
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        map.insert(
+            token.clone(),
+            Lock {
+                store: Arc::downgrade(&self.store),
+                device_id: device_id.to_string(),
+                sequence_number,
+                deadline: now + LOCK_TIMEOUT,
+            },
+        );
+        Some(token)
+    }
+
+    fn unlock_sequence(&self, sequence_number: u64) {
+        locks().retain(|_, l| !(self.owns(l) && l.sequence_number == sequence_number));
+    }
+}
+
+/// Drops expired locks and those of hubs that are gone.
+fn prune_locks() {
+    let now = Instant::now();
+    locks().retain(|_, l| l.deadline > now && l.store.strong_count() > 0);
 }
 
 /// Borrowed view of a message for transports that format it.

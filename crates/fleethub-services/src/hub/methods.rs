@@ -46,6 +46,7 @@ impl Hub {
             )));
         }
         let timeout = timeout_secs.clamp(MIN_TIMEOUT_SECS, MAX_TIMEOUT_SECS);
+        crate::metrics::inc(&self.auth_failures.metrics.method_invocations);
         let rid = format!("{:x}", self.methods.next.fetch_add(1, Ordering::Relaxed) + 1);
         let (tx, rx) = oneshot::channel();
         self.methods.waiting.lock().expect("methods").insert(rid.clone(), tx);

@@ -45,6 +45,9 @@ impl Hub {
             }])
             .await?;
         let seq = stored.first().map(|m| m.sequence_number).unwrap_or(0);
+        let m = &self.auth_failures.metrics;
+        crate::metrics::inc(&m.telemetry_messages);
+        m.telemetry_bytes.fetch_add(stored.iter().map(|s| s.body.len() as u64).sum(), std::sync::atomic::Ordering::Relaxed);
         for m in stored {
             let _ = self.telemetry_tx.send(Arc::new(m));
         }

@@ -152,7 +152,10 @@ impl Hub {
             rec.twin.version += 1;
             rec.twin.etag = Some(twin_etag(rec.twin.version));
             match self.store.put_device(rec, Precondition::IfMatch(etag)).await {
-                Ok(saved) => return Ok(saved.twin),
+                Ok(saved) => {
+                    crate::metrics::inc(&self.auth_failures.metrics.twin_updates);
+                    return Ok(saved.twin);
+                }
                 Err(StoreError::EtagMismatch { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
