@@ -3,7 +3,7 @@
 
 use crate::client::{Request, Response, Transport};
 use crate::settings::Endpoint;
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use fleethub_device::https::split_host_port;
 use fleethub_device::{ClientTlsConfig, HttpsClient, HttpsRequest};
 
@@ -16,11 +16,10 @@ pub(crate) struct HttpsTransport {
 impl HttpsTransport {
     pub(crate) fn new(endpoint: &Endpoint) -> Result<Self> {
         let tls = match &endpoint.ca_cert {
-            Some(path) => ClientTlsConfig::with_ca_file(path).with_context(|| {
-                format!("cannot use the CA certificate {} (pass --ca-cert PATH with the server's CA PEM)", path.display())
-            })?,
+            Some(path) => ClientTlsConfig::with_ca_file(path)
+                .map_err(|e| anyhow!("{e}; pass --ca-cert PATH with the PEM of the CA that signed the server certificate"))?,
             None => ClientTlsConfig::with_system_roots()
-                .context("no CA certificate given: pass --ca-cert PATH (a local server's is DATA_DIR/certs/ca.pem)")?,
+                .map_err(|e| anyhow!("{e}; pass --ca-cert PATH (a local server's is DATA_DIR/certs/ca.pem)"))?,
         };
         let (dial_host, port) = split_host_port(&endpoint.dial)
             .map_err(|e| anyhow!("cannot dial '{}': {e}", endpoint.dial))?;

@@ -6,3 +6,4 @@ mod fake;
 mod output;
 mod parse;
 mod settings;
+mod transport;
