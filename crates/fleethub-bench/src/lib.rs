@@ -8,7 +8,10 @@
 //!    REST API;
 //! 2. provisions `count` new devices (`bench-{run}-{i}`, group-derived keys), each over a
 //!    new TCP + full TLS handshake (session resumption disabled), `concurrency` at a time,
-//!    with the SDK's provisioning client; latency is measured from TCP connect to assigned;
+//!    with the SDK's provisioning client; latency is measured from TCP connect to assigned.
+//!    `assigning` operations are polled immediately ([`PollPolicy::IMMEDIATE`]) so that the
+//!    numbers measure the server, not the retry-after it asks devices to wait (throttling
+//!    and server errors are still retried after their retry-after);
 //! 3. runs `handshake_count` bare TLS handshakes (connect, handshake, close) against the
 //!    same listener with the same concurrency;
 //! 4. deletes the group (best effort).
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use fleethub_device::ClientTlsConfig;
-use fleethub_device::provisioning::ProvisioningClient;
+use fleethub_device::provisioning::{PollPolicy, ProvisioningClient};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
@@ -254,7 +257,8 @@ pub async fn run_register_bench(opts: RegisterBenchOptions) -> anyhow::Result<Re
         .id_scope(opts.id_scope.clone())
         .transport(opts.transport)
         .tls_config(device_tls.clone())
-        .timeout(REGISTRATION_TIMEOUT);
+        .timeout(REGISTRATION_TIMEOUT)
+        .poll_policy(PollPolicy::IMMEDIATE);
     let registrations = run_phase(opts.count, opts.concurrency, |i| {
         let builder = template
             .clone()

@@ -36,7 +36,8 @@ pub(crate) mod test_support;
 pub use https::{HttpsClient, HttpsError, HttpsRequest, HttpsResponse};
 pub use mqtt_client::{MqttClient, MqttError, MqttIncoming, MqttOptions};
 pub use provisioning::{
-    ProvisioningClient, ProvisioningClientBuilder, ProvisioningError, RegistrationResult, Transport,
+    PollPolicy, ProvisioningClient, ProvisioningClientBuilder, ProvisioningError,
+    RegistrationResult, Transport,
 };
 pub use tls::{ClientTlsConfig, TlsError};
 

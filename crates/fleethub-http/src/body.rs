@@ -117,6 +117,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
+/// The value of query parameter `name` (case-insensitive name, percent-decoded, `+` read as a
+/// space); `Some("")` for a bare `name` or `name=`, `None` when absent.
+pub(crate) fn query_param(raw: Option<&str>, name: &str) -> Option<String> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    raw.unwrap_or("")
+        .split('&')
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .find(|(k, _)| decode(k).eq_ignore_ascii_case(name))
+        .map(|(_, v)| decode(v))
+}
+
+/// Query parameter `name` as an unsigned integer, `None` when absent or empty.
+pub(crate) fn query_u64(raw: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
+    match query_param(raw, name).as_deref() {
+        None | Some("") => Ok(None),
+        Some(v) => v.trim().parse().map(Some).map_err(|_| {
+            ApiError::bad_request(format!("{name} '{v}' is not a non-negative integer"))
+        }),
+    }
+}
+
 /// Checks an optional `QuerySpecification` body. Only "everything" queries exist in DPS's
 /// service API (`*`, or `SELECT * FROM ...`); anything else is refused rather than ignored.
 pub(crate) fn check_query(body: &[u8]) -> Result<(), ApiError> {
@@ -198,6 +223,21 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn query_params() {
+        let raw = Some("api-version=2021-04-12&consumerGroup=%24Default&reject&From=7&x=a+b");
+        assert_eq!(
+            query_param(raw, "consumergroup").as_deref(),
+            Some("$Default")
+        );
+        assert_eq!(query_param(raw, "reject").as_deref(), Some(""));
+        assert_eq!(query_param(raw, "x").as_deref(), Some("a b"));
+        assert_eq!(query_param(raw, "nope"), None);
+        assert_eq!(query_u64(raw, "from").unwrap(), Some(7));
+        assert!(query_u64(raw, "x").is_err());
+        assert_eq!(query_u64(None, "from").unwrap(), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use fleethub_api::{DpsErrorBody, HubErrorBody};
 use fleethub_services::hub::MethodError;
+use fleethub_services::hub::c2d::QUEUE_FULL_CODE;
 use fleethub_services::{DpsError, ServiceAuthError};
 
 use crate::MAX_BODY_BYTES;
@@ -165,6 +166,30 @@ impl ApiError {
                 "ServerError",
                 message,
             ),
+        }
+    }
+
+    /// A cloud-to-device queue error: the hub mapping, plus a full queue as Azure's 403
+    /// `DeviceMaximumQueueDepthExceeded` and a stale lock token as 412
+    /// `DeviceMessageLockLost`.
+    pub fn from_c2d(e: DpsError) -> Self {
+        match e {
+            DpsError::BadRequest {
+                code: QUEUE_FULL_CODE,
+                message,
+            } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                QUEUE_FULL_CODE,
+                "DeviceMaximumQueueDepthExceeded",
+                message,
+            ),
+            DpsError::PreconditionFailed(message) => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                412002,
+                "DeviceMessageLockLost",
+                message,
+            ),
+            e => ApiError::from_hub(e),
         }
     }
 

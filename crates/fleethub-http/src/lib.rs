@@ -1,10 +1,12 @@
 //! HTTP APIs of fleethub, as axum routers: the DPS device API (register / poll), the DPS
 //! service REST API (enrollments, enrollment groups, registration records), the IoT Hub service
-//! REST API (devices, twins, direct methods, queries, statistics, bulk registry) and
-//! diagnostics.
+//! REST API (devices, twins, direct methods, queries, statistics, bulk registry, cloud-to-device
+//! messages, the telemetry read API), the hub's device API over HTTPS (telemetry, C2D receive)
+//! and diagnostics.
 //!
 //! Handlers only translate HTTP to [`fleethub_services`] calls and errors back to Azure's wire
-//! shapes; all routes are listed in [`router`]. Wire rules this crate guarantees for every
+//! shapes; all routes are listed in one table, [`ROUTES`], which `docs/openapi.json` is
+//! checked against. Wire rules this crate guarantees for every
 //! response (protocols.md section 1): JSON bodies carry
 //! `Content-Type: application/json; charset=utf-8`, errors are Azure-style JSON (never plain
 //! text, including 404, 405 and 413), `x-ms-continuation` only appears when more pages exist,
@@ -19,6 +21,7 @@ mod enrollments;
 mod error;
 mod groups;
 mod hub;
+mod hub_device;
 mod normalize;
 mod registrations;
 
@@ -26,7 +29,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use fleethub_services::{AuthFailureLog, Dps, Hub, ServiceAuth};
 use std::sync::Arc;
 
@@ -61,84 +64,92 @@ pub fn router(state: HttpState) -> Router {
         .layer(middleware::from_fn(log_request))
 }
 
-/// The route table, in canonical path spelling.
+/// Declares the route table once: [`ROUTES`] (what is served, for docs and the OpenAPI check)
+/// and the handlers the router is built from, so the two cannot differ.
+macro_rules! route_table {
+    ($($method:ident $path:literal => $handler:expr;)*) => {
+        /// Every route served, as `(method, path)` in canonical spelling (keyword segments are
+        /// also matched case-insensitively and with a trailing slash, see `normalize`).
+        /// `docs/openapi.json` describes exactly these.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn route_handlers() -> Vec<(&'static str, MethodRouter<HttpState>)> {
+            vec![$(($path, on(MethodFilter::$method, $handler))),*]
+        }
+    };
+}
+
+route_table! {
+    // DPS device API (DPS error shape).
+    PUT "/{idScope}/registrations/{registrationId}/register" => device::register;
+    GET "/{idScope}/registrations/{registrationId}/operations/{operationId}" => device::operation_status;
+    POST "/{idScope}/registrations/{registrationId}" => device::status_lookup;
+
+    // DPS service API.
+    POST "/enrollments" => enrollments::bulk;
+    POST "/enrollments/query" => enrollments::query;
+    GET "/enrollments/{id}" => enrollments::get;
+    PUT "/enrollments/{id}" => enrollments::put;
+    DELETE "/enrollments/{id}" => enrollments::delete;
+    POST "/enrollments/{id}/attestationmechanism" => enrollments::attestation;
+    POST "/enrollmentGroups" => groups::bulk;
+    POST "/enrollmentGroups/query" => groups::query;
+    GET "/enrollmentGroups/{id}" => groups::get;
+    PUT "/enrollmentGroups/{id}" => groups::put;
+    DELETE "/enrollmentGroups/{id}" => groups::delete;
+    POST "/enrollmentGroups/{id}/attestationmechanism" => groups::attestation;
+    GET "/registrations/{id}" => registrations::get;
+    DELETE "/registrations/{id}" => registrations::delete;
+    POST "/registrations/{id}/query" => registrations::query;
+
+    // Diagnostics (DPS or hub service token).
+    GET "/diagnostics/authFailures" => diagnostics::auth_failures;
+
+    // IoT Hub service API. Node lists and bulk-posts to `/devices/` (trailing slash).
+    GET "/devices" => hub::devices::list;
+    POST "/devices" => hub::bulk::bulk;
+    GET "/devices/{id}" => hub::devices::get;
+    PUT "/devices/{id}" => hub::devices::put;
+    DELETE "/devices/{id}" => hub::devices::delete;
+    // `POST /devices/query` (a device named "query" keeps GET/PUT/DELETE)
+    POST "/devices/{id}" => hub::devices::post;
+    GET "/twins/{id}" => hub::twins::get;
+    PATCH "/twins/{id}" => hub::twins::patch;
+    PUT "/twins/{id}" => hub::twins::replace;
+    POST "/twins/{id}/methods" => hub::methods::invoke;
+    GET "/statistics/devices" => hub::statistics::devices;
+    GET "/statistics/service" => hub::statistics::service;
+    POST "/devices/{id}/messages/deviceBound" => hub::c2d::send;
+    DELETE "/devices/{id}/commands" => hub::c2d::purge;
+    GET "/messages/events" => hub::events::read;
+    GET "/messages/events/live" => hub::events::live;
+    PUT "/messages/events/consumerGroups/{group}/checkpoint" => hub::events::checkpoint;
+
+    // IoT Hub device API over HTTPS (device SAS). SDKs spell `devicebound`.
+    POST "/devices/{id}/messages/events" => hub_device::send_event;
+    GET "/devices/{id}/messages/deviceBound" => hub_device::receive;
+    DELETE "/devices/{id}/messages/deviceBound/{lockToken}" => hub_device::complete;
+    POST "/devices/{id}/messages/deviceBound/{lockToken}/abandon" => hub_device::abandon;
+}
+
+/// The routes of [`ROUTES`], each group behind the middleware that gives its errors their
+/// shape (the DPS device API answers in the DPS shape, everything else in the hub shape).
 fn routes(state: HttpState) -> Router {
-    let device = Router::new()
-        .route(
-            "/{idScope}/registrations/{registrationId}/register",
-            put(device::register),
-        )
-        .route(
-            "/{idScope}/registrations/{registrationId}/operations/{operationId}",
-            get(device::operation_status),
-        )
-        .route(
-            "/{idScope}/registrations/{registrationId}",
-            post(device::status_lookup),
-        )
-        .layer(middleware::from_fn(|req: Request, next: Next| {
-            error::json_errors(Shape::Device, req, next)
-        }));
-
-    let service = Router::new()
-        .route("/enrollments", post(enrollments::bulk))
-        .route("/enrollments/query", post(enrollments::query))
-        .route(
-            "/enrollments/{id}",
-            get(enrollments::get)
-                .put(enrollments::put)
-                .delete(enrollments::delete),
-        )
-        .route(
-            "/enrollments/{id}/attestationmechanism",
-            post(enrollments::attestation),
-        )
-        .route("/enrollmentGroups", post(groups::bulk))
-        .route("/enrollmentGroups/query", post(groups::query))
-        .route(
-            "/enrollmentGroups/{id}",
-            get(groups::get).put(groups::put).delete(groups::delete),
-        )
-        .route(
-            "/enrollmentGroups/{id}/attestationmechanism",
-            post(groups::attestation),
-        )
-        .route(
-            "/registrations/{id}",
-            get(registrations::get).delete(registrations::delete),
-        )
-        .route("/registrations/{id}/query", post(registrations::query))
-        .route("/diagnostics/authFailures", get(diagnostics::auth_failures))
-        .layer(middleware::from_fn(|req: Request, next: Next| {
-            error::json_errors(Shape::Service, req, next)
-        }));
-
-    // IoT Hub service API. Node lists and bulk-posts to `/devices/` (trailing slash): the
-    // fallback retries without it.
-    let hub = Router::new()
-        .route("/devices", get(hub::devices::list).post(hub::bulk::bulk))
-        .route(
-            "/devices/{id}",
-            get(hub::devices::get)
-                .put(hub::devices::put)
-                .delete(hub::devices::delete)
-                // `POST /devices/query` (a device named "query" keeps GET/PUT/DELETE)
-                .post(hub::devices::post),
-        )
-        .route(
-            "/twins/{id}",
-            get(hub::twins::get)
-                .patch(hub::twins::patch)
-                .put(hub::twins::replace),
-        )
-        .route("/twins/{id}/methods", post(hub::methods::invoke))
-        .route("/statistics/devices", get(hub::statistics::devices))
-        .route("/statistics/service", get(hub::statistics::service))
-        .layer(middleware::from_fn(|req: Request, next: Next| {
-            error::json_errors(Shape::Service, req, next)
-        }));
-
-    device.merge(service).merge(hub).with_state(state)
+    let mut device = Router::new();
+    let mut other = Router::new();
+    for (path, handler) in route_handlers() {
+        match normalize::shape_for(path) {
+            Shape::Device => device = device.route(path, handler),
+            Shape::Service => other = other.route(path, handler),
+        }
+    }
+    let device = device.layer(middleware::from_fn(|req: Request, next: Next| {
+        error::json_errors(Shape::Device, req, next)
+    }));
+    let other = other.layer(middleware::from_fn(|req: Request, next: Next| {
+        error::json_errors(Shape::Service, req, next)
+    }));
+    device.merge(other).with_state(state)
 }
 
 /// Logs every request at debug level (method, path, status, time; never headers or query).

@@ -49,8 +49,34 @@ pub(crate) fn canonical_path(method: &Method, path: &str) -> Option<String> {
             fix(&mut segs[3], "query");
         }
     } else if first.eq_ignore_ascii_case("devices") {
-        // Hub: /devices[/{id}], POST /devices/query
+        // Hub: /devices[/{id}], POST /devices/query, /devices/{id}/commands,
+        // /devices/{id}/messages/events, /devices/{id}/messages/deviceBound[/{lock}[/abandon]]
+        // (the SDKs' device HTTP transports spell it `devicebound`)
         fix(&mut segs[1], "devices");
+        if n == 3 {
+            fix(&mut segs[3], "commands");
+        }
+        if n >= 4 && segs[3].eq_ignore_ascii_case("messages") {
+            fix(&mut segs[3], "messages");
+            fix(&mut segs[4], "events");
+            fix(&mut segs[4], "deviceBound");
+            if n == 6 && segs[4] == "deviceBound" {
+                fix(&mut segs[6], "abandon");
+            }
+        }
+    } else if first.eq_ignore_ascii_case("messages") {
+        // Hub: /messages/events[/live | /consumerGroups/{group}/checkpoint]
+        fix(&mut segs[1], "messages");
+        if n >= 2 {
+            fix(&mut segs[2], "events");
+        }
+        if n == 3 {
+            fix(&mut segs[3], "live");
+        }
+        if n == 5 {
+            fix(&mut segs[3], "consumerGroups");
+            fix(&mut segs[5], "checkpoint");
+        }
     } else if first.eq_ignore_ascii_case("twins") {
         // Hub: /twins/{id}[/methods]
         fix(&mut segs[1], "twins");
@@ -203,6 +229,30 @@ mod tests {
         assert_eq!(
             canon(Method::GET, "/Statistics/Service").as_deref(),
             Some("/statistics/service")
+        );
+        assert_eq!(
+            canon(Method::GET, "/devices/Dev-1/messages/devicebound").as_deref(),
+            Some("/devices/Dev-1/messages/deviceBound")
+        );
+        assert_eq!(
+            canon(Method::POST, "/devices/d/messages/devicebound/LOCK/Abandon").as_deref(),
+            Some("/devices/d/messages/deviceBound/LOCK/abandon")
+        );
+        assert_eq!(
+            canon(Method::POST, "/Devices/d/Messages/Events").as_deref(),
+            Some("/devices/d/messages/events")
+        );
+        assert_eq!(
+            canon(Method::DELETE, "/devices/Commands/COMMANDS").as_deref(),
+            Some("/devices/Commands/commands")
+        );
+        assert_eq!(
+            canon(Method::PUT, "/Messages/Events/consumergroups/G/Checkpoint").as_deref(),
+            Some("/messages/events/consumerGroups/G/checkpoint")
+        );
+        assert_eq!(
+            canon(Method::GET, "/messages/events/LIVE").as_deref(),
+            Some("/messages/events/live")
         );
         assert_eq!(canon(Method::GET, "/nothing/here"), None);
         assert_eq!(canon(Method::GET, "/"), None);

@@ -118,12 +118,43 @@ enum Command {
         #[command(subcommand)]
         cmd: fleethub_cli::DpsCommand,
     },
+    /// Load tools that measure a running server.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Server diagnostics (e.g. why devices were refused).
     Diagnostics {
         #[command(flatten)]
         client: fleethub_cli::ClientArgs,
         #[command(subcommand)]
         cmd: fleethub_cli::DiagnosticsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Provision N new devices (group-derived keys, a full TLS handshake each) and, as the
+    /// baseline on the same listener, N bare TLS handshakes; reports both rates and the ratio.
+    Register {
+        /// Devices to provision.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Registrations in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// mqtt (port 8883) or https (port 443).
+        #[arg(long, default_value = "mqtt")]
+        transport: fleethub_bench::Transport,
+        /// Bare TLS handshakes for the baseline (default: --count).
+        #[arg(long, default_value_t = 0)]
+        handshakes: usize,
+        /// Data directory of the server under test (its server-info.json names the endpoints).
+        #[arg(long, env = "FLEETHUB_DATA_DIR", default_value = "./fleethub-data")]
+        data_dir: PathBuf,
+        /// DPS host to dial (default: dpsHost of server-info.json; must be in the certificate).
+        #[arg(long)]
+        dps_host: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
     },
 }
 
@@ -164,6 +195,31 @@ async fn real_main() -> Result<()> {
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&info)?),
                 Output::Text | Output::Table => print!("{}", info.banner()),
+            }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Register { count, concurrency, transport, handshakes, data_dir, dps_host, output }) => {
+            let info = ServerInfo::read(&data_dir)?;
+            let port = match transport {
+                fleethub_bench::Transport::Mqtt => info.mqtt_port,
+                fleethub_bench::Transport::Https => info.https_port,
+            };
+            let opts = fleethub_bench::RegisterBenchOptions {
+                count,
+                concurrency,
+                transport,
+                dps_host: dps_host.unwrap_or(info.dps_host.clone()),
+                port,
+                id_scope: info.id_scope.clone(),
+                ca_pem_path: PathBuf::from(&info.ca_cert_path),
+                dps_service_connection_string: info.dps_service_connection_string.clone(),
+                service_port: info.https_port,
+                handshake_count: handshakes,
+            };
+            let report = fleethub_bench::run_register_bench(opts).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Text | Output::Table => println!("{report}"),
             }
             Ok(())
         }

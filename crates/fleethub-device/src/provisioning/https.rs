@@ -40,7 +40,12 @@ pub(super) async fn register(
         let retry_after = response
             .header("retry-after")
             .and_then(topics::parse_retry_after);
-        match interpret(response.status.as_u16(), &response.body, retry_after)? {
+        match interpret(
+            response.status.as_u16(),
+            &response.body,
+            retry_after,
+            &client.poll,
+        )? {
             Next::Done(result) => return Ok(*result),
             Next::Poll {
                 operation_id,

@@ -82,6 +82,43 @@ impl FromStr for Transport {
     }
 }
 
+/// How long to wait before polling an `assigning` operation: the server's retry-after,
+/// `default` when absent, clamped to `min..=max`. Throttling / server-error retries
+/// (status >= 429) always honour retry-after with the standard 1..=60 s clamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollPolicy {
+    pub default: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Default for PollPolicy {
+    /// 2 s when absent, clamped to 1..=60 s (what the official SDKs roughly do).
+    fn default() -> Self {
+        PollPolicy {
+            default: Duration::from_secs(topics::DEFAULT_RETRY_AFTER_SECS),
+            min: Duration::from_secs(topics::MIN_RETRY_AFTER_SECS),
+            max: Duration::from_secs(topics::MAX_RETRY_AFTER_SECS),
+        }
+    }
+}
+
+impl PollPolicy {
+    /// Poll as soon as the previous response arrives (load tests: measures the server, not
+    /// the retry-after it asks for).
+    pub const IMMEDIATE: PollPolicy = PollPolicy {
+        default: Duration::ZERO,
+        min: Duration::ZERO,
+        max: Duration::ZERO,
+    };
+
+    /// The wait before the next poll.
+    pub fn delay(&self, retry_after: Option<u64>) -> Duration {
+        let wanted = retry_after.map_or(self.default, Duration::from_secs);
+        wanted.min(self.max).max(self.min)
+    }
+}
+
 /// Outcome of a successful registration (`status` is `assigned`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegistrationResult {
@@ -192,6 +229,7 @@ pub(crate) fn interpret(
     status: u16,
     body: &[u8],
     retry_after: Option<u64>,
+    poll: &PollPolicy,
 ) -> Result<Next, ProvisioningError> {
     if status >= 429 {
         return Ok(Next::Retry {
@@ -207,7 +245,7 @@ pub(crate) fn interpret(
     match op.status.to_ascii_lowercase().as_str() {
         "assigning" => Ok(Next::Poll {
             operation_id: op.operation_id,
-            after: topics::retry_delay(retry_after),
+            after: poll.delay(retry_after),
         }),
         "assigned" => {
             let state = op.registration_state.ok_or_else(|| {
@@ -304,6 +342,7 @@ pub struct ProvisioningClientBuilder {
     payload: Option<Value>,
     tls: Option<TlsSource>,
     timeout: Option<Duration>,
+    poll: PollPolicy,
 }
 
 impl fmt::Debug for ProvisioningClientBuilder {
@@ -394,6 +433,12 @@ impl ProvisioningClientBuilder {
         self
     }
 
+    /// Wait between `assigning` polls (default [`PollPolicy::default`]).
+    pub fn poll_policy(mut self, poll: PollPolicy) -> Self {
+        self.poll = poll;
+        self
+    }
+
     /// Validates the settings, derives the key if needed and loads the trust store
     /// (without a CA, the system bundle).
     pub fn build(self) -> Result<ProvisioningClient, ProvisioningError> {
@@ -445,6 +490,7 @@ impl ProvisioningClientBuilder {
             payload: self.payload,
             tls,
             timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            poll: self.poll,
         })
     }
 }
@@ -462,6 +508,7 @@ pub struct ProvisioningClient {
     payload: Option<Value>,
     tls: ClientTlsConfig,
     timeout: Duration,
+    poll: PollPolicy,
 }
 
 impl fmt::Debug for ProvisioningClient {

@@ -76,7 +76,12 @@ async fn run(
                 _ => tracing::debug!(topic = %publish.topic, "ignoring unrelated publish"),
             }
         };
-        match interpret(response.status, &payload, response.retry_after)? {
+        match interpret(
+            response.status,
+            &payload,
+            response.retry_after,
+            &client.poll,
+        )? {
             Next::Done(result) => return Ok(*result),
             Next::Poll {
                 operation_id,

@@ -53,25 +53,37 @@ const UNAUTHORIZED: &str = r#"{"errorCode":401002,"trackingId":"a5c087cd","messa
 #[test]
 fn interpret_covers_every_status_class() {
     assert_eq!(
-        interpret(202, assigning("op1").as_bytes(), Some(3)).unwrap(),
+        interpret(
+            202,
+            assigning("op1").as_bytes(),
+            Some(3),
+            &PollPolicy::default()
+        )
+        .unwrap(),
         Next::Poll {
             operation_id: "op1".into(),
             after: Duration::from_secs(3)
         }
     );
     assert_eq!(
-        interpret(429, b"", None).unwrap(),
+        interpret(429, b"", None, &PollPolicy::default()).unwrap(),
         Next::Retry {
             after: Duration::from_secs(2)
         }
     );
     assert_eq!(
-        interpret(503, b"not json", Some(100)).unwrap(),
+        interpret(503, b"not json", Some(100), &PollPolicy::default()).unwrap(),
         Next::Retry {
             after: Duration::from_secs(60)
         }
     );
-    let Next::Done(r) = interpret(200, assigned("op1", None).as_bytes(), None).unwrap() else {
+    let Next::Done(r) = interpret(
+        200,
+        assigned("op1", None).as_bytes(),
+        None,
+        &PollPolicy::default(),
+    )
+    .unwrap() else {
         panic!()
     };
     assert_eq!(
@@ -82,7 +94,7 @@ fn interpret_covers_every_status_class() {
         ),
         ("hub.fleethub.local", "dev-01", Some("initialAssignment"))
     );
-    let err = interpret(401, UNAUTHORIZED.as_bytes(), None).unwrap_err();
+    let err = interpret(401, UNAUTHORIZED.as_bytes(), None, &PollPolicy::default()).unwrap_err();
     assert!(err.is_unauthorized());
     assert!(matches!(
         &err,
@@ -96,7 +108,13 @@ fn interpret_covers_every_status_class() {
 
     let failed = json!({"operationId": "op", "status": "failed", "registrationState":
         {"registrationId": "dev-01", "status": "failed", "errorCode": 400209, "errorMessage": "no hub"}});
-    let err = interpret(200, failed.to_string().as_bytes(), None).unwrap_err();
+    let err = interpret(
+        200,
+        failed.to_string().as_bytes(),
+        None,
+        &PollPolicy::default(),
+    )
+    .unwrap_err();
     assert!(matches!(
         &err,
         ProvisioningError::RegistrationFailed { status, error_code: Some(400209), .. } if status == "failed"
@@ -107,9 +125,45 @@ fn interpret_covers_every_status_class() {
     );
     let disabled = json!({"operationId": "op", "status": "disabled"});
     assert!(matches!(
-        interpret(200, disabled.to_string().as_bytes(), None),
+        interpret(
+            200,
+            disabled.to_string().as_bytes(),
+            None,
+            &PollPolicy::default()
+        ),
         Err(ProvisioningError::RegistrationFailed { .. })
     ));
+}
+
+#[test]
+fn poll_policy_bounds_the_wait() {
+    let p = PollPolicy::default();
+    assert_eq!(p.delay(None), Duration::from_secs(2));
+    assert_eq!(p.delay(Some(0)), Duration::from_secs(1));
+    assert_eq!(p.delay(Some(600)), Duration::from_secs(60));
+    assert_eq!(PollPolicy::IMMEDIATE.delay(Some(5)), Duration::ZERO);
+    // Only `assigning` polls follow the policy; throttling keeps the standard clamp.
+    let poll = interpret(
+        202,
+        assigning("o").as_bytes(),
+        Some(3),
+        &PollPolicy::IMMEDIATE,
+    )
+    .unwrap();
+    assert_eq!(
+        poll,
+        Next::Poll {
+            operation_id: "o".into(),
+            after: Duration::ZERO
+        }
+    );
+    let retry = interpret(429, b"", Some(0), &PollPolicy::IMMEDIATE).unwrap();
+    assert_eq!(
+        retry,
+        Next::Retry {
+            after: Duration::from_secs(1)
+        }
+    );
 }
 
 #[test]
@@ -126,7 +180,7 @@ fn interpret_rejects_malformed_responses() {
     ] {
         assert!(
             matches!(
-                interpret(status, body.as_bytes(), None),
+                interpret(status, body.as_bytes(), None, &PollPolicy::default()),
                 Err(ProvisioningError::InvalidResponse(_))
             ),
             "{body}"

@@ -1,9 +1,12 @@
 //! IoT Hub service REST API (protocols.md section 9): device identities, twins, direct methods,
-//! queries, registry statistics and bulk registry operations, authorized with the hub's shared
-//! access policies. Errors carry IoT Hub's names (`ErrorCode:DeviceNotFound;...`).
+//! queries, registry statistics, bulk registry operations, cloud-to-device messages and the
+//! telemetry read API, authorized with the hub's shared access policies. Errors carry IoT Hub's
+//! names (`ErrorCode:DeviceNotFound;...`).
 
 pub(crate) mod bulk;
+pub(crate) mod c2d;
 pub(crate) mod devices;
+pub(crate) mod events;
 pub(crate) mod methods;
 pub(crate) mod query;
 pub(crate) mod statistics;

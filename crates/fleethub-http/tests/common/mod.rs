@@ -98,6 +98,40 @@ pub fn device_token(reg: &str, key: &str) -> String {
     .unwrap()
 }
 
+/// A hub device-plane token for `{HUB}/devices/{device}`, signed with the device key.
+pub fn hub_device_token(device: &str, key: &str) -> String {
+    sas::build_token(
+        &format!("{HUB}/devices/{device}"),
+        key,
+        unix_now() + 3600,
+        None,
+    )
+    .unwrap()
+}
+
+/// A response whose body is not (necessarily) JSON.
+pub struct RawResp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl RawResp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{} body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
 pub struct Resp {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -136,6 +170,55 @@ impl Fixture {
         body: impl Into<Body>,
     ) -> Resp {
         self.hub_as("iothubowner", method, uri, extra, body).await
+    }
+
+    /// Creates a hub device with generated keys; returns its primary key.
+    pub async fn hub_device(&self, id: &str) -> String {
+        let r = self
+            .hub_svc(
+                Method::PUT,
+                &format!("/devices/{id}?api-version=2021-04-12"),
+                &[],
+                serde_json::json!({"deviceId": id, "authentication": {"symmetricKey": {}}})
+                    .to_string(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        r.json["authentication"]["symmetricKey"]["primaryKey"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A request whose answer is returned as bytes (no content-type checks).
+    pub async fn raw(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> RawResp {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .app
+            .clone()
+            .oneshot(req.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        RawResp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn call(

@@ -78,12 +78,14 @@ impl Dps {
                 state.assigned_hub = prev.state.assigned_hub.clone();
                 state.device_id = prev.state.device_id.clone();
             }
-            self.store
+            let rec = self
+                .store
                 .commit_assignment(Assignment {
                     registration: RegistrationRecord { state, operation_id: operation_id.clone() },
                     device: None,
                 })
                 .await?;
+            self.recent.insert(&rec);
             crate::metrics::inc(&self.auth_failures.metrics.dps_registrations_disabled);
             return Ok(assigning(operation_id, &p.registration_id));
         }
@@ -111,12 +113,14 @@ impl Dps {
         state.device_id = Some(plan.device_id.clone());
         state.status = Some("assigned".into());
         state.substatus = Some(substatus.into());
-        self.store
+        let rec = self
+            .store
             .commit_assignment(Assignment {
                 registration: RegistrationRecord { state, operation_id: operation_id.clone() },
                 device: Some(device),
             })
             .await?;
+        self.recent.insert(&rec);
         crate::metrics::inc(&self.auth_failures.metrics.dps_registrations_assigned);
         tracing::info!(registration = %p.registration_id, device = %plan.device_id, substatus, "device assigned");
         Ok(assigning(operation_id, &p.registration_id))
@@ -128,7 +132,10 @@ impl Dps {
         p: &DpsPrincipal,
         operation_id: &str,
     ) -> Result<RegistrationOperationStatus, DpsError> {
-        let rec = self.store.get_registration_by_operation(operation_id).await?;
+        let rec = match self.recent.get(operation_id) {
+            Some(r) => Some(r),
+            None => self.store.get_registration_by_operation(operation_id).await?,
+        };
         let Some(rec) = rec.filter(|r| r.state.registration_id.eq_ignore_ascii_case(&p.registration_id))
         else {
             return Err(DpsError::NotFound(format!(

@@ -5,6 +5,7 @@ mod assign;
 mod auth;
 mod enrollments;
 mod groups_cache;
+mod recent;
 mod validate;
 
 #[cfg(test)]
@@ -49,6 +50,9 @@ pub struct Dps {
     cfg: DpsConfig,
     groups: groups_cache::GroupCache,
     auth_failures: Arc<AuthFailureLog>,
+    /// Outcomes of recent registrations by operation ID, so that the device's poll does not
+    /// need a store read (another instance's poll falls back to the store).
+    recent: recent::RecentOperations,
 }
 
 impl Dps {
@@ -58,6 +62,7 @@ impl Dps {
             store,
             cfg,
             auth_failures,
+            recent: Default::default(),
         }
     }
 

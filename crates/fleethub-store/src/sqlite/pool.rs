@@ -44,14 +44,16 @@ impl Pool {
         })
     }
 
-    /// Runs `f` on a reader connection (off the async runtime).
+    /// Runs `f` on a reader connection. Reads are short (indexed lookups), so on a
+    /// multi-threaded runtime they run in place (`block_in_place`) instead of paying a
+    /// thread hand-off; elsewhere they go to the blocking pool.
     pub(crate) async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let run = move || {
             let conn = match pool.readers.lock().expect("reader pool").pop() {
                 Some(c) => c,
                 None => open_connection(&pool.path)?,
@@ -62,9 +64,16 @@ impl Pool {
                 readers.push(conn);
             }
             out
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(run)
+        } else {
+            tokio::task::spawn_blocking(run)
+                .await
+                .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+        }
     }
 
     /// Runs `f` inside a transaction on the writer thread; returns once committed (durable).
