@@ -285,7 +285,10 @@ mod tests {
         assert_eq!(e.attestation.keys(), Some(("a", "b")));
         assert!(e.capabilities.as_ref().unwrap().iot_edge);
         let back = serde_json::to_value(&e).unwrap();
-        assert_eq!(back["customAllocationDefinition"]["apiVersion"], "2021-10-01");
+        assert_eq!(
+            back["customAllocationDefinition"]["apiVersion"],
+            "2021-10-01"
+        );
         assert_eq!(back["initialTwin"]["properties"]["desired"]["fw"], "1.0");
     }
 

@@ -41,9 +41,17 @@ pub struct HubErrorBody {
     pub description: Option<String>,
     #[serde(rename = "errorCode", default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<u32>,
-    #[serde(rename = "trackingId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "trackingId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tracking_id: Option<String>,
-    #[serde(rename = "timestampUtc", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timestampUtc",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timestamp_utc: Option<String>,
 }
 

@@ -50,7 +50,9 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
-                    Err(ConnectionError::Protocol("connection closed inside a packet".into()))
+                    Err(ConnectionError::Protocol(
+                        "connection closed inside a packet".into(),
+                    ))
                 };
             }
         }
@@ -86,56 +88,109 @@ where
 {
     match run(&gw, stream, &peer, transport).await {
         Ok(()) => tracing::debug!(peer, transport, "mqtt connection closed"),
-        Err(ConnectionError::Io(e)) => tracing::debug!(peer, transport, "mqtt connection ended: {e}"),
+        Err(ConnectionError::Io(e)) => {
+            tracing::debug!(peer, transport, "mqtt connection ended: {e}")
+        }
         Err(e) => tracing::info!(peer, transport, "mqtt connection closed: {e}"),
     }
 }
 
-async fn run<S>(gw: &Gateway, stream: S, peer: &str, transport: &'static str) -> Result<(), ConnectionError>
+async fn run<S>(
+    gw: &Gateway,
+    stream: S,
+    peer: &str,
+    transport: &'static str,
+) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (rd, wr) = tokio::io::split(stream);
-    let mut reader = PacketReader { rd, buf: BytesMut::with_capacity(2048), max: gw.cfg.max_packet_bytes };
-    let mut writer = PacketWriter { wr, buf: BytesMut::with_capacity(2048) };
+    let mut reader = PacketReader {
+        rd,
+        buf: BytesMut::with_capacity(2048),
+        max: gw.cfg.max_packet_bytes,
+    };
+    let mut writer = PacketWriter {
+        wr,
+        buf: BytesMut::with_capacity(2048),
+    };
 
-    let first = tokio::time::timeout(Duration::from_secs(gw.cfg.connect_timeout_secs), reader.next())
-        .await
-        .map_err(|_| ConnectionError::ConnectTimeout(gw.cfg.connect_timeout_secs))??;
+    let first = tokio::time::timeout(
+        Duration::from_secs(gw.cfg.connect_timeout_secs),
+        reader.next(),
+    )
+    .await
+    .map_err(|_| ConnectionError::ConnectTimeout(gw.cfg.connect_timeout_secs))??;
     let connect = match first {
         Some(Packet::Connect(c)) => c,
         Some(other) => {
-            return Err(ConnectionError::Protocol(format!("first packet was {}, not CONNECT", other.name())));
+            return Err(ConnectionError::Protocol(format!(
+                "first packet was {}, not CONNECT",
+                other.name()
+            )));
         }
         None => return Ok(()),
     };
-    let refuse = |code| Packet::ConnAck(ConnAck { session_present: false, code });
+    let refuse = |code| {
+        Packet::ConnAck(ConnAck {
+            session_present: false,
+            code,
+        })
+    };
     if connect.protocol_level != 4 && connect.protocol_level != 3 {
         writer.push(&refuse(ConnectReturnCode::UnacceptableProtocolVersion))?;
         writer.flush().await?;
-        return Err(ConnectionError::Refused(ConnectReturnCode::UnacceptableProtocolVersion));
+        return Err(ConnectionError::Refused(
+            ConnectReturnCode::UnacceptableProtocolVersion,
+        ));
     }
     let username = connect.username.clone().unwrap_or_default();
-    let password = connect.password.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+    let password = connect
+        .password
+        .as_deref()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default()
+        .into_owned();
     let keep_alive = connect.keep_alive as u64;
-    let idle = if keep_alive == 0 { gw.cfg.idle_timeout_secs } else { (keep_alive * 3).div_ceil(2).min(1767) };
+    let idle = if keep_alive == 0 {
+        gw.cfg.idle_timeout_secs
+    } else {
+        (keep_alive * 3).div_ceil(2).min(1767)
+    };
 
     match parse_username(&username) {
-        Some(ConnectTarget::Dps { id_scope, registration_id }) => {
-            if !connect.client_id.is_empty() && !connect.client_id.eq_ignore_ascii_case(&registration_id) {
+        Some(ConnectTarget::Dps {
+            id_scope,
+            registration_id,
+        }) => {
+            if !connect.client_id.is_empty()
+                && !connect.client_id.eq_ignore_ascii_case(&registration_id)
+            {
                 gw.dps.auth_failures().record(
                     "dps",
                     transport,
                     &registration_id,
                     Some(peer.to_string()),
-                    &format!("client ID '{}' differs from the registration ID in the user name", connect.client_id),
+                    &format!(
+                        "client ID '{}' differs from the registration ID in the user name",
+                        connect.client_id
+                    ),
                 );
                 writer.push(&refuse(ConnectReturnCode::IdentifierRejected))?;
                 writer.flush().await?;
-                return Err(ConnectionError::Refused(ConnectReturnCode::IdentifierRejected));
+                return Err(ConnectionError::Refused(
+                    ConnectReturnCode::IdentifierRejected,
+                ));
             }
-            let ctx = AuthContext { transport, peer: Some(peer) };
-            let principal = match gw.dps.authenticate(&id_scope, &registration_id, &password, ctx).await {
+            let ctx = AuthContext {
+                transport,
+                peer: Some(peer),
+            };
+            let principal = match gw
+                .dps
+                .authenticate(&id_scope, &registration_id, &password, ctx)
+                .await
+            {
                 Ok(p) => Ok(p),
                 // A malformed registration ID is answered with a 400 on the register topic,
                 // where the device can see it; a CONNACK could only say "refused".
@@ -146,7 +201,10 @@ where
                     return Err(ConnectionError::Refused(ConnectReturnCode::NotAuthorized));
                 }
             };
-            writer.push(&Packet::ConnAck(ConnAck { session_present: false, code: ConnectReturnCode::Accepted }))?;
+            writer.push(&Packet::ConnAck(ConnAck {
+                session_present: false,
+                code: ConnectReturnCode::Accepted,
+            }))?;
             writer.flush().await?;
             tracing::debug!(peer, transport, registration = %registration_id, "dps mqtt session started");
             let mut session = DpsSession::new(gw, principal, registration_id);
@@ -162,28 +220,53 @@ where
                 writer.flush().await?;
             }
         }
-        Some(ConnectTarget::Hub { host, device_id, module_id }) => {
+        Some(ConnectTarget::Hub {
+            host,
+            device_id,
+            module_id,
+        }) => {
             let identity = match &module_id {
                 Some(m) => format!("{device_id}/{m}"),
                 None => device_id.clone(),
             };
             let record = |reason: String| {
-                gw.hub.auth_failures().record("hub", transport, &identity, Some(peer.to_string()), &reason);
+                gw.hub.auth_failures().record(
+                    "hub",
+                    transport,
+                    &identity,
+                    Some(peer.to_string()),
+                    &reason,
+                );
             };
             if !host.eq_ignore_ascii_case(&gw.hub.config().host) {
-                record(format!("user name names hub '{host}', this hub is '{}'", gw.hub.config().host));
+                record(format!(
+                    "user name names hub '{host}', this hub is '{}'",
+                    gw.hub.config().host
+                ));
                 writer.push(&refuse(ConnectReturnCode::NotAuthorized))?;
                 writer.flush().await?;
                 return Err(ConnectionError::Refused(ConnectReturnCode::NotAuthorized));
             }
             if connect.client_id != identity {
-                record(format!("client ID '{}' must be '{identity}' (the device/module ID of the user name)", connect.client_id));
+                record(format!(
+                    "client ID '{}' must be '{identity}' (the device/module ID of the user name)",
+                    connect.client_id
+                ));
                 writer.push(&refuse(ConnectReturnCode::IdentifierRejected))?;
                 writer.flush().await?;
-                return Err(ConnectionError::Refused(ConnectReturnCode::IdentifierRejected));
+                return Err(ConnectionError::Refused(
+                    ConnectReturnCode::IdentifierRejected,
+                ));
             }
-            let ctx = AuthContext { transport, peer: Some(peer) };
-            let principal = match gw.hub.authenticate_device(&device_id, module_id.as_deref(), &password, ctx).await {
+            let ctx = AuthContext {
+                transport,
+                peer: Some(peer),
+            };
+            let principal = match gw
+                .hub
+                .authenticate_device(&device_id, module_id.as_deref(), &password, ctx)
+                .await
+            {
                 Ok(p) => p,
                 Err(_) => {
                     writer.push(&refuse(ConnectReturnCode::NotAuthorized))?;
@@ -204,10 +287,22 @@ where
                 }
             };
             let mut events = gw.hub.attach(&device_id, module_id.as_deref(), conn);
-            writer.push(&Packet::ConnAck(ConnAck { session_present, code: ConnectReturnCode::Accepted }))?;
+            writer.push(&Packet::ConnAck(ConnAck {
+                session_present,
+                code: ConnectReturnCode::Accepted,
+            }))?;
             writer.flush().await?;
-            tracing::info!(peer, transport, identity, session_present, "device connected");
-            let expires_in = principal.token_expiry.saturating_sub(fleethub_services::unix_now()) + gw.hub.config().token_skew_secs;
+            tracing::info!(
+                peer,
+                transport,
+                identity,
+                session_present,
+                "device connected"
+            );
+            let expires_in = principal
+                .token_expiry
+                .saturating_sub(fleethub_services::unix_now())
+                + gw.hub.config().token_skew_secs;
             let token_deadline = tokio::time::sleep(Duration::from_secs(expires_in));
             tokio::pin!(token_deadline);
             let mut session = HubSession::new(gw, principal, conn, subs);
@@ -254,7 +349,10 @@ where
             };
             gw.hub.detach(&device_id, module_id.as_deref(), conn);
             if !connect.clean_session {
-                gw.sessions.lock().expect("sessions").insert(identity.clone(), session.subs.clone());
+                gw.sessions
+                    .lock()
+                    .expect("sessions")
+                    .insert(identity.clone(), session.subs.clone());
             }
             tracing::info!(identity, "device disconnected");
             result
@@ -271,7 +369,9 @@ where
             );
             writer.push(&refuse(ConnectReturnCode::BadUserNamePassword))?;
             writer.flush().await?;
-            Err(ConnectionError::Refused(ConnectReturnCode::BadUserNamePassword))
+            Err(ConnectionError::Refused(
+                ConnectReturnCode::BadUserNamePassword,
+            ))
         }
     }
 }

@@ -22,8 +22,18 @@ pub(crate) struct DpsSession<'a> {
 }
 
 impl<'a> DpsSession<'a> {
-    pub(crate) fn new(gw: &'a Gateway, principal: Result<DpsPrincipal, DpsError>, registration_id: String) -> Self {
-        DpsSession { gw, principal, registration_id, response_qos: None, next_pkid: 0 }
+    pub(crate) fn new(
+        gw: &'a Gateway,
+        principal: Result<DpsPrincipal, DpsError>,
+        registration_id: String,
+    ) -> Self {
+        DpsSession {
+            gw,
+            principal,
+            registration_id,
+            response_qos: None,
+            next_pkid: 0,
+        }
     }
 
     /// Handles one packet; `Ok(false)` ends the session cleanly.
@@ -48,7 +58,10 @@ impl<'a> DpsSession<'a> {
                         }
                     })
                     .collect();
-                out.push(&Packet::SubAck(SubAck { pkid: s.pkid, return_codes: codes }))?;
+                out.push(&Packet::SubAck(SubAck {
+                    pkid: s.pkid,
+                    return_codes: codes,
+                }))?;
             }
             Packet::Unsubscribe(u) => {
                 if u.topics.iter().any(|t| t == RESPONSE_FILTER) {
@@ -58,7 +71,9 @@ impl<'a> DpsSession<'a> {
             }
             Packet::Publish(p) => {
                 if p.qos == QoS::ExactlyOnce {
-                    return Err(ConnectionError::Protocol("QoS 2 publish is not supported".into()));
+                    return Err(ConnectionError::Protocol(
+                        "QoS 2 publish is not supported".into(),
+                    ));
                 }
                 if p.qos == QoS::AtLeastOnce {
                     out.push(&Packet::PubAck(p.pkid))?;
@@ -69,7 +84,10 @@ impl<'a> DpsSession<'a> {
             Packet::PingReq => out.push(&Packet::PingResp)?,
             Packet::Disconnect => return Ok(false),
             other => {
-                return Err(ConnectionError::Protocol(format!("unexpected {} from a client", other.name())));
+                return Err(ConnectionError::Protocol(format!(
+                    "unexpected {} from a client",
+                    other.name()
+                )));
             }
         }
         Ok(true)
@@ -92,7 +110,9 @@ impl<'a> DpsSession<'a> {
         };
         let (rid, result) = match req {
             DpsRequest::Register { rid } => (rid, self.register(payload).await),
-            DpsRequest::OperationStatus { rid, operation_id } => (rid, self.status(&operation_id).await),
+            DpsRequest::OperationStatus { rid, operation_id } => {
+                (rid, self.status(&operation_id).await)
+            }
         };
         let retry_after = self.gw.dps.config().retry_after_secs;
         let (status, body, retry) = match result {
@@ -103,10 +123,15 @@ impl<'a> DpsSession<'a> {
                     tracing::info!(registration = %self.registration_id, status = e.status(), "dps request failed: {e}");
                 }
                 let retry = (e.status() >= 429).then_some(retry_after.max(1));
-                (e.status(), serde_json::to_vec(&DpsErrorBody::new(e.error_code(), e.to_string())), retry)
+                (
+                    e.status(),
+                    serde_json::to_vec(&DpsErrorBody::new(e.error_code(), e.to_string())),
+                    retry,
+                )
             }
         };
-        let body = body.map_err(|e| ConnectionError::Protocol(format!("encoding a response: {e}")))?;
+        let body =
+            body.map_err(|e| ConnectionError::Protocol(format!("encoding a response: {e}")))?;
         self.respond(dps_response_topic(status, &rid, retry), body, out)
     }
 
@@ -115,8 +140,9 @@ impl<'a> DpsSession<'a> {
         let body: DeviceRegistration = if payload.iter().all(u8::is_ascii_whitespace) {
             DeviceRegistration::default()
         } else {
-            serde_json::from_slice(payload)
-                .map_err(|e| DpsError::bad_request(format!("register body is not valid JSON: {e}")))?
+            serde_json::from_slice(payload).map_err(|e| {
+                DpsError::bad_request(format!("register body is not valid JSON: {e}"))
+            })?
         };
         self.gw.dps.register(p, body).await
     }
@@ -155,7 +181,10 @@ impl<'a> DpsSession<'a> {
 
 fn clone_err(e: &DpsError) -> DpsError {
     match e {
-        DpsError::BadRequest { code, message } => DpsError::BadRequest { code: *code, message: message.clone() },
+        DpsError::BadRequest { code, message } => DpsError::BadRequest {
+            code: *code,
+            message: message.clone(),
+        },
         _ => DpsError::Unauthorized,
     }
 }

@@ -5,7 +5,8 @@
 use crate::Gateway;
 use crate::connection::{ConnectionError, PacketWriter};
 use crate::topics::{
-    HubFilter, HubPublish, IotHubRequest, classify_filter, parse_hub_publish, parse_iothub_request, parse_property_bag,
+    HubFilter, HubPublish, IotHubRequest, classify_filter, parse_hub_publish, parse_iothub_request,
+    parse_property_bag,
 };
 use bytes::Bytes;
 use fleethub_mqtt_codec::{Packet, Publish, QoS, SubAck, SubscribeReturnCode};
@@ -28,8 +29,20 @@ pub(crate) struct HubSession<'a> {
 }
 
 impl<'a> HubSession<'a> {
-    pub(crate) fn new(gw: &'a Gateway, principal: HubPrincipal, conn: u64, subs: Subscriptions) -> Self {
-        let s = HubSession { gw, principal, conn, subs, next_pkid: 0, c2d_in_flight: HashMap::new() };
+    pub(crate) fn new(
+        gw: &'a Gateway,
+        principal: HubPrincipal,
+        conn: u64,
+        subs: Subscriptions,
+    ) -> Self {
+        let s = HubSession {
+            gw,
+            principal,
+            conn,
+            subs,
+            next_pkid: 0,
+            c2d_in_flight: HashMap::new(),
+        };
         s.publish_features();
         s
     }
@@ -42,7 +55,10 @@ impl<'a> HubSession<'a> {
     }
 
     fn qos_for(&self, f: HubFilter) -> Option<QoS> {
-        self.subs.iter().find(|(k, _)| classify_filter(k, &self.principal.device_id) == Some(f)).map(|(_, q)| *q)
+        self.subs
+            .iter()
+            .find(|(k, _)| classify_filter(k, &self.principal.device_id) == Some(f))
+            .map(|(_, q)| *q)
     }
 
     fn publish_features(&self) {
@@ -51,7 +67,12 @@ impl<'a> HubSession<'a> {
             methods: self.qos_for(HubFilter::Methods).is_some(),
             c2d: self.qos_for(HubFilter::CloudToDevice).is_some(),
         };
-        self.gw.hub.set_features(&self.principal.device_id, self.principal.module_id.as_deref(), self.conn, f);
+        self.gw.hub.set_features(
+            &self.principal.device_id,
+            self.principal.module_id.as_deref(),
+            self.conn,
+            f,
+        );
     }
 
     fn send<W: AsyncWrite + Unpin>(
@@ -67,7 +88,14 @@ impl<'a> HubSession<'a> {
             self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
             self.next_pkid
         };
-        out.push(&Packet::Publish(Publish { dup: false, qos, retain: false, topic, pkid, payload: Bytes::from(body) }))
+        out.push(&Packet::Publish(Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic,
+            pkid,
+            payload: Bytes::from(body),
+        }))
     }
 
     /// Delivers an event pushed by the hub.
@@ -81,13 +109,23 @@ impl<'a> HubSession<'a> {
                 if let Some(qos) = self.qos_for(HubFilter::DesiredUpdates) {
                     let v = patch.get("$version").and_then(|v| v.as_u64()).unwrap_or(0);
                     let body = serde_json::to_vec(&patch).unwrap_or_default();
-                    self.send(out, format!("$iothub/twin/PATCH/properties/desired/?$version={v}"), qos, body)?;
+                    self.send(
+                        out,
+                        format!("$iothub/twin/PATCH/properties/desired/?$version={v}"),
+                        qos,
+                        body,
+                    )?;
                 }
             }
             HubEvent::MethodRequest { rid, name, payload } => {
                 if self.qos_for(HubFilter::Methods).is_some() {
                     // The hub sends method requests at QoS 0.
-                    self.send(out, format!("$iothub/methods/POST/{name}/?$rid={rid}"), QoS::AtMostOnce, payload)?;
+                    self.send(
+                        out,
+                        format!("$iothub/methods/POST/{name}/?$rid={rid}"),
+                        QoS::AtMostOnce,
+                        payload,
+                    )?;
                 }
             }
             HubEvent::C2dAvailable => self.deliver_c2d(out).await?,
@@ -96,13 +134,21 @@ impl<'a> HubSession<'a> {
     }
 
     /// Called once after CONNACK: a resumed session may have queued messages waiting.
-    pub(crate) async fn start<W: AsyncWrite + Unpin>(&mut self, out: &mut PacketWriter<W>) -> Result<(), ConnectionError> {
+    pub(crate) async fn start<W: AsyncWrite + Unpin>(
+        &mut self,
+        out: &mut PacketWriter<W>,
+    ) -> Result<(), ConnectionError> {
         self.deliver_c2d(out).await
     }
 
     /// Sends queued cloud-to-device messages that are not in flight yet.
-    async fn deliver_c2d<W: AsyncWrite + Unpin>(&mut self, out: &mut PacketWriter<W>) -> Result<(), ConnectionError> {
-        let Some(qos) = self.qos_for(HubFilter::CloudToDevice) else { return Ok(()) };
+    async fn deliver_c2d<W: AsyncWrite + Unpin>(
+        &mut self,
+        out: &mut PacketWriter<W>,
+    ) -> Result<(), ConnectionError> {
+        let Some(qos) = self.qos_for(HubFilter::CloudToDevice) else {
+            return Ok(());
+        };
         let pending = match self.gw.hub.pending_c2d(&self.principal.device_id).await {
             Ok(p) => p,
             Err(e) => {
@@ -147,7 +193,10 @@ impl<'a> HubSession<'a> {
         match pkt {
             Packet::Publish(p) => {
                 if p.qos == QoS::ExactlyOnce {
-                    return Err(ConnectionError::Protocol(format!("{}: QoS 2 publish is not supported", self.identity())));
+                    return Err(ConnectionError::Protocol(format!(
+                        "{}: QoS 2 publish is not supported",
+                        self.identity()
+                    )));
                 }
                 if p.topic.starts_with("$iothub/") {
                     if p.qos == QoS::AtLeastOnce {
@@ -164,8 +213,16 @@ impl<'a> HubSession<'a> {
             Packet::Subscribe(s) => {
                 let mut codes = Vec::with_capacity(s.filters.len());
                 for (f, q) in &s.filters {
-                    if classify_filter(f, &self.principal.device_id).is_some() && (self.principal.module_id.is_none() || classify_filter(f, &self.principal.device_id) != Some(HubFilter::CloudToDevice)) {
-                        let granted = if *q == QoS::AtMostOnce { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                    if classify_filter(f, &self.principal.device_id).is_some()
+                        && (self.principal.module_id.is_none()
+                            || classify_filter(f, &self.principal.device_id)
+                                != Some(HubFilter::CloudToDevice))
+                    {
+                        let granted = if *q == QoS::AtMostOnce {
+                            QoS::AtMostOnce
+                        } else {
+                            QoS::AtLeastOnce
+                        };
                         self.subs.insert(f.clone(), granted);
                         codes.push(SubscribeReturnCode::Success(granted));
                     } else {
@@ -174,7 +231,10 @@ impl<'a> HubSession<'a> {
                     }
                 }
                 self.publish_features();
-                out.push(&Packet::SubAck(SubAck { pkid: s.pkid, return_codes: codes }))?;
+                out.push(&Packet::SubAck(SubAck {
+                    pkid: s.pkid,
+                    return_codes: codes,
+                }))?;
                 self.deliver_c2d(out).await?;
             }
             Packet::Unsubscribe(u) => {
@@ -194,29 +254,46 @@ impl<'a> HubSession<'a> {
             Packet::PingReq => out.push(&Packet::PingResp)?,
             Packet::Disconnect => return Ok(false),
             other => {
-                return Err(ConnectionError::Protocol(format!("unexpected {} from a client", other.name())));
+                return Err(ConnectionError::Protocol(format!(
+                    "unexpected {} from a client",
+                    other.name()
+                )));
             }
         }
         Ok(true)
     }
 
     async fn on_telemetry(&mut self, topic: &str, payload: &Bytes) -> Result<(), ConnectionError> {
-        let parsed = parse_hub_publish(topic).map_err(|e| ConnectionError::Protocol(format!("{}: {e}", self.identity())))?;
-        let HubPublish::Telemetry { device_id, module_id, bag } = parsed;
-        if device_id != self.principal.device_id || module_id != self.principal.module_id.as_deref() {
+        let parsed = parse_hub_publish(topic)
+            .map_err(|e| ConnectionError::Protocol(format!("{}: {e}", self.identity())))?;
+        let HubPublish::Telemetry {
+            device_id,
+            module_id,
+            bag,
+        } = parsed;
+        if device_id != self.principal.device_id || module_id != self.principal.module_id.as_deref()
+        {
             return Err(ConnectionError::Protocol(format!(
                 "{} may not publish as another identity (topic {topic})",
                 self.identity()
             )));
         }
-        let (system_properties, properties) = parse_property_bag(bag)
-            .map_err(|e| ConnectionError::Protocol(format!("{}: bad property bag: {e}", self.identity())))?;
-        let msg = TelemetryIn { system_properties, properties, body: payload.to_vec() };
+        let (system_properties, properties) = parse_property_bag(bag).map_err(|e| {
+            ConnectionError::Protocol(format!("{}: bad property bag: {e}", self.identity()))
+        })?;
+        let msg = TelemetryIn {
+            system_properties,
+            properties,
+            body: payload.to_vec(),
+        };
         match self.gw.hub.send_telemetry(&self.principal, msg).await {
             Ok(_) => Ok(()),
             // Oversize: Azure closes the connection. Storage failure: not acknowledged, the
             // device resends after reconnecting.
-            Err(e) => Err(ConnectionError::Protocol(format!("{}: telemetry not accepted: {e}", self.identity()))),
+            Err(e) => Err(ConnectionError::Protocol(format!(
+                "{}: telemetry not accepted: {e}",
+                self.identity()
+            ))),
         }
     }
 
@@ -226,18 +303,31 @@ impl<'a> HubSession<'a> {
         payload: &[u8],
         out: &mut PacketWriter<W>,
     ) -> Result<(), ConnectionError> {
-        let req = parse_iothub_request(topic).map_err(|e| ConnectionError::Protocol(format!("{}: {e}", self.identity())))?;
+        let req = parse_iothub_request(topic)
+            .map_err(|e| ConnectionError::Protocol(format!("{}: {e}", self.identity())))?;
         let device = self.principal.device_id.clone();
         let module = self.principal.module_id.clone();
         match req {
             IotHubRequest::TwinGet { rid } => {
-                let r = self.gw.hub.get_twin_of(&device, module.as_deref()).await.map(|t| serde_json::to_vec(&device_view(&t)).unwrap_or_default());
+                let r = self
+                    .gw
+                    .hub
+                    .get_twin_of(&device, module.as_deref())
+                    .await
+                    .map(|t| serde_json::to_vec(&device_view(&t)).unwrap_or_default());
                 self.twin_reply(out, &rid, r.map(|b| (200, None, b)))
             }
             IotHubRequest::TwinPatchReported { rid } => {
                 let r = match serde_json::from_slice::<serde_json::Value>(payload) {
-                    Ok(patch) => self.gw.hub.patch_reported_of(&device, module.as_deref(), &patch).await.map(|v| (204, Some(v), Vec::new())),
-                    Err(e) => Err(DpsError::bad_request(format!("reported properties patch is not valid JSON: {e}"))),
+                    Ok(patch) => self
+                        .gw
+                        .hub
+                        .patch_reported_of(&device, module.as_deref(), &patch)
+                        .await
+                        .map(|v| (204, Some(v), Vec::new())),
+                    Err(e) => Err(DpsError::bad_request(format!(
+                        "reported properties patch is not valid JSON: {e}"
+                    ))),
                 };
                 self.twin_reply(out, &rid, r)
             }
@@ -254,17 +344,26 @@ impl<'a> HubSession<'a> {
         rid: &str,
         r: Result<(u16, Option<u64>, Vec<u8>), DpsError>,
     ) -> Result<(), ConnectionError> {
-        let qos = self.qos_for(HubFilter::TwinResponses).unwrap_or(QoS::AtMostOnce);
+        let qos = self
+            .qos_for(HubFilter::TwinResponses)
+            .unwrap_or(QoS::AtMostOnce);
         if self.qos_for(HubFilter::TwinResponses).is_none() {
             tracing::info!(identity = %self.identity(), "twin response sent although $iothub/twin/res/# is not subscribed");
         }
         let (topic, body) = match r {
-            Ok((status, Some(v), body)) => (format!("$iothub/twin/res/{status}/?$rid={rid}&$version={v}"), body),
+            Ok((status, Some(v), body)) => (
+                format!("$iothub/twin/res/{status}/?$rid={rid}&$version={v}"),
+                body,
+            ),
             Ok((status, None, body)) => (format!("$iothub/twin/res/{status}/?$rid={rid}"), body),
             Err(e) => {
                 tracing::info!(identity = %self.identity(), "twin request failed: {e}");
-                let body = serde_json::json!({"errorCode": e.error_code(), "message": e.to_string()});
-                (format!("$iothub/twin/res/{}/?$rid={rid}", e.status()), serde_json::to_vec(&body).unwrap_or_default())
+                let body =
+                    serde_json::json!({"errorCode": e.error_code(), "message": e.to_string()});
+                (
+                    format!("$iothub/twin/res/{}/?$rid={rid}", e.status()),
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                )
             }
         };
         self.send(out, topic, qos, body)

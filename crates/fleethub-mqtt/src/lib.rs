@@ -41,12 +41,19 @@ pub struct Gateway {
     pub cfg: GatewayConfig,
     pub(crate) live: live::LiveConnections,
     /// Subscriptions of persistent sessions, by client identity.
-    pub(crate) sessions: std::sync::Mutex<std::collections::HashMap<String, hub_session::Subscriptions>>,
+    pub(crate) sessions:
+        std::sync::Mutex<std::collections::HashMap<String, hub_session::Subscriptions>>,
 }
 
 impl Gateway {
     pub fn new(dps: Arc<Dps>, hub: Arc<Hub>, cfg: GatewayConfig) -> Arc<Gateway> {
-        Arc::new(Gateway { dps, hub, cfg, live: Default::default(), sessions: Default::default() })
+        Arc::new(Gateway {
+            dps,
+            hub,
+            cfg,
+            live: Default::default(),
+            sessions: Default::default(),
+        })
     }
 
     /// Number of hub device connections currently open.

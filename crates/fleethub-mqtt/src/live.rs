@@ -24,12 +24,24 @@ impl LiveConnections {
     pub(crate) fn register(&self, identity: &str) -> LiveGuard<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        let old = self.map.lock().expect("live map").insert(identity.to_string(), (id, tx));
+        let old = self
+            .map
+            .lock()
+            .expect("live map")
+            .insert(identity.to_string(), (id, tx));
         if let Some((_, old_tx)) = old {
-            tracing::info!(identity, "a new connection for this identity takes over; closing the older one");
+            tracing::info!(
+                identity,
+                "a new connection for this identity takes over; closing the older one"
+            );
             let _ = old_tx.send(());
         }
-        LiveGuard { owner: self, identity: identity.to_string(), id, taken_over: rx }
+        LiveGuard {
+            owner: self,
+            identity: identity.to_string(),
+            id,
+            taken_over: rx,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -40,7 +52,10 @@ impl LiveConnections {
 impl Drop for LiveGuard<'_> {
     fn drop(&mut self) {
         let mut map = self.owner.map.lock().expect("live map");
-        if map.get(&self.identity).is_some_and(|(id, _)| *id == self.id) {
+        if map
+            .get(&self.identity)
+            .is_some_and(|(id, _)| *id == self.id)
+        {
             map.remove(&self.identity);
         }
     }

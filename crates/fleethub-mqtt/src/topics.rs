@@ -6,14 +6,25 @@ use percent_encoding::percent_decode_str;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectTarget {
     /// `{idScope}/registrations/{registrationId}/api-version=...`
-    Dps { id_scope: String, registration_id: String },
+    Dps {
+        id_scope: String,
+        registration_id: String,
+    },
     /// `{hubHost}/{deviceId}[/{moduleId}]/?api-version=...`
-    Hub { host: String, device_id: String, module_id: Option<String> },
+    Hub {
+        host: String,
+        device_id: String,
+        module_id: Option<String>,
+    },
 }
 
 pub fn parse_username(username: &str) -> Option<ConnectTarget> {
     let parts: Vec<&str> = username.split('/').collect();
-    if parts.len() >= 3 && parts[1] == "registrations" && !parts[0].is_empty() && !parts[2].is_empty() {
+    if parts.len() >= 3
+        && parts[1] == "registrations"
+        && !parts[0].is_empty()
+        && !parts[2].is_empty()
+    {
         return Some(ConnectTarget::Dps {
             id_scope: parts[0].to_string(),
             registration_id: parts[2].to_string(),
@@ -72,9 +83,11 @@ fn query_pairs(q: &str) -> Vec<(String, &str)> {
 }
 
 pub fn parse_dps_topic(topic: &str) -> Result<DpsRequest, TopicError> {
-    let rest = topic
-        .strip_prefix("$dps/registrations/")
-        .ok_or_else(|| TopicError(format!("topic '{topic}' is not a DPS topic ($dps/registrations/...)")))?;
+    let rest = topic.strip_prefix("$dps/registrations/").ok_or_else(|| {
+        TopicError(format!(
+            "topic '{topic}' is not a DPS topic ($dps/registrations/...)"
+        ))
+    })?;
     let (path, query) = rest
         .split_once("/?")
         .ok_or_else(|| TopicError(format!("topic '{topic}' has no '/?$rid=' part")))?;
@@ -118,14 +131,21 @@ mod tests {
         let py = "0ne00000A0A/registrations/dev-01/api-version=2019-03-31&ClientVersion=azure-iot-device-provisioning-py%2F2.14.0%28x%29";
         assert_eq!(
             parse_username(py),
-            Some(ConnectTarget::Dps { id_scope: "0ne00000A0A".into(), registration_id: "dev-01".into() })
+            Some(ConnectTarget::Dps {
+                id_scope: "0ne00000A0A".into(),
+                registration_id: "dev-01".into()
+            })
         );
         let c = "0ne00000A0A/registrations/dev-01/api-version=2021-06-01&ClientVersion=1.15.0";
         assert!(matches!(parse_username(c), Some(ConnectTarget::Dps { .. })));
         let hub = "hub.fleethub.local/dev-01/?api-version=2019-10-01&DeviceClientType=azure-iot-device-iothub-py%2F2.14.0";
         assert_eq!(
             parse_username(hub),
-            Some(ConnectTarget::Hub { host: "hub.fleethub.local".into(), device_id: "dev-01".into(), module_id: None })
+            Some(ConnectTarget::Hub {
+                host: "hub.fleethub.local".into(),
+                device_id: "dev-01".into(),
+                module_id: None
+            })
         );
         let module = "hub.fleethub.local/dev-01/$edgeAgent/?api-version=2021-04-12";
         assert_eq!(
@@ -144,20 +164,34 @@ mod tests {
     fn dps_topics() {
         assert_eq!(
             parse_dps_topic("$dps/registrations/PUT/iotdps-register/?$rid=6f1c-uuid"),
-            Ok(DpsRequest::Register { rid: "6f1c-uuid".into() })
+            Ok(DpsRequest::Register {
+                rid: "6f1c-uuid".into()
+            })
         );
         assert_eq!(
-            parse_dps_topic("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=7&operationId=5.abc.def"),
-            Ok(DpsRequest::OperationStatus { rid: "7".into(), operation_id: "5.abc.def".into() })
+            parse_dps_topic(
+                "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=7&operationId=5.abc.def"
+            ),
+            Ok(DpsRequest::OperationStatus {
+                rid: "7".into(),
+                operation_id: "5.abc.def".into()
+            })
         );
         // Python percent-quotes the query values; C uses a decimal rid
         assert_eq!(
-            parse_dps_topic("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=1&operationId=5.a%2Eb"),
-            Ok(DpsRequest::OperationStatus { rid: "1".into(), operation_id: "5.a.b".into() })
+            parse_dps_topic(
+                "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=1&operationId=5.a%2Eb"
+            ),
+            Ok(DpsRequest::OperationStatus {
+                rid: "1".into(),
+                operation_id: "5.a.b".into()
+            })
         );
         assert!(parse_dps_topic("$dps/registrations/PUT/iotdps-register/").is_err());
         assert!(parse_dps_topic("$dps/registrations/PUT/other/?$rid=1").is_err());
-        assert!(parse_dps_topic("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=1").is_err());
+        assert!(
+            parse_dps_topic("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=1").is_err()
+        );
         assert!(parse_dps_topic("devices/x/messages/events/").is_err());
     }
 
@@ -166,7 +200,10 @@ mod tests {
         let t = dps_response_topic(202, "abc", Some(1));
         assert_eq!(t, "$dps/registrations/res/202/?$rid=abc&retry-after=1");
         assert_eq!(t.matches('$').count(), 2);
-        assert_eq!(dps_response_topic(200, "abc", None), "$dps/registrations/res/200/?$rid=abc");
+        assert_eq!(
+            dps_response_topic(200, "abc", None),
+            "$dps/registrations/res/200/?$rid=abc"
+        );
     }
 }
 
@@ -183,14 +220,24 @@ pub fn parse_property_bag(bag: &str) -> Result<(Properties, Properties), TopicEr
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
         let key = percent_decode_str(k)
             .decode_utf8()
-            .map_err(|_| TopicError(format!("property name '{k}' is not valid UTF-8 after percent-decoding")))?
+            .map_err(|_| {
+                TopicError(format!(
+                    "property name '{k}' is not valid UTF-8 after percent-decoding"
+                ))
+            })?
             .into_owned();
         let value = percent_decode_str(v)
             .decode_utf8()
-            .map_err(|_| TopicError(format!("property '{key}' has a value that is not valid UTF-8")))?
+            .map_err(|_| {
+                TopicError(format!(
+                    "property '{key}' has a value that is not valid UTF-8"
+                ))
+            })?
             .into_owned();
         if key.is_empty() {
-            return Err(TopicError(format!("property bag '{bag}' has an empty property name")));
+            return Err(TopicError(format!(
+                "property bag '{bag}' has an empty property name"
+            )));
         }
         match key.strip_prefix("$.") {
             Some(sys) => {
@@ -222,30 +269,48 @@ pub fn parse_property_bag(bag: &str) -> Result<(Properties, Properties), TopicEr
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HubPublish<'a> {
     /// `devices/{d}/messages/events/{bag}` or `devices/{d}/modules/{m}/messages/events/{bag}`
-    Telemetry { device_id: &'a str, module_id: Option<&'a str>, bag: &'a str },
+    Telemetry {
+        device_id: &'a str,
+        module_id: Option<&'a str>,
+        bag: &'a str,
+    },
 }
 
 pub fn parse_hub_publish(topic: &str) -> Result<HubPublish<'_>, TopicError> {
-    let rest = topic
-        .strip_prefix("devices/")
-        .ok_or_else(|| TopicError(format!("topic '{topic}' is not a device topic (devices/{{id}}/messages/events/)")))?;
+    let rest = topic.strip_prefix("devices/").ok_or_else(|| {
+        TopicError(format!(
+            "topic '{topic}' is not a device topic (devices/{{id}}/messages/events/)"
+        ))
+    })?;
     let (device_id, rest) = rest
         .split_once('/')
         .ok_or_else(|| TopicError(format!("topic '{topic}' is incomplete")))?;
     let (module_id, rest) = match rest.strip_prefix("modules/") {
         Some(r) => {
-            let (m, r) = r.split_once('/').ok_or_else(|| TopicError(format!("topic '{topic}' is incomplete")))?;
+            let (m, r) = r
+                .split_once('/')
+                .ok_or_else(|| TopicError(format!("topic '{topic}' is incomplete")))?;
             (Some(m), r)
         }
         None => (None, rest),
     };
     if let Some(bag) = rest.strip_prefix("messages/events/") {
-        return Ok(HubPublish::Telemetry { device_id, module_id, bag });
+        return Ok(HubPublish::Telemetry {
+            device_id,
+            module_id,
+            bag,
+        });
     }
     if rest == "messages/events" {
-        return Ok(HubPublish::Telemetry { device_id, module_id, bag: "" });
+        return Ok(HubPublish::Telemetry {
+            device_id,
+            module_id,
+            bag: "",
+        });
     }
-    Err(TopicError(format!("topic '{topic}' is not supported: devices publish telemetry to devices/{{id}}/messages/events/")))
+    Err(TopicError(format!(
+        "topic '{topic}' is not supported: devices publish telemetry to devices/{{id}}/messages/events/"
+    )))
 }
 
 #[cfg(test)]
@@ -255,8 +320,10 @@ mod hub_tests {
     #[test]
     fn property_bags_of_every_sdk() {
         // Python: %24-encoded system keys, encoded values
-        let (sys, app) =
-            parse_property_bag("%24.mid=m%201&%24.ct=application%2Fjson&%24.ce=utf-8&temp%20Alert=tr%2Fue").unwrap();
+        let (sys, app) = parse_property_bag(
+            "%24.mid=m%201&%24.ct=application%2Fjson&%24.ce=utf-8&temp%20Alert=tr%2Fue",
+        )
+        .unwrap();
         assert_eq!(sys["message-id"], "m 1");
         assert_eq!(sys["content-type"], "application/json");
         assert_eq!(sys["content-encoding"], "utf-8");
@@ -276,15 +343,27 @@ mod hub_tests {
     fn hub_topics() {
         assert_eq!(
             parse_hub_publish("devices/d1/messages/events/%24.ct=a"),
-            Ok(HubPublish::Telemetry { device_id: "d1", module_id: None, bag: "%24.ct=a" })
+            Ok(HubPublish::Telemetry {
+                device_id: "d1",
+                module_id: None,
+                bag: "%24.ct=a"
+            })
         );
         assert_eq!(
             parse_hub_publish("devices/d1/messages/events/"),
-            Ok(HubPublish::Telemetry { device_id: "d1", module_id: None, bag: "" })
+            Ok(HubPublish::Telemetry {
+                device_id: "d1",
+                module_id: None,
+                bag: ""
+            })
         );
         assert_eq!(
             parse_hub_publish("devices/d1/modules/m1/messages/events/%24.on=out1"),
-            Ok(HubPublish::Telemetry { device_id: "d1", module_id: Some("m1"), bag: "%24.on=out1" })
+            Ok(HubPublish::Telemetry {
+                device_id: "d1",
+                module_id: Some("m1"),
+                bag: "%24.on=out1"
+            })
         );
         assert!(parse_hub_publish("devices/d1/messages/devicebound/").is_err());
         assert!(parse_hub_publish("$iothub/twin/GET/?$rid=1").is_err());
@@ -319,12 +398,14 @@ pub fn parse_iothub_request(topic: &str) -> Result<IotHubRequest, TopicError> {
         "twin/PATCH/properties/reported" => Ok(IotHubRequest::TwinPatchReported { rid }),
         _ => {
             if let Some(status) = path.strip_prefix("methods/res/") {
-                let status = status
-                    .parse::<u16>()
-                    .map_err(|_| TopicError(format!("method response status '{status}' is not a number")))?;
+                let status = status.parse::<u16>().map_err(|_| {
+                    TopicError(format!("method response status '{status}' is not a number"))
+                })?;
                 return Ok(IotHubRequest::MethodResponse { status, rid });
             }
-            Err(TopicError(format!("topic '{topic}' is not a known $iothub operation")))
+            Err(TopicError(format!(
+                "topic '{topic}' is not a known $iothub operation"
+            )))
         }
     }
 }
@@ -345,7 +426,11 @@ pub fn classify_filter(filter: &str, device_id: &str) -> Option<HubFilter> {
         "$iothub/twin/res/#" => Some(HubFilter::TwinResponses),
         "$iothub/twin/PATCH/properties/desired/#" => Some(HubFilter::DesiredUpdates),
         "$iothub/methods/POST/#" => Some(HubFilter::Methods),
-        f if f.strip_prefix("devices/").and_then(|r| r.strip_suffix("/messages/devicebound/#")) == Some(device_id) => {
+        f if f
+            .strip_prefix("devices/")
+            .and_then(|r| r.strip_suffix("/messages/devicebound/#"))
+            == Some(device_id) =>
+        {
             Some(HubFilter::CloudToDevice)
         }
         _ => None,
@@ -363,7 +448,11 @@ pub fn c2d_topic(m: &fleethub_services::hub::c2d::C2dView<'_>) -> String {
         enc(m.message_id),
         enc(&format!("/devices/{}/messages/deviceBound", m.device_id))
     );
-    for (k, v) in [("%24.cid", m.correlation_id), ("%24.ct", m.content_type), ("%24.ce", m.content_encoding)] {
+    for (k, v) in [
+        ("%24.cid", m.correlation_id),
+        ("%24.ct", m.content_type),
+        ("%24.ce", m.content_encoding),
+    ] {
         if let Some(v) = v {
             t.push_str(&format!("&{k}={}", enc(v)));
         }
@@ -384,14 +473,22 @@ mod iothub_tests {
 
     #[test]
     fn iothub_requests() {
-        assert_eq!(parse_iothub_request("$iothub/twin/GET/?$rid=1"), Ok(IotHubRequest::TwinGet { rid: "1".into() }));
+        assert_eq!(
+            parse_iothub_request("$iothub/twin/GET/?$rid=1"),
+            Ok(IotHubRequest::TwinGet { rid: "1".into() })
+        );
         assert_eq!(
             parse_iothub_request("$iothub/twin/PATCH/properties/reported/?$rid=ab-cd"),
-            Ok(IotHubRequest::TwinPatchReported { rid: "ab-cd".into() })
+            Ok(IotHubRequest::TwinPatchReported {
+                rid: "ab-cd".into()
+            })
         );
         assert_eq!(
             parse_iothub_request("$iothub/methods/res/200/?$rid=7f"),
-            Ok(IotHubRequest::MethodResponse { status: 200, rid: "7f".into() })
+            Ok(IotHubRequest::MethodResponse {
+                status: 200,
+                rid: "7f".into()
+            })
         );
         assert!(parse_iothub_request("$iothub/methods/res/abc/?$rid=1").is_err());
         assert!(parse_iothub_request("$iothub/twin/GET/").is_err());

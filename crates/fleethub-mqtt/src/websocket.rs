@@ -38,7 +38,11 @@ pub async fn serve_websocket(gw: Arc<Gateway>, ws: WebSocket, peer: String) {
             match pipe_rd.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if sink.send(Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                    if sink
+                        .send(Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n])))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }

@@ -32,7 +32,8 @@ pub struct Server {
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -50,14 +51,21 @@ pub async fn build(cfg: Config) -> Result<Server> {
     let ident = identity::load_or_init(store.as_ref()).await?;
 
     let tls_files = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => TlsFiles { ca_cert: None, cert_chain: cert.clone(), key: key.clone() },
+        (Some(cert), Some(key)) => TlsFiles {
+            ca_cert: None,
+            cert_chain: cert.clone(),
+            key: key.clone(),
+        },
         _ => {
             let mut names = vec![cfg.dps_hostname.clone(), cfg.hub_hostname.clone()];
             names.extend(cfg.extra_sans.iter().cloned());
             certs::ensure_dev_pki(&cfg.data_dir.join("certs"), &names)?
         }
     };
-    let tls = TlsAcceptor::from(crate::tls::server_config(&tls_files.cert_chain, &tls_files.key)?);
+    let tls = TlsAcceptor::from(crate::tls::server_config(
+        &tls_files.cert_chain,
+        &tls_files.key,
+    )?);
 
     let auth_log = Arc::new(AuthFailureLog::new(1000));
     let dps = Arc::new(Dps::new(
@@ -72,12 +80,25 @@ pub async fn build(cfg: Config) -> Result<Server> {
     ));
     let hub = Arc::new(Hub::new(
         store.clone(),
-        HubConfig { host: cfg.hub_hostname.clone(), token_skew_secs: cfg.token_skew_secs },
+        HubConfig {
+            host: cfg.hub_hostname.clone(),
+            token_skew_secs: cfg.token_skew_secs,
+        },
         ident.hub_policies.clone(),
         auth_log.clone(),
     ));
-    let dps_auth = Arc::new(ServiceAuth::new("dps-service", cfg.dps_hostname.clone(), ident.dps_policies, auth_log.clone()));
-    let hub_auth = Arc::new(ServiceAuth::new("hub-service", cfg.hub_hostname.clone(), ident.hub_policies, auth_log.clone()));
+    let dps_auth = Arc::new(ServiceAuth::new(
+        "dps-service",
+        cfg.dps_hostname.clone(),
+        ident.dps_policies,
+        auth_log.clone(),
+    ));
+    let hub_auth = Arc::new(ServiceAuth::new(
+        "hub-service",
+        cfg.hub_hostname.clone(),
+        ident.hub_policies,
+        auth_log.clone(),
+    ));
 
     let info = ServerInfo {
         id_scope: ident.id_scope,
@@ -86,18 +107,30 @@ pub async fn build(cfg: Config) -> Result<Server> {
         ca_cert_path: tls_files
             .ca_cert
             .as_ref()
-            .map(|p| std::path::absolute(p).unwrap_or(p.clone()).display().to_string())
+            .map(|p| {
+                std::path::absolute(p)
+                    .unwrap_or(p.clone())
+                    .display()
+                    .to_string()
+            })
             .unwrap_or_default(),
         mqtt_port: cfg.mqtt_port,
         https_port: cfg.https_port,
-        dps_service_connection_string: dps_auth.connection_string("provisioningserviceowner").unwrap_or_default(),
-        hub_service_connection_string: hub_auth.connection_string("iothubowner").unwrap_or_default(),
+        dps_service_connection_string: dps_auth
+            .connection_string("provisioningserviceowner")
+            .unwrap_or_default(),
+        hub_service_connection_string: hub_auth
+            .connection_string("iothubowner")
+            .unwrap_or_default(),
     };
 
     let gateway = Gateway::new(
         dps.clone(),
         hub.clone(),
-        GatewayConfig { max_packet_bytes: cfg.max_mqtt_packet_bytes, ..Default::default() },
+        GatewayConfig {
+            max_packet_bytes: cfg.max_mqtt_packet_bytes,
+            ..Default::default()
+        },
     );
     let ws_gateway = gateway.clone();
     let metrics_hub = hub.clone();
@@ -119,21 +152,39 @@ pub async fn build(cfg: Config) -> Result<Server> {
                     "device and module connections open on the hub",
                     hub.connected_count() as u64,
                 )]);
-                ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    body,
+                )
             }
         }),
     )
     .route(
         websocket::WEBSOCKET_PATH,
-        axum::routing::get(move |ws: WebSocketUpgrade, ConnectInfo(peer): ConnectInfo<SocketAddr>| {
-            let gw = ws_gateway.clone();
-            async move {
-                ws.protocols(websocket::SUBPROTOCOLS)
-                    .on_upgrade(move |socket| websocket::serve_websocket(gw, socket, peer.to_string()))
-            }
-        }),
+        axum::routing::get(
+            move |ws: WebSocketUpgrade, ConnectInfo(peer): ConnectInfo<SocketAddr>| {
+                let gw = ws_gateway.clone();
+                async move {
+                    ws.protocols(websocket::SUBPROTOCOLS)
+                        .on_upgrade(move |socket| {
+                            websocket::serve_websocket(gw, socket, peer.to_string())
+                        })
+                }
+            },
+        ),
     );
-    Ok(Server { info, dps, hub, tls, gateway, router, cfg })
+    Ok(Server {
+        info,
+        dps,
+        hub,
+        tls,
+        gateway,
+        router,
+        cfg,
+    })
 }
 
 /// Binds both listeners and serves until the process is stopped.
@@ -144,11 +195,28 @@ pub async fn run(server: Server, demo: bool) -> Result<()> {
     server.info.write(&cfg.data_dir)?;
     println!("{}", server.info.banner());
     let limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
-    tokio::spawn(retention_task(server.hub.clone(), Duration::from_secs(cfg.telemetry_retention_hours.max(1) * 3600)));
-    let mqtt_task = tokio::spawn(accept_mqtt(mqtt, server.tls.clone(), server.gateway.clone(), limit.clone()));
-    let https_task = tokio::spawn(accept_https(https, server.tls.clone(), server.router.clone(), limit));
+    tokio::spawn(retention_task(
+        server.hub.clone(),
+        Duration::from_secs(cfg.telemetry_retention_hours.max(1) * 3600),
+    ));
+    let mqtt_task = tokio::spawn(accept_mqtt(
+        mqtt,
+        server.tls.clone(),
+        server.gateway.clone(),
+        limit.clone(),
+    ));
+    let https_task = tokio::spawn(accept_https(
+        https,
+        server.tls.clone(),
+        server.router.clone(),
+        limit,
+    ));
     if demo {
-        let (dps, info, dir) = (server.dps.clone(), server.info.clone(), cfg.data_dir.clone());
+        let (dps, info, dir) = (
+            server.dps.clone(),
+            server.info.clone(),
+            cfg.data_dir.clone(),
+        );
         tokio::spawn(async move {
             if let Err(e) = crate::demo::run(&dps, &info, &dir).await {
                 eprintln!("demo failed: {e:#}");
@@ -192,7 +260,8 @@ async fn bind(host: &str, port: u16, what: &str) -> Result<TcpListener> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -223,7 +292,15 @@ async fn accept_mqtt(
         tokio::spawn(async move {
             let _permit = permit;
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                Ok(Ok(stream)) => fleethub_mqtt::connection::serve_connection(gw, stream, peer.to_string(), "mqtt").await,
+                Ok(Ok(stream)) => {
+                    fleethub_mqtt::connection::serve_connection(
+                        gw,
+                        stream,
+                        peer.to_string(),
+                        "mqtt",
+                    )
+                    .await
+                }
                 Ok(Err(e)) => tracing::debug!(%peer, "MQTT TLS handshake failed: {e}"),
                 Err(_) => tracing::debug!(%peer, "MQTT TLS handshake timed out"),
             }

@@ -30,7 +30,9 @@ struct ServerMeta {
 }
 
 fn unix(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn ca_params() -> Result<CertificateParams> {
@@ -40,7 +42,11 @@ fn ca_params() -> Result<CertificateParams> {
     dn.push(DnType::OrganizationName, "fleethub");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p.not_before = (SystemTime::now() - Duration::from_secs(86400)).into();
     p.not_after = (SystemTime::now() + Duration::from_secs(CA_DAYS * 86400)).into();
     Ok(p)
@@ -55,7 +61,9 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     opts.mode(0o600);
-    let mut f = opts.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(data)?;
     f.sync_all()?;
     #[cfg(unix)]
@@ -77,7 +85,8 @@ pub fn ensure_dev_pki(dir: &Path, names: &[String]) -> Result<TlsFiles> {
 
     let ca_key = if ca_key_path.exists() && ca_cert_path.exists() {
         let pem = std::fs::read_to_string(&ca_key_path)?;
-        KeyPair::from_pem(&pem).with_context(|| format!("{} is not a valid key", ca_key_path.display()))?
+        KeyPair::from_pem(&pem)
+            .with_context(|| format!("{} is not a valid key", ca_key_path.display()))?
     } else {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let cert = ca_params()?.self_signed(&key)?;
@@ -104,7 +113,10 @@ pub fn ensure_dev_pki(dir: &Path, names: &[String]) -> Result<TlsFiles> {
     if !(fresh && server_path.exists() && server_key_path.exists()) {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut p = CertificateParams::new(Vec::<String>::new())?;
-        p.distinguished_name.push(DnType::CommonName, names.first().map(String::as_str).unwrap_or("localhost"));
+        p.distinguished_name.push(
+            DnType::CommonName,
+            names.first().map(String::as_str).unwrap_or("localhost"),
+        );
         p.subject_alt_names = sans
             .iter()
             .map(|n| match n.parse::<std::net::IpAddr>() {
@@ -113,7 +125,10 @@ pub fn ensure_dev_pki(dir: &Path, names: &[String]) -> Result<TlsFiles> {
             })
             .collect::<Result<_, rcgen::Error>>()?;
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyAgreement];
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyAgreement,
+        ];
         let not_after = SystemTime::now() + Duration::from_secs(SERVER_DAYS * 86400);
         p.not_before = (SystemTime::now() - Duration::from_secs(86400)).into();
         p.not_after = not_after.into();
@@ -121,11 +136,18 @@ pub fn ensure_dev_pki(dir: &Path, names: &[String]) -> Result<TlsFiles> {
         let ca_pem = std::fs::read_to_string(&ca_cert_path)?;
         std::fs::write(&server_path, format!("{}{}", cert.pem(), ca_pem))?;
         write_private(&server_key_path, key.serialize_pem().as_bytes())?;
-        let m = ServerMeta { sans: sans.clone(), not_after_unix: unix(not_after) };
+        let m = ServerMeta {
+            sans: sans.clone(),
+            not_after_unix: unix(not_after),
+        };
         std::fs::write(&meta_path, serde_json::to_vec_pretty(&m)?)?;
         tracing::info!(sans = ?sans, "issued server certificate");
     }
-    Ok(TlsFiles { ca_cert: Some(ca_cert_path), cert_chain: server_path, key: server_key_path })
+    Ok(TlsFiles {
+        ca_cert: Some(ca_cert_path),
+        cert_chain: server_path,
+        key: server_key_path,
+    })
 }
 
 #[cfg(test)]
@@ -146,7 +168,11 @@ mod tests {
         assert_eq!(std::fs::read(c.ca_cert.unwrap()).unwrap(), ca1, "same CA");
         use std::os::unix::fs::PermissionsExt;
         for k in ["ca.key", "server.key"] {
-            let mode = std::fs::metadata(dir.path().join(k)).unwrap().permissions().mode() & 0o777;
+            let mode = std::fs::metadata(dir.path().join(k))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600, "{k}");
         }
     }

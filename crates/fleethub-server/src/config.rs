@@ -75,7 +75,9 @@ impl Config {
         macro_rules! env_set {
             ($name:literal, $field:ident, parse) => {
                 if let Some(v) = get($name) {
-                    self.$field = v.parse().map_err(|e| anyhow::anyhow!("{}={v:?}: {e}", $name))?;
+                    self.$field = v
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("{}={v:?}: {e}", $name))?;
                 }
             };
             ($name:literal, $field:ident) => {
@@ -101,16 +103,26 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<()> {
-        for (name, host) in [("dps_hostname", &self.dps_hostname), ("hub_hostname", &self.hub_hostname)] {
+        for (name, host) in [
+            ("dps_hostname", &self.dps_hostname),
+            ("hub_hostname", &self.hub_hostname),
+        ] {
             if host.is_empty() || host.contains(['/', ':', ' ', ';']) {
-                bail!("{name} '{host}' is not a host name: give a name like hub.fleethub.local (no scheme, port or path)");
+                bail!(
+                    "{name} '{host}' is not a host name: give a name like hub.fleethub.local (no scheme, port or path)"
+                );
             }
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            bail!("tls_cert and tls_key must be given together (PEM certificate chain and its private key)");
+            bail!(
+                "tls_cert and tls_key must be given together (PEM certificate chain and its private key)"
+            );
         }
         if self.mqtt_port == self.https_port && self.mqtt_port != 0 {
-            bail!("mqtt_port and https_port are both {}: use two ports (8883 and 443)", self.mqtt_port);
+            bail!(
+                "mqtt_port and https_port are both {}: use two ports (8883 and 443)",
+                self.mqtt_port
+            );
         }
         Ok(())
     }
@@ -133,19 +145,35 @@ mod tests {
     fn layering() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "mqtt_port = 18883\nhub_hostname = \"hub.fleethub.local\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "mqtt_port = 18883\nhub_hostname = \"hub.fleethub.local\"\n",
+        )
+        .unwrap();
         let mut c = Config::from_file(&p).unwrap();
         assert_eq!(c.https_port, 443);
-        c.apply_env(|k| (k == "FLEETHUB_HTTPS_PORT").then(|| "8443".to_string())).unwrap();
+        c.apply_env(|k| (k == "FLEETHUB_HTTPS_PORT").then(|| "8443".to_string()))
+            .unwrap();
         assert_eq!((c.mqtt_port, c.https_port), (18883, 8443));
         assert_eq!(c.hub_hostname, "hub.fleethub.local");
         c.validate().unwrap();
-        assert!(c.apply_env(|k| (k == "FLEETHUB_MQTT_PORT").then(|| "x".to_string())).is_err());
+        assert!(
+            c.apply_env(|k| (k == "FLEETHUB_MQTT_PORT").then(|| "x".to_string()))
+                .is_err()
+        );
     }
 
     #[test]
     fn bad_hostname() {
-        let c = Config { hub_hostname: "https://hub".into(), ..Default::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("hub_hostname"));
+        let c = Config {
+            hub_hostname: "https://hub".into(),
+            ..Default::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("hub_hostname")
+        );
     }
 }

@@ -18,7 +18,10 @@ pub async fn run(dps: &Dps, info: &ServerInfo, data_dir: &std::path::Path) -> Re
                 DEMO_REGISTRATION_ID,
                 IndividualEnrollment {
                     registration_id: DEMO_REGISTRATION_ID.into(),
-                    attestation: AttestationMechanism { kind: "symmetricKey".into(), ..Default::default() },
+                    attestation: AttestationMechanism {
+                        kind: "symmetricKey".into(),
+                        ..Default::default()
+                    },
                     initial_twin: Some(InitialTwin {
                         tags: Some(serde_json::json!({"environment": "demo"})),
                         properties: None,
@@ -30,7 +33,11 @@ pub async fn run(dps: &Dps, info: &ServerInfo, data_dir: &std::path::Path) -> Re
             .await
             .context("creating the demo enrollment")?,
     };
-    let key = enrollment.attestation.keys().map(|(p, _)| p.to_string()).unwrap_or_default();
+    let key = enrollment
+        .attestation
+        .keys()
+        .map(|(p, _)| p.to_string())
+        .unwrap_or_default();
     let client = ProvisioningClient::builder()
         .global_endpoint("localhost")
         .port(info.mqtt_port)
@@ -42,7 +49,10 @@ pub async fn run(dps: &Dps, info: &ServerInfo, data_dir: &std::path::Path) -> Re
         .timeout(Duration::from_secs(30))
         .build()
         .context("building the demo provisioning client")?;
-    let r = client.register().await.context("provisioning the demo device")?;
+    let r = client
+        .register()
+        .await
+        .context("provisioning the demo device")?;
     println!(
         "demo device provisioned over MQTT: registration '{}' -> device '{}' on hub '{}' ({}, {})\n\
          \x20 device connection string: HostName={};DeviceId={};SharedAccessKey={}\n\

@@ -23,7 +23,9 @@ async fn init_json<T: serde::Serialize + serde::de::DeserializeOwned>(
     key: &str,
     fresh: impl FnOnce() -> T,
 ) -> Result<T> {
-    let stored = store.init_setting(key, &serde_json::to_string(&fresh())?).await?;
+    let stored = store
+        .init_setting(key, &serde_json::to_string(&fresh())?)
+        .await?;
     serde_json::from_str(&stored).with_context(|| format!("stored setting '{key}' is unreadable"))
 }
 
@@ -31,7 +33,11 @@ pub async fn load_or_init(store: &dyn Store) -> Result<ServerIdentity> {
     let id_scope = store.init_setting("id_scope", &new_id_scope()).await?;
     let dps_policies = init_json(store, "dps_policies", policies::default_dps_policies).await?;
     let hub_policies = init_json(store, "hub_policies", policies::default_hub_policies).await?;
-    Ok(ServerIdentity { id_scope, dps_policies, hub_policies })
+    Ok(ServerIdentity {
+        id_scope,
+        dps_policies,
+        hub_policies,
+    })
 }
 
 #[cfg(test)]

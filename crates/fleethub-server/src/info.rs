@@ -27,9 +27,14 @@ impl ServerInfo {
     pub fn read(data_dir: &Path) -> Result<ServerInfo> {
         let p: PathBuf = data_dir.join(INFO_FILE);
         let b = std::fs::read(&p).with_context(|| {
-            format!("cannot read {}: start the server once with `fleethub serve --data-dir {}`", p.display(), data_dir.display())
+            format!(
+                "cannot read {}: start the server once with `fleethub serve --data-dir {}`",
+                p.display(),
+                data_dir.display()
+            )
         })?;
-        serde_json::from_slice(&b).with_context(|| format!("{} is not valid server info", p.display()))
+        serde_json::from_slice(&b)
+            .with_context(|| format!("{} is not valid server info", p.display()))
     }
 
     /// The human-readable banner `fleethub serve` prints at start.

@@ -6,7 +6,11 @@ use fleethub_server::{app, config::Config, info::ServerInfo};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "fleethub", version, about = "Self-hosted device provisioning service and IoT hub")]
+#[command(
+    name = "fleethub",
+    version,
+    about = "Self-hosted device provisioning service and IoT hub"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -170,7 +174,10 @@ enum ConfigCommand {
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[tokio::main]
@@ -198,7 +205,15 @@ async fn real_main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench(BenchCommand::Register { count, concurrency, transport, handshakes, data_dir, dps_host, output }) => {
+        Command::Bench(BenchCommand::Register {
+            count,
+            concurrency,
+            transport,
+            handshakes,
+            data_dir,
+            dps_host,
+            output,
+        }) => {
             let info = ServerInfo::read(&data_dir)?;
             let port = match transport {
                 fleethub_bench::Transport::Mqtt => info.mqtt_port,

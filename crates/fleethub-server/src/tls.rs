@@ -13,8 +13,12 @@ pub fn server_config(cert_chain: &Path, key: &Path) -> Result<Arc<rustls::Server
     if certs.is_empty() {
         return Err(anyhow!("{} holds no certificate", cert_chain.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("cannot read private key {} (PEM, PKCS#8/SEC1/PKCS#1)", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
+        format!(
+            "cannot read private key {} (PEM, PKCS#8/SEC1/PKCS#1)",
+            key.display()
+        )
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?

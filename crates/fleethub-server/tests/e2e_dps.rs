@@ -28,10 +28,23 @@ fn client(s: &ServerProcess, reg: &str, key: &str, t: Transport) -> Provisioning
 }
 
 fn create_enrollment(s: &ServerProcess, reg: &str) -> String {
-    let (ok, out, err) = s.cli(&["dps", "enrollment", "create", "--registration-id", reg, "--edge-enabled", "true", "--initial-twin-tags", r#"{"environment":"test"}"#]);
+    let (ok, out, err) = s.cli(&[
+        "dps",
+        "enrollment",
+        "create",
+        "--registration-id",
+        reg,
+        "--edge-enabled",
+        "true",
+        "--initial-twin-tags",
+        r#"{"environment":"test"}"#,
+    ]);
     assert!(ok, "enrollment create failed: {err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON output");
-    v["attestation"]["symmetricKey"]["primaryKey"].as_str().unwrap().to_string()
+    v["attestation"]["symmetricKey"]["primaryKey"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,13 +52,22 @@ async fn individual_enrollment_over_mqtt_and_https() {
     let s = ServerProcess::start();
     let key = create_enrollment(&s, "e2e-dev-1");
     for t in [Transport::Mqtt, Transport::Https] {
-        let r = client(&s, "e2e-dev-1", &key, t).register().await.unwrap_or_else(|e| panic!("{t:?}: {e}\n{}", s.log()));
+        let r = client(&s, "e2e-dev-1", &key, t)
+            .register()
+            .await
+            .unwrap_or_else(|e| panic!("{t:?}: {e}\n{}", s.log()));
         assert_eq!(r.status, "assigned");
         assert_eq!(r.assigned_hub, "hub.fleethub.test");
         assert_eq!(r.device_id, "e2e-dev-1");
     }
     // the registration record is visible through the CLI
-    let (ok, out, err) = s.cli(&["dps", "registration", "show", "--registration-id", "e2e-dev-1"]);
+    let (ok, out, err) = s.cli(&[
+        "dps",
+        "registration",
+        "show",
+        "--registration-id",
+        "e2e-dev-1",
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("\"assigned\""), "{out}");
 }
@@ -55,28 +77,52 @@ async fn wrong_key_is_refused_and_explained() {
     let s = ServerProcess::start();
     create_enrollment(&s, "e2e-dev-2");
     let wrong = fleethub_core::keys::generate_key();
-    let err = client(&s, "e2e-dev-2", &wrong, Transport::Https).register().await.unwrap_err();
+    let err = client(&s, "e2e-dev-2", &wrong, Transport::Https)
+        .register()
+        .await
+        .unwrap_err();
     assert!(err.is_unauthorized(), "{err}");
     let (ok, out, e) = s.cli(&["diagnostics", "auth-failures"]);
     assert!(ok, "{e}");
-    assert!(out.contains("signature mismatch for registration e2e-dev-2"), "{out}");
+    assert!(
+        out.contains("signature mismatch for registration e2e-dev-2"),
+        "{out}"
+    );
     assert!(!out.contains(&wrong), "keys must never be logged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_loses_no_assigned_registration() {
     let mut s = ServerProcess::start();
-    let (ok, out, err) = s.cli(&["dps", "enrollment-group", "create", "--group-id", "kill9-grp"]);
+    let (ok, out, err) = s.cli(&[
+        "dps",
+        "enrollment-group",
+        "create",
+        "--group-id",
+        "kill9-grp",
+    ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let gkey = v["attestation"]["symmetricKey"]["primaryKey"].as_str().unwrap().to_string();
+    let gkey = v["attestation"]["symmetricKey"]["primaryKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let assigned = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for i in 0..400 {
         let reg = format!("kill9-{i}");
         let key = fleethub_core::keys::derive_device_key(&gkey, &reg).unwrap();
-        let c = client(&s, &reg, &key, if i % 2 == 0 { Transport::Mqtt } else { Transport::Https });
+        let c = client(
+            &s,
+            &reg,
+            &key,
+            if i % 2 == 0 {
+                Transport::Mqtt
+            } else {
+                Transport::Https
+            },
+        );
         let assigned = assigned.clone();
         tasks.push(tokio::spawn(async move {
             if let Ok(r) = c.register().await
@@ -98,15 +144,27 @@ async fn kill9_loses_no_assigned_registration() {
         let _ = tokio::time::timeout(Duration::from_secs(60), t).await;
     }
     let answered: Vec<String> = assigned.lock().unwrap().clone();
-    assert!(!answered.is_empty(), "no registration completed before the kill\n{}", s.log());
+    assert!(
+        !answered.is_empty(),
+        "no registration completed before the kill\n{}",
+        s.log()
+    );
 
     // the store opens cleanly and has every answered registration and its device
     {
-        let store = fleethub_store::sqlite::SqliteStore::open(&s.data_dir.join("store.db")).expect("store opens after kill -9");
+        let store = fleethub_store::sqlite::SqliteStore::open(&s.data_dir.join("store.db"))
+            .expect("store opens after kill -9");
         for reg in &answered {
-            let r = store.get_registration(reg).await.unwrap().unwrap_or_else(|| panic!("registration {reg} lost"));
+            let r = store
+                .get_registration(reg)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("registration {reg} lost"));
             assert_eq!(r.state.status.as_deref(), Some("assigned"));
-            assert!(store.get_device(reg).await.unwrap().is_some(), "device {reg} lost");
+            assert!(
+                store.get_device(reg).await.unwrap().is_some(),
+                "device {reg} lost"
+            );
         }
     }
     // and the server starts again on the same data

@@ -36,8 +36,21 @@ impl AuthFailureLog {
     }
 
     /// Records a failure and logs it at WARN level.
-    pub fn record(&self, endpoint: &str, transport: &str, identity: &str, peer: Option<String>, reason: &str) {
-        tracing::warn!(endpoint, transport, identity, peer = peer.as_deref().unwrap_or("-"), "authentication failed: {reason}");
+    pub fn record(
+        &self,
+        endpoint: &str,
+        transport: &str,
+        identity: &str,
+        peer: Option<String>,
+        reason: &str,
+    ) {
+        tracing::warn!(
+            endpoint,
+            transport,
+            identity,
+            peer = peer.as_deref().unwrap_or("-"),
+            "authentication failed: {reason}"
+        );
         let counter = match endpoint {
             "dps" => &self.metrics.dps_auth_failures,
             "hub" => &self.metrics.hub_auth_failures,

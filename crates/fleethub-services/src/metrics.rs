@@ -28,20 +28,68 @@ impl Metrics {
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
         let counters: [(&str, &str, &AtomicU64); 11] = [
-            ("fleethub_dps_registrations_assigned_total", "DPS registrations that ended assigned", &self.dps_registrations_assigned),
-            ("fleethub_dps_registrations_disabled_total", "DPS registrations refused because the enrollment is disabled", &self.dps_registrations_disabled),
-            ("fleethub_dps_auth_failures_total", "DPS device authentication failures", &self.dps_auth_failures),
-            ("fleethub_hub_auth_failures_total", "hub device authentication failures", &self.hub_auth_failures),
-            ("fleethub_service_auth_failures_total", "service API authentication failures", &self.service_auth_failures),
-            ("fleethub_telemetry_messages_total", "device-to-cloud messages stored", &self.telemetry_messages),
-            ("fleethub_telemetry_bytes_total", "device-to-cloud body bytes stored", &self.telemetry_bytes),
-            ("fleethub_c2d_messages_sent_total", "cloud-to-device messages queued", &self.c2d_sent),
-            ("fleethub_c2d_messages_completed_total", "cloud-to-device messages completed", &self.c2d_completed),
-            ("fleethub_method_invocations_total", "direct method invocations", &self.method_invocations),
-            ("fleethub_twin_updates_total", "twin updates (reported and desired)", &self.twin_updates),
+            (
+                "fleethub_dps_registrations_assigned_total",
+                "DPS registrations that ended assigned",
+                &self.dps_registrations_assigned,
+            ),
+            (
+                "fleethub_dps_registrations_disabled_total",
+                "DPS registrations refused because the enrollment is disabled",
+                &self.dps_registrations_disabled,
+            ),
+            (
+                "fleethub_dps_auth_failures_total",
+                "DPS device authentication failures",
+                &self.dps_auth_failures,
+            ),
+            (
+                "fleethub_hub_auth_failures_total",
+                "hub device authentication failures",
+                &self.hub_auth_failures,
+            ),
+            (
+                "fleethub_service_auth_failures_total",
+                "service API authentication failures",
+                &self.service_auth_failures,
+            ),
+            (
+                "fleethub_telemetry_messages_total",
+                "device-to-cloud messages stored",
+                &self.telemetry_messages,
+            ),
+            (
+                "fleethub_telemetry_bytes_total",
+                "device-to-cloud body bytes stored",
+                &self.telemetry_bytes,
+            ),
+            (
+                "fleethub_c2d_messages_sent_total",
+                "cloud-to-device messages queued",
+                &self.c2d_sent,
+            ),
+            (
+                "fleethub_c2d_messages_completed_total",
+                "cloud-to-device messages completed",
+                &self.c2d_completed,
+            ),
+            (
+                "fleethub_method_invocations_total",
+                "direct method invocations",
+                &self.method_invocations,
+            ),
+            (
+                "fleethub_twin_updates_total",
+                "twin updates (reported and desired)",
+                &self.twin_updates,
+            ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -48,7 +48,13 @@ pub fn default_dps_policies() -> Vec<Policy> {
     vec![
         Policy::generate(
             "provisioningserviceowner",
-            &[ServiceConfig, EnrollmentRead, EnrollmentWrite, RegistrationStatusRead, RegistrationStatusWrite],
+            &[
+                ServiceConfig,
+                EnrollmentRead,
+                EnrollmentWrite,
+                RegistrationStatusRead,
+                RegistrationStatusWrite,
+            ],
         ),
         Policy::generate("enrollmentread", &[EnrollmentRead, RegistrationStatusRead]),
     ]
@@ -58,7 +64,10 @@ pub fn default_dps_policies() -> Vec<Policy> {
 pub fn default_hub_policies() -> Vec<Policy> {
     use Right::*;
     vec![
-        Policy::generate("iothubowner", &[RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect]),
+        Policy::generate(
+            "iothubowner",
+            &[RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect],
+        ),
         Policy::generate("service", &[ServiceConnect]),
         Policy::generate("device", &[DeviceConnect]),
         Policy::generate("registryRead", &[RegistryRead]),
@@ -85,8 +94,19 @@ pub struct ServiceAuth {
 }
 
 impl ServiceAuth {
-    pub fn new(endpoint: &'static str, host: String, policies: Vec<Policy>, log: Arc<AuthFailureLog>) -> Self {
-        ServiceAuth { endpoint, host, policies, skew_secs: 30, log }
+    pub fn new(
+        endpoint: &'static str,
+        host: String,
+        policies: Vec<Policy>,
+        log: Arc<AuthFailureLog>,
+    ) -> Self {
+        ServiceAuth {
+            endpoint,
+            host,
+            policies,
+            skew_secs: 30,
+            log,
+        }
     }
 
     pub fn policies(&self) -> &[Policy] {
@@ -102,7 +122,12 @@ impl ServiceAuth {
         self.policies
             .iter()
             .find(|p| p.key_name == policy)
-            .map(|p| format!("HostName={};SharedAccessKeyName={};SharedAccessKey={}", self.host, p.key_name, p.primary_key))
+            .map(|p| {
+                format!(
+                    "HostName={};SharedAccessKeyName={};SharedAccessKey={}",
+                    self.host, p.key_name, p.primary_key
+                )
+            })
     }
 
     /// Checks an `Authorization` header value and that the policy has `right`.
@@ -115,28 +140,59 @@ impl ServiceAuth {
         peer: Option<&str>,
     ) -> Result<String, ServiceAuthError> {
         let fail = |identity: &str, reason: String| {
-            self.log.record(self.endpoint, transport, identity, peer.map(str::to_string), &reason);
+            self.log.record(
+                self.endpoint,
+                transport,
+                identity,
+                peer.map(str::to_string),
+                &reason,
+            );
             ServiceAuthError::Unauthorized
         };
         let Some(header) = header.filter(|h| !h.trim().is_empty()) else {
-            return Err(fail("-", "no Authorization header: send a SharedAccessSignature made from a policy key".into()));
+            return Err(fail(
+                "-",
+                "no Authorization header: send a SharedAccessSignature made from a policy key"
+                    .into(),
+            ));
         };
-        let token = sas::SasToken::parse(header).map_err(|e| fail("-", format!("malformed SAS token: {e}")))?;
+        let token = sas::SasToken::parse(header)
+            .map_err(|e| fail("-", format!("malformed SAS token: {e}")))?;
         let Some(name) = token.skn.clone() else {
             return Err(fail("-", "the token has no skn (policy name): service tokens must name a shared access policy".into()));
         };
-        token.check_expiry(unix_now(), self.skew_secs).map_err(|e| fail(&name, e.to_string()))?;
-        let Some(policy) = self.policies.iter().find(|p| p.key_name.eq_ignore_ascii_case(&name)) else {
-            return Err(fail(&name, format!("unknown shared access policy '{name}'")));
+        token
+            .check_expiry(unix_now(), self.skew_secs)
+            .map_err(|e| fail(&name, e.to_string()))?;
+        let Some(policy) = self
+            .policies
+            .iter()
+            .find(|p| p.key_name.eq_ignore_ascii_case(&name))
+        else {
+            return Err(fail(
+                &name,
+                format!("unknown shared access policy '{name}'"),
+            ));
         };
         if !token.covers(&self.host) {
-            return Err(fail(&name, format!("token is for another host: {}", sas::describe_resource_mismatch(&token, &self.host))));
+            return Err(fail(
+                &name,
+                format!(
+                    "token is for another host: {}",
+                    sas::describe_resource_mismatch(&token, &self.host)
+                ),
+            ));
         }
         let ok = [&policy.primary_key, &policy.secondary_key]
             .into_iter()
             .any(|k| token.verify_signature(k).unwrap_or(false));
         if !ok {
-            return Err(fail(&name, format!("signature mismatch: the token is not signed with a key of policy '{name}'")));
+            return Err(fail(
+                &name,
+                format!(
+                    "signature mismatch: the token is not signed with a key of policy '{name}'"
+                ),
+            ));
         }
         if !policy.rights.contains(&right) {
             return Err(ServiceAuthError::Forbidden(format!(

@@ -12,9 +12,7 @@ pub use error::StoreError;
 pub use records::*;
 
 use async_trait::async_trait;
-use fleethub_api::{
-    DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment,
-};
+use fleethub_api::{DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -40,7 +38,11 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- DPS enrollment groups
     async fn get_group(&self, group_id: &str) -> Result<Option<EnrollmentGroup>>;
-    async fn put_group(&self, group: EnrollmentGroup, cond: Precondition) -> Result<EnrollmentGroup>;
+    async fn put_group(
+        &self,
+        group: EnrollmentGroup,
+        cond: Precondition,
+    ) -> Result<EnrollmentGroup>;
     async fn delete_group(&self, group_id: &str, if_match: Option<&str>) -> Result<()>;
     async fn list_groups(&self, page: PageRequest) -> Result<Page<EnrollmentGroup>>;
 
@@ -50,7 +52,11 @@ pub trait Store: Send + Sync + 'static {
         &self,
         operation_id: &str,
     ) -> Result<Option<RegistrationRecord>>;
-    async fn delete_registration(&self, registration_id: &str, if_match: Option<&str>) -> Result<()>;
+    async fn delete_registration(
+        &self,
+        registration_id: &str,
+        if_match: Option<&str>,
+    ) -> Result<()>;
     /// Registration records, optionally only those that came through one group.
     async fn list_registrations(
         &self,
@@ -69,7 +75,12 @@ pub trait Store: Send + Sync + 'static {
     async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Option<ModuleRecord>>;
     /// Creates or replaces a module and its twin; sets the module etag. The device must exist.
     async fn put_module(&self, record: ModuleRecord, cond: Precondition) -> Result<ModuleRecord>;
-    async fn delete_module(&self, device_id: &str, module_id: &str, if_match: Option<&str>) -> Result<()>;
+    async fn delete_module(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        if_match: Option<&str>,
+    ) -> Result<()>;
     async fn list_modules(&self, device_id: &str) -> Result<Vec<ModuleRecord>>;
 
     /// The outcome of a DPS registration, in one transaction: the device identity (created or
@@ -78,7 +89,10 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- Built-in telemetry endpoint (append-only log)
     /// Appends messages durably; returns them with their sequence numbers.
-    async fn append_telemetry(&self, messages: Vec<TelemetryMessage>) -> Result<Vec<TelemetryMessage>>;
+    async fn append_telemetry(
+        &self,
+        messages: Vec<TelemetryMessage>,
+    ) -> Result<Vec<TelemetryMessage>>;
     /// Messages with `sequence_number > after`, oldest first.
     async fn read_telemetry(&self, after: u64, limit: usize) -> Result<Vec<TelemetryMessage>>;
     /// Deletes telemetry enqueued before `before_utc` (retention); returns how many.

@@ -18,7 +18,11 @@ pub struct ServerProcess {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn bin() -> &'static str {
@@ -38,10 +42,23 @@ impl ServerProcess {
         let _ = std::fs::remove_file(data_dir.join("server-info.json"));
         let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
         let child = Command::new(bin())
-            .args(["serve", "--bind", "127.0.0.1", "--hub-hostname", "hub.fleethub.test", "--dps-hostname", "localhost"])
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1",
+                "--hub-hostname",
+                "hub.fleethub.test",
+                "--dps-hostname",
+                "localhost",
+            ])
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--mqtt-port", &mqtt_port.to_string(), "--https-port", &https_port.to_string()])
+            .args([
+                "--mqtt-port",
+                &mqtt_port.to_string(),
+                "--https-port",
+                &https_port.to_string(),
+            ])
             .env("FLEETHUB_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -55,10 +72,21 @@ impl ServerProcess {
             {
                 break info;
             }
-            assert!(Instant::now() < deadline, "server did not come up; log: {}", Self::log_of(data_dir));
+            assert!(
+                Instant::now() < deadline,
+                "server did not come up; log: {}",
+                Self::log_of(data_dir)
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
-        ServerProcess { child: Some(child), data_dir: data_dir.to_path_buf(), info, mqtt_port, https_port, _tmp: None }
+        ServerProcess {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            info,
+            mqtt_port,
+            https_port,
+            _tmp: None,
+        }
     }
 
     fn log_of(data_dir: &Path) -> String {

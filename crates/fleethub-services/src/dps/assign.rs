@@ -7,8 +7,9 @@ use super::{Dps, DpsPrincipal, EnrollmentSource, MAX_PAYLOAD_BYTES};
 use crate::DpsError;
 use fleethub_api::{
     AuthenticationMechanism, Capabilities, Device, DeviceRegistration, DeviceRegistrationState,
-    InitialTwin, ReprovisionPolicy, RegistrationOperationStatus, SymmetricKeyRegistrationResult,
-    Twin, TwinProperties, time::{NEVER, now_utc},
+    InitialTwin, RegistrationOperationStatus, ReprovisionPolicy, SymmetricKeyRegistrationResult,
+    Twin, TwinProperties,
+    time::{NEVER, now_utc},
 };
 use fleethub_store::{Assignment, DeviceRecord, RegistrationRecord};
 use serde_json::{Value, json};
@@ -63,9 +64,12 @@ impl Dps {
             last_updated_date_time_utc: Some(now),
             payload: body.payload.clone(),
             enrollment_group_id: plan.group_id.clone(),
-            symmetric_key: plan.group_id.as_ref().map(|g| SymmetricKeyRegistrationResult {
-                enrollment_group_id: Some(g.clone()),
-            }),
+            symmetric_key: plan
+                .group_id
+                .as_ref()
+                .map(|g| SymmetricKeyRegistrationResult {
+                    enrollment_group_id: Some(g.clone()),
+                }),
             ..Default::default()
         };
 
@@ -81,7 +85,10 @@ impl Dps {
             let rec = self
                 .store
                 .commit_assignment(Assignment {
-                    registration: RegistrationRecord { state, operation_id: operation_id.clone() },
+                    registration: RegistrationRecord {
+                        state,
+                        operation_id: operation_id.clone(),
+                    },
                     device: None,
                 })
                 .await?;
@@ -98,7 +105,9 @@ impl Dps {
             (Some(_), true) if !plan.reprovision.update_hub_assignment => {
                 ("initialAssignment", false)
             }
-            (Some(_), true) if plan.reprovision.migrate_device_data => ("deviceDataMigrated", false),
+            (Some(_), true) if plan.reprovision.migrate_device_data => {
+                ("deviceDataMigrated", false)
+            }
             (Some(_), true) => ("deviceDataReset", true),
             _ => ("initialAssignment", existing.is_none()),
         };
@@ -116,7 +125,10 @@ impl Dps {
         let rec = self
             .store
             .commit_assignment(Assignment {
-                registration: RegistrationRecord { state, operation_id: operation_id.clone() },
+                registration: RegistrationRecord {
+                    state,
+                    operation_id: operation_id.clone(),
+                },
                 device: Some(device),
             })
             .await?;
@@ -134,10 +146,17 @@ impl Dps {
     ) -> Result<RegistrationOperationStatus, DpsError> {
         let rec = match self.recent.get(operation_id) {
             Some(r) => Some(r),
-            None => self.store.get_registration_by_operation(operation_id).await?,
+            None => {
+                self.store
+                    .get_registration_by_operation(operation_id)
+                    .await?
+            }
         };
-        let Some(rec) = rec.filter(|r| r.state.registration_id.eq_ignore_ascii_case(&p.registration_id))
-        else {
+        let Some(rec) = rec.filter(|r| {
+            r.state
+                .registration_id
+                .eq_ignore_ascii_case(&p.registration_id)
+        }) else {
             return Err(DpsError::NotFound(format!(
                 "operation '{operation_id}' not found for registration '{}'",
                 p.registration_id
@@ -171,9 +190,17 @@ impl Dps {
                     .unwrap_or_default(),
                 group_id: None,
             },
-            EnrollmentSource::Group { group, derived_primary, derived_secondary } => Plan {
+            EnrollmentSource::Group {
+                group,
+                derived_primary,
+                derived_secondary,
+            } => Plan {
                 device_id: p.registration_id.clone(),
-                hub: self.choose_hub(&p.registration_id, &group.iot_hub_host_name, &group.iot_hubs),
+                hub: self.choose_hub(
+                    &p.registration_id,
+                    &group.iot_hub_host_name,
+                    &group.iot_hubs,
+                ),
                 iot_edge: group.capabilities.as_ref().is_some_and(|c| c.iot_edge),
                 initial_twin: group.initial_twin.clone(),
                 reprovision: group.reprovision_policy.clone().unwrap_or_default(),
@@ -192,13 +219,17 @@ impl Dps {
             return h.clone();
         }
         let candidates: Vec<&String> = match hubs {
-            Some(list) if list.iter().any(is_linked) => list.iter().filter(|h| is_linked(h)).collect(),
+            Some(list) if list.iter().any(is_linked) => {
+                list.iter().filter(|h| is_linked(h)).collect()
+            }
             _ => linked.iter().collect(),
         };
         let hash = reg
             .to_ascii_lowercase()
             .bytes()
-            .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+            .fold(0xcbf29ce484222325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100000001b3)
+            });
         candidates
             .get((hash % candidates.len().max(1) as u64) as usize)
             .map(|h| (*h).clone())
@@ -245,8 +276,13 @@ fn build_device(plan: &Plan, existing: Option<DeviceRecord>, reset_twin: bool) -
             Twin::default(),
         ),
     };
-    device.authentication = Some(AuthenticationMechanism::sas(plan.keys.0.clone(), plan.keys.1.clone()));
-    device.capabilities = Some(Capabilities { iot_edge: plan.iot_edge });
+    device.authentication = Some(AuthenticationMechanism::sas(
+        plan.keys.0.clone(),
+        plan.keys.1.clone(),
+    ));
+    device.capabilities = Some(Capabilities {
+        iot_edge: plan.iot_edge,
+    });
     if plan.iot_edge && device.device_scope.is_none() {
         device.device_scope = Some(format!(
             "ms-azure-iot-edge://{}-{}",
@@ -280,7 +316,10 @@ fn initial_twin(device: &Device, init: Option<&InitialTwin>, now: &str) -> Twin 
     for k in ["$version", "$metadata", "version", "count", "metadata"] {
         desired_obj.remove(k);
     }
-    desired_obj.insert("$metadata".into(), json!({"$lastUpdated": now, "$lastUpdatedVersion": 1}));
+    desired_obj.insert(
+        "$metadata".into(),
+        json!({"$lastUpdated": now, "$lastUpdatedVersion": 1}),
+    );
     desired_obj.insert("$version".into(), json!(1));
     Twin {
         device_id: device.device_id.clone(),

@@ -52,7 +52,8 @@ impl Dps {
                 self.cfg.id_scope
             )));
         }
-        let token = sas::SasToken::parse(token).map_err(|e| fail(format!("malformed SAS token: {e}")))?;
+        let token =
+            sas::SasToken::parse(token).map_err(|e| fail(format!("malformed SAS token: {e}")))?;
         if let Err(e) = token.check_expiry(unix_now(), self.cfg.token_skew_secs) {
             return Err(fail(e.to_string()));
         }
@@ -81,12 +82,16 @@ impl Dps {
         let groups = self.groups.all().await?;
         let mut group_key_used = None;
         for g in groups.iter() {
-            let Some((p, s)) = g.attestation.keys() else { continue };
+            let Some((p, s)) = g.attestation.keys() else {
+                continue;
+            };
             for key in [p, s] {
                 if key.is_empty() {
                     continue;
                 }
-                let Ok(derived) = keys::derive_device_key(key, registration_id) else { continue };
+                let Ok(derived) = keys::derive_device_key(key, registration_id) else {
+                    continue;
+                };
                 if verify(&derived) {
                     let other = if key == p { s } else { p };
                     let derived_other =
@@ -124,10 +129,12 @@ impl Dps {
 /// Is the enrollment behind a principal enabled? (`None` = enabled.)
 pub(crate) fn disabled_reason(source: &EnrollmentSource) -> Option<String> {
     match source {
-        EnrollmentSource::Individual(e) if !status_enabled(&e.provisioning_status) => Some(format!(
-            "the individual enrollment '{}' is disabled",
-            e.registration_id
-        )),
+        EnrollmentSource::Individual(e) if !status_enabled(&e.provisioning_status) => {
+            Some(format!(
+                "the individual enrollment '{}' is disabled",
+                e.registration_id
+            ))
+        }
         EnrollmentSource::Group { group, .. } if !status_enabled(&group.provisioning_status) => {
             Some(format!(
                 "the enrollment group '{}' is disabled",

@@ -60,11 +60,18 @@ impl Dps {
             .ok_or_else(|| DpsError::NotFound(format!("enrollment '{id}' not found")))
     }
 
-    pub async fn delete_enrollment(&self, id: &str, if_match: Option<&str>) -> Result<(), DpsError> {
+    pub async fn delete_enrollment(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), DpsError> {
         Ok(self.store.delete_enrollment(id, if_match).await?)
     }
 
-    pub async fn query_enrollments(&self, page: PageRequest) -> Result<Page<IndividualEnrollment>, DpsError> {
+    pub async fn query_enrollments(
+        &self,
+        page: PageRequest,
+    ) -> Result<Page<IndividualEnrollment>, DpsError> {
         Ok(self.store.list_enrollments(page).await?)
     }
 
@@ -83,7 +90,10 @@ impl Dps {
             let id = e.registration_id.clone();
             let etag = e.etag.clone();
             let r = match mode {
-                BulkMode::Create => self.put_enrollment_cond(&id, e, Precondition::MustNotExist).await,
+                BulkMode::Create => {
+                    self.put_enrollment_cond(&id, e, Precondition::MustNotExist)
+                        .await
+                }
                 BulkMode::Update => self.put_enrollment_cond(&id, e, Precondition::Any).await,
                 BulkMode::UpdateIfMatch => {
                     let cond = Precondition::IfMatch(etag.unwrap_or_else(|| "*".into()));
@@ -100,7 +110,10 @@ impl Dps {
                 });
             }
         }
-        Ok(BulkEnrollmentOperationResult { is_successful: errors.is_empty(), errors })
+        Ok(BulkEnrollmentOperationResult {
+            is_successful: errors.is_empty(),
+            errors,
+        })
     }
 
     async fn put_enrollment_cond(
@@ -114,9 +127,13 @@ impl Dps {
             _ => None,
         };
         if cond == Precondition::MustNotExist && self.store.get_enrollment(id).await?.is_some() {
-            return Err(DpsError::Conflict(format!("enrollment '{id}' already exists")));
+            return Err(DpsError::Conflict(format!(
+                "enrollment '{id}' already exists"
+            )));
         }
-        self.put_enrollment(id, e, if_match.as_deref()).await.map(|_| ())
+        self.put_enrollment(id, e, if_match.as_deref())
+            .await
+            .map(|_| ())
     }
 
     // ---------------------------------------------------------------- enrollment groups
@@ -182,7 +199,9 @@ impl Dps {
             let etag = g.etag.clone();
             let r = match mode {
                 BulkMode::Create => match self.store.get_group(&id).await {
-                    Ok(Some(_)) => Err(DpsError::Conflict(format!("enrollment group '{id}' already exists"))),
+                    Ok(Some(_)) => Err(DpsError::Conflict(format!(
+                        "enrollment group '{id}' already exists"
+                    ))),
                     Ok(None) => self.put_group(&id, g, None).await.map(|_| ()),
                     Err(e) => Err(e.into()),
                 },
@@ -202,7 +221,10 @@ impl Dps {
                 });
             }
         }
-        Ok(BulkEnrollmentOperationResult { is_successful: errors.is_empty(), errors })
+        Ok(BulkEnrollmentOperationResult {
+            is_successful: errors.is_empty(),
+            errors,
+        })
     }
 
     // ---------------------------------------------------------------- registration records
@@ -215,9 +237,15 @@ impl Dps {
             .ok_or_else(|| DpsError::NotFound(format!("registration '{id}' not found")))
     }
 
-    pub async fn delete_registration(&self, id: &str, if_match: Option<&str>) -> Result<(), DpsError> {
+    pub async fn delete_registration(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), DpsError> {
         match self.store.delete_registration(id, if_match).await {
-            Err(StoreError::NotFound { .. }) => Err(DpsError::NotFound(format!("registration '{id}' not found"))),
+            Err(StoreError::NotFound { .. }) => {
+                Err(DpsError::NotFound(format!("registration '{id}' not found")))
+            }
             r => Ok(r?),
         }
     }

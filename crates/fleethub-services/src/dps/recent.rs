@@ -27,6 +27,8 @@ impl RecentOperations {
 
     pub(crate) fn get(&self, operation_id: &str) -> Option<RegistrationRecord> {
         let map = self.map.lock().expect("recent operations");
-        map.get(operation_id).filter(|(at, _)| at.elapsed() < MAX_AGE).map(|(_, r)| r.clone())
+        map.get(operation_id)
+            .filter(|(at, _)| at.elapsed() < MAX_AGE)
+            .map(|(_, r)| r.clone())
     }
 }

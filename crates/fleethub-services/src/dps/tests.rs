@@ -1,7 +1,8 @@
 use super::*;
 use crate::{AuthContext, DpsError, unix_now};
 use fleethub_api::{
-    AttestationMechanism, DeviceCapabilities, DeviceRegistration, InitialTwin, InitialTwinProperties,
+    AttestationMechanism, DeviceCapabilities, DeviceRegistration, InitialTwin,
+    InitialTwinProperties,
 };
 use fleethub_core::{keys, sas};
 use fleethub_store::sqlite::SqliteStore;
@@ -9,7 +10,10 @@ use serde_json::json;
 
 const SCOPE: &str = "0ne0000ABCD";
 const HUB: &str = "hub.fleethub.test";
-const CTX: AuthContext<'static> = AuthContext { transport: "test", peer: None };
+const CTX: AuthContext<'static> = AuthContext {
+    transport: "test",
+    peer: None,
+};
 
 fn dps(dir: &tempfile::TempDir) -> Dps {
     let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
@@ -26,7 +30,13 @@ fn dps(dir: &tempfile::TempDir) -> Dps {
 }
 
 fn token(reg: &str, key: &str) -> String {
-    sas::build_token(&format!("{SCOPE}/registrations/{reg}"), key, unix_now() + 3600, None).unwrap()
+    sas::build_token(
+        &format!("{SCOPE}/registrations/{reg}"),
+        key,
+        unix_now() + 3600,
+        None,
+    )
+    .unwrap()
 }
 
 fn enrollment(reg: &str, key: &str) -> IndividualEnrollment {
@@ -37,7 +47,11 @@ fn enrollment(reg: &str, key: &str) -> IndividualEnrollment {
     }
 }
 
-async fn register(d: &Dps, reg: &str, key: &str) -> Result<fleethub_api::RegistrationOperationStatus, DpsError> {
+async fn register(
+    d: &Dps,
+    reg: &str,
+    key: &str,
+) -> Result<fleethub_api::RegistrationOperationStatus, DpsError> {
     let p = d.authenticate(SCOPE, reg, &token(reg, key), CTX).await?;
     let op = d.register(&p, DeviceRegistration::default()).await?;
     assert_eq!(op.status, "assigning");
@@ -54,7 +68,9 @@ async fn individual_enrollment_assigns_device_with_initial_twin() {
     e.capabilities = Some(DeviceCapabilities { iot_edge: true });
     e.initial_twin = Some(InitialTwin {
         tags: Some(json!({"environment": "test"})),
-        properties: Some(InitialTwinProperties { desired: Some(json!({"fw": "1.0"})) }),
+        properties: Some(InitialTwinProperties {
+            desired: Some(json!({"fw": "1.0"})),
+        }),
     });
     d.put_enrollment("Dev-01", e, None).await.unwrap();
 
@@ -73,7 +89,11 @@ async fn individual_enrollment_assigns_device_with_initial_twin() {
     assert_eq!(dev.twin.properties.desired["$version"], 1);
 
     // re-registration is idempotent and says so
-    let again = register(&d, "DEV-01", &key).await.unwrap().registration_state.unwrap();
+    let again = register(&d, "DEV-01", &key)
+        .await
+        .unwrap()
+        .registration_state
+        .unwrap();
     assert_eq!(again.device_id.as_deref(), Some("device-one"));
     assert_eq!(again.substatus.as_deref(), Some("deviceDataMigrated"));
     assert_eq!(again.created_date_time_utc, rs.created_date_time_utc);
@@ -84,13 +104,27 @@ async fn secondary_key_works_and_wrong_key_is_logged() {
     let dir = tempfile::tempdir().unwrap();
     let d = dps(&dir);
     let key = keys::generate_key();
-    let e = d.put_enrollment("dev-02", enrollment("dev-02", &key), None).await.unwrap();
+    let e = d
+        .put_enrollment("dev-02", enrollment("dev-02", &key), None)
+        .await
+        .unwrap();
     let secondary = e.attestation.keys().unwrap().1.to_string();
-    assert_eq!(register(&d, "dev-02", &secondary).await.unwrap().status, "assigned");
-    let err = register(&d, "dev-02", &keys::generate_key()).await.unwrap_err();
+    assert_eq!(
+        register(&d, "dev-02", &secondary).await.unwrap().status,
+        "assigned"
+    );
+    let err = register(&d, "dev-02", &keys::generate_key())
+        .await
+        .unwrap_err();
     assert!(matches!(err, DpsError::Unauthorized));
     let logged = d.auth_failures().recent(1);
-    assert!(logged[0].reason.contains("signature mismatch for registration dev-02"), "{:?}", logged[0]);
+    assert!(
+        logged[0]
+            .reason
+            .contains("signature mismatch for registration dev-02"),
+        "{:?}",
+        logged[0]
+    );
     assert!(!logged[0].reason.contains(&key));
 }
 
@@ -102,7 +136,10 @@ async fn group_enrollment_with_derived_key() {
     let g = EnrollmentGroup {
         enrollment_group_id: "grp-1".into(),
         attestation: AttestationMechanism::symmetric(gkey.clone(), keys::generate_key()),
-        initial_twin: Some(InitialTwin { tags: Some(json!({"environment": "test"})), properties: None }),
+        initial_twin: Some(InitialTwin {
+            tags: Some(json!({"environment": "test"})),
+            properties: None,
+        }),
         ..Default::default()
     };
     d.put_group("grp-1", g, None).await.unwrap();
@@ -111,7 +148,10 @@ async fn group_enrollment_with_derived_key() {
     assert_eq!(st.status, "assigned");
     let rs = st.registration_state.unwrap();
     assert_eq!(rs.device_id.as_deref(), Some("sensor-7"));
-    assert_eq!(rs.symmetric_key.unwrap().enrollment_group_id.as_deref(), Some("grp-1"));
+    assert_eq!(
+        rs.symmetric_key.unwrap().enrollment_group_id.as_deref(),
+        Some("grp-1")
+    );
     let dev = d.store().get_device("sensor-7").await.unwrap().unwrap();
     assert_eq!(dev.device.authentication.unwrap().keys()[0], dk);
 
@@ -120,12 +160,23 @@ async fn group_enrollment_with_derived_key() {
     assert!(d.auth_failures().recent(1)[0].reason.contains("group key"));
 
     // records listed per group, and kept when the group is deleted
-    let page = d.query_registrations(Some("GRP-1"), Default::default()).await.unwrap();
+    let page = d
+        .query_registrations(Some("GRP-1"), Default::default())
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 1);
     d.delete_group("grp-1", None).await.unwrap();
     assert!(d.get_registration("sensor-7").await.is_ok());
     // and the group no longer authenticates anyone
-    assert!(register(&d, "sensor-9", &keys::derive_device_key(&gkey, "sensor-9").unwrap()).await.is_err());
+    assert!(
+        register(
+            &d,
+            "sensor-9",
+            &keys::derive_device_key(&gkey, "sensor-9").unwrap()
+        )
+        .await
+        .is_err()
+    );
 }
 
 #[tokio::test]
@@ -145,11 +196,16 @@ async fn individual_enrollment_wins_over_group() {
     .await
     .unwrap();
     let own = keys::generate_key();
-    d.put_enrollment("dev-x", enrollment("dev-x", &own), None).await.unwrap();
+    d.put_enrollment("dev-x", enrollment("dev-x", &own), None)
+        .await
+        .unwrap();
     // the derived group key does not work for a device with its own enrollment
     let dk = keys::derive_device_key(&gkey, "dev-x").unwrap();
     assert!(register(&d, "dev-x", &dk).await.is_err());
-    assert_eq!(register(&d, "dev-x", &own).await.unwrap().status, "assigned");
+    assert_eq!(
+        register(&d, "dev-x", &own).await.unwrap().status,
+        "assigned"
+    );
 }
 
 #[tokio::test]
@@ -170,19 +226,51 @@ async fn bad_ids_scopes_and_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let d = dps(&dir);
     let key = keys::generate_key();
-    d.put_enrollment("dev-03", enrollment("dev-03", &key), None).await.unwrap();
-    let e = d.authenticate(SCOPE, "bad!id~x", "x", CTX).await.unwrap_err();
+    d.put_enrollment("dev-03", enrollment("dev-03", &key), None)
+        .await
+        .unwrap();
+    let e = d
+        .authenticate(SCOPE, "bad!id~x", "x", CTX)
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), 400);
-    let e = d.authenticate("0ne00BADBAD", "dev-03", &token("dev-03", &key), CTX).await.unwrap_err();
+    let e = d
+        .authenticate("0ne00BADBAD", "dev-03", &token("dev-03", &key), CTX)
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), 401);
-    assert!(d.auth_failures().recent(1)[0].reason.contains("unknown ID scope"));
-    let expired = sas::build_token(&format!("{SCOPE}/registrations/dev-03"), &key, unix_now() - 100, None).unwrap();
-    assert!(d.authenticate(SCOPE, "dev-03", &expired, CTX).await.is_err());
+    assert!(
+        d.auth_failures().recent(1)[0]
+            .reason
+            .contains("unknown ID scope")
+    );
+    let expired = sas::build_token(
+        &format!("{SCOPE}/registrations/dev-03"),
+        &key,
+        unix_now() - 100,
+        None,
+    )
+    .unwrap();
+    assert!(
+        d.authenticate(SCOPE, "dev-03", &expired, CTX)
+            .await
+            .is_err()
+    );
     assert!(d.auth_failures().recent(1)[0].reason.contains("expired"));
-    let other = sas::build_token(&format!("{SCOPE}/registrations/dev-04"), &key, unix_now() + 60, None).unwrap();
+    let other = sas::build_token(
+        &format!("{SCOPE}/registrations/dev-04"),
+        &key,
+        unix_now() + 60,
+        None,
+    )
+    .unwrap();
     assert!(d.authenticate(SCOPE, "dev-03", &other, CTX).await.is_err());
     assert!(d.auth_failures().recent(1)[0].reason.contains("dev-04"));
-    assert!(d.authenticate(SCOPE, "dev-03", "garbage", CTX).await.is_err());
+    assert!(
+        d.authenticate(SCOPE, "dev-03", "garbage", CTX)
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -190,19 +278,46 @@ async fn enrollment_validation_errors_are_specific() {
     let dir = tempfile::tempdir().unwrap();
     let d = dps(&dir);
     let mut e = enrollment("dev-05", "not base64!");
-    let err = d.put_enrollment("dev-05", e.clone(), None).await.unwrap_err();
+    let err = d
+        .put_enrollment("dev-05", e.clone(), None)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("primaryKey"), "{err}");
-    e.attestation = AttestationMechanism { kind: "tpm".into(), ..Default::default() };
-    assert!(d.put_enrollment("dev-05", e.clone(), None).await.unwrap_err().to_string().contains("tpm"));
+    e.attestation = AttestationMechanism {
+        kind: "tpm".into(),
+        ..Default::default()
+    };
+    assert!(
+        d.put_enrollment("dev-05", e.clone(), None)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("tpm")
+    );
     // empty keys are generated
-    e.attestation = AttestationMechanism { kind: "symmetricKey".into(), ..Default::default() };
+    e.attestation = AttestationMechanism {
+        kind: "symmetricKey".into(),
+        ..Default::default()
+    };
     let saved = d.put_enrollment("dev-05", e.clone(), None).await.unwrap();
     let (p, s) = saved.attestation.keys().unwrap();
     assert!(keys::decode_key(p).is_ok() && keys::decode_key(s).is_ok() && p != s);
     assert_eq!(saved.provisioning_status.as_deref(), Some("enabled"));
     // body/path mismatch
-    assert_eq!(d.put_enrollment("other", e, None).await.unwrap_err().status(), 400);
+    assert_eq!(
+        d.put_enrollment("other", e, None)
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
     // etag
     let stale = Some("\"stale\"");
-    assert_eq!(d.put_enrollment("dev-05", saved.clone(), stale).await.unwrap_err().status(), 412);
+    assert_eq!(
+        d.put_enrollment("dev-05", saved.clone(), stale)
+            .await
+            .unwrap_err()
+            .status(),
+        412
+    );
 }

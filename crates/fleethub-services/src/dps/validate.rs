@@ -17,7 +17,10 @@ pub(crate) fn attestation(a: &mut AttestationMechanism, what: &str) -> Result<()
     }
     a.kind = "symmetricKey".into();
     let sk = a.symmetric_key.get_or_insert_with(Default::default);
-    for (name, slot) in [("primaryKey", &mut sk.primary_key), ("secondaryKey", &mut sk.secondary_key)] {
+    for (name, slot) in [
+        ("primaryKey", &mut sk.primary_key),
+        ("secondaryKey", &mut sk.secondary_key),
+    ] {
         match slot.as_deref() {
             None | Some("") => *slot = Some(keys::generate_key()),
             Some(k) => {

@@ -32,11 +32,20 @@ impl Hub {
             None => device_id.to_string(),
         };
         let fail = |reason: String| {
-            self.auth_failures.record("hub", ctx.transport, &identity, ctx.peer.map(str::to_string), &reason);
+            self.auth_failures.record(
+                "hub",
+                ctx.transport,
+                &identity,
+                ctx.peer.map(str::to_string),
+                &reason,
+            );
             DpsError::Unauthorized
         };
-        let token = sas::SasToken::parse(token).map_err(|e| fail(format!("malformed SAS token: {e}")))?;
-        token.check_expiry(unix_now(), self.cfg.token_skew_secs).map_err(|e| fail(e.to_string()))?;
+        let token =
+            sas::SasToken::parse(token).map_err(|e| fail(format!("malformed SAS token: {e}")))?;
+        token
+            .check_expiry(unix_now(), self.cfg.token_skew_secs)
+            .map_err(|e| fail(e.to_string()))?;
         let resource = match module_id {
             Some(m) => format!("{}/devices/{device_id}/modules/{m}", self.cfg.host),
             None => format!("{}/devices/{device_id}", self.cfg.host),
@@ -48,7 +57,9 @@ impl Hub {
             )));
         }
         let Some(rec) = self.store.get_device(device_id).await? else {
-            return Err(fail(format!("device '{device_id}' is not in the registry (device IDs are case-sensitive)")));
+            return Err(fail(format!(
+                "device '{device_id}' is not in the registry (device IDs are case-sensitive)"
+            )));
         };
         if !rec.device.enabled() {
             return Err(fail(format!("device '{device_id}' is disabled")));
@@ -63,19 +74,39 @@ impl Hub {
                 .is_some_and(|p| verify(&p.primary_key) || verify(&p.secondary_key)),
             None => match module_id {
                 Some(m) => match self.module_record(device_id, m).await {
-                    Ok(mr) => mr.module.authentication.as_ref().is_some_and(|a| a.keys().into_iter().any(verify)),
-                    Err(_) => return Err(fail(format!("module '{m}' of device '{device_id}' is not in the registry"))),
+                    Ok(mr) => mr
+                        .module
+                        .authentication
+                        .as_ref()
+                        .is_some_and(|a| a.keys().into_iter().any(verify)),
+                    Err(_) => {
+                        return Err(fail(format!(
+                            "module '{m}' of device '{device_id}' is not in the registry"
+                        )));
+                    }
                 },
-                None => rec.device.authentication.as_ref().is_some_and(|a| a.keys().into_iter().any(verify)),
+                None => rec
+                    .device
+                    .authentication
+                    .as_ref()
+                    .is_some_and(|a| a.keys().into_iter().any(verify)),
             },
         };
         if !ok {
             let why = match (token.skn.as_deref(), module_id) {
-                (Some(p), _) => format!("the token names policy '{p}', which does not exist, lacks DeviceConnect, or did not sign it"),
-                (None, Some(_)) => "the token is not signed with the module's primary or secondary key".to_string(),
-                (None, None) => "the token is not signed with the device's primary or secondary key".to_string(),
+                (Some(p), _) => format!(
+                    "the token names policy '{p}', which does not exist, lacks DeviceConnect, or did not sign it"
+                ),
+                (None, Some(_)) => {
+                    "the token is not signed with the module's primary or secondary key".to_string()
+                }
+                (None, None) => {
+                    "the token is not signed with the device's primary or secondary key".to_string()
+                }
             };
-            return Err(fail(format!("signature mismatch for device {identity}: {why}")));
+            return Err(fail(format!(
+                "signature mismatch for device {identity}: {why}"
+            )));
         }
         Ok(HubPrincipal {
             device_id: device_id.to_string(),

@@ -40,19 +40,42 @@ impl Hub {
         payload: &Value,
         timeout_secs: u64,
     ) -> Result<(u16, Value), MethodError> {
-        if name.is_empty() || name.chars().any(|c| !c.is_ascii_graphic() || "$()<>@,;:\\\"/[]?={}".contains(c)) {
+        if name.is_empty()
+            || name
+                .chars()
+                .any(|c| !c.is_ascii_graphic() || "$()<>@,;:\\\"/[]?={}".contains(c))
+        {
             return Err(MethodError::BadRequest(format!(
                 "method name '{name}' is invalid: use printable ASCII without $ ( ) < > @ , ; : \\ \" / [ ] ? = {{ }}"
             )));
         }
         let timeout = timeout_secs.clamp(MIN_TIMEOUT_SECS, MAX_TIMEOUT_SECS);
         crate::metrics::inc(&self.auth_failures.metrics.method_invocations);
-        let rid = format!("{:x}", self.methods.next.fetch_add(1, Ordering::Relaxed) + 1);
+        let rid = format!(
+            "{:x}",
+            self.methods.next.fetch_add(1, Ordering::Relaxed) + 1
+        );
         let (tx, rx) = oneshot::channel();
-        self.methods.waiting.lock().expect("methods").insert(rid.clone(), tx);
-        let body = if payload.is_null() { Vec::new() } else { serde_json::to_vec(payload).unwrap_or_default() };
+        self.methods
+            .waiting
+            .lock()
+            .expect("methods")
+            .insert(rid.clone(), tx);
+        let body = if payload.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(payload).unwrap_or_default()
+        };
         let who = super::presence::identity(device_id, module_id);
-        if !self.notify(device_id, module_id, HubEvent::MethodRequest { rid: rid.clone(), name: name.to_string(), payload: body }) {
+        if !self.notify(
+            device_id,
+            module_id,
+            HubEvent::MethodRequest {
+                rid: rid.clone(),
+                name: name.to_string(),
+                payload: body,
+            },
+        ) {
             self.methods.waiting.lock().expect("methods").remove(&rid);
             return Err(MethodError::NotOnline(who));
         }

@@ -38,9 +38,22 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(store: Arc<dyn Store>, cfg: HubConfig, policies: Vec<Policy>, auth_failures: Arc<AuthFailureLog>) -> Hub {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cfg: HubConfig,
+        policies: Vec<Policy>,
+        auth_failures: Arc<AuthFailureLog>,
+    ) -> Hub {
         let (telemetry_tx, _) = tokio::sync::broadcast::channel(4096);
-        Hub { store, cfg, policies, auth_failures, telemetry_tx, presence: Default::default(), methods: Default::default() }
+        Hub {
+            store,
+            cfg,
+            policies,
+            auth_failures,
+            telemetry_tx,
+            presence: Default::default(),
+            methods: Default::default(),
+        }
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -57,7 +70,9 @@ impl Hub {
 
     /// Live feed of stored telemetry (for `monitor-events`); slow readers miss messages,
     /// the durable log in the store has them all.
-    pub fn subscribe_telemetry(&self) -> tokio::sync::broadcast::Receiver<Arc<fleethub_store::TelemetryMessage>> {
+    pub fn subscribe_telemetry(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<Arc<fleethub_store::TelemetryMessage>> {
         self.telemetry_tx.subscribe()
     }
 }

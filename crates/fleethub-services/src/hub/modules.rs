@@ -3,7 +3,10 @@
 
 use super::Hub;
 use crate::DpsError;
-use fleethub_api::{AuthenticationMechanism, Module, Twin, TwinProperties, time::{NEVER, now_utc}};
+use fleethub_api::{
+    AuthenticationMechanism, Module, Twin, TwinProperties,
+    time::{NEVER, now_utc},
+};
 use fleethub_core::{ids, keys};
 use fleethub_store::{ModuleRecord, Precondition, StoreError};
 use serde_json::json;
@@ -12,7 +15,10 @@ use serde_json::json;
 pub const EDGE_SYSTEM_MODULES: [&str; 2] = ["$edgeAgent", "$edgeHub"];
 
 fn generation_id() -> String {
-    format!("{:018}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000_000_000)
+    format!(
+        "{:018}",
+        uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000_000_000
+    )
 }
 
 fn new_twin(device_id: &str, module_id: &str, now: &str) -> Twin {
@@ -35,29 +41,46 @@ fn new_twin(device_id: &str, module_id: &str, now: &str) -> Twin {
 }
 
 impl Hub {
-    pub(crate) async fn module_record(&self, device_id: &str, module_id: &str) -> Result<ModuleRecord, DpsError> {
+    pub(crate) async fn module_record(
+        &self,
+        device_id: &str,
+        module_id: &str,
+    ) -> Result<ModuleRecord, DpsError> {
         if let Some(r) = self.store.get_module(device_id, module_id).await? {
             return Ok(r);
         }
-        if EDGE_SYSTEM_MODULES.contains(&module_id) && self.ensure_edge_modules(device_id).await?
+        if EDGE_SYSTEM_MODULES.contains(&module_id)
+            && self.ensure_edge_modules(device_id).await?
             && let Some(r) = self.store.get_module(device_id, module_id).await?
         {
             return Ok(r);
         }
-        Err(DpsError::NotFound(format!("module '{module_id}' of device '{device_id}' not found")))
+        Err(DpsError::NotFound(format!(
+            "module '{module_id}' of device '{device_id}' not found"
+        )))
     }
 
     /// Creates `$edgeAgent`/`$edgeHub` for an edge device that lacks them. Returns whether the
     /// device is an edge device.
     pub async fn ensure_edge_modules(&self, device_id: &str) -> Result<bool, DpsError> {
-        let Some(dev) = self.store.get_device(device_id).await? else { return Ok(false) };
+        let Some(dev) = self.store.get_device(device_id).await? else {
+            return Ok(false);
+        };
         if !dev.device.is_edge() {
             return Ok(false);
         }
         for m in EDGE_SYSTEM_MODULES {
             if self.store.get_module(device_id, m).await?.is_none() {
                 let r = self
-                    .put_module(device_id, m, Module { managed_by: Some("iotEdge".into()), ..Default::default() }, None)
+                    .put_module(
+                        device_id,
+                        m,
+                        Module {
+                            managed_by: Some("iotEdge".into()),
+                            ..Default::default()
+                        },
+                        None,
+                    )
                     .await;
                 match r {
                     Ok(_) | Err(DpsError::Conflict(_)) => {}
@@ -101,12 +124,17 @@ impl Hub {
         };
         let mut auth = m.authentication.take().unwrap_or_default();
         let sk = auth.symmetric_key.get_or_insert_with(Default::default);
-        for (name, slot) in [("primaryKey", &mut sk.primary_key), ("secondaryKey", &mut sk.secondary_key)] {
+        for (name, slot) in [
+            ("primaryKey", &mut sk.primary_key),
+            ("secondaryKey", &mut sk.secondary_key),
+        ] {
             match slot.as_deref() {
                 None | Some("") => *slot = Some(keys::generate_key()),
                 Some(k) => {
                     keys::decode_key(k).map_err(|e| {
-                        DpsError::bad_request(format!("authentication.symmetricKey.{name} is invalid: {e}"))
+                        DpsError::bad_request(format!(
+                            "authentication.symmetricKey.{name} is invalid: {e}"
+                        ))
                     })?;
                 }
             }
@@ -140,10 +168,12 @@ impl Hub {
             .put_module(ModuleRecord { module, twin }, cond)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound { kind: "device", .. } => DpsError::NotFound(format!("device '{device_id}' not found")),
-                StoreError::NotFound { .. } => {
-                    DpsError::NotFound(format!("module '{module_id}' of device '{device_id}' not found"))
+                StoreError::NotFound { kind: "device", .. } => {
+                    DpsError::NotFound(format!("device '{device_id}' not found"))
                 }
+                StoreError::NotFound { .. } => DpsError::NotFound(format!(
+                    "module '{module_id}' of device '{device_id}' not found"
+                )),
                 other => other.into(),
             })?;
         Ok(self.with_module_state(saved.module))
@@ -159,18 +189,29 @@ impl Hub {
         Ok(self.with_module_state(self.module_record(device_id, module_id).await?.module))
     }
 
-    pub async fn delete_module(&self, device_id: &str, module_id: &str, if_match: Option<&str>) -> Result<(), DpsError> {
-        match self.store.delete_module(device_id, module_id, if_match).await {
-            Err(StoreError::NotFound { .. }) => {
-                Err(DpsError::NotFound(format!("module '{module_id}' of device '{device_id}' not found")))
-            }
+    pub async fn delete_module(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), DpsError> {
+        match self
+            .store
+            .delete_module(device_id, module_id, if_match)
+            .await
+        {
+            Err(StoreError::NotFound { .. }) => Err(DpsError::NotFound(format!(
+                "module '{module_id}' of device '{device_id}' not found"
+            ))),
             r => Ok(r?),
         }
     }
 
     pub async fn list_modules(&self, device_id: &str) -> Result<Vec<Module>, DpsError> {
         if self.store.get_device(device_id).await?.is_none() {
-            return Err(DpsError::NotFound(format!("device '{device_id}' not found")));
+            return Err(DpsError::NotFound(format!(
+                "device '{device_id}' not found"
+            )));
         }
         self.ensure_edge_modules(device_id).await?;
         Ok(self

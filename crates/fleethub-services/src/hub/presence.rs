@@ -13,7 +13,11 @@ pub enum HubEvent {
     /// Body for `$iothub/twin/PATCH/properties/desired/?$version={v}` (includes `$version`).
     DesiredPatch(Value),
     /// A direct method call: `$iothub/methods/POST/{name}/?$rid={rid}`.
-    MethodRequest { rid: String, name: String, payload: Vec<u8> },
+    MethodRequest {
+        rid: String,
+        name: String,
+        payload: Vec<u8>,
+    },
     /// New cloud-to-device messages are queued.
     C2dAvailable,
 }
@@ -48,14 +52,22 @@ const EVENT_QUEUE: usize = 256;
 
 impl Hub {
     /// Registers a live connection; returns the receiver of its events.
-    pub fn attach(&self, device_id: &str, module_id: Option<&str>, conn: u64) -> mpsc::Receiver<HubEvent> {
+    pub fn attach(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        conn: u64,
+    ) -> mpsc::Receiver<HubEvent> {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let id = identity(device_id, module_id);
-        self.presence
-            .map
-            .lock()
-            .expect("presence")
-            .insert(id, Attached { conn, tx, features: Features::default() });
+        self.presence.map.lock().expect("presence").insert(
+            id,
+            Attached {
+                conn,
+                tx,
+                features: Features::default(),
+            },
+        );
         rx
     }
 
@@ -79,7 +91,11 @@ impl Hub {
     }
 
     pub fn is_connected(&self, device_id: &str, module_id: Option<&str>) -> bool {
-        self.presence.map.lock().expect("presence").contains_key(&identity(device_id, module_id))
+        self.presence
+            .map
+            .lock()
+            .expect("presence")
+            .contains_key(&identity(device_id, module_id))
     }
 
     pub fn connected_count(&self) -> usize {
@@ -89,7 +105,9 @@ impl Hub {
     /// Pushes an event if the identity is connected and subscribed to that feature.
     pub(crate) fn notify(&self, device_id: &str, module_id: Option<&str>, ev: HubEvent) -> bool {
         let map = self.presence.map.lock().expect("presence");
-        let Some(a) = map.get(&identity(device_id, module_id)) else { return false };
+        let Some(a) = map.get(&identity(device_id, module_id)) else {
+            return false;
+        };
         let wanted = match &ev {
             HubEvent::DesiredPatch(_) => a.features.desired,
             HubEvent::MethodRequest { .. } => a.features.methods,

@@ -2,7 +2,10 @@
 
 use super::Hub;
 use crate::DpsError;
-use fleethub_api::{AuthenticationMechanism, Capabilities, Device, Twin, TwinProperties, time::{NEVER, now_utc}};
+use fleethub_api::{
+    AuthenticationMechanism, Capabilities, Device, Twin, TwinProperties,
+    time::{NEVER, now_utc},
+};
 use fleethub_core::{ids, keys};
 use fleethub_store::{DeviceRecord, Page, PageRequest, Precondition, StoreError};
 use serde_json::json;
@@ -19,7 +22,12 @@ pub struct RegistryStatistics {
 impl Hub {
     /// Creates (no `If-Match`) or updates (`If-Match`, `*` allowed) a device. Missing or empty
     /// symmetric keys are generated; status defaults to enabled.
-    pub async fn put_device(&self, path_id: &str, mut d: Device, if_match: Option<&str>) -> Result<Device, DpsError> {
+    pub async fn put_device(
+        &self,
+        path_id: &str,
+        mut d: Device,
+        if_match: Option<&str>,
+    ) -> Result<Device, DpsError> {
         ids::validate_device_id(path_id).map_err(|e| DpsError::bad_request(e.to_string()))?;
         if d.device_id.is_empty() {
             d.device_id = path_id.to_string();
@@ -49,27 +57,44 @@ impl Hub {
             )));
         }
         let sk = auth.symmetric_key.get_or_insert_with(Default::default);
-        for (name, slot) in [("primaryKey", &mut sk.primary_key), ("secondaryKey", &mut sk.secondary_key)] {
+        for (name, slot) in [
+            ("primaryKey", &mut sk.primary_key),
+            ("secondaryKey", &mut sk.secondary_key),
+        ] {
             match slot.as_deref() {
                 None | Some("") => *slot = Some(keys::generate_key()),
                 Some(k) => {
                     keys::decode_key(k).map_err(|e| {
-                        DpsError::bad_request(format!("authentication.symmetricKey.{name} is invalid: {e}"))
+                        DpsError::bad_request(format!(
+                            "authentication.symmetricKey.{name} is invalid: {e}"
+                        ))
                     })?;
                 }
             }
         }
-        let (p, s) = (sk.primary_key.clone().unwrap_or_default(), sk.secondary_key.clone().unwrap_or_default());
+        let (p, s) = (
+            sk.primary_key.clone().unwrap_or_default(),
+            sk.secondary_key.clone().unwrap_or_default(),
+        );
         let mut auth = AuthenticationMechanism::sas(p, s);
         auth.kind = Some("sas".into());
         let status = match d.status.as_deref() {
             None => "enabled",
             Some(s) if s.eq_ignore_ascii_case("enabled") => "enabled",
             Some(s) if s.eq_ignore_ascii_case("disabled") => "disabled",
-            Some(s) => return Err(DpsError::bad_request(format!("status '{s}' is invalid; use \"enabled\" or \"disabled\""))),
+            Some(s) => {
+                return Err(DpsError::bad_request(format!(
+                    "status '{s}' is invalid; use \"enabled\" or \"disabled\""
+                )));
+            }
         };
-        if d.status_reason.as_deref().is_some_and(|r| r.chars().count() > 128) {
-            return Err(DpsError::bad_request("statusReason is longer than 128 characters"));
+        if d.status_reason
+            .as_deref()
+            .is_some_and(|r| r.chars().count() > 128)
+        {
+            return Err(DpsError::bad_request(
+                "statusReason is longer than 128 characters",
+            ));
         }
         let iot_edge = d.capabilities.as_ref().is_some_and(|c| c.iot_edge);
         let (mut device, twin) = match existing {
@@ -77,7 +102,10 @@ impl Hub {
             None => {
                 let device = Device {
                     device_id: path_id.to_string(),
-                    generation_id: Some(format!("{:018}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000_000_000)),
+                    generation_id: Some(format!(
+                        "{:018}",
+                        uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000_000_000
+                    )),
                     connection_state: Some("Disconnected".into()),
                     connection_state_updated_time: Some(NEVER.into()),
                     status_updated_time: Some(NEVER.into()),
@@ -107,19 +135,31 @@ impl Hub {
         device.authentication = Some(auth);
         device.capabilities = Some(Capabilities { iot_edge });
         device.device_scope = if iot_edge {
-            Some(format!("ms-azure-iot-edge://{}-{}", device.device_id, device.generation_id.clone().unwrap_or_default()))
+            Some(format!(
+                "ms-azure-iot-edge://{}-{}",
+                device.device_id,
+                device.generation_id.clone().unwrap_or_default()
+            ))
         } else {
-            d.device_scope.or(device.device_scope.filter(|s| !s.starts_with("ms-azure-iot-edge://")))
+            d.device_scope.or(device
+                .device_scope
+                .filter(|s| !s.starts_with("ms-azure-iot-edge://")))
         };
         let mut twin = twin;
         twin.status = device.status.clone();
         twin.capabilities = device.capabilities.clone();
         twin.device_scope = device.device_scope.clone();
         twin.authentication_type = Some("sas".into());
-        let saved = self.store.put_device(DeviceRecord { device, twin }, cond).await.map_err(|e| match e {
-            StoreError::NotFound { .. } => DpsError::NotFound(format!("device '{path_id}' not found")),
-            other => other.into(),
-        })?;
+        let saved = self
+            .store
+            .put_device(DeviceRecord { device, twin }, cond)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound { .. } => {
+                    DpsError::NotFound(format!("device '{path_id}' not found"))
+                }
+                other => other.into(),
+            })?;
         if iot_edge {
             self.ensure_edge_modules(path_id).await?;
         }
@@ -128,7 +168,14 @@ impl Hub {
 
     /// Fills in the live connection state.
     fn with_connection_state(&self, mut d: Device) -> Device {
-        d.connection_state = Some(if self.is_connected(&d.device_id, None) { "Connected" } else { "Disconnected" }.into());
+        d.connection_state = Some(
+            if self.is_connected(&d.device_id, None) {
+                "Connected"
+            } else {
+                "Disconnected"
+            }
+            .into(),
+        );
         d
     }
 
@@ -143,7 +190,9 @@ impl Hub {
 
     pub async fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), DpsError> {
         match self.store.delete_device(id, if_match).await {
-            Err(StoreError::NotFound { .. }) => Err(DpsError::NotFound(format!("device '{id}' not found"))),
+            Err(StoreError::NotFound { .. }) => {
+                Err(DpsError::NotFound(format!("device '{id}' not found")))
+            }
             r => Ok(r?),
         }
     }
@@ -151,14 +200,25 @@ impl Hub {
     pub async fn list_devices(&self, page: PageRequest) -> Result<Page<Device>, DpsError> {
         let p = self.store.list_devices(page).await?;
         Ok(Page {
-            items: p.items.into_iter().map(|r| self.with_connection_state(r.device)).collect(),
+            items: p
+                .items
+                .into_iter()
+                .map(|r| self.with_connection_state(r.device))
+                .collect(),
             continuation: p.continuation,
         })
     }
 
     pub async fn statistics(&self) -> Result<RegistryStatistics, DpsError> {
-        let mut stats = RegistryStatistics { total_device_count: 0, enabled_device_count: 0, disabled_device_count: 0 };
-        let mut page = PageRequest { continuation: None, max_items: 1000 };
+        let mut stats = RegistryStatistics {
+            total_device_count: 0,
+            enabled_device_count: 0,
+            disabled_device_count: 0,
+        };
+        let mut page = PageRequest {
+            continuation: None,
+            max_items: 1000,
+        };
         loop {
             let p = self.store.list_devices(page.clone()).await?;
             for r in &p.items {

@@ -19,7 +19,11 @@ pub struct TelemetryIn {
 
 impl Hub {
     /// Stores a message; returns once it is durable.
-    pub async fn send_telemetry(&self, p: &HubPrincipal, msg: TelemetryIn) -> Result<u64, DpsError> {
+    pub async fn send_telemetry(
+        &self,
+        p: &HubPrincipal,
+        msg: TelemetryIn,
+    ) -> Result<u64, DpsError> {
         if msg.body.len() > MAX_TELEMETRY_BYTES {
             return Err(DpsError::PayloadTooLarge(format!(
                 "message body is {} bytes; the limit is {MAX_TELEMETRY_BYTES}",
@@ -47,7 +51,10 @@ impl Hub {
         let seq = stored.first().map(|m| m.sequence_number).unwrap_or(0);
         let m = &self.auth_failures.metrics;
         crate::metrics::inc(&m.telemetry_messages);
-        m.telemetry_bytes.fetch_add(stored.iter().map(|s| s.body.len() as u64).sum(), std::sync::atomic::Ordering::Relaxed);
+        m.telemetry_bytes.fetch_add(
+            stored.iter().map(|s| s.body.len() as u64).sum(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for m in stored {
             let _ = self.telemetry_tx.send(Arc::new(m));
         }
@@ -70,13 +77,21 @@ pub struct EventsPage {
 impl Hub {
     /// Reads the built-in endpoint after sequence number `after` (or, when `None`, after the
     /// consumer group's checkpoint).
-    pub async fn read_events(&self, group: &str, after: Option<u64>, limit: usize) -> Result<EventsPage, DpsError> {
+    pub async fn read_events(
+        &self,
+        group: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<EventsPage, DpsError> {
         validate_group(group)?;
         let after = match after {
             Some(a) => a,
             None => self.store.get_checkpoint(group).await?,
         };
-        let messages = self.store.read_telemetry(after, limit.clamp(1, MAX_READ)).await?;
+        let messages = self
+            .store
+            .read_telemetry(after, limit.clamp(1, MAX_READ))
+            .await?;
         let next = messages.last().map(|m| m.sequence_number).unwrap_or(after);
         Ok(EventsPage { messages, next })
     }
@@ -89,13 +104,22 @@ impl Hub {
 
     /// Deletes telemetry older than `retention`.
     pub async fn apply_retention(&self, retention: std::time::Duration) -> Result<u64, DpsError> {
-        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(1));
-        Ok(self.store.prune_telemetry(&fleethub_api::time::format_utc(cutoff)).await?)
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(1));
+        Ok(self
+            .store
+            .prune_telemetry(&fleethub_api::time::format_utc(cutoff))
+            .await?)
     }
 }
 
 fn validate_group(g: &str) -> Result<(), DpsError> {
-    if g.is_empty() || g.len() > 50 || !g.chars().all(|c| c.is_ascii_alphanumeric() || "-_.$".contains(c)) {
+    if g.is_empty()
+        || g.len() > 50
+        || !g
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.$".contains(c))
+    {
         return Err(DpsError::bad_request(format!(
             "consumer group '{g}' is invalid: 1-50 characters of letters, digits, '-', '_', '.', '$'"
         )));

@@ -63,7 +63,11 @@ fn apply_section(section: &mut Value, patch: &Map<String, Value>, now: &str, des
 /// without `$metadata`.
 pub fn device_view(twin: &Twin) -> Value {
     let strip = |v: &Value| {
-        let mut v = if v.is_object() { v.clone() } else { json!({"$version": 1}) };
+        let mut v = if v.is_object() {
+            v.clone()
+        } else {
+            json!({"$version": 1})
+        };
         if let Some(o) = v.as_object_mut() {
             o.remove("$metadata");
             o.entry("$version").or_insert(json!(1));
@@ -74,7 +78,9 @@ pub fn device_view(twin: &Twin) -> Value {
 }
 
 fn check_size(twin: &Twin) -> Result<(), DpsError> {
-    let size = serde_json::to_vec(&(&twin.tags, &twin.properties)).map(|v| v.len()).unwrap_or(0);
+    let size = serde_json::to_vec(&(&twin.tags, &twin.properties))
+        .map(|v| v.len())
+        .unwrap_or(0);
     if size > MAX_TWIN_BYTES {
         return Err(DpsError::PayloadTooLarge(format!(
             "the twin would be {size} bytes; the limit is {MAX_TWIN_BYTES}"
@@ -96,7 +102,11 @@ impl Hub {
     }
 
     /// Device twin (`module_id` = `None`) or module twin.
-    pub async fn get_twin_of(&self, device_id: &str, module_id: Option<&str>) -> Result<Twin, DpsError> {
+    pub async fn get_twin_of(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+    ) -> Result<Twin, DpsError> {
         match module_id {
             None => self.get_twin(device_id).await,
             Some(m) => Ok(self.module_record(device_id, m).await?.twin),
@@ -129,13 +139,19 @@ impl Hub {
             check_size(&rec.twin)?;
             rec.twin.version += 1;
             rec.twin.etag = Some(twin_etag(rec.twin.version));
-            match self.store.put_module(rec, Precondition::IfMatch(etag)).await {
+            match self
+                .store
+                .put_module(rec, Precondition::IfMatch(etag))
+                .await
+            {
                 Ok(saved) => return Ok(saved.twin),
                 Err(StoreError::EtagMismatch { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(DpsError::Conflict(format!("the twin of '{device_id}/{module_id}' is being changed concurrently; retry")))
+        Err(DpsError::Conflict(format!(
+            "the twin of '{device_id}/{module_id}' is being changed concurrently; retry"
+        )))
     }
 
     /// Read-modify-write of a device's twin with optimistic concurrency on the device etag.
@@ -151,7 +167,11 @@ impl Hub {
             check_size(&rec.twin)?;
             rec.twin.version += 1;
             rec.twin.etag = Some(twin_etag(rec.twin.version));
-            match self.store.put_device(rec, Precondition::IfMatch(etag)).await {
+            match self
+                .store
+                .put_device(rec, Precondition::IfMatch(etag))
+                .await
+            {
                 Ok(saved) => {
                     crate::metrics::inc(&self.auth_failures.metrics.twin_updates);
                     return Ok(saved.twin);
@@ -160,7 +180,9 @@ impl Hub {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(DpsError::Conflict(format!("the twin of '{device_id}' is being changed concurrently; retry")))
+        Err(DpsError::Conflict(format!(
+            "the twin of '{device_id}' is being changed concurrently; retry"
+        )))
     }
 
     /// Device reported-properties PATCH; returns the new reported `$version`.
@@ -169,10 +191,15 @@ impl Hub {
     }
 
     /// Reported-properties PATCH of a device or module twin.
-    pub async fn patch_reported_of(&self, device_id: &str, module_id: Option<&str>, patch: &Value) -> Result<u64, DpsError> {
-        let patch = patch
-            .as_object()
-            .ok_or_else(|| DpsError::bad_request("a reported-properties patch must be a JSON object"))?;
+    pub async fn patch_reported_of(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        patch: &Value,
+    ) -> Result<u64, DpsError> {
+        let patch = patch.as_object().ok_or_else(|| {
+            DpsError::bad_request("a reported-properties patch must be a JSON object")
+        })?;
         let now = fleethub_api::time::now_utc();
         let mut version = 0;
         self.modify_twin_of(device_id, module_id, |t| {
@@ -192,7 +219,8 @@ impl Hub {
         if_match: Option<&str>,
         replace: bool,
     ) -> Result<Twin, DpsError> {
-        self.update_twin_of(device_id, None, body, if_match, replace).await
+        self.update_twin_of(device_id, None, body, if_match, replace)
+            .await
     }
 
     /// Service-side update of a device or module twin (see [`Hub::update_twin`]).
@@ -205,12 +233,17 @@ impl Hub {
         replace: bool,
     ) -> Result<Twin, DpsError> {
         let tags = body.get("tags").cloned();
-        let desired = body.get("properties").and_then(|p| p.get("desired")).cloned();
+        let desired = body
+            .get("properties")
+            .and_then(|p| p.get("desired"))
+            .cloned();
         for (name, v) in [("tags", &tags), ("properties.desired", &desired)] {
             if let Some(v) = v
                 && !(v.is_object() || v.is_null())
             {
-                return Err(DpsError::bad_request(format!("{name} must be a JSON object")));
+                return Err(DpsError::bad_request(format!(
+                    "{name} must be a JSON object"
+                )));
             }
         }
         let now = fleethub_api::time::now_utc();
@@ -291,9 +324,20 @@ mod tests {
 
     #[test]
     fn merge_patch_rules() {
-        let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}, "$version": 4}).as_object().unwrap().clone();
-        merge_patch(&mut t, json!({"a": null, "b": {"c": 5}, "e": [1], "$version": 99}).as_object().unwrap());
-        assert_eq!(Value::Object(t), json!({"b": {"c": 5, "d": 3}, "e": [1], "$version": 4}));
+        let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}, "$version": 4})
+            .as_object()
+            .unwrap()
+            .clone();
+        merge_patch(
+            &mut t,
+            json!({"a": null, "b": {"c": 5}, "e": [1], "$version": 99})
+                .as_object()
+                .unwrap(),
+        );
+        assert_eq!(
+            Value::Object(t),
+            json!({"b": {"c": 5, "d": 3}, "e": [1], "$version": 4})
+        );
     }
 
     #[test]
@@ -308,7 +352,13 @@ mod tests {
         assert_eq!(v, 2);
         assert_eq!(s["x"], 1);
         assert_eq!(s["$metadata"]["$lastUpdatedVersion"], 2);
-        let view = device_view(&Twin { properties: fleethub_api::TwinProperties { desired: s, reported: Value::Null }, ..Default::default() });
+        let view = device_view(&Twin {
+            properties: fleethub_api::TwinProperties {
+                desired: s,
+                reported: Value::Null,
+            },
+            ..Default::default()
+        });
         assert_eq!(view["reported"]["$version"], 1);
         assert!(view["desired"].get("$metadata").is_none());
     }

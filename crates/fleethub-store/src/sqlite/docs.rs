@@ -76,7 +76,13 @@ pub(crate) fn check(
     }
 }
 
-pub(crate) fn upsert(conn: &Connection, table: &str, key: &str, etag: &str, doc: &str) -> Result<()> {
+pub(crate) fn upsert(
+    conn: &Connection,
+    table: &str,
+    key: &str,
+    etag: &str,
+    doc: &str,
+) -> Result<()> {
     let sql = format!(
         "INSERT INTO {table} (id_lower, etag, doc) VALUES (?1, ?2, ?3)
          ON CONFLICT(id_lower) DO UPDATE SET etag = excluded.etag, doc = excluded.doc"
@@ -107,7 +113,10 @@ pub(crate) fn delete(
             id: key.to_string(),
         });
     }
-    conn.execute(&format!("DELETE FROM {table} WHERE id_lower = ?1"), params![key])?;
+    conn.execute(
+        &format!("DELETE FROM {table} WHERE id_lower = ?1"),
+        params![key],
+    )?;
     Ok(())
 }
 

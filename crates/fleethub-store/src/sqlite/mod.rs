@@ -6,14 +6,12 @@ mod pool;
 mod schema;
 
 use crate::{
-    Assignment, DeviceRecord, Page, PageRequest, Precondition, RegistrationRecord, Result, Store,
-    StoreError, TelemetryMessage, C2dMessage, ModuleRecord, etag_matches,
+    Assignment, C2dMessage, DeviceRecord, ModuleRecord, Page, PageRequest, Precondition,
+    RegistrationRecord, Result, Store, StoreError, TelemetryMessage, etag_matches,
 };
 use async_trait::async_trait;
 use docs::{check, decode, encode, get_doc, get_row, new_etag, upsert};
-use fleethub_api::{
-    DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment, time::now_utc,
-};
+use fleethub_api::{DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment, time::now_utc};
 use pool::Pool;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
@@ -102,7 +100,11 @@ fn get_device_row(conn: &Connection, device_id: &str) -> Result<Option<DeviceRec
     }
 }
 
-fn get_module_row(conn: &Connection, device_id: &str, module_id: &str) -> Result<Option<ModuleRecord>> {
+fn get_module_row(
+    conn: &Connection,
+    device_id: &str,
+    module_id: &str,
+) -> Result<Option<ModuleRecord>> {
     let row: Option<(String, String)> = conn
         .query_row(
             "SELECT doc, twin FROM modules WHERE device_id = ?1 AND module_id = ?2",
@@ -112,12 +114,19 @@ fn get_module_row(conn: &Connection, device_id: &str, module_id: &str) -> Result
         .optional()?;
     let id = format!("{device_id}/{module_id}");
     match row {
-        Some((d, t)) => Ok(Some(ModuleRecord { module: decode("module", &id, &d)?, twin: decode("module twin", &id, &t)? })),
+        Some((d, t)) => Ok(Some(ModuleRecord {
+            module: decode("module", &id, &d)?,
+            twin: decode("module twin", &id, &t)?,
+        })),
         None => Ok(None),
     }
 }
 
-fn write_device(conn: &Connection, mut rec: DeviceRecord, cond: &Precondition) -> Result<DeviceRecord> {
+fn write_device(
+    conn: &Connection,
+    mut rec: DeviceRecord,
+    cond: &Precondition,
+) -> Result<DeviceRecord> {
     let id = rec.device.device_id.clone();
     let current: Option<String> = conn
         .query_row(
@@ -159,9 +168,11 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.pool
             .read(move |c| {
-                Ok(c.query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| {
-                    r.get(0)
-                })
+                Ok(c.query_row(
+                    "SELECT value FROM settings WHERE key = ?1",
+                    params![key],
+                    |r| r.get(0),
+                )
                 .optional()?)
             })
             .await
@@ -175,9 +186,11 @@ impl Store for SqliteStore {
                     "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
                     params![key, value],
                 )?;
-                Ok(c.query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| {
-                    r.get(0)
-                })?)
+                Ok(c.query_row(
+                    "SELECT value FROM settings WHERE key = ?1",
+                    params![key],
+                    |r| r.get(0),
+                )?)
             })
             .await
     }
@@ -212,7 +225,12 @@ impl Store for SqliteStore {
         self.pool
             .write(move |c| {
                 let current = get_row(c, ENROLLMENTS, "id_lower", &key)?;
-                check(&cond, "enrollment", &e.registration_id, current.as_ref().map(|r| r.0.as_str()))?;
+                check(
+                    &cond,
+                    "enrollment",
+                    &e.registration_id,
+                    current.as_ref().map(|r| r.0.as_str()),
+                )?;
                 let now = now_utc();
                 let created = match &current {
                     Some((_, doc)) => decode::<IndividualEnrollment>("enrollment", &key, doc)?
@@ -224,7 +242,13 @@ impl Store for SqliteStore {
                 e.last_updated_date_time_utc = Some(now);
                 e.etag = Some(new_etag());
                 e.registration_state = None;
-                upsert(c, ENROLLMENTS, &key, e.etag.as_deref().unwrap_or(""), &encode(&e)?)?;
+                upsert(
+                    c,
+                    ENROLLMENTS,
+                    &key,
+                    e.etag.as_deref().unwrap_or(""),
+                    &encode(&e)?,
+                )?;
                 Ok(e)
             })
             .await
@@ -251,12 +275,21 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn put_group(&self, mut g: EnrollmentGroup, cond: Precondition) -> Result<EnrollmentGroup> {
+    async fn put_group(
+        &self,
+        mut g: EnrollmentGroup,
+        cond: Precondition,
+    ) -> Result<EnrollmentGroup> {
         let key = lower(&g.enrollment_group_id);
         self.pool
             .write(move |c| {
                 let current = get_row(c, GROUPS, "id_lower", &key)?;
-                check(&cond, "enrollment group", &g.enrollment_group_id, current.as_ref().map(|r| r.0.as_str()))?;
+                check(
+                    &cond,
+                    "enrollment group",
+                    &g.enrollment_group_id,
+                    current.as_ref().map(|r| r.0.as_str()),
+                )?;
                 let now = now_utc();
                 let created = match &current {
                     Some((_, doc)) => decode::<EnrollmentGroup>("enrollment group", &key, doc)?
@@ -267,7 +300,13 @@ impl Store for SqliteStore {
                 g.created_date_time_utc = Some(created);
                 g.last_updated_date_time_utc = Some(now);
                 g.etag = Some(new_etag());
-                upsert(c, GROUPS, &key, g.etag.as_deref().unwrap_or(""), &encode(&g)?)?;
+                upsert(
+                    c,
+                    GROUPS,
+                    &key,
+                    g.etag.as_deref().unwrap_or(""),
+                    &encode(&g)?,
+                )?;
                 Ok(g)
             })
             .await
@@ -314,11 +353,23 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delete_registration(&self, registration_id: &str, if_match: Option<&str>) -> Result<()> {
+    async fn delete_registration(
+        &self,
+        registration_id: &str,
+        if_match: Option<&str>,
+    ) -> Result<()> {
         let key = lower(registration_id);
         let if_match = if_match.map(str::to_string);
         self.pool
-            .write(move |c| docs::delete(c, "registrations", "registration", &key, if_match.as_deref()))
+            .write(move |c| {
+                docs::delete(
+                    c,
+                    "registrations",
+                    "registration",
+                    &key,
+                    if_match.as_deref(),
+                )
+            })
             .await
     }
 
@@ -331,7 +382,14 @@ impl Store for SqliteStore {
         self.pool
             .read(move |c| {
                 let filter = group.as_deref().map(|g| ("group_lower", g));
-                docs::list(c, "registrations", "id_lower", "registration", filter, &page)
+                docs::list(
+                    c,
+                    "registrations",
+                    "id_lower",
+                    "registration",
+                    filter,
+                    &page,
+                )
             })
             .await
     }
@@ -342,7 +400,9 @@ impl Store for SqliteStore {
     }
 
     async fn put_device(&self, record: DeviceRecord, cond: Precondition) -> Result<DeviceRecord> {
-        self.pool.write(move |c| write_device(c, record, &cond)).await
+        self.pool
+            .write(move |c| write_device(c, record, &cond))
+            .await
     }
 
     async fn delete_device(&self, device_id: &str, if_match: Option<&str>) -> Result<()> {
@@ -351,7 +411,11 @@ impl Store for SqliteStore {
         self.pool
             .write(move |c| {
                 let etag: Option<String> = c
-                    .query_row("SELECT etag FROM devices WHERE device_id = ?1", params![id], |r| r.get(0))
+                    .query_row(
+                        "SELECT etag FROM devices WHERE device_id = ?1",
+                        params![id],
+                        |r| r.get(0),
+                    )
                     .optional()?;
                 let Some(etag) = etag else {
                     return Err(StoreError::NotFound { kind: "device", id });
@@ -424,7 +488,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn append_telemetry(&self, messages: Vec<TelemetryMessage>) -> Result<Vec<TelemetryMessage>> {
+    async fn append_telemetry(
+        &self,
+        messages: Vec<TelemetryMessage>,
+    ) -> Result<Vec<TelemetryMessage>> {
         self.pool
             .write(move |c| {
                 let mut out = Vec::with_capacity(messages.len());
@@ -506,8 +573,12 @@ impl Store for SqliteStore {
         let id = device_id.to_string();
         self.pool
             .read(move |c| {
-                let mut stmt = c.prepare_cached("SELECT seq, doc FROM c2d WHERE device_id = ?1 ORDER BY seq LIMIT ?2")?;
-                let rows = stmt.query_map(params![id, limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, doc FROM c2d WHERE device_id = ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![id, limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?;
                 let mut out = Vec::new();
                 for row in rows {
                     let (seq, doc) = row?;
@@ -523,9 +594,15 @@ impl Store for SqliteStore {
     async fn update_c2d(&self, msg: C2dMessage) -> Result<()> {
         self.pool
             .write(move |c| {
-                let n = c.execute("UPDATE c2d SET doc = ?2 WHERE seq = ?1", params![msg.sequence_number as i64, encode(&msg)?])?;
+                let n = c.execute(
+                    "UPDATE c2d SET doc = ?2 WHERE seq = ?1",
+                    params![msg.sequence_number as i64, encode(&msg)?],
+                )?;
                 if n == 0 {
-                    return Err(StoreError::NotFound { kind: "c2d message", id: msg.sequence_number.to_string() });
+                    return Err(StoreError::NotFound {
+                        kind: "c2d message",
+                        id: msg.sequence_number.to_string(),
+                    });
                 }
                 Ok(())
             })
@@ -535,7 +612,10 @@ impl Store for SqliteStore {
     async fn delete_c2d(&self, sequence_number: u64) -> Result<()> {
         self.pool
             .write(move |c| {
-                c.execute("DELETE FROM c2d WHERE seq = ?1", params![sequence_number as i64])?;
+                c.execute(
+                    "DELETE FROM c2d WHERE seq = ?1",
+                    params![sequence_number as i64],
+                )?;
                 Ok(())
             })
             .await
@@ -544,14 +624,21 @@ impl Store for SqliteStore {
     async fn purge_c2d(&self, device_id: &str) -> Result<u64> {
         let id = device_id.to_string();
         self.pool
-            .write(move |c| Ok(c.execute("DELETE FROM c2d WHERE device_id = ?1", params![id])? as u64))
+            .write(move |c| {
+                Ok(c.execute("DELETE FROM c2d WHERE device_id = ?1", params![id])? as u64)
+            })
             .await
     }
 
     async fn prune_telemetry(&self, before_utc: &str) -> Result<u64> {
         let before = before_utc.to_string();
         self.pool
-            .write(move |c| Ok(c.execute("DELETE FROM telemetry WHERE enqueued_utc < ?1", params![before])? as u64))
+            .write(move |c| {
+                Ok(c.execute(
+                    "DELETE FROM telemetry WHERE enqueued_utc < ?1",
+                    params![before],
+                )? as u64)
+            })
             .await
     }
 
@@ -560,7 +647,11 @@ impl Store for SqliteStore {
         self.pool
             .read(move |c| {
                 let v: Option<i64> = c
-                    .query_row("SELECT offset_seq FROM consumer_groups WHERE name = ?1", params![g], |r| r.get(0))
+                    .query_row(
+                        "SELECT offset_seq FROM consumer_groups WHERE name = ?1",
+                        params![g],
+                        |r| r.get(0),
+                    )
                     .optional()?;
                 Ok(v.unwrap_or(0) as u64)
             })
@@ -616,7 +707,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delete_module(&self, device_id: &str, module_id: &str, if_match: Option<&str>) -> Result<()> {
+    async fn delete_module(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        if_match: Option<&str>,
+    ) -> Result<()> {
         let (d, m) = (device_id.to_string(), module_id.to_string());
         let if_match = if_match.map(str::to_string);
         self.pool
@@ -637,7 +733,10 @@ impl Store for SqliteStore {
                 {
                     return Err(StoreError::EtagMismatch { kind: "module", id });
                 }
-                c.execute("DELETE FROM modules WHERE device_id = ?1 AND module_id = ?2", params![d, m])?;
+                c.execute(
+                    "DELETE FROM modules WHERE device_id = ?1 AND module_id = ?2",
+                    params![d, m],
+                )?;
                 Ok(())
             })
             .await
@@ -647,8 +746,12 @@ impl Store for SqliteStore {
         let d = device_id.to_string();
         self.pool
             .read(move |c| {
-                let mut stmt = c.prepare_cached("SELECT module_id FROM modules WHERE device_id = ?1 ORDER BY module_id")?;
-                let ids: Vec<String> = stmt.query_map(params![d], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                let mut stmt = c.prepare_cached(
+                    "SELECT module_id FROM modules WHERE device_id = ?1 ORDER BY module_id",
+                )?;
+                let ids: Vec<String> = stmt
+                    .query_map(params![d], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
                 let mut out = Vec::new();
                 for m in ids {
                     if let Some(r) = get_module_row(c, &d, &m)? {

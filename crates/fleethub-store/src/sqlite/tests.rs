@@ -17,20 +17,38 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
 async fn enrollment_crud_with_etags() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
-    let e = s.put_enrollment(enrollment("Dev-01"), Precondition::MustNotExist).await.unwrap();
+    let e = s
+        .put_enrollment(enrollment("Dev-01"), Precondition::MustNotExist)
+        .await
+        .unwrap();
     let etag = e.etag.clone().unwrap();
     assert!(e.created_date_time_utc.is_some());
     // case-insensitive lookup
-    assert_eq!(s.get_enrollment("dev-01").await.unwrap().unwrap().registration_id, "Dev-01");
+    assert_eq!(
+        s.get_enrollment("dev-01")
+            .await
+            .unwrap()
+            .unwrap()
+            .registration_id,
+        "Dev-01"
+    );
     assert!(matches!(
-        s.put_enrollment(enrollment("dev-01"), Precondition::MustNotExist).await,
+        s.put_enrollment(enrollment("dev-01"), Precondition::MustNotExist)
+            .await,
         Err(StoreError::AlreadyExists { .. })
     ));
     assert!(matches!(
-        s.put_enrollment(enrollment("dev-01"), Precondition::IfMatch("\"nope\"".into())).await,
+        s.put_enrollment(
+            enrollment("dev-01"),
+            Precondition::IfMatch("\"nope\"".into())
+        )
+        .await,
         Err(StoreError::EtagMismatch { .. })
     ));
-    let e2 = s.put_enrollment(enrollment("dev-01"), Precondition::IfMatch(etag.clone())).await.unwrap();
+    let e2 = s
+        .put_enrollment(enrollment("dev-01"), Precondition::IfMatch(etag.clone()))
+        .await
+        .unwrap();
     assert_ne!(e2.etag.as_deref(), Some(etag.as_str()));
     assert_eq!(e2.created_date_time_utc, e.created_date_time_utc);
     assert!(matches!(
@@ -39,7 +57,10 @@ async fn enrollment_crud_with_etags() {
     ));
     s.delete_enrollment("DEV-01", None).await.unwrap();
     assert!(s.get_enrollment("dev-01").await.unwrap().is_none());
-    assert!(matches!(s.delete_enrollment("dev-01", None).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        s.delete_enrollment("dev-01", None).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 #[tokio::test]
@@ -47,13 +68,18 @@ async fn pagination_visits_everything_once() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
     for i in 0..25 {
-        s.put_enrollment(enrollment(&format!("d-{i:02}")), Precondition::Any).await.unwrap();
+        s.put_enrollment(enrollment(&format!("d-{i:02}")), Precondition::Any)
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
     let mut cont = None;
     loop {
         let p = s
-            .list_enrollments(PageRequest { continuation: cont, max_items: 10 })
+            .list_enrollments(PageRequest {
+                continuation: cont,
+                max_items: 10,
+            })
             .await
             .unwrap();
         seen.extend(p.items.into_iter().map(|e| e.registration_id));
@@ -83,19 +109,48 @@ async fn assignment_is_atomic_and_survives_reopen() {
             },
         };
         let dev = DeviceRecord {
-            device: Device { device_id: "dev-01".into(), ..Default::default() },
-            twin: Twin { device_id: "dev-01".into(), ..Default::default() },
+            device: Device {
+                device_id: "dev-01".into(),
+                ..Default::default()
+            },
+            twin: Twin {
+                device_id: "dev-01".into(),
+                ..Default::default()
+            },
         };
-        s.commit_assignment(Assignment { registration: rec, device: Some(dev) }).await.unwrap();
+        s.commit_assignment(Assignment {
+            registration: rec,
+            device: Some(dev),
+        })
+        .await
+        .unwrap();
     }
     let s = open(&dir);
-    let r = s.get_registration_by_operation("op-1").await.unwrap().unwrap();
+    let r = s
+        .get_registration_by_operation("op-1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.state.registration_id, "dev-01");
     assert!(r.state.etag.is_some());
-    assert!(s.get_device("dev-01").await.unwrap().unwrap().device.etag.is_some());
-    let by_group = s.list_registrations(Some("g1"), PageRequest::default()).await.unwrap();
+    assert!(
+        s.get_device("dev-01")
+            .await
+            .unwrap()
+            .unwrap()
+            .device
+            .etag
+            .is_some()
+    );
+    let by_group = s
+        .list_registrations(Some("g1"), PageRequest::default())
+        .await
+        .unwrap();
     assert_eq!(by_group.items.len(), 1);
-    let other = s.list_registrations(Some("g2"), PageRequest::default()).await.unwrap();
+    let other = s
+        .list_registrations(Some("g2"), PageRequest::default())
+        .await
+        .unwrap();
     assert!(other.items.is_empty());
 }
 
@@ -107,13 +162,15 @@ async fn concurrent_writes_are_group_committed() {
     for i in 0..200 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.put_enrollment(enrollment(&format!("c-{i}")), Precondition::MustNotExist).await
+            s.put_enrollment(enrollment(&format!("c-{i}")), Precondition::MustNotExist)
+                .await
         }));
     }
     // one conflicting write must fail alone without rolling back the others
     let s2 = s.clone();
     tasks.push(tokio::spawn(async move {
-        s2.put_enrollment(enrollment("c-0"), Precondition::IfMatch("\"x\"".into())).await
+        s2.put_enrollment(enrollment("c-0"), Precondition::IfMatch("\"x\"".into()))
+            .await
     }));
     let mut ok = 0;
     for t in tasks {
@@ -122,7 +179,13 @@ async fn concurrent_writes_are_group_committed() {
         }
     }
     assert_eq!(ok, 200);
-    let all = s.list_enrollments(PageRequest { continuation: None, max_items: 1000 }).await.unwrap();
+    let all = s
+        .list_enrollments(PageRequest {
+            continuation: None,
+            max_items: 1000,
+        })
+        .await
+        .unwrap();
     assert_eq!(all.items.len(), 200);
 }
 
@@ -157,5 +220,11 @@ async fn telemetry_log_appends_in_order_and_survives_reopen() {
     let all = s.read_telemetry(0, 10).await.unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[1].body, vec![2, 0xff]);
-    assert_eq!(s.read_telemetry(all[0].sequence_number, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        s.read_telemetry(all[0].sequence_number, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
