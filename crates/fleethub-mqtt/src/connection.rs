@@ -276,14 +276,21 @@ where
             };
             let mut live = gw.live.register(&identity);
             let conn = live.id;
-            // Persistent session (CleanSession=0): keep subscriptions per client ID.
+            // Persistent session (CleanSession=0): subscriptions are kept per client identity
+            // in the store, so they survive reconnects and server restarts.
             let (session_present, subs) = if connect.clean_session {
-                gw.sessions.lock().expect("sessions").remove(&identity);
+                if let Err(e) = gw.hub.store().delete_mqtt_session(&identity).await {
+                    tracing::warn!(identity, "cannot clear the MQTT session: {e}");
+                }
                 (false, Default::default())
             } else {
-                match gw.sessions.lock().expect("sessions").get(&identity) {
-                    Some(subs) => (true, subs.clone()),
-                    None => (false, Default::default()),
+                match gw.hub.store().get_mqtt_session(&identity).await {
+                    Ok(Some(doc)) => (true, crate::hub_session::decode_subscriptions(&doc)),
+                    Ok(None) => (false, Default::default()),
+                    Err(e) => {
+                        tracing::warn!(identity, "cannot load the MQTT session: {e}");
+                        (false, Default::default())
+                    }
                 }
             };
             let mut events = gw.hub.attach(&device_id, module_id.as_deref(), conn);
@@ -305,7 +312,7 @@ where
                 + gw.hub.config().token_skew_secs;
             let token_deadline = tokio::time::sleep(Duration::from_secs(expires_in));
             tokio::pin!(token_deadline);
-            let mut session = HubSession::new(gw, principal, conn, subs);
+            let mut session = HubSession::new(gw, principal, conn, subs, !connect.clean_session);
             if let Err(e) = session.start(&mut writer).await {
                 gw.hub.detach(&device_id, module_id.as_deref(), conn);
                 return Err(e);

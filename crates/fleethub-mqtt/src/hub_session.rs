@@ -18,6 +18,35 @@ use tokio::io::AsyncWrite;
 /// Subscriptions of a client, kept across reconnects for persistent sessions.
 pub(crate) type Subscriptions = HashMap<String, QoS>;
 
+/// Stored form: `{"filter": qos, ...}`.
+pub(crate) fn encode_subscriptions(s: &Subscriptions) -> String {
+    let m: serde_json::Map<String, serde_json::Value> = s
+        .iter()
+        .map(|(k, q)| (k.clone(), serde_json::json!(*q as u8)))
+        .collect();
+    serde_json::Value::Object(m).to_string()
+}
+
+pub(crate) fn decode_subscriptions(doc: &str) -> Subscriptions {
+    let v: serde_json::Value = serde_json::from_str(doc).unwrap_or_default();
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, q)| {
+                    (
+                        k.clone(),
+                        if q.as_u64() == Some(0) {
+                            QoS::AtMostOnce
+                        } else {
+                            QoS::AtLeastOnce
+                        },
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub(crate) struct HubSession<'a> {
     gw: &'a Gateway,
     principal: HubPrincipal,
@@ -26,6 +55,8 @@ pub(crate) struct HubSession<'a> {
     next_pkid: u16,
     /// Cloud-to-device messages sent at QoS 1 and not yet acknowledged: pkid -> sequence number.
     c2d_in_flight: HashMap<u16, u64>,
+    /// CleanSession=0: subscriptions are saved in the store when they change.
+    persistent: bool,
 }
 
 impl<'a> HubSession<'a> {
@@ -34,6 +65,7 @@ impl<'a> HubSession<'a> {
         principal: HubPrincipal,
         conn: u64,
         subs: Subscriptions,
+        persistent: bool,
     ) -> Self {
         let s = HubSession {
             gw,
@@ -42,6 +74,7 @@ impl<'a> HubSession<'a> {
             subs,
             next_pkid: 0,
             c2d_in_flight: HashMap::new(),
+            persistent,
         };
         s.publish_features();
         s
@@ -59,6 +92,19 @@ impl<'a> HubSession<'a> {
             .iter()
             .find(|(k, _)| classify_filter(k, &self.principal.device_id) == Some(f))
             .map(|(_, q)| *q)
+    }
+
+    async fn save_subscriptions(&self) {
+        if self.persistent
+            && let Err(e) = self
+                .gw
+                .hub
+                .store()
+                .put_mqtt_session(&self.identity(), &encode_subscriptions(&self.subs))
+                .await
+        {
+            tracing::warn!(identity = %self.identity(), "cannot save the MQTT session: {e}");
+        }
     }
 
     fn publish_features(&self) {
@@ -231,6 +277,7 @@ impl<'a> HubSession<'a> {
                     }
                 }
                 self.publish_features();
+                self.save_subscriptions().await;
                 out.push(&Packet::SubAck(SubAck {
                     pkid: s.pkid,
                     return_codes: codes,
@@ -242,6 +289,7 @@ impl<'a> HubSession<'a> {
                     self.subs.remove(t);
                 }
                 self.publish_features();
+                self.save_subscriptions().await;
                 out.push(&Packet::UnsubAck(u.pkid))?;
             }
             Packet::PubAck(pkid) => {

@@ -101,6 +101,11 @@ pub trait Store: Send + Sync + 'static {
     async fn get_checkpoint(&self, group: &str) -> Result<u64>;
     async fn set_checkpoint(&self, group: &str, sequence_number: u64) -> Result<()>;
 
+    // ---- Persistent MQTT sessions (the subscriptions of CleanSession=0 clients)
+    async fn get_mqtt_session(&self, client_id: &str) -> Result<Option<String>>;
+    async fn put_mqtt_session(&self, client_id: &str, doc: &str) -> Result<()>;
+    async fn delete_mqtt_session(&self, client_id: &str) -> Result<()>;
+
     // ---- Cloud-to-device queues
     /// Enqueues unless the device already has `max_queued` messages (then `InvalidArgument`).
     async fn enqueue_c2d(&self, msg: C2dMessage, max_queued: usize) -> Result<C2dMessage>;

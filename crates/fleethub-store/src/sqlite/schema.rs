@@ -41,6 +41,8 @@ pub const MIGRATIONS: &[&str] = &[
         doc TEXT NOT NULL,
         twin TEXT NOT NULL,
         PRIMARY KEY (device_id, module_id));",
+    // 6: persistent MQTT sessions (subscriptions by client identity)
+    "CREATE TABLE mqtt_sessions (client_id TEXT PRIMARY KEY, doc TEXT NOT NULL, updated_utc TEXT NOT NULL);",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
