@@ -12,7 +12,7 @@ use crate::auth::dps_service;
 use crate::body::{
     Peer, check_query, if_match, ok_json, page_request, page_response, require_json,
 };
-use crate::error::{ServiceResult, empty};
+use crate::error::{ApiError, ServiceResult, empty};
 
 /// `PUT /enrollmentGroups/{id}` (If-Match optional) -> 200 + the stored group.
 pub(crate) async fn put(
@@ -62,8 +62,27 @@ pub(crate) async fn attestation(
     Ok(ok_json(&state.dps.group_attestation(&id).await?))
 }
 
+/// `POST /enrollmentGroups/{id}`: only `POST /enrollmentGroups/query` exists. (The query is routed through
+/// the `{id}` route so an enrollment group whose ID is "query" stays reachable with GET/PUT/DELETE.)
+pub(crate) async fn post(
+    state: State<HttpState>,
+    Path(id): Path<String>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ServiceResult<Response> {
+    if !id.eq_ignore_ascii_case("query") {
+        return Err(ApiError::from_status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method POST is not allowed on /enrollmentGroups/{id}"),
+        )
+        .into());
+    }
+    query(state, peer, headers, body).await
+}
+
 /// `POST /enrollmentGroups/query` -> 200 array, `x-ms-continuation` only when more pages exist.
-pub(crate) async fn query(
+async fn query(
     State(state): State<HttpState>,
     peer: Peer,
     headers: HeaderMap,

@@ -5,13 +5,12 @@
 //! and diagnostics.
 //!
 //! Handlers only translate HTTP to [`fleethub_services`] calls and errors back to Azure's wire
-//! shapes; all routes are listed in one table, [`ROUTES`], which `docs/openapi.json` is
-//! checked against. Wire rules this crate guarantees for every
-//! response (protocols.md section 1): JSON bodies carry
-//! `Content-Type: application/json; charset=utf-8`, errors are Azure-style JSON (never plain
-//! text, including 404, 405 and 413), `x-ms-continuation` only appears when more pages exist,
-//! any `api-version` (or none) is accepted, and keyword path segments are matched
-//! case-insensitively.
+//! shapes; all routes are listed in one table, [`ROUTES`], which the router is built from and
+//! `docs/openapi.json` is checked against. Wire rules this crate guarantees for every response
+//! (protocols.md section 1): JSON bodies carry `Content-Type: application/json; charset=utf-8`,
+//! errors are Azure-style JSON (never plain text, including 404, 405 and 413),
+//! `x-ms-continuation` only appears when more pages exist, any `api-version` (or none) is
+//! accepted, and keyword path segments are matched case-insensitively.
 
 mod auth;
 mod body;
@@ -87,16 +86,17 @@ route_table! {
 
     // DPS service API.
     POST "/enrollments" => enrollments::bulk;
-    POST "/enrollments/query" => enrollments::query;
     GET "/enrollments/{id}" => enrollments::get;
     PUT "/enrollments/{id}" => enrollments::put;
     DELETE "/enrollments/{id}" => enrollments::delete;
+    // `POST /enrollments/query` (an enrollment named "query" keeps GET/PUT/DELETE)
+    POST "/enrollments/{id}" => enrollments::post;
     POST "/enrollments/{id}/attestationmechanism" => enrollments::attestation;
     POST "/enrollmentGroups" => groups::bulk;
-    POST "/enrollmentGroups/query" => groups::query;
     GET "/enrollmentGroups/{id}" => groups::get;
     PUT "/enrollmentGroups/{id}" => groups::put;
     DELETE "/enrollmentGroups/{id}" => groups::delete;
+    POST "/enrollmentGroups/{id}" => groups::post;
     POST "/enrollmentGroups/{id}/attestationmechanism" => groups::attestation;
     GET "/registrations/{id}" => registrations::get;
     DELETE "/registrations/{id}" => registrations::delete;

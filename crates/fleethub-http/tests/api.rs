@@ -592,3 +592,50 @@ async fn bulk_operations_including_nodes_trailing_slash() {
         StatusCode::OK
     );
 }
+
+/// `query` is a valid registration / group ID: only POST on it is the query.
+#[tokio::test]
+async fn enrollment_and_group_named_query() {
+    let f = fixture();
+    let put = f
+        .svc(Method::PUT, "/enrollments/query", &[], enrollment("query"))
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.json);
+    let got = f
+        .svc(Method::GET, "/enrollments/query", &[], Body::empty())
+        .await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.json);
+    assert_eq!(got.json["registrationId"], "query");
+    let listed = f
+        .svc(Method::POST, "/enrollments/Query", &[], r#"{"query":"*"}"#)
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.json);
+    assert_eq!(listed.json[0]["registrationId"], "query");
+    let not_query = f
+        .svc(Method::POST, "/enrollments/dev-1", &[], r#"{"query":"*"}"#)
+        .await;
+    assert_hub_error(&not_query, 405, "MethodNotAllowed");
+    let deleted = f
+        .svc(Method::DELETE, "/enrollments/query", &[], Body::empty())
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+
+    let group = json!({"enrollmentGroupId": "query", "attestation": {"type": "symmetricKey"}});
+    let put = f
+        .svc(
+            Method::PUT,
+            "/enrollmentGroups/query",
+            &[],
+            group.to_string(),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.json);
+    let got = f
+        .svc(Method::GET, "/enrollmentgroups/query", &[], Body::empty())
+        .await;
+    assert_eq!(got.json["enrollmentGroupId"], "query");
+    let listed = f
+        .svc(Method::POST, "/enrollmentGroups/query", &[], Body::empty())
+        .await;
+    assert_eq!(listed.json[0]["enrollmentGroupId"], "query");
+}

@@ -70,7 +70,12 @@ fn lock_of(r: &RawResp) -> String {
 }
 
 fn assert_raw_hub_error(r: &RawResp, status: u16, name: &str) {
-    assert_eq!(r.status.as_u16(), status, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status.as_u16(),
+        status,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert_eq!(r.header("iothub-errorcode"), Some(name));
     let msg = r.json()["Message"].as_str().unwrap().to_string();
     assert!(msg.starts_with(&format!("ErrorCode:{name};")), "{msg}");
@@ -141,15 +146,23 @@ async fn send_then_receive_and_complete_over_https() {
 async fn abandon_redelivers_with_higher_delivery_count() {
     let f = fixture();
     let key = f.hub_device("dev-1").await;
-    let bin = base64::engine::general_purpose::STANDARD.encode([0u8, 1, 2, 255]);
+    let bin = base64::engine::general_purpose::STANDARD.encode("from base64");
     let sent = f.send_c2d("dev-1", json!({ "bodyBase64": bin })).await;
     assert_eq!(sent.status, StatusCode::OK, "{}", sent.json);
 
     let first = f.receive("dev-1", &key).await;
-    assert_eq!(first.status, StatusCode::OK);
-    assert_eq!(first.body, [0u8, 1, 2, 255]);
+    assert_eq!(
+        first.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    assert_eq!(first.body, b"from base64");
     assert_eq!(first.header("iothub-deliverycount"), Some("1"));
-    assert_eq!(first.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(
+        first.header("content-type"),
+        Some("application/octet-stream")
+    );
     let lock = lock_of(&first);
 
     let r = f.abandon("dev-1", &key, &lock).await;
@@ -176,6 +189,26 @@ async fn abandon_redelivers_with_higher_delivery_count() {
         f.settle("dev-1", &key, &lock2, false).await.status,
         StatusCode::NO_CONTENT
     );
+}
+
+/// Non-UTF-8 bodies: the store keeps C2D messages as JSON documents whose `body` serializer
+/// writes such bytes as a number array its deserializer cannot read back (fleethub-store
+/// `records.rs`, `body_b64`), so receiving one fails with 500 until that is fixed.
+#[tokio::test]
+async fn binary_body_round_trip() {
+    let f = fixture();
+    let key = f.hub_device("dev-1").await;
+    let bin = base64::engine::general_purpose::STANDARD.encode([0u8, 1, 2, 255]);
+    let sent = f.send_c2d("dev-1", json!({ "bodyBase64": bin })).await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.json);
+    let got = f.receive("dev-1", &key).await;
+    assert_eq!(
+        got.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&got.body)
+    );
+    assert_eq!(got.body, [0u8, 1, 2, 255]);
 }
 
 #[tokio::test]
@@ -218,7 +251,9 @@ async fn purge_queue_and_depth_limit() {
     let f = fixture();
     let key = f.hub_device("dev-1").await;
     for i in 0..50 {
-        let r = f.send_c2d("dev-1", json!({ "body": format!("m{i}") })).await;
+        let r = f
+            .send_c2d("dev-1", json!({ "body": format!("m{i}") }))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{i}: {}", r.json);
     }
     let full = f.send_c2d("dev-1", json!({"body": "one too many"})).await;
@@ -252,7 +287,12 @@ async fn purge_queue_and_depth_limit() {
     let r = f.send_c2d("dev-1", json!({"body": "room again"})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let again = f
-        .hub_svc(Method::DELETE, "/devices/dev-1/commands", &[], Body::empty())
+        .hub_svc(
+            Method::DELETE,
+            "/devices/dev-1/commands",
+            &[],
+            Body::empty(),
+        )
         .await;
     assert_eq!(again.json["totalMessagesPurged"], 1);
 }
@@ -265,7 +305,12 @@ async fn service_send_errors() {
     let missing = f.send_c2d("nobody", json!({"body": "x"})).await;
     assert_hub_error(&missing, 404, "DeviceNotFound");
     let purge_missing = f
-        .hub_svc(Method::DELETE, "/devices/nobody/commands", &[], Body::empty())
+        .hub_svc(
+            Method::DELETE,
+            "/devices/nobody/commands",
+            &[],
+            Body::empty(),
+        )
         .await;
     assert_hub_error(&purge_missing, 404, "DeviceNotFound");
 
@@ -329,7 +374,12 @@ async fn auth_errors() {
     assert_raw_hub_error(&none, 401, "IotHubUnauthorizedAccess");
     let other = hub_device_token("dev-2", &key2);
     let r = f
-        .raw(Method::GET, path, &[("authorization", &other)], Body::empty())
+        .raw(
+            Method::GET,
+            path,
+            &[("authorization", &other)],
+            Body::empty(),
+        )
         .await;
     assert_raw_hub_error(&r, 401, "IotHubUnauthorizedAccess");
     let wrong_key = hub_device_token("dev-1", &key2);

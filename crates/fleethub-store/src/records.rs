@@ -58,7 +58,16 @@ mod body_b64 {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        Ok(String::deserialize(d)?.into_bytes())
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Body {
+            Text(String),
+            Bytes(Vec<u8>),
+        }
+        Ok(match Body::deserialize(d)? {
+            Body::Text(s) => s.into_bytes(),
+            Body::Bytes(b) => b,
+        })
     }
 }
 

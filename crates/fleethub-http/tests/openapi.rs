@@ -1,0 +1,121 @@
+//! `docs/openapi.json` describes exactly the routes the router serves ([`ROUTES`], which the
+//! router is built from), with the two error shapes; and every route answers through the
+//! router (401 without credentials: none is open).
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use common::*;
+use fleethub_http::ROUTES;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+
+fn spec() -> Value {
+    let text = std::fs::read_to_string(SPEC).unwrap_or_else(|e| panic!("{SPEC}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{SPEC} is not JSON: {e}"))
+}
+
+const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
+
+#[test]
+fn spec_lists_exactly_the_routes() {
+    let spec = spec();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.0"));
+    let paths = spec["paths"].as_object().expect("paths");
+
+    let served: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_ascii_lowercase(), p.to_string()))
+        .collect();
+    assert_eq!(served.len(), ROUTES.len(), "duplicate entries in ROUTES");
+    let described: BTreeSet<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| METHODS.contains(&k.as_str()))
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+
+    let missing: Vec<_> = served.difference(&described).collect();
+    assert!(
+        missing.is_empty(),
+        "routes missing from {SPEC}: {missing:?}"
+    );
+    let extra: Vec<_> = described.difference(&served).collect();
+    assert!(
+        extra.is_empty(),
+        "{SPEC} describes routes not served: {extra:?}"
+    );
+
+    // every operation documents its answers, and path parameters match the template
+    for (method, path) in &served {
+        let op = &paths[path.as_str()][method.as_str()];
+        assert!(
+            op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+            "{method} {path}: no responses"
+        );
+        let declared: BTreeSet<&str> = op["parameters"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| p["name"].as_str().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let templated: BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        assert_eq!(declared, templated, "{method} {path}: path parameters");
+    }
+}
+
+#[test]
+fn spec_has_both_error_shapes_and_resolvable_refs() {
+    let spec = spec();
+    let schemas = spec["components"]["schemas"].as_object().unwrap();
+    for name in ["HubErrorBody", "DpsErrorBody"] {
+        assert!(schemas.contains_key(name), "schema {name}");
+    }
+    assert_eq!(
+        spec["components"]["schemas"]["HubErrorBody"]["required"],
+        serde_json::json!(["Message", "ExceptionMessage"])
+    );
+    let text = spec.to_string();
+    for piece in text.split("\"$ref\":\"#/components/").skip(1) {
+        let target = piece.split('"').next().unwrap();
+        let (kind, name) = target.split_once('/').unwrap();
+        assert!(
+            spec["components"][kind].get(name).is_some(),
+            "unresolved $ref #/components/{target}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_route_is_served_and_needs_credentials() {
+    let f = fixture();
+    for (method, path) in ROUTES {
+        // `POST /devices/{id}` only exists as `POST /devices/query`
+        let uri: String = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "query" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let r = f.raw(method.clone(), &uri, &[], Body::empty()).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {uri}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+}
