@@ -9,9 +9,9 @@
 
 use super::{Hub, HubEvent};
 use crate::{DpsError, unix_now};
-use fleethub_store::{C2dMessage, Store, StoreError};
+use fleethub_store::{C2dMessage, StoreError};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Azure's per-device queue depth.
@@ -63,22 +63,16 @@ pub enum Settle {
     Abandon,
 }
 
-/// One lock. `store` identifies the hub (its queue) without keeping it alive; a `Weak` keeps
-/// the allocation, so the address is never reused by another store while the entry exists.
-struct Lock {
-    store: Weak<dyn Store>,
+/// One HTTPS receive lock on a queued message.
+pub(crate) struct Lock {
     device_id: String,
     sequence_number: u64,
     deadline: Instant,
 }
 
-/// Lock token -> lock, for every hub in the process (a hub only sees its own entries).
-static LOCKS: LazyLock<Mutex<HashMap<String, Lock>>> = LazyLock::new(Default::default);
-
-fn locks() -> std::sync::MutexGuard<'static, HashMap<String, Lock>> {
-    // A panic while holding the lock cannot leave the map inconsistent: use it anyway.
-    LOCKS.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// Lock token -> lock, of one hub.
+#[derive(Default)]
+pub(crate) struct C2dLocks(Mutex<HashMap<String, Lock>>);
 
 impl Hub {
     /// Queues a message for a device and wakes its connection. A full queue is
@@ -184,23 +178,23 @@ impl Hub {
     /// Removes every queued message of the device (locked ones too); returns how many.
     pub async fn purge_c2d(&self, device_id: &str) -> Result<u64, DpsError> {
         let n = self.store.purge_c2d(device_id).await?;
-        locks().retain(|_, l| !(self.owns(l) && l.device_id == device_id));
+        self.locks().retain(|_, l| l.device_id != device_id);
         Ok(n)
     }
 
     /// Whether an HTTPS receive holds an unexpired lock on the message.
     pub fn is_c2d_locked(&self, sequence_number: u64) -> bool {
         let now = Instant::now();
-        locks()
+        self.locks()
             .values()
-            .any(|l| self.owns(l) && l.sequence_number == sequence_number && l.deadline > now)
+            .any(|l| l.sequence_number == sequence_number && l.deadline > now)
     }
 
     /// HTTPS receive: the oldest deliverable message, locked for [`LOCK_TIMEOUT`] with its
     /// delivery count raised; `None` when there is none. A message already delivered
     /// [`MAX_DELIVERY_COUNT`] times is dead-lettered (removed, logged) instead.
     pub async fn receive_c2d(&self, device_id: &str) -> Result<Option<LockedC2d>, DpsError> {
-        prune_locks();
+        self.prune_locks();
         for mut m in self.queued_c2d(device_id).await? {
             if m.delivery_count >= MAX_DELIVERY_COUNT {
                 tracing::warn!(
@@ -225,10 +219,10 @@ impl Hub {
                 }
                 // Completed (e.g. over MQTT) meanwhile.
                 Err(StoreError::NotFound { .. }) => {
-                    locks().remove(&lock_token);
+                    self.locks().remove(&lock_token);
                 }
                 Err(e) => {
-                    locks().remove(&lock_token);
+                    self.locks().remove(&lock_token);
                     return Err(e.into());
                 }
             }
@@ -246,10 +240,10 @@ impl Hub {
         how: Settle,
     ) -> Result<(), DpsError> {
         let lock = {
-            let mut map = locks();
-            let valid = map.get(lock_token).is_some_and(|l| {
-                self.owns(l) && l.device_id == device_id && l.deadline > Instant::now()
-            });
+            let mut map = self.locks();
+            let valid = map
+                .get(lock_token)
+                .is_some_and(|l| l.device_id == device_id && l.deadline > Instant::now());
             if !valid {
                 return Err(DpsError::PreconditionFailed(format!(
                     "lock token '{lock_token}' of device '{device_id}' is unknown, expired or \
@@ -281,18 +275,24 @@ impl Hub {
         Ok(())
     }
 
-    /// Whether a lock belongs to this hub's queue.
-    fn owns(&self, l: &Lock) -> bool {
-        std::ptr::addr_eq(l.store.as_ptr(), Arc::as_ptr(&self.store))
+    fn locks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lock>> {
+        // A panic while holding the lock cannot leave the map inconsistent: use it anyway.
+        self.c2d_locks.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops expired locks.
+    fn prune_locks(&self) {
+        let now = Instant::now();
+        self.locks().retain(|_, l| l.deadline > now);
     }
 
     /// Locks a message unless it already is; returns the new lock token.
     fn try_lock(&self, device_id: &str, sequence_number: u64) -> Option<String> {
         let now = Instant::now();
-        let mut map = locks();
+        let mut map = self.locks();
         if map
             .values()
-            .any(|l| self.owns(l) && l.sequence_number == sequence_number && l.deadline > now)
+            .any(|l| l.sequence_number == sequence_number && l.deadline > now)
         {
             return None;
         }
@@ -300,7 +300,6 @@ impl Hub {
         map.insert(
             token.clone(),
             Lock {
-                store: Arc::downgrade(&self.store),
                 device_id: device_id.to_string(),
                 sequence_number,
                 deadline: now + LOCK_TIMEOUT,
@@ -310,14 +309,9 @@ impl Hub {
     }
 
     fn unlock_sequence(&self, sequence_number: u64) {
-        locks().retain(|_, l| !(self.owns(l) && l.sequence_number == sequence_number));
+        self.locks()
+            .retain(|_, l| l.sequence_number != sequence_number);
     }
-}
-
-/// Drops expired locks and those of hubs that are gone.
-fn prune_locks() {
-    let now = Instant::now();
-    locks().retain(|_, l| l.deadline > now && l.store.strong_count() > 0);
 }
 
 /// Borrowed view of a message for transports that format it.

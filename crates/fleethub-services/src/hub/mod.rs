@@ -35,6 +35,7 @@ pub struct Hub {
     telemetry_tx: tokio::sync::broadcast::Sender<Arc<fleethub_store::TelemetryMessage>>,
     presence: presence::Presence,
     methods: methods::PendingMethods,
+    c2d_locks: c2d::C2dLocks,
 }
 
 impl Hub {
@@ -53,6 +54,7 @@ impl Hub {
             telemetry_tx,
             presence: Default::default(),
             methods: Default::default(),
+            c2d_locks: Default::default(),
         }
     }
 
