@@ -7,6 +7,8 @@
 //! - [`mqtt_client`]: a small MQTT 3.1.1 client (QoS 0/1, SUBSCRIBE, keep-alive) on any stream.
 //! - [`provisioning`]: the DPS symmetric-key provisioning client, over MQTT or HTTPS, with the
 //!   same wire behaviour as the official SDKs.
+//! - [`device_client`]: the IoT Hub device client over MQTT (telemetry, twin, direct
+//!   methods, cloud-to-device messages, SAS renewal and reconnection).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod device_client;
 pub mod https;
 pub mod mqtt_client;
 pub mod provisioning;
@@ -33,6 +36,10 @@ pub mod tls;
 #[cfg(test)]
 pub(crate) mod test_support;
 
+pub use device_client::{
+    C2dMessage, ConnectionStatus, DeviceClient, DeviceClientOptions, DeviceError, Message,
+    MethodRequest, MethodResponse, ReconnectPolicy,
+};
 pub use https::{HttpsClient, HttpsError, HttpsRequest, HttpsResponse};
 pub use mqtt_client::{MqttClient, MqttError, MqttIncoming, MqttOptions};
 pub use provisioning::{

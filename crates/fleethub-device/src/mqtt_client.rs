@@ -5,7 +5,9 @@
 //! background task that:
 //! - writes PUBLISH (QoS 0, or QoS 1 completing on PUBACK), SUBSCRIBE (completing on
 //!   SUBACK) and DISCONNECT for the [`MqttClient`] handles;
-//! - acknowledges and forwards incoming PUBLISH packets to [`MqttIncoming`];
+//! - acknowledges and forwards incoming PUBLISH packets to [`MqttIncoming`] (with
+//!   [`MqttOptions::manual_acks`], QoS 1 packets are acknowledged only when the
+//!   application calls [`MqttClient::ack`]);
 //! - sends PINGREQ after `keep_alive` without outgoing traffic and drops the connection
 //!   when the PINGRESP does not come within another `keep_alive`.
 //!
@@ -48,6 +50,9 @@ pub struct MqttOptions {
     pub max_packet_size: usize,
     /// Incoming PUBLISH packets buffered before the connection task waits for the reader.
     pub incoming_capacity: usize,
+    /// Do not PUBACK incoming QoS 1 PUBLISH packets automatically: the application calls
+    /// [`MqttClient::ack`] once it has taken responsibility for the message.
+    pub manual_acks: bool,
 }
 
 impl fmt::Debug for MqttOptions {
@@ -61,6 +66,7 @@ impl fmt::Debug for MqttOptions {
             .field("connack_timeout", &self.connack_timeout)
             .field("max_packet_size", &self.max_packet_size)
             .field("incoming_capacity", &self.incoming_capacity)
+            .field("manual_acks", &self.manual_acks)
             .finish()
     }
 }
@@ -77,6 +83,7 @@ impl MqttOptions {
             connack_timeout: DEFAULT_CONNACK_TIMEOUT,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             incoming_capacity: 256,
+            manual_acks: false,
         }
     }
 
@@ -102,6 +109,12 @@ impl MqttOptions {
 
     pub fn with_connack_timeout(mut self, timeout: Duration) -> Self {
         self.connack_timeout = timeout;
+        self
+    }
+
+    /// See [`MqttOptions::manual_acks`].
+    pub fn with_manual_acks(mut self, manual: bool) -> Self {
+        self.manual_acks = manual;
         self
     }
 }
@@ -159,6 +172,9 @@ type CloseReason = Arc<Mutex<Option<String>>>;
 #[derive(Clone)]
 pub struct MqttClient {
     commands: mpsc::Sender<Command>,
+    /// PUBACKs requested with [`MqttClient::ack`]; unbounded so that acknowledging never
+    /// waits for the connection task (which may itself wait for the incoming reader).
+    acks: mpsc::UnboundedSender<u16>,
     session_present: bool,
     close_reason: CloseReason,
 }
@@ -243,6 +259,7 @@ impl MqttClient {
         }
 
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let (pub_tx, pub_rx) = mpsc::channel(options.incoming_capacity.max(1));
         let close_reason: CloseReason = Arc::default();
         let keep_alive = Duration::from_secs(u64::from(keep_alive_secs));
@@ -258,6 +275,8 @@ impl MqttClient {
             pending_pubs: HashMap::new(),
             pending_subs: HashMap::new(),
             incoming: pub_tx,
+            manual_acks: options.manual_acks,
+            acks: ack_rx,
         };
         let reason = close_reason.clone();
         tokio::spawn(async move {
@@ -277,6 +296,7 @@ impl MqttClient {
         Ok((
             MqttClient {
                 commands: cmd_tx,
+                acks: ack_tx,
                 session_present: ack.session_present,
                 close_reason: close_reason.clone(),
             },
@@ -345,6 +365,13 @@ impl MqttClient {
     pub async fn disconnect(&self) -> Result<(), MqttError> {
         self.call(|done| Command::Disconnect { done }).await
     }
+
+    /// PUBACKs an incoming QoS 1 PUBLISH (only meaningful with
+    /// [`MqttOptions::manual_acks`]). Never waits; fails only when the connection is gone
+    /// (the server then redelivers the message on a persistent session).
+    pub fn ack(&self, pkid: u16) -> Result<(), MqttError> {
+        self.acks.send(pkid).map_err(|_| self.lost())
+    }
 }
 
 struct Connection<S> {
@@ -359,6 +386,8 @@ struct Connection<S> {
     pending_pubs: HashMap<u16, oneshot::Sender<()>>,
     pending_subs: HashMap<u16, oneshot::Sender<Vec<SubscribeReturnCode>>>,
     incoming: mpsc::Sender<Publish>,
+    manual_acks: bool,
+    acks: mpsc::UnboundedReceiver<u16>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -394,6 +423,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         return Ok(());
                     }
                 },
+                Some(pkid) = self.acks.recv() => self.write(&Packet::PubAck(pkid)).await?,
                 _ = tokio::time::sleep_until(deadline), if !self.keep_alive.is_zero() => {
                     if self.ping_sent.is_some() {
                         return Err(MqttError::KeepAliveTimeout(self.keep_alive));
@@ -445,7 +475,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Packet::Publish(publish) => {
                 match publish.qos {
                     QoS::AtMostOnce => {}
-                    QoS::AtLeastOnce => self.write(&Packet::PubAck(publish.pkid)).await?,
+                    QoS::AtLeastOnce if !self.manual_acks => {
+                        self.write(&Packet::PubAck(publish.pkid)).await?
+                    }
+                    QoS::AtLeastOnce => {}
                     QoS::ExactlyOnce => self.write(&Packet::PubRec(publish.pkid)).await?,
                 }
                 // A dropped receiver just means nobody listens any more.
@@ -642,6 +675,35 @@ pub(crate) mod tests {
             client.publish("a/1", QoS::AtMostOnce, "late").await,
             Err(MqttError::ConnectionLost(_))
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn manual_acks_wait_for_the_application() {
+        let (stream, mut broker) = pair();
+        let server = tokio::spawn(async move {
+            broker.accept().await;
+            broker.publish("c2d/1", QoS::AtLeastOnce, 21, "one").await;
+            broker.publish("c2d/0", QoS::AtMostOnce, 0, "zero").await;
+            // Nothing is acknowledged until the application says so.
+            assert!(
+                tokio::time::timeout(Duration::from_secs(5), broker.recv())
+                    .await
+                    .is_err()
+            );
+            assert_eq!(broker.recv().await, Some(Packet::PubAck(21)));
+            assert_eq!(broker.recv().await, Some(Packet::Disconnect));
+        });
+        let opts = MqttOptions::new("d").with_manual_acks(true);
+        let (client, mut incoming) = MqttClient::connect(stream, opts).await.unwrap();
+        let one = incoming.recv().await.unwrap();
+        assert_eq!((one.pkid, one.qos), (21, QoS::AtLeastOnce));
+        assert_eq!(incoming.recv().await.unwrap().topic, "c2d/0");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        client.ack(one.pkid).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        client.disconnect().await.unwrap();
+        server.await.unwrap();
+        assert!(matches!(client.ack(1), Err(MqttError::ConnectionLost(_))));
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! keys), over MQTT or HTTPS, behaving on the wire like the official SDKs
 //! (protocols.md 4, 5, 15, 15b).
 //!
-//! Both transports run the same state machine ([`interpret`]):
+//! Both transports run the same state machine (`interpret`):
 //! - 2xx: `assigning` -> wait retry-after (default 2 s, clamped 1..=60 s) and poll the
 //!   operation; `assigned` -> done; `failed`/`disabled` -> [`ProvisioningError::RegistrationFailed`];
 //! - >= 429: wait retry-after and repeat the same request;
