@@ -1,4 +1,5 @@
-//! Load tools behind `fleethub bench register`.
+//! Load tools behind `fleethub bench register` and `fleethub bench telemetry` (see
+//! [`telemetry`]).
 //!
 //! [`run_register_bench`] measures how fast a DPS listener provisions brand-new devices
 //! compared with how fast it completes bare TLS handshakes (the floor cost of any new
@@ -19,8 +20,11 @@
 //! Every operation is bounded by a timeout; failures are counted, never fatal (except
 //! failing to create the group).
 
+pub mod hub_service;
+pub mod procfs;
 mod service;
 pub mod stats;
+pub mod telemetry;
 
 use std::fmt;
 use std::future::Future;
@@ -38,6 +42,9 @@ use tokio::task::JoinSet;
 
 pub use fleethub_device::provisioning::Transport;
 pub use service::{DpsService, SERVICE_API_VERSION};
+pub use telemetry::{
+    Launcher, Target, TelemetryBenchOptions, TelemetryBenchReport, run_telemetry_bench,
+};
 
 /// Bound on one registration (TCP connect to assigned), as the SDK's default.
 pub const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);

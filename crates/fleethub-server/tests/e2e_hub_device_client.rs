@@ -1,21 +1,11 @@
-//! End-to-end: the device client against the real `fleethub` server binary.
-//!
-//! Ignored by default (it needs the server binary, which lives in another crate):
-//!
-//! ```sh
-//! cargo build -p fleethub-server
-//! FLEETHUB_BIN=target/debug/fleethub cargo test -p fleethub-device --test e2e_hub -- --ignored
-//! ```
-//!
-//! Without `FLEETHUB_BIN` the test looks for `target/debug/fleethub` in the workspace and
-//! skips (with a note) when it is not built. It starts the server on free local ports with a
-//! temporary data directory, creates a device over the service REST API, then checks
+//! End-to-end: the Rust device client (fleethub-device) against the real `fleethub` server
+//! binary. It starts the server on free local ports with a temporary data directory, creates a device over the service REST API, then checks
 //! telemetry, twin GET/PATCH, desired updates, a direct method, C2D, a SAS renewal
 //! reconnect (session kept, no re-subscription needed) and a server restart (reconnect
 //! with back-off).
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,11 +17,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 fn server_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("FLEETHUB_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/fleethub");
-    p.exists().then_some(p)
+    Some(PathBuf::from(env!("CARGO_BIN_EXE_fleethub")))
 }
 
 fn free_port() -> u16 {
@@ -200,7 +186,6 @@ async fn wait_status(client: &DeviceClient, want: impl Fn(&ConnectionStatus) -> 
 }
 
 #[tokio::test]
-#[ignore = "needs the fleethub server binary: FLEETHUB_BIN=target/debug/fleethub ... -- --ignored"]
 async fn device_client_against_the_real_server() {
     let Some(bin) = server_binary() else {
         eprintln!(
