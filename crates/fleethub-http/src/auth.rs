@@ -1,12 +1,14 @@
-//! Service-side authorization: shared access policy SAS tokens on the DPS or hub host.
+//! Service-side authorization: shared access policy SAS tokens on the DPS or hub host; and the
+//! one place a device token reaches the hub's registry: an IoT Edge device managing its own
+//! module identities.
 
 use axum::http::HeaderMap;
 use fleethub_core::sas::SasToken;
-use fleethub_services::{Right, ServiceAuth, ServiceAuthError};
+use fleethub_services::{AuthContext, Right, ServiceAuth, ServiceAuthError};
 
 use crate::HttpState;
 use crate::body::{Peer, authorization};
-use crate::error::{HubResult, ServiceResult};
+use crate::error::{ApiError, HubResult, ServiceResult};
 
 const TRANSPORT: &str = "https";
 
@@ -50,6 +52,90 @@ pub(crate) fn hub_service(
         refused = format!("{refused}: this operation needs one of {rights:?}");
     }
     Err(ServiceAuthError::Forbidden(refused).into())
+}
+
+/// Who was allowed to use a module-identity route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ModuleCaller {
+    /// A hub shared access policy (named) with the right the operation needs.
+    Service(String),
+    /// The edge device that owns the modules, with its own SAS token.
+    EdgeDevice,
+}
+
+/// Authorizes a module-identity request on `device_id`'s modules. The token's `skn` decides
+/// who is asking: with a key name it is a service policy token that needs `right`; without one
+/// it is a device token (what the IoT Edge identity daemon sends, `sr={hub}/devices/{id}`),
+/// accepted only from that same device, enabled and edge-enabled (see [`edge_device`]).
+pub(crate) async fn module_registry(
+    state: &HttpState,
+    headers: &HeaderMap,
+    device_id: &str,
+    right: Right,
+    peer: &Peer,
+) -> HubResult<ModuleCaller> {
+    let device_token = authorization(headers)
+        .and_then(|h| SasToken::parse(h).ok())
+        .is_some_and(|t| t.skn.is_none());
+    if device_token {
+        edge_device(state, headers, device_id, peer).await?;
+        Ok(ModuleCaller::EdgeDevice)
+    } else {
+        hub_service(state, headers, &[right], peer).map(ModuleCaller::Service)
+    }
+}
+
+/// Checks that `Authorization` is a SAS token of the edge device `device_id`, signed with its
+/// key. Any other device's token, an unknown or disabled device, and a device that is not
+/// edge-enabled are all `401` (the reason goes to the auth-failure log): the edge runtime
+/// reprovisions on 401-class errors, never on 404.
+pub(crate) async fn edge_device(
+    state: &HttpState,
+    headers: &HeaderMap,
+    device_id: &str,
+    peer: &Peer,
+) -> HubResult<()> {
+    let token = authorization(headers).unwrap_or_default();
+    let ctx = AuthContext {
+        transport: TRANSPORT,
+        peer: peer.as_deref(),
+    };
+    state
+        .hub
+        .authenticate_device(device_id, None, token, ctx)
+        .await?;
+    let device = state
+        .hub
+        .store()
+        .get_device(device_id)
+        .await
+        .map_err(|e| ApiError::from_hub(e.into()))?;
+    match device {
+        Some(rec) if rec.device.is_edge() => {
+            tracing::debug!(
+                device_id,
+                "edge device authorized for its module identities"
+            );
+            Ok(())
+        }
+        Some(_) => {
+            let reason = format!(
+                "device '{device_id}' is not an IoT Edge device (capabilities.iotEdge is false): only edge devices may manage their module identities with their own SAS token; use a hub policy token with RegistryRead/RegistryWrite"
+            );
+            state
+                .auth_failures
+                .record("hub", TRANSPORT, device_id, peer.0.clone(), &reason);
+            Err(ApiError::unauthorized().with_log(reason).into())
+        }
+        // deleted between the two reads
+        None => {
+            let reason = format!("device '{device_id}' is not in the registry");
+            state
+                .auth_failures
+                .record("hub", TRANSPORT, device_id, peer.0.clone(), &reason);
+            Err(ApiError::unauthorized().with_log(reason).into())
+        }
+    }
 }
 
 /// Diagnostics accept a DPS policy with `ServiceConfig` or a hub policy with `RegistryRead`.

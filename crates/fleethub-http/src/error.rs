@@ -193,6 +193,21 @@ impl ApiError {
         }
     }
 
+    /// IoT Hub's `ModuleNotFound` (404010).
+    pub fn module_not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, 404010, "ModuleNotFound", message)
+    }
+
+    /// IoT Hub's `ModuleAlreadyExistsOnDevice` (409301).
+    pub fn module_already_exists(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            409301,
+            "ModuleAlreadyExistsOnDevice",
+            message,
+        )
+    }
+
     /// IoT Hub's etag mismatch (`PreconditionFailed`, 412002).
     pub fn precondition_failed(message: impl Into<String>) -> Self {
         ApiError::new(

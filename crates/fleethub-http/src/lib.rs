@@ -1,8 +1,8 @@
 //! HTTP APIs of fleethub, as axum routers: the DPS device API (register / poll), the DPS
 //! service REST API (enrollments, enrollment groups, registration records), the IoT Hub service
-//! REST API (devices, twins, direct methods, queries, statistics, bulk registry, cloud-to-device
-//! messages, the telemetry read API), the hub's device API over HTTPS (telemetry, C2D receive)
-//! and diagnostics.
+//! REST API (devices, modules, device and module twins, direct methods, queries, statistics,
+//! bulk registry, cloud-to-device messages, the telemetry read API), the hub's device API over
+//! HTTPS (telemetry, C2D receive, an edge device's own module identities) and diagnostics.
 //!
 //! Handlers only translate HTTP to [`fleethub_services`] calls and errors back to Azure's wire
 //! shapes; all routes are listed in one table, [`ROUTES`], which the router is built from and
@@ -117,6 +117,16 @@ route_table! {
     PATCH "/twins/{id}" => hub::twins::patch;
     PUT "/twins/{id}" => hub::twins::replace;
     POST "/twins/{id}/methods" => hub::methods::invoke;
+    // Module identities: a hub policy token, or (IoT Edge identity daemon) the edge device's
+    // own SAS token for its own modules.
+    GET "/devices/{id}/modules" => hub::modules::list;
+    GET "/devices/{id}/modules/{mid}" => hub::modules::get;
+    PUT "/devices/{id}/modules/{mid}" => hub::modules::put;
+    DELETE "/devices/{id}/modules/{mid}" => hub::modules::delete;
+    GET "/twins/{id}/modules/{mid}" => hub::twins::get_module;
+    PATCH "/twins/{id}/modules/{mid}" => hub::twins::patch_module;
+    PUT "/twins/{id}/modules/{mid}" => hub::twins::replace_module;
+    POST "/twins/{id}/modules/{mid}/methods" => hub::methods::invoke_module;
     GET "/statistics/devices" => hub::statistics::devices;
     GET "/statistics/service" => hub::statistics::service;
     POST "/devices/{id}/messages/deviceBound" => hub::c2d::send;

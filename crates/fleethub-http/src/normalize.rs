@@ -50,11 +50,15 @@ pub(crate) fn canonical_path(method: &Method, path: &str) -> Option<String> {
         }
     } else if first.eq_ignore_ascii_case("devices") {
         // Hub: /devices[/{id}], POST /devices/query, /devices/{id}/commands,
+        // /devices/{id}/modules[/{mid}],
         // /devices/{id}/messages/events, /devices/{id}/messages/deviceBound[/{lock}[/abandon]]
         // (the SDKs' device HTTP transports spell it `devicebound`)
         fix(&mut segs[1], "devices");
         if n == 3 {
             fix(&mut segs[3], "commands");
+        }
+        if n == 3 || n == 4 {
+            fix(&mut segs[3], "modules");
         }
         if n >= 4 && segs[3].eq_ignore_ascii_case("messages") {
             fix(&mut segs[3], "messages");
@@ -78,10 +82,16 @@ pub(crate) fn canonical_path(method: &Method, path: &str) -> Option<String> {
             fix(&mut segs[5], "checkpoint");
         }
     } else if first.eq_ignore_ascii_case("twins") {
-        // Hub: /twins/{id}[/methods]
+        // Hub: /twins/{id}[/methods], /twins/{id}/modules/{mid}[/methods]
         fix(&mut segs[1], "twins");
         if n == 3 {
             fix(&mut segs[3], "methods");
+        }
+        if n == 4 || n == 5 {
+            fix(&mut segs[3], "modules");
+        }
+        if n == 5 && segs[3] == "modules" {
+            fix(&mut segs[5], "methods");
         }
     } else if first.eq_ignore_ascii_case("statistics") {
         fix(&mut segs[1], "statistics");
@@ -253,6 +263,18 @@ mod tests {
         assert_eq!(
             canon(Method::GET, "/messages/events/LIVE").as_deref(),
             Some("/messages/events/live")
+        );
+        assert_eq!(
+            canon(Method::GET, "/Devices/d/Modules/").as_deref(),
+            Some("/devices/d/modules")
+        );
+        assert_eq!(
+            canon(Method::PUT, "/devices/Modules/MODULES/Modules").as_deref(),
+            Some("/devices/Modules/modules/Modules")
+        );
+        assert_eq!(
+            canon(Method::POST, "/Twins/d/Modules/Methods/METHODS").as_deref(),
+            Some("/twins/d/modules/Methods/methods")
         );
         assert_eq!(canon(Method::GET, "/nothing/here"), None);
         assert_eq!(canon(Method::GET, "/"), None);

@@ -706,9 +706,15 @@ async fn device_named_query_and_unknown_hub_paths() {
     let r = f.hub_svc(Method::POST, "/devices/dev-1", &[], "{}").await;
     assert_hub_error(&r, 405, "MethodNotAllowed");
     let r = f
-        .hub_svc(Method::GET, "/devices/query/modules", &[], Body::empty())
+        .hub_svc(Method::GET, "/devices/query/gadgets", &[], Body::empty())
         .await;
     assert_hub_error(&r, 404, "NotFound");
+    // a device named "query" has (no) modules
+    let r = f
+        .hub_svc(Method::GET, "/devices/query/modules", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json, json!([]));
     let r = f
         .hub_svc(Method::DELETE, "/twins/query", &[], Body::empty())
         .await;

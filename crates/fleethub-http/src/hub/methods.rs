@@ -1,4 +1,5 @@
-//! Hub service API, direct methods (protocols.md section 9.2): `POST /twins/{id}/methods`.
+//! Hub service API, direct methods (protocols.md section 9.2): `POST /twins/{id}/methods` and,
+//! on a module, `POST /twins/{id}/modules/{mid}/methods`.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
+use super::modules::module_error;
 use crate::HttpState;
 use crate::auth::hub_service;
 use crate::body::{Peer, ok_json, require_json};
@@ -58,6 +60,33 @@ pub(crate) async fn invoke(
     let req: MethodRequest = require_json(&body, "CloudToDeviceMethod")?;
     // An unknown device is DeviceNotFound, not DeviceNotOnline.
     state.hub.get_device(&id).await?;
+    call(&state, &id, None, req).await
+}
+
+/// `POST /twins/{id}/modules/{mid}/methods`: as [`invoke`], on a module (404 ModuleNotFound
+/// when the module does not exist, DeviceNotOnline when it is not connected).
+pub(crate) async fn invoke_module(
+    State(state): State<HttpState>,
+    Path((id, mid)): Path<(String, String)>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HubResult<Response> {
+    hub_service(&state, &headers, &[Right::ServiceConnect], &peer)?;
+    let req: MethodRequest = require_json(&body, "CloudToDeviceMethod")?;
+    if let Err(e) = state.hub.get_module(&id, &mid).await {
+        return Err(module_error(&state.hub, &id, e).await);
+    }
+    call(&state, &id, Some(&mid), req).await
+}
+
+/// Invokes the method, waiting up to `connectTimeoutInSeconds` for the target to come online.
+async fn call(
+    state: &HttpState,
+    id: &str,
+    module: Option<&str>,
+    req: MethodRequest,
+) -> HubResult<Response> {
     let response_timeout = req
         .response_timeout_in_seconds
         .unwrap_or(DEFAULT_RESPONSE_TIMEOUT_SECS);
@@ -69,7 +98,7 @@ pub(crate) async fn invoke(
     let (status, payload) = loop {
         match state
             .hub
-            .invoke_method(&id, None, &req.method_name, &req.payload, response_timeout)
+            .invoke_method(id, module, &req.method_name, &req.payload, response_timeout)
             .await
         {
             Err(MethodError::NotOnline(_)) if Instant::now() + CONNECT_POLL < connect_deadline => {

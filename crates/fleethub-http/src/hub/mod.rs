@@ -1,6 +1,7 @@
-//! IoT Hub service REST API (protocols.md section 9): device identities, twins, direct methods,
-//! queries, registry statistics, bulk registry operations, cloud-to-device messages and the
-//! telemetry read API, authorized with the hub's shared access policies. Errors carry IoT Hub's
+//! IoT Hub service REST API (protocols.md section 9): device and module identities, device and
+//! module twins, direct methods, queries, registry statistics, bulk registry operations,
+//! cloud-to-device messages and the telemetry read API, authorized with the hub's shared access
+//! policies (module identities also with an edge device's own token). Errors carry IoT Hub's
 //! names (`ErrorCode:DeviceNotFound;...`).
 
 pub(crate) mod bulk;
@@ -8,6 +9,7 @@ pub(crate) mod c2d;
 pub(crate) mod devices;
 pub(crate) mod events;
 pub(crate) mod methods;
+pub(crate) mod modules;
 pub(crate) mod query;
 pub(crate) mod statistics;
 pub(crate) mod twins;

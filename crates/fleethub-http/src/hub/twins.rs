@@ -1,6 +1,7 @@
-//! Hub service API, device twins (protocols.md section 9.2): `GET /twins/{id}`,
+//! Hub service API, device and module twins (protocols.md section 9.2): `GET /twins/{id}`,
 //! `PATCH /twins/{id}` (merge tags and desired properties) and `PUT /twins/{id}` (replace them),
-//! both honouring `If-Match` against the twin etag and answering with the full twin.
+//! both honouring `If-Match` against the twin etag and answering with the full twin; and the
+//! same for module twins under `/twins/{id}/modules/{mid}`.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -9,6 +10,7 @@ use axum::response::Response;
 use fleethub_services::{DpsError, Right};
 use serde_json::Value;
 
+use super::modules::module_error;
 use crate::HttpState;
 use crate::auth::hub_service;
 use crate::body::{Peer, if_match, ok_json, require_json};
@@ -33,52 +35,97 @@ pub(crate) async fn get(
 
 /// `PATCH /twins/{id}` (If-Match optional) -> 200 + the full twin.
 pub(crate) async fn patch(
-    state: State<HttpState>,
-    id: Path<String>,
-    peer: Peer,
-    headers: HeaderMap,
-    body: Bytes,
-) -> HubResult<Response> {
-    update(state, id, peer, headers, body, false).await
-}
-
-/// `PUT /twins/{id}` (If-Match optional) -> 200 + the full twin; tags and desired properties
-/// are replaced by the body's.
-pub(crate) async fn replace(
-    state: State<HttpState>,
-    id: Path<String>,
-    peer: Peer,
-    headers: HeaderMap,
-    body: Bytes,
-) -> HubResult<Response> {
-    update(state, id, peer, headers, body, true).await
-}
-
-async fn update(
     State(state): State<HttpState>,
     Path(id): Path<String>,
     peer: Peer,
     headers: HeaderMap,
     body: Bytes,
+) -> HubResult<Response> {
+    update(&state, &id, None, &peer, &headers, &body, false).await
+}
+
+/// `PUT /twins/{id}` (If-Match optional) -> 200 + the full twin; tags and desired properties
+/// are replaced by the body's.
+pub(crate) async fn replace(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HubResult<Response> {
+    update(&state, &id, None, &peer, &headers, &body, true).await
+}
+
+/// `GET /twins/{id}/modules/{mid}` -> 200 module twin (with the live `connectionState`);
+/// 404 `ModuleNotFound` or `DeviceNotFound`.
+pub(crate) async fn get_module(
+    State(state): State<HttpState>,
+    Path((id, mid)): Path<(String, String)>,
+    peer: Peer,
+    headers: HeaderMap,
+) -> HubResult<Response> {
+    hub_service(&state, &headers, READ, &peer)?;
+    match state.hub.get_twin_of(&id, Some(&mid)).await {
+        Ok(twin) => Ok(ok_json(&super::finish_twin(&state.hub, twin))),
+        Err(e) => Err(module_error(&state.hub, &id, e).await),
+    }
+}
+
+/// `PATCH /twins/{id}/modules/{mid}` (If-Match optional) -> 200 + the full module twin.
+pub(crate) async fn patch_module(
+    State(state): State<HttpState>,
+    Path((id, mid)): Path<(String, String)>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HubResult<Response> {
+    update(&state, &id, Some(&mid), &peer, &headers, &body, false).await
+}
+
+/// `PUT /twins/{id}/modules/{mid}` (If-Match optional) -> 200 + the full module twin; tags
+/// and desired properties are replaced by the body's.
+pub(crate) async fn replace_module(
+    State(state): State<HttpState>,
+    Path((id, mid)): Path<(String, String)>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HubResult<Response> {
+    update(&state, &id, Some(&mid), &peer, &headers, &body, true).await
+}
+
+/// PATCH (`replace = false`) or PUT of a device twin (`module = None`) or a module twin.
+async fn update(
+    state: &HttpState,
+    id: &str,
+    module: Option<&str>,
+    peer: &Peer,
+    headers: &HeaderMap,
+    body: &[u8],
     replace: bool,
 ) -> HubResult<Response> {
-    hub_service(&state, &headers, WRITE, &peer)?;
-    let doc: Value = require_json(&body, "Twin")?;
+    hub_service(state, headers, WRITE, peer)?;
+    let doc: Value = require_json(body, "Twin")?;
     if !doc.is_object() {
         return Err(ApiError::bad_request("the request body must be a Twin JSON object").into());
     }
-    let twin = state
+    let twin = match state
         .hub
-        .update_twin(&id, &doc, if_match(&headers), replace)
+        .update_twin_of(id, module, &doc, if_match(headers), replace)
         .await
-        .map_err(|e| match e {
-            // Only left after the hub's retries on concurrent writers: a precondition, not a
-            // duplicate device.
-            DpsError::Conflict(m) => ApiError::precondition_failed(m),
-            e => ApiError::from_hub(e),
-        })?;
+    {
+        Ok(twin) => twin,
+        // Only left after the hub's retries on concurrent writers: a precondition, not a
+        // duplicate device.
+        Err(DpsError::Conflict(m)) => return Err(ApiError::precondition_failed(m).into()),
+        Err(e) if module.is_some() => return Err(module_error(&state.hub, id, e).await),
+        Err(e) => return Err(ApiError::from_hub(e).into()),
+    };
+    if module.is_some() {
+        return Ok(ok_json(&super::finish_twin(&state.hub, twin)));
+    }
     // The answer shows the identity's fields as GET does.
-    let rec = super::record(&state.hub, &id).await;
+    let rec = super::record(&state.hub, id).await;
     let view = match rec {
         Ok(mut rec) if rec.twin.version == twin.version => {
             rec.twin = twin;

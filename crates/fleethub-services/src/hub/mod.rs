@@ -3,6 +3,7 @@
 
 mod auth;
 pub mod c2d;
+mod keys;
 mod methods;
 pub mod modules;
 mod presence;

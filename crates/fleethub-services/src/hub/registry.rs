@@ -6,7 +6,7 @@ use fleethub_api::{
     AuthenticationMechanism, Capabilities, Device, Twin, TwinProperties,
     time::{NEVER, now_utc},
 };
-use fleethub_core::{ids, keys};
+use fleethub_core::ids;
 use fleethub_store::{DeviceRecord, Page, PageRequest, Precondition, StoreError};
 use serde_json::json;
 
@@ -57,21 +57,12 @@ impl Hub {
             )));
         }
         let sk = auth.symmetric_key.get_or_insert_with(Default::default);
-        for (name, slot) in [
-            ("primaryKey", &mut sk.primary_key),
-            ("secondaryKey", &mut sk.secondary_key),
-        ] {
-            match slot.as_deref() {
-                None | Some("") => *slot = Some(keys::generate_key()),
-                Some(k) => {
-                    keys::decode_key(k).map_err(|e| {
-                        DpsError::bad_request(format!(
-                            "authentication.symmetricKey.{name} is invalid: {e}"
-                        ))
-                    })?;
-                }
-            }
-        }
+        super::keys::fill_keys(
+            sk,
+            existing
+                .as_ref()
+                .and_then(|r| r.device.authentication.as_ref()),
+        )?;
         let (p, s) = (
             sk.primary_key.clone().unwrap_or_default(),
             sk.secondary_key.clone().unwrap_or_default(),
