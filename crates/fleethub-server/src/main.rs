@@ -122,6 +122,14 @@ enum Command {
         #[command(subcommand)]
         cmd: fleethub_cli::DpsCommand,
     },
+    /// Manage IoT hub device and module identities, twins, direct methods, cloud-to-device
+    /// messages and telemetry (like `az iot hub`).
+    Hub {
+        #[command(flatten)]
+        client: fleethub_cli::ClientArgs,
+        #[command(subcommand)]
+        cmd: fleethub_cli::HubCommand,
+    },
     /// Load tools that measure a running server.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -390,6 +398,7 @@ async fn real_main() -> Result<()> {
             Ok(())
         }
         Command::Dps { client, cmd } => fleethub_cli::run_dps(cmd, &client).await,
+        Command::Hub { client, cmd } => fleethub_cli::run_hub(cmd, &client).await,
         Command::Diagnostics { client, cmd } => fleethub_cli::run_diagnostics(cmd, &client).await,
         Command::Config(ConfigCommand::Show { args }) => {
             print!("{}", toml::to_string_pretty(&args.config()?)?);

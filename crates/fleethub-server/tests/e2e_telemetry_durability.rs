@@ -1,0 +1,127 @@
+//! End-to-end: telemetry acknowledged with PUBACK is durable in the built-in endpoint; a
+//! kill -9 of the server loses none of it.
+
+mod common;
+
+use common::ServerProcess;
+use fleethub_device::{
+    DeviceClient, DeviceClientOptions, HttpsClient, HttpsRequest, Message, ReconnectPolicy,
+    tls::ClientTlsConfig,
+};
+use fleethub_store::Store;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+async fn create_device(s: &ServerProcess, id: &str) -> String {
+    let cs = fleethub_core::connection_string::ConnectionString::parse(
+        &s.info.hub_service_connection_string,
+    )
+    .unwrap();
+    let token = fleethub_core::sas::build_token(
+        &cs.host_name,
+        cs.shared_access_key.as_deref().unwrap(),
+        fleethub_core::time_util::now_unix() + 600,
+        cs.shared_access_key_name.as_deref(),
+    )
+    .unwrap();
+    let tls = ClientTlsConfig::new(Some(&s.ca_pem())).unwrap();
+    let client = HttpsClient::new(tls);
+    let url = format!(
+        "https://localhost:{}/devices/{id}?api-version=2021-04-12",
+        s.https_port
+    );
+    let req = HttpsRequest::new(http::Method::PUT, &url)
+        .unwrap()
+        .header("Authorization", token)
+        .json(&serde_json::json!({"deviceId": id, "authentication": {"symmetricKey": {}}}))
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    assert_eq!(
+        resp.status.as_u16(),
+        200,
+        "{}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    v["authentication"]["symmetricKey"]["primaryKey"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_loses_no_acknowledged_telemetry() {
+    let mut s = ServerProcess::start();
+    let key = create_device(&s, "durable-1").await;
+    let cs = format!(
+        "HostName={};DeviceId=durable-1;SharedAccessKey={key}",
+        s.info.hub_host
+    );
+    let opts = DeviceClientOptions {
+        ca_pem_file: Some(s.ca_pem()),
+        port: s.mqtt_port,
+        connect_address: Some("127.0.0.1".into()),
+        reconnect: ReconnectPolicy {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let client = Arc::new(
+        DeviceClient::from_connection_string(&cs, opts)
+            .await
+            .unwrap(),
+    );
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let sender = {
+        let (client, acked) = (client.clone(), acked.clone());
+        tokio::spawn(async move {
+            for i in 0..100_000u32 {
+                let id = format!("m-{i}");
+                let msg = Message::new(format!("{{\"seq\":{i}}}")).with_message_id(id.clone());
+                match client.send_event(msg).await {
+                    Ok(()) => acked.lock().unwrap().push(id),
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+    for _ in 0..400 {
+        if acked.lock().unwrap().len() >= 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    s.kill9();
+    let _ = tokio::time::timeout(Duration::from_secs(30), sender).await;
+    client.close().await;
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 100,
+        "too few messages before the kill: {}\n{}",
+        acked.len(),
+        s.log()
+    );
+
+    let store = fleethub_store::sqlite::SqliteStore::open(&s.data_dir.join("store.db"))
+        .expect("store opens after kill -9");
+    let mut stored = std::collections::HashSet::new();
+    let mut after = 0;
+    loop {
+        let page = store.read_telemetry(after, 1000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.sequence_number;
+        for m in page {
+            if let Some(id) = m.system_properties.get("message-id") {
+                stored.insert(id.clone());
+            }
+        }
+    }
+    let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged messages lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
