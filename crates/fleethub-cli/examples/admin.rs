@@ -2,7 +2,7 @@
 //! without the server binary: `cargo run -p fleethub-cli --example admin -- dps enrollment list`.
 
 use clap::{Parser, Subcommand};
-use fleethub_cli::{ClientArgs, DiagnosticsCommand, DpsCommand};
+use fleethub_cli::{ClientArgs, DiagnosticsCommand, DpsCommand, HubCommand};
 
 #[derive(Parser)]
 #[command(name = "fleethub")]
@@ -20,6 +20,13 @@ enum Command {
         #[command(subcommand)]
         cmd: DpsCommand,
     },
+    /// Manage IoT hub devices, modules, twins, methods, messages and telemetry.
+    Hub {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        cmd: HubCommand,
+    },
     /// Server diagnostics.
     Diagnostics {
         #[command(flatten)]
@@ -33,6 +40,7 @@ enum Command {
 async fn main() {
     let result = match Cli::parse().command {
         Command::Dps { client, cmd } => fleethub_cli::run_dps(cmd, &client).await,
+        Command::Hub { client, cmd } => fleethub_cli::run_hub(cmd, &client).await,
         Command::Diagnostics { client, cmd } => fleethub_cli::run_diagnostics(cmd, &client).await,
     };
     if let Err(e) = result {

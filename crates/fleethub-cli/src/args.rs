@@ -4,7 +4,7 @@ use crate::output::OutputFormat;
 use std::path::PathBuf;
 
 /// How to reach the server. Flatten it next to the subcommand; the options are global, so they
-/// may appear anywhere after `dps` / `diagnostics`. With none given, everything is read from
+/// may appear anywhere after `dps` / `hub` / `diagnostics`. With none given, everything is read from
 /// `{data-dir}/server-info.json`, which `fleethub serve` writes.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct ClientArgs {
@@ -19,7 +19,8 @@ pub struct ClientArgs {
     )]
     pub dps_connection_string: Option<String>,
 
-    /// Hub service connection string (used by `diagnostics` when no DPS one is given).
+    /// Hub service connection string (HostName=...;SharedAccessKeyName=iothubowner;SharedAccessKey=...)
+    /// for `hub ...` (`diagnostics` uses it when no DPS one is given).
     /// Default: hubServiceConnectionString from server-info.json.
     #[arg(
         long,

@@ -1,4 +1,4 @@
-//! REST client of the DPS service API: SAS auth, Azure headers, error mapping, paging.
+//! REST client of the DPS and hub service APIs: SAS auth, Azure headers, error mapping, paging.
 //!
 //! The wire is behind [`Transport`] so the command logic is tested without sockets; the real
 //! transport (`transport.rs`) is the device SDK's HTTPS client.
@@ -13,6 +13,8 @@ use std::future::Future;
 
 /// api-version of the DPS service API (what the Node service SDK sends).
 pub(crate) const API_VERSION: &str = "2021-10-01";
+/// api-version of the IoT hub service API.
+pub(crate) const HUB_API_VERSION: &str = "2021-04-12";
 /// Lifetime of the service SAS tokens we sign.
 const TOKEN_TTL_SECS: u64 = 3600;
 /// `x-ms-max-item-count` sent with every query.
@@ -42,7 +44,7 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self, operation: &str) -> Result<Value> {
+    pub(crate) fn json(&self, operation: &str) -> Result<Value> {
         serde_json::from_slice(&self.body).with_context(|| {
             format!(
                 "{operation}: the server answered {} with a body that is not JSON",
@@ -78,6 +80,7 @@ pub(crate) struct ServiceClient<T> {
     transport: T,
     endpoint: Endpoint,
     clock: fn() -> u64,
+    api_version: &'static str,
 }
 
 fn unix_now() -> u64 {
@@ -93,7 +96,27 @@ impl<T: Transport> ServiceClient<T> {
             transport,
             endpoint,
             clock: unix_now,
+            api_version: API_VERSION,
         }
+    }
+
+    /// Sends `api-version=version` instead of the DPS one.
+    pub(crate) fn with_api_version(mut self, version: &'static str) -> Self {
+        self.api_version = version;
+        self
+    }
+
+    pub(crate) fn api_version(&self) -> &'static str {
+        self.api_version
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Current time, unix seconds (fixed in tests).
+    pub(crate) fn now(&self) -> u64 {
+        (self.clock)()
     }
 
     #[cfg(test)]
@@ -107,7 +130,8 @@ impl<T: Transport> ServiceClient<T> {
         &self.transport
     }
 
-    fn token(&self) -> Result<String> {
+    /// A service SAS token for the connection string's policy, valid for an hour.
+    pub(crate) fn token(&self) -> Result<String> {
         let expiry = (self.clock)() + TOKEN_TTL_SECS;
         fleethub_core::sas::build_token(
             &self.endpoint.host_name,
@@ -133,7 +157,7 @@ impl<T: Transport> ServiceClient<T> {
         extra_headers: Vec<(String, String)>,
         body: Option<&Value>,
     ) -> Result<Response> {
-        let mut path_and_query = format!("{path}?api-version={API_VERSION}");
+        let mut path_and_query = format!("{path}?api-version={}", self.api_version);
         for (k, v) in query {
             path_and_query.push_str(&format!("&{k}={}", seg(v)));
         }
@@ -174,7 +198,7 @@ impl<T: Transport> ServiceClient<T> {
     }
 
     /// Sends and requires a 2xx status.
-    async fn send_ok(
+    pub(crate) async fn send_ok(
         &self,
         method: &'static str,
         path: &str,
@@ -215,6 +239,25 @@ impl<T: Transport> ServiceClient<T> {
         self.send_ok("PUT", path, &[], cond.headers(), Some(body))
             .await?
             .json(&format!("PUT {path}"))
+    }
+
+    /// `PATCH path` with a JSON body and optional `If-Match`.
+    pub(crate) async fn patch(
+        &self,
+        path: &str,
+        body: &Value,
+        cond: Condition<'_>,
+    ) -> Result<Value> {
+        self.send_ok("PATCH", path, &[], cond.headers(), Some(body))
+            .await?
+            .json(&format!("PATCH {path}"))
+    }
+
+    /// `POST path` with a JSON body -> JSON.
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send_ok("POST", path, &[], vec![], Some(body))
+            .await?
+            .json(&format!("POST {path}"))
     }
 
     /// `DELETE path` with an optional `If-Match`.

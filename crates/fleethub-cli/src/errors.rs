@@ -43,7 +43,11 @@ impl ServiceError {
             s.push_str(": ");
             s.push_str(&self.message);
         }
-        if let Some(hint) = hint(self.status) {
+        if self.status == 404 && self.message.starts_with("no such resource") {
+            s.push_str(
+                "\nhint: the server does not offer this API (yet); is it an older fleethub?",
+            );
+        } else if let Some(hint) = hint(self.status) {
             s.push_str("\nhint: ");
             s.push_str(hint);
         }

@@ -1,5 +1,7 @@
-//! Admin subcommands of the `fleethub` binary, modelled on `az iot dps`: a client of the DPS
-//! service REST API (protocols.md section 11) and of `GET /diagnostics/authFailures`.
+//! Admin subcommands of the `fleethub` binary, modelled on `az iot dps` and `az iot hub`: a
+//! client of the DPS service REST API (protocols.md section 11), of the IoT hub service REST
+//! API (devices, modules, twins, direct methods, cloud-to-device messages, telemetry) and of
+//! `GET /diagnostics/authFailures`.
 //!
 //! Behaviour for scripts: results go to stdout (pretty JSON by default, `--output table` for
 //! people); progress notes and errors go to stderr; every failure is an `Err` (exit non-zero).
@@ -15,6 +17,13 @@
 //!         #[command(subcommand)]
 //!         cmd: fleethub_cli::DpsCommand,
 //!     },
+//!     /// Manage IoT hub devices, modules, twins, methods, messages and telemetry.
+//!     Hub {
+//!         #[command(flatten)]
+//!         client: fleethub_cli::ClientArgs,
+//!         #[command(subcommand)]
+//!         cmd: fleethub_cli::HubCommand,
+//!     },
 //!     /// Server diagnostics.
 //!     Diagnostics {
 //!         #[command(flatten)]
@@ -24,6 +33,7 @@
 //!     },
 //! }
 //! // Command::Dps { client, cmd } => fleethub_cli::run_dps(cmd, &client).await,
+//! // Command::Hub { client, cmd } => fleethub_cli::run_hub(cmd, &client).await,
 //! // Command::Diagnostics { client, cmd } => fleethub_cli::run_diagnostics(cmd, &client).await,
 //! ```
 
@@ -32,6 +42,7 @@ mod client;
 mod diagnostics;
 mod dps;
 mod errors;
+mod hub;
 mod output;
 mod settings;
 mod transport;
@@ -41,6 +52,11 @@ pub use diagnostics::{DiagnosticsCommand, run_diagnostics};
 pub use dps::{
     DpsCommand, EnrollmentCommand, EnrollmentFields, GroupCommand, ProvisioningStatus,
     RegistrationCommand, run_dps,
+};
+pub use hub::{
+    Ack, C2dCommand, ConnectionStringCommand, DeviceIdentityCommand, DeviceStatus,
+    DeviceTwinCommand, HubCommand, KeyType, MethodArgs, ModuleIdentityCommand, MonitorArgs,
+    SasArgs, run_hub,
 };
 pub use output::OutputFormat;
 pub use settings::{Endpoint, SERVER_INFO_FILE, Service};

@@ -51,6 +51,9 @@ pub(crate) enum Outcome {
     List(Vec<Value>, &'static [Column]),
     /// Plain text printed as is whatever the format (e.g. a derived key).
     Text(String),
+    /// One named string: JSON `{"name": "value"}`, table the value alone on one line (e.g. a
+    /// connection string or a SAS token, for `$(...)` in shells).
+    Field(&'static str, String),
     /// Nothing for stdout; the note goes to stderr (e.g. "deleted enrollment 'x'").
     Done(String),
 }
@@ -64,6 +67,10 @@ impl Outcome {
             (Outcome::Object(v), OutputFormat::Table) => object_table(v),
             (Outcome::List(items, cols), OutputFormat::Table) => list_table(items, cols),
             (Outcome::Text(t), _) => t.clone(),
+            (Outcome::Field(name, value), OutputFormat::Json) => {
+                pretty(&serde_json::json!({ *name: value }))
+            }
+            (Outcome::Field(_, value), OutputFormat::Table) => value.clone(),
             (Outcome::Done(_), _) => String::new(),
         };
         if !s.is_empty() && !s.ends_with('\n') {

@@ -197,7 +197,12 @@ pub(crate) fn parse_service_connection_string(
             .filter(|v| !v.is_empty())
             .map(String::from)
     };
-    let example = "HostName=...;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=...";
+    let policy = if origin.contains("hub") {
+        "iothubowner"
+    } else {
+        "provisioningserviceowner"
+    };
+    let example = format!("HostName=...;SharedAccessKeyName={policy};SharedAccessKey=...");
     if field(&cs.device_id).is_some() {
         bail!(
             "the connection string from {origin} is a device connection string; admin commands need a service one ({example})"

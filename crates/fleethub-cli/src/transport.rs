@@ -6,6 +6,7 @@ use crate::settings::Endpoint;
 use anyhow::{Result, anyhow};
 use fleethub_device::https::split_host_port;
 use fleethub_device::{ClientTlsConfig, HttpsClient, HttpsRequest};
+use std::time::Duration;
 
 pub(crate) struct HttpsTransport {
     client: HttpsClient,
@@ -13,7 +14,17 @@ pub(crate) struct HttpsTransport {
     authority: String,
 }
 
-impl HttpsTransport {
+/// How to open a TLS connection to an endpoint: the TLS settings (dialing `Endpoint::dial`
+/// for the host name), the host name and port to connect to, and the Host header value.
+pub(crate) struct TlsTarget {
+    pub tls: ClientTlsConfig,
+    pub host_name: String,
+    pub port: u16,
+    /// `host_name:port`, brackets around IPv6 literals.
+    pub authority: String,
+}
+
+impl TlsTarget {
     pub(crate) fn new(endpoint: &Endpoint) -> Result<Self> {
         let tls = match &endpoint.ca_cert {
             Some(path) => ClientTlsConfig::with_ca_file(path)
@@ -33,10 +44,31 @@ impl HttpsTransport {
         } else {
             endpoint.host_name.clone()
         };
-        Ok(HttpsTransport {
-            client: HttpsClient::new(tls),
+        Ok(TlsTarget {
+            tls,
+            host_name: endpoint.host_name.clone(),
+            port,
             authority: format!("{host}:{port}"),
         })
+    }
+}
+
+impl HttpsTransport {
+    pub(crate) fn new(endpoint: &Endpoint) -> Result<Self> {
+        let target = TlsTarget::new(endpoint)?;
+        Ok(HttpsTransport {
+            client: HttpsClient::new(target.tls),
+            authority: target.authority,
+        })
+    }
+
+    /// Bounds each request (connect, send, whole response) by `timeout` instead of the
+    /// SDK's default 30 s (a direct method may take longer).
+    pub(crate) fn with_timeout(self, timeout: Duration) -> Self {
+        HttpsTransport {
+            client: self.client.with_timeout(timeout),
+            authority: self.authority,
+        }
     }
 }
 
@@ -48,6 +80,7 @@ impl Transport for HttpsTransport {
             "PUT" => HttpsRequest::put(&url),
             "POST" => HttpsRequest::post(&url),
             "DELETE" => HttpsRequest::delete(&url),
+            "PATCH" => HttpsRequest::new(http::Method::PATCH, &url),
             other => return Err(anyhow!("unsupported HTTP method {other}")),
         }?;
         r.headers = req.headers;

@@ -57,5 +57,6 @@ pub(crate) async fn dispatch<T: Transport>(
     }
 }
 
+pub(crate) use fields::{child, parse_json_object, update_etag};
 #[cfg(test)]
 pub(crate) use group::compute_device_key;

@@ -99,3 +99,24 @@ pub(crate) fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 pub(crate) fn body(req: &Request) -> Value {
     serde_json::from_slice(req.body.as_deref().unwrap_or(b"null")).unwrap()
 }
+
+/// A hub service client (api-version 2021-04-12, policy iothubowner) over the scripted
+/// transport.
+pub(crate) fn hub_client(
+    handler: impl Fn(&Request) -> Result<Response> + Send + Sync + 'static,
+) -> ServiceClient<Fake> {
+    ServiceClient::new(
+        Fake {
+            handler: Box::new(handler),
+            requests: Mutex::new(Vec::new()),
+        },
+        Endpoint {
+            host_name: "hub.fleethub.test".into(),
+            key_name: "iothubowner".into(),
+            origin: "--hub-connection-string".into(),
+            ..endpoint()
+        },
+    )
+    .with_clock(|| 1_700_000_000)
+    .with_api_version(crate::client::HUB_API_VERSION)
+}

@@ -2,8 +2,8 @@
 
 use crate::dps::{EnrollmentFields, ProvisioningStatus};
 use crate::{
-    ClientArgs, DiagnosticsCommand, DpsCommand, EnrollmentCommand, GroupCommand, OutputFormat,
-    RegistrationCommand,
+    ClientArgs, DiagnosticsCommand, DpsCommand, EnrollmentCommand, GroupCommand, HubCommand,
+    OutputFormat, RegistrationCommand,
 };
 use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::json;
@@ -16,7 +16,7 @@ struct TestCli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Top {
+pub(super) enum Top {
     Dps {
         #[command(flatten)]
         client: ClientArgs,
@@ -29,14 +29,22 @@ enum Top {
         #[command(subcommand)]
         cmd: DiagnosticsCommand,
     },
+    Hub {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        cmd: HubCommand,
+    },
 }
 
-fn parse(args: &[&str]) -> Result<(ClientArgs, Top), clap::Error> {
+pub(super) fn parse(args: &[&str]) -> Result<(ClientArgs, Top), clap::Error> {
     let mut v = vec!["fleethub"];
     v.extend_from_slice(args);
     let cli = TestCli::try_parse_from(v)?;
     let client = match &cli.command {
-        Top::Dps { client, .. } | Top::Diagnostics { client, .. } => client.clone(),
+        Top::Dps { client, .. } | Top::Diagnostics { client, .. } | Top::Hub { client, .. } => {
+            client.clone()
+        }
     };
     Ok((client, cli.command))
 }
