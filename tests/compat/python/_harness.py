@@ -13,6 +13,11 @@ Configuration (exported by scripts/test.sh from `fleethub info --output json`):
     FLEETHUB_HUB_SERVICE_CS   hub service connection string (iothubowner); its HostName is the hub host
     FLEETHUB_COMPAT_STEP_TIMEOUT (s, default 60), FLEETHUB_COMPAT_SCRIPT_TIMEOUT (s, default 400),
     FLEETHUB_COMPAT_PREFIX (id prefix, default "compat"), FLEETHUB_COMPAT_DEBUG=1 (stack traces)
+    FLEETHUB_COMPAT_KNOWN_GAPS   known server gaps allowed to fail (see known_gaps())
+
+A step tagged with a gap id whose failure is a known server gap prints
+    XFAIL <suite>: <step> -- known gap <id>: <reason>
+and does not fail the file.
 """
 import base64
 import hashlib
@@ -54,6 +59,9 @@ def error_text(e, limit=600):
     parts, seen = [], 0
     while e is not None and seen < 8:
         msg = "%s: %s" % (type(e).__name__, str(e)[:300])
+        resp = getattr(e, "response", None)  # msrest HttpOperationError: the requests response
+        if getattr(resp, "status_code", None):
+            msg += " [HTTP %s %s]" % (resp.status_code, (getattr(resp, "text", "") or "")[:200])
         if msg not in parts:
             parts.append(msg)
         e = getattr(e, "cause", None) or e.__cause__ or e.__context__
@@ -87,6 +95,21 @@ def http_status(e):
     return None
 
 
+def known_gaps():
+    """Known server gaps: steps tagged with a gap id ("<suite>/<tag>", e.g. "py-hub-service/modules") whose
+    failure is reported as XFAIL and does not fail the file. FLEETHUB_COMPAT_KNOWN_GAPS lists them (space or
+    comma separated; a bare "<tag>" matches that tag in every suite; "none" = no gap allowed); unset or
+    empty: the ids in tests/compat/known-gaps.txt (one per line, "#" comments)."""
+    text = env("FLEETHUB_COMPAT_KNOWN_GAPS")
+    if text is None:
+        try:
+            with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "known-gaps.txt")) as f:
+                text = "\n".join(line.split("#", 1)[0] for line in f)
+        except OSError:
+            text = ""
+    return {g for g in re.split(r"[\s,]+", text) if g and g != "none"}
+
+
 def expect(cond, msg):
     if not cond:
         raise AssertionError(msg)
@@ -115,8 +138,9 @@ class Config:
 class Suite:
     def __init__(self, name):
         self.name = name
-        self.passed = self.failed = self.skipped = 0
+        self.passed = self.failed = self.skipped = self.xfailed = 0
         self._cleanups = []
+        self.known_gaps = known_gaps()
         self.step_timeout = float(env("FLEETHUB_COMPAT_STEP_TIMEOUT", "60"))
         total = float(env("FLEETHUB_COMPAT_SCRIPT_TIMEOUT", "400"))
         self._watchdog = threading.Timer(total, self._script_timeout, args=(total,))
@@ -128,10 +152,14 @@ class Suite:
         self._summary()
         os._exit(2)
 
-    def step(self, title, fn, timeout=None):
+    def step(self, title, fn, timeout=None, gap=None):
         """Runs fn() in a thread bounded by a timeout. Returns fn's value (True for None) or None on failure.
-        A str return value (or a dict with "detail") is printed after the PASS line."""
+        A str return value (or a dict with "detail") is printed after the PASS line. `gap` tags the step with
+        the gap id "<suite>/<gap>": when that id is a known gap (known_gaps()), a failure prints XFAIL instead
+        of FAIL and does not count as failed."""
         timeout = timeout or self.step_timeout
+        gap_id = "%s/%s" % (self.name, gap) if gap else None
+        known = bool(gap) and (gap_id in self.known_gaps or gap in self.known_gaps)
         box = {}
 
         def run():
@@ -146,8 +174,14 @@ class Suite:
         if t.is_alive():
             box["error"] = TimeoutError("no result after %ss" % timeout)
         if "error" in box:
-            self.failed += 1
-            print("FAIL %s: %s -- %s" % (self.name, title, error_text(box["error"])), flush=True)
+            if known:
+                self.xfailed += 1
+                print("XFAIL %s: %s -- known gap %s: %s" % (self.name, title, gap_id, error_text(box["error"])),
+                      flush=True)
+            else:
+                self.failed += 1
+                print("FAIL %s: %s -- %s%s" % (self.name, title, "[%s] " % gap_id if gap_id else "",
+                                              error_text(box["error"])), flush=True)
             if env("FLEETHUB_COMPAT_DEBUG") == "1":
                 e = box["error"]
                 traceback.print_exception(type(e), e, e.__traceback__)
@@ -155,6 +189,9 @@ class Suite:
         v = box.get("value")
         self.passed += 1
         detail = v if isinstance(v, str) else (v.get("detail", "") if isinstance(v, dict) else "")
+        if known:
+            detail += "%s(known gap %s passes now: drop it from tests/compat/known-gaps.txt)" % (
+                " " if detail else "", gap_id)
         print("PASS %s: %s%s" % (self.name, title, (" -- " + detail) if detail else ""), flush=True)
         return True if v is None else v
 
@@ -170,6 +207,8 @@ class Suite:
         s = "%s: %d passed, %d failed" % (self.name, self.passed, self.failed)
         if self.skipped:
             s += ", %d skipped" % self.skipped
+        if self.xfailed:
+            s += ", %d known gaps (XFAIL)" % self.xfailed
         print(s, flush=True)
 
     def finish(self):

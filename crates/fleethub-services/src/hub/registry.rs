@@ -176,7 +176,10 @@ impl Hub {
             .get_device(id)
             .await?
             .ok_or_else(|| DpsError::NotFound(format!("device '{id}' not found")))?;
-        Ok(self.with_connection_state(rec.device))
+        let mut device = self.with_connection_state(rec.device);
+        device.cloud_to_device_message_count =
+            self.store.list_c2d(id, super::c2d::MAX_QUEUED).await?.len() as u64;
+        Ok(device)
     }
 
     pub async fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), DpsError> {

@@ -2,6 +2,7 @@
 //
 // Each test prints one line per step:
 //   PASS <suite>: <step>[ -- detail]   FAIL <suite>: <step> -- <reason>   SKIP <suite>: <step> -- <why>
+//   XFAIL <suite>: <step> -- known gap <id>: <reason>   (a listed server gap; does not fail the file)
 // then "<suite>: N passed, N failed[, N skipped]" and exits 0 (all passed), 1 (a step failed) or
 // 2 (bad configuration or the whole script ran out of time).
 //
@@ -9,11 +10,14 @@
 //   FLEETHUB_CA_CERT, FLEETHUB_DPS_HOST, FLEETHUB_ID_SCOPE, FLEETHUB_DPS_SERVICE_CS, FLEETHUB_HUB_SERVICE_CS
 //   FLEETHUB_COMPAT_STEP_TIMEOUT (s, default 60), FLEETHUB_COMPAT_SCRIPT_TIMEOUT (s, default 400),
 //   FLEETHUB_COMPAT_PREFIX (id prefix, default "compat"), FLEETHUB_COMPAT_DEBUG=1 (stacks)
+//   FLEETHUB_COMPAT_KNOWN_GAPS: known server gaps allowed to fail (see knownGaps() below)
 // The TLS trust for the DPS device and service clients comes from NODE_EXTRA_CA_CERTS (they have no CA
 // option); scripts/test.sh sets it to FLEETHUB_CA_CERT.
 'use strict';
 
 const crypto = require('crypto');
+const fs = require('fs');
+const path = require('path');
 
 function env(name, dflt) {
   const v = process.env[name];
@@ -88,6 +92,24 @@ function withTimeout(promise, ms, what) {
   return Promise.race([promise, t]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * Known server gaps: steps tagged with a gap id (`<suite>/<tag>`, e.g. `node-hub-service/modules`) whose
+ * failure is reported as XFAIL and does not fail the file. FLEETHUB_COMPAT_KNOWN_GAPS lists them
+ * (space or comma separated; a bare `<tag>` matches that tag in every suite; `none` = no gap allowed);
+ * unset or empty: the ids in tests/compat/known-gaps.txt (one per line, `#` comments).
+ */
+function knownGaps() {
+  let text = env('FLEETHUB_COMPAT_KNOWN_GAPS');
+  if (text === undefined) {
+    try {
+      text = fs.readFileSync(path.join(__dirname, '..', '..', 'known-gaps.txt'), 'utf8').replace(/#.*$/gm, '');
+    } catch (e) {
+      text = '';
+    }
+  }
+  return new Set(text.split(/[\s,]+/).filter((g) => g && g !== 'none'));
+}
+
 class Config {
   constructor(suite) {
     const need = ['FLEETHUB_CA_CERT', 'FLEETHUB_DPS_HOST', 'FLEETHUB_ID_SCOPE', 'FLEETHUB_DPS_SERVICE_CS', 'FLEETHUB_HUB_SERVICE_CS'];
@@ -115,7 +137,9 @@ class Suite {
     this.passed = 0;
     this.failed = 0;
     this.skipped = 0;
+    this.xfailed = 0;
     this.cleanups = [];
+    this.knownGaps = knownGaps();
     this.stepTimeoutMs = Number(env('FLEETHUB_COMPAT_STEP_TIMEOUT', '60')) * 1000;
     const total = Number(env('FLEETHUB_COMPAT_SCRIPT_TIMEOUT', '400'));
     this.watchdog = setTimeout(() => {
@@ -130,17 +154,31 @@ class Suite {
     });
   }
 
-  /** Runs fn() bounded by a timeout; resolves to its value (true for undefined) or null on failure. */
-  async step(title, fn, timeoutMs) {
+  /**
+   * Runs fn() bounded by a timeout; resolves to its value (true for undefined) or null on failure.
+   * opts: a number (timeout in ms) or { timeoutMs, gap }; `gap` tags the step with a gap id
+   * (`<suite>/<gap>`): when that id is a known gap (knownGaps()), a failure prints XFAIL instead of FAIL
+   * and does not count as failed.
+   */
+  async step(title, fn, opts) {
+    const o = typeof opts === 'number' ? { timeoutMs: opts } : opts || {};
+    const gapId = o.gap ? `${this.name}/${o.gap}` : null;
+    const known = gapId && (this.knownGaps.has(gapId) || this.knownGaps.has(o.gap));
     try {
-      const v = await withTimeout(Promise.resolve().then(fn), timeoutMs || this.stepTimeoutMs, 'step');
+      const v = await withTimeout(Promise.resolve().then(fn), o.timeoutMs || this.stepTimeoutMs, 'step');
       this.passed++;
-      const detail = typeof v === 'string' ? v : v && typeof v === 'object' && v.detail ? v.detail : '';
+      let detail = typeof v === 'string' ? v : v && typeof v === 'object' && v.detail ? v.detail : '';
+      if (known) detail += `${detail ? ' ' : ''}(known gap ${gapId} passes now: drop it from tests/compat/known-gaps.txt)`;
       console.log(`PASS ${this.name}: ${title}${detail ? ' -- ' + detail : ''}`);
       return v === undefined ? true : v;
     } catch (e) {
-      this.failed++;
-      console.log(`FAIL ${this.name}: ${title} -- ${errorText(e)}`);
+      if (known) {
+        this.xfailed++;
+        console.log(`XFAIL ${this.name}: ${title} -- known gap ${gapId}: ${errorText(e)}`);
+      } else {
+        this.failed++;
+        console.log(`FAIL ${this.name}: ${title} -- ${gapId ? '[' + gapId + '] ' : ''}${errorText(e)}`);
+      }
       if (env('FLEETHUB_COMPAT_DEBUG') === '1' && e && e.stack) console.log(e.stack);
       return null;
     }
@@ -159,6 +197,7 @@ class Suite {
   summary() {
     let s = `${this.name}: ${this.passed} passed, ${this.failed} failed`;
     if (this.skipped) s += `, ${this.skipped} skipped`;
+    if (this.xfailed) s += `, ${this.xfailed} known gaps (XFAIL)`;
     console.log(s);
   }
 
@@ -180,4 +219,5 @@ class Suite {
 
 module.exports = {
   Config, Suite, env, expect, errorText, statusOf, deriveGroupDeviceKey, randomKey, uniqueId, parseConnectionString, withTimeout,
+  knownGaps,
 };
