@@ -117,7 +117,10 @@ fn bulk(state: &State, parts: &http::request::Parts, body: &[u8]) -> http::Respo
     let token = SasToken::parse(auth).unwrap();
     assert_eq!(token.skn.as_deref(), Some("iothubowner"));
     if !token.verify_signature(SERVICE_KEY).unwrap() || !token.covers(HUB) {
-        return respond(401, r#"{"Message":"ErrorCode:IotHubUnauthorizedAccess"}"#.into());
+        return respond(
+            401,
+            r#"{"Message":"ErrorCode:IotHubUnauthorizedAccess"}"#.into(),
+        );
     }
     state.bulk_requests.fetch_add(1, Ordering::SeqCst);
     let items: Vec<Value> = serde_json::from_slice(body).unwrap();
