@@ -256,6 +256,18 @@ async fn scenario(server: &mut Server) {
     );
     assert_eq!(events[0]["properties"]["kind"], "e2e/test");
 
+    // The registry shows the connection and the activity.
+    let (status, shown) = service.call(Method::GET, "/devices/e2e-dev", None).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["connectionState"], "Connected", "{shown}");
+    for field in ["lastActivityTime", "connectionStateUpdatedTime"] {
+        let t = shown[field].as_str().unwrap_or_default();
+        assert!(
+            t > device[field].as_str().unwrap_or_default() && !t.starts_with("0001"),
+            "{field} not updated by the connection and telemetry: {shown}"
+        );
+    }
+
     // Twin.
     let twin = client.get_twin().await.unwrap();
     assert!(twin["desired"]["$version"].is_u64(), "{twin}");

@@ -14,7 +14,7 @@ pub mod twin;
 pub use auth::HubPrincipal;
 pub use c2d::C2dSend;
 pub use methods::MethodError;
-pub use presence::{Features, HubEvent};
+pub use presence::{Activity, Features, HubEvent};
 pub use telemetry::{EventsPage, MAX_TELEMETRY_BYTES, TelemetryIn};
 
 use crate::{AuthFailureLog, Policy};

@@ -39,6 +39,38 @@ pub(crate) struct Attached {
 #[derive(Default)]
 pub(crate) struct Presence {
     pub(crate) map: Mutex<HashMap<String, Attached>>,
+    /// Connection-state changes and last activity per identity, kept after it disconnects
+    /// (in memory: after a restart the registry shows the stored values again).
+    activity: Mutex<HashMap<String, Activity>>,
+}
+
+/// When an identity last changed connection state and last did something, in unix milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    pub state_updated_ms: i64,
+    pub last_activity_ms: i64,
+}
+
+impl Activity {
+    /// `connectionStateUpdatedTime` as the registry shows it.
+    pub fn state_updated_utc(&self) -> String {
+        format_ms(self.state_updated_ms)
+    }
+
+    /// `lastActivityTime` as the registry shows it.
+    pub fn last_activity_utc(&self) -> String {
+        format_ms(self.last_activity_ms)
+    }
+}
+
+fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(fleethub_api::time::format_utc)
+        .unwrap_or_default()
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 pub(crate) fn identity(device_id: &str, module_id: Option<&str>) -> String {
@@ -60,6 +92,14 @@ impl Hub {
     ) -> mpsc::Receiver<HubEvent> {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let id = identity(device_id, module_id);
+        let now = now_ms();
+        self.presence.activity.lock().expect("activity").insert(
+            id.clone(),
+            Activity {
+                state_updated_ms: now,
+                last_activity_ms: now,
+            },
+        );
         self.presence.map.lock().expect("presence").insert(
             id,
             Attached {
@@ -77,7 +117,54 @@ impl Hub {
         let mut map = self.presence.map.lock().expect("presence");
         if map.get(&id).is_some_and(|a| a.conn == conn) {
             map.remove(&id);
+            drop(map);
+            if let Some(a) = self
+                .presence
+                .activity
+                .lock()
+                .expect("activity")
+                .get_mut(&id)
+            {
+                a.state_updated_ms = now_ms();
+            }
         }
+    }
+
+    /// Records that an identity did something (telemetry, twin or method traffic).
+    pub fn touch(&self, device_id: &str, module_id: Option<&str>) {
+        let now = now_ms();
+        let mut map = self.presence.activity.lock().expect("activity");
+        match map.get_mut(&identity(device_id, module_id)) {
+            Some(a) => a.last_activity_ms = now,
+            None => {
+                map.insert(
+                    identity(device_id, module_id),
+                    Activity {
+                        state_updated_ms: 0,
+                        last_activity_ms: now,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Connection-state change and last activity seen since this process started.
+    pub fn activity(&self, device_id: &str, module_id: Option<&str>) -> Option<Activity> {
+        self.presence
+            .activity
+            .lock()
+            .expect("activity")
+            .get(&identity(device_id, module_id))
+            .copied()
+    }
+
+    /// Forgets an identity's activity (it was deleted).
+    pub(crate) fn forget_activity(&self, device_id: &str, module_id: Option<&str>) {
+        self.presence
+            .activity
+            .lock()
+            .expect("activity")
+            .remove(&identity(device_id, module_id));
     }
 
     /// Records what a connection subscribed to.
@@ -114,5 +201,15 @@ impl Hub {
             HubEvent::C2dAvailable => a.features.c2d,
         };
         wanted && a.tx.try_send(ev).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_ms_gives_azure_utc() {
+        assert_eq!(format_ms(1_700_000_000_123), "2023-11-14T22:13:20.1230000Z");
     }
 }

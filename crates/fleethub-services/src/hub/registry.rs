@@ -167,6 +167,12 @@ impl Hub {
             }
             .into(),
         );
+        if let Some(a) = self.activity(&d.device_id, None) {
+            if a.state_updated_ms > 0 {
+                d.connection_state_updated_time = Some(a.state_updated_utc());
+            }
+            d.last_activity_time = Some(a.last_activity_utc());
+        }
         d
     }
 
@@ -187,7 +193,11 @@ impl Hub {
             Err(StoreError::NotFound { .. }) => {
                 Err(DpsError::NotFound(format!("device '{id}' not found")))
             }
-            r => Ok(r?),
+            r => {
+                r?;
+                self.forget_activity(id, None);
+                Ok(())
+            }
         }
     }
 

@@ -49,6 +49,7 @@ impl Hub {
             }])
             .await?;
         let seq = stored.first().map(|m| m.sequence_number).unwrap_or(0);
+        self.touch(&p.device_id, p.module_id.as_deref());
         let m = &self.auth_failures.metrics;
         crate::metrics::inc(&m.telemetry_messages);
         m.telemetry_bytes.fetch_add(

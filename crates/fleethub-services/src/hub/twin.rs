@@ -207,6 +207,7 @@ impl Hub {
             Ok(())
         })
         .await?;
+        self.touch(device_id, module_id);
         Ok(version)
     }
 
