@@ -40,6 +40,13 @@ pub(crate) struct PacketReader<R> {
     max: usize,
 }
 
+impl<R> PacketReader<R> {
+    /// The next packet if it has already arrived in full (no read from the transport).
+    pub(crate) fn try_buffered(&mut self) -> Result<Option<Packet>, ConnectionError> {
+        Ok(codec::decode(&mut self.buf, self.max)?)
+    }
+}
+
 impl<R: AsyncRead + Unpin> PacketReader<R> {
     pub(crate) async fn next(&mut self) -> Result<Option<Packet>, ConnectionError> {
         loop {
@@ -342,7 +349,7 @@ where
                     }
                 };
                 let Some(pkt) = pkt else { break Ok(()) };
-                match session.handle(pkt, &mut writer).await {
+                match handle_burst(&mut session, pkt, &mut reader, &mut writer).await {
                     Ok(true) => {}
                     Ok(false) => {
                         let _ = writer.flush().await;
@@ -381,4 +388,44 @@ where
             ))
         }
     }
+}
+
+/// Most telemetry publishes stored in one store write.
+const TELEMETRY_BATCH: usize = 64;
+
+/// Handles `first` and every packet that has already arrived behind it: runs of telemetry
+/// publishes are stored with one write (and acknowledged in order once durable), so a client
+/// with several publishes in flight costs one store round trip, not one each.
+async fn handle_burst<R, W>(
+    session: &mut HubSession<'_>,
+    first: Packet,
+    reader: &mut PacketReader<R>,
+    writer: &mut PacketWriter<W>,
+) -> Result<bool, ConnectionError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut batch = Vec::new();
+    let mut next = Some(first);
+    while let Some(pkt) = next.take() {
+        if HubSession::is_telemetry(&pkt) && batch.len() < TELEMETRY_BATCH {
+            batch.push(pkt);
+        } else {
+            if !batch.is_empty() {
+                session
+                    .on_telemetry_batch(std::mem::take(&mut batch), writer)
+                    .await?;
+            }
+            if HubSession::is_telemetry(&pkt) {
+                batch.push(pkt);
+            } else if !session.handle(pkt, writer).await? {
+                return Ok(false);
+            }
+        }
+        next = reader.try_buffered()?;
+    }
+    if !batch.is_empty() {
+        session.on_telemetry_batch(batch, writer).await?;
+    }
+    Ok(true)
 }

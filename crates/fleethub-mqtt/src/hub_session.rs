@@ -250,10 +250,8 @@ impl<'a> HubSession<'a> {
                     }
                     self.on_iothub(&p.topic, &p.payload, out).await?;
                 } else {
-                    self.on_telemetry(&p.topic, &p.payload).await?;
-                    if p.qos == QoS::AtLeastOnce {
-                        out.push(&Packet::PubAck(p.pkid))?;
-                    }
+                    self.on_telemetry_batch(vec![Packet::Publish(p)], out)
+                        .await?;
                 }
             }
             Packet::Subscribe(s) => {
@@ -311,7 +309,64 @@ impl<'a> HubSession<'a> {
         Ok(true)
     }
 
-    async fn on_telemetry(&mut self, topic: &str, payload: &Bytes) -> Result<(), ConnectionError> {
+    /// A device-to-cloud telemetry publish (QoS 0 or 1, not an `$iothub/` topic).
+    pub(crate) fn is_telemetry(pkt: &Packet) -> bool {
+        matches!(pkt, Packet::Publish(p) if p.qos != QoS::ExactlyOnce && !p.topic.starts_with("$iothub/"))
+    }
+
+    /// Stores a run of telemetry publishes with one store write, then acknowledges the QoS 1
+    /// ones in order. A malformed one ends the connection after the ones before it are stored
+    /// and acknowledged.
+    pub(crate) async fn on_telemetry_batch<W: AsyncWrite + Unpin>(
+        &mut self,
+        pkts: Vec<Packet>,
+        out: &mut PacketWriter<W>,
+    ) -> Result<(), ConnectionError> {
+        let mut msgs = Vec::with_capacity(pkts.len());
+        let mut acks = Vec::with_capacity(pkts.len());
+        let mut failure = None;
+        for pkt in pkts {
+            let Packet::Publish(p) = pkt else { continue };
+            match self.parse_telemetry(&p.topic, &p.payload) {
+                Ok(m) => {
+                    msgs.push(m);
+                    acks.push((p.qos == QoS::AtLeastOnce).then_some(p.pkid));
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if !msgs.is_empty() {
+            if let Err(e) = self
+                .gw
+                .hub
+                .send_telemetry_batch(&self.principal, msgs)
+                .await
+            {
+                // Oversize: Azure closes the connection. Storage failure: not acknowledged,
+                // the device resends after reconnecting.
+                return Err(ConnectionError::Protocol(format!(
+                    "{}: telemetry not accepted: {e}",
+                    self.identity()
+                )));
+            }
+            for pkid in acks.into_iter().flatten() {
+                out.push(&Packet::PubAck(pkid))?;
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn parse_telemetry(
+        &self,
+        topic: &str,
+        payload: &Bytes,
+    ) -> Result<TelemetryIn, ConnectionError> {
         let parsed = parse_hub_publish(topic)
             .map_err(|e| ConnectionError::Protocol(format!("{}: {e}", self.identity())))?;
         let HubPublish::Telemetry {
@@ -329,20 +384,11 @@ impl<'a> HubSession<'a> {
         let (system_properties, properties) = parse_property_bag(bag).map_err(|e| {
             ConnectionError::Protocol(format!("{}: bad property bag: {e}", self.identity()))
         })?;
-        let msg = TelemetryIn {
+        Ok(TelemetryIn {
             system_properties,
             properties,
             body: payload.to_vec(),
-        };
-        match self.gw.hub.send_telemetry(&self.principal, msg).await {
-            Ok(_) => Ok(()),
-            // Oversize: Azure closes the connection. Storage failure: not acknowledged, the
-            // device resends after reconnecting.
-            Err(e) => Err(ConnectionError::Protocol(format!(
-                "{}: telemetry not accepted: {e}",
-                self.identity()
-            ))),
-        }
+        })
     }
 
     async fn on_iothub<W: AsyncWrite + Unpin>(

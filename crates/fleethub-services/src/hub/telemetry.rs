@@ -24,42 +24,61 @@ impl Hub {
         p: &HubPrincipal,
         msg: TelemetryIn,
     ) -> Result<u64, DpsError> {
-        if msg.body.len() > MAX_TELEMETRY_BYTES {
+        let seqs = self.send_telemetry_batch(p, vec![msg]).await?;
+        Ok(seqs.first().copied().unwrap_or(0))
+    }
+
+    /// Stores messages of one identity in order, in one store write; returns their sequence
+    /// numbers once all are durable. Nothing is stored when one of them is too large.
+    pub async fn send_telemetry_batch(
+        &self,
+        p: &HubPrincipal,
+        msgs: Vec<TelemetryIn>,
+    ) -> Result<Vec<u64>, DpsError> {
+        if let Some(big) = msgs.iter().find(|m| m.body.len() > MAX_TELEMETRY_BYTES) {
             return Err(DpsError::PayloadTooLarge(format!(
                 "message body is {} bytes; the limit is {MAX_TELEMETRY_BYTES}",
-                msg.body.len()
+                big.body.len()
             )));
         }
-        let mut system = msg.system_properties;
-        system.insert("iothub-connection-device-id".into(), p.device_id.clone());
-        if let Some(m) = &p.module_id {
-            system.insert("iothub-connection-module-id".into(), m.clone());
+        if msgs.is_empty() {
+            return Ok(Vec::new());
         }
-        system.insert("iothub-message-source".into(), "Telemetry".into());
-        let stored = self
-            .store
-            .append_telemetry(vec![TelemetryMessage {
-                sequence_number: 0,
-                device_id: p.device_id.clone(),
-                module_id: p.module_id.clone(),
-                enqueued_time_utc: fleethub_api::time::now_utc(),
-                system_properties: system,
-                properties: msg.properties,
-                body: msg.body,
-            }])
-            .await?;
-        let seq = stored.first().map(|m| m.sequence_number).unwrap_or(0);
+        let enqueued = fleethub_api::time::now_utc();
+        let batch = msgs
+            .into_iter()
+            .map(|msg| {
+                let mut system = msg.system_properties;
+                system.insert("iothub-connection-device-id".into(), p.device_id.clone());
+                if let Some(m) = &p.module_id {
+                    system.insert("iothub-connection-module-id".into(), m.clone());
+                }
+                system.insert("iothub-message-source".into(), "Telemetry".into());
+                TelemetryMessage {
+                    sequence_number: 0,
+                    device_id: p.device_id.clone(),
+                    module_id: p.module_id.clone(),
+                    enqueued_time_utc: enqueued.clone(),
+                    system_properties: system,
+                    properties: msg.properties,
+                    body: msg.body,
+                }
+            })
+            .collect();
+        let stored = self.store.append_telemetry(batch).await?;
         self.touch(&p.device_id, p.module_id.as_deref());
         let m = &self.auth_failures.metrics;
-        crate::metrics::inc(&m.telemetry_messages);
+        m.telemetry_messages
+            .fetch_add(stored.len() as u64, std::sync::atomic::Ordering::Relaxed);
         m.telemetry_bytes.fetch_add(
             stored.iter().map(|s| s.body.len() as u64).sum(),
             std::sync::atomic::Ordering::Relaxed,
         );
+        let seqs = stored.iter().map(|m| m.sequence_number).collect();
         for m in stored {
             let _ = self.telemetry_tx.send(Arc::new(m));
         }
-        Ok(seq)
+        Ok(seqs)
     }
 }
 
