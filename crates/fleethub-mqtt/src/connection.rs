@@ -301,6 +301,13 @@ where
                 }
             };
             let mut events = gw.hub.attach(&device_id, module_id.as_deref(), conn);
+            // Unregisters the connection however this task ends (also when it is cancelled).
+            let _attached = Attached {
+                hub: &gw.hub,
+                device_id: &device_id,
+                module_id: module_id.as_deref(),
+                conn,
+            };
             writer.push(&Packet::ConnAck(ConnAck {
                 session_present,
                 code: ConnectReturnCode::Accepted,
@@ -320,10 +327,7 @@ where
             let token_deadline = tokio::time::sleep(Duration::from_secs(expires_in));
             tokio::pin!(token_deadline);
             let mut session = HubSession::new(gw, principal, conn, subs, !connect.clean_session);
-            if let Err(e) = session.start(&mut writer).await {
-                gw.hub.detach(&device_id, module_id.as_deref(), conn);
-                return Err(e);
-            }
+            session.start(&mut writer).await?;
             writer.flush().await?;
             let result = loop {
                 let pkt = tokio::select! {
@@ -361,7 +365,6 @@ where
                     break Err(e);
                 }
             };
-            gw.hub.detach(&device_id, module_id.as_deref(), conn);
             if !connect.clean_session {
                 gw.sessions
                     .lock()
@@ -390,6 +393,20 @@ where
     }
 }
 
+/// Keeps a hub connection registered as live for as long as it exists.
+struct Attached<'a> {
+    hub: &'a fleethub_services::Hub,
+    device_id: &'a str,
+    module_id: Option<&'a str>,
+    conn: u64,
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        self.hub.detach(self.device_id, self.module_id, self.conn);
+    }
+}
+
 /// Most telemetry publishes stored in one store write.
 const TELEMETRY_BATCH: usize = 64;
 
@@ -408,6 +425,11 @@ where
     let mut batch = Vec::new();
     let mut next = Some(first);
     while let Some(pkt) = next.take() {
+        if let Packet::Publish(p) = &pkt {
+            tracing::trace!(identity = %session.identity(), topic = %p.topic, "received PUBLISH");
+        } else {
+            tracing::trace!(identity = %session.identity(), packet = pkt.name(), "received");
+        }
         if HubSession::is_telemetry(&pkt) && batch.len() < TELEMETRY_BATCH {
             batch.push(pkt);
         } else {

@@ -80,7 +80,7 @@ impl<'a> HubSession<'a> {
         s
     }
 
-    fn identity(&self) -> String {
+    pub(crate) fn identity(&self) -> String {
         match &self.principal.module_id {
             Some(m) => format!("{}/{m}", self.principal.device_id),
             None => self.principal.device_id.clone(),
@@ -155,6 +155,7 @@ impl<'a> HubSession<'a> {
                 if let Some(qos) = self.qos_for(HubFilter::DesiredUpdates) {
                     let v = patch.get("$version").and_then(|v| v.as_u64()).unwrap_or(0);
                     let body = serde_json::to_vec(&patch).unwrap_or_default();
+                    tracing::debug!(identity = %self.identity(), version = v, "pushing a desired-properties patch");
                     self.send(
                         out,
                         format!("$iothub/twin/PATCH/properties/desired/?$version={v}"),

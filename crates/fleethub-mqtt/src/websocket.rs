@@ -53,9 +53,20 @@ pub async fn serve_websocket(gw: Arc<Gateway>, ws: WebSocket, peer: String) {
     let session = serve_connection(gw, ours, peer, "mqtt-ws");
     // The session and the outbound pump finish together (the last CONNACK/response must still
     // reach the client); a client that goes away ends everything.
+    // When the client goes away first, the session still runs to its end (it reads EOF from the
+    // pipe), so that it unregisters the connection: dropping it mid-way would leave the device
+    // shown as connected.
     let work = async { tokio::join!(session, outbound) };
+    tokio::pin!(work);
     tokio::select! {
-        _ = work => {}
-        _ = inbound => {}
+        _ = &mut work => {}
+        _ = inbound => {
+            if tokio::time::timeout(SESSION_DRAIN, &mut work).await.is_err() {
+                tracing::warn!("mqtt-ws: session did not end {SESSION_DRAIN:?} after the client left");
+            }
+        }
     }
 }
+
+/// How long a session may take to finish after its WebSocket closed.
+const SESSION_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);

@@ -119,12 +119,25 @@ async function main() {
         // The first event (after the SDK subscribed and fetched the twin) carries the whole desired set.
         const first = waitForEvent(twin.twin, 'properties.desired', null, 20000, 'first properties.desired event');
         await first;
-        const got = waitForEvent(twin.twin, 'properties.desired', (d) => d && d.setting === runId, 20000, 'desired patch');
-        const { responseBody: st } = await registry.updateTwin(dev, { properties: { desired: { setting: runId, speed: 3 } } }, '*');
-        const [d] = await got;
-        expect(d.speed === 3, `patch ${JSON.stringify(d)}`);
-        expect(d.$version === st.properties.desired.$version, `patch $version ${d.$version}, service says ${st.properties.desired.$version}`);
-        return `$version=${d.$version}`;
+        // The SDK emits that first event from its GET and subscribes to desired updates in the background
+        // (no completion callback): a patch made before its SUBSCRIBE arrives is not pushed (as on Azure).
+        // So patch again, with a new value each time, until one arrives (at most 20 s).
+        const deadline = Date.now() + 20000;
+        let attempt = 0;
+        for (;;) {
+          attempt++;
+          const setting = `${runId}-${attempt}`;
+          const got = waitForEvent(twin.twin, 'properties.desired', (d) => d && d.setting === setting, 3000, 'desired patch');
+          const { responseBody: st } = await registry.updateTwin(dev, { properties: { desired: { setting, speed: 3 } } }, '*');
+          try {
+            const [d] = await got;
+            expect(d.speed === 3, `patch ${JSON.stringify(d)}`);
+            expect(d.$version === st.properties.desired.$version, `patch $version ${d.$version}, service says ${st.properties.desired.$version}`);
+            return `$version=${d.$version} after ${attempt} patch(es)`;
+          } catch (e) {
+            if (Date.now() > deadline) throw e;
+          }
+        }
       }, { gap: `${t}-twin` });
     }
 

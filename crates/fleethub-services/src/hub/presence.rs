@@ -200,7 +200,17 @@ impl Hub {
             HubEvent::MethodRequest { .. } => a.features.methods,
             HubEvent::C2dAvailable => a.features.c2d,
         };
-        wanted && a.tx.try_send(ev).is_ok()
+        if !wanted {
+            tracing::debug!(identity = %identity(device_id, module_id), event = ?ev, "hub event not pushed: the connection has not subscribed to it");
+            return false;
+        }
+        match a.tx.try_send(ev) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(identity = %identity(device_id, module_id), "hub event not pushed: {e}");
+                false
+            }
+        }
     }
 }
 
