@@ -295,6 +295,9 @@ pub fn parse_hub_publish(topic: &str) -> Result<HubPublish<'_>, TopicError> {
         None => (None, rest),
     };
     if let Some(bag) = rest.strip_prefix("messages/events/") {
+        // The Node SDK ends a module output's topic with a '/' after the bag (`$.on=out/`); a
+        // '/' inside a value is always percent-encoded, so a trailing one is never data.
+        let bag = bag.strip_suffix('/').unwrap_or(bag);
         return Ok(HubPublish::Telemetry {
             device_id,
             module_id,
@@ -316,6 +319,20 @@ pub fn parse_hub_publish(topic: &str) -> Result<HubPublish<'_>, TopicError> {
 #[cfg(test)]
 mod hub_tests {
     use super::*;
+
+    #[test]
+    fn node_trailing_slash_after_the_bag_is_not_data() {
+        let p =
+            parse_hub_publish("devices/d1/modules/m1/messages/events/%24.on=out1&k=v/").unwrap();
+        assert_eq!(
+            p,
+            HubPublish::Telemetry {
+                device_id: "d1",
+                module_id: Some("m1"),
+                bag: "%24.on=out1&k=v"
+            }
+        );
+    }
 
     #[test]
     fn property_bags_of_every_sdk() {
