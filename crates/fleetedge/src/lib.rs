@@ -1,0 +1,7 @@
+//! fleetedge: the IoT Edge device runtime for fleethub.
+//!
+//! - [`config`]: `/etc/fleetedge/config.toml` (Azure `[provisioning]` blocks verbatim + fleetedge sections);
+//! - [`state`]: the state directory layout and private file writes.
+
+pub mod config;
+pub mod state;
