@@ -3,5 +3,10 @@
 //! - [`config`]: `/etc/fleetedge/config.toml` (Azure `[provisioning]` blocks verbatim + fleetedge sections);
 //! - [`state`]: the state directory layout and private file writes.
 
+pub mod certs;
 pub mod config;
+pub mod identity;
+pub mod provisioning;
 pub mod state;
+pub mod uds;
+pub mod workload;
