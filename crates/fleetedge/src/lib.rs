@@ -7,6 +7,7 @@ pub mod certs;
 pub mod config;
 pub mod identity;
 pub mod provisioning;
+pub mod runtime;
 pub mod state;
 pub mod uds;
 pub mod workload;
