@@ -1,12 +1,27 @@
 //! Local edge hub (`$edgeHub`) for fleetedge.
 //!
-//! Serves the device's modules over MQTT/TLS, routes their messages according to the
-//! `$edgeHub` module twin, stores them durably on disk and forwards them upstream.
+//! Serves the device's modules over MQTT/TLS ([`listener`], [`session`]), routes their
+//! messages according to the `$edgeHub` module twin ([`routes`], [`config`], [`twin`]),
+//! stores them durably on disk ([`queue`]) and forwards them upstream ([`upstream`]), one
+//! upstream connection per sending module identity. See docs/edge-hub.md.
+
+pub mod config;
+mod hub;
+pub mod listener;
+pub mod message;
+pub mod queue;
+pub mod routes;
+mod session;
+pub mod topics;
+mod twin;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use hub::Hub;
 
 /// Symmetric keys of one module identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +78,10 @@ pub struct EdgeHubStatus {
     /// Route names currently applied.
     pub routes: Vec<String>,
     pub last_error: Option<String>,
+    /// Messages dropped because their time to live passed before delivery (since start).
+    pub expired_messages: u64,
+    /// Messages refused because the queue was full (since start).
+    pub rejected_messages: u64,
 }
 
 /// Errors starting the edge hub.
@@ -83,38 +102,42 @@ pub enum EdgeHubError {
         source: std::io::Error,
     },
     #[error("message queue: {0}")]
-    Queue(String),
-    #[error("not implemented yet")]
-    NotImplemented,
+    Queue(#[from] queue::QueueError),
 }
 
 /// The local edge hub.
 pub struct EdgeHub;
 
 impl EdgeHub {
-    /// Starts listeners, the queue and upstream connections.
+    /// Opens the queue in `state_dir`, applies the cached routes (or the default route),
+    /// binds the listeners and starts the upstream connections.
     pub async fn start(
         opts: EdgeHubOptions,
         creds: Arc<dyn CredentialSource>,
     ) -> Result<EdgeHubHandle, EdgeHubError> {
-        let _ = (opts, creds);
-        Err(EdgeHubError::NotImplemented)
+        let hub = Hub::start(opts, creds).await?;
+        Ok(EdgeHubHandle { hub })
     }
 }
 
 /// Handle of a running edge hub.
 pub struct EdgeHubHandle {
-    _private: (),
+    hub: Arc<Hub>,
 }
 
 impl EdgeHubHandle {
     pub fn status(&self) -> EdgeHubStatus {
-        EdgeHubStatus::default()
+        self.hub.status()
     }
 
+    /// Bound listener addresses (with the actual ports when port 0 was asked for).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        Vec::new()
+        self.hub.local_addrs.clone()
     }
 
-    pub async fn shutdown(self) {}
+    /// Stops listening, closes module and upstream connections and the queue. Queued
+    /// messages stay on disk for the next start.
+    pub async fn shutdown(self) {
+        self.hub.shutdown().await;
+    }
 }
