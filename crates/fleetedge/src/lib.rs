@@ -3,6 +3,7 @@
 //! - [`config`]: `/etc/fleetedge/config.toml` (Azure `[provisioning]` blocks verbatim + fleetedge sections);
 //! - [`state`]: the state directory layout and private file writes.
 
+pub mod agent;
 pub mod certs;
 pub mod config;
 pub mod identity;
