@@ -1,0 +1,406 @@
+//! End-to-end: the edge hub in-process against the real `fleethub` server binary.
+//!
+//! Module A (the fleethub-device DeviceClient, as a module through the edge hub with the
+//! edge CA) sends to output1; a route delivers to module B's input1 (a raw MQTT client that
+//! controls its PUBACKs) and another route to `$upstream`. The server is then stopped, N
+//! messages are sent, the edge hub itself is restarted on its queue, the server comes back:
+//! all N arrive upstream once, in order. Also: routes from the `$edgeHub` twin, a rejected
+//! configuration (400, previous routes kept), reported `clients`, and refused credentials.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use fleethub_device::{
+    DeviceClient, DeviceClientOptions, Message, MqttClient, MqttIncoming, MqttOptions,
+    ReconnectPolicy,
+};
+use fleethub_mqtt_codec::{Publish, QoS};
+use http::Method;
+use serde_json::{Value, json};
+
+const DEVICE: &str = "edge-1";
+
+fn module_a_options(pki: &EdgePki, addr: SocketAddr) -> DeviceClientOptions {
+    DeviceClientOptions::default()
+        .with_tls(pki.client_tls(addr))
+        .with_port(addr.port())
+        .with_operation_timeout(Duration::from_secs(20))
+        .with_reconnect(ReconnectPolicy {
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(1),
+            ..ReconnectPolicy::default()
+        })
+}
+
+async fn connect_module_a(pki: &EdgePki, addr: SocketAddr, key: &str) -> DeviceClient {
+    let cs = format!(
+        "HostName={HUB_HOST};DeviceId={DEVICE};ModuleId=A;SharedAccessKey={key};GatewayHostName={GATEWAY}"
+    );
+    DeviceClient::from_connection_string(&cs, module_a_options(pki, addr))
+        .await
+        .expect("module A connects to the edge hub")
+}
+
+/// Module B as a raw MQTT client (manual PUBACKs), subscribed to its inputs.
+async fn connect_module_b(
+    pki: &EdgePki,
+    addr: SocketAddr,
+    key: &str,
+) -> (MqttClient, MqttIncoming) {
+    let stream = pki
+        .client_tls(addr)
+        .connect(GATEWAY, addr.port())
+        .await
+        .unwrap();
+    let resource = format!("{HUB_HOST}/devices/{DEVICE}/modules/B");
+    let token = fleethub_core::sas::build_token(
+        &resource,
+        key,
+        fleethub_core::time_util::now_unix() + 3600,
+        None,
+    )
+    .unwrap();
+    let options = MqttOptions::new(format!("{DEVICE}/B"))
+        .with_credentials(
+            format!("{HUB_HOST}/{DEVICE}/B/?api-version=2019-10-01"),
+            token.into_bytes(),
+        )
+        .with_clean_session(false)
+        .with_manual_acks(true);
+    let (client, incoming) = MqttClient::connect(stream, options).await.unwrap();
+    let codes = client
+        .subscribe(vec![(
+            format!("devices/{DEVICE}/modules/B/inputs/#"),
+            QoS::AtLeastOnce,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(codes.len(), 1);
+    (client, incoming)
+}
+
+async fn next_input(incoming: &mut MqttIncoming, secs: u64) -> Option<Publish> {
+    tokio::time::timeout(Duration::from_secs(secs), incoming.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+fn bag_of(topic: &str) -> Vec<(String, Option<String>)> {
+    fleethub_device::device_client::topics::parse_property_bag(topic.rsplit('/').next().unwrap())
+}
+
+fn prop<'a>(bag: &'a [(String, Option<String>)], k: &str) -> Option<&'a str> {
+    bag.iter()
+        .find(|(n, _)| n == k)
+        .and_then(|(_, v)| v.as_deref())
+}
+
+async fn edge_twin(service: &Service) -> Value {
+    let (status, twin) = service
+        .call(
+            Method::GET,
+            &format!("/twins/{DEVICE}/modules/$edgeHub"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{twin}");
+    twin
+}
+
+async fn events_from_a(service: &Service) -> Vec<Value> {
+    service
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e["systemProperties"]["iothub-connection-module-id"] == "A")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_hub_routes_forwards_and_survives_outages() {
+    let mut server = Server::start();
+    let result = tokio::time::timeout(Duration::from_secs(240), scenario(&mut server)).await;
+    if result.is_err() {
+        eprintln!("server log:\n{}", server.log());
+        panic!("scenario timed out");
+    }
+}
+
+async fn scenario(server: &mut Server) {
+    let service = Service::new(server);
+    let (status, dev) = service
+        .call(
+            Method::PUT,
+            &format!("/devices/{DEVICE}"),
+            Some(
+                json!({"deviceId": DEVICE, "capabilities": {"iotEdge": true},
+                        "authentication": {"symmetricKey": {}}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{dev}");
+    let keys = Arc::new(Keys::default());
+    for m in ["$edgeHub", "A", "B"] {
+        let k = service.module_keys(DEVICE, m).await;
+        keys.0.lock().unwrap().insert(m.to_string(), k);
+    }
+    let key = |m: &str| keys.0.lock().unwrap()[m].primary.clone();
+
+    // Routes in the $edgeHub twin (schema 1.1: one string, one object).
+    let (status, twin) = service
+        .call(
+            Method::PATCH,
+            &format!("/twins/{DEVICE}/modules/$edgeHub"),
+            Some(json!({"properties": {"desired": {
+                "schemaVersion": "1.1",
+                "routes": {
+                    "AtoB": "FROM /messages/modules/A/outputs/output1 INTO BrokeredEndpoint(\"/modules/B/inputs/input1\")",
+                    "up": {"route": "FROM /messages/modules/A/outputs/* INTO $upstream", "priority": 0, "timeToLiveSecs": 3600}
+                },
+                "storeAndForwardConfiguration": {"timeToLiveSecs": 7200}
+            }}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{twin}");
+
+    let pki = EdgePki::new();
+    let state = tempfile::Builder::new()
+        .prefix("edgeh-state")
+        .tempdir()
+        .unwrap();
+    let listen: SocketAddr = "127.0.0.3:0".parse().unwrap();
+    let edge = start_edge(
+        edge_options(server, &pki, DEVICE, state.path(), listen),
+        keys.clone(),
+    )
+    .await;
+    let addr = edge.local_addrs()[0];
+    assert_eq!(addr.ip().to_string(), "127.0.0.3");
+    eventually(30, "routes from the $edgeHub twin", || async {
+        let s = edge.status();
+        (s.upstream_connected && s.routes == ["AtoB", "up"]).then_some(())
+    })
+    .await;
+    let twin = eventually(30, "reported lastDesiredStatus 200", || async {
+        let t = edge_twin(&service).await;
+        let r = &t["properties"]["reported"];
+        (r["lastDesiredStatus"]["code"] == 200
+            && r["lastDesiredVersion"] == t["properties"]["desired"]["$version"])
+            .then_some(t)
+    })
+    .await;
+    assert_eq!(twin["properties"]["reported"]["schemaVersion"], "1.1");
+
+    // Wrong credentials are refused (CONNACK 5).
+    let wrong = format!(
+        "HostName={HUB_HOST};DeviceId={DEVICE};ModuleId=A;SharedAccessKey={};GatewayHostName={GATEWAY}",
+        key("B")
+    );
+    let err = DeviceClient::from_connection_string(&wrong, module_a_options(&pki, addr))
+        .await
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err}");
+
+    // A -> output1 -> B/input1 and upstream.
+    let (b, mut b_in) = connect_module_b(&pki, addr, &key("B")).await;
+    let a = connect_module_a(&pki, addr, &key("A")).await;
+    a.send_event(
+        Message::json(&json!({"n": 0}))
+            .with_message_id("m0")
+            .with_correlation_id("c0")
+            .with_property("k", "v")
+            .with_output_name("output1"),
+    )
+    .await
+    .unwrap();
+    // Not to output1: only upstream.
+    a.send_event(
+        Message::new("other")
+            .with_message_id("x")
+            .with_output_name("output2"),
+    )
+    .await
+    .unwrap();
+    let p = next_input(&mut b_in, 10)
+        .await
+        .expect("B receives the input");
+    assert!(
+        p.topic
+            .starts_with(&format!("devices/{DEVICE}/modules/B/inputs/input1/")),
+        "{}",
+        p.topic
+    );
+    assert_eq!(p.qos, QoS::AtLeastOnce);
+    let bag = bag_of(&p.topic);
+    assert_eq!(prop(&bag, "$.cdid"), Some(DEVICE));
+    assert_eq!(prop(&bag, "$.cmid"), Some("A"));
+    assert_eq!(prop(&bag, "$.mid"), Some("m0"));
+    assert_eq!(prop(&bag, "$.cid"), Some("c0"));
+    assert_eq!(prop(&bag, "$.ct"), Some("application/json"));
+    assert_eq!(prop(&bag, "k"), Some("v"));
+    assert_eq!(&p.payload[..], br#"{"n":0}"#);
+    // No PUBACK: after B reconnects the message comes again; then it is acknowledged.
+    b.disconnect().await.unwrap();
+    drop(b_in);
+    let (b, mut b_in) = connect_module_b(&pki, addr, &key("B")).await;
+    let again = next_input(&mut b_in, 10)
+        .await
+        .expect("redelivered after reconnect");
+    assert_eq!(prop(&bag_of(&again.topic), "$.mid"), Some("m0"));
+    b.ack(again.pkid).unwrap();
+    assert!(
+        next_input(&mut b_in, 1).await.is_none(),
+        "only m0 goes to B"
+    );
+    b.disconnect().await.unwrap();
+    drop(b_in);
+    let (b, mut b_in) = connect_module_b(&pki, addr, &key("B")).await;
+    assert!(
+        next_input(&mut b_in, 1).await.is_none(),
+        "acknowledged: not redelivered"
+    );
+
+    let up = eventually(30, "both messages upstream", || async {
+        let e = events_from_a(&service).await;
+        (e.len() == 2).then_some(e)
+    })
+    .await;
+    let sys = &up[0]["systemProperties"];
+    assert_eq!(sys["message-id"], "m0");
+    assert_eq!(sys["correlation-id"], "c0");
+    assert_eq!(sys["content-type"], "application/json");
+    assert_eq!(sys["iothub-outputname"], "output1");
+    assert_eq!(sys["iothub-connection-device-id"], DEVICE);
+    assert_eq!(up[0]["properties"]["k"], "v");
+    assert_eq!(up[1]["systemProperties"]["message-id"], "x");
+    assert_eq!(up[1]["systemProperties"]["iothub-outputname"], "output2");
+
+    // Presence in the reported properties.
+    eventually(30, "clients in the reported properties", || async {
+        let t = edge_twin(&service).await;
+        let c = &t["properties"]["reported"]["clients"];
+        (c[format!("{DEVICE}/A")]["status"] == "Connected"
+            && c[format!("{DEVICE}/B")]["status"] == "Connected")
+            .then_some(())
+    })
+    .await;
+
+    // A configuration that cannot apply: 400 with the reason, previous routes kept.
+    let (status, _) = service
+        .call(
+            Method::PATCH,
+            &format!("/twins/{DEVICE}/modules/$edgeHub"),
+            Some(json!({"properties": {"desired": {"routes": {
+                "bad": "FROM /messages/* WHERE $body.t > 1 INTO $upstream"
+            }}}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let reported = eventually(30, "lastDesiredStatus 400", || async {
+        let t = edge_twin(&service).await;
+        let r = t["properties"]["reported"].clone();
+        (r["lastDesiredStatus"]["code"] == 400).then_some(r)
+    })
+    .await;
+    let description = reported["lastDesiredStatus"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        description.contains("'bad'") && description.contains("body"),
+        "{description}"
+    );
+    assert_eq!(edge.status().routes, ["AtoB", "up"]);
+    // Drop the bad route again.
+    service
+        .call(
+            Method::PATCH,
+            &format!("/twins/{DEVICE}/modules/$edgeHub"),
+            Some(json!({"properties": {"desired": {"routes": {"bad": null}}}})),
+        )
+        .await;
+    eventually(30, "lastDesiredStatus 200 again", || async {
+        let t = edge_twin(&service).await;
+        (t["properties"]["reported"]["lastDesiredStatus"]["code"] == 200).then_some(())
+    })
+    .await;
+
+    // Outage: the hub is down while A sends N messages; the edge hub acknowledges them
+    // (durable), restarts on its queue, and forwards them when the hub is back.
+    server.stop();
+    const N: usize = 25;
+    for i in 0..N {
+        a.send_event(
+            Message::new(format!("payload {i}"))
+                .with_message_id(format!("out-{i}"))
+                .with_output_name("output1"),
+        )
+        .await
+        .unwrap();
+    }
+    // B got all of them meanwhile (local route, no hub needed).
+    for i in 0..N {
+        let p = next_input(&mut b_in, 10)
+            .await
+            .expect("input during outage");
+        assert_eq!(
+            prop(&bag_of(&p.topic), "$.mid"),
+            Some(format!("out-{i}").as_str())
+        );
+        b.ack(p.pkid).unwrap();
+    }
+    // B's copies are deleted on its PUBACKs; the N upstream copies wait.
+    eventually(10, "B's inputs acknowledged", || async {
+        (edge.status().queued_messages == N as u64).then_some(())
+    })
+    .await;
+    let status = edge.status();
+    assert!(!status.upstream_connected, "{status:?}");
+    a.close().await;
+    b.disconnect().await.unwrap();
+    edge.shutdown().await;
+
+    // The daemon restarts: same state directory, hub still down -> cached routes.
+    let edge = start_edge(
+        edge_options(server, &pki, DEVICE, state.path(), listen),
+        keys.clone(),
+    )
+    .await;
+    assert_eq!(
+        edge.status().routes,
+        ["AtoB", "up"],
+        "routes cached on disk"
+    );
+    assert_eq!(edge.status().queued_messages, N as u64, "queue reopened");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.spawn();
+    let service = Service::new(server);
+    let up = eventually(90, "all N upstream after the outage", || async {
+        let e = events_from_a(&service).await;
+        (e.len() >= 2 + N).then_some(e)
+    })
+    .await;
+    let ids: Vec<String> = up[2..]
+        .iter()
+        .map(|e| {
+            e["systemProperties"]["message-id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let want: Vec<String> = (0..N).map(|i| format!("out-{i}")).collect();
+    assert_eq!(ids, want, "exactly once, in order");
+    eventually(30, "queue drained", || async {
+        (edge.status().queued_messages == 0).then_some(())
+    })
+    .await;
+    // Nothing more arrives later (no duplicates).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(events_from_a(&service).await.len(), 2 + N);
+    edge.shutdown().await;
+}
