@@ -34,12 +34,17 @@ impl EdgeHubConfig {
         }
     }
 
-    /// Parses the desired properties (metadata keys such as `$version` are ignored).
+    /// Parses the desired properties (metadata keys such as `$version` are ignored). Desired
+    /// properties with nothing but metadata (never configured) give the default route.
     pub fn from_desired(desired: &Value) -> Result<EdgeHubConfig, ConfigError> {
         let bad = |m: String| Err(ConfigError(m));
         let Some(obj) = desired.as_object() else {
             return bad("desired properties are not a JSON object".into());
         };
+        // Never configured (a new `$edgeHub` twin): the default route.
+        if obj.keys().all(|k| k.starts_with('$')) {
+            return Ok(EdgeHubConfig::default_routes());
+        }
         let schema_version = match obj.get("schemaVersion") {
             Some(Value::String(s)) => s.clone(),
             None => "1.0".to_string(),

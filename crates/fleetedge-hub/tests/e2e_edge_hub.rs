@@ -404,3 +404,221 @@ async fn scenario(server: &mut Server) {
     assert_eq!(events_from_a(&service).await.len(), 2 + N);
     edge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_twin_methods_and_refusals_through_the_edge_hub() {
+    let server = Server::start();
+    let result = tokio::time::timeout(Duration::from_secs(120), twin_scenario(&server)).await;
+    if result.is_err() {
+        eprintln!("server log:\n{}", server.log());
+        panic!("scenario timed out");
+    }
+}
+
+async fn twin_scenario(server: &Server) {
+    let service = Service::new(server);
+    let (status, dev) = service
+        .call(
+            Method::PUT,
+            &format!("/devices/{DEVICE}"),
+            Some(
+                json!({"deviceId": DEVICE, "capabilities": {"iotEdge": true},
+                        "authentication": {"symmetricKey": {}}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{dev}");
+    let keys = Arc::new(Keys::default());
+    for m in ["$edgeHub", "A", "B"] {
+        let k = service.module_keys(DEVICE, m).await;
+        keys.0.lock().unwrap().insert(m.to_string(), k);
+    }
+    let key = |m: &str| keys.0.lock().unwrap()[m].primary.clone();
+    let secondary = |m: &str| keys.0.lock().unwrap()[m].secondary.clone();
+    let pki = EdgePki::new();
+    let state = tempfile::Builder::new()
+        .prefix("edgeh-state")
+        .tempdir()
+        .unwrap();
+    let edge = start_edge(
+        edge_options(
+            server,
+            &pki,
+            DEVICE,
+            state.path(),
+            "127.0.0.3:0".parse().unwrap(),
+        ),
+        keys.clone(),
+    )
+    .await;
+    let addr = edge.local_addrs()[0];
+    // No twin configuration: the default route.
+    eventually(30, "upstream connection", || async {
+        let s = edge.status();
+        (s.upstream_connected && s.routes == ["default"]).then_some(())
+    })
+    .await;
+
+    // The secondary key works too.
+    let cs = format!(
+        "HostName={HUB_HOST};DeviceId={DEVICE};ModuleId=A;SharedAccessKey={};GatewayHostName={GATEWAY}",
+        secondary("A")
+    );
+    let a = DeviceClient::from_connection_string(&cs, module_a_options(&pki, addr))
+        .await
+        .unwrap();
+
+    // Twin GET and reported PATCH are the module's own twin in the hub.
+    let version = a.patch_reported(json!({"fw": "1.2"})).await.unwrap();
+    assert!(version >= 1);
+    let twin = a.get_twin().await.unwrap();
+    assert_eq!(twin["reported"]["fw"], "1.2", "{twin}");
+    let (_, hub_twin) = service
+        .call(Method::GET, &format!("/twins/{DEVICE}/modules/A"), None)
+        .await;
+    assert_eq!(
+        hub_twin["properties"]["reported"]["fw"], "1.2",
+        "{hub_twin}"
+    );
+
+    // Desired patches reach the module.
+    let mut desired = a.desired_updates().await.unwrap();
+    let (status, _) = service
+        .call(
+            Method::PATCH,
+            &format!("/twins/{DEVICE}/modules/A"),
+            Some(json!({"properties": {"desired": {"interval": 5}}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let patch = tokio::time::timeout(Duration::from_secs(10), desired.recv())
+        .await
+        .expect("desired patch")
+        .unwrap();
+    assert_eq!(patch["interval"], 5, "{patch}");
+    assert!(patch["$version"].as_u64().is_some(), "{patch}");
+
+    // A direct method invoked on the hub is answered by the module behind the edge hub.
+    let _handler = a
+        .on_method(|req| async move {
+            fleethub_device::MethodResponse::new(
+                201,
+                json!({"method": req.name, "echo": req.payload}),
+            )
+        })
+        .await
+        .unwrap();
+    let (status, body) = service
+        .call(
+            Method::POST,
+            &format!("/twins/{DEVICE}/modules/A/methods"),
+            Some(json!({"methodName": "reboot", "payload": {"n": 1},
+                        "responseTimeoutInSeconds": 10})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"status": 201, "payload": {"method": "reboot", "echo": {"n": 1}}})
+    );
+
+    // Refusals: an expired token, another module's resource, a module that is not an
+    // identity of this device.
+    let raw = |client_id: &str, resource: &str, key: &str, expiry: u64| {
+        let token = fleethub_core::sas::build_token(resource, key, expiry, None).unwrap();
+        MqttOptions::new(client_id).with_credentials(
+            format!("{HUB_HOST}/{client_id}/?api-version=2019-10-01"),
+            token.into_bytes(),
+        )
+    };
+    let now = fleethub_core::time_util::now_unix();
+    let res_b = format!("{HUB_HOST}/devices/{DEVICE}/modules/B");
+    let cases = [
+        raw(&format!("{DEVICE}/B"), &res_b, &key("B"), now - 10),
+        raw(
+            &format!("{DEVICE}/B"),
+            &format!("{HUB_HOST}/devices/{DEVICE}/modules/A"),
+            &key("A"),
+            now + 60,
+        ),
+        raw(
+            &format!("{DEVICE}/Z"),
+            &format!("{HUB_HOST}/devices/{DEVICE}/modules/Z"),
+            &key("B"),
+            now + 60,
+        ),
+        raw("other/B", &res_b, &key("B"), now + 60),
+        raw(
+            &format!("{DEVICE}/$edgeHub"),
+            &format!("{HUB_HOST}/devices/{DEVICE}/modules/$edgeHub"),
+            &key("$edgeHub"),
+            now + 60,
+        ),
+    ];
+    for options in cases {
+        let stream = pki
+            .client_tls(addr)
+            .connect(GATEWAY, addr.port())
+            .await
+            .unwrap();
+        let err = MqttClient::connect(stream, options).await.unwrap_err();
+        assert!(err.to_string().contains("not authorized"), "{err}");
+    }
+
+    // A module may only use its own topics.
+    let stream = pki
+        .client_tls(addr)
+        .connect(GATEWAY, addr.port())
+        .await
+        .unwrap();
+    let (b, mut b_in) = MqttClient::connect(
+        stream,
+        raw(&format!("{DEVICE}/B"), &res_b, &key("B"), now + 60),
+    )
+    .await
+    .unwrap();
+    let codes = b
+        .subscribe(vec![
+            (
+                format!("devices/{DEVICE}/modules/A/inputs/#"),
+                QoS::AtLeastOnce,
+            ),
+            (format!("devices/{DEVICE}/modules/B/#"), QoS::ExactlyOnce),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        codes,
+        vec![
+            fleethub_mqtt_codec::SubscribeReturnCode::Failure,
+            fleethub_mqtt_codec::SubscribeReturnCode::Success(QoS::AtLeastOnce)
+        ]
+    );
+    let sent = b
+        .publish(
+            format!("devices/{DEVICE}/modules/A/messages/events/"),
+            QoS::AtLeastOnce,
+            bytes::Bytes::from_static(b"forged"),
+        )
+        .await;
+    assert!(
+        sent.is_err(),
+        "publishing as another module closes the connection"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), b_in.recv())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Takeover: a second connection of A replaces the first.
+    let a2 = DeviceClient::from_connection_string(&cs, module_a_options(&pki, addr))
+        .await
+        .unwrap();
+    a2.send_event(Message::new("from a2")).await.unwrap();
+    assert_eq!(edge.status().connected_modules, ["A"]);
+    a2.close().await;
+    a.close().await;
+    edge.shutdown().await;
+}
