@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::EdgeHubConfig;
@@ -230,12 +230,13 @@ impl Hub {
         *self.shutdown.borrow()
     }
 
-    /// Routes a module's message and stores a copy per destination; returns once durable.
-    /// A message no route takes is dropped (and acknowledged), as in Azure IoT Edge.
-    pub(crate) async fn accept_message(
+    /// Routes a module's message and submits a copy per destination to the queue, in call
+    /// order; the receiver resolves once they are durable. A message no route takes is
+    /// dropped (and acknowledged), as in Azure IoT Edge.
+    pub(crate) fn submit_message(
         self: &Arc<Self>,
         msg: EdgeMessage,
-    ) -> Result<(), QueueError> {
+    ) -> oneshot::Receiver<Result<(), QueueError>> {
         let config = self.config();
         let destinations = routes::destinations(&config.routes, &msg);
         if destinations.is_empty() {
@@ -243,7 +244,9 @@ impl Hub {
                 module = msg.source_module,
                 "edge hub: no route takes this message; dropped"
             );
-            return Ok(());
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Ok(()));
+            return rx;
         }
         let default_ttl = config.ttl.unwrap_or(self.opts.default_ttl);
         let mut upstream = false;
@@ -265,11 +268,11 @@ impl Hub {
                 }
             })
             .collect();
-        self.queue.enqueue(entries).await?;
+        let rx = self.queue.submit(entries);
         if upstream {
             self.ensure_forwarder(&msg.source_module);
         }
-        Ok(())
+        rx
     }
 
     /// Starts the upstream forwarder of `module` unless it runs.

@@ -195,7 +195,19 @@ impl Queue {
 
     /// Stores all copies of one message atomically; returns once they are on disk.
     pub async fn enqueue(&self, entries: Vec<Entry>) -> Result<(), QueueError> {
-        self.call(|r| Cmd::Enqueue(entries, r)).await
+        self.submit(entries).await.map_err(|_| QueueError::Closed)?
+    }
+
+    /// Hands the copies of one message to the writer now (submissions are stored in the
+    /// order they are made); the receiver resolves once they are on disk.
+    pub fn submit(&self, entries: Vec<Entry>) -> oneshot::Receiver<Result<(), QueueError>> {
+        let (tx, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError(Cmd::Enqueue(_, tx))) =
+            self.tx.send(Cmd::Enqueue(entries, tx))
+        {
+            let _ = tx.send(Err(QueueError::Closed));
+        }
+        rx
     }
 
     /// Up to `limit` unexpired rows of `endpoint` with `seq > after`, in order.

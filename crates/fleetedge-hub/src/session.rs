@@ -31,6 +31,8 @@ pub const MAX_PACKET_BYTES: usize = 256 * 1024 + 8 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Unacknowledged input messages per module connection.
 const INPUT_WINDOW: usize = 16;
+/// Telemetry messages of one connection waiting for the disk before reading more.
+const MAX_PENDING_ACKS: usize = 256;
 /// Keep-alive cap (the hub's).
 const MAX_IDLE_SECS: u64 = 1767;
 
@@ -285,7 +287,7 @@ struct Session {
     /// PUBACKs from the module for input deliveries.
     input_acks: Option<mpsc::UnboundedSender<u16>>,
     /// Telemetry acknowledgements in order.
-    ack_order: Option<mpsc::UnboundedSender<PendingAck>>,
+    ack_order: Option<mpsc::Sender<PendingAck>>,
     close_rx: watch::Receiver<bool>,
 }
 
@@ -296,7 +298,7 @@ impl Session {
         idle: Duration,
     ) -> Result<&'static str, SessionError> {
         let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
-        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+        let (ack_tx, ack_rx) = mpsc::channel(MAX_PENDING_ACKS);
         self.ack_order = Some(ack_tx);
         self.tasks.push(tokio::spawn(ack_in_order(
             ack_rx,
@@ -394,16 +396,21 @@ impl Session {
                     p.payload.to_vec(),
                     p.retain,
                 );
-                let (tx, rx) = oneshot::channel();
-                let hub = self.hub.clone();
-                // Durable before acknowledged: the PUBACK waits for the commit.
-                tokio::spawn(async move {
-                    let _ = tx.send(hub.accept_message(msg).await);
-                });
+                // Durable before acknowledged: the PUBACK waits for the commit. Submitting
+                // here, in arrival order, keeps the module's messages in order.
+                let durable = self.hub.submit_message(msg);
                 if p.qos == QoS::AtLeastOnce
                     && let Some(order) = &self.ack_order
                 {
-                    let _ = order.send((p.pkid, rx));
+                    // Bounded: a module that outruns the disk waits (back-pressure).
+                    let _ = order.send((p.pkid, durable)).await;
+                } else if p.qos == QoS::AtMostOnce {
+                    let module = self.module.clone();
+                    tokio::spawn(async move {
+                        if let Ok(Err(e)) = durable.await {
+                            tracing::warn!(module, "edge hub: QoS 0 message dropped: {e}");
+                        }
+                    });
                 }
                 return Ok(());
             }
@@ -506,7 +513,7 @@ impl Session {
 /// queue refuses is not acknowledged: the connection is closed so that the module's SDK
 /// retransmits it after reconnecting.
 async fn ack_in_order(
-    mut rx: mpsc::UnboundedReceiver<PendingAck>,
+    mut rx: mpsc::Receiver<PendingAck>,
     out: mpsc::Sender<Packet>,
     fatal: mpsc::Sender<String>,
 ) {

@@ -622,3 +622,72 @@ async fn twin_scenario(server: &Server) {
     a.close().await;
     edge.shutdown().await;
 }
+
+/// No upstream hub at all: messages stay queued until the bound, then the edge hub refuses
+/// (no PUBACK, connection closed) instead of acknowledging what it cannot keep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_refuses_without_acknowledging() {
+    let keys = Arc::new(Keys::default());
+    for m in ["$edgeHub", "A"] {
+        let k = fleethub_core::keys::generate_key();
+        keys.0.lock().unwrap().insert(
+            m.to_string(),
+            fleetedge_hub::ModuleKeys {
+                primary: k.clone(),
+                secondary: fleethub_core::keys::generate_key(),
+                generation_id: "1".into(),
+            },
+        );
+    }
+    let pki = EdgePki::new();
+    let state = tempfile::Builder::new()
+        .prefix("edgeh-full")
+        .tempdir()
+        .unwrap();
+    let opts = fleetedge_hub::EdgeHubOptions {
+        device_id: DEVICE.into(),
+        listen: vec!["127.0.0.3:0".parse().unwrap()],
+        server_cert_chain_pem: pki.chain_pem.clone(),
+        server_key_pem: pki.key_pem.clone(),
+        upstream: fleetedge_hub::UpstreamOptions {
+            hub_hostname: HUB_HOST.into(),
+            // Nothing listens there.
+            mqtt_port: free_port(),
+            connect_address: Some("127.0.0.1".into()),
+            ca_pem_path: None,
+        },
+        state_dir: state.path().to_path_buf(),
+        queue_max_bytes: 8 * 1024,
+        default_ttl: Duration::from_secs(3600),
+    };
+    let edge = start_edge(opts, keys.clone()).await;
+    let addr = edge.local_addrs()[0];
+    let key = keys.0.lock().unwrap()["A"].primary.clone();
+    let cs = format!(
+        "HostName={HUB_HOST};DeviceId={DEVICE};ModuleId=A;SharedAccessKey={key};GatewayHostName={GATEWAY}"
+    );
+    let options = module_a_options(&pki, addr).with_reconnect(ReconnectPolicy {
+        enabled: false,
+        ..ReconnectPolicy::default()
+    });
+    let a = DeviceClient::from_connection_string(&cs, options)
+        .await
+        .unwrap();
+    let mut accepted = 0;
+    let err = loop {
+        match a.send_event(Message::new(vec![b'x'; 1024])).await {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 20, "the bound was never reached");
+    };
+    assert!(accepted >= 5, "accepted {accepted} before refusing");
+    assert!(!err.to_string().is_empty());
+    let s = edge.status();
+    assert_eq!(s.queued_messages, accepted, "{s:?}");
+    assert!(s.queued_bytes <= 8 * 1024, "{s:?}");
+    assert_eq!(s.rejected_messages, 1, "{s:?}");
+    assert!(!s.upstream_connected);
+    assert!(s.last_error.is_some(), "{s:?}");
+    edge.shutdown().await;
+}
