@@ -220,6 +220,16 @@ pub fn sign(identity: &ModuleIdentity, key_id: &str, data: &[u8]) -> Result<Stri
 /// The daemon's module keys as the edge hub's credential source.
 pub struct Credentials(pub Arc<IdentityStore>);
 
+impl fleetedge_hub::CredentialSource for Credentials {
+    fn module_keys(&self, module_id: &str) -> Option<fleetedge_hub::ModuleKeys> {
+        self.0.get(module_id).map(|m| fleetedge_hub::ModuleKeys {
+            primary: m.primary_key,
+            secondary: m.secondary_key,
+            generation_id: m.generation_id,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

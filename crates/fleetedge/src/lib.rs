@@ -5,8 +5,11 @@
 
 pub mod agent;
 pub mod certs;
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod identity;
+pub mod mgmt;
 pub mod provisioning;
 pub mod runtime;
 pub mod state;

@@ -188,9 +188,7 @@ fn errors_name_the_line_the_key_and_the_fix() {
             "provisioning.source",
         ),
         (
-            format!(
-                "[provisioning]\nsource = \"dps\"\nid_scope = \"s\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"r\"\nsymmetric_key = {{ value = \"abc*\" }}\n"
-            ),
+            "[provisioning]\nsource = \"dps\"\nid_scope = \"s\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"r\"\nsymmetric_key = { value = \"abc*\" }\n".to_string(),
             7,
             "provisioning.attestation.symmetric_key",
         ),

@@ -46,12 +46,15 @@ struct Handle {
     task: JoinHandle<()>,
 }
 
+/// A module's spec and its live state.
+type Observed = (ModuleSpec, Arc<Mutex<ModuleState>>);
+
 /// The OS-process [`ModuleRuntime`].
 pub struct ProcessRuntime {
     settings: ProcessSettings,
     modules: tokio::sync::Mutex<BTreeMap<String, Handle>>,
     /// Snapshot for the synchronous `list`.
-    states: Mutex<BTreeMap<String, (ModuleSpec, Arc<Mutex<ModuleState>>)>>,
+    states: Mutex<BTreeMap<String, Observed>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -336,14 +339,9 @@ async fn supervise(
                 };
                 s.status_description = Some(description.clone());
             });
-            loop {
-                match ctl.recv().await {
-                    Some(Ctl::Restart) => {
-                        restart_count = 0;
-                        break;
-                    }
-                    Some(Ctl::Stop) | None => return,
-                }
+            match ctl.recv().await {
+                Some(Ctl::Restart) => restart_count = 0,
+                Some(Ctl::Stop) | None => return,
             }
             continue;
         }
