@@ -79,7 +79,11 @@ pub fn parse_module_publish<'a>(
     let prefix = format!("devices/{device}/modules/{module}/messages/events");
     match topic.strip_prefix(&prefix) {
         Some("") => Ok(ModulePublish::Telemetry { bag: "" }),
-        Some(rest) if rest.starts_with('/') => Ok(ModulePublish::Telemetry { bag: &rest[1..] }),
+        // The Node SDK appends '/' after the bag of output messages; a '/' inside a bag is
+        // always percent-encoded, so a trailing one is never part of a value.
+        Some(rest) if rest.starts_with('/') => Ok(ModulePublish::Telemetry {
+            bag: rest[1..].strip_suffix('/').unwrap_or(&rest[1..]),
+        }),
         _ if topic.starts_with("devices/") => Err(TopicError(format!(
             "module '{device}/{module}' may not publish to '{topic}' (only to {prefix}/...)"
         ))),
