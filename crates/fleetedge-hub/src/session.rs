@@ -106,8 +106,8 @@ fn refuse(code: ConnectReturnCode, reason: impl Into<String>) -> Refusal {
     }
 }
 
-/// Authenticates a module CONNECT; returns the module ID.
-fn authenticate(hub: &Hub, connect: &Connect) -> Result<String, Refusal> {
+/// Authenticates a module CONNECT; returns the module ID and the token's expiry (unix s).
+fn authenticate(hub: &Hub, connect: &Connect) -> Result<(String, u64), Refusal> {
     let not_authorized = |r: String| refuse(ConnectReturnCode::NotAuthorized, r);
     let Some((device, module)) = connect.client_id.split_once('/') else {
         return Err(refuse(
@@ -169,7 +169,7 @@ fn authenticate(hub: &Hub, connect: &Connect) -> Result<String, Refusal> {
             "the SAS token signature does not match the keys of module '{module}'"
         )));
     }
-    Ok(module.to_string())
+    Ok((module.to_string(), token.expiry))
 }
 
 pub(crate) async fn serve<S>(hub: Arc<Hub>, stream: S, peer: SocketAddr)
@@ -216,7 +216,7 @@ where
         let _ = writer.await;
         return;
     }
-    let module = match authenticate(&hub, &connect) {
+    let (module, token_expiry) = match authenticate(&hub, &connect) {
         Ok(m) => m,
         Err(r) => {
             tracing::warn!(
@@ -261,7 +261,13 @@ where
     } else {
         (keep_alive * 3).div_ceil(2).min(MAX_IDLE_SECS)
     };
-    let result = session.run(&mut reader, Duration::from_secs(idle)).await;
+    // As the hub does, the connection ends when its SAS token expires (the SDKs reconnect
+    // with a fresh token before that).
+    let token_left =
+        Duration::from_secs(token_expiry.saturating_sub(fleethub_core::time_util::now_unix()));
+    let result = session
+        .run(&mut reader, Duration::from_secs(idle), token_left)
+        .await;
     match result {
         Ok(reason) => tracing::info!(%peer, module, "edge hub: module disconnected ({reason})"),
         Err(e) => tracing::info!(%peer, module, "edge hub: module connection closed: {e}"),
@@ -296,7 +302,10 @@ impl Session {
         &mut self,
         reader: &mut Reader<R>,
         idle: Duration,
+        token_left: Duration,
     ) -> Result<&'static str, SessionError> {
+        let token_expired = tokio::time::sleep(token_left);
+        tokio::pin!(token_expired);
         let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
         let (ack_tx, ack_rx) = mpsc::channel(MAX_PENDING_ACKS);
         self.ack_order = Some(ack_tx);
@@ -314,6 +323,7 @@ impl Session {
                 },
                 _ = close_rx.wait_for(|c| *c) => return Ok("replaced by a newer connection of the module, or shutdown"),
                 reason = fatal_rx.recv() => return Err(SessionError::Protocol(reason.unwrap_or_default())),
+                _ = &mut token_expired => return Ok("its SAS token expired"),
             };
             let Some(packet) = packet else {
                 return Ok("connection closed by the module");

@@ -565,6 +565,36 @@ async fn twin_scenario(server: &Server) {
         assert!(err.to_string().contains("not authorized"), "{err}");
     }
 
+    // The connection ends when its SAS token expires.
+    let stream = pki
+        .client_tls(addr)
+        .connect(GATEWAY, addr.port())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (_short, mut short_in) = MqttClient::connect(
+        stream,
+        raw(
+            &format!("{DEVICE}/B"),
+            &res_b,
+            &key("B"),
+            fleethub_core::time_util::now_unix() + 3,
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), short_in.recv())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
     // A module may only use its own topics.
     let stream = pki
         .client_tls(addr)
