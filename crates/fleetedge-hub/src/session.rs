@@ -2,7 +2,7 @@
 //! telemetry (routed, durable before PUBACK), input delivery (QoS 1 until PUBACK, also after
 //! reconnects), and the twin/method proxy through the module's upstream connection.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -251,6 +251,7 @@ where
         input_acks: None,
         ack_order: None,
         close_rx,
+        started: BTreeSet::new(),
     };
     for sub in restored {
         session.start(sub);
@@ -295,6 +296,7 @@ struct Session {
     /// Telemetry acknowledgements in order.
     ack_order: Option<mpsc::Sender<PendingAck>>,
     close_rx: watch::Receiver<bool>,
+    started: BTreeSet<SubKey>,
 }
 
 impl Session {
@@ -487,14 +489,15 @@ impl Session {
         Ok(())
     }
 
-    /// Starts serving a subscription (once per connection).
+    /// Starts serving a subscription (once per connection: a second relay would take the
+    /// upstream receiver away from the first).
     fn start(&mut self, sub: SubKey) {
+        if !self.started.insert(sub) {
+            return;
+        }
         match sub {
             SubKey::TwinResponses => {}
             SubKey::Inputs => {
-                if self.input_acks.is_some() {
-                    return;
-                }
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.input_acks = Some(tx);
                 self.tasks.push(tokio::spawn(input_pump(
