@@ -14,6 +14,8 @@ use crate::upstream::{Backoff, pause};
 
 /// The edge hub's own module identity.
 pub const EDGE_HUB_MODULE: &str = "$edgeHub";
+/// Full twin re-read besides patches (Azure's `ConfigRefreshFrequencySecs` default).
+const CONFIG_REFRESH: Duration = Duration::from_secs(3600);
 /// Schema version this edge hub reports.
 pub const REPORTED_SCHEMA_VERSION: &str = "1.1";
 
@@ -98,8 +100,8 @@ async fn refresh(hub: &Hub, client: &DeviceClient) -> Result<(), String> {
 }
 
 /// Keeps the `$edgeHub` twin connection: (re)connects with back-off, reads the twin, follows
-/// desired patches (each one triggers a full read, so no patch is merged wrongly), and
-/// reports client presence changes.
+/// desired patches (each one triggers a full read, so no patch is merged wrongly), re-reads
+/// it hourly, and reports client presence changes.
 pub(crate) async fn run(hub: Arc<Hub>) {
     let mut backoff = Backoff::new();
     'connect: while !hub.is_shutting_down() {
@@ -139,8 +141,15 @@ pub(crate) async fn run(hub: Arc<Hub>) {
         };
         backoff.reset();
         report(&client, clients_patch(&hub)).await;
+        let mut refresh_timer =
+            tokio::time::interval_at(tokio::time::Instant::now() + CONFIG_REFRESH, CONFIG_REFRESH);
         loop {
             tokio::select! {
+                _ = refresh_timer.tick() => {
+                    if let Err(e) = refresh(&hub, &client).await {
+                        tracing::warn!("edge hub: periodic $edgeHub twin read failed: {e}");
+                    }
+                }
                 patch = desired_rx.recv() => {
                     if patch.is_none() {
                         continue 'connect;
