@@ -375,7 +375,8 @@ impl Hub {
         }
     }
 
-    pub(crate) async fn shutdown(&self) {
+    /// Signals every task and session to stop; returns the aborted tasks.
+    pub(crate) fn stop(&self) -> Vec<JoinHandle<()>> {
         self.shutdown.send_replace(true);
         for s in lock(&self.sessions).values() {
             s.close.send_replace(true);
@@ -384,6 +385,11 @@ impl Hub {
         for t in &tasks {
             t.abort();
         }
+        tasks
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        let tasks = self.stop();
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }

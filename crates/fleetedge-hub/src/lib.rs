@@ -141,3 +141,11 @@ impl EdgeHubHandle {
         self.hub.shutdown().await;
     }
 }
+
+impl Drop for EdgeHubHandle {
+    /// A handle dropped without [`EdgeHubHandle::shutdown`] still stops the edge hub (without
+    /// waiting for its tasks).
+    fn drop(&mut self) {
+        self.hub.stop();
+    }
+}
