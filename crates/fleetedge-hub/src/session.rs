@@ -33,6 +33,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const INPUT_WINDOW: usize = 16;
 /// Telemetry messages of one connection waiting for the disk before reading more.
 const MAX_PENDING_ACKS: usize = 256;
+/// Bound on subscribing upstream before answering a module's SUBSCRIBE.
+const UPSTREAM_SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 /// Keep-alive cap (the hub's).
 const MAX_IDLE_SECS: u64 = 1767;
 
@@ -359,12 +361,25 @@ impl Session {
                             }
                         }
                     }
+                    // Desired patches and methods are subscribed upstream before the SUBACK,
+                    // so that nothing sent right after it is missed (bounded wait: when the
+                    // hub is unreachable the relay keeps trying in the background).
+                    let mut ready = Vec::new();
+                    for sub in &started {
+                        self.hub
+                            .remember_subscription(&self.module, self.clean, *sub);
+                        if *sub != SubKey::Inputs {
+                            ready.extend(self.start(*sub));
+                        }
+                    }
+                    for r in ready {
+                        let _ = tokio::time::timeout(UPSTREAM_SUBSCRIBE_WAIT, r).await;
+                    }
                     self.send(Packet::SubAck(SubAck::new(s.pkid, codes)))
                         .await?;
-                    for sub in started {
-                        self.hub
-                            .remember_subscription(&self.module, self.clean, sub);
-                        self.start(sub);
+                    // Inputs flow after the SUBACK.
+                    if started.contains(&SubKey::Inputs) {
+                        self.start(SubKey::Inputs);
                     }
                 }
                 Packet::Unsubscribe(u) => self.send(Packet::UnsubAck(u.pkid)).await?,
@@ -491,12 +506,14 @@ impl Session {
 
     /// Starts serving a subscription (once per connection: a second relay would take the
     /// upstream receiver away from the first).
-    fn start(&mut self, sub: SubKey) {
+    /// Returns, for upstream relays, a signal that the upstream subscription is in place.
+    fn start(&mut self, sub: SubKey) -> Option<oneshot::Receiver<()>> {
         if !self.started.insert(sub) {
-            return;
+            return None;
         }
+        let (ready_tx, ready_rx) = oneshot::channel();
         match sub {
-            SubKey::TwinResponses => {}
+            SubKey::TwinResponses => return None,
             SubKey::Inputs => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.input_acks = Some(tx);
@@ -507,18 +524,22 @@ impl Session {
                     self.out.clone(),
                     rx,
                 )));
+                return None;
             }
             SubKey::Desired => self.tasks.push(tokio::spawn(relay_desired(
                 self.hub.clone(),
                 self.module.clone(),
                 self.out.clone(),
+                ready_tx,
             ))),
             SubKey::Methods => self.tasks.push(tokio::spawn(relay_methods(
                 self.hub.clone(),
                 self.module.clone(),
                 self.out.clone(),
+                ready_tx,
             ))),
         }
+        Some(ready_rx)
     }
 }
 
@@ -665,13 +686,24 @@ async fn upstream_client(hub: &Hub, module: &str) -> Option<fleethub_device::Dev
 }
 
 /// Desired-property patches of the module's twin, from its upstream connection.
-async fn relay_desired(hub: Arc<Hub>, module: String, out: mpsc::Sender<Packet>) {
+async fn relay_desired(
+    hub: Arc<Hub>,
+    module: String,
+    out: mpsc::Sender<Packet>,
+    ready: oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
     loop {
         let Some(client) = upstream_client(&hub, &module).await else {
             return;
         };
         let mut rx = match client.desired_updates().await {
-            Ok(rx) => rx,
+            Ok(rx) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+                rx
+            }
             Err(e) => {
                 tracing::warn!(
                     module,
@@ -703,13 +735,24 @@ async fn relay_desired(hub: Arc<Hub>, module: String, out: mpsc::Sender<Packet>)
 
 /// Direct-method requests for the module, from its upstream connection; the module's
 /// response (same `$rid`) goes back through the same connection.
-async fn relay_methods(hub: Arc<Hub>, module: String, out: mpsc::Sender<Packet>) {
+async fn relay_methods(
+    hub: Arc<Hub>,
+    module: String,
+    out: mpsc::Sender<Packet>,
+    ready: oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
     loop {
         let Some(client) = upstream_client(&hub, &module).await else {
             return;
         };
         let mut rx = match client.method_requests().await {
-            Ok(rx) => rx,
+            Ok(rx) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+                rx
+            }
             Err(e) => {
                 tracing::warn!(
                     module,

@@ -51,6 +51,15 @@ async fn connect_module_b(
     addr: SocketAddr,
     key: &str,
 ) -> (MqttClient, MqttIncoming) {
+    connect_module_b_with(pki, addr, key, true).await
+}
+
+async fn connect_module_b_with(
+    pki: &EdgePki,
+    addr: SocketAddr,
+    key: &str,
+    subscribe: bool,
+) -> (MqttClient, MqttIncoming) {
     let stream = pki
         .client_tls(addr)
         .connect(GATEWAY, addr.port())
@@ -72,6 +81,9 @@ async fn connect_module_b(
         .with_clean_session(false)
         .with_manual_acks(true);
     let (client, incoming) = MqttClient::connect(stream, options).await.unwrap();
+    if !subscribe {
+        return (client, incoming);
+    }
     let codes = client
         .subscribe(vec![(
             format!("devices/{DEVICE}/modules/B/inputs/#"),
@@ -259,15 +271,29 @@ async fn scenario(server: &mut Server) {
     );
     b.disconnect().await.unwrap();
     drop(b_in);
-    let (b, mut b_in) = connect_module_b(&pki, addr, &key("B")).await;
+    // Clean session 0: the subscription is kept; no new SUBSCRIBE needed.
+    let (b, mut b_in) = connect_module_b_with(&pki, addr, &key("B"), false).await;
+    assert!(b.session_present());
     assert!(
         next_input(&mut b_in, 1).await.is_none(),
         "acknowledged: not redelivered"
     );
+    a.send_event(
+        Message::new("kept")
+            .with_message_id("m1")
+            .with_output_name("output1"),
+    )
+    .await
+    .unwrap();
+    let p = next_input(&mut b_in, 10)
+        .await
+        .expect("input on the kept subscription");
+    assert_eq!(prop(&bag_of(&p.topic), "$.mid"), Some("m1"));
+    b.ack(p.pkid).unwrap();
 
-    let up = eventually(30, "both messages upstream", || async {
+    let up = eventually(30, "the three messages upstream", || async {
         let e = events_from_a(&service).await;
-        (e.len() == 2).then_some(e)
+        (e.len() == 3).then_some(e)
     })
     .await;
     let sys = &up[0]["systemProperties"];
@@ -279,6 +305,7 @@ async fn scenario(server: &mut Server) {
     assert_eq!(up[0]["properties"]["k"], "v");
     assert_eq!(up[1]["systemProperties"]["message-id"], "x");
     assert_eq!(up[1]["systemProperties"]["iothub-outputname"], "output2");
+    assert_eq!(up[2]["systemProperties"]["message-id"], "m1");
 
     // Presence in the reported properties.
     eventually(30, "clients in the reported properties", || async {
@@ -381,10 +408,10 @@ async fn scenario(server: &mut Server) {
     let service = Service::new(server);
     let up = eventually(90, "all N upstream after the outage", || async {
         let e = events_from_a(&service).await;
-        (e.len() >= 2 + N).then_some(e)
+        (e.len() >= 3 + N).then_some(e)
     })
     .await;
-    let ids: Vec<String> = up[2..]
+    let ids: Vec<String> = up[3..]
         .iter()
         .map(|e| {
             e["systemProperties"]["message-id"]
@@ -401,7 +428,7 @@ async fn scenario(server: &mut Server) {
     .await;
     // Nothing more arrives later (no duplicates).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(events_from_a(&service).await.len(), 2 + N);
+    assert_eq!(events_from_a(&service).await.len(), 3 + N);
     edge.shutdown().await;
 }
 
