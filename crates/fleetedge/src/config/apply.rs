@@ -18,6 +18,51 @@ pub struct ApplyReport {
     pub provisioning_changed: bool,
     pub key_file: PathBuf,
     pub first_apply: bool,
+    /// Things the operator should fix (e.g. file ownership).
+    pub warnings: Vec<String>,
+}
+
+/// When run as root for a state directory owned by the service user (systemd's
+/// `StateDirectory`), hands what apply wrote to that user; warns when the configuration file
+/// is not readable by it.
+fn fix_ownership(state: &StateDir, config: &Config) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut warnings = Vec::new();
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX);
+    let Ok(home) = std::fs::metadata(&state.root) else {
+        return warnings;
+    };
+    if me != 0 || home.uid() == 0 {
+        return warnings;
+    }
+    let (uid, gid) = (home.uid(), home.gid());
+    for p in [
+        state.keys_dir(),
+        state.device_key_file(),
+        state.applied_config(),
+        state.identities_dir(),
+        state.certs_dir(),
+        state.logs_dir(),
+    ] {
+        if p.exists()
+            && let Err(e) = std::os::unix::fs::chown(&p, Some(uid), Some(gid))
+        {
+            warnings.push(format!("cannot hand {} to uid {uid}: {e}", p.display()));
+        }
+    }
+    if let Ok(m) = std::fs::metadata(&config.path)
+        && m.uid() != uid
+        && m.mode() & 0o044 == 0
+        && !(m.gid() == gid && m.mode() & 0o040 != 0)
+    {
+        warnings.push(format!(
+            "{} is not readable by the service user (uid {uid}): run `chown root:{gid} {0} && chmod 0640 {0}`",
+            config.path.display()
+        ));
+    }
+    warnings
 }
 
 /// A flat, secret-free summary of the settings.
@@ -166,7 +211,9 @@ pub fn apply(config: &Config) -> Result<ApplyReport, String> {
             .as_bytes(),
     )
     .map_err(|e| format!("cannot record the applied configuration: {e}"))?;
+    let warnings = fix_ownership(&state, config);
     Ok(ApplyReport {
+        warnings,
         changes,
         provisioning_changed: old.is_none() || provisioning_changed,
         key_file,

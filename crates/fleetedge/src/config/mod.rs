@@ -69,7 +69,7 @@ pub struct AgentSettings {
 impl Default for AgentSettings {
     fn default() -> Self {
         AgentSettings {
-            status_report_interval: Duration::from_secs(30),
+            status_report_interval: Duration::from_secs(5),
             restart_backoff_initial: Duration::from_secs(10),
             restart_backoff_max: Duration::from_secs(300),
             stable_after: Duration::from_secs(600),
