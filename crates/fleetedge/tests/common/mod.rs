@@ -154,6 +154,35 @@ impl Server {
         })
     }
 
+    /// Runs a `fleethub` admin command that prints nothing in particular; panics on failure.
+    pub fn cli_ok(&self, args: &[&str]) {
+        let out = Command::new(fleethub_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .output()
+            .expect("run fleethub");
+        assert!(
+            out.status.success(),
+            "fleethub {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Like [`Self::cli_json`], `None` when the command fails.
+    pub fn try_cli_json(&self, args: &[&str]) -> Option<Value> {
+        let out = Command::new(fleethub_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
     /// The module twin of `module` on `device`.
     pub fn module_twin(&self, device: &str, module: &str) -> Value {
         self.cli_json(&[
