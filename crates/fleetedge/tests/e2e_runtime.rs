@@ -232,6 +232,15 @@ fn dps_deployment_backoff_reported_properties_and_offline_restart() {
         "the good module was not restarted"
     );
 
+    // `fleetedge restart`: the module runs again (a second start line in its log).
+    edge.cli_ok(&["restart", "good"]);
+    wait_for(20, "good restarted", || {
+        (edge.cli_ok(&["logs", "good"]).lines().count() == 2
+            && edge.status_of("good").as_deref() == Some("running"))
+        .then_some(())
+    });
+    assert!(!edge.cli(&["restart", "nope"]).status.success());
+
     // `check`: the crash loop is reported as unhealthy; exit code non-zero.
     let out = edge.cli(&["check", "--output", "json"]);
     assert!(!out.status.success());

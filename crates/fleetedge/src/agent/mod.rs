@@ -61,6 +61,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Longest wait for the modules of a lower `startupOrder` to start.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
 /// The api-version announced to modules.
 pub const WORKLOAD_API_VERSION: &str = crate::workload::API_VERSION;
 
@@ -184,7 +187,12 @@ impl Agent {
         let keep: BTreeSet<String> = dep.modules.iter().map(|m| m.name.clone()).collect();
         self.remove_absent(&keep).await;
         let mut failures = Vec::new();
+        let mut previous_order = None;
         for m in &dep.modules {
+            if previous_order.is_some_and(|o| o < m.startup_order) {
+                self.wait_started(&dep, m.startup_order).await;
+            }
+            previous_order = Some(m.startup_order);
             let identity = match self.ctx.identities.ensure(&m.name).await {
                 Ok(i) => i,
                 Err(IdentityError::Unauthorized(e)) => {
@@ -223,6 +231,33 @@ impl Agent {
                 description: failures.join("; "),
             }
         })
+    }
+
+    /// startupOrder: waits (at most [`STARTUP_WAIT`]) until the modules ordered before
+    /// `order` that should run have started (running, or already failed/backing off).
+    async fn wait_started(&self, dep: &Deployment, order: u32) {
+        let earlier: Vec<&str> = dep
+            .modules
+            .iter()
+            .filter(|m| {
+                m.startup_order < order && m.status == crate::runtime::DesiredStatus::Running
+            })
+            .map(|m| m.name.as_str())
+            .collect();
+        let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
+        loop {
+            let states = self.ctx.runtime.list();
+            let started = earlier.iter().all(|n| {
+                states
+                    .iter()
+                    .find(|s| s.name == *n)
+                    .is_none_or(|s| s.runtime_status != RuntimeStatus::Unknown)
+            });
+            if started || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn report_doc(&self) -> Value {
