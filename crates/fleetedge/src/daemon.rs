@@ -143,7 +143,8 @@ async fn generation(
         &device.device_key,
         tls,
     )?
-    .with_port(config.hub.https_port);
+    .with_port(config.hub.https_port)
+    .with_timeout(Duration::from_secs(10));
     let identities = Arc::new(IdentityStore::open(&state, &device, client)?);
     let pki = certs::ensure(&state, &device.device_id, &config.hostname)?;
 
@@ -384,10 +385,21 @@ async fn start_edge_hub(
     identities: &Arc<IdentityStore>,
     pki: &certs::EdgePki,
 ) -> Result<fleetedge_hub::EdgeHubHandle> {
-    identities
-        .ensure("$edgeHub")
-        .await
-        .context("the $edgeHub module identity")?;
+    // Cache first, so an unreachable hub does not delay the local hub; refreshed in the
+    // background (the agent reprovisions if the hub rejects the device).
+    if identities.get("$edgeHub").is_some() {
+        let refresh = identities.clone();
+        tokio::spawn(async move {
+            if let Err(e) = refresh.ensure("$edgeHub").await {
+                tracing::warn!(error = %e, "cannot refresh the $edgeHub identity");
+            }
+        });
+    } else {
+        identities
+            .ensure("$edgeHub")
+            .await
+            .context("the $edgeHub module identity")?;
+    }
     let opts = fleetedge_hub::EdgeHubOptions {
         device_id: device.device_id.clone(),
         listen: config.edge_hub.listen.clone(),

@@ -104,6 +104,8 @@ struct Agent {
     schema_version: String,
     reported_names: BTreeSet<String>,
     last_sent: Option<Value>,
+    /// Starting from the cached deployment: use cached identities without asking the hub.
+    prefer_cache: bool,
 }
 
 enum ApplyOutcome {
@@ -125,6 +127,7 @@ impl Agent {
             schema_version: "1.1".into(),
             reported_names: BTreeSet::new(),
             last_sent: None,
+            prefer_cache: false,
         }
     }
 
@@ -193,7 +196,15 @@ impl Agent {
                 self.wait_started(&dep, m.startup_order).await;
             }
             previous_order = Some(m.startup_order);
-            let identity = match self.ctx.identities.ensure(&m.name).await {
+            let cached = self
+                .prefer_cache
+                .then(|| self.ctx.identities.get(&m.name))
+                .flatten();
+            let identity = match cached {
+                Some(i) => Ok(i),
+                None => self.ctx.identities.ensure(&m.name).await,
+            };
+            let identity = match identity {
                 Ok(i) => i,
                 Err(IdentityError::Unauthorized(e)) => {
                     return ApplyOutcome::Rejected(e.to_string());
@@ -354,7 +365,10 @@ pub async fn run(ctx: Arc<AgentContext>, mut shutdown: watch::Receiver<bool>) ->
         && let Ok(desired) = serde_json::from_slice::<Value>(&bytes)
     {
         tracing::info!("starting the modules of the cached deployment");
-        if let ApplyOutcome::Rejected(m) = agent.on_desired(&desired).await {
+        agent.prefer_cache = true;
+        let outcome = agent.on_desired(&desired).await;
+        agent.prefer_cache = false;
+        if let ApplyOutcome::Rejected(m) = outcome {
             return AgentExit::Rejected(m);
         }
     }

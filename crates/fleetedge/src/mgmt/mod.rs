@@ -163,6 +163,14 @@ pub async fn call(
     let (status, body) = uds::request(socket, method, path, None, Duration::from_secs(10))
         .await
         .map_err(|e| match e {
+            uds::ClientError::Connect { path, source }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                format!(
+                    "permission denied on {}: run the command as root or as the fleetedge user",
+                    path.display()
+                )
+            }
             uds::ClientError::Connect { path, source } => format!(
                 "the fleetedge daemon is not running (cannot connect to {}: {source}); start it with `systemctl start fleetedge` or `fleetedge run`",
                 path.display()
