@@ -1,7 +1,8 @@
 //! End-to-end through the whole device stack: the daemon creates module identities for a
 //! deployment, the in-process edge hub accepts those modules with SAS tokens signed by the
 //! workload API (the test never sees a module key), verifies as the edge CA from the trust
-//! bundle, routes module A's output to module B's input and upstream to the real hub.
+//! bundle, routes module A's output to module B's input and upstream to the real hub. A
+//! module removed from the deployment is stopped and its identity deleted.
 
 mod common;
 
@@ -229,5 +230,34 @@ fn modules_message_each_other_and_upstream_through_the_edge_hub() {
         text.contains("21.5").then_some(text)
     });
     assert!(found.contains("\"A\""), "{found}");
+
+    // A deployment without B: B is stopped, forgotten and its identity deleted in the hub.
+    server.set_deployment(
+        DEVICE,
+        &json!({"schemaVersion": "1.1", "modules": {"B": null}}),
+    );
+    wait_for(30, "B removed", || {
+        (edge.status_of("B").is_none() && edge.status_of("A").as_deref() == Some("running"))
+            .then_some(())
+    });
+    wait_for(30, "B's identity deleted", || {
+        server
+            .try_cli_json(&[
+                "hub",
+                "module-identity",
+                "show",
+                "--device-id",
+                DEVICE,
+                "--module-id",
+                "B",
+            ])
+            .is_none()
+            .then_some(())
+    });
+    wait_for(30, "B reported as removed", || {
+        let r = server.module_twin(DEVICE, "$edgeAgent")["properties"]["reported"].clone();
+        (r["modules"].get("B").is_none() && r["modules"]["A"]["runtimeStatus"] == "running")
+            .then_some(())
+    });
     edge.stop();
 }
