@@ -7,6 +7,8 @@
 //! - [`mqtt_client`]: a small MQTT 3.1.1 client (QoS 0/1, SUBSCRIBE, keep-alive) on any stream.
 //! - [`provisioning`]: the DPS symmetric-key provisioning client, over MQTT or HTTPS, with the
 //!   same wire behaviour as the official SDKs.
+//! - [`module_identity`]: an IoT Edge device's own module identities (device-scoped module
+//!   API with the device SAS token).
 //! - [`device_client`]: the IoT Hub device client over MQTT (telemetry, twin, direct
 //!   methods, cloud-to-device messages, SAS renewal and reconnection).
 //!
@@ -29,6 +31,7 @@
 
 pub mod device_client;
 pub mod https;
+pub mod module_identity;
 pub mod mqtt_client;
 pub mod provisioning;
 pub mod tls;
@@ -41,6 +44,7 @@ pub use device_client::{
     MethodRequest, MethodResponse, ReconnectPolicy,
 };
 pub use https::{HttpsClient, HttpsError, HttpsRequest, HttpsResponse};
+pub use module_identity::{ModuleIdentityClient, ModuleIdentityError};
 pub use mqtt_client::{MqttClient, MqttError, MqttIncoming, MqttOptions};
 pub use provisioning::{
     PollPolicy, ProvisioningClient, ProvisioningClientBuilder, ProvisioningError,

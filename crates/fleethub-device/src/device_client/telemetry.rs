@@ -70,6 +70,12 @@ impl Message {
         self
     }
 
+    /// `$.on`: the output a module sends to (routed by an edge hub).
+    pub fn with_output_name(mut self, v: impl Into<String>) -> Self {
+        self.output_name = Some(v.into());
+        self
+    }
+
     /// Adds (or replaces) an application property.
     pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.properties.insert(name.into(), value.into());

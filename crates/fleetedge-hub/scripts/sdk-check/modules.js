@@ -1,0 +1,31 @@
+// Node SDK module clients through the edge hub: A sends to output1, B gets input1.
+const { ModuleClient, Message } = require('azure-iot-device');
+const { Mqtt } = require('azure-iot-device-mqtt');
+const fs = require('fs');
+const cfg = JSON.parse(fs.readFileSync(process.argv[2]));
+const ca = fs.readFileSync(cfg.edge_ca, 'utf8');
+const cs = (m) => `HostName=localhost;DeviceId=edge-1;ModuleId=${m};SharedAccessKey=${cfg.keys[m]};GatewayHostName=127.0.0.3`;
+const fail = (e) => { console.log('NODE-FAIL', e && e.message || e); process.exit(1); };
+setTimeout(() => fail('timeout'), 30000);
+(async () => {
+  const b = ModuleClient.fromConnectionString(cs('B'), Mqtt);
+  await b.setOptions({ ca });
+  await b.open();
+  const got = new Promise((resolve) => b.on('inputMessage', (input, msg) => { b.complete(msg, () => {}); resolve([input, msg]); }));
+  const a = ModuleClient.fromConnectionString(cs('A'), Mqtt);
+  await a.setOptions({ ca });
+  await a.open();
+  const m = new Message(JSON.stringify({ n: 'node' }));
+  m.messageId = 'node-1';
+  m.properties.add('kind', 'node test');
+  await a.sendOutputEvent('output1', m);
+  const [input, msg] = await got;
+  console.log('B input', input, msg.messageId, msg.data.toString(), JSON.stringify(msg.properties.propertyList));
+  if (input !== 'input1' || msg.messageId !== 'node-1') fail('wrong input message');
+  const twin = await a.getTwin();
+  await new Promise((res, rej) => twin.properties.reported.update({ node: true }, (e) => e ? rej(e) : res()));
+  console.log('twin reported ok');
+  await a.close(); await b.close();
+  console.log('NODE-OK');
+  process.exit(0);
+})().catch(fail);

@@ -1,0 +1,787 @@
+//! One module connection: CONNECT authentication (module SAS verified locally), then
+//! telemetry (routed, durable before PUBACK), input delivery (QoS 1 until PUBACK, also after
+//! reconnects), and the twin/method proxy through the module's upstream connection.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use fleethub_core::sas::{SasToken, describe_resource_mismatch};
+use fleethub_device::DeviceError;
+use fleethub_mqtt_codec::{
+    self as codec, ConnAck, Connect, ConnectReturnCode, Packet, Publish, QoS, SubAck,
+    SubscribeReturnCode,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::hub::{Hub, SubKey, module_endpoint};
+use crate::queue::QueueError;
+use crate::topics::{self, ModulePublish, classify_filter};
+use crate::twin::EDGE_HUB_MODULE;
+use crate::upstream::{Backoff, pause};
+
+/// Largest packet a module may send (Azure's 256 KiB message limit plus topic and header).
+pub const MAX_PACKET_BYTES: usize = 256 * 1024 + 8 * 1024;
+/// Bound on waiting for CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Unacknowledged input messages per module connection.
+const INPUT_WINDOW: usize = 16;
+/// Telemetry messages of one connection waiting for the disk before reading more.
+const MAX_PENDING_ACKS: usize = 256;
+/// Bound on subscribing upstream before answering a module's SUBSCRIBE.
+const UPSTREAM_SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
+/// Keep-alive cap (the hub's).
+const MAX_IDLE_SECS: u64 = 1767;
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+impl From<codec::CodecError> for SessionError {
+    fn from(e: codec::CodecError) -> Self {
+        SessionError::Protocol(e.to_string())
+    }
+}
+
+struct Reader<R> {
+    rd: R,
+    buf: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    async fn next(&mut self) -> Result<Option<Packet>, SessionError> {
+        loop {
+            if let Some(p) = codec::decode(&mut self.buf, MAX_PACKET_BYTES)? {
+                return Ok(Some(p));
+            }
+            if self.rd.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(SessionError::Protocol(
+                        "connection closed inside a packet".into(),
+                    ))
+                };
+            }
+        }
+    }
+}
+
+/// Writes packets from a channel; ends when the channel closes or the peer is gone.
+async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Packet>) {
+    let mut buf = BytesMut::with_capacity(4096);
+    while let Some(p) = rx.recv().await {
+        let mut next = Some(p);
+        while let Some(p) = next {
+            if let Err(e) = codec::encode(&p, &mut buf) {
+                tracing::warn!("edge hub: cannot encode {}: {e}", p.name());
+            }
+            next = rx.try_recv().ok();
+        }
+        if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Why a CONNECT is refused (logged; never includes the token).
+struct Refusal {
+    code: ConnectReturnCode,
+    reason: String,
+}
+
+fn refuse(code: ConnectReturnCode, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        reason: reason.into(),
+    }
+}
+
+/// Authenticates a module CONNECT; returns the module ID and the token's expiry (unix s).
+fn authenticate(hub: &Hub, connect: &Connect) -> Result<(String, u64), Refusal> {
+    let not_authorized = |r: String| refuse(ConnectReturnCode::NotAuthorized, r);
+    let Some((device, module)) = connect.client_id.split_once('/') else {
+        return Err(refuse(
+            ConnectReturnCode::IdentifierRejected,
+            format!(
+                "client ID '{}' is not '{{deviceId}}/{{moduleId}}': only modules of this device connect to the edge hub",
+                connect.client_id
+            ),
+        ));
+    };
+    if device != hub.opts.device_id {
+        return Err(not_authorized(format!(
+            "device '{device}' is not this edge device ('{}')",
+            hub.opts.device_id
+        )));
+    }
+    if module.is_empty() || module.contains('/') || module == EDGE_HUB_MODULE {
+        return Err(not_authorized(format!(
+            "module ID '{module}' may not connect here"
+        )));
+    }
+    let password = connect
+        .password
+        .as_deref()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    if password.is_empty() {
+        return Err(not_authorized(
+            "no SAS token in the password (X.509 is not supported)".into(),
+        ));
+    }
+    let token = SasToken::parse(&password).map_err(|e| not_authorized(e.to_string()))?;
+    let now = fleethub_core::time_util::now_unix();
+    token
+        .check_expiry(now, 0)
+        .map_err(|e| not_authorized(e.to_string()))?;
+    let resource = format!(
+        "{}/devices/{device}/modules/{module}",
+        hub.opts.upstream.hub_hostname
+    );
+    if !token.covers(&resource) {
+        return Err(not_authorized(describe_resource_mismatch(
+            &token, &resource,
+        )));
+    }
+    let keys = hub.creds.module_keys(module).ok_or_else(|| {
+        not_authorized(format!(
+            "module '{module}' is not a module identity of this device"
+        ))
+    })?;
+    let mut ok = false;
+    for key in [&keys.primary, &keys.secondary] {
+        if !key.is_empty() {
+            ok |= token.verify_signature(key).unwrap_or(false);
+        }
+    }
+    if !ok {
+        return Err(not_authorized(format!(
+            "the SAS token signature does not match the keys of module '{module}'"
+        )));
+    }
+    Ok((module.to_string(), token.expiry))
+}
+
+pub(crate) async fn serve<S>(hub: Arc<Hub>, stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    let mut reader = Reader {
+        rd,
+        buf: BytesMut::with_capacity(4096),
+    };
+    let (out_tx, out_rx) = mpsc::channel::<Packet>(256);
+    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let connect = match tokio::time::timeout(CONNECT_TIMEOUT, reader.next()).await {
+        Ok(Ok(Some(Packet::Connect(c)))) => c,
+        Ok(Ok(Some(other))) => {
+            tracing::info!(%peer, "edge hub: first packet was {}, not CONNECT", other.name());
+            return;
+        }
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, "edge hub: bad CONNECT: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "edge hub: no CONNECT within {CONNECT_TIMEOUT:?}");
+            return;
+        }
+    };
+    let answer = |code, session_present| {
+        Packet::ConnAck(ConnAck {
+            session_present,
+            code,
+        })
+    };
+    if connect.protocol_level != 4 && connect.protocol_level != 3 {
+        let _ = out_tx
+            .send(answer(
+                ConnectReturnCode::UnacceptableProtocolVersion,
+                false,
+            ))
+            .await;
+        drop(out_tx);
+        let _ = writer.await;
+        return;
+    }
+    let (module, token_expiry) = match authenticate(&hub, &connect) {
+        Ok(m) => m,
+        Err(r) => {
+            tracing::warn!(
+                %peer,
+                client_id = connect.client_id,
+                "edge hub: refused module connection (CONNACK {}): {}",
+                r.code.as_u8(),
+                r.reason
+            );
+            let _ = out_tx.send(answer(r.code, false)).await;
+            drop(out_tx);
+            let _ = writer.await;
+            return;
+        }
+    };
+    let clean = connect.clean_session;
+    let session_present = !clean && hub.has_session(&module);
+    let restored = hub.session_subscriptions(&module, clean);
+    hub.mark_session(&module, clean);
+    let (conn_id, close_rx) = hub.register_session(&module);
+    tracing::info!(%peer, module, "edge hub: module connected");
+    let _ = out_tx
+        .send(answer(ConnectReturnCode::Accepted, session_present))
+        .await;
+    let mut session = Session {
+        hub: hub.clone(),
+        device: hub.opts.device_id.clone(),
+        module: module.clone(),
+        clean,
+        out: out_tx,
+        tasks: Vec::new(),
+        input_acks: None,
+        ack_order: None,
+        close_rx,
+        started: BTreeSet::new(),
+    };
+    for sub in restored {
+        session.start(sub);
+    }
+    let keep_alive = u64::from(connect.keep_alive);
+    let idle = if keep_alive == 0 {
+        MAX_IDLE_SECS
+    } else {
+        (keep_alive * 3).div_ceil(2).min(MAX_IDLE_SECS)
+    };
+    // As the hub does, the connection ends when its SAS token expires (the SDKs reconnect
+    // with a fresh token before that).
+    let token_left =
+        Duration::from_secs(token_expiry.saturating_sub(fleethub_core::time_util::now_unix()));
+    let result = session
+        .run(&mut reader, Duration::from_secs(idle), token_left)
+        .await;
+    match result {
+        Ok(reason) => tracing::info!(%peer, module, "edge hub: module disconnected ({reason})"),
+        Err(e) => tracing::info!(%peer, module, "edge hub: module connection closed: {e}"),
+    }
+    for t in &session.tasks {
+        t.abort();
+    }
+    hub.unregister_session(&module, conn_id);
+    drop(session);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+}
+
+/// A PUBACK that waits for its message to be durable, in arrival order.
+type PendingAck = (u16, oneshot::Receiver<Result<(), QueueError>>);
+
+struct Session {
+    hub: Arc<Hub>,
+    device: String,
+    module: String,
+    clean: bool,
+    out: mpsc::Sender<Packet>,
+    tasks: Vec<JoinHandle<()>>,
+    /// PUBACKs from the module for input deliveries.
+    input_acks: Option<mpsc::UnboundedSender<u16>>,
+    /// Telemetry acknowledgements in order.
+    ack_order: Option<mpsc::Sender<PendingAck>>,
+    close_rx: watch::Receiver<bool>,
+    started: BTreeSet<SubKey>,
+}
+
+impl Session {
+    async fn run<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut Reader<R>,
+        idle: Duration,
+        token_left: Duration,
+    ) -> Result<&'static str, SessionError> {
+        let token_expired = tokio::time::sleep(token_left);
+        tokio::pin!(token_expired);
+        let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
+        let (ack_tx, ack_rx) = mpsc::channel(MAX_PENDING_ACKS);
+        self.ack_order = Some(ack_tx);
+        self.tasks.push(tokio::spawn(ack_in_order(
+            ack_rx,
+            self.out.clone(),
+            fatal_tx,
+        )));
+        let mut close_rx = self.close_rx.clone();
+        loop {
+            let packet = tokio::select! {
+                p = tokio::time::timeout(idle, reader.next()) => match p {
+                    Err(_) => return Err(SessionError::Protocol(format!("keep-alive expired (no packet for {} s)", idle.as_secs()))),
+                    Ok(p) => p?,
+                },
+                _ = close_rx.wait_for(|c| *c) => return Ok("replaced by a newer connection of the module, or shutdown"),
+                reason = fatal_rx.recv() => return Err(SessionError::Protocol(reason.unwrap_or_default())),
+                _ = &mut token_expired => return Ok("its SAS token expired"),
+            };
+            let Some(packet) = packet else {
+                return Ok("connection closed by the module");
+            };
+            match packet {
+                Packet::Publish(p) => self.on_publish(p).await?,
+                Packet::PubAck(pkid) => {
+                    if let Some(tx) = &self.input_acks {
+                        let _ = tx.send(pkid);
+                    }
+                }
+                Packet::Subscribe(s) => {
+                    let mut codes = Vec::with_capacity(s.filters.len());
+                    let mut started = Vec::new();
+                    for (filter, qos) in &s.filters {
+                        match classify_filter(filter, &self.device, &self.module) {
+                            Some(kind) => {
+                                codes.push(if *qos == QoS::AtMostOnce {
+                                    SubscribeReturnCode::Success(QoS::AtMostOnce)
+                                } else {
+                                    SubscribeReturnCode::Success(QoS::AtLeastOnce)
+                                });
+                                started.push(SubKey::from(kind));
+                            }
+                            None => {
+                                tracing::info!(
+                                    module = self.module,
+                                    "edge hub: refused subscription to '{filter}'"
+                                );
+                                codes.push(SubscribeReturnCode::Failure);
+                            }
+                        }
+                    }
+                    // Desired patches and methods are subscribed upstream before the SUBACK,
+                    // so that nothing sent right after it is missed (bounded wait: when the
+                    // hub is unreachable the relay keeps trying in the background).
+                    let mut ready = Vec::new();
+                    for sub in &started {
+                        self.hub
+                            .remember_subscription(&self.module, self.clean, *sub);
+                        if *sub != SubKey::Inputs {
+                            ready.extend(self.start(*sub));
+                        }
+                    }
+                    for r in ready {
+                        let _ = tokio::time::timeout(UPSTREAM_SUBSCRIBE_WAIT, r).await;
+                    }
+                    self.send(Packet::SubAck(SubAck::new(s.pkid, codes)))
+                        .await?;
+                    // Inputs flow after the SUBACK.
+                    if started.contains(&SubKey::Inputs) {
+                        self.start(SubKey::Inputs);
+                    }
+                }
+                Packet::Unsubscribe(u) => self.send(Packet::UnsubAck(u.pkid)).await?,
+                Packet::PingReq => self.send(Packet::PingResp).await?,
+                Packet::Disconnect => return Ok("DISCONNECT"),
+                Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => {
+                    return Err(SessionError::Protocol("QoS 2 is not supported".into()));
+                }
+                other => {
+                    return Err(SessionError::Protocol(format!(
+                        "unexpected {} from a client",
+                        other.name()
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn send(&self, p: Packet) -> Result<(), SessionError> {
+        self.out
+            .send(p)
+            .await
+            .map_err(|_| SessionError::Protocol("writer closed".into()))
+    }
+
+    async fn on_publish(&mut self, p: Publish) -> Result<(), SessionError> {
+        if p.qos == QoS::ExactlyOnce {
+            return Err(SessionError::Protocol(format!(
+                "QoS 2 PUBLISH to '{}' (the hub supports QoS 0 and 1)",
+                p.topic
+            )));
+        }
+        let kind = topics::parse_module_publish(&p.topic, &self.device, &self.module)
+            .map_err(|e| SessionError::Protocol(e.0))?;
+        match kind {
+            ModulePublish::Telemetry { bag } => {
+                let msg = topics::message_from_publish(
+                    &self.device,
+                    &self.module,
+                    bag,
+                    p.payload.to_vec(),
+                    p.retain,
+                );
+                // Durable before acknowledged: the PUBACK waits for the commit. Submitting
+                // here, in arrival order, keeps the module's messages in order.
+                let durable = self.hub.submit_message(msg);
+                if p.qos == QoS::AtLeastOnce
+                    && let Some(order) = &self.ack_order
+                {
+                    // Bounded: a module that outruns the disk waits (back-pressure).
+                    let _ = order.send((p.pkid, durable)).await;
+                } else if p.qos == QoS::AtMostOnce {
+                    let module = self.module.clone();
+                    tokio::spawn(async move {
+                        if let Ok(Err(e)) = durable.await {
+                            tracing::warn!(module, "edge hub: QoS 0 message dropped: {e}");
+                        }
+                    });
+                }
+                return Ok(());
+            }
+            ModulePublish::TwinGet { rid } => {
+                let (hub, module, out) = (self.hub.clone(), self.module.clone(), self.out.clone());
+                tokio::spawn(async move {
+                    let reply = match hub.upstream.client(&module).await {
+                        Ok(c) => c.get_twin().await.map(|t| (200, None, t.to_string())),
+                        Err(e) => Err(DeviceError::ConnectionLost(e.to_string())),
+                    };
+                    respond_twin(out, &rid, reply).await;
+                });
+            }
+            ModulePublish::TwinPatchReported { rid } => {
+                let patch: Result<Value, _> = serde_json::from_slice(&p.payload);
+                let (hub, module, out) = (self.hub.clone(), self.module.clone(), self.out.clone());
+                tokio::spawn(async move {
+                    let reply = match patch {
+                        Err(e) => Err(DeviceError::Twin {
+                            status: 400,
+                            error_code: Some(400004),
+                            message: format!("the reported patch is not JSON: {e}"),
+                        }),
+                        Ok(patch) => match hub.upstream.client(&module).await {
+                            Ok(c) => c
+                                .patch_reported(patch)
+                                .await
+                                .map(|v| (204, Some(v), String::new())),
+                            Err(e) => Err(DeviceError::ConnectionLost(e.to_string())),
+                        },
+                    };
+                    respond_twin(out, &rid, reply).await;
+                });
+            }
+            ModulePublish::MethodResponse { status, rid } => {
+                let payload: Value = if p.payload.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&p.payload).unwrap_or_else(|_| {
+                        Value::String(String::from_utf8_lossy(&p.payload).into_owned())
+                    })
+                };
+                let (hub, module) = (self.hub.clone(), self.module.clone());
+                tokio::spawn(async move {
+                    let r = match hub.upstream.client(&module).await {
+                        Ok(c) => c
+                            .respond(&rid, status, payload)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = r {
+                        tracing::warn!(
+                            module,
+                            "edge hub: cannot forward a method response upstream: {e}"
+                        );
+                    }
+                });
+            }
+        }
+        if p.qos == QoS::AtLeastOnce {
+            self.send(Packet::PubAck(p.pkid)).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts serving a subscription (once per connection: a second relay would take the
+    /// upstream receiver away from the first).
+    /// Returns, for upstream relays, a signal that the upstream subscription is in place.
+    fn start(&mut self, sub: SubKey) -> Option<oneshot::Receiver<()>> {
+        if !self.started.insert(sub) {
+            return None;
+        }
+        let (ready_tx, ready_rx) = oneshot::channel();
+        match sub {
+            SubKey::TwinResponses => return None,
+            SubKey::Inputs => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.input_acks = Some(tx);
+                self.tasks.push(tokio::spawn(input_pump(
+                    self.hub.clone(),
+                    self.device.clone(),
+                    self.module.clone(),
+                    self.out.clone(),
+                    rx,
+                )));
+                return None;
+            }
+            SubKey::Desired => self.tasks.push(tokio::spawn(relay_desired(
+                self.hub.clone(),
+                self.module.clone(),
+                self.out.clone(),
+                ready_tx,
+            ))),
+            SubKey::Methods => self.tasks.push(tokio::spawn(relay_methods(
+                self.hub.clone(),
+                self.module.clone(),
+                self.out.clone(),
+                ready_tx,
+            ))),
+        }
+        Some(ready_rx)
+    }
+}
+
+/// Sends telemetry PUBACKs in arrival order, each once its message is durable. A message the
+/// queue refuses is not acknowledged: the connection is closed so that the module's SDK
+/// retransmits it after reconnecting.
+async fn ack_in_order(
+    mut rx: mpsc::Receiver<PendingAck>,
+    out: mpsc::Sender<Packet>,
+    fatal: mpsc::Sender<String>,
+) {
+    while let Some((pkid, done)) = rx.recv().await {
+        match done.await {
+            Ok(Ok(())) => {
+                if out.send(Packet::PubAck(pkid)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("edge hub: message not accepted, not acknowledged: {e}");
+                let _ = fatal.send(format!("message not accepted: {e}")).await;
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+async fn respond_twin(
+    out: mpsc::Sender<Packet>,
+    rid: &str,
+    reply: Result<(u16, Option<u64>, String), DeviceError>,
+) {
+    let (status, version, body) = match reply {
+        Ok(r) => r,
+        Err(DeviceError::Twin {
+            status,
+            error_code,
+            message,
+        }) => (
+            status,
+            None,
+            json!({"errorCode": error_code.unwrap_or(u64::from(status) * 1000), "message": message})
+                .to_string(),
+        ),
+        Err(e) => (
+            503,
+            None,
+            json!({"errorCode": 503000, "message": format!("edge hub: upstream twin request failed: {e}")})
+                .to_string(),
+        ),
+    };
+    let p = Publish::new(
+        topics::twin_response_topic(status, rid, version),
+        QoS::AtMostOnce,
+        0,
+        body.into_bytes(),
+    );
+    let _ = out.send(Packet::Publish(p)).await;
+}
+
+/// Delivers `module/{module}` rows as input messages at QoS 1, up to [`INPUT_WINDOW`]
+/// unacknowledged; a row is deleted on PUBACK. Unacknowledged rows are sent again by the
+/// next connection.
+async fn input_pump(
+    hub: Arc<Hub>,
+    device: String,
+    module: String,
+    out: mpsc::Sender<Packet>,
+    mut acks: mpsc::UnboundedReceiver<u16>,
+) {
+    let endpoint = module_endpoint(&module);
+    let mut changes = hub.queue.changes();
+    let mut inflight: HashMap<u16, i64> = HashMap::new();
+    let mut last_seq = 0i64;
+    let mut next_pkid: u16 = 0;
+    loop {
+        if inflight.len() < INPUT_WINDOW {
+            changes.borrow_and_update();
+            let rows = match hub
+                .queue
+                .peek(&endpoint, last_seq, INPUT_WINDOW - inflight.len())
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(module, "edge hub: cannot read the queue: {e}");
+                    return;
+                }
+            };
+            for row in rows {
+                last_seq = row.seq;
+                let input = row.input.as_deref().unwrap_or("input");
+                loop {
+                    next_pkid = next_pkid.wrapping_add(1).max(1);
+                    if !inflight.contains_key(&next_pkid) {
+                        break;
+                    }
+                }
+                let topic = topics::input_topic(&device, &module, input, &row.msg);
+                let p = Publish::new(topic, QoS::AtLeastOnce, next_pkid, row.msg.body);
+                if out.send(Packet::Publish(p)).await.is_err() {
+                    return;
+                }
+                inflight.insert(next_pkid, row.seq);
+            }
+        }
+        tokio::select! {
+            pkid = acks.recv() => {
+                let Some(pkid) = pkid else { return };
+                let mut done: Vec<i64> = inflight.remove(&pkid).into_iter().collect();
+                while let Ok(pkid) = acks.try_recv() {
+                    done.extend(inflight.remove(&pkid));
+                }
+                if !done.is_empty()
+                    && let Err(e) = hub.queue.remove(&endpoint, done).await
+                {
+                    tracing::error!(module, "edge hub: cannot delete delivered input messages: {e}");
+                }
+            }
+            _ = changes.changed(), if inflight.len() < INPUT_WINDOW => {}
+        }
+    }
+}
+
+/// Waits for the module's upstream connection (back-off while the hub is unreachable).
+async fn upstream_client(hub: &Hub, module: &str) -> Option<fleethub_device::DeviceClient> {
+    let mut backoff = Backoff::new();
+    loop {
+        match hub.upstream.client(module).await {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                let d = backoff.next_delay();
+                tracing::warn!(
+                    module,
+                    "edge hub: upstream connection unavailable ({e}); retrying in {d:?}"
+                );
+                if !pause(hub, d).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Desired-property patches of the module's twin, from its upstream connection.
+async fn relay_desired(
+    hub: Arc<Hub>,
+    module: String,
+    out: mpsc::Sender<Packet>,
+    ready: oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    loop {
+        let Some(client) = upstream_client(&hub, &module).await else {
+            return;
+        };
+        let mut rx = match client.desired_updates().await {
+            Ok(rx) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+                rx
+            }
+            Err(e) => {
+                tracing::warn!(
+                    module,
+                    "edge hub: cannot follow desired properties upstream: {e}"
+                );
+                if !pause(&hub, Duration::from_secs(2)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        while let Some(patch) = rx.recv().await {
+            let version = patch.get("$version").and_then(Value::as_u64);
+            let p = Publish::new(
+                topics::desired_patch_topic(version),
+                QoS::AtMostOnce,
+                0,
+                patch.to_string().into_bytes(),
+            );
+            if out.send(Packet::Publish(p)).await.is_err() {
+                return;
+            }
+        }
+        if !pause(&hub, Duration::from_millis(500)).await {
+            return;
+        }
+    }
+}
+
+/// Direct-method requests for the module, from its upstream connection; the module's
+/// response (same `$rid`) goes back through the same connection.
+async fn relay_methods(
+    hub: Arc<Hub>,
+    module: String,
+    out: mpsc::Sender<Packet>,
+    ready: oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    loop {
+        let Some(client) = upstream_client(&hub, &module).await else {
+            return;
+        };
+        let mut rx = match client.method_requests().await {
+            Ok(rx) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+                rx
+            }
+            Err(e) => {
+                tracing::warn!(
+                    module,
+                    "edge hub: cannot receive direct methods upstream: {e}"
+                );
+                if !pause(&hub, Duration::from_secs(2)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        while let Some(req) = rx.recv().await {
+            let body = if req.payload.is_null() {
+                Vec::new()
+            } else {
+                req.payload.to_string().into_bytes()
+            };
+            let p = Publish::new(
+                topics::method_request_topic(&req.name, &req.rid),
+                QoS::AtMostOnce,
+                0,
+                body,
+            );
+            if out.send(Packet::Publish(p)).await.is_err() {
+                return;
+            }
+        }
+        if !pause(&hub, Duration::from_millis(500)).await {
+            return;
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! `fleetedge logs <module> [--tail N] [--follow]`.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::Duration;
+
+use crate::runtime::logs::read_tail;
+use crate::state::StateDir;
+
+pub async fn show(
+    state: &StateDir,
+    module: &str,
+    tail: Option<usize>,
+    follow: bool,
+) -> Result<i32, String> {
+    if matches!(module, "edgeAgent" | "edgeHub" | "$edgeAgent" | "$edgeHub") {
+        return Err(format!(
+            "{module} runs inside the daemon: see `fleetedge system logs`"
+        ));
+    }
+    let path = state.module_log(module);
+    let text = read_tail(&path, tail).map_err(|e| {
+        format!(
+            "no logs for module '{module}' ({}: {e}); `fleetedge list` shows the modules",
+            path.display()
+        )
+    })?;
+    let mut out = std::io::stdout();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+    if !follow {
+        return Ok(0);
+    }
+    let mut pos = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if len < pos {
+            pos = 0; // rotated
+        }
+        if len > pos
+            && let Ok(mut f) = std::fs::File::open(&path)
+            && f.seek(SeekFrom::Start(pos)).is_ok()
+        {
+            let mut buf = Vec::new();
+            if f.read_to_end(&mut buf).is_ok() {
+                pos += buf.len() as u64;
+                let _ = out.write_all(&buf);
+                let _ = out.flush();
+            }
+        }
+    }
+}

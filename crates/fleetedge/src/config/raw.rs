@@ -1,0 +1,121 @@
+//! The file as written: serde structs with spans, before validation.
+//!
+//! Azure IoT Edge `config.toml` keys are accepted verbatim; keys that only matter to the
+//! Azure daemons (Docker, edge CA, image GC, ...) are accepted and reported as ignored.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawConfig {
+    pub provisioning: Option<Spanned<RawProvisioning>>,
+    pub hostname: Option<Spanned<String>>,
+    pub trust_bundle_cert: Option<Spanned<String>>,
+    pub auto_reprovisioning_mode: Option<Spanned<String>>,
+    pub dynamic_reprovisioning: Option<Spanned<bool>>,
+    pub homedir: Option<Spanned<String>>,
+    pub hub: Option<RawHub>,
+    pub edge_hub: Option<RawEdgeHub>,
+    pub agent: Option<RawAgent>,
+    // Everything else (Azure-only knobs) is accepted and reported as ignored by the loader.
+}
+
+/// Top-level keys [`RawConfig`] reads.
+pub(crate) const KNOWN_TOP_LEVEL: [&str; 9] = [
+    "provisioning",
+    "hostname",
+    "trust_bundle_cert",
+    "auto_reprovisioning_mode",
+    "dynamic_reprovisioning",
+    "homedir",
+    "hub",
+    "edge_hub",
+    "agent",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProvisioning {
+    pub source: Spanned<String>,
+    // manual
+    pub connection_string: Option<Spanned<String>>,
+    pub iothub_hostname: Option<Spanned<String>>,
+    pub device_id: Option<Spanned<String>>,
+    pub authentication: Option<Spanned<RawAuthentication>>,
+    // dps
+    pub global_endpoint: Option<Spanned<String>>,
+    pub id_scope: Option<Spanned<String>>,
+    pub scope_id: Option<Spanned<String>>,
+    pub attestation: Option<Spanned<RawAttestation>>,
+    pub payload: Option<Spanned<RawSecret>>,
+    pub always_reprovision_on_startup: Option<Spanned<bool>>,
+    pub dynamic_reprovisioning: Option<Spanned<bool>>,
+}
+
+// Certificate fields are accepted so Azure files parse; the loader refuses their methods.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthentication {
+    pub method: Spanned<String>,
+    pub device_id_pk: Option<Spanned<RawSecret>>,
+    pub identity_cert: Option<toml::Value>,
+    pub identity_pk: Option<toml::Value>,
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAttestation {
+    pub method: Spanned<String>,
+    pub registration_id: Option<Spanned<String>>,
+    pub symmetric_key: Option<Spanned<RawSecret>>,
+    pub identity_cert: Option<toml::Value>,
+    pub identity_pk: Option<toml::Value>,
+}
+
+/// `{ value = "..." }` or `{ uri = "file:///..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecret {
+    pub value: Option<Spanned<String>>,
+    pub uri: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHub {
+    pub mqtt_port: Option<Spanned<u16>>,
+    pub https_port: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEdgeHub {
+    pub enabled: Option<bool>,
+    pub listen: Option<Spanned<Vec<Spanned<String>>>>,
+    pub queue_max_bytes: Option<Spanned<u64>>,
+    pub default_ttl_secs: Option<Spanned<u64>>,
+}
+
+// Azure's `[agent]` keys (bootstrap edgeAgent container) are accepted and ignored.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAgent {
+    pub status_report_interval_secs: Option<Spanned<f64>>,
+    pub restart_backoff_initial_secs: Option<Spanned<f64>>,
+    pub restart_backoff_max_secs: Option<Spanned<f64>>,
+    pub stable_after_secs: Option<Spanned<f64>>,
+    pub log_max_bytes: Option<Spanned<u64>>,
+    pub env: Option<BTreeMap<String, String>>,
+    // Azure's bootstrap edgeAgent container settings: accepted, ignored.
+    pub name: Option<toml::Value>,
+    #[serde(rename = "type")]
+    pub kind: Option<toml::Value>,
+    #[serde(rename = "imagePullPolicy")]
+    pub image_pull_policy: Option<toml::Value>,
+    pub config: Option<toml::Value>,
+}

@@ -1,0 +1,133 @@
+//! Layout of the state directory (`homedir`, default /var/lib/fleetedge) and private file
+//! writes (0600, owner only; directories 0700).
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Paths inside the state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    pub root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+
+    /// Creates the directory (0700) and its subdirectories.
+    pub fn create(&self) -> std::io::Result<()> {
+        for d in [
+            self.root.clone(),
+            self.keys_dir(),
+            self.identities_dir(),
+            self.certs_dir(),
+            self.logs_dir(),
+        ] {
+            create_private_dir(&d)?;
+        }
+        Ok(())
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+    /// The device key copied by `config apply`.
+    pub fn device_key_file(&self) -> PathBuf {
+        self.keys_dir().join("device-id")
+    }
+    /// Cached module identities (keys included).
+    pub fn identities_dir(&self) -> PathBuf {
+        self.root.join("identities")
+    }
+    pub fn certs_dir(&self) -> PathBuf {
+        self.root.join("certs")
+    }
+    pub fn edge_ca_cert(&self) -> PathBuf {
+        self.certs_dir().join("edge-ca.pem")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn module_log(&self, module: &str) -> PathBuf {
+        self.logs_dir().join(format!("{}.log", safe_name(module)))
+    }
+    /// The provisioning result cache.
+    pub fn provisioning_cache(&self) -> PathBuf {
+        self.root.join("provisioning.json")
+    }
+    /// Summary of the last applied configuration (for `config apply` change reports).
+    pub fn applied_config(&self) -> PathBuf {
+        self.root.join("applied-config.json")
+    }
+    /// The last valid deployment (restored at start when the hub is unreachable).
+    pub fn deployment_cache(&self) -> PathBuf {
+        self.root.join("deployment.json")
+    }
+    pub fn workload_socket(&self) -> PathBuf {
+        self.root.join("workload.sock")
+    }
+    pub fn mgmt_socket(&self) -> PathBuf {
+        self.root.join("mgmt.sock")
+    }
+    /// The edge hub's store-and-forward queue.
+    pub fn edge_hub_dir(&self) -> PathBuf {
+        self.root.join("edgehub")
+    }
+}
+
+/// Module names as file names (`$edgeHub` -> `_edgeHub`).
+pub fn safe_name(module: &str) -> String {
+    module
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Writes `data` to `path` atomically (temp file + rename), readable by the owner only.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_files_are_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::new(dir.path().join("state"));
+        s.create().unwrap();
+        let mode = std::fs::metadata(&s.root).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let f = s.device_key_file();
+        write_private(&f, b"k").unwrap();
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(safe_name("$edgeHub"), "_edgeHub");
+    }
+}
