@@ -10,7 +10,7 @@ pub(crate) mod devices;
 pub(crate) mod events;
 pub(crate) mod methods;
 pub(crate) mod modules;
-pub(crate) mod query;
+
 pub(crate) mod statistics;
 pub(crate) mod twins;
 
