@@ -116,7 +116,7 @@ pub(crate) async fn list(
 }
 
 /// `top` (or `$top`) from the query string: 1..=1000, default 1000 (larger values are capped).
-fn top(raw: Option<&str>) -> Result<usize, ApiError> {
+pub(crate) fn top(raw: Option<&str>) -> Result<usize, ApiError> {
     let value = raw
         .unwrap_or("")
         .split('&')

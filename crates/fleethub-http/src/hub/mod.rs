@@ -6,6 +6,7 @@
 
 pub(crate) mod bulk;
 pub(crate) mod c2d;
+pub(crate) mod configurations;
 pub(crate) mod devices;
 pub(crate) mod events;
 pub(crate) mod methods;
