@@ -50,8 +50,9 @@ pub(crate) async fn dispatch<T: Transport>(
             let modules = content::load_modules_content(&content)?;
             content::check_layering(&modules, false)?;
             let path = format!("/devices/{}/applyConfigurationContent", seg(&device_id));
+            let body = serde_json::json!({ "modulesContent": modules });
             client
-                .post(&path, &serde_json::json!({ "modulesContent": modules }))
+                .send_ok("POST", &path, &[], vec![], Some(&body))
                 .await?;
             Ok(Outcome::Done(format!(
                 "modules content set for device '{device_id}'"
