@@ -154,6 +154,10 @@ pub struct Twin {
     pub device_scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_scopes: Option<Vec<String>>,
+    /// Configurations / deployments that target this twin: `{"<id>": {"status":
+    /// "Targeted"|"Applied"}}` (maintained by the hub).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configurations: Option<Value>,
 }
 
 /// Module identity (`Module`).

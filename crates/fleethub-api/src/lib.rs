@@ -4,11 +4,13 @@
 //! (de)serialize them unchanged. Unknown optional fields that the server does not interpret
 //! are still kept (`serde_json::Value`) so that what a client stores is what it reads back.
 
+pub mod configuration;
 pub mod dps;
 pub mod error;
 pub mod hub;
 pub mod time;
 
+pub use configuration::*;
 pub use dps::*;
 pub use error::*;
 pub use hub::*;

@@ -41,6 +41,7 @@ mod args;
 mod client;
 mod diagnostics;
 mod dps;
+mod edge;
 mod errors;
 mod hub;
 mod output;
@@ -53,6 +54,7 @@ pub use dps::{
     DpsCommand, EnrollmentCommand, EnrollmentFields, GroupCommand, ProvisioningStatus,
     RegistrationCommand, run_dps,
 };
+pub use edge::{DeploymentCommand, EdgeCommand, run_edge};
 pub use hub::{
     Ack, C2dCommand, ConnectionStringCommand, DeviceIdentityCommand, DeviceStatus,
     DeviceTwinCommand, HubCommand, KeyType, MethodArgs, ModuleIdentityCommand, MonitorArgs,

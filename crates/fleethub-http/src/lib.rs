@@ -131,6 +131,14 @@ route_table! {
     GET "/statistics/service" => hub::statistics::service;
     POST "/devices/{id}/messages/deviceBound" => hub::c2d::send;
     DELETE "/devices/{id}/commands" => hub::c2d::purge;
+    // Configurations / IoT Edge deployments at scale. `POST /configurations/testQueries`
+    // goes through the `{id}` route.
+    GET "/configurations" => hub::configurations::list;
+    GET "/configurations/{id}" => hub::configurations::get;
+    PUT "/configurations/{id}" => hub::configurations::put;
+    DELETE "/configurations/{id}" => hub::configurations::delete;
+    POST "/configurations/{id}" => hub::configurations::post;
+    POST "/devices/{id}/applyConfigurationContent" => hub::configurations::apply_content;
     GET "/messages/events" => hub::events::read;
     GET "/messages/events/live" => hub::events::live;
     PUT "/messages/events/consumerGroups/{group}/checkpoint" => hub::events::checkpoint;

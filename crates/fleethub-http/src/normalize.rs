@@ -56,6 +56,7 @@ pub(crate) fn canonical_path(method: &Method, path: &str) -> Option<String> {
         fix(&mut segs[1], "devices");
         if n == 3 {
             fix(&mut segs[3], "commands");
+            fix(&mut segs[3], "applyConfigurationContent");
         }
         if n == 3 || n == 4 {
             fix(&mut segs[3], "modules");
@@ -92,6 +93,12 @@ pub(crate) fn canonical_path(method: &Method, path: &str) -> Option<String> {
         }
         if n == 5 && segs[3] == "modules" {
             fix(&mut segs[5], "methods");
+        }
+    } else if first.eq_ignore_ascii_case("configurations") {
+        // Hub: /configurations[/{id}], POST /configurations/testQueries
+        fix(&mut segs[1], "configurations");
+        if n == 2 && method == Method::POST {
+            fix(&mut segs[2], "testQueries");
         }
     } else if first.eq_ignore_ascii_case("statistics") {
         fix(&mut segs[1], "statistics");

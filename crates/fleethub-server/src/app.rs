@@ -87,6 +87,14 @@ pub async fn build(cfg: Config) -> Result<Server> {
         ident.hub_policies.clone(),
         auth_log.clone(),
     ));
+    {
+        let hub = Arc::downgrade(&hub);
+        dps.on_device_assigned(Box::new(move |device_id| {
+            if let Some(hub) = hub.upgrade() {
+                hub.deployments_device_changed(device_id);
+            }
+        }));
+    }
     let dps_auth = Arc::new(ServiceAuth::new(
         "dps-service",
         cfg.dps_hostname.clone(),
@@ -199,6 +207,12 @@ pub async fn run(server: Server, demo: bool) -> Result<()> {
         server.hub.clone(),
         Duration::from_secs(cfg.telemetry_retention_hours.max(1) * 3600),
     ));
+    tokio::spawn(
+        server
+            .hub
+            .clone()
+            .run_deployments(Duration::from_secs(DEPLOYMENT_SWEEP_SECS)),
+    );
     let mqtt_task = tokio::spawn(accept_mqtt(
         mqtt,
         server.tls.clone(),
@@ -232,6 +246,9 @@ pub async fn run(server: Server, demo: bool) -> Result<()> {
         }
     }
 }
+
+/// The deployment engine re-plans every device this often (besides reacting to changes).
+const DEPLOYMENT_SWEEP_SECS: u64 = 60;
 
 /// Prunes the built-in telemetry endpoint every 10 minutes.
 async fn retention_task(hub: Arc<Hub>, retention: Duration) {

@@ -130,6 +130,13 @@ enum Command {
         #[command(subcommand)]
         cmd: fleethub_cli::HubCommand,
     },
+    /// IoT Edge deployments at scale and per-device modules (like `az iot edge`).
+    Edge {
+        #[command(flatten)]
+        client: fleethub_cli::ClientArgs,
+        #[command(subcommand)]
+        cmd: fleethub_cli::EdgeCommand,
+    },
     /// Load tools that measure a running server.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -399,6 +406,7 @@ async fn real_main() -> Result<()> {
         }
         Command::Dps { client, cmd } => fleethub_cli::run_dps(cmd, &client).await,
         Command::Hub { client, cmd } => fleethub_cli::run_hub(cmd, &client).await,
+        Command::Edge { client, cmd } => fleethub_cli::run_edge(cmd, &client).await,
         Command::Diagnostics { client, cmd } => fleethub_cli::run_diagnostics(cmd, &client).await,
         Command::Config(ConfigCommand::Show { args }) => {
             print!("{}", toml::to_string_pretty(&args.config()?)?);

@@ -8,6 +8,7 @@ pub mod error;
 pub mod hub;
 pub mod metrics;
 pub mod policies;
+pub mod query;
 
 pub use auth_log::{AuthFailure, AuthFailureLog};
 pub use dps::{AuthContext, Dps, DpsConfig, DpsPrincipal, EnrollmentSource};

@@ -12,7 +12,10 @@ pub use error::StoreError;
 pub use records::*;
 
 use async_trait::async_trait;
-use fleethub_api::{DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment};
+use fleethub_api::{
+    Configuration, ConfigurationContent, DeviceRegistrationState, EnrollmentGroup,
+    IndividualEnrollment,
+};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -100,6 +103,26 @@ pub trait Store: Send + Sync + 'static {
     /// A consumer group's checkpoint (last sequence number it processed; 0 = none).
     async fn get_checkpoint(&self, group: &str) -> Result<u64>;
     async fn set_checkpoint(&self, group: &str, sequence_number: u64) -> Result<()>;
+
+    // ---- Configurations / IoT Edge deployments at scale (ids are case-sensitive, lowercase)
+    async fn get_configuration(&self, id: &str) -> Result<Option<Configuration>>;
+    /// Creates or replaces; sets `etag`, keeps `createdTimeUtc`, sets `lastUpdatedTimeUtc`.
+    async fn put_configuration(
+        &self,
+        cfg: Configuration,
+        cond: Precondition,
+    ) -> Result<Configuration>;
+    async fn delete_configuration(&self, id: &str, if_match: Option<&str>) -> Result<()>;
+    /// Up to `max` configurations in id order (0 = all).
+    async fn list_configurations(&self, max: usize) -> Result<Vec<Configuration>>;
+    /// A device's own edge content (`applyConfigurationContent`); removed with the device.
+    async fn get_manual_content(&self, device_id: &str) -> Result<Option<ConfigurationContent>>;
+    /// Stores a device's own edge content; `NotFound` if the device does not exist.
+    async fn put_manual_content(
+        &self,
+        device_id: &str,
+        content: ConfigurationContent,
+    ) -> Result<()>;
 
     // ---- Persistent MQTT sessions (the subscriptions of CleanSession=0 clients)
     async fn get_mqtt_session(&self, client_id: &str) -> Result<Option<String>>;

@@ -10,11 +10,11 @@ use fleethub_services::{Hub, Right};
 use fleethub_store::{Page, PageRequest};
 use serde_json::Value;
 
-use super::query::Query;
 use crate::HttpState;
 use crate::auth::hub_service;
 use crate::body::{Peer, if_match, ok_json, page_request, page_response, require_json};
 use crate::error::{ApiError, HubResult, empty};
+use fleethub_services::query::Query;
 
 /// Devices a `GET /devices` returns when `top` is absent, and at most (Azure's limit).
 pub(crate) const MAX_LIST: usize = 1000;
@@ -116,7 +116,7 @@ pub(crate) async fn list(
 }
 
 /// `top` (or `$top`) from the query string: 1..=1000, default 1000 (larger values are capped).
-fn top(raw: Option<&str>) -> Result<usize, ApiError> {
+pub(crate) fn top(raw: Option<&str>) -> Result<usize, ApiError> {
     let value = raw
         .unwrap_or("")
         .split('&')

@@ -133,6 +133,9 @@ impl Dps {
             })
             .await?;
         self.recent.insert(&rec);
+        if let Some(hook) = self.assigned_hook.get() {
+            hook(&plan.device_id);
+        }
         crate::metrics::inc(&self.auth_failures.metrics.dps_registrations_assigned);
         tracing::info!(registration = %p.registration_id, device = %plan.device_id, substatus, "device assigned");
         Ok(assigning(operation_id, &p.registration_id))

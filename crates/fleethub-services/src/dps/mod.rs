@@ -53,7 +53,12 @@ pub struct Dps {
     /// Outcomes of recent registrations by operation ID, so that the device's poll does not
     /// need a store read (another instance's poll falls back to the store).
     recent: recent::RecentOperations,
+    /// Called with the device id after each assignment (the hub re-plans its deployments).
+    assigned_hook: std::sync::OnceLock<AssignedHook>,
 }
+
+/// See [`Dps::on_device_assigned`].
+pub type AssignedHook = Box<dyn Fn(&str) + Send + Sync>;
 
 impl Dps {
     pub fn new(store: Arc<dyn Store>, cfg: DpsConfig, auth_failures: Arc<AuthFailureLog>) -> Dps {
@@ -63,7 +68,14 @@ impl Dps {
             cfg,
             auth_failures,
             recent: Default::default(),
+            assigned_hook: Default::default(),
         }
+    }
+
+    /// Registers what to call with the device id whenever a registration assigns (creates or
+    /// updates) a device, e.g. the hub's deployment engine. Only the first hook is kept.
+    pub fn on_device_assigned(&self, hook: AssignedHook) {
+        let _ = self.assigned_hook.set(hook);
     }
 
     pub fn config(&self) -> &DpsConfig {

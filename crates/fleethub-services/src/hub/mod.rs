@@ -3,6 +3,8 @@
 
 mod auth;
 pub mod c2d;
+pub mod configurations;
+pub mod deployments;
 mod keys;
 mod methods;
 pub mod modules;
@@ -37,6 +39,7 @@ pub struct Hub {
     presence: presence::Presence,
     methods: methods::PendingMethods,
     c2d_locks: c2d::C2dLocks,
+    deployments: deployments::Engine,
 }
 
 impl Hub {
@@ -56,6 +59,7 @@ impl Hub {
             presence: Default::default(),
             methods: Default::default(),
             c2d_locks: Default::default(),
+            deployments: Default::default(),
         }
     }
 

@@ -167,6 +167,8 @@ impl Hub {
                 )),
                 other => other.into(),
             })?;
+        // A module named in a deployment gets its content once its identity exists.
+        self.deployments_device_changed(device_id);
         Ok(self.with_module_state(saved.module))
     }
 

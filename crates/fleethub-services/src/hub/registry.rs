@@ -154,6 +154,7 @@ impl Hub {
         if iot_edge {
             self.ensure_edge_modules(path_id).await?;
         }
+        self.deployments_device_changed(path_id);
         Ok(self.with_connection_state(saved.device))
     }
 

@@ -43,7 +43,12 @@ fn version_of(section: &Value) -> u64 {
 }
 
 /// Applies `patch` to a twin section, bumps `$version`, stamps `$metadata.$lastUpdated`.
-fn apply_section(section: &mut Value, patch: &Map<String, Value>, now: &str, desired: bool) -> u64 {
+pub(crate) fn apply_section(
+    section: &mut Value,
+    patch: &Map<String, Value>,
+    now: &str,
+    desired: bool,
+) -> u64 {
     if !section.is_object() {
         *section = json!({"$version": 1});
     }
@@ -126,7 +131,7 @@ impl Hub {
         }
     }
 
-    async fn modify_module_twin(
+    pub(crate) async fn modify_module_twin(
         &self,
         device_id: &str,
         module_id: &str,
@@ -155,7 +160,7 @@ impl Hub {
     }
 
     /// Read-modify-write of a device's twin with optimistic concurrency on the device etag.
-    async fn modify_twin(
+    pub(crate) async fn modify_twin(
         &self,
         device_id: &str,
         mut f: impl FnMut(&mut Twin) -> Result<(), DpsError>,
@@ -208,6 +213,10 @@ impl Hub {
         })
         .await?;
         self.touch(device_id, module_id);
+        if module_id.is_none() {
+            // Target conditions may read reported properties.
+            self.deployments_device_changed(device_id);
+        }
         Ok(version)
     }
 
@@ -286,6 +295,9 @@ impl Hub {
             .await?;
         if let Some(p) = pushed {
             self.notify(device_id, module_id, HubEvent::DesiredPatch(p));
+        }
+        if module_id.is_none() && tags.is_some() {
+            self.deployments_device_changed(device_id);
         }
         Ok(twin)
     }

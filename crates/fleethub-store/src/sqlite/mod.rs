@@ -1,6 +1,7 @@
 //! The embedded SQLite backend: WAL, `synchronous=NORMAL` (a committed write survives a process
 //! kill), one writer thread with group commit, a pool of reader connections.
 
+mod configurations;
 mod docs;
 mod pool;
 mod schema;
@@ -11,7 +12,10 @@ use crate::{
 };
 use async_trait::async_trait;
 use docs::{check, decode, encode, get_doc, get_row, new_etag, upsert};
-use fleethub_api::{DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment, time::now_utc};
+use fleethub_api::{
+    Configuration, ConfigurationContent, DeviceRegistrationState, EnrollmentGroup,
+    IndividualEnrollment, time::now_utc,
+};
 use pool::Pool;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
@@ -428,6 +432,10 @@ impl Store for SqliteStore {
                 c.execute("DELETE FROM twins WHERE device_id = ?1", params![id])?;
                 c.execute("DELETE FROM c2d WHERE device_id = ?1", params![id])?;
                 c.execute("DELETE FROM modules WHERE device_id = ?1", params![id])?;
+                c.execute(
+                    "DELETE FROM device_manual_content WHERE device_id = ?1",
+                    params![id],
+                )?;
                 c.execute("DELETE FROM devices WHERE device_id = ?1", params![id])?;
                 Ok(())
             })
@@ -760,6 +768,51 @@ impl Store for SqliteStore {
                 }
                 Ok(out)
             })
+            .await
+    }
+
+    async fn get_configuration(&self, id: &str) -> Result<Option<Configuration>> {
+        let id = id.to_string();
+        self.pool.read(move |c| configurations::get(c, &id)).await
+    }
+
+    async fn put_configuration(
+        &self,
+        cfg: Configuration,
+        cond: Precondition,
+    ) -> Result<Configuration> {
+        self.pool
+            .write(move |c| configurations::put(c, cfg, &cond))
+            .await
+    }
+
+    async fn delete_configuration(&self, id: &str, if_match: Option<&str>) -> Result<()> {
+        let id = id.to_string();
+        let if_match = if_match.map(str::to_string);
+        self.pool
+            .write(move |c| configurations::delete(c, &id, if_match.as_deref()))
+            .await
+    }
+
+    async fn list_configurations(&self, max: usize) -> Result<Vec<Configuration>> {
+        self.pool.read(move |c| configurations::list(c, max)).await
+    }
+
+    async fn get_manual_content(&self, device_id: &str) -> Result<Option<ConfigurationContent>> {
+        let id = device_id.to_string();
+        self.pool
+            .read(move |c| configurations::get_manual(c, &id))
+            .await
+    }
+
+    async fn put_manual_content(
+        &self,
+        device_id: &str,
+        content: ConfigurationContent,
+    ) -> Result<()> {
+        let id = device_id.to_string();
+        self.pool
+            .write(move |c| configurations::put_manual(c, &id, &content))
             .await
     }
 

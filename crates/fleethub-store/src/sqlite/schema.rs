@@ -43,6 +43,19 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (device_id, module_id));",
     // 6: persistent MQTT sessions (subscriptions by client identity)
     "CREATE TABLE mqtt_sessions (client_id TEXT PRIMARY KEY, doc TEXT NOT NULL, updated_utc TEXT NOT NULL);",
+    // 7: configurations / IoT Edge deployments at scale, and per-device manual edge content
+    // (`applyConfigurationContent`, `set-modules`)
+    "CREATE TABLE configurations (
+        id TEXT PRIMARY KEY,
+        etag TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        priority INTEGER NOT NULL,
+        created_utc TEXT NOT NULL,
+        doc TEXT NOT NULL);
+     CREATE TABLE device_manual_content (
+        device_id TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE,
+        doc TEXT NOT NULL,
+        updated_utc TEXT NOT NULL);",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

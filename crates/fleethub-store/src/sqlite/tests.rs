@@ -228,3 +228,77 @@ async fn telemetry_log_appends_in_order_and_survives_reopen() {
         1
     );
 }
+
+#[tokio::test]
+async fn configuration_crud_with_etags() {
+    use fleethub_api::{Configuration, ConfigurationContent};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let cfg = |p: i64| Configuration {
+        id: "dep-1".into(),
+        priority: p,
+        target_condition: Some("tags.a='b'".into()),
+        ..Default::default()
+    };
+    let c1 = s
+        .put_configuration(cfg(1), Precondition::MustNotExist)
+        .await
+        .unwrap();
+    assert_eq!(c1.etag.as_deref(), Some("MQ=="));
+    assert!(matches!(
+        s.put_configuration(cfg(2), Precondition::MustNotExist)
+            .await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        s.put_configuration(cfg(2), Precondition::IfMatch("\"nope\"".into()))
+            .await,
+        Err(StoreError::EtagMismatch { .. })
+    ));
+    // a refused write changed nothing
+    assert_eq!(s.get_configuration("dep-1").await.unwrap().unwrap(), c1);
+    let c2 = s
+        .put_configuration(cfg(2), Precondition::IfMatch("\"MQ==\"".into()))
+        .await
+        .unwrap();
+    assert_eq!(c2.etag.as_deref(), Some("Mg=="));
+    assert_eq!(c2.created_time_utc, c1.created_time_utc);
+    assert_eq!(s.list_configurations(0).await.unwrap(), vec![c2.clone()]);
+    assert!(matches!(
+        s.delete_configuration("dep-1", Some("MQ==")).await,
+        Err(StoreError::EtagMismatch { .. })
+    ));
+    s.delete_configuration("dep-1", Some("*")).await.unwrap();
+    assert!(s.get_configuration("dep-1").await.unwrap().is_none());
+    assert!(matches!(
+        s.delete_configuration("dep-1", None).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // manual content needs the device and goes with it
+    let content = ConfigurationContent {
+        modules_content: Some(serde_json::Map::new()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.put_manual_content("edge-1", content.clone()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let dev = DeviceRecord {
+        device: Device {
+            device_id: "edge-1".into(),
+            ..Default::default()
+        },
+        twin: Twin {
+            device_id: "edge-1".into(),
+            ..Default::default()
+        },
+    };
+    s.put_device(dev, Precondition::Any).await.unwrap();
+    s.put_manual_content("edge-1", content.clone())
+        .await
+        .unwrap();
+    assert_eq!(s.get_manual_content("edge-1").await.unwrap(), Some(content));
+    s.delete_device("edge-1", None).await.unwrap();
+    assert!(s.get_manual_content("edge-1").await.unwrap().is_none());
+}

@@ -1,12 +1,15 @@
 //! The IoT Hub query language, the part the service SDKs' `query_iot_hub` / `createQuery` use:
-//! `SELECT * FROM devices [WHERE <condition>]`, evaluated against twin JSON documents.
+//! `SELECT * FROM devices [WHERE <condition>]`, evaluated against twin JSON documents; also the
+//! target conditions of configurations (a bare condition, or `*`) and their custom metric
+//! queries (`SELECT deviceId FROM devices WHERE ...`).
 //!
 //! Conditions: comparisons (`=`, `!=`, `<>`, `<`, `>`, `<=`, `>=`) of paths (`tags.environment`,
 //! `properties.reported.fw`, `capabilities.iotEdge`, `deviceId`, `status`, ...) and literals
 //! (`'text'`, `"text"`, numbers, `true`, `false`, `null`); `[NOT] IN [..]`; `AND`, `OR`, `NOT`,
 //! parentheses; functions `IS_DEFINED`, `IS_NULL`, `IS_BOOL`, `IS_NUMBER`, `IS_STRING`,
 //! `IS_OBJECT`, `STARTS_WITH`, `ENDS_WITH`. Keywords and function names are case-insensitive,
-//! property names and string comparisons are not.
+//! property names and string comparisons are not. `[[name]]` quotes a property name with any
+//! characters (`configurations.[[my-deployment]].status`).
 //!
 //! As in Azure, a comparison involving an undefined property, or values of different types, is
 //! false (whatever the operator). Everything else (projections, `devices.modules`, `GROUP BY`,
@@ -16,13 +19,13 @@ use serde_json::Value;
 use std::cmp::Ordering;
 
 /// Longest query text accepted (Azure's limit is 8 KB too).
-pub(crate) const MAX_QUERY_CHARS: usize = 8192;
+pub const MAX_QUERY_CHARS: usize = 8192;
 /// Deepest nesting of parentheses / `NOT`.
 const MAX_DEPTH: usize = 32;
 
 /// A parsed `SELECT * FROM devices [WHERE ...]`.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Query {
+pub struct Query {
     filter: Option<Expr>,
 }
 
@@ -39,9 +42,62 @@ impl Query {
             tokens,
             pos: 0,
             depth: 0,
+            select_device_id: false,
         };
         let q = p.query()?;
         Ok(q)
+    }
+
+    /// Parses a custom metric query: `SELECT deviceId FROM devices [WHERE ...]` (or `SELECT *`).
+    pub fn parse_metric(text: &str) -> Result<Query, String> {
+        if text.chars().count() > MAX_QUERY_CHARS {
+            return Err(format!(
+                "the query is longer than {MAX_QUERY_CHARS} characters"
+            ));
+        }
+        let mut p = Parser {
+            tokens: tokenize(text)?,
+            pos: 0,
+            depth: 0,
+            select_device_id: true,
+        };
+        p.query()
+    }
+
+    /// Parses a configuration's target condition: a `WHERE` condition without `SELECT`
+    /// (`tags.environment='prod' AND properties.reported.fw='1.2'`), or `*` for every device.
+    pub fn parse_condition(text: &str) -> Result<Query, String> {
+        if text.chars().count() > MAX_QUERY_CHARS {
+            return Err(format!(
+                "the condition is longer than {MAX_QUERY_CHARS} characters"
+            ));
+        }
+        let tokens = tokenize(text)?;
+        if tokens.is_empty() {
+            return Err("the condition is empty (use * to target every device)".into());
+        }
+        if tokens == [Tok::Star] {
+            return Ok(Query { filter: None });
+        }
+        if tokens[0].is_keyword("SELECT") {
+            return Err(
+                "a target condition is only the condition (e.g. tags.environment='prod'), without SELECT ... WHERE"
+                    .into(),
+            );
+        }
+        let mut p = Parser {
+            tokens,
+            pos: 0,
+            depth: 0,
+            select_device_id: false,
+        };
+        let filter = p.or_expr()?;
+        match p.peek() {
+            None => Ok(Query {
+                filter: Some(filter),
+            }),
+            Some(t) => Err(format!("unexpected {} in the condition", t.describe())),
+        }
     }
 
     /// Does this twin document satisfy the `WHERE` clause?
@@ -339,6 +395,18 @@ fn tokenize(text: &str) -> Result<Vec<Tok>, String> {
                 out.push(Tok::RParen);
                 i += 1;
             }
+            '[' if next == Some('[') => {
+                // `[[any name]]`: a property name with characters identifiers cannot hold
+                let start = i + 2;
+                let end = (start..chars.len().saturating_sub(1))
+                    .find(|&j| chars[j] == ']' && chars[j + 1] == ']')
+                    .ok_or_else(|| format!("'[[' at position {i} is not closed with ']]'"))?;
+                if end == start {
+                    return Err(format!("empty property name '[[]]' at position {i}"));
+                }
+                out.push(Tok::Ident(chars[start..end].iter().collect()));
+                i = end + 2;
+            }
             '[' => {
                 out.push(Tok::LBracket);
                 i += 1;
@@ -387,6 +455,8 @@ struct Parser {
     tokens: Vec<Tok>,
     pos: usize,
     depth: usize,
+    /// Also accept `SELECT deviceId` (custom metric queries).
+    select_device_id: bool,
 }
 
 impl Parser {
@@ -423,6 +493,7 @@ impl Parser {
         }
         match self.next() {
             Some(Tok::Star) => {}
+            Some(Tok::Ident(s)) if self.select_device_id && s == "deviceId" => {}
             Some(t) => {
                 return Err(format!(
                     "only SELECT * is supported (projections and aggregates such as {} are not)",
@@ -667,6 +738,46 @@ mod tests {
 
     fn error(q: &str) -> String {
         Query::parse(q).expect_err(q)
+    }
+
+    #[test]
+    fn target_conditions() {
+        let t = twin();
+        let c = |q: &str| {
+            Query::parse_condition(q)
+                .unwrap_or_else(|e| panic!("{q}: {e}"))
+                .matches(&t)
+        };
+        assert!(c("*"));
+        assert!(c("tags.environment='test'"));
+        assert!(!c("tags.environment='prod'"));
+        assert!(c("tags.environment='test' AND capabilities.iotEdge = true"));
+        assert!(c("properties.reported.fw = '1.2.3' OR tags.floor > 100"));
+        assert!(Query::parse_condition("").unwrap_err().contains("empty"));
+        assert!(
+            Query::parse_condition("SELECT * FROM devices WHERE tags.a='b'")
+                .unwrap_err()
+                .contains("without SELECT")
+        );
+        assert!(Query::parse_condition("tags.a = 'b' tags").is_err());
+    }
+
+    #[test]
+    fn bracketed_names_and_metric_queries() {
+        let mut t = twin();
+        t["configurations"] = json!({"my-dep": {"status": "Applied"}});
+        let q = Query::parse_metric(
+            "SELECT deviceId FROM devices WHERE configurations.[[my-dep]].status = 'Applied'",
+        )
+        .unwrap();
+        assert!(q.matches(&t));
+        assert!(Query::parse("SELECT deviceId FROM devices").is_err());
+        assert!(Query::parse_metric("SELECT x FROM devices").is_err());
+        assert!(
+            Query::parse_condition("tags.[[a")
+                .unwrap_err()
+                .contains("]]")
+        );
     }
 
     #[test]
