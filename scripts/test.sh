@@ -7,6 +7,7 @@
 #                data dir (the official SDKs dial those ports: run as root, or see the message below)
 #   3. python    tests/compat/python/*.py with the pinned official Python SDKs (venv in $WORK/venv)
 #      node      tests/compat/node/*.js with the pinned official Node SDKs (npm ci into $WORK/node)
+#      edge      tests/edge/edge_e2e.py: its own fleethub serve + fleetedge + two official-SDK Python modules
 #   4. conformance   ../shared/conformance scenarios, only when that directory exists (developer/CI checkouts)
 #
 # Environment (all optional):
@@ -14,7 +15,7 @@
 #   FLEETHUB_SHARED       shared material (default ../shared next to the repository)
 #   FLEETHUB_CONFORMANCE  dps | all | off  (see below)
 #   FLEETHUB_TEST_SKIP    space-separated stages to skip, e.g. "rust" to re-run only the SDK tests
-#                         (rust, python, node, conformance); CI never sets it
+#                         (rust, python, node, edge, conformance); CI never sets it
 # Exit status 0 only if every stage that ran passed. Setup problems stop the run at once; the SDK test
 # suites (stage 3 and 4) all run and the run fails at the end if any of them failed.
 set -euo pipefail
@@ -151,10 +152,10 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # 2. release binary + server
 # ---------------------------------------------------------------------------------------------------
-if skipped python && skipped node && skipped conformance; then
+if skipped python && skipped node && skipped edge && skipped conformance; then
   exit 0
 fi
-run "cargo build --release -p fleethub-server" 2400 cargo build --release -p fleethub-server
+run "cargo build --release -p fleethub-server -p fleetedge" 2400 cargo build --release -p fleethub-server -p fleetedge
 [[ -x "$BIN" ]] || die "the release build did not produce $BIN"
 
 need python3 "Debian: apt-get install python3 python3-venv"
@@ -258,10 +259,10 @@ NODE_CA_ENV=(NODE_EXTRA_CA_CERTS="$CA_CERT")   # Node DPS device + service clien
 # ---------------------------------------------------------------------------------------------------
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
 
-if skipped python; then
-  RESULTS+=("skip  python compat (FLEETHUB_TEST_SKIP)")
-else
-  PYDIR=$ROOT/tests/compat/python
+PYDIR=$ROOT/tests/compat/python
+# ensure_venv: the pinned official Python SDKs in $WORK/venv (python compat tests, edge modules).
+ensure_venv() {
+  local stamp
   stamp=$(stamp_of "$PYDIR/requirements.txt" "$PYDIR/constraints.txt")
   if [[ ! -x "$WORK/venv/bin/python" || "$(cat "$WORK/venv/.fleethub-stamp" 2>/dev/null)" != "$stamp" ]]; then
     rm -rf "$WORK/venv"
@@ -273,6 +274,12 @@ else
       "$1/venv/bin/python" -c "import azure.iot.device, azure.iot.hub, provisioningserviceclient"
       echo "$3" >"$1/venv/.fleethub-stamp"' _ "$WORK" "$PYDIR" "$stamp"
   fi
+}
+
+if skipped python; then
+  RESULTS+=("skip  python compat (FLEETHUB_TEST_SKIP)")
+else
+  ensure_venv
   for t in "$PYDIR"/[!_]*.py; do
     suite "python compat: $(basename "$t")" 600 env "${PY_CA_ENV[@]}" "$WORK/venv/bin/python" "$t"
   done
@@ -295,6 +302,18 @@ else
   for t in "$NODEDIR"/*.js; do
     suite "node compat: $(basename "$t")" 600 env "${NODE_CA_ENV[@]}" node "$t"
   done
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# 3b. edge end-to-end: fleethub serve (own ports) + fleetedge + two official-SDK Python modules
+# ---------------------------------------------------------------------------------------------------
+if skipped edge; then
+  RESULTS+=("skip  edge end-to-end (FLEETHUB_TEST_SKIP)")
+else
+  ensure_venv
+  suite "edge end-to-end: tests/edge/edge_e2e.py" 900 env FLEETHUB_BIN="$BIN" \
+    FLEETEDGE_BIN="$TARGET_DIR/release/fleetedge" FLEETHUB_MODULE_PYTHON="$WORK/venv/bin/python" \
+    FLEETHUB_EDGE_WORK="$WORK/edge" python3 "$ROOT/tests/edge/edge_e2e.py"
 fi
 
 # ---------------------------------------------------------------------------------------------------

@@ -294,6 +294,16 @@ def main():
                 raise AssertionError("modules reported %s" % json.dumps(mods)[:500])
             return "lastDesiredStatus 200, emitter and receiver running"
 
+        def deployment_metrics():
+            def counted():
+                c = json.loads(hub.cli("edge", "deployment", "show", "--deployment-id", "edge-e2e-%s" % run_id).stdout)
+                r = c["systemMetrics"]["results"]
+                return r if r.get("reportedSuccessfulCount", 0) >= 1 else None
+            r = wait_for("the deployment's reportedSuccessfulCount", counted, 30)
+            if r.get("targetedCount", 0) < 1 or r.get("appliedCount", 0) < 1:
+                raise AssertionError("system metrics %s" % r)
+            return "system metrics %s" % json.dumps(r, sort_keys=True)
+
         def outage():
             events.poll()
             before = max(events.forwarded_ns(reg_id))
@@ -323,6 +333,7 @@ def main():
                           telemetry_arrives),
                          ("$edgeAgent reported properties: deployment applied, modules running", reported),
                          ("fleetedge check passes", check_passes),
+                         ("fleethub edge deployment show: targeted, applied, reporting success", deployment_metrics),
                          ("hub stopped and started again: no module telemetry lost", outage)):
             if not step(name, fn):
                 break

@@ -117,6 +117,18 @@ fn require_str(v: &Value, path: &str, what: &str) -> Result<(), String> {
     }
 }
 
+/// A module needs a `type`; a `docker` module its `settings.image` (Azure's runtime), a
+/// `process` module (fleetedge's runtime) its `settings.command`, except the system modules,
+/// which fleetedge runs itself.
+fn require_module_settings(m: &Value, what: &str, system: bool) -> Result<(), String> {
+    require_str(m, "type", what)?;
+    match m.get("type").and_then(Value::as_str) {
+        Some("docker") => require_str(m, "settings.image", what),
+        Some("process") if !system => require_str(m, "settings.command", what),
+        _ => Ok(()),
+    }
+}
+
 fn validate_base(modules: &Map<String, Value>) -> Result<(), String> {
     let agent = desired_of(modules, "$edgeAgent")?;
     let hub = desired_of(modules, "$edgeHub")?;
@@ -124,16 +136,16 @@ fn validate_base(modules: &Map<String, Value>) -> Result<(), String> {
     require_str(agent, "schemaVersion", a)?;
     require_str(agent, "runtime.type", a)?;
     for m in ["edgeAgent", "edgeHub"] {
-        require_str(agent, &format!("systemModules.{m}.type"), a)?;
-        require_str(agent, &format!("systemModules.{m}.settings.image"), a)?;
+        let path = format!("systemModules.{m}");
+        let module = agent.get("systemModules").and_then(|s| s.get(m));
+        require_module_settings(module.unwrap_or(&Value::Null), &format!("{a}.{path}"), true)?;
     }
     if let Some(user) = agent.get("modules") {
         let Some(user) = user.as_object() else {
             return Err(format!("{a}.modules must be an object of modules by name"));
         };
         for (name, m) in user {
-            require_str(m, "type", &format!("{a}.modules.{name}"))?;
-            require_str(m, "settings.image", &format!("{a}.modules.{name}"))?;
+            require_module_settings(m, &format!("{a}.modules.{name}"), false)?;
             if let Some(s) = m.get("status").and_then(Value::as_str)
                 && s != "running"
                 && s != "stopped"
@@ -281,6 +293,21 @@ pub(crate) mod tests {
             validate_modules_content(&no_image, false)
                 .unwrap_err()
                 .contains("modules.sensor.settings.image")
+        );
+        // fleetedge's process runtime: a command instead of an image; system modules need neither.
+        let mut process = m.clone();
+        let agent = &mut process["$edgeAgent"]["properties.desired"];
+        agent["systemModules"]["edgeAgent"] = json!({"type": "process", "settings": {}});
+        agent["systemModules"]["edgeHub"] = json!({"type": "process"});
+        agent["modules"]["sensor"] =
+            json!({"type": "process", "settings": {"command": "/usr/bin/python3"}});
+        validate_modules_content(&process, true).unwrap();
+        process["$edgeAgent"]["properties.desired"]["modules"]["sensor"]["settings"] =
+            json!({"image": "x"});
+        assert!(
+            validate_modules_content(&process, true)
+                .unwrap_err()
+                .contains("modules.sensor.settings.command")
         );
         let mut bad_key = m.clone();
         bad_key.insert("x".into(), json!({"properties.reported": {}}));
