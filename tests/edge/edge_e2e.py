@@ -81,8 +81,13 @@ def wait_for(what, fn, timeout, interval=0.5):
         time.sleep(interval)
 
 
+# The commands talk to this test's own server: settings exported for the main test server
+# (scripts/test.sh exports FLEETHUB_CA_CERT, connection strings, ...) must not leak into them.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("FLEETHUB_", "FLEETEDGE_"))}
+
+
 def run(args, check=True, timeout=60):
-    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=CLEAN_ENV)
     if check and r.returncode != 0:
         raise RuntimeError("%s exited %d: %s %s" % (" ".join(args[:4]), r.returncode, r.stdout[-2000:], r.stderr[-2000:]))
     return r
@@ -101,7 +106,7 @@ class Hub:
         self.proc = subprocess.Popen(
             [FLEETHUB, "serve", "--data-dir", self.data, "--bind", "127.0.0.1", "--mqtt-port", str(MQTT_PORT),
              "--https-port", str(HTTPS_PORT), "--hub-hostname", "localhost", "--dps-hostname", "localhost"],
-            stdout=logf, stderr=subprocess.STDOUT)
+            stdout=logf, stderr=subprocess.STDOUT, env=CLEAN_ENV)
         wait_for("fleethub serve answering", self.ready, 60)
 
     def ready(self):
@@ -205,7 +210,7 @@ def main():
     edge = None
     edge_log = os.path.join(WORK, "fleetedge.log")
     config = os.path.join(WORK, "edge", "config.toml")
-    env = dict(os.environ, FLEETEDGE_CONFIG=config)
+    env = dict(CLEAN_ENV, FLEETEDGE_CONFIG=config)
     try:
         if not step("fleethub serve starts", lambda: hub.start() or "ports %d/%d" % (MQTT_PORT, HTTPS_PORT)):
             return 1
