@@ -1,8 +1,9 @@
 //! `fleetedge run`: the daemon. One generation of the main loop = load the configuration,
 //! provision (or use the cache), open the module identity store, issue the edge hub
-//! certificate, serve the workload and management sockets, start the edge hub in-process
-//! and run the agent. A reload (SIGHUP, `config apply`), a reprovision request or a
-//! rejection of the identity by the hub (Dynamic mode) starts the next generation.
+//! certificate, serve the management socket and (for the agent to hand out) one workload
+//! socket per module, start the edge hub in-process and run the agent. A reload (SIGHUP,
+//! `config apply`), a reprovision request or a rejection of the identity by the hub (Dynamic
+//! mode) starts the next generation.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,7 @@ use crate::runtime::backoff::Backoff;
 use crate::runtime::process::{ProcessRuntime, ProcessSettings};
 use crate::runtime::{ModuleRuntime, RuntimeStatus};
 use crate::state::StateDir;
-use crate::workload::{self, Workload};
+use crate::workload::sockets::WorkloadSockets;
 use crate::{certs, uds};
 
 /// Why a generation ended.
@@ -159,20 +160,13 @@ async fn generation(
         });
     }
 
-    // workload API
+    // workload API: one socket per module, created by the agent before the module starts
     let lookup_store = identities.clone();
-    let workload = Workload {
-        trust_bundle_pem: trust_bundle(config, &pki.ca_pem),
-        identities: Arc::new(move |m| lookup_store.get(m)),
-    };
-    let wl = uds::bind(&state.workload_socket(), 0o660)
-        .with_context(|| format!("cannot listen on {}", state.workload_socket().display()))?;
-    let wl_task = tokio::spawn(uds::serve(
-        wl,
-        workload.handler(),
-        workload::MAX_CONCURRENT,
-        stop_rx.clone(),
-    ));
+    let workload = Arc::new(WorkloadSockets::new(
+        state.clone(),
+        trust_bundle(config, &pki.ca_pem),
+        Arc::new(move |m| lookup_store.get(m)),
+    )?);
 
     // edge hub
     let hub_state = Arc::new(Mutex::new(SystemModule {
@@ -302,6 +296,7 @@ async fn generation(
         state: state.clone(),
         identities: identities.clone(),
         runtime: runtime.clone(),
+        workload: workload.clone(),
         edge_hub: hub_fn,
         status: agent_status.clone(),
         started,
@@ -344,9 +339,8 @@ async fn generation(
     {
         h.shutdown().await;
     }
-    let _ = wl_task.await;
+    workload.shutdown();
     let _ = mgmt_task.await;
-    let _ = std::fs::remove_file(state.workload_socket());
     let _ = std::fs::remove_file(state.mgmt_socket());
     if matches!(next, Next::Reprovision) {
         // A new identity may come with another hub/device: re-created modules get new keys.

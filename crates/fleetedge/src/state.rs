@@ -65,8 +65,14 @@ impl StateDir {
     pub fn deployment_cache(&self) -> PathBuf {
         self.root.join("deployment.json")
     }
-    pub fn workload_socket(&self) -> PathBuf {
-        self.root.join("workload.sock")
+    /// The per-module workload sockets (0700).
+    pub fn workload_dir(&self) -> PathBuf {
+        self.root.join("mnt")
+    }
+    /// A module's own workload socket: `mnt/<module>.sock`.
+    pub fn module_workload_socket(&self, module: &str) -> PathBuf {
+        self.workload_dir()
+            .join(format!("{}.sock", socket_file_name(module)))
     }
     pub fn mgmt_socket(&self) -> PathBuf {
         self.root.join("mgmt.sock")
@@ -89,6 +95,17 @@ pub fn safe_name(module: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Module names as socket file names, one-to-one (unlike [`safe_name`], so two modules never
+/// share a socket): characters other than ASCII letters, digits, `-`, `_` and `.` are
+/// percent-encoded (`$edgeHub` -> `%24edgeHub`).
+pub fn socket_file_name(module: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.');
+    percent_encoding::utf8_percent_encode(module, KEEP).to_string()
 }
 
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -129,5 +146,18 @@ mod tests {
         let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(safe_name("$edgeHub"), "_edgeHub");
+    }
+
+    #[test]
+    fn socket_names_are_one_to_one() {
+        let s = StateDir::new("/h");
+        assert_eq!(
+            s.module_workload_socket("sensor-1"),
+            Path::new("/h/mnt/sensor-1.sock")
+        );
+        assert_eq!(socket_file_name("$edgeHub"), "%24edgeHub");
+        assert_eq!(socket_file_name("a/b"), "a%2Fb");
+        assert_ne!(socket_file_name("a$b"), socket_file_name("a_b"));
+        assert_ne!(socket_file_name("a%24b"), socket_file_name("a$b"));
     }
 }

@@ -17,13 +17,18 @@ use serde_json::{Value, json};
 
 const DEVICE: &str = "edge-msg-1";
 
-/// A module's SAS token, signed by the workload API like the SDKs' edge HSM does.
+/// A module's own workload socket.
+fn socket(edge: &Edge, module: &str) -> std::path::PathBuf {
+    edge.home.join("mnt").join(format!("{module}.sock"))
+}
+
+/// A module's SAS token, signed by the module's workload socket like the SDKs' edge HSM does.
 async fn workload_token(edge: &Edge, module: &str, genid: &str) -> String {
     let sr = fleethub_core_pct(&format!("localhost/devices/{DEVICE}/modules/{module}"));
     let expiry = fleethub_core::time_util::now_unix() + 3600;
     let data = format!("{sr}\n{expiry}");
     let (status, body) = fleetedge::uds::request(
-        &edge.home.join("workload.sock"),
+        &socket(edge, module),
         http::Method::POST,
         &format!(
             "/modules/{}/genid/{genid}/sign?api-version=2020-07-07",
@@ -50,7 +55,7 @@ fn fleethub_core_pct(s: &str) -> String {
 
 async fn trust_bundle(edge: &Edge) -> String {
     let (status, body) = fleetedge::uds::request(
-        &edge.home.join("workload.sock"),
+        &socket(edge, "A"),
         http::Method::GET,
         "/trust-bundle?api-version=2020-07-07",
         None,
@@ -240,6 +245,11 @@ fn modules_message_each_other_and_upstream_through_the_edge_hub() {
         (edge.status_of("B").is_none() && edge.status_of("A").as_deref() == Some("running"))
             .then_some(())
     });
+    assert!(
+        !socket(&edge, "B").exists(),
+        "B's workload socket is removed"
+    );
+    assert!(socket(&edge, "A").exists());
     wait_for(30, "B's identity deleted", || {
         server
             .try_cli_json(&[
@@ -260,4 +270,8 @@ fn modules_message_each_other_and_upstream_through_the_edge_hub() {
             .then_some(())
     });
     edge.stop();
+    assert!(
+        !socket(&edge, "A").exists(),
+        "the daemon removes the sockets when it stops"
+    );
 }

@@ -163,7 +163,8 @@ fn dps_deployment_backoff_reported_properties_and_offline_restart() {
 
     // Logs, with the IoT Edge environment.
     let logs = edge.cli_ok(&["logs", "good"]);
-    let workload = format!("unix://{}", edge.home.join("workload.sock").display());
+    let good_socket = edge.home.join("mnt").join("good.sock");
+    let workload = format!("unix://{}", good_socket.display());
     assert_eq!(
         logs.trim(),
         format!("hello from the manifest good {device} {workload}")
@@ -189,7 +190,7 @@ fn dps_deployment_backoff_reported_properties_and_offline_restart() {
     let data = format!("localhost%2Fdevices%2F{device}%2Fmodules%2Fgood\n1900000000");
     let (status, body) = rt
         .block_on(fleetedge::uds::request(
-            &edge.home.join("workload.sock"),
+            &good_socket,
             http::Method::POST,
             &format!("/modules/good/genid/{genid}/sign?api-version=2020-07-07"),
             Some(json!({"keyId": "primary", "algo": "HMACSHA256",
@@ -206,6 +207,34 @@ fn dps_deployment_backoff_reported_properties_and_offline_restart() {
     )
     .unwrap();
     assert_eq!(digest["digest"], expected);
+    // good's socket does not sign for crashy (which has its own socket)
+    let crashy = server.cli_json(&[
+        "hub",
+        "module-identity",
+        "show",
+        "--device-id",
+        device,
+        "--module-id",
+        "crashy",
+    ]);
+    let (status, body) = rt
+        .block_on(fleetedge::uds::request(
+            &good_socket,
+            http::Method::POST,
+            &format!(
+                "/modules/crashy/genid/{}/sign?api-version=2020-07-07",
+                crashy["generationId"].as_str().unwrap()
+            ),
+            Some(json!({"keyId": "primary", "algo": "HMACSHA256", "data": "AA=="})),
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(edge.home.join("mnt").join("crashy.sock").exists());
+    assert!(
+        !edge.home.join("workload.sock").exists(),
+        "no shared workload socket"
+    );
 
     // An invalid manifest: 400 with the reason; the last good deployment keeps running.
     let status_before = edge.status_of("good");

@@ -21,6 +21,7 @@ use crate::identity::{IdentityError, IdentityStore};
 use crate::provisioning::DeviceIdentity;
 use crate::runtime::{ModuleRuntime, ModuleSpec, RuntimeStatus};
 use crate::state::{StateDir, write_private};
+use crate::workload::sockets::WorkloadSockets;
 use manifest::{Deployment, ManifestError};
 use reported::{DesiredStatus, ReportInput, SystemModule};
 
@@ -51,6 +52,8 @@ pub struct AgentContext {
     pub state: StateDir,
     pub identities: Arc<IdentityStore>,
     pub runtime: Arc<dyn ModuleRuntime>,
+    /// The modules' workload sockets.
+    pub workload: Arc<WorkloadSockets>,
     /// State of the in-process edge hub.
     pub edge_hub: Arc<dyn Fn() -> SystemModule + Send + Sync>,
     pub status: Arc<Mutex<AgentStatus>>,
@@ -67,11 +70,13 @@ pub const STARTUP_WAIT: Duration = Duration::from_secs(10);
 /// The api-version announced to modules.
 pub const WORKLOAD_API_VERSION: &str = crate::workload::API_VERSION;
 
-/// Environment of a module process: the manifest's `env` plus the IoT Edge variables.
+/// Environment of a module process: the manifest's `env` plus the IoT Edge variables
+/// (`workload_socket` is the module's own workload socket).
 pub fn module_env(
     ctx: &AgentContext,
     module: &manifest::ModuleDef,
     generation_id: &str,
+    workload_socket: &std::path::Path,
 ) -> BTreeMap<String, String> {
     let mut env = module.env.clone();
     let mut set = |k: &str, v: String| {
@@ -84,7 +89,7 @@ pub fn module_env(
     set("IOTEDGE_MODULEGENERATIONID", generation_id.to_string());
     set(
         "IOTEDGE_WORKLOADURI",
-        format!("unix://{}", ctx.state.workload_socket().display()),
+        format!("unix://{}", workload_socket.display()),
     );
     set("IOTEDGE_APIVERSION", WORKLOAD_API_VERSION.to_string());
     set("IOTEDGE_AUTHSCHEME", "sasToken".to_string());
@@ -178,12 +183,15 @@ impl Agent {
             if !keep.contains(&st.name) {
                 tracing::info!(module = st.name, "removing module (not in the deployment)");
                 let _ = self.ctx.runtime.remove(&st.name).await;
+                self.ctx.workload.remove(&st.name);
                 if let Err(e) = self.ctx.identities.remove(&st.name).await {
                     tracing::warn!(module = st.name, error = %e, "cannot remove the module identity");
                 }
                 self.settings.remove(&st.name);
             }
         }
+        // also the sockets of modules the runtime never accepted
+        self.ctx.workload.retain(keep);
     }
 
     async fn apply(&mut self, dep: Deployment) -> ApplyOutcome {
@@ -214,12 +222,21 @@ impl Agent {
                     continue;
                 }
             };
+            // the module's own workload socket exists before the module starts
+            let socket = match self.ctx.workload.ensure(&m.name) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(module = m.name, error = %e, "module not started");
+                    failures.push(e.to_string());
+                    continue;
+                }
+            };
             let spec = ModuleSpec {
                 name: m.name.clone(),
                 command: m.command.clone(),
                 args: m.args.clone(),
                 working_dir: m.working_dir.clone(),
-                env: module_env(&self.ctx, m, &identity.generation_id),
+                env: module_env(&self.ctx, m, &identity.generation_id, &socket),
                 restart_policy: m.restart_policy,
                 desired_status: m.status,
                 version: m.version.clone(),

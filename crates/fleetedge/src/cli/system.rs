@@ -27,8 +27,8 @@ pub async fn run(flag: Option<&Path>, cmd: SystemCmd) -> Result<i32, String> {
                     println!("  gateway hostname: {}", s.gateway_hostname);
                     println!("  management socket: {}", sock.display());
                     println!(
-                        "  workload socket: {}",
-                        StateDir::new(&c.homedir).workload_socket().display()
+                        "  workload sockets: {}/<module>.sock (one per module)",
+                        StateDir::new(&c.homedir).workload_dir().display()
                     );
                     let a = &s.agent;
                     println!(

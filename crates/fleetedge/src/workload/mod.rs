@@ -6,7 +6,11 @@
 //! - `POST /modules/{m}/genid/{g}/sign?api-version=..` with
 //!   `{"keyId": "primary", "algo": "HMACSHA256", "data": "<base64>"}` -> `{"digest": "<base64>"}`.
 //!
-//! At most [`MAX_CONCURRENT`] requests are served at once.
+//! Like aziot-edged 1.2+, every module gets its own socket ([`sockets::WorkloadSockets`]) and
+//! a socket signs only for the module it belongs to: a sign request for another module ID is
+//! refused with 403. At most [`MAX_CONCURRENT`] connections are served at once per socket.
+
+pub mod sockets;
 
 use std::sync::Arc;
 
@@ -27,9 +31,11 @@ pub const API_VERSION: &str = "2020-07-07";
 /// Looks up a module identity (with keys) by module ID.
 pub type IdentityLookup = Arc<dyn Fn(&str) -> Option<ModuleIdentity> + Send + Sync>;
 
-/// What the workload API serves.
+/// What one module's workload socket serves.
 #[derive(Clone)]
 pub struct Workload {
+    /// The module the socket belongs to: the only module it signs for.
+    pub module: String,
     pub trust_bundle_pem: String,
     pub identities: IdentityLookup,
 }
@@ -89,6 +95,20 @@ impl Workload {
     }
 
     fn sign(&self, module: &str, genid: &str, body: &[u8]) -> ApiResponse {
+        if module != self.module {
+            tracing::warn!(
+                socket_module = self.module,
+                requested_module = module,
+                "workload API: sign request for another module refused"
+            );
+            return ApiResponse::error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this workload socket belongs to module '{}' and does not sign for module '{module}'; every module must use its own socket (IOTEDGE_WORKLOADURI)",
+                    self.module
+                ),
+            );
+        }
         let Some(identity) = (self.identities)(module) else {
             return ApiResponse::error(
                 StatusCode::NOT_FOUND,

@@ -13,6 +13,7 @@ fn identity() -> ModuleIdentity {
 
 fn workload(id: ModuleIdentity) -> Workload {
     Workload {
+        module: id.module_id.clone(),
         trust_bundle_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
         identities: Arc::new(move |m| (m == id.module_id).then(|| id.clone())),
     }
@@ -81,7 +82,7 @@ async fn trust_bundle_and_signing_over_the_socket() {
     .unwrap();
     assert_eq!(b["digest"], expected);
 
-    // wrong generation, unknown module, bad body, bad algo, missing api-version
+    // wrong generation, another module, bad body, bad algo, missing api-version
     let cases = [
         (
             "/modules/%24edgeHub/genid/gen-0/sign?api-version=1",
@@ -92,8 +93,8 @@ async fn trust_bundle_and_signing_over_the_socket() {
         (
             "/modules/other/genid/gen-1/sign?api-version=1",
             json!({"keyId":"primary","algo":"HMACSHA256","data":"AA=="}),
-            404,
-            "not a module",
+            403,
+            "does not sign for module 'other'",
         ),
         (
             "/modules/%24edgeHub/genid/gen-1/sign?api-version=1",
@@ -127,6 +128,28 @@ async fn trust_bundle_and_signing_over_the_socket() {
     }
     let (s, _) = call(&sock, Method::GET, "/nothing?api-version=1", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn socket_of_a_module_without_identity_answers_404() {
+    let w = Workload {
+        module: "removed".into(),
+        trust_bundle_pem: String::new(),
+        identities: Arc::new(|_| None),
+    };
+    let r = w.handle(&uds::ApiRequest {
+        method: Method::POST,
+        path: "/modules/removed/genid/g/sign".into(),
+        query: Some("api-version=1".into()),
+        body: bytes::Bytes::from_static(b"{}"),
+    });
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a module of this edge device")
+    );
 }
 
 #[tokio::test]
