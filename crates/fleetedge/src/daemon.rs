@@ -15,6 +15,7 @@ use fleethub_device::ModuleIdentityClient;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
+use crate::agent::device_link::{self, DeviceLinkStatus};
 use crate::agent::reported::SystemModule;
 use crate::agent::{AgentContext, AgentExit, AgentStatus};
 use crate::config::{Config, ReprovisioningMode};
@@ -209,12 +210,14 @@ async fn generation(
         stop_timeout: Duration::from_secs(10),
     }));
     let agent_status = Arc::new(Mutex::new(AgentStatus::default()));
+    let device_link_status = Arc::new(Mutex::new(DeviceLinkStatus::default()));
 
     // management API
     let status_fn = {
         let config = config.clone();
         let device = device.clone();
         let agent_status = agent_status.clone();
+        let device_link_status = device_link_status.clone();
         let hub_handle = hub_handle.clone();
         let hub_state = hub_state.clone();
         Arc::new(move || DaemonStatus {
@@ -228,6 +231,7 @@ async fn generation(
             provisioning: device.origin.clone(),
             gateway_hostname: config.hostname.clone(),
             agent: serde_json::to_value(lock(&agent_status).clone()).unwrap_or_default(),
+            device_connection: lock(&device_link_status).clone(),
             edge_hub: edge_hub_json(hub_handle.as_deref(), &lock(&hub_state)),
         })
     };
@@ -302,24 +306,18 @@ async fn generation(
         started,
     });
     let mut agent_task = tokio::spawn(crate::agent::run(ctx, stop_rx.clone()));
+    // the agent's device-level connection (the hub shows the device connected)
+    let mut device_task = tokio::spawn(device_link::run(
+        config.clone(),
+        device.clone(),
+        device_link_status.clone(),
+        stop_rx.clone(),
+    ));
     let mut shutdown_w = shutdown.clone();
 
     let next = tokio::select! {
-        exit = &mut agent_task => match exit {
-            Ok(AgentExit::Shutdown) | Err(_) => Next::Exit,
-            Ok(AgentExit::Rejected(reason)) => {
-                if config.reprovisioning == ReprovisioningMode::Dynamic
-                    && matches!(config.provisioning, crate::config::Provisioning::Dps { .. })
-                {
-                    tracing::warn!(reason, "the hub rejected the device identity; provisioning again");
-                    Next::Reprovision
-                } else {
-                    tracing::error!(reason, "the hub rejected the device identity; retrying in 30 s (check the credentials, or use auto_reprovisioning_mode = \"Dynamic\")");
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                    Next::Reload
-                }
-            }
-        },
+        exit = &mut agent_task => after_rejection(config, exit).await,
+        exit = &mut device_task => after_rejection(config, exit).await,
         c = cmd_rx.recv() => match c {
             Some(Command::Reload) => Next::Reload,
             Some(Command::Reprovision) => Next::Reprovision,
@@ -332,6 +330,9 @@ async fn generation(
     stop_tx.send_replace(true);
     if !agent_task.is_finished() {
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut agent_task).await;
+    }
+    if !device_task.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut device_task).await;
     }
     runtime.shutdown().await;
     if let Some(h) = hub_handle
@@ -347,6 +348,32 @@ async fn generation(
         let _ = std::fs::remove_file(state.deployment_cache());
     }
     Ok(next)
+}
+
+/// What follows the end of the agent's `$edgeAgent` or device connection: the hub rejected
+/// the device's credentials -> DPS again (Dynamic mode), else a retry after 30 s.
+async fn after_rejection(config: &Config, exit: Result<AgentExit, tokio::task::JoinError>) -> Next {
+    match exit {
+        Ok(AgentExit::Shutdown) | Err(_) => Next::Exit,
+        Ok(AgentExit::Rejected(reason)) => {
+            if config.reprovisioning == ReprovisioningMode::Dynamic
+                && matches!(config.provisioning, crate::config::Provisioning::Dps { .. })
+            {
+                tracing::warn!(
+                    reason,
+                    "the hub rejected the device identity; provisioning again"
+                );
+                Next::Reprovision
+            } else {
+                tracing::error!(
+                    reason,
+                    "the hub rejected the device identity; retrying in 30 s (check the credentials, or use auto_reprovisioning_mode = \"Dynamic\")"
+                );
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Next::Reload
+            }
+        }
+    }
 }
 
 fn edge_hub_json(h: Option<&fleetedge_hub::EdgeHubHandle>, s: &SystemModule) -> serde_json::Value {

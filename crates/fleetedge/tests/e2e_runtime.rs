@@ -19,6 +19,12 @@ fn reported(server: &Server, device: &str) -> Value {
     server.module_twin(device, "$edgeAgent")["properties"]["reported"].clone()
 }
 
+/// The edge device's `connectionState` in the registry (GET /devices/{id}).
+fn connection_state(server: &Server, device: &str) -> Option<String> {
+    let d = server.try_cli_json(&["hub", "device-identity", "show", "--device-id", device])?;
+    d["connectionState"].as_str().map(str::to_string)
+}
+
 fn deployment(good_script: &str) -> Value {
     json!({
         "schemaVersion": "1.1",
@@ -119,6 +125,16 @@ fn dps_deployment_backoff_reported_properties_and_offline_restart() {
             .unwrap();
     assert_eq!(cache["deviceId"], device);
     assert_eq!(cache["assignedHub"], "localhost");
+
+    // The agent also connects as the device itself: the hub shows the edge device connected.
+    wait_for(30, "the edge device Connected in the registry", || {
+        (connection_state(&server, device).as_deref() == Some("Connected")).then_some(())
+    });
+    let status = edge.cli_ok(&["system", "status"]);
+    assert!(
+        status.contains("device connection to the hub: connected since"),
+        "{status}"
+    );
 
     // The deployment, through the service REST API (PATCH /twins/{d}/modules/$edgeAgent).
     let twin = server.set_deployment(
@@ -314,7 +330,16 @@ fn dps_deployment_backoff_reported_properties_and_offline_restart() {
         let r = reported(&server2, device);
         (r["$version"].as_u64() > Some(before)).then_some(())
     });
+    wait_for(60, "the device connected again", || {
+        (connection_state(&server2, device).as_deref() == Some("Connected")).then_some(())
+    });
     edge.stop();
+    // The daemon disconnects on the way out: the device shows Disconnected.
+    wait_for(
+        30,
+        "the edge device Disconnected after the daemon stopped",
+        || (connection_state(&server2, device).as_deref() == Some("Disconnected")).then_some(()),
+    );
     assert!(
         !edge.log_text().contains(&device_key),
         "the device key must not be logged"

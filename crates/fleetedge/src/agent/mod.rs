@@ -1,9 +1,11 @@
-//! The agent: connects to the hub as the `$edgeAgent` module, reads the deployment from its
+//! The agent: connects to the hub as the `$edgeAgent` module (and, in [`device_link`], as the
+//! device itself), reads the deployment from its
 //! module twin's desired properties (and follows patches), makes sure every module has a
 //! module identity, runs the modules through the [`ModuleRuntime`] and reports their state
 //! in the reported properties. The last valid deployment is cached so the modules start
 //! offline after a reboot.
 
+pub mod device_link;
 pub mod manifest;
 pub mod reported;
 

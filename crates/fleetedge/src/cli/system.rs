@@ -25,6 +25,10 @@ pub async fn run(flag: Option<&Path>, cmd: SystemCmd) -> Result<i32, String> {
                         s.device_id, s.hub_hostname, s.provisioning
                     );
                     println!("  gateway hostname: {}", s.gateway_hostname);
+                    println!(
+                        "  device connection to the hub: {}",
+                        s.device_connection.summary()
+                    );
                     println!("  management socket: {}", sock.display());
                     println!(
                         "  workload sockets: {}/<module>.sock (one per module)",

@@ -39,6 +39,9 @@ pub struct DaemonStatus {
     pub provisioning: String,
     pub gateway_hostname: String,
     pub agent: serde_json::Value,
+    /// The agent's device-level hub connection ([`crate::agent::device_link`]).
+    #[serde(default)]
+    pub device_connection: crate::agent::device_link::DeviceLinkStatus,
     pub edge_hub: serde_json::Value,
 }
 

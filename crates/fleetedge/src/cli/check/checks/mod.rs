@@ -5,6 +5,7 @@ mod config_applied;
 mod config_well_formed;
 mod credentials;
 mod daemon_running;
+mod device_connection;
 mod disk_space;
 mod dps_connect;
 mod edge_agent;
@@ -27,6 +28,7 @@ pub fn all() -> Vec<Box<dyn Check>> {
         Box::new(clock_skew::ClockSkew),
         Box::new(credentials::Credentials),
         Box::new(daemon_running::DaemonRunning),
+        Box::new(device_connection::DeviceConnection),
         Box::new(edge_agent::EdgeAgent),
         Box::new(modules_healthy::ModulesHealthy),
         Box::new(disk_space::DiskSpace),

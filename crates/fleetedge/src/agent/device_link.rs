@@ -1,0 +1,190 @@
+//! The agent's device-level connection: besides `$edgeAgent`, the agent connects to the hub
+//! as the device itself (its own credentials from provisioning), so the hub shows the edge
+//! device `Connected`. The SDK keeps the connection up (reconnects with back-off, renews the
+//! SAS token); when the SDK gives up (the hub refused a reconnection) the link connects
+//! again itself, which tells a credential rejection (CONNACK 4/5) from other failures. A
+//! rejection ends [`run`] with [`AgentExit::Rejected`], like the `$edgeAgent` connection.
+
+use std::sync::{Arc, Mutex};
+
+use fleethub_device::{ConnectionStatus, DeviceClient, DeviceClientOptions, DeviceError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::AgentExit;
+use crate::config::Config;
+use crate::provisioning::{DeviceIdentity, retry_delay};
+
+/// What the management API shows about the device connection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceLinkStatus {
+    pub connected: bool,
+    /// When the current connection was established (RFC 3339).
+    pub connected_since_utc: Option<String>,
+    /// Why the link is not connected (no secrets: connection errors only).
+    pub last_error: Option<String>,
+}
+
+impl DeviceLinkStatus {
+    /// One line for `fleetedge system status`.
+    pub fn summary(&self) -> String {
+        if self.connected {
+            match &self.connected_since_utc {
+                Some(t) => format!("connected since {t}"),
+                None => "connected".into(),
+            }
+        } else {
+            match &self.last_error {
+                Some(e) => format!("not connected: {e}"),
+                None => "not connected".into(),
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn set_disconnected(status: &Mutex<DeviceLinkStatus>, error: Option<String>) {
+    let mut s = lock(status);
+    s.connected = false;
+    s.connected_since_utc = None;
+    s.last_error = error;
+}
+
+/// The device connection string (holds the key: never logged).
+fn connection_string(device: &DeviceIdentity) -> String {
+    format!(
+        "HostName={};DeviceId={};SharedAccessKey={}",
+        device.hub_hostname, device.device_id, device.device_key
+    )
+}
+
+async fn connect(config: &Config, device: &DeviceIdentity) -> Result<DeviceClient, DeviceError> {
+    let tls = crate::provisioning::tls_config(config).map_err(DeviceError::Config)?;
+    let options = DeviceClientOptions::default()
+        .with_port(config.hub.mqtt_port)
+        .with_tls(tls);
+    DeviceClient::from_connection_string(&connection_string(device), options).await
+}
+
+/// Keeps the device connected until `shutdown`, or until the hub rejects the device's
+/// credentials ([`AgentExit::Rejected`]).
+pub async fn run(
+    config: Config,
+    device: DeviceIdentity,
+    status: Arc<Mutex<DeviceLinkStatus>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> AgentExit {
+    let mut attempt = 0u32;
+    loop {
+        let connected = tokio::select! {
+            r = connect(&config, &device) => r,
+            _ = shutdown.changed() => return AgentExit::Shutdown,
+        };
+        let client = match connected {
+            Ok(c) => c,
+            Err(e) if e.is_unauthorized() => {
+                let m = e.to_string();
+                tracing::warn!(device_id = device.device_id, error = %m, "the hub refused the device connection");
+                set_disconnected(&status, Some(m.clone()));
+                return AgentExit::Rejected(m);
+            }
+            Err(e) => {
+                let delay = retry_delay(attempt);
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot connect to the hub as the device");
+                set_disconnected(&status, Some(e.to_string()));
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => continue,
+                    _ = shutdown.changed() => return AgentExit::Shutdown,
+                }
+            }
+        };
+        attempt = 0;
+        tracing::info!(
+            device_id = device.device_id,
+            hub = device.hub_hostname,
+            "connected to the hub as the device"
+        );
+        let end = follow(&client, &status, &mut shutdown).await;
+        client.close().await;
+        match end {
+            None => {
+                set_disconnected(&status, None);
+                return AgentExit::Shutdown;
+            }
+            // The SDK gave up: connect again here to learn whether the hub rejects the
+            // credentials (a typed error) or something else is wrong (back-off).
+            Some(reason) => {
+                tracing::warn!(error = %reason, "device connection closed; connecting again");
+                set_disconnected(&status, Some(reason));
+            }
+        }
+    }
+}
+
+/// Mirrors the client's state into `status` until shutdown (`None`) or until the client
+/// closes for good (`Some(reason)`).
+async fn follow(
+    client: &DeviceClient,
+    status: &Mutex<DeviceLinkStatus>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<String> {
+    let mut changes = client.status_changes();
+    loop {
+        let current = changes.borrow_and_update().clone();
+        match current {
+            ConnectionStatus::Connected => {
+                let mut s = lock(status);
+                if !s.connected {
+                    s.connected = true;
+                    s.connected_since_utc = Some(chrono::Utc::now().to_rfc3339());
+                    s.last_error = None;
+                }
+            }
+            ConnectionStatus::Connecting { last_error } => set_disconnected(status, last_error),
+            ConnectionStatus::Closed { reason } => return Some(reason),
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return Some("the device client stopped".into());
+                }
+            }
+            _ = shutdown.changed() => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_says_why_it_is_not_connected() {
+        let mut s = DeviceLinkStatus::default();
+        assert_eq!(s.summary(), "not connected");
+        s.last_error = Some("connection refused".into());
+        assert_eq!(s.summary(), "not connected: connection refused");
+        s.connected = true;
+        s.connected_since_utc = Some("2026-01-01T00:00:00+00:00".into());
+        assert_eq!(s.summary(), "connected since 2026-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn connection_string_is_a_device_connection_string() {
+        let d = DeviceIdentity {
+            device_id: "edge-1".into(),
+            hub_hostname: "hub.example".into(),
+            device_key: "a2V5".into(),
+            origin: "manual".into(),
+        };
+        let cs = fleethub_core::connection_string::ConnectionString::parse(&connection_string(&d))
+            .unwrap();
+        assert_eq!(cs.device_id.as_deref(), Some("edge-1"));
+        assert_eq!(cs.module_id, None);
+    }
+}
