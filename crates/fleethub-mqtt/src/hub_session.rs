@@ -176,6 +176,12 @@ impl<'a> HubSession<'a> {
                 }
             }
             HubEvent::C2dAvailable => self.deliver_c2d(out).await?,
+            HubEvent::Revoked(reason) => {
+                return Err(ConnectionError::Protocol(format!(
+                    "{}: {reason}; connection closed",
+                    self.identity()
+                )));
+            }
         }
         Ok(())
     }

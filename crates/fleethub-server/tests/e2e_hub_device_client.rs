@@ -155,13 +155,28 @@ impl Service {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        // Creating a device must not carry If-Match (that means "update").
+        let if_match = method == Method::PATCH || method == Method::DELETE;
+        self.send(method, path, body, if_match).await
+    }
+
+    /// A PUT that updates (`If-Match: *`).
+    async fn update(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(Method::PUT, path, Some(body), true).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        if_match: bool,
+    ) -> (u16, Value) {
         let sep = if path.contains('?') { '&' } else { '?' };
         let url = format!(
             "https://{}{path}{sep}api-version=2021-04-12",
             self.authority
         );
-        // Creating a device must not carry If-Match (that means "update").
-        let if_match = method == Method::PATCH || method == Method::DELETE;
         let mut req = HttpsRequest::new(method, &url)
             .unwrap()
             .header("Authorization", self.token.clone());
@@ -378,6 +393,23 @@ async fn scenario(server: &mut Server) {
         .send_event(Message::new("after restart"))
         .await
         .unwrap();
+
+    // Disabling the device closes its live connection at once; reconnecting is refused.
+    let (status, body) = service
+        .update(
+            "/devices/e2e-dev",
+            json!({"deviceId": "e2e-dev", "status": "disabled"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_status(&client, |s| *s != ConnectionStatus::Connected).await;
+    let (_, shown) = service.call(Method::GET, "/devices/e2e-dev", None).await;
+    assert_eq!(shown["connectionState"], "Disconnected", "{shown}");
+    assert!(
+        server.log().contains("the device is disabled"),
+        "{}",
+        server.log()
+    );
 
     client.close().await;
     assert!(matches!(client.status(), ConnectionStatus::Closed { .. }));

@@ -202,7 +202,11 @@ impl Hub {
             Err(StoreError::NotFound { .. }) => Err(DpsError::NotFound(format!(
                 "module '{module_id}' of device '{device_id}' not found"
             ))),
-            r => Ok(r?),
+            r => {
+                r?;
+                self.revoke_module(device_id, module_id, "the module was deleted");
+                Ok(())
+            }
         }
     }
 

@@ -20,6 +20,8 @@ pub enum HubEvent {
     },
     /// New cloud-to-device messages are queued.
     C2dAvailable,
+    /// The identity was disabled or deleted: the connection must close (the reason says why).
+    Revoked(String),
 }
 
 /// Which features a connection has subscribed to.
@@ -130,6 +132,27 @@ impl Hub {
         }
     }
 
+    /// Closes the live connections of a device and of its modules (it was disabled or deleted).
+    pub(crate) fn revoke_device(&self, device_id: &str, reason: &str) {
+        let prefix = format!("{device_id}/");
+        let map = self.presence.map.lock().expect("presence");
+        for (id, a) in map.iter() {
+            if id == device_id || id.starts_with(&prefix) {
+                tracing::info!(identity = %id, "closing the connection: {reason}");
+                let _ = a.tx.try_send(HubEvent::Revoked(reason.to_string()));
+            }
+        }
+    }
+
+    /// Closes the live connection of one module (it was deleted).
+    pub(crate) fn revoke_module(&self, device_id: &str, module_id: &str, reason: &str) {
+        let id = identity(device_id, Some(module_id));
+        if let Some(a) = self.presence.map.lock().expect("presence").get(&id) {
+            tracing::info!(identity = %id, "closing the connection: {reason}");
+            let _ = a.tx.try_send(HubEvent::Revoked(reason.to_string()));
+        }
+    }
+
     /// Records that an identity did something (telemetry, twin or method traffic).
     pub fn touch(&self, device_id: &str, module_id: Option<&str>) {
         let now = now_ms();
@@ -199,6 +222,7 @@ impl Hub {
             HubEvent::DesiredPatch(_) => a.features.desired,
             HubEvent::MethodRequest { .. } => a.features.methods,
             HubEvent::C2dAvailable => a.features.c2d,
+            HubEvent::Revoked(_) => true,
         };
         if !wanted {
             tracing::debug!(identity = %identity(device_id, module_id), event = ?ev, "hub event not pushed: the connection has not subscribed to it");

@@ -155,6 +155,9 @@ impl Hub {
             self.ensure_edge_modules(path_id).await?;
         }
         self.deployments_device_changed(path_id);
+        if saved.device.status.as_deref() == Some("disabled") {
+            self.revoke_device(path_id, "the device is disabled");
+        }
         Ok(self.with_connection_state(saved.device))
     }
 
@@ -196,6 +199,7 @@ impl Hub {
             }
             r => {
                 r?;
+                self.revoke_device(id, "the device was deleted");
                 self.forget_activity(id, None);
                 Ok(())
             }
