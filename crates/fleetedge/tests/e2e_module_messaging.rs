@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine;
-use common::{Edge, Server, free_edge_port, wait_for};
+use common::{Edge, Server, wait_for};
 use fleethub_device::{
     ClientTlsConfig, DeviceClient, DeviceClientOptions, Message, MqttClient, MqttOptions,
 };
@@ -92,25 +92,7 @@ fn modules_message_each_other_and_upstream_through_the_edge_hub() {
         .unwrap()
         .to_string();
     let mut edge = Edge::new(dir.path());
-    let port = free_edge_port();
-    edge.cli_ok(&[
-        "config",
-        "init",
-        "--manual-connection-string",
-        &cs,
-        "--trust-bundle",
-        server.ca_pem().to_str().unwrap(),
-        "--hostname",
-        "localhost",
-        "--homedir",
-        edge.home.to_str().unwrap(),
-        "--hub-mqtt-port",
-        &server.mqtt_port.to_string(),
-        "--hub-https-port",
-        &server.https_port.to_string(),
-        "--edge-hub-listen",
-        &format!("127.0.0.4:{port}"),
-    ]);
+    let port = edge.init_manual(&server, &cs);
     edge.append_config("\n[agent]\nstatus_report_interval_secs = 0.3\n");
     edge.cli_ok(&["config", "apply"]);
 

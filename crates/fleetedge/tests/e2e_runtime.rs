@@ -370,25 +370,7 @@ fn manual_provisioning_and_check() {
     let cs = cs["connectionString"].as_str().unwrap().to_string();
 
     let mut edge = Edge::new(dir.path());
-    let edge_port = free_edge_port();
-    edge.cli_ok(&[
-        "config",
-        "init",
-        "--manual-connection-string",
-        &cs,
-        "--trust-bundle",
-        server.ca_pem().to_str().unwrap(),
-        "--hostname",
-        "localhost",
-        "--homedir",
-        edge.home.to_str().unwrap(),
-        "--hub-mqtt-port",
-        &server.mqtt_port.to_string(),
-        "--hub-https-port",
-        &server.https_port.to_string(),
-        "--edge-hub-listen",
-        &format!("127.0.0.4:{edge_port}"),
-    ]);
+    edge.init_manual(&server, &cs);
     edge.append_config(fast_agent());
 
     // Before apply and without the daemon: a warning and an error, exit 1.

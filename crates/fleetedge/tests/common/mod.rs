@@ -256,6 +256,32 @@ impl Edge {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `fleetedge config init --manual-connection-string CS` for `server`, with the edge hub
+    /// on a free port of 127.0.0.4; returns that port.
+    pub fn init_manual(&self, server: &Server, cs: &str) -> u16 {
+        let port = free_edge_port();
+        let listen = format!("127.0.0.4:{port}");
+        self.cli_ok(&[
+            "config",
+            "init",
+            "--manual-connection-string",
+            cs,
+            "--trust-bundle",
+            server.ca_pem().to_str().unwrap(),
+            "--hostname",
+            "localhost",
+            "--homedir",
+            self.home.to_str().unwrap(),
+            "--hub-mqtt-port",
+            &server.mqtt_port.to_string(),
+            "--hub-https-port",
+            &server.https_port.to_string(),
+            "--edge-hub-listen",
+            &listen,
+        ]);
+        port
+    }
+
     /// Appends fast test settings for the agent.
     pub fn append_config(&self, text: &str) {
         let mut c = std::fs::read_to_string(&self.config).unwrap();

@@ -173,14 +173,13 @@ impl Hub {
     }
 
     fn with_module_state(&self, mut m: Module) -> Module {
-        let on = self.is_connected(&m.device_id, Some(&m.module_id));
-        m.connection_state = Some(if on { "Connected" } else { "Disconnected" }.into());
-        if let Some(a) = self.activity(&m.device_id, Some(&m.module_id)) {
-            if a.state_updated_ms > 0 {
-                m.connection_state_updated_time = Some(a.state_updated_utc());
-            }
-            m.last_activity_time = Some(a.last_activity_utc());
-        }
+        self.fill_live_state(
+            &m.device_id,
+            Some(&m.module_id),
+            &mut m.connection_state,
+            &mut m.connection_state_updated_time,
+            &mut m.last_activity_time,
+        );
         m
     }
 

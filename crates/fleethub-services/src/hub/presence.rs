@@ -156,18 +156,32 @@ impl Hub {
     /// Records that an identity did something (telemetry, twin or method traffic).
     pub fn touch(&self, device_id: &str, module_id: Option<&str>) {
         let now = now_ms();
-        let mut map = self.presence.activity.lock().expect("activity");
-        match map.get_mut(&identity(device_id, module_id)) {
-            Some(a) => a.last_activity_ms = now,
-            None => {
-                map.insert(
-                    identity(device_id, module_id),
-                    Activity {
-                        state_updated_ms: 0,
-                        last_activity_ms: now,
-                    },
-                );
+        self.presence
+            .activity
+            .lock()
+            .expect("activity")
+            .entry(identity(device_id, module_id))
+            .or_default()
+            .last_activity_ms = now;
+    }
+
+    /// Fills an identity's live `connectionState`, `connectionStateUpdatedTime` and
+    /// `lastActivityTime` (registry views of devices and modules).
+    pub(crate) fn fill_live_state(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        state: &mut Option<String>,
+        state_updated: &mut Option<String>,
+        last_activity: &mut Option<String>,
+    ) {
+        let on = self.is_connected(device_id, module_id);
+        *state = Some(if on { "Connected" } else { "Disconnected" }.into());
+        if let Some(a) = self.activity(device_id, module_id) {
+            if a.state_updated_ms > 0 {
+                *state_updated = Some(a.state_updated_utc());
             }
+            *last_activity = Some(a.last_activity_utc());
         }
     }
 

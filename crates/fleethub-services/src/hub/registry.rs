@@ -163,20 +163,13 @@ impl Hub {
 
     /// Fills in the live connection state.
     fn with_connection_state(&self, mut d: Device) -> Device {
-        d.connection_state = Some(
-            if self.is_connected(&d.device_id, None) {
-                "Connected"
-            } else {
-                "Disconnected"
-            }
-            .into(),
+        self.fill_live_state(
+            &d.device_id,
+            None,
+            &mut d.connection_state,
+            &mut d.connection_state_updated_time,
+            &mut d.last_activity_time,
         );
-        if let Some(a) = self.activity(&d.device_id, None) {
-            if a.state_updated_ms > 0 {
-                d.connection_state_updated_time = Some(a.state_updated_utc());
-            }
-            d.last_activity_time = Some(a.last_activity_utc());
-        }
         d
     }
 
