@@ -11,9 +11,9 @@ use anyhow::{Result, anyhow};
 use fleethub_service_client as service;
 use serde_json::Value;
 
-pub(crate) use fleethub_service_client::{
-    Condition, HUB_API_VERSION, Request, Response, Transport, seg,
-};
+#[cfg(test)]
+pub(crate) use fleethub_service_client::Request;
+pub(crate) use fleethub_service_client::{Condition, HUB_API_VERSION, Response, Transport, seg};
 
 pub(crate) struct ServiceClient<T> {
     inner: service::ServiceClient<T>,
