@@ -1,4 +1,4 @@
-//! DPS over MQTT (protocols.md 5): register and operation-status requests on
+//! DPS over MQTT (docs/protocol-notes.md, "DPS MQTT topics"): register and operation-status requests on
 //! `$dps/registrations/...`, answers on `$dps/registrations/res/{status}/?$rid=..`.
 
 use crate::Gateway;

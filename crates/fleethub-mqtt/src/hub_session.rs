@@ -1,4 +1,4 @@
-//! The hub device plane over MQTT (protocols.md 7): telemetry, twin GET / reported PATCH,
+//! The hub device plane over MQTT (docs/protocol-notes.md, "Hub MQTT topics"): telemetry, twin GET / reported PATCH,
 //! desired-property updates, direct methods and cloud-to-device delivery (completed by the
 //! device's PUBACK). Module-input subscriptions are refused (SUBACK 0x80) until served.
 
