@@ -186,3 +186,169 @@ impl<H: Handler> Listener<H> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A TLS acceptor for `localhost` and a client trusting its CA.
+    fn pki(dir: &std::path::Path) -> (TlsAcceptor, fleethub_device::ClientTlsConfig) {
+        let files = crate::certs::ensure_dev_pki(dir, &["localhost".to_string()]).unwrap();
+        let acceptor =
+            TlsAcceptor::from(crate::tls::server_config(&files.cert_chain, &files.key).unwrap());
+        let client =
+            fleethub_device::ClientTlsConfig::with_ca_file(files.ca_cert.unwrap()).unwrap();
+        (acceptor, client)
+    }
+
+    /// Echoes one line; when shutdown comes first, answers "bye" after `linger` (a request in
+    /// flight finishing), or never when `ignore_shutdown`.
+    #[derive(Clone)]
+    struct Lingering {
+        linger: Duration,
+        ignore_shutdown: bool,
+        started: Arc<AtomicUsize>,
+    }
+
+    impl Handler for Lingering {
+        async fn serve(
+            &self,
+            mut stream: TlsStream<TcpStream>,
+            _peer: SocketAddr,
+            mut shutdown: Shutdown,
+        ) {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4];
+            tokio::select! {
+                r = stream.read_exact(&mut buf) => {
+                    if r.is_ok() {
+                        let _ = stream.write_all(&buf).await;
+                    }
+                }
+                () = shutdown.recv() => {
+                    if self.ignore_shutdown {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(self.linger).await;
+                    let _ = stream.write_all(b"bye!").await;
+                    let _ = stream.shutdown().await;
+                }
+            }
+        }
+    }
+
+    async fn start(
+        limit: usize,
+        handler: Lingering,
+    ) -> (
+        Drain,
+        u16,
+        fleethub_device::ClientTlsConfig,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (acceptor, client) = pki(dir.path());
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let drain = Drain::new();
+        let listener = drain.listener(
+            "TEST",
+            tcp,
+            acceptor,
+            Arc::new(Semaphore::new(limit)),
+            handler,
+        );
+        tokio::spawn(listener.run());
+        (drain, port, client, dir)
+    }
+
+    async fn wait_for(counter: &AtomicUsize, n: usize) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while counter.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_connections_finish_and_refuses_new_ones() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let handler = Lingering {
+            linger: Duration::from_millis(300),
+            ignore_shutdown: false,
+            started: started.clone(),
+        };
+        let (drain, port, client, _dir) = start(10, handler).await;
+        let mut s = client.connect("localhost", port).await.unwrap();
+        s.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        let mut in_flight = client.connect("localhost", port).await.unwrap();
+        wait_for(&started, 2).await;
+
+        let t = std::time::Instant::now();
+        let drained = tokio::spawn(drain.shutdown(Duration::from_secs(5)));
+        // The in-flight connection gets its answer after the linger.
+        in_flight.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"bye!");
+        assert!(drained.await.unwrap(), "drain did not complete");
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        // The listening socket is gone.
+        let e = TcpStream::connect(("127.0.0.1", port)).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+
+    #[tokio::test]
+    async fn shutdown_gives_up_after_the_grace_period() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let handler = Lingering {
+            linger: Duration::ZERO,
+            ignore_shutdown: true,
+            started: started.clone(),
+        };
+        let (drain, port, client, _dir) = start(10, handler).await;
+        let _stuck = client.connect("localhost", port).await.unwrap();
+        wait_for(&started, 1).await;
+        let t = std::time::Instant::now();
+        assert!(!drain.shutdown(Duration::from_millis(200)).await);
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_connection_limit_holds_back_accepting() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let handler = Lingering {
+            linger: Duration::ZERO,
+            ignore_shutdown: false,
+            started: started.clone(),
+        };
+        let (drain, port, client, _dir) = start(1, handler).await;
+        let mut first = client.connect("localhost", port).await.unwrap();
+        wait_for(&started, 1).await;
+        // The kernel queues the second connection, but it is not served while the first holds
+        // the only permit.
+        let second = tokio::spawn({
+            let client = client.clone();
+            async move { client.connect("localhost", port).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+        // The first connection finishes its exchange; the second is served.
+        first.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        first.read_exact(&mut buf).await.unwrap();
+        drop(first);
+        let _second = second.await.unwrap().unwrap();
+        wait_for(&started, 2).await;
+        assert!(drain.shutdown(Duration::from_secs(5)).await);
+    }
+}
