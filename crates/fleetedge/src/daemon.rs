@@ -98,19 +98,6 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
     }
 }
 
-fn trust_bundle(config: &Config, edge_ca: &str) -> String {
-    let mut pem = edge_ca.to_string();
-    if let Some(p) = &config.trust_bundle_cert
-        && let Ok(extra) = std::fs::read_to_string(p)
-    {
-        if !pem.ends_with('\n') {
-            pem.push('\n');
-        }
-        pem.push_str(&extra);
-    }
-    pem
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn generation(
     config: &Config,
@@ -165,7 +152,7 @@ async fn generation(
     let lookup_store = identities.clone();
     let workload = Arc::new(WorkloadSockets::new(
         state.clone(),
-        trust_bundle(config, &pki.ca_pem),
+        certs::module_trust_bundle(&pki.ca_pem, config.trust_bundle_cert.as_deref()),
         Arc::new(move |m| lookup_store.get(m)),
     )?);
 

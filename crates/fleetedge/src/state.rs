@@ -47,6 +47,14 @@ impl StateDir {
     pub fn edge_ca_cert(&self) -> PathBuf {
         self.certs_dir().join("edge-ca.pem")
     }
+    pub fn edge_ca_key(&self) -> PathBuf {
+        self.certs_dir().join("edge-ca.key")
+    }
+    /// The edge hub's server certificate chain (server certificate, then the edge CA),
+    /// issued at each start.
+    pub fn edge_hub_server_cert(&self) -> PathBuf {
+        self.certs_dir().join("edge-hub-server.pem")
+    }
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
     }

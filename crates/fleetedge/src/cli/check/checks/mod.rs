@@ -9,6 +9,7 @@ mod device_connection;
 mod disk_space;
 mod dps_connect;
 mod edge_agent;
+mod edge_ca_chain;
 mod hostname;
 mod hub_connect;
 mod modules_healthy;
@@ -22,6 +23,7 @@ pub fn all() -> Vec<Box<dyn Check>> {
         Box::new(config_applied::ConfigApplied),
         Box::new(hostname::Hostname),
         Box::new(trust_bundle::TrustBundle),
+        Box::new(edge_ca_chain::EdgeCaChain),
         Box::new(dps_connect::DpsConnect),
         Box::new(hub_connect::HubConnect::Https),
         Box::new(hub_connect::HubConnect::Mqtt),
