@@ -197,7 +197,7 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| r.parse_error(&e))?;
         let ignored: Vec<String> = table
             .keys()
-            .filter(|k| !raw::KNOWN_TOP_LEVEL.contains(&k.as_str()))
+            .filter(|k| raw::AZURE_ONLY.contains(&k.as_str()))
             .cloned()
             .collect();
 
