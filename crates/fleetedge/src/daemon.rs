@@ -232,13 +232,10 @@ async fn generation(
                 mgmt::system_row(
                     "edgeAgent",
                     RuntimeStatus::Running,
-                    Some(if a.connected {
+                    Some(if a.link.connected {
                         "connected to the hub".into()
                     } else {
-                        format!(
-                            "not connected to the hub{}",
-                            a.last_error.map(|e| format!(": {e}")).unwrap_or_default()
-                        )
+                        format!("hub connection: {}", a.link.summary())
                     }),
                     Some(started),
                 ),
