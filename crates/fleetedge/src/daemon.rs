@@ -112,6 +112,7 @@ async fn generation(
     state
         .create()
         .with_context(|| format!("cannot create the state directory {}", state.root.display()))?;
+    crate::daemon_log::open(&state, config.agent.log_max_bytes);
     let device =
         match provisioning::provision(config, &state, at_startup, forced, shutdown.clone()).await {
             Ok(d) => d,
@@ -176,10 +177,10 @@ async fn generation(
                 hub_handle = Some(Arc::new(h));
             }
             Err(e) => {
-                tracing::error!(error = %e, "the edge hub did not start");
+                tracing::error!(target: crate::daemon_log::EDGE_HUB_TARGET, error = %format!("{e:#}"), "the edge hub did not start");
                 *lock(&hub_state) = SystemModule {
                     runtime_status: RuntimeStatus::Failed,
-                    status_description: Some(e.to_string()),
+                    status_description: Some(format!("{e:#}")),
                     last_start_time_utc: None,
                 };
             }
@@ -422,7 +423,7 @@ async fn start_edge_hub(
     };
     let creds = Arc::new(Credentials(identities.clone()));
     let h = fleetedge_hub::EdgeHub::start(opts, creds).await?;
-    tracing::info!(listen = ?h.local_addrs(), "edge hub started");
+    tracing::info!(target: crate::daemon_log::EDGE_HUB_TARGET, listen = ?h.local_addrs(), "edge hub started");
     Ok(h)
 }
 

@@ -96,3 +96,63 @@ fn status_and_check_tell_the_hub_went_away() {
     );
     edge.stop();
 }
+
+#[test]
+fn an_edge_hub_that_cannot_bind_says_why_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let cs = manual_device(&server, "edge-op-2");
+    let mut edge = Edge::new(dir.path());
+    let edge_port = edge.init_manual(&server, &cs);
+    // the edge hub on the server's own MQTT address: the bind fails
+    let taken = format!("127.0.0.1:{}", server.mqtt_port);
+    let text = std::fs::read_to_string(&edge.config)
+        .unwrap()
+        .replace(&format!("127.0.0.4:{edge_port}"), &taken);
+    std::fs::write(&edge.config, text).unwrap();
+
+    // before the daemon runs, check binds the address itself
+    let ports = check_entry(&edge, "edge-hub-ports");
+    assert_eq!(ports["result"], "error", "{ports}");
+    assert!(
+        ports["details"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("cannot listen on {taken}")),
+        "{ports}"
+    );
+
+    edge.cli_ok(&["config", "apply"]);
+    edge.start();
+    let row = wait_for(30, "edgeHub in `fleetedge list`", || {
+        edge.list().into_iter().find(|(n, _, _)| n == "edgeHub")
+    });
+    assert_eq!(row.1, "failed", "{row:?}");
+    assert!(
+        row.2.contains(&format!("Failed: cannot listen on {taken}")) && row.2.contains("in use"),
+        "{row:?}"
+    );
+
+    let logs = edge.cli_ok(&["logs", "edgeHub"]);
+    assert!(
+        logs.contains("the edge hub did not start") && logs.contains(&taken),
+        "{logs}"
+    );
+    assert!(!logs.contains('\u{1b}'), "no colour codes: {logs:?}");
+    let agent_logs = edge.cli_ok(&["logs", "edgeAgent", "--tail", "1000"]);
+    assert!(agent_logs.contains("device identity"), "{agent_logs}");
+
+    let ports = check_entry(&edge, "edge-hub-ports");
+    assert_eq!(ports["result"], "error", "{ports}");
+    let fix = ports["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("[edge_hub] listen") && fix.contains("fleethub serve --bind"),
+        "{ports}"
+    );
+    let status = edge.cli_ok(&["system", "status"]);
+    assert!(
+        status.contains(&format!("edge hub: failed (cannot listen on {taken}")),
+        "{status}"
+    );
+    edge.stop();
+}

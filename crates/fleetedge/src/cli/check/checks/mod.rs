@@ -10,6 +10,7 @@ mod disk_space;
 mod dps_connect;
 mod edge_agent;
 mod edge_ca_chain;
+mod edge_hub_ports;
 mod hostname;
 mod hub_connect;
 mod modules_healthy;
@@ -30,6 +31,7 @@ pub fn all() -> Vec<Box<dyn Check>> {
         Box::new(clock_skew::ClockSkew),
         Box::new(credentials::Credentials),
         Box::new(daemon_running::DaemonRunning),
+        Box::new(edge_hub_ports::EdgeHubPorts),
         Box::new(device_connection::DeviceConnection),
         Box::new(edge_agent::EdgeAgent),
         Box::new(modules_healthy::ModulesHealthy),
