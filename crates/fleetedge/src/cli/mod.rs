@@ -80,6 +80,19 @@ pub enum ConfigCmd {
     Init(Box<config_cmd::InitArgs>),
     /// Validate the configuration, store the key material and reload the daemon.
     Apply,
+    /// Convert IoT Edge 1.1's config.yaml into this configuration file (like `iotedge config
+    /// import`); the old file is left untouched.
+    Import {
+        /// The IoT Edge 1.1 configuration.
+        #[arg(long, default_value = crate::config::import::DEFAULT_FROM)]
+        from: PathBuf,
+        /// Where to write [default: --config, $FLEETEDGE_CONFIG, else /etc/fleetedge/config.toml]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,6 +138,10 @@ async fn dispatch(cli: Cli) -> Result<i32, String> {
         }
         Cmd::Config(ConfigCmd::Init(args)) => config_cmd::init(&config_path(flag), *args),
         Cmd::Config(ConfigCmd::Apply) => config_cmd::apply(&config_path(flag)).await,
+        Cmd::Config(ConfigCmd::Import { from, out, force }) => {
+            let out = out.unwrap_or_else(|| config_path(flag));
+            config_cmd::import(&from, &out, force)
+        }
         Cmd::List => {
             let c = load_config(flag)?;
             let v = mgmt::call(

@@ -5,9 +5,11 @@
 
 pub mod apply;
 mod error;
+pub mod import;
 pub mod init;
 pub mod provisioning;
 mod raw;
+pub mod yaml;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
