@@ -39,14 +39,23 @@ pub(crate) fn judge(
 ) -> CheckResult {
     let ca_path = state.edge_ca_cert();
     let server_path = state.edge_hub_server_cert();
-    let (Ok(ca), Ok(chain)) = (
+    let (ca, chain) = match (
         std::fs::read_to_string(&ca_path),
         std::fs::read_to_string(&server_path),
-    ) else {
-        return CheckResult::skipped(format!(
-            "no edge CA or edge hub certificate in {} yet (the daemon issues them at start)",
-            state.certs_dir().display()
-        ));
+    ) {
+        (Ok(ca), Ok(chain)) => (ca, chain),
+        (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return CheckResult::skipped(format!(
+                "cannot read {}: run the check as root or as the fleetedge user",
+                state.certs_dir().display()
+            ));
+        }
+        _ => {
+            return CheckResult::skipped(format!(
+                "no edge CA or edge hub certificate in {} yet (the daemon issues them at start)",
+                state.certs_dir().display()
+            ));
+        }
     };
     if let Err(e) = verify_chain(&ca, &chain, hostname) {
         return CheckResult::error(
