@@ -141,6 +141,10 @@ fn an_edge_hub_that_cannot_bind_says_why_everywhere() {
     assert!(!logs.contains('\u{1b}'), "no colour codes: {logs:?}");
     let agent_logs = edge.cli_ok(&["logs", "edgeAgent", "--tail", "1000"]);
     assert!(agent_logs.contains("device identity"), "{agent_logs}");
+    let recent = edge.cli_ok(&["logs", "edgeHub", "--since", "1h"]);
+    assert!(recent.contains("the edge hub did not start"), "{recent}");
+    let future = edge.cli_ok(&["logs", "edgeHub", "--since", "2100-01-01T00:00:00Z"]);
+    assert_eq!(future, "", "nothing written after 2100");
 
     let ports = check_entry(&edge, "edge-hub-ports");
     assert_eq!(ports["result"], "error", "{ports}");

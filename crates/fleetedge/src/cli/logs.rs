@@ -1,15 +1,16 @@
-//! `fleetedge logs <module> [--tail N] [--follow]`.
+//! `fleetedge logs <module> [--tail N] [--since T] [--follow]`.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
-use crate::runtime::logs::read_tail;
+use crate::runtime::logs::read_since;
 use crate::state::StateDir;
 
 pub async fn show(
     state: &StateDir,
     module: &str,
     tail: Option<usize>,
+    since: Option<i64>,
     follow: bool,
 ) -> Result<i32, String> {
     // edgeAgent and edgeHub run inside the daemon, which keeps their lines in the same
@@ -21,7 +22,7 @@ pub async fn show(
     };
     let module = system.unwrap_or(module);
     let path = state.module_log(module);
-    let text = read_tail(&path, tail).map_err(|e| match system {
+    let text = read_since(&path, since, tail).map_err(|e| match system {
         Some(_) => format!(
             "no logs for {module} yet ({}: {e}): the daemon writes them once it has started; `fleetedge system status` tells whether it runs",
             path.display()

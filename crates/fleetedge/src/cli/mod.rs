@@ -44,6 +44,10 @@ pub enum Cmd {
         /// Only the last N lines.
         #[arg(long)]
         tail: Option<usize>,
+        /// Only what was written since this time: RFC 3339 (2026-01-01T10:00:00Z) or a
+        /// duration back from now (90s, 15m, 2h, 1d).
+        #[arg(long)]
+        since: Option<String>,
         /// Keep printing new lines.
         #[arg(short, long)]
         follow: bool,
@@ -157,10 +161,14 @@ async fn dispatch(cli: Cli) -> Result<i32, String> {
         Cmd::Logs {
             module,
             tail,
+            since,
             follow,
         } => {
+            let since = since
+                .map(|s| crate::runtime::logs::parse_since(&s, chrono::Utc::now()))
+                .transpose()?;
             let c = load_config(flag)?;
-            logs::show(&StateDir::new(&c.homedir), &module, tail, follow).await
+            logs::show(&StateDir::new(&c.homedir), &module, tail, since, follow).await
         }
         Cmd::Restart { module } => {
             let c = load_config(flag)?;
