@@ -1,10 +1,11 @@
 //! The `fleetedge` command line: `run` (the daemon), `config init|apply`, `list`, `logs`,
-//! `restart`, `system status|logs|restart|reprovision`, `check`, `version`.
+//! `restart`, `system status|logs|restart|reprovision`, `check`, `support-bundle`, `version`.
 
 pub mod check;
 mod config_cmd;
 pub mod list;
 mod logs;
+mod support_bundle;
 mod system;
 
 use std::path::PathBuf;
@@ -67,6 +68,16 @@ pub enum Cmd {
         /// Check IDs not to run (comma separated).
         #[arg(long, value_delimiter = ',')]
         dont_run: Vec<String>,
+    },
+    /// Write a tar file for support: status, modules, check report, the configuration with
+    /// keys redacted, logs; no key files.
+    SupportBundle {
+        /// Output file [default: ./fleetedge-support-<time>.tar]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Lines per log file.
+        #[arg(long, default_value_t = 1000)]
+        tail: usize,
     },
     /// Print the version.
     Version,
@@ -201,6 +212,7 @@ async fn dispatch(cli: Cli) -> Result<i32, String> {
             }
             Ok(if report.summary.errors > 0 { 1 } else { 0 })
         }
+        Cmd::SupportBundle { out, tail } => support_bundle::run(flag, out, tail).await,
         Cmd::Version => {
             println!("fleetedge {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
