@@ -98,19 +98,6 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
     }
 }
 
-fn trust_bundle(config: &Config, edge_ca: &str) -> String {
-    let mut pem = edge_ca.to_string();
-    if let Some(p) = &config.trust_bundle_cert
-        && let Ok(extra) = std::fs::read_to_string(p)
-    {
-        if !pem.ends_with('\n') {
-            pem.push('\n');
-        }
-        pem.push_str(&extra);
-    }
-    pem
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn generation(
     config: &Config,
@@ -125,6 +112,7 @@ async fn generation(
     state
         .create()
         .with_context(|| format!("cannot create the state directory {}", state.root.display()))?;
+    crate::daemon_log::open(&state, config.agent.log_max_bytes);
     let device =
         match provisioning::provision(config, &state, at_startup, forced, shutdown.clone()).await {
             Ok(d) => d,
@@ -165,7 +153,7 @@ async fn generation(
     let lookup_store = identities.clone();
     let workload = Arc::new(WorkloadSockets::new(
         state.clone(),
-        trust_bundle(config, &pki.ca_pem),
+        certs::module_trust_bundle(&pki.ca_pem, config.trust_bundle_cert.as_deref()),
         Arc::new(move |m| lookup_store.get(m)),
     )?);
 
@@ -189,10 +177,10 @@ async fn generation(
                 hub_handle = Some(Arc::new(h));
             }
             Err(e) => {
-                tracing::error!(error = %e, "the edge hub did not start");
+                tracing::error!(target: crate::daemon_log::EDGE_HUB_TARGET, error = %format!("{e:#}"), "the edge hub did not start");
                 *lock(&hub_state) = SystemModule {
                     runtime_status: RuntimeStatus::Failed,
-                    status_description: Some(e.to_string()),
+                    status_description: Some(format!("{e:#}")),
                     last_start_time_utc: None,
                 };
             }
@@ -245,13 +233,10 @@ async fn generation(
                 mgmt::system_row(
                     "edgeAgent",
                     RuntimeStatus::Running,
-                    Some(if a.connected {
+                    Some(if a.link.connected {
                         "connected to the hub".into()
                     } else {
-                        format!(
-                            "not connected to the hub{}",
-                            a.last_error.map(|e| format!(": {e}")).unwrap_or_default()
-                        )
+                        format!("hub connection: {}", a.link.summary())
                     }),
                     Some(started),
                 ),
@@ -438,7 +423,7 @@ async fn start_edge_hub(
     };
     let creds = Arc::new(Credentials(identities.clone()));
     let h = fleetedge_hub::EdgeHub::start(opts, creds).await?;
-    tracing::info!(listen = ?h.local_addrs(), "edge hub started");
+    tracing::info!(target: crate::daemon_log::EDGE_HUB_TARGET, listen = ?h.local_addrs(), "edge hub started");
     Ok(h)
 }
 

@@ -8,6 +8,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod daemon_log;
 pub mod identity;
 pub mod mgmt;
 pub mod provisioning;

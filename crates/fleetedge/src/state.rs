@@ -5,6 +5,10 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Mode of the state directory itself (see [`StateDir::create`]); the systemd unit's
+/// `StateDirectoryMode` matches it.
+pub const ROOT_MODE: u32 = 0o750;
+
 /// Paths inside the state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
@@ -16,10 +20,14 @@ impl StateDir {
         StateDir { root: root.into() }
     }
 
-    /// Creates the directory (0700) and its subdirectories.
+    /// Creates the directory and its subdirectories. The root is 0750 so that members of the
+    /// service user's group reach the management socket (`mgmt.sock`, 0660) for `fleetedge
+    /// list|check|system status`; every file in it is 0600 and every subdirectory (keys,
+    /// identities, certificates, logs, workload sockets, queue) 0700.
     pub fn create(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.root)?;
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(ROOT_MODE))?;
         for d in [
-            self.root.clone(),
             self.keys_dir(),
             self.identities_dir(),
             self.certs_dir(),
@@ -46,6 +54,14 @@ impl StateDir {
     }
     pub fn edge_ca_cert(&self) -> PathBuf {
         self.certs_dir().join("edge-ca.pem")
+    }
+    pub fn edge_ca_key(&self) -> PathBuf {
+        self.certs_dir().join("edge-ca.key")
+    }
+    /// The edge hub's server certificate chain (server certificate, then the edge CA),
+    /// issued at each start.
+    pub fn edge_hub_server_cert(&self) -> PathBuf {
+        self.certs_dir().join("edge-hub-server.pem")
     }
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
@@ -139,8 +155,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = StateDir::new(dir.path().join("state"));
         s.create().unwrap();
-        let mode = std::fs::metadata(&s.root).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // the group reaches mgmt.sock; nothing else is open to it
+        assert_eq!(mode(&s.root), 0o750);
+        for d in [
+            s.keys_dir(),
+            s.identities_dir(),
+            s.certs_dir(),
+            s.logs_dir(),
+        ] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+        let unit = include_str!("../../../packaging/systemd/fleetedge.service");
+        assert!(
+            unit.contains(&format!("StateDirectoryMode={:04o}", ROOT_MODE)),
+            "the unit's StateDirectoryMode must match"
+        );
         let f = s.device_key_file();
         write_private(&f, b"k").unwrap();
         let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;

@@ -8,7 +8,6 @@
 use std::sync::{Arc, Mutex};
 
 use fleethub_device::{ConnectionStatus, DeviceClient, DeviceClientOptions, DeviceError};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::AgentExit;
@@ -16,42 +15,14 @@ use crate::config::Config;
 use crate::provisioning::{DeviceIdentity, retry_delay};
 
 /// What the management API shows about the device connection.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeviceLinkStatus {
-    pub connected: bool,
-    /// When the current connection was established (RFC 3339).
-    pub connected_since_utc: Option<String>,
-    /// Why the link is not connected (no secrets: connection errors only).
-    pub last_error: Option<String>,
-}
-
-impl DeviceLinkStatus {
-    /// One line for `fleetedge system status`.
-    pub fn summary(&self) -> String {
-        if self.connected {
-            match &self.connected_since_utc {
-                Some(t) => format!("connected since {t}"),
-                None => "connected".into(),
-            }
-        } else {
-            match &self.last_error {
-                Some(e) => format!("not connected: {e}"),
-                None => "not connected".into(),
-            }
-        }
-    }
-}
+pub use super::link::LinkStatus as DeviceLinkStatus;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn set_disconnected(status: &Mutex<DeviceLinkStatus>, error: Option<String>) {
-    let mut s = lock(status);
-    s.connected = false;
-    s.connected_since_utc = None;
-    s.last_error = error;
+    lock(status).set_down(chrono::Utc::now(), error);
 }
 
 /// The device connection string (holds the key: never logged).
@@ -126,36 +97,28 @@ pub async fn run(
     }
 }
 
-/// Mirrors the client's state into `status` until shutdown (`None`) or until the client
-/// closes for good (`Some(reason)`).
+/// Keeps `status` true to the client's connection ([`super::link::monitor`]) until shutdown
+/// (`None`) or until the client closes for good (`Some(reason)`).
 async fn follow(
     client: &DeviceClient,
     status: &Mutex<DeviceLinkStatus>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<String> {
-    let mut changes = client.status_changes();
-    loop {
-        let current = changes.borrow_and_update().clone();
-        match current {
-            ConnectionStatus::Connected => {
-                let mut s = lock(status);
-                if !s.connected {
-                    s.connected = true;
-                    s.connected_since_utc = Some(chrono::Utc::now().to_rfc3339());
-                    s.last_error = None;
-                }
+    let closed = async {
+        let mut changes = client.status_changes();
+        loop {
+            if let ConnectionStatus::Closed { reason } = changes.borrow_and_update().clone() {
+                return Some(reason);
             }
-            ConnectionStatus::Connecting { last_error } => set_disconnected(status, last_error),
-            ConnectionStatus::Closed { reason } => return Some(reason),
-        }
-        tokio::select! {
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return Some("the device client stopped".into());
-                }
+            if changes.changed().await.is_err() {
+                return Some("the device client stopped".to_string());
             }
-            _ = shutdown.changed() => return None,
         }
+    };
+    tokio::select! {
+        end = closed => end,
+        _ = super::link::monitor(client, status) => unreachable!("monitor never returns"),
+        _ = shutdown.changed() => None,
     }
 }
 

@@ -6,6 +6,7 @@
 //! offline after a reboot.
 
 pub mod device_link;
+pub mod link;
 pub mod manifest;
 pub mod reported;
 
@@ -31,12 +32,20 @@ use reported::{DesiredStatus, ReportInput, SystemModule};
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentStatus {
-    pub connected: bool,
+    /// The `$edgeAgent` connection (`connected`, `connectedSinceUtc`, `disconnectedSinceUtc`,
+    /// `lastRoundTripUtc`, `lastError`).
+    #[serde(flatten)]
+    pub link: link::LinkStatus,
     pub last_desired_version: Option<u64>,
     pub last_desired_status_code: Option<u16>,
     pub last_desired_status_description: Option<String>,
     pub last_report_utc: Option<String>,
-    pub last_error: Option<String>,
+}
+
+impl AsMut<link::LinkStatus> for AgentStatus {
+    fn as_mut(&mut self) -> &mut link::LinkStatus {
+        &mut self.link
+    }
 }
 
 /// Why the agent stopped.
@@ -330,6 +339,7 @@ impl Agent {
             return Ok(());
         }
         client.patch_reported(doc.clone()).await?;
+        lock(&self.ctx.status).link.round_trip(chrono::Utc::now());
         self.reported_names = doc["modules"]
             .as_object()
             .map(|m| {
@@ -401,14 +411,16 @@ pub async fn run(ctx: Arc<AgentContext>, mut shutdown: watch::Receiver<bool>) ->
         let client = match client {
             Ok(c) => c,
             Err(ConnectError::Rejected(m)) => {
-                lock(&ctx.status).last_error = Some(m.clone());
+                lock(&ctx.status)
+                    .link
+                    .set_down(chrono::Utc::now(), Some(m.clone()));
                 return AgentExit::Rejected(m);
             }
             Err(ConnectError::Other(m)) => {
                 let delay = crate::provisioning::retry_delay(attempt);
                 attempt += 1;
                 tracing::warn!(error = %m, retry_in = ?delay, "cannot connect to the hub as $edgeAgent");
-                lock(&ctx.status).last_error = Some(m);
+                lock(&ctx.status).link.set_down(chrono::Utc::now(), Some(m));
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => continue,
                     _ = shutdown.changed() => return AgentExit::Shutdown,
@@ -416,24 +428,25 @@ pub async fn run(ctx: Arc<AgentContext>, mut shutdown: watch::Receiver<bool>) ->
             }
         };
         attempt = 0;
-        {
-            let mut s = lock(&ctx.status);
-            s.connected = true;
-            s.last_error = None;
-        }
+        lock(&ctx.status).link.set_up(chrono::Utc::now());
         tracing::info!(
             hub = ctx.device.hub_hostname,
             "agent connected as $edgeAgent"
         );
-        let exit = session(&mut agent, &client, &mut shutdown, interval).await;
-        lock(&ctx.status).connected = false;
+        // The connection state follows the SDK's events and a periodic round trip, also while
+        // the session waits on a request.
+        let exit = tokio::select! {
+            e = session(&mut agent, &client, &mut shutdown, interval) => e,
+            _ = link::monitor(&client, &ctx.status) => unreachable!("monitor never returns"),
+        };
+        lock(&ctx.status).link.set_down(chrono::Utc::now(), None);
         client.close().await;
         match exit {
             SessionEnd::Shutdown => return AgentExit::Shutdown,
             SessionEnd::Rejected(m) => return AgentExit::Rejected(m),
             SessionEnd::Lost(m) => {
                 tracing::warn!(error = %m, "agent connection lost; reconnecting");
-                lock(&ctx.status).last_error = Some(m);
+                lock(&ctx.status).link.set_down(chrono::Utc::now(), Some(m));
             }
         }
     }
@@ -467,6 +480,7 @@ async fn session(
                 Ok(t) => t,
                 Err(e) => return lost(e),
             };
+            lock(&agent.ctx.status).link.round_trip(chrono::Utc::now());
             let desired = twin.get("desired").cloned().unwrap_or(Value::Null);
             if let ApplyOutcome::Rejected(m) = agent.on_desired(&desired).await {
                 return SessionEnd::Rejected(m);

@@ -1,4 +1,4 @@
-//! `fleetedge config init` and `fleetedge config apply`.
+//! `fleetedge config init`, `config apply` and `config import`.
 
 use std::path::{Path, PathBuf};
 
@@ -117,5 +117,30 @@ pub async fn apply(path: &Path) -> Result<i32, String> {
         ),
     }
     println!("fleetedge has been configured successfully!");
+    Ok(0)
+}
+
+pub fn import(from: &Path, out: &Path, force: bool) -> Result<i32, String> {
+    let i = crate::config::import::import(from, out, force)?;
+    println!(
+        "imported {} into {} (owner only)",
+        from.display(),
+        out.display()
+    );
+    println!("carried over:");
+    for c in &i.carried {
+        println!("  {} (line {}) -> {}", c.key, c.line, c.note);
+    }
+    if !i.dropped.is_empty() {
+        println!("not carried over:");
+        for d in &i.dropped {
+            println!("  {} (line {}): {}", d.key, d.line, d.note);
+        }
+    }
+    println!("{} is unchanged.", from.display());
+    println!(
+        "next: review {0}, then `fleetedge config apply --config {0}`",
+        out.display()
+    );
     Ok(0)
 }

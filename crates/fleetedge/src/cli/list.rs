@@ -31,8 +31,19 @@ fn ago(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<String> {
     })
 }
 
-/// The DESCRIPTION column.
+/// The DESCRIPTION column; a module that is not running says why when the daemon knows
+/// (e.g. the edge hub's bind error).
 pub fn describe(row: &ModuleRow, now: DateTime<Utc>) -> String {
+    let base = describe_state(row, now);
+    match (&row.status_description, row.runtime_status.as_str()) {
+        (Some(why), "failed" | "backoff" | "stopped") if !why.is_empty() => {
+            format!("{base}: {why}")
+        }
+        _ => base,
+    }
+}
+
+fn describe_state(row: &ModuleRow, now: DateTime<Utc>) -> String {
     let code = row
         .exit_code
         .map(|c| c.to_string())
@@ -49,9 +60,10 @@ pub fn describe(row: &ModuleRow, now: DateTime<Utc>) -> String {
             Some(a) => format!("Stopped {a}"),
             None => "Stopped".into(),
         },
-        "failed" => match ago(row.last_exit_time_utc, now) {
-            Some(a) => format!("Failed ({code}) {a}"),
-            None => format!("Failed ({code})"),
+        "failed" => match (ago(row.last_exit_time_utc, now), row.exit_code) {
+            (Some(a), _) => format!("Failed ({code}) {a}"),
+            (None, Some(_)) => format!("Failed ({code})"),
+            (None, None) => "Failed".into(),
         },
         "backoff" => match ago(row.last_exit_time_utc, now) {
             Some(a) => format!("Backoff ({code}) {a}"),
@@ -131,6 +143,17 @@ mod tests {
         b.last_exit_time_utc = Some(now);
         assert_eq!(describe(&b, now), "Backoff (3) less than a second ago");
         assert_eq!(describe(&row("e", "unknown", None), now), "Unknown");
+        // a system module that failed to start says why
+        let mut hub = row("edgeHub", "failed", None);
+        hub.status_description =
+            Some("cannot listen on 127.0.0.1:8883: Address in use (os error 98)".into());
+        assert_eq!(
+            describe(&hub, now),
+            "Failed: cannot listen on 127.0.0.1:8883: Address in use (os error 98)"
+        );
+        let mut up = row("edgeAgent", "running", None);
+        up.status_description = Some("connected to the hub".into());
+        assert_eq!(describe(&up, now), "Up");
         assert_eq!(human_duration(90), "About a minute");
         assert_eq!(human_duration(4000), "About an hour");
         assert_eq!(human_duration(3 * 86400), "3 days");

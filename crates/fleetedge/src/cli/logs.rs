@@ -1,28 +1,36 @@
-//! `fleetedge logs <module> [--tail N] [--follow]`.
+//! `fleetedge logs <module> [--tail N] [--since T] [--follow]`.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
-use crate::runtime::logs::read_tail;
+use crate::runtime::logs::read_since;
 use crate::state::StateDir;
 
 pub async fn show(
     state: &StateDir,
     module: &str,
     tail: Option<usize>,
+    since: Option<i64>,
     follow: bool,
 ) -> Result<i32, String> {
-    if matches!(module, "edgeAgent" | "edgeHub" | "$edgeAgent" | "$edgeHub") {
-        return Err(format!(
-            "{module} runs inside the daemon: see `fleetedge system logs`"
-        ));
-    }
+    // edgeAgent and edgeHub run inside the daemon, which keeps their lines in the same
+    // directory as the modules' (crate::daemon_log).
+    let system = match module.trim_start_matches('$') {
+        "edgeAgent" => Some(crate::daemon_log::AGENT),
+        "edgeHub" => Some(crate::daemon_log::EDGE_HUB),
+        _ => None,
+    };
+    let module = system.unwrap_or(module);
     let path = state.module_log(module);
-    let text = read_tail(&path, tail).map_err(|e| {
-        format!(
+    let text = read_since(&path, since, tail).map_err(|e| match system {
+        Some(_) => format!(
+            "no logs for {module} yet ({}: {e}): the daemon writes them once it has started; `fleetedge system status` tells whether it runs",
+            path.display()
+        ),
+        None => format!(
             "no logs for module '{module}' ({}: {e}); `fleetedge list` shows the modules",
             path.display()
-        )
+        ),
     })?;
     let mut out = std::io::stdout();
     let _ = out.write_all(text.as_bytes());

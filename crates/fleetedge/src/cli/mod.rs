@@ -1,10 +1,11 @@
 //! The `fleetedge` command line: `run` (the daemon), `config init|apply`, `list`, `logs`,
-//! `restart`, `system status|logs|restart|reprovision`, `check`, `version`.
+//! `restart`, `system status|logs|restart|reprovision`, `check`, `support-bundle`, `version`.
 
 pub mod check;
 mod config_cmd;
 pub mod list;
 mod logs;
+mod support_bundle;
 mod system;
 
 use std::path::PathBuf;
@@ -44,6 +45,10 @@ pub enum Cmd {
         /// Only the last N lines.
         #[arg(long)]
         tail: Option<usize>,
+        /// Only what was written since this time: RFC 3339 (2026-01-01T10:00:00Z) or a
+        /// duration back from now (90s, 15m, 2h, 1d).
+        #[arg(long)]
+        since: Option<String>,
         /// Keep printing new lines.
         #[arg(short, long)]
         follow: bool,
@@ -64,6 +69,16 @@ pub enum Cmd {
         #[arg(long, value_delimiter = ',')]
         dont_run: Vec<String>,
     },
+    /// Write a tar file for support: status, modules, check report, the configuration with
+    /// keys redacted, logs; no key files.
+    SupportBundle {
+        /// Output file [default: ./fleetedge-support-<time>.tar]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Lines per log file.
+        #[arg(long, default_value_t = 1000)]
+        tail: usize,
+    },
     /// Print the version.
     Version,
 }
@@ -80,6 +95,19 @@ pub enum ConfigCmd {
     Init(Box<config_cmd::InitArgs>),
     /// Validate the configuration, store the key material and reload the daemon.
     Apply,
+    /// Convert IoT Edge 1.1's config.yaml into this configuration file (like `iotedge config
+    /// import`); the old file is left untouched.
+    Import {
+        /// The IoT Edge 1.1 configuration.
+        #[arg(long, default_value = crate::config::import::DEFAULT_FROM)]
+        from: PathBuf,
+        /// Where to write [default: --config, $FLEETEDGE_CONFIG, else /etc/fleetedge/config.toml]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,6 +153,10 @@ async fn dispatch(cli: Cli) -> Result<i32, String> {
         }
         Cmd::Config(ConfigCmd::Init(args)) => config_cmd::init(&config_path(flag), *args),
         Cmd::Config(ConfigCmd::Apply) => config_cmd::apply(&config_path(flag)).await,
+        Cmd::Config(ConfigCmd::Import { from, out, force }) => {
+            let out = out.unwrap_or_else(|| config_path(flag));
+            config_cmd::import(&from, &out, force)
+        }
         Cmd::List => {
             let c = load_config(flag)?;
             let v = mgmt::call(
@@ -140,10 +172,14 @@ async fn dispatch(cli: Cli) -> Result<i32, String> {
         Cmd::Logs {
             module,
             tail,
+            since,
             follow,
         } => {
+            let since = since
+                .map(|s| crate::runtime::logs::parse_since(&s, chrono::Utc::now()))
+                .transpose()?;
             let c = load_config(flag)?;
-            logs::show(&StateDir::new(&c.homedir), &module, tail, follow).await
+            logs::show(&StateDir::new(&c.homedir), &module, tail, since, follow).await
         }
         Cmd::Restart { module } => {
             let c = load_config(flag)?;
@@ -176,6 +212,7 @@ async fn dispatch(cli: Cli) -> Result<i32, String> {
             }
             Ok(if report.summary.errors > 0 { 1 } else { 0 })
         }
+        Cmd::SupportBundle { out, tail } => support_bundle::run(flag, out, tail).await,
         Cmd::Version => {
             println!("fleetedge {}", env!("CARGO_PKG_VERSION"));
             Ok(0)

@@ -175,8 +175,42 @@ pub fn diff(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> V
     out
 }
 
+/// Every file the configuration names must exist and hold what it should, before anything
+/// is applied: the trust bundle (PEM certificates), the key file, the DPS payload.
+pub fn check_files(config: &Config) -> Result<(), String> {
+    if let Some(p) = &config.trust_bundle_cert {
+        fleethub_device::tls::load_ca_file(p).map_err(|e| {
+            format!(
+                "`trust_bundle_cert` {}: {e}\n  fix: copy the server's CA certificate there (`fleethub info` shows caCertPath) or correct the path",
+                p.display()
+            )
+        })?;
+    }
+    if let super::KeySource::File(p) = config.provisioning.key() {
+        config.provisioning.key().load().map_err(|e| {
+            format!(
+                "the key file {} named in [provisioning]: {e}\n  fix: put the device key (base64) there, or correct the uri",
+                p.display()
+            )
+        })?;
+    }
+    if let Provisioning::Dps {
+        payload: Some(p), ..
+    } = &config.provisioning
+    {
+        std::fs::read(p).map_err(|e| {
+            format!(
+                "`provisioning.payload` {}: {e}\n  fix: create the JSON payload file or correct the uri",
+                p.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Applies `config`; see the module docs.
 pub fn apply(config: &Config) -> Result<ApplyReport, String> {
+    check_files(config)?;
     let state = StateDir::new(&config.homedir);
     state.create().map_err(|e| {
         format!(

@@ -106,6 +106,34 @@ impl Reporter<'_> {
 
     /// A TOML syntax or type error from the parser.
     pub fn parse_error(&self, e: &toml::de::Error) -> ConfigError {
+        let location = e.span().map(|s| Location::of(self.text, s.start));
+        if let Some((key, expected)) = unknown_field(e.message()) {
+            let at = location
+                .map(|l| format!(" at line {}", l.line))
+                .unwrap_or_default();
+            let (message, fix) = match did_you_mean(&key, &expected) {
+                Some(s) => (
+                    format!("unknown key `{key}`{at}; did you mean `{s}`?"),
+                    format!(
+                        "rename `{key}` to `{s}` (keys are listed in docs/edge.md, \"Configuration reference\")"
+                    ),
+                ),
+                None => (
+                    format!("unknown key `{key}`{at}"),
+                    format!(
+                        "remove or rename the key; valid keys here: {} (see docs/edge.md, \"Configuration reference\")",
+                        expected.join(", ")
+                    ),
+                ),
+            };
+            return ConfigError::Invalid {
+                path: self.path.to_path_buf(),
+                location,
+                key: None,
+                message,
+                fix,
+            };
+        }
         let message = e.message().trim().to_string();
         let fix = if message.starts_with("unknown field") {
             "remove or rename the key (see docs/edge.md, \"Configuration reference\")".to_string()
@@ -118,12 +146,54 @@ impl Reporter<'_> {
         };
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
-            location: e.span().map(|s| Location::of(self.text, s.start)),
+            location,
             key: None,
             message,
             fix,
         }
     }
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`", or "there are
+/// no fields") -> (`x`, [`a`, `b`]).
+fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.trim().strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((key.to_string(), expected))
+}
+
+/// Edit distance (insertions, deletions, substitutions) between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The known key closest to `key` (case, `-`/`_` and spelling differences), if it is close
+/// enough to be a typo.
+pub(crate) fn did_you_mean<S: AsRef<str>>(key: &str, known: &[S]) -> Option<String> {
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    let k = norm(key);
+    known
+        .iter()
+        .map(|c| (edit_distance(&k, &norm(c.as_ref())), c.as_ref()))
+        .filter(|(d, c)| *d <= (c.len().max(k.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_string())
 }
 
 #[cfg(test)]
@@ -137,6 +207,31 @@ mod tests {
         assert_eq!(Location::of(t, 6), Location { line: 2, column: 1 });
         assert_eq!(Location::of(t, 11), Location { line: 2, column: 6 });
         assert_eq!(Location::of(t, 999).line, 3);
+    }
+
+    #[test]
+    fn suggestions() {
+        let known = ["homedir", "hostname", "trust_bundle_cert", "provisioning"];
+        assert_eq!(did_you_mean("home_dir", &known).as_deref(), Some("homedir"));
+        assert_eq!(
+            did_you_mean("trust_bundle_crt", &known).as_deref(),
+            Some("trust_bundle_cert")
+        );
+        assert_eq!(
+            did_you_mean("HostName", &known).as_deref(),
+            Some("hostname")
+        );
+        assert_eq!(did_you_mean("zzz", &known), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(
+            unknown_field("unknown field `x`, expected one of `a`, `b`"),
+            Some(("x".to_string(), vec!["a".to_string(), "b".to_string()]))
+        );
+        assert_eq!(
+            unknown_field("unknown field `x`, expected `a`"),
+            Some(("x".to_string(), vec!["a".to_string()]))
+        );
+        assert_eq!(unknown_field("invalid type: string"), None);
     }
 
     #[test]

@@ -5,9 +5,11 @@
 
 pub mod apply;
 mod error;
+pub mod import;
 pub mod init;
 pub mod provisioning;
 mod raw;
+pub mod yaml;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -197,7 +199,7 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| r.parse_error(&e))?;
         let ignored: Vec<String> = table
             .keys()
-            .filter(|k| !raw::KNOWN_TOP_LEVEL.contains(&k.as_str()))
+            .filter(|k| raw::AZURE_ONLY.contains(&k.as_str()))
             .cloned()
             .collect();
 

@@ -1,14 +1,20 @@
 //! The file as written: serde structs with spans, before validation.
 //!
 //! Azure IoT Edge `config.toml` keys are accepted verbatim; keys that only matter to the
-//! Azure daemons (Docker, edge CA, image GC, ...) are accepted and reported as ignored.
+//! Azure daemons (Docker, edge CA, image GC, ...) are known by name, accepted and reported as
+//! ignored. Any other key is an error (a typo), with a "did you mean" suggestion.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+/// The keys of Azure's `config.toml` (the `iotedge config apply` super-config: aziot-edged,
+/// -identityd, -keyd, -certd) that fleetedge does not use are listed by name (`AZURE_ONLY`),
+/// so every other key is rejected as a typo.
+#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub provisioning: Option<Spanned<RawProvisioning>>,
     pub hostname: Option<Spanned<String>>,
@@ -19,20 +25,62 @@ pub(crate) struct RawConfig {
     pub hub: Option<RawHub>,
     pub edge_hub: Option<RawEdgeHub>,
     pub agent: Option<RawAgent>,
-    // Everything else (Azure-only knobs) is accepted and reported as ignored by the loader.
+    // Azure-only keys (`AZURE_ONLY`): accepted, reported as ignored by the loader.
+    pub parent_hostname: Option<toml::Value>,
+    pub local_gateway_hostname: Option<toml::Value>,
+    pub allow_elevated_docker_permissions: Option<toml::Value>,
+    pub imported_master_encryption_key: Option<toml::Value>,
+    pub manifest_trust_bundle_cert: Option<toml::Value>,
+    pub prefer_module_identity_cache: Option<toml::Value>,
+    pub additional_info: Option<toml::Value>,
+    pub cloud_timeout_sec: Option<toml::Value>,
+    pub cloud_retries: Option<toml::Value>,
+    pub iotedge_max_requests: Option<toml::Value>,
+    pub aziot_max_requests: Option<toml::Value>,
+    pub connect: Option<toml::Value>,
+    pub listen: Option<toml::Value>,
+    pub watchdog: Option<toml::Value>,
+    pub moby_runtime: Option<toml::Value>,
+    pub edge_ca: Option<toml::Value>,
+    pub cert_issuance: Option<toml::Value>,
+    pub aziot_keys: Option<toml::Value>,
+    pub preloaded_keys: Option<toml::Value>,
+    pub preloaded_certs: Option<toml::Value>,
+    pub principal: Option<toml::Value>,
+    pub image_garbage_collection: Option<toml::Value>,
+    pub localid: Option<toml::Value>,
+    pub endpoints: Option<toml::Value>,
+    pub tpm: Option<toml::Value>,
 }
 
-/// Top-level keys [`RawConfig`] reads.
-pub(crate) const KNOWN_TOP_LEVEL: [&str; 9] = [
-    "provisioning",
-    "hostname",
-    "trust_bundle_cert",
-    "auto_reprovisioning_mode",
-    "dynamic_reprovisioning",
-    "homedir",
-    "hub",
-    "edge_hub",
-    "agent",
+/// Top-level keys of Azure's `config.toml` that fleetedge accepts and ignores (the
+/// `toml::Value` fields of [`RawConfig`]).
+pub(crate) const AZURE_ONLY: [&str; 25] = [
+    "parent_hostname",
+    "local_gateway_hostname",
+    "allow_elevated_docker_permissions",
+    "imported_master_encryption_key",
+    "manifest_trust_bundle_cert",
+    "prefer_module_identity_cache",
+    "additional_info",
+    "cloud_timeout_sec",
+    "cloud_retries",
+    "iotedge_max_requests",
+    "aziot_max_requests",
+    "connect",
+    "listen",
+    "watchdog",
+    "moby_runtime",
+    "edge_ca",
+    "cert_issuance",
+    "aziot_keys",
+    "preloaded_keys",
+    "preloaded_certs",
+    "principal",
+    "image_garbage_collection",
+    "localid",
+    "endpoints",
+    "tpm",
 ];
 
 #[derive(Debug, Deserialize)]

@@ -260,8 +260,21 @@ fn toml_errors_keep_their_position() {
     // unknown key inside [provisioning]
     let e = parse("[provisioning]\nsource = \"manual\"\nconection_string = \"x\"\n").unwrap_err();
     assert_eq!(e.line(), Some(3), "{e}");
-    assert!(e.to_string().contains("unknown field"), "{e}");
-    assert!(e.to_string().contains("fix: remove or rename"), "{e}");
+    assert!(
+        e.to_string().contains(
+            "unknown key `conection_string` at line 3; did you mean `connection_string`?"
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("fix: rename"), "{e}");
+    // an unknown key with nothing close: the valid keys are listed
+    let e = parse("[provisioning]\nsource = \"manual\"\n[hub]\nwebsocket = true\n").unwrap_err();
+    assert_eq!(e.line(), Some(4), "{e}");
+    assert!(
+        e.to_string()
+            .contains("fix: remove or rename the key; valid keys here: mqtt_port, https_port"),
+        "{e}"
+    );
     // syntax error
     let e = parse("hostname = \"a\"\n[provisioning\n").unwrap_err();
     assert_eq!(e.line(), Some(2), "{e}");
@@ -336,4 +349,152 @@ fn apply_stores_the_key_privately_and_reports_changes() {
         vec!["hub.mqtt_port: 1883 -> 2883".to_string()]
     );
     assert!(!changed.provisioning_changed);
+}
+
+fn manual(extra_top: &str) -> String {
+    format!(
+        "{extra_top}\n[provisioning]\nsource = \"manual\"\nconnection_string = \"HostName=h;DeviceId=d;SharedAccessKey={}\"\n",
+        key()
+    )
+}
+
+#[test]
+fn typos_are_rejected_with_a_suggestion() {
+    for (text, line, message) in [
+        (
+            manual("home_dir = \"/srv/fe\""),
+            1,
+            "unknown key `home_dir` at line 1; did you mean `homedir`?",
+        ),
+        (
+            manual("hostname = \"gw\"\ntrust_bundle_crt = \"file:///etc/fleetedge/ca.pem\""),
+            2,
+            "unknown key `trust_bundle_crt` at line 2; did you mean `trust_bundle_cert`?",
+        ),
+        (
+            manual("[edge_hub]\nlisten = [\"0.0.0.0:8883\"]\nqueue_max_byte = 2097152"),
+            3,
+            "unknown key `queue_max_byte` at line 3; did you mean `queue_max_bytes`?",
+        ),
+        (
+            format!(
+                "[provisioning]\nsource = \"dps\"\nid_scope = \"s\"\n[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"r\"\nsymetric_key = {{ value = \"{}\" }}\n",
+                key()
+            ),
+            7,
+            "unknown key `symetric_key` at line 7; did you mean `symmetric_key`?",
+        ),
+    ] {
+        let e = parse(&text).expect_err(&text);
+        assert_eq!(e.line(), Some(line), "{e}");
+        assert!(e.to_string().contains(message), "{e}");
+        assert!(e.to_string().contains("\n  fix: rename `"), "{e}");
+    }
+}
+
+#[test]
+fn azure_template_keys_are_accepted_and_reported_as_ignored() {
+    // Every top-level key of Azure's config.toml template (and the super-config's
+    // undocumented ones) parses; fleetedge reports the ones it does not use.
+    let text = manual(
+        r#"hostname = "gw"
+parent_hostname = "parent"
+trust_bundle_cert = "file:///etc/fleetedge/ca.pem"
+auto_reprovisioning_mode = "Dynamic"
+allow_elevated_docker_permissions = false
+imported_master_encryption_key = "/var/lib/aziot/edged/master.key"
+prefer_module_identity_cache = true
+homedir = "/var/lib/fleetedge"
+[agent]
+name = "edgeAgent"
+type = "docker"
+imagePullPolicy = "on-create"
+[agent.config]
+image = "mcr.microsoft.com/azureiotedge-agent:1.5"
+[agent.env]
+RuntimeLogLevel = "debug"
+[connect]
+workload_uri = "unix:///var/run/iotedge/workload.sock"
+management_uri = "unix:///var/run/iotedge/mgmt.sock"
+[listen]
+workload_uri = "fd://aziot-edged.workload.socket"
+management_uri = "fd://aziot-edged.mgmt.socket"
+[watchdog]
+max_retries = "infinite"
+[moby_runtime]
+uri = "unix:///var/run/docker.sock"
+network = "azure-iot-edge"
+[edge_ca]
+auto_generated_edge_ca_expiry_days = 90
+[cert_issuance.local_ca]
+cert = "file:///var/secrets/local-ca.pem"
+pk = "file:///var/secrets/local-ca.key.pem"
+[aziot_keys]
+pkcs11_lib_path = "/usr/lib/libmypkcs11.so"
+[preloaded_keys]
+k = "file:///var/secrets/k.key"
+[[principal]]
+uid = 1000
+name = "x"
+[image_garbage_collection]
+enabled = true
+"#,
+    );
+    let c = parse(&text).unwrap();
+    let mut ignored = c.ignored.clone();
+    ignored.sort();
+    assert_eq!(
+        ignored,
+        [
+            "allow_elevated_docker_permissions",
+            "aziot_keys",
+            "cert_issuance",
+            "connect",
+            "edge_ca",
+            "image_garbage_collection",
+            "imported_master_encryption_key",
+            "listen",
+            "moby_runtime",
+            "parent_hostname",
+            "prefer_module_identity_cache",
+            "preloaded_keys",
+            "principal",
+            "watchdog",
+        ]
+    );
+}
+
+#[test]
+fn apply_fails_when_a_named_file_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("state");
+    let missing = dir.path().join("nope.pem");
+    let text = format!(
+        "homedir = \"{}\"\ntrust_bundle_cert = \"file://{}\"\n[provisioning]\nsource = \"manual\"\nconnection_string = \"HostName=h;DeviceId=d;SharedAccessKey={}\"\n",
+        home.display(),
+        missing.display(),
+        key()
+    );
+    let e = apply::apply(&parse(&text).unwrap()).unwrap_err();
+    assert!(
+        e.contains("trust_bundle_cert") && e.contains("nope.pem"),
+        "{e}"
+    );
+    assert!(
+        !home.join("keys").join("device-id").exists(),
+        "nothing applied"
+    );
+    // a file that is not PEM
+    std::fs::write(&missing, "hello").unwrap();
+    let e = apply::apply(&parse(&text).unwrap()).unwrap_err();
+    assert!(e.contains("trust_bundle_cert"), "{e}");
+
+    // a key file that does not exist
+    let text = format!(
+        "homedir = \"{}\"\n[provisioning]\nsource = \"manual\"\niothub_hostname = \"h\"\ndevice_id = \"d\"\n[provisioning.authentication]\nmethod = \"sas\"\ndevice_id_pk = {{ uri = \"file://{}/device.key\" }}\n",
+        home.display(),
+        dir.path().display()
+    );
+    let e = apply::apply(&parse(&text).unwrap()).unwrap_err();
+    assert!(e.contains("device.key"), "{e}");
 }

@@ -170,7 +170,7 @@ pub async fn call(
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>
             {
                 format!(
-                    "permission denied on {}: run the command as root or as the fleetedge user",
+                    "permission denied on {}: run the command as root, as the fleetedge user or as a member of its group",
                     path.display()
                 )
             }

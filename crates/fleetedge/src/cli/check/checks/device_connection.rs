@@ -22,13 +22,12 @@ impl Check for DeviceConnection {
 }
 
 fn judge(s: &DeviceLinkStatus) -> CheckResult {
-    if s.connected {
-        CheckResult::ok(s.summary())
-    } else {
-        CheckResult::warn(
-            format!("the device {} (the daemon keeps retrying)", s.summary()),
+    match super::edge_agent::link_problem(s, chrono::Utc::now()) {
+        None => CheckResult::ok(s.summary()),
+        Some(problem) => CheckResult::warn(
+            format!("the device is {problem} (the daemon keeps retrying)"),
             "check connectivity and credentials (see the checks above)",
-        )
+        ),
     }
 }
 
@@ -43,6 +42,9 @@ mod tests {
             connected: true,
             connected_since_utc: Some("2026-01-01T00:00:00+00:00".into()),
             last_error: None,
+            // the daemon proves the connection with a round trip every few seconds
+            last_round_trip_utc: Some(chrono::Utc::now().to_rfc3339()),
+            ..Default::default()
         };
         assert_eq!(judge(&up).result, Outcome::Ok);
         let down = DeviceLinkStatus {

@@ -9,6 +9,8 @@ mod device_connection;
 mod disk_space;
 mod dps_connect;
 mod edge_agent;
+mod edge_ca_chain;
+mod edge_hub_ports;
 mod hostname;
 mod hub_connect;
 mod modules_healthy;
@@ -22,12 +24,14 @@ pub fn all() -> Vec<Box<dyn Check>> {
         Box::new(config_applied::ConfigApplied),
         Box::new(hostname::Hostname),
         Box::new(trust_bundle::TrustBundle),
+        Box::new(edge_ca_chain::EdgeCaChain),
         Box::new(dps_connect::DpsConnect),
         Box::new(hub_connect::HubConnect::Https),
         Box::new(hub_connect::HubConnect::Mqtt),
         Box::new(clock_skew::ClockSkew),
         Box::new(credentials::Credentials),
         Box::new(daemon_running::DaemonRunning),
+        Box::new(edge_hub_ports::EdgeHubPorts),
         Box::new(device_connection::DeviceConnection),
         Box::new(edge_agent::EdgeAgent),
         Box::new(modules_healthy::ModulesHealthy),
