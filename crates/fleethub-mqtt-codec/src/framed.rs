@@ -46,7 +46,11 @@ pub struct FramedRead<R> {
 impl<R> FramedRead<R> {
     /// `max_packet_size` bounds the remaining length of each packet (see [`decode`]).
     pub fn new(io: R, max_packet_size: usize) -> Self {
-        Self::with_buffer(io, BytesMut::with_capacity(INITIAL_CAPACITY), max_packet_size)
+        Self::with_buffer(
+            io,
+            BytesMut::with_capacity(INITIAL_CAPACITY),
+            max_packet_size,
+        )
     }
 
     /// Starts with bytes already read from `io` (e.g. behind a CONNACK).
@@ -298,7 +302,10 @@ mod tests {
         client.write_all(&[0x30, 0x0b]).await.unwrap();
         assert!(matches!(
             rd.next().await,
-            Err(FrameError::Codec(CodecError::PayloadTooLarge { size: 11, max: 10 }))
+            Err(FrameError::Codec(CodecError::PayloadTooLarge {
+                size: 11,
+                max: 10
+            }))
         ));
     }
 

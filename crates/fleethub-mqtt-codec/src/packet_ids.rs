@@ -63,7 +63,11 @@ mod tests {
         assert_eq!(ids.next(|id| busy.contains(&id)), 4);
         let mut ids = PacketIds { last: 65533 };
         assert_eq!(ids.next(|id| busy.contains(&id)), 65534);
-        assert_eq!(ids.next(|id| busy.contains(&id)), 4, "wraps and skips 65535, 1, 2, 3");
+        assert_eq!(
+            ids.next(|id| busy.contains(&id)),
+            4,
+            "wraps and skips 65535, 1, 2, 3"
+        );
     }
 
     #[test]

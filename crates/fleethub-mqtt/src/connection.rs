@@ -60,7 +60,9 @@ impl<R, W: AsyncWrite + Unpin> Client<'_, R, W> {
 
     /// Answers CONNACK `code` and ends the connection with [`ConnectionError::Refused`].
     pub(crate) async fn refuse(&mut self, code: ConnectReturnCode) -> Result<(), ConnectionError> {
-        self.writer.send(&Packet::ConnAck(ConnAck::new(code, false))).await?;
+        self.writer
+            .send(&Packet::ConnAck(ConnAck::new(code, false)))
+            .await?;
         Err(ConnectionError::Refused(code))
     }
 
@@ -119,7 +121,9 @@ where
         transport,
     };
     if client.connect.protocol_level != 4 && client.connect.protocol_level != 3 {
-        return client.refuse(ConnectReturnCode::UnacceptableProtocolVersion).await;
+        return client
+            .refuse(ConnectReturnCode::UnacceptableProtocolVersion)
+            .await;
     }
     match parse_username(&username) {
         Some(ConnectTarget::Dps {

@@ -79,7 +79,11 @@ impl DpsSession {
     }
 
     pub(crate) fn on_timeout(&mut self, now: Instant) -> Vec<Action<DpsCall>> {
-        self.keep_alive.check(now).map(Action::Close).into_iter().collect()
+        self.keep_alive
+            .check(now)
+            .map(Action::Close)
+            .into_iter()
+            .collect()
     }
 
     pub(crate) fn on_packet(&mut self, pkt: Packet, now: Instant) -> Vec<Action<DpsCall>> {

@@ -54,7 +54,13 @@ where
     tracing::debug!(peer, transport, registration = %registration_id, "dps mqtt session started");
     let idle = idle_limit(client.connect.keep_alive, gw.cfg.idle_timeout_secs);
     let retry_after = gw.dps.config().retry_after_secs;
-    let mut session = DpsSession::new(registration_id, principal, retry_after, idle, Instant::now());
+    let mut session = DpsSession::new(
+        registration_id,
+        principal,
+        retry_after,
+        idle,
+        Instant::now(),
+    );
     let mut services = DpsServices { gw };
     loop {
         let actions = tokio::select! {
@@ -94,7 +100,11 @@ impl Services<DpsSession> for DpsServices<'_> {
                 operation_id,
             } => DpsReply {
                 rid,
-                result: self.gw.dps.operation_status(&principal, &operation_id).await,
+                result: self
+                    .gw
+                    .dps
+                    .operation_status(&principal, &operation_id)
+                    .await,
             },
         }
     }

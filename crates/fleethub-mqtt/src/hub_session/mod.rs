@@ -15,7 +15,9 @@ pub(crate) use serve::serve;
 use crate::session::{Action, Close, KeepAlive, Session, granted_qos, later};
 use crate::topics::{self, HubFilter, HubPublish, IotHubRequest};
 use bytes::Bytes;
-use fleethub_mqtt_codec::{ConnectReturnCode, Packet, PacketIds, Publish, QoS, SubAck, SubscribeReturnCode};
+use fleethub_mqtt_codec::{
+    ConnectReturnCode, Packet, PacketIds, Publish, QoS, SubAck, SubscribeReturnCode,
+};
 use fleethub_services::hub::C2dMessage;
 use fleethub_services::hub::c2d::{C2dView, iso_utc};
 use fleethub_services::{DpsError, Features, HubEvent, TelemetryIn};
@@ -197,7 +199,11 @@ impl HubSession {
                 self.identity
             )))];
         }
-        self.keep_alive.check(now).map(Action::Close).into_iter().collect()
+        self.keep_alive
+            .check(now)
+            .map(Action::Close)
+            .into_iter()
+            .collect()
     }
 
     /// One packet from the device. Telemetry is collected until [`HubSession::on_burst_end`]
@@ -318,7 +324,9 @@ impl HubSession {
                 vec![self.publish(topic, QoS::AtMostOnce, payload)]
             }
             HubEvent::C2dAvailable => self.deliver_c2d(),
-            HubEvent::Revoked(reason) => vec![self.violation(&format!("{reason}; connection closed"))],
+            HubEvent::Revoked(reason) => {
+                vec![self.violation(&format!("{reason}; connection closed"))]
+            }
         }
     }
 

@@ -39,7 +39,13 @@ where
         &client.connect.client_id,
     ) {
         let failures = gw.hub.auth_failures();
-        failures.record("hub", transport, &identity, Some(peer.to_string()), &r.reason);
+        failures.record(
+            "hub",
+            transport,
+            &identity,
+            Some(peer.to_string()),
+            &r.reason,
+        );
         return client.refuse(r.code).await;
     }
     let ctx = AuthContext {
@@ -268,7 +274,7 @@ impl Drop for Attached<'_> {
 }
 
 /// Stored form: `{"filter": qos, ...}`.
-fn encode_subscriptions(s: &Subscriptions) -> String {
+pub(super) fn encode_subscriptions(s: &Subscriptions) -> String {
     let m: serde_json::Map<String, serde_json::Value> = s
         .iter()
         .map(|(k, q)| (k.clone(), serde_json::json!(*q as u8)))
@@ -276,7 +282,7 @@ fn encode_subscriptions(s: &Subscriptions) -> String {
     serde_json::Value::Object(m).to_string()
 }
 
-fn decode_subscriptions(doc: &str) -> Subscriptions {
+pub(super) fn decode_subscriptions(doc: &str) -> Subscriptions {
     let v: serde_json::Value = serde_json::from_str(doc).unwrap_or_default();
     v.as_object()
         .map(|m| {
