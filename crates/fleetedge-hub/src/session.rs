@@ -7,15 +7,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use fleethub_core::sas::{SasToken, describe_resource_mismatch};
 use fleethub_device::DeviceError;
 use fleethub_mqtt_codec::{
-    self as codec, ConnAck, Connect, ConnectReturnCode, Packet, Publish, QoS, SubAck,
-    SubscribeReturnCode,
+    ConnAck, Connect, ConnectReturnCode, FrameError, FramedRead, FramedWrite, Packet, PacketIds,
+    Publish, QoS, SubAck, SubscribeReturnCode,
 };
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -46,53 +45,32 @@ enum SessionError {
     Protocol(String),
 }
 
-impl From<codec::CodecError> for SessionError {
-    fn from(e: codec::CodecError) -> Self {
-        SessionError::Protocol(e.to_string())
-    }
-}
-
-struct Reader<R> {
-    rd: R,
-    buf: BytesMut,
-}
-
-impl<R: AsyncRead + Unpin> Reader<R> {
-    async fn next(&mut self) -> Result<Option<Packet>, SessionError> {
-        loop {
-            if let Some(p) = codec::decode(&mut self.buf, MAX_PACKET_BYTES)? {
-                return Ok(Some(p));
-            }
-            if self.rd.read_buf(&mut self.buf).await? == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(SessionError::Protocol(
-                        "connection closed inside a packet".into(),
-                    ))
-                };
-            }
+impl From<FrameError> for SessionError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Io(e) => SessionError::Io(e),
+            other => SessionError::Protocol(other.to_string()),
         }
     }
 }
 
-/// Writes packets from a channel; ends when the channel closes or the peer is gone.
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Packet>) {
-    let mut buf = BytesMut::with_capacity(4096);
+/// Writes packets from a channel, everything queued at once in one write; ends when the
+/// channel closes or the peer is gone.
+async fn write_loop<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<Packet>) {
+    let mut out = FramedWrite::new(wr);
     while let Some(p) = rx.recv().await {
         let mut next = Some(p);
         while let Some(p) = next {
-            if let Err(e) = codec::encode(&p, &mut buf) {
+            if let Err(e) = out.push(&p) {
                 tracing::warn!("edge hub: cannot encode {}: {e}", p.name());
             }
             next = rx.try_recv().ok();
         }
-        if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
+        if out.flush().await.is_err() {
             return;
         }
-        buf.clear();
     }
-    let _ = wr.shutdown().await;
+    let _ = out.shutdown().await;
 }
 
 /// Why a CONNECT is refused (logged; never includes the token).
@@ -179,10 +157,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (rd, wr) = tokio::io::split(stream);
-    let mut reader = Reader {
-        rd,
-        buf: BytesMut::with_capacity(4096),
-    };
+    let mut reader = FramedRead::new(rd, MAX_PACKET_BYTES);
     let (out_tx, out_rx) = mpsc::channel::<Packet>(256);
     let writer = tokio::spawn(write_loop(wr, out_rx));
     let connect = match tokio::time::timeout(CONNECT_TIMEOUT, reader.next()).await {
@@ -304,7 +279,7 @@ struct Session {
 impl Session {
     async fn run<R: AsyncRead + Unpin>(
         &mut self,
-        reader: &mut Reader<R>,
+        reader: &mut FramedRead<R>,
         idle: Duration,
         token_left: Duration,
     ) -> Result<&'static str, SessionError> {
@@ -615,7 +590,7 @@ async fn input_pump(
     let mut changes = hub.queue.changes();
     let mut inflight: HashMap<u16, i64> = HashMap::new();
     let mut last_seq = 0i64;
-    let mut next_pkid: u16 = 0;
+    let mut packet_ids = PacketIds::new();
     loop {
         if inflight.len() < INPUT_WINDOW {
             changes.borrow_and_update();
@@ -633,18 +608,13 @@ async fn input_pump(
             for row in rows {
                 last_seq = row.seq;
                 let input = row.input.as_deref().unwrap_or("input");
-                loop {
-                    next_pkid = next_pkid.wrapping_add(1).max(1);
-                    if !inflight.contains_key(&next_pkid) {
-                        break;
-                    }
-                }
+                let pkid = packet_ids.next(|id| inflight.contains_key(&id));
                 let topic = topics::input_topic(&device, &module, input, &row.msg);
-                let p = Publish::new(topic, QoS::AtLeastOnce, next_pkid, row.msg.body);
+                let p = Publish::new(topic, QoS::AtLeastOnce, pkid, row.msg.body);
                 if out.send(Packet::Publish(p)).await.is_err() {
                     return;
                 }
-                inflight.insert(next_pkid, row.seq);
+                inflight.insert(pkid, row.seq);
             }
         }
         tokio::select! {

@@ -105,10 +105,8 @@ where
     let connect = match first {
         Some(Packet::Connect(c)) => c,
         Some(other) => {
-            return Err(ConnectionError::Protocol(format!(
-                "first packet was {}, not CONNECT",
-                other.name()
-            )));
+            let what = format!("first packet was {}, not CONNECT", other.name());
+            return Err(ConnectionError::Protocol(what));
         }
         None => return Ok(()),
     };
@@ -120,7 +118,7 @@ where
         peer,
         transport,
     };
-    if client.connect.protocol_level != 4 && client.connect.protocol_level != 3 {
+    if ![3, 4].contains(&client.connect.protocol_level) {
         return client
             .refuse(ConnectReturnCode::UnacceptableProtocolVersion)
             .await;
