@@ -16,7 +16,7 @@ use crate::session::{Action, Close, KeepAlive, Session, granted_qos, later};
 use crate::topics::{self, HubFilter, HubPublish, IotHubRequest};
 use bytes::Bytes;
 use fleethub_mqtt_codec::{
-    ConnectReturnCode, Packet, PacketIds, Publish, QoS, SubAck, SubscribeReturnCode,
+    ConnAck, ConnectReturnCode, Packet, PacketIds, Publish, QoS, SubAck, SubscribeReturnCode,
 };
 use fleethub_services::hub::C2dMessage;
 use fleethub_services::hub::c2d::{C2dView, iso_utc};
@@ -179,10 +179,15 @@ impl HubSession {
         &self.subs
     }
 
-    /// Right after CONNACK: announce the features, and deliver what a resumed session has
+    /// The accepted CONNECT: announce the features, then CONNACK (so that a method call made
+    /// as soon as the device sees CONNACK finds them), then deliver what a resumed session has
     /// waiting.
-    pub(crate) fn on_connected(&mut self) -> Vec<Action<HubCall>> {
-        let mut out = vec![Action::Call(HubCall::SetFeatures(self.features()))];
+    pub(crate) fn on_connected(&mut self, session_present: bool) -> Vec<Action<HubCall>> {
+        let ack = ConnAck::new(ConnectReturnCode::Accepted, session_present);
+        let mut out = vec![
+            Action::Call(HubCall::SetFeatures(self.features())),
+            Action::Send(Packet::ConnAck(ack)),
+        ];
         out.extend(self.deliver_c2d());
         out
     }

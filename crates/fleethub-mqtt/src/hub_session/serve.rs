@@ -72,14 +72,6 @@ where
         module_id: module_id.as_deref(),
         conn,
     };
-    client.accept(session_present).await?;
-    tracing::info!(
-        peer,
-        transport,
-        identity,
-        session_present,
-        "device connected"
-    );
     let token_valid_for = principal
         .token_expiry
         .saturating_sub(fleethub_services::unix_now())
@@ -103,6 +95,7 @@ where
         &mut client,
         &mut events,
         &mut live.taken_over,
+        session_present,
     )
     .await;
     tracing::info!(identity, "device disconnected");
@@ -129,7 +122,7 @@ async fn restore_session(gw: &Gateway, identity: &str, clean: bool) -> (bool, Su
     }
 }
 
-/// Runs the session until it closes: packets (a burst at a time), hub events, takeover by a
+/// Accepts the CONNECT, then runs the session until it closes: packets (a burst at a time), hub events, takeover by a
 /// newer connection of the same identity, keep-alive and token expiry.
 async fn drive<R, W>(
     session: &mut HubSession,
@@ -137,13 +130,22 @@ async fn drive<R, W>(
     client: &mut Client<'_, R, W>,
     events: &mut mpsc::Receiver<HubEvent>,
     taken_over: &mut oneshot::Receiver<()>,
+    session_present: bool,
 ) -> Result<(), ConnectionError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let actions = session.on_connected();
+    let actions = session.on_connected(session_present);
     let mut close = execute(session, services, &mut client.writer, actions).await?;
+    let (peer, transport, identity) = (client.peer, client.transport, session.identity());
+    tracing::info!(
+        peer,
+        transport,
+        identity,
+        session_present,
+        "device connected"
+    );
     loop {
         if let Some(close) = close {
             let _ = client.writer.flush().await;

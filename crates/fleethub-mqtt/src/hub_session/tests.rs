@@ -186,20 +186,29 @@ fn a_resumed_session_announces_its_features_and_delivers_the_queue() {
         format!(r#"{{"{METHODS}":0,"{C2D}":1}}"#)
     );
     let mut s = HubSession::new(config(None, true), subs, Instant::now());
-    let a = s.on_connected();
+    let a = s.on_connected(true);
+    // The features are in place before the device sees CONNACK.
     let [
         Action::Call(HubCall::SetFeatures(f)),
+        Action::Send(Packet::ConnAck(ack)),
         Action::Call(HubCall::PendingC2d),
     ] = &a[..]
     else {
         panic!("{a:?}")
     };
     assert_eq!((f.desired, f.methods, f.c2d), (false, true, true));
+    assert_eq!(*ack, ConnAck::new(ConnectReturnCode::Accepted, true));
     // Nothing subscribed: nothing to deliver.
     let (mut s, _) = session();
     assert!(matches!(
-        &s.on_connected()[..],
-        [Action::Call(HubCall::SetFeatures(_))]
+        &s.on_connected(false)[..],
+        [
+            Action::Call(HubCall::SetFeatures(_)),
+            Action::Send(Packet::ConnAck(ConnAck {
+                session_present: false,
+                ..
+            }))
+        ]
     ));
     assert!(s.on_event(HubEvent::C2dAvailable).is_empty());
 }
