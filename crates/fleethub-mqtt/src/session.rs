@@ -127,7 +127,7 @@ impl KeepAlive {
 
     /// `Some(Close::KeepAlive)` once the deadline has passed.
     pub(crate) fn check(&self, now: Instant) -> Option<Close> {
-        (now >= self.deadline()).then(|| Close::KeepAlive(self.idle.as_secs()))
+        (now >= self.deadline()).then_some(Close::KeepAlive(self.idle.as_secs()))
     }
 }
 
