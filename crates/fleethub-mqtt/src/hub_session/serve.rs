@@ -122,8 +122,9 @@ async fn restore_session(gw: &Gateway, identity: &str, clean: bool) -> (bool, Su
     }
 }
 
-/// Accepts the CONNECT, then runs the session until it closes: packets (a burst at a time), hub events, takeover by a
-/// newer connection of the same identity, keep-alive and token expiry.
+/// Accepts the CONNECT, then runs the session until it closes: packets (a burst at a time),
+/// hub events, takeover by a newer connection of the same identity, keep-alive and token
+/// expiry.
 async fn drive<R, W>(
     session: &mut HubSession,
     services: &mut HubServices<'_>,
