@@ -1,4 +1,4 @@
-//! Module-facing MQTT topics (protocols.md 7.2-7.5): what a module publishes and subscribes
+//! Module-facing MQTT topics (docs/protocol-notes.md, "Hub MQTT topics"): what a module publishes and subscribes
 //! to, and the topics the edge hub publishes to it. Pure functions, no I/O.
 
 use std::collections::BTreeMap;

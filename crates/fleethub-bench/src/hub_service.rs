@@ -1,24 +1,23 @@
 //! The slice of the IoT hub service REST API the telemetry benchmark needs: create and delete
 //! device identities in bulk (`POST /devices`, at most 100 `ExportImportDevice` items per
-//! request), authenticated with a service SAS token from the hub service connection string.
+//! request), through the shared service client ([`fleethub_service_client`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use fleethub_core::connection_string::ConnectionString;
-use fleethub_device::{ClientTlsConfig, HttpsClient, HttpsRequest};
-use http::Method;
-use serde_json::{Value, json};
+use fleethub_device::ClientTlsConfig;
+use fleethub_service_client::hub::{BULK_MAX_ITEMS, bulk_create_items, bulk_delete_items};
+use fleethub_service_client::{Credentials, HttpsTransport, ServiceClient, TlsTarget};
+use serde_json::Value;
 use tokio::task::JoinSet;
 
 /// api-version of the hub service API (what the Node service SDK sends).
-pub const HUB_API_VERSION: &str = "2021-04-12";
+pub const HUB_API_VERSION: &str = fleethub_service_client::HUB_API_VERSION;
 /// Items per bulk request (the service's limit).
-pub const BULK_ITEMS: usize = 100;
+pub const BULK_ITEMS: usize = BULK_MAX_ITEMS;
 /// Bulk requests in flight at once (the store groups their commits).
 const LANES: usize = 4;
-const TOKEN_TTL_SECS: u64 = 3600;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Outcome of a bulk operation over many devices.
@@ -31,12 +30,9 @@ pub struct BulkOutcome {
 
 /// Hub service API client for device identities.
 pub struct HubService {
-    tls: ClientTlsConfig,
-    /// `host:port` dialled (the TLS config's address overrides apply).
-    authority: String,
-    host_name: String,
-    key_name: String,
-    key: String,
+    /// Where to connect (the TLS config's address overrides apply).
+    target: TlsTarget,
+    credentials: Credentials,
 }
 
 impl HubService {
@@ -47,27 +43,12 @@ impl HubService {
         https_port: u16,
         connection_string: &str,
     ) -> anyhow::Result<Self> {
-        let cs = ConnectionString::parse(connection_string)
+        let credentials = Credentials::from_connection_string(connection_string)
             .context("invalid hub service connection string")?;
-        let key_name = cs
-            .shared_access_key_name
-            .context("the hub service connection string has no SharedAccessKeyName")?;
-        let key = cs
-            .shared_access_key
-            .context("the hub service connection string has no SharedAccessKey")?;
         Ok(HubService {
-            tls,
-            authority: format!("{hub_host}:{https_port}"),
-            host_name: cs.host_name,
-            key_name,
-            key,
+            target: TlsTarget::with_tls(tls, hub_host, &format!("{hub_host}:{https_port}"))?,
+            credentials,
         })
-    }
-
-    fn token(&self) -> anyhow::Result<String> {
-        let expiry = fleethub_core::time_util::now_unix() + TOKEN_TTL_SECS;
-        fleethub_core::sas::build_token(&self.host_name, &self.key, expiry, Some(&self.key_name))
-            .context("cannot sign a service SAS token with the connection string's key")
     }
 
     /// Creates `ids` (`importMode: create`), all with the same symmetric keys.
@@ -77,30 +58,13 @@ impl HubService {
         primary_key: &str,
         secondary_key: &str,
     ) -> BulkOutcome {
-        let items = ids
-            .iter()
-            .map(|id| {
-                json!({
-                    "id": id,
-                    "importMode": "create",
-                    "status": "enabled",
-                    "authentication": {
-                        "type": "sas",
-                        "symmetricKey": {"primaryKey": primary_key, "secondaryKey": secondary_key}
-                    }
-                })
-            })
-            .collect();
-        self.bulk(items).await
+        self.bulk(bulk_create_items(ids, primary_key, secondary_key))
+            .await
     }
 
     /// Deletes `ids` (`importMode: delete`).
     pub async fn delete_devices(self: &Arc<Self>, ids: &[String]) -> BulkOutcome {
-        let items = ids
-            .iter()
-            .map(|id| json!({"id": id, "importMode": "delete"}))
-            .collect();
-        self.bulk(items).await
+        self.bulk(bulk_delete_items(ids)).await
     }
 
     /// Sends `items` in requests of [`BULK_ITEMS`], [`LANES`] requests at a time; each lane
@@ -112,19 +76,25 @@ impl HubService {
         for _ in 0..LANES {
             let (me, queue) = (self.clone(), queue.clone());
             lanes.spawn(async move {
-                let http = HttpsClient::new(me.tls.clone()).with_timeout(REQUEST_TIMEOUT);
+                let client = ServiceClient::hub(
+                    HttpsTransport::new(me.target.clone()).with_timeout(REQUEST_TIMEOUT),
+                    me.credentials.clone(),
+                );
                 let mut out = BulkOutcome::default();
                 loop {
                     let Some(chunk) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() else {
                         break;
                     };
                     let n = chunk.len();
-                    match me.post(&http, &chunk).await {
-                        Ok(failed) => {
-                            out.ok += n - failed.0.min(n);
-                            out.failed += failed.0.min(n);
+                    match client.bulk_devices(&chunk).await {
+                        Ok(result) => {
+                            let failed = result.errors.len().min(n);
+                            out.ok += n - failed;
+                            out.failed += failed;
                             if out.first_error.is_none() {
-                                out.first_error = failed.1;
+                                out.first_error = result.errors.first().map(|e| {
+                                    format!("{}: {} {}", e.device_id, e.error_code, e.error_status)
+                                });
                             }
                         }
                         Err(e) => {
@@ -154,44 +124,5 @@ impl HubService {
             }
         }
         total
-    }
-
-    /// One `POST /devices`; returns how many items failed and the first item error.
-    async fn post(
-        &self,
-        http: &HttpsClient,
-        items: &[Value],
-    ) -> anyhow::Result<(usize, Option<String>)> {
-        let req = HttpsRequest::from_parts(
-            Method::POST,
-            self.authority.clone(),
-            format!("/devices?api-version={HUB_API_VERSION}"),
-        )
-        .header("Authorization", self.token()?)
-        .header("Accept", "application/json")
-        .json(items)?;
-        let resp = http.send(req).await.context("bulk registry request")?;
-        let body: Value = resp.json().unwrap_or(Value::Null);
-        if resp.is_success() {
-            return Ok((0, None));
-        }
-        match body.get("errors").and_then(Value::as_array) {
-            Some(errors) if resp.status == 400 => Ok((
-                errors.len(),
-                errors.first().map(|e| {
-                    format!(
-                        "{}: {} {}",
-                        e["deviceId"].as_str().unwrap_or("?"),
-                        e["errorCode"].as_str().unwrap_or("?"),
-                        e["errorStatus"].as_str().unwrap_or("")
-                    )
-                }),
-            )),
-            _ => anyhow::bail!(
-                "the hub service API answered {}: {}",
-                resp.status,
-                resp.text().chars().take(300).collect::<String>()
-            ),
-        }
     }
 }

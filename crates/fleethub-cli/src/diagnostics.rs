@@ -30,7 +30,7 @@ pub(crate) const AUTH_FAILURE_COLUMNS: &[Column] = &[
 /// Runs a `diagnostics` subcommand: result on stdout, notes on stderr.
 pub async fn run_diagnostics(cmd: DiagnosticsCommand, client: &ClientArgs) -> Result<()> {
     let endpoint = Endpoint::resolve(client, Service::DpsOrHub)?;
-    let service = ServiceClient::new(crate::transport::HttpsTransport::new(&endpoint)?, endpoint);
+    let service = ServiceClient::new(crate::transport::connect(&endpoint)?, endpoint);
     let outcome = dispatch(cmd, &service).await?;
     crate::emit(&outcome, client.output)
 }

@@ -1,5 +1,5 @@
 //! Admin subcommands of the `fleethub` binary, modelled on `az iot dps` and `az iot hub`: a
-//! client of the DPS service REST API (protocols.md section 11), of the IoT hub service REST
+//! client of the DPS service REST API (docs/protocol-notes.md, "Service REST API and api-versions"), of the IoT hub service REST
 //! API (devices, modules, twins, direct methods, cloud-to-device messages, telemetry) and of
 //! `GET /diagnostics/authFailures`.
 //!

@@ -1,4 +1,4 @@
-//! Azure IoT connection strings (protocols.md 3.5):
+//! Azure IoT connection strings (docs/protocol-notes.md, "Connection strings"):
 //! `;`-separated `key=value` pairs, split at the first `=` so base64 padding
 //! survives. Keys are case-sensitive, exactly as Azure spells them.
 

@@ -1,4 +1,4 @@
-//! Identifier rules (protocols.md section 13).
+//! Identifier rules (docs/protocol-notes.md, "Identifiers").
 //!
 //! * DPS registration IDs and enrollment group IDs: case-insensitive, at most
 //!   128 characters, `[A-Za-z0-9-._:]`, last character alphanumeric or `-`.

@@ -1,4 +1,4 @@
-//! Symmetric keys (protocols.md 3.4 and 13): generation, decoding and the
+//! Symmetric keys (docs/protocol-notes.md, "SAS tokens" and "Identifiers"): generation, decoding and the
 //! DPS group-enrollment derived device key.
 
 use base64::Engine;

@@ -1,4 +1,4 @@
-//! Shared access signature tokens (protocols.md 3.1-3.3).
+//! Shared access signature tokens (docs/protocol-notes.md, "SAS tokens").
 //!
 //! ```text
 //! SharedAccessSignature sr={resource}&sig={urlenc(base64(HMAC-SHA256(key, sr + "\n" + se)))}&se={unix}[&skn={policy}]

@@ -1,4 +1,7 @@
-//! A minimal HTTPS/1.1 client on `hyper::client::conn::http1` over [`crate::tls`].
+//! A minimal HTTPS/1.1 client on `hyper::client::conn::http1` over [`crate::tls`]: the
+//! device plane's transport (DPS registration, the hub's device HTTPS API, an edge device's
+//! module identities). The service-plane conventions (policy SAS, api-versions, Azure error
+//! bodies) live in the `fleethub-service-client` crate, which sends over this client.
 //!
 //! One [`HttpsClient`] keeps at most one idle keep-alive connection and reuses it for the
 //! next request to the same `host:port`; concurrent requests open extra connections that
@@ -10,7 +13,7 @@
 //! use fleethub_device::{HttpsClient, HttpsRequest};
 //! let client = HttpsClient::new(tls);
 //! let resp = client
-//!     .send(HttpsRequest::get("https://dps.fleethub.local:443/enrollmentGroups/g1?api-version=2021-10-01")?
+//!     .send(HttpsRequest::get("https://dps.fleethub.local:443/0ne00000A0A/registrations/dev-01/operations/op-1?api-version=2021-06-01")?
 //!         .header("Authorization", "SharedAccessSignature sr=...")
 //!         .header("Accept", "application/json"))
 //!     .await?;
@@ -72,7 +75,7 @@ pub enum HttpsError {
 pub struct HttpsRequest {
     pub method: Method,
     pub host: String,
-    /// Origin-form target, e.g. `/enrollments/dev-01?api-version=2021-10-01`.
+    /// Origin-form target, e.g. `/0ne00000A0A/registrations/dev-01/register?api-version=2021-06-01`.
     pub path_and_query: String,
     /// Extra headers; `Host` and `User-Agent` are added when absent.
     pub headers: Vec<(String, String)>,

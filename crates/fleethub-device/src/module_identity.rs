@@ -1,5 +1,5 @@
 //! The device-scoped module identity API of the hub, as an IoT Edge device calls it with its
-//! own SAS token (protocols.md 8; aziot-identityd's `aziot-cloud-client-async` hub client):
+//! own SAS token (docs/protocol-notes.md, "Hub HTTPS device API"; aziot-identityd's `aziot-cloud-client-async` hub client):
 //!
 //! - `GET /devices/{d}/modules/{m}?api-version=2017-11-08-preview` -> 200 Module;
 //! - `PUT /devices/{d}/modules/{m}` without `If-Match` creates it (the hub generates keys when

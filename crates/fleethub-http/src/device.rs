@@ -1,4 +1,4 @@
-//! DPS device API over HTTPS (protocols.md section 4): register, operation-status poll and the
+//! DPS device API over HTTPS (docs/protocol-notes.md, "DPS HTTPS API"): register, operation-status poll and the
 //! registration status lookup. Authentication is the device's SAS token in `Authorization`.
 
 use axum::body::Bytes;

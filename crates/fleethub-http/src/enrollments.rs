@@ -1,4 +1,4 @@
-//! DPS service API, individual enrollments (protocols.md section 11): `/enrollments/...`.
+//! DPS service API, individual enrollments (docs/protocol-notes.md, "Service REST API and api-versions"): `/enrollments/...`.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};

@@ -1,4 +1,4 @@
-//! DPS service API, enrollment groups (protocols.md section 11): `/enrollmentGroups/...`.
+//! DPS service API, enrollment groups (docs/protocol-notes.md, "Service REST API and api-versions"): `/enrollmentGroups/...`.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};

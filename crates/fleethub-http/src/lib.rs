@@ -7,7 +7,7 @@
 //! Handlers only translate HTTP to [`fleethub_services`] calls and errors back to Azure's wire
 //! shapes; all routes are listed in one table, [`ROUTES`], which the router is built from and
 //! `docs/openapi.json` is checked against. Wire rules this crate guarantees for every response
-//! (protocols.md section 1): JSON bodies carry `Content-Type: application/json; charset=utf-8`,
+//! (docs/protocol-notes.md, "SDK quirks"): JSON bodies carry `Content-Type: application/json; charset=utf-8`,
 //! errors are Azure-style JSON (never plain text, including 404, 405 and 413),
 //! `x-ms-continuation` only appears when more pages exist, any `api-version` (or none) is
 //! accepted, and keyword path segments are matched case-insensitively.

@@ -1,4 +1,4 @@
-//! DPS service API, registration records (protocols.md section 11): `/registrations/...`.
+//! DPS service API, registration records (docs/protocol-notes.md, "Service REST API and api-versions"): `/registrations/...`.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};

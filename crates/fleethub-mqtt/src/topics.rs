@@ -1,4 +1,4 @@
-//! Pure parsers for the MQTT usernames and topics the SDKs use (protocols.md 5, 7).
+//! Pure parsers for the MQTT usernames and topics the SDKs use (docs/protocol-notes.md, "DPS MQTT topics" and "Hub MQTT topics").
 
 use percent_encoding::percent_decode_str;
 
@@ -454,7 +454,7 @@ pub fn classify_filter(filter: &str, device_id: &str) -> Option<HubFilter> {
     }
 }
 
-/// The topic a cloud-to-device message is delivered on (protocols.md 7.3): system
+/// The topic a cloud-to-device message is delivered on (docs/protocol-notes.md, "Property bags"): system
 /// properties as `%24.x`, `/` inside values encoded.
 pub fn c2d_topic(m: &fleethub_services::hub::c2d::C2dView<'_>) -> String {
     use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};

@@ -4,6 +4,7 @@ use crate::certs::{self, TlsFiles};
 use crate::config::Config;
 use crate::identity;
 use crate::info::ServerInfo;
+use crate::listener::{Drain, Handler, SHUTDOWN_GRACE, Shutdown};
 use anyhow::{Context, Result};
 use axum::extract::{ConnectInfo, WebSocketUpgrade};
 use fleethub_http::HttpState;
@@ -15,10 +16,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use tokio_rustls::server::TlsStream;
 
 /// Everything a running server is made of.
 pub struct Server {
@@ -203,6 +203,7 @@ pub async fn run(server: Server, demo: bool) -> Result<()> {
     server.info.write(&cfg.data_dir)?;
     println!("{}", server.info.banner());
     let limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    let drain = Drain::new();
     tokio::spawn(retention_task(
         server.hub.clone(),
         Duration::from_secs(cfg.telemetry_retention_hours.max(1) * 3600),
@@ -213,18 +214,28 @@ pub async fn run(server: Server, demo: bool) -> Result<()> {
             .clone()
             .run_deployments(Duration::from_secs(DEPLOYMENT_SWEEP_SECS)),
     );
-    let mqtt_task = tokio::spawn(accept_mqtt(
-        mqtt,
-        server.tls.clone(),
-        server.gateway.clone(),
-        limit.clone(),
-    ));
-    let https_task = tokio::spawn(accept_https(
-        https,
-        server.tls.clone(),
-        server.router.clone(),
-        limit,
-    ));
+    let mut mqtt_task = tokio::spawn(
+        drain
+            .listener(
+                "MQTT",
+                mqtt,
+                server.tls.clone(),
+                limit.clone(),
+                MqttHandler(server.gateway.clone()),
+            )
+            .run(),
+    );
+    let mut https_task = tokio::spawn(
+        drain
+            .listener(
+                "HTTPS",
+                https,
+                server.tls.clone(),
+                limit,
+                HttpsHandler(server.router.clone()),
+            )
+            .run(),
+    );
     if demo {
         let (dps, info, dir) = (
             server.dps.clone(),
@@ -238,13 +249,19 @@ pub async fn run(server: Server, demo: bool) -> Result<()> {
         });
     }
     tokio::select! {
-        r = mqtt_task => r.context("MQTT listener stopped")?,
-        r = https_task => r.context("HTTPS listener stopped")?,
-        _ = shutdown_signal() => {
-            tracing::info!("shutting down");
-            Ok(())
-        }
+        r = &mut mqtt_task => r.context("MQTT listener stopped")??,
+        r = &mut https_task => r.context("HTTPS listener stopped")??,
+        () = shutdown_signal() => tracing::info!("shutting down: draining connections"),
     }
+    if drain.shutdown(SHUTDOWN_GRACE).await {
+        tracing::info!("all connections closed");
+    } else {
+        tracing::warn!(
+            "connections still open after {}s; exiting anyway",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
+    Ok(())
 }
 
 /// The deployment engine re-plans every device this often (besides reacting to changes).
@@ -288,78 +305,48 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn accept_mqtt(
-    listener: TcpListener,
-    tls: TlsAcceptor,
-    gw: Arc<Gateway>,
-    limit: Arc<tokio::sync::Semaphore>,
-) -> Result<()> {
-    loop {
-        let permit = limit.clone().acquire_owned().await?;
-        let (tcp, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let (tls, gw) = (tls.clone(), gw.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    fleethub_mqtt::connection::serve_connection(
-                        gw,
-                        stream,
-                        peer.to_string(),
-                        "mqtt",
-                    )
-                    .await
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, "MQTT TLS handshake failed: {e}"),
-                Err(_) => tracing::debug!(%peer, "MQTT TLS handshake timed out"),
-            }
-        });
+/// MQTT/TLS connections: one gateway session each; closed at shutdown (devices reconnect).
+#[derive(Clone)]
+struct MqttHandler(Arc<Gateway>);
+
+impl Handler for MqttHandler {
+    async fn serve(&self, stream: TlsStream<TcpStream>, peer: SocketAddr, mut shutdown: Shutdown) {
+        let session = fleethub_mqtt::connection::serve_connection(
+            self.0.clone(),
+            stream,
+            peer.to_string(),
+            "mqtt",
+        );
+        tokio::select! {
+            () = session => {}
+            () = shutdown.recv() => tracing::debug!(%peer, "MQTT connection closed for shutdown"),
+        }
     }
 }
 
-async fn accept_https(
-    listener: TcpListener,
-    tls: TlsAcceptor,
-    router: axum::Router,
-    limit: Arc<tokio::sync::Semaphore>,
-) -> Result<()> {
-    loop {
-        let permit = limit.clone().acquire_owned().await?;
-        let (tcp, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+/// HTTPS connections (HTTP/1.1 keep-alive, WebSocket upgrades): at shutdown the request in
+/// flight is answered, then the connection closes.
+#[derive(Clone)]
+struct HttpsHandler(axum::Router);
+
+impl Handler for HttpsHandler {
+    async fn serve(&self, stream: TlsStream<TcpStream>, peer: SocketAddr, mut shutdown: Shutdown) {
+        let svc = self.0.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades();
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            () = shutdown.recv() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
             }
         };
-        let _ = tcp.set_nodelay(true);
-        let (tls, router) = (tls.clone(), router.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return tracing::debug!(%peer, "HTTPS TLS handshake failed: {e}"),
-                Err(_) => return tracing::debug!(%peer, "HTTPS TLS handshake timed out"),
-            };
-            let svc = router.layer(axum::Extension(ConnectInfo(peer)));
-            let svc = hyper_util::service::TowerToHyperService::new(svc);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades()
-                .await
-            {
-                tracing::debug!(%peer, "HTTPS connection ended: {e}");
-            }
-        });
+        if let Err(e) = result {
+            tracing::debug!(%peer, "HTTPS connection ended: {e}");
+        }
     }
 }

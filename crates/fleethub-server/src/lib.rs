@@ -7,4 +7,5 @@ pub mod config;
 pub mod demo;
 pub mod identity;
 pub mod info;
+pub mod listener;
 pub mod tls;

@@ -10,9 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fleethub_device::{
-    ClientTlsConfig, ConnectionStatus, DeviceClient, DeviceClientOptions, HttpsClient,
-    HttpsRequest, Message, MethodResponse, ReconnectPolicy,
+    ClientTlsConfig, ConnectionStatus, DeviceClient, DeviceClientOptions, Message, MethodResponse,
+    ReconnectPolicy,
 };
+use fleethub_service_client::{Credentials, HttpsTransport, ServiceClient, TlsTarget};
 use http::Method;
 use serde_json::{Value, json};
 
@@ -126,31 +127,26 @@ impl Drop for Server {
     }
 }
 
-/// Hub service REST calls with an `iothubowner` SAS.
+/// Hub service REST calls with an `iothubowner` SAS, through the shared service client.
 struct Service {
-    https: HttpsClient,
-    authority: String,
-    token: String,
+    client: ServiceClient<HttpsTransport>,
 }
 
 impl Service {
     fn new(server: &Server, tls: ClientTlsConfig) -> Service {
         let info = server.info();
-        let cs = fleethub_core::connection_string::ConnectionString::parse(
+        let credentials = Credentials::from_connection_string(
             info["hubServiceConnectionString"].as_str().unwrap(),
         )
         .unwrap();
-        let token = fleethub_core::sas::build_token(
-            &cs.host_name,
-            cs.shared_access_key.as_deref().unwrap(),
-            fleethub_core::time_util::now_unix() + 3600,
-            cs.shared_access_key_name.as_deref(),
+        let target = TlsTarget::with_tls(
+            tls,
+            "localhost",
+            &format!("localhost:{}", server.https_port),
         )
         .unwrap();
         Service {
-            https: HttpsClient::new(tls),
-            authority: format!("localhost:{}", server.https_port),
-            token,
+            client: ServiceClient::hub(HttpsTransport::new(target), credentials),
         }
     }
 
@@ -172,23 +168,26 @@ impl Service {
         body: Option<Value>,
         if_match: bool,
     ) -> (u16, Value) {
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let url = format!(
-            "https://{}{path}{sep}api-version=2021-04-12",
-            self.authority
-        );
-        let mut req = HttpsRequest::new(method, &url)
-            .unwrap()
-            .header("Authorization", self.token.clone());
-        if if_match {
-            req = req.header("If-Match", "\"*\"");
-        }
-        if let Some(b) = body {
-            req = req.json(&b).unwrap();
-        }
-        let resp = self.https.send(req).await.unwrap();
+        let method = match method {
+            Method::GET => "GET",
+            Method::PUT => "PUT",
+            Method::POST => "POST",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            other => panic!("unexpected method {other}"),
+        };
+        let headers = if if_match {
+            vec![("If-Match".to_string(), "\"*\"".to_string())]
+        } else {
+            vec![]
+        };
+        let resp = self
+            .client
+            .send(method, path, &[], headers, body.as_ref())
+            .await
+            .unwrap();
         let json = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-        (resp.status.as_u16(), json)
+        (resp.status, json)
     }
 }
 

@@ -4,45 +4,26 @@
 mod common;
 
 use common::ServerProcess;
-use fleethub_device::{
-    DeviceClient, DeviceClientOptions, HttpsClient, HttpsRequest, Message, ReconnectPolicy,
-    tls::ClientTlsConfig,
-};
+use fleethub_device::{DeviceClient, DeviceClientOptions, Message, ReconnectPolicy};
+use fleethub_service_client::{CaTrust, Credentials, HttpsTransport, ServiceClient};
 use fleethub_store::Store;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 async fn create_device(s: &ServerProcess, id: &str) -> String {
-    let cs = fleethub_core::connection_string::ConnectionString::parse(
-        &s.info.hub_service_connection_string,
-    )
-    .unwrap();
-    let token = fleethub_core::sas::build_token(
-        &cs.host_name,
-        cs.shared_access_key.as_deref().unwrap(),
-        fleethub_core::time_util::now_unix() + 600,
-        cs.shared_access_key_name.as_deref(),
-    )
-    .unwrap();
-    let tls = ClientTlsConfig::new(Some(&s.ca_pem())).unwrap();
-    let client = HttpsClient::new(tls);
-    let url = format!(
-        "https://localhost:{}/devices/{id}?api-version=2021-04-12",
-        s.https_port
-    );
-    let req = HttpsRequest::new(http::Method::PUT, &url)
-        .unwrap()
-        .header("Authorization", token)
-        .json(&serde_json::json!({"deviceId": id, "authentication": {"symmetricKey": {}}}))
+    let credentials =
+        Credentials::from_connection_string(&s.info.hub_service_connection_string).unwrap();
+    let ca = CaTrust::File(s.ca_pem());
+    let transport =
+        HttpsTransport::connect(&ca, "localhost", &format!("localhost:{}", s.https_port)).unwrap();
+    let hub = ServiceClient::hub(transport, credentials);
+    let body = serde_json::json!({"deviceId": id, "authentication": {"symmetricKey": {}}});
+    let resp = hub
+        .send("PUT", &format!("/devices/{id}"), &[], vec![], Some(&body))
+        .await
         .unwrap();
-    let resp = client.send(req).await.unwrap();
-    assert_eq!(
-        resp.status.as_u16(),
-        200,
-        "{}",
-        String::from_utf8_lossy(&resp.body)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let v: serde_json::Value = resp.json("PUT /devices").unwrap();
     v["authentication"]["symmetricKey"]["primaryKey"]
         .as_str()
         .unwrap()

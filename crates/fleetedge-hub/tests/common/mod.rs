@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use fleetedge_hub::{
     CredentialSource, EdgeHub, EdgeHubHandle, EdgeHubOptions, ModuleKeys, UpstreamOptions,
 };
-use fleethub_device::{ClientTlsConfig, HttpsClient, HttpsRequest};
+use fleethub_device::ClientTlsConfig;
+use fleethub_service_client::{CaTrust, Credentials, HttpsTransport, ServiceClient};
 use http::Method;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::Value;
@@ -142,53 +143,58 @@ impl Drop for Server {
     }
 }
 
-/// Hub service REST calls with an `iothubowner` SAS.
+/// Hub service REST calls with an `iothubowner` SAS, through the shared service client.
 pub struct Service {
-    https: HttpsClient,
-    authority: String,
-    token: String,
+    client: ServiceClient<HttpsTransport>,
 }
 
 impl Service {
     pub fn new(server: &Server) -> Service {
         let info = server.info();
-        let cs = fleethub_core::connection_string::ConnectionString::parse(
+        let credentials = Credentials::from_connection_string(
             info["hubServiceConnectionString"].as_str().unwrap(),
         )
         .unwrap();
-        let token = fleethub_core::sas::build_token(
-            &cs.host_name,
-            cs.shared_access_key.as_deref().unwrap(),
-            fleethub_core::time_util::now_unix() + 3600,
-            cs.shared_access_key_name.as_deref(),
+        let transport = HttpsTransport::connect(
+            &CaTrust::File(server.ca_path()),
+            "localhost",
+            &format!("localhost:{}", server.https_port),
         )
         .unwrap();
         Service {
-            https: HttpsClient::new(ClientTlsConfig::with_ca_file(server.ca_path()).unwrap()),
-            authority: format!("localhost:{}", server.https_port),
-            token,
+            client: ServiceClient::hub(transport, credentials),
         }
     }
 
+    /// `method path[?query]`; PATCH and DELETE send `If-Match: "*"`.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let url = format!(
-            "https://{}{path}{sep}api-version=2021-04-12",
-            self.authority
-        );
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let query: Vec<(&str, String)> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k, v.to_string()))
+            .collect();
         let if_match = method == Method::PATCH || method == Method::DELETE;
-        let mut req = HttpsRequest::new(method, &url)
-            .unwrap()
-            .header("Authorization", self.token.clone());
-        if if_match {
-            req = req.header("If-Match", "\"*\"");
-        }
-        if let Some(b) = body {
-            req = req.json(&b).unwrap();
-        }
-        let resp = self.https.send(req).await.unwrap();
+        let headers = if if_match {
+            vec![("If-Match".to_string(), "\"*\"".to_string())]
+        } else {
+            vec![]
+        };
+        let method = match method {
+            Method::GET => "GET",
+            Method::PUT => "PUT",
+            Method::POST => "POST",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            other => panic!("unexpected method {other}"),
+        };
+        let resp = self
+            .client
+            .send(method, path, &query, headers, body.as_ref())
+            .await
+            .unwrap();
         let json = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-        (resp.status.as_u16(), json)
+        (resp.status, json)
     }
 
     /// Creates (or reads, when it exists) a module identity; returns its keys.

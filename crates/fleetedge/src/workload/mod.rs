@@ -1,5 +1,5 @@
 //! The workload API modules call (IOTEDGE_WORKLOADURI, HTTP/1.1 over a unix socket), as
-//! aziot-edged serves it and the official SDKs' edge HSM clients call it (protocols.md 8):
+//! aziot-edged serves it and the official SDKs' edge HSM clients call it (docs/protocol-notes.md, "Edge hub and workload API"):
 //!
 //! - `GET /trust-bundle?api-version=..` -> `{"certificate": "<PEM>"}` (edge CA + the
 //!   configured trust bundle);

@@ -41,7 +41,7 @@ pub async fn run_dps(cmd: DpsCommand, client: &ClientArgs) -> Result<()> {
         return crate::emit(&outcome, client.output);
     }
     let endpoint = Endpoint::resolve(client, Service::Dps)?;
-    let service = ServiceClient::new(crate::transport::HttpsTransport::new(&endpoint)?, endpoint);
+    let service = ServiceClient::new(crate::transport::connect(&endpoint)?, endpoint);
     let outcome = dispatch(cmd, &service).await?;
     crate::emit(&outcome, client.output)
 }

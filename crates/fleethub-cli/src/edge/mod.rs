@@ -34,7 +34,7 @@ pub enum EdgeCommand {
 /// Runs an `edge` subcommand: result on stdout, notes on stderr.
 pub async fn run_edge(cmd: EdgeCommand, client: &ClientArgs) -> Result<()> {
     let endpoint = Endpoint::resolve(client, Service::Hub)?;
-    let transport = crate::transport::HttpsTransport::new(&endpoint)?;
+    let transport = crate::transport::connect(&endpoint)?;
     let service = ServiceClient::new(transport, endpoint).with_api_version(HUB_API_VERSION);
     let outcome = dispatch(cmd, &service).await?;
     crate::emit(&outcome, client.output)

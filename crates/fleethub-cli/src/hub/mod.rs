@@ -76,7 +76,7 @@ impl KeyType {
 /// Runs a `hub` subcommand: result on stdout, notes on stderr.
 pub async fn run_hub(cmd: HubCommand, client: &ClientArgs) -> Result<()> {
     let endpoint = Endpoint::resolve(client, Service::Hub)?;
-    let mut transport = crate::transport::HttpsTransport::new(&endpoint)?;
+    let mut transport = crate::transport::connect(&endpoint)?;
     if let HubCommand::InvokeDeviceMethod(args) = &cmd {
         transport = transport.with_timeout(args.request_timeout());
     }

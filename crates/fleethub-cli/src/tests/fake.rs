@@ -3,6 +3,7 @@
 use crate::client::{Request, Response, ServiceClient, Transport};
 use crate::settings::Endpoint;
 use anyhow::Result;
+use fleethub_service_client::TransportError;
 use serde_json::Value;
 use std::future::Future;
 use std::sync::Mutex;
@@ -15,8 +16,11 @@ pub(crate) struct Fake {
 }
 
 impl Transport for Fake {
-    fn send(&self, req: Request) -> impl Future<Output = Result<Response>> + Send {
-        let resp = (self.handler)(&req);
+    fn send(
+        &self,
+        req: Request,
+    ) -> impl Future<Output = std::result::Result<Response, TransportError>> + Send {
+        let resp = (self.handler)(&req).map_err(Into::into);
         self.requests.lock().unwrap().push(req);
         std::future::ready(resp)
     }

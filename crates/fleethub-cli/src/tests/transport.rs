@@ -2,7 +2,6 @@
 
 use crate::client::ServiceClient;
 use crate::settings::Endpoint;
-use crate::transport::HttpsTransport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A self-signed root whose private key was thrown away: trusted, never matches a server.
@@ -18,7 +17,7 @@ fn endpoint(dial: String, ca: &std::path::Path) -> Endpoint {
 }
 
 async fn error_of(ep: Endpoint) -> String {
-    let client = ServiceClient::new(HttpsTransport::new(&ep).unwrap(), ep);
+    let client = ServiceClient::new(crate::transport::connect(&ep).unwrap(), ep);
     format!("{:#}", client.get("/enrollments/x", &[]).await.unwrap_err())
 }
 
@@ -72,7 +71,7 @@ fn unreadable_ca_is_reported() {
         "127.0.0.1:1".into(),
         std::path::Path::new("/nonexistent/ca.pem"),
     );
-    let e = HttpsTransport::new(&ep).err().unwrap().to_string();
+    let e = crate::transport::connect(&ep).err().unwrap().to_string();
     assert!(
         e.contains("/nonexistent/ca.pem") && e.contains("--ca-cert"),
         "{e}"

@@ -24,7 +24,7 @@ fn malformed_msg(t: &str) -> String {
     }
 }
 
-// ---- protocols.md 3.3 vectors ----
+// ---- docs/protocol-notes.md, "SAS tokens": test vectors ----
 
 #[test]
 fn python_dps_vector() {

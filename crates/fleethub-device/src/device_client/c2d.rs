@@ -1,4 +1,4 @@
-//! Cloud-to-device messages over MQTT (protocols.md 7.3, 7.7): delivered on
+//! Cloud-to-device messages over MQTT (docs/protocol-notes.md, "Cloud-to-device"): delivered on
 //! `devices/{id}/messages/devicebound/{propertyBag}`; the PUBACK completes the message at the
 //! hub, so it is sent only once the message is in the application's receiver.
 

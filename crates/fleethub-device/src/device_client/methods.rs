@@ -1,4 +1,4 @@
-//! Direct methods over MQTT (protocols.md 7.5): requests on
+//! Direct methods over MQTT (docs/protocol-notes.md, "Direct methods"): requests on
 //! `$iothub/methods/POST/{name}/?$rid={rid}`, responses on
 //! `$iothub/methods/res/{status}/?$rid={rid}`.
 

@@ -1,5 +1,5 @@
 //! IoT Hub device client over MQTT 3.1.1, wire-compatible with the official device SDKs
-//! (protocols.md 3, 7, 15).
+//! (docs/protocol-notes.md, "Hub MQTT topics").
 //!
 //! - Connection: TLS to port 8883, client ID `{deviceId}` (`{deviceId}/{moduleId}` for
 //!   modules), user name `{host}/{deviceId}/?api-version=2021-04-12&DeviceClientType=..`,

@@ -1,4 +1,4 @@
-//! Hub MQTT wire names (protocols.md 7): CONNECT client ID / user name / SAS resource,
+//! Hub MQTT wire names (docs/protocol-notes.md, "Hub MQTT user names and client ids"): CONNECT client ID / user name / SAS resource,
 //! topics, and property-bag encoding and parsing. Pure functions, no I/O.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};

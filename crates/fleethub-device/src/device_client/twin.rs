@@ -1,4 +1,4 @@
-//! Device twin over MQTT (protocols.md 7.4): GET, reported-properties PATCH, desired-property
+//! Device twin over MQTT (docs/protocol-notes.md, "Twin"): GET, reported-properties PATCH, desired-property
 //! updates.
 
 use std::sync::Arc;

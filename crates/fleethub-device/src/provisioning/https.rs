@@ -1,4 +1,4 @@
-//! DPS over HTTPS (protocols.md 4): PUT register -> 202 + Retry-After -> GET operation
+//! DPS over HTTPS (docs/protocol-notes.md, "DPS HTTPS API"): PUT register -> 202 + Retry-After -> GET operation
 //! status until done, on one keep-alive connection, the same SAS token on every request.
 
 use http::Method;

@@ -1,6 +1,6 @@
 //! DPS provisioning client for symmetric keys (individual enrollments and group-derived
 //! keys), over MQTT or HTTPS, behaving on the wire like the official SDKs
-//! (protocols.md 4, 5, 15, 15b).
+//! (docs/protocol-notes.md, "DPS HTTPS API" and "DPS MQTT topics").
 //!
 //! Both transports run the same state machine (`interpret`):
 //! - 2xx: `assigning` -> wait retry-after (default 2 s, clamped 1..=60 s) and poll the

@@ -1,4 +1,4 @@
-//! DPS over MQTT (protocols.md 5, 15b): CONNECT (clientId = registration ID, SAS password),
+//! DPS over MQTT (docs/protocol-notes.md, "DPS MQTT topics"): CONNECT (clientId = registration ID, SAS password),
 //! SUBSCRIBE `$dps/registrations/res/#` at QoS 1, PUBLISH register / poll at QoS 1 with a
 //! decimal `$rid` counter, match responses by `$rid`.
 

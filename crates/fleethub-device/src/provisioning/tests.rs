@@ -227,7 +227,7 @@ fn builder_validates_and_derives_group_keys() {
     let c = builder(&pki).port(9999).build().unwrap();
     assert_eq!(c.port(), 9999);
 
-    // Test vector from protocols.md 3.3.
+    // Test vector from docs/protocol-notes.md, "SAS tokens".
     let c = builder(&pki).group_key(KEY).build().unwrap();
     assert_eq!(
         c.device_key(),

@@ -1,5 +1,5 @@
 //! DPS wire names: MQTT username and topics, HTTPS paths, SAS resource, retry-after
-//! (protocols.md 4, 5, 15b).
+//! (docs/protocol-notes.md, "DPS MQTT topics").
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Hub service API, bulk registry operations (protocols.md section 9.2): `POST /devices` with a
+//! Hub service API, bulk registry operations (docs/protocol-notes.md, "Service REST API and api-versions"): `POST /devices` with a
 //! JSON array of `ExportImportDevice` -> `BulkRegistryOperationResult`, 200 when every item
 //! succeeded, 400 (same body) when some failed. Items are applied in order; one failing does
 //! not stop the others.

@@ -1,4 +1,4 @@
-//! Hub service API, device identities (protocols.md section 9.2): `PUT/GET/DELETE
+//! Hub service API, device identities (docs/protocol-notes.md, "Service REST API and api-versions"): `PUT/GET/DELETE
 //! /devices/{id}`, `GET /devices[?top=N]` and the twin query `POST /devices/query`.
 
 use axum::body::Bytes;

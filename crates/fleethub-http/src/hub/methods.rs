@@ -1,4 +1,4 @@
-//! Hub service API, direct methods (protocols.md section 9.2): `POST /twins/{id}/methods` and,
+//! Hub service API, direct methods (docs/protocol-notes.md, "Direct methods"): `POST /twins/{id}/methods` and,
 //! on a module, `POST /twins/{id}/modules/{mid}/methods`.
 
 use axum::body::Bytes;

@@ -1,4 +1,4 @@
-//! IoT Hub service REST API (protocols.md section 9): device and module identities, device and
+//! IoT Hub service REST API (docs/protocol-notes.md, "Service REST API and api-versions"): device and module identities, device and
 //! module twins, direct methods, queries, registry statistics, bulk registry operations,
 //! cloud-to-device messages and the telemetry read API, authorized with the hub's shared access
 //! policies (module identities also with an edge device's own token). Errors carry IoT Hub's

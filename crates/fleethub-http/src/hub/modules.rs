@@ -1,4 +1,4 @@
-//! Module identities (protocols.md sections 8 and 9.2): `PUT/GET/DELETE
+//! Module identities (docs/protocol-notes.md, "Hub HTTPS device API" and "Service REST API and api-versions"): `PUT/GET/DELETE
 //! /devices/{id}/modules/{mid}` and `GET /devices/{id}/modules`.
 //!
 //! Two kinds of caller use the same routes (see [`module_registry`]):

@@ -1,4 +1,4 @@
-//! Hub service API, statistics (protocols.md section 9.2): `GET /statistics/devices` and
+//! Hub service API, statistics (docs/protocol-notes.md, "Service REST API and api-versions"): `GET /statistics/devices` and
 //! `GET /statistics/service`.
 
 use axum::extract::State;

@@ -1,4 +1,4 @@
-//! Hub service API, device and module twins (protocols.md section 9.2): `GET /twins/{id}`,
+//! Hub service API, device and module twins (docs/protocol-notes.md, "Twin"): `GET /twins/{id}`,
 //! `PATCH /twins/{id}` (merge tags and desired properties) and `PUT /twins/{id}` (replace them),
 //! both honouring `If-Match` against the twin etag and answering with the full twin; and the
 //! same for module twins under `/twins/{id}/modules/{mid}`.

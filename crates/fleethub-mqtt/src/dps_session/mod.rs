@@ -1,5 +1,5 @@
-//! DPS over MQTT (docs/protocol-notes.md): register and operation-status requests on
-//! `$dps/registrations/...`, answers on `$dps/registrations/res/{status}/?$rid=..`.
+//! DPS over MQTT (docs/protocol-notes.md, "DPS MQTT topics"): register and operation-status
+//! requests on `$dps/registrations/...`, answers on `$dps/registrations/res/{status}/?$rid=..`.
 //!
 //! [`DpsSession`] is the IO-free state machine (subscriptions, packet ids, the answers);
 //! [`serve`] is the CONNECT handshake and the loop that drives it.

@@ -1,6 +1,7 @@
-//! The hub device plane over MQTT (docs/protocol-notes.md): telemetry, twin GET / reported
-//! PATCH, desired-property updates, direct methods and cloud-to-device delivery (completed by
-//! the device's PUBACK). Module-input subscriptions are refused (SUBACK 0x80) until served.
+//! The hub device plane over MQTT (docs/protocol-notes.md, "Hub MQTT topics"): telemetry,
+//! twin GET / reported PATCH, desired-property updates, direct methods and cloud-to-device
+//! delivery (completed by the device's PUBACK). Module-input subscriptions are refused
+//! (SUBACK 0x80) until served.
 //!
 //! [`HubSession`] is the IO-free state machine holding the policy (granted filters, packet
 //! ids, the cloud-to-device in-flight table, telemetry batching, twin replies); [`serve`] is

@@ -1,4 +1,4 @@
-//! Device authentication for DPS (protocols.md section 3 and 6): SAS token over
+//! Device authentication for DPS (docs/protocol-notes.md, "SAS tokens"): SAS token over
 //! `{idScope}/registrations/{registrationId}`, signed with the individual enrollment key or with
 //! the key derived from a group key. Clients only learn "Unauthorized"; the reason is logged.
 

@@ -1,5 +1,5 @@
 //! Service-side management: individual enrollments, enrollment groups, registration records,
-//! and bulk enrollment operations (DPS service REST API, protocols.md section 11).
+//! and bulk enrollment operations (DPS service REST API, docs/protocol-notes.md, "Service REST API and api-versions").
 
 use super::{Dps, validate};
 use crate::DpsError;

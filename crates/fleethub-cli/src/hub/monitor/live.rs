@@ -7,8 +7,8 @@ use super::sse::{SseEvent, SseParser};
 use crate::client::seg;
 use crate::errors::{ServiceError, explain_transport_error};
 use crate::settings::Endpoint;
-use crate::transport::TlsTarget;
 use anyhow::{Result, anyhow};
+use fleethub_service_client::TlsTarget;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
@@ -47,7 +47,7 @@ pub(crate) struct HttpsLive {
 impl HttpsLive {
     pub(crate) fn new(endpoint: &Endpoint, api_version: &'static str) -> Result<Self> {
         Ok(HttpsLive {
-            target: TlsTarget::new(endpoint)?,
+            target: crate::transport::tls_target(endpoint)?,
             endpoint: endpoint.clone(),
             api_version,
         })

@@ -1,0 +1,354 @@
+//! The one TLS accept loop both listeners (MQTT/TLS and HTTPS) run, in the shape of
+//! mini-redis: a semaphore bounds the open connections (shared by both listeners), every
+//! connection runs in its own task, and shutdown is a broadcast every task listens to.
+//!
+//! On shutdown ([`Drain::shutdown`]) the accept loops stop and drop their sockets (new
+//! connections are refused), every connection task is told to finish (HTTPS completes the
+//! requests in flight and closes; MQTT closes its session), and the caller waits until all
+//! tasks are gone or the grace period ends, whichever comes first.
+
+use anyhow::Result;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// Bound on the TLS handshake of one connection.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for open connections before the process exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Tells a task that the server is shutting down (a `broadcast` receiver, once).
+#[derive(Debug)]
+pub struct Shutdown {
+    is_shutdown: bool,
+    notify: broadcast::Receiver<()>,
+}
+
+impl Shutdown {
+    pub fn is_shutdown(&self) -> bool {
+        self.is_shutdown
+    }
+
+    /// Waits for the shutdown notice (returns at once if it already came).
+    pub async fn recv(&mut self) {
+        if self.is_shutdown {
+            return;
+        }
+        // Closed or lagged both mean the sender is gone or has sent: shut down.
+        let _ = self.notify.recv().await;
+        self.is_shutdown = true;
+    }
+}
+
+/// What a listener does with one accepted TLS stream. The future should end soon after
+/// `shutdown` fires.
+pub trait Handler: Clone + Send + Sync + 'static {
+    fn serve(
+        &self,
+        stream: TlsStream<TcpStream>,
+        peer: SocketAddr,
+        shutdown: Shutdown,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// The shutdown broadcast and the drain bookkeeping shared by all listeners: every listener
+/// and connection task holds a clone of `complete_tx`; when the last one is dropped,
+/// `complete_rx` yields `None` and the drain is complete.
+pub struct Drain {
+    notify_shutdown: broadcast::Sender<()>,
+    complete_tx: mpsc::Sender<()>,
+    complete_rx: mpsc::Receiver<()>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drain {
+    pub fn new() -> Self {
+        let (notify_shutdown, _) = broadcast::channel(1);
+        let (complete_tx, complete_rx) = mpsc::channel(1);
+        Drain {
+            notify_shutdown,
+            complete_tx,
+            complete_rx,
+        }
+    }
+
+    /// A listener taking part in this drain.
+    pub fn listener<H: Handler>(
+        &self,
+        name: &'static str,
+        tcp: TcpListener,
+        tls: TlsAcceptor,
+        limit: Arc<Semaphore>,
+        handler: H,
+    ) -> Listener<H> {
+        Listener {
+            name,
+            tcp,
+            tls,
+            limit,
+            handler,
+            notify_shutdown: self.notify_shutdown.clone(),
+            shutdown: self.subscribe(),
+            _complete: self.complete_tx.clone(),
+        }
+    }
+
+    fn subscribe(&self) -> Shutdown {
+        Shutdown {
+            is_shutdown: false,
+            notify: self.notify_shutdown.subscribe(),
+        }
+    }
+
+    /// Broadcasts the shutdown and waits until every listener and connection task has
+    /// finished, at most `grace`. Returns false when tasks were still running at the end.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        let Drain {
+            notify_shutdown,
+            complete_tx,
+            mut complete_rx,
+        } = self;
+        let _ = notify_shutdown.send(());
+        drop(complete_tx);
+        tokio::time::timeout(grace, complete_rx.recv())
+            .await
+            .is_ok()
+    }
+}
+
+/// One TLS listener: the accept loop of [`Listener::run`].
+pub struct Listener<H> {
+    /// `MQTT` or `HTTPS`, for logs.
+    name: &'static str,
+    tcp: TcpListener,
+    tls: TlsAcceptor,
+    /// Open connections over all listeners; a permit is taken before accepting.
+    limit: Arc<Semaphore>,
+    handler: H,
+    notify_shutdown: broadcast::Sender<()>,
+    shutdown: Shutdown,
+    _complete: mpsc::Sender<()>,
+}
+
+impl<H: Handler> Listener<H> {
+    /// Accepts until shutdown; each connection gets a task that does the TLS handshake
+    /// (bounded by [`TLS_HANDSHAKE_TIMEOUT`]) and hands the stream to the handler. Returns
+    /// (dropping the socket) when the shutdown notice comes.
+    pub async fn run(mut self) -> Result<()> {
+        loop {
+            let permit = tokio::select! {
+                p = self.limit.clone().acquire_owned() => p?,
+                () = self.shutdown.recv() => return Ok(()),
+            };
+            let accepted = tokio::select! {
+                a = self.tcp.accept() => a,
+                () = self.shutdown.recv() => return Ok(()),
+            };
+            let (tcp, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (tls, handler, name) = (self.tls.clone(), self.handler.clone(), self.name);
+            let mut shutdown = Shutdown {
+                is_shutdown: false,
+                notify: self.notify_shutdown.subscribe(),
+            };
+            let complete = self._complete.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let _complete = complete;
+                let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp));
+                let stream = tokio::select! {
+                    r = handshake => match r {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return tracing::debug!(%peer, "{name} TLS handshake failed: {e}"),
+                        Err(_) => return tracing::debug!(%peer, "{name} TLS handshake timed out"),
+                    },
+                    () = shutdown.recv() => return,
+                };
+                handler.serve(stream, peer, shutdown).await;
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A TLS acceptor for `localhost` and a client trusting its CA.
+    fn pki(dir: &std::path::Path) -> (TlsAcceptor, fleethub_device::ClientTlsConfig) {
+        let files = crate::certs::ensure_dev_pki(dir, &["localhost".to_string()]).unwrap();
+        let acceptor =
+            TlsAcceptor::from(crate::tls::server_config(&files.cert_chain, &files.key).unwrap());
+        let client =
+            fleethub_device::ClientTlsConfig::with_ca_file(files.ca_cert.unwrap()).unwrap();
+        (acceptor, client)
+    }
+
+    /// Echoes one line; when shutdown comes first, answers "bye" after `linger` (a request in
+    /// flight finishing), or never when `ignore_shutdown`.
+    #[derive(Clone)]
+    struct Lingering {
+        linger: Duration,
+        ignore_shutdown: bool,
+        started: Arc<AtomicUsize>,
+    }
+
+    impl Handler for Lingering {
+        async fn serve(
+            &self,
+            mut stream: TlsStream<TcpStream>,
+            _peer: SocketAddr,
+            mut shutdown: Shutdown,
+        ) {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4];
+            tokio::select! {
+                r = stream.read_exact(&mut buf) => {
+                    if r.is_ok() {
+                        let _ = stream.write_all(&buf).await;
+                    }
+                }
+                () = shutdown.recv() => {
+                    if self.ignore_shutdown {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(self.linger).await;
+                    let _ = stream.write_all(b"bye!").await;
+                    let _ = stream.shutdown().await;
+                }
+            }
+        }
+    }
+
+    async fn start(
+        limit: usize,
+        handler: Lingering,
+    ) -> (
+        Drain,
+        u16,
+        fleethub_device::ClientTlsConfig,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (acceptor, client) = pki(dir.path());
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let drain = Drain::new();
+        let listener = drain.listener(
+            "TEST",
+            tcp,
+            acceptor,
+            Arc::new(Semaphore::new(limit)),
+            handler,
+        );
+        tokio::spawn(listener.run());
+        (drain, port, client, dir)
+    }
+
+    async fn wait_for(counter: &AtomicUsize, n: usize) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while counter.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_connections_finish_and_refuses_new_ones() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let handler = Lingering {
+            linger: Duration::from_millis(300),
+            ignore_shutdown: false,
+            started: started.clone(),
+        };
+        let (drain, port, client, _dir) = start(10, handler).await;
+        let mut s = client.connect("localhost", port).await.unwrap();
+        s.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        let mut in_flight = client.connect("localhost", port).await.unwrap();
+        wait_for(&started, 2).await;
+
+        let t = std::time::Instant::now();
+        let drained = tokio::spawn(drain.shutdown(Duration::from_secs(5)));
+        // The in-flight connection gets its answer after the linger.
+        in_flight.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"bye!");
+        assert!(drained.await.unwrap(), "drain did not complete");
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        // The listening socket is gone.
+        let e = TcpStream::connect(("127.0.0.1", port)).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+
+    #[tokio::test]
+    async fn shutdown_gives_up_after_the_grace_period() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let handler = Lingering {
+            linger: Duration::ZERO,
+            ignore_shutdown: true,
+            started: started.clone(),
+        };
+        let (drain, port, client, _dir) = start(10, handler).await;
+        let _stuck = client.connect("localhost", port).await.unwrap();
+        wait_for(&started, 1).await;
+        let t = std::time::Instant::now();
+        assert!(!drain.shutdown(Duration::from_millis(200)).await);
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_connection_limit_holds_back_accepting() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let handler = Lingering {
+            linger: Duration::ZERO,
+            ignore_shutdown: false,
+            started: started.clone(),
+        };
+        let (drain, port, client, _dir) = start(1, handler).await;
+        let mut first = client.connect("localhost", port).await.unwrap();
+        wait_for(&started, 1).await;
+        // The kernel queues the second connection, but it is not served while the first holds
+        // the only permit.
+        let second = tokio::spawn({
+            let client = client.clone();
+            async move { client.connect("localhost", port).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+        // The first connection finishes its exchange; the second is served.
+        first.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        first.read_exact(&mut buf).await.unwrap();
+        drop(first);
+        let _second = second.await.unwrap().unwrap();
+        wait_for(&started, 2).await;
+        assert!(drain.shutdown(Duration::from_secs(5)).await);
+    }
+}
