@@ -2,28 +2,26 @@
 //! telemetry (routed, durable before PUBACK), input delivery (QoS 1 until PUBACK, also after
 //! reconnects), and the twin/method proxy through the module's upstream connection.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use fleethub_core::sas::{SasToken, describe_resource_mismatch};
 use fleethub_device::DeviceError;
 use fleethub_mqtt_codec::{
-    self as codec, ConnAck, Connect, ConnectReturnCode, Packet, Publish, QoS, SubAck,
-    SubscribeReturnCode,
+    ConnAck, Connect, ConnectReturnCode, FrameError, FramedRead, FramedWrite, Packet, Publish, QoS,
+    SubAck, SubscribeReturnCode,
 };
-use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::hub::{Hub, SubKey, module_endpoint};
+use crate::hub::{Hub, SubKey};
 use crate::queue::QueueError;
 use crate::topics::{self, ModulePublish, classify_filter};
 use crate::twin::EDGE_HUB_MODULE;
-use crate::upstream::{Backoff, pause};
 
 /// Largest packet a module may send (Azure's 256 KiB message limit plus topic and header).
 pub const MAX_PACKET_BYTES: usize = 256 * 1024 + 8 * 1024;
@@ -38,6 +36,9 @@ const UPSTREAM_SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 /// Keep-alive cap (the hub's).
 const MAX_IDLE_SECS: u64 = 1767;
 
+mod tasks;
+use tasks::{ack_in_order, input_pump, relay_desired, relay_methods, respond_twin};
+
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
     #[error("i/o: {0}")]
@@ -46,53 +47,32 @@ enum SessionError {
     Protocol(String),
 }
 
-impl From<codec::CodecError> for SessionError {
-    fn from(e: codec::CodecError) -> Self {
-        SessionError::Protocol(e.to_string())
-    }
-}
-
-struct Reader<R> {
-    rd: R,
-    buf: BytesMut,
-}
-
-impl<R: AsyncRead + Unpin> Reader<R> {
-    async fn next(&mut self) -> Result<Option<Packet>, SessionError> {
-        loop {
-            if let Some(p) = codec::decode(&mut self.buf, MAX_PACKET_BYTES)? {
-                return Ok(Some(p));
-            }
-            if self.rd.read_buf(&mut self.buf).await? == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(SessionError::Protocol(
-                        "connection closed inside a packet".into(),
-                    ))
-                };
-            }
+impl From<FrameError> for SessionError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Io(e) => SessionError::Io(e),
+            other => SessionError::Protocol(other.to_string()),
         }
     }
 }
 
-/// Writes packets from a channel; ends when the channel closes or the peer is gone.
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Packet>) {
-    let mut buf = BytesMut::with_capacity(4096);
+/// Writes packets from a channel, everything queued at once in one write; ends when the
+/// channel closes or the peer is gone.
+async fn write_loop<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<Packet>) {
+    let mut out = FramedWrite::new(wr);
     while let Some(p) = rx.recv().await {
         let mut next = Some(p);
         while let Some(p) = next {
-            if let Err(e) = codec::encode(&p, &mut buf) {
+            if let Err(e) = out.push(&p) {
                 tracing::warn!("edge hub: cannot encode {}: {e}", p.name());
             }
             next = rx.try_recv().ok();
         }
-        if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
+        if out.flush().await.is_err() {
             return;
         }
-        buf.clear();
     }
-    let _ = wr.shutdown().await;
+    let _ = out.shutdown().await;
 }
 
 /// Why a CONNECT is refused (logged; never includes the token).
@@ -179,10 +159,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (rd, wr) = tokio::io::split(stream);
-    let mut reader = Reader {
-        rd,
-        buf: BytesMut::with_capacity(4096),
-    };
+    let mut reader = FramedRead::new(rd, MAX_PACKET_BYTES);
     let (out_tx, out_rx) = mpsc::channel::<Packet>(256);
     let writer = tokio::spawn(write_loop(wr, out_rx));
     let connect = match tokio::time::timeout(CONNECT_TIMEOUT, reader.next()).await {
@@ -304,7 +281,7 @@ struct Session {
 impl Session {
     async fn run<R: AsyncRead + Unpin>(
         &mut self,
-        reader: &mut Reader<R>,
+        reader: &mut FramedRead<R>,
         idle: Duration,
         token_left: Duration,
     ) -> Result<&'static str, SessionError> {
@@ -540,248 +517,5 @@ impl Session {
             ))),
         }
         Some(ready_rx)
-    }
-}
-
-/// Sends telemetry PUBACKs in arrival order, each once its message is durable. A message the
-/// queue refuses is not acknowledged: the connection is closed so that the module's SDK
-/// retransmits it after reconnecting.
-async fn ack_in_order(
-    mut rx: mpsc::Receiver<PendingAck>,
-    out: mpsc::Sender<Packet>,
-    fatal: mpsc::Sender<String>,
-) {
-    while let Some((pkid, done)) = rx.recv().await {
-        match done.await {
-            Ok(Ok(())) => {
-                if out.send(Packet::PubAck(pkid)).await.is_err() {
-                    return;
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::warn!("edge hub: message not accepted, not acknowledged: {e}");
-                let _ = fatal.send(format!("message not accepted: {e}")).await;
-                return;
-            }
-            Err(_) => return,
-        }
-    }
-}
-
-async fn respond_twin(
-    out: mpsc::Sender<Packet>,
-    rid: &str,
-    reply: Result<(u16, Option<u64>, String), DeviceError>,
-) {
-    let (status, version, body) = match reply {
-        Ok(r) => r,
-        Err(DeviceError::Twin {
-            status,
-            error_code,
-            message,
-        }) => (
-            status,
-            None,
-            json!({"errorCode": error_code.unwrap_or(u64::from(status) * 1000), "message": message})
-                .to_string(),
-        ),
-        Err(e) => (
-            503,
-            None,
-            json!({"errorCode": 503000, "message": format!("edge hub: upstream twin request failed: {e}")})
-                .to_string(),
-        ),
-    };
-    let p = Publish::new(
-        topics::twin_response_topic(status, rid, version),
-        QoS::AtMostOnce,
-        0,
-        body.into_bytes(),
-    );
-    let _ = out.send(Packet::Publish(p)).await;
-}
-
-/// Delivers `module/{module}` rows as input messages at QoS 1, up to [`INPUT_WINDOW`]
-/// unacknowledged; a row is deleted on PUBACK. Unacknowledged rows are sent again by the
-/// next connection.
-async fn input_pump(
-    hub: Arc<Hub>,
-    device: String,
-    module: String,
-    out: mpsc::Sender<Packet>,
-    mut acks: mpsc::UnboundedReceiver<u16>,
-) {
-    let endpoint = module_endpoint(&module);
-    let mut changes = hub.queue.changes();
-    let mut inflight: HashMap<u16, i64> = HashMap::new();
-    let mut last_seq = 0i64;
-    let mut next_pkid: u16 = 0;
-    loop {
-        if inflight.len() < INPUT_WINDOW {
-            changes.borrow_and_update();
-            let rows = match hub
-                .queue
-                .peek(&endpoint, last_seq, INPUT_WINDOW - inflight.len())
-                .await
-            {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::error!(module, "edge hub: cannot read the queue: {e}");
-                    return;
-                }
-            };
-            for row in rows {
-                last_seq = row.seq;
-                let input = row.input.as_deref().unwrap_or("input");
-                loop {
-                    next_pkid = next_pkid.wrapping_add(1).max(1);
-                    if !inflight.contains_key(&next_pkid) {
-                        break;
-                    }
-                }
-                let topic = topics::input_topic(&device, &module, input, &row.msg);
-                let p = Publish::new(topic, QoS::AtLeastOnce, next_pkid, row.msg.body);
-                if out.send(Packet::Publish(p)).await.is_err() {
-                    return;
-                }
-                inflight.insert(next_pkid, row.seq);
-            }
-        }
-        tokio::select! {
-            pkid = acks.recv() => {
-                let Some(pkid) = pkid else { return };
-                let mut done: Vec<i64> = inflight.remove(&pkid).into_iter().collect();
-                while let Ok(pkid) = acks.try_recv() {
-                    done.extend(inflight.remove(&pkid));
-                }
-                if !done.is_empty()
-                    && let Err(e) = hub.queue.remove(&endpoint, done).await
-                {
-                    tracing::error!(module, "edge hub: cannot delete delivered input messages: {e}");
-                }
-            }
-            _ = changes.changed(), if inflight.len() < INPUT_WINDOW => {}
-        }
-    }
-}
-
-/// Waits for the module's upstream connection (back-off while the hub is unreachable).
-async fn upstream_client(hub: &Hub, module: &str) -> Option<fleethub_device::DeviceClient> {
-    let mut backoff = Backoff::new();
-    loop {
-        match hub.upstream.client(module).await {
-            Ok(c) => return Some(c),
-            Err(e) => {
-                let d = backoff.next_delay();
-                tracing::warn!(
-                    module,
-                    "edge hub: upstream connection unavailable ({e}); retrying in {d:?}"
-                );
-                if !pause(hub, d).await {
-                    return None;
-                }
-            }
-        }
-    }
-}
-
-/// Desired-property patches of the module's twin, from its upstream connection.
-async fn relay_desired(
-    hub: Arc<Hub>,
-    module: String,
-    out: mpsc::Sender<Packet>,
-    ready: oneshot::Sender<()>,
-) {
-    let mut ready = Some(ready);
-    loop {
-        let Some(client) = upstream_client(&hub, &module).await else {
-            return;
-        };
-        let mut rx = match client.desired_updates().await {
-            Ok(rx) => {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(());
-                }
-                rx
-            }
-            Err(e) => {
-                tracing::warn!(
-                    module,
-                    "edge hub: cannot follow desired properties upstream: {e}"
-                );
-                if !pause(&hub, Duration::from_secs(2)).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        while let Some(patch) = rx.recv().await {
-            let version = patch.get("$version").and_then(Value::as_u64);
-            let p = Publish::new(
-                topics::desired_patch_topic(version),
-                QoS::AtMostOnce,
-                0,
-                patch.to_string().into_bytes(),
-            );
-            if out.send(Packet::Publish(p)).await.is_err() {
-                return;
-            }
-        }
-        if !pause(&hub, Duration::from_millis(500)).await {
-            return;
-        }
-    }
-}
-
-/// Direct-method requests for the module, from its upstream connection; the module's
-/// response (same `$rid`) goes back through the same connection.
-async fn relay_methods(
-    hub: Arc<Hub>,
-    module: String,
-    out: mpsc::Sender<Packet>,
-    ready: oneshot::Sender<()>,
-) {
-    let mut ready = Some(ready);
-    loop {
-        let Some(client) = upstream_client(&hub, &module).await else {
-            return;
-        };
-        let mut rx = match client.method_requests().await {
-            Ok(rx) => {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(());
-                }
-                rx
-            }
-            Err(e) => {
-                tracing::warn!(
-                    module,
-                    "edge hub: cannot receive direct methods upstream: {e}"
-                );
-                if !pause(&hub, Duration::from_secs(2)).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        while let Some(req) = rx.recv().await {
-            let body = if req.payload.is_null() {
-                Vec::new()
-            } else {
-                req.payload.to_string().into_bytes()
-            };
-            let p = Publish::new(
-                topics::method_request_topic(&req.name, &req.rid),
-                QoS::AtMostOnce,
-                0,
-                body,
-            );
-            if out.send(Packet::Publish(p)).await.is_err() {
-                return;
-            }
-        }
-        if !pause(&hub, Duration::from_millis(500)).await {
-            return;
-        }
     }
 }

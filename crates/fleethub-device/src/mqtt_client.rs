@@ -21,12 +21,12 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use fleethub_mqtt_codec::{
-    CodecError, ConnectReturnCode, Packet, Publish, QoS, Subscribe, SubscribeReturnCode, decode,
-    encode,
+    CodecError, ConnectReturnCode, FrameError, Framed, Packet, PacketIds, Publish, QoS, Subscribe,
+    SubscribeReturnCode,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -214,7 +214,7 @@ impl MqttClient {
     /// Sends CONNECT on `stream`, waits for CONNACK (bounded by `connack_timeout`) and
     /// starts the connection task. A refusing CONNACK is [`MqttError::Refused`].
     pub async fn connect<S>(
-        mut stream: S,
+        stream: S,
         options: MqttOptions,
     ) -> Result<(MqttClient, MqttIncoming), MqttError>
     where
@@ -230,25 +230,14 @@ impl MqttClient {
             password: options.password.clone(),
             will: None,
         };
-        let mut out = BytesMut::new();
-        encode(&Packet::Connect(connect), &mut out)?;
-        let mut read_buf = BytesMut::with_capacity(4096);
-        let max = options.max_packet_size;
+        let mut framed = Framed::new(stream, options.max_packet_size);
         let handshake = async {
-            stream.write_all(&out).await?;
-            stream.flush().await?;
-            loop {
-                if let Some(packet) = decode(&mut read_buf, max)? {
-                    return match packet {
-                        Packet::ConnAck(ack) => Ok(ack),
-                        other => Err(MqttError::UnexpectedPacket(other.name())),
-                    };
-                }
-                if stream.read_buf(&mut read_buf).await? == 0 {
-                    return Err(MqttError::ConnectionLost(
-                        "server closed the connection before CONNACK".into(),
-                    ));
-                }
+            let lost = |e| lost_on_eof(e, "server closed the connection before CONNACK");
+            framed.send(&Packet::Connect(connect)).await.map_err(lost)?;
+            match framed.next().await.map_err(lost)? {
+                Some(Packet::ConnAck(ack)) => Ok(ack),
+                Some(other) => Err(MqttError::UnexpectedPacket(other.name())),
+                None => Err(lost(FrameError::ClosedInsidePacket)),
             }
         };
         let ack = tokio::time::timeout(options.connack_timeout, handshake)
@@ -264,14 +253,11 @@ impl MqttClient {
         let close_reason: CloseReason = Arc::default();
         let keep_alive = Duration::from_secs(u64::from(keep_alive_secs));
         let conn = Connection {
-            stream,
-            read_buf,
-            write_buf: BytesMut::with_capacity(4096),
-            max_packet_size: max,
+            framed,
             keep_alive,
             last_sent: Instant::now(),
             ping_sent: None,
-            next_pkid: 0,
+            packet_ids: PacketIds::new(),
             pending_pubs: HashMap::new(),
             pending_subs: HashMap::new(),
             incoming: pub_tx,
@@ -374,15 +360,24 @@ impl MqttClient {
     }
 }
 
+/// A framing error as the client reports it: the server closing the stream is
+/// [`MqttError::ConnectionLost`] with `eof`.
+fn lost_on_eof(e: FrameError, eof: &str) -> MqttError {
+    match e {
+        FrameError::Io(e) => MqttError::Io(e),
+        FrameError::Codec(e) => MqttError::Codec(e),
+        FrameError::ClosedInsidePacket => MqttError::ConnectionLost(eof.into()),
+    }
+}
+
+const SERVER_CLOSED: &str = "server closed the connection";
+
 struct Connection<S> {
-    stream: S,
-    read_buf: BytesMut,
-    write_buf: BytesMut,
-    max_packet_size: usize,
+    framed: Framed<S>,
     keep_alive: Duration,
     last_sent: Instant,
     ping_sent: Option<Instant>,
-    next_pkid: u16,
+    packet_ids: PacketIds,
     pending_pubs: HashMap<u16, oneshot::Sender<()>>,
     pending_subs: HashMap<u16, oneshot::Sender<Vec<SubscribeReturnCode>>>,
     incoming: mpsc::Sender<Publish>,
@@ -393,19 +388,15 @@ struct Connection<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn run(&mut self, commands: &mut mpsc::Receiver<Command>) -> Result<(), MqttError> {
         loop {
-            while let Some(packet) = decode(&mut self.read_buf, self.max_packet_size)? {
-                self.handle(packet).await?;
-            }
             let deadline = match self.ping_sent {
                 Some(sent) => sent + self.keep_alive,
                 None => self.last_sent + self.keep_alive,
             };
             tokio::select! {
-                n = self.stream.read_buf(&mut self.read_buf) => {
-                    if n? == 0 {
-                        return Err(MqttError::ConnectionLost("server closed the connection".into()));
-                    }
-                }
+                p = self.framed.next() => match p.map_err(|e| lost_on_eof(e, SERVER_CLOSED))? {
+                    Some(packet) => self.handle(packet).await?,
+                    None => return Err(MqttError::ConnectionLost(SERVER_CLOSED.into())),
+                },
                 command = commands.recv() => match command {
                     Some(Command::Publish { publish, done }) => self.publish(publish, done).await?,
                     Some(Command::Subscribe { filters, done }) => {
@@ -437,20 +428,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     async fn close(&mut self) {
         let _ = self.write(&Packet::Disconnect).await;
-        let _ = self.stream.shutdown().await;
+        let _ = self.framed.shutdown().await;
     }
 
     fn alloc_pkid(&mut self) -> u16 {
-        loop {
-            self.next_pkid = self.next_pkid.wrapping_add(1);
-            let id = self.next_pkid;
-            if id != 0
-                && !self.pending_pubs.contains_key(&id)
-                && !self.pending_subs.contains_key(&id)
-            {
-                return id;
-            }
-        }
+        let (pubs, subs) = (&self.pending_pubs, &self.pending_subs);
+        self.packet_ids
+            .next(|id| pubs.contains_key(&id) || subs.contains_key(&id))
     }
 
     async fn publish(
@@ -508,276 +492,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     async fn write(&mut self, packet: &Packet) -> Result<(), MqttError> {
-        self.write_buf.clear();
-        encode(packet, &mut self.write_buf)?;
-        self.stream.write_all(&self.write_buf).await?;
-        self.stream.flush().await?;
+        self.framed
+            .send(packet)
+            .await
+            .map_err(|e| lost_on_eof(e, SERVER_CLOSED))?;
         self.last_sent = Instant::now();
         Ok(())
     }
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use fleethub_mqtt_codec::{ConnAck, SubAck};
-    use tokio::io::DuplexStream;
-
-    /// Server side of an in-memory MQTT connection, for tests.
-    pub(crate) struct FakeBroker<S = DuplexStream> {
-        pub stream: S,
-        buf: BytesMut,
-    }
-
-    impl<S: AsyncRead + AsyncWrite + Unpin> FakeBroker<S> {
-        pub fn new(stream: S) -> Self {
-            FakeBroker {
-                stream,
-                buf: BytesMut::new(),
-            }
-        }
-
-        /// Next packet from the client; `None` on EOF.
-        pub async fn recv(&mut self) -> Option<Packet> {
-            loop {
-                if let Some(p) = decode(&mut self.buf, 1 << 20).unwrap() {
-                    return Some(p);
-                }
-                match tokio::time::timeout(
-                    Duration::from_secs(120),
-                    self.stream.read_buf(&mut self.buf),
-                )
-                .await
-                .expect("client went quiet")
-                {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
-                }
-            }
-        }
-
-        pub async fn send(&mut self, packet: Packet) {
-            let mut out = BytesMut::new();
-            encode(&packet, &mut out).unwrap();
-            self.stream.write_all(&out).await.unwrap();
-        }
-
-        pub async fn expect_connect(&mut self) -> fleethub_mqtt_codec::Connect {
-            match self.recv().await {
-                Some(Packet::Connect(c)) => c,
-                other => panic!("expected CONNECT, got {other:?}"),
-            }
-        }
-
-        pub async fn accept(&mut self) -> fleethub_mqtt_codec::Connect {
-            let c = self.expect_connect().await;
-            self.send(Packet::ConnAck(ConnAck::new(
-                ConnectReturnCode::Accepted,
-                false,
-            )))
-            .await;
-            c
-        }
-
-        /// Answers a SUBSCRIBE granting QoS 1; returns the filters.
-        pub async fn expect_subscribe(&mut self) -> Vec<(String, QoS)> {
-            match self.recv().await {
-                Some(Packet::Subscribe(s)) => {
-                    let codes = s
-                        .filters
-                        .iter()
-                        .map(|_| SubscribeReturnCode::Success(QoS::AtLeastOnce))
-                        .collect();
-                    self.send(Packet::SubAck(SubAck::new(s.pkid, codes))).await;
-                    s.filters
-                }
-                other => panic!("expected SUBSCRIBE, got {other:?}"),
-            }
-        }
-
-        /// Expects a PUBLISH (PUBACKs it when QoS 1).
-        pub async fn expect_publish(&mut self) -> Publish {
-            match self.recv().await {
-                Some(Packet::Publish(p)) => {
-                    if p.qos == QoS::AtLeastOnce {
-                        self.send(Packet::PubAck(p.pkid)).await;
-                    }
-                    p
-                }
-                other => panic!("expected PUBLISH, got {other:?}"),
-            }
-        }
-
-        pub async fn publish(&mut self, topic: &str, qos: QoS, pkid: u16, payload: &str) {
-            let p = Publish::new(topic, qos, pkid, Bytes::from(payload.to_string()));
-            self.send(Packet::Publish(p)).await;
-        }
-    }
-
-    pub(crate) fn pair() -> (DuplexStream, FakeBroker) {
-        let (client, server) = tokio::io::duplex(64 * 1024);
-        (client, FakeBroker::new(server))
-    }
-
-    #[tokio::test]
-    async fn connect_subscribe_publish_receive() {
-        let (stream, mut broker) = pair();
-        let server = tokio::spawn(async move {
-            let c = broker.accept().await;
-            assert_eq!(c.client_id, "dev-01");
-            assert_eq!(c.username.as_deref(), Some("user"));
-            assert_eq!(c.password.as_deref(), Some(&b"secret"[..]));
-            assert!(c.clean_session);
-            assert_eq!(c.keep_alive, 60);
-            let filters = broker.expect_subscribe().await;
-            assert_eq!(filters, vec![("a/#".to_string(), QoS::AtLeastOnce)]);
-            let p = broker.expect_publish().await;
-            assert_eq!(
-                (p.topic.as_str(), p.qos, &p.payload[..]),
-                ("a/1", QoS::AtLeastOnce, &b"one"[..])
-            );
-            assert_ne!(p.pkid, 0);
-            let p = broker.expect_publish().await;
-            assert_eq!((p.topic.as_str(), p.qos), ("a/0", QoS::AtMostOnce));
-            // Server -> client, QoS 1: the client must PUBACK it.
-            broker.publish("a/in", QoS::AtLeastOnce, 7, "hello").await;
-            assert_eq!(broker.recv().await, Some(Packet::PubAck(7)));
-            assert_eq!(broker.recv().await, Some(Packet::Disconnect));
-            assert_eq!(broker.recv().await, None);
-        });
-        let opts = MqttOptions::new("dev-01").with_credentials("user", b"secret".to_vec());
-        assert!(format!("{opts:?}").contains("redacted"));
-        let (client, mut incoming) = MqttClient::connect(stream, opts).await.unwrap();
-        assert!(!client.session_present());
-        let codes = client
-            .subscribe(vec![("a/#".into(), QoS::AtLeastOnce)])
-            .await
-            .unwrap();
-        assert_eq!(codes, vec![SubscribeReturnCode::Success(QoS::AtLeastOnce)]);
-        client
-            .publish("a/1", QoS::AtLeastOnce, "one")
-            .await
-            .unwrap();
-        client
-            .publish("a/0", QoS::AtMostOnce, "zero")
-            .await
-            .unwrap();
-        let p = incoming.recv().await.unwrap();
-        assert_eq!((p.topic.as_str(), &p.payload[..]), ("a/in", &b"hello"[..]));
-        assert!(matches!(
-            client.publish("x", QoS::ExactlyOnce, "").await,
-            Err(MqttError::UnsupportedQoS)
-        ));
-        client.disconnect().await.unwrap();
-        server.await.unwrap();
-        assert!(incoming.recv().await.is_none());
-        assert!(matches!(
-            client.publish("a/1", QoS::AtMostOnce, "late").await,
-            Err(MqttError::ConnectionLost(_))
-        ));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn manual_acks_wait_for_the_application() {
-        let (stream, mut broker) = pair();
-        let server = tokio::spawn(async move {
-            broker.accept().await;
-            broker.publish("c2d/1", QoS::AtLeastOnce, 21, "one").await;
-            broker.publish("c2d/0", QoS::AtMostOnce, 0, "zero").await;
-            // Nothing is acknowledged until the application says so.
-            assert!(
-                tokio::time::timeout(Duration::from_secs(5), broker.recv())
-                    .await
-                    .is_err()
-            );
-            assert_eq!(broker.recv().await, Some(Packet::PubAck(21)));
-            assert_eq!(broker.recv().await, Some(Packet::Disconnect));
-        });
-        let opts = MqttOptions::new("d").with_manual_acks(true);
-        let (client, mut incoming) = MqttClient::connect(stream, opts).await.unwrap();
-        let one = incoming.recv().await.unwrap();
-        assert_eq!((one.pkid, one.qos), (21, QoS::AtLeastOnce));
-        assert_eq!(incoming.recv().await.unwrap().topic, "c2d/0");
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        client.ack(one.pkid).unwrap();
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        client.disconnect().await.unwrap();
-        server.await.unwrap();
-        assert!(matches!(client.ack(1), Err(MqttError::ConnectionLost(_))));
-    }
-
-    #[tokio::test]
-    async fn refused_connack_is_reported_with_its_code() {
-        let (stream, mut broker) = pair();
-        tokio::spawn(async move {
-            broker.expect_connect().await;
-            broker
-                .send(Packet::ConnAck(ConnAck::new(
-                    ConnectReturnCode::NotAuthorized,
-                    false,
-                )))
-                .await;
-        });
-        let err = MqttClient::connect(stream, MqttOptions::new("d"))
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            MqttError::Refused(ConnectReturnCode::NotAuthorized)
-        ));
-        assert!(err.to_string().contains("code 5 (not authorized)"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn eof_before_connack_and_connack_timeout() {
-        let (stream, mut broker) = pair();
-        tokio::spawn(async move {
-            broker.expect_connect().await;
-            drop(broker);
-        });
-        let err = MqttClient::connect(stream, MqttOptions::new("d"))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, MqttError::ConnectionLost(_)), "{err}");
-
-        let (stream, broker) = pair();
-        let opts = MqttOptions::new("d").with_connack_timeout(Duration::from_millis(100));
-        let err = MqttClient::connect(stream, opts).await.unwrap_err();
-        assert!(matches!(err, MqttError::ConnAckTimeout(_)), "{err}");
-        drop(broker);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn keep_alive_pings_and_detects_a_dead_server() {
-        let (stream, mut broker) = pair();
-        let opts = MqttOptions::new("d").with_keep_alive(Duration::from_secs(30));
-        let server = tokio::spawn(async move {
-            broker.accept().await;
-            assert_eq!(broker.recv().await, Some(Packet::PingReq));
-            broker.send(Packet::PingResp).await;
-            assert_eq!(broker.recv().await, Some(Packet::PingReq));
-            // No PINGRESP this time: the client gives up and closes.
-            assert_eq!(broker.recv().await, None);
-        });
-        let (client, mut incoming) = MqttClient::connect(stream, opts).await.unwrap();
-        assert!(incoming.recv().await.is_none());
-        server.await.unwrap();
-        assert!(client.is_closed());
-        let reason = incoming.close_reason().unwrap();
-        assert!(reason.contains("PINGRESP"), "{reason}");
-    }
-
-    #[tokio::test]
-    async fn dropping_all_handles_disconnects() {
-        let (stream, mut broker) = pair();
-        let server = tokio::spawn(async move {
-            broker.accept().await;
-            assert_eq!(broker.recv().await, Some(Packet::Disconnect));
-        });
-        let (client, _incoming) = MqttClient::connect(stream, MqttOptions::new("d"))
-            .await
-            .unwrap();
-        drop(client);
-        server.await.unwrap();
-    }
-}
+pub(crate) mod tests;

@@ -1,7 +1,10 @@
-//! Pure MQTT 3.1.1 codec (no IO, no async) for both the server and the client side.
+//! MQTT 3.1.1 codec for both the server and the client side.
 //!
 //! * [`decode`] takes one complete packet off the front of a receive buffer.
 //! * [`encode`] appends one packet to a send buffer.
+//! * [`PacketIds`] allocates packet identifiers for QoS 1 exchanges.
+//! * With the default feature `tokio`, [`framed`] reads and writes packets on a byte
+//!   stream; everything else is pure (no IO, no async).
 //!
 //! Protocol level 4 ("MQTT") is spoken; level 3 ("MQIsdp", MQTT 3.1) CONNECTs are
 //! also accepted and can be encoded. Decoding validates what the 3.1.1 spec requires
@@ -17,7 +20,10 @@ mod ack;
 mod connack;
 mod connect;
 mod error;
+#[cfg(feature = "tokio")]
+pub mod framed;
 mod header;
+mod packet_ids;
 mod primitives;
 mod publish;
 mod qos;
@@ -33,7 +39,10 @@ use bytes::{Buf, BytesMut};
 pub use connack::{ConnAck, ConnectReturnCode};
 pub use connect::{Connect, LastWill, PROTOCOL_LEVEL_3_1, PROTOCOL_LEVEL_3_1_1};
 pub use error::CodecError;
+#[cfg(feature = "tokio")]
+pub use framed::{FrameError, Framed, FramedRead, FramedWrite};
 pub use header::MAX_REMAINING_LENGTH;
+pub use packet_ids::PacketIds;
 pub use primitives::{is_valid_topic_filter, is_valid_topic_name};
 pub use publish::Publish;
 pub use qos::QoS;

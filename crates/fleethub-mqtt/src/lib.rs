@@ -1,12 +1,15 @@
-//! The MQTT gateway. One connection task per client ([`connection`]), which authenticates the
-//! CONNECT and then hands packets to the DPS session ([`dps_session`]); topic strings are parsed
-//! by pure functions ([`topics`]). The same task serves MQTT over TLS and, through
-//! [`websocket`], MQTT over WebSocket.
+//! The MQTT gateway. One connection task per client ([`connection`]) reads the CONNECT and
+//! hands the client to the DPS ([`dps_session`]) or the hub ([`hub_session`]) side by its user
+//! name. Each side authenticates the CONNECT, then drives an IO-free session state machine
+//! (packets in, [`session::Action`]s out) and performs the service calls it asks for. Topic
+//! strings are parsed by pure functions ([`topics`]). The same task serves MQTT over TLS and,
+//! through [`websocket`], MQTT over WebSocket.
 
 pub mod connection;
 mod dps_session;
 mod hub_session;
 mod live;
+mod session;
 pub mod topics;
 pub mod websocket;
 
@@ -40,9 +43,6 @@ pub struct Gateway {
     pub hub: Arc<Hub>,
     pub cfg: GatewayConfig,
     pub(crate) live: live::LiveConnections,
-    /// Subscriptions of persistent sessions, by client identity.
-    pub(crate) sessions:
-        std::sync::Mutex<std::collections::HashMap<String, hub_session::Subscriptions>>,
 }
 
 impl Gateway {
@@ -52,7 +52,6 @@ impl Gateway {
             hub,
             cfg,
             live: Default::default(),
-            sessions: Default::default(),
         })
     }
 

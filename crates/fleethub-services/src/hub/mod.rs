@@ -15,6 +15,8 @@ pub mod twin;
 
 pub use auth::HubPrincipal;
 pub use c2d::C2dSend;
+/// Queued cloud-to-device messages, as transports deliver them.
+pub use fleethub_store::C2dMessage;
 pub use methods::MethodError;
 pub use presence::{Activity, Features, HubEvent};
 pub use telemetry::{EventsPage, MAX_TELEMETRY_BYTES, TelemetryIn};

@@ -1,0 +1,111 @@
+//! The DPS side of a connection: the CONNECT handshake, then the loop that drives
+//! [`DpsSession`] and performs its calls on [`fleethub_services::Dps`].
+
+use super::{DpsCall, DpsReply, DpsSession};
+use crate::Gateway;
+use crate::connection::{Client, ConnectionError};
+use crate::session::{Services, execute, idle_limit};
+use fleethub_mqtt_codec::ConnectReturnCode;
+use fleethub_services::{AuthContext, DpsError};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+/// Authenticates a DPS CONNECT (user name `{idScope}/registrations/{registrationId}/...`) and
+/// serves the session until it ends.
+pub(crate) async fn serve<R, W>(
+    gw: &Gateway,
+    mut client: Client<'_, R, W>,
+    id_scope: &str,
+    registration_id: String,
+) -> Result<(), ConnectionError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (peer, transport) = (client.peer, client.transport);
+    let client_id = &client.connect.client_id;
+    if !client_id.is_empty() && !client_id.eq_ignore_ascii_case(&registration_id) {
+        gw.dps.auth_failures().record(
+            "dps",
+            transport,
+            &registration_id,
+            Some(peer.to_string()),
+            &format!("client ID '{client_id}' differs from the registration ID in the user name"),
+        );
+        return client.refuse(ConnectReturnCode::IdentifierRejected).await;
+    }
+    let ctx = AuthContext {
+        transport,
+        peer: Some(peer),
+    };
+    let password = client.password();
+    let principal = match gw
+        .dps
+        .authenticate(id_scope, &registration_id, &password, ctx)
+        .await
+    {
+        Ok(p) => Ok(p),
+        // A malformed registration ID is answered with a 400 on the register topic,
+        // where the device can see it; a CONNACK could only say "refused".
+        Err(e @ DpsError::BadRequest { .. }) => Err(e),
+        Err(_) => return client.refuse(ConnectReturnCode::NotAuthorized).await,
+    };
+    client.accept(false).await?;
+    tracing::debug!(peer, transport, registration = %registration_id, "dps mqtt session started");
+    let idle = idle_limit(client.connect.keep_alive, gw.cfg.idle_timeout_secs);
+    let retry_after = gw.dps.config().retry_after_secs;
+    let mut session = DpsSession::new(
+        registration_id,
+        principal,
+        retry_after,
+        idle,
+        Instant::now(),
+    );
+    let mut services = DpsServices { gw };
+    loop {
+        let actions = tokio::select! {
+            p = client.reader.next() => match p? {
+                Some(p) => session.on_packet(p, Instant::now()),
+                None => return Ok(()),
+            },
+            _ = tokio::time::sleep_until(session.deadline()) => session.on_timeout(Instant::now()),
+        };
+        let close = execute(&mut session, &mut services, &mut client.writer, actions).await?;
+        if let Some(close) = close {
+            let _ = client.writer.flush().await;
+            return close.into_result();
+        }
+        client.writer.flush().await?;
+    }
+}
+
+struct DpsServices<'a> {
+    gw: &'a Gateway,
+}
+
+impl Services<DpsSession> for DpsServices<'_> {
+    async fn perform(&mut self, call: DpsCall) -> DpsReply {
+        match call {
+            DpsCall::Register {
+                rid,
+                principal,
+                body,
+            } => DpsReply {
+                rid,
+                result: self.gw.dps.register(&principal, body).await,
+            },
+            DpsCall::OperationStatus {
+                rid,
+                principal,
+                operation_id,
+            } => DpsReply {
+                rid,
+                result: self
+                    .gw
+                    .dps
+                    .operation_status(&principal, &operation_id)
+                    .await,
+            },
+        }
+    }
+}

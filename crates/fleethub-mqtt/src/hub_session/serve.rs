@@ -1,0 +1,304 @@
+//! The hub side of a connection: the CONNECT handshake (identity checks, authentication,
+//! takeover of an older connection, persistent-session restore), then the loop that drives
+//! [`HubSession`] and performs its calls on [`fleethub_services::Hub`].
+
+use super::{HubCall, HubReply, HubSession, HubSessionConfig, Subscriptions, check_connect};
+use crate::Gateway;
+use crate::connection::{Client, ConnectionError};
+use crate::session::{Close, Services, execute, idle_limit};
+use fleethub_mqtt_codec::{ConnectReturnCode, Packet, QoS};
+use fleethub_services::hub::twin::device_view;
+use fleethub_services::{AuthContext, HubEvent, HubPrincipal};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Authenticates a hub CONNECT (user name `{host}/{deviceId}[/{moduleId}]/?api-version=..`)
+/// and serves the session until it ends.
+pub(crate) async fn serve<R, W>(
+    gw: &Gateway,
+    mut client: Client<'_, R, W>,
+    host: &str,
+    device_id: String,
+    module_id: Option<String>,
+) -> Result<(), ConnectionError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (peer, transport) = (client.peer, client.transport);
+    let identity = match &module_id {
+        Some(m) => format!("{device_id}/{m}"),
+        None => device_id.clone(),
+    };
+    if let Err(r) = check_connect(
+        &gw.hub.config().host,
+        host,
+        &identity,
+        &client.connect.client_id,
+    ) {
+        let failures = gw.hub.auth_failures();
+        failures.record(
+            "hub",
+            transport,
+            &identity,
+            Some(peer.to_string()),
+            &r.reason,
+        );
+        return client.refuse(r.code).await;
+    }
+    let ctx = AuthContext {
+        transport,
+        peer: Some(peer),
+    };
+    let password = client.password();
+    let Ok(principal) = gw
+        .hub
+        .authenticate_device(&device_id, module_id.as_deref(), &password, ctx)
+        .await
+    else {
+        return client.refuse(ConnectReturnCode::NotAuthorized).await;
+    };
+    let mut live = gw.live.register(&identity);
+    let conn = live.id;
+    let clean = client.connect.clean_session;
+    let (session_present, subs) = restore_session(gw, &identity, clean).await;
+    let mut events = gw.hub.attach(&device_id, module_id.as_deref(), conn);
+    // Unregisters the connection however this task ends (also when it is cancelled).
+    let _attached = Attached {
+        hub: &gw.hub,
+        device_id: &device_id,
+        module_id: module_id.as_deref(),
+        conn,
+    };
+    let token_valid_for = principal
+        .token_expiry
+        .saturating_sub(fleethub_services::unix_now())
+        + gw.hub.config().token_skew_secs;
+    let cfg = HubSessionConfig {
+        device_id: device_id.clone(),
+        module_id: module_id.clone(),
+        persistent: !clean,
+        idle: idle_limit(client.connect.keep_alive, gw.cfg.idle_timeout_secs),
+        token_valid_for: Duration::from_secs(token_valid_for),
+    };
+    let mut session = HubSession::new(cfg, subs, Instant::now());
+    let mut services = HubServices {
+        gw,
+        principal: &principal,
+        conn,
+    };
+    let result = drive(
+        &mut session,
+        &mut services,
+        &mut client,
+        &mut events,
+        &mut live.taken_over,
+        session_present,
+    )
+    .await;
+    tracing::info!(identity, "device disconnected");
+    result
+}
+
+/// Persistent session (CleanSession=0): subscriptions are kept per client identity in the
+/// store, so they survive reconnects and server restarts. Returns CONNACK's session-present
+/// flag and the subscriptions to resume.
+async fn restore_session(gw: &Gateway, identity: &str, clean: bool) -> (bool, Subscriptions) {
+    if clean {
+        if let Err(e) = gw.hub.store().delete_mqtt_session(identity).await {
+            tracing::warn!(identity, "cannot clear the MQTT session: {e}");
+        }
+        return (false, Subscriptions::new());
+    }
+    match gw.hub.store().get_mqtt_session(identity).await {
+        Ok(Some(doc)) => (true, decode_subscriptions(&doc)),
+        Ok(None) => (false, Subscriptions::new()),
+        Err(e) => {
+            tracing::warn!(identity, "cannot load the MQTT session: {e}");
+            (false, Subscriptions::new())
+        }
+    }
+}
+
+/// Accepts the CONNECT, then runs the session until it closes: packets (a burst at a time),
+/// hub events, takeover by a newer connection of the same identity, keep-alive and token
+/// expiry.
+async fn drive<R, W>(
+    session: &mut HubSession,
+    services: &mut HubServices<'_>,
+    client: &mut Client<'_, R, W>,
+    events: &mut mpsc::Receiver<HubEvent>,
+    taken_over: &mut oneshot::Receiver<()>,
+    session_present: bool,
+) -> Result<(), ConnectionError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let actions = session.on_connected(session_present);
+    let mut close = execute(session, services, &mut client.writer, actions).await?;
+    let (peer, transport, identity) = (client.peer, client.transport, session.identity());
+    tracing::info!(
+        peer,
+        transport,
+        identity,
+        session_present,
+        "device connected"
+    );
+    loop {
+        if let Some(close) = close {
+            let _ = client.writer.flush().await;
+            return close.into_result();
+        }
+        client.writer.flush().await?;
+        close = tokio::select! {
+            p = client.reader.next() => match p? {
+                Some(p) => burst(session, services, client, p).await?,
+                None => return Ok(()),
+            },
+            Some(ev) = events.recv() => {
+                let actions = session.on_event(ev);
+                execute(session, services, &mut client.writer, actions).await?
+            }
+            _ = &mut *taken_over => Some(Close::Violation(format!(
+                "{}: another connection with the same identity took over",
+                session.identity()
+            ))),
+            _ = tokio::time::sleep_until(session.deadline()) => {
+                let actions = session.on_timeout(Instant::now());
+                execute(session, services, &mut client.writer, actions).await?
+            }
+        };
+    }
+}
+
+/// Handles `first` and every packet that has already arrived behind it, so that a run of
+/// telemetry publishes is stored with one write (and acknowledged in order once durable).
+async fn burst<R, W>(
+    session: &mut HubSession,
+    services: &mut HubServices<'_>,
+    client: &mut Client<'_, R, W>,
+    first: Packet,
+) -> Result<Option<Close>, ConnectionError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut next = Some(first);
+    while let Some(p) = next {
+        let actions = session.on_packet(p, Instant::now());
+        if let Some(close) = execute(session, services, &mut client.writer, actions).await? {
+            return Ok(Some(close));
+        }
+        next = client.reader.try_next()?;
+    }
+    let actions = session.on_burst_end();
+    execute(session, services, &mut client.writer, actions).await
+}
+
+struct HubServices<'a> {
+    gw: &'a Gateway,
+    principal: &'a HubPrincipal,
+    conn: u64,
+}
+
+impl Services<HubSession> for HubServices<'_> {
+    async fn perform(&mut self, call: HubCall) -> HubReply {
+        let hub = &self.gw.hub;
+        let device = self.principal.device_id.as_str();
+        let module = self.principal.module_id.as_deref();
+        match call {
+            HubCall::SetFeatures(f) => hub.set_features(device, module, self.conn, f),
+            HubCall::SaveSubscriptions(subs) => {
+                let identity = identity(device, module);
+                let doc = encode_subscriptions(&subs);
+                if let Err(e) = hub.store().put_mqtt_session(&identity, &doc).await {
+                    tracing::warn!(identity, "cannot save the MQTT session: {e}");
+                }
+            }
+            HubCall::PendingC2d => return HubReply::PendingC2d(hub.pending_c2d(device).await),
+            HubCall::MarkC2dDelivered(m) => {
+                let _ = hub.mark_c2d_delivered(&m).await;
+            }
+            HubCall::CompleteC2d(seq) => {
+                if let Err(e) = hub.complete_c2d(seq).await {
+                    let identity = identity(device, module);
+                    tracing::warn!(identity, "cannot complete a cloud-to-device message: {e}");
+                }
+            }
+            HubCall::StoreTelemetry { messages, acks } => {
+                let result = hub.send_telemetry_batch(self.principal, messages).await;
+                return HubReply::TelemetryStored {
+                    acks,
+                    result: result.map(drop),
+                };
+            }
+            HubCall::GetTwin { rid } => {
+                let result = hub.get_twin_of(device, module).await;
+                let result =
+                    result.map(|t| serde_json::to_vec(&device_view(&t)).unwrap_or_default());
+                return HubReply::Twin { rid, result };
+            }
+            HubCall::PatchReported { rid, patch } => {
+                let result = hub.patch_reported_of(device, module, &patch).await;
+                return HubReply::ReportedPatched { rid, result };
+            }
+            HubCall::MethodResponse {
+                rid,
+                status,
+                payload,
+            } => hub.method_response(&rid, status, &payload),
+        }
+        HubReply::Done
+    }
+}
+
+fn identity(device: &str, module: Option<&str>) -> String {
+    match module {
+        Some(m) => format!("{device}/{m}"),
+        None => device.to_string(),
+    }
+}
+
+/// Keeps a hub connection registered as live for as long as it exists.
+struct Attached<'a> {
+    hub: &'a fleethub_services::Hub,
+    device_id: &'a str,
+    module_id: Option<&'a str>,
+    conn: u64,
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        self.hub.detach(self.device_id, self.module_id, self.conn);
+    }
+}
+
+/// Stored form: `{"filter": qos, ...}`.
+pub(super) fn encode_subscriptions(s: &Subscriptions) -> String {
+    let m: serde_json::Map<String, serde_json::Value> = s
+        .iter()
+        .map(|(k, q)| (k.clone(), serde_json::json!(*q as u8)))
+        .collect();
+    serde_json::Value::Object(m).to_string()
+}
+
+pub(super) fn decode_subscriptions(doc: &str) -> Subscriptions {
+    let v: serde_json::Value = serde_json::from_str(doc).unwrap_or_default();
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, q)| {
+                    let qos = if q.as_u64() == Some(0) {
+                        QoS::AtMostOnce
+                    } else {
+                        QoS::AtLeastOnce
+                    };
+                    (k.clone(), qos)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
