@@ -7,7 +7,7 @@ use crate::hub_session::HubSession;
 use crate::topics::{ConnectTarget, parse_username};
 use bytes::BytesMut;
 use fleethub_mqtt_codec::{self as codec, ConnAck, ConnectReturnCode, Packet};
-use fleethub_services::{AuthContext, DpsError};
+use fleethub_services::AuthContext;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -199,14 +199,14 @@ where
                 .await
             {
                 Ok(p) => Ok(p),
-                // A malformed registration ID is answered with a 400 on the register topic,
-                // where the device can see it; a CONNACK could only say "refused".
-                Err(e @ DpsError::BadRequest { .. }) => Err(e),
-                Err(_) => {
-                    writer.push(&refuse(ConnectReturnCode::NotAuthorized))?;
-                    writer.flush().await?;
-                    return Err(ConnectionError::Refused(ConnectReturnCode::NotAuthorized));
-                }
+                Err(e) => match crate::errors::dps_connect_refusal(&e) {
+                    None => Err(e),
+                    Some(code) => {
+                        writer.push(&refuse(code))?;
+                        writer.flush().await?;
+                        return Err(ConnectionError::Refused(code));
+                    }
+                },
             };
             writer.push(&Packet::ConnAck(ConnAck {
                 session_present: false,
@@ -275,10 +275,11 @@ where
                 .await
             {
                 Ok(p) => p,
-                Err(_) => {
-                    writer.push(&refuse(ConnectReturnCode::NotAuthorized))?;
+                Err(e) => {
+                    let code = crate::errors::hub_connect_refusal(&e);
+                    writer.push(&refuse(code))?;
                     writer.flush().await?;
-                    return Err(ConnectionError::Refused(ConnectReturnCode::NotAuthorized));
+                    return Err(ConnectionError::Refused(code));
                 }
             };
             let mut live = gw.live.register(&identity);
@@ -286,13 +287,13 @@ where
             // Persistent session (CleanSession=0): subscriptions are kept per client identity
             // in the store, so they survive reconnects and server restarts.
             let (session_present, subs) = if connect.clean_session {
-                if let Err(e) = gw.hub.store().delete_mqtt_session(&identity).await {
+                if let Err(e) = gw.hub.clear_session(&identity).await {
                     tracing::warn!(identity, "cannot clear the MQTT session: {e}");
                 }
                 (false, Default::default())
             } else {
-                match gw.hub.store().get_mqtt_session(&identity).await {
-                    Ok(Some(doc)) => (true, crate::hub_session::decode_subscriptions(&doc)),
+                match gw.hub.load_session(&identity).await {
+                    Ok(Some(subs)) => (true, crate::hub_session::from_stored(subs)),
                     Ok(None) => (false, Default::default()),
                     Err(e) => {
                         tracing::warn!(identity, "cannot load the MQTT session: {e}");
@@ -320,11 +321,7 @@ where
                 session_present,
                 "device connected"
             );
-            let expires_in = principal
-                .token_expiry
-                .saturating_sub(fleethub_services::unix_now())
-                + gw.hub.config().token_skew_secs;
-            let token_deadline = tokio::time::sleep(Duration::from_secs(expires_in));
+            let token_deadline = tokio::time::sleep(gw.hub.token_lifetime(&principal));
             tokio::pin!(token_deadline);
             let mut session = HubSession::new(gw, principal, conn, subs, !connect.clean_session);
             session.start(&mut writer).await?;
@@ -365,12 +362,6 @@ where
                     break Err(e);
                 }
             };
-            if !connect.clean_session {
-                gw.sessions
-                    .lock()
-                    .expect("sessions")
-                    .insert(identity.clone(), session.subs.clone());
-            }
             tracing::info!(identity, "device disconnected");
             result
         }

@@ -5,16 +5,17 @@ use crate::Gateway;
 use crate::connection::{ConnectionError, PacketWriter};
 use crate::topics::{DpsRequest, dps_response_topic, parse_dps_topic};
 use bytes::Bytes;
-use fleethub_api::{DeviceRegistration, DpsErrorBody, RegistrationOperationStatus};
+use fleethub_api::{DeviceRegistration, RegistrationOperationStatus};
 use fleethub_mqtt_codec::{Packet, Publish, QoS, SubAck, SubscribeReturnCode};
-use fleethub_services::{DpsError, DpsPrincipal};
+use fleethub_services::DpsPrincipal;
+use fleethub_services::dps::Error;
 use tokio::io::AsyncWrite;
 
 const RESPONSE_FILTER: &str = "$dps/registrations/res/#";
 
 pub(crate) struct DpsSession<'a> {
     gw: &'a Gateway,
-    principal: Result<DpsPrincipal, DpsError>,
+    principal: Result<DpsPrincipal, Error>,
     registration_id: String,
     /// QoS granted on `$dps/registrations/res/#`, if subscribed.
     response_qos: Option<QoS>,
@@ -24,7 +25,7 @@ pub(crate) struct DpsSession<'a> {
 impl<'a> DpsSession<'a> {
     pub(crate) fn new(
         gw: &'a Gateway,
-        principal: Result<DpsPrincipal, DpsError>,
+        principal: Result<DpsPrincipal, Error>,
         registration_id: String,
     ) -> Self {
         DpsSession {
@@ -119,15 +120,12 @@ impl<'a> DpsSession<'a> {
             Ok(op) if op.status == "assigning" => (202, serde_json::to_vec(&op), Some(retry_after)),
             Ok(op) => (200, serde_json::to_vec(&op), None),
             Err(e) => {
-                if !matches!(e, DpsError::Unauthorized) {
-                    tracing::info!(registration = %self.registration_id, status = e.status(), "dps request failed: {e}");
+                let (status, body) = crate::errors::dps_response(&e);
+                if !matches!(e, Error::Unauthorized) {
+                    tracing::info!(registration = %self.registration_id, status, "dps request failed: {e}");
                 }
-                let retry = (e.status() >= 429).then_some(retry_after.max(1));
-                (
-                    e.status(),
-                    serde_json::to_vec(&DpsErrorBody::new(e.error_code(), e.to_string())),
-                    retry,
-                )
+                let retry = (status >= 429).then_some(retry_after.max(1));
+                (status, Ok(body), retry)
             }
         };
         let body =
@@ -135,20 +133,19 @@ impl<'a> DpsSession<'a> {
         self.respond(dps_response_topic(status, &rid, retry), body, out)
     }
 
-    async fn register(&self, payload: &[u8]) -> Result<RegistrationOperationStatus, DpsError> {
-        let p = self.principal.as_ref().map_err(clone_err)?;
+    async fn register(&self, payload: &[u8]) -> Result<RegistrationOperationStatus, Error> {
+        let p = self.principal.as_ref().map_err(Error::duplicate)?;
         let body: DeviceRegistration = if payload.iter().all(u8::is_ascii_whitespace) {
             DeviceRegistration::default()
         } else {
-            serde_json::from_slice(payload).map_err(|e| {
-                DpsError::bad_request(format!("register body is not valid JSON: {e}"))
-            })?
+            serde_json::from_slice(payload)
+                .map_err(|e| Error::Invalid(format!("register body is not valid JSON: {e}")))?
         };
         self.gw.dps.register(p, body).await
     }
 
-    async fn status(&self, operation_id: &str) -> Result<RegistrationOperationStatus, DpsError> {
-        let p = self.principal.as_ref().map_err(clone_err)?;
+    async fn status(&self, operation_id: &str) -> Result<RegistrationOperationStatus, Error> {
+        let p = self.principal.as_ref().map_err(Error::duplicate)?;
         self.gw.dps.operation_status(p, operation_id).await
     }
 
@@ -176,15 +173,5 @@ impl<'a> DpsSession<'a> {
             pkid,
             payload: Bytes::from(body),
         }))
-    }
-}
-
-fn clone_err(e: &DpsError) -> DpsError {
-    match e {
-        DpsError::BadRequest { code, message } => DpsError::BadRequest {
-            code: *code,
-            message: message.clone(),
-        },
-        _ => DpsError::Unauthorized,
     }
 }

@@ -11,47 +11,37 @@ use crate::topics::{
 use bytes::Bytes;
 use fleethub_mqtt_codec::{Packet, Publish, QoS, SubAck, SubscribeReturnCode};
 use fleethub_services::hub::twin::device_view;
-use fleethub_services::{DpsError, Features, HubEvent, HubPrincipal, TelemetryIn};
+use fleethub_services::hub::{Error, SessionSubscriptions, TwinTarget};
+use fleethub_services::{Features, HubEvent, HubPrincipal, TelemetryIn};
 use std::collections::HashMap;
 use tokio::io::AsyncWrite;
 
 /// Subscriptions of a client, kept across reconnects for persistent sessions.
 pub(crate) type Subscriptions = HashMap<String, QoS>;
 
-/// Stored form: `{"filter": qos, ...}`.
-pub(crate) fn encode_subscriptions(s: &Subscriptions) -> String {
-    let m: serde_json::Map<String, serde_json::Value> = s
-        .iter()
-        .map(|(k, q)| (k.clone(), serde_json::json!(*q as u8)))
-        .collect();
-    serde_json::Value::Object(m).to_string()
+/// The stored form of subscriptions (the service keeps them): QoS as 0 or 1.
+pub(crate) fn to_stored(s: &Subscriptions) -> SessionSubscriptions {
+    s.iter().map(|(k, q)| (k.clone(), *q as u8)).collect()
 }
 
-pub(crate) fn decode_subscriptions(doc: &str) -> Subscriptions {
-    let v: serde_json::Value = serde_json::from_str(doc).unwrap_or_default();
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, q)| {
-                    (
-                        k.clone(),
-                        if q.as_u64() == Some(0) {
-                            QoS::AtMostOnce
-                        } else {
-                            QoS::AtLeastOnce
-                        },
-                    )
-                })
-                .collect()
+pub(crate) fn from_stored(s: SessionSubscriptions) -> Subscriptions {
+    s.into_iter()
+        .map(|(k, q)| {
+            let qos = if q == 0 {
+                QoS::AtMostOnce
+            } else {
+                QoS::AtLeastOnce
+            };
+            (k, qos)
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 pub(crate) struct HubSession<'a> {
     gw: &'a Gateway,
     principal: HubPrincipal,
     conn: u64,
-    pub(crate) subs: Subscriptions,
+    subs: Subscriptions,
     next_pkid: u16,
     /// Cloud-to-device messages sent at QoS 1 and not yet acknowledged: pkid -> sequence number.
     c2d_in_flight: HashMap<u16, u64>,
@@ -99,8 +89,7 @@ impl<'a> HubSession<'a> {
             && let Err(e) = self
                 .gw
                 .hub
-                .store()
-                .put_mqtt_session(&self.identity(), &encode_subscriptions(&self.subs))
+                .save_session(&self.identity(), &to_stored(&self.subs))
                 .await
         {
             tracing::warn!(identity = %self.identity(), "cannot save the MQTT session: {e}");
@@ -413,7 +402,7 @@ impl<'a> HubSession<'a> {
                 let r = self
                     .gw
                     .hub
-                    .get_twin_of(&device, module.as_deref())
+                    .get_twin(TwinTarget::new(&device, module.as_deref()))
                     .await
                     .map(|t| serde_json::to_vec(&device_view(&t)).unwrap_or_default());
                 self.twin_reply(out, &rid, r.map(|b| (200, None, b)))
@@ -423,10 +412,10 @@ impl<'a> HubSession<'a> {
                     Ok(patch) => self
                         .gw
                         .hub
-                        .patch_reported_of(&device, module.as_deref(), &patch)
+                        .patch_reported(TwinTarget::new(&device, module.as_deref()), &patch)
                         .await
                         .map(|v| (204, Some(v), Vec::new())),
-                    Err(e) => Err(DpsError::bad_request(format!(
+                    Err(e) => Err(Error::Invalid(format!(
                         "reported properties patch is not valid JSON: {e}"
                     ))),
                 };
@@ -443,7 +432,7 @@ impl<'a> HubSession<'a> {
         &mut self,
         out: &mut PacketWriter<W>,
         rid: &str,
-        r: Result<(u16, Option<u64>, Vec<u8>), DpsError>,
+        r: Result<(u16, Option<u64>, Vec<u8>), Error>,
     ) -> Result<(), ConnectionError> {
         let qos = self
             .qos_for(HubFilter::TwinResponses)
@@ -459,12 +448,8 @@ impl<'a> HubSession<'a> {
             Ok((status, None, body)) => (format!("$iothub/twin/res/{status}/?$rid={rid}"), body),
             Err(e) => {
                 tracing::info!(identity = %self.identity(), "twin request failed: {e}");
-                let body =
-                    serde_json::json!({"errorCode": e.error_code(), "message": e.to_string()});
-                (
-                    format!("$iothub/twin/res/{}/?$rid={rid}", e.status()),
-                    serde_json::to_vec(&body).unwrap_or_default(),
-                )
+                let (status, body) = crate::errors::twin_response(&e);
+                (format!("$iothub/twin/res/{status}/?$rid={rid}"), body)
             }
         };
         self.send(out, topic, qos, body)

@@ -5,6 +5,7 @@
 
 pub mod connection;
 mod dps_session;
+mod errors;
 mod hub_session;
 mod live;
 pub mod topics;
@@ -40,9 +41,6 @@ pub struct Gateway {
     pub hub: Arc<Hub>,
     pub cfg: GatewayConfig,
     pub(crate) live: live::LiveConnections,
-    /// Subscriptions of persistent sessions, by client identity.
-    pub(crate) sessions:
-        std::sync::Mutex<std::collections::HashMap<String, hub_session::Subscriptions>>,
 }
 
 impl Gateway {
@@ -52,7 +50,6 @@ impl Gateway {
             hub,
             cfg,
             live: Default::default(),
-            sessions: Default::default(),
         })
     }
 

@@ -130,7 +130,7 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_mqtt_session(&self, client_id: &str) -> Result<()>;
 
     // ---- Cloud-to-device queues
-    /// Enqueues unless the device already has `max_queued` messages (then `InvalidArgument`).
+    /// Enqueues unless the device already has `max_queued` messages (then `QueueFull`).
     async fn enqueue_c2d(&self, msg: C2dMessage, max_queued: usize) -> Result<C2dMessage>;
     /// The device's queued messages, oldest first.
     async fn list_c2d(&self, device_id: &str, limit: usize) -> Result<Vec<C2dMessage>>;

@@ -5,21 +5,27 @@ mod auth;
 pub mod c2d;
 pub mod configurations;
 pub mod deployments;
+mod error;
 mod keys;
 mod methods;
 pub mod modules;
 mod presence;
 pub mod registry;
+mod sessions;
 mod telemetry;
 pub mod twin;
+mod views;
 
 pub use auth::HubPrincipal;
 pub use c2d::C2dSend;
+pub use error::{Error, Result};
 pub use methods::MethodError;
 pub use presence::{Activity, Features, HubEvent};
+pub use sessions::SessionSubscriptions;
 pub use telemetry::{EventsPage, MAX_TELEMETRY_BYTES, TelemetryIn};
+pub use twin::TwinTarget;
 
-use crate::{AuthFailureLog, Policy};
+use crate::{AuthFailureLog, Clock, Metrics, Policy, Shared};
 use fleethub_store::Store;
 use std::sync::Arc;
 
@@ -35,6 +41,8 @@ pub struct Hub {
     cfg: HubConfig,
     policies: Vec<Policy>,
     auth_failures: Arc<AuthFailureLog>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
     telemetry_tx: tokio::sync::broadcast::Sender<Arc<fleethub_store::TelemetryMessage>>,
     presence: presence::Presence,
     methods: methods::PendingMethods,
@@ -43,18 +51,15 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(
-        store: Arc<dyn Store>,
-        cfg: HubConfig,
-        policies: Vec<Policy>,
-        auth_failures: Arc<AuthFailureLog>,
-    ) -> Hub {
+    pub fn new(shared: &Shared, cfg: HubConfig, policies: Vec<Policy>) -> Hub {
         let (telemetry_tx, _) = tokio::sync::broadcast::channel(4096);
         Hub {
-            store,
+            store: shared.store.clone(),
             cfg,
             policies,
-            auth_failures,
+            auth_failures: shared.auth_failures.clone(),
+            metrics: shared.metrics.clone(),
+            clock: shared.clock.clone(),
             telemetry_tx,
             presence: Default::default(),
             methods: Default::default(),
@@ -65,10 +70,6 @@ impl Hub {
 
     pub fn config(&self) -> &HubConfig {
         &self.cfg
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     pub fn auth_failures(&self) -> &Arc<AuthFailureLog> {

@@ -563,14 +563,21 @@ impl Store for SqliteStore {
     async fn enqueue_c2d(&self, mut msg: C2dMessage, max_queued: usize) -> Result<C2dMessage> {
         self.pool
             .write(move |c| {
-                let n: i64 = c.query_row("SELECT COUNT(*) FROM c2d WHERE device_id = ?1", params![msg.device_id], |r| r.get(0))?;
+                let n: i64 = c.query_row(
+                    "SELECT COUNT(*) FROM c2d WHERE device_id = ?1",
+                    params![msg.device_id],
+                    |r| r.get(0),
+                )?;
                 if n as usize >= max_queued {
-                    return Err(StoreError::InvalidArgument(format!(
-                        "the cloud-to-device queue of '{}' is full ({max_queued} messages): the device must receive or the queue be purged first",
-                        msg.device_id
-                    )));
+                    return Err(StoreError::QueueFull {
+                        device_id: msg.device_id,
+                        max: max_queued,
+                    });
                 }
-                c.execute("INSERT INTO c2d (device_id, doc) VALUES (?1, ?2)", params![msg.device_id, encode(&msg)?])?;
+                c.execute(
+                    "INSERT INTO c2d (device_id, doc) VALUES (?1, ?2)",
+                    params![msg.device_id, encode(&msg)?],
+                )?;
                 msg.sequence_number = c.last_insert_rowid() as u64;
                 Ok(msg)
             })

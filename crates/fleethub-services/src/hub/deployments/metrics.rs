@@ -9,7 +9,7 @@
 //! current version the device is in neither count.
 
 use super::query_view;
-use crate::DpsError;
+use crate::hub::Error;
 use crate::hub::Hub;
 use crate::query::Query;
 use fleethub_api::{Configuration, ConfigurationMetrics};
@@ -86,7 +86,7 @@ impl Hub {
     pub async fn fill_configuration_metrics(
         &self,
         configs: &mut [Configuration],
-    ) -> Result<(), DpsError> {
+    ) -> Result<(), Error> {
         let custom: Vec<Vec<(String, Option<Query>)>> = configs
             .iter()
             .map(|c| {
