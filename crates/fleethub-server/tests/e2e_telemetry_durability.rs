@@ -8,7 +8,7 @@ use fleethub_device::{
     DeviceClient, DeviceClientOptions, HttpsClient, HttpsRequest, Message, ReconnectPolicy,
     tls::ClientTlsConfig,
 };
-use fleethub_store::Store;
+use fleethub_store::TelemetryStore;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

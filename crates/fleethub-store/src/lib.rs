@@ -1,5 +1,8 @@
-//! Storage for fleethub: the [`Store`] interface that DPS and hub logic use, and the embedded
-//! SQLite backend ([`sqlite::SqliteStore`]). A PostgreSQL backend implements the same trait.
+//! Storage for fleethub: one interface per aggregate ([`SettingsStore`], [`RegistryStore`],
+//! [`DpsStore`], [`TelemetryStore`], [`C2dStore`], [`SessionStore`], [`ConfigurationStore`]),
+//! [`Store`] for all of them together (what the services use), and the embedded SQLite backend
+//! ([`sqlite::SqliteStore`]). Another backend implements the same traits, one aggregate at a
+//! time.
 //!
 //! Records are kept as the Azure JSON documents (see `fleethub-api`) next to the indexed key
 //! columns, so a backend never needs to understand every field.
@@ -7,6 +10,8 @@
 mod error;
 mod records;
 pub mod sqlite;
+#[cfg(any(test, feature = "suite"))]
+pub mod suite;
 
 pub use error::StoreError;
 pub use records::*;
@@ -19,62 +24,26 @@ use fleethub_api::{
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// The storage interface. Every method is atomic; writes are durable when they return.
+/// Server settings: free-form key/value pairs (ID scope, policy keys, ...).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// A free-form server setting (ID scope, policy keys, ...).
+pub trait SettingsStore: Send + Sync {
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     /// Stores `value` unless the key already has one; returns the value now stored.
     async fn init_setting(&self, key: &str, value: &str) -> Result<String>;
     async fn put_setting(&self, key: &str, value: &str) -> Result<()>;
+}
 
-    // ---- DPS individual enrollments (registration IDs are case-insensitive)
-    async fn get_enrollment(&self, registration_id: &str) -> Result<Option<IndividualEnrollment>>;
-    /// Creates or replaces; sets `etag`, `createdDateTimeUtc`, `lastUpdatedDateTimeUtc`.
-    async fn put_enrollment(
-        &self,
-        enrollment: IndividualEnrollment,
-        cond: Precondition,
-    ) -> Result<IndividualEnrollment>;
-    async fn delete_enrollment(&self, registration_id: &str, if_match: Option<&str>) -> Result<()>;
-    async fn list_enrollments(&self, page: PageRequest) -> Result<Page<IndividualEnrollment>>;
-
-    // ---- DPS enrollment groups
-    async fn get_group(&self, group_id: &str) -> Result<Option<EnrollmentGroup>>;
-    async fn put_group(
-        &self,
-        group: EnrollmentGroup,
-        cond: Precondition,
-    ) -> Result<EnrollmentGroup>;
-    async fn delete_group(&self, group_id: &str, if_match: Option<&str>) -> Result<()>;
-    async fn list_groups(&self, page: PageRequest) -> Result<Page<EnrollmentGroup>>;
-
-    // ---- DPS registration records
-    async fn get_registration(&self, registration_id: &str) -> Result<Option<RegistrationRecord>>;
-    async fn get_registration_by_operation(
-        &self,
-        operation_id: &str,
-    ) -> Result<Option<RegistrationRecord>>;
-    async fn delete_registration(
-        &self,
-        registration_id: &str,
-        if_match: Option<&str>,
-    ) -> Result<()>;
-    /// Registration records, optionally only those that came through one group.
-    async fn list_registrations(
-        &self,
-        group_id: Option<&str>,
-        page: PageRequest,
-    ) -> Result<Page<DeviceRegistrationState>>;
-
-    // ---- Hub device registry
+/// The hub's identity registry: devices with their twins, and their module identities with
+/// module twins (removed with the device).
+#[async_trait]
+pub trait RegistryStore: Send + Sync {
     async fn get_device(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
     /// Creates or replaces a device (and its twin). Sets etags as needed.
     async fn put_device(&self, record: DeviceRecord, cond: Precondition) -> Result<DeviceRecord>;
-    async fn delete_device(&self, device_id: &str, if_match: Option<&str>) -> Result<()>;
+    /// Deletes a device with its twin, modules, cloud-to-device queue and manual content.
+    async fn delete_device(&self, device_id: &str, cond: Precondition) -> Result<()>;
     async fn list_devices(&self, page: PageRequest) -> Result<Page<DeviceRecord>>;
 
-    // ---- Module identities (of a device; removed with it)
     async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Option<ModuleRecord>>;
     /// Creates or replaces a module and its twin; sets the module etag. The device must exist.
     async fn put_module(&self, record: ModuleRecord, cond: Precondition) -> Result<ModuleRecord>;
@@ -82,15 +51,56 @@ pub trait Store: Send + Sync + 'static {
         &self,
         device_id: &str,
         module_id: &str,
-        if_match: Option<&str>,
+        cond: Precondition,
     ) -> Result<()>;
     async fn list_modules(&self, device_id: &str) -> Result<Vec<ModuleRecord>>;
+}
+
+/// The Device Provisioning Service's records: individual enrollments, enrollment groups
+/// (both with case-insensitive IDs) and registration records.
+#[async_trait]
+pub trait DpsStore: Send + Sync {
+    async fn get_enrollment(&self, registration_id: &str) -> Result<Option<IndividualEnrollment>>;
+    /// Creates or replaces; sets `etag`, `createdDateTimeUtc`, `lastUpdatedDateTimeUtc`.
+    async fn put_enrollment(
+        &self,
+        enrollment: IndividualEnrollment,
+        cond: Precondition,
+    ) -> Result<IndividualEnrollment>;
+    async fn delete_enrollment(&self, registration_id: &str, cond: Precondition) -> Result<()>;
+    async fn list_enrollments(&self, page: PageRequest) -> Result<Page<IndividualEnrollment>>;
+
+    async fn get_group(&self, group_id: &str) -> Result<Option<EnrollmentGroup>>;
+    async fn put_group(
+        &self,
+        group: EnrollmentGroup,
+        cond: Precondition,
+    ) -> Result<EnrollmentGroup>;
+    async fn delete_group(&self, group_id: &str, cond: Precondition) -> Result<()>;
+    async fn list_groups(&self, page: PageRequest) -> Result<Page<EnrollmentGroup>>;
+
+    async fn get_registration(&self, registration_id: &str) -> Result<Option<RegistrationRecord>>;
+    async fn get_registration_by_operation(
+        &self,
+        operation_id: &str,
+    ) -> Result<Option<RegistrationRecord>>;
+    async fn delete_registration(&self, registration_id: &str, cond: Precondition) -> Result<()>;
+    /// Registration records, optionally only those that came through one group.
+    async fn list_registrations(
+        &self,
+        group_id: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<DeviceRegistrationState>>;
 
     /// The outcome of a DPS registration, in one transaction: the device identity (created or
-    /// updated) and the registration record. Nothing is written if any part fails.
+    /// updated, unconditionally) and the registration record. Nothing is written if any part
+    /// fails.
     async fn commit_assignment(&self, assignment: Assignment) -> Result<RegistrationRecord>;
+}
 
-    // ---- Built-in telemetry endpoint (append-only log)
+/// The built-in telemetry endpoint: an append-only log with per-consumer-group checkpoints.
+#[async_trait]
+pub trait TelemetryStore: Send + Sync {
     /// Appends messages durably; returns them with their sequence numbers.
     async fn append_telemetry(
         &self,
@@ -103,33 +113,11 @@ pub trait Store: Send + Sync + 'static {
     /// A consumer group's checkpoint (last sequence number it processed; 0 = none).
     async fn get_checkpoint(&self, group: &str) -> Result<u64>;
     async fn set_checkpoint(&self, group: &str, sequence_number: u64) -> Result<()>;
+}
 
-    // ---- Configurations / IoT Edge deployments at scale (ids are case-sensitive, lowercase)
-    async fn get_configuration(&self, id: &str) -> Result<Option<Configuration>>;
-    /// Creates or replaces; sets `etag`, keeps `createdTimeUtc`, sets `lastUpdatedTimeUtc`.
-    async fn put_configuration(
-        &self,
-        cfg: Configuration,
-        cond: Precondition,
-    ) -> Result<Configuration>;
-    async fn delete_configuration(&self, id: &str, if_match: Option<&str>) -> Result<()>;
-    /// Up to `max` configurations in id order (0 = all).
-    async fn list_configurations(&self, max: usize) -> Result<Vec<Configuration>>;
-    /// A device's own edge content (`applyConfigurationContent`); removed with the device.
-    async fn get_manual_content(&self, device_id: &str) -> Result<Option<ConfigurationContent>>;
-    /// Stores a device's own edge content; `NotFound` if the device does not exist.
-    async fn put_manual_content(
-        &self,
-        device_id: &str,
-        content: ConfigurationContent,
-    ) -> Result<()>;
-
-    // ---- Persistent MQTT sessions (the subscriptions of CleanSession=0 clients)
-    async fn get_mqtt_session(&self, client_id: &str) -> Result<Option<String>>;
-    async fn put_mqtt_session(&self, client_id: &str, doc: &str) -> Result<()>;
-    async fn delete_mqtt_session(&self, client_id: &str) -> Result<()>;
-
-    // ---- Cloud-to-device queues
+/// Cloud-to-device queues, one per device.
+#[async_trait]
+pub trait C2dStore: Send + Sync {
     /// Enqueues unless the device already has `max_queued` messages (then `QueueFull`).
     async fn enqueue_c2d(&self, msg: C2dMessage, max_queued: usize) -> Result<C2dMessage>;
     /// The device's queued messages, oldest first.
@@ -142,14 +130,75 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_c2d(&self, device_id: &str) -> Result<u64>;
 }
 
-/// Condition on a write.
+/// Persistent MQTT sessions: an opaque document (the subscriptions of a CleanSession=0
+/// client) per client identity.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn get_mqtt_session(&self, client_id: &str) -> Result<Option<String>>;
+    async fn put_mqtt_session(&self, client_id: &str, doc: &str) -> Result<()>;
+    async fn delete_mqtt_session(&self, client_id: &str) -> Result<()>;
+}
+
+/// Configurations / IoT Edge deployments at scale (ids are case-sensitive, lowercase) and
+/// each edge device's own content.
+#[async_trait]
+pub trait ConfigurationStore: Send + Sync {
+    async fn get_configuration(&self, id: &str) -> Result<Option<Configuration>>;
+    /// Creates or replaces; sets `etag`, keeps `createdTimeUtc`, sets `lastUpdatedTimeUtc`.
+    async fn put_configuration(
+        &self,
+        cfg: Configuration,
+        cond: Precondition,
+    ) -> Result<Configuration>;
+    async fn delete_configuration(&self, id: &str, cond: Precondition) -> Result<()>;
+    /// Up to `max` configurations in id order (0 = all).
+    async fn list_configurations(&self, max: usize) -> Result<Vec<Configuration>>;
+    /// A device's own edge content (`applyConfigurationContent`); removed with the device.
+    async fn get_manual_content(&self, device_id: &str) -> Result<Option<ConfigurationContent>>;
+    /// Stores a device's own edge content; `NotFound` if the device does not exist.
+    async fn put_manual_content(
+        &self,
+        device_id: &str,
+        content: ConfigurationContent,
+    ) -> Result<()>;
+}
+
+/// The whole storage interface the services use: every aggregate. Implemented by every type
+/// that implements all aggregate traits; a backend is written (and tested, see
+/// [`sqlite`]'s tests) one aggregate at a time. Every method is atomic; writes are durable when
+/// they return.
+pub trait Store:
+    SettingsStore
+    + RegistryStore
+    + DpsStore
+    + TelemetryStore
+    + C2dStore
+    + SessionStore
+    + ConfigurationStore
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: SettingsStore
+        + RegistryStore
+        + DpsStore
+        + TelemetryStore
+        + C2dStore
+        + SessionStore
+        + ConfigurationStore
+        + 'static
+{
+}
+
+/// Condition on a write or a delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precondition {
-    /// Create or replace unconditionally.
+    /// Create or replace unconditionally; delete whatever is there (it must exist).
     Any,
     /// The record must exist with this etag (`*` = must exist). Quotes and `W/` are ignored.
     IfMatch(String),
-    /// The record must not exist yet.
+    /// The record must not exist yet (a delete with it always fails).
     MustNotExist,
 }
 

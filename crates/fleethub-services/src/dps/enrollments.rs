@@ -67,7 +67,10 @@ impl Dps {
     }
 
     pub async fn delete_enrollment(&self, id: &str, if_match: Option<&str>) -> Result<(), Error> {
-        Ok(self.store.delete_enrollment(id, if_match).await?)
+        Ok(self
+            .store
+            .delete_enrollment(id, Precondition::from_if_match(if_match))
+            .await?)
     }
 
     pub async fn query_enrollments(
@@ -166,7 +169,10 @@ impl Dps {
 
     /// Deletes a group; its registration records are kept.
     pub async fn delete_group(&self, id: &str, if_match: Option<&str>) -> Result<(), Error> {
-        let r = self.store.delete_group(id, if_match).await;
+        let r = self
+            .store
+            .delete_group(id, Precondition::from_if_match(if_match))
+            .await;
         self.groups.invalidate();
         Ok(r?)
     }
@@ -220,7 +226,11 @@ impl Dps {
     }
 
     pub async fn delete_registration(&self, id: &str, if_match: Option<&str>) -> Result<(), Error> {
-        match self.store.delete_registration(id, if_match).await {
+        match self
+            .store
+            .delete_registration(id, Precondition::from_if_match(if_match))
+            .await
+        {
             Err(StoreError::NotFound { .. }) => {
                 Err(Error::RegistrationNotFound { id: id.to_string() })
             }

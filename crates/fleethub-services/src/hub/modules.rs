@@ -197,7 +197,7 @@ impl Hub {
     ) -> Result<(), Error> {
         match self
             .store
-            .delete_module(device_id, module_id, if_match)
+            .delete_module(device_id, module_id, Precondition::from_if_match(if_match))
             .await
         {
             Err(StoreError::NotFound { .. }) => {

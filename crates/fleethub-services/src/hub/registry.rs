@@ -186,7 +186,11 @@ impl Hub {
     }
 
     pub async fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), Error> {
-        match self.store.delete_device(id, if_match).await {
+        match self
+            .store
+            .delete_device(id, Precondition::from_if_match(if_match))
+            .await
+        {
             Err(StoreError::NotFound { .. }) => Err(Error::device_not_found(id)),
             r => {
                 r?;

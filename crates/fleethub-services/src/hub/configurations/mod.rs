@@ -119,7 +119,11 @@ impl Hub {
         id: &str,
         if_match: Option<&str>,
     ) -> Result<(), Error> {
-        match self.store.delete_configuration(id, if_match).await {
+        match self
+            .store
+            .delete_configuration(id, Precondition::from_if_match(if_match))
+            .await
+        {
             Err(StoreError::NotFound { .. }) => return Err(not_found(id)),
             r => r?,
         }
