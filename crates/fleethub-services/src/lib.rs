@@ -15,12 +15,12 @@ pub use auth_log::{AuthFailure, AuthFailureLog};
 pub use clock::Clock;
 pub use dps::{AuthContext, Dps, DpsConfig, DpsPrincipal, EnrollmentSource};
 /// Records the services hand to transports.
-pub use fleethub_store::{C2dMessage, Page, PageRequest, TelemetryMessage};
+pub use fleethub_storage::{C2dMessage, Page, PageRequest, TelemetryMessage};
 pub use hub::{Features, Hub, HubConfig, HubEvent, HubPrincipal, MethodError, TelemetryIn};
 pub use metrics::Metrics;
 pub use policies::{Policy, Right, ServiceAuth, ServiceAuthError};
 
-use fleethub_store::Store;
+use fleethub_storage::Store;
 use std::sync::Arc;
 
 /// What the services share: the store, the clock, the counters and the log of

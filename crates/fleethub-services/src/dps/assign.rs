@@ -10,7 +10,7 @@ use fleethub_api::{
     InitialTwin, RegistrationOperationStatus, ReprovisionPolicy, SymmetricKeyRegistrationResult,
     Twin, TwinProperties, time::NEVER,
 };
-use fleethub_store::{Assignment, DeviceRecord, RegistrationRecord};
+use fleethub_storage::{Assignment, DeviceRecord, RegistrationRecord};
 use serde_json::{Value, json};
 
 /// What the enrollment says about the device to create.

@@ -8,7 +8,7 @@ use fleethub_api::{
     DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment,
 };
 use fleethub_core::ids;
-use fleethub_store::{Page, PageRequest, Precondition, StoreError};
+use fleethub_storage::{Page, PageRequest, Precondition, StoreError};
 
 /// Bulk operations accept at most this many items (Azure: 10; we are generous).
 pub const MAX_BULK_ITEMS: usize = 1000;

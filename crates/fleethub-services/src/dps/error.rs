@@ -2,7 +2,7 @@
 //! codes: each transport maps them in one place (HTTP status and Azure error body; MQTT
 //! `$dps/registrations/res/{status}`). `Display` texts are safe to show to clients.
 
-use fleethub_store::StoreError;
+use fleethub_storage::StoreError;
 use thiserror::Error;
 
 #[derive(Debug, Error)]

@@ -14,7 +14,7 @@ mod tests;
 
 use crate::{AuthFailureLog, Clock, Metrics, Shared};
 use fleethub_api::{EnrollmentGroup, IndividualEnrollment};
-use fleethub_store::Store;
+use fleethub_storage::Store;
 use std::sync::Arc;
 
 pub use auth::{AuthContext, DpsPrincipal};

@@ -9,7 +9,7 @@
 
 use super::{Hub, HubEvent};
 use crate::hub::Error;
-use fleethub_store::{C2dMessage, StoreError};
+use fleethub_storage::{C2dMessage, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

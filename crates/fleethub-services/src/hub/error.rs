@@ -2,7 +2,7 @@
 //! and carry no transport codes: each transport maps them in one place (HTTP status and Azure
 //! error body; MQTT twin status). `Display` texts are safe to show to clients.
 
-use fleethub_store::StoreError;
+use fleethub_storage::StoreError;
 use thiserror::Error;
 
 #[derive(Debug, Error)]

@@ -26,7 +26,7 @@ pub use telemetry::{EventsPage, MAX_TELEMETRY_BYTES, TelemetryIn};
 pub use twin::TwinTarget;
 
 use crate::{AuthFailureLog, Clock, Metrics, Policy, Shared};
-use fleethub_store::Store;
+use fleethub_storage::Store;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ pub struct Hub {
     auth_failures: Arc<AuthFailureLog>,
     metrics: Arc<Metrics>,
     clock: Clock,
-    telemetry_tx: tokio::sync::broadcast::Sender<Arc<fleethub_store::TelemetryMessage>>,
+    telemetry_tx: tokio::sync::broadcast::Sender<Arc<fleethub_storage::TelemetryMessage>>,
     presence: presence::Presence,
     methods: methods::PendingMethods,
     c2d_locks: c2d::C2dLocks,
@@ -80,7 +80,7 @@ impl Hub {
     /// the durable log in the store has them all.
     pub fn subscribe_telemetry(
         &self,
-    ) -> tokio::sync::broadcast::Receiver<Arc<fleethub_store::TelemetryMessage>> {
+    ) -> tokio::sync::broadcast::Receiver<Arc<fleethub_storage::TelemetryMessage>> {
         self.telemetry_tx.subscribe()
     }
 }

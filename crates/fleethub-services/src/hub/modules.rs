@@ -5,7 +5,7 @@ use super::Hub;
 use crate::hub::Error;
 use fleethub_api::{AuthenticationMechanism, Module, Twin, TwinProperties, time::NEVER};
 use fleethub_core::ids;
-use fleethub_store::{ModuleRecord, Precondition, StoreError};
+use fleethub_storage::{ModuleRecord, Precondition, StoreError};
 use serde_json::json;
 
 /// Module identities every edge device has.

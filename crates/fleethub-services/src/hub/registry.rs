@@ -6,7 +6,7 @@ use fleethub_api::{
     AuthenticationMechanism, Capabilities, Device, Twin, TwinProperties, time::NEVER,
 };
 use fleethub_core::ids;
-use fleethub_store::{DeviceRecord, Page, PageRequest, Precondition, StoreError};
+use fleethub_storage::{DeviceRecord, Page, PageRequest, Precondition, StoreError};
 use serde_json::json;
 
 /// Registry statistics (`GET /statistics/devices`).

@@ -2,7 +2,7 @@
 
 use super::{Hub, HubPrincipal};
 use crate::hub::Error;
-use fleethub_store::TelemetryMessage;
+use fleethub_storage::TelemetryMessage;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

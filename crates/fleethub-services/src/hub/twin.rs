@@ -4,7 +4,7 @@
 use super::{Hub, HubEvent};
 use crate::hub::Error;
 use fleethub_api::Twin;
-use fleethub_store::{DeviceRecord, Precondition, StoreError};
+use fleethub_storage::{DeviceRecord, Precondition, StoreError};
 use serde_json::{Map, Value, json};
 
 /// Twin documents larger than this (tags + desired + reported JSON) are refused (Azure: 32 KB
@@ -247,7 +247,7 @@ impl Hub {
         let twin = self
             .modify_twin(target, |t| {
                 if let Some(want) = if_match.filter(|m| !m.trim().is_empty())
-                    && !fleethub_store::etag_matches(want, t.etag.as_deref())
+                    && !fleethub_storage::etag_matches(want, t.etag.as_deref())
                 {
                     return Err(Error::PreconditionFailed(format!(
                         "twin of '{device_id}': If-Match {want} does not match the current etag"

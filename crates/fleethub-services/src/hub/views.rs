@@ -4,7 +4,7 @@
 use super::twin::TwinTarget;
 use super::{Error, Hub};
 use fleethub_api::{Capabilities, Twin, X509Thumbprint};
-use fleethub_store::{DeviceRecord, Page, PageRequest};
+use fleethub_storage::{DeviceRecord, Page, PageRequest};
 use serde_json::Value;
 
 impl Hub {

@@ -15,7 +15,7 @@ use fleethub_api::{
     Configuration, ConfigurationContent, ConfigurationQueriesTestInput,
     ConfigurationQueriesTestResponse,
 };
-use fleethub_store::{Precondition, StoreError};
+use fleethub_storage::{Precondition, StoreError};
 
 /// Configurations a hub holds at most (Azure: 100 deployments per hub).
 pub const MAX_CONFIGURATIONS: usize = 100;

@@ -13,7 +13,7 @@ use crate::hub::Error;
 use crate::hub::Hub;
 use crate::query::Query;
 use fleethub_api::{Configuration, ConfigurationMetrics};
-use fleethub_store::PageRequest;
+use fleethub_storage::PageRequest;
 use serde_json::Value;
 use std::collections::BTreeMap;
 

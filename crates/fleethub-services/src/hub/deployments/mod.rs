@@ -13,7 +13,7 @@ pub mod plan;
 use super::Hub;
 use crate::hub::Error;
 use crate::hub::TwinTarget;
-use fleethub_store::PageRequest;
+use fleethub_storage::PageRequest;
 use plan::{Compiled, Plan};
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
@@ -230,7 +230,7 @@ impl Hub {
 }
 
 /// The device twin as target conditions and metric queries see it (identity fields included).
-pub(crate) fn query_view(rec: &fleethub_store::DeviceRecord) -> Value {
+pub(crate) fn query_view(rec: &fleethub_storage::DeviceRecord) -> Value {
     let mut twin = rec.twin.clone();
     twin.device_id = rec.device.device_id.clone();
     twin.status = rec.device.status.clone().or(twin.status);
