@@ -349,3 +349,126 @@ pub(crate) fn empty(status: StatusCode) -> Response {
     *resp.status_mut() = status;
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(e: ApiError) -> (u16, u32, &'static str) {
+        (e.status.as_u16(), e.code, e.name)
+    }
+
+    #[test]
+    fn hub_errors_on_the_wire() {
+        let s = String::new;
+        let cases = [
+            (
+                hub::Error::Unauthorized,
+                (401, 401002, "IotHubUnauthorizedAccess"),
+            ),
+            (hub::Error::Invalid(s()), (400, 400004, "ArgumentInvalid")),
+            (
+                hub::Error::DeviceNotFound { id: s() },
+                (404, 404001, "DeviceNotFound"),
+            ),
+            (
+                hub::Error::ModuleNotFound {
+                    device: s(),
+                    module: s(),
+                },
+                (404, 404010, "ModuleNotFound"),
+            ),
+            (
+                hub::Error::ConfigurationNotFound { id: s() },
+                (404, 404001, "ConfigurationNotFound"),
+            ),
+            (
+                hub::Error::DeviceAlreadyExists { id: s() },
+                (409, 409001, "DeviceAlreadyExists"),
+            ),
+            (
+                hub::Error::ModuleAlreadyExists {
+                    device: s(),
+                    module: s(),
+                },
+                (409, 409301, "ModuleAlreadyExistsOnDevice"),
+            ),
+            (
+                hub::Error::ConfigurationAlreadyExists { id: s() },
+                (409, 409001, "ConfigurationAlreadyExists"),
+            ),
+            (
+                hub::Error::TwinConflict { target: s() },
+                (412, 412002, "PreconditionFailed"),
+            ),
+            (
+                hub::Error::PreconditionFailed(s()),
+                (412, 412002, "PreconditionFailed"),
+            ),
+            (
+                hub::Error::LockLost {
+                    device: s(),
+                    lock_token: s(),
+                },
+                (412, 412002, "DeviceMessageLockLost"),
+            ),
+            (
+                hub::Error::QueueFull {
+                    device: s(),
+                    max: 50,
+                },
+                (403, 403004, "DeviceMaximumQueueDepthExceeded"),
+            ),
+            (
+                hub::Error::TooLarge(s()),
+                (413, 413001, "RequestEntityTooLarge"),
+            ),
+            (hub::Error::Internal(s()), (500, 500001, "ServerError")),
+        ];
+        for (e, want) in cases {
+            assert_eq!(wire(ApiError::from(e)), want);
+        }
+        let e = ApiError::from(hub::Error::DeviceNotFound { id: "d1".into() });
+        assert_eq!(e.message, "device 'd1' not found");
+    }
+
+    #[test]
+    fn dps_errors_on_the_wire() {
+        let s = String::new;
+        let cases = [
+            (
+                dps::Error::Unauthorized,
+                (401, 401002, "IotHubUnauthorizedAccess"),
+            ),
+            (dps::Error::Invalid(s()), (400, 400004, "ArgumentInvalid")),
+            (
+                dps::Error::EnrollmentNotFound { id: s() },
+                (404, 404001, "NotFound"),
+            ),
+            (
+                dps::Error::GroupNotFound { id: s() },
+                (404, 404001, "NotFound"),
+            ),
+            (
+                dps::Error::RegistrationNotFound { id: s() },
+                (404, 404001, "NotFound"),
+            ),
+            (
+                dps::Error::EnrollmentAlreadyExists { id: s() },
+                (409, 409001, "Conflict"),
+            ),
+            (
+                dps::Error::PreconditionFailed(s()),
+                (412, 412001, "PreconditionFailed"),
+            ),
+            (
+                dps::Error::TooLarge(s()),
+                (413, 413001, "RequestEntityTooLarge"),
+            ),
+            (dps::Error::Internal(s()), (500, 500001, "ServerError")),
+        ];
+        for (e, want) in cases {
+            assert_eq!(wire(ApiError::from(e)), want);
+        }
+    }
+}

@@ -317,3 +317,82 @@ pub fn iso_utc(unix: u64) -> String {
         .map(fleethub_api::time::format_utc)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, TestClock};
+    use crate::hub::{Error, HubConfig};
+    use fleethub_api::Device;
+    use fleethub_store::sqlite::SqliteStore;
+    use std::sync::Arc;
+
+    fn hub(dir: &tempfile::TempDir, clock: Clock) -> Hub {
+        let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        Hub::new(
+            &crate::Shared::with_clock(store, clock),
+            HubConfig {
+                host: "hub.local".into(),
+                token_skew_secs: 30,
+            },
+            vec![],
+        )
+    }
+
+    fn message(ttl_secs: u64) -> C2dSend {
+        C2dSend {
+            body: b"hi".to_vec(),
+            ttl_secs: Some(ttl_secs),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn queue_depth_ttl_and_locks_as_typed_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let time = TestClock::new(chrono::Utc::now());
+        let hub = hub(&dir, Clock::from_source(time.clone()));
+        assert!(matches!(
+            hub.send_c2d("nobody", message(60)).await,
+            Err(Error::DeviceNotFound { id }) if id == "nobody"
+        ));
+        hub.put_device("d1", Device::default(), None).await.unwrap();
+        let first = hub.send_c2d("d1", message(60)).await.unwrap();
+        assert_eq!(first.expiry_unix, hub.clock.unix() + 60);
+        for _ in 1..MAX_QUEUED {
+            hub.send_c2d("d1", message(3600)).await.unwrap();
+        }
+        assert!(matches!(
+            hub.send_c2d("d1", message(60)).await,
+            Err(Error::QueueFull {
+                max: MAX_QUEUED,
+                ..
+            })
+        ));
+        // the clock, not the wall, decides what expired
+        assert_eq!(hub.pending_c2d("d1").await.unwrap().len(), MAX_QUEUED);
+        time.advance(chrono::Duration::seconds(61));
+        let pending = hub.pending_c2d("d1").await.unwrap();
+        assert_eq!(pending.len(), MAX_QUEUED - 1);
+        assert!(
+            pending
+                .iter()
+                .all(|m| m.sequence_number != first.sequence_number)
+        );
+        // a lock token of another device, or a used one, is LockLost
+        let locked = hub.receive_c2d("d1").await.unwrap().unwrap();
+        assert!(matches!(
+            hub.settle_c2d("d2", &locked.lock_token, Settle::Complete)
+                .await,
+            Err(Error::LockLost { .. })
+        ));
+        hub.settle_c2d("d1", &locked.lock_token, Settle::Complete)
+            .await
+            .unwrap();
+        assert!(matches!(
+            hub.settle_c2d("d1", &locked.lock_token, Settle::Complete)
+                .await,
+            Err(Error::LockLost { .. })
+        ));
+    }
+}
