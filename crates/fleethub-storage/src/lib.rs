@@ -2,7 +2,7 @@
 //! [`DpsStore`], [`TelemetryStore`], [`C2dStore`], [`SessionStore`], [`ConfigurationStore`]),
 //! [`Store`] for all of them together (what `fleethub-services` uses), the records, [`StoreError`]
 //! and [`Precondition`]. Backends live elsewhere (`fleethub-store`: SQLite) and implement the
-//! traits, one aggregate at a time, checked by the generic [`suite`] (feature `suite`).
+//! traits, one aggregate at a time, checked by the generic `suite` module (feature `suite`).
 //! Transports never see this crate: they call the services.
 //!
 //! Records are kept as the Azure JSON documents (see `fleethub-api`) next to the indexed key
@@ -164,8 +164,8 @@ pub trait ConfigurationStore: Send + Sync {
 }
 
 /// The whole storage interface the services use: every aggregate. Implemented by every type
-/// that implements all aggregate traits; a backend is written (and tested, see [`suite`]) one
-/// aggregate at a time. Every method is atomic; writes are durable when
+/// that implements all aggregate traits; a backend is written (and tested, see the `suite`
+/// module) one aggregate at a time. Every method is atomic; writes are durable when
 /// they return.
 pub trait Store:
     SettingsStore

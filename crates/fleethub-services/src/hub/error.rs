@@ -67,16 +67,6 @@ impl Error {
             module: module.to_string(),
         }
     }
-
-    /// Whether the error says some entity does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            Error::DeviceNotFound { .. }
-                | Error::ModuleNotFound { .. }
-                | Error::ConfigurationNotFound { .. }
-        )
-    }
 }
 
 impl From<StoreError> for Error {
