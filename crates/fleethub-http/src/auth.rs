@@ -104,14 +104,9 @@ pub(crate) async fn edge_device(
         .hub
         .authenticate_device(device_id, None, token, ctx)
         .await?;
-    let device = state
-        .hub
-        .store()
-        .get_device(device_id)
-        .await
-        .map_err(|e| ApiError::from_hub(e.into()))?;
+    let device = state.hub.find_device(device_id).await?;
     match device {
-        Some(rec) if rec.device.is_edge() => {
+        Some(device) if device.is_edge() => {
             tracing::debug!(
                 device_id,
                 "edge device authorized for its module identities"

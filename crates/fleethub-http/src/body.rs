@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use fleethub_api::QuerySpecification;
-use fleethub_store::{Page, PageRequest};
+use fleethub_services::{Page, PageRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::convert::Infallible;

@@ -4,8 +4,10 @@
 //! service API, the hub service API and the diagnostics API answer in the hub shape
 //! (`HubErrorBody` + `iothub-errorcode`). Handlers return [`DeviceError`] or [`ServiceError`],
 //! which only differ in that shape, or [`HubError`], which has the hub shape and IoT Hub's error
-//! names (`DeviceNotFound`, `DeviceAlreadyExists`, ...; Node maps errors by these names). Errors axum produces by itself (body too large, bad path encoding, wrong method)
-//! are turned into the same shapes by [`json_errors`], so no client ever gets a plain-text error.
+//! names (`DeviceNotFound`, `DeviceAlreadyExists`, ...; Node maps errors by these names). The
+//! service errors ([`dps::Error`], [`hub::Error`]) are mapped here and nowhere else. Errors
+//! axum produces by itself (body too large, bad path encoding, wrong method) are turned into
+//! the same shapes by [`json_errors`], so no client ever gets a plain-text error.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -14,8 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use fleethub_api::{DpsErrorBody, HubErrorBody};
 use fleethub_services::hub::MethodError;
-use fleethub_services::hub::c2d::QUEUE_FULL_CODE;
-use fleethub_services::{DpsError, ServiceAuthError};
+use fleethub_services::{ServiceAuthError, dps, hub};
 
 use crate::MAX_BODY_BYTES;
 use crate::body::json_response;
@@ -131,91 +132,81 @@ impl ApiError {
     }
 }
 
-impl From<DpsError> for ApiError {
-    fn from(e: DpsError) -> Self {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        ApiError::new(status, e.error_code(), e.error_name(), e.to_string())
-    }
-}
-
-impl ApiError {
-    /// A hub-service error: the same statuses as [`DpsError`], with IoT Hub's names and codes.
-    pub fn from_hub(e: DpsError) -> Self {
-        let message = e.to_string();
-        match e {
-            DpsError::Unauthorized => ApiError::unauthorized(),
-            DpsError::BadRequest { code, .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, code, "ArgumentInvalid", message)
+/// The one mapping of DPS errors to the wire (DPS device and service APIs): HTTP status,
+/// Azure's 6-digit code and error-code name.
+impl From<dps::Error> for ApiError {
+    fn from(e: dps::Error) -> Self {
+        use dps::Error as E;
+        let (status, code, name) = match &e {
+            E::Unauthorized => return ApiError::unauthorized(),
+            E::Invalid(_) => (StatusCode::BAD_REQUEST, 400004, "ArgumentInvalid"),
+            E::EnrollmentNotFound { .. }
+            | E::GroupNotFound { .. }
+            | E::RegistrationNotFound { .. }
+            | E::OperationNotFound { .. } => (StatusCode::NOT_FOUND, 404001, "NotFound"),
+            E::EnrollmentAlreadyExists { .. } | E::GroupAlreadyExists { .. } => {
+                (StatusCode::CONFLICT, 409001, "Conflict")
             }
-            DpsError::NotFound(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, 404001, "DeviceNotFound", message)
-            }
-            DpsError::Conflict(_) => {
-                ApiError::new(StatusCode::CONFLICT, 409001, "DeviceAlreadyExists", message)
-            }
-            DpsError::PreconditionFailed(_) => ApiError::precondition_failed(message),
-            DpsError::PayloadTooLarge(_) => ApiError::new(
+            E::PreconditionFailed(_) => (
+                StatusCode::PRECONDITION_FAILED,
+                412001,
+                "PreconditionFailed",
+            ),
+            E::TooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 413001,
                 "RequestEntityTooLarge",
-                message,
             ),
-            DpsError::Internal(_) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                500001,
-                "ServerError",
-                message,
-            ),
-        }
+            E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, 500001, "ServerError"),
+        };
+        ApiError::new(status, code, name, e.to_string())
     }
+}
 
-    /// A cloud-to-device queue error: the hub mapping, plus a full queue as Azure's 403
-    /// `DeviceMaximumQueueDepthExceeded` and a stale lock token as 412
-    /// `DeviceMessageLockLost`.
-    pub fn from_c2d(e: DpsError) -> Self {
-        match e {
-            DpsError::BadRequest {
-                code: QUEUE_FULL_CODE,
-                message,
-            } => ApiError::new(
-                StatusCode::FORBIDDEN,
-                QUEUE_FULL_CODE,
-                "DeviceMaximumQueueDepthExceeded",
-                message,
+/// The one mapping of hub errors to the wire (hub service and device APIs): HTTP status and
+/// IoT Hub's code and error-code name (Node maps errors by these names).
+impl From<hub::Error> for ApiError {
+    fn from(e: hub::Error) -> Self {
+        use hub::Error as E;
+        let (status, code, name) = match &e {
+            E::Unauthorized => return ApiError::unauthorized(),
+            E::Invalid(_) => (StatusCode::BAD_REQUEST, 400004, "ArgumentInvalid"),
+            E::DeviceNotFound { .. } => (StatusCode::NOT_FOUND, 404001, "DeviceNotFound"),
+            E::ModuleNotFound { .. } => (StatusCode::NOT_FOUND, 404010, "ModuleNotFound"),
+            E::ConfigurationNotFound { .. } => {
+                (StatusCode::NOT_FOUND, 404001, "ConfigurationNotFound")
+            }
+            E::DeviceAlreadyExists { .. } => (StatusCode::CONFLICT, 409001, "DeviceAlreadyExists"),
+            E::ModuleAlreadyExists { .. } => {
+                (StatusCode::CONFLICT, 409301, "ModuleAlreadyExistsOnDevice")
+            }
+            E::ConfigurationAlreadyExists { .. } => {
+                (StatusCode::CONFLICT, 409001, "ConfigurationAlreadyExists")
+            }
+            // A twin still contended after the hub's retries is a precondition, not a duplicate.
+            E::PreconditionFailed(_) | E::TwinConflict { .. } => (
+                StatusCode::PRECONDITION_FAILED,
+                412002,
+                "PreconditionFailed",
             ),
-            DpsError::PreconditionFailed(message) => ApiError::new(
+            E::LockLost { .. } => (
                 StatusCode::PRECONDITION_FAILED,
                 412002,
                 "DeviceMessageLockLost",
-                message,
             ),
-            e => ApiError::from_hub(e),
-        }
-    }
-
-    /// IoT Hub's `ModuleNotFound` (404010).
-    pub fn module_not_found(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, 404010, "ModuleNotFound", message)
-    }
-
-    /// IoT Hub's `ModuleAlreadyExistsOnDevice` (409301).
-    pub fn module_already_exists(message: impl Into<String>) -> Self {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            409301,
-            "ModuleAlreadyExistsOnDevice",
-            message,
-        )
-    }
-
-    /// IoT Hub's etag mismatch (`PreconditionFailed`, 412002).
-    pub fn precondition_failed(message: impl Into<String>) -> Self {
-        ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            412002,
-            "PreconditionFailed",
-            message,
-        )
+            E::QueueFull { .. } => (
+                StatusCode::FORBIDDEN,
+                403004,
+                "DeviceMaximumQueueDepthExceeded",
+            ),
+            E::TooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                413001,
+                "RequestEntityTooLarge",
+            ),
+            E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, 500001, "ServerError"),
+        };
+        ApiError::new(status, code, name, e.to_string())
     }
 }
 
@@ -292,15 +283,9 @@ macro_rules! wrap_errors {
         }
     )*};
 }
-wrap_errors!(DeviceError: DpsError);
-wrap_errors!(ServiceError: DpsError, ServiceAuthError);
-wrap_errors!(HubError: MethodError, ServiceAuthError);
-
-impl From<DpsError> for HubError {
-    fn from(e: DpsError) -> Self {
-        HubError(ApiError::from_hub(e))
-    }
-}
+wrap_errors!(DeviceError: dps::Error);
+wrap_errors!(ServiceError: dps::Error, ServiceAuthError);
+wrap_errors!(HubError: hub::Error, MethodError, ServiceAuthError);
 
 impl From<ApiError> for DeviceError {
     fn from(e: ApiError) -> Self {
@@ -363,4 +348,127 @@ pub(crate) fn empty(status: StatusCode) -> Response {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = status;
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(e: ApiError) -> (u16, u32, &'static str) {
+        (e.status.as_u16(), e.code, e.name)
+    }
+
+    #[test]
+    fn hub_errors_on_the_wire() {
+        let s = String::new;
+        let cases = [
+            (
+                hub::Error::Unauthorized,
+                (401, 401002, "IotHubUnauthorizedAccess"),
+            ),
+            (hub::Error::Invalid(s()), (400, 400004, "ArgumentInvalid")),
+            (
+                hub::Error::DeviceNotFound { id: s() },
+                (404, 404001, "DeviceNotFound"),
+            ),
+            (
+                hub::Error::ModuleNotFound {
+                    device: s(),
+                    module: s(),
+                },
+                (404, 404010, "ModuleNotFound"),
+            ),
+            (
+                hub::Error::ConfigurationNotFound { id: s() },
+                (404, 404001, "ConfigurationNotFound"),
+            ),
+            (
+                hub::Error::DeviceAlreadyExists { id: s() },
+                (409, 409001, "DeviceAlreadyExists"),
+            ),
+            (
+                hub::Error::ModuleAlreadyExists {
+                    device: s(),
+                    module: s(),
+                },
+                (409, 409301, "ModuleAlreadyExistsOnDevice"),
+            ),
+            (
+                hub::Error::ConfigurationAlreadyExists { id: s() },
+                (409, 409001, "ConfigurationAlreadyExists"),
+            ),
+            (
+                hub::Error::TwinConflict { target: s() },
+                (412, 412002, "PreconditionFailed"),
+            ),
+            (
+                hub::Error::PreconditionFailed(s()),
+                (412, 412002, "PreconditionFailed"),
+            ),
+            (
+                hub::Error::LockLost {
+                    device: s(),
+                    lock_token: s(),
+                },
+                (412, 412002, "DeviceMessageLockLost"),
+            ),
+            (
+                hub::Error::QueueFull {
+                    device: s(),
+                    max: 50,
+                },
+                (403, 403004, "DeviceMaximumQueueDepthExceeded"),
+            ),
+            (
+                hub::Error::TooLarge(s()),
+                (413, 413001, "RequestEntityTooLarge"),
+            ),
+            (hub::Error::Internal(s()), (500, 500001, "ServerError")),
+        ];
+        for (e, want) in cases {
+            assert_eq!(wire(ApiError::from(e)), want);
+        }
+        let e = ApiError::from(hub::Error::DeviceNotFound { id: "d1".into() });
+        assert_eq!(e.message, "device 'd1' not found");
+    }
+
+    #[test]
+    fn dps_errors_on_the_wire() {
+        let s = String::new;
+        let cases = [
+            (
+                dps::Error::Unauthorized,
+                (401, 401002, "IotHubUnauthorizedAccess"),
+            ),
+            (dps::Error::Invalid(s()), (400, 400004, "ArgumentInvalid")),
+            (
+                dps::Error::EnrollmentNotFound { id: s() },
+                (404, 404001, "NotFound"),
+            ),
+            (
+                dps::Error::GroupNotFound { id: s() },
+                (404, 404001, "NotFound"),
+            ),
+            (
+                dps::Error::RegistrationNotFound { id: s() },
+                (404, 404001, "NotFound"),
+            ),
+            (
+                dps::Error::EnrollmentAlreadyExists { id: s() },
+                (409, 409001, "Conflict"),
+            ),
+            (
+                dps::Error::PreconditionFailed(s()),
+                (412, 412001, "PreconditionFailed"),
+            ),
+            (
+                dps::Error::TooLarge(s()),
+                (413, 413001, "RequestEntityTooLarge"),
+            ),
+            (dps::Error::Internal(s()), (500, 500001, "ServerError")),
+        ];
+        for (e, want) in cases {
+            assert_eq!(wire(ApiError::from(e)), want);
+        }
+    }
 }

@@ -218,12 +218,7 @@ pub(crate) async fn receive(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     let principal = authenticate(&state, &id, &headers, &peer).await?;
-    match state
-        .hub
-        .receive_c2d(&principal.device_id)
-        .await
-        .map_err(ApiError::from_c2d)?
-    {
+    match state.hub.receive_c2d(&principal.device_id).await? {
         None => Ok(empty(StatusCode::NO_CONTENT)),
         Some(locked) => Ok(c2d_response(locked)),
     }
@@ -313,8 +308,7 @@ pub(crate) async fn complete(
     state
         .hub
         .settle_c2d(&principal.device_id, lock_token(&token), how)
-        .await
-        .map_err(ApiError::from_c2d)?;
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -330,8 +324,7 @@ pub(crate) async fn abandon(
     state
         .hub
         .settle_c2d(&principal.device_id, lock_token(&token), Settle::Abandon)
-        .await
-        .map_err(ApiError::from_c2d)?;
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 

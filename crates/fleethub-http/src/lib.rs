@@ -18,7 +18,6 @@ mod device;
 mod diagnostics;
 mod enrollments;
 mod error;
-mod groups;
 mod hub;
 mod hub_device;
 mod normalize;
@@ -34,6 +33,7 @@ use std::sync::Arc;
 
 pub use diagnostics::DEFAULT_AUTH_FAILURES_LIMIT;
 
+use enrollments::{Groups, Individual};
 use error::Shape;
 
 /// Largest request body accepted (larger ones get 413 with an Azure-style body).
@@ -85,19 +85,19 @@ route_table! {
     POST "/{idScope}/registrations/{registrationId}" => device::status_lookup;
 
     // DPS service API.
-    POST "/enrollments" => enrollments::bulk;
-    GET "/enrollments/{id}" => enrollments::get;
-    PUT "/enrollments/{id}" => enrollments::put;
-    DELETE "/enrollments/{id}" => enrollments::delete;
+    POST "/enrollments" => enrollments::bulk::<Individual>;
+    GET "/enrollments/{id}" => enrollments::get::<Individual>;
+    PUT "/enrollments/{id}" => enrollments::put::<Individual>;
+    DELETE "/enrollments/{id}" => enrollments::delete::<Individual>;
     // `POST /enrollments/query` (an enrollment named "query" keeps GET/PUT/DELETE)
-    POST "/enrollments/{id}" => enrollments::post;
-    POST "/enrollments/{id}/attestationmechanism" => enrollments::attestation;
-    POST "/enrollmentGroups" => groups::bulk;
-    GET "/enrollmentGroups/{id}" => groups::get;
-    PUT "/enrollmentGroups/{id}" => groups::put;
-    DELETE "/enrollmentGroups/{id}" => groups::delete;
-    POST "/enrollmentGroups/{id}" => groups::post;
-    POST "/enrollmentGroups/{id}/attestationmechanism" => groups::attestation;
+    POST "/enrollments/{id}" => enrollments::post::<Individual>;
+    POST "/enrollments/{id}/attestationmechanism" => enrollments::attestation::<Individual>;
+    POST "/enrollmentGroups" => enrollments::bulk::<Groups>;
+    GET "/enrollmentGroups/{id}" => enrollments::get::<Groups>;
+    PUT "/enrollmentGroups/{id}" => enrollments::put::<Groups>;
+    DELETE "/enrollmentGroups/{id}" => enrollments::delete::<Groups>;
+    POST "/enrollmentGroups/{id}" => enrollments::post::<Groups>;
+    POST "/enrollmentGroups/{id}/attestationmechanism" => enrollments::attestation::<Groups>;
     GET "/registrations/{id}" => registrations::get;
     DELETE "/registrations/{id}" => registrations::delete;
     POST "/registrations/{id}/query" => registrations::query;

@@ -7,7 +7,7 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::*;
 use fleethub_core::{keys, sas};
-use fleethub_services::{AuthContext, unix_now};
+use fleethub_services::AuthContext;
 use serde_json::{Value, json};
 
 const API: &str = "api-version=2021-04-12";

@@ -7,6 +7,7 @@
 
 pub mod connection;
 mod dps_session;
+mod errors;
 mod hub_session;
 mod live;
 mod session;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use axum::extract::{ConnectInfo, WebSocketUpgrade};
 use fleethub_http::HttpState;
 use fleethub_mqtt::{Gateway, GatewayConfig, websocket};
-use fleethub_services::{AuthFailureLog, Dps, DpsConfig, Hub, HubConfig, ServiceAuth};
+use fleethub_services::{Dps, DpsConfig, Hub, HubConfig, ServiceAuth, Shared};
 use fleethub_store::{Store, sqlite::SqliteStore};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
@@ -67,25 +67,24 @@ pub async fn build(cfg: Config) -> Result<Server> {
         &tls_files.key,
     )?);
 
-    let auth_log = Arc::new(AuthFailureLog::new(1000));
+    let shared = Shared::new(store.clone());
+    let auth_log = shared.auth_failures.clone();
     let dps = Arc::new(Dps::new(
-        store.clone(),
+        &shared,
         DpsConfig {
             id_scope: ident.id_scope.clone(),
             linked_hubs: vec![cfg.hub_hostname.clone()],
             token_skew_secs: cfg.token_skew_secs,
             retry_after_secs: cfg.dps_retry_after_secs,
         },
-        auth_log.clone(),
     ));
     let hub = Arc::new(Hub::new(
-        store.clone(),
+        &shared,
         HubConfig {
             host: cfg.hub_hostname.clone(),
             token_skew_secs: cfg.token_skew_secs,
         },
         ident.hub_policies.clone(),
-        auth_log.clone(),
     ));
     {
         let hub = Arc::downgrade(&hub);
@@ -142,7 +141,7 @@ pub async fn build(cfg: Config) -> Result<Server> {
     );
     let ws_gateway = gateway.clone();
     let metrics_hub = hub.clone();
-    let metrics = auth_log.metrics.clone();
+    let (metrics, metrics_auth) = (shared.metrics.clone(), auth_log.clone());
     let router = fleethub_http::router(HttpState {
         dps: dps.clone(),
         hub: hub.clone(),
@@ -153,13 +152,16 @@ pub async fn build(cfg: Config) -> Result<Server> {
     .route(
         "/metrics",
         axum::routing::get(move || {
-            let (hub, metrics) = (metrics_hub.clone(), metrics.clone());
+            let (hub, metrics, auth) = (metrics_hub.clone(), metrics.clone(), metrics_auth.clone());
             async move {
-                let body = metrics.render(&[(
-                    "fleethub_connected_devices",
-                    "device and module connections open on the hub",
-                    hub.connected_count() as u64,
-                )]);
+                let body = metrics.render(
+                    &auth,
+                    &[(
+                        "fleethub_connected_devices",
+                        "device and module connections open on the hub",
+                        hub.connected_count() as u64,
+                    )],
+                );
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,

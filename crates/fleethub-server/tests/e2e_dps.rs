@@ -5,7 +5,7 @@ mod common;
 
 use common::ServerProcess;
 use fleethub_device::provisioning::{ProvisioningClient, Transport};
-use fleethub_store::Store;
+use fleethub_store::{DpsStore, RegistryStore};
 use std::sync::Arc;
 use std::time::Duration;
 

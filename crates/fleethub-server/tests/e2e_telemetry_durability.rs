@@ -6,7 +6,7 @@ mod common;
 use common::ServerProcess;
 use fleethub_device::{DeviceClient, DeviceClientOptions, Message, ReconnectPolicy};
 use fleethub_service_client::{CaTrust, Credentials, HttpsTransport, ServiceClient};
-use fleethub_store::Store;
+use fleethub_store::TelemetryStore;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

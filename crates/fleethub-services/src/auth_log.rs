@@ -1,9 +1,11 @@
 //! Recent authentication failures with the real reason, for `fleethub diagnostics auth-failures`.
 //! Devices only ever see "Unauthorized"; operators see why. Never holds keys or signatures.
 
+use crate::Clock;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -19,11 +21,30 @@ pub struct AuthFailure {
     pub reason: String,
 }
 
+/// Which side of the server a failed client talked to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Dps,
+    Hub,
+    Service,
+}
+
+impl Endpoint {
+    fn of(name: &str) -> Endpoint {
+        match name {
+            "dps" => Endpoint::Dps,
+            "hub" => Endpoint::Hub,
+            _ => Endpoint::Service,
+        }
+    }
+}
+
 pub struct AuthFailureLog {
     capacity: usize,
     entries: Mutex<VecDeque<AuthFailure>>,
-    /// Counters by endpoint, for /metrics.
-    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Failures recorded so far, by [`Endpoint`] (the log itself keeps only the latest).
+    counts: [AtomicU64; 3],
+    clock: Clock,
 }
 
 impl AuthFailureLog {
@@ -31,8 +52,20 @@ impl AuthFailureLog {
         AuthFailureLog {
             capacity: capacity.max(1),
             entries: Mutex::new(VecDeque::new()),
-            metrics: Default::default(),
+            counts: Default::default(),
+            clock: Clock::system(),
         }
+    }
+
+    /// The log with timestamps from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Failures recorded for `endpoint` since start.
+    pub fn count(&self, endpoint: Endpoint) -> u64 {
+        self.counts[endpoint as usize].load(Ordering::Relaxed)
     }
 
     /// Records a failure and logs it at WARN level.
@@ -51,14 +84,9 @@ impl AuthFailureLog {
             peer = peer.as_deref().unwrap_or("-"),
             "authentication failed: {reason}"
         );
-        let counter = match endpoint {
-            "dps" => &self.metrics.dps_auth_failures,
-            "hub" => &self.metrics.hub_auth_failures,
-            _ => &self.metrics.service_auth_failures,
-        };
-        crate::metrics::inc(counter);
+        crate::metrics::inc(&self.counts[Endpoint::of(endpoint) as usize]);
         let entry = AuthFailure {
-            time_utc: fleethub_api::time::now_utc(),
+            time_utc: self.clock.now_utc(),
             endpoint: endpoint.into(),
             transport: transport.into(),
             identity: identity.into(),
@@ -99,5 +127,7 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].identity, "d2");
         assert_eq!(r[1].identity, "d1");
+        assert_eq!(log.count(Endpoint::Dps), 3);
+        assert_eq!(log.count(Endpoint::Hub), 0);
     }
 }

@@ -1,25 +1,50 @@
 //! fleethub business logic, shared by every transport (MQTT, HTTPS, CLI): DPS registration,
 //! enrollment management, the hub identity registry and the authentication-failure log.
-//! Transports translate wire <-> these calls and map [`DpsError`] / [`HubError`] to statuses.
+//! Transports translate wire <-> these calls and map [`dps::Error`] / [`hub::Error`] to
+//! their statuses, each in one place.
 
 pub mod auth_log;
+pub mod clock;
 pub mod dps;
-pub mod error;
 pub mod hub;
 pub mod metrics;
 pub mod policies;
 pub mod query;
 
 pub use auth_log::{AuthFailure, AuthFailureLog};
+pub use clock::Clock;
 pub use dps::{AuthContext, Dps, DpsConfig, DpsPrincipal, EnrollmentSource};
-pub use error::DpsError;
+/// Records the services hand to transports.
+pub use fleethub_storage::{C2dMessage, Page, PageRequest, TelemetryMessage};
 pub use hub::{Features, Hub, HubConfig, HubEvent, HubPrincipal, MethodError, TelemetryIn};
+pub use metrics::Metrics;
 pub use policies::{Policy, Right, ServiceAuth, ServiceAuthError};
 
-/// Current unix time in seconds.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+use fleethub_storage::Store;
+use std::sync::Arc;
+
+/// What the services share: the store, the clock, the counters and the log of
+/// authentication failures. Build one, then the services from it.
+#[derive(Clone)]
+pub struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub clock: Clock,
+    pub metrics: Arc<Metrics>,
+    pub auth_failures: Arc<AuthFailureLog>,
+}
+
+impl Shared {
+    /// The system clock, fresh counters and an authentication-failure log of 1000 entries.
+    pub fn new(store: Arc<dyn Store>) -> Shared {
+        Shared::with_clock(store, Clock::system())
+    }
+
+    pub fn with_clock(store: Arc<dyn Store>, clock: Clock) -> Shared {
+        Shared {
+            store,
+            auth_failures: Arc::new(AuthFailureLog::new(1000).with_clock(clock.clone())),
+            clock,
+            metrics: Default::default(),
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Counters the server exposes at `/metrics` (Prometheus text format). Lock-free atomics,
 //! incremented by the services; rendering lives here so every transport shares one set.
 
+use crate::auth_log::{AuthFailureLog, Endpoint};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -8,9 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     pub dps_registrations_assigned: AtomicU64,
     pub dps_registrations_disabled: AtomicU64,
-    pub dps_auth_failures: AtomicU64,
-    pub hub_auth_failures: AtomicU64,
-    pub service_auth_failures: AtomicU64,
     pub telemetry_messages: AtomicU64,
     pub telemetry_bytes: AtomicU64,
     pub c2d_sent: AtomicU64,
@@ -24,71 +22,73 @@ pub fn inc(c: &AtomicU64) {
 }
 
 impl Metrics {
-    /// Renders every counter plus the given gauges.
-    pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
+    /// Renders every counter (with the authentication-failure counts of `auth_failures`) plus
+    /// the given gauges.
+    pub fn render(&self, auth_failures: &AuthFailureLog, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let counters: [(&str, &str, u64); 11] = [
             (
                 "fleethub_dps_registrations_assigned_total",
                 "DPS registrations that ended assigned",
-                &self.dps_registrations_assigned,
+                load(&self.dps_registrations_assigned),
             ),
             (
                 "fleethub_dps_registrations_disabled_total",
                 "DPS registrations refused because the enrollment is disabled",
-                &self.dps_registrations_disabled,
+                load(&self.dps_registrations_disabled),
             ),
             (
                 "fleethub_dps_auth_failures_total",
                 "DPS device authentication failures",
-                &self.dps_auth_failures,
+                auth_failures.count(Endpoint::Dps),
             ),
             (
                 "fleethub_hub_auth_failures_total",
                 "hub device authentication failures",
-                &self.hub_auth_failures,
+                auth_failures.count(Endpoint::Hub),
             ),
             (
                 "fleethub_service_auth_failures_total",
                 "service API authentication failures",
-                &self.service_auth_failures,
+                auth_failures.count(Endpoint::Service),
             ),
             (
                 "fleethub_telemetry_messages_total",
                 "device-to-cloud messages stored",
-                &self.telemetry_messages,
+                load(&self.telemetry_messages),
             ),
             (
                 "fleethub_telemetry_bytes_total",
                 "device-to-cloud body bytes stored",
-                &self.telemetry_bytes,
+                load(&self.telemetry_bytes),
             ),
             (
                 "fleethub_c2d_messages_sent_total",
                 "cloud-to-device messages queued",
-                &self.c2d_sent,
+                load(&self.c2d_sent),
             ),
             (
                 "fleethub_c2d_messages_completed_total",
                 "cloud-to-device messages completed",
-                &self.c2d_completed,
+                load(&self.c2d_completed),
             ),
             (
                 "fleethub_method_invocations_total",
                 "direct method invocations",
-                &self.method_invocations,
+                load(&self.method_invocations),
             ),
             (
                 "fleethub_twin_updates_total",
                 "twin updates (reported and desired)",
-                &self.twin_updates,
+                load(&self.twin_updates),
             ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
+                v
             );
         }
         for (name, help, v) in gauges {
@@ -106,8 +106,15 @@ mod tests {
     fn renders_prometheus_text() {
         let m = Metrics::default();
         inc(&m.telemetry_messages);
-        let t = m.render(&[("fleethub_connected_devices", "devices connected", 3)]);
+        let log = AuthFailureLog::new(10);
+        log.record("hub", "mqtt", "d", None, "bad");
+        let t = m.render(
+            &log,
+            &[("fleethub_connected_devices", "devices connected", 3)],
+        );
         assert!(t.contains("# TYPE fleethub_telemetry_messages_total counter\nfleethub_telemetry_messages_total 1\n"));
         assert!(t.contains("fleethub_connected_devices 3\n"));
+        assert!(t.contains("\nfleethub_hub_auth_failures_total 1\n"));
+        assert!(t.contains("\nfleethub_dps_auth_failures_total 0\n"));
     }
 }

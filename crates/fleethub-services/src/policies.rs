@@ -1,7 +1,7 @@
 //! Shared access policies for the service APIs (DPS service and hub service): named keys with
 //! rights, checked against `SharedAccessSignature sr={host}&...&skn={policy}` tokens.
 
-use crate::{AuthFailureLog, unix_now};
+use crate::{AuthFailureLog, Clock};
 use fleethub_core::{keys, sas};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -91,6 +91,7 @@ pub struct ServiceAuth {
     policies: Vec<Policy>,
     skew_secs: u64,
     log: Arc<AuthFailureLog>,
+    clock: Clock,
 }
 
 impl ServiceAuth {
@@ -106,7 +107,14 @@ impl ServiceAuth {
             policies,
             skew_secs: 30,
             log,
+            clock: Clock::system(),
         }
+    }
+
+    /// Checks token expiry against `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn policies(&self) -> &[Policy] {
@@ -162,7 +170,7 @@ impl ServiceAuth {
             return Err(fail("-", "the token has no skn (policy name): service tokens must name a shared access policy".into()));
         };
         token
-            .check_expiry(unix_now(), self.skew_secs)
+            .check_expiry(self.clock.unix(), self.skew_secs)
             .map_err(|e| fail(&name, e.to_string()))?;
         let Some(policy) = self
             .policies

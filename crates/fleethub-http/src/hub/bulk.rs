@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fleethub_api::{AuthenticationMechanism, Capabilities, Device};
+use fleethub_services::hub::TwinTarget;
 use fleethub_services::{Hub, Right};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -195,7 +196,7 @@ async fn apply(
             .filter(|e| !e.trim().is_empty())
             .ok_or_else(|| ApiError::bad_request(format!("importMode {operation} needs {name}")))
     };
-    let hub_err = ApiError::from_hub;
+    let hub_err = ApiError::from;
     match mode {
         Mode::Create | Mode::Update | Mode::UpdateIfMatchETag => {
             let if_match = match mode {
@@ -219,7 +220,7 @@ async fn apply(
                 .await
                 .map_err(hub_err)?;
             if let Some(patch) = twin {
-                hub.update_twin(id, &patch, None, false)
+                hub.update_twin(TwinTarget::Device(id), &patch, None, false)
                     .await
                     .map_err(hub_err)?;
             }
@@ -235,7 +236,7 @@ async fn apply(
                 _ => Some(etag("twinETag", &item.twin_e_tag)?),
             };
             let patch = twin_patch(&item).unwrap_or_else(|| json!({}));
-            hub.update_twin(id, &patch, if_match.as_deref(), false)
+            hub.update_twin(TwinTarget::Device(id), &patch, if_match.as_deref(), false)
                 .await
                 .map_err(hub_err)?;
         }
@@ -244,11 +245,10 @@ async fn apply(
 }
 
 async fn exists(hub: &Hub, id: &str) -> Result<bool, ApiError> {
-    hub.store()
-        .get_device(id)
+    hub.find_device(id)
         .await
         .map(|d| d.is_some())
-        .map_err(|e| ApiError::from_hub(e.into()))
+        .map_err(ApiError::from)
 }
 
 /// The item's tags and desired properties as a twin patch, if it has any.

@@ -79,11 +79,7 @@ pub(crate) async fn send(
     hub_service(&state, &headers, &[Right::ServiceConnect], &peer)?;
     let req: SendRequest = require_json(&body, "cloud-to-device message")?;
     let msg = c2d_send(req)?;
-    let stored = state
-        .hub
-        .send_c2d(&id, msg)
-        .await
-        .map_err(ApiError::from_c2d)?;
+    let stored = state.hub.send_c2d(&id, msg).await?;
     tracing::debug!(
         device = %id,
         sequence_number = stored.sequence_number,

@@ -9,33 +9,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fleethub_api::{Configuration, ConfigurationContent, ConfigurationQueriesTestInput};
-use fleethub_services::{DpsError, Right};
+use fleethub_services::Right;
 use serde_json::Value;
 
 use crate::HttpState;
 use crate::auth::hub_service;
 use crate::body::{Peer, if_match, ok_json, require_json};
-use crate::error::{ApiError, HubError, HubResult, empty};
-
-/// Configuration errors with IoT Hub's configuration names.
-fn config_error(e: DpsError) -> HubError {
-    let message = e.to_string();
-    HubError(match e {
-        DpsError::NotFound(_) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            404001,
-            "ConfigurationNotFound",
-            message,
-        ),
-        DpsError::Conflict(_) => ApiError::new(
-            StatusCode::CONFLICT,
-            409001,
-            "ConfigurationAlreadyExists",
-            message,
-        ),
-        other => ApiError::from_hub(other),
-    })
-}
+use crate::error::{ApiError, HubResult, empty};
 
 /// The body as a JSON object of type `what`.
 fn object_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
@@ -63,8 +43,7 @@ pub(crate) async fn put(
     let saved = state
         .hub
         .put_configuration(&id, cfg, if_match(&headers))
-        .await
-        .map_err(config_error)?;
+        .await?;
     Ok(ok_json(&saved))
 }
 
@@ -76,11 +55,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, &[Right::RegistryRead], &peer)?;
-    let cfg = state
-        .hub
-        .get_configuration(&id)
-        .await
-        .map_err(config_error)?;
+    let cfg = state.hub.get_configuration(&id).await?;
     Ok(ok_json(&cfg))
 }
 
@@ -95,8 +70,7 @@ pub(crate) async fn delete(
     state
         .hub
         .delete_configuration(&id, if_match(&headers))
-        .await
-        .map_err(config_error)?;
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -109,11 +83,7 @@ pub(crate) async fn list(
 ) -> HubResult<Response> {
     hub_service(&state, &headers, &[Right::RegistryRead], &peer)?;
     let top = super::devices::top(raw.as_deref())?;
-    let all = state
-        .hub
-        .list_configurations(top)
-        .await
-        .map_err(config_error)?;
+    let all = state.hub.list_configurations(top).await?;
     Ok(ok_json(&all))
 }
 

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fleethub_api::{Device, QuerySpecification};
 use fleethub_services::{Hub, Right};
-use fleethub_store::{Page, PageRequest};
+use fleethub_services::{Page, PageRequest};
 use serde_json::Value;
 
 use crate::HttpState;
@@ -194,17 +194,15 @@ async fn run_query(hub: &Hub, q: &Query, req: &PageRequest) -> HubResult<Page<Va
         let remaining = want - out.len();
         let size = cut.take().unwrap_or(SCAN_PAGE.max(remaining));
         let page = hub
-            .store()
-            .list_devices(PageRequest {
+            .list_twins(PageRequest {
                 continuation: continuation.clone(),
                 max_items: size,
             })
-            .await
-            .map_err(|e| ApiError::from_hub(e.into()))?;
+            .await?;
         let read = page.items.len();
         let mut matched = Vec::new();
-        for (i, rec) in page.items.into_iter().enumerate() {
-            let doc = serde_json::to_value(super::twin_view(hub, rec)).unwrap_or(Value::Null);
+        for (i, twin) in page.items.into_iter().enumerate() {
+            let doc = serde_json::to_value(twin).unwrap_or(Value::Null);
             if q.matches(&doc) {
                 matched.push((i, doc));
             }

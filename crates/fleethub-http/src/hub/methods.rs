@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-use super::modules::module_error;
 use crate::HttpState;
 use crate::auth::hub_service;
 use crate::body::{Peer, ok_json, require_json};
@@ -74,9 +73,7 @@ pub(crate) async fn invoke_module(
 ) -> HubResult<Response> {
     hub_service(&state, &headers, &[Right::ServiceConnect], &peer)?;
     let req: MethodRequest = require_json(&body, "CloudToDeviceMethod")?;
-    if let Err(e) = state.hub.get_module(&id, &mid).await {
-        return Err(module_error(&state.hub, &id, e).await);
-    }
+    state.hub.get_module(&id, &mid).await?;
     call(&state, &id, Some(&mid), req).await
 }
 

@@ -16,30 +16,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fleethub_api::Module;
-use fleethub_services::{DpsError, Hub, Right};
+use fleethub_services::Right;
 use serde_json::Value;
 
 use crate::HttpState;
 use crate::auth::{ModuleCaller, module_registry};
 use crate::body::{Peer, if_match, ok_json, require_json};
-use crate::error::{ApiError, HubError, HubResult, empty};
-
-/// A hub error of a module operation with IoT Hub's module names: a missing module is
-/// `ModuleNotFound` (404010) unless the device itself is missing (`DeviceNotFound`), and a
-/// duplicate is `ModuleAlreadyExistsOnDevice` (409301).
-pub(crate) async fn module_error(hub: &Hub, device_id: &str, e: DpsError) -> HubError {
-    match e {
-        DpsError::NotFound(message) => match hub.store().get_device(device_id).await {
-            Ok(None) => ApiError::from_hub(DpsError::NotFound(format!(
-                "device '{device_id}' not found"
-            ))),
-            _ => ApiError::module_not_found(message),
-        },
-        DpsError::Conflict(message) => ApiError::module_already_exists(message),
-        e => ApiError::from_hub(e),
-    }
-    .into()
-}
+use crate::error::{ApiError, HubResult, empty};
 
 /// `PUT /devices/{id}/modules/{mid}`: create (no `If-Match`) or update (`If-Match`, `"*"`
 /// allowed) -> 200 + the stored Module (with `generationId` and keys; empty or missing keys
@@ -53,14 +36,10 @@ pub(crate) async fn put(
 ) -> HubResult<Response> {
     let caller = module_registry(&state, &headers, &id, Right::RegistryWrite, &peer).await?;
     let module = module_body(&body)?;
-    let saved = match state
+    let saved = state
         .hub
         .put_module(&id, &mid, module, if_match(&headers))
-        .await
-    {
-        Ok(m) => m,
-        Err(e) => return Err(module_error(&state.hub, &id, e).await),
-    };
+        .await?;
     if caller == ModuleCaller::EdgeDevice {
         tracing::info!(
             device_id = id,
@@ -94,10 +73,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     module_registry(&state, &headers, &id, Right::RegistryRead, &peer).await?;
-    match state.hub.get_module(&id, &mid).await {
-        Ok(m) => Ok(ok_json(&m)),
-        Err(e) => Err(module_error(&state.hub, &id, e).await),
-    }
+    Ok(ok_json(&state.hub.get_module(&id, &mid).await?))
 }
 
 /// `DELETE /devices/{id}/modules/{mid}` (If-Match optional, `"*"` allowed) -> 204.
@@ -108,9 +84,10 @@ pub(crate) async fn delete(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     let caller = module_registry(&state, &headers, &id, Right::RegistryWrite, &peer).await?;
-    if let Err(e) = state.hub.delete_module(&id, &mid, if_match(&headers)).await {
-        return Err(module_error(&state.hub, &id, e).await);
-    }
+    state
+        .hub
+        .delete_module(&id, &mid, if_match(&headers))
+        .await?;
     if caller == ModuleCaller::EdgeDevice {
         tracing::info!(
             device_id = id,
@@ -130,10 +107,7 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     module_registry(&state, &headers, &id, Right::RegistryRead, &peer).await?;
-    match state.hub.list_modules(&id).await {
-        Ok(ms) => Ok(ok_json(&ms)),
-        Err(e) => Err(module_error(&state.hub, &id, e).await),
-    }
+    Ok(ok_json(&state.hub.list_modules(&id).await?))
 }
 
 #[cfg(test)]

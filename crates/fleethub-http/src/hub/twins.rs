@@ -7,10 +7,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use fleethub_services::{DpsError, Right};
+use fleethub_services::Right;
+use fleethub_services::hub::TwinTarget;
 use serde_json::Value;
 
-use super::modules::module_error;
 use crate::HttpState;
 use crate::auth::hub_service;
 use crate::body::{Peer, if_match, ok_json, require_json};
@@ -29,8 +29,9 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, READ, &peer)?;
-    let rec = super::record(&state.hub, &id).await?;
-    Ok(ok_json(&super::twin_view(&state.hub, rec)))
+    Ok(ok_json(
+        &state.hub.service_twin(TwinTarget::Device(&id)).await?,
+    ))
 }
 
 /// `PATCH /twins/{id}` (If-Match optional) -> 200 + the full twin.
@@ -65,10 +66,12 @@ pub(crate) async fn get_module(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, READ, &peer)?;
-    match state.hub.get_twin_of(&id, Some(&mid)).await {
-        Ok(twin) => Ok(ok_json(&super::finish_twin(&state.hub, twin))),
-        Err(e) => Err(module_error(&state.hub, &id, e).await),
-    }
+    Ok(ok_json(
+        &state
+            .hub
+            .service_twin(TwinTarget::Module(&id, &mid))
+            .await?,
+    ))
 }
 
 /// `PATCH /twins/{id}/modules/{mid}` (If-Match optional) -> 200 + the full module twin.
@@ -109,29 +112,14 @@ async fn update(
     if !doc.is_object() {
         return Err(ApiError::bad_request("the request body must be a Twin JSON object").into());
     }
-    let twin = match state
+    let twin = state
         .hub
-        .update_twin_of(id, module, &doc, if_match(headers), replace)
-        .await
-    {
-        Ok(twin) => twin,
-        // Only left after the hub's retries on concurrent writers: a precondition, not a
-        // duplicate device.
-        Err(DpsError::Conflict(m)) => return Err(ApiError::precondition_failed(m).into()),
-        Err(e) if module.is_some() => return Err(module_error(&state.hub, id, e).await),
-        Err(e) => return Err(ApiError::from_hub(e).into()),
-    };
-    if module.is_some() {
-        return Ok(ok_json(&super::finish_twin(&state.hub, twin)));
-    }
-    // The answer shows the identity's fields as GET does.
-    let rec = super::record(&state.hub, id).await;
-    let view = match rec {
-        Ok(mut rec) if rec.twin.version == twin.version => {
-            rec.twin = twin;
-            super::twin_view(&state.hub, rec)
-        }
-        _ => super::finish_twin(&state.hub, twin),
-    };
-    Ok(ok_json(&view))
+        .update_service_twin(
+            TwinTarget::new(id, module),
+            &doc,
+            if_match(headers),
+            replace,
+        )
+        .await?;
+    Ok(ok_json(&twin))
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use fleethub_core::sas;
 use fleethub_http::{HttpState, router};
 use fleethub_services::policies::{default_dps_policies, default_hub_policies};
-use fleethub_services::{AuthFailureLog, Dps, DpsConfig, Hub, HubConfig, ServiceAuth, unix_now};
+use fleethub_services::{Clock, Dps, DpsConfig, Hub, HubConfig, ServiceAuth, Shared};
 use fleethub_store::sqlite::SqliteStore;
 use serde_json::Value;
 use std::sync::Arc;
@@ -30,26 +30,25 @@ pub struct Fixture {
 pub fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap());
-    let log = Arc::new(AuthFailureLog::new(100));
+    let shared = Shared::new(store);
+    let log = shared.auth_failures.clone();
     let hub_policies = default_hub_policies();
     let hub = Arc::new(Hub::new(
-        store.clone(),
+        &shared,
         HubConfig {
             host: HUB.into(),
             token_skew_secs: 30,
         },
         hub_policies.clone(),
-        log.clone(),
     ));
     let dps = Arc::new(Dps::new(
-        store,
+        &shared,
         DpsConfig {
             id_scope: SCOPE.into(),
             linked_hubs: vec![HUB.into()],
             token_skew_secs: 30,
             retry_after_secs: RETRY_AFTER,
         },
-        log.clone(),
     ));
     let dps_auth = Arc::new(ServiceAuth::new(
         "dps-service",
@@ -317,4 +316,9 @@ pub fn assert_dps_error(r: &Resp, status: u16) {
         header(r, "x-ms-error-code"),
         Some(code.to_string().as_str())
     );
+}
+
+/// Current unix time in seconds.
+pub fn unix_now() -> u64 {
+    Clock::system().unix()
 }

@@ -13,9 +13,10 @@ pub(crate) use serve::serve;
 use crate::session::{Action, Close, KeepAlive, Session, granted_qos};
 use crate::topics;
 use bytes::Bytes;
-use fleethub_api::{DeviceRegistration, DpsErrorBody, RegistrationOperationStatus};
+use fleethub_api::{DeviceRegistration, RegistrationOperationStatus};
 use fleethub_mqtt_codec::{Packet, PacketIds, Publish, QoS, SubAck, SubscribeReturnCode};
-use fleethub_services::{DpsError, DpsPrincipal};
+use fleethub_services::DpsPrincipal;
+use fleethub_services::dps::Error as DpsError;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -153,7 +154,7 @@ impl DpsSession {
             Err(e) => {
                 let (topics::DpsRequest::Register { rid }
                 | topics::DpsRequest::OperationStatus { rid, .. }) = req;
-                let e = clone_err(e);
+                let e = DpsError::duplicate(e);
                 return self.respond(&rid, Err(e));
             }
         };
@@ -165,7 +166,7 @@ impl DpsSession {
                     match serde_json::from_slice(payload) {
                         Ok(b) => b,
                         Err(e) => {
-                            let e = DpsError::bad_request(format!(
+                            let e = DpsError::Invalid(format!(
                                 "register body is not valid JSON: {e}"
                             ));
                             return self.respond(&rid, Err(e));
@@ -200,15 +201,12 @@ impl DpsSession {
             Ok(op) if op.status == "assigning" => (202, serde_json::to_vec(&op), Some(retry_after)),
             Ok(op) => (200, serde_json::to_vec(&op), None),
             Err(e) => {
+                let (status, body) = crate::errors::dps_response(&e);
                 if !matches!(e, DpsError::Unauthorized) {
-                    tracing::info!(registration = %self.registration_id, status = e.status(), "dps request failed: {e}");
+                    tracing::info!(registration = %self.registration_id, status, "dps request failed: {e}");
                 }
-                let retry = (e.status() >= 429).then_some(retry_after.max(1));
-                (
-                    e.status(),
-                    serde_json::to_vec(&DpsErrorBody::new(e.error_code(), e.to_string())),
-                    retry,
-                )
+                let retry = (status >= 429).then_some(retry_after.max(1));
+                (status, Ok(body), retry)
             }
         };
         let body = match body {
@@ -245,15 +243,5 @@ impl Session for DpsSession {
 
     fn on_reply(&mut self, reply: DpsReply, _now: Instant) -> Vec<Action<DpsCall>> {
         self.respond(&reply.rid, reply.result)
-    }
-}
-
-fn clone_err(e: &DpsError) -> DpsError {
-    match e {
-        DpsError::BadRequest { code, message } => DpsError::BadRequest {
-            code: *code,
-            message: message.clone(),
-        },
-        _ => DpsError::Unauthorized,
     }
 }

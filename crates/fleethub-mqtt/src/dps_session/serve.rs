@@ -6,7 +6,7 @@ use crate::Gateway;
 use crate::connection::{Client, ConnectionError};
 use crate::session::{Services, execute, idle_limit};
 use fleethub_mqtt_codec::ConnectReturnCode;
-use fleethub_services::{AuthContext, DpsError};
+use fleethub_services::AuthContext;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
@@ -45,10 +45,10 @@ where
         .await
     {
         Ok(p) => Ok(p),
-        // A malformed registration ID is answered with a 400 on the register topic,
-        // where the device can see it; a CONNACK could only say "refused".
-        Err(e @ DpsError::BadRequest { .. }) => Err(e),
-        Err(_) => return client.refuse(ConnectReturnCode::NotAuthorized).await,
+        Err(e) => match crate::errors::dps_connect_refusal(&e) {
+            None => Err(e),
+            Some(code) => return client.refuse(code).await,
+        },
     };
     client.accept(false).await?;
     tracing::debug!(peer, transport, registration = %registration_id, "dps mqtt session started");

@@ -172,7 +172,11 @@ fn refusals_are_answered_on_the_response_topic() {
         &[("$dps/registrations/res/#", QoS::AtMostOnce)],
     );
     // Service errors keep their status and Azure code.
-    let err = DpsError::NotFound("no such operation".into());
+    let err = DpsError::OperationNotFound {
+        operation_id: "op-1".into(),
+        registration_id: "dev-1".into(),
+    };
+    let message = err.to_string();
     let a = s.on_reply(
         DpsReply {
             rid: "7".into(),
@@ -184,14 +188,14 @@ fn refusals_are_answered_on_the_response_topic() {
     assert_eq!(p.topic, "$dps/registrations/res/404/?$rid=7");
     assert_eq!((p.qos, p.pkid), (QoS::AtMostOnce, 0));
     assert_eq!(json(p)["errorCode"], 404001);
-    assert_eq!(json(p)["message"], "no such operation");
+    assert_eq!(json(p)["message"], message.as_str());
     // A body that is not JSON never reaches the service.
     let a = s.on_packet(publish(REGISTER, QoS::AtMostOnce, 0, "{nope"), now);
     let p = sent_publish(&a);
     assert_eq!(p.topic, "$dps/registrations/res/400/?$rid=1");
     assert_eq!(json(p)["errorCode"], 400004);
     // A malformed registration ID (accepted at CONNECT) is answered on every request.
-    let bad = DpsError::bad_request("bad registration id");
+    let bad = DpsError::Invalid("bad registration id".into());
     let mut s = DpsSession::new("Bad Id".into(), Err(bad), 3, Duration::from_secs(90), now);
     subscribe(
         &mut s,

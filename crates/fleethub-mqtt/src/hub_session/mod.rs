@@ -21,7 +21,8 @@ use fleethub_mqtt_codec::{
 };
 use fleethub_services::hub::C2dMessage;
 use fleethub_services::hub::c2d::{C2dView, iso_utc};
-use fleethub_services::{DpsError, Features, HubEvent, TelemetryIn};
+use fleethub_services::hub::Error as HubError;
+use fleethub_services::{Features, HubEvent, TelemetryIn};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -70,20 +71,20 @@ pub(crate) enum HubCall {
 pub(crate) enum HubReply {
     /// Calls that answer nothing the session needs.
     Done,
-    PendingC2d(Result<Vec<C2dMessage>, DpsError>),
+    PendingC2d(Result<Vec<C2dMessage>, HubError>),
     TelemetryStored {
         acks: Vec<u16>,
-        result: Result<(), DpsError>,
+        result: Result<(), HubError>,
     },
     /// The device view of the twin, as JSON.
     Twin {
         rid: String,
-        result: Result<Vec<u8>, DpsError>,
+        result: Result<Vec<u8>, HubError>,
     },
     /// The new reported-properties version.
     ReportedPatched {
         rid: String,
-        result: Result<u64, DpsError>,
+        result: Result<u64, HubError>,
     },
 }
 
@@ -459,7 +460,7 @@ impl HubSession {
                 match serde_json::from_slice::<serde_json::Value>(&payload) {
                     Ok(patch) => vec![Action::Call(HubCall::PatchReported { rid, patch })],
                     Err(e) => {
-                        let e = DpsError::bad_request(format!(
+                        let e = HubError::Invalid(format!(
                             "reported properties patch is not valid JSON: {e}"
                         ));
                         vec![self.twin_reply(&rid, Err(e))]
@@ -481,7 +482,7 @@ impl HubSession {
     fn twin_reply(
         &mut self,
         rid: &str,
-        r: Result<(u16, Option<u64>, Vec<u8>), DpsError>,
+        r: Result<(u16, Option<u64>, Vec<u8>), HubError>,
     ) -> Action<HubCall> {
         let qos = self.qos_for(HubFilter::TwinResponses);
         if qos.is_none() {
@@ -495,12 +496,8 @@ impl HubSession {
             Ok((status, None, body)) => (format!("$iothub/twin/res/{status}/?$rid={rid}"), body),
             Err(e) => {
                 tracing::info!(identity = %self.identity, "twin request failed: {e}");
-                let body =
-                    serde_json::json!({"errorCode": e.error_code(), "message": e.to_string()});
-                (
-                    format!("$iothub/twin/res/{}/?$rid={rid}", e.status()),
-                    serde_json::to_vec(&body).unwrap_or_default(),
-                )
+                let (status, body) = crate::errors::twin_response(&e);
+                (format!("$iothub/twin/res/{status}/?$rid={rid}"), body)
             }
         };
         self.publish(topic, qos.unwrap_or(QoS::AtMostOnce), body)

@@ -6,10 +6,10 @@ use super::{HubCall, HubReply, HubSession, HubSessionConfig, Subscriptions, chec
 use crate::Gateway;
 use crate::connection::{Client, ConnectionError};
 use crate::session::{Close, Services, execute, idle_limit};
-use fleethub_mqtt_codec::{ConnectReturnCode, Packet, QoS};
+use fleethub_mqtt_codec::{Packet, QoS};
 use fleethub_services::hub::twin::device_view;
+use fleethub_services::hub::{SessionSubscriptions, TwinTarget};
 use fleethub_services::{AuthContext, HubEvent, HubPrincipal};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -53,12 +53,13 @@ where
         peer: Some(peer),
     };
     let password = client.password();
-    let Ok(principal) = gw
+    let principal = match gw
         .hub
         .authenticate_device(&device_id, module_id.as_deref(), &password, ctx)
         .await
-    else {
-        return client.refuse(ConnectReturnCode::NotAuthorized).await;
+    {
+        Ok(p) => p,
+        Err(e) => return client.refuse(crate::errors::hub_connect_refusal(&e)).await,
     };
     let mut live = gw.live.register(&identity);
     let conn = live.id;
@@ -72,16 +73,12 @@ where
         module_id: module_id.as_deref(),
         conn,
     };
-    let token_valid_for = principal
-        .token_expiry
-        .saturating_sub(fleethub_services::unix_now())
-        + gw.hub.config().token_skew_secs;
     let cfg = HubSessionConfig {
         device_id: device_id.clone(),
         module_id: module_id.clone(),
         persistent: !clean,
         idle: idle_limit(client.connect.keep_alive, gw.cfg.idle_timeout_secs),
-        token_valid_for: Duration::from_secs(token_valid_for),
+        token_valid_for: gw.hub.token_lifetime(&principal),
     };
     let mut session = HubSession::new(cfg, subs, Instant::now());
     let mut services = HubServices {
@@ -107,13 +104,13 @@ where
 /// flag and the subscriptions to resume.
 async fn restore_session(gw: &Gateway, identity: &str, clean: bool) -> (bool, Subscriptions) {
     if clean {
-        if let Err(e) = gw.hub.store().delete_mqtt_session(identity).await {
+        if let Err(e) = gw.hub.clear_session(identity).await {
             tracing::warn!(identity, "cannot clear the MQTT session: {e}");
         }
         return (false, Subscriptions::new());
     }
-    match gw.hub.store().get_mqtt_session(identity).await {
-        Ok(Some(doc)) => (true, decode_subscriptions(&doc)),
+    match gw.hub.load_session(identity).await {
+        Ok(Some(subs)) => (true, from_stored(subs)),
         Ok(None) => (false, Subscriptions::new()),
         Err(e) => {
             tracing::warn!(identity, "cannot load the MQTT session: {e}");
@@ -213,8 +210,7 @@ impl Services<HubSession> for HubServices<'_> {
             HubCall::SetFeatures(f) => hub.set_features(device, module, self.conn, f),
             HubCall::SaveSubscriptions(subs) => {
                 let identity = identity(device, module);
-                let doc = encode_subscriptions(&subs);
-                if let Err(e) = hub.store().put_mqtt_session(&identity, &doc).await {
+                if let Err(e) = hub.save_session(&identity, &to_stored(&subs)).await {
                     tracing::warn!(identity, "cannot save the MQTT session: {e}");
                 }
             }
@@ -236,13 +232,15 @@ impl Services<HubSession> for HubServices<'_> {
                 };
             }
             HubCall::GetTwin { rid } => {
-                let result = hub.get_twin_of(device, module).await;
+                let result = hub.get_twin(TwinTarget::new(device, module)).await;
                 let result =
                     result.map(|t| serde_json::to_vec(&device_view(&t)).unwrap_or_default());
                 return HubReply::Twin { rid, result };
             }
             HubCall::PatchReported { rid, patch } => {
-                let result = hub.patch_reported_of(device, module, &patch).await;
+                let result = hub
+                    .patch_reported(TwinTarget::new(device, module), &patch)
+                    .await;
                 return HubReply::ReportedPatched { rid, result };
             }
             HubCall::MethodResponse {
@@ -276,29 +274,20 @@ impl Drop for Attached<'_> {
     }
 }
 
-/// Stored form: `{"filter": qos, ...}`.
-pub(super) fn encode_subscriptions(s: &Subscriptions) -> String {
-    let m: serde_json::Map<String, serde_json::Value> = s
-        .iter()
-        .map(|(k, q)| (k.clone(), serde_json::json!(*q as u8)))
-        .collect();
-    serde_json::Value::Object(m).to_string()
+/// The stored form of subscriptions (the service keeps them): QoS as 0 or 1.
+pub(super) fn to_stored(s: &Subscriptions) -> SessionSubscriptions {
+    s.iter().map(|(k, q)| (k.clone(), *q as u8)).collect()
 }
 
-pub(super) fn decode_subscriptions(doc: &str) -> Subscriptions {
-    let v: serde_json::Value = serde_json::from_str(doc).unwrap_or_default();
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, q)| {
-                    let qos = if q.as_u64() == Some(0) {
-                        QoS::AtMostOnce
-                    } else {
-                        QoS::AtLeastOnce
-                    };
-                    (k.clone(), qos)
-                })
-                .collect()
+pub(super) fn from_stored(s: SessionSubscriptions) -> Subscriptions {
+    s.into_iter()
+        .map(|(k, q)| {
+            let qos = if q == 0 {
+                QoS::AtMostOnce
+            } else {
+                QoS::AtLeastOnce
+            };
+            (k, qos)
         })
-        .unwrap_or_default()
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! [`HubSession`] without sockets: packets, events, replies and timeouts in, actions out.
 
-use super::serve::{decode_subscriptions, encode_subscriptions};
+use super::serve::{from_stored, to_stored};
+use fleethub_services::hub::Error as HubError;
 use super::*;
 use fleethub_mqtt_codec::{Subscribe, Unsubscribe};
 use serde_json::json;
@@ -173,7 +174,7 @@ fn clean_sessions_are_not_saved_and_modules_get_no_c2d() {
 
 #[test]
 fn a_resumed_session_announces_its_features_and_delivers_the_queue() {
-    let subs = decode_subscriptions(&encode_subscriptions(
+    let subs = from_stored(to_stored(
         &[
             (C2D.to_string(), QoS::AtLeastOnce),
             (METHODS.to_string(), QoS::AtMostOnce),
@@ -182,8 +183,8 @@ fn a_resumed_session_announces_its_features_and_delivers_the_queue() {
     ));
     assert_eq!(subs[METHODS], QoS::AtMostOnce);
     assert_eq!(
-        encode_subscriptions(&subs),
-        format!(r#"{{"{METHODS}":0,"{C2D}":1}}"#)
+        to_stored(&subs),
+        [(METHODS.to_string(), 0), (C2D.to_string(), 1)].into()
     );
     let mut s = HubSession::new(config(None, true), subs, Instant::now());
     let a = s.on_connected(true);
@@ -275,7 +276,7 @@ fn c2d_at_qos0_is_done_once_sent() {
         panic!("{a:?}")
     };
     assert_eq!((p.qos, p.pkid), (QoS::AtMostOnce, 0));
-    let err = DpsError::Internal("disk".into());
+    let err = HubError::Internal("disk".into());
     assert!(s.on_reply(HubReply::PendingC2d(Err(err)), now).is_empty());
 }
 
@@ -388,7 +389,10 @@ fn twin_requests_and_replies() {
     // Errors carry the status and Azure's error JSON.
     let reply = HubReply::Twin {
         rid: "3".into(),
-        result: Err(DpsError::NotFound("module m not found".into())),
+        result: Err(HubError::ModuleNotFound {
+            device: "dev-1".into(),
+            module: "m".into(),
+        }),
     };
     let a = s.on_reply(reply, now);
     let p = publishes(&a)[0];
@@ -396,7 +400,7 @@ fn twin_requests_and_replies() {
     let body: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
     assert_eq!(
         body,
-        json!({"errorCode": 404001, "message": "module m not found"})
+        json!({"errorCode": 404001, "message": "module 'm' of device 'dev-1' not found"})
     );
     // A patch that is not JSON is refused without a service call.
     let a = s.on_packet(
@@ -473,7 +477,7 @@ fn a_burst_of_telemetry_is_stored_once_and_acknowledged_in_order() {
     // Not stored: not acknowledged, the connection closes (the device resends).
     let reply = HubReply::TelemetryStored {
         acks: vec![7],
-        result: Err(DpsError::Internal("disk full".into())),
+        result: Err(HubError::Internal("disk full".into())),
     };
     let a = s.on_reply(reply, now);
     assert_eq!(a.len(), 1);

@@ -4,14 +4,13 @@
 
 use super::auth::disabled_reason;
 use super::{Dps, DpsPrincipal, EnrollmentSource, MAX_PAYLOAD_BYTES};
-use crate::DpsError;
+use crate::dps::Error;
 use fleethub_api::{
     AuthenticationMechanism, Capabilities, Device, DeviceRegistration, DeviceRegistrationState,
     InitialTwin, RegistrationOperationStatus, ReprovisionPolicy, SymmetricKeyRegistrationResult,
-    Twin, TwinProperties,
-    time::{NEVER, now_utc},
+    Twin, TwinProperties, time::NEVER,
 };
-use fleethub_store::{Assignment, DeviceRecord, RegistrationRecord};
+use fleethub_storage::{Assignment, DeviceRecord, RegistrationRecord};
 use serde_json::{Value, json};
 
 /// What the enrollment says about the device to create.
@@ -32,11 +31,11 @@ impl Dps {
         &self,
         p: &DpsPrincipal,
         body: DeviceRegistration,
-    ) -> Result<RegistrationOperationStatus, DpsError> {
+    ) -> Result<RegistrationOperationStatus, Error> {
         if let Some(rid) = &body.registration_id
             && !rid.eq_ignore_ascii_case(&p.registration_id)
         {
-            return Err(DpsError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "registrationId '{rid}' in the body does not match '{}' in the request path/connection",
                 p.registration_id
             )));
@@ -44,14 +43,14 @@ impl Dps {
         if let Some(payload) = &body.payload {
             let size = serde_json::to_vec(payload).map(|v| v.len()).unwrap_or(0);
             if size > MAX_PAYLOAD_BYTES {
-                return Err(DpsError::PayloadTooLarge(format!(
+                return Err(Error::TooLarge(format!(
                     "registration payload is {size} bytes; at most {MAX_PAYLOAD_BYTES} are accepted"
                 )));
             }
         }
         let operation_id = new_operation_id(&self.cfg.id_scope);
         let previous = self.store.get_registration(&p.registration_id).await?;
-        let now = now_utc();
+        let now = self.clock.now_utc();
         let plan = self.plan(p);
         let mut state = DeviceRegistrationState {
             registration_id: p.registration_id.clone(),
@@ -93,7 +92,7 @@ impl Dps {
                 })
                 .await?;
             self.recent.insert(&rec);
-            crate::metrics::inc(&self.auth_failures.metrics.dps_registrations_disabled);
+            crate::metrics::inc(&self.metrics.dps_registrations_disabled);
             return Ok(assigning(operation_id, &p.registration_id));
         }
 
@@ -117,7 +116,7 @@ impl Dps {
             }
             _ => plan.hub.clone(),
         };
-        let device = build_device(&plan, existing, reset_twin);
+        let device = build_device(&plan, existing, reset_twin, &self.clock.now_utc());
         state.assigned_hub = Some(hub);
         state.device_id = Some(plan.device_id.clone());
         state.status = Some("assigned".into());
@@ -136,7 +135,7 @@ impl Dps {
         if let Some(hook) = self.assigned_hook.get() {
             hook(&plan.device_id);
         }
-        crate::metrics::inc(&self.auth_failures.metrics.dps_registrations_assigned);
+        crate::metrics::inc(&self.metrics.dps_registrations_assigned);
         tracing::info!(registration = %p.registration_id, device = %plan.device_id, substatus, "device assigned");
         Ok(assigning(operation_id, &p.registration_id))
     }
@@ -146,7 +145,7 @@ impl Dps {
         &self,
         p: &DpsPrincipal,
         operation_id: &str,
-    ) -> Result<RegistrationOperationStatus, DpsError> {
+    ) -> Result<RegistrationOperationStatus, Error> {
         let rec = match self.recent.get(operation_id) {
             Some(r) => Some(r),
             None => {
@@ -160,10 +159,10 @@ impl Dps {
                 .registration_id
                 .eq_ignore_ascii_case(&p.registration_id)
         }) else {
-            return Err(DpsError::NotFound(format!(
-                "operation '{operation_id}' not found for registration '{}'",
-                p.registration_id
-            )));
+            return Err(Error::OperationNotFound {
+                operation_id: operation_id.to_string(),
+                registration_id: p.registration_id.clone(),
+            });
         };
         let mut state = rec.state;
         state.enrollment_group_id = None;
@@ -261,8 +260,13 @@ fn new_operation_id(scope: &str) -> String {
 }
 
 /// Creates the device record or updates an existing one for this enrollment.
-fn build_device(plan: &Plan, existing: Option<DeviceRecord>, reset_twin: bool) -> DeviceRecord {
-    let now = now_utc();
+fn build_device(
+    plan: &Plan,
+    existing: Option<DeviceRecord>,
+    reset_twin: bool,
+    now: &str,
+) -> DeviceRecord {
+    let now = now.to_string();
     let (mut device, twin) = match existing {
         Some(rec) => (rec.device, rec.twin),
         None => (

@@ -3,7 +3,7 @@
 //! the key derived from a group key. Clients only learn "Unauthorized"; the reason is logged.
 
 use super::{Dps, EnrollmentSource};
-use crate::{DpsError, unix_now};
+use crate::dps::Error;
 use fleethub_api::status_enabled;
 use fleethub_core::{ids, keys, sas};
 
@@ -31,11 +31,9 @@ impl Dps {
         registration_id: &str,
         token: &str,
         ctx: AuthContext<'_>,
-    ) -> Result<DpsPrincipal, DpsError> {
-        ids::validate_registration_id(registration_id).map_err(|e| DpsError::BadRequest {
-            code: 400004,
-            message: e.to_string(),
-        })?;
+    ) -> Result<DpsPrincipal, Error> {
+        ids::validate_registration_id(registration_id)
+            .map_err(|e| Error::invalid(e.to_string()))?;
         let fail = |reason: String| {
             self.auth_failures.record(
                 "dps",
@@ -44,7 +42,7 @@ impl Dps {
                 ctx.peer.map(str::to_string),
                 &reason,
             );
-            DpsError::Unauthorized
+            Error::Unauthorized
         };
         if !id_scope.eq_ignore_ascii_case(&self.cfg.id_scope) {
             return Err(fail(format!(
@@ -54,7 +52,7 @@ impl Dps {
         }
         let token =
             sas::SasToken::parse(token).map_err(|e| fail(format!("malformed SAS token: {e}")))?;
-        if let Err(e) = token.check_expiry(unix_now(), self.cfg.token_skew_secs) {
+        if let Err(e) = token.check_expiry(self.clock.unix(), self.cfg.token_skew_secs) {
             return Err(fail(e.to_string()));
         }
         let resource = format!("{id_scope}/registrations/{registration_id}");

@@ -2,20 +2,27 @@
 //! and bulk enrollment operations (DPS service REST API, docs/protocol-notes.md, "Service REST API and api-versions").
 
 use super::{Dps, validate};
-use crate::DpsError;
+use crate::dps::Error;
 use fleethub_api::{
     AttestationMechanism, BulkEnrollmentGroupOperation, BulkEnrollmentOperation,
-    BulkEnrollmentOperationError, BulkEnrollmentOperationResult, DeviceRegistrationState,
-    EnrollmentGroup, IndividualEnrollment,
+    DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment,
 };
 use fleethub_core::ids;
-use fleethub_store::{Page, PageRequest, Precondition, StoreError};
+use fleethub_storage::{Page, PageRequest, Precondition, StoreError};
 
 /// Bulk operations accept at most this many items (Azure: 10; we are generous).
 pub const MAX_BULK_ITEMS: usize = 1000;
 
-fn id_error(e: ids::IdError) -> DpsError {
-    DpsError::bad_request(e.to_string())
+/// An item of a bulk operation that failed (the others were applied): its registration or
+/// group ID and why.
+#[derive(Debug)]
+pub struct BulkFailure {
+    pub id: String,
+    pub error: Error,
+}
+
+fn id_error(e: ids::IdError) -> Error {
+    Error::invalid(e.to_string())
 }
 
 impl Dps {
@@ -28,12 +35,12 @@ impl Dps {
         path_id: &str,
         mut e: IndividualEnrollment,
         if_match: Option<&str>,
-    ) -> Result<IndividualEnrollment, DpsError> {
+    ) -> Result<IndividualEnrollment, Error> {
         ids::validate_registration_id(path_id).map_err(id_error)?;
         if e.registration_id.is_empty() {
             e.registration_id = path_id.to_string();
         } else if !e.registration_id.eq_ignore_ascii_case(path_id) {
-            return Err(DpsError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "registrationId '{}' in the body does not match '{path_id}' in the URL",
                 e.registration_id
             )));
@@ -43,9 +50,8 @@ impl Dps {
         validate::provisioning_status(&mut e.provisioning_status, &what)?;
         validate::initial_twin(&e.initial_twin, &what)?;
         if let Some(d) = e.device_id.as_deref().filter(|d| !d.is_empty()) {
-            ids::validate_device_id(d).map_err(|err| {
-                DpsError::bad_request(format!("{what}: deviceId is invalid: {err}"))
-            })?;
+            ids::validate_device_id(d)
+                .map_err(|err| Error::invalid(format!("{what}: deviceId is invalid: {err}")))?;
         }
         Ok(self
             .store
@@ -53,36 +59,35 @@ impl Dps {
             .await?)
     }
 
-    pub async fn get_enrollment(&self, id: &str) -> Result<IndividualEnrollment, DpsError> {
+    pub async fn get_enrollment(&self, id: &str) -> Result<IndividualEnrollment, Error> {
         self.store
             .get_enrollment(id)
             .await?
-            .ok_or_else(|| DpsError::NotFound(format!("enrollment '{id}' not found")))
+            .ok_or_else(|| Error::EnrollmentNotFound { id: id.to_string() })
     }
 
-    pub async fn delete_enrollment(
-        &self,
-        id: &str,
-        if_match: Option<&str>,
-    ) -> Result<(), DpsError> {
-        Ok(self.store.delete_enrollment(id, if_match).await?)
+    pub async fn delete_enrollment(&self, id: &str, if_match: Option<&str>) -> Result<(), Error> {
+        Ok(self
+            .store
+            .delete_enrollment(id, Precondition::from_if_match(if_match))
+            .await?)
     }
 
     pub async fn query_enrollments(
         &self,
         page: PageRequest,
-    ) -> Result<Page<IndividualEnrollment>, DpsError> {
+    ) -> Result<Page<IndividualEnrollment>, Error> {
         Ok(self.store.list_enrollments(page).await?)
     }
 
-    pub async fn enrollment_attestation(&self, id: &str) -> Result<AttestationMechanism, DpsError> {
+    pub async fn enrollment_attestation(&self, id: &str) -> Result<AttestationMechanism, Error> {
         Ok(self.get_enrollment(id).await?.attestation)
     }
 
     pub async fn bulk_enrollments(
         &self,
         op: BulkEnrollmentOperation,
-    ) -> Result<BulkEnrollmentOperationResult, DpsError> {
+    ) -> Result<Vec<BulkFailure>, Error> {
         check_bulk_size(op.enrollments.len())?;
         let mode = bulk_mode(&op.mode)?;
         let mut errors = Vec::new();
@@ -101,19 +106,11 @@ impl Dps {
                 }
                 BulkMode::Delete => self.delete_enrollment(&id, etag.as_deref()).await,
             };
-            if let Err(err) = r {
-                errors.push(BulkEnrollmentOperationError {
-                    registration_id: Some(id),
-                    enrollment_group_id: None,
-                    error_code: err.error_code(),
-                    error_status: err.to_string(),
-                });
+            if let Err(error) = r {
+                errors.push(BulkFailure { id, error });
             }
         }
-        Ok(BulkEnrollmentOperationResult {
-            is_successful: errors.is_empty(),
-            errors,
-        })
+        Ok(errors)
     }
 
     async fn put_enrollment_cond(
@@ -121,15 +118,13 @@ impl Dps {
         id: &str,
         e: IndividualEnrollment,
         cond: Precondition,
-    ) -> Result<(), DpsError> {
+    ) -> Result<(), Error> {
         let if_match = match &cond {
             Precondition::IfMatch(v) => Some(v.clone()),
             _ => None,
         };
         if cond == Precondition::MustNotExist && self.store.get_enrollment(id).await?.is_some() {
-            return Err(DpsError::Conflict(format!(
-                "enrollment '{id}' already exists"
-            )));
+            return Err(Error::EnrollmentAlreadyExists { id: id.to_string() });
         }
         self.put_enrollment(id, e, if_match.as_deref())
             .await
@@ -143,12 +138,12 @@ impl Dps {
         path_id: &str,
         mut g: EnrollmentGroup,
         if_match: Option<&str>,
-    ) -> Result<EnrollmentGroup, DpsError> {
+    ) -> Result<EnrollmentGroup, Error> {
         ids::validate_enrollment_group_id(path_id).map_err(id_error)?;
         if g.enrollment_group_id.is_empty() {
             g.enrollment_group_id = path_id.to_string();
         } else if !g.enrollment_group_id.eq_ignore_ascii_case(path_id) {
-            return Err(DpsError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "enrollmentGroupId '{}' in the body does not match '{path_id}' in the URL",
                 g.enrollment_group_id
             )));
@@ -165,32 +160,35 @@ impl Dps {
         Ok(out?)
     }
 
-    pub async fn get_group(&self, id: &str) -> Result<EnrollmentGroup, DpsError> {
+    pub async fn get_group(&self, id: &str) -> Result<EnrollmentGroup, Error> {
         self.store
             .get_group(id)
             .await?
-            .ok_or_else(|| DpsError::NotFound(format!("enrollment group '{id}' not found")))
+            .ok_or_else(|| Error::GroupNotFound { id: id.to_string() })
     }
 
     /// Deletes a group; its registration records are kept.
-    pub async fn delete_group(&self, id: &str, if_match: Option<&str>) -> Result<(), DpsError> {
-        let r = self.store.delete_group(id, if_match).await;
+    pub async fn delete_group(&self, id: &str, if_match: Option<&str>) -> Result<(), Error> {
+        let r = self
+            .store
+            .delete_group(id, Precondition::from_if_match(if_match))
+            .await;
         self.groups.invalidate();
         Ok(r?)
     }
 
-    pub async fn query_groups(&self, page: PageRequest) -> Result<Page<EnrollmentGroup>, DpsError> {
+    pub async fn query_groups(&self, page: PageRequest) -> Result<Page<EnrollmentGroup>, Error> {
         Ok(self.store.list_groups(page).await?)
     }
 
-    pub async fn group_attestation(&self, id: &str) -> Result<AttestationMechanism, DpsError> {
+    pub async fn group_attestation(&self, id: &str) -> Result<AttestationMechanism, Error> {
         Ok(self.get_group(id).await?.attestation)
     }
 
     pub async fn bulk_groups(
         &self,
         op: BulkEnrollmentGroupOperation,
-    ) -> Result<BulkEnrollmentOperationResult, DpsError> {
+    ) -> Result<Vec<BulkFailure>, Error> {
         check_bulk_size(op.enrollment_groups.len())?;
         let mode = bulk_mode(&op.mode)?;
         let mut errors = Vec::new();
@@ -199,9 +197,7 @@ impl Dps {
             let etag = g.etag.clone();
             let r = match mode {
                 BulkMode::Create => match self.store.get_group(&id).await {
-                    Ok(Some(_)) => Err(DpsError::Conflict(format!(
-                        "enrollment group '{id}' already exists"
-                    ))),
+                    Ok(Some(_)) => Err(Error::GroupAlreadyExists { id: id.clone() }),
                     Ok(None) => self.put_group(&id, g, None).await.map(|_| ()),
                     Err(e) => Err(e.into()),
                 },
@@ -212,39 +208,31 @@ impl Dps {
                 }
                 BulkMode::Delete => self.delete_group(&id, etag.as_deref()).await,
             };
-            if let Err(err) = r {
-                errors.push(BulkEnrollmentOperationError {
-                    registration_id: None,
-                    enrollment_group_id: Some(id),
-                    error_code: err.error_code(),
-                    error_status: err.to_string(),
-                });
+            if let Err(error) = r {
+                errors.push(BulkFailure { id, error });
             }
         }
-        Ok(BulkEnrollmentOperationResult {
-            is_successful: errors.is_empty(),
-            errors,
-        })
+        Ok(errors)
     }
 
     // ---------------------------------------------------------------- registration records
 
-    pub async fn get_registration(&self, id: &str) -> Result<DeviceRegistrationState, DpsError> {
+    pub async fn get_registration(&self, id: &str) -> Result<DeviceRegistrationState, Error> {
         self.store
             .get_registration(id)
             .await?
             .map(|r| r.state)
-            .ok_or_else(|| DpsError::NotFound(format!("registration '{id}' not found")))
+            .ok_or_else(|| Error::RegistrationNotFound { id: id.to_string() })
     }
 
-    pub async fn delete_registration(
-        &self,
-        id: &str,
-        if_match: Option<&str>,
-    ) -> Result<(), DpsError> {
-        match self.store.delete_registration(id, if_match).await {
+    pub async fn delete_registration(&self, id: &str, if_match: Option<&str>) -> Result<(), Error> {
+        match self
+            .store
+            .delete_registration(id, Precondition::from_if_match(if_match))
+            .await
+        {
             Err(StoreError::NotFound { .. }) => {
-                Err(DpsError::NotFound(format!("registration '{id}' not found")))
+                Err(Error::RegistrationNotFound { id: id.to_string() })
             }
             r => Ok(r?),
         }
@@ -255,7 +243,7 @@ impl Dps {
         &self,
         group_id: Option<&str>,
         page: PageRequest,
-    ) -> Result<Page<DeviceRegistrationState>, DpsError> {
+    ) -> Result<Page<DeviceRegistrationState>, Error> {
         Ok(self.store.list_registrations(group_id, page).await?)
     }
 }
@@ -268,21 +256,21 @@ enum BulkMode {
     Delete,
 }
 
-fn bulk_mode(mode: &str) -> Result<BulkMode, DpsError> {
+fn bulk_mode(mode: &str) -> Result<BulkMode, Error> {
     match mode.to_ascii_lowercase().as_str() {
         "create" => Ok(BulkMode::Create),
         "update" => Ok(BulkMode::Update),
         "updateifmatchetag" => Ok(BulkMode::UpdateIfMatch),
         "delete" => Ok(BulkMode::Delete),
-        _ => Err(DpsError::bad_request(format!(
+        _ => Err(Error::invalid(format!(
             "bulk mode '{mode}' is invalid; use create, update, updateIfMatchETag or delete"
         ))),
     }
 }
 
-fn check_bulk_size(n: usize) -> Result<(), DpsError> {
+fn check_bulk_size(n: usize) -> Result<(), Error> {
     if n == 0 || n > MAX_BULK_ITEMS {
-        return Err(DpsError::bad_request(format!(
+        return Err(Error::invalid(format!(
             "a bulk operation takes 1 to {MAX_BULK_ITEMS} items; got {n}"
         )));
     }

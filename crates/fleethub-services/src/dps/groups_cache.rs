@@ -4,7 +4,7 @@
 //! (other server instances may write them too).
 
 use fleethub_api::EnrollmentGroup;
-use fleethub_store::{PageRequest, Result, Store};
+use fleethub_storage::{PageRequest, Result, Store};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,7 @@
 mod assign;
 mod auth;
 mod enrollments;
+mod error;
 mod groups_cache;
 mod recent;
 mod validate;
@@ -11,12 +12,14 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-use crate::AuthFailureLog;
+use crate::{AuthFailureLog, Clock, Metrics, Shared};
 use fleethub_api::{EnrollmentGroup, IndividualEnrollment};
-use fleethub_store::Store;
+use fleethub_storage::Store;
 use std::sync::Arc;
 
 pub use auth::{AuthContext, DpsPrincipal};
+pub use enrollments::BulkFailure;
+pub use error::{Error, Result};
 pub use validate::MAX_PAYLOAD_BYTES;
 
 /// Settings of the DPS instance.
@@ -50,6 +53,8 @@ pub struct Dps {
     cfg: DpsConfig,
     groups: groups_cache::GroupCache,
     auth_failures: Arc<AuthFailureLog>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
     /// Outcomes of recent registrations by operation ID, so that the device's poll does not
     /// need a store read (another instance's poll falls back to the store).
     recent: recent::RecentOperations,
@@ -61,12 +66,14 @@ pub struct Dps {
 pub type AssignedHook = Box<dyn Fn(&str) + Send + Sync>;
 
 impl Dps {
-    pub fn new(store: Arc<dyn Store>, cfg: DpsConfig, auth_failures: Arc<AuthFailureLog>) -> Dps {
+    pub fn new(shared: &Shared, cfg: DpsConfig) -> Dps {
         Dps {
-            groups: groups_cache::GroupCache::new(store.clone()),
-            store,
+            groups: groups_cache::GroupCache::new(shared.store.clone()),
+            store: shared.store.clone(),
             cfg,
-            auth_failures,
+            auth_failures: shared.auth_failures.clone(),
+            metrics: shared.metrics.clone(),
+            clock: shared.clock.clone(),
             recent: Default::default(),
             assigned_hook: Default::default(),
         }
@@ -84,9 +91,5 @@ impl Dps {
 
     pub fn auth_failures(&self) -> &Arc<AuthFailureLog> {
         &self.auth_failures
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 }

@@ -1,6 +1,6 @@
 //! A bounded in-memory map of recent registration outcomes (operation ID -> record).
 
-use fleethub_store::RegistrationRecord;
+use fleethub_storage::RegistrationRecord;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

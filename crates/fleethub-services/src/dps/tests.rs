@@ -1,5 +1,6 @@
 use super::*;
-use crate::{AuthContext, DpsError, unix_now};
+use crate::dps::Error;
+use crate::{AuthContext, Shared};
 use fleethub_api::{
     AttestationMechanism, DeviceCapabilities, DeviceRegistration, InitialTwin,
     InitialTwinProperties,
@@ -18,14 +19,13 @@ const CTX: AuthContext<'static> = AuthContext {
 fn dps(dir: &tempfile::TempDir) -> Dps {
     let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     Dps::new(
-        store,
+        &Shared::new(store),
         DpsConfig {
             id_scope: SCOPE.into(),
             linked_hubs: vec![HUB.into()],
             token_skew_secs: 30,
             retry_after_secs: 1,
         },
-        Arc::new(AuthFailureLog::new(100)),
     )
 }
 
@@ -33,7 +33,7 @@ fn token(reg: &str, key: &str) -> String {
     sas::build_token(
         &format!("{SCOPE}/registrations/{reg}"),
         key,
-        unix_now() + 3600,
+        crate::Clock::system().unix() + 3600,
         None,
     )
     .unwrap()
@@ -51,7 +51,7 @@ async fn register(
     d: &Dps,
     reg: &str,
     key: &str,
-) -> Result<fleethub_api::RegistrationOperationStatus, DpsError> {
+) -> Result<fleethub_api::RegistrationOperationStatus, Error> {
     let p = d.authenticate(SCOPE, reg, &token(reg, key), CTX).await?;
     let op = d.register(&p, DeviceRegistration::default()).await?;
     assert_eq!(op.status, "assigning");
@@ -81,7 +81,7 @@ async fn individual_enrollment_assigns_device_with_initial_twin() {
     assert_eq!(rs.device_id.as_deref(), Some("device-one"));
     assert_eq!(rs.substatus.as_deref(), Some("initialAssignment"));
 
-    let dev = d.store().get_device("device-one").await.unwrap().unwrap();
+    let dev = d.store.get_device("device-one").await.unwrap().unwrap();
     assert!(dev.device.is_edge());
     assert_eq!(dev.device.authentication.as_ref().unwrap().keys()[0], key);
     assert_eq!(dev.twin.tags.as_ref().unwrap()["environment"], "test");
@@ -116,7 +116,7 @@ async fn secondary_key_works_and_wrong_key_is_logged() {
     let err = register(&d, "dev-02", &keys::generate_key())
         .await
         .unwrap_err();
-    assert!(matches!(err, DpsError::Unauthorized));
+    assert!(matches!(err, Error::Unauthorized));
     let logged = d.auth_failures().recent(1);
     assert!(
         logged[0]
@@ -152,7 +152,7 @@ async fn group_enrollment_with_derived_key() {
         rs.symmetric_key.unwrap().enrollment_group_id.as_deref(),
         Some("grp-1")
     );
-    let dev = d.store().get_device("sensor-7").await.unwrap().unwrap();
+    let dev = d.store.get_device("sensor-7").await.unwrap().unwrap();
     assert_eq!(dev.device.authentication.unwrap().keys()[0], dk);
 
     // the group key itself is refused, with a reason that says so
@@ -218,7 +218,7 @@ async fn disabled_enrollment_is_not_assigned() {
     d.put_enrollment("dev-off", e, None).await.unwrap();
     let st = register(&d, "dev-off", &key).await.unwrap();
     assert_eq!(st.status, "disabled");
-    assert!(d.store().get_device("dev-off").await.unwrap().is_none());
+    assert!(d.store.get_device("dev-off").await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -233,12 +233,12 @@ async fn bad_ids_scopes_and_tokens() {
         .authenticate(SCOPE, "bad!id~x", "x", CTX)
         .await
         .unwrap_err();
-    assert_eq!(e.status(), 400);
+    assert!(matches!(e, Error::Invalid(_)), "{e:?}");
     let e = d
         .authenticate("0ne00BADBAD", "dev-03", &token("dev-03", &key), CTX)
         .await
         .unwrap_err();
-    assert_eq!(e.status(), 401);
+    assert!(matches!(e, Error::Unauthorized), "{e:?}");
     assert!(
         d.auth_failures().recent(1)[0]
             .reason
@@ -247,7 +247,7 @@ async fn bad_ids_scopes_and_tokens() {
     let expired = sas::build_token(
         &format!("{SCOPE}/registrations/dev-03"),
         &key,
-        unix_now() - 100,
+        crate::Clock::system().unix() - 100,
         None,
     )
     .unwrap();
@@ -260,7 +260,7 @@ async fn bad_ids_scopes_and_tokens() {
     let other = sas::build_token(
         &format!("{SCOPE}/registrations/dev-04"),
         &key,
-        unix_now() + 60,
+        crate::Clock::system().unix() + 60,
         None,
     )
     .unwrap();
@@ -304,20 +304,16 @@ async fn enrollment_validation_errors_are_specific() {
     assert!(keys::decode_key(p).is_ok() && keys::decode_key(s).is_ok() && p != s);
     assert_eq!(saved.provisioning_status.as_deref(), Some("enabled"));
     // body/path mismatch
-    assert_eq!(
-        d.put_enrollment("other", e, None)
-            .await
-            .unwrap_err()
-            .status(),
-        400
-    );
+    assert!(matches!(
+        d.put_enrollment("other", e, None).await.unwrap_err(),
+        Error::Invalid(_)
+    ));
     // etag
     let stale = Some("\"stale\"");
-    assert_eq!(
+    assert!(matches!(
         d.put_enrollment("dev-05", saved.clone(), stale)
             .await
-            .unwrap_err()
-            .status(),
-        412
-    );
+            .unwrap_err(),
+        Error::PreconditionFailed(_)
+    ));
 }

@@ -1,6 +1,6 @@
 //! Validation of enrollments and groups written through the service API.
 
-use crate::DpsError;
+use crate::dps::Error;
 use fleethub_api::{AttestationMechanism, InitialTwin};
 use fleethub_core::keys;
 
@@ -8,9 +8,9 @@ use fleethub_core::keys;
 pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
 
 /// Fills in missing keys and checks the attestation is a usable symmetric-key one.
-pub(crate) fn attestation(a: &mut AttestationMechanism, what: &str) -> Result<(), DpsError> {
+pub(crate) fn attestation(a: &mut AttestationMechanism, what: &str) -> Result<(), Error> {
     if !a.kind.eq_ignore_ascii_case("symmetricKey") {
-        return Err(DpsError::bad_request(format!(
+        return Err(Error::invalid(format!(
             "{what}: attestation type '{}' is not supported; use \"symmetricKey\"",
             a.kind
         )));
@@ -25,7 +25,7 @@ pub(crate) fn attestation(a: &mut AttestationMechanism, what: &str) -> Result<()
             None | Some("") => *slot = Some(keys::generate_key()),
             Some(k) => {
                 keys::decode_key(k).map_err(|e| {
-                    DpsError::bad_request(format!(
+                    Error::invalid(format!(
                         "{what}: attestation.symmetricKey.{name} is invalid: {e}"
                     ))
                 })?;
@@ -35,7 +35,7 @@ pub(crate) fn attestation(a: &mut AttestationMechanism, what: &str) -> Result<()
     Ok(())
 }
 
-pub(crate) fn provisioning_status(s: &mut Option<String>, what: &str) -> Result<(), DpsError> {
+pub(crate) fn provisioning_status(s: &mut Option<String>, what: &str) -> Result<(), Error> {
     match s.as_deref() {
         None => {
             *s = Some("enabled".into());
@@ -45,18 +45,18 @@ pub(crate) fn provisioning_status(s: &mut Option<String>, what: &str) -> Result<
             *s = Some(v.to_ascii_lowercase());
             Ok(())
         }
-        Some(v) => Err(DpsError::bad_request(format!(
+        Some(v) => Err(Error::invalid(format!(
             "{what}: provisioningStatus '{v}' is invalid; use \"enabled\" or \"disabled\""
         ))),
     }
 }
 
-pub(crate) fn initial_twin(t: &Option<InitialTwin>, what: &str) -> Result<(), DpsError> {
+pub(crate) fn initial_twin(t: &Option<InitialTwin>, what: &str) -> Result<(), Error> {
     let Some(t) = t else { return Ok(()) };
     if let Some(tags) = &t.tags
         && !(tags.is_object() || tags.is_null())
     {
-        return Err(DpsError::bad_request(format!(
+        return Err(Error::invalid(format!(
             "{what}: initialTwin.tags must be a JSON object"
         )));
     }
@@ -64,7 +64,7 @@ pub(crate) fn initial_twin(t: &Option<InitialTwin>, what: &str) -> Result<(), Dp
         && let Some(d) = &p.desired
         && !(d.is_object() || d.is_null())
     {
-        return Err(DpsError::bad_request(format!(
+        return Err(Error::invalid(format!(
             "{what}: initialTwin.properties.desired must be a JSON object"
         )));
     }

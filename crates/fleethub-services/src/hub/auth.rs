@@ -4,8 +4,9 @@
 //! `SharedAccessKeyName` connection string).
 
 use super::Hub;
+use crate::AuthContext;
+use crate::hub::Error;
 use crate::policies::Right;
-use crate::{AuthContext, DpsError, unix_now};
 use fleethub_core::sas;
 
 /// An authenticated device (or module) connection.
@@ -18,6 +19,13 @@ pub struct HubPrincipal {
 }
 
 impl Hub {
+    /// How long a connection authenticated as `p` may stay open: until its token expires, plus
+    /// the tolerated clock skew.
+    pub fn token_lifetime(&self, p: &HubPrincipal) -> std::time::Duration {
+        let secs = p.token_expiry.saturating_sub(self.clock.unix()) + self.cfg.token_skew_secs;
+        std::time::Duration::from_secs(secs)
+    }
+
     /// Authenticates a device-plane connection. Errors are `Unauthorized` (reason in the
     /// auth-failure log).
     pub async fn authenticate_device(
@@ -26,7 +34,7 @@ impl Hub {
         module_id: Option<&str>,
         token: &str,
         ctx: AuthContext<'_>,
-    ) -> Result<HubPrincipal, DpsError> {
+    ) -> Result<HubPrincipal, Error> {
         let identity = match module_id {
             Some(m) => format!("{device_id}/{m}"),
             None => device_id.to_string(),
@@ -39,12 +47,12 @@ impl Hub {
                 ctx.peer.map(str::to_string),
                 &reason,
             );
-            DpsError::Unauthorized
+            Error::Unauthorized
         };
         let token =
             sas::SasToken::parse(token).map_err(|e| fail(format!("malformed SAS token: {e}")))?;
         token
-            .check_expiry(unix_now(), self.cfg.token_skew_secs)
+            .check_expiry(self.clock.unix(), self.cfg.token_skew_secs)
             .map_err(|e| fail(e.to_string()))?;
         let resource = match module_id {
             Some(m) => format!("{}/devices/{device_id}/modules/{m}", self.cfg.host),

@@ -8,8 +8,8 @@
 //! [`Hub::pending_c2d`] leaves it out.
 
 use super::{Hub, HubEvent};
-use crate::{DpsError, unix_now};
-use fleethub_store::{C2dMessage, StoreError};
+use crate::hub::Error;
+use fleethub_storage::{C2dMessage, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -26,9 +26,6 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deliveries after which a message is dead-lettered instead of delivered again (Azure's
 /// default maximum delivery count).
 pub const MAX_DELIVERY_COUNT: u32 = 10;
-/// The `DpsError::BadRequest` code [`Hub::send_c2d`] returns when the device's queue is full
-/// (Azure: 403 with 403004 `DeviceMaximumQueueDepthExceeded`).
-pub const QUEUE_FULL_CODE: u32 = 403004;
 
 /// What a sender supplies.
 #[derive(Debug, Clone, Default)]
@@ -76,15 +73,13 @@ pub(crate) struct C2dLocks(Mutex<HashMap<String, Lock>>);
 
 impl Hub {
     /// Queues a message for a device and wakes its connection. A full queue is
-    /// `BadRequest { code: QUEUE_FULL_CODE }`.
-    pub async fn send_c2d(&self, device_id: &str, m: C2dSend) -> Result<C2dMessage, DpsError> {
+    /// [`Error::QueueFull`].
+    pub async fn send_c2d(&self, device_id: &str, m: C2dSend) -> Result<C2dMessage, Error> {
         if self.store.get_device(device_id).await?.is_none() {
-            return Err(DpsError::NotFound(format!(
-                "device '{device_id}' not found"
-            )));
+            return Err(Error::device_not_found(device_id));
         }
         if m.body.len() > MAX_C2D_BYTES {
-            return Err(DpsError::PayloadTooLarge(format!(
+            return Err(Error::TooLarge(format!(
                 "message body is {} bytes; cloud-to-device messages are limited to {MAX_C2D_BYTES}",
                 m.body.len()
             )));
@@ -92,7 +87,7 @@ impl Hub {
         if let Some(a) = &m.ack
             && !["none", "positive", "negative", "full"].contains(&a.as_str())
         {
-            return Err(DpsError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "ack '{a}' is invalid; use none, positive, negative or full"
             )));
         }
@@ -109,38 +104,29 @@ impl Hub {
             correlation_id: m.correlation_id,
             content_type: m.content_type,
             content_encoding: m.content_encoding,
-            expiry_unix: unix_now() + ttl,
-            enqueued_time_utc: fleethub_api::time::now_utc(),
+            expiry_unix: self.clock.unix() + ttl,
+            enqueued_time_utc: self.clock.now_utc(),
             delivery_count: 0,
             ack: m.ack,
             properties: m.properties,
             body: m.body,
         };
-        let stored = match self.store.enqueue_c2d(msg, MAX_QUEUED).await {
-            // The only argument the store refuses is the queue depth.
-            Err(StoreError::InvalidArgument(message)) => {
-                return Err(DpsError::BadRequest {
-                    code: QUEUE_FULL_CODE,
-                    message,
-                });
-            }
-            r => r?,
-        };
+        let stored = self.store.enqueue_c2d(msg, MAX_QUEUED).await?;
         self.notify(device_id, None, HubEvent::C2dAvailable);
         Ok(stored)
     }
 
     /// The device's deliverable messages, oldest first: expired ones are dropped, messages
     /// locked by an HTTPS receive are left out.
-    pub async fn pending_c2d(&self, device_id: &str) -> Result<Vec<C2dMessage>, DpsError> {
+    pub async fn pending_c2d(&self, device_id: &str) -> Result<Vec<C2dMessage>, Error> {
         let mut out = self.queued_c2d(device_id).await?;
         out.retain(|m| !self.is_c2d_locked(m.sequence_number));
         Ok(out)
     }
 
     /// Every unexpired message of the device, locked or not; expired ones are dropped.
-    async fn queued_c2d(&self, device_id: &str) -> Result<Vec<C2dMessage>, DpsError> {
-        let now = unix_now();
+    async fn queued_c2d(&self, device_id: &str) -> Result<Vec<C2dMessage>, Error> {
+        let now = self.clock.unix();
         let mut out = Vec::new();
         for m in self.store.list_c2d(device_id, MAX_QUEUED).await? {
             if m.expiry_unix < now {
@@ -159,7 +145,7 @@ impl Hub {
     }
 
     /// Counts a delivery attempt.
-    pub async fn mark_c2d_delivered(&self, m: &C2dMessage) -> Result<(), DpsError> {
+    pub async fn mark_c2d_delivered(&self, m: &C2dMessage) -> Result<(), Error> {
         let mut m = m.clone();
         m.delivery_count += 1;
         match self.store.update_c2d(m).await {
@@ -169,14 +155,14 @@ impl Hub {
     }
 
     /// The device acknowledged (MQTT PUBACK): remove it.
-    pub async fn complete_c2d(&self, sequence_number: u64) -> Result<(), DpsError> {
+    pub async fn complete_c2d(&self, sequence_number: u64) -> Result<(), Error> {
         self.store.delete_c2d(sequence_number).await?;
         self.unlock_sequence(sequence_number);
         Ok(())
     }
 
     /// Removes every queued message of the device (locked ones too); returns how many.
-    pub async fn purge_c2d(&self, device_id: &str) -> Result<u64, DpsError> {
+    pub async fn purge_c2d(&self, device_id: &str) -> Result<u64, Error> {
         let n = self.store.purge_c2d(device_id).await?;
         self.locks().retain(|_, l| l.device_id != device_id);
         Ok(n)
@@ -193,7 +179,7 @@ impl Hub {
     /// HTTPS receive: the oldest deliverable message, locked for [`LOCK_TIMEOUT`] with its
     /// delivery count raised; `None` when there is none. A message already delivered
     /// [`MAX_DELIVERY_COUNT`] times is dead-lettered (removed, logged) instead.
-    pub async fn receive_c2d(&self, device_id: &str) -> Result<Option<LockedC2d>, DpsError> {
+    pub async fn receive_c2d(&self, device_id: &str) -> Result<Option<LockedC2d>, Error> {
         self.prune_locks();
         for mut m in self.queued_c2d(device_id).await? {
             if m.delivery_count >= MAX_DELIVERY_COUNT {
@@ -231,24 +217,23 @@ impl Hub {
     }
 
     /// Settles a message received with [`Hub::receive_c2d`]. An unknown, expired or already
-    /// used lock token (or one of another device) is `PreconditionFailed` (Azure's
-    /// `DeviceMessageLockLost`).
+    /// used lock token (or one of another device) is [`Error::LockLost`].
     pub async fn settle_c2d(
         &self,
         device_id: &str,
         lock_token: &str,
         how: Settle,
-    ) -> Result<(), DpsError> {
+    ) -> Result<(), Error> {
         let lock = {
             let mut map = self.locks();
             let valid = map
                 .get(lock_token)
                 .is_some_and(|l| l.device_id == device_id && l.deadline > Instant::now());
             if !valid {
-                return Err(DpsError::PreconditionFailed(format!(
-                    "lock token '{lock_token}' of device '{device_id}' is unknown, expired or \
-                     already used: receive the message again"
-                )));
+                return Err(Error::LockLost {
+                    device: device_id.to_string(),
+                    lock_token: lock_token.to_string(),
+                });
             }
             map.remove(lock_token)
                 .expect("checked under the same guard")
@@ -331,4 +316,83 @@ pub fn iso_utc(unix: u64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp(unix as i64, 0)
         .map(fleethub_api::time::format_utc)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, TestClock};
+    use crate::hub::{Error, HubConfig};
+    use fleethub_api::Device;
+    use fleethub_store::sqlite::SqliteStore;
+    use std::sync::Arc;
+
+    fn hub(dir: &tempfile::TempDir, clock: Clock) -> Hub {
+        let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        Hub::new(
+            &crate::Shared::with_clock(store, clock),
+            HubConfig {
+                host: "hub.local".into(),
+                token_skew_secs: 30,
+            },
+            vec![],
+        )
+    }
+
+    fn message(ttl_secs: u64) -> C2dSend {
+        C2dSend {
+            body: b"hi".to_vec(),
+            ttl_secs: Some(ttl_secs),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn queue_depth_ttl_and_locks_as_typed_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let time = TestClock::new(chrono::Utc::now());
+        let hub = hub(&dir, Clock::from_source(time.clone()));
+        assert!(matches!(
+            hub.send_c2d("nobody", message(60)).await,
+            Err(Error::DeviceNotFound { id }) if id == "nobody"
+        ));
+        hub.put_device("d1", Device::default(), None).await.unwrap();
+        let first = hub.send_c2d("d1", message(60)).await.unwrap();
+        assert_eq!(first.expiry_unix, hub.clock.unix() + 60);
+        for _ in 1..MAX_QUEUED {
+            hub.send_c2d("d1", message(3600)).await.unwrap();
+        }
+        assert!(matches!(
+            hub.send_c2d("d1", message(60)).await,
+            Err(Error::QueueFull {
+                max: MAX_QUEUED,
+                ..
+            })
+        ));
+        // the clock, not the wall, decides what expired
+        assert_eq!(hub.pending_c2d("d1").await.unwrap().len(), MAX_QUEUED);
+        time.advance(chrono::Duration::seconds(61));
+        let pending = hub.pending_c2d("d1").await.unwrap();
+        assert_eq!(pending.len(), MAX_QUEUED - 1);
+        assert!(
+            pending
+                .iter()
+                .all(|m| m.sequence_number != first.sequence_number)
+        );
+        // a lock token of another device, or a used one, is LockLost
+        let locked = hub.receive_c2d("d1").await.unwrap().unwrap();
+        assert!(matches!(
+            hub.settle_c2d("d2", &locked.lock_token, Settle::Complete)
+                .await,
+            Err(Error::LockLost { .. })
+        ));
+        hub.settle_c2d("d1", &locked.lock_token, Settle::Complete)
+            .await
+            .unwrap();
+        assert!(matches!(
+            hub.settle_c2d("d1", &locked.lock_token, Settle::Complete)
+                .await,
+            Err(Error::LockLost { .. })
+        ));
+    }
 }

@@ -1,6 +1,6 @@
 //! Symmetric keys of device and module identities written through the service API.
 
-use crate::DpsError;
+use crate::hub::Error;
 use fleethub_api::{AuthenticationMechanism, SymmetricKey};
 use fleethub_core::keys;
 
@@ -10,7 +10,7 @@ use fleethub_core::keys;
 pub(crate) fn fill_keys(
     sk: &mut SymmetricKey,
     current: Option<&AuthenticationMechanism>,
-) -> Result<(), DpsError> {
+) -> Result<(), Error> {
     let cur = current.and_then(|a| a.symmetric_key.as_ref());
     for (name, slot, existing) in [
         (
@@ -34,7 +34,7 @@ pub(crate) fn fill_keys(
             }
             Some(k) => {
                 keys::decode_key(k).map_err(|e| {
-                    DpsError::bad_request(format!(
+                    Error::invalid(format!(
                         "authentication.symmetricKey.{name} is invalid: {e}"
                     ))
                 })?;

@@ -2,7 +2,6 @@
 //! `$iothub/methods/res/{status}/?$rid={rid}`, the answer goes back to the caller.
 
 use super::{Hub, HubEvent};
-use crate::DpsError;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -50,7 +49,7 @@ impl Hub {
             )));
         }
         let timeout = timeout_secs.clamp(MIN_TIMEOUT_SECS, MAX_TIMEOUT_SECS);
-        crate::metrics::inc(&self.auth_failures.metrics.method_invocations);
+        crate::metrics::inc(&self.metrics.method_invocations);
         let rid = format!(
             "{:x}",
             self.methods.next.fetch_add(1, Ordering::Relaxed) + 1
@@ -100,15 +99,5 @@ impl Hub {
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
         };
         let _ = tx.send((status, value));
-    }
-}
-
-impl From<MethodError> for DpsError {
-    fn from(e: MethodError) -> Self {
-        match e {
-            MethodError::NotOnline(_) => DpsError::NotFound(e.to_string()),
-            MethodError::Timeout(..) => DpsError::Internal(e.to_string()),
-            MethodError::BadRequest(m) => DpsError::bad_request(m),
-        }
     }
 }

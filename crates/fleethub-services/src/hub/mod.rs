@@ -5,24 +5,30 @@ mod auth;
 pub mod c2d;
 pub mod configurations;
 pub mod deployments;
+mod error;
 mod keys;
 mod methods;
 pub mod modules;
 mod presence;
 pub mod registry;
+mod sessions;
 mod telemetry;
 pub mod twin;
+mod views;
 
 pub use auth::HubPrincipal;
 pub use c2d::C2dSend;
+pub use error::{Error, Result};
 /// Queued cloud-to-device messages, as transports deliver them.
-pub use fleethub_store::C2dMessage;
+pub use fleethub_storage::C2dMessage;
 pub use methods::MethodError;
 pub use presence::{Activity, Features, HubEvent};
+pub use sessions::SessionSubscriptions;
 pub use telemetry::{EventsPage, MAX_TELEMETRY_BYTES, TelemetryIn};
+pub use twin::TwinTarget;
 
-use crate::{AuthFailureLog, Policy};
-use fleethub_store::Store;
+use crate::{AuthFailureLog, Clock, Metrics, Policy, Shared};
+use fleethub_storage::Store;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -37,7 +43,9 @@ pub struct Hub {
     cfg: HubConfig,
     policies: Vec<Policy>,
     auth_failures: Arc<AuthFailureLog>,
-    telemetry_tx: tokio::sync::broadcast::Sender<Arc<fleethub_store::TelemetryMessage>>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    telemetry_tx: tokio::sync::broadcast::Sender<Arc<fleethub_storage::TelemetryMessage>>,
     presence: presence::Presence,
     methods: methods::PendingMethods,
     c2d_locks: c2d::C2dLocks,
@@ -45,18 +53,15 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(
-        store: Arc<dyn Store>,
-        cfg: HubConfig,
-        policies: Vec<Policy>,
-        auth_failures: Arc<AuthFailureLog>,
-    ) -> Hub {
+    pub fn new(shared: &Shared, cfg: HubConfig, policies: Vec<Policy>) -> Hub {
         let (telemetry_tx, _) = tokio::sync::broadcast::channel(4096);
         Hub {
-            store,
+            store: shared.store.clone(),
             cfg,
             policies,
-            auth_failures,
+            auth_failures: shared.auth_failures.clone(),
+            metrics: shared.metrics.clone(),
+            clock: shared.clock.clone(),
             telemetry_tx,
             presence: Default::default(),
             methods: Default::default(),
@@ -69,10 +74,6 @@ impl Hub {
         &self.cfg
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     pub fn auth_failures(&self) -> &Arc<AuthFailureLog> {
         &self.auth_failures
     }
@@ -81,7 +82,7 @@ impl Hub {
     /// the durable log in the store has them all.
     pub fn subscribe_telemetry(
         &self,
-    ) -> tokio::sync::broadcast::Receiver<Arc<fleethub_store::TelemetryMessage>> {
+    ) -> tokio::sync::broadcast::Receiver<Arc<fleethub_storage::TelemetryMessage>> {
         self.telemetry_tx.subscribe()
     }
 }

@@ -2,13 +2,10 @@
 //! modules (aziot-identityd); an edge device always has `$edgeAgent` and `$edgeHub`.
 
 use super::Hub;
-use crate::DpsError;
-use fleethub_api::{
-    AuthenticationMechanism, Module, Twin, TwinProperties,
-    time::{NEVER, now_utc},
-};
+use crate::hub::Error;
+use fleethub_api::{AuthenticationMechanism, Module, Twin, TwinProperties, time::NEVER};
 use fleethub_core::ids;
-use fleethub_store::{ModuleRecord, Precondition, StoreError};
+use fleethub_storage::{ModuleRecord, Precondition, StoreError};
 use serde_json::json;
 
 /// Module identities every edge device has.
@@ -45,7 +42,7 @@ impl Hub {
         &self,
         device_id: &str,
         module_id: &str,
-    ) -> Result<ModuleRecord, DpsError> {
+    ) -> Result<ModuleRecord, Error> {
         if let Some(r) = self.store.get_module(device_id, module_id).await? {
             return Ok(r);
         }
@@ -55,14 +52,22 @@ impl Hub {
         {
             return Ok(r);
         }
-        Err(DpsError::NotFound(format!(
-            "module '{module_id}' of device '{device_id}' not found"
-        )))
+        Err(self.missing_module(device_id, module_id).await)
+    }
+
+    /// The error for a module that was not found: `DeviceNotFound` when its device is missing
+    /// too, `ModuleNotFound` otherwise.
+    pub(crate) async fn missing_module(&self, device_id: &str, module_id: &str) -> Error {
+        match self.store.get_device(device_id).await {
+            Ok(None) => Error::device_not_found(device_id),
+            Ok(Some(_)) => Error::module_not_found(device_id, module_id),
+            Err(e) => e.into(),
+        }
     }
 
     /// Creates `$edgeAgent`/`$edgeHub` for an edge device that lacks them. Returns whether the
     /// device is an edge device.
-    pub async fn ensure_edge_modules(&self, device_id: &str) -> Result<bool, DpsError> {
+    pub async fn ensure_edge_modules(&self, device_id: &str) -> Result<bool, Error> {
         let Some(dev) = self.store.get_device(device_id).await? else {
             return Ok(false);
         };
@@ -83,7 +88,7 @@ impl Hub {
                     )
                     .await;
                 match r {
-                    Ok(_) | Err(DpsError::Conflict(_)) => {}
+                    Ok(_) | Err(Error::ModuleAlreadyExists { .. }) => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -98,16 +103,16 @@ impl Hub {
         module_id: &str,
         mut m: Module,
         if_match: Option<&str>,
-    ) -> Result<Module, DpsError> {
-        ids::validate_module_id(module_id).map_err(|e| DpsError::bad_request(e.to_string()))?;
+    ) -> Result<Module, Error> {
+        ids::validate_module_id(module_id).map_err(|e| Error::invalid(e.to_string()))?;
         if !m.module_id.is_empty() && m.module_id != module_id {
-            return Err(DpsError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "moduleId '{}' in the body does not match '{module_id}' in the URL",
                 m.module_id
             )));
         }
         if !m.device_id.is_empty() && m.device_id != device_id {
-            return Err(DpsError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "deviceId '{}' in the body does not match '{device_id}' in the URL",
                 m.device_id
             )));
@@ -116,9 +121,10 @@ impl Hub {
         let cond = match (if_match.filter(|v| !v.trim().is_empty()), &existing) {
             (Some(v), _) => Precondition::IfMatch(v.to_string()),
             (None, Some(_)) => {
-                return Err(DpsError::Conflict(format!(
-                    "module '{module_id}' of device '{device_id}' already exists: send If-Match (\"*\" or its etag) to update it"
-                )));
+                return Err(Error::ModuleAlreadyExists {
+                    device: device_id.to_string(),
+                    module: module_id.to_string(),
+                });
             }
             (None, None) => Precondition::MustNotExist,
         };
@@ -134,7 +140,7 @@ impl Hub {
             sk.primary_key.clone().unwrap_or_default(),
             sk.secondary_key.clone().unwrap_or_default(),
         );
-        let now = now_utc();
+        let now = self.clock.now_utc();
         let (mut module, twin) = match existing {
             Some(r) => (r.module, r.twin),
             None => (
@@ -159,12 +165,8 @@ impl Hub {
             .put_module(ModuleRecord { module, twin }, cond)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound { kind: "device", .. } => {
-                    DpsError::NotFound(format!("device '{device_id}' not found"))
-                }
-                StoreError::NotFound { .. } => DpsError::NotFound(format!(
-                    "module '{module_id}' of device '{device_id}' not found"
-                )),
+                StoreError::NotFound { kind: "device", .. } => Error::device_not_found(device_id),
+                StoreError::NotFound { .. } => Error::module_not_found(device_id, module_id),
                 other => other.into(),
             })?;
         // A module named in a deployment gets its content once its identity exists.
@@ -183,7 +185,7 @@ impl Hub {
         m
     }
 
-    pub async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Module, DpsError> {
+    pub async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Module, Error> {
         Ok(self.with_module_state(self.module_record(device_id, module_id).await?.module))
     }
 
@@ -192,15 +194,15 @@ impl Hub {
         device_id: &str,
         module_id: &str,
         if_match: Option<&str>,
-    ) -> Result<(), DpsError> {
+    ) -> Result<(), Error> {
         match self
             .store
-            .delete_module(device_id, module_id, if_match)
+            .delete_module(device_id, module_id, Precondition::from_if_match(if_match))
             .await
         {
-            Err(StoreError::NotFound { .. }) => Err(DpsError::NotFound(format!(
-                "module '{module_id}' of device '{device_id}' not found"
-            ))),
+            Err(StoreError::NotFound { .. }) => {
+                Err(self.missing_module(device_id, module_id).await)
+            }
             r => {
                 r?;
                 self.revoke_module(device_id, module_id, "the module was deleted");
@@ -209,11 +211,9 @@ impl Hub {
         }
     }
 
-    pub async fn list_modules(&self, device_id: &str) -> Result<Vec<Module>, DpsError> {
+    pub async fn list_modules(&self, device_id: &str) -> Result<Vec<Module>, Error> {
         if self.store.get_device(device_id).await?.is_none() {
-            return Err(DpsError::NotFound(format!(
-                "device '{device_id}' not found"
-            )));
+            return Err(Error::device_not_found(device_id));
         }
         self.ensure_edge_modules(device_id).await?;
         Ok(self

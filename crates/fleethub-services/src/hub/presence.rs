@@ -71,10 +71,6 @@ fn format_ms(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 pub(crate) fn identity(device_id: &str, module_id: Option<&str>) -> String {
     match module_id {
         Some(m) => format!("{device_id}/{m}"),
@@ -94,7 +90,7 @@ impl Hub {
     ) -> mpsc::Receiver<HubEvent> {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let id = identity(device_id, module_id);
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         self.presence.activity.lock().expect("activity").insert(
             id.clone(),
             Activity {
@@ -127,7 +123,7 @@ impl Hub {
                 .expect("activity")
                 .get_mut(&id)
             {
-                a.state_updated_ms = now_ms();
+                a.state_updated_ms = self.clock.unix_ms();
             }
         }
     }
@@ -155,7 +151,7 @@ impl Hub {
 
     /// Records that an identity did something (telemetry, twin or method traffic).
     pub fn touch(&self, device_id: &str, module_id: Option<&str>) {
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         self.presence
             .activity
             .lock()

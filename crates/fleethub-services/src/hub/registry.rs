@@ -1,13 +1,12 @@
 //! The identity registry behind the hub service API: create/update/get/delete/list devices.
 
 use super::Hub;
-use crate::DpsError;
+use crate::hub::Error;
 use fleethub_api::{
-    AuthenticationMechanism, Capabilities, Device, Twin, TwinProperties,
-    time::{NEVER, now_utc},
+    AuthenticationMechanism, Capabilities, Device, Twin, TwinProperties, time::NEVER,
 };
 use fleethub_core::ids;
-use fleethub_store::{DeviceRecord, Page, PageRequest, Precondition, StoreError};
+use fleethub_storage::{DeviceRecord, Page, PageRequest, Precondition, StoreError};
 use serde_json::json;
 
 /// Registry statistics (`GET /statistics/devices`).
@@ -27,12 +26,12 @@ impl Hub {
         path_id: &str,
         mut d: Device,
         if_match: Option<&str>,
-    ) -> Result<Device, DpsError> {
-        ids::validate_device_id(path_id).map_err(|e| DpsError::bad_request(e.to_string()))?;
+    ) -> Result<Device, Error> {
+        ids::validate_device_id(path_id).map_err(|e| Error::invalid(e.to_string()))?;
         if d.device_id.is_empty() {
             d.device_id = path_id.to_string();
         } else if d.device_id != path_id {
-            return Err(DpsError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "deviceId '{}' in the body does not match '{path_id}' in the URL",
                 d.device_id
             )));
@@ -41,18 +40,18 @@ impl Hub {
         let cond = match (if_match.filter(|m| !m.trim().is_empty()), &existing) {
             (Some(m), _) => Precondition::IfMatch(m.to_string()),
             (None, Some(_)) => {
-                return Err(DpsError::Conflict(format!(
-                    "device '{path_id}' already exists: send If-Match (\"*\" or its etag) to update it"
-                )));
+                return Err(Error::DeviceAlreadyExists {
+                    id: path_id.to_string(),
+                });
             }
             (None, None) => Precondition::MustNotExist,
         };
-        let now = now_utc();
+        let now = self.clock.now_utc();
         // Authentication: keys generated when absent/empty, validated when given.
         let mut auth = d.authentication.take().unwrap_or_default();
         let kind = auth.kind.clone().unwrap_or_else(|| "sas".into());
         if kind != "sas" {
-            return Err(DpsError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "authentication type '{kind}' is not supported; use \"sas\" (symmetric keys)"
             )));
         }
@@ -74,7 +73,7 @@ impl Hub {
             Some(s) if s.eq_ignore_ascii_case("enabled") => "enabled",
             Some(s) if s.eq_ignore_ascii_case("disabled") => "disabled",
             Some(s) => {
-                return Err(DpsError::bad_request(format!(
+                return Err(Error::invalid(format!(
                     "status '{s}' is invalid; use \"enabled\" or \"disabled\""
                 )));
             }
@@ -83,9 +82,7 @@ impl Hub {
             .as_deref()
             .is_some_and(|r| r.chars().count() > 128)
         {
-            return Err(DpsError::bad_request(
-                "statusReason is longer than 128 characters",
-            ));
+            return Err(Error::invalid("statusReason is longer than 128 characters"));
         }
         let iot_edge = d.capabilities.as_ref().is_some_and(|c| c.iot_edge);
         let (mut device, twin) = match existing {
@@ -146,9 +143,7 @@ impl Hub {
             .put_device(DeviceRecord { device, twin }, cond)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound { .. } => {
-                    DpsError::NotFound(format!("device '{path_id}' not found"))
-                }
+                StoreError::NotFound { .. } => Error::device_not_found(path_id),
                 other => other.into(),
             })?;
         if iot_edge {
@@ -173,23 +168,30 @@ impl Hub {
         d
     }
 
-    pub async fn get_device(&self, id: &str) -> Result<Device, DpsError> {
+    pub async fn get_device(&self, id: &str) -> Result<Device, Error> {
         let rec = self
             .store
             .get_device(id)
             .await?
-            .ok_or_else(|| DpsError::NotFound(format!("device '{id}' not found")))?;
+            .ok_or_else(|| Error::device_not_found(id))?;
         let mut device = self.with_connection_state(rec.device);
         device.cloud_to_device_message_count =
             self.store.list_c2d(id, super::c2d::MAX_QUEUED).await?.len() as u64;
         Ok(device)
     }
 
-    pub async fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), DpsError> {
-        match self.store.delete_device(id, if_match).await {
-            Err(StoreError::NotFound { .. }) => {
-                Err(DpsError::NotFound(format!("device '{id}' not found")))
-            }
+    /// A device identity as stored (no live state), or `None`.
+    pub async fn find_device(&self, id: &str) -> Result<Option<Device>, Error> {
+        Ok(self.store.get_device(id).await?.map(|r| r.device))
+    }
+
+    pub async fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), Error> {
+        match self
+            .store
+            .delete_device(id, Precondition::from_if_match(if_match))
+            .await
+        {
+            Err(StoreError::NotFound { .. }) => Err(Error::device_not_found(id)),
             r => {
                 r?;
                 self.revoke_device(id, "the device was deleted");
@@ -199,7 +201,7 @@ impl Hub {
         }
     }
 
-    pub async fn list_devices(&self, page: PageRequest) -> Result<Page<Device>, DpsError> {
+    pub async fn list_devices(&self, page: PageRequest) -> Result<Page<Device>, Error> {
         let p = self.store.list_devices(page).await?;
         Ok(Page {
             items: p
@@ -211,7 +213,7 @@ impl Hub {
         })
     }
 
-    pub async fn statistics(&self) -> Result<RegistryStatistics, DpsError> {
+    pub async fn statistics(&self) -> Result<RegistryStatistics, Error> {
         let mut stats = RegistryStatistics {
             total_device_count: 0,
             enabled_device_count: 0,

@@ -1,8 +1,8 @@
 //! Device-to-cloud telemetry into the built-in endpoint (durable before acknowledged).
 
 use super::{Hub, HubPrincipal};
-use crate::DpsError;
-use fleethub_store::TelemetryMessage;
+use crate::hub::Error;
+use fleethub_storage::TelemetryMessage;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -19,11 +19,7 @@ pub struct TelemetryIn {
 
 impl Hub {
     /// Stores a message; returns once it is durable.
-    pub async fn send_telemetry(
-        &self,
-        p: &HubPrincipal,
-        msg: TelemetryIn,
-    ) -> Result<u64, DpsError> {
+    pub async fn send_telemetry(&self, p: &HubPrincipal, msg: TelemetryIn) -> Result<u64, Error> {
         let seqs = self.send_telemetry_batch(p, vec![msg]).await?;
         Ok(seqs.first().copied().unwrap_or(0))
     }
@@ -34,9 +30,9 @@ impl Hub {
         &self,
         p: &HubPrincipal,
         msgs: Vec<TelemetryIn>,
-    ) -> Result<Vec<u64>, DpsError> {
+    ) -> Result<Vec<u64>, Error> {
         if let Some(big) = msgs.iter().find(|m| m.body.len() > MAX_TELEMETRY_BYTES) {
-            return Err(DpsError::PayloadTooLarge(format!(
+            return Err(Error::TooLarge(format!(
                 "message body is {} bytes; the limit is {MAX_TELEMETRY_BYTES}",
                 big.body.len()
             )));
@@ -44,7 +40,7 @@ impl Hub {
         if msgs.is_empty() {
             return Ok(Vec::new());
         }
-        let enqueued = fleethub_api::time::now_utc();
+        let enqueued = self.clock.now_utc();
         let batch = msgs
             .into_iter()
             .map(|msg| {
@@ -67,7 +63,7 @@ impl Hub {
             .collect();
         let stored = self.store.append_telemetry(batch).await?;
         self.touch(&p.device_id, p.module_id.as_deref());
-        let m = &self.auth_failures.metrics;
+        let m = &self.metrics;
         m.telemetry_messages
             .fetch_add(stored.len() as u64, std::sync::atomic::Ordering::Relaxed);
         m.telemetry_bytes.fetch_add(
@@ -102,7 +98,7 @@ impl Hub {
         group: &str,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<EventsPage, DpsError> {
+    ) -> Result<EventsPage, Error> {
         validate_group(group)?;
         let after = match after {
             Some(a) => a,
@@ -117,14 +113,14 @@ impl Hub {
     }
 
     /// Records that `group` has processed everything up to `sequence_number`.
-    pub async fn checkpoint(&self, group: &str, sequence_number: u64) -> Result<(), DpsError> {
+    pub async fn checkpoint(&self, group: &str, sequence_number: u64) -> Result<(), Error> {
         validate_group(group)?;
         Ok(self.store.set_checkpoint(group, sequence_number).await?)
     }
 
     /// Deletes telemetry older than `retention`.
-    pub async fn apply_retention(&self, retention: std::time::Duration) -> Result<u64, DpsError> {
-        let cutoff = chrono::Utc::now()
+    pub async fn apply_retention(&self, retention: std::time::Duration) -> Result<u64, Error> {
+        let cutoff = self.clock.now()
             - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(1));
         Ok(self
             .store
@@ -133,14 +129,14 @@ impl Hub {
     }
 }
 
-fn validate_group(g: &str) -> Result<(), DpsError> {
+fn validate_group(g: &str) -> Result<(), Error> {
     if g.is_empty()
         || g.len() > 50
         || !g
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.$".contains(c))
     {
-        return Err(DpsError::bad_request(format!(
+        return Err(Error::invalid(format!(
             "consumer group '{g}' is invalid: 1-50 characters of letters, digits, '-', '_', '.', '$'"
         )));
     }

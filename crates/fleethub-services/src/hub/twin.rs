@@ -2,9 +2,9 @@
 //! JSON-merge-patch semantics (`null` deletes), `$version` counters and `$metadata`.
 
 use super::{Hub, HubEvent};
-use crate::DpsError;
+use crate::hub::Error;
 use fleethub_api::Twin;
-use fleethub_store::{DeviceRecord, Precondition, StoreError};
+use fleethub_storage::{DeviceRecord, Precondition, StoreError};
 use serde_json::{Map, Value, json};
 
 /// Twin documents larger than this (tags + desired + reported JSON) are refused (Azure: 32 KB
@@ -82,138 +82,137 @@ pub fn device_view(twin: &Twin) -> Value {
     json!({"desired": strip(&twin.properties.desired), "reported": strip(&twin.properties.reported)})
 }
 
-fn check_size(twin: &Twin) -> Result<(), DpsError> {
+fn check_size(twin: &Twin) -> Result<(), Error> {
     let size = serde_json::to_vec(&(&twin.tags, &twin.properties))
         .map(|v| v.len())
         .unwrap_or(0);
     if size > MAX_TWIN_BYTES {
-        return Err(DpsError::PayloadTooLarge(format!(
+        return Err(Error::TooLarge(format!(
             "the twin would be {size} bytes; the limit is {MAX_TWIN_BYTES}"
         )));
     }
     Ok(())
 }
 
+/// Whose twin: a device's or one of its modules'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwinTarget<'a> {
+    Device(&'a str),
+    /// Device ID, module ID.
+    Module(&'a str, &'a str),
+}
+
+impl<'a> TwinTarget<'a> {
+    pub fn new(device_id: &'a str, module_id: Option<&'a str>) -> Self {
+        match module_id {
+            Some(m) => TwinTarget::Module(device_id, m),
+            None => TwinTarget::Device(device_id),
+        }
+    }
+
+    pub fn device_id(self) -> &'a str {
+        match self {
+            TwinTarget::Device(d) | TwinTarget::Module(d, _) => d,
+        }
+    }
+
+    pub fn module_id(self) -> Option<&'a str> {
+        match self {
+            TwinTarget::Device(_) => None,
+            TwinTarget::Module(_, m) => Some(m),
+        }
+    }
+}
+
+impl std::fmt::Display for TwinTarget<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TwinTarget::Device(d) => write!(f, "{d}"),
+            TwinTarget::Module(d, m) => write!(f, "{d}/{m}"),
+        }
+    }
+}
+
 impl Hub {
-    async fn device_record(&self, device_id: &str) -> Result<DeviceRecord, DpsError> {
+    pub(crate) async fn device_record(&self, device_id: &str) -> Result<DeviceRecord, Error> {
         self.store
             .get_device(device_id)
             .await?
-            .ok_or_else(|| DpsError::NotFound(format!("device '{device_id}' not found")))
+            .ok_or_else(|| Error::device_not_found(device_id))
     }
 
-    pub async fn get_twin(&self, device_id: &str) -> Result<Twin, DpsError> {
-        Ok(self.device_record(device_id).await?.twin)
-    }
-
-    /// Device twin (`module_id` = `None`) or module twin.
-    pub async fn get_twin_of(
-        &self,
-        device_id: &str,
-        module_id: Option<&str>,
-    ) -> Result<Twin, DpsError> {
-        match module_id {
-            None => self.get_twin(device_id).await,
-            Some(m) => Ok(self.module_record(device_id, m).await?.twin),
+    /// The stored twin document of a device or module.
+    pub async fn get_twin(&self, target: TwinTarget<'_>) -> Result<Twin, Error> {
+        match target {
+            TwinTarget::Device(d) => Ok(self.device_record(d).await?.twin),
+            TwinTarget::Module(d, m) => Ok(self.module_record(d, m).await?.twin),
         }
     }
 
-    /// Read-modify-write of a device's or module's twin with optimistic concurrency.
-    async fn modify_twin_of(
-        &self,
-        device_id: &str,
-        module_id: Option<&str>,
-        f: impl FnMut(&mut Twin) -> Result<(), DpsError>,
-    ) -> Result<Twin, DpsError> {
-        match module_id {
-            None => self.modify_twin(device_id, f).await,
-            Some(m) => self.modify_module_twin(device_id, m, f).await,
-        }
-    }
-
-    pub(crate) async fn modify_module_twin(
-        &self,
-        device_id: &str,
-        module_id: &str,
-        mut f: impl FnMut(&mut Twin) -> Result<(), DpsError>,
-    ) -> Result<Twin, DpsError> {
-        for _ in 0..RETRIES {
-            let mut rec = self.module_record(device_id, module_id).await?;
-            let etag = rec.module.etag.clone().unwrap_or_default();
-            f(&mut rec.twin)?;
-            check_size(&rec.twin)?;
-            rec.twin.version += 1;
-            rec.twin.etag = Some(twin_etag(rec.twin.version));
-            match self
-                .store
-                .put_module(rec, Precondition::IfMatch(etag))
-                .await
-            {
-                Ok(saved) => return Ok(saved.twin),
-                Err(StoreError::EtagMismatch { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(DpsError::Conflict(format!(
-            "the twin of '{device_id}/{module_id}' is being changed concurrently; retry"
-        )))
-    }
-
-    /// Read-modify-write of a device's twin with optimistic concurrency on the device etag.
+    /// Read-modify-write of a device's or module's twin with optimistic concurrency on the
+    /// identity's etag.
     pub(crate) async fn modify_twin(
         &self,
-        device_id: &str,
-        mut f: impl FnMut(&mut Twin) -> Result<(), DpsError>,
-    ) -> Result<Twin, DpsError> {
+        target: TwinTarget<'_>,
+        mut f: impl FnMut(&mut Twin) -> Result<(), Error>,
+    ) -> Result<Twin, Error> {
         for _ in 0..RETRIES {
-            let mut rec = self.device_record(device_id).await?;
-            let etag = rec.device.etag.clone().unwrap_or_default();
-            f(&mut rec.twin)?;
-            check_size(&rec.twin)?;
-            rec.twin.version += 1;
-            rec.twin.etag = Some(twin_etag(rec.twin.version));
-            match self
-                .store
-                .put_device(rec, Precondition::IfMatch(etag))
-                .await
-            {
-                Ok(saved) => {
-                    crate::metrics::inc(&self.auth_failures.metrics.twin_updates);
-                    return Ok(saved.twin);
+            let written = match target {
+                TwinTarget::Device(d) => {
+                    let mut rec = self.device_record(d).await?;
+                    let etag = rec.device.etag.clone().unwrap_or_default();
+                    f(&mut rec.twin)?;
+                    bump(&mut rec.twin)?;
+                    self.store
+                        .put_device(rec, Precondition::IfMatch(etag))
+                        .await
+                        .map(|saved| saved.twin)
+                }
+                TwinTarget::Module(d, m) => {
+                    let mut rec = self.module_record(d, m).await?;
+                    let etag = rec.module.etag.clone().unwrap_or_default();
+                    f(&mut rec.twin)?;
+                    bump(&mut rec.twin)?;
+                    self.store
+                        .put_module(rec, Precondition::IfMatch(etag))
+                        .await
+                        .map(|saved| saved.twin)
+                }
+            };
+            match written {
+                Ok(twin) => {
+                    if let TwinTarget::Device(_) = target {
+                        crate::metrics::inc(&self.metrics.twin_updates);
+                    }
+                    return Ok(twin);
                 }
                 Err(StoreError::EtagMismatch { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(DpsError::Conflict(format!(
-            "the twin of '{device_id}' is being changed concurrently; retry"
-        )))
+        Err(Error::TwinConflict {
+            target: target.to_string(),
+        })
     }
 
-    /// Device reported-properties PATCH; returns the new reported `$version`.
-    pub async fn patch_reported(&self, device_id: &str, patch: &Value) -> Result<u64, DpsError> {
-        self.patch_reported_of(device_id, None, patch).await
-    }
-
-    /// Reported-properties PATCH of a device or module twin.
-    pub async fn patch_reported_of(
+    /// Reported-properties PATCH (device side); returns the new reported `$version`.
+    pub async fn patch_reported(
         &self,
-        device_id: &str,
-        module_id: Option<&str>,
+        target: TwinTarget<'_>,
         patch: &Value,
-    ) -> Result<u64, DpsError> {
-        let patch = patch.as_object().ok_or_else(|| {
-            DpsError::bad_request("a reported-properties patch must be a JSON object")
-        })?;
-        let now = fleethub_api::time::now_utc();
+    ) -> Result<u64, Error> {
+        let patch = patch
+            .as_object()
+            .ok_or_else(|| Error::invalid("a reported-properties patch must be a JSON object"))?;
+        let now = self.clock.now_utc();
         let mut version = 0;
-        self.modify_twin_of(device_id, module_id, |t| {
+        self.modify_twin(target, |t| {
             version = apply_section(&mut t.properties.reported, patch, &now, false);
             Ok(())
         })
         .await?;
-        self.touch(device_id, module_id);
-        if module_id.is_none() {
+        self.touch(target.device_id(), target.module_id());
+        if let TwinTarget::Device(device_id) = target {
             // Target conditions may read reported properties.
             self.deployments_device_changed(device_id);
         }
@@ -222,26 +221,14 @@ impl Hub {
 
     /// Service twin PATCH (tags and desired properties merge) or replace (`replace = true`),
     /// honouring `If-Match` against the twin etag. Connected devices get the desired change.
+    /// Returns the stored twin document.
     pub async fn update_twin(
         &self,
-        device_id: &str,
+        target: TwinTarget<'_>,
         body: &Value,
         if_match: Option<&str>,
         replace: bool,
-    ) -> Result<Twin, DpsError> {
-        self.update_twin_of(device_id, None, body, if_match, replace)
-            .await
-    }
-
-    /// Service-side update of a device or module twin (see [`Hub::update_twin`]).
-    pub async fn update_twin_of(
-        &self,
-        device_id: &str,
-        module_id: Option<&str>,
-        body: &Value,
-        if_match: Option<&str>,
-        replace: bool,
-    ) -> Result<Twin, DpsError> {
+    ) -> Result<Twin, Error> {
         let tags = body.get("tags").cloned();
         let desired = body
             .get("properties")
@@ -251,19 +238,18 @@ impl Hub {
             if let Some(v) = v
                 && !(v.is_object() || v.is_null())
             {
-                return Err(DpsError::bad_request(format!(
-                    "{name} must be a JSON object"
-                )));
+                return Err(Error::invalid(format!("{name} must be a JSON object")));
             }
         }
-        let now = fleethub_api::time::now_utc();
+        let device_id = target.device_id();
+        let now = self.clock.now_utc();
         let mut pushed: Option<Value> = None;
         let twin = self
-            .modify_twin_of(device_id, module_id, |t| {
+            .modify_twin(target, |t| {
                 if let Some(want) = if_match.filter(|m| !m.trim().is_empty())
-                    && !fleethub_store::etag_matches(want, t.etag.as_deref())
+                    && !fleethub_storage::etag_matches(want, t.etag.as_deref())
                 {
-                    return Err(DpsError::PreconditionFailed(format!(
+                    return Err(Error::PreconditionFailed(format!(
                         "twin of '{device_id}': If-Match {want} does not match the current etag"
                     )));
                 }
@@ -294,41 +280,27 @@ impl Hub {
             })
             .await?;
         if let Some(p) = pushed {
-            self.notify(device_id, module_id, HubEvent::DesiredPatch(p));
+            self.notify(device_id, target.module_id(), HubEvent::DesiredPatch(p));
         }
-        if module_id.is_none() && tags.is_some() {
+        if matches!(target, TwinTarget::Device(_)) && tags.is_some() {
             self.deployments_device_changed(device_id);
         }
         Ok(twin)
     }
 }
 
-/// Azure twin etags look like `AAAAAAAAAAE=` (base64 of the version).
-fn twin_etag(version: u64) -> String {
-    use base64_lite::encode8;
-    encode8(version)
+/// Checks the size of a changed twin and moves it to its next version.
+fn bump(twin: &mut Twin) -> Result<(), Error> {
+    check_size(twin)?;
+    twin.version += 1;
+    twin.etag = Some(twin_etag(twin.version));
+    Ok(())
 }
 
-mod base64_lite {
-    /// base64 of the 8 big-endian bytes of `v`.
-    pub fn encode8(v: u64) -> String {
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let b = v.to_be_bytes();
-        let mut out = String::with_capacity(12);
-        for chunk in b.chunks(3) {
-            let n = (chunk[0] as u32) << 16
-                | (*chunk.get(1).unwrap_or(&0) as u32) << 8
-                | *chunk.get(2).unwrap_or(&0) as u32;
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
+/// Azure twin etags look like `AAAAAAAAAAE=` (base64 of the 8 big-endian bytes of the version).
+fn twin_etag(version: u64) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(version.to_be_bytes())
 }
 
 #[cfg(test)]
@@ -356,6 +328,7 @@ mod tests {
     #[test]
     fn etag_shape() {
         assert_eq!(twin_etag(1), "AAAAAAAAAAE=");
+        assert_eq!(twin_etag(0x0102_0304_0506_0708), "AQIDBAUGBwg=");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Configurations (IoT Edge deployments at scale) and per-device manual edge content.
 
-use super::docs::{check, decode, encode};
-use crate::{Precondition, Result, StoreError, etag_matches};
+use super::SqliteStore;
+use super::docs::{check, check_delete, decode, encode};
+use crate::{ConfigurationStore, Precondition, Result, StoreError};
+use async_trait::async_trait;
 use base64::Engine;
 use fleethub_api::{Configuration, ConfigurationContent, time::now_utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -67,7 +69,7 @@ pub(super) fn put(
     Ok(cfg)
 }
 
-pub(super) fn delete(conn: &Connection, id: &str, if_match: Option<&str>) -> Result<()> {
+pub(super) fn delete(conn: &Connection, id: &str, cond: &Precondition) -> Result<()> {
     let etag: Option<String> = conn
         .query_row(
             "SELECT etag FROM configurations WHERE id = ?1",
@@ -75,20 +77,7 @@ pub(super) fn delete(conn: &Connection, id: &str, if_match: Option<&str>) -> Res
             |r| r.get(0),
         )
         .optional()?;
-    let Some(etag) = etag else {
-        return Err(StoreError::NotFound {
-            kind: "configuration",
-            id: id.to_string(),
-        });
-    };
-    if let Some(want) = if_match.filter(|s| !s.trim().is_empty())
-        && !etag_matches(want, Some(&etag))
-    {
-        return Err(StoreError::EtagMismatch {
-            kind: "configuration",
-            id: id.to_string(),
-        });
-    }
+    check_delete(cond, "configuration", id, etag.as_deref())?;
     conn.execute("DELETE FROM configurations WHERE id = ?1", params![id])?;
     Ok(())
 }
@@ -145,6 +134,45 @@ pub(super) fn put_manual(
         params![device_id, encode(content)?, now_utc()],
     )?;
     Ok(())
+}
+
+#[async_trait]
+impl ConfigurationStore for SqliteStore {
+    async fn get_configuration(&self, id: &str) -> Result<Option<Configuration>> {
+        let id = id.to_string();
+        self.pool.read(move |c| get(c, &id)).await
+    }
+
+    async fn put_configuration(
+        &self,
+        cfg: Configuration,
+        cond: Precondition,
+    ) -> Result<Configuration> {
+        self.pool.write(move |c| put(c, cfg, &cond)).await
+    }
+
+    async fn delete_configuration(&self, id: &str, cond: Precondition) -> Result<()> {
+        let id = id.to_string();
+        self.pool.write(move |c| delete(c, &id, &cond)).await
+    }
+
+    async fn list_configurations(&self, max: usize) -> Result<Vec<Configuration>> {
+        self.pool.read(move |c| list(c, max)).await
+    }
+
+    async fn get_manual_content(&self, device_id: &str) -> Result<Option<ConfigurationContent>> {
+        let id = device_id.to_string();
+        self.pool.read(move |c| get_manual(c, &id)).await
+    }
+
+    async fn put_manual_content(
+        &self,
+        device_id: &str,
+        content: ConfigurationContent,
+    ) -> Result<()> {
+        let id = device_id.to_string();
+        self.pool.write(move |c| put_manual(c, &id, &content)).await
+    }
 }
 
 #[cfg(test)]

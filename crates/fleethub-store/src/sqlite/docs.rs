@@ -76,6 +76,24 @@ pub(crate) fn check(
     }
 }
 
+/// Checks a delete precondition against the current etag (None = no row): the row must
+/// exist, and match an `IfMatch` etag.
+pub(crate) fn check_delete(
+    cond: &Precondition,
+    kind: &'static str,
+    id: &str,
+    current: Option<&str>,
+) -> Result<()> {
+    let id = id.to_string();
+    match (cond, current) {
+        (_, None) => Err(StoreError::NotFound { kind, id }),
+        (Precondition::Any, Some(_)) => Ok(()),
+        (Precondition::MustNotExist, Some(_)) => Err(StoreError::AlreadyExists { kind, id }),
+        (Precondition::IfMatch(want), current) if etag_matches(want, current) => Ok(()),
+        (Precondition::IfMatch(_), Some(_)) => Err(StoreError::EtagMismatch { kind, id }),
+    }
+}
+
 pub(crate) fn upsert(
     conn: &Connection,
     table: &str,
@@ -96,23 +114,15 @@ pub(crate) fn delete(
     table: &str,
     kind: &'static str,
     key: &str,
-    if_match: Option<&str>,
+    cond: &Precondition,
 ) -> Result<()> {
     let current = get_row(conn, table, "id_lower", key)?;
-    let Some((etag, _)) = current else {
-        return Err(StoreError::NotFound {
-            kind,
-            id: key.to_string(),
-        });
-    };
-    if let Some(want) = if_match.filter(|s| !s.trim().is_empty())
-        && !etag_matches(want, Some(&etag))
-    {
-        return Err(StoreError::EtagMismatch {
-            kind,
-            id: key.to_string(),
-        });
-    }
+    check_delete(
+        cond,
+        kind,
+        key,
+        current.as_ref().map(|(etag, _)| etag.as_str()),
+    )?;
     conn.execute(
         &format!("DELETE FROM {table} WHERE id_lower = ?1"),
         params![key],

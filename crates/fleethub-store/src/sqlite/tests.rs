@@ -1,4 +1,6 @@
 use super::*;
+use crate::suite;
+use crate::{DpsStore, RegistryStore, TelemetryStore};
 use fleethub_api::{AttestationMechanism, Device, Twin};
 
 fn enrollment(id: &str) -> IndividualEnrollment {
@@ -13,85 +15,26 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("store.db")).unwrap()
 }
 
-#[tokio::test]
-async fn enrollment_crud_with_etags() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open(&dir);
-    let e = s
-        .put_enrollment(enrollment("Dev-01"), Precondition::MustNotExist)
-        .await
-        .unwrap();
-    let etag = e.etag.clone().unwrap();
-    assert!(e.created_date_time_utc.is_some());
-    // case-insensitive lookup
-    assert_eq!(
-        s.get_enrollment("dev-01")
-            .await
-            .unwrap()
-            .unwrap()
-            .registration_id,
-        "Dev-01"
-    );
-    assert!(matches!(
-        s.put_enrollment(enrollment("dev-01"), Precondition::MustNotExist)
-            .await,
-        Err(StoreError::AlreadyExists { .. })
-    ));
-    assert!(matches!(
-        s.put_enrollment(
-            enrollment("dev-01"),
-            Precondition::IfMatch("\"nope\"".into())
-        )
-        .await,
-        Err(StoreError::EtagMismatch { .. })
-    ));
-    let e2 = s
-        .put_enrollment(enrollment("dev-01"), Precondition::IfMatch(etag.clone()))
-        .await
-        .unwrap();
-    assert_ne!(e2.etag.as_deref(), Some(etag.as_str()));
-    assert_eq!(e2.created_date_time_utc, e.created_date_time_utc);
-    assert!(matches!(
-        s.delete_enrollment("DEV-01", Some(&etag)).await,
-        Err(StoreError::EtagMismatch { .. })
-    ));
-    s.delete_enrollment("DEV-01", None).await.unwrap();
-    assert!(s.get_enrollment("dev-01").await.unwrap().is_none());
-    assert!(matches!(
-        s.delete_enrollment("dev-01", None).await,
-        Err(StoreError::NotFound { .. })
-    ));
+/// Runs a suite check against a fresh SQLite store.
+macro_rules! suite_test {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let dir = tempfile::tempdir().unwrap();
+            suite::$name(&open(&dir)).await;
+        }
+    )*};
 }
 
-#[tokio::test]
-async fn pagination_visits_everything_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open(&dir);
-    for i in 0..25 {
-        s.put_enrollment(enrollment(&format!("d-{i:02}")), Precondition::Any)
-            .await
-            .unwrap();
-    }
-    let mut seen = Vec::new();
-    let mut cont = None;
-    loop {
-        let p = s
-            .list_enrollments(PageRequest {
-                continuation: cont,
-                max_items: 10,
-            })
-            .await
-            .unwrap();
-        seen.extend(p.items.into_iter().map(|e| e.registration_id));
-        cont = p.continuation;
-        if cont.is_none() {
-            break;
-        }
-    }
-    assert_eq!(seen.len(), 25);
-    assert_eq!(seen[0], "d-00");
-    assert_eq!(seen[24], "d-24");
-}
+suite_test!(
+    settings,
+    enrollment_crud_with_etags,
+    pagination_visits_everything_once,
+    registry,
+    configuration_crud_with_etags,
+    c2d_queue,
+    sessions,
+);
 
 #[tokio::test]
 async fn assignment_is_atomic_and_survives_reopen() {
@@ -227,78 +170,4 @@ async fn telemetry_log_appends_in_order_and_survives_reopen() {
             .len(),
         1
     );
-}
-
-#[tokio::test]
-async fn configuration_crud_with_etags() {
-    use fleethub_api::{Configuration, ConfigurationContent};
-    let dir = tempfile::tempdir().unwrap();
-    let s = open(&dir);
-    let cfg = |p: i64| Configuration {
-        id: "dep-1".into(),
-        priority: p,
-        target_condition: Some("tags.a='b'".into()),
-        ..Default::default()
-    };
-    let c1 = s
-        .put_configuration(cfg(1), Precondition::MustNotExist)
-        .await
-        .unwrap();
-    assert_eq!(c1.etag.as_deref(), Some("MQ=="));
-    assert!(matches!(
-        s.put_configuration(cfg(2), Precondition::MustNotExist)
-            .await,
-        Err(StoreError::AlreadyExists { .. })
-    ));
-    assert!(matches!(
-        s.put_configuration(cfg(2), Precondition::IfMatch("\"nope\"".into()))
-            .await,
-        Err(StoreError::EtagMismatch { .. })
-    ));
-    // a refused write changed nothing
-    assert_eq!(s.get_configuration("dep-1").await.unwrap().unwrap(), c1);
-    let c2 = s
-        .put_configuration(cfg(2), Precondition::IfMatch("\"MQ==\"".into()))
-        .await
-        .unwrap();
-    assert_eq!(c2.etag.as_deref(), Some("Mg=="));
-    assert_eq!(c2.created_time_utc, c1.created_time_utc);
-    assert_eq!(s.list_configurations(0).await.unwrap(), vec![c2.clone()]);
-    assert!(matches!(
-        s.delete_configuration("dep-1", Some("MQ==")).await,
-        Err(StoreError::EtagMismatch { .. })
-    ));
-    s.delete_configuration("dep-1", Some("*")).await.unwrap();
-    assert!(s.get_configuration("dep-1").await.unwrap().is_none());
-    assert!(matches!(
-        s.delete_configuration("dep-1", None).await,
-        Err(StoreError::NotFound { .. })
-    ));
-
-    // manual content needs the device and goes with it
-    let content = ConfigurationContent {
-        modules_content: Some(serde_json::Map::new()),
-        ..Default::default()
-    };
-    assert!(matches!(
-        s.put_manual_content("edge-1", content.clone()).await,
-        Err(StoreError::NotFound { .. })
-    ));
-    let dev = DeviceRecord {
-        device: Device {
-            device_id: "edge-1".into(),
-            ..Default::default()
-        },
-        twin: Twin {
-            device_id: "edge-1".into(),
-            ..Default::default()
-        },
-    };
-    s.put_device(dev, Precondition::Any).await.unwrap();
-    s.put_manual_content("edge-1", content.clone())
-        .await
-        .unwrap();
-    assert_eq!(s.get_manual_content("edge-1").await.unwrap(), Some(content));
-    s.delete_device("edge-1", None).await.unwrap();
-    assert!(s.get_manual_content("edge-1").await.unwrap().is_none());
 }

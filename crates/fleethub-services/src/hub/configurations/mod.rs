@@ -10,18 +10,18 @@
 pub mod validate;
 
 use super::Hub;
-use crate::DpsError;
+use crate::hub::Error;
 use fleethub_api::{
     Configuration, ConfigurationContent, ConfigurationQueriesTestInput,
     ConfigurationQueriesTestResponse,
 };
-use fleethub_store::{Precondition, StoreError};
+use fleethub_storage::{Precondition, StoreError};
 
 /// Configurations a hub holds at most (Azure: 100 deployments per hub).
 pub const MAX_CONFIGURATIONS: usize = 100;
 
-fn not_found(id: &str) -> DpsError {
-    DpsError::NotFound(format!("configuration '{id}' not found"))
+fn not_found(id: &str) -> Error {
+    Error::ConfigurationNotFound { id: id.to_string() }
 }
 
 impl Hub {
@@ -32,11 +32,11 @@ impl Hub {
         path_id: &str,
         mut cfg: Configuration,
         if_match: Option<&str>,
-    ) -> Result<Configuration, DpsError> {
+    ) -> Result<Configuration, Error> {
         if cfg.id.is_empty() {
             cfg.id = path_id.to_string();
         } else if cfg.id != path_id {
-            return Err(DpsError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "id '{}' in the body does not match '{path_id}' in the URL",
                 cfg.id
             )));
@@ -46,9 +46,9 @@ impl Hub {
         let cond = match (if_match, &existing) {
             (Some(m), _) => Precondition::IfMatch(m.to_string()),
             (None, Some(_)) => {
-                return Err(DpsError::Conflict(format!(
-                    "configuration '{path_id}' already exists: send If-Match (its etag or \"*\") to update it"
-                )));
+                return Err(Error::ConfigurationAlreadyExists {
+                    id: path_id.to_string(),
+                });
             }
             (None, None) => Precondition::MustNotExist,
         };
@@ -58,7 +58,7 @@ impl Hub {
                 Some(new) => {
                     let old_wire = old.content.clone().unwrap_or_default().for_wire();
                     if new.for_wire() != old_wire {
-                        return Err(DpsError::bad_request(format!(
+                        return Err(Error::invalid(format!(
                             "the content of configuration '{path_id}' cannot change (only labels, targetCondition, priority and metrics can): create a new deployment with a higher priority instead"
                         )));
                     }
@@ -67,11 +67,11 @@ impl Hub {
         } else if if_match.is_none()
             && self.store.list_configurations(0).await?.len() >= MAX_CONFIGURATIONS
         {
-            return Err(DpsError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "the hub already holds {MAX_CONFIGURATIONS} configurations (the limit); delete one first"
             )));
         }
-        validate::validate_configuration(&cfg).map_err(DpsError::bad_request)?;
+        validate::validate_configuration(&cfg).map_err(Error::Invalid)?;
         cfg.schema_version.get_or_insert_with(|| "1.0".into());
         cfg.system_metrics = None;
         if let Some(m) = cfg.metrics.as_mut() {
@@ -93,7 +93,7 @@ impl Hub {
     }
 
     /// One configuration with its current metrics.
-    pub async fn get_configuration(&self, id: &str) -> Result<Configuration, DpsError> {
+    pub async fn get_configuration(&self, id: &str) -> Result<Configuration, Error> {
         let cfg = self
             .store
             .get_configuration(id)
@@ -106,7 +106,7 @@ impl Hub {
     }
 
     /// Up to `top` configurations (0 = all) with their metrics.
-    pub async fn list_configurations(&self, top: usize) -> Result<Vec<Configuration>, DpsError> {
+    pub async fn list_configurations(&self, top: usize) -> Result<Vec<Configuration>, Error> {
         let mut all = self.store.list_configurations(top).await?;
         self.fill_configuration_metrics(&mut all).await?;
         Ok(all.into_iter().map(for_wire).collect())
@@ -118,8 +118,12 @@ impl Hub {
         &self,
         id: &str,
         if_match: Option<&str>,
-    ) -> Result<(), DpsError> {
-        match self.store.delete_configuration(id, if_match).await {
+    ) -> Result<(), Error> {
+        match self
+            .store
+            .delete_configuration(id, Precondition::from_if_match(if_match))
+            .await
+        {
             Err(StoreError::NotFound { .. }) => return Err(not_found(id)),
             r => r?,
         }
@@ -159,14 +163,14 @@ impl Hub {
         &self,
         device_id: &str,
         content: ConfigurationContent,
-    ) -> Result<(), DpsError> {
+    ) -> Result<(), Error> {
         let dev = self
             .store
             .get_device(device_id)
             .await?
-            .ok_or_else(|| DpsError::NotFound(format!("device '{device_id}' not found")))?;
+            .ok_or_else(|| Error::device_not_found(device_id))?;
         if !dev.device.is_edge() {
-            return Err(DpsError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "device '{device_id}' is not an IoT Edge device (capabilities.iotEdge is false); modules content only applies to edge devices"
             )));
         }
@@ -175,11 +179,11 @@ impl Hub {
             .as_ref()
             .filter(|m| !m.is_empty())
             .ok_or_else(|| {
-                DpsError::bad_request(
+                Error::invalid(
                     "modulesContent is required: send {\"modulesContent\": {\"$edgeAgent\": ..., \"$edgeHub\": ...}}",
                 )
             })?;
-        validate::validate_modules_content(modules, true).map_err(DpsError::bad_request)?;
+        validate::validate_modules_content(modules, true).map_err(Error::Invalid)?;
         let content = ConfigurationContent {
             modules_content: content.modules_content,
             ..Default::default()
@@ -188,9 +192,7 @@ impl Hub {
             .put_manual_content(device_id, content)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound { .. } => {
-                    DpsError::NotFound(format!("device '{device_id}' not found"))
-                }
+                StoreError::NotFound { .. } => Error::device_not_found(device_id),
                 other => other.into(),
             })?;
         self.apply_deployments_to(device_id).await?;

@@ -9,11 +9,11 @@
 //! current version the device is in neither count.
 
 use super::query_view;
-use crate::DpsError;
+use crate::hub::Error;
 use crate::hub::Hub;
 use crate::query::Query;
 use fleethub_api::{Configuration, ConfigurationMetrics};
-use fleethub_store::PageRequest;
+use fleethub_storage::PageRequest;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -86,7 +86,7 @@ impl Hub {
     pub async fn fill_configuration_metrics(
         &self,
         configs: &mut [Configuration],
-    ) -> Result<(), DpsError> {
+    ) -> Result<(), Error> {
         let custom: Vec<Vec<(String, Option<Query>)>> = configs
             .iter()
             .map(|c| {

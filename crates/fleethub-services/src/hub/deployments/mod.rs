@@ -11,9 +11,9 @@ pub mod metrics;
 pub mod plan;
 
 use super::Hub;
-use crate::DpsError;
-use fleethub_api::time::now_utc;
-use fleethub_store::PageRequest;
+use crate::hub::Error;
+use crate::hub::TwinTarget;
+use fleethub_storage::PageRequest;
 use plan::{Compiled, Plan};
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
@@ -92,7 +92,7 @@ impl Hub {
     }
 
     /// The IoT Edge deployments, compiled (cached until a configuration changes).
-    pub(crate) async fn compiled_deployments(&self) -> Result<Arc<Vec<Compiled>>, DpsError> {
+    pub(crate) async fn compiled_deployments(&self) -> Result<Arc<Vec<Compiled>>, Error> {
         if let Some(c) = self.deployments.cache.lock().expect("deployments").clone() {
             return Ok(c);
         }
@@ -139,7 +139,7 @@ impl Hub {
     }
 
     /// Re-plans every device; returns how many were examined.
-    pub async fn apply_deployments_all(&self) -> Result<usize, DpsError> {
+    pub async fn apply_deployments_all(&self) -> Result<usize, Error> {
         let mut page = PageRequest {
             continuation: None,
             max_items: 500,
@@ -162,7 +162,7 @@ impl Hub {
 
     /// Plans one device and writes what changed: module twins' desired properties and the
     /// device twin's `configurations`. Returns the plan (`None`: no such device).
-    pub async fn apply_deployments_to(&self, device_id: &str) -> Result<Option<Plan>, DpsError> {
+    pub async fn apply_deployments_to(&self, device_id: &str) -> Result<Option<Plan>, Error> {
         let Some(rec) = self.store.get_device(device_id).await? else {
             return Ok(None);
         };
@@ -184,7 +184,7 @@ impl Hub {
         let want = plan.statuses_value();
         let have = rec.twin.configurations.clone().unwrap_or_else(|| json!({}));
         if want != have {
-            self.modify_twin(device_id, |t| {
+            self.modify_twin(TwinTarget::Device(device_id), |t| {
                 t.configurations = (!plan.statuses.is_empty()).then(|| want.clone());
                 Ok(())
             })
@@ -201,7 +201,7 @@ impl Hub {
         device_id: &str,
         module_id: &str,
         desired: &Map<String, Value>,
-    ) -> Result<bool, DpsError> {
+    ) -> Result<bool, Error> {
         let Some(current) = self.store.get_module(device_id, module_id).await? else {
             // Applied when the module identity is created (put_module marks the device).
             return Ok(false);
@@ -210,9 +210,9 @@ impl Hub {
         if &content_of(&current.twin.properties.desired) == desired {
             return Ok(false);
         }
-        let now = now_utc();
+        let now = self.clock.now_utc();
         let mut pushed = None;
-        self.modify_module_twin(device_id, module_id, |t| {
+        self.modify_twin(TwinTarget::Module(device_id, module_id), |t| {
             let patch = diff(&content_of(&t.properties.desired), desired);
             let v = super::twin::apply_section(&mut t.properties.desired, &patch, &now, true);
             let mut notify = Value::Object(patch);
@@ -230,7 +230,7 @@ impl Hub {
 }
 
 /// The device twin as target conditions and metric queries see it (identity fields included).
-pub(crate) fn query_view(rec: &fleethub_store::DeviceRecord) -> Value {
+pub(crate) fn query_view(rec: &fleethub_storage::DeviceRecord) -> Value {
     let mut twin = rec.twin.clone();
     twin.device_id = rec.device.device_id.clone();
     twin.status = rec.device.status.clone().or(twin.status);

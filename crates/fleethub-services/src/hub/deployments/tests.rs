@@ -2,9 +2,10 @@
 //! layering, manual content, metrics, and no write when nothing changed.
 
 use super::*;
+use crate::Hub;
 use crate::hub::HubConfig;
+use crate::hub::TwinTarget;
 use crate::hub::configurations::validate::tests::base_manifest;
-use crate::{AuthFailureLog, Hub};
 use fleethub_api::{
     Capabilities, Configuration, ConfigurationContent, ConfigurationMetrics, Device,
 };
@@ -13,13 +14,12 @@ use fleethub_store::sqlite::SqliteStore;
 fn hub(dir: &tempfile::TempDir) -> Hub {
     let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     Hub::new(
-        store,
+        &crate::Shared::new(store),
         HubConfig {
             host: "hub.local".into(),
             token_skew_secs: 30,
         },
         vec![],
-        Arc::new(AuthFailureLog::new(10)),
     )
 }
 
@@ -34,9 +34,14 @@ async fn edge_device(hub: &Hub, id: &str, env: &str) {
     )
     .await
     .unwrap();
-    hub.update_twin(id, &json!({"tags": {"env": env}}), None, false)
-        .await
-        .unwrap();
+    hub.update_twin(
+        TwinTarget::Device(id),
+        &json!({"tags": {"env": env}}),
+        None,
+        false,
+    )
+    .await
+    .unwrap();
 }
 
 fn deployment(id: &str, priority: i64, target: &str, modules: Map<String, Value>) -> Configuration {
@@ -61,7 +66,7 @@ fn deployment(id: &str, priority: i64, target: &str, modules: Map<String, Value>
 }
 
 async fn agent(hub: &Hub, id: &str) -> Value {
-    hub.get_twin_of(id, Some("$edgeAgent"))
+    hub.get_twin(TwinTarget::Module(id, "$edgeAgent"))
         .await
         .unwrap()
         .properties
@@ -106,17 +111,26 @@ async fn devices_follow_their_deployments() {
     let d = agent(&hub, "edge-1").await;
     assert_eq!(sensor_image(&d), "high");
     let v1 = d["$version"].as_u64().unwrap();
-    let hub_twin = hub.get_twin_of("edge-1", Some("$edgeHub")).await.unwrap();
+    let hub_twin = hub
+        .get_twin(TwinTarget::Module("edge-1", "$edgeHub"))
+        .await
+        .unwrap();
     assert_eq!(
         hub_twin.properties.desired["routes"]["up"],
         "FROM /messages/* INTO $upstream"
     );
-    let twin = hub.get_twin("edge-1").await.unwrap();
+    let twin = hub.get_twin(TwinTarget::Device("edge-1")).await.unwrap();
     assert_eq!(
         twin.configurations,
         Some(json!({"high": {"status": "Applied"}, "low": {"status": "Targeted"}}))
     );
-    assert_eq!(hub.get_twin("plain").await.unwrap().configurations, None);
+    assert_eq!(
+        hub.get_twin(TwinTarget::Device("plain"))
+            .await
+            .unwrap()
+            .configurations,
+        None
+    );
 
     // nothing changed -> no new desired version
     hub.apply_deployments_to("edge-1").await.unwrap();
@@ -129,9 +143,8 @@ async fn devices_follow_their_deployments() {
     assert_eq!(sys["appliedCount"], 1);
     assert_eq!(sys["reportedSuccessfulCount"], 0);
     assert_eq!(c.metrics.as_ref().unwrap().results["tagged"], 1);
-    hub.patch_reported_of(
-        "edge-1",
-        Some("$edgeAgent"),
+    hub.patch_reported(
+        TwinTarget::Module("edge-1", "$edgeAgent"),
         &json!({"lastDesiredVersion": v1, "lastDesiredStatus": {"code": 200}}),
     )
     .await
@@ -145,15 +158,23 @@ async fn devices_follow_their_deployments() {
     assert_eq!(low.system_metrics.unwrap().results["appliedCount"], 0);
 
     // the tag changes: moved to the lower-priority deployment
-    hub.update_twin("edge-1", &json!({"tags": {"env": "prod"}}), None, false)
-        .await
-        .unwrap();
+    hub.update_twin(
+        TwinTarget::Device("edge-1"),
+        &json!({"tags": {"env": "prod"}}),
+        None,
+        false,
+    )
+    .await
+    .unwrap();
     hub.apply_deployments_to("edge-1").await.unwrap();
     let d = agent(&hub, "edge-1").await;
     assert_eq!(sensor_image(&d), "low");
     assert!(d["$version"].as_u64().unwrap() > v1);
     assert_eq!(
-        hub.get_twin("edge-1").await.unwrap().configurations,
+        hub.get_twin(TwinTarget::Device("edge-1"))
+            .await
+            .unwrap()
+            .configurations,
         Some(json!({"low": {"status": "Applied"}}))
     );
 
@@ -172,7 +193,13 @@ async fn devices_follow_their_deployments() {
     hub.delete_configuration("low", None).await.unwrap();
     hub.apply_deployments_all().await.unwrap();
     assert_eq!(sensor_image(&agent(&hub, "edge-1").await), "manual");
-    assert_eq!(hub.get_twin("edge-1").await.unwrap().configurations, None);
+    assert_eq!(
+        hub.get_twin(TwinTarget::Device("edge-1"))
+            .await
+            .unwrap()
+            .configurations,
+        None
+    );
 }
 
 #[tokio::test]
@@ -209,16 +236,27 @@ async fn layers_and_late_modules() {
         .await
         .unwrap();
     hub.apply_deployments_to("edge-2").await.unwrap();
-    let t = hub.get_twin_of("edge-2", Some("extra")).await.unwrap();
-    assert_eq!(t.properties.desired["interval"], 7);
-    // the layer stops matching: its module and route go away from the agent and hub
-    hub.update_twin("edge-2", &json!({"tags": {"env": null}}), None, false)
+    let t = hub
+        .get_twin(TwinTarget::Module("edge-2", "extra"))
         .await
         .unwrap();
+    assert_eq!(t.properties.desired["interval"], 7);
+    // the layer stops matching: its module and route go away from the agent and hub
+    hub.update_twin(
+        TwinTarget::Device("edge-2"),
+        &json!({"tags": {"env": null}}),
+        None,
+        false,
+    )
+    .await
+    .unwrap();
     hub.apply_deployments_to("edge-2").await.unwrap();
     let d = agent(&hub, "edge-2").await;
     assert!(d["modules"].get("extra").is_none());
-    let h = hub.get_twin_of("edge-2", Some("$edgeHub")).await.unwrap();
+    let h = hub
+        .get_twin(TwinTarget::Module("edge-2", "$edgeHub"))
+        .await
+        .unwrap();
     assert!(h.properties.desired["routes"].get("extra").is_none());
 }
 
@@ -245,9 +283,9 @@ async fn bad_input_changes_nothing() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(e, DpsError::BadRequest { .. }));
+    assert!(matches!(e, Error::Invalid(_)));
     assert!(
-        hub.store()
+        hub.store
             .get_manual_content("edge-3")
             .await
             .unwrap()
@@ -262,7 +300,7 @@ async fn bad_input_changes_nothing() {
     assert!(matches!(
         hub.put_configuration("good", deployment("good", 1, "*", base_manifest("g")), None)
             .await,
-        Err(DpsError::Conflict(_))
+        Err(Error::ConfigurationAlreadyExists { .. })
     ));
     assert!(matches!(
         hub.put_configuration(
@@ -271,7 +309,7 @@ async fn bad_input_changes_nothing() {
             Some("\"nope\"")
         )
         .await,
-        Err(DpsError::PreconditionFailed(_))
+        Err(Error::PreconditionFailed(_))
     ));
     assert!(matches!(
         hub.put_configuration(
@@ -280,7 +318,7 @@ async fn bad_input_changes_nothing() {
             c.etag.as_deref()
         )
         .await,
-        Err(DpsError::BadRequest { .. })
+        Err(Error::Invalid(_))
     ));
     let mut update = deployment("good", 2, "tags.env='test'", base_manifest("g"));
     update.content = None;
@@ -294,11 +332,11 @@ async fn bad_input_changes_nothing() {
     assert!(u.content.unwrap().is_edge());
     assert!(matches!(
         hub.delete_configuration("good", c.etag.as_deref()).await,
-        Err(DpsError::PreconditionFailed(_))
+        Err(Error::PreconditionFailed(_))
     ));
     assert!(matches!(
         hub.get_configuration("missing").await,
-        Err(DpsError::NotFound(_))
+        Err(Error::ConfigurationNotFound { .. })
     ));
 }
 

@@ -8,6 +8,11 @@ pub enum StoreError {
     AlreadyExists { kind: &'static str, id: String },
     #[error("{kind} '{id}': the If-Match etag does not match the current etag")]
     EtagMismatch { kind: &'static str, id: String },
+    /// A device's cloud-to-device queue already holds `max` messages.
+    #[error(
+        "the cloud-to-device queue of '{device_id}' is full ({max} messages): the device must receive or the queue be purged first"
+    )]
+    QueueFull { device_id: String, max: usize },
     #[error("{0}")]
     InvalidArgument(String),
     #[error("storage backend error: {0}")]
@@ -20,6 +25,7 @@ pub enum StoreError {
     },
 }
 
+#[cfg(feature = "rusqlite")]
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Backend(e.to_string())

@@ -1,0 +1,130 @@
+//! The one place where service errors become MQTT wire values: CONNACK refusals, DPS
+//! `$dps/registrations/res/{status}` answers and twin `$iothub/twin/res/{status}` answers.
+
+use fleethub_api::DpsErrorBody;
+use fleethub_mqtt_codec::ConnectReturnCode;
+use fleethub_services::{dps, hub};
+
+/// How a failed DPS CONNECT authentication is answered: `None` when the connection is
+/// accepted anyway so that the error reaches the device on the register topic (a malformed
+/// registration ID gets a readable 400 there; a CONNACK could only say "refused").
+pub(crate) fn dps_connect_refusal(e: &dps::Error) -> Option<ConnectReturnCode> {
+    match e {
+        dps::Error::Invalid(_) => None,
+        _ => Some(ConnectReturnCode::NotAuthorized),
+    }
+}
+
+/// How a failed hub CONNECT authentication is answered.
+pub(crate) fn hub_connect_refusal(_: &hub::Error) -> ConnectReturnCode {
+    ConnectReturnCode::NotAuthorized
+}
+
+/// HTTP-style status and Azure's 6-digit code of a DPS error.
+pub(crate) fn dps_status(e: &dps::Error) -> (u16, u32) {
+    use dps::Error as E;
+    match e {
+        E::Unauthorized => (401, 401002),
+        E::Invalid(_) => (400, 400004),
+        E::EnrollmentNotFound { .. }
+        | E::GroupNotFound { .. }
+        | E::RegistrationNotFound { .. }
+        | E::OperationNotFound { .. } => (404, 404001),
+        E::EnrollmentAlreadyExists { .. } | E::GroupAlreadyExists { .. } => (409, 409001),
+        E::PreconditionFailed(_) => (412, 412001),
+        E::TooLarge(_) => (413, 413001),
+        E::Internal(_) => (500, 500001),
+    }
+}
+
+/// The status and body of a failed DPS request on `$dps/registrations/res/{status}`.
+pub(crate) fn dps_response(e: &dps::Error) -> (u16, Vec<u8>) {
+    let (status, code) = dps_status(e);
+    let body = serde_json::to_vec(&DpsErrorBody::new(code, e.to_string())).unwrap_or_default();
+    (status, body)
+}
+
+/// HTTP-style status and Azure's 6-digit code of a hub error.
+pub(crate) fn hub_status(e: &hub::Error) -> (u16, u32) {
+    use hub::Error as E;
+    match e {
+        E::Unauthorized => (401, 401002),
+        E::Invalid(_) => (400, 400004),
+        E::DeviceNotFound { .. } | E::ModuleNotFound { .. } | E::ConfigurationNotFound { .. } => {
+            (404, 404001)
+        }
+        E::DeviceAlreadyExists { .. }
+        | E::ModuleAlreadyExists { .. }
+        | E::ConfigurationAlreadyExists { .. }
+        | E::TwinConflict { .. } => (409, 409001),
+        E::PreconditionFailed(_) | E::LockLost { .. } => (412, 412001),
+        E::QueueFull { .. } => (403, 403004),
+        E::TooLarge(_) => (413, 413001),
+        E::Internal(_) => (500, 500001),
+    }
+}
+
+/// The status and body of a failed twin request on `$iothub/twin/res/{status}`:
+/// `{"errorCode": 404001, "message": "..."}`.
+pub(crate) fn twin_response(e: &hub::Error) -> (u16, Vec<u8>) {
+    let (status, code) = hub_status(e);
+    let body = serde_json::json!({"errorCode": code, "message": e.to_string()});
+    (status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn dps_answers() {
+        let e = dps::Error::OperationNotFound {
+            operation_id: "op".into(),
+            registration_id: "dev".into(),
+        };
+        let (status, body) = dps_response(&e);
+        assert_eq!(status, 404);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["errorCode"], 404001);
+        assert_eq!(
+            v["message"],
+            "operation 'op' not found for registration 'dev'"
+        );
+        assert!(v["trackingId"].is_string() && v["timestampUtc"].is_string());
+        assert_eq!(dps_status(&dps::Error::TooLarge("x".into())), (413, 413001));
+        assert_eq!(dps_status(&dps::Error::Unauthorized), (401, 401002));
+        assert_eq!(
+            dps_connect_refusal(&dps::Error::Invalid("bad id".into())),
+            None
+        );
+        assert_eq!(
+            dps_connect_refusal(&dps::Error::Unauthorized),
+            Some(ConnectReturnCode::NotAuthorized)
+        );
+    }
+
+    #[test]
+    fn twin_answers() {
+        let e = hub::Error::ModuleNotFound {
+            device: "d".into(),
+            module: "m".into(),
+        };
+        let (status, body) = twin_response(&e);
+        assert_eq!(status, 404);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"errorCode":404001,"message":"module 'm' of device 'd' not found"}"#
+        );
+        let conflict = hub::Error::TwinConflict { target: "d".into() };
+        assert_eq!(hub_status(&conflict), (409, 409001));
+        assert_eq!(
+            hub_status(&hub::Error::Invalid("not JSON".into())),
+            (400, 400004)
+        );
+        assert_eq!(
+            hub_status(&hub::Error::TooLarge("big".into())),
+            (413, 413001)
+        );
+    }
+}

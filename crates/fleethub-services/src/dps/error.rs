@@ -1,0 +1,108 @@
+//! Errors of the Device Provisioning Service. They name what failed and carry no transport
+//! codes: each transport maps them in one place (HTTP status and Azure error body; MQTT
+//! `$dps/registrations/res/{status}`). `Display` texts are safe to show to clients.
+
+use fleethub_storage::StoreError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The client failed authentication; the real reason went to the auth-failure log.
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("enrollment '{id}' not found")]
+    EnrollmentNotFound { id: String },
+    #[error("enrollment group '{id}' not found")]
+    GroupNotFound { id: String },
+    #[error("registration '{id}' not found")]
+    RegistrationNotFound { id: String },
+    #[error("operation '{operation_id}' not found for registration '{registration_id}'")]
+    OperationNotFound {
+        operation_id: String,
+        registration_id: String,
+    },
+    #[error("enrollment '{id}' already exists")]
+    EnrollmentAlreadyExists { id: String },
+    #[error("enrollment group '{id}' already exists")]
+    GroupAlreadyExists { id: String },
+    /// An `If-Match` etag does not match the current one.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// The request is malformed or not allowed as asked.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Error::Invalid(message.into())
+    }
+
+    /// A copy of a client-facing error (`Internal` details are not kept).
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Error::Unauthorized => Error::Unauthorized,
+            Error::EnrollmentNotFound { id } => Error::EnrollmentNotFound { id: id.clone() },
+            Error::GroupNotFound { id } => Error::GroupNotFound { id: id.clone() },
+            Error::RegistrationNotFound { id } => Error::RegistrationNotFound { id: id.clone() },
+            Error::OperationNotFound {
+                operation_id,
+                registration_id,
+            } => Error::OperationNotFound {
+                operation_id: operation_id.clone(),
+                registration_id: registration_id.clone(),
+            },
+            Error::EnrollmentAlreadyExists { id } => {
+                Error::EnrollmentAlreadyExists { id: id.clone() }
+            }
+            Error::GroupAlreadyExists { id } => Error::GroupAlreadyExists { id: id.clone() },
+            Error::PreconditionFailed(m) => Error::PreconditionFailed(m.clone()),
+            Error::Invalid(m) => Error::Invalid(m.clone()),
+            Error::TooLarge(m) => Error::TooLarge(m.clone()),
+            Error::Internal(m) => Error::Internal(m.clone()),
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound {
+                kind: "enrollment",
+                id,
+            } => Error::EnrollmentNotFound { id },
+            StoreError::NotFound {
+                kind: "enrollment group",
+                id,
+            } => Error::GroupNotFound { id },
+            StoreError::NotFound {
+                kind: "registration",
+                id,
+            } => Error::RegistrationNotFound { id },
+            StoreError::AlreadyExists {
+                kind: "enrollment",
+                id,
+            } => Error::EnrollmentAlreadyExists { id },
+            StoreError::AlreadyExists {
+                kind: "enrollment group",
+                id,
+            } => Error::GroupAlreadyExists { id },
+            StoreError::EtagMismatch { .. } => Error::PreconditionFailed(e.to_string()),
+            StoreError::InvalidArgument(m) => Error::Invalid(m),
+            StoreError::NotFound { .. }
+            | StoreError::AlreadyExists { .. }
+            | StoreError::QueueFull { .. }
+            | StoreError::Backend(_)
+            | StoreError::Corrupt { .. } => {
+                tracing::error!(error = %e, "store error");
+                Error::Internal("storage failure".into())
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Twins as the service API shows them: the twin document with the identity's current status,
+//! capabilities, scopes and activity, and the live connection state.
+
+use super::twin::TwinTarget;
+use super::{Error, Hub};
+use fleethub_api::{Capabilities, Twin, X509Thumbprint};
+use fleethub_storage::{DeviceRecord, Page, PageRequest};
+use serde_json::Value;
+
+impl Hub {
+    /// A device or module twin as the service API shows it.
+    pub async fn service_twin(&self, target: TwinTarget<'_>) -> Result<Twin, Error> {
+        match target {
+            TwinTarget::Device(d) => Ok(self.twin_view(self.device_record(d).await?)),
+            TwinTarget::Module(d, m) => Ok(self.finish_twin(self.module_record(d, m).await?.twin)),
+        }
+    }
+
+    /// [`Hub::update_twin`], answered with the twin as [`Hub::service_twin`] shows it.
+    pub async fn update_service_twin(
+        &self,
+        target: TwinTarget<'_>,
+        body: &Value,
+        if_match: Option<&str>,
+        replace: bool,
+    ) -> Result<Twin, Error> {
+        let twin = self.update_twin(target, body, if_match, replace).await?;
+        let TwinTarget::Device(device_id) = target else {
+            return Ok(self.finish_twin(twin));
+        };
+        // The answer shows the identity's fields as a GET does.
+        Ok(match self.device_record(device_id).await {
+            Ok(mut rec) if rec.twin.version == twin.version => {
+                rec.twin = twin;
+                self.twin_view(rec)
+            }
+            _ => self.finish_twin(twin),
+        })
+    }
+
+    /// A page of the registry's device twins as the service API shows them (what queries
+    /// run over); the continuation is the registry's.
+    pub async fn list_twins(&self, page: PageRequest) -> Result<Page<Twin>, Error> {
+        let p = self.store.list_devices(page).await?;
+        Ok(Page {
+            items: p.items.into_iter().map(|r| self.twin_view(r)).collect(),
+            continuation: p.continuation,
+        })
+    }
+
+    fn twin_view(&self, rec: DeviceRecord) -> Twin {
+        let DeviceRecord { device, mut twin } = rec;
+        twin.device_etag = device.etag.or(twin.device_etag);
+        twin.status = device.status.or(twin.status);
+        twin.status_update_time = device.status_updated_time.or(twin.status_update_time);
+        twin.last_activity_time = device.last_activity_time.or(twin.last_activity_time);
+        twin.cloud_to_device_message_count = device.cloud_to_device_message_count;
+        twin.capabilities = device.capabilities.or(twin.capabilities);
+        twin.device_scope = device.device_scope.or(twin.device_scope);
+        twin.parent_scopes = device.parent_scopes.or(twin.parent_scopes);
+        if let Some(auth) = device.authentication {
+            twin.authentication_type = auth.kind.or(twin.authentication_type);
+            twin.x509_thumbprint = twin.x509_thumbprint.or(auth.x509_thumbprint);
+        }
+        twin.device_id = device.device_id;
+        self.finish_twin(twin)
+    }
+
+    /// Fills what every twin answer carries: live connection state and defaults for fields
+    /// the SDKs' models expect.
+    fn finish_twin(&self, mut twin: Twin) -> Twin {
+        let connected = self.is_connected(&twin.device_id, twin.module_id.as_deref());
+        twin.connection_state = Some(
+            if connected {
+                "Connected"
+            } else {
+                "Disconnected"
+            }
+            .into(),
+        );
+        twin.etag.get_or_insert_with(|| "AAAAAAAAAAE=".into());
+        twin.status.get_or_insert_with(|| "enabled".into());
+        twin.authentication_type.get_or_insert_with(|| "sas".into());
+        twin.x509_thumbprint
+            .get_or_insert_with(X509Thumbprint::default);
+        twin.capabilities.get_or_insert_with(Capabilities::default);
+        twin
+    }
+}

@@ -1,0 +1,255 @@
+//! fleethub's storage interface: one trait per aggregate ([`SettingsStore`], [`RegistryStore`],
+//! [`DpsStore`], [`TelemetryStore`], [`C2dStore`], [`SessionStore`], [`ConfigurationStore`]),
+//! [`Store`] for all of them together (what `fleethub-services` uses), the records, [`StoreError`]
+//! and [`Precondition`]. Backends live elsewhere (`fleethub-store`: SQLite) and implement the
+//! traits, one aggregate at a time, checked by the generic `suite` module (feature `suite`).
+//! Transports never see this crate: they call the services.
+//!
+//! Records are kept as the Azure JSON documents (see `fleethub-api`) next to the indexed key
+//! columns, so a backend never needs to understand every field.
+
+mod error;
+mod records;
+#[cfg(any(test, feature = "suite"))]
+pub mod suite;
+
+pub use error::StoreError;
+pub use records::*;
+
+use async_trait::async_trait;
+use fleethub_api::{
+    Configuration, ConfigurationContent, DeviceRegistrationState, EnrollmentGroup,
+    IndividualEnrollment,
+};
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Server settings: free-form key/value pairs (ID scope, policy keys, ...).
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn get_setting(&self, key: &str) -> Result<Option<String>>;
+    /// Stores `value` unless the key already has one; returns the value now stored.
+    async fn init_setting(&self, key: &str, value: &str) -> Result<String>;
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()>;
+}
+
+/// The hub's identity registry: devices with their twins, and their module identities with
+/// module twins (removed with the device).
+#[async_trait]
+pub trait RegistryStore: Send + Sync {
+    async fn get_device(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
+    /// Creates or replaces a device (and its twin). Sets etags as needed.
+    async fn put_device(&self, record: DeviceRecord, cond: Precondition) -> Result<DeviceRecord>;
+    /// Deletes a device with its twin, modules, cloud-to-device queue and manual content.
+    async fn delete_device(&self, device_id: &str, cond: Precondition) -> Result<()>;
+    async fn list_devices(&self, page: PageRequest) -> Result<Page<DeviceRecord>>;
+
+    async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Option<ModuleRecord>>;
+    /// Creates or replaces a module and its twin; sets the module etag. The device must exist.
+    async fn put_module(&self, record: ModuleRecord, cond: Precondition) -> Result<ModuleRecord>;
+    async fn delete_module(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        cond: Precondition,
+    ) -> Result<()>;
+    async fn list_modules(&self, device_id: &str) -> Result<Vec<ModuleRecord>>;
+}
+
+/// The Device Provisioning Service's records: individual enrollments, enrollment groups
+/// (both with case-insensitive IDs) and registration records.
+#[async_trait]
+pub trait DpsStore: Send + Sync {
+    async fn get_enrollment(&self, registration_id: &str) -> Result<Option<IndividualEnrollment>>;
+    /// Creates or replaces; sets `etag`, `createdDateTimeUtc`, `lastUpdatedDateTimeUtc`.
+    async fn put_enrollment(
+        &self,
+        enrollment: IndividualEnrollment,
+        cond: Precondition,
+    ) -> Result<IndividualEnrollment>;
+    async fn delete_enrollment(&self, registration_id: &str, cond: Precondition) -> Result<()>;
+    async fn list_enrollments(&self, page: PageRequest) -> Result<Page<IndividualEnrollment>>;
+
+    async fn get_group(&self, group_id: &str) -> Result<Option<EnrollmentGroup>>;
+    async fn put_group(
+        &self,
+        group: EnrollmentGroup,
+        cond: Precondition,
+    ) -> Result<EnrollmentGroup>;
+    async fn delete_group(&self, group_id: &str, cond: Precondition) -> Result<()>;
+    async fn list_groups(&self, page: PageRequest) -> Result<Page<EnrollmentGroup>>;
+
+    async fn get_registration(&self, registration_id: &str) -> Result<Option<RegistrationRecord>>;
+    async fn get_registration_by_operation(
+        &self,
+        operation_id: &str,
+    ) -> Result<Option<RegistrationRecord>>;
+    async fn delete_registration(&self, registration_id: &str, cond: Precondition) -> Result<()>;
+    /// Registration records, optionally only those that came through one group.
+    async fn list_registrations(
+        &self,
+        group_id: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<DeviceRegistrationState>>;
+
+    /// The outcome of a DPS registration, in one transaction: the device identity (created or
+    /// updated, unconditionally) and the registration record. Nothing is written if any part
+    /// fails.
+    async fn commit_assignment(&self, assignment: Assignment) -> Result<RegistrationRecord>;
+}
+
+/// The built-in telemetry endpoint: an append-only log with per-consumer-group checkpoints.
+#[async_trait]
+pub trait TelemetryStore: Send + Sync {
+    /// Appends messages durably; returns them with their sequence numbers.
+    async fn append_telemetry(
+        &self,
+        messages: Vec<TelemetryMessage>,
+    ) -> Result<Vec<TelemetryMessage>>;
+    /// Messages with `sequence_number > after`, oldest first.
+    async fn read_telemetry(&self, after: u64, limit: usize) -> Result<Vec<TelemetryMessage>>;
+    /// Deletes telemetry enqueued before `before_utc` (retention); returns how many.
+    async fn prune_telemetry(&self, before_utc: &str) -> Result<u64>;
+    /// A consumer group's checkpoint (last sequence number it processed; 0 = none).
+    async fn get_checkpoint(&self, group: &str) -> Result<u64>;
+    async fn set_checkpoint(&self, group: &str, sequence_number: u64) -> Result<()>;
+}
+
+/// Cloud-to-device queues, one per device.
+#[async_trait]
+pub trait C2dStore: Send + Sync {
+    /// Enqueues unless the device already has `max_queued` messages (then `QueueFull`).
+    async fn enqueue_c2d(&self, msg: C2dMessage, max_queued: usize) -> Result<C2dMessage>;
+    /// The device's queued messages, oldest first.
+    async fn list_c2d(&self, device_id: &str, limit: usize) -> Result<Vec<C2dMessage>>;
+    /// Replaces a queued message (delivery count); `NotFound` if it was completed meanwhile.
+    async fn update_c2d(&self, msg: C2dMessage) -> Result<()>;
+    /// Removes a message (completed, rejected or expired).
+    async fn delete_c2d(&self, sequence_number: u64) -> Result<()>;
+    /// Removes all of a device's queued messages; returns how many.
+    async fn purge_c2d(&self, device_id: &str) -> Result<u64>;
+}
+
+/// Persistent MQTT sessions: an opaque document (the subscriptions of a CleanSession=0
+/// client) per client identity.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn get_mqtt_session(&self, client_id: &str) -> Result<Option<String>>;
+    async fn put_mqtt_session(&self, client_id: &str, doc: &str) -> Result<()>;
+    async fn delete_mqtt_session(&self, client_id: &str) -> Result<()>;
+}
+
+/// Configurations / IoT Edge deployments at scale (ids are case-sensitive, lowercase) and
+/// each edge device's own content.
+#[async_trait]
+pub trait ConfigurationStore: Send + Sync {
+    async fn get_configuration(&self, id: &str) -> Result<Option<Configuration>>;
+    /// Creates or replaces; sets `etag`, keeps `createdTimeUtc`, sets `lastUpdatedTimeUtc`.
+    async fn put_configuration(
+        &self,
+        cfg: Configuration,
+        cond: Precondition,
+    ) -> Result<Configuration>;
+    async fn delete_configuration(&self, id: &str, cond: Precondition) -> Result<()>;
+    /// Up to `max` configurations in id order (0 = all).
+    async fn list_configurations(&self, max: usize) -> Result<Vec<Configuration>>;
+    /// A device's own edge content (`applyConfigurationContent`); removed with the device.
+    async fn get_manual_content(&self, device_id: &str) -> Result<Option<ConfigurationContent>>;
+    /// Stores a device's own edge content; `NotFound` if the device does not exist.
+    async fn put_manual_content(
+        &self,
+        device_id: &str,
+        content: ConfigurationContent,
+    ) -> Result<()>;
+}
+
+/// The whole storage interface the services use: every aggregate. Implemented by every type
+/// that implements all aggregate traits; a backend is written (and tested, see the `suite`
+/// module) one aggregate at a time. Every method is atomic; writes are durable when
+/// they return.
+pub trait Store:
+    SettingsStore
+    + RegistryStore
+    + DpsStore
+    + TelemetryStore
+    + C2dStore
+    + SessionStore
+    + ConfigurationStore
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: SettingsStore
+        + RegistryStore
+        + DpsStore
+        + TelemetryStore
+        + C2dStore
+        + SessionStore
+        + ConfigurationStore
+        + 'static
+{
+}
+
+/// Condition on a write or a delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// Create or replace unconditionally; delete whatever is there (it must exist).
+    Any,
+    /// The record must exist with this etag (`*` = must exist). Quotes and `W/` are ignored.
+    IfMatch(String),
+    /// The record must not exist yet (a delete with it always fails).
+    MustNotExist,
+}
+
+impl Precondition {
+    /// From an optional `If-Match` header value.
+    pub fn from_if_match(v: Option<&str>) -> Self {
+        match v {
+            Some(s) if !s.trim().is_empty() => Precondition::IfMatch(s.to_string()),
+            _ => Precondition::Any,
+        }
+    }
+}
+
+/// Normalises an etag for comparison: strips `W/` and surrounding quotes.
+pub fn normalize_etag(s: &str) -> &str {
+    let s = s.trim();
+    let s = s.strip_prefix("W/").unwrap_or(s);
+    s.trim_matches('"')
+}
+
+/// Does an `If-Match` value accept the current etag?
+pub fn etag_matches(if_match: &str, current: Option<&str>) -> bool {
+    let want = normalize_etag(if_match);
+    want == "*" || current.is_some_and(|c| normalize_etag(c) == want)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Opaque continuation token from a previous page.
+    pub continuation: Option<String>,
+    /// Maximum items (0 = backend default).
+    pub max_items: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// `None` when there are no more pages.
+    pub continuation: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags() {
+        assert!(etag_matches("\"*\"", None));
+        assert!(etag_matches("W/\"abc\"", Some("\"abc\"")));
+        assert!(etag_matches("abc", Some("\"abc\"")));
+        assert!(!etag_matches("abd", Some("\"abc\"")));
+        assert!(!etag_matches("abc", None));
+    }
+}

@@ -1,0 +1,92 @@
+//! Cloud-to-device queues.
+
+use super::*;
+use crate::C2dStore;
+
+#[async_trait]
+impl C2dStore for SqliteStore {
+    async fn enqueue_c2d(&self, mut msg: C2dMessage, max_queued: usize) -> Result<C2dMessage> {
+        self.pool
+            .write(move |c| {
+                let n: i64 = c.query_row(
+                    "SELECT COUNT(*) FROM c2d WHERE device_id = ?1",
+                    params![msg.device_id],
+                    |r| r.get(0),
+                )?;
+                if n as usize >= max_queued {
+                    return Err(StoreError::QueueFull {
+                        device_id: msg.device_id,
+                        max: max_queued,
+                    });
+                }
+                c.execute(
+                    "INSERT INTO c2d (device_id, doc) VALUES (?1, ?2)",
+                    params![msg.device_id, encode(&msg)?],
+                )?;
+                msg.sequence_number = c.last_insert_rowid() as u64;
+                Ok(msg)
+            })
+            .await
+    }
+
+    async fn list_c2d(&self, device_id: &str, limit: usize) -> Result<Vec<C2dMessage>> {
+        let id = device_id.to_string();
+        self.pool
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, doc FROM c2d WHERE device_id = ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![id, limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (seq, doc) = row?;
+                    let mut m: C2dMessage = decode("c2d message", &seq.to_string(), &doc)?;
+                    m.sequence_number = seq as u64;
+                    out.push(m);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn update_c2d(&self, msg: C2dMessage) -> Result<()> {
+        self.pool
+            .write(move |c| {
+                let n = c.execute(
+                    "UPDATE c2d SET doc = ?2 WHERE seq = ?1",
+                    params![msg.sequence_number as i64, encode(&msg)?],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NotFound {
+                        kind: "c2d message",
+                        id: msg.sequence_number.to_string(),
+                    });
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn delete_c2d(&self, sequence_number: u64) -> Result<()> {
+        self.pool
+            .write(move |c| {
+                c.execute(
+                    "DELETE FROM c2d WHERE seq = ?1",
+                    params![sequence_number as i64],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn purge_c2d(&self, device_id: &str) -> Result<u64> {
+        let id = device_id.to_string();
+        self.pool
+            .write(move |c| {
+                Ok(c.execute("DELETE FROM c2d WHERE device_id = ?1", params![id])? as u64)
+            })
+            .await
+    }
+}
