@@ -4,7 +4,7 @@
 use crate::Gateway;
 use crate::dps_session::DpsSession;
 use crate::hub_session::HubSession;
-use crate::topics::{ConnectTarget, parse_username};
+use fleethub_iot_protocol::identity::{ConnectTarget, parse_username};
 use bytes::BytesMut;
 use fleethub_mqtt_codec::{self as codec, ConnAck, ConnectReturnCode, Packet};
 use fleethub_services::{AuthContext, DpsError};

@@ -3,7 +3,9 @@
 
 use crate::Gateway;
 use crate::connection::{ConnectionError, PacketWriter};
-use crate::topics::{DpsRequest, dps_response_topic, parse_dps_topic};
+use fleethub_iot_protocol::dps::{
+    DpsRequest, parse_request_topic as parse_dps_topic, response_topic as dps_response_topic,
+};
 use bytes::Bytes;
 use fleethub_api::{DeviceRegistration, DpsErrorBody, RegistrationOperationStatus};
 use fleethub_mqtt_codec::{Packet, Publish, QoS, SubAck, SubscribeReturnCode};

@@ -4,10 +4,9 @@
 
 use crate::Gateway;
 use crate::connection::{ConnectionError, PacketWriter};
-use crate::topics::{
-    HubFilter, HubPublish, IotHubRequest, classify_filter, parse_hub_publish, parse_iothub_request,
-    parse_property_bag,
-};
+use crate::topics::{HubFilter, classify_filter};
+use fleethub_iot_protocol::hub::{self, IotHubRequest, TelemetryTopic, parse_iothub_request};
+use fleethub_iot_protocol::property_bag;
 use bytes::Bytes;
 use fleethub_mqtt_codec::{Packet, Publish, QoS, SubAck, SubscribeReturnCode};
 use fleethub_services::hub::twin::device_view;
@@ -158,7 +157,7 @@ impl<'a> HubSession<'a> {
                     tracing::debug!(identity = %self.identity(), version = v, "pushing a desired-properties patch");
                     self.send(
                         out,
-                        format!("$iothub/twin/PATCH/properties/desired/?$version={v}"),
+                        hub::desired_patch_topic(Some(v)),
                         qos,
                         body,
                     )?;
@@ -169,7 +168,7 @@ impl<'a> HubSession<'a> {
                     // The hub sends method requests at QoS 0.
                     self.send(
                         out,
-                        format!("$iothub/methods/POST/{name}/?$rid={rid}"),
+                        hub::method_request_topic(&name, &rid),
                         QoS::AtMostOnce,
                         payload,
                     )?;
@@ -374,9 +373,9 @@ impl<'a> HubSession<'a> {
         topic: &str,
         payload: &Bytes,
     ) -> Result<TelemetryIn, ConnectionError> {
-        let parsed = parse_hub_publish(topic)
+        let parsed = hub::parse_telemetry_topic(topic)
             .map_err(|e| ConnectionError::Protocol(format!("{}: {e}", self.identity())))?;
-        let HubPublish::Telemetry {
+        let TelemetryTopic {
             device_id,
             module_id,
             bag,
@@ -388,7 +387,7 @@ impl<'a> HubSession<'a> {
                 self.identity()
             )));
         }
-        let (system_properties, properties) = parse_property_bag(bag).map_err(|e| {
+        let (system_properties, properties) = property_bag::parse_telemetry(bag).map_err(|e| {
             ConnectionError::Protocol(format!("{}: bad property bag: {e}", self.identity()))
         })?;
         Ok(TelemetryIn {
@@ -452,17 +451,13 @@ impl<'a> HubSession<'a> {
             tracing::info!(identity = %self.identity(), "twin response sent although $iothub/twin/res/# is not subscribed");
         }
         let (topic, body) = match r {
-            Ok((status, Some(v), body)) => (
-                format!("$iothub/twin/res/{status}/?$rid={rid}&$version={v}"),
-                body,
-            ),
-            Ok((status, None, body)) => (format!("$iothub/twin/res/{status}/?$rid={rid}"), body),
+            Ok((status, version, body)) => (hub::twin_response_topic(status, rid, version), body),
             Err(e) => {
                 tracing::info!(identity = %self.identity(), "twin request failed: {e}");
                 let body =
                     serde_json::json!({"errorCode": e.error_code(), "message": e.to_string()});
                 (
-                    format!("$iothub/twin/res/{}/?$rid={rid}", e.status()),
+                    hub::twin_response_topic(e.status(), rid, None),
                     serde_json::to_vec(&body).unwrap_or_default(),
                 )
             }

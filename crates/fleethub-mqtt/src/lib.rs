@@ -1,6 +1,6 @@
 //! The MQTT gateway. One connection task per client ([`connection`]), which authenticates the
 //! CONNECT and then hands packets to the DPS session ([`dps_session`]); topic strings are parsed
-//! by pure functions ([`topics`]). The same task serves MQTT over TLS and, through
+//! by `fleethub_iot_protocol`, and [`topics`] says which of them the gateway serves. The same task serves MQTT over TLS and, through
 //! [`websocket`], MQTT over WebSocket.
 
 pub mod connection;
