@@ -23,8 +23,8 @@ use std::fmt;
 use std::time::Duration;
 
 use fleethub_api::{AuthenticationMechanism, Module};
-use http::Method;
 use fleethub_iot_protocol::{encode_component, identity};
+use http::Method;
 
 use crate::https::{HttpsClient, HttpsError, HttpsRequest, HttpsResponse};
 use crate::tls::{ClientTlsConfig, TlsError};
@@ -161,10 +161,7 @@ impl ModuleIdentityClient {
         method: Method,
         module_id: Option<&str>,
     ) -> Result<HttpsRequest, ModuleIdentityError> {
-        let mut path = format!(
-            "/devices/{}/modules",
-            encode_component(&self.device_id)
-        );
+        let mut path = format!("/devices/{}/modules", encode_component(&self.device_id));
         if let Some(m) = module_id {
             path.push('/');
             path.push_str(&encode_component(m));

@@ -1,7 +1,9 @@
 //! Percent-encoding as the SDKs do it (`docs/protocol-notes.md`, "Property bags"), and the
 //! `k=v&k2=v2` query part of topics.
 
-use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{
+    AsciiSet, CONTROLS, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode,
+};
 
 /// Everything but RFC 3986 unreserved characters is escaped (Python's `quote(s, safe="")`):
 /// `$.ct` becomes `%24.ct`, `application/json` becomes `application%2Fjson`.

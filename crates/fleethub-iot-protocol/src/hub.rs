@@ -274,8 +274,11 @@ pub fn classify_filter(
         .strip_prefix('/')?;
     match module_id {
         None => (own == "messages/devicebound/#").then_some(Subscription::CloudToDevice),
-        Some(m) => matches!(own.strip_prefix("modules/")?.strip_prefix(m)?, "/#" | "/inputs/#")
-            .then_some(Subscription::ModuleInputs),
+        Some(m) => matches!(
+            own.strip_prefix("modules/")?.strip_prefix(m)?,
+            "/#" | "/inputs/#"
+        )
+        .then_some(Subscription::ModuleInputs),
     }
 }
 

@@ -172,14 +172,25 @@ mod tests {
             "hub.test/d1/?api-version=2021-04-12"
         );
         assert_eq!(
-            dps_username("0ne00000A0A", "dev-01", "2019-03-31", "fleethub-device/0.1.0"),
+            dps_username(
+                "0ne00000A0A",
+                "dev-01",
+                "2019-03-31",
+                "fleethub-device/0.1.0"
+            ),
             "0ne00000A0A/registrations/dev-01/api-version=2019-03-31&ClientVersion=fleethub-device%2F0.1.0"
         );
         assert_eq!(client_id("d", None), "d");
         assert_eq!(client_id("d", Some("m")), "d/m");
         assert_eq!(hub_sas_resource("h", "d", None), "h/devices/d");
-        assert_eq!(hub_sas_resource("h", "d", Some("m")), "h/devices/d/modules/m");
-        assert_eq!(dps_sas_resource("0ne1", "dev-01"), "0ne1/registrations/dev-01");
+        assert_eq!(
+            hub_sas_resource("h", "d", Some("m")),
+            "h/devices/d/modules/m"
+        );
+        assert_eq!(
+            dps_sas_resource("0ne1", "dev-01"),
+            "0ne1/registrations/dev-01"
+        );
         // What we build, we read back.
         assert_eq!(
             parse_username(&hub_username("h", "d", Some("$edgeHub"), "v", Some("c"))),

@@ -4,8 +4,8 @@
 use crate::Gateway;
 use crate::dps_session::DpsSession;
 use crate::hub_session::HubSession;
-use fleethub_iot_protocol::identity::{ConnectTarget, parse_username};
 use bytes::BytesMut;
+use fleethub_iot_protocol::identity::{ConnectTarget, parse_username};
 use fleethub_mqtt_codec::{self as codec, ConnAck, ConnectReturnCode, Packet};
 use fleethub_services::{AuthContext, DpsError};
 use std::sync::Arc;

@@ -3,11 +3,11 @@
 
 use crate::Gateway;
 use crate::connection::{ConnectionError, PacketWriter};
+use bytes::Bytes;
+use fleethub_api::{DeviceRegistration, DpsErrorBody, RegistrationOperationStatus};
 use fleethub_iot_protocol::dps::{
     DpsRequest, parse_request_topic as parse_dps_topic, response_topic as dps_response_topic,
 };
-use bytes::Bytes;
-use fleethub_api::{DeviceRegistration, DpsErrorBody, RegistrationOperationStatus};
 use fleethub_mqtt_codec::{Packet, Publish, QoS, SubAck, SubscribeReturnCode};
 use fleethub_services::{DpsError, DpsPrincipal};
 use tokio::io::AsyncWrite;

@@ -5,9 +5,9 @@
 use crate::Gateway;
 use crate::connection::{ConnectionError, PacketWriter};
 use crate::topics::{HubFilter, classify_filter};
+use bytes::Bytes;
 use fleethub_iot_protocol::hub::{self, IotHubRequest, TelemetryTopic, parse_iothub_request};
 use fleethub_iot_protocol::property_bag;
-use bytes::Bytes;
 use fleethub_mqtt_codec::{Packet, Publish, QoS, SubAck, SubscribeReturnCode};
 use fleethub_services::hub::twin::device_view;
 use fleethub_services::{DpsError, Features, HubEvent, HubPrincipal, TelemetryIn};
@@ -155,12 +155,7 @@ impl<'a> HubSession<'a> {
                     let v = patch.get("$version").and_then(|v| v.as_u64()).unwrap_or(0);
                     let body = serde_json::to_vec(&patch).unwrap_or_default();
                     tracing::debug!(identity = %self.identity(), version = v, "pushing a desired-properties patch");
-                    self.send(
-                        out,
-                        hub::desired_patch_topic(Some(v)),
-                        qos,
-                        body,
-                    )?;
+                    self.send(out, hub::desired_patch_topic(Some(v)), qos, body)?;
                 }
             }
             HubEvent::MethodRequest { rid, name, payload } => {

@@ -49,9 +49,7 @@ impl Operands for TwinDocument<'_> {
     fn resolve(&self, path: &[String]) -> Option<Cow<'_, Value>> {
         // `devices.tags.x` names the same property as `tags.x`.
         let path = match path {
-            [first, rest @ ..] if !rest.is_empty() && first.eq_ignore_ascii_case("devices") => {
-                rest
-            }
+            [first, rest @ ..] if !rest.is_empty() && first.eq_ignore_ascii_case("devices") => rest,
             _ => path,
         };
         self.0.resolve(path)

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::connection::Feature;
-use fleethub_iot_protocol::property_bag;
 use super::{Ack, DeviceClient, DeviceError, Shared, Sink, lock};
+use fleethub_iot_protocol::property_bag;
 
 /// At most this many undelivered C2D messages are kept for a receiver not created yet; the
 /// rest stay unacknowledged at the hub (redelivered on the next connection).

@@ -15,11 +15,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use fleethub_iot_protocol::hub::{self, HubTopic};
-use fleethub_iot_protocol::identity;
 use super::{Ack, DeviceError, Ids, Shared, TwinReply, lock};
 use crate::mqtt_client::{DEFAULT_CONNACK_TIMEOUT, MqttClient, MqttIncoming, MqttOptions};
 use crate::tls::ClientTlsConfig;
+use fleethub_iot_protocol::hub::{self, HubTopic};
+use fleethub_iot_protocol::identity;
 
 /// Default port of MQTT over TLS.
 pub const DEFAULT_PORT: u16 = 8883;

@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::connection::Feature;
-use fleethub_iot_protocol::hub;
 use super::{DeviceClient, DeviceError, Shared, Sink, lock};
+use fleethub_iot_protocol::hub;
 
 /// A direct-method invocation.
 #[derive(Debug, Clone, PartialEq)]

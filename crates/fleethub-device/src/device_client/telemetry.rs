@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use fleethub_mqtt_codec::QoS;
 
+use super::{DeviceClient, DeviceError};
 use fleethub_iot_protocol::hub::{self, MAX_MESSAGE_SIZE};
 use fleethub_iot_protocol::property_bag;
-use super::{DeviceClient, DeviceError};
 
 /// A telemetry message: a body, system properties and application properties.
 ///

@@ -9,8 +9,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::connection::Feature;
-use fleethub_iot_protocol::hub;
 use super::{DeviceClient, DeviceError, Shared, Sink, TwinReply, lock};
+use fleethub_iot_protocol::hub;
 
 /// Removes a pending request when its caller gives up (timeout, cancellation).
 struct PendingGuard<'a> {

@@ -3,9 +3,9 @@
 
 use http::Method;
 
-use fleethub_iot_protocol::dps;
 use super::{Next, ProvisioningClient, ProvisioningError, RegistrationResult, interpret};
 use crate::https::{HttpsClient, HttpsRequest};
+use fleethub_iot_protocol::dps;
 
 pub(super) async fn register(
     client: &ProvisioningClient,

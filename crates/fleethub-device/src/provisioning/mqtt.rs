@@ -5,10 +5,10 @@
 use fleethub_mqtt_codec::{QoS, SubscribeReturnCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use fleethub_iot_protocol::dps::{self, RESPONSE_FILTER as RESPONSE_TOPIC_FILTER};
-use fleethub_iot_protocol::identity;
 use super::{Next, ProvisioningClient, ProvisioningError, RegistrationResult, interpret};
 use crate::mqtt_client::{MqttClient, MqttIncoming, MqttOptions};
+use fleethub_iot_protocol::dps::{self, RESPONSE_FILTER as RESPONSE_TOPIC_FILTER};
+use fleethub_iot_protocol::identity;
 
 /// Keep-alive announced in CONNECT (the Python SDK's default).
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(60);

@@ -83,7 +83,10 @@ impl Expr {
                     Func::IsObject => a.is_some_and(Value::is_object),
                     Func::StartsWith | Func::EndsWith => {
                         let b = args.get(1).and_then(|b| b.value(o));
-                        match (a.and_then(Value::as_str), b.as_deref().and_then(Value::as_str)) {
+                        match (
+                            a.and_then(Value::as_str),
+                            b.as_deref().and_then(Value::as_str),
+                        ) {
                             (Some(s), Some(p)) if *f == Func::StartsWith => s.starts_with(p),
                             (Some(s), Some(p)) => s.ends_with(p),
                             _ => false,

@@ -258,7 +258,10 @@ mod tests {
                 Num(Number::from_f64(1.0).unwrap())
             ]
         );
-        assert_eq!(toks("my-prop", Dialect::Route), vec![Ident("my-prop".into())]);
+        assert_eq!(
+            toks("my-prop", Dialect::Route),
+            vec![Ident("my-prop".into())]
+        );
     }
 
     #[test]

@@ -97,7 +97,12 @@ fn select(mut p: Parser, select_device_id: bool) -> Result<Query, QueryError> {
     }
     match p.next_token() {
         Some(Token::Ident(s)) if s.eq_ignore_ascii_case("devices") => {}
-        Some(t) => return err(format!("only FROM devices is supported, not {}", t.describe())),
+        Some(t) => {
+            return err(format!(
+                "only FROM devices is supported, not {}",
+                t.describe()
+            ));
+        }
         None => return err("expected devices after FROM".into()),
     }
     if p.peek() == Some(&Token::Dot) {
