@@ -4,15 +4,23 @@
 //! `/messages/modules/{m}`, `/messages/modules/{m}/*`, `/messages/modules/{m}/outputs/*`,
 //! `/messages/modules/{m}/outputs/{o}`.
 //! Sinks: `$upstream`, `BrokeredEndpoint("/modules/{m}/inputs/{i}")`.
-//! Conditions: comparisons (`=`, `!=`, `<>`, `<`, `<=`, `>`, `>=`) between application
-//! properties, system properties (`$contentType`, `$contentEncoding`, `$messageId`,
-//! `$correlationId`, `$userId`, `$connectionDeviceId`, `$connectionModuleId`, `$outputName`)
-//! and string/number/boolean literals, combined with `AND`, `OR`, `NOT` and parentheses,
-//! plus `IS_DEFINED(x)`. Body (`$body.x`) and twin (`$twin.x`) queries are rejected.
+//! Conditions: the query language of `fleethub_iot_protocol::query` in its route dialect
+//! (`docs/protocol-notes.md`, "Query language"), over application properties and system
+//! properties (`$contentType`, `$contentEncoding`, `$messageId`, `$correlationId`, `$userId`,
+//! `$connectionDeviceId`, `$connectionModuleId`, `$outputName`); property values are strings,
+//! read as numbers or booleans when compared with such a literal. Body (`$body.x`) and twin
+//! (`$twin.x`) queries are rejected.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
+use fleethub_iot_protocol::property_bag::QUERY_SYSTEM_PROPERTIES;
+use fleethub_iot_protocol::query::{self, Comparison, Dialect, Operands};
+use serde_json::Value;
+
 use crate::message::EdgeMessage;
+
+pub use fleethub_iot_protocol::query::Expr;
 
 /// A route that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,49 +67,6 @@ pub struct Route {
     /// The route text as configured.
     pub text: String,
 }
-
-/// A WHERE condition.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Expr {
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
-    Not(Box<Expr>),
-    Cmp(Operand, CmpOp, Operand),
-    IsDefined(Operand),
-    Literal(bool),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CmpOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Operand {
-    /// Application property.
-    Property(String),
-    /// System property, by its short wire name (`ct`, `mid`, ...) or `cdid`/`cmid`.
-    System(&'static str),
-    Str(String),
-    Num(f64),
-    Bool(bool),
-}
-
-const SYSTEM_PROPERTIES: [(&str, &str); 8] = [
-    ("$contentType", "ct"),
-    ("$contentEncoding", "ce"),
-    ("$messageId", "mid"),
-    ("$correlationId", "cid"),
-    ("$userId", "uid"),
-    ("$connectionDeviceId", "cdid"),
-    ("$connectionModuleId", "cmid"),
-    ("$outputName", "on"),
-];
 
 impl Route {
     /// Parses `FROM <source> [WHERE <condition>] INTO <sink>` (keywords in any case).
@@ -231,311 +196,61 @@ fn parse_sink(s: &str) -> Result<Sink, RouteError> {
     }
 }
 
-// ---- WHERE clause ----
+// ---- WHERE clause: the shared condition language over message properties ----
 
-#[derive(Debug, Clone, PartialEq)]
-enum Token {
-    Ident(String),
-    Str(String),
-    Num(f64),
-    Op(CmpOp),
-    LParen,
-    RParen,
-}
-
-fn tokenize(s: &str) -> Result<Vec<Token>, RouteError> {
-    let chars: Vec<char> = s.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            c if c.is_whitespace() => i += 1,
-            '(' => {
-                out.push(Token::LParen);
-                i += 1;
-            }
-            ')' => {
-                out.push(Token::RParen);
-                i += 1;
-            }
-            '\'' | '"' => {
-                let mut v = String::new();
-                i += 1;
-                loop {
-                    match chars.get(i) {
-                        None => return err(format!("unterminated string in '{s}'")),
-                        // '' inside a quoted string is an escaped quote.
-                        Some(&q) if q == c && chars.get(i + 1) == Some(&c) => {
-                            v.push(c);
-                            i += 2;
-                        }
-                        Some(&q) if q == c => {
-                            i += 1;
-                            break;
-                        }
-                        Some(&x) => {
-                            v.push(x);
-                            i += 1;
-                        }
-                    }
-                }
-                out.push(Token::Str(v));
-            }
-            '=' => {
-                out.push(Token::Op(CmpOp::Eq));
-                i += 1;
-            }
-            '!' | '<' | '>' => {
-                let next = chars.get(i + 1).copied();
-                let (op, len) = match (c, next) {
-                    ('!', Some('=')) => (CmpOp::Ne, 2),
-                    ('<', Some('>')) => (CmpOp::Ne, 2),
-                    ('<', Some('=')) => (CmpOp::Le, 2),
-                    ('>', Some('=')) => (CmpOp::Ge, 2),
-                    ('<', _) => (CmpOp::Lt, 1),
-                    ('>', _) => (CmpOp::Gt, 1),
-                    _ => return err(format!("unexpected '!' in '{s}'")),
-                };
-                out.push(Token::Op(op));
-                i += len;
-            }
-            c if c.is_ascii_digit()
-                || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) =>
-            {
-                let start = i;
-                i += 1;
-                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
-                    i += 1;
-                }
-                let text: String = chars[start..i].iter().collect();
-                out.push(Token::Num(
-                    text.parse()
-                        .map_err(|_| RouteError(format!("invalid number '{text}'")))?,
-                ));
-            }
-            c if c.is_alphanumeric() || matches!(c, '$' | '_') => {
-                let start = i;
-                while i < chars.len()
-                    && (chars[i].is_alphanumeric() || matches!(chars[i], '$' | '_' | '-' | '.'))
-                {
-                    i += 1;
-                }
-                out.push(Token::Ident(chars[start..i].iter().collect()));
-            }
-            '[' => {
-                // [property name with spaces]
-                let end = chars[i..]
-                    .iter()
-                    .position(|&x| x == ']')
-                    .ok_or_else(|| RouteError(format!("unterminated '[' in '{s}'")))?;
-                out.push(Token::Ident(chars[i + 1..i + end].iter().collect()));
-                i += end + 1;
-            }
-            other => return err(format!("unexpected character '{other}' in '{s}'")),
-        }
-    }
-    Ok(out)
-}
-
-struct Parser {
-    tokens: Vec<Token>,
-    pos: usize,
-}
-
-impl Parser {
-    fn peek_keyword(&self, kw: &str) -> bool {
-        matches!(self.tokens.get(self.pos), Some(Token::Ident(w)) if w.eq_ignore_ascii_case(kw))
-    }
-
-    fn or(&mut self) -> Result<Expr, RouteError> {
-        let mut left = self.and()?;
-        while self.peek_keyword("OR") {
-            self.pos += 1;
-            left = Expr::Or(Box::new(left), Box::new(self.and()?));
-        }
-        Ok(left)
-    }
-
-    fn and(&mut self) -> Result<Expr, RouteError> {
-        let mut left = self.unary()?;
-        while self.peek_keyword("AND") {
-            self.pos += 1;
-            left = Expr::And(Box::new(left), Box::new(self.unary()?));
-        }
-        Ok(left)
-    }
-
-    fn unary(&mut self) -> Result<Expr, RouteError> {
-        if self.peek_keyword("NOT") {
-            self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
-        }
-        if self.tokens.get(self.pos) == Some(&Token::LParen) {
-            self.pos += 1;
-            let e = self.or()?;
-            if self.tokens.get(self.pos) != Some(&Token::RParen) {
-                return err("missing ')'");
-            }
-            self.pos += 1;
-            return Ok(e);
-        }
-        if self.peek_keyword("IS_DEFINED") {
-            self.pos += 1;
-            if self.tokens.get(self.pos) != Some(&Token::LParen) {
-                return err("IS_DEFINED needs '('");
-            }
-            self.pos += 1;
-            let operand = self.operand()?;
-            if self.tokens.get(self.pos) != Some(&Token::RParen) {
-                return err("IS_DEFINED: missing ')'");
-            }
-            self.pos += 1;
-            return Ok(Expr::IsDefined(operand));
-        }
-        let left = self.operand()?;
-        match self.tokens.get(self.pos) {
-            Some(Token::Op(op)) => {
-                let op = *op;
-                self.pos += 1;
-                let right = self.operand()?;
-                Ok(Expr::Cmp(left, op, right))
-            }
-            _ => match left {
-                Operand::Bool(b) => Ok(Expr::Literal(b)),
-                other => err(format!(
-                    "expected a comparison operator after {other:?} (supported: = != <> < <= > >=)"
-                )),
-            },
-        }
-    }
-
-    fn operand(&mut self) -> Result<Operand, RouteError> {
-        let Some(t) = self.tokens.get(self.pos).cloned() else {
-            return err("condition ends too early");
-        };
-        self.pos += 1;
-        match t {
-            Token::Str(s) => Ok(Operand::Str(s)),
-            Token::Num(n) => Ok(Operand::Num(n)),
-            Token::Ident(w) if w.eq_ignore_ascii_case("true") => Ok(Operand::Bool(true)),
-            Token::Ident(w) if w.eq_ignore_ascii_case("false") => Ok(Operand::Bool(false)),
-            Token::Ident(w) if w.starts_with('$') => {
-                let lower = w.to_ascii_lowercase();
-                if lower.starts_with("$body") || lower.starts_with("$twin") {
-                    return err(format!(
-                        "'{w}': message body and twin queries are not supported by this edge hub; \
-                         route on application or system properties"
-                    ));
-                }
-                SYSTEM_PROPERTIES
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(&w))
-                    .map(|(_, short)| Operand::System(short))
-                    .ok_or_else(|| {
-                        RouteError(format!(
-                            "unknown system property '{w}' (supported: {})",
-                            SYSTEM_PROPERTIES.map(|(n, _)| n).join(", ")
-                        ))
-                    })
-            }
-            Token::Ident(w)
-                if ["AND", "OR", "NOT"]
-                    .iter()
-                    .any(|k| w.eq_ignore_ascii_case(k)) =>
-            {
-                err(format!("unexpected '{w}'"))
-            }
-            Token::Ident(w) => Ok(Operand::Property(w)),
-            other => err(format!("unexpected {other:?}")),
-        }
-    }
-}
-
-/// Parses a WHERE condition.
+/// Parses a WHERE condition (the route dialect of `fleethub_iot_protocol::query`) and checks
+/// that every path names something a message has: an application property, or a system
+/// property of [`QUERY_SYSTEM_PROPERTIES`].
 pub fn parse_condition(s: &str) -> Result<Expr, RouteError> {
-    let mut p = Parser {
-        tokens: tokenize(s)?,
-        pos: 0,
-    };
-    if p.tokens.is_empty() {
-        return err("empty condition");
-    }
-    let e = p.or()?;
-    if p.pos != p.tokens.len() {
-        return err(format!(
-            "unexpected {:?} after the condition",
-            p.tokens[p.pos]
-        ));
+    let e = query::parse_condition(s, Dialect::Route).map_err(|e| RouteError(e.0))?;
+    for path in e.paths() {
+        let Some(first) = path.first().filter(|p| p.starts_with('$')) else {
+            continue;
+        };
+        let lower = first.to_ascii_lowercase();
+        if lower.starts_with("$body") || lower.starts_with("$twin") {
+            return err(format!(
+                "'{}': message body and twin queries are not supported by this edge hub; \
+                 route on application or system properties",
+                path.join(".")
+            ));
+        }
+        if path.len() > 1 || system_property(first).is_none() {
+            return err(format!(
+                "unknown system property '{}' (supported: {})",
+                path.join("."),
+                QUERY_SYSTEM_PROPERTIES.map(|(n, _)| n).join(", ")
+            ));
+        }
     }
     Ok(e)
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Value {
-    Str(String),
-    Num(f64),
-    Bool(bool),
+/// The short wire name (`ct`, `mid`, ..., `cdid`/`cmid`) of a condition's `$name`.
+fn system_property(name: &str) -> Option<&'static str> {
+    QUERY_SYSTEM_PROPERTIES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, short)| *short)
 }
 
-impl Operand {
-    fn value(&self, msg: &EdgeMessage) -> Option<Value> {
-        match self {
-            Operand::Property(p) => msg.properties.get(p).map(|v| Value::Str(v.clone())),
-            Operand::System("cdid") => Some(Value::Str(msg.source_device.clone())),
-            Operand::System("cmid") => Some(Value::Str(msg.source_module.clone())),
-            Operand::System(s) => msg.system.get(*s).map(|v| Value::Str(v.clone())),
-            Operand::Str(s) => Some(Value::Str(s.clone())),
-            Operand::Num(n) => Some(Value::Num(*n)),
-            Operand::Bool(b) => Some(Value::Bool(*b)),
-        }
-    }
-}
-
-fn compare(a: &Value, op: CmpOp, b: &Value) -> bool {
-    use std::cmp::Ordering;
-    // Property values are strings on the wire: compared with a number literal they are
-    // read as numbers, with a boolean literal as booleans.
-    let ord: Option<Ordering> = match (a, b) {
-        (Value::Num(x), Value::Num(y)) => x.partial_cmp(y),
-        (Value::Str(s), Value::Num(y)) => {
-            s.trim().parse::<f64>().ok().and_then(|x| x.partial_cmp(y))
-        }
-        (Value::Num(x), Value::Str(s)) => {
-            s.trim().parse::<f64>().ok().and_then(|y| x.partial_cmp(&y))
-        }
-        (Value::Str(x), Value::Str(y)) => Some(x.cmp(y)),
-        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
-        (Value::Str(s), Value::Bool(y)) | (Value::Bool(y), Value::Str(s)) => {
-            s.parse::<bool>().ok().map(|x| x.cmp(y))
-        }
-        _ => None,
-    };
-    let Some(ord) = ord else { return false };
-    match op {
-        CmpOp::Eq => ord == Ordering::Equal,
-        CmpOp::Ne => ord != Ordering::Equal,
-        CmpOp::Lt => ord == Ordering::Less,
-        CmpOp::Le => ord != Ordering::Greater,
-        CmpOp::Gt => ord == Ordering::Greater,
-        CmpOp::Ge => ord != Ordering::Less,
-    }
-}
-
-impl Expr {
-    /// Evaluates the condition; comparisons with an undefined property are false.
-    pub fn eval(&self, msg: &EdgeMessage) -> bool {
-        match self {
-            Expr::And(a, b) => a.eval(msg) && b.eval(msg),
-            Expr::Or(a, b) => a.eval(msg) || b.eval(msg),
-            Expr::Not(a) => !a.eval(msg),
-            Expr::Literal(b) => *b,
-            Expr::IsDefined(o) => o.value(msg).is_some(),
-            Expr::Cmp(l, op, r) => match (l.value(msg), r.value(msg)) {
-                (Some(a), Some(b)) => compare(&a, *op, &b),
-                _ => false,
+/// A message as a condition sees it: `$name` is a system property, anything else (a dotted
+/// path joined again) an application property; every value is a string.
+impl Operands for EdgeMessage {
+    fn resolve(&self, path: &[String]) -> Option<Cow<'_, Value>> {
+        let value = match path {
+            [name] if name.starts_with('$') => match system_property(name)? {
+                "cdid" => Some(&self.source_device),
+                "cmid" => Some(&self.source_module),
+                short => self.system.get(short),
             },
-        }
+            _ => self.properties.get(&path.join(".")),
+        };
+        value.map(|v| Cow::Owned(Value::String(v.clone())))
+    }
+
+    fn comparison(&self) -> Comparison {
+        Comparison::StringProperties
     }
 }
 

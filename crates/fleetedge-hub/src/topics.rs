@@ -1,16 +1,18 @@
-//! Module-facing MQTT topics (docs/protocol-notes.md, "Hub MQTT topics"): what a module publishes and subscribes
-//! to, and the topics the edge hub publishes to it. Pure functions, no I/O.
+//! Module-facing MQTT topics: which of the hub topics (`fleethub_iot_protocol::hub`,
+//! `docs/protocol-notes.md`, "Hub MQTT topics") a module may publish and subscribe to, and
+//! how its messages become [`EdgeMessage`]s and back. Pure functions, no I/O.
 
 use std::collections::BTreeMap;
 
-use fleethub_device::device_client::topics::{encode_property_bag, parse_property_bag};
+use fleethub_iot_protocol::hub::{self, IotHubRequest, Subscription};
+use fleethub_iot_protocol::property_bag;
 
 use crate::message::EdgeMessage;
 
-/// A topic a module may not use, or one the edge hub does not know.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct TopicError(pub String);
+pub use fleethub_iot_protocol::TopicError;
+pub use fleethub_iot_protocol::hub::{
+    desired_patch_topic, method_request_topic, twin_response_topic,
+};
 
 /// What a module publishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +27,7 @@ pub enum ModulePublish<'a> {
     MethodResponse { status: u16, rid: String },
 }
 
-/// What a module subscribes to.
+/// What a module subscribes to (the subscriptions the edge hub serves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModuleSubscription {
     /// `devices/{d}/modules/{m}/inputs/#` (Python, Node) or `devices/{d}/modules/{m}/#` (C).
@@ -38,76 +40,45 @@ pub enum ModuleSubscription {
     Methods,
 }
 
-fn query_value(query: &str, name: &str) -> Option<String> {
-    query
-        .trim_start_matches('?')
-        .split('&')
-        .filter_map(|p| p.split_once('=').or(Some((p, ""))))
-        .find(|(k, _)| *k == name || k.replace("%24", "$") == name)
-        .map(|(_, v)| v.to_string())
-}
-
 /// Classifies a PUBLISH of module `{device}/{module}`; other identities' topics are refused.
 pub fn parse_module_publish<'a>(
     topic: &'a str,
     device: &str,
     module: &str,
 ) -> Result<ModulePublish<'a>, TopicError> {
-    if let Some(rest) = topic.strip_prefix("$iothub/") {
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let rid = || {
-            query_value(query, "$rid")
-                .filter(|r| !r.is_empty())
-                .ok_or_else(|| TopicError(format!("topic '{topic}' has no $rid")))
-        };
-        return match path.trim_end_matches('/') {
-            "twin/GET" => Ok(ModulePublish::TwinGet { rid: rid()? }),
-            "twin/PATCH/properties/reported" => {
-                Ok(ModulePublish::TwinPatchReported { rid: rid()? })
+    if topic.starts_with("$iothub/") {
+        return Ok(match hub::parse_iothub_request(topic)? {
+            IotHubRequest::TwinGet { rid } => ModulePublish::TwinGet { rid },
+            IotHubRequest::TwinPatchReported { rid } => ModulePublish::TwinPatchReported { rid },
+            IotHubRequest::MethodResponse { status, rid } => {
+                ModulePublish::MethodResponse { status, rid }
             }
-            p => match p.strip_prefix("methods/res/") {
-                Some(status) => Ok(ModulePublish::MethodResponse {
-                    status: status.parse().map_err(|_| {
-                        TopicError(format!("method response status '{status}' is not a number"))
-                    })?,
-                    rid: rid()?,
-                }),
-                None => Err(TopicError(format!("unknown topic '{topic}'"))),
-            },
-        };
+        });
     }
-    let prefix = format!("devices/{device}/modules/{module}/messages/events");
-    match topic.strip_prefix(&prefix) {
-        Some("") => Ok(ModulePublish::Telemetry { bag: "" }),
-        // The Node SDK appends '/' after the bag of output messages; a '/' inside a bag is
-        // always percent-encoded, so a trailing one is never part of a value.
-        Some(rest) if rest.starts_with('/') => Ok(ModulePublish::Telemetry {
-            bag: rest[1..].strip_suffix('/').unwrap_or(&rest[1..]),
-        }),
-        _ if topic.starts_with("devices/") => Err(TopicError(format!(
-            "module '{device}/{module}' may not publish to '{topic}' (only to {prefix}/...)"
-        ))),
-        _ => Err(TopicError(format!("unknown topic '{topic}'"))),
+    let t = hub::parse_telemetry_topic(topic)?;
+    if t.device_id != device || t.module_id != Some(module) {
+        return Err(TopicError(format!(
+            "module '{device}/{module}' may not publish to '{topic}' (only to {}...)",
+            hub::telemetry_prefix(device, Some(module))
+        )));
     }
+    Ok(ModulePublish::Telemetry { bag: t.bag })
 }
 
 /// Classifies a SUBSCRIBE filter of module `{device}/{module}`; `None` for filters it may not use.
 pub fn classify_filter(filter: &str, device: &str, module: &str) -> Option<ModuleSubscription> {
-    let base = format!("devices/{device}/modules/{module}/");
-    if let Some(rest) = filter.strip_prefix(&base) {
-        return matches!(rest, "#" | "inputs/#").then_some(ModuleSubscription::Inputs);
-    }
-    match filter {
-        "$iothub/twin/res/#" => Some(ModuleSubscription::TwinResponses),
-        "$iothub/twin/PATCH/properties/desired/#" => Some(ModuleSubscription::DesiredPatches),
-        "$iothub/methods/POST/#" => Some(ModuleSubscription::Methods),
-        _ => None,
+    match hub::classify_filter(filter, device, Some(module))? {
+        Subscription::ModuleInputs => Some(ModuleSubscription::Inputs),
+        Subscription::TwinResponses => Some(ModuleSubscription::TwinResponses),
+        Subscription::DesiredPatches => Some(ModuleSubscription::DesiredPatches),
+        Subscription::Methods => Some(ModuleSubscription::Methods),
+        Subscription::CloudToDevice => None,
     }
 }
 
 /// Builds the message a module published on its telemetry topic: `$.x` (also sent as
-/// `%24.x`) are system properties, the rest application properties; a retained PUBLISH gets
-/// `mqtt-retain=true` as the hub does.
+/// `%24.x`) are system properties, the rest application properties; a property that does not
+/// decode is skipped; a retained PUBLISH gets `mqtt-retain=true` as the hub does.
 pub fn message_from_publish(
     device: &str,
     module: &str,
@@ -117,7 +88,14 @@ pub fn message_from_publish(
 ) -> EdgeMessage {
     let mut system = BTreeMap::new();
     let mut properties = BTreeMap::new();
-    for (k, v) in parse_property_bag(bag) {
+    for property in property_bag::iter(bag) {
+        let (k, v) = match property {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(device, module, "{e}; property skipped");
+                continue;
+            }
+        };
         let v = v.unwrap_or_default();
         match k.strip_prefix("$.") {
             // Connection ids are set by the edge hub, never taken from the module.
@@ -155,37 +133,13 @@ pub fn input_topic(device: &str, module: &str, input: &str, msg: &EdgeMessage) -
             ("$.cmid".to_string(), msg.source_module.as_str()),
         ])
         .collect();
-    let bag = encode_property_bag(
+    let bag = property_bag::encode(
         system
             .iter()
             .map(|(k, v)| (k.as_str(), *v))
             .chain(msg.properties.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
     );
-    format!("devices/{device}/modules/{module}/inputs/{input}/{bag}")
-}
-
-/// `$iothub/twin/res/{status}/?$rid={rid}[&$version={v}]`
-pub fn twin_response_topic(status: u16, rid: &str, version: Option<u64>) -> String {
-    match version {
-        Some(v) => format!("$iothub/twin/res/{status}/?$rid={rid}&$version={v}"),
-        None => format!("$iothub/twin/res/{status}/?$rid={rid}"),
-    }
-}
-
-/// `$iothub/twin/PATCH/properties/desired/?$version={v}`
-pub fn desired_patch_topic(version: Option<u64>) -> String {
-    match version {
-        Some(v) => format!("$iothub/twin/PATCH/properties/desired/?$version={v}"),
-        None => "$iothub/twin/PATCH/properties/desired/".to_string(),
-    }
-}
-
-/// `$iothub/methods/POST/{name}/?$rid={rid}`
-pub fn method_request_topic(name: &str, rid: &str) -> String {
-    format!(
-        "$iothub/methods/POST/{}/?$rid={rid}",
-        fleethub_device::device_client::topics::encode_component(name)
-    )
+    hub::module_input_topic(device, module, input, &bag)
 }
 
 #[cfg(test)]
@@ -299,7 +253,7 @@ mod tests {
         let t = input_topic("d", "B", "input1", &m);
         assert!(t.starts_with("devices/d/modules/B/inputs/input1/"), "{t}");
         let bag = t.rsplit('/').next().unwrap();
-        let parsed = parse_property_bag(bag);
+        let parsed = property_bag::parse(bag).unwrap();
         let get = |k: &str| {
             parsed
                 .iter()

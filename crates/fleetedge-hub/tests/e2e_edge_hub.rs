@@ -103,7 +103,7 @@ async fn next_input(incoming: &mut MqttIncoming, secs: u64) -> Option<Publish> {
 }
 
 fn bag_of(topic: &str) -> Vec<(String, Option<String>)> {
-    fleethub_device::device_client::topics::parse_property_bag(topic.rsplit('/').next().unwrap())
+    fleethub_iot_protocol::property_bag::parse(topic.rsplit('/').next().unwrap()).unwrap()
 }
 
 fn prop<'a>(bag: &'a [(String, Option<String>)], k: &str) -> Option<&'a str> {

@@ -23,8 +23,8 @@ use std::fmt;
 use std::time::Duration;
 
 use fleethub_api::{AuthenticationMechanism, Module};
+use fleethub_iot_protocol::{encode_component, identity};
 use http::Method;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::https::{HttpsClient, HttpsError, HttpsRequest, HttpsResponse};
 use crate::tls::{ClientTlsConfig, TlsError};
@@ -33,13 +33,6 @@ use crate::tls::{ClientTlsConfig, TlsError};
 pub const MODULE_API_VERSION: &str = "2017-11-08-preview";
 /// Lifetime of the device SAS token signed per request.
 pub const TOKEN_TTL: Duration = Duration::from_secs(300);
-
-/// Path segment encoding: everything but unreserved characters.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// Errors of [`ModuleIdentityClient`].
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +148,7 @@ impl ModuleIdentityClient {
     fn token(&self) -> Result<String, ModuleIdentityError> {
         let expiry = fleethub_core::time_util::now_unix() + TOKEN_TTL.as_secs();
         fleethub_core::sas::build_token(
-            &format!("{}/devices/{}", self.hub, self.device_id),
+            &identity::hub_sas_resource(&self.hub, &self.device_id, None),
             &self.device_key,
             expiry,
             None,
@@ -168,13 +161,10 @@ impl ModuleIdentityClient {
         method: Method,
         module_id: Option<&str>,
     ) -> Result<HttpsRequest, ModuleIdentityError> {
-        let mut path = format!(
-            "/devices/{}/modules",
-            utf8_percent_encode(&self.device_id, SEGMENT)
-        );
+        let mut path = format!("/devices/{}/modules", encode_component(&self.device_id));
         if let Some(m) = module_id {
             path.push('/');
-            path.extend(utf8_percent_encode(m, SEGMENT));
+            path.push_str(&encode_component(m));
         }
         path.push_str("?api-version=");
         path.push_str(MODULE_API_VERSION);

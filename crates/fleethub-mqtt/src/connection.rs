@@ -2,8 +2,8 @@
 //! session by the CONNECT user name ([`crate::dps_session::serve`],
 //! [`crate::hub_session::serve`]), which authenticate it and drive their state machine.
 
-use crate::topics::{ConnectTarget, parse_username};
 use crate::{Gateway, dps_session, hub_session};
+use fleethub_iot_protocol::identity::{ConnectTarget, parse_username};
 use fleethub_mqtt_codec::{
     CodecError, ConnAck, Connect, ConnectReturnCode, FrameError, FramedRead, FramedWrite, Packet,
 };

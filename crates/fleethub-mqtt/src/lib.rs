@@ -2,8 +2,8 @@
 //! hands the client to the DPS ([`dps_session`]) or the hub ([`hub_session`]) side by its user
 //! name. Each side authenticates the CONNECT, then drives an IO-free session state machine
 //! (packets in, [`session::Action`]s out) and performs the service calls it asks for. Topic
-//! strings are parsed by pure functions ([`topics`]). The same task serves MQTT over TLS and,
-//! through [`websocket`], MQTT over WebSocket.
+//! strings are parsed by `fleethub_iot_protocol`; [`topics`] says which of them the gateway
+//! serves. The same task serves MQTT over TLS and, through [`websocket`], MQTT over WebSocket.
 
 pub mod connection;
 mod dps_session;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use fleethub_device::{ClientTlsConfig, MqttClient, MqttOptions};
+use fleethub_iot_protocol::{hub, identity};
 use fleethub_mqtt_codec::QoS;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -25,7 +26,7 @@ use super::Target;
 use crate::stats::{Histogram, SparseHistogram};
 
 /// api-version in the hub CONNECT user name.
-pub const DEVICE_API_VERSION: &str = "2021-04-12";
+pub const DEVICE_API_VERSION: &str = hub::DEVICE_API_VERSION;
 /// Bound on one PUBACK (a missing one is an error, unless the window ended first).
 pub const PUBACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on the DISCONNECT of all clients at the end.
@@ -113,14 +114,14 @@ fn device_options(spec: &WorkerSpec, id: &str) -> anyhow::Result<MqttOptions> {
                 + (spec.connect_phase_ms + spec.warmup_ms + spec.duration_ms) / 1000
                 + TOKEN_SLACK_SECS;
             let token = fleethub_core::sas::build_token(
-                &format!("{}/devices/{id}", spec.host),
+                &identity::hub_sas_resource(&spec.host, id, None),
                 key,
                 expiry,
                 None,
             )
             .context("cannot sign a device SAS token")?;
             opts.with_credentials(
-                format!("{}/{id}/?api-version={DEVICE_API_VERSION}", spec.host),
+                identity::hub_username(&spec.host, id, None, DEVICE_API_VERSION, None),
                 token.into_bytes(),
             )
         }
@@ -355,7 +356,7 @@ where
         let per_lane_max = spec.max_messages.div_ceil(lanes).max(1);
         let mut tasks = JoinSet::new();
         for (n, (i, client)) in clients.iter().enumerate() {
-            let topic = format!("devices/{}/messages/events/", spec.device_ids[*i]);
+            let topic = hub::telemetry_prefix(&spec.device_ids[*i], None);
             for k in 0..inflight {
                 // Lanes of a rate-limited device start spread over one interval.
                 let schedule = spec.rate_per_device.map(|r| {

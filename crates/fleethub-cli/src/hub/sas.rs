@@ -29,14 +29,6 @@ pub struct SasArgs {
     pub key_type: Option<KeyType>,
 }
 
-/// `{hub}/devices/{id}[/modules/{mid}]`: the resource a device or module token covers.
-pub(crate) fn device_resource(host_name: &str, device_id: &str, module_id: Option<&str>) -> String {
-    match module_id {
-        Some(m) => format!("{host_name}/devices/{device_id}/modules/{m}"),
-        None => format!("{host_name}/devices/{device_id}"),
-    }
-}
-
 pub(crate) async fn run<T: Transport>(args: SasArgs, client: &ServiceClient<T>) -> Result<Outcome> {
     let endpoint = client.endpoint();
     let expiry = client.now() + args.duration;
@@ -49,7 +41,11 @@ pub(crate) async fn run<T: Transport>(args: SasArgs, client: &ServiceClient<T>) 
                 None => format!("device '{device_id}'"),
             };
             let key = super::identity_key(&identity, args.key_type.unwrap_or_default(), &what)?;
-            let resource = device_resource(&endpoint.host_name, device_id, module_id);
+            let resource = fleethub_iot_protocol::identity::hub_sas_resource(
+                &endpoint.host_name,
+                device_id,
+                module_id,
+            );
             fleethub_core::sas::build_token(&resource, &key, expiry, None)
                 .map_err(|e| anyhow!("cannot sign with the key of {what}: {e}"))?
         }

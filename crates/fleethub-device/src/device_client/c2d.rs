@@ -8,8 +8,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::connection::Feature;
-use super::topics;
 use super::{Ack, DeviceClient, DeviceError, Shared, Sink, lock};
+use fleethub_iot_protocol::property_bag;
 
 /// At most this many undelivered C2D messages are kept for a receiver not created yet; the
 /// rest stay unacknowledged at the hub (redelivered on the next connection).
@@ -43,13 +43,21 @@ pub struct C2dMessage {
 
 impl C2dMessage {
     /// Builds a message from the (still encoded) property bag after `devicebound/` and the
-    /// body. Both `%24.x` and literal `$.x` system keys are recognised.
+    /// body. Both `%24.x` and literal `$.x` system keys are recognised; a property that does
+    /// not decode (not UTF-8, empty name) is skipped.
     pub fn from_wire(bag: &str, body: impl Into<Vec<u8>>) -> C2dMessage {
         let mut m = C2dMessage {
             body: body.into(),
             ..C2dMessage::default()
         };
-        for (key, value) in topics::parse_property_bag(bag) {
+        for property in property_bag::iter(bag) {
+            let (key, value) = match property {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!("C2D message: {e}; property skipped");
+                    continue;
+                }
+            };
             let value = value.unwrap_or_default();
             let slot = match key.as_str() {
                 "$.mid" => &mut m.message_id,

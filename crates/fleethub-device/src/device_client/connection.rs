@@ -15,10 +15,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::topics::{self, HubTopic};
 use super::{Ack, DeviceError, Ids, Shared, TwinReply, lock};
 use crate::mqtt_client::{DEFAULT_CONNACK_TIMEOUT, MqttClient, MqttIncoming, MqttOptions};
 use crate::tls::ClientTlsConfig;
+use fleethub_iot_protocol::hub::{self, HubTopic};
+use fleethub_iot_protocol::identity;
 
 /// Default port of MQTT over TLS.
 pub const DEFAULT_PORT: u16 = 8883;
@@ -389,10 +390,10 @@ enum Outcome {
 impl Shared {
     fn filter(&self, f: Feature) -> String {
         match f {
-            Feature::TwinResponses => topics::TWIN_RESPONSE_FILTER.to_string(),
-            Feature::Desired => topics::DESIRED_FILTER.to_string(),
-            Feature::Methods => topics::METHODS_FILTER.to_string(),
-            Feature::CloudToDevice => topics::c2d_filter(&self.ids.device_id),
+            Feature::TwinResponses => hub::TWIN_RESPONSE_FILTER.to_string(),
+            Feature::Desired => hub::DESIRED_FILTER.to_string(),
+            Feature::Methods => hub::METHODS_FILTER.to_string(),
+            Feature::CloudToDevice => hub::c2d_filter(&self.ids.device_id),
         }
     }
 
@@ -402,7 +403,7 @@ impl Shared {
             Credentials::Key(key) => {
                 let expiry =
                     fleethub_core::time_util::now_unix() + self.options.sas_ttl.as_secs().max(1);
-                let resource = topics::sas_resource(
+                let resource = identity::hub_sas_resource(
                     &self.ids.host,
                     &self.ids.device_id,
                     self.ids.module_id.as_deref(),
@@ -418,15 +419,17 @@ impl Shared {
     pub(crate) async fn connect_once(&self) -> Result<Established, DeviceError> {
         let password = self.password()?;
         let stream = (self.connector)().await?;
-        let options = MqttOptions::new(topics::client_id(
+        let options = MqttOptions::new(identity::client_id(
             &self.ids.device_id,
             self.ids.module_id.as_deref(),
         ))
         .with_credentials(
-            topics::username(
+            identity::hub_username(
                 &self.ids.host,
                 &self.ids.device_id,
                 self.ids.module_id.as_deref(),
+                hub::DEVICE_API_VERSION,
+                Some(crate::USER_AGENT),
             ),
             password.into_bytes(),
         )
@@ -648,7 +651,7 @@ impl Shared {
                 let _ = mqtt.ack(p.pkid);
             }
         };
-        match topics::classify(&p.topic, &self.ids.device_id) {
+        match hub::classify(&p.topic, &self.ids.device_id) {
             HubTopic::TwinResponse {
                 status,
                 rid,

@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::connection::Feature;
-use super::topics;
 use super::{DeviceClient, DeviceError, Shared, Sink, lock};
+use fleethub_iot_protocol::hub;
 
 /// A direct-method invocation.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +87,7 @@ impl Shared {
                 "invalid method request ID '{rid}'"
             )));
         }
-        let topic = topics::method_response_topic(status, rid);
+        let topic = hub::method_response_topic(status, rid);
         let body = Bytes::from(payload.to_string());
         self.bounded("answering a method request", async {
             let lease = self.lease().await?;

@@ -48,7 +48,6 @@ mod c2d;
 mod connection;
 mod methods;
 mod telemetry;
-pub mod topics;
 mod twin;
 
 #[cfg(test)]

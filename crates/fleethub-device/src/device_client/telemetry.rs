@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use fleethub_mqtt_codec::QoS;
 
-use super::topics::{self, MAX_MESSAGE_SIZE};
 use super::{DeviceClient, DeviceError};
+use fleethub_iot_protocol::hub::{self, MAX_MESSAGE_SIZE};
+use fleethub_iot_protocol::property_bag;
 
 /// A telemetry message: a body, system properties and application properties.
 ///
@@ -100,12 +101,12 @@ impl Message {
             .properties
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()));
-        topics::encode_property_bag(system.chain(app))
+        property_bag::encode(system.chain(app))
     }
 
     /// The full telemetry topic for this message.
     pub fn topic(&self, device_id: &str, module_id: Option<&str>) -> String {
-        let mut t = topics::telemetry_prefix(device_id, module_id);
+        let mut t = hub::telemetry_prefix(device_id, module_id);
         t.push_str(&self.property_bag());
         t
     }

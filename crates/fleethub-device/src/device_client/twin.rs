@@ -9,8 +9,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::connection::Feature;
-use super::topics;
 use super::{DeviceClient, DeviceError, Shared, Sink, TwinReply, lock};
+use fleethub_iot_protocol::hub;
 
 /// Removes a pending request when its caller gives up (timeout, cancellation).
 struct PendingGuard<'a> {
@@ -91,7 +91,7 @@ impl Shared {
         self.bounded("getting the twin", async {
             // Python and Node send a single space as the GET body.
             let reply = self
-                .twin_request(topics::twin_get_topic, b" ".to_vec())
+                .twin_request(hub::twin_get_topic, b" ".to_vec())
                 .await?;
             let twin: Value = serde_json::from_slice(&reply.body)
                 .map_err(|e| DeviceError::InvalidResponse(format!("twin document: {e}")))?;
@@ -112,7 +112,7 @@ impl Shared {
         let body = patch.to_string().into_bytes();
         self.bounded("patching reported properties", async {
             let reply = self
-                .twin_request(topics::twin_patch_reported_topic, body)
+                .twin_request(hub::twin_patch_reported_topic, body)
                 .await?;
             reply.version.ok_or_else(|| {
                 DeviceError::InvalidResponse(format!(

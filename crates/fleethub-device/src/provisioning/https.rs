@@ -3,9 +3,9 @@
 
 use http::Method;
 
-use super::topics;
 use super::{Next, ProvisioningClient, ProvisioningError, RegistrationResult, interpret};
 use crate::https::{HttpsClient, HttpsRequest};
+use fleethub_iot_protocol::dps;
 
 pub(super) async fn register(
     client: &ProvisioningClient,
@@ -25,13 +25,13 @@ pub(super) async fn register(
             None => HttpsRequest::from_parts(
                 Method::PUT,
                 authority.clone(),
-                topics::register_path(&client.id_scope, &client.registration_id),
+                dps::register_path(&client.id_scope, &client.registration_id),
             )
             .json(&register_body)?,
             Some(op) => HttpsRequest::from_parts(
                 Method::GET,
                 authority.clone(),
-                topics::operation_status_path(&client.id_scope, &client.registration_id, op),
+                dps::operation_status_path(&client.id_scope, &client.registration_id, op),
             ),
         }
         .header("Authorization", token.clone())
@@ -39,7 +39,7 @@ pub(super) async fn register(
         let response = http.send(request).await?;
         let retry_after = response
             .header("retry-after")
-            .and_then(topics::parse_retry_after);
+            .and_then(dps::parse_retry_after);
         match interpret(
             response.status.as_u16(),
             &response.body,

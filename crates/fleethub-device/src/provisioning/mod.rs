@@ -12,7 +12,6 @@
 
 mod https;
 mod mqtt;
-pub mod topics;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -21,6 +20,7 @@ use std::time::Duration;
 
 use fleethub_api::{DeviceRegistrationState, RegistrationOperationStatus};
 use fleethub_core::keys::{self, KeyError};
+use fleethub_iot_protocol::{dps, identity};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -96,9 +96,9 @@ impl Default for PollPolicy {
     /// 2 s when absent, clamped to 1..=60 s (what the official SDKs roughly do).
     fn default() -> Self {
         PollPolicy {
-            default: Duration::from_secs(topics::DEFAULT_RETRY_AFTER_SECS),
-            min: Duration::from_secs(topics::MIN_RETRY_AFTER_SECS),
-            max: Duration::from_secs(topics::MAX_RETRY_AFTER_SECS),
+            default: Duration::from_secs(dps::DEFAULT_RETRY_AFTER_SECS),
+            min: Duration::from_secs(dps::MIN_RETRY_AFTER_SECS),
+            max: Duration::from_secs(dps::MAX_RETRY_AFTER_SECS),
         }
     }
 }
@@ -233,7 +233,7 @@ pub(crate) fn interpret(
 ) -> Result<Next, ProvisioningError> {
     if status >= 429 {
         return Ok(Next::Retry {
-            after: topics::retry_delay(retry_after),
+            after: dps::retry_delay(retry_after),
         });
     }
     if !(200..300).contains(&status) {
@@ -565,10 +565,10 @@ impl ProvisioningClient {
     pub fn sas_token(&self) -> Result<String, ProvisioningError> {
         let expiry = fleethub_core::time_util::now_unix() + SAS_TTL.as_secs();
         Ok(fleethub_core::sas::build_token(
-            &topics::sas_resource(&self.id_scope, &self.registration_id),
+            &identity::dps_sas_resource(&self.id_scope, &self.registration_id),
             &self.device_key,
             expiry,
-            Some(topics::SAS_KEY_NAME),
+            Some(identity::DPS_SAS_KEY_NAME),
         )?)
     }
 

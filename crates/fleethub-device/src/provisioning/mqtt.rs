@@ -5,9 +5,10 @@
 use fleethub_mqtt_codec::{QoS, SubscribeReturnCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::topics::{self, RESPONSE_TOPIC_FILTER};
 use super::{Next, ProvisioningClient, ProvisioningError, RegistrationResult, interpret};
 use crate::mqtt_client::{MqttClient, MqttIncoming, MqttOptions};
+use fleethub_iot_protocol::dps::{self, RESPONSE_FILTER as RESPONSE_TOPIC_FILTER};
+use fleethub_iot_protocol::identity;
 
 /// Keep-alive announced in CONNECT (the Python SDK's default).
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(60);
@@ -28,7 +29,12 @@ where
 {
     let options = MqttOptions::new(client.registration_id.clone())
         .with_credentials(
-            topics::mqtt_username(&client.id_scope, &client.registration_id),
+            identity::dps_username(
+                &client.id_scope,
+                &client.registration_id,
+                dps::MQTT_API_VERSION,
+                crate::USER_AGENT,
+            ),
             client.sas_token()?.into_bytes(),
         )
         .with_keep_alive(KEEP_ALIVE);
@@ -59,8 +65,8 @@ async fn run(
     loop {
         rid += 1;
         let (topic, body) = match &request {
-            Request::Register => (topics::register_topic(rid), register_body.clone()),
-            Request::Poll(op) => (topics::operation_status_topic(rid, op), b" ".to_vec()),
+            Request::Register => (dps::register_topic(rid), register_body.clone()),
+            Request::Poll(op) => (dps::operation_status_topic(rid, op), b" ".to_vec()),
         };
         mqtt.publish(topic, QoS::AtLeastOnce, body).await?;
         let rid_text = rid.to_string();
@@ -71,7 +77,7 @@ async fn run(
                     crate::mqtt_client::MqttError::ConnectionLost(reason),
                 ));
             };
-            match topics::parse_response_topic(&publish.topic) {
+            match dps::parse_response_topic(&publish.topic) {
                 Some(t) if t.rid == rid_text => break (t, publish.payload),
                 _ => tracing::debug!(topic = %publish.topic, "ignoring unrelated publish"),
             }

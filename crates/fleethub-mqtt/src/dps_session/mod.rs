@@ -11,9 +11,9 @@ mod tests;
 pub(crate) use serve::serve;
 
 use crate::session::{Action, Close, KeepAlive, Session, granted_qos};
-use crate::topics;
 use bytes::Bytes;
 use fleethub_api::{DeviceRegistration, RegistrationOperationStatus};
+use fleethub_iot_protocol::dps as topics;
 use fleethub_mqtt_codec::{Packet, PacketIds, Publish, QoS, SubAck, SubscribeReturnCode};
 use fleethub_services::DpsPrincipal;
 use fleethub_services::dps::Error as DpsError;
@@ -140,7 +140,7 @@ impl DpsSession {
     }
 
     fn on_publish(&mut self, topic: &str, payload: &[u8]) -> Vec<Action<DpsCall>> {
-        let req = match topics::parse_dps_topic(topic) {
+        let req = match topics::parse_request_topic(topic) {
             Ok(r) => r,
             Err(e) => {
                 return vec![Action::Close(Close::Violation(format!(
@@ -166,9 +166,8 @@ impl DpsSession {
                     match serde_json::from_slice(payload) {
                         Ok(b) => b,
                         Err(e) => {
-                            let e = DpsError::Invalid(format!(
-                                "register body is not valid JSON: {e}"
-                            ));
+                            let e =
+                                DpsError::Invalid(format!("register body is not valid JSON: {e}"));
                             return self.respond(&rid, Err(e));
                         }
                     }
@@ -230,7 +229,7 @@ impl DpsSession {
             dup: false,
             qos,
             retain: false,
-            topic: topics::dps_response_topic(status, rid, retry),
+            topic: topics::response_topic(status, rid, retry),
             pkid,
             payload: Bytes::from(body),
         }))]

@@ -14,14 +14,16 @@ mod tests;
 pub(crate) use serve::serve;
 
 use crate::session::{Action, Close, KeepAlive, Session, granted_qos, later};
-use crate::topics::{self, HubFilter, HubPublish, IotHubRequest};
+use crate::topics::{self, HubFilter};
 use bytes::Bytes;
+use fleethub_iot_protocol::hub::{self, IotHubRequest, TelemetryTopic};
+use fleethub_iot_protocol::property_bag;
 use fleethub_mqtt_codec::{
     ConnAck, ConnectReturnCode, Packet, PacketIds, Publish, QoS, SubAck, SubscribeReturnCode,
 };
 use fleethub_services::hub::C2dMessage;
-use fleethub_services::hub::c2d::{C2dView, iso_utc};
 use fleethub_services::hub::Error as HubError;
+use fleethub_services::hub::c2d::{C2dView, iso_utc};
 use fleethub_services::{Features, HubEvent, TelemetryIn};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -319,7 +321,7 @@ impl HubSession {
                 let v = patch.get("$version").and_then(|v| v.as_u64()).unwrap_or(0);
                 let body = serde_json::to_vec(&patch).unwrap_or_default();
                 tracing::debug!(identity = %self.identity, version = v, "pushing a desired-properties patch");
-                let topic = format!("$iothub/twin/PATCH/properties/desired/?$version={v}");
+                let topic = hub::desired_patch_topic(Some(v));
                 vec![self.publish(topic, qos, body)]
             }
             HubEvent::MethodRequest { rid, name, payload } => {
@@ -327,7 +329,7 @@ impl HubSession {
                     return Vec::new();
                 }
                 // The hub sends method requests at QoS 0.
-                let topic = format!("$iothub/methods/POST/{name}/?$rid={rid}");
+                let topic = hub::method_request_topic(&name, &rid);
                 vec![self.publish(topic, QoS::AtMostOnce, payload)]
             }
             HubEvent::C2dAvailable => self.deliver_c2d(),
@@ -429,18 +431,18 @@ impl HubSession {
     }
 
     fn parse_telemetry(&self, p: &Publish) -> Result<TelemetryIn, String> {
-        let HubPublish::Telemetry {
+        let TelemetryTopic {
             device_id,
             module_id,
             bag,
-        } = topics::parse_hub_publish(&p.topic).map_err(|e| format!("{}: {e}", self.identity))?;
+        } = hub::parse_telemetry_topic(&p.topic).map_err(|e| format!("{}: {e}", self.identity))?;
         if device_id != self.device_id || module_id != self.module_id.as_deref() {
             return Err(format!(
                 "{} may not publish as another identity (topic {})",
                 self.identity, p.topic
             ));
         }
-        let (system_properties, properties) = topics::parse_property_bag(bag)
+        let (system_properties, properties) = property_bag::parse_telemetry(bag)
             .map_err(|e| format!("{}: bad property bag: {e}", self.identity))?;
         Ok(TelemetryIn {
             system_properties,
@@ -450,7 +452,7 @@ impl HubSession {
     }
 
     fn on_iothub(&mut self, topic: &str, payload: Bytes) -> Vec<Action<HubCall>> {
-        let req = match topics::parse_iothub_request(topic) {
+        let req = match hub::parse_iothub_request(topic) {
             Ok(r) => r,
             Err(e) => return vec![self.violation(&e.to_string())],
         };
@@ -489,15 +491,11 @@ impl HubSession {
             tracing::info!(identity = %self.identity, "twin response sent although $iothub/twin/res/# is not subscribed");
         }
         let (topic, body) = match r {
-            Ok((status, Some(v), body)) => (
-                format!("$iothub/twin/res/{status}/?$rid={rid}&$version={v}"),
-                body,
-            ),
-            Ok((status, None, body)) => (format!("$iothub/twin/res/{status}/?$rid={rid}"), body),
+            Ok((status, version, body)) => (hub::twin_response_topic(status, rid, version), body),
             Err(e) => {
                 tracing::info!(identity = %self.identity, "twin request failed: {e}");
                 let (status, body) = crate::errors::twin_response(&e);
-                (format!("$iothub/twin/res/{status}/?$rid={rid}"), body)
+                (hub::twin_response_topic(status, rid, None), body)
             }
         };
         self.publish(topic, qos.unwrap_or(QoS::AtMostOnce), body)

@@ -1,9 +1,9 @@
 //! [`HubSession`] without sockets: packets, events, replies and timeouts in, actions out.
 
 use super::serve::{from_stored, to_stored};
-use fleethub_services::hub::Error as HubError;
 use super::*;
 use fleethub_mqtt_codec::{Subscribe, Unsubscribe};
+use fleethub_services::hub::Error as HubError;
 use serde_json::json;
 
 const TWIN_RES: &str = "$iothub/twin/res/#";

@@ -55,7 +55,7 @@ impl Dps {
         if let Err(e) = token.check_expiry(self.clock.unix(), self.cfg.token_skew_secs) {
             return Err(fail(e.to_string()));
         }
-        let resource = format!("{id_scope}/registrations/{registration_id}");
+        let resource = fleethub_iot_protocol::identity::dps_sas_resource(id_scope, registration_id);
         if !token.covers(&resource) {
             return Err(fail(format!(
                 "signature mismatch for registration {registration_id}: {}",

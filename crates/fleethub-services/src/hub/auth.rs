@@ -54,10 +54,8 @@ impl Hub {
         token
             .check_expiry(self.clock.unix(), self.cfg.token_skew_secs)
             .map_err(|e| fail(e.to_string()))?;
-        let resource = match module_id {
-            Some(m) => format!("{}/devices/{device_id}/modules/{m}", self.cfg.host),
-            None => format!("{}/devices/{device_id}", self.cfg.host),
-        };
+        let resource =
+            fleethub_iot_protocol::identity::hub_sas_resource(&self.cfg.host, device_id, module_id);
         if !token.covers(&resource) {
             return Err(fail(format!(
                 "signature mismatch for device {identity}: {}",
