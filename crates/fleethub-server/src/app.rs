@@ -29,6 +29,8 @@ pub struct Server {
     pub gateway: Arc<Gateway>,
     pub router: axum::Router,
     pub cfg: Config,
+    /// Held while the server runs: a second server on this data directory refuses to start.
+    pub data_dir_lock: crate::data_dir::DataDirLock,
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
@@ -47,6 +49,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 pub async fn build(cfg: Config) -> Result<Server> {
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
+    let data_dir_lock = crate::data_dir::lock(&cfg.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir.join("store.db"))?);
     let ident = identity::load_or_init(store.as_ref()).await?;
 
@@ -192,6 +195,7 @@ pub async fn build(cfg: Config) -> Result<Server> {
         gateway,
         router,
         cfg,
+        data_dir_lock,
     })
 }
 

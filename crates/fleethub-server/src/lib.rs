@@ -4,6 +4,7 @@
 pub mod app;
 pub mod certs;
 pub mod config;
+pub mod data_dir;
 pub mod demo;
 pub mod identity;
 pub mod info;
