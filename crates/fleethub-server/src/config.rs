@@ -17,11 +17,17 @@ pub struct Config {
     /// HTTPS + MQTT over WebSocket (the SDKs dial 443).
     pub https_port: u16,
     /// Host name devices use for DPS (certificate SAN, service connection string HostName).
-    pub dps_hostname: String,
+    /// Unset: the name stored in the data directory (first start: `localhost`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dps_hostname: Option<String>,
     /// Host name of the hub (assignment target, certificate SAN). The C SDK needs a dot in it.
-    pub hub_hostname: String,
+    /// Unset: the name stored in the data directory (first start: `localhost`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_hostname: Option<String>,
     /// Extra names/IPs for the generated server certificate.
-    pub extra_sans: Vec<String>,
+    /// Unset: the names stored in the data directory (first start: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra_sans: Option<Vec<String>>,
     /// User-supplied server certificate chain (PEM) and key; when unset a development CA
     /// in the data directory issues one.
     pub tls_cert: Option<PathBuf>,
@@ -47,9 +53,9 @@ impl Default for Config {
             bind: "0.0.0.0".into(),
             mqtt_port: 8883,
             https_port: 443,
-            dps_hostname: "localhost".into(),
-            hub_hostname: "localhost".into(),
-            extra_sans: Vec::new(),
+            dps_hostname: None,
+            hub_hostname: None,
+            extra_sans: None,
             tls_cert: None,
             tls_key: None,
             token_skew_secs: 30,
@@ -107,6 +113,7 @@ impl Config {
             ("dps_hostname", &self.dps_hostname),
             ("hub_hostname", &self.hub_hostname),
         ] {
+            let Some(host) = host else { continue };
             if host.is_empty() || host.contains(['/', ':', ' ', ';']) {
                 bail!(
                     "{name} '{host}' is not a host name: give a name like hub.fleethub.local (no scheme, port or path)"
@@ -155,7 +162,7 @@ mod tests {
         c.apply_env(|k| (k == "FLEETHUB_HTTPS_PORT").then(|| "8443".to_string()))
             .unwrap();
         assert_eq!((c.mqtt_port, c.https_port), (18883, 8443));
-        assert_eq!(c.hub_hostname, "hub.fleethub.local");
+        assert_eq!(c.hub_hostname.as_deref(), Some("hub.fleethub.local"));
         c.validate().unwrap();
         assert!(
             c.apply_env(|k| (k == "FLEETHUB_MQTT_PORT").then(|| "x".to_string()))
@@ -166,7 +173,7 @@ mod tests {
     #[test]
     fn bad_hostname() {
         let c = Config {
-            hub_hostname: "https://hub".into(),
+            hub_hostname: Some("https://hub".into()),
             ..Default::default()
         };
         assert!(

@@ -42,13 +42,14 @@ struct ServeArgs {
     /// HTTPS + MQTT/WebSocket port (default 443).
     #[arg(long)]
     https_port: Option<u16>,
-    /// DPS host name (default localhost).
+    /// DPS host name (default: the one stored in the data directory; first start: localhost).
     #[arg(long)]
     dps_hostname: Option<String>,
-    /// Hub host name (default localhost; the C SDK needs a dotted name).
+    /// Hub host name (default: the one stored in the data directory; first start: localhost;
+    /// the C SDK needs a dotted name).
     #[arg(long)]
     hub_hostname: Option<String>,
-    /// Extra certificate SANs (repeatable).
+    /// Extra certificate SANs (repeatable; default: the ones stored in the data directory).
     #[arg(long = "san")]
     extra_sans: Vec<String>,
     /// Server certificate chain (PEM); with --tls-key replaces the development CA.
@@ -80,16 +81,24 @@ impl ServeArgs {
         set!(bind);
         set!(mqtt_port);
         set!(https_port);
-        set!(dps_hostname);
-        set!(hub_hostname);
         set!(log);
+        if self.dps_hostname.is_some() {
+            cfg.dps_hostname = self.dps_hostname.clone();
+        }
+        if self.hub_hostname.is_some() {
+            cfg.hub_hostname = self.hub_hostname.clone();
+        }
         if self.tls_cert.is_some() {
             cfg.tls_cert = self.tls_cert.clone();
         }
         if self.tls_key.is_some() {
             cfg.tls_key = self.tls_key.clone();
         }
-        cfg.extra_sans.extend(self.extra_sans.iter().cloned());
+        if !self.extra_sans.is_empty() {
+            cfg.extra_sans
+                .get_or_insert_default()
+                .extend(self.extra_sans.iter().cloned());
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -104,6 +113,11 @@ enum Command {
         /// Create a demo enrollment and provision a demo device through the server at start.
         #[arg(long)]
         demo: bool,
+        /// Accept host names (--dps-hostname, --hub-hostname, --san) other than the ones stored
+        /// in the data directory: they replace the stored ones and the server certificate is
+        /// re-issued. Devices must then use the new names.
+        #[arg(long)]
+        change_hostnames: bool,
     },
     /// Print how to reach a server (ID scope, endpoints, CA, service connection strings).
     Info {
@@ -275,11 +289,19 @@ async fn main() {
 async fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { args, demo } => {
+        Command::Serve {
+            args,
+            demo,
+            change_hostnames,
+        } => {
             let cfg = args.config()?;
             init_logging(&cfg.log);
-            let server = app::build(cfg).await?;
-            app::run(server, demo).await
+            let opts = app::StartOptions {
+                demo,
+                change_hostnames,
+            };
+            let server = app::build(cfg, opts).await?;
+            app::run(server).await
         }
         Command::Info { data_dir, output } => {
             let info = ServerInfo::read(&data_dir)?;
