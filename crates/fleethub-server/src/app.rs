@@ -13,6 +13,7 @@ use fleethub_mqtt::{Gateway, GatewayConfig, websocket};
 use fleethub_services::{AuthFailureLog, Dps, DpsConfig, Hub, HubConfig, ServiceAuth};
 use fleethub_store::{Store, sqlite::SqliteStore};
 use hyper_util::rt::TokioIo;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub struct StartOptions {
     pub demo: bool,
     /// Accept host names other than the stored ones (`--change-hostnames`).
     pub change_hostnames: bool,
+    /// Print the service keys (and the demo device's key) at start even when stdout is not a
+    /// terminal (`--show-keys`); on a terminal they are always printed.
+    pub show_keys: bool,
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
@@ -218,7 +222,13 @@ pub async fn run(server: Server) -> Result<()> {
     let mqtt = bind(&cfg.bind, cfg.mqtt_port, "MQTT/TLS").await?;
     let https = bind(&cfg.bind, cfg.https_port, "HTTPS").await?;
     server.info.write(&cfg.data_dir)?;
-    println!("{}", server.info.banner());
+    // stdout of a service ends up in journald or a log file: keys only on a terminal or when asked.
+    let show_keys = server.opts.show_keys || std::io::stdout().is_terminal();
+    if show_keys {
+        println!("{}", server.info.banner());
+    } else {
+        println!("{}", server.info.banner_without_keys(&cfg.data_dir));
+    }
     if let hostnames::Outcome::Changed(changes) = &server.host_names {
         println!(
             "host names changed on request: {}\n  devices must resolve, trust and use the new names\n",
@@ -266,7 +276,7 @@ pub async fn run(server: Server) -> Result<()> {
             cfg.data_dir.clone(),
         );
         tokio::spawn(async move {
-            if let Err(e) = crate::demo::run(&dps, &info, &dir).await {
+            if let Err(e) = crate::demo::run(&dps, &info, &dir, show_keys).await {
                 eprintln!("demo failed: {e:#}");
             }
         });

@@ -118,6 +118,11 @@ enum Command {
         /// re-issued. Devices must then use the new names.
         #[arg(long)]
         change_hostnames: bool,
+        /// Print the service keys in the start-up banner even when stdout is not a terminal
+        /// (by default they are printed on a terminal only: a service's stdout ends up in
+        /// journald or log files; `fleethub info` shows them).
+        #[arg(long)]
+        show_keys: bool,
     },
     /// Print how to reach a server (ID scope, endpoints, CA, service connection strings).
     Info {
@@ -293,12 +298,14 @@ async fn real_main() -> Result<()> {
             args,
             demo,
             change_hostnames,
+            show_keys,
         } => {
             let cfg = args.config()?;
             init_logging(&cfg.log);
             let opts = app::StartOptions {
                 demo,
                 change_hostnames,
+                show_keys,
             };
             let server = app::build(cfg, opts).await?;
             app::run(server).await
