@@ -1,5 +1,6 @@
 //! Server configuration: defaults <- TOML file <- environment (`FLEETHUB_*`) <- flags.
 
+use crate::logging::LogFormat;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info,fleethub_mqtt=debug`.
     pub log: String,
+    /// Log lines as `text` or `json` (one object per line).
+    pub log_format: LogFormat,
     /// How long the built-in endpoint keeps telemetry, hours (Azure: 1 day by default).
     pub telemetry_retention_hours: u64,
 }
@@ -63,6 +66,7 @@ impl Default for Config {
             max_mqtt_packet_bytes: 256 * 1024 + 4096,
             max_connections: 18_000,
             log: "info".into(),
+            log_format: LogFormat::Text,
             telemetry_retention_hours: 24,
         }
     }
@@ -99,6 +103,7 @@ impl Config {
         env_set!("FLEETHUB_DPS_HOSTNAME", dps_hostname);
         env_set!("FLEETHUB_HUB_HOSTNAME", hub_hostname);
         env_set!("FLEETHUB_LOG", log);
+        env_set!("FLEETHUB_LOG_FORMAT", log_format, parse);
         if let Some(v) = get("FLEETHUB_TLS_CERT") {
             self.tls_cert = Some(v.into());
         }
@@ -168,6 +173,28 @@ mod tests {
             c.apply_env(|k| (k == "FLEETHUB_MQTT_PORT").then(|| "x".to_string()))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn log_format_from_file_env_and_its_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "log_format = \"json\"\n").unwrap();
+        let mut c = Config::from_file(&p).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        c.apply_env(|k| (k == "FLEETHUB_LOG_FORMAT").then(|| "text".to_string()))
+            .unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
+        let e = c
+            .apply_env(|k| (k == "FLEETHUB_LOG_FORMAT").then(|| "yaml".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("FLEETHUB_LOG_FORMAT") && e.contains("text or json"),
+            "{e}"
+        );
+        std::fs::write(&p, "log_format = \"xml\"\n").unwrap();
+        assert!(Config::from_file(&p).is_err());
     }
 
     #[test]

@@ -10,4 +10,5 @@ pub mod hostnames;
 pub mod identity;
 pub mod info;
 pub mod listener;
+pub mod logging;
 pub mod tls;

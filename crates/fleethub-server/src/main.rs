@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
+use fleethub_server::logging::{self, LogFormat};
 use fleethub_server::{app, config::Config, info::ServerInfo};
 use std::path::PathBuf;
 
@@ -61,6 +62,9 @@ struct ServeArgs {
     /// Log filter, e.g. info or debug,fleethub_mqtt=trace.
     #[arg(long)]
     log: Option<String>,
+    /// Log lines as text (default) or json (one object per line).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 impl ServeArgs {
@@ -82,6 +86,7 @@ impl ServeArgs {
         set!(mqtt_port);
         set!(https_port);
         set!(log);
+        set!(log_format);
         if self.dps_hostname.is_some() {
             cfg.dps_hostname = self.dps_hostname.clone();
         }
@@ -274,15 +279,6 @@ enum ConfigCommand {
     },
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 #[tokio::main]
 async fn main() {
     if let Err(e) = real_main().await {
@@ -301,7 +297,7 @@ async fn real_main() -> Result<()> {
             show_keys,
         } => {
             let cfg = args.config()?;
-            init_logging(&cfg.log);
+            logging::init(&cfg.log, cfg.log_format);
             let opts = app::StartOptions {
                 demo,
                 change_hostnames,

@@ -66,3 +66,39 @@ fn banner_keeps_service_keys_out_of_logs_unless_asked() {
         "{out}"
     );
 }
+
+#[test]
+fn log_to_a_file_has_no_colour_codes() {
+    let server = ServerProcess::start();
+    let log = server.log();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(!log.contains('\x1b'), "escape codes in the log: {log:?}");
+}
+
+#[test]
+fn log_format_json_writes_one_object_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with(
+        &tmp.path().join("data"),
+        free_port(),
+        free_port(),
+        &["--log-format", "json"],
+    );
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string() && v["target"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"message\":\"host names stored")),
+        "{log}"
+    );
+}
