@@ -1,7 +1,7 @@
 //! `fleethub`: the DPS + IoT hub server and its admin commands.
 
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use fleethub_server::logging::{self, LogFormat};
 use fleethub_server::{app, config::Config, info::ServerInfo};
 use std::path::PathBuf;
@@ -109,9 +109,36 @@ impl ServeArgs {
     }
 }
 
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  First start: the host names devices will use (kept in the data directory):
+    fleethub serve --data-dir /var/lib/fleethub \\
+        --dps-hostname dps.example.com --hub-hostname hub.example.com
+  Later starts: the same names, CA, ID scope and service keys:
+    fleethub serve --data-dir /var/lib/fleethub
+  Move to another hub host name (re-issues the server certificate):
+    fleethub serve --data-dir /var/lib/fleethub --hub-hostname hub2.example.com --change-hostnames
+  Settings from a file (docs/configuration.md), JSON log lines:
+    fleethub serve --config /etc/fleethub/fleethub.toml --log-format json
+  Try it without root: other ports, and a demo device provisioned at start:
+    fleethub serve --mqtt-port 18883 --https-port 8443 --demo";
+
+const INFO_EXAMPLES: &str = "\
+Examples:
+  fleethub info --data-dir /var/lib/fleethub
+  fleethub info --output json | jq -r .hubServiceConnectionString
+  FLEETHUB_DATA_DIR=/var/lib/fleethub fleethub info --output json";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  fleethub completions bash | sudo tee /etc/bash_completion.d/fleethub
+  fleethub completions zsh > ~/.zfunc/_fleethub    # with fpath+=(~/.zfunc) in ~/.zshrc
+  fleethub completions fish > ~/.config/fish/completions/fleethub.fish";
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the DPS + hub server.
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve {
         #[command(flatten)]
         args: ServeArgs,
@@ -130,6 +157,7 @@ enum Command {
         show_keys: bool,
     },
     /// Print how to reach a server (ID scope, endpoints, CA, service connection strings).
+    #[command(after_help = INFO_EXAMPLES)]
     Info {
         #[arg(long, env = "FLEETHUB_DATA_DIR", default_value = "./fleethub-data")]
         data_dir: PathBuf,
@@ -139,6 +167,12 @@ enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Manage DPS enrollments, enrollment groups and registration records (like `az iot dps`).
     Dps {
         #[command(flatten)]
@@ -437,5 +471,24 @@ async fn real_main() -> Result<()> {
             print!("{}", toml::to_string_pretty(&args.config()?)?);
             Ok(())
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "fleethub",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }
