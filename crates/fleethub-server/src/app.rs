@@ -2,6 +2,7 @@
 
 use crate::certs::{self, TlsFiles};
 use crate::config::Config;
+use crate::hostnames;
 use crate::identity;
 use crate::info::ServerInfo;
 use crate::listener::{Drain, Handler, SHUTDOWN_GRACE, Shutdown};
@@ -12,6 +13,7 @@ use fleethub_mqtt::{Gateway, GatewayConfig, websocket};
 use fleethub_services::{Dps, DpsConfig, Hub, HubConfig, ServiceAuth, Shared};
 use fleethub_store::{Store, sqlite::SqliteStore};
 use hyper_util::rt::TokioIo;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +31,23 @@ pub struct Server {
     pub gateway: Arc<Gateway>,
     pub router: axum::Router,
     pub cfg: Config,
+    /// Held while the server runs: a second server on this data directory refuses to start.
+    pub data_dir_lock: crate::data_dir::DataDirLock,
+    pub opts: StartOptions,
+    /// Whether this start changed the stored host names.
+    pub host_names: hostnames::Outcome,
+}
+
+/// What `fleethub serve` was asked to do besides serving.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// Provision a demo device through the server once it listens.
+    pub demo: bool,
+    /// Accept host names other than the stored ones (`--change-hostnames`).
+    pub change_hostnames: bool,
+    /// Print the service keys (and the demo device's key) at start even when stdout is not a
+    /// terminal (`--show-keys`); on a terminal they are always printed.
+    pub show_keys: bool,
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
@@ -44,11 +63,14 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// Opens (or initialises) the data directory and builds the services. No sockets yet.
-pub async fn build(cfg: Config) -> Result<Server> {
+pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
+    let data_dir_lock = crate::data_dir::lock(&cfg.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir.join("store.db"))?);
     let ident = identity::load_or_init(store.as_ref()).await?;
+    let (names, host_names) =
+        hostnames::load(store.as_ref(), &cfg.data_dir, &cfg, opts.change_hostnames).await?;
 
     let tls_files = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => TlsFiles {
@@ -56,11 +78,7 @@ pub async fn build(cfg: Config) -> Result<Server> {
             cert_chain: cert.clone(),
             key: key.clone(),
         },
-        _ => {
-            let mut names = vec![cfg.dps_hostname.clone(), cfg.hub_hostname.clone()];
-            names.extend(cfg.extra_sans.iter().cloned());
-            certs::ensure_dev_pki(&cfg.data_dir.join("certs"), &names)?
-        }
+        _ => certs::ensure_dev_pki(&cfg.data_dir.join("certs"), &names.certificate_names())?,
     };
     let tls = TlsAcceptor::from(crate::tls::server_config(
         &tls_files.cert_chain,
@@ -73,7 +91,7 @@ pub async fn build(cfg: Config) -> Result<Server> {
         &shared,
         DpsConfig {
             id_scope: ident.id_scope.clone(),
-            linked_hubs: vec![cfg.hub_hostname.clone()],
+            linked_hubs: vec![names.hub.clone()],
             token_skew_secs: cfg.token_skew_secs,
             retry_after_secs: cfg.dps_retry_after_secs,
         },
@@ -81,7 +99,7 @@ pub async fn build(cfg: Config) -> Result<Server> {
     let hub = Arc::new(Hub::new(
         &shared,
         HubConfig {
-            host: cfg.hub_hostname.clone(),
+            host: names.hub.clone(),
             token_skew_secs: cfg.token_skew_secs,
         },
         ident.hub_policies.clone(),
@@ -96,21 +114,21 @@ pub async fn build(cfg: Config) -> Result<Server> {
     }
     let dps_auth = Arc::new(ServiceAuth::new(
         "dps-service",
-        cfg.dps_hostname.clone(),
+        names.dps.clone(),
         ident.dps_policies,
         auth_log.clone(),
     ));
     let hub_auth = Arc::new(ServiceAuth::new(
         "hub-service",
-        cfg.hub_hostname.clone(),
+        names.hub.clone(),
         ident.hub_policies,
         auth_log.clone(),
     ));
 
     let info = ServerInfo {
         id_scope: ident.id_scope,
-        dps_host: cfg.dps_hostname.clone(),
-        hub_host: cfg.hub_hostname.clone(),
+        dps_host: names.dps.clone(),
+        hub_host: names.hub.clone(),
         ca_cert_path: tls_files
             .ca_cert
             .as_ref()
@@ -194,16 +212,31 @@ pub async fn build(cfg: Config) -> Result<Server> {
         gateway,
         router,
         cfg,
+        data_dir_lock,
+        opts,
+        host_names,
     })
 }
 
 /// Binds both listeners and serves until the process is stopped.
-pub async fn run(server: Server, demo: bool) -> Result<()> {
+pub async fn run(server: Server) -> Result<()> {
     let cfg = &server.cfg;
     let mqtt = bind(&cfg.bind, cfg.mqtt_port, "MQTT/TLS").await?;
     let https = bind(&cfg.bind, cfg.https_port, "HTTPS").await?;
     server.info.write(&cfg.data_dir)?;
-    println!("{}", server.info.banner());
+    // stdout of a service ends up in journald or a log file: keys only on a terminal or when asked.
+    let show_keys = server.opts.show_keys || std::io::stdout().is_terminal();
+    if show_keys {
+        println!("{}", server.info.banner());
+    } else {
+        println!("{}", server.info.banner_without_keys(&cfg.data_dir));
+    }
+    if let hostnames::Outcome::Changed(changes) = &server.host_names {
+        println!(
+            "host names changed on request: {}\n  devices must resolve, trust and use the new names\n",
+            changes.join(", ")
+        );
+    }
     let limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
     let drain = Drain::new();
     tokio::spawn(retention_task(
@@ -238,14 +271,14 @@ pub async fn run(server: Server, demo: bool) -> Result<()> {
             )
             .run(),
     );
-    if demo {
+    if server.opts.demo {
         let (dps, info, dir) = (
             server.dps.clone(),
             server.info.clone(),
             cfg.data_dir.clone(),
         );
         tokio::spawn(async move {
-            if let Err(e) = crate::demo::run(&dps, &info, &dir).await {
+            if let Err(e) = crate::demo::run(&dps, &info, &dir, show_keys).await {
                 eprintln!("demo failed: {e:#}");
             }
         });

@@ -15,6 +15,10 @@ const CA_DAYS: u64 = 3650;
 const SERVER_DAYS: u64 = 825;
 const RENEW_BEFORE_DAYS: u64 = 30;
 
+/// Names every generated server certificate carries besides the configured ones.
+pub const ALWAYS_IN_CERTIFICATE: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+const META_FILE: &str = "server.meta.json";
+
 /// Paths of the PEM files the listeners use.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -74,6 +78,13 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The names the development server certificate under `dir` was issued for, if there is one.
+pub fn issued_names(dir: &Path) -> Option<Vec<String>> {
+    let meta: ServerMeta =
+        serde_json::from_slice(&std::fs::read(dir.join(META_FILE)).ok()?).ok()?;
+    Some(meta.sans)
+}
+
 /// Makes sure the development CA and a server certificate for `names` exist under `dir`.
 pub fn ensure_dev_pki(dir: &Path, names: &[String]) -> Result<TlsFiles> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -81,7 +92,7 @@ pub fn ensure_dev_pki(dir: &Path, names: &[String]) -> Result<TlsFiles> {
     let ca_key_path = dir.join("ca.key");
     let server_path = dir.join("server.pem");
     let server_key_path = dir.join("server.key");
-    let meta_path = dir.join("server.meta.json");
+    let meta_path = dir.join(META_FILE);
 
     let ca_key = if ca_key_path.exists() && ca_cert_path.exists() {
         let pem = std::fs::read_to_string(&ca_key_path)?;
@@ -99,7 +110,7 @@ pub fn ensure_dev_pki(dir: &Path, names: &[String]) -> Result<TlsFiles> {
     let issuer = ca_params()?.self_signed(&ca_key)?;
 
     let mut sans: Vec<String> = names.to_vec();
-    for n in ["localhost", "127.0.0.1", "::1"] {
+    for n in ALWAYS_IN_CERTIFICATE {
         sans.push(n.to_string());
     }
     sans.sort();

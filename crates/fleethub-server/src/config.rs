@@ -1,5 +1,6 @@
 //! Server configuration: defaults <- TOML file <- environment (`FLEETHUB_*`) <- flags.
 
+use crate::logging::LogFormat;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -17,11 +18,17 @@ pub struct Config {
     /// HTTPS + MQTT over WebSocket (the SDKs dial 443).
     pub https_port: u16,
     /// Host name devices use for DPS (certificate SAN, service connection string HostName).
-    pub dps_hostname: String,
+    /// Unset: the name stored in the data directory (first start: `localhost`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dps_hostname: Option<String>,
     /// Host name of the hub (assignment target, certificate SAN). The C SDK needs a dot in it.
-    pub hub_hostname: String,
+    /// Unset: the name stored in the data directory (first start: `localhost`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_hostname: Option<String>,
     /// Extra names/IPs for the generated server certificate.
-    pub extra_sans: Vec<String>,
+    /// Unset: the names stored in the data directory (first start: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra_sans: Option<Vec<String>>,
     /// User-supplied server certificate chain (PEM) and key; when unset a development CA
     /// in the data directory issues one.
     pub tls_cert: Option<PathBuf>,
@@ -36,6 +43,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info,fleethub_mqtt=debug`.
     pub log: String,
+    /// Log lines as `text` or `json` (one object per line).
+    pub log_format: LogFormat,
     /// How long the built-in endpoint keeps telemetry, hours (Azure: 1 day by default).
     pub telemetry_retention_hours: u64,
 }
@@ -47,9 +56,9 @@ impl Default for Config {
             bind: "0.0.0.0".into(),
             mqtt_port: 8883,
             https_port: 443,
-            dps_hostname: "localhost".into(),
-            hub_hostname: "localhost".into(),
-            extra_sans: Vec::new(),
+            dps_hostname: None,
+            hub_hostname: None,
+            extra_sans: None,
             tls_cert: None,
             tls_key: None,
             token_skew_secs: 30,
@@ -57,6 +66,7 @@ impl Default for Config {
             max_mqtt_packet_bytes: 256 * 1024 + 4096,
             max_connections: 18_000,
             log: "info".into(),
+            log_format: LogFormat::Text,
             telemetry_retention_hours: 24,
         }
     }
@@ -93,6 +103,7 @@ impl Config {
         env_set!("FLEETHUB_DPS_HOSTNAME", dps_hostname);
         env_set!("FLEETHUB_HUB_HOSTNAME", hub_hostname);
         env_set!("FLEETHUB_LOG", log);
+        env_set!("FLEETHUB_LOG_FORMAT", log_format, parse);
         if let Some(v) = get("FLEETHUB_TLS_CERT") {
             self.tls_cert = Some(v.into());
         }
@@ -107,6 +118,7 @@ impl Config {
             ("dps_hostname", &self.dps_hostname),
             ("hub_hostname", &self.hub_hostname),
         ] {
+            let Some(host) = host else { continue };
             if host.is_empty() || host.contains(['/', ':', ' ', ';']) {
                 bail!(
                     "{name} '{host}' is not a host name: give a name like hub.fleethub.local (no scheme, port or path)"
@@ -155,7 +167,7 @@ mod tests {
         c.apply_env(|k| (k == "FLEETHUB_HTTPS_PORT").then(|| "8443".to_string()))
             .unwrap();
         assert_eq!((c.mqtt_port, c.https_port), (18883, 8443));
-        assert_eq!(c.hub_hostname, "hub.fleethub.local");
+        assert_eq!(c.hub_hostname.as_deref(), Some("hub.fleethub.local"));
         c.validate().unwrap();
         assert!(
             c.apply_env(|k| (k == "FLEETHUB_MQTT_PORT").then(|| "x".to_string()))
@@ -164,9 +176,31 @@ mod tests {
     }
 
     #[test]
+    fn log_format_from_file_env_and_its_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "log_format = \"json\"\n").unwrap();
+        let mut c = Config::from_file(&p).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        c.apply_env(|k| (k == "FLEETHUB_LOG_FORMAT").then(|| "text".to_string()))
+            .unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
+        let e = c
+            .apply_env(|k| (k == "FLEETHUB_LOG_FORMAT").then(|| "yaml".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("FLEETHUB_LOG_FORMAT") && e.contains("text or json"),
+            "{e}"
+        );
+        std::fs::write(&p, "log_format = \"xml\"\n").unwrap();
+        assert!(Config::from_file(&p).is_err());
+    }
+
+    #[test]
     fn bad_hostname() {
         let c = Config {
-            hub_hostname: "https://hub".into(),
+            hub_hostname: Some("https://hub".into()),
             ..Default::default()
         };
         assert!(

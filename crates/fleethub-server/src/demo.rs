@@ -10,7 +10,13 @@ use std::time::Duration;
 
 pub const DEMO_REGISTRATION_ID: &str = "demo-device";
 
-pub async fn run(dps: &Dps, info: &ServerInfo, data_dir: &std::path::Path) -> Result<()> {
+/// Prints the demo device's connection string; its key only when `show_keys`.
+pub async fn run(
+    dps: &Dps,
+    info: &ServerInfo,
+    data_dir: &std::path::Path,
+    show_keys: bool,
+) -> Result<()> {
     let enrollment = match dps.get_enrollment(DEMO_REGISTRATION_ID).await {
         Ok(e) => e,
         Err(_) => dps
@@ -53,6 +59,11 @@ pub async fn run(dps: &Dps, info: &ServerInfo, data_dir: &std::path::Path) -> Re
         .register()
         .await
         .context("provisioning the demo device")?;
+    let shown_key = if show_keys {
+        key.as_str()
+    } else {
+        "<not shown: `fleethub dps enrollment show --registration-id demo-device` has it>"
+    };
     println!(
         "demo device provisioned over MQTT: registration '{}' -> device '{}' on hub '{}' ({}, {})\n\
          \x20 device connection string: HostName={};DeviceId={};SharedAccessKey={}\n\
@@ -64,7 +75,7 @@ pub async fn run(dps: &Dps, info: &ServerInfo, data_dir: &std::path::Path) -> Re
         r.substatus.as_deref().unwrap_or("-"),
         r.assigned_hub,
         r.device_id,
-        key,
+        shown_key,
         DEMO_REGISTRATION_ID,
         data_dir.display(),
     );

@@ -37,8 +37,32 @@ impl ServerInfo {
             .with_context(|| format!("{} is not valid server info", p.display()))
     }
 
-    /// The human-readable banner `fleethub serve` prints at start.
+    /// The human-readable summary `fleethub info` prints, service keys included.
     pub fn banner(&self) -> String {
+        self.render(
+            &self.dps_service_connection_string,
+            &self.hub_service_connection_string,
+        )
+    }
+
+    /// The banner with the service keys left out (what `fleethub serve` prints when its output
+    /// may end up in a log): the connection strings without `SharedAccessKey`, and where to find
+    /// them.
+    pub fn banner_without_keys(&self, data_dir: &Path) -> String {
+        let dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        format!(
+            "{}\x20 service keys        not printed: `fleethub info --data-dir {}` shows them, \
+             as does {} (owner-only); `serve --show-keys` prints them here\n",
+            self.render(
+                &without_key(&self.dps_service_connection_string),
+                &without_key(&self.hub_service_connection_string),
+            ),
+            dir.display(),
+            dir.join(INFO_FILE).display(),
+        )
+    }
+
+    fn render(&self, dps_service: &str, hub_service: &str) -> String {
         format!(
             "fleethub is ready\n\
              \x20 ID scope            {}\n\
@@ -55,8 +79,60 @@ impl ServerInfo {
             self.mqtt_port,
             self.https_port,
             self.ca_cert_path,
-            self.dps_service_connection_string,
-            self.hub_service_connection_string,
+            dps_service,
+            hub_service,
         )
+    }
+}
+
+/// A connection string with its `SharedAccessKey` value replaced.
+fn without_key(connection_string: &str) -> String {
+    connection_string
+        .split(';')
+        .map(|part| match part.split_once('=') {
+            Some(("SharedAccessKey", _)) => "SharedAccessKey=<not shown>",
+            _ => part,
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ServerInfo {
+        ServerInfo {
+            id_scope: "0ne00000001".into(),
+            dps_host: "dps.x".into(),
+            hub_host: "hub.x".into(),
+            ca_cert_path: "/d/certs/ca.pem".into(),
+            mqtt_port: 8883,
+            https_port: 443,
+            dps_service_connection_string:
+                "HostName=dps.x;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=c2VjcmV0MQ=="
+                    .into(),
+            hub_service_connection_string:
+                "HostName=hub.x;SharedAccessKeyName=iothubowner;SharedAccessKey=c2VjcmV0Mg==".into(),
+        }
+    }
+
+    #[test]
+    fn banner_without_keys_says_where_they_are() {
+        let b = info().banner_without_keys(Path::new("/var/lib/fleethub"));
+        assert!(!b.contains("c2VjcmV0"), "{b}");
+        assert!(
+            b.contains(
+                "HostName=hub.x;SharedAccessKeyName=iothubowner;SharedAccessKey=<not shown>"
+            ),
+            "{b}"
+        );
+        assert!(
+            b.contains("fleethub info --data-dir /var/lib/fleethub")
+                && b.contains("/var/lib/fleethub/server-info.json"),
+            "{b}"
+        );
+        let full = info().banner();
+        assert!(full.contains("SharedAccessKey=c2VjcmV0Mg=="), "{full}");
     }
 }

@@ -4,8 +4,11 @@
 pub mod app;
 pub mod certs;
 pub mod config;
+pub mod data_dir;
 pub mod demo;
+pub mod hostnames;
 pub mod identity;
 pub mod info;
 pub mod listener;
+pub mod logging;
 pub mod tls;

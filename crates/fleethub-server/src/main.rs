@@ -1,7 +1,8 @@
 //! `fleethub`: the DPS + IoT hub server and its admin commands.
 
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use fleethub_server::logging::{self, LogFormat};
 use fleethub_server::{app, config::Config, info::ServerInfo};
 use std::path::PathBuf;
 
@@ -42,13 +43,14 @@ struct ServeArgs {
     /// HTTPS + MQTT/WebSocket port (default 443).
     #[arg(long)]
     https_port: Option<u16>,
-    /// DPS host name (default localhost).
+    /// DPS host name (default: the one stored in the data directory; first start: localhost).
     #[arg(long)]
     dps_hostname: Option<String>,
-    /// Hub host name (default localhost; the C SDK needs a dotted name).
+    /// Hub host name (default: the one stored in the data directory; first start: localhost;
+    /// the C SDK needs a dotted name).
     #[arg(long)]
     hub_hostname: Option<String>,
-    /// Extra certificate SANs (repeatable).
+    /// Extra certificate SANs (repeatable; default: the ones stored in the data directory).
     #[arg(long = "san")]
     extra_sans: Vec<String>,
     /// Server certificate chain (PEM); with --tls-key replaces the development CA.
@@ -60,6 +62,9 @@ struct ServeArgs {
     /// Log filter, e.g. info or debug,fleethub_mqtt=trace.
     #[arg(long)]
     log: Option<String>,
+    /// Log lines as text (default) or json (one object per line).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 impl ServeArgs {
@@ -80,32 +85,79 @@ impl ServeArgs {
         set!(bind);
         set!(mqtt_port);
         set!(https_port);
-        set!(dps_hostname);
-        set!(hub_hostname);
         set!(log);
+        set!(log_format);
+        if self.dps_hostname.is_some() {
+            cfg.dps_hostname = self.dps_hostname.clone();
+        }
+        if self.hub_hostname.is_some() {
+            cfg.hub_hostname = self.hub_hostname.clone();
+        }
         if self.tls_cert.is_some() {
             cfg.tls_cert = self.tls_cert.clone();
         }
         if self.tls_key.is_some() {
             cfg.tls_key = self.tls_key.clone();
         }
-        cfg.extra_sans.extend(self.extra_sans.iter().cloned());
+        if !self.extra_sans.is_empty() {
+            cfg.extra_sans
+                .get_or_insert_default()
+                .extend(self.extra_sans.iter().cloned());
+        }
         cfg.validate()?;
         Ok(cfg)
     }
 }
 
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  First start: the host names devices will use (kept in the data directory):
+    fleethub serve --data-dir /var/lib/fleethub \\
+        --dps-hostname dps.example.com --hub-hostname hub.example.com
+  Later starts: the same names, CA, ID scope and service keys:
+    fleethub serve --data-dir /var/lib/fleethub
+  Move to another hub host name (re-issues the server certificate):
+    fleethub serve --data-dir /var/lib/fleethub --hub-hostname hub2.example.com --change-hostnames
+  Settings from a file (docs/configuration.md), JSON log lines:
+    fleethub serve --config /etc/fleethub/fleethub.toml --log-format json
+  Try it without root: other ports, and a demo device provisioned at start:
+    fleethub serve --mqtt-port 18883 --https-port 8443 --demo";
+
+const INFO_EXAMPLES: &str = "\
+Examples:
+  fleethub info --data-dir /var/lib/fleethub
+  fleethub info --output json | jq -r .hubServiceConnectionString
+  FLEETHUB_DATA_DIR=/var/lib/fleethub fleethub info --output json";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  fleethub completions bash | sudo tee /etc/bash_completion.d/fleethub
+  fleethub completions zsh > ~/.zfunc/_fleethub    # with fpath+=(~/.zfunc) in ~/.zshrc
+  fleethub completions fish > ~/.config/fish/completions/fleethub.fish";
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the DPS + hub server.
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve {
         #[command(flatten)]
         args: ServeArgs,
         /// Create a demo enrollment and provision a demo device through the server at start.
         #[arg(long)]
         demo: bool,
+        /// Accept host names (--dps-hostname, --hub-hostname, --san) other than the ones stored
+        /// in the data directory: they replace the stored ones and the server certificate is
+        /// re-issued. Devices must then use the new names.
+        #[arg(long)]
+        change_hostnames: bool,
+        /// Print the service keys in the start-up banner even when stdout is not a terminal
+        /// (by default they are printed on a terminal only: a service's stdout ends up in
+        /// journald or log files; `fleethub info` shows them).
+        #[arg(long)]
+        show_keys: bool,
     },
     /// Print how to reach a server (ID scope, endpoints, CA, service connection strings).
+    #[command(after_help = INFO_EXAMPLES)]
     Info {
         #[arg(long, env = "FLEETHUB_DATA_DIR", default_value = "./fleethub-data")]
         data_dir: PathBuf,
@@ -115,6 +167,12 @@ enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Manage DPS enrollments, enrollment groups and registration records (like `az iot dps`).
     Dps {
         #[command(flatten)]
@@ -255,15 +313,6 @@ enum ConfigCommand {
     },
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 #[tokio::main]
 async fn main() {
     if let Err(e) = real_main().await {
@@ -275,11 +324,21 @@ async fn main() {
 async fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { args, demo } => {
+        Command::Serve {
+            args,
+            demo,
+            change_hostnames,
+            show_keys,
+        } => {
             let cfg = args.config()?;
-            init_logging(&cfg.log);
-            let server = app::build(cfg).await?;
-            app::run(server, demo).await
+            logging::init(&cfg.log, cfg.log_format);
+            let opts = app::StartOptions {
+                demo,
+                change_hostnames,
+                show_keys,
+            };
+            let server = app::build(cfg, opts).await?;
+            app::run(server).await
         }
         Command::Info { data_dir, output } => {
             let info = ServerInfo::read(&data_dir)?;
@@ -412,5 +471,24 @@ async fn real_main() -> Result<()> {
             print!("{}", toml::to_string_pretty(&args.config()?)?);
             Ok(())
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "fleethub",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -5,7 +5,7 @@
 use fleethub_server::info::ServerInfo;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 pub struct ServerProcess {
@@ -17,7 +17,7 @@ pub struct ServerProcess {
     _tmp: Option<tempfile::TempDir>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -39,18 +39,33 @@ impl ServerProcess {
     }
 
     pub fn start_in(data_dir: &Path, mqtt_port: u16, https_port: u16) -> ServerProcess {
-        let _ = std::fs::remove_file(data_dir.join("server-info.json"));
-        let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
-        let child = Command::new(bin())
-            .args([
-                "serve",
-                "--bind",
-                "127.0.0.1",
+        Self::start_with(
+            data_dir,
+            mqtt_port,
+            https_port,
+            &[
                 "--hub-hostname",
                 "hub.fleethub.test",
                 "--dps-hostname",
                 "localhost",
-            ])
+            ],
+        )
+    }
+
+    /// Starts `fleethub serve --bind 127.0.0.1 ARGS` on the given data directory and ports; its
+    /// stderr goes to [`ServerProcess::log`], its stdout to [`ServerProcess::stdout`].
+    pub fn start_with(
+        data_dir: &Path,
+        mqtt_port: u16,
+        https_port: u16,
+        args: &[&str],
+    ) -> ServerProcess {
+        let _ = std::fs::remove_file(data_dir.join("server-info.json"));
+        let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
+        let out = std::fs::File::create(data_dir.with_extension("out")).unwrap();
+        let mut child = Command::new(bin())
+            .args(["serve", "--bind", "127.0.0.1"])
+            .args(args)
             .arg("--data-dir")
             .arg(data_dir)
             .args([
@@ -60,7 +75,7 @@ impl ServerProcess {
                 &https_port.to_string(),
             ])
             .env("FLEETHUB_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(log)
             .spawn()
             .expect("start fleethub");
@@ -71,6 +86,12 @@ impl ServerProcess {
                 && std::net::TcpStream::connect(("127.0.0.1", https_port)).is_ok()
             {
                 break info;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "server exited during start-up ({status}); log: {}",
+                    Self::log_of(data_dir)
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -95,6 +116,11 @@ impl ServerProcess {
 
     pub fn log(&self) -> String {
         Self::log_of(&self.data_dir)
+    }
+
+    /// What the server printed to stdout (the start-up banner).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("out")).unwrap_or_default()
     }
 
     /// kill -9: no chance to flush anything.
