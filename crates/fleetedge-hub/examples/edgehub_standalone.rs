@@ -94,14 +94,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         state_dir,
         queue_max_bytes: 256 << 20,
-        default_ttl: Duration::from_secs(7200),
+        default_ttl: Duration::from_hours(2),
     };
     let edge = EdgeHub::start(opts, Arc::new(Keys(keys))).await?;
     println!("edge hub listening on {:?}", edge.local_addrs());
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {
                 println!("status: {:?}", edge.status());
             }
         }

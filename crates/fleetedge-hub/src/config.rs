@@ -54,8 +54,7 @@ impl EdgeHubConfig {
         let major = parts.next().and_then(|m| m.parse::<u32>().ok());
         let minor = parts
             .next()
-            .map(|m| m.parse::<u32>().ok())
-            .unwrap_or(Some(0));
+            .map_or(Some(0), |m| m.parse::<u32>().ok());
         let (Some(1), Some(minor)) = (major, minor) else {
             return bad(format!(
                 "unsupported schemaVersion '{schema_version}' (supported: 1.0 to 1.3)"
@@ -164,7 +163,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(c.route_names(), vec!["ab", "up"]);
-        assert_eq!(c.ttl, Some(Duration::from_secs(7200)));
+        assert_eq!(c.ttl, Some(Duration::from_hours(2)));
     }
 
     #[test]
@@ -175,7 +174,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(c.routes[0].priority, 2);
-        assert_eq!(c.routes[0].ttl, Some(Duration::from_secs(60)));
+        assert_eq!(c.routes[0].ttl, Some(Duration::from_mins(1)));
         assert_eq!(c.ttl, None);
     }
 

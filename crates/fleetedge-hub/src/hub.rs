@@ -30,7 +30,7 @@ pub(crate) fn module_endpoint(module: &str) -> String {
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Presence of one module, for `clients` in the reported properties.
@@ -208,12 +208,12 @@ impl Hub {
     pub(crate) fn config(&self) -> Arc<EdgeHubConfig> {
         self.config
             .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
     pub(crate) fn set_config(&self, c: EdgeHubConfig) {
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(c);
+        *self.config.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(c);
     }
 
     pub(crate) fn set_error(&self, e: impl Into<String>) {

@@ -150,7 +150,7 @@ fn parse_source(s: &str) -> Result<Source, RouteError> {
     let hint = "expected /messages/*, /messages/modules/*, /messages/modules/{m}/* or \
                 /messages/modules/{m}/outputs/{o|*}";
     match parts.as_slice() {
-        ["", "*"] | ["", "messages"] | ["", "messages", "*"] => Ok(Source::All),
+        ["", "*" | "messages"] | ["", "messages", "*"] => Ok(Source::All),
         ["", "messages", "modules", "*"] => Ok(Source::AllModules),
         ["", "messages", "modules", m] | ["", "messages", "modules", m, "*"] => {
             Ok(Source::Module {

@@ -304,7 +304,7 @@ impl Session {
                 },
                 _ = close_rx.wait_for(|c| *c) => return Ok("replaced by a newer connection of the module, or shutdown"),
                 reason = fatal_rx.recv() => return Err(SessionError::Protocol(reason.unwrap_or_default())),
-                _ = &mut token_expired => return Ok("its SAS token expired"),
+                () = &mut token_expired => return Ok("its SAS token expired"),
             };
             let Some(packet) = packet else {
                 return Ok("connection closed by the module");
@@ -320,22 +320,19 @@ impl Session {
                     let mut codes = Vec::with_capacity(s.filters.len());
                     let mut started = Vec::new();
                     for (filter, qos) in &s.filters {
-                        match classify_filter(filter, &self.device, &self.module) {
-                            Some(kind) => {
-                                codes.push(if *qos == QoS::AtMostOnce {
-                                    SubscribeReturnCode::Success(QoS::AtMostOnce)
-                                } else {
-                                    SubscribeReturnCode::Success(QoS::AtLeastOnce)
-                                });
-                                started.push(SubKey::from(kind));
-                            }
-                            None => {
-                                tracing::info!(
-                                    module = self.module,
-                                    "edge hub: refused subscription to '{filter}'"
-                                );
-                                codes.push(SubscribeReturnCode::Failure);
-                            }
+                        if let Some(kind) = classify_filter(filter, &self.device, &self.module) {
+                            codes.push(if *qos == QoS::AtMostOnce {
+                                SubscribeReturnCode::Success(QoS::AtMostOnce)
+                            } else {
+                                SubscribeReturnCode::Success(QoS::AtLeastOnce)
+                            });
+                            started.push(SubKey::from(kind));
+                        } else {
+                            tracing::info!(
+                                module = self.module,
+                                "edge hub: refused subscription to '{filter}'"
+                            );
+                            codes.push(SubscribeReturnCode::Failure);
                         }
                     }
                     // Desired patches and methods are subscribed upstream before the SUBACK,

@@ -15,7 +15,7 @@ use crate::upstream::{Backoff, pause};
 /// The edge hub's own module identity.
 pub const EDGE_HUB_MODULE: &str = "$edgeHub";
 /// Full twin re-read besides patches (Azure's `ConfigRefreshFrequencySecs` default).
-const CONFIG_REFRESH: Duration = Duration::from_secs(3600);
+const CONFIG_REFRESH: Duration = Duration::from_hours(1);
 /// Schema version this edge hub reports.
 pub const REPORTED_SCHEMA_VERSION: &str = "1.1";
 
@@ -163,10 +163,10 @@ pub(crate) async fn run(hub: Arc<Hub>) {
                         }
                     }
                 }
-                _ = hub.clients_changed.notified() => {
+                () = hub.clients_changed.notified() => {
                     report(&client, clients_patch(&hub)).await;
                 }
-                _ = hub.stopped() => return,
+                () = hub.stopped() => return,
             }
         }
     }

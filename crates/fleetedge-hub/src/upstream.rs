@@ -182,8 +182,8 @@ impl Upstream {
 /// Waits `d`, or less when the hub shuts down; `false` on shutdown.
 pub(crate) async fn pause(hub: &Hub, d: Duration) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(d) => !hub.is_shutting_down(),
-        _ = hub.stopped() => false,
+        () = tokio::time::sleep(d) => !hub.is_shutting_down(),
+        () = hub.stopped() => false,
     }
 }
 
@@ -211,8 +211,8 @@ pub(crate) async fn forward(hub: Arc<Hub>, module: String) {
         if rows.is_empty() {
             tokio::select! {
                 _ = changes.changed() => {}
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                _ = hub.stopped() => return,
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                () = hub.stopped() => return,
             }
             continue;
         }

@@ -136,7 +136,7 @@ async fn events_from_a(service: &Service) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_hub_routes_forwards_and_survives_outages() {
     let mut server = Server::start();
-    let result = tokio::time::timeout(Duration::from_secs(240), scenario(&mut server)).await;
+    let result = tokio::time::timeout(Duration::from_mins(4), scenario(&mut server)).await;
     if result.is_err() {
         eprintln!("server log:\n{}", server.log());
         panic!("scenario timed out");
@@ -435,7 +435,7 @@ async fn scenario(server: &mut Server) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn module_twin_methods_and_refusals_through_the_edge_hub() {
     let server = Server::start();
-    let result = tokio::time::timeout(Duration::from_secs(120), twin_scenario(&server)).await;
+    let result = tokio::time::timeout(Duration::from_mins(2), twin_scenario(&server)).await;
     if result.is_err() {
         eprintln!("server log:\n{}", server.log());
         panic!("scenario timed out");
@@ -715,7 +715,7 @@ async fn full_queue_refuses_without_acknowledging() {
         },
         state_dir: state.path().to_path_buf(),
         queue_max_bytes: 8 * 1024,
-        default_ttl: Duration::from_secs(3600),
+        default_ttl: Duration::from_hours(1),
     };
     let edge = start_edge(opts, keys.clone()).await;
     let addr = edge.local_addrs()[0];

@@ -56,7 +56,7 @@ fn ca_params(device_id: &str) -> Result<CertificateParams, rcgen::Error> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    p.not_before = (SystemTime::now() - Duration::from_secs(86400)).into();
+    p.not_before = (SystemTime::now() - Duration::from_hours(24)).into();
     p.not_after = (SystemTime::now() + Duration::from_secs(CA_DAYS * 86400)).into();
     Ok(p)
 }
@@ -126,7 +126,7 @@ fn issue_server(ca: &StoredCa, hostname: &str) -> Result<(String, KeyPair), Cert
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyAgreement,
     ];
-    p.not_before = (SystemTime::now() - Duration::from_secs(3600)).into();
+    p.not_before = (SystemTime::now() - Duration::from_hours(1)).into();
     p.not_after = (SystemTime::now() + Duration::from_secs(SERVER_DAYS * 86400)).into();
     let cert = p.signed_by(&key, &ca.issuer, &ca.key)?;
     Ok((cert.pem(), key))

@@ -37,7 +37,7 @@ enum Next {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -91,7 +91,7 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
                     config = c;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "reload failed; keeping the previous configuration")
+                    tracing::error!(error = %e, "reload failed; keeping the previous configuration");
                 }
             },
         }
@@ -377,7 +377,7 @@ fn edge_hub_json(h: Option<&fleetedge_hub::EdgeHubHandle>, s: &SystemModule) -> 
         v["listen"] = h
             .local_addrs()
             .iter()
-            .map(|a| a.to_string())
+            .map(std::string::ToString::to_string)
             .collect::<Vec<_>>()
             .into();
     }

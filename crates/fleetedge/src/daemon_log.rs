@@ -28,7 +28,7 @@ static AGENT_LOG: Mutex<Option<LogFile>> = Mutex::new(None);
 static HUB_LOG: Mutex<Option<LogFile>> = Mutex::new(None);
 
 fn lock(m: &'static Mutex<Option<LogFile>>) -> std::sync::MutexGuard<'static, Option<LogFile>> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Starts writing the daemon's lines to the state directory's log files.

@@ -100,7 +100,7 @@ impl IdentityStore {
     pub fn get(&self, module_id: &str) -> Option<ModuleIdentity> {
         self.cache
             .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(module_id)
             .cloned()
     }
@@ -110,7 +110,7 @@ impl IdentityStore {
         let mut ids: Vec<String> = self
             .cache
             .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .keys()
             .cloned()
             .collect();
@@ -123,7 +123,7 @@ impl IdentityStore {
         write_private(&self.file(&m.module_id), &text).map_err(IdentityError::Cache)?;
         self.cache
             .write()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(m.module_id.clone(), m.clone());
         Ok(())
     }
@@ -182,12 +182,12 @@ impl IdentityStore {
             Ok(()) => {}
             Err(e) if e.is_unauthorized() => return Err(IdentityError::Unauthorized(e)),
             Err(e) => {
-                tracing::warn!(module_id, error = %e, "cannot delete the module identity in the hub")
+                tracing::warn!(module_id, error = %e, "cannot delete the module identity in the hub");
             }
         }
         self.cache
             .write()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(module_id);
         let _ = std::fs::remove_file(self.file(module_id));
         Ok(())

@@ -105,7 +105,7 @@ pub fn needs_dps(
 
 /// Back-off between DPS attempts: 1 s doubling to 60 s.
 pub fn retry_delay(attempt: u32) -> Duration {
-    Duration::from_secs(1u64 << attempt.min(6)).min(Duration::from_secs(60))
+    Duration::from_secs(1u64 << attempt.min(6)).min(Duration::from_mins(1))
 }
 
 /// Provisions (or loads the cached identity). `forced`: the hub rejected the identity.
@@ -188,7 +188,7 @@ pub async fn provision(
                 .symmetric_key(&key)
                 .transport(Transport::Https)
                 .tls_config(tls)
-                .timeout(Duration::from_secs(60));
+                .timeout(Duration::from_mins(1));
             if let Some(p) = payload {
                 let text = std::fs::read(p).map_err(|e| {
                     ProvisionError::Settings(format!("payload {}: {e}", p.display()))
@@ -256,7 +256,7 @@ pub async fn provision(
                         tracing::warn!(error = %e, retry_in = ?delay, "DPS provisioning failed");
                         attempt += 1;
                         tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
+                            () = tokio::time::sleep(delay) => {}
                             _ = cancel.changed() => return Err(ProvisionError::Cancelled),
                         }
                     }
@@ -323,6 +323,6 @@ mod tests {
     fn back_off_is_bounded() {
         assert_eq!(retry_delay(0), Duration::from_secs(1));
         assert_eq!(retry_delay(3), Duration::from_secs(8));
-        assert_eq!(retry_delay(30), Duration::from_secs(60));
+        assert_eq!(retry_delay(30), Duration::from_mins(1));
     }
 }

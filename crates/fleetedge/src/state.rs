@@ -168,7 +168,7 @@ mod tests {
         }
         let unit = include_str!("../../../packaging/systemd/fleetedge.service");
         assert!(
-            unit.contains(&format!("StateDirectoryMode={:04o}", ROOT_MODE)),
+            unit.contains(&format!("StateDirectoryMode={ROOT_MODE:04o}")),
             "the unit's StateDirectoryMode must match"
         );
         let f = s.device_key_file();

@@ -11,17 +11,14 @@ use fleetedge::identity::ModuleIdentity;
 use fleetedge::workload::sockets::WorkloadSockets;
 
 fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("FLEETHUB_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/main/.ci-work/venv/bin/python"));
+    let p = std::env::var_os("FLEETHUB_PYTHON").map_or_else(|| PathBuf::from("/work/main/.ci-work/venv/bin/python"), PathBuf::from);
     let ok = Command::new(&p)
         .args([
             "-c",
             "import azure.iot.device.iothub.edge_hsm, requests_unixsocket",
         ])
         .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+        .is_ok_and(|s| s.success());
     ok.then_some(p)
 }
 

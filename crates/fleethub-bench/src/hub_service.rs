@@ -18,7 +18,7 @@ pub const HUB_API_VERSION: &str = fleethub_service_client::HUB_API_VERSION;
 pub const BULK_ITEMS: usize = BULK_MAX_ITEMS;
 /// Bulk requests in flight at once (the store groups their commits).
 const LANES: usize = 4;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const REQUEST_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// Outcome of a bulk operation over many devices.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -82,7 +82,7 @@ impl HubService {
                 );
                 let mut out = BulkOutcome::default();
                 loop {
-                    let Some(chunk) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() else {
+                    let Some(chunk) = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next() else {
                         break;
                     };
                     let n = chunk.len();

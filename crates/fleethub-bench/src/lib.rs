@@ -47,7 +47,7 @@ pub use telemetry::{
 };
 
 /// Bound on one registration (TCP connect to assigned), as the SDK's default.
-pub const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
+pub const REGISTRATION_TIMEOUT: Duration = Duration::from_mins(1);
 /// Bound on one bare TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on closing a handshake-only connection (not part of the measured latency).

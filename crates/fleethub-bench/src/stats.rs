@@ -35,7 +35,7 @@ fn bucket_of(us: u64) -> usize {
     if us < LINEAR {
         return us as usize;
     }
-    let exp = 63 - us.leading_zeros(); // >= 7
+    let exp = us.ilog2(); // >= 7
     let sub = (us >> (exp - SUB_BITS)) & ((1 << SUB_BITS) - 1);
     (LINEAR + u64::from(exp - 7) * (1 << SUB_BITS) + sub) as usize
 }

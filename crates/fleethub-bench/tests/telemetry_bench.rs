@@ -249,7 +249,7 @@ fn options(pki: &Pki, target: Target, port: u16, https_port: u16) -> TelemetryBe
         rate: None,
         inflight: 2,
         payload_bytes: 64,
-        duration: Duration::from_millis(1000),
+        duration: Duration::from_secs(1),
         warmup: Duration::from_millis(200),
         processes: 2,
         connect_concurrency: 2,

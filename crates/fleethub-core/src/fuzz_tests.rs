@@ -198,7 +198,7 @@ fn mutated_valid_tokens_never_panic() {
     let mut verified = 0;
     for _ in 0..400 {
         let mut chars: Vec<char> = valid.chars().collect();
-        for _ in 0..1 + rng.below(3) {
+        for _ in 0..=rng.below(3) {
             let i = rng.below(chars.len());
             match rng.below(3) {
                 0 => {

@@ -106,7 +106,7 @@ async fn run() -> Result<(), String> {
                     m.properties
                 );
             }
-            _ = &mut stop => break,
+            () = &mut stop => break,
         }
     }
     methods.abort();

@@ -32,7 +32,7 @@ use crate::tls::{ClientTlsConfig, TlsError};
 /// The api-version aziot-identityd sends.
 pub const MODULE_API_VERSION: &str = "2017-11-08-preview";
 /// Lifetime of the device SAS token signed per request.
-pub const TOKEN_TTL: Duration = Duration::from_secs(300);
+pub const TOKEN_TTL: Duration = Duration::from_mins(5);
 
 /// Errors of [`ModuleIdentityClient`].
 #[derive(Debug, thiserror::Error)]
@@ -188,9 +188,7 @@ impl ModuleIdentityClient {
         let message = body
             .as_ref()
             .and_then(|v| v.get("Message").or_else(|| v.get("message")))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| resp.text().chars().take(200).collect());
+            .and_then(|v| v.as_str()).map_or_else(|| resp.text().chars().take(200).collect(), str::to_string);
         Err(ModuleIdentityError::Service {
             status: resp.status.as_u16(),
             what,

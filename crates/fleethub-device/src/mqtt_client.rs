@@ -79,7 +79,7 @@ impl MqttOptions {
             username: None,
             password: None,
             clean_session: true,
-            keep_alive: Duration::from_secs(60),
+            keep_alive: Duration::from_mins(1),
             connack_timeout: DEFAULT_CONNACK_TIMEOUT,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             incoming_capacity: 256,
@@ -205,7 +205,7 @@ impl MqttIncoming {
     pub fn close_reason(&self) -> Option<String> {
         self.close_reason
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 }
@@ -275,7 +275,7 @@ impl MqttClient {
                 }
             };
             // Record why before pending callers and the incoming receiver see the end.
-            *reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+            *reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(text);
             drop(cmd_rx);
             drop(conn);
         });
@@ -307,7 +307,7 @@ impl MqttClient {
         let reason = self
             .close_reason
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         MqttError::ConnectionLost(reason.unwrap_or_else(|| "connection closed".into()))
     }
@@ -415,7 +415,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                 },
                 Some(pkid) = self.acks.recv() => self.write(&Packet::PubAck(pkid)).await?,
-                _ = tokio::time::sleep_until(deadline), if !self.keep_alive.is_zero() => {
+                () = tokio::time::sleep_until(deadline), if !self.keep_alive.is_zero() => {
                     if self.ping_sent.is_some() {
                         return Err(MqttError::KeepAliveTimeout(self.keep_alive));
                     }
@@ -460,7 +460,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 match publish.qos {
                     QoS::AtMostOnce => {}
                     QoS::AtLeastOnce if !self.manual_acks => {
-                        self.write(&Packet::PubAck(publish.pkid)).await?
+                        self.write(&Packet::PubAck(publish.pkid)).await?;
                     }
                     QoS::AtLeastOnce => {}
                     QoS::ExactlyOnce => self.write(&Packet::PubRec(publish.pkid)).await?,

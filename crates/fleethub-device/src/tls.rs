@@ -236,8 +236,7 @@ impl ClientTlsConfig {
         let dial = self
             .overrides
             .get(&host.to_ascii_lowercase())
-            .map(String::as_str)
-            .unwrap_or(host);
+            .map_or(host, String::as_str);
         connect(self, dial, port, host).await
     }
 }

@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(ms[1].body, b"plain");
         assert_eq!(ms[1].properties["b"], "2");
         assert!(batch_messages(br#"[{"body":"***"}]"#).is_err());
-        assert!(batch_messages(br#"{}"#).is_err());
+        assert!(batch_messages(br"{}").is_err());
     }
 
     #[test]

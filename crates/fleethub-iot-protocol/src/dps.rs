@@ -296,6 +296,6 @@ mod tests {
         assert_eq!(retry_delay(None), Duration::from_secs(2));
         assert_eq!(retry_delay(Some(0)), Duration::from_secs(1));
         assert_eq!(retry_delay(Some(5)), Duration::from_secs(5));
-        assert_eq!(retry_delay(Some(3600)), Duration::from_secs(60));
+        assert_eq!(retry_delay(Some(3600)), Duration::from_mins(1));
     }
 }

@@ -88,12 +88,9 @@ fn decode_split(stream: &[u8], split: usize) -> Vec<Packet> {
         buf.extend_from_slice(piece);
         loop {
             let before = buf.clone();
-            match decode(&mut buf, 64 * 1024).expect("valid stream") {
-                Some(p) => out.push(p),
-                None => {
-                    assert_eq!(buf, before, "Ok(None) must leave the buffer untouched");
-                    break;
-                }
+            if let Some(p) = decode(&mut buf, 64 * 1024).expect("valid stream") { out.push(p) } else {
+                assert_eq!(buf, before, "Ok(None) must leave the buffer untouched");
+                break;
             }
         }
     }
@@ -140,7 +137,7 @@ fn byte_at_a_time() {
     }
     let mut buf = BytesMut::new();
     let mut got = Vec::new();
-    for &b in stream.iter() {
+    for &b in &stream {
         buf.extend_from_slice(&[b]);
         while let Some(p) = decode(&mut buf, 64 * 1024).unwrap() {
             got.push(p);

@@ -81,7 +81,7 @@ where
     match run(&gw, stream, &peer, transport).await {
         Ok(()) => tracing::debug!(peer, transport, "mqtt connection closed"),
         Err(ConnectionError::Io(e)) => {
-            tracing::debug!(peer, transport, "mqtt connection ended: {e}")
+            tracing::debug!(peer, transport, "mqtt connection ended: {e}");
         }
         Err(e) => tracing::info!(peer, transport, "mqtt connection closed: {e}"),
     }

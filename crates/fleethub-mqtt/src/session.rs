@@ -134,7 +134,7 @@ impl KeepAlive {
 /// `at + d`, saturating far in the future.
 pub(crate) fn later(at: Instant, d: Duration) -> Instant {
     at.checked_add(d)
-        .unwrap_or_else(|| at + Duration::from_secs(100 * 365 * 86_400))
+        .unwrap_or_else(|| at + Duration::from_hours(876000))
 }
 
 /// The QoS a server that speaks QoS 0 and 1 grants for a requested one.
@@ -154,7 +154,7 @@ mod tests {
     fn idle_limit_is_one_and_a_half_keep_alives_capped() {
         assert_eq!(idle_limit(60, 300), Duration::from_secs(90));
         assert_eq!(idle_limit(1, 300), Duration::from_secs(2), "rounded up");
-        assert_eq!(idle_limit(0, 300), Duration::from_secs(300));
+        assert_eq!(idle_limit(0, 300), Duration::from_mins(5));
         assert_eq!(idle_limit(u16::MAX, 300), Duration::from_secs(1767));
     }
 
@@ -163,7 +163,7 @@ mod tests {
         let t0 = Instant::now();
         let mut k = KeepAlive::new(Duration::from_secs(90), t0);
         assert_eq!(k.check(t0 + Duration::from_secs(89)), None);
-        k.packet_seen(t0 + Duration::from_secs(60));
+        k.packet_seen(t0 + Duration::from_mins(1));
         assert_eq!(k.deadline(), t0 + Duration::from_secs(150));
         assert_eq!(k.check(t0 + Duration::from_secs(149)), None);
         assert_eq!(

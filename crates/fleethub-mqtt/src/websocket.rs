@@ -60,7 +60,7 @@ pub async fn serve_websocket(gw: Arc<Gateway>, ws: WebSocket, peer: String) {
     tokio::pin!(work);
     tokio::select! {
         _ = &mut work => {}
-        _ = inbound => {
+        () = inbound => {
             if tokio::time::timeout(SESSION_DRAIN, &mut work).await.is_err() {
                 tracing::warn!("mqtt-ws: session did not end {SESSION_DRAIN:?} after the client left");
             }

@@ -304,7 +304,7 @@ const DEPLOYMENT_SWEEP_SECS: u64 = 60;
 
 /// Prunes the built-in telemetry endpoint every 10 minutes.
 async fn retention_task(hub: Arc<Hub>, retention: Duration) {
-    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    let mut tick = tokio::time::interval(Duration::from_mins(10));
     loop {
         tick.tick().await;
         match hub.apply_retention(retention).await {

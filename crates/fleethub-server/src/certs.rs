@@ -35,8 +35,7 @@ struct ServerMeta {
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn ca_params() -> Result<CertificateParams> {
@@ -51,7 +50,7 @@ fn ca_params() -> Result<CertificateParams> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    p.not_before = (SystemTime::now() - Duration::from_secs(86400)).into();
+    p.not_before = (SystemTime::now() - Duration::from_hours(24)).into();
     p.not_after = (SystemTime::now() + Duration::from_secs(CA_DAYS * 86400)).into();
     Ok(p)
 }
@@ -126,7 +125,7 @@ pub fn ensure_dev_pki(dir: &Path, names: &[String]) -> Result<TlsFiles> {
         let mut p = CertificateParams::new(Vec::<String>::new())?;
         p.distinguished_name.push(
             DnType::CommonName,
-            names.first().map(String::as_str).unwrap_or("localhost"),
+            names.first().map_or("localhost", String::as_str),
         );
         p.subject_alt_names = sans
             .iter()
@@ -141,7 +140,7 @@ pub fn ensure_dev_pki(dir: &Path, names: &[String]) -> Result<TlsFiles> {
             KeyUsagePurpose::KeyAgreement,
         ];
         let not_after = SystemTime::now() + Duration::from_secs(SERVER_DAYS * 86400);
-        p.not_before = (SystemTime::now() - Duration::from_secs(86400)).into();
+        p.not_before = (SystemTime::now() - Duration::from_hours(24)).into();
         p.not_after = not_after.into();
         let cert = p.signed_by(&key, &issuer, &ca_key)?;
         let ca_pem = std::fs::read_to_string(&ca_cert_path)?;

@@ -188,7 +188,7 @@ mod tests {
         Config {
             dps_hostname: dps.map(Into::into),
             hub_hostname: hub.map(Into::into),
-            extra_sans: sans.map(|s| s.iter().map(|n| n.to_string()).collect()),
+            extra_sans: sans.map(|s| s.iter().map(std::string::ToString::to_string).collect()),
             ..Default::default()
         }
     }

@@ -208,7 +208,7 @@ async fn device_client_against_the_real_server() {
         return;
     };
     let mut server = Server::start(bin);
-    let result = tokio::time::timeout(Duration::from_secs(120), scenario(&mut server)).await;
+    let result = tokio::time::timeout(Duration::from_mins(2), scenario(&mut server)).await;
     if !matches!(result, Ok(())) {
         eprintln!("server log:\n{}", server.log());
         panic!("scenario timed out");

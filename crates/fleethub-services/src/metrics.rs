@@ -87,8 +87,7 @@ impl Metrics {
         for (name, help, v) in counters {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
         for (name, help, v) in gauges {

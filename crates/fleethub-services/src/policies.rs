@@ -44,7 +44,7 @@ impl Policy {
 
 /// Default DPS policies: `provisioningserviceowner` (everything) and `enrollmentread`.
 pub fn default_dps_policies() -> Vec<Policy> {
-    use Right::*;
+    use Right::{ServiceConfig, EnrollmentRead, EnrollmentWrite, RegistrationStatusRead, RegistrationStatusWrite};
     vec![
         Policy::generate(
             "provisioningserviceowner",
@@ -62,7 +62,7 @@ pub fn default_dps_policies() -> Vec<Policy> {
 
 /// Default hub policies, as Azure creates them.
 pub fn default_hub_policies() -> Vec<Policy> {
-    use Right::*;
+    use Right::{RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect};
     vec![
         Policy::generate(
             "iothubowner",

@@ -314,7 +314,7 @@ pub fn edge_options(
         },
         state_dir: state_dir.to_path_buf(),
         queue_max_bytes: 64 << 20,
-        default_ttl: Duration::from_secs(3600),
+        default_ttl: Duration::from_hours(1),
     }
 }
 

@@ -18,7 +18,7 @@ use crate::provisioning::{DeviceIdentity, retry_delay};
 pub use super::link::LinkStatus as DeviceLinkStatus;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn set_disconnected(status: &Mutex<DeviceLinkStatus>, error: Option<String>) {
@@ -69,7 +69,7 @@ pub async fn run(
                 tracing::warn!(error = %e, retry_in = ?delay, "cannot connect to the hub as the device");
                 set_disconnected(&status, Some(e.to_string()));
                 tokio::select! {
-                    _ = tokio::time::sleep(delay) => continue,
+                    () = tokio::time::sleep(delay) => continue,
                     _ = shutdown.changed() => return AgentExit::Shutdown,
                 }
             }
@@ -117,7 +117,7 @@ async fn follow(
     };
     tokio::select! {
         end = closed => end,
-        _ = super::link::monitor(client, status) => unreachable!("monitor never returns"),
+        () = super::link::monitor(client, status) => unreachable!("monitor never returns"),
         _ = shutdown.changed() => None,
     }
 }

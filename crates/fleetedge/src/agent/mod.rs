@@ -72,7 +72,7 @@ pub struct AgentContext {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Longest wait for the modules of a lower `startupOrder` to start.
@@ -422,7 +422,7 @@ pub async fn run(ctx: Arc<AgentContext>, mut shutdown: watch::Receiver<bool>) ->
                 tracing::warn!(error = %m, retry_in = ?delay, "cannot connect to the hub as $edgeAgent");
                 lock(&ctx.status).link.set_down(chrono::Utc::now(), Some(m));
                 tokio::select! {
-                    _ = tokio::time::sleep(delay) => continue,
+                    () = tokio::time::sleep(delay) => continue,
                     _ = shutdown.changed() => return AgentExit::Shutdown,
                 }
             }
@@ -437,7 +437,7 @@ pub async fn run(ctx: Arc<AgentContext>, mut shutdown: watch::Receiver<bool>) ->
         // the session waits on a request.
         let exit = tokio::select! {
             e = session(&mut agent, &client, &mut shutdown, interval) => e,
-            _ = link::monitor(&client, &ctx.status) => unreachable!("monitor never returns"),
+            () = link::monitor(&client, &ctx.status) => unreachable!("monitor never returns"),
         };
         lock(&ctx.status).link.set_down(chrono::Utc::now(), None);
         client.close().await;

@@ -22,8 +22,7 @@ pub struct SystemModule {
 }
 
 fn time(t: &Option<chrono::DateTime<chrono::Utc>>) -> Value {
-    t.map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
-        .unwrap_or(Value::Null)
+    t.map_or(Value::Null, |t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
 }
 
 fn module_doc(state: &ModuleState, spec: Option<&ModuleSpec>, settings: Option<&Value>) -> Value {
@@ -39,7 +38,7 @@ fn module_doc(state: &ModuleState, spec: Option<&ModuleSpec>, settings: Option<&
     );
     m.insert(
         "exitCode".into(),
-        state.exit_code.map(Value::from).unwrap_or(Value::Null),
+        state.exit_code.map_or(Value::Null, Value::from),
     );
     m.insert(
         "statusDescription".into(),

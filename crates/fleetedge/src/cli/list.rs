@@ -45,9 +45,7 @@ pub fn describe(row: &ModuleRow, now: DateTime<Utc>) -> String {
 
 fn describe_state(row: &ModuleRow, now: DateTime<Utc>) -> String {
     let code = row
-        .exit_code
-        .map(|c| c.to_string())
-        .unwrap_or_else(|| "-".into());
+        .exit_code.map_or_else(|| "-".into(), |c| c.to_string());
     match row.runtime_status.as_str() {
         "running" => match row.last_start_time_utc {
             Some(t) => format!(

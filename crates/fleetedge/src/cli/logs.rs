@@ -38,10 +38,10 @@ pub async fn show(
     if !follow {
         return Ok(0);
     }
-    let mut pos = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let mut pos = std::fs::metadata(&path).map_or(0, |m| m.len());
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
         if len < pos {
             pos = 0; // rotated
         }

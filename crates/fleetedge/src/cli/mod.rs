@@ -210,7 +210,7 @@ async fn dispatch(cli: Cli) -> Result<i32, String> {
                 ),
                 Output::Text => print!("{}", check::render_text(&report, verbose)),
             }
-            Ok(if report.summary.errors > 0 { 1 } else { 0 })
+            Ok(i32::from(report.summary.errors > 0))
         }
         Cmd::SupportBundle { out, tail } => support_bundle::run(flag, out, tail).await,
         Cmd::Version => {

@@ -29,8 +29,7 @@ fn fix_ownership(state: &StateDir, config: &Config) -> Vec<String> {
     use std::os::unix::fs::MetadataExt;
     let mut warnings = Vec::new();
     let me = std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX);
+        .map_or(u32::MAX, |m| m.uid());
     let Ok(home) = std::fs::metadata(&state.root) else {
         return warnings;
     };
@@ -107,9 +106,7 @@ pub fn summary(c: &Config) -> BTreeMap<String, String> {
     put(
         "trust_bundle_cert",
         c.trust_bundle_cert
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "(system roots)".into()),
+            .as_ref().map_or_else(|| "(system roots)".into(), |p| p.display().to_string()),
     );
     put(
         "auto_reprovisioning_mode",
@@ -124,7 +121,7 @@ pub fn summary(c: &Config) -> BTreeMap<String, String> {
         c.edge_hub
             .listen
             .iter()
-            .map(|a| a.to_string())
+            .map(std::string::ToString::to_string)
             .collect::<Vec<_>>()
             .join(","),
     );

@@ -171,7 +171,7 @@ uri = "unix:///var/run/docker.sock"
     assert_eq!(c.homedir, PathBuf::from("/tmp/fe"));
     assert_eq!((c.hub.mqtt_port, c.hub.https_port), (48883, 48443));
     assert_eq!(c.edge_hub.listen.len(), 2);
-    assert_eq!(c.edge_hub.default_ttl, Duration::from_secs(60));
+    assert_eq!(c.edge_hub.default_ttl, Duration::from_mins(1));
     assert_eq!(c.agent.restart_backoff_initial, Duration::from_millis(500));
     assert_eq!(c.agent.restart_backoff_max, Duration::from_secs(4));
     assert_eq!(c.ignored, vec!["moby_runtime".to_string()]);

@@ -185,8 +185,6 @@ pub async fn call(
         Ok(v)
     } else {
         Err(v["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("the daemon answered {status}")))
+            .as_str().map_or_else(|| format!("the daemon answered {status}"), str::to_string))
     }
 }

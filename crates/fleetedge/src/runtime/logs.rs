@@ -20,7 +20,7 @@ pub struct LogFile {
 
 impl LogFile {
     pub fn new(path: PathBuf, max_bytes: u64) -> LogFile {
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         LogFile {
             path,
             max_bytes,

@@ -58,7 +58,7 @@ pub struct ProcessRuntime {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl ProcessRuntime {
@@ -356,7 +356,7 @@ async fn supervise(
             ));
         });
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep(delay) => {}
             c = ctl.recv() => match c {
                 Some(Ctl::Restart) => restart_count = 0,
                 Some(Ctl::Stop) | None => {

@@ -84,7 +84,7 @@ impl Workload {
             (&Method::POST, ["modules", module, "genid", genid, "sign"]) => {
                 self.sign(module, genid, &req.body)
             }
-            (_, ["trust-bundle"]) | (_, ["modules", _, "genid", _, "sign"]) => {
+            (_, ["trust-bundle"] | ["modules", _, "genid", _, "sign"]) => {
                 ApiResponse::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => ApiResponse::error(

@@ -46,7 +46,7 @@ pub struct WorkloadSockets {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl WorkloadSockets {
@@ -171,7 +171,7 @@ fn close(s: Served, module: &str) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            tracing::warn!(module, socket = %s.path.display(), error = %e, "cannot delete the workload socket")
+            tracing::warn!(module, socket = %s.path.display(), error = %e, "cannot delete the workload socket");
         }
     }
     tracing::debug!(module, "workload socket removed");

@@ -158,17 +158,13 @@ async fn connect_all(
     let mut latency = Histogram::new();
     let mut clients = Vec::with_capacity(spec.device_ids.len());
     for i in 0..spec.device_ids.len() {
-        let permit = match tokio::time::timeout_at(phase_end, permits.clone().acquire_owned()).await
-        {
-            Ok(Ok(p)) => p,
-            _ => {
-                let left = (spec.device_ids.len() - i) as u64;
-                report.errors += left;
-                report
-                    .first_error
-                    .get_or_insert(format!("{left} devices not connected: connect phase over"));
-                break;
-            }
+        let permit = if let Ok(Ok(p)) = tokio::time::timeout_at(phase_end, permits.clone().acquire_owned()).await { p } else {
+            let left = (spec.device_ids.len() - i) as u64;
+            report.errors += left;
+            report
+                .first_error
+                .get_or_insert(format!("{left} devices not connected: connect phase over"));
+            break;
         };
         let (spec, tls) = (spec.clone(), tls.clone());
         tasks.spawn(async move {
@@ -429,12 +425,12 @@ async fn print_event(ev: &WorkerEvent) -> anyhow::Result<()> {
 /// `go` line, prints [`WorkerEvent::Result`], disconnects and returns.
 pub async fn worker_stdio_main() -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+    let first = tokio::time::timeout(Duration::from_mins(1), lines.next_line())
         .await
         .context("no worker spec on stdin within 60 s")??
         .context("stdin closed before the worker spec")?;
     let spec: WorkerSpec = serde_json::from_str(&first).context("invalid worker spec")?;
-    let go_timeout = Duration::from_millis(spec.connect_phase_ms) + Duration::from_secs(120);
+    let go_timeout = Duration::from_millis(spec.connect_phase_ms) + Duration::from_mins(2);
     let (ctx, crx) = oneshot::channel();
     let (rtx, rrx) = oneshot::channel();
     let printer = async {

@@ -68,8 +68,8 @@ fn new_module(
         "authentication": {
             "type": "sas",
             "symmetricKey": {
-                "primaryKey": primary_key.map(str::trim).unwrap_or(""),
-                "secondaryKey": secondary_key.map(str::trim).unwrap_or(""),
+                "primaryKey": primary_key.map_or("", str::trim),
+                "secondaryKey": secondary_key.map_or("", str::trim),
             },
         },
     })

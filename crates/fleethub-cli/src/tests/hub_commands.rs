@@ -540,7 +540,7 @@ fn c2d_send_and_purge() {
         &c,
         HubCommand::C2dMessage(C2dCommand::Send {
             device_id: "d1".into(),
-            data: "".into(),
+            data: String::new(),
             message_id: None,
             correlation_id: None,
             content_type: None,

@@ -47,7 +47,7 @@ fn sse_lines_split_anywhere() {
     assert_eq!(SseParser::default().push(stream).unwrap(), want);
     let mut p = SseParser::default();
     let mut got = Vec::new();
-    for b in stream.iter() {
+    for b in stream {
         got.extend(p.push(std::slice::from_ref(b)).unwrap());
     }
     assert_eq!(got, want);

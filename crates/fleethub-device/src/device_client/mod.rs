@@ -206,7 +206,7 @@ impl<T: Send + 'static> Sink<T> {
                             ack.send();
                         }
                     }
-                    _ = user_tx.closed() => return,
+                    () = user_tx.closed() => return,
                 }
             }
         });
@@ -251,7 +251,7 @@ pub(crate) struct Shared {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Closes the connection when the last [`DeviceClient`] handle is dropped.

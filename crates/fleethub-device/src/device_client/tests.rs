@@ -602,7 +602,7 @@ async fn dropped_connection_fails_in_flight_requests_and_reconnects_with_backoff
     drop(broker);
     match get.await.unwrap() {
         Err(DeviceError::ConnectionLost(reason)) => {
-            assert!(reason.contains("closed"), "{reason}")
+            assert!(reason.contains("closed"), "{reason}");
         }
         other => panic!("{other:?}"),
     }

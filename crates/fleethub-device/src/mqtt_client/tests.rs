@@ -18,7 +18,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FakeBroker<S> {
 
     /// Next packet from the client; `None` on EOF.
     pub async fn recv(&mut self) -> Option<Packet> {
-        let next = tokio::time::timeout(Duration::from_secs(120), self.framed.next());
+        let next = tokio::time::timeout(Duration::from_mins(2), self.framed.next());
         match next.await.expect("client went quiet") {
             Ok(p) => p,
             Err(FrameError::Codec(e)) => panic!("client sent a malformed packet: {e}"),

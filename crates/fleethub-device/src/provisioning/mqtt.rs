@@ -11,7 +11,7 @@ use fleethub_iot_protocol::dps::{self, RESPONSE_FILTER as RESPONSE_TOPIC_FILTER}
 use fleethub_iot_protocol::identity;
 
 /// Keep-alive announced in CONNECT (the Python SDK's default).
-const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(60);
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_mins(1);
 /// Bound on the courtesy DISCONNECT at the end.
 const DISCONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 

@@ -168,7 +168,7 @@ mod tests {
         assert_eq!(m.properties["b"], "true");
         assert_eq!(m.ack.as_deref(), Some("full"));
         assert_eq!(parse(r#"{"bodyBase64":"AAH/"}"#).unwrap().body, [0, 1, 255]);
-        assert!(parse(r#"{}"#).unwrap().body.is_empty());
+        assert!(parse(r"{}").unwrap().body.is_empty());
         assert!(parse(r#"{"body":"a","bodyBase64":"AA=="}"#).is_err());
         assert!(parse(r#"{"bodyBase64":"***"}"#).is_err());
         assert!(parse(r#"{"properties":{"o":{}}}"#).is_err());

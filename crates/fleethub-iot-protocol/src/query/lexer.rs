@@ -291,7 +291,7 @@ mod tests {
         let e = |s: &str| tokenize(s, Dialect::Query).unwrap_err().0;
         assert!(e("tags.x ~ 1").contains("'~'"));
         assert!(e("tags.[[a").contains("]]"));
-        assert!(e("[a").contains("]"));
+        assert!(e("[a").contains(']'));
         assert!(e("[[]]").contains("empty"));
         assert!(e("1.2.3").contains("not a valid number"));
         assert!(e("a ! b").contains("'!'"));

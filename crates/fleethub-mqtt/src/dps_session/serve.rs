@@ -68,7 +68,7 @@ where
                 Some(p) => session.on_packet(p, Instant::now()),
                 None => return Ok(()),
             },
-            _ = tokio::time::sleep_until(session.deadline()) => session.on_timeout(Instant::now()),
+            () = tokio::time::sleep_until(session.deadline()) => session.on_timeout(Instant::now()),
         };
         let close = execute(&mut session, &mut services, &mut client.writer, actions).await?;
         if let Some(close) = close {

@@ -163,7 +163,7 @@ where
                 "{}: another connection with the same identity took over",
                 session.identity()
             ))),
-            _ = tokio::time::sleep_until(session.deadline()) => {
+            () = tokio::time::sleep_until(session.deadline()) => {
                 let actions = session.on_timeout(Instant::now());
                 execute(session, services, &mut client.writer, actions).await?
             }

@@ -17,7 +17,7 @@ fn config(module_id: Option<&str>, persistent: bool) -> HubSessionConfig {
         module_id: module_id.map(String::from),
         persistent,
         idle: Duration::from_secs(90),
-        token_valid_for: Duration::from_secs(3600),
+        token_valid_for: Duration::from_hours(1),
     }
 }
 

@@ -41,7 +41,7 @@ impl Dps {
             )));
         }
         if let Some(payload) = &body.payload {
-            let size = serde_json::to_vec(payload).map(|v| v.len()).unwrap_or(0);
+            let size = serde_json::to_vec(payload).map_or(0, |v| v.len());
             if size > MAX_PAYLOAD_BYTES {
                 return Err(Error::TooLarge(format!(
                     "registration payload is {size} bytes; at most {MAX_PAYLOAD_BYTES} are accepted"
@@ -230,7 +230,7 @@ impl Dps {
             .to_ascii_lowercase()
             .bytes()
             .fold(0xcbf29ce484222325u64, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x100000001b3)
+                (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
             });
         candidates
             .get((hash % candidates.len().max(1) as u64) as usize)
@@ -255,7 +255,7 @@ fn assigning(operation_id: String, registration_id: &str) -> RegistrationOperati
 fn new_operation_id(scope: &str) -> String {
     let h = scope
         .bytes()
-        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
     format!("5.{h:016x}.{}", uuid::Uuid::new_v4())
 }
 

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const MAX_ENTRIES: usize = 20_000;
-const MAX_AGE: Duration = Duration::from_secs(120);
+const MAX_AGE: Duration = Duration::from_mins(2);
 
 #[derive(Default)]
 pub(crate) struct RecentOperations {

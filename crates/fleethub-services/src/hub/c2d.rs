@@ -22,7 +22,7 @@ pub const MAX_TTL_SECS: u64 = 48 * 3600;
 /// Largest C2D body (Azure: 64 KB).
 pub const MAX_C2D_BYTES: usize = 64 * 1024;
 /// How long a message received over HTTPS stays locked (Azure: 1 minute).
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+pub const LOCK_TIMEOUT: Duration = Duration::from_mins(1);
 /// Deliveries after which a message is dead-lettered instead of delivered again (Azure's
 /// default maximum delivery count).
 pub const MAX_DELIVERY_COUNT: u32 = 10;
@@ -262,7 +262,7 @@ impl Hub {
 
     fn locks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lock>> {
         // A panic while holding the lock cannot leave the map inconsistent: use it anyway.
-        self.c2d_locks.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.c2d_locks.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Drops expired locks.

@@ -85,35 +85,32 @@ impl Hub {
             return Err(Error::invalid("statusReason is longer than 128 characters"));
         }
         let iot_edge = d.capabilities.as_ref().is_some_and(|c| c.iot_edge);
-        let (mut device, twin) = match existing {
-            Some(rec) => (rec.device, rec.twin),
-            None => {
-                let device = Device {
-                    device_id: path_id.to_string(),
-                    generation_id: Some(format!(
-                        "{:018}",
-                        uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000_000_000
-                    )),
-                    connection_state: Some("Disconnected".into()),
-                    connection_state_updated_time: Some(NEVER.into()),
-                    status_updated_time: Some(NEVER.into()),
-                    last_activity_time: Some(NEVER.into()),
-                    ..Default::default()
-                };
-                let twin = Twin {
-                    device_id: path_id.to_string(),
-                    version: 1,
-                    etag: Some("AAAAAAAAAAE=".into()),
-                    status_update_time: Some(NEVER.into()),
-                    last_activity_time: Some(NEVER.into()),
-                    properties: TwinProperties {
-                        desired: json!({"$metadata": {"$lastUpdated": now, "$lastUpdatedVersion": 1}, "$version": 1}),
-                        reported: json!({"$metadata": {"$lastUpdated": now}, "$version": 1}),
-                    },
-                    ..Default::default()
-                };
-                (device, twin)
-            }
+        let (mut device, twin) = if let Some(rec) = existing { (rec.device, rec.twin) } else {
+            let device = Device {
+                device_id: path_id.to_string(),
+                generation_id: Some(format!(
+                    "{:018}",
+                    uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000_000_000
+                )),
+                connection_state: Some("Disconnected".into()),
+                connection_state_updated_time: Some(NEVER.into()),
+                status_updated_time: Some(NEVER.into()),
+                last_activity_time: Some(NEVER.into()),
+                ..Default::default()
+            };
+            let twin = Twin {
+                device_id: path_id.to_string(),
+                version: 1,
+                etag: Some("AAAAAAAAAAE=".into()),
+                status_update_time: Some(NEVER.into()),
+                last_activity_time: Some(NEVER.into()),
+                properties: TwinProperties {
+                    desired: json!({"$metadata": {"$lastUpdated": now, "$lastUpdatedVersion": 1}, "$version": 1}),
+                    reported: json!({"$metadata": {"$lastUpdated": now}, "$version": 1}),
+                },
+                ..Default::default()
+            };
+            (device, twin)
         };
         if device.status.as_deref() != Some(status) {
             device.status_updated_time = Some(now.clone());

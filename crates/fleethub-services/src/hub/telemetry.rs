@@ -108,7 +108,7 @@ impl Hub {
             .store
             .read_telemetry(after, limit.clamp(1, MAX_READ))
             .await?;
-        let next = messages.last().map(|m| m.sequence_number).unwrap_or(after);
+        let next = messages.last().map_or(after, |m| m.sequence_number);
         Ok(EventsPage { messages, next })
     }
 

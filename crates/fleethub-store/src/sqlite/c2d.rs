@@ -1,6 +1,6 @@
 //! Cloud-to-device queues.
 
-use super::*;
+use super::{async_trait, params, SqliteStore, C2dMessage, Result, StoreError, encode, decode};
 use crate::C2dStore;
 
 #[async_trait]

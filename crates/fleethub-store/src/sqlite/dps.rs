@@ -1,6 +1,6 @@
 //! DPS records: individual enrollments, enrollment groups, registration records.
 
-use super::*;
+use super::{async_trait, params, SqliteStore, Result, IndividualEnrollment, lower, get_doc, ENROLLMENTS, Precondition, get_row, check, now_utc, decode, new_etag, upsert, encode, docs, PageRequest, Page, EnrollmentGroup, GROUPS, RegistrationRecord, get_registration_row, OptionalExtension, DeviceRegistrationState, Assignment, write_device};
 use crate::DpsStore;
 
 #[async_trait]

@@ -133,7 +133,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let commit = conn.execute_batch("COMMIT");
-        let err = commit.as_ref().err().map(|e| e.to_string());
+        let err = commit.as_ref().err().map(std::string::ToString::to_string);
         if err.is_some() {
             let _ = conn.execute_batch("ROLLBACK");
             tracing::error!(error = ?err, "store: commit failed");

@@ -1,6 +1,6 @@
 //! The identity registry: devices with twins, module identities with module twins.
 
-use super::*;
+use super::{async_trait, params, SqliteStore, Result, DeviceRecord, get_device_row, Precondition, write_device, OptionalExtension, check_delete, PageRequest, Page, docs, ModuleRecord, get_module_row, StoreError, check, device_etag, encode};
 use crate::RegistryStore;
 
 #[async_trait]

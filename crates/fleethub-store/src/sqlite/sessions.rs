@@ -1,6 +1,6 @@
 //! Persistent MQTT sessions.
 
-use super::*;
+use super::{async_trait, params, SqliteStore, Result, OptionalExtension, now_utc};
 use crate::SessionStore;
 
 #[async_trait]

@@ -1,6 +1,6 @@
 //! Server settings.
 
-use super::*;
+use super::{async_trait, params, SqliteStore, Result, OptionalExtension};
 use crate::SettingsStore;
 
 #[async_trait]

@@ -1,6 +1,6 @@
 //! The built-in telemetry endpoint: an append-only log and consumer-group checkpoints.
 
-use super::*;
+use super::{async_trait, params, SqliteStore, TelemetryMessage, Result, encode, decode, OptionalExtension, now_utc};
 use crate::TelemetryStore;
 
 #[async_trait]

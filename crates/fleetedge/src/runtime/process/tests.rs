@@ -8,7 +8,7 @@ fn runtime(dir: &std::path::Path) -> ProcessRuntime {
         backoff: Backoff {
             initial: Duration::from_millis(100),
             max: Duration::from_millis(400),
-            stable_after: Duration::from_secs(60),
+            stable_after: Duration::from_mins(1),
         },
         stop_timeout: Duration::from_secs(2),
     })

@@ -16,7 +16,7 @@ pub(crate) const HISTORY_PAGE: usize = 500;
 /// Live sequence numbers remembered for de-duplication above the covered mark.
 const REMEMBERED: usize = 1000;
 /// How long reconnecting is tried before giving up.
-const RECONNECT_FOR: Duration = Duration::from_secs(60);
+const RECONNECT_FOR: Duration = Duration::from_mins(1);
 /// Longest pause between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -100,10 +100,7 @@ impl<T: Transport, L: LiveConnector, S: Sink> Follow<'_, T, L, S> {
     pub(crate) async fn run(&mut self, start: Option<u64>, live: bool) -> Result<()> {
         // Open the live stream first: what is stored while history is read is in both, and
         // the cursor prints it once.
-        let mut stream = match live {
-            true => Some(self.open_live().await?),
-            false => None,
-        };
+        let mut stream = if live { Some(self.open_live().await?) } else { None };
         if let Some(from) = start {
             self.cursor = Cursor::after(from);
             if let Step::Stop = self.history().await? {

@@ -133,7 +133,7 @@ pub(crate) async fn run<T: Transport>(
         match args.timeout.filter(|&t| t > 0) {
             Some(t) => {
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(t)) => {}
+                    () = tokio::time::sleep(Duration::from_secs(t)) => {}
                     _ = tokio::signal::ctrl_c() => {}
                 }
             }

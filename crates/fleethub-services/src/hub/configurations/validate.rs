@@ -74,7 +74,7 @@ pub fn validate_modules_content(
                     "modulesContent.{module}.properties.desired must be a JSON object"
                 ));
             }
-            let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0);
+            let size = serde_json::to_vec(value).map_or(0, |v| v.len());
             if size > MAX_MODULE_DESIRED_BYTES {
                 return Err(format!(
                     "modulesContent.{module}.{key} is {size} bytes; a module's desired properties are limited to {MAX_MODULE_DESIRED_BYTES}"

@@ -113,7 +113,7 @@ impl Hub {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = self.deployments.wake.notified() => {}
+                () = self.deployments.wake.notified() => {}
                 _ = tick.tick() => self.deployments.sweep.store(true, Ordering::SeqCst),
             }
             if self.deployments.sweep.swap(false, Ordering::SeqCst) {

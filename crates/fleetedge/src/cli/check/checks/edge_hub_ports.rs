@@ -76,7 +76,7 @@ fn judge_free(listen: &[SocketAddr]) -> CheckResult {
         "{} free (the daemon is not running)",
         listen
             .iter()
-            .map(|a| a.to_string())
+            .map(std::string::ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ")
     ))
