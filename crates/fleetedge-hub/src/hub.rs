@@ -235,10 +235,10 @@ impl Hub {
     /// dropped (and acknowledged), as in Azure IoT Edge.
     pub(crate) fn submit_message(
         self: &Arc<Self>,
-        msg: EdgeMessage,
+        msg: &EdgeMessage,
     ) -> oneshot::Receiver<Result<(), QueueError>> {
         let config = self.config();
-        let destinations = routes::destinations(&config.routes, &msg);
+        let destinations = routes::destinations(&config.routes, msg);
         if destinations.is_empty() {
             tracing::debug!(
                 module = msg.source_module,

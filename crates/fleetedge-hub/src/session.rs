@@ -399,7 +399,7 @@ impl Session {
                 );
                 // Durable before acknowledged: the PUBACK waits for the commit. Submitting
                 // here, in arrival order, keeps the module's messages in order.
-                let durable = self.hub.submit_message(msg);
+                let durable = self.hub.submit_message(&msg);
                 if p.qos == QoS::AtLeastOnce
                     && let Some(order) = &self.ack_order
                 {

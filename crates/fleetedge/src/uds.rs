@@ -127,7 +127,7 @@ async fn handle(req: Request<Incoming>, handler: Handler) -> Response<Full<Bytes
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return render(ApiResponse::error(
+            return render(&ApiResponse::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the request body exceeds {MAX_BODY} bytes"),
             ));
@@ -139,10 +139,10 @@ async fn handle(req: Request<Incoming>, handler: Handler) -> Response<Full<Bytes
         query: parts.uri.query().map(str::to_string),
         body,
     };
-    render(handler(api).await)
+    render(&handler(api).await)
 }
 
-fn render(r: ApiResponse) -> Response<Full<Bytes>> {
+fn render(r: &ApiResponse) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(
         serde_json::to_vec(&r.body).unwrap_or_default(),
     )));

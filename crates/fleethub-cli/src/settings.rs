@@ -63,8 +63,8 @@ impl ServerInfo {
     }
 }
 
-fn non_empty(s: &Option<String>) -> Option<&str> {
-    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Which service API a command talks to (decides the connection string).
@@ -120,13 +120,13 @@ pub(crate) fn resolve_with(
     info: Option<&ServerInfo>,
 ) -> Result<Endpoint> {
     let info_file = args.data_dir.join(SERVER_INFO_FILE);
-    let dps_flag = non_empty(&args.dps_connection_string).map(|s| (s, "--dps-connection-string"));
-    let hub_flag = non_empty(&args.hub_connection_string).map(|s| (s, "--hub-connection-string"));
+    let dps_flag = non_empty(args.dps_connection_string.as_deref()).map(|s| (s, "--dps-connection-string"));
+    let hub_flag = non_empty(args.hub_connection_string.as_deref()).map(|s| (s, "--hub-connection-string"));
     let dps_info = info
-        .and_then(|i| non_empty(&i.dps_service_connection_string))
+        .and_then(|i| non_empty(i.dps_service_connection_string.as_deref()))
         .map(|s| (s, "dpsServiceConnectionString in server-info.json"));
     let hub_info = info
-        .and_then(|i| non_empty(&i.hub_service_connection_string))
+        .and_then(|i| non_empty(i.hub_service_connection_string.as_deref()))
         .map(|s| (s, "hubServiceConnectionString in server-info.json"));
 
     let chosen = match service {
@@ -157,12 +157,12 @@ pub(crate) fn resolve_with(
     let default_port = info
         .and_then(|i| i.https_port)
         .unwrap_or(DEFAULT_HTTPS_PORT);
-    let dial = match non_empty(&args.server) {
+    let dial = match non_empty(args.server.as_deref()) {
         Some(s) => dial_address(s, default_port).context("--server")?,
         None => join_host_port(&host_name, default_port),
     };
     let ca_cert = args.ca_cert.clone().or_else(|| {
-        info.and_then(|i| non_empty(&i.ca_cert_path))
+        info.and_then(|i| non_empty(i.ca_cert_path.as_deref()))
             .map(|p| resolve_relative(Path::new(p), &args.data_dir))
     });
     Ok(Endpoint {

@@ -21,6 +21,7 @@
 //!   cargo run -p fleethub-device --example provision_symmetric_key -- --transport https
 //! ```
 
+use std::fmt::Write as _;
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -42,7 +43,7 @@ const SETTINGS: [(&str, &str); 9] = [
 fn usage() -> String {
     let mut s = String::from("usage: provision_symmetric_key [--flag value]...\n");
     for (flag, env) in SETTINGS {
-        s.push_str(&format!("  {flag:<18} (env {env})\n"));
+        let _ = write!(s, "  {flag:<18} (env {env})\n");
     }
     s
 }

@@ -38,7 +38,7 @@ pub const SYSTEM_CA_BUNDLES: [&str; 4] = [
 pub enum TlsError {
     #[error("cannot read CA file {}: {source}", .path.display())]
     ReadCa { path: PathBuf, source: io::Error },
-    #[error("invalid CA PEM{}: {reason}", describe_path(.path))]
+    #[error("invalid CA PEM{}: {reason}", describe_path(.path.as_deref()))]
     InvalidCa {
         path: Option<PathBuf>,
         reason: String,
@@ -60,7 +60,7 @@ pub enum TlsError {
     Timeout { addr: String, after: Duration },
 }
 
-fn describe_path(path: &Option<PathBuf>) -> String {
+fn describe_path(path: Option<&Path>) -> String {
     match path {
         Some(p) => format!(" in {}", p.display()),
         None => String::new(),

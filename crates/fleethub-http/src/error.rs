@@ -354,7 +354,7 @@ pub(crate) fn empty(status: StatusCode) -> Response {
 mod tests {
     use super::*;
 
-    fn wire(e: ApiError) -> (u16, u32, &'static str) {
+    fn wire(e: &ApiError) -> (u16, u32, &'static str) {
         (e.status.as_u16(), e.code, e.name)
     }
 
@@ -426,7 +426,7 @@ mod tests {
             (hub::Error::Internal(s()), (500, 500001, "ServerError")),
         ];
         for (e, want) in cases {
-            assert_eq!(wire(ApiError::from(e)), want);
+            assert_eq!(wire(&ApiError::from(e)), want);
         }
         let e = ApiError::from(hub::Error::DeviceNotFound { id: "d1".into() });
         assert_eq!(e.message, "device 'd1' not found");
@@ -468,7 +468,7 @@ mod tests {
             (dps::Error::Internal(s()), (500, 500001, "ServerError")),
         ];
         for (e, want) in cases {
-            assert_eq!(wire(ApiError::from(e)), want);
+            assert_eq!(wire(&ApiError::from(e)), want);
         }
     }
 }

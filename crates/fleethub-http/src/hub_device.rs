@@ -116,7 +116,7 @@ fn message_from_headers(headers: &HeaderMap, body: Bytes) -> TelemetryIn {
     TelemetryIn {
         system_properties: system,
         properties: app,
-        body: body.to_vec(),
+        body: body.into(),
     }
 }
 

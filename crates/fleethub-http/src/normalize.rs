@@ -182,109 +182,109 @@ fn not_found(req: &Request) -> Response {
 mod tests {
     use super::*;
 
-    fn canon(method: Method, p: &str) -> Option<String> {
-        canonical_path(&method, p)
+    fn canon(method: &Method, p: &str) -> Option<String> {
+        canonical_path(method, p)
     }
 
     #[test]
     fn keywords_only() {
         assert_eq!(
             canon(
-                Method::POST,
+                &Method::POST,
                 "/enrollmentgroups/My-Group/AttestationMechanism"
             )
             .as_deref(),
             Some("/enrollmentGroups/My-Group/attestationmechanism")
         );
         assert_eq!(
-            canon(Method::POST, "/Enrollments/Query").as_deref(),
+            canon(&Method::POST, "/Enrollments/Query").as_deref(),
             Some("/enrollments/query")
         );
         // a GET of an enrollment whose ID is "Query" keeps its ID
         assert_eq!(
-            canon(Method::GET, "/ENROLLMENTS/Query").as_deref(),
+            canon(&Method::GET, "/ENROLLMENTS/Query").as_deref(),
             Some("/enrollments/Query")
         );
         assert_eq!(
             canon(
-                Method::GET,
+                &Method::GET,
                 "/0ne00ABC/Registrations/Dev-01/Operations/5.x.y"
             )
             .as_deref(),
             Some("/0ne00ABC/registrations/Dev-01/operations/5.x.y")
         );
         assert_eq!(
-            canon(Method::PUT, "/0ne00ABC/REGISTRATIONS/Register/REGISTER").as_deref(),
+            canon(&Method::PUT, "/0ne00ABC/REGISTRATIONS/Register/REGISTER").as_deref(),
             Some("/0ne00ABC/registrations/Register/register")
         );
         assert_eq!(
-            canon(Method::POST, "/Registrations/Grp/QUERY").as_deref(),
+            canon(&Method::POST, "/Registrations/Grp/QUERY").as_deref(),
             Some("/registrations/Grp/query")
         );
         assert_eq!(
-            canon(Method::GET, "/diagnostics/authfailures").as_deref(),
+            canon(&Method::GET, "/diagnostics/authfailures").as_deref(),
             Some("/diagnostics/authFailures")
         );
-        assert_eq!(canon(Method::GET, "/enrollments/x"), None);
+        assert_eq!(canon(&Method::GET, "/enrollments/x"), None);
         assert_eq!(
-            canon(Method::POST, "/enrollments/").as_deref(),
+            canon(&Method::POST, "/enrollments/").as_deref(),
             Some("/enrollments")
         );
         assert_eq!(
-            canon(Method::POST, "/Registrations/g/query/").as_deref(),
+            canon(&Method::POST, "/Registrations/g/query/").as_deref(),
             Some("/registrations/g/query")
         );
-        assert_eq!(canon(Method::GET, "/devices/").as_deref(), Some("/devices"));
+        assert_eq!(canon(&Method::GET, "/devices/").as_deref(), Some("/devices"));
         assert_eq!(
-            canon(Method::GET, "/Devices/Dev-1").as_deref(),
+            canon(&Method::GET, "/Devices/Dev-1").as_deref(),
             Some("/devices/Dev-1")
         );
         assert_eq!(
-            canon(Method::POST, "/TWINS/Methods/METHODS").as_deref(),
+            canon(&Method::POST, "/TWINS/Methods/METHODS").as_deref(),
             Some("/twins/Methods/methods")
         );
         assert_eq!(
-            canon(Method::GET, "/Statistics/Service").as_deref(),
+            canon(&Method::GET, "/Statistics/Service").as_deref(),
             Some("/statistics/service")
         );
         assert_eq!(
-            canon(Method::GET, "/devices/Dev-1/messages/devicebound").as_deref(),
+            canon(&Method::GET, "/devices/Dev-1/messages/devicebound").as_deref(),
             Some("/devices/Dev-1/messages/deviceBound")
         );
         assert_eq!(
-            canon(Method::POST, "/devices/d/messages/devicebound/LOCK/Abandon").as_deref(),
+            canon(&Method::POST, "/devices/d/messages/devicebound/LOCK/Abandon").as_deref(),
             Some("/devices/d/messages/deviceBound/LOCK/abandon")
         );
         assert_eq!(
-            canon(Method::POST, "/Devices/d/Messages/Events").as_deref(),
+            canon(&Method::POST, "/Devices/d/Messages/Events").as_deref(),
             Some("/devices/d/messages/events")
         );
         assert_eq!(
-            canon(Method::DELETE, "/devices/Commands/COMMANDS").as_deref(),
+            canon(&Method::DELETE, "/devices/Commands/COMMANDS").as_deref(),
             Some("/devices/Commands/commands")
         );
         assert_eq!(
-            canon(Method::PUT, "/Messages/Events/consumergroups/G/Checkpoint").as_deref(),
+            canon(&Method::PUT, "/Messages/Events/consumergroups/G/Checkpoint").as_deref(),
             Some("/messages/events/consumerGroups/G/checkpoint")
         );
         assert_eq!(
-            canon(Method::GET, "/messages/events/LIVE").as_deref(),
+            canon(&Method::GET, "/messages/events/LIVE").as_deref(),
             Some("/messages/events/live")
         );
         assert_eq!(
-            canon(Method::GET, "/Devices/d/Modules/").as_deref(),
+            canon(&Method::GET, "/Devices/d/Modules/").as_deref(),
             Some("/devices/d/modules")
         );
         assert_eq!(
-            canon(Method::PUT, "/devices/Modules/MODULES/Modules").as_deref(),
+            canon(&Method::PUT, "/devices/Modules/MODULES/Modules").as_deref(),
             Some("/devices/Modules/modules/Modules")
         );
         assert_eq!(
-            canon(Method::POST, "/Twins/d/Modules/Methods/METHODS").as_deref(),
+            canon(&Method::POST, "/Twins/d/Modules/Methods/METHODS").as_deref(),
             Some("/twins/d/modules/Methods/methods")
         );
-        assert_eq!(canon(Method::GET, "/nothing/here"), None);
-        assert_eq!(canon(Method::GET, "/"), None);
+        assert_eq!(canon(&Method::GET, "/nothing/here"), None);
+        assert_eq!(canon(&Method::GET, "/"), None);
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl ConnAck {
         })
     }
 
-    pub(crate) fn write_body(&self, out: &mut BytesMut) {
+    pub(crate) fn write_body(self, out: &mut BytesMut) {
         out.put_u8(u8::from(self.session_present));
         out.put_u8(self.code.as_u8());
     }

@@ -52,7 +52,7 @@ impl Gateway {
             dps,
             hub,
             cfg,
-            live: Default::default(),
+            live: LiveConnections::default(),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The service client core: SAS-signed requests with the Azure headers, `api-version`, error
 //! mapping and query paging. The typed operations live in [`crate::dps`] and [`crate::hub`].
 
+use std::fmt::Write as _;
 use crate::error::{Error, ServiceError};
 use crate::transport::{Request, Response, Transport};
 use fleethub_core::connection_string::ConnectionString;
@@ -184,7 +185,7 @@ impl<T: Transport> ServiceClient<T> {
     ) -> Result<Response, Error> {
         let mut path_and_query = format!("{path}?api-version={}", self.api_version);
         for (k, v) in query {
-            path_and_query.push_str(&format!("&{k}={}", seg(v)));
+            let _ = write!(path_and_query, "&{k}={}", seg(v));
         }
         let mut headers = vec![
             ("Authorization".to_string(), self.token()?),

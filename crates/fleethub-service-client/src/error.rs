@@ -1,6 +1,7 @@
 //! Errors of the service client: a non-success answer parsed from Azure's error bodies
 //! ([`ServiceError`]), and everything that can fail before or after it ([`Error`]).
 
+use std::fmt::Write as _;
 use serde_json::Value;
 
 /// A non-success HTTP answer: status, the Azure error code and the server's message.
@@ -41,7 +42,7 @@ impl ServiceError {
             reason_phrase(self.status)
         );
         if let Some(c) = &self.code {
-            s.push_str(&format!(" ({c})"));
+            let _ = write!(s, " ({c})");
         }
         if !self.message.is_empty() {
             s.push_str(": ");

@@ -45,6 +45,11 @@ fn hub(
     .with_clock(|| 1_700_000_000)
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    clippy::unnecessary_wraps,
+    reason = "responders are written inline as the fake transport's return value"
+)]
 fn json_resp(status: u16, body: Value) -> Result<Response, TransportError> {
     Ok(Response {
         status,

@@ -44,7 +44,7 @@ impl Shared {
             store,
             auth_failures: Arc::new(AuthFailureLog::new(1000).with_clock(clock.clone())),
             clock,
-            metrics: Default::default(),
+            metrics: Arc::default(),
         }
     }
 }

@@ -289,7 +289,7 @@ pub async fn c2d_queue(s: &impl C2dStore) {
         enqueued_time_utc: "2024-01-01T00:00:00Z".into(),
         delivery_count: 0,
         ack: None,
-        properties: Default::default(),
+        properties: std::collections::BTreeMap::default(),
         body: b"hi".to_vec(),
     };
     let first = s.enqueue_c2d(msg("d1", "a"), 2).await.unwrap();

@@ -21,7 +21,7 @@ pub struct SystemModule {
     pub last_start_time_utc: Option<String>,
 }
 
-fn time(t: &Option<chrono::DateTime<chrono::Utc>>) -> Value {
+fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
     t.map_or(Value::Null, |t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
 }
 
@@ -49,12 +49,12 @@ fn module_doc(state: &ModuleState, spec: Option<&ModuleSpec>, settings: Option<&
                 .unwrap_or_else(|| state.runtime_status.as_str().to_string())
         ),
     );
-    m.insert("lastStartTimeUtc".into(), time(&state.last_start_time_utc));
-    m.insert("lastExitTimeUtc".into(), time(&state.last_exit_time_utc));
+    m.insert("lastStartTimeUtc".into(), time(state.last_start_time_utc));
+    m.insert("lastExitTimeUtc".into(), time(state.last_exit_time_utc));
     m.insert("restartCount".into(), json!(state.restart_count));
     m.insert(
         "lastRestartTimeUtc".into(),
-        time(&state.last_restart_time_utc),
+        time(state.last_restart_time_utc),
     );
     if let Some(v) = &state.version {
         m.insert("version".into(), json!(v));
@@ -148,7 +148,7 @@ mod tests {
             command: "/bin/true".into(),
             args: vec![],
             working_dir: None,
-            env: Default::default(),
+            env: BTreeMap::default(),
             restart_policy: RestartPolicy::Always,
             desired_status: Ds::Running,
             version: Some("1".into()),

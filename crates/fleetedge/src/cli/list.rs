@@ -1,5 +1,6 @@
 //! `fleetedge list`: NAME, STATUS, DESCRIPTION, CONFIG like `iotedge list`.
 
+use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use crate::mgmt::ModuleRow;
@@ -99,7 +100,7 @@ pub fn render(rows: &[ModuleRow], now: DateTime<Utc>) -> String {
     let mut out = String::new();
     for row in &table {
         for (i, w) in widths.iter().enumerate() {
-            out.push_str(&format!("{:<width$}   ", row[i], width = w));
+            let _ = write!(out, "{:<width$}   ", row[i], width = w);
         }
         out.push_str(&row[3]);
         out.push('\n');

@@ -112,7 +112,7 @@ pub fn render_status(
     let h = &s.edge_hub;
     let mut hub = h["runtimeStatus"].as_str().unwrap_or("unknown").to_string();
     if let Some(d) = h["statusDescription"].as_str() {
-        hub.push_str(&format!(" ({d})"));
+        let _ = write!(hub, " ({d})");
     }
     let _ = writeln!(o, "  edge hub: {hub}");
     if let Some(listen) = h["listen"].as_array() {

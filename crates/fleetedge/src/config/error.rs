@@ -1,5 +1,6 @@
 //! Configuration errors that point at the offending line and say how to fix it.
 
+use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -30,7 +31,7 @@ pub enum ConfigError {
         reason: String,
         fix: String,
     },
-    #[error("{}", render(path, location, key, message, fix))]
+    #[error("{}", render(path, location.as_ref(), key.as_deref(), message, fix))]
     Invalid {
         path: PathBuf,
         location: Option<Location>,
@@ -43,18 +44,18 @@ pub enum ConfigError {
 
 fn render(
     path: &Path,
-    location: &Option<Location>,
-    key: &Option<String>,
+    location: Option<&Location>,
+    key: Option<&str>,
     message: &str,
     fix: &str,
 ) -> String {
     let mut out = format!("invalid configuration {}", path.display());
     if let Some(l) = location {
-        out.push_str(&format!(":{}:{}", l.line, l.column));
+        let _ = write!(out, ":{}:{}", l.line, l.column);
     }
     out.push_str(": ");
     if let Some(k) = key {
-        out.push_str(&format!("`{k}`: "));
+        let _ = write!(out, "`{k}`: ");
     }
     out.push_str(message);
     if !fix.is_empty() {

@@ -1,5 +1,6 @@
 //! `fleetedge config init`: writes a starting configuration (validated before it is written).
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{Config, ConfigError};
@@ -34,25 +35,25 @@ pub fn render(opts: &InitOptions) -> Result<String, String> {
     );
     out.push_str("# After editing, run `fleetedge config apply`.\n\n");
     if let Some(h) = &opts.hostname {
-        out.push_str(&format!("hostname = {}\n", q(h)));
+        let _ = write!(out, "hostname = {}\n", q(h));
     } else {
         out.push_str("# hostname = \"my-gateway.local\"   # default: the machine's host name\n");
     }
     if let Some(t) = &opts.trust_bundle {
         let abs = std::path::absolute(t).map_err(|e| format!("--trust-bundle: {e}"))?;
-        out.push_str(&format!(
+        let _ = write!(out, 
             "trust_bundle_cert = {}\n",
             q(&format!("file://{}", abs.display()))
-        ));
+        );
     }
     if let Some(h) = &opts.homedir {
-        out.push_str(&format!("homedir = {}\n", q(&h.display().to_string())));
+        let _ = write!(out, "homedir = {}\n", q(&h.display().to_string()));
     }
     out.push_str("auto_reprovisioning_mode = \"Dynamic\"\n\n");
     match (&opts.connection_string, &opts.scope_id) {
         (Some(cs), None) => {
             out.push_str("[provisioning]\nsource = \"manual\"\n");
-            out.push_str(&format!("connection_string = {}\n", q(cs)));
+            let _ = write!(out, "connection_string = {}\n", q(cs));
         }
         (None, Some(scope)) => {
             let reg = opts
@@ -64,17 +65,17 @@ pub fn render(opts: &InitOptions) -> Result<String, String> {
                 .as_deref()
                 .ok_or("--symmetric-key is required with --dps-symmetric-key")?;
             out.push_str("[provisioning]\nsource = \"dps\"\n");
-            out.push_str(&format!(
+            let _ = write!(out, 
                 "global_endpoint = {}\n",
                 q(opts
                     .global_endpoint
                     .as_deref()
                     .unwrap_or("https://global.azure-devices-provisioning.net"))
-            ));
-            out.push_str(&format!("id_scope = {}\n\n", q(scope)));
+            );
+            let _ = write!(out, "id_scope = {}\n\n", q(scope));
             out.push_str("[provisioning.attestation]\nmethod = \"symmetric_key\"\n");
-            out.push_str(&format!("registration_id = {}\n", q(reg)));
-            out.push_str(&format!("symmetric_key = {{ value = {} }}\n", q(key)));
+            let _ = write!(out, "registration_id = {}\n", q(reg));
+            let _ = write!(out, "symmetric_key = {{ value = {} }}\n", q(key));
         }
         (Some(_), Some(_)) => {
             return Err(
@@ -91,15 +92,15 @@ pub fn render(opts: &InitOptions) -> Result<String, String> {
     if opts.hub_mqtt_port.is_some() || opts.hub_https_port.is_some() {
         out.push_str("\n[hub]\n");
         if let Some(p) = opts.hub_mqtt_port {
-            out.push_str(&format!("mqtt_port = {p}\n"));
+            let _ = write!(out, "mqtt_port = {p}\n");
         }
         if let Some(p) = opts.hub_https_port {
-            out.push_str(&format!("https_port = {p}\n"));
+            let _ = write!(out, "https_port = {p}\n");
         }
     }
     if !opts.edge_hub_listen.is_empty() {
         let list: Vec<String> = opts.edge_hub_listen.iter().map(|a| q(a)).collect();
-        out.push_str(&format!("\n[edge_hub]\nlisten = [{}]\n", list.join(", ")));
+        let _ = write!(out, "\n[edge_hub]\nlisten = [{}]\n", list.join(", "));
     }
     Ok(out)
 }

@@ -165,6 +165,10 @@ impl Drop for WorkloadSockets {
     }
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "closing ends the socket's life: the caller gives it up"
+)]
 fn close(s: Served, module: &str) {
     s.stop.send_replace(true);
     match std::fs::remove_file(&s.path) {

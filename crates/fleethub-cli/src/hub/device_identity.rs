@@ -1,6 +1,7 @@
 //! `fleethub hub device-identity create|list|show|update|delete` and
 //! `... connection-string show`: device identities (`/devices/{id}`).
 
+use std::fmt::Write as _;
 use super::{KeyType, device_path, get_identity};
 use crate::client::{Condition, ServiceClient, Transport};
 use crate::dps::child;
@@ -296,7 +297,7 @@ pub(crate) fn connection_string(
 ) -> Result<String> {
     let mut cs = format!("HostName={host_name};DeviceId={device_id}");
     if let Some(m) = module_id {
-        cs.push_str(&format!(";ModuleId={m}"));
+        let _ = write!(cs, ";ModuleId={m}");
     }
     let kind = identity
         .pointer("/authentication/type")
@@ -312,6 +313,6 @@ pub(crate) fn connection_string(
         None => format!("device '{device_id}'"),
     };
     let key = super::identity_key(identity, key_type, &what)?;
-    cs.push_str(&format!(";SharedAccessKey={key}"));
+    let _ = write!(cs, ";SharedAccessKey={key}");
     Ok(cs)
 }

@@ -53,6 +53,11 @@ pub(crate) fn client(
     .with_clock(|| 1_700_000_000)
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    clippy::unnecessary_wraps,
+    reason = "responders are written inline as the fake transport's return value"
+)]
 pub(crate) fn json(status: u16, body: Value) -> Result<Response> {
     Ok(Response {
         status,
@@ -69,6 +74,10 @@ pub(crate) fn page(body: Value, continuation: Option<&str>) -> Result<Response> 
     Ok(r)
 }
 
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "responders are written inline as the fake transport's return value"
+)]
 pub(crate) fn empty(status: u16) -> Result<Response> {
     Ok(Response {
         status,

@@ -2,6 +2,7 @@
 //! the `provision_symmetric_key` example) then connect to the assigned hub, or connect with
 //! a device connection string.
 
+use std::fmt::Write as _;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -76,7 +77,7 @@ impl Settings {
     pub fn usage(name: &str, table: &[Setting]) -> String {
         let mut s = format!("usage: {name} [--flag value]...\n");
         for (flag, env, help) in table {
-            s.push_str(&format!("  {flag:<22} (env {env:<32}) {help}\n"));
+            let _ = write!(s, "  {flag:<22} (env {env:<32}) {help}\n");
         }
         s
     }

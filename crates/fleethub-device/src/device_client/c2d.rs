@@ -90,7 +90,7 @@ impl C2dMessage {
 
 impl Shared {
     pub(crate) fn on_c2d(&self, bag: &str, body: Bytes, ack: Option<Ack>) {
-        let message = C2dMessage::from_wire(bag, body.to_vec());
+        let message = C2dMessage::from_wire(bag, Vec::from(body));
         let mut sinks = lock(&self.sinks);
         let (message, ack) = match &sinks.c2d {
             Some(sink) => match sink.deliver(message, ack) {

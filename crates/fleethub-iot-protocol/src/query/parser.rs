@@ -65,9 +65,9 @@ impl Parser {
         }
     }
 
-    fn expect(&mut self, want: Token, what: &str) -> Result<(), QueryError> {
+    fn expect(&mut self, want: &Token, what: &str) -> Result<(), QueryError> {
         match self.next_token() {
-            Some(t) if t == want => Ok(()),
+            Some(t) if t == *want => Ok(()),
             Some(t) => Err(QueryError::new(format!(
                 "missing {what}, found {}",
                 t.describe()
@@ -117,13 +117,14 @@ impl Parser {
         if self.peek() == Some(&Token::LParen) {
             self.pos += 1;
             let e = self.nested(Parser::condition)?;
-            self.expect(Token::RParen, "')'")?;
+            self.expect(&Token::RParen, "')'")?;
             return Ok(e);
         }
         if let (Some(Token::Ident(name)), Some(Token::LParen)) =
             (self.peek(), self.tokens.get(self.pos + 1))
         {
-            return self.call(name.clone());
+            let name = name.clone();
+            return self.call(&name);
         }
         let left = self.operand()?;
         let negated = self.eat_keyword("NOT");
@@ -166,8 +167,8 @@ impl Parser {
         Ok(Expr::Cmp(left, op, right))
     }
 
-    fn call(&mut self, name: String) -> Result<Expr, QueryError> {
-        let f = Func::from_name(&name)
+    fn call(&mut self, name: &str) -> Result<Expr, QueryError> {
+        let f = Func::from_name(name)
             .ok_or_else(|| QueryError::new(format!("function {name} is not supported")))?;
         self.pos += 2;
         let mut args = vec![self.operand()?];
@@ -175,7 +176,7 @@ impl Parser {
             self.pos += 1;
             args.push(self.operand()?);
         }
-        self.expect(Token::RParen, &format!("')' closing {name}("))?;
+        self.expect(&Token::RParen, &format!("')' closing {name}("))?;
         if args.len() != f.arity() {
             return Err(QueryError::new(format!(
                 "{name} takes {} argument(s), not {}",
@@ -187,7 +188,7 @@ impl Parser {
     }
 
     fn list(&mut self) -> Result<Vec<Value>, QueryError> {
-        self.expect(Token::LBracket, "'[' after IN")?;
+        self.expect(&Token::LBracket, "'[' after IN")?;
         let mut out = Vec::new();
         if self.peek() == Some(&Token::RBracket) {
             self.pos += 1;

@@ -62,7 +62,7 @@ fn c2d(seq: u64) -> C2dMessage {
         enqueued_time_utc: String::new(),
         delivery_count: 0,
         ack: None,
-        properties: Default::default(),
+        properties: BTreeMap::default(),
         body: format!("body {seq}").into_bytes(),
     }
 }

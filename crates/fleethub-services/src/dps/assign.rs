@@ -181,7 +181,7 @@ impl Dps {
                     .clone()
                     .filter(|d| !d.is_empty())
                     .unwrap_or_else(|| e.registration_id.clone()),
-                hub: self.choose_hub(&p.registration_id, &e.iot_hub_host_name, &e.iot_hubs),
+                hub: self.choose_hub(&p.registration_id, e.iot_hub_host_name.as_ref(), e.iot_hubs.as_ref()),
                 iot_edge: e.capabilities.as_ref().is_some_and(|c| c.iot_edge),
                 initial_twin: e.initial_twin.clone(),
                 reprovision: e.reprovision_policy.clone().unwrap_or_default(),
@@ -200,8 +200,8 @@ impl Dps {
                 device_id: p.registration_id.clone(),
                 hub: self.choose_hub(
                     &p.registration_id,
-                    &group.iot_hub_host_name,
-                    &group.iot_hubs,
+                    group.iot_hub_host_name.as_ref(),
+                    group.iot_hubs.as_ref(),
                 ),
                 iot_edge: group.capabilities.as_ref().is_some_and(|c| c.iot_edge),
                 initial_twin: group.initial_twin.clone(),
@@ -214,10 +214,10 @@ impl Dps {
 
     /// Static hub if the enrollment names a linked one, else a stable hash of the registration
     /// ID over the candidate hubs ("hashed" allocation).
-    fn choose_hub(&self, reg: &str, fixed: &Option<String>, hubs: &Option<Vec<String>>) -> String {
+    fn choose_hub(&self, reg: &str, fixed: Option<&String>, hubs: Option<&Vec<String>>) -> String {
         let linked = &self.cfg.linked_hubs;
         let is_linked = |h: &String| linked.iter().any(|l| l.eq_ignore_ascii_case(h));
-        if let Some(h) = fixed.as_ref().filter(|h| is_linked(h)) {
+        if let Some(h) = fixed.filter(|h| is_linked(h)) {
             return h.clone();
         }
         let candidates: Vec<&String> = match hubs {

@@ -21,6 +21,10 @@ pub struct BulkFailure {
     pub error: Error,
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "used as `map_err(id_error)`"
+)]
 fn id_error(e: ids::IdError) -> Error {
     Error::invalid(e.to_string())
 }
@@ -48,7 +52,7 @@ impl Dps {
         let what = format!("enrollment '{path_id}'");
         validate::attestation(&mut e.attestation, &what)?;
         validate::provisioning_status(&mut e.provisioning_status, &what)?;
-        validate::initial_twin(&e.initial_twin, &what)?;
+        validate::initial_twin(e.initial_twin.as_ref(), &what)?;
         if let Some(d) = e.device_id.as_deref().filter(|d| !d.is_empty()) {
             ids::validate_device_id(d)
                 .map_err(|err| Error::invalid(format!("{what}: deviceId is invalid: {err}")))?;
@@ -151,7 +155,7 @@ impl Dps {
         let what = format!("enrollment group '{path_id}'");
         validate::attestation(&mut g.attestation, &what)?;
         validate::provisioning_status(&mut g.provisioning_status, &what)?;
-        validate::initial_twin(&g.initial_twin, &what)?;
+        validate::initial_twin(g.initial_twin.as_ref(), &what)?;
         let out = self
             .store
             .put_group(g, Precondition::from_if_match(if_match))

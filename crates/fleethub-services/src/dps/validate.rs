@@ -51,7 +51,7 @@ pub(crate) fn provisioning_status(s: &mut Option<String>, what: &str) -> Result<
     }
 }
 
-pub(crate) fn initial_twin(t: &Option<InitialTwin>, what: &str) -> Result<(), Error> {
+pub(crate) fn initial_twin(t: Option<&InitialTwin>, what: &str) -> Result<(), Error> {
     let Some(t) = t else { return Ok(()) };
     if let Some(tags) = &t.tags
         && !(tags.is_object() || tags.is_null())

@@ -63,10 +63,10 @@ impl Hub {
             metrics: shared.metrics.clone(),
             clock: shared.clock.clone(),
             telemetry_tx,
-            presence: Default::default(),
-            methods: Default::default(),
-            c2d_locks: Default::default(),
-            deployments: Default::default(),
+            presence: Presence::default(),
+            methods: PendingMethods::default(),
+            c2d_locks: C2dLocks::default(),
+            deployments: Engine::default(),
         }
     }
 

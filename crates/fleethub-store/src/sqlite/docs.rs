@@ -131,8 +131,8 @@ pub(crate) fn delete(
 }
 
 /// Continuation tokens are the hex of the last key returned.
-pub(crate) fn decode_continuation(c: &Option<String>) -> Result<String> {
-    let Some(c) = c.as_deref().filter(|c| !c.is_empty()) else {
+pub(crate) fn decode_continuation(c: Option<&str>) -> Result<String> {
+    let Some(c) = c.filter(|c| !c.is_empty()) else {
         return Ok(String::new());
     };
     let bytes: std::result::Result<Vec<u8>, _> = (0..c.len())
@@ -170,7 +170,7 @@ pub(crate) fn list<T: DeserializeOwned>(
     filter: Option<(&str, &str)>,
     page: &PageRequest,
 ) -> Result<Page<T>> {
-    let after = decode_continuation(&page.continuation)?;
+    let after = decode_continuation(page.continuation.as_deref())?;
     let limit = page_limit(page);
     let (extra, fval) = match filter {
         Some((clause, v)) => (format!(" AND {clause} = ?3"), Some(v)),
@@ -211,8 +211,8 @@ mod tests {
     #[test]
     fn continuation_round_trip() {
         let c = encode_continuation("dev-01:x");
-        assert_eq!(decode_continuation(&Some(c)).unwrap(), "dev-01:x");
-        assert!(decode_continuation(&Some("zz".into())).is_err());
-        assert_eq!(decode_continuation(&None).unwrap(), "");
+        assert_eq!(decode_continuation(Some(&c)).unwrap(), "dev-01:x");
+        assert!(decode_continuation(Some("zz")).is_err());
+        assert_eq!(decode_continuation(None).unwrap(), "");
     }
 }

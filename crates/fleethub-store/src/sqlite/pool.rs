@@ -118,6 +118,10 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
     }
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "the writer thread owns the connection and closes it when the queue ends"
+)]
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.blocking_recv() {
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {

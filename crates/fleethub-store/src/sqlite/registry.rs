@@ -45,7 +45,7 @@ impl RegistryStore for SqliteStore {
         self.pool
             .read(move |c| {
                 let ids: Page<String> = {
-                    let after = docs::decode_continuation(&page.continuation)?;
+                    let after = docs::decode_continuation(page.continuation.as_deref())?;
                     let limit = docs::page_limit(&page);
                     let mut stmt = c.prepare_cached(
                         "SELECT device_id FROM devices WHERE device_id > ?1 ORDER BY device_id LIMIT ?2",

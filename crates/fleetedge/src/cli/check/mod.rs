@@ -4,6 +4,7 @@
 
 mod checks;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -184,19 +185,19 @@ pub fn render_text(r: &Report, verbose: bool) -> String {
             Outcome::Error => ("\u{d7}", "Error"),
             Outcome::Skipped => ("-", "Skipped"),
         };
-        out.push_str(&format!("{mark} {} - {word}\n", e.description));
+        let _ = write!(out, "{mark} {} - {word}\n", e.description);
         let show = verbose || matches!(e.result.result, Outcome::Warning | Outcome::Error);
         if show && let Some(d) = &e.result.details {
-            out.push_str(&format!("    {d}\n"));
+            let _ = write!(out, "    {d}\n");
         }
         if let Some(f) = &e.result.fix {
-            out.push_str(&format!("    fix: {f}\n"));
+            let _ = write!(out, "    fix: {f}\n");
         }
     }
     let s = &r.summary;
-    out.push_str(&format!(
+    let _ = write!(out, 
         "\n{} check(s) succeeded.\n{} check(s) raised warnings.\n{} check(s) raised errors.\n{} check(s) were skipped.\n",
         s.ok, s.warnings, s.errors, s.skipped
-    ));
+    );
     out
 }

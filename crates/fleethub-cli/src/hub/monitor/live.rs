@@ -2,6 +2,7 @@
 //! over its own TLS connection: the request is written by hand and the response read with
 //! [`super::http1`], so events are handled as they arrive.
 
+use std::fmt::Write as _;
 use super::http1::{BodyReader, Head, read_head};
 use super::sse::{SseEvent, SseParser};
 use crate::client::seg;
@@ -63,7 +64,7 @@ pub(crate) fn live_request(
 ) -> String {
     let mut target = format!("/messages/events/live?api-version={api_version}");
     if let Some(d) = device {
-        target.push_str(&format!("&deviceId={}", seg(d)));
+        let _ = write!(target, "&deviceId={}", seg(d));
     }
     format!(
         "GET {target} HTTP/1.1\r\nHost: {host_header}\r\nAuthorization: {token}\r\n\
