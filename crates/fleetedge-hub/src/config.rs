@@ -63,7 +63,7 @@ impl EdgeHubConfig {
         let routes_value = obj
             .get("routes")
             .cloned()
-            .unwrap_or(Value::Object(Map::default()));
+            .unwrap_or(Value::Object(serde_json::Map::default()));
         let Some(routes_obj) = routes_value.as_object() else {
             return bad("routes must be an object of name -> route".into());
         };

@@ -184,7 +184,7 @@ impl fmt::Debug for MqttClient {
         f.debug_struct("MqttClient")
             .field("session_present", &self.session_present)
             .field("closed", &self.is_closed())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -458,11 +458,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         match packet {
             Packet::Publish(publish) => {
                 match publish.qos {
-                    QoS::AtMostOnce => {}
                     QoS::AtLeastOnce if !self.manual_acks => {
                         self.write(&Packet::PubAck(publish.pkid)).await?;
                     }
-                    QoS::AtLeastOnce => {}
+                    QoS::AtMostOnce | QoS::AtLeastOnce => {}
                     QoS::ExactlyOnce => self.write(&Packet::PubRec(publish.pkid)).await?,
                 }
                 // A dropped receiver just means nobody listens any more.

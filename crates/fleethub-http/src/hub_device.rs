@@ -232,18 +232,17 @@ fn c2d_response(locked: LockedC2d) -> Response {
     } = locked;
     let mut h = HeaderMap::new();
     let mut put = |name: &str, value: &str| {
-        match (
+        if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
         ) {
-            (Ok(n), Ok(v)) => {
-                h.insert(n, v);
-            }
+            h.insert(n, v);
+        } else {
             // e.g. a property name with a space or a value with a line break
-            _ => tracing::debug!(
+            tracing::debug!(
                 header = name,
                 "cloud-to-device property not representable as an HTTP header: left out"
-            ),
+            );
         }
     };
     put("etag", &format!("\"{lock_token}\""));

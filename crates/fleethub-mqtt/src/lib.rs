@@ -52,7 +52,7 @@ impl Gateway {
             dps,
             hub,
             cfg,
-            live: LiveConnections::default(),
+            live: live::LiveConnections::default(),
         })
     }
 

@@ -99,7 +99,7 @@ impl Drain {
             handler,
             notify_shutdown: self.notify_shutdown.clone(),
             shutdown: self.subscribe(),
-            _complete: self.complete_tx.clone(),
+            complete_tx: self.complete_tx.clone(),
         }
     }
 
@@ -137,7 +137,7 @@ pub struct Listener<H> {
     handler: H,
     notify_shutdown: broadcast::Sender<()>,
     shutdown: Shutdown,
-    _complete: mpsc::Sender<()>,
+    complete_tx: mpsc::Sender<()>,
 }
 
 impl<H: Handler> Listener<H> {
@@ -168,7 +168,7 @@ impl<H: Handler> Listener<H> {
                 is_shutdown: false,
                 notify: self.notify_shutdown.subscribe(),
             };
-            let complete = self._complete.clone();
+            let complete = self.complete_tx.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 let _complete = complete;

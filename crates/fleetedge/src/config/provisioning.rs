@@ -1,6 +1,7 @@
 //! The validated `[provisioning]` section: manual (connection string or split fields) or DPS
 //! with a symmetric key, and where the key material comes from.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use base64::Engine;
@@ -164,7 +165,12 @@ impl Provisioning {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 #[cfg(test)]

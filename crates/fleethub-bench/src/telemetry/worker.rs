@@ -158,7 +158,9 @@ async fn connect_all(
     let mut latency = Histogram::new();
     let mut clients = Vec::with_capacity(spec.device_ids.len());
     for i in 0..spec.device_ids.len() {
-        let permit = if let Ok(Ok(p)) = tokio::time::timeout_at(phase_end, permits.clone().acquire_owned()).await { p } else {
+        let Ok(Ok(permit)) =
+            tokio::time::timeout_at(phase_end, permits.clone().acquire_owned()).await
+        else {
             let left = (spec.device_ids.len() - i) as u64;
             report.errors += left;
             report

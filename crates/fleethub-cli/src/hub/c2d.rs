@@ -91,6 +91,10 @@ pub(crate) fn parse_props(s: &str) -> Result<Map<String, Value>, String> {
 }
 
 /// The request body of `POST /devices/{id}/messages/deviceBound`.
+#[allow(
+    clippy::struct_field_names,
+    reason = "the fields mirror the message properties (messageId)"
+)]
 pub(crate) struct Message {
     pub data: String,
     pub message_id: Option<String>,

@@ -144,8 +144,10 @@ impl DeviceError {
     pub(crate) fn is_fatal(&self) -> bool {
         match self {
             DeviceError::Refused { code, .. } => *code != 3,
-            DeviceError::Config(_) | DeviceError::ConnectionString(_) | DeviceError::Key(_) => true,
-            DeviceError::Tls(TlsError::InvalidServerName(_)) => true,
+            DeviceError::Config(_)
+            | DeviceError::ConnectionString(_)
+            | DeviceError::Key(_)
+            | DeviceError::Tls(TlsError::InvalidServerName(_)) => true,
             _ => false,
         }
     }

@@ -71,10 +71,10 @@ impl Expr {
                 Some(v) => list.iter().any(|l| compare(&v, CmpOp::Eq, l, how)) != *negated,
                 None => false,
             },
-            Expr::Call(f, args) => {
+            Expr::Call(func, args) => {
                 let a = args.first().and_then(|a| a.value(o));
                 let a = a.as_deref();
-                match f {
+                match func {
                     Func::IsDefined => a.is_some(),
                     Func::IsNull => a.is_some_and(Value::is_null),
                     Func::IsBool => a.is_some_and(Value::is_boolean),
@@ -87,8 +87,10 @@ impl Expr {
                             a.and_then(Value::as_str),
                             b.as_deref().and_then(Value::as_str),
                         ) {
-                            (Some(s), Some(p)) if *f == Func::StartsWith => s.starts_with(p),
-                            (Some(s), Some(p)) => s.ends_with(p),
+                            (Some(text), Some(affix)) if *func == Func::StartsWith => {
+                                text.starts_with(affix)
+                            }
+                            (Some(text), Some(affix)) => text.ends_with(affix),
                             _ => false,
                         }
                     }

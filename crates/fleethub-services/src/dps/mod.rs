@@ -74,8 +74,8 @@ impl Dps {
             auth_failures: shared.auth_failures.clone(),
             metrics: shared.metrics.clone(),
             clock: shared.clock.clone(),
-            recent: RecentOperations::default(),
-            assigned_hook: OnceLock::default(),
+            recent: recent::RecentOperations::default(),
+            assigned_hook: std::sync::OnceLock::default(),
         }
     }
 

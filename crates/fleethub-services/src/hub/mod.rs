@@ -63,10 +63,10 @@ impl Hub {
             metrics: shared.metrics.clone(),
             clock: shared.clock.clone(),
             telemetry_tx,
-            presence: Presence::default(),
-            methods: PendingMethods::default(),
-            c2d_locks: C2dLocks::default(),
-            deployments: Engine::default(),
+            presence: presence::Presence::default(),
+            methods: methods::PendingMethods::default(),
+            c2d_locks: c2d::C2dLocks::default(),
+            deployments: deployments::Engine::default(),
         }
     }
 

@@ -185,7 +185,8 @@ impl Hub {
                     }
                     return Ok(twin);
                 }
-                Err(StoreError::EtagMismatch { .. }) => continue,
+                // Another writer was first: read the twin again and retry.
+                Err(StoreError::EtagMismatch { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
         }

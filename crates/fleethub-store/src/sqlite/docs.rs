@@ -1,5 +1,7 @@
 //! Generic helpers for tables of JSON documents keyed by a (lower-cased) id with an etag.
 
+use std::fmt::Write as _;
+
 use crate::{Page, PageRequest, Precondition, Result, StoreError, etag_matches};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Serialize, de::DeserializeOwned};
@@ -56,12 +58,10 @@ pub(crate) fn check(
     current: Option<&str>,
 ) -> Result<()> {
     match cond {
-        Precondition::Any => Ok(()),
         Precondition::MustNotExist if current.is_some() => Err(StoreError::AlreadyExists {
             kind,
             id: id.to_string(),
         }),
-        Precondition::MustNotExist => Ok(()),
         Precondition::IfMatch(_) if current.is_none() => Err(StoreError::NotFound {
             kind,
             id: id.to_string(),
@@ -72,7 +72,7 @@ pub(crate) fn check(
                 id: id.to_string(),
             })
         }
-        Precondition::IfMatch(_) => Ok(()),
+        Precondition::Any | Precondition::MustNotExist | Precondition::IfMatch(_) => Ok(()),
     }
 }
 
@@ -150,7 +150,11 @@ pub(crate) fn decode_continuation(c: Option<&str>) -> Result<String> {
 }
 
 pub(crate) fn encode_continuation(key: &str) -> String {
-    key.bytes().map(|b| format!("{b:02x}")).collect()
+    key.bytes()
+        .fold(String::with_capacity(key.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 pub(crate) fn page_limit(p: &PageRequest) -> usize {

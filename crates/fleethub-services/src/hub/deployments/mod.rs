@@ -232,7 +232,7 @@ impl Hub {
 /// The device twin as target conditions and metric queries see it (identity fields included).
 pub(crate) fn query_view(rec: &fleethub_storage::DeviceRecord) -> Value {
     let mut twin = rec.twin.clone();
-    twin.device_id = rec.device.device_id.clone();
+    twin.device_id.clone_from(&rec.device.device_id);
     twin.status = rec.device.status.clone().or(twin.status);
     twin.capabilities = rec.device.capabilities.clone().or(twin.capabilities);
     twin.device_scope = rec.device.device_scope.clone().or(twin.device_scope);

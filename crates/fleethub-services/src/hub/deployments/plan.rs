@@ -140,7 +140,7 @@ fn base_modules(content: &Map<String, Value>) -> BTreeMap<String, Map<String, Va
         let mut desired = Map::new();
         if let Some(entry) = entry.as_object() {
             if let Some(Value::Object(d)) = entry.get(DESIRED) {
-                desired = d.clone();
+                desired.clone_from(d);
             }
             // A base manifest may also carry path entries; apply them after the whole document.
             for (k, v) in entry {
@@ -163,7 +163,7 @@ pub fn merge_layer(modules: &mut BTreeMap<String, Map<String, Value>>, layer: &M
         };
         let desired = modules.entry(module.clone()).or_default();
         if let Some(Value::Object(d)) = entry.get(DESIRED) {
-            *desired = d.clone();
+            desired.clone_from(d);
         }
         for (k, v) in entry {
             if let Some(path) = k.strip_prefix("properties.desired.") {
