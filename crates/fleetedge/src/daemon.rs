@@ -59,7 +59,7 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
                 tokio::select! {
                     _ = term.recv() => break,
                     _ = int.recv() => break,
-                    _ = hup.recv() => { let _ = cmd_tx.send(Command::Reload); continue; }
+                    _ = hup.recv() => { let _ = cmd_tx.send(Command::Reload); }
                 }
             }
             tracing::info!("stopping");

@@ -69,6 +69,10 @@ fn second_server_on_the_same_data_directory_refuses_to_start() {
     assert!(out.contains(&server.info.id_scope));
 }
 
+fn plus<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
+    [a, b].concat()
+}
+
 #[test]
 fn host_names_are_kept_and_changed_only_on_request() {
     let tmp = tempfile::tempdir().unwrap();
@@ -83,9 +87,6 @@ fn host_names_are_kept_and_changed_only_on_request() {
     ]
     .map(String::from);
     let ports: Vec<&str> = ports.iter().map(String::as_str).collect();
-    fn plus<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
-        [a, b].concat()
-    }
     let with = |extra: &[&'static str]| plus(&ports, extra);
     let cert = data.join("certs").join("server.pem");
 

@@ -17,8 +17,8 @@ use fleethub_service_client::{Credentials, HttpsTransport, ServiceClient, TlsTar
 use http::Method;
 use serde_json::{Value, json};
 
-fn server_binary() -> Option<PathBuf> {
-    Some(PathBuf::from(env!("CARGO_BIN_EXE_fleethub")))
+fn server_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fleethub"))
 }
 
 fn free_port() -> u16 {
@@ -201,13 +201,7 @@ async fn wait_status(client: &DeviceClient, want: impl Fn(&ConnectionStatus) -> 
 
 #[tokio::test]
 async fn device_client_against_the_real_server() {
-    let Some(bin) = server_binary() else {
-        eprintln!(
-            "note: skipping: no server binary (set FLEETHUB_BIN or `cargo build -p fleethub-server`)"
-        );
-        return;
-    };
-    let mut server = Server::start(bin);
+    let mut server = Server::start(server_binary());
     let result = tokio::time::timeout(Duration::from_mins(2), scenario(&mut server)).await;
     if !matches!(result, Ok(())) {
         eprintln!("server log:\n{}", server.log());

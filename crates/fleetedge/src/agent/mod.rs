@@ -257,7 +257,7 @@ impl Agent {
                 failures.push(e.to_string());
             }
         }
-        self.schema_version = dep.schema_version.clone();
+        self.schema_version.clone_from(&dep.schema_version);
         self.deployment = Some(dep);
         ApplyOutcome::Done(if failures.is_empty() {
             DesiredStatus {

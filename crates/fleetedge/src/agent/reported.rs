@@ -148,7 +148,7 @@ mod tests {
             command: "/bin/true".into(),
             args: vec![],
             working_dir: None,
-            env: BTreeMap::default(),
+            env: std::collections::BTreeMap::default(),
             restart_policy: RestartPolicy::Always,
             desired_status: Ds::Running,
             version: Some("1".into()),

@@ -35,25 +35,25 @@ pub fn render(opts: &InitOptions) -> Result<String, String> {
     );
     out.push_str("# After editing, run `fleetedge config apply`.\n\n");
     if let Some(h) = &opts.hostname {
-        let _ = write!(out, "hostname = {}\n", q(h));
+        let _ = writeln!(out, "hostname = {}", q(h));
     } else {
         out.push_str("# hostname = \"my-gateway.local\"   # default: the machine's host name\n");
     }
     if let Some(t) = &opts.trust_bundle {
         let abs = std::path::absolute(t).map_err(|e| format!("--trust-bundle: {e}"))?;
-        let _ = write!(out, 
-            "trust_bundle_cert = {}\n",
+        let _ = writeln!(out, 
+            "trust_bundle_cert = {}",
             q(&format!("file://{}", abs.display()))
         );
     }
     if let Some(h) = &opts.homedir {
-        let _ = write!(out, "homedir = {}\n", q(&h.display().to_string()));
+        let _ = writeln!(out, "homedir = {}", q(&h.display().to_string()));
     }
     out.push_str("auto_reprovisioning_mode = \"Dynamic\"\n\n");
     match (&opts.connection_string, &opts.scope_id) {
         (Some(cs), None) => {
             out.push_str("[provisioning]\nsource = \"manual\"\n");
-            let _ = write!(out, "connection_string = {}\n", q(cs));
+            let _ = writeln!(out, "connection_string = {}", q(cs));
         }
         (None, Some(scope)) => {
             let reg = opts
@@ -65,8 +65,8 @@ pub fn render(opts: &InitOptions) -> Result<String, String> {
                 .as_deref()
                 .ok_or("--symmetric-key is required with --dps-symmetric-key")?;
             out.push_str("[provisioning]\nsource = \"dps\"\n");
-            let _ = write!(out, 
-                "global_endpoint = {}\n",
+            let _ = writeln!(out, 
+                "global_endpoint = {}",
                 q(opts
                     .global_endpoint
                     .as_deref()
@@ -74,8 +74,8 @@ pub fn render(opts: &InitOptions) -> Result<String, String> {
             );
             let _ = write!(out, "id_scope = {}\n\n", q(scope));
             out.push_str("[provisioning.attestation]\nmethod = \"symmetric_key\"\n");
-            let _ = write!(out, "registration_id = {}\n", q(reg));
-            let _ = write!(out, "symmetric_key = {{ value = {} }}\n", q(key));
+            let _ = writeln!(out, "registration_id = {}", q(reg));
+            let _ = writeln!(out, "symmetric_key = {{ value = {} }}", q(key));
         }
         (Some(_), Some(_)) => {
             return Err(
@@ -92,10 +92,10 @@ pub fn render(opts: &InitOptions) -> Result<String, String> {
     if opts.hub_mqtt_port.is_some() || opts.hub_https_port.is_some() {
         out.push_str("\n[hub]\n");
         if let Some(p) = opts.hub_mqtt_port {
-            let _ = write!(out, "mqtt_port = {p}\n");
+            let _ = writeln!(out, "mqtt_port = {p}");
         }
         if let Some(p) = opts.hub_https_port {
-            let _ = write!(out, "https_port = {p}\n");
+            let _ = writeln!(out, "https_port = {p}");
         }
     }
     if !opts.edge_hub_listen.is_empty() {

@@ -138,11 +138,8 @@ impl Workload {
                 format!("algorithm '{}' is not supported: use HMACSHA256", req.algo),
             );
         }
-        let data = match STANDARD.decode(req.data.trim()) {
-            Ok(d) => d,
-            Err(_) => {
-                return ApiResponse::error(StatusCode::BAD_REQUEST, "`data` is not valid base64");
-            }
+        let Ok(data) = STANDARD.decode(req.data.trim()) else {
+            return ApiResponse::error(StatusCode::BAD_REQUEST, "`data` is not valid base64");
         };
         match sign(&identity, &req.key_id, &data) {
             Ok(digest) => ApiResponse::ok(json!({ "digest": digest })),

@@ -14,7 +14,7 @@ pub struct ServerProcess {
     pub info: ServerInfo,
     pub mqtt_port: u16,
     pub https_port: u16,
-    _tmp: Option<tempfile::TempDir>,
+    tmp_dir: Option<tempfile::TempDir>,
 }
 
 pub fn free_port() -> u16 {
@@ -34,7 +34,7 @@ impl ServerProcess {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let mut s = Self::start_in(&data_dir, free_port(), free_port());
-        s._tmp = Some(tmp);
+        s.tmp_dir = Some(tmp);
         s
     }
 
@@ -106,7 +106,7 @@ impl ServerProcess {
             info,
             mqtt_port,
             https_port,
-            _tmp: None,
+            tmp_dir: None,
         }
     }
 
@@ -134,9 +134,9 @@ impl ServerProcess {
     /// Starts the server again on the same data directory and ports.
     pub fn restart(&mut self) {
         self.kill9();
-        let tmp = self._tmp.take();
+        let tmp = self.tmp_dir.take();
         let mut s = Self::start_in(&self.data_dir.clone(), self.mqtt_port, self.https_port);
-        s._tmp = tmp;
+        s.tmp_dir = tmp;
         std::mem::swap(self, &mut s);
         s.child = None;
     }

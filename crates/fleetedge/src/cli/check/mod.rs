@@ -86,7 +86,7 @@ impl CheckContext {
             crate::config::Provisioning::Manual {
                 iothub_hostname, ..
             } => Some(iothub_hostname.clone()),
-            _ => None,
+            crate::config::Provisioning::Dps { .. } => None,
         }
     }
 
@@ -99,7 +99,7 @@ impl CheckContext {
         }
         match &self.config.as_ref()?.provisioning {
             crate::config::Provisioning::Manual { device_id, .. } => Some(device_id.clone()),
-            _ => None,
+            crate::config::Provisioning::Dps { .. } => None,
         }
     }
 
@@ -185,13 +185,13 @@ pub fn render_text(r: &Report, verbose: bool) -> String {
             Outcome::Error => ("\u{d7}", "Error"),
             Outcome::Skipped => ("-", "Skipped"),
         };
-        let _ = write!(out, "{mark} {} - {word}\n", e.description);
+        let _ = writeln!(out, "{mark} {} - {word}", e.description);
         let show = verbose || matches!(e.result.result, Outcome::Warning | Outcome::Error);
         if show && let Some(d) = &e.result.details {
-            let _ = write!(out, "    {d}\n");
+            let _ = writeln!(out, "    {d}");
         }
         if let Some(f) = &e.result.fix {
-            let _ = write!(out, "    fix: {f}\n");
+            let _ = writeln!(out, "    fix: {f}");
         }
     }
     let s = &r.summary;
