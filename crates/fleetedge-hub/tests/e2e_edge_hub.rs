@@ -144,6 +144,7 @@ async fn edge_hub_routes_forwards_and_survives_outages() {
 }
 
 async fn scenario(server: &mut Server) {
+    const N: usize = 25;
     let service = Service::new(server);
     let (status, dev) = service
         .call(
@@ -359,7 +360,6 @@ async fn scenario(server: &mut Server) {
     // Outage: the hub is down while A sends N messages; the edge hub acknowledges them
     // (durable), restarts on its queue, and forwards them when the hub is back.
     server.stop();
-    const N: usize = 25;
     for i in 0..N {
         a.send_event(
             Message::new(format!("payload {i}"))

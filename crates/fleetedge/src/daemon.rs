@@ -158,34 +158,7 @@ async fn generation(
     )?);
 
     // edge hub
-    let hub_state = Arc::new(Mutex::new(SystemModule {
-        runtime_status: RuntimeStatus::Stopped,
-        status_description: Some(
-            "disabled in the configuration ([edge_hub] enabled = false)".into(),
-        ),
-        last_start_time_utc: None,
-    }));
-    let mut hub_handle = None;
-    if config.edge_hub.enabled {
-        match start_edge_hub(config, &device, &state, &identities, &pki).await {
-            Ok(h) => {
-                *lock(&hub_state) = SystemModule {
-                    runtime_status: RuntimeStatus::Running,
-                    status_description: None,
-                    last_start_time_utc: Some(Utc::now().to_rfc3339()),
-                };
-                hub_handle = Some(Arc::new(h));
-            }
-            Err(e) => {
-                tracing::error!(target: crate::daemon_log::EDGE_HUB_TARGET, error = %format!("{e:#}"), "the edge hub did not start");
-                *lock(&hub_state) = SystemModule {
-                    runtime_status: RuntimeStatus::Failed,
-                    status_description: Some(format!("{e:#}")),
-                    last_start_time_utc: None,
-                };
-            }
-        }
-    }
+    let (hub_state, hub_handle) = start_edge_hub_state(config, &device, &state, &identities, &pki).await;
 
     let runtime: Arc<dyn ModuleRuntime> = Arc::new(ProcessRuntime::new(ProcessSettings {
         logs_dir: state.logs_dir(),
@@ -223,34 +196,7 @@ async fn generation(
             edge_hub: edge_hub_json(hub_handle.as_deref(), &lock(&hub_state)),
         })
     };
-    let system_rows = {
-        let agent_status = agent_status.clone();
-        let hub_state = hub_state.clone();
-        Arc::new(move || {
-            let a = lock(&agent_status).clone();
-            let h = lock(&hub_state).clone();
-            vec![
-                mgmt::system_row(
-                    "edgeAgent",
-                    RuntimeStatus::Running,
-                    Some(if a.link.connected {
-                        "connected to the hub".into()
-                    } else {
-                        format!("hub connection: {}", a.link.summary())
-                    }),
-                    Some(started),
-                ),
-                mgmt::system_row(
-                    "edgeHub",
-                    h.runtime_status,
-                    h.status_description,
-                    h.last_start_time_utc
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-                        .map(|t| t.with_timezone(&Utc)),
-                ),
-            ]
-        })
-    };
+    let system_rows = system_rows_fn(agent_status.clone(), hub_state.clone(), started);
     let mgmt = Management {
         status: status_fn,
         system_rows,
@@ -263,22 +209,7 @@ async fn generation(
     let mgmt_task = tokio::spawn(uds::serve(ml, mgmt.handler(), 16, stop_rx.clone()));
 
     // agent
-    let hub_fn = {
-        let hub_handle = hub_handle.clone();
-        let hub_state = hub_state.clone();
-        Arc::new(move || {
-            let mut s = lock(&hub_state).clone();
-            if let Some(h) = hub_handle.as_deref() {
-                let st = h.status();
-                if let Some(e) = st.last_error
-                    && !st.upstream_connected
-                {
-                    s.status_description = Some(format!("upstream not connected: {e}"));
-                }
-            }
-            s
-        })
-    };
+    let hub_fn = edge_hub_status_fn(hub_handle.clone(), hub_state.clone());
     let ctx = Arc::new(AgentContext {
         config: config.clone(),
         device: device.clone(),
@@ -382,6 +313,100 @@ fn edge_hub_json(h: Option<&fleetedge_hub::EdgeHubHandle>, s: &SystemModule) -> 
             .into();
     }
     v
+}
+
+/// Starts the edge hub if the configuration enables it; its status for the management API
+/// and the agent's reported properties.
+async fn start_edge_hub_state(
+    config: &Config,
+    device: &DeviceIdentity,
+    state: &StateDir,
+    identities: &Arc<IdentityStore>,
+    pki: &certs::EdgePki,
+) -> (
+    Arc<Mutex<SystemModule>>,
+    Option<Arc<fleetedge_hub::EdgeHubHandle>>,
+) {
+    let hub_state = Arc::new(Mutex::new(SystemModule {
+        runtime_status: RuntimeStatus::Stopped,
+        status_description: Some(
+            "disabled in the configuration ([edge_hub] enabled = false)".into(),
+        ),
+        last_start_time_utc: None,
+    }));
+    let mut hub_handle = None;
+    if config.edge_hub.enabled {
+        match start_edge_hub(config, device, state, identities, pki).await {
+            Ok(h) => {
+                *lock(&hub_state) = SystemModule {
+                    runtime_status: RuntimeStatus::Running,
+                    status_description: None,
+                    last_start_time_utc: Some(Utc::now().to_rfc3339()),
+                };
+                hub_handle = Some(Arc::new(h));
+            }
+            Err(e) => {
+                tracing::error!(target: crate::daemon_log::EDGE_HUB_TARGET, error = %format!("{e:#}"), "the edge hub did not start");
+                *lock(&hub_state) = SystemModule {
+                    runtime_status: RuntimeStatus::Failed,
+                    status_description: Some(format!("{e:#}")),
+                    last_start_time_utc: None,
+                };
+            }
+        }
+    }
+    (hub_state, hub_handle)
+}
+
+/// The rows of the system modules (edgeAgent, edgeHub) in the management API's `GET /modules`.
+fn system_rows_fn(
+    agent_status: Arc<Mutex<AgentStatus>>,
+    hub_state: Arc<Mutex<SystemModule>>,
+    started: chrono::DateTime<Utc>,
+) -> Arc<dyn Fn() -> Vec<mgmt::ModuleRow> + Send + Sync> {
+    Arc::new(move || {
+        let a = lock(&agent_status).clone();
+        let h = lock(&hub_state).clone();
+        vec![
+            mgmt::system_row(
+                "edgeAgent",
+                RuntimeStatus::Running,
+                Some(if a.link.connected {
+                    "connected to the hub".into()
+                } else {
+                    format!("hub connection: {}", a.link.summary())
+                }),
+                Some(started),
+            ),
+            mgmt::system_row(
+                "edgeHub",
+                h.runtime_status,
+                h.status_description,
+                h.last_start_time_utc
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                    .map(|t| t.with_timezone(&Utc)),
+            ),
+        ]
+    })
+}
+
+/// The edge hub's status as the agent reports it (with the upstream connection's last error).
+fn edge_hub_status_fn(
+    hub_handle: Option<Arc<fleetedge_hub::EdgeHubHandle>>,
+    hub_state: Arc<Mutex<SystemModule>>,
+) -> Arc<dyn Fn() -> SystemModule + Send + Sync> {
+    Arc::new(move || {
+        let mut s = lock(&hub_state).clone();
+        if let Some(h) = hub_handle.as_deref() {
+            let st = h.status();
+            if let Some(e) = st.last_error
+                && !st.upstream_connected
+            {
+                s.status_description = Some(format!("upstream not connected: {e}"));
+            }
+        }
+        s
+    })
 }
 
 async fn start_edge_hub(

@@ -51,6 +51,7 @@ fn deployment(good_script: &str) -> Value {
 
 #[test]
 fn dps_deployment_backoff_reported_properties_and_offline_restart() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
 
@@ -101,7 +102,6 @@ fn dps_deployment_backoff_reported_properties_and_offline_restart() {
     let applied = edge.cli_ok(&["config", "apply"]);
     assert!(applied.contains("provisioning.source: dps"), "{applied}");
     let key_file = edge.home.join("keys/device-id");
-    use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
         0o600

@@ -166,6 +166,7 @@ mod tests {
 
     #[test]
     fn generated_once_and_reissued_when_names_change() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let names = vec!["hub.fleethub.test".to_string()];
         let a = ensure_dev_pki(dir.path(), &names).unwrap();
@@ -176,7 +177,6 @@ mod tests {
         let c = ensure_dev_pki(dir.path(), &["other.test".to_string()]).unwrap();
         assert_ne!(std::fs::read(&c.cert_chain).unwrap(), s1, "reissued");
         assert_eq!(std::fs::read(c.ca_cert.unwrap()).unwrap(), ca1, "same CA");
-        use std::os::unix::fs::PermissionsExt;
         for k in ["ca.key", "server.key"] {
             let mode = std::fs::metadata(dir.path().join(k))
                 .unwrap()

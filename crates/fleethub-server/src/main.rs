@@ -88,16 +88,16 @@ impl ServeArgs {
         set!(log);
         set!(log_format);
         if self.dps_hostname.is_some() {
-            cfg.dps_hostname = self.dps_hostname.clone();
+            cfg.dps_hostname.clone_from(&self.dps_hostname);
         }
         if self.hub_hostname.is_some() {
-            cfg.hub_hostname = self.hub_hostname.clone();
+            cfg.hub_hostname.clone_from(&self.hub_hostname);
         }
         if self.tls_cert.is_some() {
-            cfg.tls_cert = self.tls_cert.clone();
+            cfg.tls_cert.clone_from(&self.tls_cert);
         }
         if self.tls_key.is_some() {
-            cfg.tls_key = self.tls_key.clone();
+            cfg.tls_key.clone_from(&self.tls_key);
         }
         if !self.extra_sans.is_empty() {
             cfg.extra_sans
@@ -348,7 +348,30 @@ async fn real_main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench(BenchCommand::Register {
+        Command::Bench(cmd) => run_bench(cmd).await,
+        Command::Dps { client, cmd } => fleethub_cli::run_dps(cmd, &client).await,
+        Command::Hub { client, cmd } => fleethub_cli::run_hub(cmd, &client).await,
+        Command::Edge { client, cmd } => fleethub_cli::run_edge(cmd, &client).await,
+        Command::Diagnostics { client, cmd } => fleethub_cli::run_diagnostics(cmd, &client).await,
+        Command::Config(ConfigCommand::Show { args }) => {
+            print!("{}", toml::to_string_pretty(&args.config()?)?);
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "fleethub",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn run_bench(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Register {
             count,
             concurrency,
             transport,
@@ -356,7 +379,7 @@ async fn real_main() -> Result<()> {
             data_dir,
             dps_host,
             output,
-        }) => {
+        } => {
             let info = ServerInfo::read(&data_dir)?;
             let port = match transport {
                 fleethub_bench::Transport::Mqtt => info.mqtt_port,
@@ -381,10 +404,10 @@ async fn real_main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench(BenchCommand::Telemetry { worker: true, .. }) => {
+        BenchCommand::Telemetry { worker: true, .. } => {
             fleethub_bench::telemetry::worker_stdio_main().await
         }
-        Command::Bench(BenchCommand::Telemetry {
+        BenchCommand::Telemetry {
             devices,
             rate,
             max,
@@ -407,7 +430,7 @@ async fn real_main() -> Result<()> {
             keep_devices,
             output,
             worker: false,
-        }) => {
+        } => {
             use fleethub_bench::Target;
             anyhow::ensure!(
                 connect_only || max || rate.is_some(),
@@ -461,23 +484,6 @@ async fn real_main() -> Result<()> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Output::Text | Output::Table => println!("{report}"),
             }
-            Ok(())
-        }
-        Command::Dps { client, cmd } => fleethub_cli::run_dps(cmd, &client).await,
-        Command::Hub { client, cmd } => fleethub_cli::run_hub(cmd, &client).await,
-        Command::Edge { client, cmd } => fleethub_cli::run_edge(cmd, &client).await,
-        Command::Diagnostics { client, cmd } => fleethub_cli::run_diagnostics(cmd, &client).await,
-        Command::Config(ConfigCommand::Show { args }) => {
-            print!("{}", toml::to_string_pretty(&args.config()?)?);
-            Ok(())
-        }
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "fleethub",
-                &mut std::io::stdout(),
-            );
             Ok(())
         }
     }

@@ -102,7 +102,7 @@ symmetric_key = {{ value = "{k}" }}
                 assert_eq!(registration_id, "edge-3");
                 assert_eq!(*key, KeySource::Value(padded.clone()));
             }
-            other => panic!("{other:?}"),
+            other @ Provisioning::Manual { .. } => panic!("{other:?}"),
         }
         assert_eq!(
             c.trust_bundle_cert,
@@ -131,7 +131,7 @@ symmetric_key = { uri = "file:///etc/fleetedge/dps.key" }
             assert_eq!(endpoint.host, "global.azure-devices-provisioning.net");
             assert_eq!(key, KeySource::File("/etc/fleetedge/dps.key".into()));
         }
-        other => panic!("{other:?}"),
+        other @ Provisioning::Manual { .. } => panic!("{other:?}"),
     }
 }
 

@@ -33,6 +33,7 @@ async fn call(
 
 #[tokio::test]
 async fn trust_bundle_and_signing_over_the_socket() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("workload.sock");
     let id = identity();
@@ -44,7 +45,6 @@ async fn trust_bundle_and_signing_over_the_socket() {
         MAX_CONCURRENT,
         rx,
     ));
-    use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
         0o660

@@ -161,7 +161,7 @@ async fn group_enrollment_with_derived_key() {
 
     // records listed per group, and kept when the group is deleted
     let page = d
-        .query_registrations(Some("GRP-1"), PageRequest::default())
+        .query_registrations(Some("GRP-1"), fleethub_storage::PageRequest::default())
         .await
         .unwrap();
     assert_eq!(page.items.len(), 1);

@@ -232,7 +232,7 @@ async fn layers_and_late_modules() {
     assert_eq!(d["modules"]["extra"]["settings"]["image"], "extra:1");
     assert_eq!(sensor_image(&d), "b");
     // the module "extra" has no identity yet; it gets its content once created
-    hub.put_module("edge-2", "extra", Module::default(), None)
+    hub.put_module("edge-2", "extra", fleethub_api::Module::default(), None)
         .await
         .unwrap();
     hub.apply_deployments_to("edge-2").await.unwrap();
