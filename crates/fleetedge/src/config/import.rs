@@ -148,159 +148,12 @@ fn provisioning(p: &Node, out: &mut Out) -> Result<(), ImportError> {
     let mut handled = vec!["source"];
     match source {
         "manual" => {
-            out.provisioning.push("source = \"manual\"".into());
-            if let Some(auth) = p.get("authentication") {
-                let method = auth.get("method").and_then(Node::as_str).unwrap_or("?");
-                return Err(invalid(
-                    auth.line,
-                    "provisioning.authentication",
-                    format!(
-                        "manual provisioning with method '{method}' (X.509) is not supported by fleetedge"
-                    ),
-                    "use the device's connection string (symmetric key): device_connection_string",
-                ));
-            }
-            let cs = text(
-                p,
-                "device_connection_string",
-                "provisioning.device_connection_string",
-                "set the device connection string (`fleethub hub device-identity connection-string show`)",
-            )?;
-            let line = p.get("device_connection_string").map_or(p.line, |n| n.line);
-            let parsed =
-                fleethub_core::connection_string::ConnectionString::parse(cs).map_err(|e| {
-                    invalid(
-                        line,
-                        "provisioning.device_connection_string",
-                        e.to_string(),
-                        "use HostName=<hub>;DeviceId=<device>;SharedAccessKey=<base64 key>",
-                    )
-                })?;
-            if parsed.device_id.is_none()
-                || parsed.shared_access_key.is_none()
-                || parsed.module_id.is_some()
-                || parsed.shared_access_key_name.is_some()
-            {
-                return Err(invalid(
-                    line,
-                    "provisioning.device_connection_string",
-                    "is not a device connection string with a SharedAccessKey",
-                    "use HostName=<hub>;DeviceId=<device>;SharedAccessKey=<base64 key>",
-                ));
-            }
-            out.provisioning
-                .push(format!("connection_string = {}", q(cs)));
-            out.carry(
-                "provisioning.device_connection_string",
-                line,
-                "[provisioning] source = \"manual\", connection_string",
-            );
+            manual_provisioning(p, out)?;
             handled.push("device_connection_string");
         }
         "dps" => {
-            out.provisioning.push("source = \"dps\"".into());
-            let endpoint = match p.get("global_endpoint") {
-                Some(_) => text(
-                    p,
-                    "global_endpoint",
-                    "provisioning.global_endpoint",
-                    "set global_endpoint: \"https://<dps host>\"",
-                )?,
-                None => "https://global.azure-devices-provisioning.net",
-            };
-            let endpoint_line = p.get("global_endpoint").map_or(p.line, |n| n.line);
-            super::Endpoint::parse(endpoint).map_err(|m| {
-                invalid(
-                    endpoint_line,
-                    "provisioning.global_endpoint",
-                    m,
-                    "use https://<dps host>[:port]",
-                )
-            })?;
-            out.provisioning
-                .push(format!("global_endpoint = {}", q(endpoint)));
-            out.carry(
-                "provisioning.global_endpoint",
-                endpoint_line,
-                "[provisioning] global_endpoint",
-            );
-            let scope = text(
-                p,
-                "scope_id",
-                "provisioning.scope_id",
-                "set scope_id: \"<ID scope>\" (`fleethub info` shows it)",
-            )?;
-            out.provisioning.push(format!("id_scope = {}", q(scope)));
-            out.carry(
-                "provisioning.scope_id",
-                p.get("scope_id").map_or(p.line, |n| n.line),
-                "[provisioning] id_scope",
-            );
+            dps_provisioning(p, out)?;
             handled.extend(["global_endpoint", "scope_id", "attestation"]);
-            let Some(att) = p.get("attestation") else {
-                return Err(invalid(
-                    p.line,
-                    "provisioning.attestation",
-                    "is missing",
-                    "add attestation: with method: \"symmetric_key\", registration_id and symmetric_key",
-                ));
-            };
-            let method = text(
-                att,
-                "method",
-                "provisioning.attestation.method",
-                "set method: \"symmetric_key\"",
-            )?;
-            if method != "symmetric_key" {
-                return Err(invalid(
-                    att.get("method").map_or(att.line, |n| n.line),
-                    "provisioning.attestation.method",
-                    format!(
-                        "attestation method '{method}' is not supported by fleetedge (symmetric keys only)"
-                    ),
-                    "create a symmetric-key enrollment for the device and use method: \"symmetric_key\"",
-                ));
-            }
-            let reg = text(
-                att,
-                "registration_id",
-                "provisioning.attestation.registration_id",
-                "set registration_id: \"<registration id>\"",
-            )?;
-            let key = text(
-                att,
-                "symmetric_key",
-                "provisioning.attestation.symmetric_key",
-                "set symmetric_key: \"<base64 key>\" (for a group enrollment: the derived device key)",
-            )?;
-            let key_line = att.get("symmetric_key").map_or(att.line, |n| n.line);
-            let key = normalize_key(key).map_err(|m| {
-                invalid(
-                    key_line,
-                    "provisioning.attestation.symmetric_key",
-                    m,
-                    "paste the key exactly as DPS shows it (base64)",
-                )
-            })?;
-            out.attestation.push("method = \"symmetric_key\"".into());
-            out.attestation
-                .push(format!("registration_id = {}", q(reg)));
-            out.attestation
-                .push(format!("symmetric_key = {{ value = {} }}", q(&key)));
-            out.carry(
-                "provisioning.attestation",
-                att.line,
-                "[provisioning.attestation] method = \"symmetric_key\", registration_id, symmetric_key",
-            );
-            for (name, k, _) in att.entries() {
-                if !matches!(name, "method" | "registration_id" | "symmetric_key") {
-                    out.drop_(
-                        &format!("provisioning.attestation.{name}"),
-                        k.line,
-                        "not used with symmetric-key attestation",
-                    );
-                }
-            }
         }
         other => {
             return Err(invalid(
@@ -357,6 +210,165 @@ fn provisioning(p: &Node, out: &mut Out) -> Result<(), ImportError> {
                 &format!("provisioning.{name}"),
                 k.line,
                 "not an IoT Edge 1.1 provisioning setting fleetedge knows",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `source: "manual"`: the device connection string.
+fn manual_provisioning(p: &Node, out: &mut Out) -> Result<(), ImportError> {
+    out.provisioning.push("source = \"manual\"".into());
+    if let Some(auth) = p.get("authentication") {
+        let method = auth.get("method").and_then(Node::as_str).unwrap_or("?");
+        return Err(invalid(
+            auth.line,
+            "provisioning.authentication",
+            format!(
+                "manual provisioning with method '{method}' (X.509) is not supported by fleetedge"
+            ),
+            "use the device's connection string (symmetric key): device_connection_string",
+        ));
+    }
+    let cs = text(
+        p,
+        "device_connection_string",
+        "provisioning.device_connection_string",
+        "set the device connection string (`fleethub hub device-identity connection-string show`)",
+    )?;
+    let line = p.get("device_connection_string").map_or(p.line, |n| n.line);
+    let parsed =
+        fleethub_core::connection_string::ConnectionString::parse(cs).map_err(|e| {
+            invalid(
+                line,
+                "provisioning.device_connection_string",
+                e.to_string(),
+                "use HostName=<hub>;DeviceId=<device>;SharedAccessKey=<base64 key>",
+            )
+        })?;
+    if parsed.device_id.is_none()
+        || parsed.shared_access_key.is_none()
+        || parsed.module_id.is_some()
+        || parsed.shared_access_key_name.is_some()
+    {
+        return Err(invalid(
+            line,
+            "provisioning.device_connection_string",
+            "is not a device connection string with a SharedAccessKey",
+            "use HostName=<hub>;DeviceId=<device>;SharedAccessKey=<base64 key>",
+        ));
+    }
+    out.provisioning
+        .push(format!("connection_string = {}", q(cs)));
+    out.carry(
+        "provisioning.device_connection_string",
+        line,
+        "[provisioning] source = \"manual\", connection_string",
+    );
+    Ok(())
+}
+
+/// `source: "dps"`: the global endpoint, the ID scope and a symmetric-key attestation.
+fn dps_provisioning(p: &Node, out: &mut Out) -> Result<(), ImportError> {
+    out.provisioning.push("source = \"dps\"".into());
+    let endpoint = match p.get("global_endpoint") {
+        Some(_) => text(
+            p,
+            "global_endpoint",
+            "provisioning.global_endpoint",
+            "set global_endpoint: \"https://<dps host>\"",
+        )?,
+        None => "https://global.azure-devices-provisioning.net",
+    };
+    let endpoint_line = p.get("global_endpoint").map_or(p.line, |n| n.line);
+    super::Endpoint::parse(endpoint).map_err(|m| {
+        invalid(
+            endpoint_line,
+            "provisioning.global_endpoint",
+            m,
+            "use https://<dps host>[:port]",
+        )
+    })?;
+    out.provisioning
+        .push(format!("global_endpoint = {}", q(endpoint)));
+    out.carry(
+        "provisioning.global_endpoint",
+        endpoint_line,
+        "[provisioning] global_endpoint",
+    );
+    let scope = text(
+        p,
+        "scope_id",
+        "provisioning.scope_id",
+        "set scope_id: \"<ID scope>\" (`fleethub info` shows it)",
+    )?;
+    out.provisioning.push(format!("id_scope = {}", q(scope)));
+    out.carry(
+        "provisioning.scope_id",
+        p.get("scope_id").map_or(p.line, |n| n.line),
+        "[provisioning] id_scope",
+    );
+    let Some(att) = p.get("attestation") else {
+        return Err(invalid(
+            p.line,
+            "provisioning.attestation",
+            "is missing",
+            "add attestation: with method: \"symmetric_key\", registration_id and symmetric_key",
+        ));
+    };
+    let method = text(
+        att,
+        "method",
+        "provisioning.attestation.method",
+        "set method: \"symmetric_key\"",
+    )?;
+    if method != "symmetric_key" {
+        return Err(invalid(
+            att.get("method").map_or(att.line, |n| n.line),
+            "provisioning.attestation.method",
+            format!(
+                "attestation method '{method}' is not supported by fleetedge (symmetric keys only)"
+            ),
+            "create a symmetric-key enrollment for the device and use method: \"symmetric_key\"",
+        ));
+    }
+    let reg = text(
+        att,
+        "registration_id",
+        "provisioning.attestation.registration_id",
+        "set registration_id: \"<registration id>\"",
+    )?;
+    let key = text(
+        att,
+        "symmetric_key",
+        "provisioning.attestation.symmetric_key",
+        "set symmetric_key: \"<base64 key>\" (for a group enrollment: the derived device key)",
+    )?;
+    let key_line = att.get("symmetric_key").map_or(att.line, |n| n.line);
+    let key = normalize_key(key).map_err(|m| {
+        invalid(
+            key_line,
+            "provisioning.attestation.symmetric_key",
+            m,
+            "paste the key exactly as DPS shows it (base64)",
+        )
+    })?;
+    out.attestation.push("method = \"symmetric_key\"".into());
+    out.attestation
+        .push(format!("registration_id = {}", q(reg)));
+    out.attestation
+        .push(format!("symmetric_key = {{ value = {} }}", q(&key)));
+    out.carry(
+        "provisioning.attestation",
+        att.line,
+        "[provisioning.attestation] method = \"symmetric_key\", registration_id, symmetric_key",
+    );
+    for (name, k, _) in att.entries() {
+        if !matches!(name, "method" | "registration_id" | "symmetric_key") {
+            out.drop_(
+                &format!("provisioning.attestation.{name}"),
+                k.line,
+                "not used with symmetric-key attestation",
             );
         }
     }
