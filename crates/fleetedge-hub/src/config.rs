@@ -52,9 +52,7 @@ impl EdgeHubConfig {
         };
         let mut parts = schema_version.split('.');
         let major = parts.next().and_then(|m| m.parse::<u32>().ok());
-        let minor = parts
-            .next()
-            .map_or(Some(0), |m| m.parse::<u32>().ok());
+        let minor = parts.next().map_or(Some(0), |m| m.parse::<u32>().ok());
         let (Some(1), Some(minor)) = (major, minor) else {
             return bad(format!(
                 "unsupported schemaVersion '{schema_version}' (supported: 1.0 to 1.3)"

@@ -213,7 +213,10 @@ impl Hub {
     }
 
     pub(crate) fn set_config(&self, c: EdgeHubConfig) {
-        *self.config.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(c);
+        *self
+            .config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(c);
     }
 
     pub(crate) fn set_error(&self, e: impl Into<String>) {

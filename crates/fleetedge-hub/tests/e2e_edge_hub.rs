@@ -143,6 +143,10 @@ async fn edge_hub_routes_forwards_and_survives_outages() {
     }
 }
 
+#[allow(
+    clippy::many_single_char_names,
+    reason = "`a` and `b` are the scenario's modules A and B"
+)]
 async fn scenario(server: &mut Server) {
     const N: usize = 25;
     let service = Service::new(server);
@@ -442,6 +446,10 @@ async fn module_twin_methods_and_refusals_through_the_edge_hub() {
     }
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one end-to-end scenario, read top to bottom"
+)]
 async fn twin_scenario(server: &Server) {
     let service = Service::new(server);
     let (status, dev) = service

@@ -158,7 +158,8 @@ async fn generation(
     )?);
 
     // edge hub
-    let (hub_state, hub_handle) = start_edge_hub_state(config, &device, &state, &identities, &pki).await;
+    let (hub_state, hub_handle) =
+        start_edge_hub_state(config, &device, &state, &identities, &pki).await;
 
     let runtime: Arc<dyn ModuleRuntime> = Arc::new(ProcessRuntime::new(ProcessSettings {
         logs_dir: state.logs_dir(),

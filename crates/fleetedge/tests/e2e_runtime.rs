@@ -49,6 +49,10 @@ fn deployment(good_script: &str) -> Value {
     })
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one end-to-end scenario, read top to bottom"
+)]
 #[test]
 fn dps_deployment_backoff_reported_properties_and_offline_restart() {
     use std::os::unix::fs::PermissionsExt;

@@ -11,7 +11,10 @@ use fleetedge::identity::ModuleIdentity;
 use fleetedge::workload::sockets::WorkloadSockets;
 
 fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("FLEETHUB_PYTHON").map_or_else(|| PathBuf::from("/work/main/.ci-work/venv/bin/python"), PathBuf::from);
+    let p = std::env::var_os("FLEETHUB_PYTHON").map_or_else(
+        || PathBuf::from("/work/main/.ci-work/venv/bin/python"),
+        PathBuf::from,
+    );
     let ok = Command::new(&p)
         .args([
             "-c",

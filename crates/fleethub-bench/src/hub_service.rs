@@ -82,7 +82,11 @@ impl HubService {
                 );
                 let mut out = BulkOutcome::default();
                 loop {
-                    let Some(chunk) = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next() else {
+                    let Some(chunk) = queue
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .next()
+                    else {
                         break;
                     };
                     let n = chunk.len();

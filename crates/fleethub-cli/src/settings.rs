@@ -120,8 +120,10 @@ pub(crate) fn resolve_with(
     info: Option<&ServerInfo>,
 ) -> Result<Endpoint> {
     let info_file = args.data_dir.join(SERVER_INFO_FILE);
-    let dps_flag = non_empty(args.dps_connection_string.as_deref()).map(|s| (s, "--dps-connection-string"));
-    let hub_flag = non_empty(args.hub_connection_string.as_deref()).map(|s| (s, "--hub-connection-string"));
+    let dps_flag =
+        non_empty(args.dps_connection_string.as_deref()).map(|s| (s, "--dps-connection-string"));
+    let hub_flag =
+        non_empty(args.hub_connection_string.as_deref()).map(|s| (s, "--hub-connection-string"));
     let dps_info = info
         .and_then(|i| non_empty(i.dps_service_connection_string.as_deref()))
         .map(|s| (s, "dpsServiceConnectionString in server-info.json"));

@@ -9,10 +9,10 @@
 //! re-encodings after it. Authorisation compares the percent-decoded
 //! resource case-insensitively by path-segment prefix.
 
-use std::fmt::Write as _;
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use std::fmt::Write as _;
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::keys::{KeyError, decode_key, hmac_raw, hmac_sha256};
@@ -272,7 +272,8 @@ pub fn describe_resource_mismatch(token: &SasToken, expected_resource: &str) -> 
     let mut msg = format!("token signed for resource '{shown}' but the request is for '{wanted}'");
     msg.push_str(&mismatch_hint(&resource, expected_resource));
     if token.sr_raw != resource {
-        let _ = write!(msg, 
+        let _ = write!(
+            msg,
             " (sr as sent: '{}')",
             pct::for_log(&token.sr_raw, LOG_MAX)
         );

@@ -21,8 +21,8 @@
 //!   cargo run -p fleethub-device --example provision_symmetric_key -- --transport https
 //! ```
 
-use std::fmt::Write as _;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -43,7 +43,7 @@ const SETTINGS: [(&str, &str); 9] = [
 fn usage() -> String {
     let mut s = String::from("usage: provision_symmetric_key [--flag value]...\n");
     for (flag, env) in SETTINGS {
-        let _ = write!(s, "  {flag:<18} (env {env})\n");
+        let _ = writeln!(s, "  {flag:<18} (env {env})");
     }
     s
 }

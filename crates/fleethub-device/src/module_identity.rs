@@ -188,7 +188,8 @@ impl ModuleIdentityClient {
         let message = body
             .as_ref()
             .and_then(|v| v.get("Message").or_else(|| v.get("message")))
-            .and_then(|v| v.as_str()).map_or_else(|| resp.text().chars().take(200).collect(), str::to_string);
+            .and_then(|v| v.as_str())
+            .map_or_else(|| resp.text().chars().take(200).collect(), str::to_string);
         Err(ModuleIdentityError::Service {
             status: resp.status.as_u16(),
             what,

@@ -275,7 +275,9 @@ impl MqttClient {
                 }
             };
             // Record why before pending callers and the incoming receiver see the end.
-            *reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(text);
+            *reason
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(text);
             drop(cmd_rx);
             drop(conn);
         });

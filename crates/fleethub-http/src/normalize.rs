@@ -234,7 +234,10 @@ mod tests {
             canon(&Method::POST, "/Registrations/g/query/").as_deref(),
             Some("/registrations/g/query")
         );
-        assert_eq!(canon(&Method::GET, "/devices/").as_deref(), Some("/devices"));
+        assert_eq!(
+            canon(&Method::GET, "/devices/").as_deref(),
+            Some("/devices")
+        );
         assert_eq!(
             canon(&Method::GET, "/Devices/Dev-1").as_deref(),
             Some("/devices/Dev-1")
@@ -252,7 +255,11 @@ mod tests {
             Some("/devices/Dev-1/messages/deviceBound")
         );
         assert_eq!(
-            canon(&Method::POST, "/devices/d/messages/devicebound/LOCK/Abandon").as_deref(),
+            canon(
+                &Method::POST,
+                "/devices/d/messages/devicebound/LOCK/Abandon"
+            )
+            .as_deref(),
             Some("/devices/d/messages/deviceBound/LOCK/abandon")
         );
         assert_eq!(

@@ -61,6 +61,10 @@ fn module_ids(v: &Value) -> Vec<&str> {
         .collect()
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one end-to-end scenario, read top to bottom"
+)]
 #[tokio::test]
 async fn service_module_crud() {
     let f = fixture();

@@ -209,6 +209,10 @@ async fn device_client_against_the_real_server() {
     }
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one end-to-end scenario, read top to bottom"
+)]
 async fn scenario(server: &mut Server) {
     let tls = ClientTlsConfig::with_ca_file(server.info()["caCertPath"].as_str().unwrap()).unwrap();
     let service = Service::new(server, tls.clone());

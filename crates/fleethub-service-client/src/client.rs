@@ -1,7 +1,6 @@
 //! The service client core: SAS-signed requests with the Azure headers, `api-version`, error
 //! mapping and query paging. The typed operations live in [`crate::dps`] and [`crate::hub`].
 
-use std::fmt::Write as _;
 use crate::error::{Error, ServiceError};
 use crate::transport::{Request, Response, Transport};
 use fleethub_core::connection_string::ConnectionString;
@@ -10,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::HashSet;
+use std::fmt::Write as _;
 
 /// api-version of the DPS service API (what the Node service SDK sends).
 pub const DPS_API_VERSION: &str = "2021-10-01";

@@ -1,8 +1,8 @@
 //! Errors of the service client: a non-success answer parsed from Azure's error bodies
 //! ([`ServiceError`]), and everything that can fail before or after it ([`Error`]).
 
-use std::fmt::Write as _;
 use serde_json::Value;
+use std::fmt::Write as _;
 
 /// A non-success HTTP answer: status, the Azure error code and the server's message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

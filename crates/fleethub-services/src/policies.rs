@@ -44,7 +44,10 @@ impl Policy {
 
 /// Default DPS policies: `provisioningserviceowner` (everything) and `enrollmentread`.
 pub fn default_dps_policies() -> Vec<Policy> {
-    use Right::{ServiceConfig, EnrollmentRead, EnrollmentWrite, RegistrationStatusRead, RegistrationStatusWrite};
+    use Right::{
+        EnrollmentRead, EnrollmentWrite, RegistrationStatusRead, RegistrationStatusWrite,
+        ServiceConfig,
+    };
     vec![
         Policy::generate(
             "provisioningserviceowner",
@@ -62,7 +65,7 @@ pub fn default_dps_policies() -> Vec<Policy> {
 
 /// Default hub policies, as Azure creates them.
 pub fn default_hub_policies() -> Vec<Policy> {
-    use Right::{RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect};
+    use Right::{DeviceConnect, RegistryRead, RegistryWrite, ServiceConnect};
     vec![
         Policy::generate(
             "iothubowner",

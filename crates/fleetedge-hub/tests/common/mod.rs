@@ -260,6 +260,7 @@ impl CredentialSource for Keys {
 }
 
 /// An edge CA and a server certificate for [`GATEWAY`] signed by it.
+#[allow(clippy::struct_field_names, reason = "all three are PEM texts")]
 pub struct EdgePki {
     pub ca_pem: String,
     pub chain_pem: String,

@@ -22,7 +22,9 @@ pub struct SystemModule {
 }
 
 fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+    t.map_or(Value::Null, |t| {
+        Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    })
 }
 
 fn module_doc(state: &ModuleState, spec: Option<&ModuleSpec>, settings: Option<&Value>) -> Value {

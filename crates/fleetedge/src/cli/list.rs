@@ -1,7 +1,7 @@
 //! `fleetedge list`: NAME, STATUS, DESCRIPTION, CONFIG like `iotedge list`.
 
-use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
+use std::fmt::Write as _;
 
 use crate::mgmt::ModuleRow;
 
@@ -45,8 +45,7 @@ pub fn describe(row: &ModuleRow, now: DateTime<Utc>) -> String {
 }
 
 fn describe_state(row: &ModuleRow, now: DateTime<Utc>) -> String {
-    let code = row
-        .exit_code.map_or_else(|| "-".into(), |c| c.to_string());
+    let code = row.exit_code.map_or_else(|| "-".into(), |c| c.to_string());
     match row.runtime_status.as_str() {
         "running" => match row.last_start_time_utc {
             Some(t) => format!(

@@ -28,8 +28,7 @@ pub struct ApplyReport {
 fn fix_ownership(state: &StateDir, config: &Config) -> Vec<String> {
     use std::os::unix::fs::MetadataExt;
     let mut warnings = Vec::new();
-    let me = std::fs::metadata("/proc/self")
-        .map_or(u32::MAX, |m| m.uid());
+    let me = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
     let Ok(home) = std::fs::metadata(&state.root) else {
         return warnings;
     };
@@ -106,7 +105,8 @@ pub fn summary(c: &Config) -> BTreeMap<String, String> {
     put(
         "trust_bundle_cert",
         c.trust_bundle_cert
-            .as_ref().map_or_else(|| "(system roots)".into(), |p| p.display().to_string()),
+            .as_ref()
+            .map_or_else(|| "(system roots)".into(), |p| p.display().to_string()),
     );
     put(
         "auto_reprovisioning_mode",

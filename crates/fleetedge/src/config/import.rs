@@ -237,15 +237,14 @@ fn manual_provisioning(p: &Node, out: &mut Out) -> Result<(), ImportError> {
         "set the device connection string (`fleethub hub device-identity connection-string show`)",
     )?;
     let line = p.get("device_connection_string").map_or(p.line, |n| n.line);
-    let parsed =
-        fleethub_core::connection_string::ConnectionString::parse(cs).map_err(|e| {
-            invalid(
-                line,
-                "provisioning.device_connection_string",
-                e.to_string(),
-                "use HostName=<hub>;DeviceId=<device>;SharedAccessKey=<base64 key>",
-            )
-        })?;
+    let parsed = fleethub_core::connection_string::ConnectionString::parse(cs).map_err(|e| {
+        invalid(
+            line,
+            "provisioning.device_connection_string",
+            e.to_string(),
+            "use HostName=<hub>;DeviceId=<device>;SharedAccessKey=<base64 key>",
+        )
+    })?;
     if parsed.device_id.is_none()
         || parsed.shared_access_key.is_none()
         || parsed.module_id.is_some()

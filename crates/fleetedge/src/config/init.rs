@@ -41,7 +41,8 @@ pub fn render(opts: &InitOptions) -> Result<String, String> {
     }
     if let Some(t) = &opts.trust_bundle {
         let abs = std::path::absolute(t).map_err(|e| format!("--trust-bundle: {e}"))?;
-        let _ = writeln!(out, 
+        let _ = writeln!(
+            out,
             "trust_bundle_cert = {}",
             q(&format!("file://{}", abs.display()))
         );
@@ -65,7 +66,8 @@ pub fn render(opts: &InitOptions) -> Result<String, String> {
                 .as_deref()
                 .ok_or("--symmetric-key is required with --dps-symmetric-key")?;
             out.push_str("[provisioning]\nsource = \"dps\"\n");
-            let _ = writeln!(out, 
+            let _ = writeln!(
+                out,
                 "global_endpoint = {}",
                 q(opts
                     .global_endpoint

@@ -185,6 +185,7 @@ pub async fn call(
         Ok(v)
     } else {
         Err(v["message"]
-            .as_str().map_or_else(|| format!("the daemon answered {status}"), str::to_string))
+            .as_str()
+            .map_or_else(|| format!("the daemon answered {status}"), str::to_string))
     }
 }

@@ -1,13 +1,13 @@
 //! `fleethub hub device-identity create|list|show|update|delete` and
 //! `... connection-string show`: device identities (`/devices/{id}`).
 
-use std::fmt::Write as _;
 use super::{KeyType, device_path, get_identity};
 use crate::client::{Condition, ServiceClient, Transport};
 use crate::dps::child;
 use crate::output::{Column, Outcome, col, col_or};
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
+use std::fmt::Write as _;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum DeviceStatus {

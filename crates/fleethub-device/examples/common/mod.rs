@@ -2,8 +2,8 @@
 //! the `provision_symmetric_key` example) then connect to the assigned hub, or connect with
 //! a device connection string.
 
-use std::fmt::Write as _;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use fleethub_device::provisioning::{ProvisioningClient, Transport};
@@ -77,7 +77,7 @@ impl Settings {
     pub fn usage(name: &str, table: &[Setting]) -> String {
         let mut s = format!("usage: {name} [--flag value]...\n");
         for (flag, env, help) in table {
-            let _ = write!(s, "  {flag:<22} (env {env:<32}) {help}\n");
+            let _ = writeln!(s, "  {flag:<22} (env {env:<32}) {help}");
         }
         s
     }

@@ -32,13 +32,17 @@ pub(crate) fn twin_error(status: u16, body: &[u8]) -> DeviceError {
         names.iter().find_map(|n| obj.get(*n))
     };
     let message = field(&["message", "Message"])
-        .and_then(Value::as_str).map_or_else(|| {
-            if body.is_empty() {
-                "(empty body)".to_string()
-            } else {
-                String::from_utf8_lossy(body).chars().take(200).collect()
-            }
-        }, str::to_string);
+        .and_then(Value::as_str)
+        .map_or_else(
+            || {
+                if body.is_empty() {
+                    "(empty body)".to_string()
+                } else {
+                    String::from_utf8_lossy(body).chars().take(200).collect()
+                }
+            },
+            str::to_string,
+        );
     let error_code = field(&["errorCode", "ErrorCode"]).and_then(|v| match v {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.parse().ok(),
@@ -140,7 +144,9 @@ impl Shared {
             if sink.deliver(patch, None).is_err() {
                 tracing::debug!("desired-properties patch dropped: receiver gone");
             }
-        } else { tracing::debug!("desired-properties patch without a receiver") }
+        } else {
+            tracing::debug!("desired-properties patch without a receiver")
+        }
     }
 
     /// After a reconnection: patches sent while the device was away are lost, so (like the

@@ -318,7 +318,10 @@ impl HubSession {
                 let Some(qos) = self.qos_for(HubFilter::DesiredUpdates) else {
                     return Vec::new();
                 };
-                let v = patch.get("$version").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                let v = patch
+                    .get("$version")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0);
                 let body = serde_json::to_vec(&patch).unwrap_or_default();
                 tracing::debug!(identity = %self.identity, version = v, "pushing a desired-properties patch");
                 let topic = hub::desired_patch_topic(Some(v));

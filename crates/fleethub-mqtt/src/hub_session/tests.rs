@@ -86,6 +86,7 @@ fn violation(actions: &[Action<HubCall>]) -> &str {
 
 #[test]
 fn subscriptions_grant_served_filters_and_refuse_the_rest() {
+    use SubscribeReturnCode::{Failure, Success};
     let now = Instant::now();
     let mut s = HubSession::new(config(None, true), Subscriptions::new(), now);
     let a = subscribe(
@@ -118,7 +119,6 @@ fn subscriptions_grant_served_filters_and_refuse_the_rest() {
     assert_eq!(saved.len(), 4);
     assert_eq!(saved[DESIRED], QoS::AtLeastOnce, "QoS 2 is granted as 1");
     assert_eq!(ack.pkid, 3);
-    use SubscribeReturnCode::{Failure, Success};
     assert_eq!(
         ack.return_codes,
         [

@@ -181,7 +181,11 @@ impl Dps {
                     .clone()
                     .filter(|d| !d.is_empty())
                     .unwrap_or_else(|| e.registration_id.clone()),
-                hub: self.choose_hub(&p.registration_id, e.iot_hub_host_name.as_ref(), e.iot_hubs.as_ref()),
+                hub: self.choose_hub(
+                    &p.registration_id,
+                    e.iot_hub_host_name.as_ref(),
+                    e.iot_hubs.as_ref(),
+                ),
                 iot_edge: e.capabilities.as_ref().is_some_and(|c| c.iot_edge),
                 initial_twin: e.initial_twin.clone(),
                 reprovision: e.reprovision_policy.clone().unwrap_or_default(),

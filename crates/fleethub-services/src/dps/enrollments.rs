@@ -21,10 +21,7 @@ pub struct BulkFailure {
     pub error: Error,
 }
 
-#[allow(
-    clippy::needless_pass_by_value,
-    reason = "used as `map_err(id_error)`"
-)]
+#[allow(clippy::needless_pass_by_value, reason = "used as `map_err(id_error)`")]
 fn id_error(e: ids::IdError) -> Error {
     Error::invalid(e.to_string())
 }

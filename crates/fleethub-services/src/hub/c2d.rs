@@ -262,7 +262,10 @@ impl Hub {
 
     fn locks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lock>> {
         // A panic while holding the lock cannot leave the map inconsistent: use it anyway.
-        self.c2d_locks.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.c2d_locks
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Drops expired locks.

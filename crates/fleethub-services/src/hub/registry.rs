@@ -85,7 +85,9 @@ impl Hub {
             return Err(Error::invalid("statusReason is longer than 128 characters"));
         }
         let iot_edge = d.capabilities.as_ref().is_some_and(|c| c.iot_edge);
-        let (mut device, twin) = if let Some(rec) = existing { (rec.device, rec.twin) } else {
+        let (mut device, twin) = if let Some(rec) = existing {
+            (rec.device, rec.twin)
+        } else {
             let device = Device {
                 device_id: path_id.to_string(),
                 generation_id: Some(format!(

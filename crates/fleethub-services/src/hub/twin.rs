@@ -83,8 +83,7 @@ pub fn device_view(twin: &Twin) -> Value {
 }
 
 fn check_size(twin: &Twin) -> Result<(), Error> {
-    let size = serde_json::to_vec(&(&twin.tags, &twin.properties))
-        .map_or(0, |v| v.len());
+    let size = serde_json::to_vec(&(&twin.tags, &twin.properties)).map_or(0, |v| v.len());
     if size > MAX_TWIN_BYTES {
         return Err(Error::TooLarge(format!(
             "the twin would be {size} bytes; the limit is {MAX_TWIN_BYTES}"

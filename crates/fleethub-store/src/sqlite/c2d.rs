@@ -1,6 +1,6 @@
 //! Cloud-to-device queues.
 
-use super::{async_trait, params, SqliteStore, C2dMessage, Result, StoreError, encode, decode};
+use super::{C2dMessage, Result, SqliteStore, StoreError, async_trait, decode, encode, params};
 use crate::C2dStore;
 
 #[async_trait]

@@ -1,6 +1,11 @@
 //! DPS records: individual enrollments, enrollment groups, registration records.
 
-use super::{async_trait, params, SqliteStore, Result, IndividualEnrollment, lower, get_doc, ENROLLMENTS, Precondition, get_row, check, now_utc, decode, new_etag, upsert, encode, docs, PageRequest, Page, EnrollmentGroup, GROUPS, RegistrationRecord, get_registration_row, OptionalExtension, DeviceRegistrationState, Assignment, write_device};
+use super::{
+    Assignment, DeviceRegistrationState, ENROLLMENTS, EnrollmentGroup, GROUPS,
+    IndividualEnrollment, OptionalExtension, Page, PageRequest, Precondition, RegistrationRecord,
+    Result, SqliteStore, async_trait, check, decode, docs, encode, get_doc, get_registration_row,
+    get_row, lower, new_etag, now_utc, params, upsert, write_device,
+};
 use crate::DpsStore;
 
 #[async_trait]

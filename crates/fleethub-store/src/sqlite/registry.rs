@@ -1,6 +1,10 @@
 //! The identity registry: devices with twins, module identities with module twins.
 
-use super::{async_trait, params, SqliteStore, Result, DeviceRecord, get_device_row, Precondition, write_device, OptionalExtension, check_delete, PageRequest, Page, docs, ModuleRecord, get_module_row, StoreError, check, device_etag, encode};
+use super::{
+    DeviceRecord, ModuleRecord, OptionalExtension, Page, PageRequest, Precondition, Result,
+    SqliteStore, StoreError, async_trait, check, check_delete, device_etag, docs, encode,
+    get_device_row, get_module_row, params, write_device,
+};
 use crate::RegistryStore;
 
 #[async_trait]

@@ -1,6 +1,6 @@
 //! Persistent MQTT sessions.
 
-use super::{async_trait, params, SqliteStore, Result, OptionalExtension, now_utc};
+use super::{OptionalExtension, Result, SqliteStore, async_trait, now_utc, params};
 use crate::SessionStore;
 
 #[async_trait]

@@ -1,6 +1,6 @@
 //! Server settings.
 
-use super::{async_trait, params, SqliteStore, Result, OptionalExtension};
+use super::{OptionalExtension, Result, SqliteStore, async_trait, params};
 use crate::SettingsStore;
 
 #[async_trait]

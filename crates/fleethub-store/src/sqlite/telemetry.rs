@@ -1,6 +1,9 @@
 //! The built-in telemetry endpoint: an append-only log and consumer-group checkpoints.
 
-use super::{async_trait, params, SqliteStore, TelemetryMessage, Result, encode, decode, OptionalExtension, now_utc};
+use super::{
+    OptionalExtension, Result, SqliteStore, TelemetryMessage, async_trait, decode, encode, now_utc,
+    params,
+};
 use crate::TelemetryStore;
 
 #[async_trait]

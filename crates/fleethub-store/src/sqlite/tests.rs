@@ -151,7 +151,7 @@ async fn telemetry_log_appends_in_order_and_survives_reopen() {
         module_id: None,
         enqueued_time_utc: "2024-01-01T00:00:00Z".into(),
         system_properties: [("message-id".to_string(), format!("m{i}"))].into(),
-        properties: BTreeMap::default(),
+        properties: std::collections::BTreeMap::default(),
         body: vec![i, 0xff],
     };
     {

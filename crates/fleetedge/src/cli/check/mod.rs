@@ -195,7 +195,8 @@ pub fn render_text(r: &Report, verbose: bool) -> String {
         }
     }
     let s = &r.summary;
-    let _ = write!(out, 
+    let _ = write!(
+        out,
         "\n{} check(s) succeeded.\n{} check(s) raised warnings.\n{} check(s) raised errors.\n{} check(s) were skipped.\n",
         s.ok, s.warnings, s.errors, s.skipped
     );

@@ -100,7 +100,11 @@ impl<T: Transport, L: LiveConnector, S: Sink> Follow<'_, T, L, S> {
     pub(crate) async fn run(&mut self, start: Option<u64>, live: bool) -> Result<()> {
         // Open the live stream first: what is stored while history is read is in both, and
         // the cursor prints it once.
-        let mut stream = if live { Some(self.open_live().await?) } else { None };
+        let mut stream = if live {
+            Some(self.open_live().await?)
+        } else {
+            None
+        };
         if let Some(from) = start {
             self.cursor = Cursor::after(from);
             if let Step::Stop = self.history().await? {

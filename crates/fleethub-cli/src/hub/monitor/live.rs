@@ -2,7 +2,6 @@
 //! over its own TLS connection: the request is written by hand and the response read with
 //! [`super::http1`], so events are handled as they arrive.
 
-use std::fmt::Write as _;
 use super::http1::{BodyReader, Head, read_head};
 use super::sse::{SseEvent, SseParser};
 use crate::client::seg;
@@ -11,6 +10,7 @@ use crate::settings::Endpoint;
 use anyhow::{Result, anyhow};
 use fleethub_service_client::TlsTarget;
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};

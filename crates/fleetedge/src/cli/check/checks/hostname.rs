@@ -19,11 +19,15 @@ impl Check for Hostname {
         let resolved = tokio::net::lookup_host((h.as_str(), 8883))
             .await
             .is_ok_and(|mut a| a.next().is_some());
-        if resolved { CheckResult::ok(h) } else { CheckResult::warn(
-            format!(
-                "'{h}' does not resolve on this machine; modules and downstream devices dial it"
-            ),
-            "add it to DNS or /etc/hosts, or set `hostname` in the configuration to a resolvable name",
-        ) }
+        if resolved {
+            CheckResult::ok(h)
+        } else {
+            CheckResult::warn(
+                format!(
+                    "'{h}' does not resolve on this machine; modules and downstream devices dial it"
+                ),
+                "add it to DNS or /etc/hosts, or set `hostname` in the configuration to a resolvable name",
+            )
+        }
     }
 }
