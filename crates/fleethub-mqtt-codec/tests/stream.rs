@@ -89,7 +89,7 @@ fn decode_split(stream: &[u8], split: usize) -> Vec<Packet> {
         loop {
             let before = buf.clone();
             if let Some(p) = decode(&mut buf, 64 * 1024).expect("valid stream") {
-                out.push(p)
+                out.push(p);
             } else {
                 assert_eq!(buf, before, "Ok(None) must leave the buffer untouched");
                 break;

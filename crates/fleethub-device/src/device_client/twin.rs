@@ -145,7 +145,7 @@ impl Shared {
                 tracing::debug!("desired-properties patch dropped: receiver gone");
             }
         } else {
-            tracing::debug!("desired-properties patch without a receiver")
+            tracing::debug!("desired-properties patch without a receiver");
         }
     }
 
