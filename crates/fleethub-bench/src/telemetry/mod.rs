@@ -41,7 +41,7 @@ use handle::WorkerHandle;
 pub use options::{Launcher, MAX_INFLIGHT, Target, TelemetryBenchOptions};
 use options::{split, validate};
 use report::Sample;
-pub use report::{OtherProcess, TelemetryBenchReport};
+pub use report::{OtherProcess, TelemetryBenchReport, find_server_pid};
 pub use worker::{ConnectedReport, WorkerEvent, WorkerResult, WorkerSpec, worker_stdio_main};
 
 /// Bound on waiting for a worker's result after the window closed.

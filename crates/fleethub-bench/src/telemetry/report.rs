@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::Target;
 use crate::procfs::{self, MachineCpu};
 
 #[cfg(doc)]
@@ -230,4 +231,18 @@ impl TelemetryBenchReport {
         self.other_cpu_top = others;
         self.errors = self.device_create_errors + self.connect_errors + self.publish_errors;
     }
+}
+
+/// The process to sample: for fleethub the `fleethub serve` of `data_dir`, else (and for
+/// mosquitto) whatever listens on `port`.
+pub fn find_server_pid(
+    target: Target,
+    data_dir: Option<&std::path::Path>,
+    port: u16,
+) -> Option<u32> {
+    let by_dir = match (target, data_dir) {
+        (Target::Fleethub, Some(d)) => procfs::find_fleethub_server(d),
+        _ => None,
+    };
+    by_dir.or_else(|| procfs::pid_listening_on(port))
 }

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::HttpsError;
 
+/// A complete HTTPS response.
 #[derive(Debug, Clone)]
 pub struct HttpsResponse {
     pub status: StatusCode,
