@@ -66,7 +66,7 @@ impl ReconnectPolicy {
     }
 }
 
-/// Settings of a [`super::DeviceClient`].
+/// Settings of a [`DeviceClient`](crate::DeviceClient).
 #[derive(Debug, Clone)]
 pub struct DeviceClientOptions {
     /// TLS settings (trust store, connect timeout, address overrides). Takes precedence
