@@ -1,4 +1,4 @@
-//! DPS wire names (`docs/protocol-notes.md`, "DPS MQTT topics" and "DPS HTTPS"): the topics a
+//! DPS wire names (`docs/protocol-notes.md`, "DPS MQTT topics" and "DPS HTTPS API"): the topics a
 //! device publishes and the responses it gets, the HTTPS paths, retry-after.
 
 use std::time::Duration;

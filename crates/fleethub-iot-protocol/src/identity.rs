@@ -1,5 +1,5 @@
 //! Who connects: MQTT CONNECT user names and client IDs, and the SAS resource URIs their
-//! tokens cover (`docs/protocol-notes.md`, "MQTT user names" and "SAS tokens").
+//! tokens cover (`docs/protocol-notes.md`, "Hub MQTT user names and client ids" and "SAS tokens").
 
 use crate::encoding::encode_component;
 

@@ -239,7 +239,7 @@ pub(crate) struct Shared {
     connector: Connector,
     state: watch::Sender<ConnState>,
     next_rid: AtomicU64,
-    /// Operations holding a [`connection::Lease`].
+    /// Operations holding a lease of the connection (`Shared::lease`).
     in_flight: AtomicUsize,
     twin_pending: Mutex<HashMap<String, TwinWaiter>>,
     /// Features subscribed on the hub; the lock also orders subscribing against

@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::mqtt_client::MqttError;
 use crate::mqtt_client::tests::{FakeBroker, pair};
 use crate::test_support::TestPki;
 
