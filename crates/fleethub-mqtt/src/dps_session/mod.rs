@@ -16,7 +16,7 @@ use fleethub_api::{DeviceRegistration, RegistrationOperationStatus};
 use fleethub_iot_protocol::dps as topics;
 use fleethub_mqtt_codec::{Packet, PacketIds, Publish, QoS, SubAck, SubscribeReturnCode};
 use fleethub_services::DpsPrincipal;
-use fleethub_services::dps::Error as DpsError;
+use fleethub_services::dps;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -41,13 +41,13 @@ pub(crate) enum DpsCall {
 #[derive(Debug)]
 pub(crate) struct DpsReply {
     pub rid: String,
-    pub result: Result<RegistrationOperationStatus, DpsError>,
+    pub result: Result<RegistrationOperationStatus, dps::Error>,
 }
 
 pub(crate) struct DpsSession {
     registration_id: String,
     /// An error here (a malformed registration ID) is answered on every request.
-    principal: Result<DpsPrincipal, DpsError>,
+    principal: Result<DpsPrincipal, dps::Error>,
     /// `retry-after` of `202 assigning` answers, seconds.
     retry_after_secs: u32,
     /// QoS granted on `$dps/registrations/res/#`, if subscribed.
@@ -59,7 +59,7 @@ pub(crate) struct DpsSession {
 impl DpsSession {
     pub(crate) fn new(
         registration_id: String,
-        principal: Result<DpsPrincipal, DpsError>,
+        principal: Result<DpsPrincipal, dps::Error>,
         retry_after_secs: u32,
         idle: Duration,
         now: Instant,
@@ -154,7 +154,7 @@ impl DpsSession {
             Err(e) => {
                 let (topics::DpsRequest::Register { rid }
                 | topics::DpsRequest::OperationStatus { rid, .. }) = req;
-                let e = DpsError::duplicate(e);
+                let e = dps::Error::duplicate(e);
                 return self.respond(&rid, Err(e));
             }
         };
@@ -167,7 +167,7 @@ impl DpsSession {
                         Ok(b) => b,
                         Err(e) => {
                             let e =
-                                DpsError::Invalid(format!("register body is not valid JSON: {e}"));
+                                dps::Error::Invalid(format!("register body is not valid JSON: {e}"));
                             return self.respond(&rid, Err(e));
                         }
                     }
@@ -193,7 +193,7 @@ impl DpsSession {
     fn respond(
         &mut self,
         rid: &str,
-        result: Result<RegistrationOperationStatus, DpsError>,
+        result: Result<RegistrationOperationStatus, dps::Error>,
     ) -> Vec<Action<DpsCall>> {
         let retry_after = self.retry_after_secs;
         let (status, body, retry) = match result {
@@ -201,7 +201,7 @@ impl DpsSession {
             Ok(op) => (200, serde_json::to_vec(&op), None),
             Err(e) => {
                 let (status, body) = crate::errors::dps_response(&e);
-                if !matches!(e, DpsError::Unauthorized) {
+                if !matches!(e, dps::Error::Unauthorized) {
                     tracing::info!(registration = %self.registration_id, status, "dps request failed: {e}");
                 }
                 let retry = (status >= 429).then_some(retry_after.max(1));

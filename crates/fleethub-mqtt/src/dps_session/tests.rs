@@ -172,7 +172,7 @@ fn refusals_are_answered_on_the_response_topic() {
         &[("$dps/registrations/res/#", QoS::AtMostOnce)],
     );
     // Service errors keep their status and Azure code.
-    let err = DpsError::OperationNotFound {
+    let err = dps::Error::OperationNotFound {
         operation_id: "op-1".into(),
         registration_id: "dev-1".into(),
     };
@@ -195,7 +195,7 @@ fn refusals_are_answered_on_the_response_topic() {
     assert_eq!(p.topic, "$dps/registrations/res/400/?$rid=1");
     assert_eq!(json(p)["errorCode"], 400004);
     // A malformed registration ID (accepted at CONNECT) is answered on every request.
-    let bad = DpsError::Invalid("bad registration id".into());
+    let bad = dps::Error::Invalid("bad registration id".into());
     let mut s = DpsSession::new("Bad Id".into(), Err(bad), 3, Duration::from_secs(90), now);
     subscribe(
         &mut s,
