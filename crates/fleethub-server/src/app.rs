@@ -7,7 +7,7 @@ use crate::identity;
 use crate::info::ServerInfo;
 use crate::listener::{Drain, Handler, SHUTDOWN_GRACE, Shutdown};
 use anyhow::{Context, Result};
-use axum::extract::{ConnectInfo, WebSocketUpgrade};
+use axum::extract::ConnectInfo;
 use fleethub_http::HttpState;
 use fleethub_mqtt::{Gateway, GatewayConfig, websocket};
 use fleethub_services::{Dps, DpsConfig, Hub, HubConfig, ServiceAuth, Shared};
@@ -190,20 +190,13 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
             }
         }),
     )
-    .route(
-        websocket::WEBSOCKET_PATH,
-        axum::routing::get(
-            move |ws: WebSocketUpgrade, ConnectInfo(peer): ConnectInfo<SocketAddr>| {
-                let gw = ws_gateway.clone();
-                async move {
-                    ws.protocols(websocket::SUBPROTOCOLS)
-                        .on_upgrade(move |socket| {
-                            websocket::serve_websocket(gw, socket, peer.to_string())
-                        })
-                }
-            },
-        ),
-    );
+    .route(websocket::WEBSOCKET_PATH, {
+        let endpoint = crate::websocket::Endpoint {
+            gateway: ws_gateway,
+            max_message_bytes: cfg.max_mqtt_packet_bytes,
+        };
+        axum::routing::get(move |ws, peer| std::future::ready(endpoint.upgrade(ws, peer)))
+    });
     Ok(Server {
         info,
         dps,

@@ -12,3 +12,4 @@ pub mod info;
 pub mod listener;
 pub mod logging;
 pub mod tls;
+pub mod websocket;
