@@ -12,7 +12,7 @@ use fleethub_http::HttpState;
 use fleethub_mqtt::{Gateway, GatewayConfig, websocket};
 use fleethub_services::{Dps, DpsConfig, Hub, HubConfig, ServiceAuth, Shared};
 use fleethub_store::{Store, sqlite::SqliteStore};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -230,7 +230,9 @@ pub async fn run(server: Server) -> Result<()> {
             changes.join(", ")
         );
     }
-    let limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    // Each listener has its own connection limit: idle HTTPS clients cannot lock MQTT out.
+    let mqtt_limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    let https_limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
     let drain = Drain::new();
     tokio::spawn(retention_task(
         server.hub.clone(),
@@ -248,7 +250,7 @@ pub async fn run(server: Server) -> Result<()> {
                 "MQTT",
                 mqtt,
                 server.tls.clone(),
-                limit.clone(),
+                mqtt_limit,
                 MqttHandler(server.gateway.clone()),
             )
             .run(),
@@ -259,8 +261,11 @@ pub async fn run(server: Server) -> Result<()> {
                 "HTTPS",
                 https,
                 server.tls.clone(),
-                limit,
-                HttpsHandler(server.router.clone()),
+                https_limit,
+                HttpsHandler {
+                    router: server.router.clone(),
+                    header_read_timeout: Duration::from_secs(cfg.http_header_read_timeout_secs),
+                },
             )
             .run(),
     );
@@ -355,14 +360,25 @@ impl Handler for MqttHandler {
 /// HTTPS connections (HTTP/1.1 keep-alive, WebSocket upgrades): at shutdown the request in
 /// flight is answered, then the connection closes.
 #[derive(Clone)]
-struct HttpsHandler(axum::Router);
+struct HttpsHandler {
+    router: axum::Router,
+    /// hyper's header-read timer: it runs from the connection's start and from the end of each
+    /// response until the next request head is complete, so it closes half-sent requests and
+    /// idle keep-alive connections alike (`http_header_read_timeout_secs`).
+    header_read_timeout: Duration,
+}
 
 impl Handler for HttpsHandler {
     async fn serve(&self, stream: TlsStream<TcpStream>, peer: SocketAddr, mut shutdown: Shutdown) {
-        let svc = self.0.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let svc = self
+            .router
+            .clone()
+            .layer(axum::Extension(ConnectInfo(peer)));
         let svc = hyper_util::service::TowerToHyperService::new(svc);
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades();
         tokio::pin!(conn);

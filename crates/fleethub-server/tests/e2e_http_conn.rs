@@ -113,3 +113,110 @@ async fn an_oversized_websocket_frame_closes_the_connection() {
     .await;
     assert!(closed.is_ok(), "an oversized frame was accepted");
 }
+
+/// A server started with `settings` (TOML lines) in a config file.
+fn start_with_config(settings: &str) -> (ServerProcess, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("fleethub.toml");
+    std::fs::write(&config, settings).unwrap();
+    let server = ServerProcess::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        common::free_port(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--hub-hostname",
+            "hub.fleethub.test",
+            "--dps-hostname",
+            "localhost",
+        ],
+    );
+    (server, tmp)
+}
+
+/// Reads until the server closes the connection; `None` when it is still open after `within`.
+async fn read_to_close(s: &mut TlsStream, within: Duration) -> Option<Vec<u8>> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok()?;
+    Some(all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_https_connections_do_not_lock_out_mqtt() {
+    let (server, _tmp) =
+        start_with_config("max_connections = 3\nhttp_header_read_timeout_secs = 600\n");
+    let tls = ClientTlsConfig::with_ca_file(server.ca_pem()).unwrap();
+    let connect = |port| {
+        let tls = tls.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(2), tls.connect("localhost", port))
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+    };
+    // Idle HTTPS clients take as many connections as they can get (four tries, limit three).
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.extend(connect(server.https_port).await);
+    }
+    // MQTT devices have a limit of their own.
+    let mut devices = Vec::new();
+    for n in 1..=2 {
+        let device = connect(server.mqtt_port).await;
+        assert!(
+            device.is_some(),
+            "idle HTTPS connections locked MQTT connection {n} out"
+        );
+        devices.push(device);
+    }
+    assert_eq!(idle.len(), 3, "the HTTPS listener's limit is not three");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_and_idle_keep_alive_connections_are_closed() {
+    let (server, _tmp) = start_with_config("http_header_read_timeout_secs = 1\n");
+    // Half a request head.
+    let mut half = raw_tls(&server).await;
+    half.write_all(b"GET /devices/x?api-version=2021-04-12 HTTP/1.1\r\nHost: loc")
+        .await
+        .unwrap();
+    assert!(
+        read_to_close(&mut half, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "a half-sent request head kept its connection open"
+    );
+    // A keep-alive connection that was answered and then sends nothing.
+    let mut kept = raw_tls(&server).await;
+    kept.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = read_to_close(&mut kept, Duration::from_secs(5))
+        .await
+        .expect("an idle keep-alive connection stayed open");
+    assert!(
+        answered.starts_with(b"HTTP/1.1 "),
+        "{}",
+        String::from_utf8_lossy(&answered)
+    );
+    // A connection that never sends anything.
+    let mut silent = raw_tls(&server).await;
+    assert!(
+        read_to_close(&mut silent, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "a silent connection stayed open"
+    );
+}
