@@ -2,6 +2,7 @@
 
 use crate::certs::{self, TlsFiles};
 use crate::config::Config;
+use crate::header_case::{HeadRequests, HeaderCase};
 use crate::hostnames;
 use crate::identity;
 use crate::info::ServerInfo;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tower::ServiceExt;
 
 /// Everything a running server is made of.
 pub struct Server {
@@ -370,16 +372,24 @@ struct HttpsHandler {
 
 impl Handler for HttpsHandler {
     async fn serve(&self, stream: TlsStream<TcpStream>, peer: SocketAddr, mut shutdown: Shutdown) {
+        // Response header names in Azure's spelling (`ETag`, ...): the IO adapter follows the
+        // responses; it learns which ones answer HEAD (no body) as requests reach the router.
+        let heads = HeadRequests::default();
+        let noted = heads.clone();
         let svc = self
             .router
             .clone()
-            .layer(axum::Extension(ConnectInfo(peer)));
+            .layer(axum::Extension(ConnectInfo(peer)))
+            .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
+                noted.note(req.method());
+                req
+            });
         let svc = hyper_util::service::TowerToHyperService::new(svc);
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), svc)
+            .serve_connection(TokioIo::new(HeaderCase::new(stream, heads)), svc)
             .with_upgrades();
         tokio::pin!(conn);
         let result = tokio::select! {

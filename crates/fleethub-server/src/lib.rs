@@ -6,6 +6,7 @@ pub mod certs;
 pub mod config;
 pub mod data_dir;
 pub mod demo;
+pub mod header_case;
 pub mod hostnames;
 pub mod identity;
 pub mod info;

@@ -220,3 +220,28 @@ async fn half_sent_requests_and_idle_keep_alive_connections_are_closed() {
         "a silent connection stayed open"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_header_names_are_spelled_as_azure_does() {
+    let server = ServerProcess::start();
+    let mut s = raw_tls(&server).await;
+    // Two requests on one keep-alive connection: the second head comes after the first body.
+    for _ in 0..2 {
+        s.write_all(
+            b"GET /devices/d1/messages/deviceBound?api-version=2020-09-30 HTTP/1.1\r\n\
+              Host: localhost\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let head = read_head(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 401 "), "{head}");
+        assert!(
+            head.contains("\r\nContent-Type: application/json"),
+            "not Azure's spelling: {head}"
+        );
+        assert!(head.contains("\r\nContent-Length: "), "{head}");
+        let len: usize = header(&head, "content-length").unwrap().parse().unwrap();
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.unwrap();
+    }
+}
