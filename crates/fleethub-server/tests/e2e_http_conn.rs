@@ -245,3 +245,64 @@ async fn response_header_names_are_spelled_as_azure_does() {
         s.read_exact(&mut body).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_c2d_receive_answers_with_an_etag_spelled_as_the_c_sdk_reads_it() {
+    use fleethub_service_client::{
+        CaTrust, Condition, Credentials, HttpsTransport, ServiceClient, TlsTarget,
+    };
+    let server = ServerProcess::start();
+    let credentials =
+        Credentials::from_connection_string(&server.info.hub_service_connection_string).unwrap();
+    let target = TlsTarget::new(
+        &CaTrust::File(server.ca_pem()),
+        &credentials.host_name,
+        &format!("127.0.0.1:{}", server.https_port),
+    )
+    .unwrap();
+    let hub = ServiceClient::new(HttpsTransport::new(target), credentials)
+        .with_api_version(fleethub_service_client::HUB_API_VERSION);
+    let key = fleethub_core::keys::generate_key();
+    let device = fleethub_api::Device {
+        device_id: "c-dev".into(),
+        authentication: Some(fleethub_api::AuthenticationMechanism::sas(
+            key.clone(),
+            fleethub_core::keys::generate_key(),
+        )),
+        ..Default::default()
+    };
+    hub.put_device(&device, Condition::MustNotExist)
+        .await
+        .unwrap();
+    hub.send_c2d(
+        "c-dev",
+        &serde_json::json!({"body": "hi", "messageId": "m1"}),
+    )
+    .await
+    .unwrap();
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let resource = format!("{}/devices/c-dev", server.info.hub_host);
+    let sas = fleethub_core::sas::build_token(&resource, &key, expiry, None).unwrap();
+    let mut s = raw_tls(&server).await;
+    s.write_all(
+        format!(
+            "GET /devices/c-dev/messages/deviceBound?api-version=2020-09-30 HTTP/1.1\r\n\
+             Host: {}\r\nAuthorization: {sas}\r\n\r\n",
+            server.info.hub_host
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert!(
+        head.contains("\r\nETag: \""),
+        "not Azure's spelling: {head}"
+    );
+    assert!(head.contains("\r\niothub-messageid: m1\r\n"), "{head}");
+}
