@@ -1,6 +1,7 @@
 //! MQTT over WebSocket (`wss://{host}:443/$iothub/websocket`, subprotocol `mqtt`; the C SDK
 //! asks for `MQTT`). Binary frames are pumped through an in-memory pipe so that the same
-//! connection task serves both transports.
+//! connection task serves both transports. The server's WebSocket endpoint selects the
+//! subprotocol and bounds the message size before handing the socket here.
 
 use crate::{Gateway, connection::serve_connection};
 use axum::extract::ws::{Message, WebSocket};
@@ -10,8 +11,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Path the SDKs use.
 pub const WEBSOCKET_PATH: &str = "/$iothub/websocket";
-/// Subprotocols offered back to clients (case as the client sent it).
-pub const SUBPROTOCOLS: [&str; 2] = ["mqtt", "MQTT"];
 
 /// Serves an upgraded WebSocket as an MQTT connection.
 pub async fn serve_websocket(gw: Arc<Gateway>, ws: WebSocket, peer: String) {

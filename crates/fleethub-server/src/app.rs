@@ -2,17 +2,18 @@
 
 use crate::certs::{self, TlsFiles};
 use crate::config::Config;
+use crate::header_case::{HeadRequests, HeaderCase};
 use crate::hostnames;
 use crate::identity;
 use crate::info::ServerInfo;
 use crate::listener::{Drain, Handler, SHUTDOWN_GRACE, Shutdown};
 use anyhow::{Context, Result};
-use axum::extract::{ConnectInfo, WebSocketUpgrade};
+use axum::extract::ConnectInfo;
 use fleethub_http::HttpState;
 use fleethub_mqtt::{Gateway, GatewayConfig, websocket};
 use fleethub_services::{Dps, DpsConfig, Hub, HubConfig, ServiceAuth, Shared};
 use fleethub_store::{Store, sqlite::SqliteStore};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tower::ServiceExt;
 
 /// Everything a running server is made of.
 pub struct Server {
@@ -190,20 +192,13 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
             }
         }),
     )
-    .route(
-        websocket::WEBSOCKET_PATH,
-        axum::routing::get(
-            move |ws: WebSocketUpgrade, ConnectInfo(peer): ConnectInfo<SocketAddr>| {
-                let gw = ws_gateway.clone();
-                async move {
-                    ws.protocols(websocket::SUBPROTOCOLS)
-                        .on_upgrade(move |socket| {
-                            websocket::serve_websocket(gw, socket, peer.to_string())
-                        })
-                }
-            },
-        ),
-    );
+    .route(websocket::WEBSOCKET_PATH, {
+        let endpoint = crate::websocket::Endpoint {
+            gateway: ws_gateway,
+            max_message_bytes: cfg.max_mqtt_packet_bytes,
+        };
+        axum::routing::get(move |ws, peer| std::future::ready(endpoint.upgrade(ws, peer)))
+    });
     Ok(Server {
         info,
         dps,
@@ -237,7 +232,9 @@ pub async fn run(server: Server) -> Result<()> {
             changes.join(", ")
         );
     }
-    let limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    // Each listener has its own connection limit: idle HTTPS clients cannot lock MQTT out.
+    let mqtt_limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    let https_limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
     let drain = Drain::new();
     tokio::spawn(retention_task(
         server.hub.clone(),
@@ -255,7 +252,7 @@ pub async fn run(server: Server) -> Result<()> {
                 "MQTT",
                 mqtt,
                 server.tls.clone(),
-                limit.clone(),
+                mqtt_limit,
                 MqttHandler(server.gateway.clone()),
             )
             .run(),
@@ -266,8 +263,11 @@ pub async fn run(server: Server) -> Result<()> {
                 "HTTPS",
                 https,
                 server.tls.clone(),
-                limit,
-                HttpsHandler(server.router.clone()),
+                https_limit,
+                HttpsHandler {
+                    router: server.router.clone(),
+                    header_read_timeout: Duration::from_secs(cfg.http_header_read_timeout_secs),
+                },
             )
             .run(),
     );
@@ -362,15 +362,34 @@ impl Handler for MqttHandler {
 /// HTTPS connections (HTTP/1.1 keep-alive, WebSocket upgrades): at shutdown the request in
 /// flight is answered, then the connection closes.
 #[derive(Clone)]
-struct HttpsHandler(axum::Router);
+struct HttpsHandler {
+    router: axum::Router,
+    /// hyper's header-read timer: it runs from the connection's start and from the end of each
+    /// response until the next request head is complete, so it closes half-sent requests and
+    /// idle keep-alive connections alike (`http_header_read_timeout_secs`).
+    header_read_timeout: Duration,
+}
 
 impl Handler for HttpsHandler {
     async fn serve(&self, stream: TlsStream<TcpStream>, peer: SocketAddr, mut shutdown: Shutdown) {
-        let svc = self.0.clone().layer(axum::Extension(ConnectInfo(peer)));
+        // Response header names in Azure's spelling (`ETag`, ...): the IO adapter follows the
+        // responses; it learns which ones answer HEAD (no body) as requests reach the router.
+        let heads = HeadRequests::default();
+        let noted = heads.clone();
+        let svc = self
+            .router
+            .clone()
+            .layer(axum::Extension(ConnectInfo(peer)))
+            .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
+                noted.note(req.method());
+                req
+            });
         let svc = hyper_util::service::TowerToHyperService::new(svc);
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), svc)
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .serve_connection(TokioIo::new(HeaderCase::new(stream, heads)), svc)
             .with_upgrades();
         tokio::pin!(conn);
         let result = tokio::select! {

@@ -39,8 +39,12 @@ pub struct Config {
     pub dps_retry_after_secs: u32,
     /// Largest MQTT packet accepted, bytes.
     pub max_mqtt_packet_bytes: usize,
-    /// Most concurrent connections per listener.
+    /// Most concurrent connections per listener (MQTT/TLS and HTTPS each have their own limit).
     pub max_connections: usize,
+    /// An HTTPS connection must deliver a complete request head within this many seconds of
+    /// opening or of its previous response; otherwise it is closed. Bounds half-sent requests
+    /// and idle keep-alive connections alike.
+    pub http_header_read_timeout_secs: u64,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info,fleethub_mqtt=debug`.
     pub log: String,
     /// Log lines as `text` or `json` (one object per line).
@@ -65,6 +69,7 @@ impl Default for Config {
             dps_retry_after_secs: 1,
             max_mqtt_packet_bytes: 256 * 1024 + 4096,
             max_connections: 18_000,
+            http_header_read_timeout_secs: 30,
             log: "info".into(),
             log_format: LogFormat::Text,
             telemetry_retention_hours: 24,
@@ -129,6 +134,12 @@ impl Config {
             bail!(
                 "tls_cert and tls_key must be given together (PEM certificate chain and its private key)"
             );
+        }
+        if self.max_connections == 0 {
+            bail!("max_connections must be at least 1");
+        }
+        if self.http_header_read_timeout_secs == 0 {
+            bail!("http_header_read_timeout_secs must be at least 1");
         }
         if self.mqtt_port == self.https_port && self.mqtt_port != 0 {
             bail!(

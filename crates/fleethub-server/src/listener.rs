@@ -1,6 +1,7 @@
 //! The one TLS accept loop both listeners (MQTT/TLS and HTTPS) run, in the shape of
-//! mini-redis: a semaphore bounds the open connections (shared by both listeners), every
-//! connection runs in its own task, and shutdown is a broadcast every task listens to.
+//! mini-redis: a semaphore per listener bounds its open connections (so that one listener's
+//! clients cannot lock the other's out), every connection runs in its own task, and shutdown
+//! is a broadcast every task listens to.
 //!
 //! On shutdown ([`Drain::shutdown`]) the accept loops stop and drop their sockets (new
 //! connections are refused), every connection task is told to finish (HTTPS completes the
@@ -132,7 +133,7 @@ pub struct Listener<H> {
     name: &'static str,
     tcp: TcpListener,
     tls: TlsAcceptor,
-    /// Open connections over all listeners; a permit is taken before accepting.
+    /// Open connections of this listener; a permit is taken before accepting.
     limit: Arc<Semaphore>,
     handler: H,
     notify_shutdown: broadcast::Sender<()>,

@@ -1,0 +1,102 @@
+//! The WebSocket endpoint the SDKs dial (`wss://{hub}:443/$iothub/websocket`): picks the
+//! subprotocol the client offers and hands the upgraded socket to the transport serving it.
+//! An upgrade offering no subprotocol we serve is refused with 400 (see
+//! `docs/protocol-notes.md`, "Hub MQTT user names and client ids"); the 101 answer names the selected one in
+//! `Sec-WebSocket-Protocol`. New transports over WebSocket (e.g. AMQP's `AMQPWSB10`) get a
+//! [`Subprotocol`] variant here.
+
+use axum::extract::{ConnectInfo, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use fleethub_mqtt::{Gateway, websocket as mqtt_ws};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A transport served over the WebSocket endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subprotocol {
+    /// MQTT 3.1.1 (`mqtt`; the C SDK sends `MQTT`).
+    Mqtt,
+}
+
+impl Subprotocol {
+    /// The subprotocol names we serve, in order of preference, with the transport each selects.
+    /// Names are compared exactly (RFC 6455 tokens are case-sensitive) and echoed as sent.
+    const SERVED: [(&'static str, Subprotocol); 2] =
+        [("mqtt", Subprotocol::Mqtt), ("MQTT", Subprotocol::Mqtt)];
+
+    /// The first served subprotocol among those the client offered.
+    pub fn select(offered: &[&[u8]]) -> Option<(&'static str, Subprotocol)> {
+        Self::SERVED
+            .into_iter()
+            .find(|(name, _)| offered.contains(&name.as_bytes()))
+    }
+}
+
+/// What the WebSocket endpoint needs to serve its transports.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub gateway: Arc<Gateway>,
+    /// Largest WebSocket message (and frame) accepted: MQTT's packet bound, so that an
+    /// unauthenticated client cannot make us buffer more than one MQTT packet's worth.
+    pub max_message_bytes: usize,
+}
+
+impl Endpoint {
+    /// The route handler for [`mqtt_ws::WEBSOCKET_PATH`].
+    pub fn upgrade(
+        &self,
+        ws: WebSocketUpgrade,
+        ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ) -> Response {
+        let offered: Vec<&[u8]> = ws
+            .requested_protocols()
+            .map(axum::http::HeaderValue::as_bytes)
+            .collect();
+        let Some((name, proto)) = Subprotocol::select(&offered) else {
+            tracing::debug!(%peer, "WebSocket upgrade refused: no subprotocol we serve");
+            return (
+                StatusCode::BAD_REQUEST,
+                "Sec-WebSocket-Protocol must offer a subprotocol this endpoint serves (mqtt)",
+            )
+                .into_response();
+        };
+        let ws = ws
+            .protocols([name])
+            .max_message_size(self.max_message_bytes)
+            .max_frame_size(self.max_message_bytes);
+        match proto {
+            Subprotocol::Mqtt => {
+                let gw = self.gateway.clone();
+                ws.on_upgrade(move |socket| mqtt_ws::serve_websocket(gw, socket, peer.to_string()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn select(offered: &[&str]) -> Option<(&'static str, Subprotocol)> {
+        let offered: Vec<&[u8]> = offered.iter().map(|s| s.as_bytes()).collect();
+        Subprotocol::select(&offered)
+    }
+
+    #[test]
+    fn selects_a_served_subprotocol_as_offered() {
+        assert_eq!(select(&["mqtt"]), Some(("mqtt", Subprotocol::Mqtt)));
+        assert_eq!(select(&["MQTT"]), Some(("MQTT", Subprotocol::Mqtt)));
+        assert_eq!(
+            select(&["AMQPWSB10", "mqtt"]),
+            Some(("mqtt", Subprotocol::Mqtt))
+        );
+    }
+
+    #[test]
+    fn refuses_when_nothing_served_is_offered() {
+        assert_eq!(select(&[]), None);
+        assert_eq!(select(&["AMQPWSB10"]), None);
+        assert_eq!(select(&["Mqtt"]), None);
+    }
+}
