@@ -10,6 +10,7 @@ pub mod hub;
 pub mod metrics;
 pub mod policies;
 pub mod query;
+pub mod twin_limits;
 
 pub use auth_log::{AuthFailure, AuthFailureLog};
 pub use clock::Clock;

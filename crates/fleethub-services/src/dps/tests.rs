@@ -317,3 +317,64 @@ async fn enrollment_validation_errors_are_specific() {
         Error::PreconditionFailed(_)
     ));
 }
+
+/// Azure's twin limits apply to initial twins of enrollments and groups (400 ArgumentInvalid).
+#[tokio::test]
+async fn initial_twin_depth_and_size_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dps(&dir);
+    let nest = |levels: usize| {
+        let mut v = json!({"leaf": 1});
+        for i in 0..levels {
+            v = json!({ format!("l{i}"): v });
+        }
+        v
+    };
+    let big = |n: usize| json!({ "k": "x".repeat(n) });
+    let with = |tags: Option<serde_json::Value>, desired: Option<serde_json::Value>| {
+        Some(InitialTwin {
+            tags,
+            properties: Some(InitialTwinProperties { desired }),
+        })
+    };
+    let key = keys::generate_key();
+    let cases = [
+        (
+            with(Some(nest(11)), None),
+            "initialTwin.tags: objects are nested",
+        ),
+        (
+            with(None, Some(nest(11))),
+            "initialTwin.properties.desired: objects",
+        ),
+        (with(Some(big(8 * 1024)), None), "initialTwin.tags would be"),
+        (
+            with(None, Some(big(32 * 1024))),
+            "initialTwin.properties.desired would be",
+        ),
+    ];
+    for (twin, expected) in cases {
+        let mut e = enrollment("dev-tw", &key);
+        e.initial_twin = twin.clone();
+        let err = d.put_enrollment("dev-tw", e, None).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid(m) if m.contains(expected)),
+            "{err:?}"
+        );
+        let g = EnrollmentGroup {
+            enrollment_group_id: "grp-tw".into(),
+            attestation: AttestationMechanism::symmetric(key.clone(), keys::generate_key()),
+            initial_twin: twin,
+            ..Default::default()
+        };
+        let err = d.put_group("grp-tw", g, None).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid(m) if m.contains(expected)),
+            "{err:?}"
+        );
+    }
+    // at the limits
+    let mut e = enrollment("dev-tw", &key);
+    e.initial_twin = with(Some(nest(10)), Some(big(32 * 1024 - 1)));
+    d.put_enrollment("dev-tw", e, None).await.unwrap();
+}
