@@ -1,7 +1,9 @@
 //! Recent authentication failures with the real reason, for `fleethub diagnostics auth-failures`.
-//! Devices only ever see "Unauthorized"; operators see why. Never holds keys or signatures.
+//! Devices only ever see "Unauthorized"; operators see why. Never holds keys or signatures:
+//! what clients sent is passed through [`redact`] first.
 
 use crate::Clock;
+use fleethub_core::redact::redact;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -68,7 +70,9 @@ impl AuthFailureLog {
         self.counts[endpoint as usize].load(Ordering::Relaxed)
     }
 
-    /// Records a failure and logs it at WARN level.
+    /// Records a failure and logs it at WARN level. The identity and the reason are client
+    /// input (user names, client IDs, tokens quoted in messages): secrets in them are redacted
+    /// before they are logged or kept.
     pub fn record(
         &self,
         endpoint: &str,
@@ -77,6 +81,8 @@ impl AuthFailureLog {
         peer: Option<String>,
         reason: &str,
     ) {
+        let identity = &*redact(identity);
+        let reason = &*redact(reason);
         tracing::warn!(
             endpoint,
             transport,
@@ -129,5 +135,54 @@ mod tests {
         assert_eq!(r[1].identity, "d1");
         assert_eq!(log.count(Endpoint::Dps), 3);
         assert_eq!(log.count(Endpoint::Hub), 0);
+    }
+
+    /// A client that puts its SAS token into the MQTT user name (or anything else quoted in a
+    /// reason) leaves no signature in the WARN log nor in the stored entries.
+    #[test]
+    fn tokens_in_user_names_are_redacted_in_log_and_entries() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sig = "q6Gm0Ek2Nf4rZ8yT1bXcV3sLwP9hJ5uD7aQeR0tYiOk%3D";
+        let token = format!("SharedAccessSignature sr=hub.local%2Fdevices%2Fd1&sig={sig}&se=1");
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let log = AuthFailureLog::new(10);
+        tracing::subscriber::with_default(subscriber, || {
+            log.record(
+                "mqtt",
+                "mqtt",
+                &token,
+                None,
+                &format!("user name '{token}' is neither a DPS nor a hub user name"),
+            );
+        });
+        let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("authentication failed"), "{logged}");
+        assert!(logged.contains("sig=<redacted>"), "{logged}");
+        let entry = &log.recent(1)[0];
+        let stored = format!("{} {}", entry.identity, entry.reason);
+        for text in [&logged, &stored] {
+            assert!(!text.contains(&sig[..8]), "{text}");
+        }
+        assert!(
+            entry
+                .reason
+                .contains("sr=hub.local%2Fdevices%2Fd1&sig=<redacted>&se=1")
+        );
     }
 }
