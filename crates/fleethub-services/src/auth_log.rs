@@ -4,24 +4,24 @@
 
 use crate::Clock;
 use fleethub_core::redact::redact;
-use serde::Serialize;
+use fleethub_storage::AuthFailureStore;
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use tokio::sync::{mpsc, oneshot};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthFailure {
-    pub time_utc: String,
-    /// `dps` or `hub` or `service`.
-    pub endpoint: String,
-    /// `mqtt`, `mqtt-ws`, `https`.
-    pub transport: String,
-    /// Registration ID, device ID or policy name the client claimed.
-    pub identity: String,
-    pub peer: Option<String>,
-    pub reason: String,
+/// Entries waiting to be written; past this a flood of failures is kept in memory only.
+const PERSIST_QUEUE: usize = 256;
+
+enum Persist {
+    Append(AuthFailure),
+    /// Answered once everything queued before it is written (and the old entries loaded).
+    Flush(oneshot::Sender<()>),
 }
+
+/// One refused authentication (the stored record is the wire shape of
+/// `GET /diagnostics/authFailures`).
+pub use fleethub_storage::AuthFailureRecord as AuthFailure;
 
 /// Which side of the server a failed client talked to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,12 +41,16 @@ impl Endpoint {
     }
 }
 
+/// The newest `capacity` failures in memory (what the diagnostics API reads), written through
+/// to an [`AuthFailureStore`] when [`AuthFailureLog::persist_to`] was called, so that the
+/// window survives a restart.
 pub struct AuthFailureLog {
     capacity: usize,
     entries: Mutex<VecDeque<AuthFailure>>,
     /// Failures recorded so far, by [`Endpoint`] (the log itself keeps only the latest).
     counts: [AtomicU64; 3],
     clock: Clock,
+    persist: OnceLock<mpsc::Sender<Persist>>,
 }
 
 impl AuthFailureLog {
@@ -56,6 +60,44 @@ impl AuthFailureLog {
             entries: Mutex::new(VecDeque::new()),
             counts: Default::default(),
             clock: Clock::system(),
+            persist: OnceLock::new(),
+        }
+    }
+
+    /// Keeps the window in `store` from now on: a background task first loads the entries an
+    /// earlier run left (as older than any recorded since), then writes every new one, keeping
+    /// the newest `capacity`. Needs a tokio runtime; without one the log stays memory-only.
+    /// Calling it again does nothing.
+    pub fn persist_to(self: &Arc<Self>, store: Arc<dyn AuthFailureStore>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!("no async runtime: the auth-failure log is kept in memory only");
+            return;
+        };
+        let (tx, rx) = mpsc::channel(PERSIST_QUEUE);
+        if self.persist.set(tx).is_ok() {
+            runtime.spawn(persist_task(Arc::downgrade(self), store, rx));
+        }
+    }
+
+    /// Waits until every failure recorded so far is written (and, the first time, the earlier
+    /// run's entries are loaded). Returns at once when the log is not persisted.
+    pub async fn flush(&self) {
+        let Some(tx) = self.persist.get() else { return };
+        let (done, wait) = oneshot::channel();
+        if tx.send(Persist::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Puts entries of an earlier run behind the ones recorded since (they are older).
+    fn restore(&self, older: Vec<AuthFailure>) {
+        let mut q = self.entries.lock().expect("auth log");
+        // `older` is newest first
+        for entry in older {
+            if q.len() == self.capacity {
+                break;
+            }
+            q.push_front(entry);
         }
     }
 
@@ -99,6 +141,11 @@ impl AuthFailureLog {
             peer,
             reason: reason.into(),
         };
+        if let Some(tx) = self.persist.get()
+            && let Err(e) = tx.try_send(Persist::Append(entry.clone()))
+        {
+            tracing::debug!("auth failure kept in memory only: {e}");
+        }
         let mut q = self.entries.lock().expect("auth log");
         if q.len() == self.capacity {
             q.pop_front();
@@ -110,6 +157,37 @@ impl AuthFailureLog {
     pub fn recent(&self, limit: usize) -> Vec<AuthFailure> {
         let q = self.entries.lock().expect("auth log");
         q.iter().rev().take(limit).cloned().collect()
+    }
+}
+
+/// Loads the earlier run's window, then writes new entries in order until the log is dropped.
+async fn persist_task(
+    log: Weak<AuthFailureLog>,
+    store: Arc<dyn AuthFailureStore>,
+    mut rx: mpsc::Receiver<Persist>,
+) {
+    let Some(capacity) = log.upgrade().map(|l| l.capacity) else {
+        return;
+    };
+    match store.recent_auth_failures(capacity).await {
+        Ok(older) => {
+            if let Some(log) = log.upgrade() {
+                log.restore(older);
+            }
+        }
+        Err(e) => tracing::warn!("cannot load the stored auth-failure log: {e}"),
+    }
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Persist::Append(entry) => {
+                if let Err(e) = store.append_auth_failure(entry, capacity).await {
+                    tracing::warn!("cannot store an auth failure: {e}");
+                }
+            }
+            Persist::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
     }
 }
 
