@@ -342,7 +342,7 @@ fn auth_failure(n: usize) -> AuthFailureRecord {
         endpoint: "dps".into(),
         transport: "mqtt".into(),
         identity: format!("dev-{n}"),
-        peer: (n % 2 == 0).then(|| format!("10.0.0.{n}:1234")),
+        peer: n.is_multiple_of(2).then(|| format!("10.0.0.{n}:1234")),
         reason: format!("reason {n}"),
     }
 }

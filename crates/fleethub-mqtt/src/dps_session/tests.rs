@@ -11,7 +11,7 @@ fn principal() -> DpsPrincipal {
     DpsPrincipal {
         registration_id: "dev-1".into(),
         source: EnrollmentSource::Individual(Box::default()),
-        origin: Default::default(),
+        origin: fleethub_services::AuthOrigin::default(),
     }
 }
 
