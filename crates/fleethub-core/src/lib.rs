@@ -4,6 +4,7 @@
 pub mod connection_string;
 pub mod ids;
 pub mod keys;
+pub mod redact;
 pub mod sas;
 pub mod time_util;
 

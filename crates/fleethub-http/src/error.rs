@@ -103,7 +103,8 @@ impl ApiError {
 
     fn log(&self, shape: Shape) {
         let status = self.status.as_u16();
-        let what = self.log.as_deref().unwrap_or(&self.message);
+        // client input may be quoted in the message: no secrets in the log
+        let what = fleethub_core::redact::redact(self.log.as_deref().unwrap_or(&self.message));
         if self.status.is_server_error() {
             tracing::warn!(status, code = self.code, ?shape, "request failed: {what}");
         } else {

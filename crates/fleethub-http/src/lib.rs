@@ -66,11 +66,20 @@ pub fn router(state: HttpState) -> Router {
 /// Declares the route table once: [`ROUTES`] (what is served, for docs and the OpenAPI check)
 /// and the handlers the router is built from, so the two cannot differ.
 macro_rules! route_table {
-    ($($method:ident $path:literal => $handler:expr;)*) => {
+    ($($method:ident $path:literal $permission:literal => $handler:expr;)*) => {
         /// Every route served, as `(method, path)` in canonical spelling (keyword segments are
         /// also matched case-insensitively and with a trailing slash, see `normalize`).
         /// `docs/openapi.json` describes exactly these.
         pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        /// Who may call each route of [`ROUTES`], as `(method, path, permission)`: alternatives
+        /// separated by `|`, each `dps:{Right}` or `hub:{Right}` (a DPS or hub shared access
+        /// policy with that right), `registration` (the DPS registration's own SAS token),
+        /// `device` (the hub device's own SAS token) or `edgeDevice` (an edge device's own SAS
+        /// token, for its own modules). `docs/openapi.json` repeats it per operation as
+        /// `x-fleethub-permission`, and the tests check that the handlers enforce it.
+        pub const ROUTE_PERMISSIONS: &[(&str, &str, &str)] =
+            &[$((stringify!($method), $path, $permission)),*];
 
         fn route_handlers() -> Vec<(&'static str, MethodRouter<HttpState>)> {
             vec![$(($path, on(MethodFilter::$method, $handler))),*]
@@ -80,74 +89,74 @@ macro_rules! route_table {
 
 route_table! {
     // DPS device API (DPS error shape).
-    PUT "/{idScope}/registrations/{registrationId}/register" => device::register;
-    GET "/{idScope}/registrations/{registrationId}/operations/{operationId}" => device::operation_status;
-    POST "/{idScope}/registrations/{registrationId}" => device::status_lookup;
+    PUT "/{idScope}/registrations/{registrationId}/register" "registration" => device::register;
+    GET "/{idScope}/registrations/{registrationId}/operations/{operationId}" "registration" => device::operation_status;
+    POST "/{idScope}/registrations/{registrationId}" "registration" => device::status_lookup;
 
     // DPS service API.
-    POST "/enrollments" => enrollments::bulk::<Individual>;
-    GET "/enrollments/{id}" => enrollments::get::<Individual>;
-    PUT "/enrollments/{id}" => enrollments::put::<Individual>;
-    DELETE "/enrollments/{id}" => enrollments::delete::<Individual>;
+    POST "/enrollments" "dps:EnrollmentWrite" => enrollments::bulk::<Individual>;
+    GET "/enrollments/{id}" "dps:EnrollmentRead" => enrollments::get::<Individual>;
+    PUT "/enrollments/{id}" "dps:EnrollmentWrite" => enrollments::put::<Individual>;
+    DELETE "/enrollments/{id}" "dps:EnrollmentWrite" => enrollments::delete::<Individual>;
     // `POST /enrollments/query` (an enrollment named "query" keeps GET/PUT/DELETE)
-    POST "/enrollments/{id}" => enrollments::post::<Individual>;
-    POST "/enrollments/{id}/attestationmechanism" => enrollments::attestation::<Individual>;
-    POST "/enrollmentGroups" => enrollments::bulk::<Groups>;
-    GET "/enrollmentGroups/{id}" => enrollments::get::<Groups>;
-    PUT "/enrollmentGroups/{id}" => enrollments::put::<Groups>;
-    DELETE "/enrollmentGroups/{id}" => enrollments::delete::<Groups>;
-    POST "/enrollmentGroups/{id}" => enrollments::post::<Groups>;
-    POST "/enrollmentGroups/{id}/attestationmechanism" => enrollments::attestation::<Groups>;
-    GET "/registrations/{id}" => registrations::get;
-    DELETE "/registrations/{id}" => registrations::delete;
-    POST "/registrations/{id}/query" => registrations::query;
+    POST "/enrollments/{id}" "dps:EnrollmentRead" => enrollments::post::<Individual>;
+    POST "/enrollments/{id}/attestationmechanism" "dps:EnrollmentRead" => enrollments::attestation::<Individual>;
+    POST "/enrollmentGroups" "dps:EnrollmentWrite" => enrollments::bulk::<Groups>;
+    GET "/enrollmentGroups/{id}" "dps:EnrollmentRead" => enrollments::get::<Groups>;
+    PUT "/enrollmentGroups/{id}" "dps:EnrollmentWrite" => enrollments::put::<Groups>;
+    DELETE "/enrollmentGroups/{id}" "dps:EnrollmentWrite" => enrollments::delete::<Groups>;
+    POST "/enrollmentGroups/{id}" "dps:EnrollmentRead" => enrollments::post::<Groups>;
+    POST "/enrollmentGroups/{id}/attestationmechanism" "dps:EnrollmentRead" => enrollments::attestation::<Groups>;
+    GET "/registrations/{id}" "dps:RegistrationStatusRead" => registrations::get;
+    DELETE "/registrations/{id}" "dps:RegistrationStatusWrite" => registrations::delete;
+    POST "/registrations/{id}/query" "dps:RegistrationStatusRead" => registrations::query;
 
     // Diagnostics (DPS or hub service token).
-    GET "/diagnostics/authFailures" => diagnostics::auth_failures;
+    GET "/diagnostics/authFailures" "dps:ServiceConfig|hub:RegistryRead" => diagnostics::auth_failures;
 
     // IoT Hub service API. Node lists and bulk-posts to `/devices/` (trailing slash).
-    GET "/devices" => hub::devices::list;
-    POST "/devices" => hub::bulk::bulk;
-    GET "/devices/{id}" => hub::devices::get;
-    PUT "/devices/{id}" => hub::devices::put;
-    DELETE "/devices/{id}" => hub::devices::delete;
+    GET "/devices" "hub:RegistryRead" => hub::devices::list;
+    POST "/devices" "hub:RegistryWrite" => hub::bulk::bulk;
+    GET "/devices/{id}" "hub:RegistryRead" => hub::devices::get;
+    PUT "/devices/{id}" "hub:RegistryWrite" => hub::devices::put;
+    DELETE "/devices/{id}" "hub:RegistryWrite" => hub::devices::delete;
     // `POST /devices/query` (a device named "query" keeps GET/PUT/DELETE)
-    POST "/devices/{id}" => hub::devices::post;
-    GET "/twins/{id}" => hub::twins::get;
-    PATCH "/twins/{id}" => hub::twins::patch;
-    PUT "/twins/{id}" => hub::twins::replace;
-    POST "/twins/{id}/methods" => hub::methods::invoke;
+    POST "/devices/{id}" "hub:RegistryRead|hub:ServiceConnect" => hub::devices::post;
+    GET "/twins/{id}" "hub:RegistryRead|hub:ServiceConnect" => hub::twins::get;
+    PATCH "/twins/{id}" "hub:RegistryWrite|hub:ServiceConnect" => hub::twins::patch;
+    PUT "/twins/{id}" "hub:RegistryWrite|hub:ServiceConnect" => hub::twins::replace;
+    POST "/twins/{id}/methods" "hub:ServiceConnect" => hub::methods::invoke;
     // Module identities: a hub policy token, or (IoT Edge identity daemon) the edge device's
     // own SAS token for its own modules.
-    GET "/devices/{id}/modules" => hub::modules::list;
-    GET "/devices/{id}/modules/{mid}" => hub::modules::get;
-    PUT "/devices/{id}/modules/{mid}" => hub::modules::put;
-    DELETE "/devices/{id}/modules/{mid}" => hub::modules::delete;
-    GET "/twins/{id}/modules/{mid}" => hub::twins::get_module;
-    PATCH "/twins/{id}/modules/{mid}" => hub::twins::patch_module;
-    PUT "/twins/{id}/modules/{mid}" => hub::twins::replace_module;
-    POST "/twins/{id}/modules/{mid}/methods" => hub::methods::invoke_module;
-    GET "/statistics/devices" => hub::statistics::devices;
-    GET "/statistics/service" => hub::statistics::service;
-    POST "/devices/{id}/messages/deviceBound" => hub::c2d::send;
-    DELETE "/devices/{id}/commands" => hub::c2d::purge;
+    GET "/devices/{id}/modules" "hub:RegistryRead|edgeDevice" => hub::modules::list;
+    GET "/devices/{id}/modules/{mid}" "hub:RegistryRead|edgeDevice" => hub::modules::get;
+    PUT "/devices/{id}/modules/{mid}" "hub:RegistryWrite|edgeDevice" => hub::modules::put;
+    DELETE "/devices/{id}/modules/{mid}" "hub:RegistryWrite|edgeDevice" => hub::modules::delete;
+    GET "/twins/{id}/modules/{mid}" "hub:RegistryRead|hub:ServiceConnect" => hub::twins::get_module;
+    PATCH "/twins/{id}/modules/{mid}" "hub:RegistryWrite|hub:ServiceConnect" => hub::twins::patch_module;
+    PUT "/twins/{id}/modules/{mid}" "hub:RegistryWrite|hub:ServiceConnect" => hub::twins::replace_module;
+    POST "/twins/{id}/modules/{mid}/methods" "hub:ServiceConnect" => hub::methods::invoke_module;
+    GET "/statistics/devices" "hub:RegistryRead" => hub::statistics::devices;
+    GET "/statistics/service" "hub:RegistryRead|hub:ServiceConnect" => hub::statistics::service;
+    POST "/devices/{id}/messages/deviceBound" "hub:ServiceConnect" => hub::c2d::send;
+    DELETE "/devices/{id}/commands" "hub:ServiceConnect" => hub::c2d::purge;
     // Configurations / IoT Edge deployments at scale. `POST /configurations/testQueries`
     // goes through the `{id}` route.
-    GET "/configurations" => hub::configurations::list;
-    GET "/configurations/{id}" => hub::configurations::get;
-    PUT "/configurations/{id}" => hub::configurations::put;
-    DELETE "/configurations/{id}" => hub::configurations::delete;
-    POST "/configurations/{id}" => hub::configurations::post;
-    POST "/devices/{id}/applyConfigurationContent" => hub::configurations::apply_content;
-    GET "/messages/events" => hub::events::read;
-    GET "/messages/events/live" => hub::events::live;
-    PUT "/messages/events/consumerGroups/{group}/checkpoint" => hub::events::checkpoint;
+    GET "/configurations" "hub:RegistryRead" => hub::configurations::list;
+    GET "/configurations/{id}" "hub:RegistryRead" => hub::configurations::get;
+    PUT "/configurations/{id}" "hub:RegistryWrite" => hub::configurations::put;
+    DELETE "/configurations/{id}" "hub:RegistryWrite" => hub::configurations::delete;
+    POST "/configurations/{id}" "hub:RegistryRead" => hub::configurations::post;
+    POST "/devices/{id}/applyConfigurationContent" "hub:RegistryWrite" => hub::configurations::apply_content;
+    GET "/messages/events" "hub:ServiceConnect" => hub::events::read;
+    GET "/messages/events/live" "hub:ServiceConnect" => hub::events::live;
+    PUT "/messages/events/consumerGroups/{group}/checkpoint" "hub:ServiceConnect" => hub::events::checkpoint;
 
     // IoT Hub device API over HTTPS (device SAS). SDKs spell `devicebound`.
-    POST "/devices/{id}/messages/events" => hub_device::send_event;
-    GET "/devices/{id}/messages/deviceBound" => hub_device::receive;
-    DELETE "/devices/{id}/messages/deviceBound/{lockToken}" => hub_device::complete;
-    POST "/devices/{id}/messages/deviceBound/{lockToken}/abandon" => hub_device::abandon;
+    POST "/devices/{id}/messages/events" "device" => hub_device::send_event;
+    GET "/devices/{id}/messages/deviceBound" "device" => hub_device::receive;
+    DELETE "/devices/{id}/messages/deviceBound/{lockToken}" "device" => hub_device::complete;
+    POST "/devices/{id}/messages/deviceBound/{lockToken}/abandon" "device" => hub_device::abandon;
 }
 
 /// The routes of [`ROUTES`], each group behind the middleware that gives its errors their

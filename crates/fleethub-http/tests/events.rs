@@ -213,17 +213,37 @@ async fn pages_and_checkpoints() {
         .await;
     assert_hub_error(&bad, 400, "ArgumentInvalid");
 
-    // reading takes ServiceConnect or RegistryRead
-    let ro = f
+    // reading device data takes ServiceConnect (Azure's rule); RegistryRead is not enough
+    let svc = f
         .hub_as(
-            "registryRead",
+            "service",
             Method::GET,
             "/messages/events",
             &[],
             Body::empty(),
         )
         .await;
-    assert_eq!(ro.status, StatusCode::OK);
+    assert_eq!(svc.status, StatusCode::OK);
+    for uri in ["/messages/events", "/messages/events/live"] {
+        let ro = f
+            .hub_as("registryRead", Method::GET, uri, &[], Body::empty())
+            .await;
+        assert_hub_error(&ro, 403, "Forbidden");
+        let rw = f
+            .hub_as("registryReadWrite", Method::GET, uri, &[], Body::empty())
+            .await;
+        assert_hub_error(&rw, 403, "Forbidden");
+    }
+    let ro = f
+        .hub_as(
+            "registryRead",
+            Method::PUT,
+            "/messages/events/consumerGroups/$Default/checkpoint",
+            &[],
+            json!({ "sequenceNumber": 1 }).to_string(),
+        )
+        .await;
+    assert_hub_error(&ro, 403, "Forbidden");
     let dev = f
         .hub_as(
             "device",

@@ -282,6 +282,25 @@ async fn twin_patch_with_etag_then_query_by_tag() {
         let r = f.hub_svc(Method::PATCH, "/twins/dev-a", &[], bad).await;
         assert_hub_error(&r, 400, "ArgumentInvalid");
     }
+    // Azure's per-section limits: depth 10, tags 8 KB, desired 32 KB (400 ArgumentInvalid)
+    let mut deep = json!({"leaf": 1});
+    for i in 0..11 {
+        deep = json!({ format!("l{i}"): deep });
+    }
+    let big = |n: usize| json!({ "k": "x".repeat(n) });
+    for body in [
+        json!({"tags": deep}),
+        json!({"properties": {"desired": deep}}),
+        json!({"tags": big(8 * 1024)}),
+        json!({"properties": {"desired": big(32 * 1024)}}),
+    ] {
+        for method in [Method::PATCH, Method::PUT] {
+            let r = f
+                .hub_svc(method.clone(), "/twins/dev-a", &[], body.to_string())
+                .await;
+            assert_hub_error(&r, 400, "ArgumentInvalid");
+        }
+    }
     let r = f
         .hub_svc(Method::GET, "/twins/nobody", &[], Body::empty())
         .await;

@@ -5,11 +5,13 @@
 mod common;
 
 use axum::body::Body;
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use common::*;
-use fleethub_http::ROUTES;
+use fleethub_http::{ROUTE_PERMISSIONS, ROUTES};
+use fleethub_services::Right;
 use serde_json::Value;
 use std::collections::BTreeSet;
+use tower::ServiceExt;
 
 const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
 
@@ -117,5 +119,85 @@ async fn every_route_is_served_and_needs_credentials() {
             "{method} {uri}: {}",
             String::from_utf8_lossy(&r.body)
         );
+    }
+}
+
+/// Every operation names who may call it (`x-fleethub-permission`), exactly as the route table
+/// declares it.
+#[test]
+fn spec_documents_every_route_permission() {
+    let spec = spec();
+    assert_eq!(ROUTE_PERMISSIONS.len(), ROUTES.len());
+    for (method, path, permission) in ROUTE_PERMISSIONS {
+        let op = &spec["paths"][*path][method.to_ascii_lowercase().as_str()];
+        assert_eq!(
+            op["x-fleethub-permission"].as_str(),
+            Some(*permission),
+            "{method} {path}: x-fleethub-permission"
+        );
+        for alternative in permission.split('|') {
+            let known = ["registration", "device", "edgeDevice"].contains(&alternative)
+                || policy_right(alternative, "dps").is_some()
+                || policy_right(alternative, "hub").is_some();
+            assert!(known, "{method} {path}: unknown permission {alternative:?}");
+        }
+    }
+}
+
+/// `dps:Right` / `hub:Right` -> the right, for the endpoint `prefix`.
+fn policy_right(alternative: &str, prefix: &str) -> Option<Right> {
+    let name = alternative.strip_prefix(prefix)?.strip_prefix(':')?;
+    serde_json::from_value(Value::String(name.to_string())).ok()
+}
+
+/// The handlers enforce the declared permissions: for every route and every default DPS and hub
+/// policy, a valid token of that policy is refused (401/403) exactly when the policy has none of
+/// the rights the route declares for its endpoint (routes for device tokens refuse them all).
+#[tokio::test]
+async fn handlers_enforce_the_declared_permissions() {
+    let f = fixture();
+    let policies: Vec<(&str, &str, String, Vec<Right>)> = f
+        .dps_auth
+        .policies()
+        .iter()
+        .map(|p| ("dps", DPS_HOST, p.key_name.clone(), p.rights.clone()))
+        .chain(
+            f.hub_auth
+                .policies()
+                .iter()
+                .map(|p| ("hub", HUB, p.key_name.clone(), p.rights.clone())),
+        )
+        .collect();
+    for (method, path, permission) in ROUTE_PERMISSIONS {
+        let uri: String = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "query" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (endpoint, host, name, rights) in &policies {
+            let auth = if *endpoint == "dps" {
+                &f.dps_auth
+            } else {
+                &f.hub_auth
+            };
+            let token = policy_token(auth, host, name);
+            let allowed = permission
+                .split('|')
+                .filter_map(|a| policy_right(a, endpoint))
+                .any(|r| rights.contains(&r));
+            let req = Request::builder()
+                .method(Method::from_bytes(method.as_bytes()).unwrap())
+                .uri(&uri)
+                .header("authorization", token)
+                .body(Body::empty())
+                .unwrap();
+            // the status only: the live tail's body never ends
+            let status = f.app.clone().oneshot(req).await.unwrap().status();
+            let refused = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+            assert_eq!(
+                refused, !allowed,
+                "{method} {uri} ({permission}) with {endpoint} policy {name}: {status}"
+            );
+        }
     }
 }

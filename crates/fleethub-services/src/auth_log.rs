@@ -1,25 +1,27 @@
 //! Recent authentication failures with the real reason, for `fleethub diagnostics auth-failures`.
-//! Devices only ever see "Unauthorized"; operators see why. Never holds keys or signatures.
+//! Devices only ever see "Unauthorized"; operators see why. Never holds keys or signatures:
+//! what clients sent is passed through [`redact`] first.
 
 use crate::Clock;
-use serde::Serialize;
+use fleethub_core::redact::redact;
+use fleethub_storage::AuthFailureStore;
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use tokio::sync::{mpsc, oneshot};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthFailure {
-    pub time_utc: String,
-    /// `dps` or `hub` or `service`.
-    pub endpoint: String,
-    /// `mqtt`, `mqtt-ws`, `https`.
-    pub transport: String,
-    /// Registration ID, device ID or policy name the client claimed.
-    pub identity: String,
-    pub peer: Option<String>,
-    pub reason: String,
+/// Entries waiting to be written; past this a flood of failures is kept in memory only.
+const PERSIST_QUEUE: usize = 256;
+
+enum Persist {
+    Append(AuthFailure),
+    /// Answered once everything queued before it is written (and the old entries loaded).
+    Flush(oneshot::Sender<()>),
 }
+
+/// One refused authentication (the stored record is the wire shape of
+/// `GET /diagnostics/authFailures`).
+pub use fleethub_storage::AuthFailureRecord as AuthFailure;
 
 /// Which side of the server a failed client talked to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,12 +41,16 @@ impl Endpoint {
     }
 }
 
+/// The newest `capacity` failures in memory (what the diagnostics API reads), written through
+/// to an [`AuthFailureStore`] when [`AuthFailureLog::persist_to`] was called, so that the
+/// window survives a restart.
 pub struct AuthFailureLog {
     capacity: usize,
     entries: Mutex<VecDeque<AuthFailure>>,
     /// Failures recorded so far, by [`Endpoint`] (the log itself keeps only the latest).
     counts: [AtomicU64; 3],
     clock: Clock,
+    persist: OnceLock<mpsc::Sender<Persist>>,
 }
 
 impl AuthFailureLog {
@@ -54,6 +60,44 @@ impl AuthFailureLog {
             entries: Mutex::new(VecDeque::new()),
             counts: Default::default(),
             clock: Clock::system(),
+            persist: OnceLock::new(),
+        }
+    }
+
+    /// Keeps the window in `store` from now on: a background task first loads the entries an
+    /// earlier run left (as older than any recorded since), then writes every new one, keeping
+    /// the newest `capacity`. Needs a tokio runtime; without one the log stays memory-only.
+    /// Calling it again does nothing.
+    pub fn persist_to(self: &Arc<Self>, store: Arc<dyn AuthFailureStore>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!("no async runtime: the auth-failure log is kept in memory only");
+            return;
+        };
+        let (tx, rx) = mpsc::channel(PERSIST_QUEUE);
+        if self.persist.set(tx).is_ok() {
+            runtime.spawn(persist_task(Arc::downgrade(self), store, rx));
+        }
+    }
+
+    /// Waits until every failure recorded so far is written (and, the first time, the earlier
+    /// run's entries are loaded). Returns at once when the log is not persisted.
+    pub async fn flush(&self) {
+        let Some(tx) = self.persist.get() else { return };
+        let (done, wait) = oneshot::channel();
+        if tx.send(Persist::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Puts entries of an earlier run behind the ones recorded since (they are older).
+    fn restore(&self, older: Vec<AuthFailure>) {
+        let mut q = self.entries.lock().expect("auth log");
+        // `older` is newest first
+        for entry in older {
+            if q.len() == self.capacity {
+                break;
+            }
+            q.push_front(entry);
         }
     }
 
@@ -68,7 +112,9 @@ impl AuthFailureLog {
         self.counts[endpoint as usize].load(Ordering::Relaxed)
     }
 
-    /// Records a failure and logs it at WARN level.
+    /// Records a failure and logs it at WARN level. The identity and the reason are client
+    /// input (user names, client IDs, tokens quoted in messages): secrets in them are redacted
+    /// before they are logged or kept.
     pub fn record(
         &self,
         endpoint: &str,
@@ -77,6 +123,8 @@ impl AuthFailureLog {
         peer: Option<String>,
         reason: &str,
     ) {
+        let identity = &*redact(identity);
+        let reason = &*redact(reason);
         tracing::warn!(
             endpoint,
             transport,
@@ -93,6 +141,11 @@ impl AuthFailureLog {
             peer,
             reason: reason.into(),
         };
+        if let Some(tx) = self.persist.get()
+            && let Err(e) = tx.try_send(Persist::Append(entry.clone()))
+        {
+            tracing::debug!("auth failure kept in memory only: {e}");
+        }
         let mut q = self.entries.lock().expect("auth log");
         if q.len() == self.capacity {
             q.pop_front();
@@ -104,6 +157,37 @@ impl AuthFailureLog {
     pub fn recent(&self, limit: usize) -> Vec<AuthFailure> {
         let q = self.entries.lock().expect("auth log");
         q.iter().rev().take(limit).cloned().collect()
+    }
+}
+
+/// Loads the earlier run's window, then writes new entries in order until the log is dropped.
+async fn persist_task(
+    log: Weak<AuthFailureLog>,
+    store: Arc<dyn AuthFailureStore>,
+    mut rx: mpsc::Receiver<Persist>,
+) {
+    let Some(capacity) = log.upgrade().map(|l| l.capacity) else {
+        return;
+    };
+    match store.recent_auth_failures(capacity).await {
+        Ok(older) => {
+            if let Some(log) = log.upgrade() {
+                log.restore(older);
+            }
+        }
+        Err(e) => tracing::warn!("cannot load the stored auth-failure log: {e}"),
+    }
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Persist::Append(entry) => {
+                if let Err(e) = store.append_auth_failure(entry, capacity).await {
+                    tracing::warn!("cannot store an auth failure: {e}");
+                }
+            }
+            Persist::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
     }
 }
 
@@ -129,5 +213,54 @@ mod tests {
         assert_eq!(r[1].identity, "d1");
         assert_eq!(log.count(Endpoint::Dps), 3);
         assert_eq!(log.count(Endpoint::Hub), 0);
+    }
+
+    /// A client that puts its SAS token into the MQTT user name (or anything else quoted in a
+    /// reason) leaves no signature in the WARN log nor in the stored entries.
+    #[test]
+    fn tokens_in_user_names_are_redacted_in_log_and_entries() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sig = "q6Gm0Ek2Nf4rZ8yT1bXcV3sLwP9hJ5uD7aQeR0tYiOk%3D";
+        let token = format!("SharedAccessSignature sr=hub.local%2Fdevices%2Fd1&sig={sig}&se=1");
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let log = AuthFailureLog::new(10);
+        tracing::subscriber::with_default(subscriber, || {
+            log.record(
+                "mqtt",
+                "mqtt",
+                &token,
+                None,
+                &format!("user name '{token}' is neither a DPS nor a hub user name"),
+            );
+        });
+        let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("authentication failed"), "{logged}");
+        assert!(logged.contains("sig=<redacted>"), "{logged}");
+        let entry = &log.recent(1)[0];
+        let stored = format!("{} {}", entry.identity, entry.reason);
+        for text in [&logged, &stored] {
+            assert!(!text.contains(&sig[..8]), "{text}");
+        }
+        assert!(
+            entry
+                .reason
+                .contains("sr=hub.local%2Fdevices%2Fd1&sig=<redacted>&se=1")
+        );
     }
 }

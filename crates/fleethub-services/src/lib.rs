@@ -10,10 +10,11 @@ pub mod hub;
 pub mod metrics;
 pub mod policies;
 pub mod query;
+pub mod twin_limits;
 
 pub use auth_log::{AuthFailure, AuthFailureLog};
 pub use clock::Clock;
-pub use dps::{AuthContext, Dps, DpsConfig, DpsPrincipal, EnrollmentSource};
+pub use dps::{AuthContext, AuthOrigin, Dps, DpsConfig, DpsPrincipal, EnrollmentSource};
 /// Records the services hand to transports.
 pub use fleethub_storage::{C2dMessage, Page, PageRequest, TelemetryMessage};
 pub use hub::{Features, Hub, HubConfig, HubEvent, HubPrincipal, MethodError, TelemetryIn};
@@ -39,10 +40,14 @@ impl Shared {
         Shared::with_clock(store, Clock::system())
     }
 
+    /// Inside a tokio runtime the authentication-failure log is kept in `store` too (the last
+    /// 1000 survive a restart).
     pub fn with_clock(store: Arc<dyn Store>, clock: Clock) -> Shared {
+        let auth_failures = Arc::new(AuthFailureLog::new(1000).with_clock(clock.clone()));
+        auth_failures.persist_to(store.clone());
         Shared {
             store,
-            auth_failures: Arc::new(AuthFailureLog::new(1000).with_clock(clock.clone())),
+            auth_failures,
             clock,
             metrics: Arc::default(),
         }

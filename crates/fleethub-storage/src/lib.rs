@@ -1,5 +1,6 @@
 //! fleethub's storage interface: one trait per aggregate ([`SettingsStore`], [`RegistryStore`],
-//! [`DpsStore`], [`TelemetryStore`], [`C2dStore`], [`SessionStore`], [`ConfigurationStore`]),
+//! [`DpsStore`], [`TelemetryStore`], [`C2dStore`], [`SessionStore`], [`ConfigurationStore`],
+//! [`AuthFailureStore`]),
 //! [`Store`] for all of them together (what `fleethub-services` uses), the records, [`StoreError`]
 //! and [`Precondition`]. Backends live elsewhere (`fleethub-store`: SQLite) and implement the
 //! traits, one aggregate at a time, checked by the generic `suite` module (feature `suite`).
@@ -163,6 +164,16 @@ pub trait ConfigurationStore: Send + Sync {
     ) -> Result<()>;
 }
 
+/// The recent authentication failures that `GET /diagnostics/authFailures` shows: a bounded
+/// window kept across restarts.
+#[async_trait]
+pub trait AuthFailureStore: Send + Sync {
+    /// Appends `entry` and keeps only the newest `keep` entries.
+    async fn append_auth_failure(&self, entry: AuthFailureRecord, keep: usize) -> Result<()>;
+    /// The newest `limit` entries, newest first.
+    async fn recent_auth_failures(&self, limit: usize) -> Result<Vec<AuthFailureRecord>>;
+}
+
 /// The whole storage interface the services use: every aggregate. Implemented by every type
 /// that implements all aggregate traits; a backend is written (and tested, see the `suite`
 /// module) one aggregate at a time. Every method is atomic; writes are durable when
@@ -175,6 +186,7 @@ pub trait Store:
     + C2dStore
     + SessionStore
     + ConfigurationStore
+    + AuthFailureStore
     + 'static
 {
 }
@@ -187,6 +199,7 @@ impl<T> Store for T where
         + C2dStore
         + SessionStore
         + ConfigurationStore
+        + AuthFailureStore
         + 'static
 {
 }

@@ -106,3 +106,18 @@ pub struct ModuleRecord {
     pub module: Module,
     pub twin: Twin,
 }
+
+/// One refused authentication, as the diagnostics API shows it (secrets already redacted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthFailureRecord {
+    pub time_utc: String,
+    /// `dps`, `hub`, `mqtt` (before the user name says which) or a service endpoint.
+    pub endpoint: String,
+    /// `mqtt`, `mqtt-ws`, `https`.
+    pub transport: String,
+    /// Registration ID, device ID or policy name the client claimed.
+    pub identity: String,
+    pub peer: Option<String>,
+    pub reason: String,
+}

@@ -4,8 +4,9 @@
 //! Compiled for this crate's tests and with the `suite` feature.
 
 use crate::{
-    C2dMessage, C2dStore, ConfigurationStore, DeviceRecord, DpsStore, ModuleRecord, PageRequest,
-    Precondition, RegistryStore, SessionStore, SettingsStore, StoreError,
+    AuthFailureRecord, AuthFailureStore, C2dMessage, C2dStore, ConfigurationStore, DeviceRecord,
+    DpsStore, ModuleRecord, PageRequest, Precondition, RegistryStore, SessionStore, SettingsStore,
+    StoreError,
 };
 use fleethub_api::{
     AttestationMechanism, Configuration, ConfigurationContent, Device, IndividualEnrollment,
@@ -333,4 +334,33 @@ pub async fn sessions(s: &impl SessionStore) {
     );
     s.delete_mqtt_session("d1").await.unwrap();
     assert_eq!(s.get_mqtt_session("d1").await.unwrap(), None);
+}
+
+fn auth_failure(n: usize) -> AuthFailureRecord {
+    AuthFailureRecord {
+        time_utc: format!("2026-01-01T00:00:{n:02}Z"),
+        endpoint: "dps".into(),
+        transport: "mqtt".into(),
+        identity: format!("dev-{n}"),
+        peer: n.is_multiple_of(2).then(|| format!("10.0.0.{n}:1234")),
+        reason: format!("reason {n}"),
+    }
+}
+
+/// Auth failures: newest first, only the newest `keep` are kept.
+pub async fn auth_failures(s: &impl AuthFailureStore) {
+    assert!(s.recent_auth_failures(10).await.unwrap().is_empty());
+    for n in 0..5 {
+        s.append_auth_failure(auth_failure(n), 3).await.unwrap();
+    }
+    let all = s.recent_auth_failures(10).await.unwrap();
+    assert_eq!(all, vec![auth_failure(4), auth_failure(3), auth_failure(2)]);
+    assert_eq!(
+        s.recent_auth_failures(1).await.unwrap(),
+        vec![auth_failure(4)]
+    );
+    assert!(s.recent_auth_failures(0).await.unwrap().is_empty());
+    // a larger window keeps what is there and grows again
+    s.append_auth_failure(auth_failure(5), 10).await.unwrap();
+    assert_eq!(s.recent_auth_failures(10).await.unwrap().len(), 4);
 }

@@ -482,3 +482,13 @@ fn describe_never_leaks_signature_and_escapes_control_chars() {
     let long = token_for(&"a".repeat(5000));
     assert!(describe_resource_mismatch(&long, "b").len() < 1000);
 }
+
+/// A token whose `sig=` is missing (the percent-encoded signature is a field of its own) names
+/// the field with a few characters only, never the signature.
+#[test]
+fn malformed_field_shows_no_signature() {
+    let sig = "q6Gm0Ek2Nf4rZ8yT1bXcV3sLwP9hJ5uD7aQeR0tYiOk%3D";
+    let m = malformed_msg(&format!("SharedAccessSignature sr=a&{sig}&se=1"));
+    assert!(m.contains("'q6Gm0Ek2…' has no '='"), "{m}");
+    assert!(!m.contains(&sig[..9]), "{m}");
+}

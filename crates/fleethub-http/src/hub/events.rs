@@ -24,9 +24,9 @@ use crate::auth::hub_service;
 use crate::body::{Peer, ok_json, query_param, query_u64, require_json};
 use crate::error::{HubResult, empty};
 
-/// Reading telemetry takes `ServiceConnect` (Azure's right for the events endpoint) or
-/// `RegistryRead`.
-const READ: &[Right] = &[Right::ServiceConnect, Right::RegistryRead];
+/// Reading telemetry (pages, checkpoints, the live tail) takes `ServiceConnect`, Azure's right
+/// for device data and the events endpoint: `RegistryRead` only reads the identity registry.
+const READ: &[Right] = &[Right::ServiceConnect];
 /// The consumer group when the request names none.
 pub(crate) const DEFAULT_CONSUMER_GROUP: &str = "$Default";
 /// Messages per page when `limit` is absent (at most `fleethub_services::hub` allows, 1000).

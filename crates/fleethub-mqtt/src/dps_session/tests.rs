@@ -11,6 +11,7 @@ fn principal() -> DpsPrincipal {
     DpsPrincipal {
         registration_id: "dev-1".into(),
         source: EnrollmentSource::Individual(Box::default()),
+        origin: fleethub_services::AuthOrigin::default(),
     }
 }
 

@@ -73,7 +73,13 @@ impl Dps {
         };
 
         if let Some(reason) = disabled_reason(&p.source) {
-            tracing::warn!(registration = %p.registration_id, "registration refused: {reason}");
+            self.auth_failures.record(
+                "dps",
+                &p.origin.transport,
+                &p.registration_id,
+                p.origin.peer.clone(),
+                &format!("registration refused: {reason}"),
+            );
             state.status = Some("disabled".into());
             state.error_code = Some(401_003);
             state.error_message = Some(format!("Registration refused: {reason}"));

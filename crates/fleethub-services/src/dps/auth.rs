@@ -13,6 +13,25 @@ pub struct DpsPrincipal {
     /// As the device spelled it (case preserved).
     pub registration_id: String,
     pub source: EnrollmentSource,
+    /// Where the device connected from, for the auth-failure log (a disabled enrollment is
+    /// refused at registration, after authentication).
+    pub origin: AuthOrigin,
+}
+
+/// The transport and peer address of an authenticated device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthOrigin {
+    pub transport: String,
+    pub peer: Option<String>,
+}
+
+impl From<AuthContext<'_>> for AuthOrigin {
+    fn from(ctx: AuthContext<'_>) -> Self {
+        AuthOrigin {
+            transport: ctx.transport.to_string(),
+            peer: ctx.peer.map(str::to_string),
+        }
+    }
 }
 
 /// Where a failed attempt came from, for the auth-failure log.
@@ -70,6 +89,7 @@ impl Dps {
                 return Ok(DpsPrincipal {
                     registration_id: registration_id.to_string(),
                     source: EnrollmentSource::Individual(Box::new(e)),
+                    origin: ctx.into(),
                 });
             }
             return Err(fail(format!(
@@ -106,6 +126,7 @@ impl Dps {
                             derived_primary: dp,
                             derived_secondary: ds,
                         },
+                        origin: ctx.into(),
                     });
                 }
                 if group_key_used.is_none() && verify(key) {

@@ -17,7 +17,7 @@ use fleethub_api::{EnrollmentGroup, IndividualEnrollment};
 use fleethub_storage::Store;
 use std::sync::Arc;
 
-pub use auth::{AuthContext, DpsPrincipal};
+pub use auth::{AuthContext, AuthOrigin, DpsPrincipal};
 pub use enrollments::BulkFailure;
 pub use error::{Error, Result};
 pub use validate::MAX_PAYLOAD_BYTES;

@@ -219,6 +219,72 @@ async fn disabled_enrollment_is_not_assigned() {
     let st = register(&d, "dev-off", &key).await.unwrap();
     assert_eq!(st.status, "disabled");
     assert!(d.store.get_device("dev-off").await.unwrap().is_none());
+    // the refusal is in the auth-failure log, with where it came from
+    let logged = &d.auth_failures().recent(1)[0];
+    assert_eq!(logged.identity, "dev-off");
+    assert_eq!(logged.transport, "test");
+    assert!(
+        logged
+            .reason
+            .contains("individual enrollment 'dev-off' is disabled"),
+        "{}",
+        logged.reason
+    );
+
+    // and for a disabled group
+    let gkey = keys::generate_key();
+    let g = EnrollmentGroup {
+        enrollment_group_id: "grp-off".into(),
+        attestation: AttestationMechanism::symmetric(gkey.clone(), keys::generate_key()),
+        provisioning_status: Some("disabled".into()),
+        ..Default::default()
+    };
+    d.put_group("grp-off", g, None).await.unwrap();
+    let dk = keys::derive_device_key(&gkey, "member-1").unwrap();
+    assert_eq!(
+        register(&d, "member-1", &dk).await.unwrap().status,
+        "disabled"
+    );
+    let logged = &d.auth_failures().recent(1)[0];
+    assert_eq!(logged.identity, "member-1");
+    assert!(
+        logged
+            .reason
+            .contains("enrollment group 'grp-off' is disabled")
+    );
+}
+
+/// The auth-failure window is kept in the store: a restart (a new `Shared` over the same
+/// database) shows the newest entries again, older than any recorded since.
+#[tokio::test]
+async fn auth_failures_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let d = dps(&dir);
+        for n in 0..3 {
+            let reg = format!("ghost-{n}");
+            let _ = d
+                .authenticate(SCOPE, &reg, &token(&reg, &keys::generate_key()), CTX)
+                .await;
+        }
+        assert_eq!(d.auth_failures().recent(10).len(), 3);
+        d.auth_failures().flush().await;
+    }
+    let d = dps(&dir);
+    let _ = d.authenticate(SCOPE, "new-one", "garbage", CTX).await;
+    d.auth_failures().flush().await;
+    let ids: Vec<String> = d
+        .auth_failures()
+        .recent(10)
+        .into_iter()
+        .map(|f| f.identity)
+        .collect();
+    assert_eq!(ids, ["new-one", "ghost-2", "ghost-1", "ghost-0"]);
+    assert!(
+        d.auth_failures().recent(10)[1]
+            .reason
+            .contains("no individual enrollment")
+    );
 }
 
 #[tokio::test]
@@ -316,4 +382,65 @@ async fn enrollment_validation_errors_are_specific() {
             .unwrap_err(),
         Error::PreconditionFailed(_)
     ));
+}
+
+/// Azure's twin limits apply to initial twins of enrollments and groups (400 ArgumentInvalid).
+#[tokio::test]
+async fn initial_twin_depth_and_size_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dps(&dir);
+    let nest = |levels: usize| {
+        let mut v = json!({"leaf": 1});
+        for i in 0..levels {
+            v = json!({ format!("l{i}"): v });
+        }
+        v
+    };
+    let big = |n: usize| json!({ "k": "x".repeat(n) });
+    let with = |tags: Option<serde_json::Value>, desired: Option<serde_json::Value>| {
+        Some(InitialTwin {
+            tags,
+            properties: Some(InitialTwinProperties { desired }),
+        })
+    };
+    let key = keys::generate_key();
+    let cases = [
+        (
+            with(Some(nest(11)), None),
+            "initialTwin.tags: objects are nested",
+        ),
+        (
+            with(None, Some(nest(11))),
+            "initialTwin.properties.desired: objects",
+        ),
+        (with(Some(big(8 * 1024)), None), "initialTwin.tags would be"),
+        (
+            with(None, Some(big(32 * 1024))),
+            "initialTwin.properties.desired would be",
+        ),
+    ];
+    for (twin, expected) in cases {
+        let mut e = enrollment("dev-tw", &key);
+        e.initial_twin = twin.clone();
+        let err = d.put_enrollment("dev-tw", e, None).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid(m) if m.contains(expected)),
+            "{err:?}"
+        );
+        let g = EnrollmentGroup {
+            enrollment_group_id: "grp-tw".into(),
+            attestation: AttestationMechanism::symmetric(key.clone(), keys::generate_key()),
+            initial_twin: twin,
+            ..Default::default()
+        };
+        let err = d.put_group("grp-tw", g, None).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid(m) if m.contains(expected)),
+            "{err:?}"
+        );
+    }
+    // at the limits
+    let mut e = enrollment("dev-tw", &key);
+    e.initial_twin = with(Some(nest(10)), Some(big(32 * 1024 - 1)));
+    d.put_enrollment("dev-tw", e, None).await.unwrap();
 }

@@ -1,6 +1,7 @@
 //! Validation of enrollments and groups written through the service API.
 
 use crate::dps::Error;
+use crate::twin_limits::{self, Section};
 use fleethub_api::{AttestationMechanism, InitialTwin};
 use fleethub_core::keys;
 
@@ -67,6 +68,16 @@ pub(crate) fn initial_twin(t: Option<&InitialTwin>, what: &str) -> Result<(), Er
         return Err(Error::invalid(format!(
             "{what}: initialTwin.properties.desired must be a JSON object"
         )));
+    }
+    let desired = t.properties.as_ref().and_then(|p| p.desired.as_ref());
+    for (section, value) in [
+        (Section::Tags, t.tags.as_ref()),
+        (Section::Desired, desired),
+    ] {
+        if let Some(v) = value {
+            twin_limits::check(section, v, 0)
+                .map_err(|e| Error::invalid(format!("{what}: initialTwin.{e}")))?;
+        }
     }
     Ok(())
 }

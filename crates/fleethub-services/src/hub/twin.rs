@@ -3,12 +3,13 @@
 
 use super::{Hub, HubEvent};
 use crate::hub::Error;
+use crate::twin_limits::{self, Section};
 use fleethub_api::Twin;
 use fleethub_storage::{DeviceRecord, Precondition, StoreError};
 use serde_json::{Map, Value, json};
 
-/// Twin documents larger than this (tags + desired + reported JSON) are refused (Azure: 32 KB
-/// per section; we bound the whole document).
+/// Twin documents larger than this (tags + desired + reported JSON with their metadata) are
+/// refused; each section also has Azure's own limits (`crate::twin_limits`).
 pub const MAX_TWIN_BYTES: usize = 96 * 1024;
 const RETRIES: usize = 16;
 
@@ -92,6 +93,28 @@ fn check_size(twin: &Twin) -> Result<(), Error> {
     Ok(())
 }
 
+/// The sections Azure limits one by one, with their current values.
+fn sections(twin: &Twin) -> [(Section, &Value); 3] {
+    const EMPTY: &Value = &Value::Null;
+    [
+        (Section::Tags, twin.tags.as_ref().unwrap_or(EMPTY)),
+        (Section::Desired, &twin.properties.desired),
+        (Section::Reported, &twin.properties.reported),
+    ]
+}
+
+fn section_sizes(twin: &Twin) -> [usize; 3] {
+    sections(twin).map(|(_, v)| twin_limits::size(v))
+}
+
+/// Azure's per-section depth and size limits on a changed twin (400 when exceeded).
+fn check_sections(twin: &Twin, before: [usize; 3]) -> Result<(), Error> {
+    for ((section, value), before) in sections(twin).into_iter().zip(before) {
+        twin_limits::check(section, value, before).map_err(Error::Invalid)?;
+    }
+    Ok(())
+}
+
 /// Whose twin: a device's or one of its modules'.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TwinTarget<'a> {
@@ -159,7 +182,9 @@ impl Hub {
                 TwinTarget::Device(d) => {
                     let mut rec = self.device_record(d).await?;
                     let etag = rec.device.etag.clone().unwrap_or_default();
+                    let before = section_sizes(&rec.twin);
                     f(&mut rec.twin)?;
+                    check_sections(&rec.twin, before)?;
                     bump(&mut rec.twin)?;
                     self.store
                         .put_device(rec, Precondition::IfMatch(etag))
@@ -169,7 +194,9 @@ impl Hub {
                 TwinTarget::Module(d, m) => {
                     let mut rec = self.module_record(d, m).await?;
                     let etag = rec.module.etag.clone().unwrap_or_default();
+                    let before = section_sizes(&rec.twin);
                     f(&mut rec.twin)?;
+                    check_sections(&rec.twin, before)?;
                     bump(&mut rec.twin)?;
                     self.store
                         .put_module(rec, Precondition::IfMatch(etag))
@@ -346,5 +373,88 @@ mod tests {
         });
         assert_eq!(view["reported"]["$version"], 1);
         assert!(view["desired"].get("$metadata").is_none());
+    }
+
+    /// Azure's limits per section (depth 10; tags 8 KB, desired and reported 32 KB each) on
+    /// every write path of device and module twins: service PATCH/PUT and reported patches.
+    #[tokio::test]
+    async fn section_limits_on_every_write() {
+        use fleethub_api::{Device, Module};
+        use fleethub_store::sqlite::SqliteStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let hub = Hub::new(
+            &crate::Shared::new(store),
+            crate::hub::HubConfig {
+                host: "hub.local".into(),
+                token_skew_secs: 30,
+            },
+            vec![],
+        );
+        hub.put_device("d1", Device::default(), None).await.unwrap();
+        hub.put_module("d1", "m1", Module::default(), None)
+            .await
+            .unwrap();
+        let nest = |levels: usize| {
+            let mut v = json!({"leaf": 1});
+            for i in 0..levels {
+                v = json!({ format!("l{i}"): v });
+            }
+            v
+        };
+        let big = |n: usize| json!({ "k": "x".repeat(n) });
+        let invalid = |r: Result<Twin, Error>, expected: &str| match r {
+            Err(Error::Invalid(m)) => assert!(m.contains(expected), "{m}"),
+            other => panic!("{expected}: {other:?}"),
+        };
+        for target in [TwinTarget::Device("d1"), TwinTarget::Module("d1", "m1")] {
+            for (body, expected) in [
+                (json!({"tags": nest(11)}), "tags: objects are nested"),
+                (json!({"tags": big(8 * 1024)}), "tags would be 8193 bytes"),
+                (
+                    json!({"properties": {"desired": nest(11)}}),
+                    "properties.desired: objects",
+                ),
+                (
+                    json!({"properties": {"desired": big(32 * 1024)}}),
+                    "properties.desired would be",
+                ),
+            ] {
+                for replace in [false, true] {
+                    invalid(
+                        hub.update_twin(target, &body, None, replace).await,
+                        expected,
+                    );
+                }
+            }
+            // at the limits
+            let ok = json!({"tags": nest(10), "properties": {"desired": big(32 * 1024 - 1)}});
+            hub.update_twin(target, &ok, None, false).await.unwrap();
+            // growing past the limit by a merge is refused too
+            let more = json!({"properties": {"desired": {"x": "y"}}});
+            invalid(
+                hub.update_twin(target, &more, None, false).await,
+                "desired would be",
+            );
+
+            // reported (MQTT and the edge hub go through patch_reported)
+            for (patch, expected) in [
+                (nest(11), "properties.reported: objects"),
+                (big(32 * 1024), "properties.reported would be"),
+            ] {
+                match hub.patch_reported(target, &patch).await {
+                    Err(Error::Invalid(m)) => assert!(m.contains(expected), "{m}"),
+                    other => panic!("{expected}: {other:?}"),
+                }
+            }
+            hub.patch_reported(target, &big(32 * 1024 - 1))
+                .await
+                .unwrap();
+            let mut deep = nest(10);
+            deep["k"] = Value::Null;
+            hub.patch_reported(target, &deep).await.unwrap();
+            let twin = hub.get_twin(target).await.unwrap();
+            assert!(twin.properties.reported.get("l9").is_some());
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The embedded SQLite backend: WAL, `synchronous=NORMAL` (a committed write survives a process
 //! kill), one writer thread with group commit, a pool of reader connections.
 
+mod auth_failures;
 mod c2d;
 mod configurations;
 mod docs;

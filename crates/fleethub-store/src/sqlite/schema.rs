@@ -56,6 +56,8 @@ pub const MIGRATIONS: &[&str] = &[
         device_id TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE,
         doc TEXT NOT NULL,
         updated_utc TEXT NOT NULL);",
+    // 8: the recent authentication failures (a bounded window, newest = highest seq)
+    "CREATE TABLE auth_failures (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

@@ -34,6 +34,7 @@ suite_test!(
     configuration_crud_with_etags,
     c2d_queue,
     sessions,
+    auth_failures,
 );
 
 #[tokio::test]
@@ -169,5 +170,30 @@ async fn telemetry_log_appends_in_order_and_survives_reopen() {
             .unwrap()
             .len(),
         1
+    );
+}
+
+#[tokio::test]
+async fn auth_failures_survive_reopen() {
+    use crate::{AuthFailureRecord, AuthFailureStore};
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |n: usize| AuthFailureRecord {
+        time_utc: "t".into(),
+        endpoint: "hub".into(),
+        transport: "https".into(),
+        identity: format!("d{n}"),
+        peer: None,
+        reason: "disabled".into(),
+    };
+    {
+        let s = open(&dir);
+        for n in 0..4 {
+            s.append_auth_failure(entry(n), 2).await.unwrap();
+        }
+    }
+    let s = open(&dir);
+    assert_eq!(
+        s.recent_auth_failures(10).await.unwrap(),
+        vec![entry(3), entry(2)]
     );
 }
