@@ -1,11 +1,16 @@
 //! Which identities are connected, and the channel that pushes events to each connection
 //! (desired-property patches, method requests). One connection per identity.
+//!
+//! Revocation (identity disabled or deleted, authenticating key regenerated) does not travel
+//! through the bounded event queue, which is full when a device stops reading its socket: each
+//! connection also holds a [`Revocation`] that is set at once and never blocks.
 
 use super::Hub;
+use super::auth::{AuthKey, HubPrincipal};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Something the hub pushes to a connected device.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +26,7 @@ pub enum HubEvent {
     /// New cloud-to-device messages are queued.
     C2dAvailable,
     /// The identity was disabled or deleted: the connection must close (the reason says why).
+    /// Not queued by the hub (see [`Revocation`]); the connection loop hands it to its session.
     Revoked(String),
 }
 
@@ -36,6 +42,42 @@ pub(crate) struct Attached {
     pub conn: u64,
     pub tx: mpsc::Sender<HubEvent>,
     pub features: Features,
+    /// Set (once) when the connection must close; never blocks.
+    pub revoke: watch::Sender<Option<String>>,
+    /// The credential that authenticated the connection (`None`: not known).
+    pub key: Option<AuthKey>,
+}
+
+/// What a live connection receives from the hub: queued events and the out-of-band
+/// revocation.
+pub struct Attachment {
+    pub events: mpsc::Receiver<HubEvent>,
+    pub revocation: Revocation,
+}
+
+/// Tells a connection that it must close (its identity was disabled or deleted, or the key it
+/// authenticated with was regenerated). Unlike events it cannot be lost to a full queue.
+#[derive(Debug, Clone)]
+pub struct Revocation(watch::Receiver<Option<String>>);
+
+impl Revocation {
+    /// Why the connection was revoked, once it is.
+    pub fn reason(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// Waits until the connection is revoked and returns why. Never returns if the hub
+    /// forgets the connection without revoking it.
+    pub async fn revoked(&mut self) -> String {
+        let reason = match self.0.wait_for(Option::is_some).await {
+            Ok(r) => r.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(r) => r,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -88,7 +130,29 @@ impl Hub {
         module_id: Option<&str>,
         conn: u64,
     ) -> mpsc::Receiver<HubEvent> {
+        self.attach_with(device_id, module_id, conn, None).events
+    }
+
+    /// Registers the live connection of an authenticated principal: its events, and its
+    /// revocation when the identity is disabled or deleted or `p.key` is regenerated.
+    pub fn attach_principal(&self, p: &HubPrincipal, conn: u64) -> Attachment {
+        self.attach_with(
+            &p.device_id,
+            p.module_id.as_deref(),
+            conn,
+            Some(p.key.clone()),
+        )
+    }
+
+    fn attach_with(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        conn: u64,
+        key: Option<AuthKey>,
+    ) -> Attachment {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let (revoke, revoked) = watch::channel(None);
         let id = identity(device_id, module_id);
         let now = self.clock.unix_ms();
         self.presence.activity.lock().expect("activity").insert(
@@ -104,9 +168,14 @@ impl Hub {
                 conn,
                 tx,
                 features: Features::default(),
+                revoke,
+                key,
             },
         );
-        rx
+        Attachment {
+            events: rx,
+            revocation: Revocation(revoked),
+        }
     }
 
     /// Unregisters a connection (only if it is still the registered one).
@@ -134,8 +203,7 @@ impl Hub {
         let map = self.presence.map.lock().expect("presence");
         for (id, a) in map.iter() {
             if id == device_id || id.starts_with(&prefix) {
-                tracing::info!(identity = %id, "closing the connection: {reason}");
-                let _ = a.tx.try_send(HubEvent::Revoked(reason.to_string()));
+                revoke(id, a, reason);
             }
         }
     }
@@ -144,8 +212,27 @@ impl Hub {
     pub(crate) fn revoke_module(&self, device_id: &str, module_id: &str, reason: &str) {
         let id = identity(device_id, Some(module_id));
         if let Some(a) = self.presence.map.lock().expect("presence").get(&id) {
-            tracing::info!(identity = %id, "closing the connection: {reason}");
-            let _ = a.tx.try_send(HubEvent::Revoked(reason.to_string()));
+            revoke(&id, a, reason);
+        }
+    }
+
+    /// Closes the live connection of an identity if one of `keys` authenticated it (they were
+    /// regenerated). Connections authenticated with a policy key are not affected.
+    pub(crate) fn revoke_keys(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        keys: &[AuthKey],
+        reason: &str,
+    ) {
+        if keys.is_empty() {
+            return;
+        }
+        let id = identity(device_id, module_id);
+        if let Some(a) = self.presence.map.lock().expect("presence").get(&id)
+            && a.key.as_ref().is_some_and(|k| keys.contains(k))
+        {
+            revoke(&id, a, reason);
         }
     }
 
@@ -246,6 +333,30 @@ impl Hub {
             }
         }
     }
+}
+
+fn revoke(identity: &str, a: &Attached, reason: &str) {
+    tracing::info!(identity, "closing the connection: {reason}");
+    a.revoke.send_replace(Some(reason.to_string()));
+}
+
+/// Which of an identity's own keys an update changed (`old`: before, `new`: after).
+pub(crate) fn changed_keys(
+    old: Option<&fleethub_api::AuthenticationMechanism>,
+    new: Option<&fleethub_api::AuthenticationMechanism>,
+) -> Vec<AuthKey> {
+    let sk = |a: Option<&fleethub_api::AuthenticationMechanism>| {
+        a.and_then(|a| a.symmetric_key.clone()).unwrap_or_default()
+    };
+    let (old, new) = (sk(old), sk(new));
+    let mut out = Vec::new();
+    if old.primary_key != new.primary_key {
+        out.push(AuthKey::Primary);
+    }
+    if old.secondary_key != new.secondary_key {
+        out.push(AuthKey::Secondary);
+    }
+    out
 }
 
 #[cfg(test)]
