@@ -363,6 +363,130 @@ pub(crate) fn changed_keys(
 mod tests {
     use super::*;
 
+    use crate::AuthContext;
+    use crate::hub::HubConfig;
+    use fleethub_api::{AuthenticationMechanism, Device, Module};
+    use fleethub_store::sqlite::SqliteStore;
+    use std::sync::Arc;
+
+    fn hub(dir: &tempfile::TempDir) -> Hub {
+        let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        Hub::new(
+            &crate::Shared::new(store),
+            HubConfig {
+                host: "hub.local".into(),
+                token_skew_secs: 30,
+            },
+            vec![],
+        )
+    }
+
+    async fn principal(hub: &Hub, device: &str, module: Option<&str>, key: &str) -> HubPrincipal {
+        let resource =
+            fleethub_iot_protocol::identity::hub_sas_resource("hub.local", device, module);
+        let token =
+            fleethub_core::sas::build_token(&resource, key, hub.clock.unix() + 3600, None).unwrap();
+        let ctx = AuthContext {
+            transport: "mqtt",
+            peer: None,
+        };
+        hub.authenticate_device(device, module, &token, ctx)
+            .await
+            .unwrap()
+    }
+
+    fn keys(a: Option<&AuthenticationMechanism>) -> (String, String) {
+        let sk = a.unwrap().symmetric_key.clone().unwrap();
+        (sk.primary_key.unwrap(), sk.secondary_key.unwrap())
+    }
+
+    fn with_keys(primary: &str, secondary: &str) -> Option<AuthenticationMechanism> {
+        Some(AuthenticationMechanism::sas(
+            primary.to_string(),
+            secondary.to_string(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn disabling_revokes_even_when_the_event_queue_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub(&dir);
+        let d = hub.put_device("d1", Device::default(), None).await.unwrap();
+        let (primary, _) = keys(d.authentication.as_ref());
+        let p = principal(&hub, "d1", None, &primary).await;
+        assert_eq!(p.key, AuthKey::Primary);
+        let mut a = hub.attach_principal(&p, 1);
+        let all = Features {
+            desired: true,
+            methods: true,
+            c2d: true,
+        };
+        hub.set_features("d1", None, 1, all);
+        // The connection reads nothing: its queue fills up.
+        while hub.notify("d1", None, HubEvent::C2dAvailable) {}
+        assert_eq!(a.revocation.reason(), None);
+        let mut disabled = hub.get_device("d1").await.unwrap();
+        disabled.status = Some("disabled".into());
+        hub.put_device("d1", disabled, Some("*")).await.unwrap();
+        let reason =
+            tokio::time::timeout(std::time::Duration::from_secs(1), a.revocation.revoked())
+                .await
+                .expect("revoked although the queue is full");
+        assert!(reason.contains("disabled"), "{reason}");
+        assert!(
+            a.events.try_recv().is_ok(),
+            "the queued events are still there"
+        );
+    }
+
+    #[tokio::test]
+    async fn regenerating_the_authenticating_key_revokes_only_its_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub(&dir);
+        let d = hub.put_device("d1", Device::default(), None).await.unwrap();
+        let (_, secondary) = keys(d.authentication.as_ref());
+        let p = principal(&hub, "d1", None, &secondary).await;
+        assert_eq!(p.key, AuthKey::Secondary);
+        let a = hub.attach_principal(&p, 1);
+
+        // The primary key changes: a connection made with the secondary key stays.
+        let mut update = hub.get_device("d1").await.unwrap();
+        let new_primary = fleethub_core::keys::generate_key();
+        update.authentication = with_keys(&new_primary, &secondary);
+        hub.put_device("d1", update.clone(), Some("*"))
+            .await
+            .unwrap();
+        assert_eq!(a.revocation.reason(), None);
+        // An update that keeps the keys revokes nothing either.
+        update.authentication = None;
+        hub.put_device("d1", update.clone(), Some("*"))
+            .await
+            .unwrap();
+        assert_eq!(a.revocation.reason(), None);
+        // The secondary key changes: the connection ends.
+        update.authentication = with_keys(&new_primary, &fleethub_core::keys::generate_key());
+        hub.put_device("d1", update, Some("*")).await.unwrap();
+        let reason = a.revocation.reason().expect("revoked");
+        assert!(reason.contains("regenerated"), "{reason}");
+
+        // A module: key regeneration and deletion.
+        let m = hub
+            .put_module("d1", "m1", Module::default(), None)
+            .await
+            .unwrap();
+        let (mp, ms) = keys(m.authentication.as_ref());
+        let pm = principal(&hub, "d1", Some("m1"), &mp).await;
+        let am = hub.attach_principal(&pm, 2);
+        let mut mu = hub.get_module("d1", "m1").await.unwrap();
+        mu.authentication = with_keys(&fleethub_core::keys::generate_key(), &ms);
+        hub.put_module("d1", "m1", mu, Some("*")).await.unwrap();
+        assert!(am.revocation.reason().unwrap().contains("regenerated"));
+        let pm = principal(&hub, "d1", Some("m1"), &ms).await;
+        let am = hub.attach_principal(&pm, 3);
+        hub.delete_module("d1", "m1", None).await.unwrap();
+        assert!(am.revocation.reason().unwrap().contains("deleted"));
+    }
+
     #[test]
     fn format_ms_gives_azure_utc() {
         assert_eq!(format_ms(1_700_000_000_123), "2023-11-14T22:13:20.1230000Z");
