@@ -149,16 +149,7 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
             .unwrap_or_default(),
     };
 
-    let gateway = Gateway::new(
-        dps.clone(),
-        hub.clone(),
-        GatewayConfig {
-            max_packet_bytes: cfg.max_mqtt_packet_bytes,
-            write_stall_timeout_secs: cfg.mqtt_write_stall_timeout_secs.max(1),
-            max_token_lifetime_secs: cfg.max_token_lifetime_secs.max(1),
-            ..Default::default()
-        },
-    );
+    let gateway = Gateway::new(dps.clone(), hub.clone(), gateway_config(&cfg));
     let ws_gateway = gateway.clone();
     let metrics_hub = hub.clone();
     let (metrics, metrics_auth) = (shared.metrics.clone(), auth_log.clone());
@@ -218,6 +209,15 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         opts,
         host_names,
     })
+}
+
+fn gateway_config(cfg: &Config) -> GatewayConfig {
+    GatewayConfig {
+        max_packet_bytes: cfg.max_mqtt_packet_bytes,
+        write_stall_timeout_secs: cfg.mqtt_write_stall_timeout_secs.max(1),
+        max_token_lifetime_secs: cfg.max_token_lifetime_secs.max(1),
+        ..Default::default()
+    }
 }
 
 /// Binds both listeners and serves until the process is stopped.

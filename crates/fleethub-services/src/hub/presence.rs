@@ -400,11 +400,8 @@ mod tests {
         (sk.primary_key.unwrap(), sk.secondary_key.unwrap())
     }
 
-    fn with_keys(primary: &str, secondary: &str) -> Option<AuthenticationMechanism> {
-        Some(AuthenticationMechanism::sas(
-            primary.to_string(),
-            secondary.to_string(),
-        ))
+    fn with_keys(primary: &str, secondary: &str) -> AuthenticationMechanism {
+        AuthenticationMechanism::sas(primary.to_string(), secondary.to_string())
     }
 
     #[tokio::test]
@@ -452,7 +449,7 @@ mod tests {
         // The primary key changes: a connection made with the secondary key stays.
         let mut update = hub.get_device("d1").await.unwrap();
         let new_primary = fleethub_core::keys::generate_key();
-        update.authentication = with_keys(&new_primary, &secondary);
+        update.authentication = Some(with_keys(&new_primary, &secondary));
         hub.put_device("d1", update.clone(), Some("*"))
             .await
             .unwrap();
@@ -464,7 +461,10 @@ mod tests {
             .unwrap();
         assert_eq!(a.revocation.reason(), None);
         // The secondary key changes: the connection ends.
-        update.authentication = with_keys(&new_primary, &fleethub_core::keys::generate_key());
+        update.authentication = Some(with_keys(
+            &new_primary,
+            &fleethub_core::keys::generate_key(),
+        ));
         hub.put_device("d1", update, Some("*")).await.unwrap();
         let reason = a.revocation.reason().expect("revoked");
         assert!(reason.contains("regenerated"), "{reason}");
@@ -478,7 +478,7 @@ mod tests {
         let pm = principal(&hub, "d1", Some("m1"), &mp).await;
         let am = hub.attach_principal(&pm, 2);
         let mut mu = hub.get_module("d1", "m1").await.unwrap();
-        mu.authentication = with_keys(&fleethub_core::keys::generate_key(), &ms);
+        mu.authentication = Some(with_keys(&fleethub_core::keys::generate_key(), &ms));
         hub.put_module("d1", "m1", mu, Some("*")).await.unwrap();
         assert!(am.revocation.reason().unwrap().contains("regenerated"));
         let pm = principal(&hub, "d1", Some("m1"), &ms).await;
