@@ -18,6 +18,9 @@ pub struct HubPrincipal {
     pub token_expiry: u64,
     /// The credential that signed the token: regenerating it ends the connection.
     pub key: AuthKey,
+    /// The hub's revocation counter before the registry was read: a revocation after it
+    /// ends the connection even if it comes before the connection is attached.
+    pub(crate) auth_epoch: u64,
 }
 
 /// Which credential signed a device-plane token.
@@ -62,6 +65,7 @@ impl Hub {
             );
             Error::Unauthorized
         };
+        let auth_epoch = self.revocation_epoch();
         let token =
             sas::SasToken::parse(token).map_err(|e| fail(format!("malformed SAS token: {e}")))?;
         token
@@ -135,6 +139,7 @@ impl Hub {
             module_id: module_id.map(str::to_string),
             token_expiry: token.expiry,
             key,
+            auth_epoch,
         })
     }
 }

@@ -10,6 +10,8 @@ use super::auth::{AuthKey, HubPrincipal};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// Something the hub pushes to a connected device.
@@ -86,7 +88,27 @@ pub(crate) struct Presence {
     /// Connection-state changes and last activity per identity, kept after it disconnects
     /// (in memory: after a restart the registry shows the stored values again).
     activity: Mutex<HashMap<String, Activity>>,
+    /// Counts revocations; an authentication notes it before reading the registry.
+    epoch: AtomicU64,
+    /// Recent revocations by identity (locked after `map`), so that a connection authenticated
+    /// before a revocation but attached after it is revoked too.
+    recent: Mutex<HashMap<String, Vec<Revoked>>>,
 }
+
+/// A recent revocation (kept [`RECENT_REVOCATIONS`]).
+struct Revoked {
+    epoch: u64,
+    at: Instant,
+    /// Also the identity's modules (the device was disabled or deleted).
+    modules: bool,
+    /// Only connections authenticated with these keys; `None`: all.
+    keys: Option<Vec<AuthKey>>,
+    reason: String,
+}
+
+/// How long a revocation is remembered for connections still between authentication and
+/// attachment (far longer than that takes).
+const RECENT_REVOCATIONS: Duration = Duration::from_mins(1);
 
 /// When an identity last changed connection state and last did something, in unix milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -130,7 +152,8 @@ impl Hub {
         module_id: Option<&str>,
         conn: u64,
     ) -> mpsc::Receiver<HubEvent> {
-        self.attach_with(device_id, module_id, conn, None).events
+        self.attach_with(device_id, module_id, conn, None, u64::MAX)
+            .events
     }
 
     /// Registers the live connection of an authenticated principal: its events, and its
@@ -141,7 +164,64 @@ impl Hub {
             p.module_id.as_deref(),
             conn,
             Some(p.key.clone()),
+            p.auth_epoch,
         )
+    }
+
+    /// The revocation counter (see [`HubPrincipal`]).
+    pub(crate) fn revocation_epoch(&self) -> u64 {
+        self.presence.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Why a connection of `id` authenticated at `epoch` with `key` was revoked since.
+    /// Called with the presence map locked.
+    fn revoked_since(
+        &self,
+        device_id: &str,
+        id: &str,
+        key: Option<&AuthKey>,
+        epoch: u64,
+    ) -> Option<String> {
+        let recent = self.presence.recent.lock().expect("recent revocations");
+        let mine = recent.get(id).into_iter().flatten();
+        let device = (id != device_id)
+            .then(|| recent.get(device_id))
+            .flatten()
+            .into_iter()
+            .flatten()
+            .filter(|r| r.modules);
+        mine.chain(device)
+            .filter(|r| r.epoch > epoch)
+            .find(|r| match (&r.keys, key) {
+                (None, _) => true,
+                (Some(keys), Some(k)) => keys.contains(k),
+                (Some(_), None) => false,
+            })
+            .map(|r| r.reason.clone())
+    }
+
+    /// Remembers a revocation (called with the presence map locked).
+    fn remember_revocation(
+        &self,
+        id: &str,
+        modules: bool,
+        keys: Option<Vec<AuthKey>>,
+        reason: &str,
+    ) {
+        let epoch = self.presence.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        let now = Instant::now();
+        let mut recent = self.presence.recent.lock().expect("recent revocations");
+        recent.retain(|_, list| {
+            list.retain(|r| now.duration_since(r.at) < RECENT_REVOCATIONS);
+            !list.is_empty()
+        });
+        recent.entry(id.to_string()).or_default().push(Revoked {
+            epoch,
+            at: now,
+            modules,
+            keys,
+            reason: reason.to_string(),
+        });
     }
 
     fn attach_with(
@@ -150,6 +230,7 @@ impl Hub {
         module_id: Option<&str>,
         conn: u64,
         key: Option<AuthKey>,
+        auth_epoch: u64,
     ) -> Attachment {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let (revoke, revoked) = watch::channel(None);
@@ -162,7 +243,12 @@ impl Hub {
                 last_activity_ms: now,
             },
         );
-        self.presence.map.lock().expect("presence").insert(
+        let mut map = self.presence.map.lock().expect("presence");
+        if let Some(reason) = self.revoked_since(device_id, &id, key.as_ref(), auth_epoch) {
+            tracing::info!(identity = %id, "closing the connection: {reason}");
+            revoke.send_replace(Some(reason));
+        }
+        map.insert(
             id,
             Attached {
                 conn,
@@ -172,6 +258,7 @@ impl Hub {
                 key,
             },
         );
+        drop(map);
         Attachment {
             events: rx,
             revocation: Revocation(revoked),
@@ -201,6 +288,7 @@ impl Hub {
     pub(crate) fn revoke_device(&self, device_id: &str, reason: &str) {
         let prefix = format!("{device_id}/");
         let map = self.presence.map.lock().expect("presence");
+        self.remember_revocation(device_id, true, None, reason);
         for (id, a) in map.iter() {
             if id == device_id || id.starts_with(&prefix) {
                 revoke(id, a, reason);
@@ -211,7 +299,9 @@ impl Hub {
     /// Closes the live connection of one module (it was deleted).
     pub(crate) fn revoke_module(&self, device_id: &str, module_id: &str, reason: &str) {
         let id = identity(device_id, Some(module_id));
-        if let Some(a) = self.presence.map.lock().expect("presence").get(&id) {
+        let map = self.presence.map.lock().expect("presence");
+        self.remember_revocation(&id, false, None, reason);
+        if let Some(a) = map.get(&id) {
             revoke(&id, a, reason);
         }
     }
@@ -229,7 +319,9 @@ impl Hub {
             return;
         }
         let id = identity(device_id, module_id);
-        if let Some(a) = self.presence.map.lock().expect("presence").get(&id)
+        let map = self.presence.map.lock().expect("presence");
+        self.remember_revocation(&id, false, Some(keys.to_vec()), reason);
+        if let Some(a) = map.get(&id)
             && a.key.as_ref().is_some_and(|k| keys.contains(k))
         {
             revoke(&id, a, reason);
@@ -345,6 +437,10 @@ pub(crate) fn changed_keys(
     old: Option<&fleethub_api::AuthenticationMechanism>,
     new: Option<&fleethub_api::AuthenticationMechanism>,
 ) -> Vec<AuthKey> {
+    if old.is_none() {
+        // A new identity: no connection can have authenticated with its keys.
+        return Vec::new();
+    }
     let sk = |a: Option<&fleethub_api::AuthenticationMechanism>| {
         a.and_then(|a| a.symmetric_key.clone()).unwrap_or_default()
     };
@@ -485,6 +581,48 @@ mod tests {
         let am = hub.attach_principal(&pm, 3);
         hub.delete_module("d1", "m1", None).await.unwrap();
         assert!(am.revocation.reason().unwrap().contains("deleted"));
+    }
+
+    #[tokio::test]
+    async fn a_revocation_between_authentication_and_attachment_still_ends_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub(&dir);
+        let d = hub.put_device("d1", Device::default(), None).await.unwrap();
+        let (primary, secondary) = keys(d.authentication.as_ref());
+        let by_primary = principal(&hub, "d1", None, &primary).await;
+        let by_secondary = principal(&hub, "d1", None, &secondary).await;
+        hub.put_module("d1", "m1", Module::default(), None)
+            .await
+            .unwrap();
+        let m = hub.get_module("d1", "m1").await.unwrap();
+        let module = principal(&hub, "d1", Some("m1"), &keys(m.authentication.as_ref()).0).await;
+        // The primary key is regenerated before the connections attach.
+        let mut update = hub.get_device("d1").await.unwrap();
+        update.authentication = Some(with_keys(&fleethub_core::keys::generate_key(), &secondary));
+        hub.put_device("d1", update.clone(), Some("*"))
+            .await
+            .unwrap();
+        assert!(
+            hub.attach_principal(&by_primary, 1)
+                .revocation
+                .reason()
+                .is_some()
+        );
+        assert_eq!(
+            hub.attach_principal(&by_secondary, 2).revocation.reason(),
+            None
+        );
+        assert_eq!(hub.attach_principal(&module, 3).revocation.reason(), None);
+        // A later authentication is not affected by the earlier revocation.
+        let fresh = principal(&hub, "d1", None, &secondary).await;
+        assert_eq!(hub.attach_principal(&fresh, 4).revocation.reason(), None);
+        // Disabling the device covers its modules too.
+        let module = principal(&hub, "d1", Some("m1"), &keys(m.authentication.as_ref()).0).await;
+        update.status = Some("disabled".into());
+        update.authentication = None;
+        hub.put_device("d1", update, Some("*")).await.unwrap();
+        let reason = hub.attach_principal(&module, 5).revocation.reason();
+        assert!(reason.is_some_and(|r| r.contains("disabled")));
     }
 
     #[test]
