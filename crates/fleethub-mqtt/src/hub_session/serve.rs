@@ -190,8 +190,9 @@ where
                 Err(_) => return Err(ConnectionError::WriteStalled(stall.as_secs())),
             },
         }
+        // Not biased: packets and hub events take turns as before; revocation is also checked
+        // at the top of the loop, before each packet of a burst and before storing telemetry.
         close = tokio::select! {
-            biased;
             reason = signals.revocation.revoked() => return revoked(session, &reason),
             () = &mut signals.shutdown => {
                 let _ = tokio::time::timeout(stall, client.writer.shutdown()).await;
