@@ -22,6 +22,8 @@ pub enum ConnectionError {
     ConnectTimeout(u64),
     #[error("keep-alive expired (no packet for {0} s)")]
     KeepAlive(u64),
+    #[error("writes made no progress for {0} s (the client does not read)")]
+    WriteStalled(u64),
     #[error("connection refused: {0:?}")]
     Refused(ConnectReturnCode),
 }

@@ -16,6 +16,7 @@ pub mod websocket;
 
 use fleethub_services::{Dps, Hub};
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
@@ -26,6 +27,13 @@ pub struct GatewayConfig {
     pub connect_timeout_secs: u64,
     /// Idle limit for clients that ask for no keep-alive (DPS clients are short-lived).
     pub idle_timeout_secs: u64,
+    /// A connection whose writes make no progress for this long (the client stopped reading
+    /// its socket) is cut off.
+    pub write_stall_timeout_secs: u64,
+    /// Longest a hub connection stays open on one SAS token: a token valid for longer is
+    /// accepted, but the connection is closed at this cap and the device reconnects (and is
+    /// authenticated against the registry again). Azure's SDKs renew tokens hourly.
+    pub max_token_lifetime_secs: u64,
 }
 
 impl Default for GatewayConfig {
@@ -34,6 +42,8 @@ impl Default for GatewayConfig {
             max_packet_bytes: 256 * 1024 + 4096,
             connect_timeout_secs: 30,
             idle_timeout_secs: 300,
+            write_stall_timeout_secs: 30,
+            max_token_lifetime_secs: 24 * 3600,
         }
     }
 }
@@ -44,6 +54,9 @@ pub struct Gateway {
     pub hub: Arc<Hub>,
     pub cfg: GatewayConfig,
     pub(crate) live: live::LiveConnections,
+    /// Set once when the server shuts down: hub sessions finish what they are doing (telemetry
+    /// commit, PUBACKs), then close.
+    shutdown: watch::Sender<bool>,
 }
 
 impl Gateway {
@@ -53,7 +66,22 @@ impl Gateway {
             hub,
             cfg,
             live: live::LiveConnections::default(),
+            shutdown: watch::Sender::new(false),
         })
+    }
+
+    /// Asks every session to finish its in-flight work and close (server shutdown). New
+    /// connections that still arrive are closed after their CONNECT.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Resolves once [`Gateway::shutdown`] was called.
+    pub(crate) fn shutting_down(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.shutdown.subscribe();
+        async move {
+            let _ = rx.wait_for(|down| *down).await;
+        }
     }
 
     /// Number of hub device connections currently open.

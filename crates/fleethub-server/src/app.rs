@@ -151,14 +151,7 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
             .unwrap_or_default(),
     };
 
-    let gateway = Gateway::new(
-        dps.clone(),
-        hub.clone(),
-        GatewayConfig {
-            max_packet_bytes: cfg.max_mqtt_packet_bytes,
-            ..Default::default()
-        },
-    );
+    let gateway = Gateway::new(dps.clone(), hub.clone(), gateway_config(&cfg));
     let ws_gateway = gateway.clone();
     let metrics_hub = hub.clone();
     let (metrics, metrics_auth) = (shared.metrics.clone(), auth_log.clone());
@@ -211,6 +204,15 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         opts,
         host_names,
     })
+}
+
+fn gateway_config(cfg: &Config) -> GatewayConfig {
+    GatewayConfig {
+        max_packet_bytes: cfg.max_mqtt_packet_bytes,
+        write_stall_timeout_secs: cfg.mqtt_write_stall_timeout_secs.max(1),
+        max_token_lifetime_secs: cfg.max_token_lifetime_secs.max(1),
+        ..Default::default()
+    }
 }
 
 /// Binds both listeners and serves until the process is stopped.
@@ -288,6 +290,9 @@ pub async fn run(server: Server) -> Result<()> {
         r = &mut https_task => r.context("HTTPS listener stopped")??,
         () = shutdown_signal() => tracing::info!("shutting down: draining connections"),
     }
+    // MQTT sessions finish the burst in progress (telemetry committed, PUBACKs written), then
+    // close their streams; HTTPS answers the requests in flight.
+    server.gateway.shutdown();
     if drain.shutdown(SHUTDOWN_GRACE).await {
         tracing::info!("all connections closed");
     } else {
@@ -340,7 +345,13 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// MQTT/TLS connections: one gateway session each; closed at shutdown (devices reconnect).
+/// How long an MQTT connection may take to finish after shutdown began (the hub session
+/// commits and acknowledges the burst in progress, then closes; a connection still before or
+/// in its CONNECT, or a DPS session, is dropped at this bound).
+const MQTT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// MQTT/TLS connections: one gateway session each; at shutdown a hub session finishes its
+/// in-flight telemetry and closes cleanly ([`Gateway::shutdown`]; devices reconnect).
 #[derive(Clone)]
 struct MqttHandler(Arc<Gateway>);
 
@@ -352,9 +363,14 @@ impl Handler for MqttHandler {
             peer.to_string(),
             "mqtt",
         );
+        tokio::pin!(session);
         tokio::select! {
-            () = session => {}
-            () = shutdown.recv() => tracing::debug!(%peer, "MQTT connection closed for shutdown"),
+            () = &mut session => {}
+            () = shutdown.recv() => {
+                if tokio::time::timeout(MQTT_SHUTDOWN_GRACE, session).await.is_err() {
+                    tracing::debug!(%peer, "MQTT connection dropped for shutdown");
+                }
+            }
         }
     }
 }

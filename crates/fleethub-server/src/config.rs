@@ -39,6 +39,12 @@ pub struct Config {
     pub dps_retry_after_secs: u32,
     /// Largest MQTT packet accepted, bytes.
     pub max_mqtt_packet_bytes: usize,
+    /// An MQTT connection whose writes make no progress this long (the client stopped
+    /// reading) is cut off, seconds.
+    pub mqtt_write_stall_timeout_secs: u64,
+    /// Longest an MQTT hub connection stays open on one SAS token, seconds: a longer-lived
+    /// token is accepted, but the connection closes at this cap and the device reconnects.
+    pub max_token_lifetime_secs: u64,
     /// Most concurrent connections per listener (MQTT/TLS and HTTPS each have their own limit).
     pub max_connections: usize,
     /// An HTTPS connection must deliver a complete request head within this many seconds of
@@ -68,6 +74,8 @@ impl Default for Config {
             token_skew_secs: 30,
             dps_retry_after_secs: 1,
             max_mqtt_packet_bytes: 256 * 1024 + 4096,
+            mqtt_write_stall_timeout_secs: 30,
+            max_token_lifetime_secs: 24 * 3600,
             max_connections: 18_000,
             http_header_read_timeout_secs: 30,
             log: "info".into(),

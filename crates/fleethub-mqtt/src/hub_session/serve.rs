@@ -7,9 +7,11 @@ use crate::Gateway;
 use crate::connection::{Client, ConnectionError};
 use crate::session::{Close, Services, execute, idle_limit};
 use fleethub_mqtt_codec::{Packet, QoS};
+use fleethub_services::hub::Revocation;
 use fleethub_services::hub::twin::device_view;
 use fleethub_services::hub::{SessionSubscriptions, TwinTarget};
 use fleethub_services::{AuthContext, HubEvent, HubPrincipal};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -65,7 +67,8 @@ where
     let conn = live.id;
     let clean = client.connect.clean_session;
     let (session_present, subs) = restore_session(gw, &identity, clean).await;
-    let mut events = gw.hub.attach(&device_id, module_id.as_deref(), conn);
+    let attachment = gw.hub.attach_principal(&principal, conn);
+    let (mut events, mut revocation) = (attachment.events, attachment.revocation);
     // Unregisters the connection however this task ends (also when it is cancelled).
     let _attached = Attached {
         hub: &gw.hub,
@@ -78,20 +81,30 @@ where
         module_id: module_id.clone(),
         persistent: !clean,
         idle: idle_limit(client.connect.keep_alive, gw.cfg.idle_timeout_secs),
-        token_valid_for: gw.hub.token_lifetime(&principal),
+        token_valid_for: gw
+            .hub
+            .token_lifetime(&principal)
+            .min(Duration::from_secs(gw.cfg.max_token_lifetime_secs)),
     };
     let mut session = HubSession::new(cfg, subs, Instant::now());
     let mut services = HubServices {
         gw,
         principal: &principal,
         conn,
+        revocation: revocation.clone(),
+    };
+    let signals = Signals {
+        events: &mut events,
+        taken_over: &mut live.taken_over,
+        revocation: &mut revocation,
+        shutdown: Box::pin(gw.shutting_down()),
+        write_stall: Duration::from_secs(gw.cfg.write_stall_timeout_secs),
     };
     let result = drive(
         &mut session,
         &mut services,
         &mut client,
-        &mut events,
-        &mut live.taken_over,
+        signals,
         session_present,
     )
     .await;
@@ -119,15 +132,31 @@ async fn restore_session(gw: &Gateway, identity: &str, clean: bool) -> (bool, Su
     }
 }
 
+/// What a session waits for besides its client's packets.
+struct Signals<'a> {
+    events: &'a mut mpsc::Receiver<HubEvent>,
+    taken_over: &'a mut oneshot::Receiver<()>,
+    /// Out of band: the identity was disabled or deleted, or its key regenerated.
+    revocation: &'a mut Revocation,
+    /// The server shuts down.
+    shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Longest a write may make no progress.
+    write_stall: Duration,
+}
+
 /// Accepts the CONNECT, then runs the session until it closes: packets (a burst at a time),
-/// hub events, takeover by a newer connection of the same identity, keep-alive and token
-/// expiry.
+/// hub events, revocation, takeover by a newer connection of the same identity, server
+/// shutdown, keep-alive and token expiry.
+///
+/// Revocation is checked before anything else and ends the connection at once, without
+/// writing what is queued (nothing after it is acknowledged), also while a write is stalled.
+/// At shutdown the burst in progress has been stored and acknowledged (the loop only waits
+/// between bursts); the session then writes what is queued and closes the stream.
 async fn drive<R, W>(
     session: &mut HubSession,
     services: &mut HubServices<'_>,
     client: &mut Client<'_, R, W>,
-    events: &mut mpsc::Receiver<HubEvent>,
-    taken_over: &mut oneshot::Receiver<()>,
+    mut signals: Signals<'_>,
     session_present: bool,
 ) -> Result<(), ConnectionError>
 where
@@ -145,21 +174,42 @@ where
         "device connected"
     );
     loop {
+        if let Some(reason) = signals.revocation.reason() {
+            return revoked(session, &reason);
+        }
         if let Some(close) = close {
-            let _ = client.writer.flush().await;
+            let _ = tokio::time::timeout(signals.write_stall, client.writer.flush()).await;
             return close.into_result();
         }
-        client.writer.flush().await?;
+        let stall = signals.write_stall;
+        tokio::select! {
+            biased;
+            reason = signals.revocation.revoked() => return revoked(session, &reason),
+            r = tokio::time::timeout(stall, client.writer.flush()) => match r {
+                Ok(r) => r?,
+                Err(_) => return Err(ConnectionError::WriteStalled(stall.as_secs())),
+            },
+        }
+        // Not biased: packets and hub events take turns as before; revocation is also checked
+        // at the top of the loop, before each packet of a burst and before storing telemetry.
         close = tokio::select! {
+            reason = signals.revocation.revoked() => return revoked(session, &reason),
+            () = &mut signals.shutdown => {
+                let _ = tokio::time::timeout(stall, client.writer.shutdown()).await;
+                return Err(ConnectionError::Protocol(format!(
+                    "{}: the server is shutting down",
+                    session.identity()
+                )));
+            }
             p = client.reader.next() => match p? {
                 Some(p) => burst(session, services, client, p).await?,
                 None => return Ok(()),
             },
-            Some(ev) = events.recv() => {
+            Some(ev) = signals.events.recv() => {
                 let actions = session.on_event(ev);
                 execute(session, services, &mut client.writer, actions).await?
             }
-            _ = &mut *taken_over => Some(Close::Violation(format!(
+            _ = &mut *signals.taken_over => Some(Close::Violation(format!(
                 "{}: another connection with the same identity took over",
                 session.identity()
             ))),
@@ -169,6 +219,19 @@ where
             }
         };
     }
+}
+
+/// Ends a revoked connection at once; what is queued for the client is dropped.
+fn revoked(session: &mut HubSession, reason: &str) -> Result<(), ConnectionError> {
+    let close = session
+        .on_event(HubEvent::Revoked(reason.to_string()))
+        .into_iter()
+        .find_map(|a| match a {
+            crate::session::Action::Close(c) => Some(c),
+            _ => None,
+        })
+        .unwrap_or_else(|| Close::Violation(format!("{}: {reason}", session.identity())));
+    close.into_result()
 }
 
 /// Handles `first` and every packet that has already arrived behind it, so that a run of
@@ -185,6 +248,10 @@ where
 {
     let mut next = Some(first);
     while let Some(p) = next {
+        if services.revocation.reason().is_some() {
+            // `drive` ends the connection; nothing more is handled.
+            return Ok(None);
+        }
         let actions = session.on_packet(p, Instant::now());
         if let Some(close) = execute(session, services, &mut client.writer, actions).await? {
             return Ok(Some(close));
@@ -199,6 +266,8 @@ struct HubServices<'a> {
     gw: &'a Gateway,
     principal: &'a HubPrincipal,
     conn: u64,
+    /// A revoked connection stores nothing more.
+    revocation: Revocation,
 }
 
 impl Services<HubSession> for HubServices<'_> {
@@ -225,6 +294,10 @@ impl Services<HubSession> for HubServices<'_> {
                 }
             }
             HubCall::StoreTelemetry { messages, acks } => {
+                if self.revocation.reason().is_some() {
+                    let result = Err(fleethub_services::hub::Error::Unauthorized);
+                    return HubReply::TelemetryStored { acks, result };
+                }
                 let result = hub.send_telemetry_batch(self.principal, messages).await;
                 return HubReply::TelemetryStored {
                     acks,

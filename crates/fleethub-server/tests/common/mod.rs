@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod device;
+
 use fleethub_server::info::ServerInfo;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

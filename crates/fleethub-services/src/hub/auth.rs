@@ -16,6 +16,22 @@ pub struct HubPrincipal {
     pub module_id: Option<String>,
     /// Unix time the token stops being valid (connections end then).
     pub token_expiry: u64,
+    /// The credential that signed the token: regenerating it ends the connection.
+    pub key: AuthKey,
+    /// The hub's revocation counter before the registry was read: a revocation after it
+    /// ends the connection even if it comes before the connection is attached.
+    pub(crate) auth_epoch: u64,
+}
+
+/// Which credential signed a device-plane token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthKey {
+    /// The identity's (device's or module's) primary key.
+    Primary,
+    /// The identity's secondary key.
+    Secondary,
+    /// A hub policy key with DeviceConnect (named by the token's `skn`).
+    Policy(String),
 }
 
 impl Hub {
@@ -49,6 +65,7 @@ impl Hub {
             );
             Error::Unauthorized
         };
+        let auth_epoch = self.revocation_epoch();
         let token =
             sas::SasToken::parse(token).map_err(|e| fail(format!("malformed SAS token: {e}")))?;
         token
@@ -71,34 +88,37 @@ impl Hub {
             return Err(fail(format!("device '{device_id}' is disabled")));
         }
         let verify = |k: &str| token.verify_signature(k).unwrap_or(false);
-        let ok = match token.skn.as_deref() {
+        let own_key = |a: Option<&fleethub_api::AuthenticationMechanism>| {
+            let sk = a.and_then(|a| a.symmetric_key.as_ref())?;
+            if sk.primary_key.as_deref().is_some_and(verify) {
+                Some(AuthKey::Primary)
+            } else if sk.secondary_key.as_deref().is_some_and(verify) {
+                Some(AuthKey::Secondary)
+            } else {
+                None
+            }
+        };
+        let key = match token.skn.as_deref() {
             Some(policy) => self
                 .policies
                 .iter()
                 .find(|p| p.key_name.eq_ignore_ascii_case(policy))
                 .filter(|p| p.rights.contains(&Right::DeviceConnect))
-                .is_some_and(|p| verify(&p.primary_key) || verify(&p.secondary_key)),
+                .filter(|p| verify(&p.primary_key) || verify(&p.secondary_key))
+                .map(|p| AuthKey::Policy(p.key_name.clone())),
             None => match module_id {
                 Some(m) => match self.module_record(device_id, m).await {
-                    Ok(mr) => mr
-                        .module
-                        .authentication
-                        .as_ref()
-                        .is_some_and(|a| a.keys().into_iter().any(verify)),
+                    Ok(mr) => own_key(mr.module.authentication.as_ref()),
                     Err(_) => {
                         return Err(fail(format!(
                             "module '{m}' of device '{device_id}' is not in the registry"
                         )));
                     }
                 },
-                None => rec
-                    .device
-                    .authentication
-                    .as_ref()
-                    .is_some_and(|a| a.keys().into_iter().any(verify)),
+                None => own_key(rec.device.authentication.as_ref()),
             },
         };
-        if !ok {
+        let Some(key) = key else {
             let why = match (token.skn.as_deref(), module_id) {
                 (Some(p), _) => format!(
                     "the token names policy '{p}', which does not exist, lacks DeviceConnect, or did not sign it"
@@ -113,11 +133,13 @@ impl Hub {
             return Err(fail(format!(
                 "signature mismatch for device {identity}: {why}"
             )));
-        }
+        };
         Ok(HubPrincipal {
             device_id: device_id.to_string(),
             module_id: module_id.map(str::to_string),
             token_expiry: token.expiry,
+            key,
+            auth_epoch,
         })
     }
 }

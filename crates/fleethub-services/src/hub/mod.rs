@@ -16,13 +16,13 @@ mod telemetry;
 pub mod twin;
 mod views;
 
-pub use auth::HubPrincipal;
+pub use auth::{AuthKey, HubPrincipal};
 pub use c2d::C2dSend;
 pub use error::{Error, Result};
 /// Queued cloud-to-device messages, as transports deliver them.
 pub use fleethub_storage::C2dMessage;
 pub use methods::MethodError;
-pub use presence::{Activity, Features, HubEvent};
+pub use presence::{Activity, Attachment, Features, HubEvent, Revocation};
 pub use sessions::SessionSubscriptions;
 pub use telemetry::{EventsPage, MAX_TELEMETRY_BYTES, TelemetryIn};
 pub use twin::TwinTarget;

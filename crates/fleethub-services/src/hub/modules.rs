@@ -118,6 +118,9 @@ impl Hub {
             )));
         }
         let existing = self.store.get_module(device_id, module_id).await?;
+        let old_auth = existing
+            .as_ref()
+            .and_then(|r| r.module.authentication.clone());
         let cond = match (if_match.filter(|v| !v.trim().is_empty()), &existing) {
             (Some(v), _) => Precondition::IfMatch(v.to_string()),
             (None, Some(_)) => {
@@ -169,6 +172,14 @@ impl Hub {
                 StoreError::NotFound { .. } => Error::module_not_found(device_id, module_id),
                 other => other.into(),
             })?;
+        let changed =
+            super::presence::changed_keys(old_auth.as_ref(), saved.module.authentication.as_ref());
+        self.revoke_keys(
+            device_id,
+            Some(module_id),
+            &changed,
+            "the key it authenticated with was regenerated",
+        );
         // A module named in a deployment gets its content once its identity exists.
         self.deployments_device_changed(device_id);
         Ok(self.with_module_state(saved.module))

@@ -1,11 +1,18 @@
 //! Which identities are connected, and the channel that pushes events to each connection
 //! (desired-property patches, method requests). One connection per identity.
+//!
+//! Revocation (identity disabled or deleted, authenticating key regenerated) does not travel
+//! through the bounded event queue, which is full when a device stops reading its socket: each
+//! connection also holds a [`Revocation`] that is set at once and never blocks.
 
 use super::Hub;
+use super::auth::{AuthKey, HubPrincipal};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
 
 /// Something the hub pushes to a connected device.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +28,7 @@ pub enum HubEvent {
     /// New cloud-to-device messages are queued.
     C2dAvailable,
     /// The identity was disabled or deleted: the connection must close (the reason says why).
+    /// Not queued by the hub (see [`Revocation`]); the connection loop hands it to its session.
     Revoked(String),
 }
 
@@ -36,6 +44,42 @@ pub(crate) struct Attached {
     pub conn: u64,
     pub tx: mpsc::Sender<HubEvent>,
     pub features: Features,
+    /// Set (once) when the connection must close; never blocks.
+    pub revoke: watch::Sender<Option<String>>,
+    /// The credential that authenticated the connection (`None`: not known).
+    pub key: Option<AuthKey>,
+}
+
+/// What a live connection receives from the hub: queued events and the out-of-band
+/// revocation.
+pub struct Attachment {
+    pub events: mpsc::Receiver<HubEvent>,
+    pub revocation: Revocation,
+}
+
+/// Tells a connection that it must close (its identity was disabled or deleted, or the key it
+/// authenticated with was regenerated). Unlike events it cannot be lost to a full queue.
+#[derive(Debug, Clone)]
+pub struct Revocation(watch::Receiver<Option<String>>);
+
+impl Revocation {
+    /// Why the connection was revoked, once it is.
+    pub fn reason(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// Waits until the connection is revoked and returns why. Never returns if the hub
+    /// forgets the connection without revoking it.
+    pub async fn revoked(&mut self) -> String {
+        let reason = match self.0.wait_for(Option::is_some).await {
+            Ok(r) => r.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(r) => r,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -44,7 +88,27 @@ pub(crate) struct Presence {
     /// Connection-state changes and last activity per identity, kept after it disconnects
     /// (in memory: after a restart the registry shows the stored values again).
     activity: Mutex<HashMap<String, Activity>>,
+    /// Counts revocations; an authentication notes it before reading the registry.
+    epoch: AtomicU64,
+    /// Recent revocations by identity (locked after `map`), so that a connection authenticated
+    /// before a revocation but attached after it is revoked too.
+    recent: Mutex<HashMap<String, Vec<Revoked>>>,
 }
+
+/// A recent revocation (kept [`RECENT_REVOCATIONS`]).
+struct Revoked {
+    epoch: u64,
+    at: Instant,
+    /// Also the identity's modules (the device was disabled or deleted).
+    modules: bool,
+    /// Only connections authenticated with these keys; `None`: all.
+    keys: Option<Vec<AuthKey>>,
+    reason: String,
+}
+
+/// How long a revocation is remembered for connections still between authentication and
+/// attachment (far longer than that takes).
+const RECENT_REVOCATIONS: Duration = Duration::from_mins(1);
 
 /// When an identity last changed connection state and last did something, in unix milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,7 +152,88 @@ impl Hub {
         module_id: Option<&str>,
         conn: u64,
     ) -> mpsc::Receiver<HubEvent> {
+        self.attach_with(device_id, module_id, conn, None, u64::MAX)
+            .events
+    }
+
+    /// Registers the live connection of an authenticated principal: its events, and its
+    /// revocation when the identity is disabled or deleted or `p.key` is regenerated.
+    pub fn attach_principal(&self, p: &HubPrincipal, conn: u64) -> Attachment {
+        self.attach_with(
+            &p.device_id,
+            p.module_id.as_deref(),
+            conn,
+            Some(p.key.clone()),
+            p.auth_epoch,
+        )
+    }
+
+    /// The revocation counter (see [`HubPrincipal`]).
+    pub(crate) fn revocation_epoch(&self) -> u64 {
+        self.presence.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Why a connection of `id` authenticated at `epoch` with `key` was revoked since.
+    /// Called with the presence map locked.
+    fn revoked_since(
+        &self,
+        device_id: &str,
+        id: &str,
+        key: Option<&AuthKey>,
+        epoch: u64,
+    ) -> Option<String> {
+        let recent = self.presence.recent.lock().expect("recent revocations");
+        let mine = recent.get(id).into_iter().flatten();
+        let device = (id != device_id)
+            .then(|| recent.get(device_id))
+            .flatten()
+            .into_iter()
+            .flatten()
+            .filter(|r| r.modules);
+        mine.chain(device)
+            .filter(|r| r.epoch > epoch)
+            .find(|r| match (&r.keys, key) {
+                (None, _) => true,
+                (Some(keys), Some(k)) => keys.contains(k),
+                (Some(_), None) => false,
+            })
+            .map(|r| r.reason.clone())
+    }
+
+    /// Remembers a revocation (called with the presence map locked).
+    fn remember_revocation(
+        &self,
+        id: &str,
+        modules: bool,
+        keys: Option<Vec<AuthKey>>,
+        reason: &str,
+    ) {
+        let epoch = self.presence.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        let now = Instant::now();
+        let mut recent = self.presence.recent.lock().expect("recent revocations");
+        recent.retain(|_, list| {
+            list.retain(|r| now.duration_since(r.at) < RECENT_REVOCATIONS);
+            !list.is_empty()
+        });
+        recent.entry(id.to_string()).or_default().push(Revoked {
+            epoch,
+            at: now,
+            modules,
+            keys,
+            reason: reason.to_string(),
+        });
+    }
+
+    fn attach_with(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        conn: u64,
+        key: Option<AuthKey>,
+        auth_epoch: u64,
+    ) -> Attachment {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let (revoke, revoked) = watch::channel(None);
         let id = identity(device_id, module_id);
         let now = self.clock.unix_ms();
         self.presence.activity.lock().expect("activity").insert(
@@ -98,15 +243,26 @@ impl Hub {
                 last_activity_ms: now,
             },
         );
-        self.presence.map.lock().expect("presence").insert(
+        let mut map = self.presence.map.lock().expect("presence");
+        if let Some(reason) = self.revoked_since(device_id, &id, key.as_ref(), auth_epoch) {
+            tracing::info!(identity = %id, "closing the connection: {reason}");
+            revoke.send_replace(Some(reason));
+        }
+        map.insert(
             id,
             Attached {
                 conn,
                 tx,
                 features: Features::default(),
+                revoke,
+                key,
             },
         );
-        rx
+        drop(map);
+        Attachment {
+            events: rx,
+            revocation: Revocation(revoked),
+        }
     }
 
     /// Unregisters a connection (only if it is still the registered one).
@@ -132,10 +288,10 @@ impl Hub {
     pub(crate) fn revoke_device(&self, device_id: &str, reason: &str) {
         let prefix = format!("{device_id}/");
         let map = self.presence.map.lock().expect("presence");
+        self.remember_revocation(device_id, true, None, reason);
         for (id, a) in map.iter() {
             if id == device_id || id.starts_with(&prefix) {
-                tracing::info!(identity = %id, "closing the connection: {reason}");
-                let _ = a.tx.try_send(HubEvent::Revoked(reason.to_string()));
+                revoke(id, a, reason);
             }
         }
     }
@@ -143,9 +299,32 @@ impl Hub {
     /// Closes the live connection of one module (it was deleted).
     pub(crate) fn revoke_module(&self, device_id: &str, module_id: &str, reason: &str) {
         let id = identity(device_id, Some(module_id));
-        if let Some(a) = self.presence.map.lock().expect("presence").get(&id) {
-            tracing::info!(identity = %id, "closing the connection: {reason}");
-            let _ = a.tx.try_send(HubEvent::Revoked(reason.to_string()));
+        let map = self.presence.map.lock().expect("presence");
+        self.remember_revocation(&id, false, None, reason);
+        if let Some(a) = map.get(&id) {
+            revoke(&id, a, reason);
+        }
+    }
+
+    /// Closes the live connection of an identity if one of `keys` authenticated it (they were
+    /// regenerated). Connections authenticated with a policy key are not affected.
+    pub(crate) fn revoke_keys(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        keys: &[AuthKey],
+        reason: &str,
+    ) {
+        if keys.is_empty() {
+            return;
+        }
+        let id = identity(device_id, module_id);
+        let map = self.presence.map.lock().expect("presence");
+        self.remember_revocation(&id, false, Some(keys.to_vec()), reason);
+        if let Some(a) = map.get(&id)
+            && a.key.as_ref().is_some_and(|k| keys.contains(k))
+        {
+            revoke(&id, a, reason);
         }
     }
 
@@ -248,9 +427,203 @@ impl Hub {
     }
 }
 
+fn revoke(identity: &str, a: &Attached, reason: &str) {
+    tracing::info!(identity, "closing the connection: {reason}");
+    a.revoke.send_replace(Some(reason.to_string()));
+}
+
+/// Which of an identity's own keys an update changed (`old`: before, `new`: after).
+pub(crate) fn changed_keys(
+    old: Option<&fleethub_api::AuthenticationMechanism>,
+    new: Option<&fleethub_api::AuthenticationMechanism>,
+) -> Vec<AuthKey> {
+    if old.is_none() {
+        // A new identity: no connection can have authenticated with its keys.
+        return Vec::new();
+    }
+    let sk = |a: Option<&fleethub_api::AuthenticationMechanism>| {
+        a.and_then(|a| a.symmetric_key.clone()).unwrap_or_default()
+    };
+    let (old, new) = (sk(old), sk(new));
+    let mut out = Vec::new();
+    if old.primary_key != new.primary_key {
+        out.push(AuthKey::Primary);
+    }
+    if old.secondary_key != new.secondary_key {
+        out.push(AuthKey::Secondary);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::AuthContext;
+    use crate::hub::HubConfig;
+    use fleethub_api::{AuthenticationMechanism, Device, Module};
+    use fleethub_store::sqlite::SqliteStore;
+    use std::sync::Arc;
+
+    fn hub(dir: &tempfile::TempDir) -> Hub {
+        let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        Hub::new(
+            &crate::Shared::new(store),
+            HubConfig {
+                host: "hub.local".into(),
+                token_skew_secs: 30,
+            },
+            vec![],
+        )
+    }
+
+    async fn principal(hub: &Hub, device: &str, module: Option<&str>, key: &str) -> HubPrincipal {
+        let resource =
+            fleethub_iot_protocol::identity::hub_sas_resource("hub.local", device, module);
+        let token =
+            fleethub_core::sas::build_token(&resource, key, hub.clock.unix() + 3600, None).unwrap();
+        let ctx = AuthContext {
+            transport: "mqtt",
+            peer: None,
+        };
+        hub.authenticate_device(device, module, &token, ctx)
+            .await
+            .unwrap()
+    }
+
+    fn keys(a: Option<&AuthenticationMechanism>) -> (String, String) {
+        let sk = a.unwrap().symmetric_key.clone().unwrap();
+        (sk.primary_key.unwrap(), sk.secondary_key.unwrap())
+    }
+
+    fn with_keys(primary: &str, secondary: &str) -> AuthenticationMechanism {
+        AuthenticationMechanism::sas(primary.to_string(), secondary.to_string())
+    }
+
+    #[tokio::test]
+    async fn disabling_revokes_even_when_the_event_queue_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub(&dir);
+        let d = hub.put_device("d1", Device::default(), None).await.unwrap();
+        let (primary, _) = keys(d.authentication.as_ref());
+        let p = principal(&hub, "d1", None, &primary).await;
+        assert_eq!(p.key, AuthKey::Primary);
+        let mut a = hub.attach_principal(&p, 1);
+        let all = Features {
+            desired: true,
+            methods: true,
+            c2d: true,
+        };
+        hub.set_features("d1", None, 1, all);
+        // The connection reads nothing: its queue fills up.
+        while hub.notify("d1", None, HubEvent::C2dAvailable) {}
+        assert_eq!(a.revocation.reason(), None);
+        let mut disabled = hub.get_device("d1").await.unwrap();
+        disabled.status = Some("disabled".into());
+        hub.put_device("d1", disabled, Some("*")).await.unwrap();
+        let reason =
+            tokio::time::timeout(std::time::Duration::from_secs(1), a.revocation.revoked())
+                .await
+                .expect("revoked although the queue is full");
+        assert!(reason.contains("disabled"), "{reason}");
+        assert!(
+            a.events.try_recv().is_ok(),
+            "the queued events are still there"
+        );
+    }
+
+    #[tokio::test]
+    async fn regenerating_the_authenticating_key_revokes_only_its_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub(&dir);
+        let d = hub.put_device("d1", Device::default(), None).await.unwrap();
+        let (_, secondary) = keys(d.authentication.as_ref());
+        let p = principal(&hub, "d1", None, &secondary).await;
+        assert_eq!(p.key, AuthKey::Secondary);
+        let a = hub.attach_principal(&p, 1);
+
+        // The primary key changes: a connection made with the secondary key stays.
+        let mut update = hub.get_device("d1").await.unwrap();
+        let new_primary = fleethub_core::keys::generate_key();
+        update.authentication = Some(with_keys(&new_primary, &secondary));
+        hub.put_device("d1", update.clone(), Some("*"))
+            .await
+            .unwrap();
+        assert_eq!(a.revocation.reason(), None);
+        // An update that keeps the keys revokes nothing either.
+        update.authentication = None;
+        hub.put_device("d1", update.clone(), Some("*"))
+            .await
+            .unwrap();
+        assert_eq!(a.revocation.reason(), None);
+        // The secondary key changes: the connection ends.
+        update.authentication = Some(with_keys(
+            &new_primary,
+            &fleethub_core::keys::generate_key(),
+        ));
+        hub.put_device("d1", update, Some("*")).await.unwrap();
+        let reason = a.revocation.reason().expect("revoked");
+        assert!(reason.contains("regenerated"), "{reason}");
+
+        // A module: key regeneration and deletion.
+        let m = hub
+            .put_module("d1", "m1", Module::default(), None)
+            .await
+            .unwrap();
+        let (mp, ms) = keys(m.authentication.as_ref());
+        let pm = principal(&hub, "d1", Some("m1"), &mp).await;
+        let am = hub.attach_principal(&pm, 2);
+        let mut mu = hub.get_module("d1", "m1").await.unwrap();
+        mu.authentication = Some(with_keys(&fleethub_core::keys::generate_key(), &ms));
+        hub.put_module("d1", "m1", mu, Some("*")).await.unwrap();
+        assert!(am.revocation.reason().unwrap().contains("regenerated"));
+        let pm = principal(&hub, "d1", Some("m1"), &ms).await;
+        let am = hub.attach_principal(&pm, 3);
+        hub.delete_module("d1", "m1", None).await.unwrap();
+        assert!(am.revocation.reason().unwrap().contains("deleted"));
+    }
+
+    #[tokio::test]
+    async fn a_revocation_between_authentication_and_attachment_still_ends_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub(&dir);
+        let d = hub.put_device("d1", Device::default(), None).await.unwrap();
+        let (primary, secondary) = keys(d.authentication.as_ref());
+        let by_primary = principal(&hub, "d1", None, &primary).await;
+        let by_secondary = principal(&hub, "d1", None, &secondary).await;
+        hub.put_module("d1", "m1", Module::default(), None)
+            .await
+            .unwrap();
+        let m = hub.get_module("d1", "m1").await.unwrap();
+        let module = principal(&hub, "d1", Some("m1"), &keys(m.authentication.as_ref()).0).await;
+        // The primary key is regenerated before the connections attach.
+        let mut update = hub.get_device("d1").await.unwrap();
+        update.authentication = Some(with_keys(&fleethub_core::keys::generate_key(), &secondary));
+        hub.put_device("d1", update.clone(), Some("*"))
+            .await
+            .unwrap();
+        assert!(
+            hub.attach_principal(&by_primary, 1)
+                .revocation
+                .reason()
+                .is_some()
+        );
+        assert_eq!(
+            hub.attach_principal(&by_secondary, 2).revocation.reason(),
+            None
+        );
+        assert_eq!(hub.attach_principal(&module, 3).revocation.reason(), None);
+        // A later authentication is not affected by the earlier revocation.
+        let fresh = principal(&hub, "d1", None, &secondary).await;
+        assert_eq!(hub.attach_principal(&fresh, 4).revocation.reason(), None);
+        // Disabling the device covers its modules too.
+        let module = principal(&hub, "d1", Some("m1"), &keys(m.authentication.as_ref()).0).await;
+        update.status = Some("disabled".into());
+        update.authentication = None;
+        hub.put_device("d1", update, Some("*")).await.unwrap();
+        let reason = hub.attach_principal(&module, 5).revocation.reason();
+        assert!(reason.is_some_and(|r| r.contains("disabled")));
+    }
 
     #[test]
     fn format_ms_gives_azure_utc() {

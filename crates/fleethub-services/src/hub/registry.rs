@@ -37,6 +37,9 @@ impl Hub {
             )));
         }
         let existing = self.store.get_device(path_id).await?;
+        let old_auth = existing
+            .as_ref()
+            .and_then(|r| r.device.authentication.clone());
         let cond = match (if_match.filter(|m| !m.trim().is_empty()), &existing) {
             (Some(m), _) => Precondition::IfMatch(m.to_string()),
             (None, Some(_)) => {
@@ -151,6 +154,17 @@ impl Hub {
         self.deployments_device_changed(path_id);
         if saved.device.status.as_deref() == Some("disabled") {
             self.revoke_device(path_id, "the device is disabled");
+        } else {
+            let changed = super::presence::changed_keys(
+                old_auth.as_ref(),
+                saved.device.authentication.as_ref(),
+            );
+            self.revoke_keys(
+                path_id,
+                None,
+                &changed,
+                "the key it authenticated with was regenerated",
+            );
         }
         Ok(self.with_connection_state(saved.device))
     }
