@@ -19,8 +19,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 
 use crate::{CodecError, Packet, decode, encode};
 
-/// Initial capacity of the receive and send buffers.
-const INITIAL_CAPACITY: usize = 4096;
+/// Initial capacity of the receive and send buffers. They grow as packets need; the initial
+/// size is paid by every idle connection (a server holds tens of thousands), so it stays small:
+/// docs/benchmarks.md measures the server's memory per idle connection.
+const INITIAL_CAPACITY: usize = 2048;
 
 /// Why reading or writing a framed stream failed.
 #[derive(Debug, thiserror::Error)]
