@@ -30,7 +30,9 @@ fn config() -> Config {
 
 /// The files of `tests/fuzz-corpus/<target>/`, sorted by name.
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz-corpus")
+        .join(target);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("corpus entry").path())
@@ -148,14 +150,15 @@ fn payload() -> impl Strategy<Value = Bytes> {
 }
 
 fn connect() -> impl Strategy<Value = Packet> {
-    let will = (text(), payload(), qos(), any::<bool>()).prop_map(|(topic, payload, qos, retain)| {
-        LastWill {
-            topic,
-            payload,
-            qos,
-            retain,
-        }
-    });
+    let will =
+        (text(), payload(), qos(), any::<bool>()).prop_map(|(topic, payload, qos, retain)| {
+            LastWill {
+                topic,
+                payload,
+                qos,
+                retain,
+            }
+        });
     (
         prop_oneof![Just(3u8), Just(4u8)],
         text(),
@@ -199,25 +202,32 @@ fn packet() -> impl Strategy<Value = Packet> {
             session_present,
             code
         })),
-        (any::<bool>(), qos(), any::<bool>(), text(), any::<u16>(), payload()).prop_map(
-            |(dup, qos, retain, topic, pkid, payload)| Packet::Publish(Publish {
-                dup,
-                qos,
-                retain,
-                topic,
-                pkid,
-                payload
-            })
-        ),
+        (
+            any::<bool>(),
+            qos(),
+            any::<bool>(),
+            text(),
+            any::<u16>(),
+            payload()
+        )
+            .prop_map(|(dup, qos, retain, topic, pkid, payload)| Packet::Publish(
+                Publish {
+                    dup,
+                    qos,
+                    retain,
+                    topic,
+                    pkid,
+                    payload
+                }
+            )),
         any::<u16>().prop_map(Packet::PubAck),
         any::<u16>().prop_map(Packet::PubRec),
         any::<u16>().prop_map(Packet::PubRel),
         any::<u16>().prop_map(Packet::PubComp),
         (any::<u16>(), prop::collection::vec((text(), qos()), 0..4))
             .prop_map(|(pkid, filters)| Packet::Subscribe(Subscribe { pkid, filters })),
-        (any::<u16>(), prop::collection::vec(return_code, 0..4)).prop_map(
-            |(pkid, return_codes)| Packet::SubAck(SubAck { pkid, return_codes })
-        ),
+        (any::<u16>(), prop::collection::vec(return_code, 0..4))
+            .prop_map(|(pkid, return_codes)| Packet::SubAck(SubAck { pkid, return_codes })),
         (any::<u16>(), prop::collection::vec(text(), 0..4))
             .prop_map(|(pkid, topics)| Packet::Unsubscribe(Unsubscribe { pkid, topics })),
         any::<u16>().prop_map(Packet::UnsubAck),
