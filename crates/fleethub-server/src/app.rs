@@ -67,7 +67,10 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
     let data_dir_lock = crate::data_dir::lock(&cfg.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir.join("store.db"))?);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_with(
+        &cfg.data_dir.join("store.db"),
+        cfg.durability,
+    )?);
     let ident = identity::load_or_init(store.as_ref()).await?;
     let (names, host_names) =
         hostnames::load(store.as_ref(), &cfg.data_dir, &cfg, opts.change_hostnames).await?;
