@@ -36,13 +36,17 @@ done
 findings_dir="${FUZZ_FINDINGS:-${CARGO_TARGET_DIR:-target}/fuzz-findings}"
 mkdir -p "$findings_dir"
 
-# CPU seconds used by finished child processes (user + system), from the `times` builtin.
+# CPU seconds used by finished child processes (user + system), from the `times` builtin,
+# which must run in this shell (not in a command substitution) to see them.
+cpu_file=$(mktemp)
+trap 'rm -f "$cpu_file"' EXIT
 child_cpu() {
-  times | tail -n1 | awk '{
+  times >"$cpu_file"
+  cpu=$(tail -n1 "$cpu_file" | awk '{
     t = 0
     for (i = 1; i <= 2; i++) { split($i, p, "m"); sub("s", "", p[2]); t += p[1] * 60 + p[2] }
     printf "%.1f", t
-  }'
+  }')
 }
 
 pkg_args=()
@@ -51,12 +55,15 @@ echo "==> building ${#harnesses[@]} harnesses"
 cargo test --no-run "${pkg_args[@]}" 2>&1 | grep -E '^(error|warning: unused)' || true
 
 budget=$(( minutes * 60 / ${#harnesses[@]} ))
-start_cpu=$(child_cpu)
+child_cpu
+start_cpu=$cpu
 found=0
 summary=()
 for h in "${harnesses[@]}"; do
   crate="${h%%:*}" test="${h#*:}"
-  h_start=$SECONDS h_cpu=$(child_cpu) batches=0 status=clean
+  h_start=$SECONDS batches=0 status=clean
+  child_cpu
+  h_cpu=$cpu
   while (( SECONDS - h_start < budget )); do
     batches=$((batches + 1))
     log="$findings_dir/$test-$(date -u +%Y%m%dT%H%M%S)-$batches.log"
@@ -69,13 +76,15 @@ for h in "${harnesses[@]}"; do
       break
     fi
   done
-  cpu=$(awk -v a="$(child_cpu)" -v b="$h_cpu" 'BEGIN { printf "%.1f", a - b }')
-  line="$h: $batches batches x $cases cases per property, $((SECONDS - h_start)) s wall, $cpu CPU s, $status"
+  child_cpu
+  used=$(awk -v a="$cpu" -v b="$h_cpu" 'BEGIN { printf "%.1f", a - b }')
+  line="$h: $batches batches x $cases cases per property, $((SECONDS - h_start)) s wall, $used CPU s, $status"
   echo "==> $line"
   summary+=("$line")
 done
 
-total=$(awk -v a="$(child_cpu)" -v b="$start_cpu" 'BEGIN { printf "%.1f", a - b }')
+child_cpu
+total=$(awk -v a="$cpu" -v b="$start_cpu" 'BEGIN { printf "%.1f", a - b }')
 echo
 echo "==> fuzz summary"
 printf '  %s\n' "${summary[@]}"
