@@ -2,7 +2,7 @@
 
 use crate::logging::LogFormat;
 use anyhow::{Context, Result, bail};
-use fleethub_store::sqlite::Durability;
+use fleethub_store::sqlite::{Durability, SqliteStore};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -117,6 +117,14 @@ impl Config {
             self.tls_key = Some(v.into());
         }
         Ok(())
+    }
+
+    /// Opens the store in the data directory with the configured durability.
+    pub fn open_store(&self) -> Result<SqliteStore> {
+        Ok(SqliteStore::open_with(
+            &self.data_dir.join("store.db"),
+            self.durability,
+        )?)
     }
 
     pub fn validate(&self) -> Result<()> {

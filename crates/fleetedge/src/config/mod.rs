@@ -165,7 +165,7 @@ fn secs(
     // Bounded on both sides: a duration that rounds to zero would make a zero-period timer,
     // and one too large for `Duration` (found by tests/fuzz_config.rs: `1e301`) panicked.
     const MIN: Duration = Duration::from_millis(1);
-    const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+    const MAX: Duration = Duration::from_hours(365 * 24);
     match v {
         None => Ok(default),
         Some(s) => match Duration::try_from_secs_f64(*s.get_ref()) {
