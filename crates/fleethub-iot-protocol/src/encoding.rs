@@ -14,8 +14,10 @@ pub(crate) const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// What cannot stand inside one topic level: `/`, the MQTT wildcards, space and controls
-/// (non-ASCII is always escaped).
-pub(crate) const TOPIC_LEVEL: &AsciiSet = &CONTROLS.add(b' ').add(b'/').add(b'#').add(b'+');
+/// (non-ASCII is always escaped); and `%` itself, since readers percent-decode the level
+/// (a method named `50%` must not arrive as `5` + an escape).
+pub(crate) const TOPIC_LEVEL: &AsciiSet =
+    &CONTROLS.add(b' ').add(b'/').add(b'#').add(b'+').add(b'%');
 
 /// Percent-encodes a property name or value (RFC 3986 unreserved characters stay).
 pub fn encode_component(s: &str) -> String {
@@ -67,6 +69,9 @@ mod tests {
         assert_eq!(encode_component("$.ct"), "%24.ct");
         assert_eq!(encode_component("a/b c~-._é"), "a%2Fb%20c~-._%C3%A9");
         assert_eq!(escape("re boot/#+!*", TOPIC_LEVEL), "re%20boot%2F%23%2B!*");
+        // Found by tests/fuzz_protocol.rs: an unescaped '%' did not survive decoding.
+        assert_eq!(escape("50%a0", TOPIC_LEVEL), "50%25a0");
+        assert_eq!(decode_lossy(&escape("50%a0", TOPIC_LEVEL)), "50%a0");
         assert_eq!(decode_lossy("m%201"), "m 1");
         assert_eq!(decode_lossy("%FF"), "\u{FFFD}");
         assert_eq!(decode_strict("%FF"), None);

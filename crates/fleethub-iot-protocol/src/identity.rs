@@ -35,8 +35,14 @@ pub fn parse_username(username: &str) -> Option<ConnectTarget> {
             registration_id: parts[2].to_string(),
         });
     }
-    // hub: cut the query part ("?api-version=..." after the last '/').
-    let path = match username.find("/?") {
+    // hub: cut the query part ("/?api-version=..."). Device and module IDs may contain '?',
+    // so a "/?" that starts the api-version wins over an earlier one (module ID "?x").
+    let query = username
+        .match_indices("/?")
+        .find(|(i, _)| username[i + 2..].starts_with("api-version="))
+        .or_else(|| username.match_indices("/?").next())
+        .map(|(i, _)| i);
+    let path = match query {
         Some(i) => &username[..i],
         None => username.trim_end_matches('/'),
     };
@@ -149,6 +155,37 @@ mod tests {
         );
         assert_eq!(parse_username("garbage"), None);
         assert_eq!(parse_username(""), None);
+    }
+
+    /// Found by `tests/fuzz_protocol.rs`: IDs may contain '?', and a module ID that starts
+    /// with one made the user name name the device instead.
+    #[test]
+    fn ids_with_question_marks() {
+        assert_eq!(
+            parse_username("h/d/?m/?api-version=2021-04-12"),
+            Some(ConnectTarget::Hub {
+                host: "h".into(),
+                device_id: "d".into(),
+                module_id: Some("?m".into())
+            })
+        );
+        assert_eq!(
+            parse_username("h/d?/?api-version=2021-04-12&DeviceClientType=x"),
+            Some(ConnectTarget::Hub {
+                host: "h".into(),
+                device_id: "d?".into(),
+                module_id: None
+            })
+        );
+        // Without api-version the first "/?" still ends the path.
+        assert_eq!(
+            parse_username("h/d/?x=1"),
+            Some(ConnectTarget::Hub {
+                host: "h".into(),
+                device_id: "d".into(),
+                module_id: None
+            })
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use axum::extract::ConnectInfo;
 use fleethub_http::HttpState;
 use fleethub_mqtt::{Gateway, GatewayConfig, websocket};
 use fleethub_services::{Dps, DpsConfig, Hub, HubConfig, ServiceAuth, Shared};
-use fleethub_store::{Store, sqlite::SqliteStore};
+use fleethub_store::Store;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -69,7 +69,7 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
     let data_dir_lock = crate::data_dir::lock(&cfg.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir.join("store.db"))?);
+    let store: Arc<dyn Store> = Arc::new(cfg.open_store()?);
     let ident = identity::load_or_init(store.as_ref()).await?;
     let (names, host_names) =
         hostnames::load(store.as_ref(), &cfg.data_dir, &cfg, opts.change_hostnames).await?;

@@ -2,6 +2,7 @@
 
 use crate::logging::LogFormat;
 use anyhow::{Context, Result, bail};
+use fleethub_store::sqlite::{Durability, SqliteStore};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -57,6 +58,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How long the built-in endpoint keeps telemetry, hours (Azure: 1 day by default).
     pub telemetry_retention_hours: u64,
+    /// What an acknowledged write survives: `process` (a killed process) or `power` (also a
+    /// power loss: every commit is fsynced before it is acknowledged).
+    pub durability: Durability,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             log: "info".into(),
             log_format: LogFormat::Text,
             telemetry_retention_hours: 24,
+            durability: Durability::Process,
         }
     }
 }
@@ -117,6 +122,7 @@ impl Config {
         env_set!("FLEETHUB_HUB_HOSTNAME", hub_hostname);
         env_set!("FLEETHUB_LOG", log);
         env_set!("FLEETHUB_LOG_FORMAT", log_format, parse);
+        env_set!("FLEETHUB_DURABILITY", durability, parse);
         if let Some(v) = get("FLEETHUB_TLS_CERT") {
             self.tls_cert = Some(v.into());
         }
@@ -124,6 +130,14 @@ impl Config {
             self.tls_key = Some(v.into());
         }
         Ok(())
+    }
+
+    /// Opens the store in the data directory with the configured durability.
+    pub fn open_store(&self) -> Result<SqliteStore> {
+        Ok(SqliteStore::open_with(
+            &self.data_dir.join("store.db"),
+            self.durability,
+        )?)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -214,6 +228,36 @@ mod tests {
         );
         std::fs::write(&p, "log_format = \"xml\"\n").unwrap();
         assert!(Config::from_file(&p).is_err());
+    }
+
+    #[test]
+    fn durability_from_file_env_and_its_errors() {
+        assert_eq!(Config::default().durability, Durability::Process);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "durability = \"power\"\n").unwrap();
+        let mut c = Config::from_file(&p).unwrap();
+        assert_eq!(c.durability, Durability::Power);
+        c.apply_env(|k| (k == "FLEETHUB_DURABILITY").then(|| "process".to_string()))
+            .unwrap();
+        assert_eq!(c.durability, Durability::Process);
+        let e = c
+            .apply_env(|k| (k == "FLEETHUB_DURABILITY").then(|| "disk".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("FLEETHUB_DURABILITY") && e.contains("power"),
+            "{e}"
+        );
+        std::fs::write(&p, "durability = \"fsync\"\n").unwrap();
+        assert!(Config::from_file(&p).is_err());
+        // `fleethub config show` prints it so that it reads back.
+        let shown = toml::to_string(&Config {
+            durability: Durability::Power,
+            ..Config::default()
+        })
+        .unwrap();
+        assert!(shown.contains("durability = \"power\""), "{shown}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use fleethub_server::logging::{self, LogFormat};
 use fleethub_server::{app, config::Config, info::ServerInfo};
+use fleethub_store::sqlite::Durability;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -65,6 +66,10 @@ struct ServeArgs {
     /// Log lines as text (default) or json (one object per line).
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// What an acknowledged write survives: process (default: a killed process) or power
+    /// (also a power loss; every commit is fsynced).
+    #[arg(long)]
+    durability: Option<Durability>,
 }
 
 impl ServeArgs {
@@ -87,6 +92,7 @@ impl ServeArgs {
         set!(https_port);
         set!(log);
         set!(log_format);
+        set!(durability);
         if self.dps_hostname.is_some() {
             cfg.dps_hostname.clone_from(&self.dps_hostname);
         }

@@ -35,17 +35,21 @@ fn secs(
     key: &str,
     default: Duration,
 ) -> Result<Duration, ConfigError> {
+    // Bounded on both sides: a duration that rounds to zero would make a zero-period timer,
+    // and one too large for `Duration` (found by tests/fuzz_config.rs: `1e301`) panicked.
+    const MIN: Duration = Duration::from_millis(1);
+    const MAX: Duration = Duration::from_hours(365 * 24);
     match v {
         None => Ok(default),
-        Some(s) if s.get_ref().is_finite() && *s.get_ref() > 0.0 => {
-            Ok(Duration::from_secs_f64(*s.get_ref()))
-        }
-        Some(s) => Err(r.at(
-            Some(s.span()),
-            key,
-            format!("{} is not a positive number of seconds", s.get_ref()),
-            "use a number greater than 0, e.g. 10 or 0.5",
-        )),
+        Some(s) => match Duration::try_from_secs_f64(*s.get_ref()) {
+            Ok(d) if (MIN..=MAX).contains(&d) => Ok(d),
+            _ => Err(r.at(
+                Some(s.span()),
+                key,
+                format!("{} is not a positive number of seconds", s.get_ref()),
+                "use a number from 0.001 to 31536000 (a year), e.g. 10 or 0.5",
+            )),
+        },
     }
 }
 

@@ -498,3 +498,22 @@ fn apply_fails_when_a_named_file_does_not_exist() {
     let e = apply::apply(&parse(&text).unwrap()).unwrap_err();
     assert!(e.contains("device.key"), "{e}");
 }
+
+/// Found by `tests/fuzz_config.rs`: `1e301` seconds panicked converting to a `Duration`;
+/// a value that rounds to zero would make a zero-period timer.
+#[test]
+fn durations_out_of_range_are_errors() {
+    for bad in ["1e301", "1e-300", "0", "-1", "nan", "inf", "40000000"] {
+        let text = format!(
+            "[provisioning]\nsource = \"manual\"\nconnection_string = \"HostName=h;DeviceId=d;SharedAccessKey={}\"\n[agent]\nrestart_backoff_initial_secs = {bad}\n",
+            key()
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("restart_backoff_initial_secs"), "{bad}: {e}");
+    }
+    let text = format!(
+        "[provisioning]\nsource = \"manual\"\nconnection_string = \"HostName=h;DeviceId=d;SharedAccessKey={}\"\n[agent]\nrestart_backoff_initial_secs = 0.001\nrestart_backoff_max_secs = 31536000\n",
+        key()
+    );
+    parse(&text).unwrap();
+}

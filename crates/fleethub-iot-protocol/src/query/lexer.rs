@@ -18,8 +18,10 @@ pub enum Dialect {
 /// A token.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Token {
-    /// A name or keyword; `[[any name]]` and `[any name]` give one too.
+    /// A name or keyword.
     Ident(String),
+    /// `[[any name]]` or `[any name]`: always a property name, never a keyword (`[[or]]`).
+    QuotedIdent(String),
     Str(String),
     Num(Number),
     Op(CmpOp),
@@ -37,7 +39,7 @@ impl Token {
     /// How error messages show it.
     pub fn describe(&self) -> String {
         match self {
-            Token::Ident(s) => format!("'{s}'"),
+            Token::Ident(s) | Token::QuotedIdent(s) => format!("'{s}'"),
             Token::Str(s) => format!("string '{s}'"),
             Token::Num(n) => format!("number {n}"),
             Token::Op(op) => format!("operator {op:?}"),
@@ -138,7 +140,7 @@ pub fn tokenize(text: &str, dialect: Dialect) -> Result<Vec<Token>, QueryError> 
                     )));
                 }
                 (
-                    Token::Ident(chars[start..end].iter().collect()),
+                    Token::QuotedIdent(chars[start..end].iter().collect()),
                     end + close.len() - i,
                 )
             }
@@ -248,12 +250,12 @@ mod tests {
         );
         assert_eq!(
             toks("configurations.[[my-dep]].status", Dialect::Query)[2],
-            Ident("my-dep".into())
+            QuotedIdent("my-dep".into())
         );
         assert_eq!(
             toks("[my prop] = 01", Dialect::Route),
             vec![
-                Ident("my prop".into()),
+                QuotedIdent("my prop".into()),
                 Op(CmpOp::Eq),
                 Num(Number::from_f64(1.0).unwrap())
             ]

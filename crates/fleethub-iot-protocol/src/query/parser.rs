@@ -240,12 +240,12 @@ impl Parser {
                     "unexpected '{s}' where a property path or a literal belongs"
                 )))
             }
-            Some(Token::Ident(first)) => {
+            Some(Token::Ident(first) | Token::QuotedIdent(first)) => {
                 let mut segs = vec![first];
                 while self.peek() == Some(&Token::Dot) {
                     self.pos += 1;
                     match self.next_token() {
-                        Some(Token::Ident(s)) => segs.push(s),
+                        Some(Token::Ident(s) | Token::QuotedIdent(s)) => segs.push(s),
                         Some(t) => {
                             return Err(QueryError::new(format!(
                                 "expected a property name after '{}.', found {}",

@@ -48,6 +48,21 @@ fn target_conditions() {
     assert!(Query::parse_condition("tags.a = 'b' tags").is_err());
 }
 
+/// Found by `tests/fuzz_protocol.rs`: a bracketed name that spells a keyword or literal is
+/// still a property name (`[[or]]` was read as OR, `[true]` as the literal).
+#[test]
+fn bracketed_names_are_never_keywords() {
+    let t = json!({"or": 1, "true": "yes", "tags": {"and": "x"}});
+    for (cond, dialect) in [
+        ("[[or]] = 1", Dialect::Query),
+        ("tags.[[and]] = 'x'", Dialect::Query),
+        ("NOT ([or] IN [2]) AND [true] = 'yes'", Dialect::Route),
+    ] {
+        let e = parse_condition(cond, dialect).unwrap_or_else(|e| panic!("{cond}: {e}"));
+        assert!(e.eval(&t), "{cond}");
+    }
+}
+
 #[test]
 fn bracketed_names_and_metric_queries() {
     let mut t = twin();

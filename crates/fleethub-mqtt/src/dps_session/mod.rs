@@ -166,8 +166,9 @@ impl DpsSession {
                     match serde_json::from_slice(payload) {
                         Ok(b) => b,
                         Err(e) => {
-                            let e =
-                                dps::Error::Invalid(format!("register body is not valid JSON: {e}"));
+                            let e = dps::Error::Invalid(format!(
+                                "register body is not valid JSON: {e}"
+                            ));
                             return self.respond(&rid, Err(e));
                         }
                     }

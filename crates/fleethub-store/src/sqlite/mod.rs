@@ -1,11 +1,13 @@
 //! The embedded SQLite backend: WAL, `synchronous=NORMAL` (a committed write survives a process
-//! kill), one writer thread with group commit, a pool of reader connections.
+//! kill) or `FULL` ([`Durability::Power`]: it also survives a power loss), one writer thread
+//! with group commit, a pool of reader connections.
 
 mod auth_failures;
 mod c2d;
 mod configurations;
 mod docs;
 mod dps;
+mod durability;
 mod pool;
 mod registry;
 mod schema;
@@ -25,6 +27,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Arc;
 
+pub use durability::Durability;
+
 const ENROLLMENTS: &str = "enrollments";
 const GROUPS: &str = "enrollment_groups";
 
@@ -33,10 +37,16 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and applies migrations.
-    /// The file is made readable by its owner only: it holds keys.
+    /// Opens (creating if needed) the database at `path` and applies migrations, with the
+    /// default [`Durability::Process`]. The file is made readable by its owner only: it holds
+    /// keys.
     pub fn open(path: &Path) -> Result<SqliteStore> {
-        let mut conn = pool::open_connection(path)
+        Self::open_with(path, Durability::default())
+    }
+
+    /// [`SqliteStore::open`] with the given durability.
+    pub fn open_with(path: &Path, durability: Durability) -> Result<SqliteStore> {
+        let mut conn = pool::open_connection(path, durability)
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         restrict_permissions(path);
         schema::migrate(&mut conn)
@@ -47,7 +57,7 @@ impl SqliteStore {
             restrict_permissions(Path::new(&p));
         }
         Ok(SqliteStore {
-            pool: Pool::start(path, conn),
+            pool: Pool::start(path, durability, conn),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Connection handling: one writer thread with group commit, a small pool of readers.
 
+use super::Durability;
 use crate::{Result, StoreError};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -13,25 +14,27 @@ type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 const MAX_BATCH: usize = 512;
 const WRITE_QUEUE: usize = 4096;
 
-pub(crate) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+pub(crate) fn open_connection(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
+         PRAGMA synchronous = {};
          PRAGMA foreign_keys = ON;",
-    )?;
+        durability.synchronous()
+    ))?;
     Ok(conn)
 }
 
 pub(crate) struct Pool {
     path: PathBuf,
+    durability: Durability,
     readers: Mutex<Vec<Connection>>,
     writer: mpsc::Sender<Job>,
 }
 
 impl Pool {
-    pub(crate) fn start(path: &Path, writer_conn: Connection) -> Arc<Pool> {
+    pub(crate) fn start(path: &Path, durability: Durability, writer_conn: Connection) -> Arc<Pool> {
         let (tx, rx) = mpsc::channel::<Job>(WRITE_QUEUE);
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -39,6 +42,7 @@ impl Pool {
             .expect("spawn store writer thread");
         Arc::new(Pool {
             path: path.to_path_buf(),
+            durability,
             readers: Mutex::new(Vec::new()),
             writer: tx,
         })
@@ -56,7 +60,7 @@ impl Pool {
         let run = move || {
             let conn = match pool.readers.lock().expect("reader pool").pop() {
                 Some(c) => c,
-                None => open_connection(&pool.path)?,
+                None => open_connection(&pool.path, pool.durability)?,
             };
             let out = f(&conn);
             let mut readers = pool.readers.lock().expect("reader pool");

@@ -197,3 +197,46 @@ async fn auth_failures_survive_reopen() {
         vec![entry(3), entry(2)]
     );
 }
+
+/// `PRAGMA synchronous` as the writer connection and a reader connection see it (FULL = 2,
+/// NORMAL = 1).
+async fn synchronous_levels(store: &SqliteStore) -> (i64, i64) {
+    let writer = store
+        .pool
+        .write(|c| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?))
+        .await
+        .unwrap();
+    let reader = store
+        .pool
+        .read(|c| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?))
+        .await
+        .unwrap();
+    (writer, reader)
+}
+
+#[tokio::test]
+async fn durability_sets_synchronous_on_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let process = SqliteStore::open(&path).unwrap();
+    assert_eq!(synchronous_levels(&process).await, (1, 1));
+    drop(process);
+    let power = SqliteStore::open_with(&path, Durability::Power).unwrap();
+    assert_eq!(synchronous_levels(&power).await, (2, 2));
+    let journal: String = power
+        .pool
+        .read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(journal, "wal");
+}
+
+#[test]
+fn durability_names() {
+    assert_eq!("power".parse::<Durability>(), Ok(Durability::Power));
+    assert_eq!("Process".parse::<Durability>(), Ok(Durability::Process));
+    let e = "disk".parse::<Durability>().unwrap_err();
+    assert!(e.contains("process") && e.contains("power"), "{e}");
+    assert_eq!(Durability::Power.to_string(), "power");
+    assert_eq!(Durability::default(), Durability::Process);
+}
