@@ -9,6 +9,3 @@ pub mod sas;
 pub mod time_util;
 
 mod pct;
-
-#[cfg(test)]
-mod fuzz_tests;
