@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleethub_device::DeviceError;
+use fleethub_device::{DeviceClient, DeviceError, MethodRequest};
 use fleethub_mqtt_codec::{Packet, PacketIds, Publish, QoS};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -163,45 +163,27 @@ pub(super) async fn relay_desired(
     out: mpsc::Sender<Packet>,
     ready: oneshot::Sender<()>,
 ) {
-    let mut ready = Some(ready);
-    loop {
-        let Some(client) = upstream_client(&hub, &module).await else {
-            return;
-        };
-        let mut rx = match client.desired_updates().await {
-            Ok(rx) => {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(());
-                }
-                rx
-            }
-            Err(e) => {
-                tracing::warn!(
-                    module,
-                    "edge hub: cannot follow desired properties upstream: {e}"
-                );
-                if !pause(&hub, Duration::from_secs(2)).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        while let Some(patch) = rx.recv().await {
-            let version = patch.get("$version").and_then(Value::as_u64);
-            let p = Publish::new(
-                topics::desired_patch_topic(version),
-                QoS::AtMostOnce,
-                0,
-                patch.to_string().into_bytes(),
-            );
-            if out.send(Packet::Publish(p)).await.is_err() {
-                return;
-            }
-        }
-        if !pause(&hub, Duration::from_millis(500)).await {
-            return;
-        }
-    }
+    let upstream = Upstream {
+        hub,
+        module,
+        out,
+        ready,
+    };
+    upstream
+        .relay(
+            "follow desired properties",
+            async |c: &DeviceClient| c.desired_updates().await,
+            |patch: Value| {
+                let version = patch.get("$version").and_then(Value::as_u64);
+                Publish::new(
+                    topics::desired_patch_topic(version),
+                    QoS::AtMostOnce,
+                    0,
+                    patch.to_string().into_bytes(),
+                )
+            },
+        )
+        .await;
 }
 
 /// Direct-method requests for the module, from its upstream connection; the module's
@@ -212,47 +194,85 @@ pub(super) async fn relay_methods(
     out: mpsc::Sender<Packet>,
     ready: oneshot::Sender<()>,
 ) {
-    let mut ready = Some(ready);
-    loop {
-        let Some(client) = upstream_client(&hub, &module).await else {
-            return;
-        };
-        let mut rx = match client.method_requests().await {
-            Ok(rx) => {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(());
+    let upstream = Upstream {
+        hub,
+        module,
+        out,
+        ready,
+    };
+    upstream
+        .relay(
+            "receive direct methods",
+            async |c: &DeviceClient| c.method_requests().await,
+            |req: MethodRequest| {
+                let body = if req.payload.is_null() {
+                    Vec::new()
+                } else {
+                    req.payload.to_string().into_bytes()
+                };
+                Publish::new(
+                    topics::method_request_topic(&req.name, &req.rid),
+                    QoS::AtMostOnce,
+                    0,
+                    body,
+                )
+            },
+        )
+        .await;
+}
+
+/// One module's upstream subscription relayed to the module as publishes.
+struct Upstream {
+    hub: Arc<Hub>,
+    module: String,
+    out: mpsc::Sender<Packet>,
+    ready: oneshot::Sender<()>,
+}
+
+impl Upstream {
+    /// Subscribes upstream (signalling `ready` the first time), forwards every item as a
+    /// publish, and subscribes again when the upstream connection is replaced; ends when the
+    /// module's session or the hub goes away.
+    async fn relay<T>(
+        self,
+        what: &str,
+        subscribe: impl AsyncFn(&DeviceClient) -> Result<mpsc::Receiver<T>, DeviceError>,
+        to_publish: impl Fn(T) -> Publish,
+    ) {
+        let Upstream {
+            hub,
+            module,
+            out,
+            ready,
+        } = self;
+        let mut ready = Some(ready);
+        loop {
+            let Some(client) = upstream_client(&hub, &module).await else {
+                return;
+            };
+            let mut rx = match subscribe(&client).await {
+                Ok(rx) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                    rx
                 }
-                rx
-            }
-            Err(e) => {
-                tracing::warn!(
-                    module,
-                    "edge hub: cannot receive direct methods upstream: {e}"
-                );
-                if !pause(&hub, Duration::from_secs(2)).await {
+                Err(e) => {
+                    tracing::warn!(module, "edge hub: cannot {what} upstream: {e}");
+                    if !pause(&hub, Duration::from_secs(2)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            while let Some(item) = rx.recv().await {
+                if out.send(Packet::Publish(to_publish(item))).await.is_err() {
                     return;
                 }
-                continue;
             }
-        };
-        while let Some(req) = rx.recv().await {
-            let body = if req.payload.is_null() {
-                Vec::new()
-            } else {
-                req.payload.to_string().into_bytes()
-            };
-            let p = Publish::new(
-                topics::method_request_topic(&req.name, &req.rid),
-                QoS::AtMostOnce,
-                0,
-                body,
-            );
-            if out.send(Packet::Publish(p)).await.is_err() {
+            if !pause(&hub, Duration::from_millis(500)).await {
                 return;
             }
-        }
-        if !pause(&hub, Duration::from_millis(500)).await {
-            return;
         }
     }
 }
