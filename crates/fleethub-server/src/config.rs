@@ -18,6 +18,8 @@ pub struct Config {
     pub mqtt_port: u16,
     /// HTTPS + MQTT over WebSocket (the SDKs dial 443).
     pub https_port: u16,
+    /// AMQP over TLS (AMQPS: Event Hubs and service clients dial 5671).
+    pub amqp_port: u16,
     /// Host name devices use for DPS (certificate SAN, service connection string HostName).
     /// Unset: the name stored in the data directory (first start: `localhost`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,6 +60,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How long the built-in endpoint keeps telemetry, hours (Azure: 1 day by default).
     pub telemetry_retention_hours: u64,
+    /// Partitions of the telemetry log (the Event Hub-compatible endpoint), 1 to 128. Only
+    /// honoured when the data directory is created; later the stored count is used and a
+    /// different value here logs a warning that names both.
+    pub partition_count: u32,
+    /// Most consumer groups of the built-in endpoint, `$Default` included (Azure: 20).
+    pub max_consumer_groups: usize,
     /// What an acknowledged write survives: `process` (a killed process) or `power` (also a
     /// power loss: every commit is fsynced before it is acknowledged).
     pub durability: Durability,
@@ -70,6 +78,7 @@ impl Default for Config {
             bind: "0.0.0.0".into(),
             mqtt_port: 8883,
             https_port: 443,
+            amqp_port: 5671,
             dps_hostname: None,
             hub_hostname: None,
             extra_sans: None,
@@ -85,6 +94,9 @@ impl Default for Config {
             log: "info".into(),
             log_format: LogFormat::Text,
             telemetry_retention_hours: 24,
+            partition_count: fleethub_services::hub::event_hub::EventHubConfig::default()
+                .partition_count,
+            max_consumer_groups: fleethub_services::hub::event_hub::DEFAULT_MAX_CONSUMER_GROUPS,
             durability: Durability::Process,
         }
     }
@@ -118,11 +130,13 @@ impl Config {
         env_set!("FLEETHUB_BIND", bind);
         env_set!("FLEETHUB_MQTT_PORT", mqtt_port, parse);
         env_set!("FLEETHUB_HTTPS_PORT", https_port, parse);
+        env_set!("FLEETHUB_AMQP_PORT", amqp_port, parse);
         env_set!("FLEETHUB_DPS_HOSTNAME", dps_hostname);
         env_set!("FLEETHUB_HUB_HOSTNAME", hub_hostname);
         env_set!("FLEETHUB_LOG", log);
         env_set!("FLEETHUB_LOG_FORMAT", log_format, parse);
         env_set!("FLEETHUB_DURABILITY", durability, parse);
+        env_set!("FLEETHUB_PARTITION_COUNT", partition_count, parse);
         if let Some(v) = get("FLEETHUB_TLS_CERT") {
             self.tls_cert = Some(v.into());
         }
@@ -162,6 +176,18 @@ impl Config {
         }
         if self.http_header_read_timeout_secs == 0 {
             bail!("http_header_read_timeout_secs must be at least 1");
+        }
+        if !(1..=fleethub_services::hub::event_hub::MAX_PARTITION_COUNT)
+            .contains(&self.partition_count)
+        {
+            bail!(
+                "partition_count must be 1 to {}, not {}",
+                fleethub_services::hub::event_hub::MAX_PARTITION_COUNT,
+                self.partition_count
+            );
+        }
+        if self.max_consumer_groups == 0 {
+            bail!("max_consumer_groups must be at least 1 ($Default)");
         }
         if self.mqtt_port == self.https_port && self.mqtt_port != 0 {
             bail!(

@@ -6,6 +6,7 @@ pub mod c2d;
 pub mod configurations;
 pub mod deployments;
 mod error;
+pub mod event_hub;
 mod keys;
 mod methods;
 pub mod modules;
@@ -19,6 +20,10 @@ mod views;
 pub use auth::{AuthKey, HubPrincipal};
 pub use c2d::C2dSend;
 pub use error::{Error, Result};
+pub use event_hub::{
+    ConsumerGroup, DEFAULT_CONSUMER_GROUP, EventHubConfig, EventHubProperties, EventPosition,
+    PartitionEvent, PartitionProperties,
+};
 /// Queued cloud-to-device messages, as transports deliver them.
 pub use fleethub_storage::C2dMessage;
 pub use methods::MethodError;
@@ -50,6 +55,7 @@ pub struct Hub {
     methods: methods::PendingMethods,
     c2d_locks: c2d::C2dLocks,
     deployments: deployments::Engine,
+    endpoint: event_hub::State,
 }
 
 impl Hub {
@@ -67,6 +73,7 @@ impl Hub {
             methods: methods::PendingMethods::default(),
             c2d_locks: c2d::C2dLocks::default(),
             deployments: deployments::Engine::default(),
+            endpoint: event_hub::State::default(),
         }
     }
 

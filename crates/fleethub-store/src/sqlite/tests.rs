@@ -148,6 +148,8 @@ async fn telemetry_log_appends_in_order_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let msg = |i: u8| TelemetryMessage {
         sequence_number: 0,
+        partition: 0,
+        partition_sequence_number: 0,
         device_id: "d1".into(),
         module_id: None,
         enqueued_time_utc: "2024-01-01T00:00:00Z".into(),
