@@ -159,6 +159,14 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         hub_service_connection_string: hub_auth
             .connection_string("iothubowner")
             .unwrap_or_default(),
+        amqp_port: cfg.amqp_port,
+        event_hub_compatible_endpoint: crate::info::event_hub_endpoint(&names.hub),
+        event_hub_compatible_name: hub.event_hub_name().to_string(),
+        // The `service` policy: ServiceConnect, what reading the endpoint needs.
+        event_hub_compatible_connection_string: crate::info::event_hub_connection_string(
+            &hub_auth.connection_string("service").unwrap_or_default(),
+            hub.event_hub_name(),
+        ),
     };
 
     let gateway = Gateway::new(dps.clone(), hub.clone(), gateway_config(&cfg));
