@@ -165,9 +165,11 @@ pub(super) fn summary(c: &Connection, partition: u32) -> Result<PartitionSummary
     })
 }
 
-/// The first per-partition sequence number whose `column` (`seq` or `enqueued_ms`, both
-/// non-decreasing along a partition) is `>= min`; the next number to be assigned if none is.
-/// A binary search over the partition's index: O(log n) indexed lookups.
+/// The first per-partition sequence number whose `column` is `>= min`; the next number to be
+/// assigned if none is. A binary search over the partition's index: O(log n) indexed lookups.
+/// `seq` increases along a partition, so the answer is exact. `enqueued_ms` is taken before
+/// the write, so concurrent writers can interleave their times by a few milliseconds: the
+/// answer is then a position inside that window.
 pub(super) fn first_seq_where(
     c: &Connection,
     partition: u32,
