@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub const INFO_FILE: &str = "server-info.json";
@@ -127,14 +128,15 @@ impl ServerInfo {
             hub_service,
         );
         if !self.event_hub_compatible_endpoint.is_empty() {
-            s.push_str(&format!(
+            let _ = write!(
+                s,
                 "\x20 event hub endpoint  {} (AMQPS :{}), name {}\n\
                  \x20 event hub readers   {}\n",
                 self.event_hub_compatible_endpoint,
                 self.amqp_port,
                 self.event_hub_compatible_name,
                 event_hub,
-            ));
+            );
         }
         s
     }
