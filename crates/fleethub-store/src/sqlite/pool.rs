@@ -8,15 +8,22 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// A write job. Its flag says whether it runs inside a savepoint of its own (it shares its
+/// transaction with other jobs); it returns whether it succeeded and what to do once the
+/// transaction has ended.
+type Job = Box<dyn FnOnce(&Connection, bool) -> (Completion, bool) + Send>;
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
 const WRITE_QUEUE: usize = 4096;
+/// Prepared statements kept per connection (the store has fewer distinct statements).
+const STATEMENT_CACHE: usize = 128;
 
 pub(crate) fn open_connection(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Every statement the store runs, including the transaction control below, stays prepared.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = {};
@@ -89,15 +96,21 @@ impl Pool {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let r = in_savepoint(conn, f);
-            Box::new(move |commit_err: Option<&str>| {
+        let job: Job = Box::new(move |conn: &Connection, savepoint: bool| {
+            let r = if savepoint {
+                in_savepoint(conn, f)
+            } else {
+                f(conn)
+            };
+            let ok = r.is_ok();
+            let completion: Completion = Box::new(move |commit_err: Option<&str>| {
                 let r = match commit_err {
                     None => r,
                     Some(e) => Err(StoreError::Backend(format!("commit failed: {e}"))),
                 };
                 let _ = tx.send(r);
-            })
+            });
+            (completion, ok)
         });
         self.writer
             .send(job)
@@ -109,17 +122,25 @@ impl Pool {
 }
 
 fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    conn.execute_batch("SAVEPOINT job")?;
+    run(conn, "SAVEPOINT job")?;
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE job")?;
+            run(conn, "RELEASE job")?;
             Ok(v)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            run(conn, "ROLLBACK TO job")?;
+            run(conn, "RELEASE job")?;
             Err(e)
         }
     }
+}
+
+/// Runs a statement without parameters or rows from the connection's statement cache (the
+/// writer runs transaction control for every job: parsing it each time showed in profiles).
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 #[allow(
@@ -128,26 +149,103 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
 )]
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.blocking_recv() {
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run(&conn, "BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "store: cannot begin a transaction");
-            first(&conn)(Some(&e.to_string()));
+            first(&conn, true).0(Some(&e.to_string()));
             continue;
         }
-        let mut done = vec![first(&conn)];
+        // A job alone in its transaction needs no savepoint: when it fails, rolling back the
+        // transaction undoes exactly its changes. Jobs that join later get savepoints.
+        let alone = rx.is_empty();
+        let (completion, ok) = first(&conn, !alone);
+        if alone && !ok {
+            let _ = run(&conn, "ROLLBACK");
+            completion(None);
+            continue;
+        }
+        let mut done = vec![completion];
         while done.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => done.push(job(&conn)),
+                Ok(job) => done.push(job(&conn, true).0),
                 Err(_) => break,
             }
         }
-        let commit = conn.execute_batch("COMMIT");
+        let commit = run(&conn, "COMMIT");
         let err = commit.as_ref().err().map(std::string::ToString::to_string);
         if err.is_some() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = run(&conn, "ROLLBACK");
             tracing::error!(error = ?err, "store: commit failed");
         }
         for c in done {
             c(err.as_deref());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(dir: &tempfile::TempDir) -> Arc<Pool> {
+        let path = dir.path().join("pool.db");
+        let conn = open_connection(&path, Durability::Process).unwrap();
+        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .unwrap();
+        Pool::start(&path, Durability::Process, conn)
+    }
+
+    /// Inserts `k`, then fails when `fail` is set: the insert must not survive.
+    async fn insert(pool: &Pool, k: String, fail: bool) -> Result<()> {
+        pool.write(move |c| {
+            c.execute("INSERT INTO t (k) VALUES (?1)", [&k])?;
+            if fail {
+                return Err(StoreError::Backend(format!("{k} fails after writing")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn keys(pool: &Arc<Pool>) -> Vec<String> {
+        pool.read(|c| {
+            let mut st = c.prepare("SELECT k FROM t ORDER BY k")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_job_alone_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = pool(&dir);
+        assert!(insert(&pool, "bad".into(), true).await.is_err());
+        insert(&pool, "good".into(), false).await.unwrap();
+        assert_eq!(keys(&pool).await, ["good"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_job_in_a_group_rolls_back_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = pool(&dir);
+        let mut tasks = Vec::new();
+        for i in 0..300 {
+            let pool = pool.clone();
+            let fail = i % 7 == 3;
+            tasks.push(tokio::spawn(async move {
+                insert(&pool, format!("k{i:03}"), fail).await.is_ok()
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            ok += usize::from(t.await.unwrap());
+        }
+        let expected: Vec<String> = (0..300)
+            .filter(|i| i % 7 != 3)
+            .map(|i| format!("k{i:03}"))
+            .collect();
+        assert_eq!(ok, expected.len());
+        assert_eq!(keys(&pool).await, expected);
     }
 }
