@@ -23,7 +23,10 @@ async fn packets_extend_the_idle_deadline_and_silence_ends_the_connection() {
         dev.writer.send(&Packet::PingReq).await.unwrap();
         match tokio::time::timeout(Duration::from_secs(2), dev.reader.next()).await {
             Ok(Ok(Some(Packet::PingResp))) => {}
-            other => panic!("expected PINGRESP while pinging, got {other:?}; log: {}", s.log()),
+            other => panic!(
+                "expected PINGRESP while pinging, got {other:?}; log: {}",
+                s.log()
+            ),
         }
     }
     // Then silence: the server closes the connection about 3 s after the last ping.
@@ -33,7 +36,10 @@ async fn packets_extend_the_idle_deadline_and_silence_ends_the_connection() {
     })
     .await;
     let after = last.elapsed();
-    assert!(closed.is_ok(), "a silent connection outlived its keep-alive");
+    assert!(
+        closed.is_ok(),
+        "a silent connection outlived its keep-alive"
+    );
     assert!(
         after >= Duration::from_millis(2500),
         "closed {after:?} after the last packet, before the 3 s idle limit"

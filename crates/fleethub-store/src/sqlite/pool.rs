@@ -2,16 +2,25 @@
 
 use super::Durability;
 use crate::{Result, StoreError};
-use rusqlite::Connection;
+use rusqlite::{Connection, Statement};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
-/// A write job. Its flag says whether it runs inside a savepoint of its own (it shares its
-/// transaction with other jobs); it returns whether it succeeded and what to do once the
-/// transaction has ended.
-type Job = Box<dyn FnOnce(&Connection, bool) -> (Completion, bool) + Send>;
+/// A write job: it runs as [`Slot`] says and returns whether it succeeded and what to do once
+/// the transaction has ended.
+type Job = Box<dyn FnOnce(&Connection, Slot<'_, '_>) -> (Completion, bool) + Send>;
+
+/// How a job runs.
+enum Slot<'a, 'c> {
+    /// Alone in its transaction: a failure rolls the transaction back.
+    Alone,
+    /// Beside other jobs, inside a savepoint of its own.
+    Savepoint(&'a mut TxControl<'c>),
+    /// Not at all: no transaction could be started.
+    Refused(String),
+}
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -96,11 +105,13 @@ impl Pool {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn: &Connection, savepoint: bool| {
-            let r = if savepoint {
-                in_savepoint(conn, f)
-            } else {
-                f(conn)
+        let job: Job = Box::new(move |conn: &Connection, slot: Slot<'_, '_>| {
+            let r = match slot {
+                Slot::Alone => f(conn),
+                Slot::Savepoint(tx) => tx.in_savepoint(conn, f),
+                Slot::Refused(e) => Err(StoreError::Backend(format!(
+                    "cannot begin a transaction: {e}"
+                ))),
             };
             let ok = r.is_ok();
             let completion: Completion = Box::new(move |commit_err: Option<&str>| {
@@ -121,26 +132,48 @@ impl Pool {
     }
 }
 
-fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    run(conn, "SAVEPOINT job")?;
-    match f(conn) {
-        Ok(v) => {
-            run(conn, "RELEASE job")?;
-            Ok(v)
-        }
-        Err(e) => {
-            run(conn, "ROLLBACK TO job")?;
-            run(conn, "RELEASE job")?;
-            Err(e)
-        }
-    }
+/// The writer's transaction control, prepared once (parsing it for every job showed in
+/// profiles).
+struct TxControl<'c> {
+    begin: Statement<'c>,
+    commit: Statement<'c>,
+    rollback: Statement<'c>,
+    savepoint: Statement<'c>,
+    release: Statement<'c>,
+    rollback_to: Statement<'c>,
 }
 
-/// Runs a statement without parameters or rows from the connection's statement cache (the
-/// writer runs transaction control for every job: parsing it each time showed in profiles).
-fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([])?;
-    Ok(())
+impl<'c> TxControl<'c> {
+    fn prepare(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Ok(TxControl {
+            begin: conn.prepare("BEGIN IMMEDIATE")?,
+            commit: conn.prepare("COMMIT")?,
+            rollback: conn.prepare("ROLLBACK")?,
+            savepoint: conn.prepare("SAVEPOINT job")?,
+            release: conn.prepare("RELEASE job")?,
+            rollback_to: conn.prepare("ROLLBACK TO job")?,
+        })
+    }
+
+    /// Runs `f` so that when it fails, only its own changes are undone.
+    fn in_savepoint<T>(
+        &mut self,
+        conn: &Connection,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        self.savepoint.execute([])?;
+        match f(conn) {
+            Ok(v) => {
+                self.release.execute([])?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.rollback_to.execute([])?;
+                self.release.execute([])?;
+                Err(e)
+            }
+        }
+    }
 }
 
 #[allow(
@@ -148,32 +181,47 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     reason = "the writer thread owns the connection and closes it when the queue ends"
 )]
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    let mut tx = match TxControl::prepare(&conn) {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::error!(error = %e, "store: cannot prepare the writer's statements");
+            while let Some(job) = rx.blocking_recv() {
+                job(&conn, Slot::Refused(e.to_string())).0(None);
+            }
+            return;
+        }
+    };
     while let Some(first) = rx.blocking_recv() {
-        if let Err(e) = run(&conn, "BEGIN IMMEDIATE") {
+        if let Err(e) = tx.begin.execute([]) {
             tracing::error!(error = %e, "store: cannot begin a transaction");
-            first(&conn, true).0(Some(&e.to_string()));
+            first(&conn, Slot::Refused(e.to_string())).0(None);
             continue;
         }
         // A job alone in its transaction needs no savepoint: when it fails, rolling back the
         // transaction undoes exactly its changes. Jobs that join later get savepoints.
         let alone = rx.is_empty();
-        let (completion, ok) = first(&conn, !alone);
+        let slot = if alone {
+            Slot::Alone
+        } else {
+            Slot::Savepoint(&mut tx)
+        };
+        let (completion, ok) = first(&conn, slot);
         if alone && !ok {
-            let _ = run(&conn, "ROLLBACK");
+            let _ = tx.rollback.execute([]);
             completion(None);
             continue;
         }
         let mut done = vec![completion];
         while done.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => done.push(job(&conn, true).0),
+                Ok(job) => done.push(job(&conn, Slot::Savepoint(&mut tx)).0),
                 Err(_) => break,
             }
         }
-        let commit = run(&conn, "COMMIT");
+        let commit = tx.commit.execute([]);
         let err = commit.as_ref().err().map(std::string::ToString::to_string);
         if err.is_some() {
-            let _ = run(&conn, "ROLLBACK");
+            let _ = tx.rollback.execute([]);
             tracing::error!(error = ?err, "store: commit failed");
         }
         for c in done {
