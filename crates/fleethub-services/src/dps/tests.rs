@@ -444,3 +444,62 @@ async fn initial_twin_depth_and_size_limits() {
     e.initial_twin = with(Some(nest(10)), Some(big(32 * 1024 - 1)));
     d.put_enrollment("dev-tw", e, None).await.unwrap();
 }
+
+#[tokio::test]
+async fn enrollments_show_their_registration_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dps(&dir);
+    let key = keys::generate_key();
+    d.put_enrollment("dev-r", enrollment("dev-r", &key), None)
+        .await
+        .unwrap();
+    d.put_enrollment("dev-idle", enrollment("dev-idle", &key), None)
+        .await
+        .unwrap();
+    // A group device whose registration ID matches no individual enrollment's record.
+    let gkey = keys::generate_key();
+    d.put_group(
+        "grp",
+        EnrollmentGroup {
+            enrollment_group_id: "grp".into(),
+            attestation: AttestationMechanism::symmetric(gkey.clone(), keys::generate_key()),
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(d.get_enrollment("dev-r").await.unwrap().registration_state.is_none());
+
+    register(&d, "dev-r", &key).await.unwrap();
+    let dk = keys::derive_device_key(&gkey, "grp-dev").unwrap();
+    register(&d, "grp-dev", &dk).await.unwrap();
+
+    let shown = d.get_enrollment("DEV-R").await.unwrap();
+    let rs = shown.registration_state.expect("registrationState");
+    assert_eq!(rs.status.as_deref(), Some("assigned"));
+    assert_eq!(rs.assigned_hub.as_deref(), Some(HUB));
+    assert_eq!(rs.device_id.as_deref(), Some("dev-r"));
+
+    let listed = d
+        .query_enrollments(fleethub_storage::PageRequest::default())
+        .await
+        .unwrap();
+    let by_id = |id: &str| {
+        listed
+            .items
+            .iter()
+            .find(|e| e.registration_id == id)
+            .unwrap()
+            .registration_state
+            .clone()
+    };
+    assert_eq!(by_id("dev-r").unwrap().status.as_deref(), Some("assigned"));
+    assert!(by_id("dev-idle").is_none());
+
+    // The record of a group registration is not an individual enrollment's state.
+    d.put_enrollment("grp-dev", enrollment("grp-dev", &key), None)
+        .await
+        .unwrap();
+    assert!(d.get_enrollment("grp-dev").await.unwrap().registration_state.is_none());
+}
