@@ -47,6 +47,7 @@ mod hub;
 mod output;
 mod settings;
 mod transport;
+mod yaml;
 
 pub use args::ClientArgs;
 pub use diagnostics::{DiagnosticsCommand, run_diagnostics};
@@ -62,6 +63,7 @@ pub use hub::{
 };
 pub use output::OutputFormat;
 pub use settings::{Endpoint, SERVER_INFO_FILE, Service};
+pub use yaml::to_yaml;
 
 /// Prints a result: the rendering to stdout, a note to stderr. A closed stdout (`| head`) is
 /// not an error.

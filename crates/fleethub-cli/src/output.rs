@@ -1,5 +1,6 @@
-//! Rendering of command results: pretty JSON (exactly what the server returned) or tables.
+//! Rendering of command results: pretty JSON (exactly what the server returned), YAML or tables.
 
+use crate::yaml::to_yaml;
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::Value;
 
@@ -11,6 +12,8 @@ pub enum OutputFormat {
     Json,
     /// Aligned columns (for people).
     Table,
+    /// YAML (block style), the same data as JSON.
+    Yaml,
 }
 
 /// A table column: header and where its value sits in each item (a JSON pointer).
@@ -66,9 +69,14 @@ impl Outcome {
             (Outcome::List(items, _), OutputFormat::Json) => pretty(&Value::Array(items.clone())),
             (Outcome::Object(v), OutputFormat::Table) => object_table(v),
             (Outcome::List(items, cols), OutputFormat::Table) => list_table(items, cols),
+            (Outcome::Object(v), OutputFormat::Yaml) => to_yaml(v),
+            (Outcome::List(items, _), OutputFormat::Yaml) => to_yaml(&Value::Array(items.clone())),
             (Outcome::Text(t), _) => t.clone(),
             (Outcome::Field(name, value), OutputFormat::Json) => {
                 pretty(&serde_json::json!({ *name: value }))
+            }
+            (Outcome::Field(name, value), OutputFormat::Yaml) => {
+                to_yaml(&serde_json::json!({ *name: value }))
             }
             (Outcome::Field(_, value), OutputFormat::Table) => value.clone(),
             (Outcome::Done(_), _) => String::new(),

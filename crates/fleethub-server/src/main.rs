@@ -24,6 +24,7 @@ enum Output {
     Json,
     Table,
     Text,
+    Yaml,
 }
 
 /// Server settings that flags can override (see docs/configuration.md).
@@ -133,6 +134,7 @@ const INFO_EXAMPLES: &str = "\
 Examples:
   fleethub info --data-dir /var/lib/fleethub
   fleethub info --output json | jq -r .hubServiceConnectionString
+  fleethub info -o yaml
   FLEETHUB_DATA_DIR=/var/lib/fleethub fleethub info --output json";
 
 const COMPLETIONS_EXAMPLES: &str = "\
@@ -167,7 +169,7 @@ enum Command {
     Info {
         #[arg(long, env = "FLEETHUB_DATA_DIR", default_value = "./fleethub-data")]
         data_dir: PathBuf,
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(long, short = 'o', value_enum, default_value = "text")]
         output: Output,
     },
     /// Configuration helpers.
@@ -236,7 +238,7 @@ enum BenchCommand {
         /// DPS host to dial (default: dpsHost of server-info.json; must be in the certificate).
         #[arg(long)]
         dps_host: Option<String>,
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(long, short = 'o', value_enum, default_value = "text")]
         output: Output,
     },
     /// QoS 1 telemetry throughput (publish -> PUBACK) or, with --connect-only, idle
@@ -302,7 +304,7 @@ enum BenchCommand {
         /// Leave the bench devices in the registry.
         #[arg(long)]
         keep_devices: bool,
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(long, short = 'o', value_enum, default_value = "text")]
         output: Output,
         /// Internal: run as a worker process (spec on stdin).
         #[arg(long, hide = true)]
@@ -350,6 +352,7 @@ async fn real_main() -> Result<()> {
             let info = ServerInfo::read(&data_dir)?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&info)?),
+                Output::Yaml => print!("{}", fleethub_cli::to_yaml(&serde_json::to_value(&info)?)),
                 Output::Text | Output::Table => print!("{}", info.banner()),
             }
             Ok(())
@@ -406,6 +409,9 @@ async fn run_bench(cmd: BenchCommand) -> Result<()> {
             let report = fleethub_bench::run_register_bench(opts).await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Yaml => {
+                    print!("{}", fleethub_cli::to_yaml(&serde_json::to_value(&report)?));
+                }
                 Output::Text | Output::Table => println!("{report}"),
             }
             Ok(())
@@ -488,6 +494,9 @@ async fn run_bench(cmd: BenchCommand) -> Result<()> {
             let report = fleethub_bench::run_telemetry_bench(opts).await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Yaml => {
+                    print!("{}", fleethub_cli::to_yaml(&serde_json::to_value(&report)?));
+                }
                 Output::Text | Output::Table => println!("{report}"),
             }
             Ok(())

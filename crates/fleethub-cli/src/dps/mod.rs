@@ -33,8 +33,9 @@ pub enum DpsCommand {
 pub async fn run_dps(cmd: DpsCommand, client: &ClientArgs) -> Result<()> {
     // Offline: no connection settings needed.
     if let DpsCommand::EnrollmentGroup(GroupCommand::ComputeDeviceKey {
-        key,
+        key: Some(key),
         registration_id,
+        ..
     }) = &cmd
     {
         let outcome = Outcome::Text(group::compute_device_key(key, registration_id)?);

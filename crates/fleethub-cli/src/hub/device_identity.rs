@@ -28,10 +28,16 @@ impl DeviceStatus {
 pub enum DeviceIdentityCommand {
     /// Create a device identity (symmetric key; keys are generated unless given).
     Create {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
         /// Mark the device as an IoT Edge device; `--edge-enabled` alone = true.
-        #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+        #[arg(
+            long,
+            visible_alias = "ee",
+            value_name = "true|false",
+            num_args = 0..=1,
+            default_missing_value = "true"
+        )]
         edge_enabled: Option<bool>,
         /// Primary symmetric key (base64 of 16-64 bytes); with --secondary-key.
         #[arg(long, value_name = "KEY", requires = "secondary_key")]
@@ -54,12 +60,12 @@ pub enum DeviceIdentityCommand {
     },
     /// Show one device identity (with its keys).
     Show {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
     },
     /// Change the given fields of a device identity (read, modify, write with If-Match).
     Update {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
         #[arg(long, value_enum)]
         status: Option<DeviceStatus>,
@@ -70,7 +76,13 @@ pub enum DeviceIdentityCommand {
         #[arg(long, value_name = "KEY")]
         secondary_key: Option<String>,
         /// IoT Edge device or not; `--edge-enabled` alone = true.
-        #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+        #[arg(
+            long,
+            visible_alias = "ee",
+            value_name = "true|false",
+            num_args = 0..=1,
+            default_missing_value = "true"
+        )]
         edge_enabled: Option<bool>,
         /// Only update if the identity still has this etag (default: the etag just read).
         #[arg(long)]
@@ -78,7 +90,7 @@ pub enum DeviceIdentityCommand {
     },
     /// Delete a device identity (and its twin, modules and queued messages).
     Delete {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
         /// Only delete if the identity still has this etag (default: whatever it is).
         #[arg(long)]
@@ -94,13 +106,13 @@ pub enum ConnectionStringCommand {
     /// Print `HostName=..;DeviceId=..;SharedAccessKey=..` for a device or module (formatted
     /// here from the identity the registry returns).
     Show {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
         /// Which key to put in the connection string.
         #[arg(long, value_enum, default_value_t = KeyType::Primary)]
         key_type: KeyType,
         /// A module of the device instead of the device itself.
-        #[arg(long)]
+        #[arg(long, short = 'm')]
         module_id: Option<String>,
     },
 }

@@ -6,7 +6,7 @@ mod c2d;
 mod device_identity;
 mod method;
 mod module_identity;
-mod monitor;
+pub(crate) mod monitor;
 mod sas;
 mod twin;
 

@@ -413,6 +413,7 @@ fn monitor_events_options() {
         a,
         MonitorArgs {
             device_id: None,
+            module_id: None,
             consumer_group: "$Default".into(),
             from_start: false,
             from: None,

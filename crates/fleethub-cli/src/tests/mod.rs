@@ -1,6 +1,7 @@
 //! Unit tests: argument parsing, settings resolution, rendering, and the commands against an
 //! in-memory fake of the DPS and hub service APIs.
 
+mod az_names;
 mod commands;
 mod fake;
 mod hub_commands;

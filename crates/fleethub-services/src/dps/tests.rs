@@ -469,7 +469,13 @@ async fn enrollments_show_their_registration_state() {
     )
     .await
     .unwrap();
-    assert!(d.get_enrollment("dev-r").await.unwrap().registration_state.is_none());
+    assert!(
+        d.get_enrollment("dev-r")
+            .await
+            .unwrap()
+            .registration_state
+            .is_none()
+    );
 
     register(&d, "dev-r", &key).await.unwrap();
     let dk = keys::derive_device_key(&gkey, "grp-dev").unwrap();
@@ -501,5 +507,11 @@ async fn enrollments_show_their_registration_state() {
     d.put_enrollment("grp-dev", enrollment("grp-dev", &key), None)
         .await
         .unwrap();
-    assert!(d.get_enrollment("grp-dev").await.unwrap().registration_state.is_none());
+    assert!(
+        d.get_enrollment("grp-dev")
+            .await
+            .unwrap()
+            .registration_state
+            .is_none()
+    );
 }

@@ -137,8 +137,7 @@ mod tests {
         let token = |module: Option<&str>, key: &str| {
             let resource =
                 fleethub_iot_protocol::identity::hub_sas_resource("hub.local", "d1", module);
-            fleethub_core::sas::build_token(&resource, key, clock_unix(&hub) + 3600, None)
-                .unwrap()
+            fleethub_core::sas::build_token(&resource, key, clock_unix(&hub) + 3600, None).unwrap()
         };
         let key = d.authentication.unwrap().keys()[0].to_string();
         let p = hub
@@ -146,14 +145,19 @@ mod tests {
             .await
             .unwrap();
         clock.advance(chrono::Duration::seconds(90));
-        hub.send_telemetry(&p, TelemetryIn::default()).await.unwrap();
+        hub.send_telemetry(&p, TelemetryIn::default())
+            .await
+            .unwrap();
         let twin = hub.service_twin(TwinTarget::Device("d1")).await.unwrap();
         assert_eq!(
             twin.last_activity_time.as_deref(),
             Some("2026-03-01T10:01:30.0000000Z")
         );
         // Queries run over the same view.
-        let listed = hub.list_twins(Default::default()).await.unwrap();
+        let listed = hub
+            .list_twins(fleethub_storage::PageRequest::default())
+            .await
+            .unwrap();
         assert_eq!(listed.items[0].last_activity_time, twin.last_activity_time);
 
         // A module's twin shows the module's own activity.
