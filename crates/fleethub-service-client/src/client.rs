@@ -295,6 +295,16 @@ impl<T: Transport> ServiceClient<T> {
     /// `POST path` with `body` (a query specification), following `x-ms-continuation` until
     /// the last page; each page is a JSON array.
     pub async fn query_pages(&self, path: &str, body: &Value) -> Result<Vec<Value>, Error> {
+        self.query_pages_limit(path, body, None).await
+    }
+
+    /// [`Self::query_pages`], stopping once `limit` items arrived (the rest are not read).
+    pub async fn query_pages_limit(
+        &self,
+        path: &str,
+        body: &Value,
+        limit: Option<usize>,
+    ) -> Result<Vec<Value>, Error> {
         let mut items = Vec::new();
         let mut continuation: Option<String> = None;
         let mut seen = HashSet::new();
@@ -313,6 +323,10 @@ impl<T: Transport> ServiceClient<T> {
                         kind: kind(&other),
                     });
                 }
+            }
+            if let Some(n) = limit.filter(|&n| items.len() >= n) {
+                items.truncate(n);
+                return Ok(items);
             }
             match resp
                 .header("x-ms-continuation")

@@ -7,6 +7,7 @@ mod device_identity;
 mod method;
 mod module_identity;
 pub(crate) mod monitor;
+mod query;
 mod sas;
 mod twin;
 
@@ -15,6 +16,7 @@ pub use device_identity::{ConnectionStringCommand, DeviceIdentityCommand, Device
 pub use method::MethodArgs;
 pub use module_identity::ModuleIdentityCommand;
 pub use monitor::MonitorArgs;
+pub use query::QueryArgs;
 pub use sas::SasArgs;
 pub use twin::DeviceTwinCommand;
 
@@ -47,6 +49,9 @@ pub enum HubCommand {
     /// Sign a SAS token: a device's or module's (with its key, fetched from the registry), or a
     /// shared access policy's (with the key of the connection string).
     GenerateSasToken(SasArgs),
+    /// Run an IoT hub query over device or module twins (projections, COUNT(), GROUP BY,
+    /// devices.modules), every page.
+    Query(QueryArgs),
 }
 
 /// Which of a device's (or module's) two symmetric keys.
@@ -99,6 +104,7 @@ pub(crate) async fn dispatch<T: Transport>(
         HubCommand::InvokeDeviceMethod(a) => method::run(a, client).await,
         HubCommand::C2dMessage(c) => c2d::run(c, client).await,
         HubCommand::GenerateSasToken(a) => sas::run(a, client).await,
+        HubCommand::Query(a) => query::run(a, client).await,
         HubCommand::MonitorEvents(_) => {
             bail!("monitor-events streams its output; it has no single result")
         }

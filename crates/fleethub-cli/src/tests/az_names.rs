@@ -255,3 +255,44 @@ fn monitor_events_filters_by_module() {
     assert!(!module_matches(&device_own, Some("sensor")));
     assert!(module_matches(&device_own, None));
 }
+
+#[test]
+fn hub_query_pages_stops_at_top_and_tables_any_row_shape() {
+    use super::fake::hub_client;
+    let c = hub_client(|req| {
+        assert_eq!((req.method, path(req)), ("POST", "/devices/query"));
+        assert_eq!(
+            super::fake::body(req)["query"],
+            "SELECT tags.fw AS fw, COUNT() AS n FROM devices GROUP BY tags.fw"
+        );
+        match super::fake::header(req, "x-ms-continuation") {
+            None => page(json!([{"fw": "1.0", "n": 2}]), Some("t1")),
+            Some("t1") => page(json!([{"n": 1}]), Some("t2")),
+            other => panic!("read past --top: {other:?}"),
+        }
+    });
+    let Top::Hub {
+        cmd: HubCommand::Query(args),
+        ..
+    } = cmd(&[
+        "hub",
+        "query",
+        "-q",
+        "SELECT tags.fw AS fw, COUNT() AS n FROM devices GROUP BY tags.fw",
+        "--top",
+        "2",
+    ])
+    else {
+        panic!()
+    };
+    let out = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(crate::hub::dispatch(HubCommand::Query(args), &c))
+        .unwrap();
+    assert_eq!(
+        out,
+        Outcome::Rows(vec![json!({"fw": "1.0", "n": 2}), json!({"n": 1})])
+    );
+    assert_eq!(out.render(OutputFormat::Table), "fw   n\n1.0  2\n-    1\n");
+}

@@ -48,6 +48,20 @@ impl Hub {
         })
     }
 
+    /// The module twins of a device as the service API shows them, by module ID (what
+    /// `FROM devices.modules` runs over).
+    pub(crate) async fn module_twins(&self, device_id: &str) -> Result<Vec<Twin>, Error> {
+        let mut twins: Vec<Twin> = self
+            .store
+            .list_modules(device_id)
+            .await?
+            .into_iter()
+            .map(|r| self.finish_twin(r.twin))
+            .collect();
+        twins.sort_by(|a, b| a.module_id.cmp(&b.module_id));
+        Ok(twins)
+    }
+
     fn twin_view(&self, rec: DeviceRecord) -> Twin {
         let DeviceRecord { device, mut twin } = rec;
         twin.device_etag = device.etag.or(twin.device_etag);
