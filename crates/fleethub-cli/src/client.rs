@@ -174,4 +174,17 @@ impl<T: Transport> ServiceClient<T> {
             .await
             .map_err(|e| self.explain(e))
     }
+
+    /// `GET path` page after page (`x-ms-continuation`) until the end or `limit` items.
+    pub(crate) async fn get_pages(
+        &self,
+        path: &str,
+        limit: Option<usize>,
+        page_max: usize,
+    ) -> Result<Vec<Value>> {
+        self.inner
+            .get_pages(path, limit, page_max)
+            .await
+            .map_err(|e| self.explain(e))
+    }
 }

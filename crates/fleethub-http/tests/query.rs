@@ -220,3 +220,36 @@ async fn bad_continuations_and_queries_are_400() {
     assert_hub_error(&r, 400, "ArgumentInvalid");
     assert!(r.json["Message"].as_str().unwrap().contains("GROUP BY"));
 }
+
+#[tokio::test]
+async fn device_list_says_when_more_follow() {
+    let f = fleet().await;
+    let mut seen = Vec::new();
+    let mut continuation: Option<String> = None;
+    for _ in 0..5 {
+        let h: Vec<(&str, &str)> = continuation
+            .iter()
+            .map(|c| ("x-ms-continuation", c.as_str()))
+            .collect();
+        let r = f
+            .hub_svc(Method::GET, &format!("/devices?{API}&top=2"), &h, "")
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        seen.extend(
+            field(r.json.as_array().unwrap(), "deviceId")
+                .into_iter()
+                .map(str::to_string),
+        );
+        continuation = header(&r, "x-ms-continuation").map(str::to_string);
+        if continuation.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, ["d1", "d2", "d3", "d4", "d5"]);
+    // All of them in one page: no continuation.
+    let r = f
+        .hub_svc(Method::GET, &format!("/devices?{API}"), &[], "")
+        .await;
+    assert_eq!(r.json.as_array().unwrap().len(), 5);
+    assert_eq!(header(&r, "x-ms-continuation"), None);
+}

@@ -52,10 +52,10 @@ pub enum DeviceIdentityCommand {
         #[arg(long, value_name = "TEXT")]
         status_reason: Option<String>,
     },
-    /// List device identities (with their keys), in ID order.
+    /// List device identities (with their keys), in ID order: all of them, 1000 per request.
     List {
-        /// At most this many devices (1-1000; the server's default is 1000).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        /// At most this many devices (default: all).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         top: Option<u32>,
     },
     /// Show one device identity (with its keys).
@@ -116,6 +116,9 @@ pub enum ConnectionStringCommand {
         module_id: Option<String>,
     },
 }
+
+/// Devices per `GET /devices` (the server's maximum).
+const LIST_PAGE: usize = 1000;
 
 pub(crate) const LIST_COLUMNS: &[Column] = &[
     col("DEVICE ID", "/deviceId"),
@@ -221,12 +224,9 @@ pub(crate) async fn run<T: Transport>(
             Ok(Outcome::Object(created))
         }
         DeviceIdentityCommand::List { top } => {
-            let query: Vec<(&str, String)> =
-                top.map(|n| ("top", n.to_string())).into_iter().collect();
-            match client.get("/devices", &query).await? {
-                Value::Array(items) => Ok(Outcome::List(items, LIST_COLUMNS)),
-                other => bail!("GET /devices: expected a JSON array, got {other}"),
-            }
+            let limit = top.map(|n| n as usize);
+            let items = client.get_pages("/devices", limit, LIST_PAGE).await?;
+            Ok(Outcome::List(items, LIST_COLUMNS))
         }
         DeviceIdentityCommand::Show { device_id } => Ok(Outcome::Object(
             get_identity(client, &device_id, None).await?,

@@ -7,6 +7,7 @@ mod fake;
 mod hub_commands;
 mod hub_monitor;
 mod hub_parse;
+mod list_paging;
 mod output;
 mod parse;
 mod settings;

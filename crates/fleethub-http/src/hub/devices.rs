@@ -77,7 +77,9 @@ pub(crate) async fn delete(
 }
 
 /// `GET /devices?top=N` (Python) and `GET /devices/` (Node) -> 200 array of up to `top`
-/// (default and maximum 1000) devices in ID order.
+/// (default and maximum 1000) devices in ID order, after the `x-ms-continuation` sent (if
+/// any); the answer carries `x-ms-continuation` when more devices follow (Azure's list stops
+/// at 1000 without saying so; the SDKs ignore the header).
 pub(crate) async fn list(
     State(state): State<HttpState>,
     RawQuery(raw): RawQuery,
@@ -87,7 +89,7 @@ pub(crate) async fn list(
     hub_service(&state, &headers, &[Right::RegistryRead], &peer)?;
     let top = top(raw.as_deref())?;
     let mut devices: Vec<Device> = Vec::new();
-    let mut continuation = None;
+    let mut continuation = page_request(&headers)?.continuation;
     while devices.len() < top {
         let page = state
             .hub
@@ -103,7 +105,13 @@ pub(crate) async fn list(
         }
     }
     devices.truncate(top);
-    Ok(ok_json(&devices))
+    let mut resp = ok_json(&devices);
+    if let Some(c) = continuation
+        && let Ok(v) = axum::http::HeaderValue::from_str(&c)
+    {
+        resp.headers_mut().insert("x-ms-continuation", v);
+    }
+    Ok(resp)
 }
 
 /// `top` (or `$top`) from the query string: 1..=1000, default 1000 (larger values are capped).
