@@ -53,7 +53,7 @@ pub use args::ClientArgs;
 pub use diagnostics::{DiagnosticsCommand, run_diagnostics};
 pub use dps::{
     DpsCommand, EnrollmentCommand, EnrollmentFields, GroupCommand, ProvisioningStatus,
-    RegistrationCommand, run_dps,
+    RegistrationCommand, SimulateArgs, run_dps,
 };
 pub use edge::{DeploymentCommand, EdgeCommand, run_edge};
 pub use hub::{

@@ -110,6 +110,8 @@ route_table! {
     GET "/registrations/{id}" "dps:RegistrationStatusRead" => registrations::get;
     DELETE "/registrations/{id}" "dps:RegistrationStatusWrite" => registrations::delete;
     POST "/registrations/{id}/query" "dps:RegistrationStatusRead" => registrations::query;
+    // fleethub: a dry run of a registration (`fleethub dps simulate`).
+    POST "/registrations/{id}/simulate" "dps:EnrollmentRead" => registrations::simulate;
 
     // Diagnostics (DPS or hub service token).
     GET "/diagnostics/authFailures" "dps:ServiceConfig|hub:RegistryRead" => diagnostics::auth_failures;

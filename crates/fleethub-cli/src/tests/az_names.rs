@@ -296,3 +296,48 @@ fn hub_query_pages_stops_at_top_and_tables_any_row_shape() {
     );
     assert_eq!(out.render(OutputFormat::Table), "fw   n\n1.0  2\n-    1\n");
 }
+
+#[test]
+fn dps_simulate_posts_the_key_in_the_body() {
+    let c = client(|req| {
+        assert_eq!(
+            (req.method, path(req)),
+            ("POST", "/registrations/sensor%2F7/simulate")
+        );
+        assert!(
+            !req.path_and_query.contains("K3y"),
+            "the key stays out of the URL"
+        );
+        assert_eq!(super::fake::body(req), json!({"key": "K3y=="}));
+        json(
+            200,
+            json!({"registrationId": "sensor/7", "result": "assigned"}),
+        )
+    });
+    let Top::Dps { cmd: parsed, .. } = cmd(&[
+        "dps",
+        "simulate",
+        "--registration-id",
+        "sensor/7",
+        "--key",
+        " K3y== ",
+    ]) else {
+        panic!()
+    };
+    let Outcome::Object(v) = run(&c, parsed) else {
+        panic!()
+    };
+    assert_eq!(v["result"], "assigned");
+    let c = client(|req| {
+        assert_eq!(super::fake::body(req), json!({}));
+        json(200, json!({"result": "keyNeeded"}))
+    });
+    let out = run(
+        &c,
+        DpsCommand::Simulate(crate::SimulateArgs {
+            registration_id: "r".into(),
+            key: None,
+        }),
+    );
+    assert_eq!(out, Outcome::Object(json!({"result": "keyNeeded"})));
+}
