@@ -39,6 +39,7 @@
 
 mod args;
 mod client;
+pub(crate) mod device;
 mod diagnostics;
 mod dps;
 mod edge;
@@ -50,6 +51,9 @@ mod transport;
 mod yaml;
 
 pub use args::ClientArgs;
+pub use device::{
+    DeviceArgs, DeviceC2dCommand, DeviceCommand, SendArgs, SimulateDeviceArgs, run_device,
+};
 pub use diagnostics::{DiagnosticsCommand, run_diagnostics};
 pub use dps::{
     DpsCommand, EnrollmentCommand, EnrollmentFields, GroupCommand, ProvisioningStatus,

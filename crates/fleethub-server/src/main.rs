@@ -203,6 +203,16 @@ enum Command {
         #[command(subcommand)]
         cmd: fleethub_cli::EdgeCommand,
     },
+    /// Device-side tools (like `az iot device`): simulate a device, send device-to-cloud
+    /// messages, receive and settle cloud-to-device messages.
+    Device {
+        #[command(flatten)]
+        client: fleethub_cli::ClientArgs,
+        #[command(flatten)]
+        device: fleethub_cli::DeviceArgs,
+        #[command(subcommand)]
+        cmd: fleethub_cli::DeviceCommand,
+    },
     /// Load tools that measure a running server.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -361,6 +371,11 @@ async fn real_main() -> Result<()> {
         Command::Dps { client, cmd } => fleethub_cli::run_dps(cmd, &client).await,
         Command::Hub { client, cmd } => fleethub_cli::run_hub(cmd, &client).await,
         Command::Edge { client, cmd } => fleethub_cli::run_edge(cmd, &client).await,
+        Command::Device {
+            client,
+            device,
+            cmd,
+        } => fleethub_cli::run_device(cmd, &client, &device).await,
         Command::Diagnostics { client, cmd } => fleethub_cli::run_diagnostics(cmd, &client).await,
         Command::Config(ConfigCommand::Show { args }) => {
             print!("{}", toml::to_string_pretty(&args.config()?)?);

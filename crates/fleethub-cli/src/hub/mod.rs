@@ -11,6 +11,7 @@ mod query;
 mod sas;
 mod twin;
 
+pub(crate) use c2d::parse_props;
 pub use c2d::{Ack, C2dCommand};
 pub use device_identity::{ConnectionStringCommand, DeviceIdentityCommand, DeviceStatus};
 pub use method::MethodArgs;
@@ -176,8 +177,6 @@ pub(crate) fn parse_json_value(s: &str) -> Result<Value, String> {
         .map_err(|e| format!("invalid JSON ({e}); a text payload needs JSON quotes, e.g. '\"on\"'"))
 }
 
-#[cfg(test)]
-pub(crate) use c2d::parse_props;
 #[cfg(test)]
 pub(crate) use device_identity::connection_string as device_identity_connection_string;
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod az_names;
 mod commands;
+mod device;
 mod fake;
 mod hub_commands;
 mod hub_monitor;
