@@ -73,8 +73,7 @@ fn receive_prints_data_lock_and_properties_then_rejects() {
 #[test]
 fn nothing_queued_and_settling_by_lock_token() {
     let c = client(|req| match (req.method, path(req)) {
-        ("GET", _) => empty(204),
-        ("POST", "/devices/dev%201/messages/deviceBound/lock-9/abandon") => empty(204),
+        ("GET", _) | ("POST", "/devices/dev%201/messages/deviceBound/lock-9/abandon") => empty(204),
         ("DELETE", "/devices/dev%201/messages/deviceBound/lock-9") => {
             assert!(!req.path_and_query.contains("reject"));
             empty(204)
