@@ -137,6 +137,13 @@ Examples:
   fleethub info -o yaml
   FLEETHUB_DATA_DIR=/var/lib/fleethub fleethub info --output json";
 
+const BACKUP_EXAMPLES: &str = "\
+Examples:
+  fleethub backup --data-dir /var/lib/fleethub --out /root/fleethub-$(date +%F).db
+  systemctl stop fleethub
+  fleethub restore --data-dir /var/lib/fleethub --from /root/fleethub-2026-12-01.db
+  systemctl start fleethub";
+
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
   fleethub completions bash | sudo tee /etc/bash_completion.d/fleethub
@@ -171,6 +178,25 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long, short = 'o', value_enum, default_value = "text")]
         output: Output,
+    },
+    /// Write a consistent, owner-only copy of the store (devices, keys, enrollments, twins,
+    /// the server identity), also while the server runs.
+    #[command(after_help = BACKUP_EXAMPLES)]
+    Backup {
+        #[arg(long, env = "FLEETHUB_DATA_DIR", default_value = "./fleethub-data")]
+        data_dir: PathBuf,
+        /// The backup file to create (must not exist yet).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Put a backup back as the store of a stopped server (the replaced store is kept).
+    #[command(after_help = BACKUP_EXAMPLES)]
+    Restore {
+        #[arg(long, env = "FLEETHUB_DATA_DIR", default_value = "./fleethub-data")]
+        data_dir: PathBuf,
+        /// A file written by `fleethub backup`.
+        #[arg(long = "from", value_name = "FILE")]
+        from: PathBuf,
     },
     /// Configuration helpers.
     #[command(subcommand)]
@@ -365,6 +391,28 @@ async fn real_main() -> Result<()> {
                 Output::Yaml => print!("{}", fleethub_cli::to_yaml(&serde_json::to_value(&info)?)),
                 Output::Text | Output::Table => print!("{}", info.banner()),
             }
+            Ok(())
+        }
+        Command::Backup { data_dir, out } => {
+            let (size, id_scope) = fleethub_server::backup::backup(&data_dir, &out).await?;
+            eprintln!(
+                "wrote {} ({size} bytes, owner-only; ID scope {id_scope}); keep it as private as the data directory",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Restore { data_dir, from } => {
+            let now = fleethub_core::time_util::now_unix();
+            let r = fleethub_server::backup::restore(&data_dir, &from, now).await?;
+            eprintln!(
+                "restored {} into {} (ID scope {}){}",
+                from.display(),
+                data_dir.display(),
+                r.id_scope,
+                r.previous
+                    .map(|p| format!("; the replaced store is kept as {}", p.display()))
+                    .unwrap_or_default()
+            );
             Ok(())
         }
         Command::Bench(cmd) => run_bench(cmd).await,
