@@ -52,8 +52,16 @@ pub enum HubCommand {
     GenerateSasToken(SasArgs),
     /// Run an IoT hub query over device or module twins (projections, COUNT(), GROUP BY,
     /// devices.modules), every page.
+    #[command(after_help = QUERY_EXAMPLES)]
     Query(QueryArgs),
 }
+
+const QUERY_EXAMPLES: &str = "\
+Examples:
+  fleethub hub query -q \"SELECT * FROM devices WHERE tags.environment = 'test'\" -o table
+  fleethub hub query -q \"SELECT deviceId, properties.reported.fw AS fw FROM devices\" --top 10
+  fleethub hub query -q \"SELECT status, COUNT() AS n FROM devices GROUP BY status\" -o table
+  fleethub hub query -q \"SELECT * FROM devices.modules WHERE moduleId = '\\$edgeAgent'\"";
 
 /// Which of a device's (or module's) two symmetric keys.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
