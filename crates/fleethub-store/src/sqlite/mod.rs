@@ -3,6 +3,7 @@
 //! with group commit, a pool of reader connections.
 
 mod auth_failures;
+mod backup;
 mod c2d;
 mod configurations;
 mod consumer_groups;
