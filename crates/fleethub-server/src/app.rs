@@ -87,7 +87,7 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         &tls_files.key,
     )?);
 
-    let shared = Shared::new(store.clone());
+    let shared = Shared::new(store.clone()).with_throttle(cfg.throttle.clone());
     let auth_log = shared.auth_failures.clone();
     let dps = Arc::new(Dps::new(
         &shared,

@@ -6,7 +6,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fleethub_api::{Device, QuerySpecification};
-use fleethub_services::{Hub, Right};
+use fleethub_services::{Hub, Operation, Right};
 use fleethub_services::{Page, PageRequest};
 use serde_json::Value;
 
@@ -37,6 +37,7 @@ pub(crate) async fn put(
     body: Bytes,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, &[Right::RegistryWrite], &peer)?;
+    state.hub.admit(Operation::Registry, None)?;
     let device = device_body(&body, &id)?;
     let saved = state
         .hub
@@ -70,6 +71,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, &[Right::RegistryRead], &peer)?;
+    state.hub.admit(Operation::Registry, None)?;
     Ok(ok_json(&state.hub.get_device(&id).await?))
 }
 
@@ -81,6 +83,7 @@ pub(crate) async fn delete(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, &[Right::RegistryWrite], &peer)?;
+    state.hub.admit(Operation::Registry, None)?;
     state.hub.delete_device(&id, if_match(&headers)).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -94,6 +97,7 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, &[Right::RegistryRead], &peer)?;
+    state.hub.admit(Operation::Registry, None)?;
     let top = top(raw.as_deref())?;
     let mut devices: Vec<Device> = Vec::new();
     let mut continuation = None;

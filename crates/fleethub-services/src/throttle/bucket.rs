@@ -112,16 +112,6 @@ impl GlobalBucket {
             }
         }
     }
-
-    /// Gives back `n` tokens taken at `now` (the operation did not happen after all).
-    pub(crate) fn give_back(&self, now: Nanos, n: u32) {
-        let cost = self.shape.interval.saturating_mul(i64::from(n.max(1)));
-        let _ = self
-            .tat
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                Some((t - cost).max(now))
-            });
-    }
 }
 
 /// One bucket per identity, at most `max` of them remembered.
@@ -258,14 +248,6 @@ mod tests {
             panic!()
         };
         assert!(w <= MAX_DEBT + S, "{w}");
-    }
-
-    #[test]
-    fn give_back_returns_tokens() {
-        let b = GlobalBucket::new(Shape::new(1.0, 1.0).unwrap());
-        assert_eq!(b.take(S, 1, Mode::Refuse), Take::Now);
-        b.give_back(S, 1);
-        assert_eq!(b.take(S, 1, Mode::Refuse), Take::Now);
     }
 
     #[test]
