@@ -276,10 +276,16 @@ mod tests {
         .unwrap();
         let c = Config::from_file(&p).unwrap();
         let d = fleethub_services::ThrottleConfig::default();
-        assert_eq!(c.throttle.device_to_cloud.per_device, 5.0);
-        assert_eq!(c.throttle.device_to_cloud.global, d.device_to_cloud.global);
-        assert_eq!(c.throttle.dps_registrations.global, 16.7);
-        assert_eq!(c.throttle.dps_registrations.burst_secs, 60.0);
+        let d2c = d.device_to_cloud;
+        assert_eq!(
+            c.throttle.device_to_cloud,
+            fleethub_services::throttle::Limit::new(5.0, d2c.global, d2c.burst_secs)
+        );
+        let dps = d.dps_registrations;
+        assert_eq!(
+            c.throttle.dps_registrations,
+            fleethub_services::throttle::Limit::new(dps.per_device, 16.7, 60.0)
+        );
         assert_eq!(c.throttle.twin_reads, d.twin_reads);
         // `fleethub config show` prints every limit, and that reads back.
         let shown = toml::to_string(&c).unwrap();

@@ -270,15 +270,15 @@ async fn mqtt_telemetry_over_the_limit_is_acknowledged_late_and_all_stored() {
     });
 
     // The busy device sends 45 at once: 5 fit the bucket, 40 more take 2 s at 20/s.
-    const N: u16 = 45;
+    let n: u16 = 45;
     let started = Instant::now();
-    for pkid in 1..=N {
+    for pkid in 1..=n {
         let topic = format!("devices/busy/messages/events/%24.mid=busy-{pkid}");
         let p = Publish::new(topic, QoS::AtLeastOnce, pkid, b"{}".to_vec());
         busy.writer.send(&Packet::Publish(p)).await.unwrap();
     }
     let mut acked = Vec::new();
-    while acked.len() < usize::from(N) {
+    while acked.len() < usize::from(n) {
         let p = tokio::time::timeout(Duration::from_secs(20), busy.reader.next())
             .await
             .expect("PUBACKs keep coming")
@@ -289,7 +289,7 @@ async fn mqtt_telemetry_over_the_limit_is_acknowledged_late_and_all_stored() {
         }
     }
     let took = started.elapsed();
-    assert_eq!(acked, (1..=N).collect::<Vec<_>>(), "in order, none missing");
+    assert_eq!(acked, (1..=n).collect::<Vec<_>>(), "in order, none missing");
     assert!(
         took >= Duration::from_millis(1800),
         "45 messages at 20/s with a bucket of 5 must take about 2 s, took {took:?}"
@@ -353,7 +353,7 @@ async fn mqtt_telemetry_over_the_limit_is_acknowledged_late_and_all_stored() {
             }
         }
     }
-    for pkid in 1..=N {
+    for pkid in 1..=n {
         assert!(stored.contains(&format!("busy-{pkid}")), "busy-{pkid} lost");
     }
     for pkid in 1..=10 {

@@ -450,9 +450,11 @@ async fn registrations_over_the_throttle_are_refused_with_a_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     let t = crate::clock::TestClock::new(chrono::Utc::now());
-    let mut limits = crate::ThrottleConfig::default();
-    // Two registrations per device per 10 s; polls unlimited per device.
-    limits.dps_registrations = crate::throttle::Limit::new(0.2, 1000.0, 10.0);
+    // Two registrations per device per 10 s.
+    let limits = crate::ThrottleConfig {
+        dps_registrations: crate::throttle::Limit::new(0.2, 1000.0, 10.0),
+        ..Default::default()
+    };
     let shared =
         Shared::with_clock(store, crate::Clock::from_source(t.clone())).with_throttle(limits);
     let d = Dps::new(

@@ -132,9 +132,8 @@ fn file_tables_change_only_the_keys_they_give() {
     )
     .unwrap();
     let d = ThrottleConfig::default();
-    assert_eq!(c.device_to_cloud.per_device, 5.0);
-    assert_eq!(c.device_to_cloud.global, d.device_to_cloud.global);
-    assert_eq!(c.device_to_cloud.burst_secs, d.device_to_cloud.burst_secs);
+    let want = Limit::new(5.0, d.device_to_cloud.global, d.device_to_cloud.burst_secs);
+    assert_eq!(c.device_to_cloud, want);
     assert_eq!(c.twin_reads, d.twin_reads);
     assert_eq!(c.max_tracked_identities, 9);
     let back: ThrottleConfig = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
