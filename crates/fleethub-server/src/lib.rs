@@ -2,6 +2,7 @@
 //! `main.rs` is the command line on top of it.
 
 pub mod app;
+pub mod bench_saturate;
 pub mod certs;
 pub mod config;
 pub mod data_dir;

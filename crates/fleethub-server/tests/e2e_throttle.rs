@@ -360,3 +360,42 @@ async fn mqtt_telemetry_over_the_limit_is_acknowledged_late_and_all_stored() {
         assert!(stored.contains(&format!("calm-{pkid}")), "calm-{pkid} lost");
     }
 }
+
+/// `fleethub bench saturate` against the real server: over-quota devices are served at their
+/// quota, under-quota devices at what they offer, with no errors and bounded latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturation_bench_is_served_at_the_limit() {
+    let (s, _tmp) = start_with_config("[throttle.device_to_cloud]\nper_device = 20\n");
+    let base = fleethub_bench::TelemetryBenchOptions {
+        inflight: 4,
+        duration: Duration::from_secs(4),
+        warmup: Duration::from_secs(1),
+        host: s.info.hub_host.clone(),
+        dial: Some("127.0.0.1".into()),
+        port: s.mqtt_port,
+        https_port: s.https_port,
+        ca_pem_path: s.ca_pem(),
+        hub_service_connection_string: Some(s.info.hub_service_connection_string.clone()),
+        server_pid: s.child.as_ref().map(std::process::Child::id),
+        launcher: fleethub_bench::Launcher::InProcess,
+        ..Default::default()
+    };
+    let report = fleethub_bench::run_saturate_bench(fleethub_bench::SaturateOptions {
+        base,
+        over_devices: 4,
+        under_devices: 4,
+        under_rate: 4.0,
+        per_device_limit: Some(20.0),
+        global_limit: None,
+    })
+    .await
+    .unwrap();
+    let text = format!("{report}\nlog: {}", s.log());
+    assert_eq!(report.allowed_per_sec, Some(96.0), "{text}");
+    let ratio = report.served_vs_allowed.unwrap();
+    assert!((0.8..=1.1).contains(&ratio), "{text}");
+    assert!(report.over.per_device_per_sec <= 22.0, "{text}");
+    assert_eq!((report.over.errors, report.under.errors), (0, 0), "{text}");
+    assert!(report.under.p99_ms < 1000.0, "{text}");
+    assert!(report.server_rss_max_bytes > 0, "{text}");
+}
