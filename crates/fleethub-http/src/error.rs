@@ -110,6 +110,15 @@ impl ApiError {
         let what = fleethub_core::redact::redact(self.log.as_deref().unwrap_or(&self.message));
         if self.status.is_server_error() {
             tracing::warn!(status, code = self.code, ?shape, "request failed: {what}");
+        } else if self.status == StatusCode::TOO_MANY_REQUESTS {
+            // One line per refused request would flood the log exactly when the server is
+            // overloaded; `/metrics` counts them (`fleethub_throttled_operations_total`).
+            tracing::debug!(
+                status,
+                code = self.code,
+                ?shape,
+                "request throttled: {what}"
+            );
         } else {
             tracing::info!(status, code = self.code, ?shape, "request refused: {what}");
         }

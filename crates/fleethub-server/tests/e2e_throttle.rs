@@ -113,6 +113,17 @@ async fn https_answers_429_with_retry_after_over_the_device_to_cloud_limit() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (head, _) = raw_request(&s, &send(3)).await;
     assert_eq!(status(&head), 204, "{head}");
+    // The refusal is counted, not logged at INFO.
+    let (_, metrics) = raw_request(
+        &s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        metrics.contains("\nfleethub_throttled_operations_total 1\n"),
+        "{metrics}"
+    );
+    assert!(!s.log().contains("throttled"), "{}", s.log());
 }
 
 /// A raw MQTT client on a TLS stream.

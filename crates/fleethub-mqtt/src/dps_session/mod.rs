@@ -206,7 +206,7 @@ impl DpsSession {
             Ok(op) => (200, serde_json::to_vec(&op), None),
             Err(e) => {
                 let (status, body) = crate::errors::dps_response(&e);
-                if !matches!(e, dps::Error::Unauthorized) {
+                if !matches!(e, dps::Error::Unauthorized | dps::Error::Throttled { .. }) {
                     tracing::info!(registration = %self.registration_id, status, "dps request failed: {e}");
                 }
                 let retry = crate::errors::dps_retry_after(&e, retry_after);

@@ -100,6 +100,9 @@ impl Dps {
     /// [`Error::Throttled`].
     fn admit(&self, op: crate::Operation, p: &DpsPrincipal) -> Result<(), Error> {
         let id = p.registration_id.to_ascii_lowercase();
-        Ok(self.throttle.admit(op, Some(&id))?)
+        self.throttle.admit(op, Some(&id)).map_err(|t| {
+            crate::metrics::inc(&self.metrics.throttled);
+            Error::from(t)
+        })
     }
 }

@@ -12,7 +12,10 @@ impl Hub {
     /// # Errors
     /// [`Error::Throttled`] with the seconds after which to retry.
     pub fn admit(&self, op: Operation, identity: Option<&str>) -> Result<(), Error> {
-        Ok(self.throttle.admit(op, identity)?)
+        self.throttle.admit(op, identity).map_err(|t| {
+            crate::metrics::inc(&self.metrics.throttled);
+            Error::from(t)
+        })
     }
 
     /// Admits one operation of class `op` by or on a device or module.
@@ -36,9 +39,13 @@ impl Hub {
     /// before storing (and acknowledging) a run of publishes instead of refusing them.
     pub async fn pace_telemetry(&self, p: &HubPrincipal, messages: usize) {
         let identity = super::presence::identity(&p.device_id, p.module_id.as_deref());
-        self.throttle
+        let waited = self
+            .throttle
             .pace(Operation::DeviceToCloud, &identity, messages)
             .await;
+        if !waited.is_zero() {
+            crate::metrics::inc(&self.metrics.throttled);
+        }
     }
 
     /// The throttles this hub applies.

@@ -200,16 +200,17 @@ impl Throttle {
     }
 
     /// Paces `n` operations of `op` by `identity`: returns once they may be carried out
-    /// (at once while within the limits).
-    pub async fn pace(&self, op: Operation, identity: &str, n: usize) {
-        let wait = self.pace_device(op, identity, n);
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+    /// (at once while within the limits), with the time waited.
+    pub async fn pace(&self, op: Operation, identity: &str, n: usize) -> Duration {
+        let first = self.pace_device(op, identity, n);
+        if !first.is_zero() {
+            tokio::time::sleep(first).await;
         }
-        let wait = self.pace_global(op, n);
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        let second = self.pace_global(op, n);
+        if !second.is_zero() {
+            tokio::time::sleep(second).await;
         }
+        first + second
     }
 
     /// Identities with a per-device bucket remembered in `op`'s class.
