@@ -58,9 +58,9 @@ impl Default for ThrottleConfig {
     fn default() -> Self {
         ThrottleConfig {
             device_to_cloud: Limit::new(1_000.0, 100_000.0, 1.0),
-            twin_reads: Limit::new(100.0, 10_000.0, 1.0),
-            twin_updates: Limit::new(100.0, 10_000.0, 1.0),
-            direct_methods: Limit::new(100.0, 10_000.0, 1.0),
+            twin_reads: Limit::new(1_000.0, 10_000.0, 1.0),
+            twin_updates: Limit::new(1_000.0, 10_000.0, 1.0),
+            direct_methods: Limit::new(1_000.0, 10_000.0, 1.0),
             registry_operations: Limit::new(0.0, 5_000.0, 1.0),
             dps_registrations: Limit::new(10.0, 5_000.0, 1.0),
             dps_operation_status: Limit::new(10.0, 20_000.0, 1.0),
