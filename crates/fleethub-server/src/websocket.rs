@@ -46,7 +46,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// The route handler for [`mqtt_ws::WEBSOCKET_PATH`]. `conn` is the HTTPS connection's
-    /// [`Shutdown`] (see [`counted`]).
+    /// [`Shutdown`] (see `counted`).
     pub fn upgrade(
         &self,
         ws: WebSocketUpgrade,
