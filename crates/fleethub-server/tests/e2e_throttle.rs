@@ -14,6 +14,7 @@ use fleethub_device::tls::TlsStream;
 use fleethub_mqtt_codec::{
     Connect, ConnectReturnCode, FramedRead, FramedWrite, Packet, Publish, QoS, Subscribe,
 };
+use fleethub_store::TelemetryStore;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -354,7 +355,6 @@ async fn mqtt_telemetry_over_the_limit_is_acknowledged_late_and_all_stored() {
     let mut stored = std::collections::HashSet::new();
     let mut after = 0;
     loop {
-        use fleethub_store::TelemetryStore;
         let page = store.read_telemetry(after, 1000).await.unwrap();
         let Some(last) = page.last() else { break };
         after = last.sequence_number;
@@ -409,4 +409,55 @@ async fn saturation_bench_is_served_at_the_limit() {
     assert_eq!((report.over.errors, report.under.errors), (0, 0), "{text}");
     assert!(report.under.p99_ms < 1000.0, "{text}");
     assert!(report.server_rss_max_bytes > 0, "{text}");
+}
+
+/// A device waiting for its PUBACKs under the throttle is still cut off at once when it is
+/// disabled, and what was waiting is not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_ends_a_paced_connection_at_once() {
+    let (mut s, _tmp) =
+        start_with_config("[throttle.device_to_cloud]\nper_device = 1\nburst_secs = 1\n");
+    let hub = service(&s);
+    let key = put_device(&hub, "paced", json!({"deviceId": "paced"})).await;
+    let mut dev = connect(&s, "paced", &key, 3600).await;
+    for pkid in 1..=30u16 {
+        let topic = format!("devices/paced/messages/events/%24.mid=paced-{pkid}");
+        let p = Publish::new(topic, QoS::AtLeastOnce, pkid, b"{}".to_vec());
+        dev.writer.send(&Packet::Publish(p)).await.unwrap();
+    }
+    // At one message per second the last PUBACK is about 30 s away.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let disabled = json!({"deviceId": "paced", "status": "disabled"});
+    let (status, v) = common::device::call(&hub, "PUT", "/devices/paced", Some(&disabled)).await;
+    assert_eq!(status, 200, "{v}");
+    let disabled_at = Instant::now();
+    let mut acked = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match dev.reader.next().await {
+                Ok(Some(Packet::PubAck(id))) => acked.push(id),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return,
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "a disabled device stayed connected while its PUBACKs were paced; log: {}",
+        s.log()
+    );
+    assert!(disabled_at.elapsed() < Duration::from_secs(5));
+    assert!(acked.len() < 10, "{acked:?}");
+    s.kill9();
+    let store = fleethub_store::sqlite::SqliteStore::open(&s.data_dir.join("store.db")).unwrap();
+    let page = store.read_telemetry(0, 1000).await.unwrap();
+    let stored: Vec<&str> = page
+        .iter()
+        .filter_map(|m| m.system_properties.get("message-id").map(String::as_str))
+        .collect();
+    assert!(
+        stored.len() <= acked.len(),
+        "stored {stored:?}, acked {acked:?}"
+    );
 }
