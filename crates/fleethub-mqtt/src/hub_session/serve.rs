@@ -307,10 +307,12 @@ impl Services<HubSession> for HubServices<'_> {
             HubCall::StoreTelemetry { messages, acks } => {
                 // Over a throttle the PUBACKs wait (and this connection reads nothing more
                 // meanwhile); nothing is dropped. Revocation and shutdown cut the wait short.
-                tokio::select! {
-                    () = hub.pace_telemetry(self.principal, messages.len()) => {}
-                    _ = self.revocation.revoked() => {}
-                    () = self.gw.shutting_down() => {}
+                if let Some(wait) = hub.pace_telemetry(self.principal, messages.len()) {
+                    tokio::select! {
+                        () = wait => {}
+                        _ = self.revocation.revoked() => {}
+                        () = self.gw.shutting_down() => {}
+                    }
                 }
                 if self.revocation.reason().is_some() {
                     let result = Err(fleethub_services::hub::Error::Unauthorized);

@@ -181,7 +181,8 @@ impl Throttle {
     /// Takes `n` operations of `op` by `identity` in advance and says how long the caller must
     /// wait before carrying them out: first the device's own bucket, then (after that wait)
     /// the global one, so that a device over its quota takes global tokens only at its own
-    /// rate. Call [`Throttle::pace_global`] after waiting the returned time.
+    /// rate. Call [`Throttle::pace_global`] after waiting the returned time
+    /// (`Hub::pace_telemetry` does both).
     pub fn pace_device(&self, op: Operation, identity: &str, n: usize) -> Duration {
         let class = &self.classes[op.index()];
         match &class.per_device {
@@ -197,20 +198,6 @@ impl Throttle {
             Some(b) => waited(b.take(self.now(), count(n), Mode::Pace)),
             None => Duration::ZERO,
         }
-    }
-
-    /// Paces `n` operations of `op` by `identity`: returns once they may be carried out
-    /// (at once while within the limits), with the time waited.
-    pub async fn pace(&self, op: Operation, identity: &str, n: usize) -> Duration {
-        let first = self.pace_device(op, identity, n);
-        if !first.is_zero() {
-            tokio::time::sleep(first).await;
-        }
-        let second = self.pace_global(op, n);
-        if !second.is_zero() {
-            tokio::time::sleep(second).await;
-        }
-        first + second
     }
 
     /// Identities with a per-device bucket remembered in `op`'s class.

@@ -109,22 +109,6 @@ fn pacing_the_global_bucket_spreads_all_devices_over_the_global_rate() {
     assert_eq!(waits[299], Duration::from_secs(2));
 }
 
-#[tokio::test]
-async fn pace_sleeps_for_the_wait() {
-    let op = Operation::DeviceToCloud;
-    // 10 per second, a bucket of one message.
-    let th = Throttle::new(config(op, Limit::new(10.0, 0.0, 0.1)), Clock::system());
-    let start = std::time::Instant::now();
-    th.pace(op, "d", 1).await;
-    assert!(start.elapsed() < Duration::from_millis(50));
-    th.pace(op, "d", 3).await;
-    let waited = start.elapsed();
-    assert!(
-        waited >= Duration::from_millis(290) && waited <= Duration::from_secs(2),
-        "{waited:?}"
-    );
-}
-
 #[test]
 fn file_tables_change_only_the_keys_they_give() {
     let c: ThrottleConfig = serde_json::from_str(
