@@ -13,6 +13,7 @@ mod presence;
 pub mod registry;
 mod sessions;
 mod telemetry;
+mod throttling;
 pub mod twin;
 mod views;
 
@@ -50,6 +51,7 @@ pub struct Hub {
     methods: methods::PendingMethods,
     c2d_locks: c2d::C2dLocks,
     deployments: deployments::Engine,
+    throttle: Arc<crate::Throttle>,
 }
 
 impl Hub {
@@ -67,6 +69,7 @@ impl Hub {
             methods: methods::PendingMethods::default(),
             c2d_locks: c2d::C2dLocks::default(),
             deployments: deployments::Engine::default(),
+            throttle: shared.throttle.clone(),
         }
     }
 
