@@ -33,7 +33,19 @@ pub(crate) fn dps_status(e: &dps::Error) -> (u16, u32) {
         E::EnrollmentAlreadyExists { .. } | E::GroupAlreadyExists { .. } => (409, 409001),
         E::PreconditionFailed(_) => (412, 412001),
         E::TooLarge(_) => (413, 413001),
+        E::Throttled { .. } => (429, 429001),
         E::Internal(_) => (500, 500001),
+    }
+}
+
+/// The `retry-after` (seconds) of a failed DPS request: a throttle's own wait, else `default`
+/// for the statuses at which the SDKs retry (429 and above), else none.
+pub(crate) fn dps_retry_after(e: &dps::Error, default: u32) -> Option<u32> {
+    match e {
+        dps::Error::Throttled {
+            retry_after_secs, ..
+        } => Some(u32::try_from(*retry_after_secs).unwrap_or(u32::MAX).max(1)),
+        _ => (dps_status(e).0 >= 429).then_some(default.max(1)),
     }
 }
 
@@ -65,6 +77,7 @@ pub(crate) fn hub_status(e: &hub::Error) -> (u16, u32) {
         E::PreconditionFailed(_) | E::LockLost { .. } => (412, 412001),
         E::QueueFull { .. } => (403, 403004),
         E::TooLarge(_) => (413, 413001),
+        E::Throttled { .. } => (429, 429001),
         E::Internal(_) => (500, 500001),
     }
 }
@@ -131,5 +144,25 @@ mod tests {
             hub_status(&hub::Error::TooLarge("big".into())),
             (413, 413001)
         );
+        let throttled = hub::Error::Throttled {
+            what: "twin reads",
+            retry_after_secs: 2,
+        };
+        assert_eq!(hub_status(&throttled), (429, 429001));
+    }
+
+    #[test]
+    fn throttled_dps_requests_carry_their_own_retry_after() {
+        let e = dps::Error::Throttled {
+            what: "device registrations",
+            retry_after_secs: 7,
+        };
+        assert_eq!(dps_status(&e), (429, 429001));
+        assert_eq!(dps_retry_after(&e, 1), Some(7));
+        assert_eq!(
+            dps_retry_after(&dps::Error::Internal("x".into()), 3),
+            Some(3)
+        );
+        assert_eq!(dps_retry_after(&dps::Error::Unauthorized, 3), None);
     }
 }

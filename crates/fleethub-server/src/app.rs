@@ -113,7 +113,7 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         &tls_files.key,
     )?);
 
-    let shared = Shared::new(store.clone());
+    let shared = Shared::new(store.clone()).with_throttle(cfg.throttle.clone());
     let auth_log = shared.auth_failures.clone();
     let dps = Arc::new(Dps::new(
         &shared,
@@ -217,7 +217,9 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
             gateway: ws_gateway,
             max_message_bytes: cfg.max_mqtt_packet_bytes,
         };
-        axum::routing::get(move |ws, peer| std::future::ready(endpoint.upgrade(ws, peer)))
+        axum::routing::get(move |ws, peer, conn| {
+            std::future::ready(endpoint.upgrade(ws, peer, conn))
+        })
     });
     Ok(Server {
         info,
@@ -375,7 +377,7 @@ async fn shutdown_signal() {
 /// How long an MQTT connection may take to finish after shutdown began (the hub session
 /// commits and acknowledges the burst in progress, then closes; a connection still before or
 /// in its CONNECT, or a DPS session, is dropped at this bound).
-const MQTT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const MQTT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// MQTT/TLS connections: one gateway session each; at shutdown a hub session finishes its
 /// in-flight telemetry and closes cleanly ([`Gateway::shutdown`]; devices reconnect).
@@ -419,10 +421,13 @@ impl Handler for HttpsHandler {
         // responses; it learns which ones answer HEAD (no body) as requests reach the router.
         let heads = HeadRequests::default();
         let noted = heads.clone();
+        // A WebSocket upgraded from this connection keeps a clone: it stays counted by the
+        // listener's limit and the shutdown drain after this task has ended.
         let svc = self
             .router
             .clone()
             .layer(axum::Extension(ConnectInfo(peer)))
+            .layer(axum::Extension(shutdown.clone()))
             .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
                 noted.note(req.method());
                 req

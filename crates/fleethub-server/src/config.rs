@@ -69,6 +69,9 @@ pub struct Config {
     /// What an acknowledged write survives: `process` (a killed process) or `power` (also a
     /// power loss: every commit is fsynced before it is acknowledged).
     pub durability: Durability,
+    /// Overload throttles per operation class (`[throttle.device_to_cloud]`, ...): per device
+    /// and global rates, see docs/configuration.md, "Throttling".
+    pub throttle: fleethub_services::ThrottleConfig,
 }
 
 impl Default for Config {
@@ -98,6 +101,7 @@ impl Default for Config {
                 .partition_count,
             max_consumer_groups: fleethub_services::hub::event_hub::DEFAULT_MAX_CONSUMER_GROUPS,
             durability: Durability::Process,
+            throttle: fleethub_services::ThrottleConfig::default(),
         }
     }
 }
@@ -189,6 +193,7 @@ impl Config {
         if self.max_consumer_groups == 0 {
             bail!("max_consumer_groups must be at least 1 ($Default)");
         }
+        self.throttle.validate().map_err(anyhow::Error::msg)?;
         if self.mqtt_port == self.https_port && self.mqtt_port != 0 {
             bail!(
                 "mqtt_port and https_port are both {}: use two ports (8883 and 443)",
@@ -314,6 +319,41 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn throttle_tables_from_file_and_their_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[throttle.device_to_cloud]\nper_device = 5\n[throttle.dps_registrations]\nglobal = 16.7\nburst_secs = 60\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&p).unwrap();
+        let d = fleethub_services::ThrottleConfig::default();
+        let d2c = d.device_to_cloud;
+        assert_eq!(
+            c.throttle.device_to_cloud,
+            fleethub_services::throttle::Limit::new(5.0, d2c.global, d2c.burst_secs)
+        );
+        let dps = d.dps_registrations;
+        assert_eq!(
+            c.throttle.dps_registrations,
+            fleethub_services::throttle::Limit::new(dps.per_device, 16.7, 60.0)
+        );
+        assert_eq!(c.throttle.twin_reads, d.twin_reads);
+        // `fleethub config show` prints every limit, and that reads back.
+        let shown = toml::to_string(&c).unwrap();
+        assert!(shown.contains("[throttle.twin_reads]"), "{shown}");
+        std::fs::write(&p, &shown).unwrap();
+        assert_eq!(Config::from_file(&p).unwrap(), c);
+        std::fs::write(&p, "[throttle.twin_reads]\nper_device = -2\n").unwrap();
+        let e = format!("{:#}", Config::from_file(&p).unwrap_err());
+        assert!(e.contains("throttle.twin_reads.per_device"), "{e}");
+        std::fs::write(&p, "[throttle.telemetry]\nper_device = 2\n").unwrap();
+        let e = format!("{:#}", Config::from_file(&p).unwrap_err());
+        assert!(e.contains("telemetry"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod backup;
+pub mod bench_saturate;
 pub mod certs;
 pub mod config;
 pub mod data_dir;

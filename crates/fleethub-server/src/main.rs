@@ -350,6 +350,10 @@ enum BenchCommand {
         #[arg(long, hide = true)]
         worker: bool,
     },
+    /// Drive the server past its device-to-cloud throttle (over- and under-quota devices
+    /// together); reports the served rate against the limits, the under-quota devices'
+    /// latency and errors, and the server's RSS over the window.
+    Saturate(fleethub_server::bench_saturate::SaturateArgs),
 }
 
 #[derive(Subcommand)]
@@ -482,6 +486,12 @@ async fn run_bench(cmd: BenchCommand) -> Result<()> {
                 Output::Text | Output::Table => println!("{report}"),
             }
             Ok(())
+        }
+        BenchCommand::Saturate(args) => {
+            let worker = ["bench", "telemetry", "--worker"]
+                .map(String::from)
+                .to_vec();
+            fleethub_server::bench_saturate::run(args, worker).await
         }
         BenchCommand::Telemetry { worker: true, .. } => {
             fleethub_bench::telemetry::worker_stdio_main().await

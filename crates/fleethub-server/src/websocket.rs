@@ -5,6 +5,8 @@
 //! `Sec-WebSocket-Protocol`. New transports over WebSocket (e.g. AMQP's `AMQPWSB10`) get a
 //! [`Subprotocol`] variant here.
 
+use crate::listener::Shutdown;
+use axum::Extension;
 use axum::extract::{ConnectInfo, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -43,11 +45,13 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The route handler for [`mqtt_ws::WEBSOCKET_PATH`].
+    /// The route handler for [`mqtt_ws::WEBSOCKET_PATH`]. `conn` is the HTTPS connection's
+    /// [`Shutdown`] (see `counted`).
     pub fn upgrade(
         &self,
         ws: WebSocketUpgrade,
         ConnectInfo(peer): ConnectInfo<SocketAddr>,
+        conn: Option<Extension<Shutdown>>,
     ) -> Response {
         let offered: Vec<&[u8]> = ws
             .requested_protocols()
@@ -68,7 +72,28 @@ impl Endpoint {
         match proto {
             Subprotocol::Mqtt => {
                 let gw = self.gateway.clone();
-                ws.on_upgrade(move |socket| mqtt_ws::serve_websocket(gw, socket, peer.to_string()))
+                ws.on_upgrade(move |socket| {
+                    counted(conn, mqtt_ws::serve_websocket(gw, socket, peer.to_string()))
+                })
+            }
+        }
+    }
+}
+
+/// Runs an upgraded session as part of the HTTPS connection it came from: holding that
+/// connection's [`Shutdown`], it stays counted by the listener's connection limit and by the
+/// shutdown drain, and once shutdown begins it has the MQTT grace period to finish (the hub
+/// and DPS sessions close by themselves at shutdown).
+async fn counted(conn: Option<Extension<Shutdown>>, session: impl Future<Output = ()>) {
+    let Some(Extension(mut shutdown)) = conn else {
+        return session.await;
+    };
+    tokio::pin!(session);
+    tokio::select! {
+        () = &mut session => {}
+        () = shutdown.recv() => {
+            if tokio::time::timeout(crate::app::MQTT_SHUTDOWN_GRACE, session).await.is_err() {
+                tracing::debug!("WebSocket session dropped for shutdown");
             }
         }
     }

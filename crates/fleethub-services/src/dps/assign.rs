@@ -5,6 +5,7 @@
 use super::auth::disabled_reason;
 use super::{Dps, DpsPrincipal, EnrollmentSource, MAX_PAYLOAD_BYTES};
 use crate::dps::Error;
+use crate::throttle::Operation;
 use fleethub_api::{
     AuthenticationMechanism, Capabilities, Device, DeviceRegistration, DeviceRegistrationState,
     InitialTwin, RegistrationOperationStatus, ReprovisionPolicy, SymmetricKeyRegistrationResult,
@@ -56,6 +57,7 @@ impl Dps {
         p: &DpsPrincipal,
         body: DeviceRegistration,
     ) -> Result<RegistrationOperationStatus, Error> {
+        self.admit(Operation::DpsRegistration, p)?;
         if let Some(rid) = &body.registration_id
             && !rid.eq_ignore_ascii_case(&p.registration_id)
         {
@@ -158,6 +160,7 @@ impl Dps {
         p: &DpsPrincipal,
         operation_id: &str,
     ) -> Result<RegistrationOperationStatus, Error> {
+        self.admit(Operation::DpsOperationStatus, p)?;
         let rec = match self.recent.get(operation_id) {
             Some(r) => Some(r),
             None => {

@@ -62,6 +62,7 @@ pub struct Dps {
     recent: recent::RecentOperations,
     /// Called with the device id after each assignment (the hub re-plans its deployments).
     assigned_hook: std::sync::OnceLock<AssignedHook>,
+    throttle: Arc<crate::Throttle>,
 }
 
 /// See [`Dps::on_device_assigned`].
@@ -78,6 +79,7 @@ impl Dps {
             clock: shared.clock.clone(),
             recent: recent::RecentOperations::default(),
             assigned_hook: std::sync::OnceLock::default(),
+            throttle: shared.throttle.clone(),
         }
     }
 
@@ -93,5 +95,16 @@ impl Dps {
 
     pub fn auth_failures(&self) -> &Arc<AuthFailureLog> {
         &self.auth_failures
+    }
+
+    /// The device's request of class `op` passes the DPS throttles (per registration ID,
+    /// case-insensitive like the ID, and per instance) or is refused with
+    /// [`Error::Throttled`].
+    fn admit(&self, op: crate::Operation, p: &DpsPrincipal) -> Result<(), Error> {
+        let id = p.registration_id.to_ascii_lowercase();
+        self.throttle.admit(op, Some(&id)).map_err(|t| {
+            crate::metrics::inc(&self.metrics.throttled);
+            Error::from(t)
+        })
     }
 }

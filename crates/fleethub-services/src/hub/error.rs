@@ -59,6 +59,13 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     TooLarge(String),
+    /// A throttle refused the operation (docs/protocol-notes.md, "Throttling").
+    #[error("{what} are throttled: too many requests; retry after {retry_after_secs} s")]
+    Throttled {
+        /// The operation class, in words (`twin reads`, `device registrations`, ...).
+        what: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -78,6 +85,15 @@ impl Error {
         Error::ModuleNotFound {
             device: device.to_string(),
             module: module.to_string(),
+        }
+    }
+}
+
+impl From<crate::throttle::Throttled> for Error {
+    fn from(t: crate::throttle::Throttled) -> Self {
+        Error::Throttled {
+            what: t.op.describe(),
+            retry_after_secs: t.retry_after_secs(),
         }
     }
 }

@@ -14,6 +14,7 @@ mod presence;
 pub mod registry;
 mod sessions;
 mod telemetry;
+mod throttling;
 pub mod twin;
 mod views;
 
@@ -56,6 +57,7 @@ pub struct Hub {
     c2d_locks: c2d::C2dLocks,
     deployments: deployments::Engine,
     endpoint: event_hub::State,
+    throttle: Arc<crate::Throttle>,
 }
 
 impl Hub {
@@ -74,6 +76,7 @@ impl Hub {
             c2d_locks: c2d::C2dLocks::default(),
             deployments: deployments::Engine::default(),
             endpoint: event_hub::State::default(),
+            throttle: shared.throttle.clone(),
         }
     }
 
