@@ -18,6 +18,8 @@ pub struct Config {
     pub mqtt_port: u16,
     /// HTTPS + MQTT over WebSocket (the SDKs dial 443).
     pub https_port: u16,
+    /// AMQP over TLS (AMQPS: Event Hubs and service clients dial 5671).
+    pub amqp_port: u16,
     /// Host name devices use for DPS (certificate SAN, service connection string HostName).
     /// Unset: the name stored in the data directory (first start: `localhost`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,6 +72,7 @@ impl Default for Config {
             bind: "0.0.0.0".into(),
             mqtt_port: 8883,
             https_port: 443,
+            amqp_port: 5671,
             dps_hostname: None,
             hub_hostname: None,
             extra_sans: None,
@@ -118,6 +121,7 @@ impl Config {
         env_set!("FLEETHUB_BIND", bind);
         env_set!("FLEETHUB_MQTT_PORT", mqtt_port, parse);
         env_set!("FLEETHUB_HTTPS_PORT", https_port, parse);
+        env_set!("FLEETHUB_AMQP_PORT", amqp_port, parse);
         env_set!("FLEETHUB_DPS_HOSTNAME", dps_hostname);
         env_set!("FLEETHUB_HUB_HOSTNAME", hub_hostname);
         env_set!("FLEETHUB_LOG", log);

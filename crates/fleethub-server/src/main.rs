@@ -44,6 +44,9 @@ struct ServeArgs {
     /// HTTPS + MQTT/WebSocket port (default 443).
     #[arg(long)]
     https_port: Option<u16>,
+    /// AMQPS port (default 5671).
+    #[arg(long)]
+    amqp_port: Option<u16>,
     /// DPS host name (default: the one stored in the data directory; first start: localhost).
     #[arg(long)]
     dps_hostname: Option<String>,
@@ -90,6 +93,7 @@ impl ServeArgs {
         set!(bind);
         set!(mqtt_port);
         set!(https_port);
+        set!(amqp_port);
         set!(log);
         set!(log_format);
         set!(durability);

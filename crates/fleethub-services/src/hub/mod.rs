@@ -6,6 +6,7 @@ pub mod c2d;
 pub mod configurations;
 pub mod deployments;
 mod error;
+pub mod feedback;
 mod keys;
 mod methods;
 pub mod modules;
@@ -19,6 +20,7 @@ mod views;
 pub use auth::{AuthKey, HubPrincipal};
 pub use c2d::C2dSend;
 pub use error::{Error, Result};
+pub use feedback::{FeedbackRecord, FeedbackStatus};
 /// Queued cloud-to-device messages, as transports deliver them.
 pub use fleethub_storage::C2dMessage;
 pub use methods::MethodError;
@@ -49,6 +51,7 @@ pub struct Hub {
     presence: presence::Presence,
     methods: methods::PendingMethods,
     c2d_locks: c2d::C2dLocks,
+    feedback: feedback::Feedback,
     deployments: deployments::Engine,
 }
 
@@ -66,6 +69,7 @@ impl Hub {
             presence: presence::Presence::default(),
             methods: methods::PendingMethods::default(),
             c2d_locks: c2d::C2dLocks::default(),
+            feedback: feedback::Feedback::default(),
             deployments: deployments::Engine::default(),
         }
     }
