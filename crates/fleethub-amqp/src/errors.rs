@@ -39,7 +39,13 @@ pub fn hub_error(e: &HubError) -> AmqpErrorFrame {
         | HubError::PreconditionFailed(_)
         | HubError::TwinConflict { .. } => AmqpError::PreconditionFailed.into(),
         HubError::LockLost { .. } => AmqpError::IllegalState.into(),
-        HubError::QueueFull { .. } => AmqpError::ResourceLimitExceeded.into(),
+        HubError::QueueFull { .. } | HubError::TooManyConsumerGroups { .. } => {
+            AmqpError::ResourceLimitExceeded.into()
+        }
+        HubError::PartitionOutOfRange { .. } => custom(ARGUMENT_OUT_OF_RANGE),
+        HubError::ConsumerGroupNotFound(_) => AmqpError::NotFound.into(),
+        HubError::ConsumerGroupExists(_) => AmqpError::PreconditionFailed.into(),
+        HubError::InvalidConsumerGroupName(_) => custom(ARGUMENT_ERROR),
         HubError::Invalid(_) => custom(ARGUMENT_ERROR),
         HubError::TooLarge(_) => LinkError::MessageSizeExceeded.into(),
         HubError::Internal(_) => {
@@ -135,6 +141,12 @@ mod tests {
         let full = hub_error(&HubError::QueueFull { device: "d1".into(), max: 50 });
         assert_eq!(full.condition, ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded));
         assert_eq!(condition(&hub_error(&HubError::Invalid("x".into()))), ARGUMENT_ERROR);
+        assert_eq!(
+            condition(&hub_error(&HubError::PartitionOutOfRange { partition: 9, count: 4 })),
+            ARGUMENT_OUT_OF_RANGE
+        );
+        let cg = hub_error(&HubError::ConsumerGroupNotFound("g".into()));
+        assert_eq!(cg.condition, ErrorCondition::AmqpError(AmqpError::NotFound));
         let internal = hub_error(&HubError::Internal("storage failure".into()));
         assert_eq!(internal.condition, ErrorCondition::AmqpError(AmqpError::InternalError));
     }

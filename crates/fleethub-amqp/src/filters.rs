@@ -2,7 +2,7 @@
 //! (descriptor code `0x0000468C:0x00000004`) holding an SQL-like selector such as
 //! `amqp.annotation.x-opt-offset > '-1'` (see `docs/protocol-notes.md`, "Event Hubs receivers").
 
-use crate::position::EventPosition;
+use fleethub_services::hub::EventPosition;
 use fe2o3_amqp_types::messaging::FilterSet;
 use fe2o3_amqp_types::primitives::Value;
 use serde_amqp::descriptor::Descriptor;

@@ -16,10 +16,10 @@ pub mod cbs;
 pub mod claims;
 mod connection;
 pub mod errors;
+pub mod events;
 pub mod filters;
 mod links;
 mod management;
-pub mod position;
 pub mod request;
 pub mod sasl;
 pub mod websocket;
@@ -92,9 +92,9 @@ impl AmqpService {
         self.shutdown.send_replace(true);
     }
 
-    /// The Event Hubs-compatible name (the hub's name: the first label of its host name).
+    /// The Event Hubs-compatible name (the hub's name).
     fn event_hub_name(&self) -> String {
-        self.host().split('.').next().unwrap_or_default().to_string()
+        self.hub.event_hub_name().to_string()
     }
 
     /// The hub's host name (this endpoint's host).

@@ -7,10 +7,12 @@
 pub mod configuration;
 pub mod dps;
 pub mod error;
+pub mod event_hub;
 pub mod hub;
 pub mod time;
 
 pub use configuration::*;
 pub use dps::*;
 pub use error::*;
+pub use event_hub::*;
 pub use hub::*;

@@ -171,7 +171,9 @@ impl From<hub::Error> for ApiError {
         use hub::Error as E;
         let (status, code, name) = match &e {
             E::Unauthorized => return ApiError::unauthorized(),
-            E::Invalid(_) => (StatusCode::BAD_REQUEST, 400004, "ArgumentInvalid"),
+            E::Invalid(_) | E::InvalidConsumerGroupName(_) => {
+                (StatusCode::BAD_REQUEST, 400004, "ArgumentInvalid")
+            }
             E::DeviceNotFound { .. } => (StatusCode::NOT_FOUND, 404001, "DeviceNotFound"),
             E::ModuleNotFound { .. } => (StatusCode::NOT_FOUND, 404010, "ModuleNotFound"),
             E::ConfigurationNotFound { .. } => {
@@ -205,6 +207,16 @@ impl From<hub::Error> for ApiError {
                 413001,
                 "RequestEntityTooLarge",
             ),
+            E::PartitionOutOfRange { .. } => {
+                (StatusCode::BAD_REQUEST, 400004, "ArgumentOutOfRange")
+            }
+            E::ConsumerGroupNotFound(_) => (StatusCode::NOT_FOUND, 404001, "ConsumerGroupNotFound"),
+            E::ConsumerGroupExists(_) => {
+                (StatusCode::CONFLICT, 409001, "ConsumerGroupAlreadyExists")
+            }
+            E::TooManyConsumerGroups { .. } => {
+                (StatusCode::FORBIDDEN, 403002, "IotHubQuotaExceeded")
+            }
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, 500001, "ServerError"),
         };
         ApiError::new(status, code, name, e.to_string())

@@ -49,14 +49,19 @@ pub(crate) fn hub_status(e: &hub::Error) -> (u16, u32) {
     use hub::Error as E;
     match e {
         E::Unauthorized => (401, 401002),
-        E::Invalid(_) => (400, 400004),
-        E::DeviceNotFound { .. } | E::ModuleNotFound { .. } | E::ConfigurationNotFound { .. } => {
-            (404, 404001)
+        E::Invalid(_) | E::PartitionOutOfRange { .. } | E::InvalidConsumerGroupName(_) => {
+            (400, 400004)
         }
+        E::DeviceNotFound { .. }
+        | E::ModuleNotFound { .. }
+        | E::ConfigurationNotFound { .. }
+        | E::ConsumerGroupNotFound(_) => (404, 404001),
         E::DeviceAlreadyExists { .. }
         | E::ModuleAlreadyExists { .. }
         | E::ConfigurationAlreadyExists { .. }
+        | E::ConsumerGroupExists(_)
         | E::TwinConflict { .. } => (409, 409001),
+        E::TooManyConsumerGroups { .. } => (403, 403002),
         E::PreconditionFailed(_) | E::LockLost { .. } => (412, 412001),
         E::QueueFull { .. } => (403, 403004),
         E::TooLarge(_) => (413, 413001),

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use axum::extract::ConnectInfo;
 use fleethub_http::HttpState;
 use fleethub_mqtt::{Gateway, GatewayConfig, websocket};
+use fleethub_services::hub::EventHubConfig;
 use fleethub_services::{Dps, DpsConfig, Hub, HubConfig, ServiceAuth, Shared};
 use fleethub_store::Store;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -100,14 +101,23 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
             retry_after_secs: cfg.dps_retry_after_secs,
         },
     ));
-    let hub = Arc::new(Hub::new(
-        &shared,
-        HubConfig {
-            host: names.hub.clone(),
-            token_skew_secs: cfg.token_skew_secs,
-        },
-        ident.hub_policies.clone(),
-    ));
+    let hub = Arc::new(
+        Hub::new(
+            &shared,
+            HubConfig {
+                host: names.hub.clone(),
+                token_skew_secs: cfg.token_skew_secs,
+            },
+            ident.hub_policies.clone(),
+        )
+        .with_event_hub(EventHubConfig {
+            partition_count: cfg.partition_count,
+            max_consumer_groups: cfg.max_consumer_groups,
+        }),
+    );
+    hub.start_event_hub()
+        .await
+        .context("cannot open the event hub endpoint of the telemetry log")?;
     {
         let hub = Arc::downgrade(&hub);
         dps.on_device_assigned(Box::new(move |device_id| {

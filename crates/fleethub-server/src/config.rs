@@ -60,6 +60,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How long the built-in endpoint keeps telemetry, hours (Azure: 1 day by default).
     pub telemetry_retention_hours: u64,
+    /// Partitions of the telemetry log (the Event Hub-compatible endpoint), 1 to 128. Only
+    /// honoured when the data directory is created; later the stored count is used and a
+    /// different value here logs a warning that names both.
+    pub partition_count: u32,
+    /// Most consumer groups of the built-in endpoint, `$Default` included (Azure: 20).
+    pub max_consumer_groups: usize,
     /// What an acknowledged write survives: `process` (a killed process) or `power` (also a
     /// power loss: every commit is fsynced before it is acknowledged).
     pub durability: Durability,
@@ -88,6 +94,9 @@ impl Default for Config {
             log: "info".into(),
             log_format: LogFormat::Text,
             telemetry_retention_hours: 24,
+            partition_count: fleethub_services::hub::event_hub::EventHubConfig::default()
+                .partition_count,
+            max_consumer_groups: fleethub_services::hub::event_hub::DEFAULT_MAX_CONSUMER_GROUPS,
             durability: Durability::Process,
         }
     }
@@ -127,6 +136,7 @@ impl Config {
         env_set!("FLEETHUB_LOG", log);
         env_set!("FLEETHUB_LOG_FORMAT", log_format, parse);
         env_set!("FLEETHUB_DURABILITY", durability, parse);
+        env_set!("FLEETHUB_PARTITION_COUNT", partition_count, parse);
         if let Some(v) = get("FLEETHUB_TLS_CERT") {
             self.tls_cert = Some(v.into());
         }
@@ -166,6 +176,18 @@ impl Config {
         }
         if self.http_header_read_timeout_secs == 0 {
             bail!("http_header_read_timeout_secs must be at least 1");
+        }
+        if !(1..=fleethub_services::hub::event_hub::MAX_PARTITION_COUNT)
+            .contains(&self.partition_count)
+        {
+            bail!(
+                "partition_count must be 1 to {}, not {}",
+                fleethub_services::hub::event_hub::MAX_PARTITION_COUNT,
+                self.partition_count
+            );
+        }
+        if self.max_consumer_groups == 0 {
+            bail!("max_consumer_groups must be at least 1 ($Default)");
         }
         if self.mqtt_port == self.https_port && self.mqtt_port != 0 {
             bail!(

@@ -6,6 +6,7 @@
 pub(crate) mod c2d_send;
 pub(crate) mod epochs;
 pub(crate) mod feedback;
+pub(crate) mod partition;
 pub(crate) mod reply;
 
 use crate::addresses::{self, Node};
@@ -17,6 +18,7 @@ use fe2o3_amqp::acceptor::{
 use fe2o3_amqp_types::definitions::{Error as AmqpError, ReceiverSettleMode, Role};
 use fe2o3_amqp_types::messaging::TargetArchetype;
 use fe2o3_amqp_types::performatives::Attach;
+use fe2o3_amqp_types::primitives::Symbol;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -186,9 +188,44 @@ pub(crate) async fn accept(
             refuse(session, attach, errors::redirect(service.host(), service.cfg.port, &target)).await;
             None
         }
-        (Node::Partition { .. }, Role::Receiver) => {
-            refuse(session, attach, errors::not_found("partition receivers are not available yet")).await;
-            None
+        (
+            Node::Partition {
+                event_hub,
+                consumer_group,
+                partition,
+            },
+            Role::Receiver,
+        ) => {
+            let prepared = match partition::prepare(
+                &link,
+                &attach,
+                &event_hub,
+                &consumer_group,
+                &partition,
+                resource,
+            )
+            .await
+            {
+                Ok(p) => p,
+                Err(error) => {
+                    tracing::info!(peer = %ctx.peer, %address, condition = ?error.condition, "amqp: receiver refused: {}", error.description.as_deref().unwrap_or(""));
+                    refuse(session, attach, error).await;
+                    return None;
+                }
+            };
+            let acceptor = if prepared.runtime_metric {
+                link_acceptor()
+                    .into_builder()
+                    .add_offered_capabilities(Symbol::from(partition::RUNTIME_METRIC))
+                    .build()
+            } else {
+                link_acceptor()
+            };
+            let s = match acceptor.accept_incoming_attach(attach, session).await {
+                Ok(LinkEndpoint::Sender(s)) => s,
+                _ => return None,
+            };
+            Some(Box::pin(partition::serve(link, s, prepared)))
         }
         (node, role) => {
             tracing::info!(peer = %ctx.peer, %address, ?role, "amqp: link refused: no such node");

@@ -98,6 +98,7 @@ impl From<StoreError> for Error {
             StoreError::NotFound { .. }
             | StoreError::AlreadyExists { .. }
             | StoreError::QueueFull { .. }
+            | StoreError::LimitReached { .. }
             | StoreError::Backend(_)
             | StoreError::Corrupt { .. } => {
                 tracing::error!(error = %e, "store error");

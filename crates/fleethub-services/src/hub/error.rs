@@ -41,6 +41,19 @@ pub enum Error {
         "the cloud-to-device queue of '{device}' is full ({max} messages): the device must receive or the queue be purged first"
     )]
     QueueFull { device: String, max: usize },
+    /// An Event Hubs partition that the hub does not have.
+    #[error("partition '{partition}' does not exist: the hub has partitions 0 to {}", count.saturating_sub(1))]
+    PartitionOutOfRange { partition: u32, count: u32 },
+    #[error("consumer group '{0}' not found")]
+    ConsumerGroupNotFound(String),
+    #[error("consumer group '{0}' already exists")]
+    ConsumerGroupExists(String),
+    #[error(
+        "consumer group name '{0}' is invalid: 1-50 characters of letters, digits, '.', '_' and '-'"
+    )]
+    InvalidConsumerGroupName(String),
+    #[error("the hub already has the most consumer groups it can have ({max})")]
+    TooManyConsumerGroups { max: usize },
     /// The request is malformed or not allowed as asked.
     #[error("{0}")]
     Invalid(String),
@@ -102,8 +115,13 @@ impl From<StoreError> for Error {
                 max,
             },
             StoreError::InvalidArgument(m) => Error::Invalid(m),
+            StoreError::LimitReached {
+                kind: "consumer group",
+                max,
+            } => Error::TooManyConsumerGroups { max },
             StoreError::NotFound { .. }
             | StoreError::AlreadyExists { .. }
+            | StoreError::LimitReached { .. }
             | StoreError::Backend(_)
             | StoreError::Corrupt { .. } => {
                 tracing::error!(error = %e, "store error");

@@ -6,6 +6,7 @@ pub mod c2d;
 pub mod configurations;
 pub mod deployments;
 mod error;
+pub mod event_hub;
 pub mod feedback;
 mod keys;
 mod methods;
@@ -20,6 +21,10 @@ mod views;
 pub use auth::{AuthKey, HubPrincipal};
 pub use c2d::C2dSend;
 pub use error::{Error, Result};
+pub use event_hub::{
+    ConsumerGroup, DEFAULT_CONSUMER_GROUP, EventHubConfig, EventHubProperties, EventPosition,
+    PartitionEvent, PartitionProperties,
+};
 pub use feedback::{FeedbackRecord, FeedbackStatus};
 /// Queued cloud-to-device messages, as transports deliver them.
 pub use fleethub_storage::C2dMessage;
@@ -53,6 +58,7 @@ pub struct Hub {
     c2d_locks: c2d::C2dLocks,
     feedback: feedback::Feedback,
     deployments: deployments::Engine,
+    endpoint: event_hub::State,
 }
 
 impl Hub {
@@ -71,6 +77,7 @@ impl Hub {
             c2d_locks: c2d::C2dLocks::default(),
             feedback: feedback::Feedback::default(),
             deployments: deployments::Engine::default(),
+            endpoint: event_hub::State::default(),
         }
     }
 

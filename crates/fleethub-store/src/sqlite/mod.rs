@@ -5,9 +5,11 @@
 mod auth_failures;
 mod c2d;
 mod configurations;
+mod consumer_groups;
 mod docs;
 mod dps;
 mod durability;
+mod partitions;
 mod pool;
 mod registry;
 mod schema;
