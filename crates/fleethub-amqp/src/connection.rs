@@ -7,6 +7,8 @@ use crate::links::{self, LinkCtx};
 use crate::sasl::HubSasl;
 use crate::AmqpService;
 use fe2o3_amqp::acceptor::{ConnectionAcceptor, ListenerSessionHandle, SessionAcceptor};
+use fe2o3_amqp_types::definitions::Fields;
+use fe2o3_amqp_types::primitives::{Symbol, Value};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -39,6 +41,9 @@ where
         .max_frame_size(service.cfg.max_frame_size)
         .channel_max(service.cfg.max_sessions_per_connection.saturating_sub(1).min(u16::MAX as usize) as u16)
         .idle_time_out(service.cfg.idle_timeout_ms)
+        // Some clients (Python azure-eventhub's pure-Python AMQP) index every field of Open,
+        // Begin and Attach: the properties, the last field, are always sent.
+        .properties(product_properties())
         .sasl_acceptor(HubSasl::new(service.auth.clone(), claims.clone(), peer.clone()))
         .build();
     let mut conn = match tokio::time::timeout(OPEN_TIMEOUT, acceptor.accept(io)).await {
@@ -63,7 +68,7 @@ where
         tokio::select! {
             incoming = conn.next_incoming_session() => {
                 let Some(incoming) = incoming else { break false };
-                match SessionAcceptor::new().accept_incoming_session(incoming, &mut conn).await {
+                match session_acceptor(&service).accept_incoming_session(incoming, &mut conn).await {
                     Ok(session) => {
                         sessions.spawn(serve_session(ctx.clone(), session));
                     }
@@ -87,6 +92,23 @@ where
     }
     sessions.abort_all();
     tracing::debug!(%peer, transport, "amqp: connection closed");
+}
+
+/// Sessions: handle-max is the connection's link limit (sent explicitly: some clients read it
+/// as a number and fail on the default's absence), properties as in Open.
+fn session_acceptor(service: &AmqpService) -> SessionAcceptor {
+    SessionAcceptor::builder()
+        .handle_max(u32::try_from(service.cfg.max_links_per_connection).unwrap_or(u32::MAX - 1))
+        .properties(product_properties())
+        .build()
+}
+
+/// `product` and `version`: the properties of our Open, Begin and Attach frames.
+pub(crate) fn product_properties() -> Fields {
+    let mut f = Fields::new();
+    f.insert(Symbol::from("product"), Value::String("fleethub".into()));
+    f.insert(Symbol::from("version"), Value::String(env!("CARGO_PKG_VERSION").into()));
+    f
 }
 
 /// Accepts the links of one session until it ends.

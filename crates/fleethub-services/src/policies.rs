@@ -224,9 +224,10 @@ impl ServiceAuth {
                 ),
             ));
         }
+        // IoT Hub clients sign with the decoded key, Event Hubs clients with the key's text.
         let ok = [&policy.primary_key, &policy.secondary_key]
             .into_iter()
-            .any(|k| token.verify_signature(k).unwrap_or(false));
+            .any(|k| token.verify_signature(k).unwrap_or(false) || token.verify_signature_text_key(k));
         if !ok {
             return Err(fail(
                 &name,

@@ -63,6 +63,7 @@ fn link_acceptor() -> LinkAcceptor<
     LinkAcceptor::builder()
         .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
         .fallback_receiver_settle_mode(ReceiverSettleMode::First)
+        .properties(crate::connection::product_properties())
         .build()
 }
 
