@@ -4,6 +4,7 @@
 use crate::claims::Claims;
 use crate::errors;
 use crate::links::{self, LinkCtx};
+use crate::rewind::{Rewind, SASL_HEADER};
 use crate::sasl::HubSasl;
 use crate::AmqpService;
 use fe2o3_amqp::acceptor::{ConnectionAcceptor, ListenerSessionHandle, SessionAcceptor};
@@ -43,10 +44,19 @@ where
         .idle_time_out(service.cfg.idle_timeout_ms)
         // Some clients (Python azure-eventhub's pure-Python AMQP) index every field of Open,
         // Begin and Attach: the properties, the last field, are always sent.
-        .properties(product_properties())
-        .sasl_acceptor(HubSasl::new(service.auth.clone(), claims.clone(), peer.clone()))
-        .build();
-    let mut conn = match tokio::time::timeout(OPEN_TIMEOUT, acceptor.accept(io)).await {
+        .properties(product_properties());
+    let open = async {
+        // SASL or not is the client's choice (its protocol header); without SASL the client
+        // is anonymous until it puts a token on $cbs.
+        let (header, io) = Rewind::read_header(io).await.map_err(|e| e.to_string())?;
+        if header == SASL_HEADER {
+            let sasl = HubSasl::new(service.auth.clone(), claims.clone(), peer.clone());
+            acceptor.sasl_acceptor(sasl).build().accept(io).await.map_err(|e| e.to_string())
+        } else {
+            acceptor.build().accept(io).await.map_err(|e| e.to_string())
+        }
+    };
+    let mut conn = match tokio::time::timeout(OPEN_TIMEOUT, open).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return tracing::info!(%peer, transport, "amqp: connection refused during SASL/open: {e}"),
         Err(_) => return tracing::info!(%peer, transport, "amqp: SASL/open timed out"),

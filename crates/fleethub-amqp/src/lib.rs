@@ -21,6 +21,7 @@ pub mod filters;
 mod links;
 mod management;
 pub mod request;
+pub mod rewind;
 pub mod sasl;
 pub mod websocket;
 
