@@ -107,9 +107,15 @@ mod tests {
         assert_eq!(parse("$management", "hub"), Node::Management);
         assert_eq!(parse("hub/$management", "hub"), Node::Management);
         assert_eq!(parse("/messages/devicebound", "hub"), Node::C2dSend);
-        assert_eq!(parse("/messages/serviceBound/feedback", "hub"), Node::C2dFeedback);
         assert_eq!(
-            parse("amqps://h.example:5671/hub/ConsumerGroups/$Default/Partitions/3", "hub"),
+            parse("/messages/serviceBound/feedback", "hub"),
+            Node::C2dFeedback
+        );
+        assert_eq!(
+            parse(
+                "amqps://h.example:5671/hub/ConsumerGroups/$Default/Partitions/3",
+                "hub"
+            ),
             Node::Partition {
                 event_hub: "hub".into(),
                 consumer_group: "$Default".into(),
@@ -132,7 +138,9 @@ mod tests {
         );
         assert_eq!(
             parse("messages/events", "hub"),
-            Node::HubEvents { rest: String::new() }
+            Node::HubEvents {
+                rest: String::new()
+            }
         );
         assert_eq!(
             parse("hub/ConsumerGroups/$Default", "hub"),
@@ -141,12 +149,18 @@ mod tests {
                 rest: "ConsumerGroups/$Default".into()
             }
         );
-        assert_eq!(parse("devices/d1/messages/events", "hub"), Node::Unknown("devices/d1/messages/events".into()));
+        assert_eq!(
+            parse("devices/d1/messages/events", "hub"),
+            Node::Unknown("devices/d1/messages/events".into())
+        );
     }
 
     #[test]
     fn resources() {
-        assert_eq!(resource("H.example", "amqps://h.example:5671/hub/x/"), "h.example/hub/x");
+        assert_eq!(
+            resource("H.example", "amqps://h.example:5671/hub/x/"),
+            "h.example/hub/x"
+        );
         assert_eq!(resource("h.example", "$cbs"), "h.example/$cbs");
         assert_eq!(path_of("amqps://h.example"), "");
     }

@@ -8,6 +8,7 @@ use fe2o3_amqp_types::messaging::{Body, Data, Message, MessageId, Properties};
 use fe2o3_amqp_types::primitives::{Binary, SimpleValue, Symbol, Timestamp, Value};
 use fleethub_services::hub::{C2dSend, FeedbackRecord};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 /// Content type of a feedback batch.
 pub const FEEDBACK_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.feedback.json";
@@ -15,7 +16,9 @@ pub const FEEDBACK_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.feedba
 /// A malformed cloud-to-device message (refused with `com.microsoft:argument-error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum C2dError {
-    #[error("the message has no 'to' property: set it to /devices/{{deviceId}}/messages/devicebound")]
+    #[error(
+        "the message has no 'to' property: set it to /devices/{{deviceId}}/messages/devicebound"
+    )]
     NoTo,
     #[error("'to' is '{0}': it must be /devices/{{deviceId}}/messages/devicebound")]
     BadTo(String),
@@ -62,7 +65,10 @@ pub fn id_text(id: &MessageId) -> String {
         MessageId::String(s) => s.clone(),
         MessageId::Ulong(n) => n.to_string(),
         MessageId::Uuid(u) => uuid_text(u.as_inner()),
-        MessageId::Binary(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        MessageId::Binary(b) => b.iter().fold(String::new(), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        }),
     }
 }
 
@@ -201,9 +207,18 @@ mod tests {
 
     #[test]
     fn device_ids_from_to() {
-        assert_eq!(device_of("/devices/d1/messages/devicebound"), Ok("d1".into()));
-        assert_eq!(device_of("/devices/a%20b%2Fc/messages/deviceBound"), Ok("a b/c".into()));
-        assert_eq!(device_of("amqps://h/devices/d1/messages/devicebound"), Ok("d1".into()));
+        assert_eq!(
+            device_of("/devices/d1/messages/devicebound"),
+            Ok("d1".into())
+        );
+        assert_eq!(
+            device_of("/devices/a%20b%2Fc/messages/deviceBound"),
+            Ok("a b/c".into())
+        );
+        assert_eq!(
+            device_of("amqps://h/devices/d1/messages/devicebound"),
+            Ok("d1".into())
+        );
         assert!(device_of("/devices/d1/messages/events").is_err());
         assert!(device_of("/devices//messages/devicebound").is_err());
         assert!(device_of("d1").is_err());
@@ -212,8 +227,10 @@ mod tests {
     #[test]
     fn c2d_message_fields() {
         let mut app = ApplicationProperties::default();
-        app.0.insert("iothub-ack".into(), SimpleValue::String("Full".into()));
-        app.0.insert("colour".into(), SimpleValue::String("red".into()));
+        app.0
+            .insert("iothub-ack".into(), SimpleValue::String("Full".into()));
+        app.0
+            .insert("colour".into(), SimpleValue::String("red".into()));
         app.0.insert("n".into(), SimpleValue::Int(3));
         let m: AmqpMessage = Message {
             header: None,
@@ -239,7 +256,10 @@ mod tests {
         assert_eq!(send.correlation_id.as_deref(), Some("7"));
         assert_eq!(send.content_type.as_deref(), Some("application/json"));
         assert_eq!(send.ttl_secs, Some(60));
-        assert_eq!(send.properties.get("colour").map(String::as_str), Some("red"));
+        assert_eq!(
+            send.properties.get("colour").map(String::as_str),
+            Some("red")
+        );
         assert_eq!(send.properties.get("n").map(String::as_str), Some("3"));
         assert!(!send.properties.contains_key("iothub-ack"));
     }

@@ -24,12 +24,29 @@ pub fn handle(req: &AmqpMessage, auth: &ServiceAuth, peer: &str) -> PutToken {
     };
     match request::app_prop(req, "operation") {
         Some("put-token") => {}
-        Some(op) => return refuse(400, format!("unsupported $cbs operation '{op}': use put-token")),
-        None => return refuse(400, "the request has no operation application property".into()),
+        Some(op) => {
+            return refuse(
+                400,
+                format!("unsupported $cbs operation '{op}': use put-token"),
+            );
+        }
+        None => {
+            return refuse(
+                400,
+                "the request has no operation application property".into(),
+            );
+        }
     }
     match request::app_prop(req, "type") {
         Some("servicebus.windows.net:sastoken" | "azure-devices.net:sastoken") => {}
-        Some(t) => return refuse(400, format!("unsupported token type '{t}': send a SAS token (servicebus.windows.net:sastoken)")),
+        Some(t) => {
+            return refuse(
+                400,
+                format!(
+                    "unsupported token type '{t}': send a SAS token (servicebus.windows.net:sastoken)"
+                ),
+            );
+        }
         None => return refuse(400, "the request has no type application property".into()),
     }
     let Some(token) = request::body_text(req) else {
@@ -70,24 +87,51 @@ mod tests {
         let log = Arc::new(AuthFailureLog::new(8));
         let auth = ServiceAuth::new("hub-service", "hub.example".into(), policies, log.clone());
         let exp = Clock::system().unix() + 60;
-        let tok = build_token("sb://hub.example/hub", &service.primary_key, exp, Some("service")).unwrap();
+        let tok = build_token(
+            "sb://hub.example/hub",
+            &service.primary_key,
+            exp,
+            Some("service"),
+        )
+        .unwrap();
         let ok = handle(
-            &request(&[("operation", "put-token"), ("type", "servicebus.windows.net:sastoken"), ("name", "sb://hub.example/hub")], &tok),
+            &request(
+                &[
+                    ("operation", "put-token"),
+                    ("type", "servicebus.windows.net:sastoken"),
+                    ("name", "sb://hub.example/hub"),
+                ],
+                &tok,
+            ),
             &auth,
             "peer",
         );
         assert_eq!(ok.status, 200);
         assert_eq!(ok.grant.unwrap().resource, "hub.example/hub");
         let bad = handle(
-            &request(&[("operation", "put-token"), ("type", "servicebus.windows.net:sastoken")], "SharedAccessSignature sr=x&sig=y&se=1&skn=service"),
+            &request(
+                &[
+                    ("operation", "put-token"),
+                    ("type", "servicebus.windows.net:sastoken"),
+                ],
+                "SharedAccessSignature sr=x&sig=y&se=1&skn=service",
+            ),
             &auth,
             "peer",
         );
         assert_eq!((bad.status, bad.grant.is_none()), (401, true));
         assert_eq!(log.recent(10).len(), 1);
-        let wrong_op = handle(&request(&[("operation", "delete-token")], &tok), &auth, "peer");
+        let wrong_op = handle(
+            &request(&[("operation", "delete-token")], &tok),
+            &auth,
+            "peer",
+        );
         assert_eq!(wrong_op.status, 400);
-        let wrong_type = handle(&request(&[("operation", "put-token"), ("type", "jwt")], &tok), &auth, "peer");
+        let wrong_type = handle(
+            &request(&[("operation", "put-token"), ("type", "jwt")], &tok),
+            &auth,
+            "peer",
+        );
         assert_eq!(wrong_type.status, 400);
     }
 }

@@ -77,9 +77,15 @@ mod tests {
     #[test]
     fn covering_and_renewal() {
         let c = Claims::default();
-        assert_eq!(c.expiry_for("h/hub/ConsumerGroups/$Default/Partitions/0", 100), None);
+        assert_eq!(
+            c.expiry_for("h/hub/ConsumerGroups/$Default/Partitions/0", 100),
+            None
+        );
         c.add(grant("h/hub", 200));
-        assert_eq!(c.expiry_for("h/hub/ConsumerGroups/$Default/Partitions/0", 100), Some(200));
+        assert_eq!(
+            c.expiry_for("h/hub/ConsumerGroups/$Default/Partitions/0", 100),
+            Some(200)
+        );
         assert_eq!(c.expiry_for("h/hub", 200), None, "expired at its expiry");
         assert_eq!(c.expiry_for("h/messages/devicebound", 100), None);
         c.add(grant("h/hub", 300));

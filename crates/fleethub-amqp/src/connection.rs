@@ -1,12 +1,12 @@
 //! One AMQP connection: SASL and Open (fe2o3-amqp's acceptor), then its sessions, each
 //! accepting links and handing every link to the task serving its node (`links`).
 
+use crate::AmqpService;
 use crate::claims::Claims;
 use crate::errors;
 use crate::links::{self, LinkCtx};
 use crate::rewind::{Rewind, SASL_HEADER};
 use crate::sasl::HubSasl;
-use crate::AmqpService;
 use fe2o3_amqp::acceptor::{ConnectionAcceptor, ListenerSessionHandle, SessionAcceptor};
 use fe2o3_amqp_types::definitions::Fields;
 use fe2o3_amqp_types::primitives::{Symbol, Value};
@@ -32,15 +32,25 @@ pub(crate) struct ConnCtx {
     pub replies: links::reply::Replies,
 }
 
-pub(crate) async fn serve<Io>(service: Arc<AmqpService>, io: Io, peer: String, transport: &'static str)
-where
+pub(crate) async fn serve<Io>(
+    service: Arc<AmqpService>,
+    io: Io,
+    peer: String,
+    transport: &'static str,
+) where
     Io: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
     let claims = Arc::new(Claims::default());
     let acceptor = ConnectionAcceptor::builder()
         .container_id(service.host().to_string())
         .max_frame_size(service.cfg.max_frame_size)
-        .channel_max(service.cfg.max_sessions_per_connection.saturating_sub(1).min(u16::MAX as usize) as u16)
+        .channel_max(
+            service
+                .cfg
+                .max_sessions_per_connection
+                .saturating_sub(1)
+                .min(u16::MAX as usize) as u16,
+        )
         .idle_time_out(service.cfg.idle_timeout_ms)
         // Some clients (Python azure-eventhub's pure-Python AMQP) index every field of Open,
         // Begin and Attach: the properties, the last field, are always sent.
@@ -51,14 +61,21 @@ where
         let (header, io) = Rewind::read_header(io).await.map_err(|e| e.to_string())?;
         if header == SASL_HEADER {
             let sasl = HubSasl::new(service.auth.clone(), claims.clone(), peer.clone());
-            acceptor.sasl_acceptor(sasl).build().accept(io).await.map_err(|e| e.to_string())
+            acceptor
+                .sasl_acceptor(sasl)
+                .build()
+                .accept(io)
+                .await
+                .map_err(|e| e.to_string())
         } else {
             acceptor.build().accept(io).await.map_err(|e| e.to_string())
         }
     };
     let mut conn = match tokio::time::timeout(OPEN_TIMEOUT, open).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return tracing::info!(%peer, transport, "amqp: connection refused during SASL/open: {e}"),
+        Ok(Err(e)) => {
+            return tracing::info!(%peer, transport, "amqp: connection refused during SASL/open: {e}");
+        }
         Err(_) => return tracing::info!(%peer, transport, "amqp: SASL/open timed out"),
     };
     tracing::debug!(%peer, transport, "amqp: connection open");
@@ -93,7 +110,11 @@ where
         }
     };
     let closed = if forced {
-        tokio::time::timeout(CLOSE_TIMEOUT, conn.close_with_error(errors::shutting_down())).await
+        tokio::time::timeout(
+            CLOSE_TIMEOUT,
+            conn.close_with_error(errors::shutting_down()),
+        )
+        .await
     } else {
         tokio::time::timeout(CLOSE_TIMEOUT, conn.close()).await
     };
@@ -117,7 +138,10 @@ fn session_acceptor(service: &AmqpService) -> SessionAcceptor {
 pub(crate) fn product_properties() -> Fields {
     let mut f = Fields::new();
     f.insert(Symbol::from("product"), Value::String("fleethub".into()));
-    f.insert(Symbol::from("version"), Value::String(env!("CARGO_PKG_VERSION").into()));
+    f.insert(
+        Symbol::from("version"),
+        Value::String(env!("CARGO_PKG_VERSION").into()),
+    );
     f
 }
 

@@ -22,7 +22,10 @@ fn custom(condition: &str) -> ErrorCondition {
 }
 
 /// An error frame with a condition and a description.
-pub fn error(condition: impl Into<ErrorCondition>, description: impl Into<String>) -> AmqpErrorFrame {
+pub fn error(
+    condition: impl Into<ErrorCondition>,
+    description: impl Into<String>,
+) -> AmqpErrorFrame {
     AmqpErrorFrame::new(condition, Some(description.into()), None)
 }
 
@@ -32,10 +35,12 @@ pub fn hub_error(e: &HubError) -> AmqpErrorFrame {
         HubError::Unauthorized => AmqpError::UnauthorizedAccess.into(),
         HubError::DeviceNotFound { .. }
         | HubError::ModuleNotFound { .. }
-        | HubError::ConfigurationNotFound { .. } => AmqpError::NotFound.into(),
+        | HubError::ConfigurationNotFound { .. }
+        | HubError::ConsumerGroupNotFound(_) => AmqpError::NotFound.into(),
         HubError::DeviceAlreadyExists { .. }
         | HubError::ModuleAlreadyExists { .. }
         | HubError::ConfigurationAlreadyExists { .. }
+        | HubError::ConsumerGroupExists(_)
         | HubError::PreconditionFailed(_)
         | HubError::TwinConflict { .. } => AmqpError::PreconditionFailed.into(),
         HubError::LockLost { .. } => AmqpError::IllegalState.into(),
@@ -43,10 +48,7 @@ pub fn hub_error(e: &HubError) -> AmqpErrorFrame {
             AmqpError::ResourceLimitExceeded.into()
         }
         HubError::PartitionOutOfRange { .. } => custom(ARGUMENT_OUT_OF_RANGE),
-        HubError::ConsumerGroupNotFound(_) => AmqpError::NotFound.into(),
-        HubError::ConsumerGroupExists(_) => AmqpError::PreconditionFailed.into(),
-        HubError::InvalidConsumerGroupName(_) => custom(ARGUMENT_ERROR),
-        HubError::Invalid(_) => custom(ARGUMENT_ERROR),
+        HubError::Invalid(_) | HubError::InvalidConsumerGroupName(_) => custom(ARGUMENT_ERROR),
         HubError::TooLarge(_) => LinkError::MessageSizeExceeded.into(),
         HubError::Internal(_) => {
             tracing::error!(error = %e, "amqp: internal error");
@@ -64,7 +66,9 @@ pub fn unauthorized(description: impl Into<String>) -> AmqpErrorFrame {
 /// The AMQP error of a refused service token.
 pub fn service_auth(e: &ServiceAuthError) -> AmqpErrorFrame {
     match e {
-        ServiceAuthError::Unauthorized => unauthorized("Unauthorized: the token was refused (the reason is in the hub's auth-failure log)"),
+        ServiceAuthError::Unauthorized => unauthorized(
+            "Unauthorized: the token was refused (the reason is in the hub's auth-failure log)",
+        ),
         ServiceAuthError::Forbidden(why) => unauthorized(why.clone()),
     }
 }
@@ -104,7 +108,10 @@ pub fn stolen(description: impl Into<String>) -> AmqpErrorFrame {
 
 /// `amqp:connection:forced`: the server is shutting down.
 pub fn shutting_down() -> AmqpErrorFrame {
-    error(ConnectionError::ConnectionForced, "the server is shutting down")
+    error(
+        ConnectionError::ConnectionForced,
+        "the server is shutting down",
+    )
 }
 
 /// `amqp:link:redirect` with the info Azure's clients read: `hostname`, `network-host`,
@@ -112,12 +119,17 @@ pub fn shutting_down() -> AmqpErrorFrame {
 pub fn redirect(host: &str, port: u16, address: &str) -> AmqpErrorFrame {
     let mut info = Fields::new();
     info.insert(Symbol::from("hostname"), Value::String(host.to_string()));
-    info.insert(Symbol::from("network-host"), Value::String(host.to_string()));
+    info.insert(
+        Symbol::from("network-host"),
+        Value::String(host.to_string()),
+    );
     info.insert(Symbol::from("port"), Value::Int(i32::from(port)));
     info.insert(Symbol::from("address"), Value::String(address.to_string()));
     AmqpErrorFrame::new(
         LinkError::Redirect,
-        Some(format!("redirected to the Event Hubs-compatible endpoint {address}")),
+        Some(format!(
+            "redirected to the Event Hubs-compatible endpoint {address}"
+        )),
         Some(info),
     )
 }
@@ -138,28 +150,49 @@ mod tests {
         let nf = hub_error(&HubError::DeviceNotFound { id: "d1".into() });
         assert_eq!(nf.condition, ErrorCondition::AmqpError(AmqpError::NotFound));
         assert_eq!(nf.description.as_deref(), Some("device 'd1' not found"));
-        let full = hub_error(&HubError::QueueFull { device: "d1".into(), max: 50 });
-        assert_eq!(full.condition, ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded));
-        assert_eq!(condition(&hub_error(&HubError::Invalid("x".into()))), ARGUMENT_ERROR);
+        let full = hub_error(&HubError::QueueFull {
+            device: "d1".into(),
+            max: 50,
+        });
         assert_eq!(
-            condition(&hub_error(&HubError::PartitionOutOfRange { partition: 9, count: 4 })),
+            full.condition,
+            ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded)
+        );
+        assert_eq!(
+            condition(&hub_error(&HubError::Invalid("x".into()))),
+            ARGUMENT_ERROR
+        );
+        assert_eq!(
+            condition(&hub_error(&HubError::PartitionOutOfRange {
+                partition: 9,
+                count: 4
+            })),
             ARGUMENT_OUT_OF_RANGE
         );
         let cg = hub_error(&HubError::ConsumerGroupNotFound("g".into()));
         assert_eq!(cg.condition, ErrorCondition::AmqpError(AmqpError::NotFound));
         let internal = hub_error(&HubError::Internal("storage failure".into()));
-        assert_eq!(internal.condition, ErrorCondition::AmqpError(AmqpError::InternalError));
+        assert_eq!(
+            internal.condition,
+            ErrorCondition::AmqpError(AmqpError::InternalError)
+        );
     }
 
     #[test]
     fn redirect_info() {
-        let e = redirect("hub.example", 5671, "amqps://hub.example:5671/hub/$management");
+        let e = redirect(
+            "hub.example",
+            5671,
+            "amqps://hub.example:5671/hub/$management",
+        );
         assert_eq!(e.condition, ErrorCondition::LinkError(LinkError::Redirect));
         let info = e.info.unwrap();
         assert_eq!(info.get(&Symbol::from("port")), Some(&Value::Int(5671)));
         assert_eq!(
             info.get(&Symbol::from("address")),
-            Some(&Value::String("amqps://hub.example:5671/hub/$management".into()))
+            Some(&Value::String(
+                "amqps://hub.example:5671/hub/$management".into()
+            ))
         );
     }
 }

@@ -31,12 +31,32 @@ pub fn event_message(ev: &PartitionEvent, generation_id: Option<&str>) -> AmqpMe
     let m = &ev.message;
     let enqueued = Timestamp::from_milliseconds(ev.enqueued_time_utc_ms);
     let mut ann = MessageAnnotations::default();
-    annotation(&mut ann, "x-opt-sequence-number", Value::Long(ev.sequence_number));
-    annotation(&mut ann, "x-opt-offset", Value::String(ev.offset.to_string()));
-    annotation(&mut ann, "x-opt-enqueued-time", Value::Timestamp(enqueued.clone()));
-    annotation(&mut ann, "iothub-connection-device-id", Value::String(m.device_id.clone()));
+    annotation(
+        &mut ann,
+        "x-opt-sequence-number",
+        Value::Long(ev.sequence_number),
+    );
+    annotation(
+        &mut ann,
+        "x-opt-offset",
+        Value::String(ev.offset.to_string()),
+    );
+    annotation(
+        &mut ann,
+        "x-opt-enqueued-time",
+        Value::Timestamp(enqueued.clone()),
+    );
+    annotation(
+        &mut ann,
+        "iothub-connection-device-id",
+        Value::String(m.device_id.clone()),
+    );
     if let Some(module) = &m.module_id {
-        annotation(&mut ann, "iothub-connection-module-id", Value::String(module.clone()));
+        annotation(
+            &mut ann,
+            "iothub-connection-module-id",
+            Value::String(module.clone()),
+        );
     }
     annotation(
         &mut ann,
@@ -44,7 +64,11 @@ pub fn event_message(ev: &PartitionEvent, generation_id: Option<&str>) -> AmqpMe
         Value::String(auth_method(m.module_id.is_some())),
     );
     if let Some(g) = generation_id {
-        annotation(&mut ann, "iothub-connection-auth-generation-id", Value::String(g.to_string()));
+        annotation(
+            &mut ann,
+            "iothub-connection-auth-generation-id",
+            Value::String(g.to_string()),
+        );
     }
     annotation(&mut ann, "iothub-enqueuedtime", Value::Timestamp(enqueued));
     let source = m
@@ -55,7 +79,10 @@ pub fn event_message(ev: &PartitionEvent, generation_id: Option<&str>) -> AmqpMe
     annotation(&mut ann, "iothub-message-source", Value::String(source));
     for (k, v) in &m.system_properties {
         // Routing-related system properties IoT Hub also forwards as annotations.
-        if matches!(k.as_str(), "iothub-outputname" | "iothub-interface-id" | "dt-subject" | "iothub-creation-time-utc") {
+        if matches!(
+            k.as_str(),
+            "iothub-outputname" | "iothub-interface-id" | "dt-subject" | "iothub-creation-time-utc"
+        ) {
             annotation(&mut ann, k, Value::String(v.clone()));
         }
     }
@@ -91,7 +118,10 @@ mod tests {
     use std::sync::Arc;
 
     fn get<'a>(m: &'a AmqpMessage, key: &str) -> Option<&'a Value> {
-        m.message_annotations.as_ref()?.0.get(&OwnedKey::Symbol(Symbol::from(key)))
+        m.message_annotations
+            .as_ref()?
+            .0
+            .get(&OwnedKey::Symbol(Symbol::from(key)))
     }
 
     #[test]
@@ -107,10 +137,14 @@ mod tests {
             properties: std::collections::BTreeMap::new(),
             body: b"{\"t\":1}".to_vec(),
         };
-        msg.system_properties.insert("message-id".into(), "mid-1".into());
-        msg.system_properties.insert("content-type".into(), "application/json".into());
-        msg.system_properties.insert("content-encoding".into(), "utf-8".into());
-        msg.system_properties.insert("iothub-message-source".into(), "Telemetry".into());
+        msg.system_properties
+            .insert("message-id".into(), "mid-1".into());
+        msg.system_properties
+            .insert("content-type".into(), "application/json".into());
+        msg.system_properties
+            .insert("content-encoding".into(), "utf-8".into());
+        msg.system_properties
+            .insert("iothub-message-source".into(), "Telemetry".into());
         msg.properties.insert("alert".into(), "yes".into());
         let ev = PartitionEvent {
             partition: 2,
@@ -124,12 +158,26 @@ mod tests {
         assert_eq!(get(&m, "x-opt-offset"), Some(&Value::String("77".into())));
         assert_eq!(
             get(&m, "x-opt-enqueued-time"),
-            Some(&Value::Timestamp(Timestamp::from_milliseconds(1_767_225_600_000)))
+            Some(&Value::Timestamp(Timestamp::from_milliseconds(
+                1_767_225_600_000
+            )))
         );
-        assert_eq!(get(&m, "iothub-connection-device-id"), Some(&Value::String("d1".into())));
-        assert_eq!(get(&m, "iothub-connection-module-id"), Some(&Value::String("m1".into())));
-        assert_eq!(get(&m, "iothub-connection-auth-generation-id"), Some(&Value::String("gen-1".into())));
-        assert_eq!(get(&m, "iothub-message-source"), Some(&Value::String("Telemetry".into())));
+        assert_eq!(
+            get(&m, "iothub-connection-device-id"),
+            Some(&Value::String("d1".into()))
+        );
+        assert_eq!(
+            get(&m, "iothub-connection-module-id"),
+            Some(&Value::String("m1".into()))
+        );
+        assert_eq!(
+            get(&m, "iothub-connection-auth-generation-id"),
+            Some(&Value::String("gen-1".into()))
+        );
+        assert_eq!(
+            get(&m, "iothub-message-source"),
+            Some(&Value::String("Telemetry".into()))
+        );
         let auth = match get(&m, "iothub-connection-auth-method") {
             Some(Value::String(s)) => serde_json::from_str::<serde_json::Value>(s).unwrap(),
             other => panic!("{other:?}"),
@@ -137,8 +185,14 @@ mod tests {
         assert_eq!(auth["scope"], "module");
         let p = m.properties.as_ref().unwrap();
         assert_eq!(p.message_id, Some(MessageId::String("mid-1".into())));
-        assert_eq!(p.content_type.as_ref().map(Symbol::as_str), Some("application/json"));
-        assert_eq!(p.content_encoding.as_ref().map(Symbol::as_str), Some("utf-8"));
+        assert_eq!(
+            p.content_type.as_ref().map(Symbol::as_str),
+            Some("application/json")
+        );
+        assert_eq!(
+            p.content_encoding.as_ref().map(Symbol::as_str),
+            Some("utf-8")
+        );
         let app = &m.application_properties.as_ref().unwrap().0;
         assert_eq!(app.get("alert"), Some(&SimpleValue::String("yes".into())));
         match &m.body {

@@ -2,9 +2,9 @@
 //! (descriptor code `0x0000468C:0x00000004`) holding an SQL-like selector such as
 //! `amqp.annotation.x-opt-offset > '-1'` (see `docs/protocol-notes.md`, "Event Hubs receivers").
 
-use fleethub_services::hub::EventPosition;
 use fe2o3_amqp_types::messaging::FilterSet;
 use fe2o3_amqp_types::primitives::Value;
+use fleethub_services::hub::EventPosition;
 use serde_amqp::descriptor::Descriptor;
 
 /// Symbolic descriptor of the selector filter.
@@ -15,7 +15,9 @@ pub const SELECTOR_FILTER_CODE: u64 = 0x0000_468C_0000_0004;
 /// Why a selector was refused (`amqp:invalid-field` / argument errors on the wire).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
-    #[error("the selector filter '{0}' is not of the form amqp.annotation.<x-opt-offset|x-opt-sequence-number|x-opt-enqueued-time> <>|>=> '<value>'")]
+    #[error(
+        "the selector filter '{0}' is not of the form amqp.annotation.<x-opt-offset|x-opt-sequence-number|x-opt-enqueued-time> <>|>=> '<value>'"
+    )]
     Malformed(String),
     #[error("the selector filter's value '{0}' is not valid for {1}")]
     BadValue(String, &'static str),
@@ -107,21 +109,54 @@ mod tests {
             ("amqp.annotation.x-opt-offset > '-1'", P::Start),
             ("amqp.annotation.x-opt-offset > '@latest'", P::Latest),
             ("amqp.annotation.x-opt-offset >= '@latest'", P::Latest),
-            ("amqp.annotation.x-opt-offset > '42'", P::Offset { offset: 42, inclusive: false }),
-            ("amqp.annotation.x-opt-offset >= '42'", P::Offset { offset: 42, inclusive: true }),
-            ("amqp.annotation.x-opt-offset>='7'", P::Offset { offset: 7, inclusive: true }),
-            ("AMQP.ANNOTATION.X-OPT-OFFSET > 3", P::Offset { offset: 3, inclusive: false }),
+            (
+                "amqp.annotation.x-opt-offset > '42'",
+                P::Offset {
+                    offset: 42,
+                    inclusive: false,
+                },
+            ),
+            (
+                "amqp.annotation.x-opt-offset >= '42'",
+                P::Offset {
+                    offset: 42,
+                    inclusive: true,
+                },
+            ),
+            (
+                "amqp.annotation.x-opt-offset>='7'",
+                P::Offset {
+                    offset: 7,
+                    inclusive: true,
+                },
+            ),
+            (
+                "AMQP.ANNOTATION.X-OPT-OFFSET > 3",
+                P::Offset {
+                    offset: 3,
+                    inclusive: false,
+                },
+            ),
             (
                 "amqp.annotation.x-opt-sequence-number > '5'",
-                P::SequenceNumber { sequence_number: 5, inclusive: false },
+                P::SequenceNumber {
+                    sequence_number: 5,
+                    inclusive: false,
+                },
             ),
             (
                 "amqp.annotation.x-opt-sequence-number >= '-1'",
-                P::SequenceNumber { sequence_number: -1, inclusive: true },
+                P::SequenceNumber {
+                    sequence_number: -1,
+                    inclusive: true,
+                },
             ),
             (
                 "amqp.annotation.x-opt-enqueued-time > '1700000000000'",
-                P::EnqueuedTime { utc_ms: 1_700_000_000_000, inclusive: false },
+                P::EnqueuedTime {
+                    utc_ms: 1_700_000_000_000,
+                    inclusive: false,
+                },
             ),
         ];
         for (s, want) in cases {
@@ -165,7 +200,10 @@ mod tests {
         );
         assert_eq!(
             start_position(Some(&by_name)),
-            Ok(EventPosition::Offset { offset: 9, inclusive: false })
+            Ok(EventPosition::Offset {
+                offset: 9,
+                inclusive: false
+            })
         );
         let by_code = filter(
             Descriptor::Code(SELECTOR_FILTER_CODE),

@@ -29,12 +29,19 @@ pub fn eventhub_body(p: &EventHubProperties) -> Body<Value> {
     map(vec![
         ("name", Value::String(p.name.clone())),
         ("type", Value::String(EVENTHUB_TYPE.into())),
-        ("created_at", Value::Timestamp(Timestamp::from_milliseconds(p.created_at_ms))),
+        (
+            "created_at",
+            Value::Timestamp(Timestamp::from_milliseconds(p.created_at_ms)),
+        ),
         ("partition_count", Value::Int(p.partition_ids.len() as i32)),
         (
             "partition_ids",
             Value::Array(Array::from(
-                p.partition_ids.iter().cloned().map(Value::String).collect::<Vec<_>>(),
+                p.partition_ids
+                    .iter()
+                    .cloned()
+                    .map(Value::String)
+                    .collect::<Vec<_>>(),
             )),
         ),
     ])
@@ -46,9 +53,18 @@ pub fn partition_body(p: &PartitionProperties) -> Body<Value> {
         ("name", Value::String(p.event_hub_name.clone())),
         ("type", Value::String(PARTITION_TYPE.into())),
         ("partition", Value::String(p.partition_id.clone())),
-        ("begin_sequence_number", Value::Long(p.begin_sequence_number)),
-        ("last_enqueued_sequence_number", Value::Long(p.last_enqueued_sequence_number)),
-        ("last_enqueued_offset", Value::String(p.last_enqueued_offset.clone())),
+        (
+            "begin_sequence_number",
+            Value::Long(p.begin_sequence_number),
+        ),
+        (
+            "last_enqueued_sequence_number",
+            Value::Long(p.last_enqueued_sequence_number),
+        ),
+        (
+            "last_enqueued_offset",
+            Value::String(p.last_enqueued_offset.clone()),
+        ),
         (
             "last_enqueued_time_utc",
             Value::Timestamp(Timestamp::from_milliseconds(p.last_enqueued_time_utc_ms)),
@@ -75,49 +91,115 @@ pub(crate) async fn handle(ctx: &ConnCtx, req: &AmqpMessage) -> AmqpMessage {
     let hub = &service.hub;
     if request::app_prop(req, "operation") != Some("READ") {
         let op = request::app_prop(req, "operation").unwrap_or("-");
-        return refuse(req, 400, "amqp:not-implemented", &format!("operation '{op}' is not supported: use READ"));
+        return refuse(
+            req,
+            400,
+            "amqp:not-implemented",
+            &format!("operation '{op}' is not supported: use READ"),
+        );
     }
     let name = request::app_prop(req, "name").unwrap_or_default();
     if !name.eq_ignore_ascii_case(hub.event_hub_name()) {
-        return refuse(req, 404, "amqp:not-found", &format!("the event hub '{name}' does not exist here: its name is '{}'", hub.event_hub_name()));
+        return refuse(
+            req,
+            404,
+            "amqp:not-found",
+            &format!(
+                "the event hub '{name}' does not exist here: its name is '{}'",
+                hub.event_hub_name()
+            ),
+        );
     }
-    let resource = format!("{}/{}", service.host().to_ascii_lowercase(), name.to_ascii_lowercase());
-    if ctx.claims.expiry_for(&resource, service.clock.unix()).is_none() {
+    let resource = format!(
+        "{}/{}",
+        service.host().to_ascii_lowercase(),
+        name.to_ascii_lowercase()
+    );
+    if ctx
+        .claims
+        .expiry_for(&resource, service.clock.unix())
+        .is_none()
+    {
         match request::app_prop(req, "security_token") {
-            Some(token) => match service.auth.authorize_token(token, Right::ServiceConnect, "amqp", Some(&ctx.peer)) {
+            Some(token) => match service.auth.authorize_token(
+                token,
+                Right::ServiceConnect,
+                "amqp",
+                Some(&ctx.peer),
+            ) {
                 Ok(grant) => ctx.claims.add(grant),
                 Err(e) => {
                     let (status, description) = errors::service_auth_status(&e);
                     return refuse(req, status, "com.microsoft:auth-failed", &description);
                 }
             },
-            None => return refuse(req, 401, "com.microsoft:auth-failed", "no valid token covers the event hub: put a SAS token on $cbs first"),
+            None => {
+                return refuse(
+                    req,
+                    401,
+                    "com.microsoft:auth-failed",
+                    "no valid token covers the event hub: put a SAS token on $cbs first",
+                );
+            }
         }
-        if ctx.claims.expiry_for(&resource, service.clock.unix()).is_none() {
-            return refuse(req, 401, "com.microsoft:auth-failed", "the token does not cover the event hub");
+        if ctx
+            .claims
+            .expiry_for(&resource, service.clock.unix())
+            .is_none()
+        {
+            return refuse(
+                req,
+                401,
+                "com.microsoft:auth-failed",
+                "the token does not cover the event hub",
+            );
         }
     }
     match request::app_prop(req, "type") {
-        Some(EVENTHUB_TYPE) => request::reply(req, 200, "OK", eventhub_body(&hub.event_hub_properties())),
+        Some(EVENTHUB_TYPE) => {
+            request::reply(req, 200, "OK", eventhub_body(&hub.event_hub_properties()))
+        }
         Some(PARTITION_TYPE) => {
             let partition = request::app_prop(req, "partition").unwrap_or_default();
             let Ok(n) = partition.parse::<u32>() else {
-                return refuse(req, 400, errors::ARGUMENT_OUT_OF_RANGE, &format!("partition '{partition}' does not exist: the partition ids are 0 to {}", hub.partition_count().saturating_sub(1)));
+                return refuse(
+                    req,
+                    400,
+                    errors::ARGUMENT_OUT_OF_RANGE,
+                    &format!(
+                        "partition '{partition}' does not exist: the partition ids are 0 to {}",
+                        hub.partition_count().saturating_sub(1)
+                    ),
+                );
             };
             match hub.partition_properties(n).await {
                 Ok(p) => request::reply(req, 200, "OK", partition_body(&p)),
                 Err(e) => {
                     let err = errors::hub_error(&e);
                     let condition = match &err.condition {
-                        fe2o3_amqp_types::definitions::ErrorCondition::Custom(s) => s.as_str().to_string(),
+                        fe2o3_amqp_types::definitions::ErrorCondition::Custom(s) => {
+                            s.as_str().to_string()
+                        }
                         _ => "amqp:internal-error".to_string(),
                     };
-                    let status = if condition == errors::ARGUMENT_OUT_OF_RANGE { 400 } else { 500 };
+                    let status = if condition == errors::ARGUMENT_OUT_OF_RANGE {
+                        400
+                    } else {
+                        500
+                    };
                     refuse(req, status, &condition, &e.to_string())
                 }
             }
         }
-        other => refuse(req, 400, "amqp:not-implemented", &format!("type '{}' is not supported: use com.microsoft:eventhub or com.microsoft:partition", other.unwrap_or("-"))),
+        other => refuse(
+            req,
+            400,
+            "amqp:not-implemented",
+            &format!(
+                "type '{}' is not supported: use com.microsoft:eventhub or com.microsoft:partition",
+                other.unwrap_or("-")
+            ),
+        ),
     }
 }
 
@@ -127,7 +209,9 @@ mod tests {
 
     fn get(b: &Body<Value>, key: &str) -> Value {
         match b {
-            Body::Value(AmqpValue(Value::Map(m))) => m.get(&Value::String(key.into())).cloned().unwrap(),
+            Body::Value(AmqpValue(Value::Map(m))) => {
+                m.get(&Value::String(key.into())).cloned().unwrap()
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -140,10 +224,16 @@ mod tests {
             partition_ids: vec!["0".into(), "1".into()],
         });
         assert_eq!(get(&eh, "partition_count"), Value::Int(2));
-        assert_eq!(get(&eh, "created_at"), Value::Timestamp(Timestamp::from_milliseconds(1000)));
+        assert_eq!(
+            get(&eh, "created_at"),
+            Value::Timestamp(Timestamp::from_milliseconds(1000))
+        );
         assert_eq!(
             get(&eh, "partition_ids"),
-            Value::Array(Array::from(vec![Value::String("0".into()), Value::String("1".into())]))
+            Value::Array(Array::from(vec![
+                Value::String("0".into()),
+                Value::String("1".into())
+            ]))
         );
         let p = partition_body(&PartitionProperties {
             event_hub_name: "hub".into(),

@@ -40,10 +40,15 @@ pub fn reply_to(m: &AmqpMessage) -> Option<&str> {
 /// The reply to `request`: status in the application properties, `correlation-id` = the
 /// request's `message-id` (its `correlation-id` when it has no message id), `to` = its
 /// `reply-to`.
-pub fn reply(request: &AmqpMessage, status: i32, description: &str, body: Body<Value>) -> AmqpMessage {
+pub fn reply(
+    request: &AmqpMessage,
+    status: i32,
+    description: &str,
+    body: Body<Value>,
+) -> AmqpMessage {
     let props = request.properties.as_ref();
-    let correlation: Option<MessageId> = props
-        .and_then(|p| p.message_id.clone().or_else(|| p.correlation_id.clone()));
+    let correlation: Option<MessageId> =
+        props.and_then(|p| p.message_id.clone().or_else(|| p.correlation_id.clone()));
     let properties = Properties {
         correlation_id: correlation,
         to: props.and_then(|p| p.reply_to.clone()),
@@ -74,7 +79,8 @@ pub(crate) mod tests {
     pub(crate) fn request(props: &[(&str, &str)], body: &str) -> AmqpMessage {
         let mut app = ApplicationProperties::default();
         for (k, v) in props {
-            app.0.insert((*k).to_string(), SimpleValue::String((*v).to_string()));
+            app.0
+                .insert((*k).to_string(), SimpleValue::String((*v).to_string()));
         }
         Message {
             header: None,

@@ -6,7 +6,7 @@
 use crate::claims::Claims;
 use fe2o3_amqp::acceptor::SaslAcceptor;
 use fe2o3_amqp::acceptor::sasl_acceptor::SaslServerFrame;
-use fe2o3_amqp_types::primitives::{Array, Symbol};
+use fe2o3_amqp_types::primitives::{Array, Binary, Symbol};
 use fe2o3_amqp_types::sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse};
 use fleethub_services::{Right, ServiceAuth};
 use std::sync::Arc;
@@ -36,12 +36,14 @@ impl HubSasl {
 
     fn plain(&self, response: &[u8]) -> SaslCode {
         let mut parts = response.split(|b| *b == 0);
-        let (Some(_authzid), Some(user), Some(password)) = (parts.next(), parts.next(), parts.next())
+        let (Some(_authzid), Some(user), Some(password)) =
+            (parts.next(), parts.next(), parts.next())
         else {
             tracing::info!(peer = %self.peer, "amqp: SASL PLAIN response malformed");
             return SaslCode::Auth;
         };
-        let (Ok(user), Ok(password)) = (std::str::from_utf8(user), std::str::from_utf8(password)) else {
+        let (Ok(user), Ok(password)) = (std::str::from_utf8(user), std::str::from_utf8(password))
+        else {
             return SaslCode::Auth;
         };
         match self
@@ -60,14 +62,22 @@ impl HubSasl {
 
 impl SaslAcceptor for HubSasl {
     fn mechanisms(&self) -> Array<Symbol> {
-        Array::from(MECHANISMS.iter().map(|m| Symbol::from(*m)).collect::<Vec<_>>())
+        Array::from(
+            MECHANISMS
+                .iter()
+                .map(|m| Symbol::from(*m))
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn on_init(&mut self, init: SaslInit) -> SaslServerFrame {
         match init.mechanism.as_str() {
             "ANONYMOUS" | "MSSBCBS" => Self::outcome(SaslCode::Ok),
             "PLAIN" => {
-                let response = init.initial_response.map(|b| b.into_vec()).unwrap_or_default();
+                let response = init
+                    .initial_response
+                    .map(Binary::into_vec)
+                    .unwrap_or_default();
                 Self::outcome(self.plain(&response))
             }
             other => {
@@ -94,7 +104,12 @@ mod tests {
     fn sasl() -> (HubSasl, Arc<Claims>, String) {
         let policies = default_hub_policies();
         let key = policies[1].primary_key.clone();
-        let auth = Arc::new(ServiceAuth::new("hub-service", "hub.example".into(), policies, Arc::new(AuthFailureLog::new(8))));
+        let auth = Arc::new(ServiceAuth::new(
+            "hub-service",
+            "hub.example".into(),
+            policies,
+            Arc::new(AuthFailureLog::new(8)),
+        ));
         let claims = Arc::new(Claims::default());
         (HubSasl::new(auth, claims.clone(), "p".into()), claims, key)
     }
@@ -117,16 +132,37 @@ mod tests {
     #[test]
     fn mechanisms() {
         let (mut s, claims, key) = sasl();
-        assert!(matches!(code(s.on_init(init("MSSBCBS", None))), SaslCode::Ok));
-        assert!(matches!(code(s.on_init(init("ANONYMOUS", None))), SaslCode::Ok));
-        assert!(matches!(code(s.on_init(init("EXTERNAL", None))), SaslCode::Auth));
+        assert!(matches!(
+            code(s.on_init(init("MSSBCBS", None))),
+            SaslCode::Ok
+        ));
+        assert!(matches!(
+            code(s.on_init(init("ANONYMOUS", None))),
+            SaslCode::Ok
+        ));
+        assert!(matches!(
+            code(s.on_init(init("EXTERNAL", None))),
+            SaslCode::Auth
+        ));
         let exp = Clock::system().unix() + 60;
         let tok = build_token("hub.example/messages/events", &key, exp, Some("service")).unwrap();
         let ok = format!("\0service@sas.root.hub\0{tok}").into_bytes();
-        assert!(matches!(code(s.on_init(init("PLAIN", Some(ok)))), SaslCode::Ok));
-        assert_eq!(claims.expiry_for("hub.example/messages/events/x", exp - 10), Some(exp));
+        assert!(matches!(
+            code(s.on_init(init("PLAIN", Some(ok)))),
+            SaslCode::Ok
+        ));
+        assert_eq!(
+            claims.expiry_for("hub.example/messages/events/x", exp - 10),
+            Some(exp)
+        );
         let bad = b"\0service@sas.root.hub\0not-a-token".to_vec();
-        assert!(matches!(code(s.on_init(init("PLAIN", Some(bad)))), SaslCode::Auth));
-        assert!(matches!(code(s.on_init(init("PLAIN", None))), SaslCode::Auth));
+        assert!(matches!(
+            code(s.on_init(init("PLAIN", Some(bad)))),
+            SaslCode::Auth
+        ));
+        assert!(matches!(
+            code(s.on_init(init("PLAIN", None))),
+            SaslCode::Auth
+        ));
     }
 }

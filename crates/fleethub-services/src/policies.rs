@@ -208,7 +208,9 @@ impl ServiceAuth {
                 format!("unknown shared access policy '{name}'"),
             ));
         };
-        let resource = strip_scheme(&token.resource()).trim_end_matches('/').to_ascii_lowercase();
+        let resource = strip_scheme(&token.resource())
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
         let host = self.host.to_ascii_lowercase();
         let under_host = resource == host
             || resource
@@ -227,7 +229,9 @@ impl ServiceAuth {
         // IoT Hub clients sign with the decoded key, Event Hubs clients with the key's text.
         let ok = [&policy.primary_key, &policy.secondary_key]
             .into_iter()
-            .any(|k| token.verify_signature(k).unwrap_or(false) || token.verify_signature_text_key(k));
+            .any(|k| {
+                token.verify_signature(k).unwrap_or(false) || token.verify_signature_text_key(k)
+            });
         if !ok {
             return Err(fail(
                 &name,
@@ -243,7 +247,10 @@ impl ServiceAuth {
             )));
         }
         // `host:port/path` names the same resource as `host/path`.
-        let resource = match resource.strip_prefix(&host).and_then(|r| r.strip_prefix(':')) {
+        let resource = match resource
+            .strip_prefix(&host)
+            .and_then(|r| r.strip_prefix(':'))
+        {
             Some(rest) => format!("{host}{}", rest.find('/').map_or("", |i| &rest[i..])),
             None => resource,
         };
@@ -346,7 +353,13 @@ mod tests {
     }
 
     fn token(resource: &str, policy: &Policy, expiry: u64) -> String {
-        build_token(resource, &policy.primary_key, expiry, Some(&policy.key_name)).unwrap()
+        build_token(
+            resource,
+            &policy.primary_key,
+            expiry,
+            Some(&policy.key_name),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -355,18 +368,31 @@ mod tests {
         let exp = Clock::system().unix() + 600;
         for (resource, granted) in [
             ("sb://hub.example.test/hub", "hub.example.test/hub"),
-            ("amqps://HUB.example.test/messages/events/", "hub.example.test/messages/events"),
+            (
+                "amqps://HUB.example.test/messages/events/",
+                "hub.example.test/messages/events",
+            ),
             ("hub.example.test", "hub.example.test"),
             ("amqps://hub.example.test:5671/hub", "hub.example.test/hub"),
         ] {
             let g = auth
-                .authorize_token(&token(resource, &service, exp), Right::ServiceConnect, "amqp", None)
+                .authorize_token(
+                    &token(resource, &service, exp),
+                    Right::ServiceConnect,
+                    "amqp",
+                    None,
+                )
                 .unwrap();
             assert_eq!(g.resource, granted, "{resource}");
             assert_eq!((g.policy.as_str(), g.expires_unix), ("service", exp));
         }
         let g = auth
-            .authorize_token(&token("sb://hub.example.test/hub", &service, exp), Right::ServiceConnect, "amqp", None)
+            .authorize_token(
+                &token("sb://hub.example.test/hub", &service, exp),
+                Right::ServiceConnect,
+                "amqp",
+                None,
+            )
             .unwrap();
         assert!(g.covers("hub.example.test/hub/ConsumerGroups/$Default/Partitions/0"));
         assert!(!g.covers("hub.example.test/hubx"));
@@ -380,8 +406,20 @@ mod tests {
         let other_host = token("sb://other.example.test/hub", &service, exp);
         let host_prefix = token("sb://hub.example.test.evil/hub", &service, exp);
         let expired = token("sb://hub.example.test/hub", &service, 1000);
-        let device = build_token("hub.example.test/devices/d1", &service.primary_key, exp, None).unwrap();
-        for t in [other_host, host_prefix, expired, device, "garbage".to_string()] {
+        let device = build_token(
+            "hub.example.test/devices/d1",
+            &service.primary_key,
+            exp,
+            None,
+        )
+        .unwrap();
+        for t in [
+            other_host,
+            host_prefix,
+            expired,
+            device,
+            "garbage".to_string(),
+        ] {
             assert_eq!(
                 auth.authorize_token(&t, Right::ServiceConnect, "amqp", None),
                 Err(ServiceAuthError::Unauthorized),
@@ -389,9 +427,19 @@ mod tests {
             );
         }
         let (auth2, _) = hub_auth();
-        let rr = auth2.policies().iter().find(|p| p.key_name == "registryRead").unwrap().clone();
+        let rr = auth2
+            .policies()
+            .iter()
+            .find(|p| p.key_name == "registryRead")
+            .unwrap()
+            .clone();
         assert!(matches!(
-            auth2.authorize_token(&token("hub.example.test", &rr, exp), Right::ServiceConnect, "amqp", None),
+            auth2.authorize_token(
+                &token("hub.example.test", &rr, exp),
+                Right::ServiceConnect,
+                "amqp",
+                None
+            ),
             Err(ServiceAuthError::Forbidden(_))
         ));
     }

@@ -26,7 +26,9 @@ struct Entry {
     stolen: Arc<Notify>,
 }
 
-type State = Mutex<(u64, HashMap<(String, u32), Vec<Entry>>)>;
+/// Receivers per (consumer group, partition).
+type Groups = HashMap<(String, u32), Vec<Entry>>;
+type State = Mutex<(u64, Groups)>;
 
 /// The receivers of every (consumer group, partition).
 #[derive(Default)]
@@ -55,7 +57,7 @@ impl Drop for Registration {
     }
 }
 
-fn lock(state: &State) -> std::sync::MutexGuard<'_, (u64, HashMap<(String, u32), Vec<Entry>>)> {
+fn lock(state: &State) -> std::sync::MutexGuard<'_, (u64, Groups)> {
     state
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -63,7 +65,12 @@ fn lock(state: &State) -> std::sync::MutexGuard<'_, (u64, HashMap<(String, u32),
 
 impl Epochs {
     /// Registers a receiver; displaces lower epochs.
-    pub fn register(&self, group: &str, partition: u32, epoch: Option<i64>) -> Result<Registration, Refusal> {
+    pub fn register(
+        &self,
+        group: &str,
+        partition: u32,
+        epoch: Option<i64>,
+    ) -> Result<Registration, Refusal> {
         let key = (group.to_ascii_lowercase(), partition);
         let mut s = lock(&self.state);
         s.0 += 1;
@@ -73,7 +80,9 @@ impl Epochs {
         match (epoch, owner) {
             (Some(e), Some(o)) if e < o => return Err(Refusal::Owned { owner_epoch: o }),
             (None, Some(o)) => return Err(Refusal::Owned { owner_epoch: o }),
-            (None, None) if entries.len() >= MAX_NON_EPOCH_RECEIVERS => return Err(Refusal::TooMany),
+            (None, None) if entries.len() >= MAX_NON_EPOCH_RECEIVERS => {
+                return Err(Refusal::TooMany);
+            }
             _ => {}
         }
         if let Some(e) = epoch {
@@ -112,20 +121,37 @@ mod tests {
         let plain = e.register("$Default", 0, None).unwrap();
         let one = e.register("$default", 0, Some(1)).unwrap();
         // The receiver without an epoch was displaced.
-        tokio::time::timeout(std::time::Duration::from_secs(1), plain.stolen.notified()).await.unwrap();
-        assert_eq!(e.register("$Default", 0, None).err(), Some(Refusal::Owned { owner_epoch: 1 }));
-        assert_eq!(e.register("$Default", 0, Some(0)).err(), Some(Refusal::Owned { owner_epoch: 1 }));
+        tokio::time::timeout(std::time::Duration::from_secs(1), plain.stolen.notified())
+            .await
+            .unwrap();
+        assert_eq!(
+            e.register("$Default", 0, None).err(),
+            Some(Refusal::Owned { owner_epoch: 1 })
+        );
+        assert_eq!(
+            e.register("$Default", 0, Some(0)).err(),
+            Some(Refusal::Owned { owner_epoch: 1 })
+        );
         let same = e.register("$Default", 0, Some(1)).unwrap();
         let two = e.register("$Default", 0, Some(2)).unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(1), one.stolen.notified()).await.unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(1), same.stolen.notified()).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(1), one.stolen.notified())
+            .await
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(1), same.stolen.notified())
+            .await
+            .unwrap();
         // Other partitions and groups are independent.
         let _other = e.register("$Default", 1, None).unwrap();
         let _g = e.register("g2", 0, None).unwrap();
         drop((one, same, two, plain));
         // Once the owner left, receivers without epoch may attach again, up to the limit.
-        let many: Vec<_> = (0..MAX_NON_EPOCH_RECEIVERS).map(|_| e.register("$Default", 0, None).unwrap()).collect();
-        assert_eq!(e.register("$Default", 0, None).err(), Some(Refusal::TooMany));
+        let many: Vec<_> = (0..MAX_NON_EPOCH_RECEIVERS)
+            .map(|_| e.register("$Default", 0, None).unwrap())
+            .collect();
+        assert_eq!(
+            e.register("$Default", 0, None).err(),
+            Some(Refusal::TooMany)
+        );
         drop(many);
     }
 }

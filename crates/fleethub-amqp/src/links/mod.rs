@@ -16,7 +16,7 @@ use fe2o3_amqp::acceptor::{
     LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SupportedReceiverSettleModes,
 };
 use fe2o3_amqp_types::definitions::{Error as AmqpError, ReceiverSettleMode, Role};
-use fe2o3_amqp_types::messaging::TargetArchetype;
+use fe2o3_amqp_types::messaging::{Source, Target, TargetArchetype};
 use fe2o3_amqp_types::performatives::Attach;
 use fe2o3_amqp_types::primitives::Symbol;
 use std::future::Future;
@@ -54,12 +54,12 @@ fn address_of(attach: &Attach) -> Option<String> {
     }
 }
 
+/// fe2o3-amqp's link acceptor with its default dynamic-terminus handlers.
+type Acceptor = LinkAcceptor<fn(Source) -> Option<Source>, fn(Target) -> Option<Target>>;
+
 /// The link acceptor of every link: receiver-settle-mode `first` only (a delivery is settled by
 /// our one disposition, as Azure does; clients asking for `second` get `first`).
-fn link_acceptor() -> LinkAcceptor<
-    fn(fe2o3_amqp_types::messaging::Source) -> Option<fe2o3_amqp_types::messaging::Source>,
-    fn(fe2o3_amqp_types::messaging::Target) -> Option<fe2o3_amqp_types::messaging::Target>,
-> {
+fn link_acceptor() -> Acceptor {
     LinkAcceptor::builder()
         .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
         .fallback_receiver_settle_mode(ReceiverSettleMode::First)
@@ -70,7 +70,10 @@ fn link_acceptor() -> LinkAcceptor<
 /// Accepts the link and closes it at once with `error`.
 pub(crate) async fn refuse(session: &mut ListenerSessionHandle, attach: Attach, error: AmqpError) {
     let name = attach.name.clone();
-    match link_acceptor().accept_incoming_attach(attach, session).await {
+    match link_acceptor()
+        .accept_incoming_attach(attach, session)
+        .await
+    {
         Ok(LinkEndpoint::Sender(s)) => {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, s.close_with_error(error)).await;
         }
@@ -86,7 +89,10 @@ async fn accept_sender(
     session: &mut ListenerSessionHandle,
     attach: Attach,
 ) -> Option<fe2o3_amqp::Sender> {
-    match link_acceptor().accept_incoming_attach(attach, session).await {
+    match link_acceptor()
+        .accept_incoming_attach(attach, session)
+        .await
+    {
         Ok(LinkEndpoint::Sender(s)) => Some(s),
         Ok(LinkEndpoint::Receiver(_)) => None,
         Err(e) => {
@@ -101,7 +107,10 @@ async fn accept_receiver(
     session: &mut ListenerSessionHandle,
     attach: Attach,
 ) -> Option<fe2o3_amqp::Receiver> {
-    match link_acceptor().accept_incoming_attach(attach, session).await {
+    match link_acceptor()
+        .accept_incoming_attach(attach, session)
+        .await
+    {
         Ok(LinkEndpoint::Receiver(r)) => Some(r),
         Ok(LinkEndpoint::Sender(_)) => None,
         Err(e) => {
@@ -121,7 +130,12 @@ pub(crate) async fn accept(
     let service = &ctx.service;
     let event_hub = service.event_hub_name();
     let Some(address) = address_of(&attach) else {
-        refuse(session, attach, errors::not_found("the link has no address")).await;
+        refuse(
+            session,
+            attach,
+            errors::not_found("the link has no address"),
+        )
+        .await;
         return None;
     };
     let node = addresses::parse(&address, &event_hub);
@@ -131,11 +145,15 @@ pub(crate) async fn accept(
     let needs_grant = matches!(
         (&node, &role),
         (Node::C2dSend, Role::Sender)
-            | (Node::C2dFeedback, Role::Receiver)
-            | (Node::Partition { .. }, Role::Receiver)
+            | (Node::C2dFeedback | Node::Partition { .. }, Role::Receiver)
     );
     let resource = addresses::resource(service.host(), &address);
-    if needs_grant && ctx.claims.expiry_for(&resource, service.clock.unix()).is_none() {
+    if needs_grant
+        && ctx
+            .claims
+            .expiry_for(&resource, service.clock.unix())
+            .is_none()
+    {
         tracing::info!(peer = %ctx.peer, %address, "amqp: link refused: no token covers it");
         refuse(
             session,
@@ -154,7 +172,11 @@ pub(crate) async fn accept(
         }
         (Node::Management, Role::Sender) => {
             let r = accept_receiver(session, attach).await?;
-            Some(Box::pin(reply::serve_requests(link, r, reply::Kind::Management)))
+            Some(Box::pin(reply::serve_requests(
+                link,
+                r,
+                reply::Kind::Management,
+            )))
         }
         (Node::Cbs | Node::Management, Role::Receiver) => {
             let kind = if matches!(addresses::parse(&address, &event_hub), Node::Cbs) {
@@ -167,7 +189,12 @@ pub(crate) async fn accept(
                 _ => None,
             };
             let s = accept_sender(session, attach).await?;
-            Some(Box::pin(reply::serve_replies(link, s, kind, client_address)))
+            Some(Box::pin(reply::serve_replies(
+                link,
+                s,
+                kind,
+                client_address,
+            )))
         }
         (Node::C2dSend, Role::Sender) => {
             let r = accept_receiver(session, attach).await?;
@@ -186,7 +213,12 @@ pub(crate) async fn accept(
                 rest
             );
             tracing::debug!(peer = %ctx.peer, %address, %target, "amqp: redirecting to the Event Hubs-compatible endpoint");
-            refuse(session, attach, errors::redirect(service.host(), service.cfg.port, &target)).await;
+            refuse(
+                session,
+                attach,
+                errors::redirect(service.host(), service.cfg.port, &target),
+            )
+            .await;
             None
         }
         (
@@ -197,36 +229,14 @@ pub(crate) async fn accept(
             },
             Role::Receiver,
         ) => {
-            let prepared = match partition::prepare(
-                &link,
-                &attach,
-                &event_hub,
-                &consumer_group,
-                &partition,
+            let target = PartitionTarget {
+                event_hub: &event_hub,
+                consumer_group: &consumer_group,
+                partition: &partition,
+                address: &address,
                 resource,
-            )
-            .await
-            {
-                Ok(p) => p,
-                Err(error) => {
-                    tracing::info!(peer = %ctx.peer, %address, condition = ?error.condition, "amqp: receiver refused: {}", error.description.as_deref().unwrap_or(""));
-                    refuse(session, attach, error).await;
-                    return None;
-                }
             };
-            let acceptor = if prepared.runtime_metric {
-                link_acceptor()
-                    .into_builder()
-                    .add_offered_capabilities(Symbol::from(partition::RUNTIME_METRIC))
-                    .build()
-            } else {
-                link_acceptor()
-            };
-            let s = match acceptor.accept_incoming_attach(attach, session).await {
-                Ok(LinkEndpoint::Sender(s)) => s,
-                _ => return None,
-            };
-            Some(Box::pin(partition::serve(link, s, prepared)))
+            accept_partition(link, session, attach, target).await
         }
         (node, role) => {
             tracing::info!(peer = %ctx.peer, %address, ?role, "amqp: link refused: no such node");
@@ -243,4 +253,53 @@ pub(crate) async fn accept(
             None
         }
     }
+}
+
+/// What a partition receiver names.
+struct PartitionTarget<'a> {
+    event_hub: &'a str,
+    consumer_group: &'a str,
+    partition: &'a str,
+    address: &'a str,
+    resource: String,
+}
+
+/// A receiver on `{eventHub}/ConsumerGroups/{group}/Partitions/{n}`: checked (`partition::prepare`),
+/// then accepted (offering the runtime metric when the client desires it) or refused.
+async fn accept_partition(
+    link: LinkCtx,
+    session: &mut ListenerSessionHandle,
+    attach: Attach,
+    t: PartitionTarget<'_>,
+) -> Option<LinkTask> {
+    let prepared = match partition::prepare(
+        &link,
+        &attach,
+        t.event_hub,
+        t.consumer_group,
+        t.partition,
+        t.resource,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(error) => {
+            tracing::info!(peer = %link.conn.peer, address = %t.address, condition = ?error.condition,
+                "amqp: receiver refused: {}", error.description.as_deref().unwrap_or(""));
+            refuse(session, attach, error).await;
+            return None;
+        }
+    };
+    let acceptor = if prepared.runtime_metric {
+        link_acceptor()
+            .into_builder()
+            .add_offered_capabilities(Symbol::from(partition::RUNTIME_METRIC))
+            .build()
+    } else {
+        link_acceptor()
+    };
+    let Ok(LinkEndpoint::Sender(s)) = acceptor.accept_incoming_attach(attach, session).await else {
+        return None;
+    };
+    Some(Box::pin(partition::serve(link, s, prepared)))
 }

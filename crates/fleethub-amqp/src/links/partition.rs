@@ -49,7 +49,9 @@ fn epoch_of(attach: &Attach) -> Result<Option<i64>, AmqpError> {
         Value::Int(n) => Ok(Some(i64::from(*n))),
         Value::Ulong(n) => Ok(Some(*n as i64)),
         Value::Uint(n) => Ok(Some(i64::from(*n))),
-        other => Err(errors::argument(format!("{EPOCH_PROPERTY} must be a long, not {other:?}"))),
+        other => Err(errors::argument(format!(
+            "{EPOCH_PROPERTY} must be a long, not {other:?}"
+        ))),
     }
 }
 
@@ -76,7 +78,9 @@ pub(crate) async fn prepare(
             hub.partition_count().saturating_sub(1)
         )));
     };
-    hub.consumer_group(group).await.map_err(|e| errors::hub_error(&e))?;
+    hub.consumer_group(group)
+        .await
+        .map_err(|e| errors::hub_error(&e))?;
     let position = filters::start_position(attach.source.as_ref().and_then(|s| s.filter.as_ref()))
         .map_err(|e| errors::argument(e.to_string()))?;
     let start = hub
@@ -115,10 +119,22 @@ fn runtime_info(p: &PartitionProperties, now_ms: i64) -> DeliveryAnnotations {
     let mut put = |k: &str, v: Value| {
         a.0.insert(OwnedKey::Symbol(Symbol::from(k)), v);
     };
-    put("last_enqueued_sequence_number", Value::Long(p.last_enqueued_sequence_number));
-    put("last_enqueued_offset", Value::String(p.last_enqueued_offset.clone()));
-    put("last_enqueued_time_utc", Value::Timestamp(Timestamp::from_milliseconds(p.last_enqueued_time_utc_ms)));
-    put("runtime_info_retrieval_time_utc", Value::Timestamp(Timestamp::from_milliseconds(now_ms)));
+    put(
+        "last_enqueued_sequence_number",
+        Value::Long(p.last_enqueued_sequence_number),
+    );
+    put(
+        "last_enqueued_offset",
+        Value::String(p.last_enqueued_offset.clone()),
+    );
+    put(
+        "last_enqueued_time_utc",
+        Value::Timestamp(Timestamp::from_milliseconds(p.last_enqueued_time_utc_ms)),
+    );
+    put(
+        "runtime_info_retrieval_time_utc",
+        Value::Timestamp(Timestamp::from_milliseconds(now_ms)),
+    );
     a
 }
 
@@ -139,7 +155,11 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, p: Prepared) {
     let mut watch = match hub.watch_partition(p.partition) {
         Ok(w) => w,
         Err(e) => {
-            let _ = tokio::time::timeout(crate::connection::CLOSE_TIMEOUT, sender.close_with_error(errors::hub_error(&e))).await;
+            let _ = tokio::time::timeout(
+                crate::connection::CLOSE_TIMEOUT,
+                sender.close_with_error(errors::hub_error(&e)),
+            )
+            .await;
             return;
         }
     };
@@ -170,10 +190,16 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, p: Prepared) {
                 if generations.len() >= GENERATION_CACHE {
                     generations.clear();
                 }
-                let g = hub.get_device(&ev.message.device_id).await.ok().and_then(|d| d.generation_id);
+                let g = hub
+                    .get_device(&ev.message.device_id)
+                    .await
+                    .ok()
+                    .and_then(|d| d.generation_id);
                 generations.insert(ev.message.device_id.clone(), g);
             }
-            let generation = generations.get(&ev.message.device_id).and_then(Option::as_deref);
+            let generation = generations
+                .get(&ev.message.device_id)
+                .and_then(Option::as_deref);
             let mut message = events::event_message(&ev, generation);
             if let Some(m) = &metric {
                 message.delivery_annotations = Some(runtime_info(m, service.clock.unix_ms()));
@@ -197,7 +223,11 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, p: Prepared) {
         }
         End::Close(error) => {
             tracing::info!(peer = %ctx.peer, partition = p.partition, error = ?error.condition, "amqp: partition receiver closed");
-            let _ = tokio::time::timeout(crate::connection::CLOSE_TIMEOUT, sender.close_with_error(error)).await;
+            let _ = tokio::time::timeout(
+                crate::connection::CLOSE_TIMEOUT,
+                sender.close_with_error(error),
+            )
+            .await;
         }
     }
     drop(p.registration);

@@ -50,7 +50,12 @@ impl Replies {
         let mut r = self.routes();
         r.0 += 1;
         let id = r.0;
-        r.1.push(Route { id, kind, address, tx });
+        r.1.push(Route {
+            id,
+            kind,
+            address,
+            tx,
+        });
         drop(r);
         self.added.notify_waiters();
         (id, rx)
@@ -114,14 +119,21 @@ pub(crate) async fn serve_requests(link: LinkCtx, mut receiver: Receiver, kind: 
                     tracing::debug!(peer = %ctx.peer, ?kind, "amqp: reply link closed before the reply");
                 }
             }
-            None => tracing::info!(peer = %ctx.peer, ?kind, "amqp: no reply link for a request: reply dropped"),
+            None => {
+                tracing::info!(peer = %ctx.peer, ?kind, "amqp: no reply link for a request: reply dropped");
+            }
         }
     }
     let _ = tokio::time::timeout(crate::connection::CLOSE_TIMEOUT, receiver.close()).await;
 }
 
 /// Serves a client's reply link: sends the replies routed to it.
-pub(crate) async fn serve_replies(link: LinkCtx, mut sender: Sender, kind: Kind, address: Option<String>) {
+pub(crate) async fn serve_replies(
+    link: LinkCtx,
+    mut sender: Sender,
+    kind: Kind,
+    address: Option<String>,
+) {
     let ctx = link.conn.clone();
     let (id, mut rx) = ctx.replies.register(kind, address);
     loop {

@@ -498,7 +498,9 @@ fn malformed_field_shows_no_signature() {
 #[test]
 fn event_hubs_text_key_vector() {
     let key = "GjGFQGGLyuR9k1vIeYsyv1i/IDCMysEC8eIC/pJnv/Y=";
-    let t = parse("SharedAccessSignature sr=sb%3A%2F%2Fhub.example.test%2Fhub&sig=9nalDO44E1LZDo5XKQK51LVmw96Enrd5RWVlKre2wvU%3D&se=1800000000&skn=service");
+    let t = parse(
+        "SharedAccessSignature sr=sb%3A%2F%2Fhub.example.test%2Fhub&sig=9nalDO44E1LZDo5XKQK51LVmw96Enrd5RWVlKre2wvU%3D&se=1800000000&skn=service",
+    );
     assert!(t.verify_signature_text_key(key));
     assert!(!t.verify_signature(key).unwrap());
     assert!(!t.verify_signature_text_key("AAAA"));
