@@ -1,7 +1,7 @@
 //! SASL on the AMQP listener: `MSSBCBS` and `ANONYMOUS` (the client authenticates afterwards
 //! with `$cbs` put-token) and `PLAIN` with user name `{policy}@sas.root.{hubName}` and a SAS
 //! token as password, whose grant the connection holds from the start (see
-//! `docs/protocol-notes.md`, "AMQP SASL").
+//! `docs/protocol-notes.md`, "AMQP transport and SASL").
 
 use crate::claims::Claims;
 use fe2o3_amqp::acceptor::SaslAcceptor;

@@ -4,7 +4,7 @@
 //! `docs/protocol-notes.md`, "Hub MQTT user names and client ids"); the 101 answer names the selected one in
 //! `Sec-WebSocket-Protocol`. AMQP (`AMQPWSB10`) is served on the same path and on
 //! `/$servicebus/websocket` (Event Hubs clients), told apart by the subprotocol (see
-//! `docs/protocol-notes.md`, "AMQP over WebSocket").
+//! `docs/protocol-notes.md`, "AMQP transport and SASL").
 
 use axum::extract::{ConnectInfo, WebSocketUpgrade};
 use axum::http::StatusCode;
