@@ -67,6 +67,31 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The hub service with its Event Hub-compatible endpoint started (the partition count fixed).
+async fn start_hub(
+    shared: &Shared,
+    cfg: &Config,
+    host: &str,
+    policies: Vec<fleethub_services::Policy>,
+) -> Result<Arc<Hub>> {
+    let hub = Hub::new(
+        shared,
+        HubConfig {
+            host: host.to_string(),
+            token_skew_secs: cfg.token_skew_secs,
+        },
+        policies,
+    )
+    .with_event_hub(EventHubConfig {
+        partition_count: cfg.partition_count,
+        max_consumer_groups: cfg.max_consumer_groups,
+    });
+    hub.start_event_hub()
+        .await
+        .context("cannot open the event hub endpoint of the telemetry log")?;
+    Ok(Arc::new(hub))
+}
+
 /// Opens (or initialises) the data directory and builds the services. No sockets yet.
 pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     cfg.validate()?;
@@ -101,23 +126,7 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
             retry_after_secs: cfg.dps_retry_after_secs,
         },
     ));
-    let hub = Arc::new(
-        Hub::new(
-            &shared,
-            HubConfig {
-                host: names.hub.clone(),
-                token_skew_secs: cfg.token_skew_secs,
-            },
-            ident.hub_policies.clone(),
-        )
-        .with_event_hub(EventHubConfig {
-            partition_count: cfg.partition_count,
-            max_consumer_groups: cfg.max_consumer_groups,
-        }),
-    );
-    hub.start_event_hub()
-        .await
-        .context("cannot open the event hub endpoint of the telemetry log")?;
+    let hub = start_hub(&shared, &cfg, &names.hub, ident.hub_policies.clone()).await?;
     {
         let hub = Arc::downgrade(&hub);
         dps.on_device_assigned(Box::new(move |device_id| {
@@ -161,6 +170,14 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         hub_service_connection_string: hub_auth
             .connection_string("iothubowner")
             .unwrap_or_default(),
+        amqp_port: cfg.amqp_port,
+        event_hub_compatible_endpoint: crate::info::event_hub_endpoint(&names.hub),
+        event_hub_compatible_name: hub.event_hub_name().to_string(),
+        // The `service` policy: ServiceConnect, what reading the endpoint needs.
+        event_hub_compatible_connection_string: crate::info::event_hub_connection_string(
+            &hub_auth.connection_string("service").unwrap_or_default(),
+            hub.event_hub_name(),
+        ),
     };
 
     let gateway = Gateway::new(dps.clone(), hub.clone(), gateway_config(&cfg));

@@ -287,6 +287,36 @@ mod tests {
     }
 
     #[test]
+    fn event_hub_settings_from_file_env_and_their_checks() {
+        let c = Config::default();
+        assert_eq!(
+            (c.partition_count, c.max_consumer_groups, c.amqp_port),
+            (4, 20, 5671)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "partition_count = 8\nmax_consumer_groups = 5\n").unwrap();
+        let mut c = Config::from_file(&p).unwrap();
+        assert_eq!((c.partition_count, c.max_consumer_groups), (8, 5));
+        c.apply_env(|k| (k == "FLEETHUB_PARTITION_COUNT").then(|| "2".to_string()))
+            .unwrap();
+        assert_eq!(c.partition_count, 2);
+        c.validate().unwrap();
+        for (count, groups) in [(0, 20), (129, 20), (4, 0)] {
+            let bad = Config {
+                partition_count: count,
+                max_consumer_groups: groups,
+                ..Config::default()
+            };
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("partition_count") || e.contains("max_consumer_groups"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_hostname() {
         let c = Config {
             hub_hostname: Some("https://hub".into()),

@@ -4,6 +4,7 @@
 mod commands;
 mod fake;
 mod hub_commands;
+mod hub_consumer_group;
 mod hub_monitor;
 mod hub_parse;
 mod output;

@@ -77,24 +77,36 @@ fn load_counters(c: &Connection) -> Result<Vec<i64>> {
 /// Creates `count` partitions and assigns the rows stored before partitioning (in global
 /// order, so per-partition numbering follows the log).
 fn create(c: &Connection, count: u32) -> Result<()> {
+    /// Rows numbered per round (bounds the memory a large old log needs).
+    const CHUNK: i64 = 10_000;
     let mut next = vec![0_i64; count as usize];
     let mut last = vec![(0_i64, 0_i64); count as usize];
-    let legacy: Vec<(i64, String, String)> = {
-        let mut stmt = c.prepare(
-            "SELECT seq, device_id, enqueued_utc FROM telemetry WHERE partition_id IS NULL ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
+    let mut select = c.prepare(
+        "SELECT seq, device_id, enqueued_utc FROM telemetry
+         WHERE partition_id IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
     let mut update = c.prepare(
         "UPDATE telemetry SET partition_id = ?2, partition_seq = ?3, enqueued_ms = ?4 WHERE seq = ?1",
     )?;
-    for (seq, device_id, enqueued) in &legacy {
-        let p = partition_of(device_id, count) as usize;
-        let ms = fleethub_api::time::parse_utc_ms(enqueued).unwrap_or(0);
-        update.execute(params![seq, p as i64, next[p], ms])?;
-        next[p] += 1;
-        last[p] = (*seq, ms);
+    let (mut after, mut numbered) = (0_i64, 0_u64);
+    loop {
+        let rows: Vec<(i64, String, String)> = select
+            .query_map(params![after, CHUNK], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some((last_seq, _, _)) = rows.last() else {
+            break;
+        };
+        after = *last_seq;
+        for (seq, device_id, enqueued) in &rows {
+            let p = partition_of(device_id, count) as usize;
+            let ms = fleethub_api::time::parse_utc_ms(enqueued).unwrap_or(0);
+            update.execute(params![seq, p as i64, next[p], ms])?;
+            next[p] += 1;
+            last[p] = (*seq, ms);
+        }
+        numbered += rows.len() as u64;
     }
     let mut insert = c.prepare(
         "INSERT INTO telemetry_partitions (partition_id, next_seq, last_offset, last_enqueued_ms)
@@ -103,9 +115,9 @@ fn create(c: &Connection, count: u32) -> Result<()> {
     for p in 0..count as usize {
         insert.execute(params![p as i64, next[p], last[p].0, last[p].1])?;
     }
-    if !legacy.is_empty() {
+    if numbered > 0 {
         tracing::info!(
-            messages = legacy.len(),
+            messages = numbered,
             partitions = count,
             "telemetry log partitioned"
         );
@@ -165,9 +177,11 @@ pub(super) fn summary(c: &Connection, partition: u32) -> Result<PartitionSummary
     })
 }
 
-/// The first per-partition sequence number whose `column` (`seq` or `enqueued_ms`, both
-/// non-decreasing along a partition) is `>= min`; the next number to be assigned if none is.
-/// A binary search over the partition's index: O(log n) indexed lookups.
+/// The first per-partition sequence number whose `column` is `>= min`; the next number to be
+/// assigned if none is. A binary search over the partition's index: O(log n) indexed lookups.
+/// `seq` increases along a partition, so the answer is exact. `enqueued_ms` is taken before
+/// the write, so concurrent writers can interleave their times by a few milliseconds: the
+/// answer is then a position inside that window.
 pub(super) fn first_seq_where(
     c: &Connection,
     partition: u32,

@@ -362,3 +362,52 @@ async fn an_old_store_gets_its_log_partitioned_in_order() {
     assert_eq!(s.init_partitions(4).await.unwrap(), 2);
     assert_eq!(s.read_telemetry(0, 100).await.unwrap()[..6], global[..]);
 }
+
+#[tokio::test]
+async fn a_large_old_log_is_numbered_in_chunks_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let rows = 25_000_usize;
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        for sql in &schema::MIGRATIONS[..8] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 8").unwrap();
+        let tx = conn.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO telemetry (device_id, module_id, enqueued_utc, system_properties, properties, body)
+                     VALUES (?1, NULL, '2024-01-01T00:00:00.0000000Z', '{}', '{}', x'00')",
+                )
+                .unwrap();
+            for i in 0..rows {
+                insert.execute(params![format!("d{}", i % 97)]).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let s = open(&dir);
+    assert_eq!(s.init_partitions(4).await.unwrap(), 4);
+    let mut total = 0;
+    for p in 0..4 {
+        let sum = s.partition_summary(p).await.unwrap();
+        let msgs = s.read_partition(p, 0, 10_000).await.unwrap();
+        let mut n = msgs.len();
+        let mut from = msgs.last().map_or(0, |m| m.partition_sequence_number + 1);
+        for (i, m) in msgs.iter().enumerate() {
+            assert_eq!(m.partition_sequence_number, i as i64);
+        }
+        loop {
+            let more = s.read_partition(p, from, 10_000).await.unwrap();
+            let Some(last) = more.last() else { break };
+            assert_eq!(more[0].partition_sequence_number, from);
+            from = last.partition_sequence_number + 1;
+            n += more.len();
+        }
+        assert_eq!(sum.last_sequence_number, n as i64 - 1);
+        total += n;
+    }
+    assert_eq!(total, rows);
+}
