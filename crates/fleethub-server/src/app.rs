@@ -10,7 +10,7 @@ use crate::listener::{Drain, Handler, SHUTDOWN_GRACE, Shutdown};
 use anyhow::{Context, Result};
 use axum::extract::ConnectInfo;
 use fleethub_http::HttpState;
-use fleethub_mqtt::{Gateway, GatewayConfig, websocket};
+use fleethub_mqtt::{Gateway, GatewayConfig};
 use fleethub_services::hub::EventHubConfig;
 use fleethub_services::{Dps, DpsConfig, Hub, HubConfig, ServiceAuth, Shared};
 use fleethub_store::Store;
@@ -218,23 +218,13 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
                 )
             }
         }),
-    )
-    .route(websocket::WEBSOCKET_PATH, {
-        let endpoint = crate::websocket::Endpoint {
-            gateway: ws_gateway.clone(),
-            amqp: amqp.clone(),
-            max_message_bytes: cfg.max_mqtt_packet_bytes,
-        };
-        axum::routing::get(move |ws, peer| std::future::ready(endpoint.upgrade(ws, peer)))
-    })
-    .route(fleethub_amqp::websocket::SERVICEBUS_PATH, {
-        let endpoint = crate::websocket::Endpoint {
-            gateway: ws_gateway,
-            amqp: amqp.clone(),
-            max_message_bytes: cfg.max_mqtt_packet_bytes,
-        };
-        axum::routing::get(move |ws, peer| std::future::ready(endpoint.upgrade(ws, peer)))
-    });
+    );
+    let router = crate::websocket::Endpoint {
+        gateway: ws_gateway,
+        amqp: amqp.clone(),
+        max_message_bytes: cfg.max_mqtt_packet_bytes,
+    }
+    .routes(router);
     Ok(Server {
         info,
         dps,

@@ -51,7 +51,22 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The route handler for [`mqtt_ws::WEBSOCKET_PATH`].
+    /// Adds the WebSocket paths: [`mqtt_ws::WEBSOCKET_PATH`] (MQTT and AMQP) and
+    /// `/$servicebus/websocket` (AMQP, the Event Hubs clients' path).
+    pub fn routes(self, router: axum::Router) -> axum::Router {
+        let other = self.clone();
+        router
+            .route(
+                mqtt_ws::WEBSOCKET_PATH,
+                axum::routing::get(move |ws, peer| std::future::ready(self.upgrade(ws, peer))),
+            )
+            .route(
+                fleethub_amqp::websocket::SERVICEBUS_PATH,
+                axum::routing::get(move |ws, peer| std::future::ready(other.upgrade(ws, peer))),
+            )
+    }
+
+    /// The route handler of the WebSocket paths.
     pub fn upgrade(
         &self,
         ws: WebSocketUpgrade,

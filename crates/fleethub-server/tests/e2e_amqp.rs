@@ -201,109 +201,128 @@ fn annotation<'a>(m: &'a Msg, key: &str) -> Option<&'a Value> {
         .get(&OwnedKey::Symbol(Symbol::from(key)))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn amqp_service_plane() {
-    let s = ServerProcess::start();
-    let hub = service(&s);
+/// What the steps share: the hub's names and its service policy.
+struct Target {
+    host: String,
+    event_hub: String,
+    policy: String,
+    key: String,
+    amqp_port: u16,
+}
+
+impl Target {
+    fn partition(&self, group: &str, n: u32) -> String {
+        format!("{}/ConsumerGroups/{group}/Partitions/{n}", self.event_hub)
+    }
+
+    fn token(&self, audience: &str) -> String {
+        fleethub_core::sas::build_token(audience, &self.key, now() + 600, Some(&self.policy))
+            .unwrap()
+    }
+}
+
+async fn send_telemetry(server: &ServerProcess) {
+    let hub = service(server);
     let key = put_device(&hub, "amqp-d1", json!({"deviceId": "amqp-d1"})).await;
-    let mut dev = connect(&s, "amqp-d1", &key, 600).await;
+    let mut dev = connect(server, "amqp-d1", &key, 600).await;
     for i in 0..3u16 {
-        let p = Publish::new(
+        let publish = Publish::new(
             "devices/amqp-d1/messages/events/colour=red",
             QoS::AtLeastOnce,
             i + 1,
             format!("{{\"i\":{i}}}").into_bytes(),
         );
-        dev.writer.send(&Packet::Publish(p)).await.unwrap();
+        dev.writer.send(&Packet::Publish(publish)).await.unwrap();
         assert!(matches!(
             dev.reader.next().await.unwrap(),
             Some(Packet::PubAck(_))
         ));
     }
+}
 
-    let host = s.info.hub_host.clone();
-    let eh = host.split('.').next().unwrap().to_string();
-    let (policy_name, policy_key) = policy(&s);
-    let mut conn = amqp_connection(&s).await;
-    let mut session = Session::begin(&mut conn).await.unwrap();
-
-    // Without a token a receiver is refused.
-    let partition0 = format!("{eh}/ConsumerGroups/$Default/Partitions/0");
-    let mut r = receiver(&mut session, &partition0, None, None).await;
-    let e = detach_error(&mut r).await;
+/// Without a token a receiver is refused.
+async fn no_token_is_refused(hub: &Target, session: &mut SessionHandle<()>) {
+    let mut rx = receiver(session, &hub.partition("$Default", 0), None, None).await;
+    let err = detach_error(&mut rx).await;
     assert_eq!(
-        e.condition,
+        err.condition,
         ErrorCondition::AmqpError(AmqpError::UnauthorizedAccess),
-        "{e:?}"
+        "{err:?}"
     );
+}
 
-    // CBS: a wrong signature is 401, the policy's token 200.
-    let mut cbs = Rpc::open(&mut session, "$cbs").await;
-    let audience = format!("sb://{host}/{eh}");
-    let bad = fleethub_core::sas::build_token(
-        &audience,
-        &fleethub_core::keys::generate_key(),
-        now() + 600,
-        Some(&policy_name),
-    )
-    .unwrap();
-    assert_eq!(put_token(&mut cbs, &bad, &audience).await, 401);
-    let good =
-        fleethub_core::sas::build_token(&audience, &policy_key, now() + 600, Some(&policy_name))
+/// CBS: a wrong signature is 401, the policy's token 200.
+async fn cbs_tokens(hub: &Target, session: &mut SessionHandle<()>) -> Rpc {
+    let mut cbs = Rpc::open(session, "$cbs").await;
+    let audience = format!("sb://{}/{}", hub.host, hub.event_hub);
+    let wrong_key = fleethub_core::keys::generate_key();
+    let bad =
+        fleethub_core::sas::build_token(&audience, &wrong_key, now() + 600, Some(&hub.policy))
             .unwrap();
-    assert_eq!(put_token(&mut cbs, &good, &audience).await, 200);
+    assert_eq!(put_token(&mut cbs, &bad, &audience).await, 401);
+    assert_eq!(
+        put_token(&mut cbs, &hub.token(&audience), &audience).await,
+        200
+    );
+    cbs
+}
 
-    // $management READ of the event hub and a partition.
-    let mut mgmt = Rpc::open(&mut session, "$management").await;
+/// $management READ of the event hub and of a partition that does not exist.
+async fn management(hub: &Target, session: &mut SessionHandle<()>) {
+    let mut mgmt = Rpc::open(session, "$management").await;
+    let eh = hub.event_hub.as_str();
     let reply = mgmt
         .call(
             &[
                 ("operation", "READ"),
                 ("type", "com.microsoft:eventhub"),
-                ("name", &eh),
+                ("name", eh),
             ],
             "",
         )
         .await;
     assert_eq!(status(&reply), 200);
-    let Body::Value(AmqpValue(Value::Map(m))) = &reply.body else {
+    let Body::Value(AmqpValue(Value::Map(map))) = &reply.body else {
         panic!("{:?}", reply.body)
     };
     assert_eq!(
-        m.get(&Value::String("partition_count".into())),
+        map.get(&Value::String("partition_count".into())),
         Some(&Value::Int(4))
     );
-    let bad_partition = mgmt
+    let missing = mgmt
         .call(
             &[
                 ("operation", "READ"),
                 ("type", "com.microsoft:partition"),
-                ("name", &eh),
+                ("name", eh),
                 ("partition", "9"),
             ],
             "",
         )
         .await;
-    assert_eq!(status(&bad_partition), 400);
+    assert_eq!(status(&missing), 400);
+}
 
-    // Every partition from the start: the three events, with IoT Hub's annotations.
+/// Every partition from the start: the three events, with IoT Hub's annotations; returns the
+/// device's partition.
+async fn partitions_from_the_start(hub: &Target, session: &mut SessionHandle<()>) -> u32 {
     let mut got = Vec::new();
-    for p in 0..4 {
-        let addr = format!("{eh}/ConsumerGroups/$Default/Partitions/{p}");
-        let mut r = receiver(
-            &mut session,
-            &addr,
+    for partition in 0..4 {
+        let address = hub.partition("$Default", partition);
+        let mut rx = receiver(
+            session,
+            &address,
             Some("amqp.annotation.x-opt-offset > '-1'"),
             None,
         )
         .await;
         while let Ok(Ok(d)) =
-            tokio::time::timeout(Duration::from_millis(700), r.recv::<Body<Value>>()).await
+            tokio::time::timeout(Duration::from_millis(700), rx.recv::<Body<Value>>()).await
         {
-            r.accept(&d).await.unwrap();
-            got.push((p, d.into_message()));
+            rx.accept(&d).await.unwrap();
+            got.push((partition, d.into_message()));
         }
-        r.close().await.unwrap();
+        rx.close().await.unwrap();
     }
     assert_eq!(got.len(), 3, "events: {got:?}");
     let (partition, first) = &got[0];
@@ -336,102 +355,91 @@ async fn amqp_service_plane() {
             .get("colour"),
         Some(&SimpleValue::String("red".into()))
     );
+    *partition
+}
 
-    // From a sequence number (exclusive): only the last event.
-    let addr = format!("{eh}/ConsumerGroups/$Default/Partitions/{partition}");
-    let mut r = receiver(
-        &mut session,
-        &addr,
+/// From a sequence number (exclusive): only the last event.
+async fn from_sequence_number(hub: &Target, session: &mut SessionHandle<()>, partition: u32) {
+    let address = hub.partition("$Default", partition);
+    let mut rx = receiver(
+        session,
+        &address,
         Some("amqp.annotation.x-opt-sequence-number > '1'"),
         None,
     )
     .await;
-    let d = r.recv::<Body<Value>>().await.unwrap();
+    let delivery = rx.recv::<Body<Value>>().await.unwrap();
     assert_eq!(
-        annotation(d.message(), "x-opt-sequence-number"),
+        annotation(delivery.message(), "x-opt-sequence-number"),
         Some(&Value::Long(2))
     );
-    r.close().await.unwrap();
+    rx.close().await.unwrap();
+}
 
-    // Refusals: a partition that does not exist, an unknown consumer group, a bad selector.
+/// Refusals: a partition that does not exist, an unknown consumer group, a bad selector.
+async fn refusals(hub: &Target, session: &mut SessionHandle<()>) {
     for (address, filter, want) in [
         (
-            format!("{eh}/ConsumerGroups/$Default/Partitions/9"),
+            hub.partition("$Default", 9),
             None,
             "com.microsoft:argument-out-of-range",
         ),
+        (hub.partition("nobody", 0), None, "amqp:not-found"),
         (
-            format!("{eh}/ConsumerGroups/nobody/Partitions/0"),
-            None,
-            "amqp:not-found",
-        ),
-        (
-            partition0.clone(),
+            hub.partition("$Default", 0),
             Some("amqp.annotation.x-opt-offset < 'x'"),
             "com.microsoft:argument-error",
         ),
     ] {
-        let mut r = receiver(&mut session, &address, filter, None).await;
-        let e = detach_error(&mut r).await;
-        let condition = match &e.condition {
+        let mut rx = receiver(session, &address, filter, None).await;
+        let err = detach_error(&mut rx).await;
+        let condition = match &err.condition {
             ErrorCondition::Custom(c) => c.as_str().to_string(),
             ErrorCondition::AmqpError(AmqpError::NotFound) => "amqp:not-found".to_string(),
             other => format!("{other:?}"),
         };
-        assert_eq!(condition, want, "{address}: {e:?}");
+        assert_eq!(condition, want, "{address}: {err:?}");
     }
+}
 
-    // Epochs: a higher epoch steals the partition.
-    let mut owner = receiver(
-        &mut session,
-        &partition0,
-        Some("amqp.annotation.x-opt-offset > '@latest'"),
-        Some(1),
-    )
-    .await;
-    let _thief = receiver(
-        &mut session,
-        &partition0,
-        Some("amqp.annotation.x-opt-offset > '@latest'"),
-        Some(2),
-    )
-    .await;
-    let e = detach_error(&mut owner).await;
+/// Epochs: a higher epoch steals the partition.
+async fn epochs(hub: &Target, session: &mut SessionHandle<()>) {
+    let address = hub.partition("$Default", 0);
+    let latest = Some("amqp.annotation.x-opt-offset > '@latest'");
+    let mut owner = receiver(session, &address, latest, Some(1)).await;
+    let _thief = receiver(session, &address, latest, Some(2)).await;
+    let err = detach_error(&mut owner).await;
     assert_eq!(
-        e.condition,
+        err.condition,
         ErrorCondition::LinkError(LinkError::Stolen),
-        "{e:?}"
+        "{err:?}"
     );
+}
 
-    // The redirect of messages/events to the Event Hubs-compatible name.
-    let mut r = receiver(
-        &mut session,
-        &format!("amqps://{host}/messages/events/$management"),
-        None,
-        None,
-    )
-    .await;
-    let e = detach_error(&mut r).await;
+/// The redirect of messages/events to the Event Hubs-compatible name.
+async fn redirect(hub: &Target, session: &mut SessionHandle<()>) {
+    let address = format!("amqps://{}/messages/events/$management", hub.host);
+    let mut rx = receiver(session, &address, None, None).await;
+    let err = detach_error(&mut rx).await;
     assert_eq!(
-        e.condition,
+        err.condition,
         ErrorCondition::LinkError(LinkError::Redirect),
-        "{e:?}"
+        "{err:?}"
     );
-    let info = e.info.unwrap();
+    let info = err.info.unwrap();
     assert_eq!(
         info.get(&Symbol::from("address")),
         Some(&Value::String(format!(
-            "amqps://{host}:{}/{eh}/$management",
-            s.amqp_port
+            "amqps://{}:{}/{}/$management",
+            hub.host, hub.amqp_port, hub.event_hub
         )))
     );
+}
 
-    // Service-side C2D: needs a token for the hub (or below it), then queues for the device.
-    let hub_token =
-        fleethub_core::sas::build_token(&host, &policy_key, now() + 600, Some(&policy_name))
-            .unwrap();
-    assert_eq!(put_token(&mut cbs, &hub_token, &host).await, 200);
-    let mut c2d = Sender::attach(&mut session, "c2d", "/messages/devicebound")
+/// Service-side C2D: needs a token for the hub (or below it), then queues for the device.
+async fn c2d(hub: &Target, server: &ServerProcess, session: &mut SessionHandle<()>, cbs: &mut Rpc) {
+    assert_eq!(put_token(cbs, &hub.token(&hub.host), &hub.host).await, 200);
+    let mut c2d = Sender::attach(session, "c2d", "/messages/devicebound")
         .await
         .unwrap();
     let mut msg = request(&[("iothub-ack", "full")], "to the device", "c2d-1");
@@ -440,16 +448,43 @@ async fn amqp_service_plane() {
     let mut nobody = request(&[], "x", "c2d-2");
     nobody.properties.as_mut().unwrap().to = Some("/devices/nobody/messages/devicebound".into());
     match c2d.send(nobody).await.unwrap() {
-        Outcome::Rejected(r) => assert_eq!(
-            r.error.unwrap().condition,
+        Outcome::Rejected(rejected) => assert_eq!(
+            rejected.error.unwrap().condition,
             ErrorCondition::AmqpError(AmqpError::NotFound)
         ),
         other => panic!("{other:?}"),
     }
-    let (status, queued) = common::device::call(&hub, "GET", "/devices/amqp-d1", None).await;
-    assert_eq!(status, 200);
-    assert_eq!(queued["cloudToDeviceMessageCount"], 1, "{queued}");
+    let (code, device) =
+        common::device::call(&service(server), "GET", "/devices/amqp-d1", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(device["cloudToDeviceMessageCount"], 1, "{device}");
     c2d.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_service_plane() {
+    let server = ServerProcess::start();
+    send_telemetry(&server).await;
+    let host = server.info.hub_host.clone();
+    let (policy, key) = policy(&server);
+    let hub = Target {
+        event_hub: host.split('.').next().unwrap().to_string(),
+        host,
+        policy,
+        key,
+        amqp_port: server.amqp_port,
+    };
+    let mut conn = amqp_connection(&server).await;
+    let mut session = Session::begin(&mut conn).await.unwrap();
+    no_token_is_refused(&hub, &mut session).await;
+    let mut cbs = cbs_tokens(&hub, &mut session).await;
+    management(&hub, &mut session).await;
+    let partition = partitions_from_the_start(&hub, &mut session).await;
+    from_sequence_number(&hub, &mut session, partition).await;
+    refusals(&hub, &mut session).await;
+    epochs(&hub, &mut session).await;
+    redirect(&hub, &mut session).await;
+    c2d(&hub, &server, &mut session, &mut cbs).await;
     session.end().await.unwrap();
     conn.close().await.unwrap();
 }
