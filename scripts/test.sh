@@ -397,6 +397,9 @@ else
   export CONF_CA_CERT=$CA_CERT NODE_EXTRA_CA_CERTS=$CA_CERT REQUESTS_CA_BUNDLE=$CA_CERT
   export CONF_DPS_HOST=$DPS_HOST CONF_ID_SCOPE=$ID_SCOPE CONF_HUB_SERVICE_CS=$HUB_SERVICE_CS
   export CONF_DPS_SERVICE_CS=$DPS_SERVICE_CS CONF_STRICT=1
+  # The server speaks AMQP on 5671: the C2D step over azure-iot-hub (uamqp) runs. uamqp's OpenSSL
+  # trusts SSL_CERT_FILE (the conformance venv's certifi bundle has no test CA with --no-certs).
+  export CONF_C2D=1 SSL_CERT_FILE=$CA_CERT
   export CONF_LOG_DIR=$CONF/logs
   rm -rf "$CONF_LOG_DIR"
   case "$FLEETHUB_CONFORMANCE" in
