@@ -488,3 +488,32 @@ async fn amqp_service_plane() {
     session.end().await.unwrap();
     conn.close().await.unwrap();
 }
+
+/// A flood of links on one connection: the links past the limit are refused with
+/// `amqp:resource-limit-exceeded`, the connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_per_connection_are_bounded() {
+    let server = ServerProcess::start();
+    let mut conn = amqp_connection(&server).await;
+    let mut session = Session::begin(&mut conn).await.unwrap();
+    let mut open = Vec::new();
+    for _ in 0..fleethub_amqp::AmqpConfig::default().max_links_per_connection {
+        open.push(receiver(&mut session, "$cbs", None, None).await);
+    }
+    let mut refused = receiver(&mut session, "$cbs", None, None).await;
+    let err = detach_error(&mut refused).await;
+    assert_eq!(
+        err.condition,
+        ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded),
+        "{err:?}"
+    );
+    // Closing links makes room again: a request/response pair works.
+    for _ in 0..2 {
+        open.pop().unwrap().close().await.unwrap();
+    }
+    let mut cbs = Rpc::open(&mut session, "$cbs").await;
+    let (policy, key) = policy(&server);
+    let host = server.info.hub_host.clone();
+    let token = fleethub_core::sas::build_token(&host, &key, now() + 60, Some(&policy)).unwrap();
+    assert_eq!(put_token(&mut cbs, &token, &host).await, 200);
+}
