@@ -517,3 +517,32 @@ async fn links_per_connection_are_bounded() {
     let token = fleethub_core::sas::build_token(&host, &key, now() + 60, Some(&policy)).unwrap();
     assert_eq!(put_token(&mut cbs, &token, &host).await, 200);
 }
+
+/// A token that expires without renewal closes the links it opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_closes_its_links() {
+    let server = ServerProcess::start();
+    let mut conn = amqp_connection(&server).await;
+    let mut session = Session::begin(&mut conn).await.unwrap();
+    let mut cbs = Rpc::open(&mut session, "$cbs").await;
+    let (policy, key) = policy(&server);
+    let host = server.info.hub_host.clone();
+    let event_hub = host.split('.').next().unwrap().to_string();
+    let audience = format!("sb://{host}/{event_hub}");
+    let short = fleethub_core::sas::build_token(&audience, &key, now() + 3, Some(&policy)).unwrap();
+    assert_eq!(put_token(&mut cbs, &short, &audience).await, 200);
+    let address = format!("{event_hub}/ConsumerGroups/$Default/Partitions/0");
+    let mut rx = receiver(&mut session, &address, None, None).await;
+    let started = std::time::Instant::now();
+    let err = detach_error(&mut rx).await;
+    assert_eq!(
+        err.condition,
+        ErrorCondition::AmqpError(AmqpError::UnauthorizedAccess),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -239,7 +239,7 @@ pub(crate) async fn accept(
             accept_partition(link, session, attach, target).await
         }
         (node, role) => {
-            tracing::info!(peer = %ctx.peer, %address, ?role, "amqp: link refused: no such node");
+            tracing::info!(peer = %ctx.peer, %address, ?role, "amqp: link refused: no such node ({node:?})");
             let what = match role {
                 Role::Sender => "sending to",
                 Role::Receiver => "receiving from",
@@ -247,7 +247,7 @@ pub(crate) async fn accept(
             refuse(
                 session,
                 attach,
-                errors::not_found(format!("{what} '{address}' is not supported ({node:?})")),
+                errors::not_found(format!("{what} '{address}' is not supported here")),
             )
             .await;
             None
