@@ -52,7 +52,7 @@ pub struct ClientArgs {
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub server: Option<String>,
 
-    /// Output format: json (default, for scripts) or table (for people).
+    /// Output format: json (default, for scripts), yaml, or table (for people).
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
 }

@@ -172,4 +172,31 @@ impl<T: Transport> ServiceClient<T> {
             .await
             .map_err(|e| self.explain(e))
     }
+
+    /// `POST path` with `body`, following `x-ms-continuation` until the last page or until
+    /// `limit` items arrived.
+    pub(crate) async fn query_pages(
+        &self,
+        path: &str,
+        body: &Value,
+        limit: Option<usize>,
+    ) -> Result<Vec<Value>> {
+        self.inner
+            .query_pages_limit(path, body, limit)
+            .await
+            .map_err(|e| self.explain(e))
+    }
+
+    /// `GET path` page after page (`x-ms-continuation`) until the end or `limit` items.
+    pub(crate) async fn get_pages(
+        &self,
+        path: &str,
+        limit: Option<usize>,
+        page_max: usize,
+    ) -> Result<Vec<Value>> {
+        self.inner
+            .get_pages(path, limit, page_max)
+            .await
+            .map_err(|e| self.explain(e))
+    }
 }

@@ -39,6 +39,7 @@
 
 mod args;
 mod client;
+pub(crate) mod device;
 mod diagnostics;
 mod dps;
 mod edge;
@@ -47,21 +48,26 @@ mod hub;
 mod output;
 mod settings;
 mod transport;
+mod yaml;
 
 pub use args::ClientArgs;
+pub use device::{
+    DeviceArgs, DeviceC2dCommand, DeviceCommand, SendArgs, SimulateDeviceArgs, run_device,
+};
 pub use diagnostics::{DiagnosticsCommand, run_diagnostics};
 pub use dps::{
     DpsCommand, EnrollmentCommand, EnrollmentFields, GroupCommand, ProvisioningStatus,
-    RegistrationCommand, run_dps,
+    RegistrationCommand, SimulateArgs, run_dps,
 };
 pub use edge::{DeploymentCommand, EdgeCommand, run_edge};
 pub use hub::{
     Ack, C2dCommand, ConnectionStringCommand, ConsumerGroupCommand, DeviceIdentityCommand,
     DeviceStatus, DeviceTwinCommand, HubCommand, KeyType, MethodArgs, ModuleIdentityCommand,
-    MonitorArgs, SasArgs, run_hub,
+    MonitorArgs, QueryArgs, SasArgs, run_hub,
 };
 pub use output::OutputFormat;
 pub use settings::{Endpoint, SERVER_INFO_FILE, Service};
+pub use yaml::to_yaml;
 
 /// Prints a result: the rendering to stdout, a note to stderr. A closed stdout (`| head`) is
 /// not an error.

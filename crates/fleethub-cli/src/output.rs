@@ -1,5 +1,6 @@
-//! Rendering of command results: pretty JSON (exactly what the server returned) or tables.
+//! Rendering of command results: pretty JSON (exactly what the server returned), YAML or tables.
 
+use crate::yaml::to_yaml;
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::Value;
 
@@ -11,6 +12,8 @@ pub enum OutputFormat {
     Json,
     /// Aligned columns (for people).
     Table,
+    /// YAML (block style), the same data as JSON.
+    Yaml,
 }
 
 /// A table column: header and where its value sits in each item (a JSON pointer).
@@ -49,6 +52,8 @@ pub(crate) enum Outcome {
     Object(Value),
     /// A list; tables show the given columns.
     List(Vec<Value>, &'static [Column]),
+    /// Rows of any shape (query projections, aggregates); tables get one column per field.
+    Rows(Vec<Value>),
     /// Plain text printed as is whatever the format (e.g. a derived key).
     Text(String),
     /// One named string: JSON `{"name": "value"}`, table the value alone on one line (e.g. a
@@ -63,12 +68,22 @@ impl Outcome {
     pub(crate) fn render(&self, format: OutputFormat) -> String {
         let mut s = match (self, format) {
             (Outcome::Object(v), OutputFormat::Json) => pretty(v),
-            (Outcome::List(items, _), OutputFormat::Json) => pretty(&Value::Array(items.clone())),
+            (Outcome::List(items, _) | Outcome::Rows(items), OutputFormat::Json) => {
+                pretty(&Value::Array(items.clone()))
+            }
+            (Outcome::Rows(items), OutputFormat::Table) => rows_table(items),
             (Outcome::Object(v), OutputFormat::Table) => object_table(v),
             (Outcome::List(items, cols), OutputFormat::Table) => list_table(items, cols),
+            (Outcome::Object(v), OutputFormat::Yaml) => to_yaml(v),
+            (Outcome::List(items, _) | Outcome::Rows(items), OutputFormat::Yaml) => {
+                to_yaml(&Value::Array(items.clone()))
+            }
             (Outcome::Text(t), _) => t.clone(),
             (Outcome::Field(name, value), OutputFormat::Json) => {
                 pretty(&serde_json::json!({ *name: value }))
+            }
+            (Outcome::Field(name, value), OutputFormat::Yaml) => {
+                to_yaml(&serde_json::json!({ *name: value }))
             }
             (Outcome::Field(_, value), OutputFormat::Table) => value.clone(),
             (Outcome::Done(_), _) => String::new(),
@@ -127,6 +142,31 @@ pub(crate) fn list_table(items: &[Value], cols: &[Column]) -> String {
         t.add_row(
             cols.iter()
                 .map(|c| cell(item.pointer(c.pointer), c.default))
+                .collect::<Vec<_>>(),
+        );
+    }
+    finish(&mut t)
+}
+
+/// A table with a column per top-level field (headed by the field's name), in the order
+/// fields first appear.
+pub(crate) fn rows_table(items: &[Value]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for item in items {
+        if let Value::Object(map) = item {
+            for k in map.keys() {
+                if !names.contains(&k.as_str()) {
+                    names.push(k);
+                }
+            }
+        }
+    }
+    let mut t = new_table(names.clone());
+    for item in items {
+        t.add_row(
+            names
+                .iter()
+                .map(|n| cell(item.get(*n), "-"))
                 .collect::<Vec<_>>(),
         );
     }

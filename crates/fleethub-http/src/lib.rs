@@ -18,6 +18,7 @@ mod device;
 mod diagnostics;
 mod enrollments;
 mod error;
+mod health;
 mod hub;
 mod hub_device;
 mod normalize;
@@ -74,7 +75,8 @@ macro_rules! route_table {
 
         /// Who may call each route of [`ROUTES`], as `(method, path, permission)`: alternatives
         /// separated by `|`, each `dps:{Right}` or `hub:{Right}` (a DPS or hub shared access
-        /// policy with that right), `registration` (the DPS registration's own SAS token),
+        /// policy with that right), `public` (anyone: probes and the API description),
+        /// `registration` (the DPS registration's own SAS token),
         /// `device` (the hub device's own SAS token) or `edgeDevice` (an edge device's own SAS
         /// token, for its own modules). `docs/openapi.json` repeats it per operation as
         /// `x-fleethub-permission`, and the tests check that the handlers enforce it.
@@ -110,6 +112,13 @@ route_table! {
     GET "/registrations/{id}" "dps:RegistrationStatusRead" => registrations::get;
     DELETE "/registrations/{id}" "dps:RegistrationStatusWrite" => registrations::delete;
     POST "/registrations/{id}/query" "dps:RegistrationStatusRead" => registrations::query;
+    // fleethub: a dry run of a registration (`fleethub dps simulate`).
+    POST "/registrations/{id}/simulate" "dps:EnrollmentRead" => registrations::simulate;
+
+    // Probes and the API description: open (`public`).
+    GET "/healthz" "public" => health::healthz;
+    GET "/readyz" "public" => health::readyz;
+    GET "/openapi.json" "public" => health::openapi;
 
     // Diagnostics (DPS or hub service token).
     GET "/diagnostics/authFailures" "dps:ServiceConfig|hub:RegistryRead" => diagnostics::auth_failures;

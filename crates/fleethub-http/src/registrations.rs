@@ -56,3 +56,27 @@ pub(crate) async fn query(
         .await?;
     Ok(page_response(page, "deviceRegistration", &req))
 }
+
+/// Body of `POST /registrations/{id}/simulate` (optional): the device key to check.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimulateRequest {
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// `POST /registrations/{registrationId}/simulate` (fleethub), body `{"key": "..."}` or none
+/// -> 200 the dry run of a registration (which enrollment, whether the key is right, hub,
+/// device ID, initial twin); nothing is written. The key travels in the body, never the URL.
+pub(crate) async fn simulate(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ServiceResult<Response> {
+    dps_service(&state, &headers, Right::EnrollmentRead, &peer)?;
+    let req: SimulateRequest =
+        crate::body::parse_json(&body, "SimulateRequest")?.unwrap_or_default();
+    Ok(ok_json(&state.dps.simulate(&id, req.key.as_deref()).await?))
+}

@@ -355,8 +355,8 @@ async fn query_by_capability_pages_and_rejects_unknown_syntax() {
     assert!(pages <= 3, "{pages}");
 
     for (q, needle) in [
-        ("SELECT deviceId FROM devices", "SELECT *"),
-        ("SELECT * FROM devices.modules", "devices.modules"),
+        ("SELECT * FROM devices.jobs", "devices.jobs"),
+        ("SELECT * FROM devices ORDER BY deviceId", "ORDER BY"),
         ("SELECT * FROM devices WHERE tags.x ~ 1", "~"),
         ("SELECT * FROM devices WHERE", "ends"),
     ] {

@@ -101,10 +101,29 @@ fn spec_has_both_error_shapes_and_resolvable_refs() {
     }
 }
 
+/// Routes anyone may call (probes and the API description).
+fn public(method: &str, path: &str) -> bool {
+    ROUTE_PERMISSIONS
+        .iter()
+        .any(|(m, p, perm)| *m == method && *p == path && *perm == "public")
+}
+
 #[tokio::test]
 async fn every_route_is_served_and_needs_credentials() {
     let f = fixture();
     for (method, path) in ROUTES {
+        if public(method, path) {
+            let r = f
+                .raw(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    path,
+                    &[],
+                    Body::empty(),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{method} {path} is open");
+            continue;
+        }
         // `POST /devices/{id}` only exists as `POST /devices/query`
         let uri: String = path
             .split('/')
@@ -136,7 +155,7 @@ fn spec_documents_every_route_permission() {
             "{method} {path}: x-fleethub-permission"
         );
         for alternative in permission.split('|') {
-            let known = ["registration", "device", "edgeDevice"].contains(&alternative)
+            let known = ["public", "registration", "device", "edgeDevice"].contains(&alternative)
                 || policy_right(alternative, "dps").is_some()
                 || policy_right(alternative, "hub").is_some();
             assert!(known, "{method} {path}: unknown permission {alternative:?}");
@@ -181,10 +200,11 @@ async fn handlers_enforce_the_declared_permissions() {
                 &f.hub_auth
             };
             let token = policy_token(auth, host, name);
-            let allowed = permission
-                .split('|')
-                .filter_map(|a| policy_right(a, endpoint))
-                .any(|r| rights.contains(&r));
+            let allowed = *permission == "public"
+                || permission
+                    .split('|')
+                    .filter_map(|a| policy_right(a, endpoint))
+                    .any(|r| rights.contains(&r));
             let req = Request::builder()
                 .method(Method::from_bytes(method.as_bytes()).unwrap())
                 .uri(&uri)
@@ -200,4 +220,30 @@ async fn handlers_enforce_the_declared_permissions() {
             );
         }
     }
+}
+
+/// The probes answer without credentials, and the served document is the committed one.
+#[tokio::test]
+async fn probes_and_the_served_document() {
+    let f = fixture();
+    let r = f.raw(Method::GET, "/healthz", &[], Body::empty()).await;
+    assert_eq!(
+        (r.status, r.json()),
+        (StatusCode::OK, serde_json::json!({"status": "ok"}))
+    );
+    let r = f.raw(Method::GET, "/readyz", &[], Body::empty()).await;
+    assert_eq!(
+        (r.status, r.json()),
+        (StatusCode::OK, serde_json::json!({"status": "ready"}))
+    );
+    let r = f
+        .raw(Method::GET, "/openapi.json", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert_eq!(r.json(), spec());
 }

@@ -3,6 +3,7 @@
 
 pub mod amqp;
 pub mod app;
+pub mod backup;
 pub mod certs;
 pub mod config;
 pub mod data_dir;

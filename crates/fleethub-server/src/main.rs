@@ -24,6 +24,7 @@ enum Output {
     Json,
     Table,
     Text,
+    Yaml,
 }
 
 /// Server settings that flags can override (see docs/configuration.md).
@@ -137,7 +138,15 @@ const INFO_EXAMPLES: &str = "\
 Examples:
   fleethub info --data-dir /var/lib/fleethub
   fleethub info --output json | jq -r .hubServiceConnectionString
+  fleethub info -o yaml
   FLEETHUB_DATA_DIR=/var/lib/fleethub fleethub info --output json";
+
+const BACKUP_EXAMPLES: &str = "\
+Examples:
+  fleethub backup --data-dir /var/lib/fleethub --out /root/fleethub-$(date +%F).db
+  systemctl stop fleethub
+  fleethub restore --data-dir /var/lib/fleethub --from /root/fleethub-2026-12-01.db
+  systemctl start fleethub";
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
@@ -171,8 +180,27 @@ enum Command {
     Info {
         #[arg(long, env = "FLEETHUB_DATA_DIR", default_value = "./fleethub-data")]
         data_dir: PathBuf,
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(long, short = 'o', value_enum, default_value = "text")]
         output: Output,
+    },
+    /// Write a consistent, owner-only copy of the store (devices, keys, enrollments, twins,
+    /// the server identity), also while the server runs.
+    #[command(after_help = BACKUP_EXAMPLES)]
+    Backup {
+        #[arg(long, env = "FLEETHUB_DATA_DIR", default_value = "./fleethub-data")]
+        data_dir: PathBuf,
+        /// The backup file to create (must not exist yet).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Put a backup back as the store of a stopped server (the replaced store is kept).
+    #[command(after_help = BACKUP_EXAMPLES)]
+    Restore {
+        #[arg(long, env = "FLEETHUB_DATA_DIR", default_value = "./fleethub-data")]
+        data_dir: PathBuf,
+        /// A file written by `fleethub backup`.
+        #[arg(long = "from", value_name = "FILE")]
+        from: PathBuf,
     },
     /// Configuration helpers.
     #[command(subcommand)]
@@ -204,6 +232,16 @@ enum Command {
         client: fleethub_cli::ClientArgs,
         #[command(subcommand)]
         cmd: fleethub_cli::EdgeCommand,
+    },
+    /// Device-side tools (like `az iot device`): simulate a device, send device-to-cloud
+    /// messages, receive and settle cloud-to-device messages.
+    Device {
+        #[command(flatten)]
+        client: fleethub_cli::ClientArgs,
+        #[command(flatten)]
+        device: fleethub_cli::DeviceArgs,
+        #[command(subcommand)]
+        cmd: fleethub_cli::DeviceCommand,
     },
     /// Load tools that measure a running server.
     #[command(subcommand)]
@@ -240,7 +278,7 @@ enum BenchCommand {
         /// DPS host to dial (default: dpsHost of server-info.json; must be in the certificate).
         #[arg(long)]
         dps_host: Option<String>,
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(long, short = 'o', value_enum, default_value = "text")]
         output: Output,
     },
     /// QoS 1 telemetry throughput (publish -> PUBACK) or, with --connect-only, idle
@@ -306,7 +344,7 @@ enum BenchCommand {
         /// Leave the bench devices in the registry.
         #[arg(long)]
         keep_devices: bool,
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(long, short = 'o', value_enum, default_value = "text")]
         output: Output,
         /// Internal: run as a worker process (spec on stdin).
         #[arg(long, hide = true)]
@@ -354,14 +392,42 @@ async fn real_main() -> Result<()> {
             let info = ServerInfo::read(&data_dir)?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&info)?),
+                Output::Yaml => print!("{}", fleethub_cli::to_yaml(&serde_json::to_value(&info)?)),
                 Output::Text | Output::Table => print!("{}", info.banner()),
             }
+            Ok(())
+        }
+        Command::Backup { data_dir, out } => {
+            let (size, id_scope) = fleethub_server::backup::backup(&data_dir, &out).await?;
+            eprintln!(
+                "wrote {} ({size} bytes, owner-only; ID scope {id_scope}); keep it as private as the data directory",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Restore { data_dir, from } => {
+            let now = fleethub_core::time_util::now_unix();
+            let r = fleethub_server::backup::restore(&data_dir, &from, now).await?;
+            eprintln!(
+                "restored {} into {} (ID scope {}){}",
+                from.display(),
+                data_dir.display(),
+                r.id_scope,
+                r.previous
+                    .map(|p| format!("; the replaced store is kept as {}", p.display()))
+                    .unwrap_or_default()
+            );
             Ok(())
         }
         Command::Bench(cmd) => run_bench(cmd).await,
         Command::Dps { client, cmd } => fleethub_cli::run_dps(cmd, &client).await,
         Command::Hub { client, cmd } => fleethub_cli::run_hub(cmd, &client).await,
         Command::Edge { client, cmd } => fleethub_cli::run_edge(cmd, &client).await,
+        Command::Device {
+            client,
+            device,
+            cmd,
+        } => fleethub_cli::run_device(cmd, &client, &device).await,
         Command::Diagnostics { client, cmd } => fleethub_cli::run_diagnostics(cmd, &client).await,
         Command::Config(ConfigCommand::Show { args }) => {
             print!("{}", toml::to_string_pretty(&args.config()?)?);
@@ -410,6 +476,9 @@ async fn run_bench(cmd: BenchCommand) -> Result<()> {
             let report = fleethub_bench::run_register_bench(opts).await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Yaml => {
+                    print!("{}", fleethub_cli::to_yaml(&serde_json::to_value(&report)?));
+                }
                 Output::Text | Output::Table => println!("{report}"),
             }
             Ok(())
@@ -492,6 +561,9 @@ async fn run_bench(cmd: BenchCommand) -> Result<()> {
             let report = fleethub_bench::run_telemetry_bench(opts).await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Yaml => {
+                    print!("{}", fleethub_cli::to_yaml(&serde_json::to_value(&report)?));
+                }
                 Output::Text | Output::Table => println!("{report}"),
             }
             Ok(())

@@ -68,6 +68,13 @@ fn second_server_on_the_same_data_directory_refuses_to_start() {
     let (ok, out, err) = server.cli(&["info", "--output", "json"]);
     assert!(ok, "{err}");
     assert!(out.contains(&server.info.id_scope));
+    let (ok, out, err) = server.cli(&["info", "-o", "yaml"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l == format!("idScope: {}", server.info.id_scope)),
+        "{out}"
+    );
 }
 
 fn plus<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {

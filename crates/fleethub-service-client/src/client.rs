@@ -295,6 +295,16 @@ impl<T: Transport> ServiceClient<T> {
     /// `POST path` with `body` (a query specification), following `x-ms-continuation` until
     /// the last page; each page is a JSON array.
     pub async fn query_pages(&self, path: &str, body: &Value) -> Result<Vec<Value>, Error> {
+        self.query_pages_limit(path, body, None).await
+    }
+
+    /// [`Self::query_pages`], stopping once `limit` items arrived (the rest are not read).
+    pub async fn query_pages_limit(
+        &self,
+        path: &str,
+        body: &Value,
+        limit: Option<usize>,
+    ) -> Result<Vec<Value>, Error> {
         let mut items = Vec::new();
         let mut continuation: Option<String> = None;
         let mut seen = HashSet::new();
@@ -314,6 +324,10 @@ impl<T: Transport> ServiceClient<T> {
                     });
                 }
             }
+            if let Some(n) = limit.filter(|&n| items.len() >= n) {
+                items.truncate(n);
+                return Ok(items);
+            }
             match resp
                 .header("x-ms-continuation")
                 .map(str::trim)
@@ -329,6 +343,57 @@ impl<T: Transport> ServiceClient<T> {
                     }
                     continuation = Some(c.to_string());
                 }
+            }
+        }
+    }
+
+    /// `GET path` (a JSON array), following `x-ms-continuation` while the server sends one and
+    /// fewer than `limit` items arrived; `top` asks each page for at most the items still wanted
+    /// (the server's maximum is `page_max`).
+    pub async fn get_pages(
+        &self,
+        path: &str,
+        limit: Option<usize>,
+        page_max: usize,
+    ) -> Result<Vec<Value>, Error> {
+        let mut items = Vec::new();
+        let mut continuation: Option<String> = None;
+        let mut seen = HashSet::new();
+        let operation = format!("GET {path}");
+        loop {
+            let want = limit.map_or(page_max, |n| (n - items.len()).min(page_max));
+            let headers = continuation
+                .iter()
+                .map(|c| ("x-ms-continuation".to_string(), c.clone()))
+                .collect();
+            let resp = self
+                .send_ok("GET", path, &[("top", want.to_string())], headers, None)
+                .await?;
+            match resp.json(&operation)? {
+                Value::Array(page) => items.extend(page),
+                other => {
+                    return Err(Error::NotAnArray {
+                        operation,
+                        kind: kind(&other),
+                    });
+                }
+            }
+            if limit.is_some_and(|n| items.len() >= n) {
+                return Ok(items);
+            }
+            match resp
+                .header("x-ms-continuation")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+            {
+                None => return Ok(items),
+                Some(c) if !seen.insert(c.to_string()) => {
+                    return Err(Error::ContinuationLoop {
+                        operation,
+                        token: c.to_string(),
+                    });
+                }
+                Some(c) => continuation = Some(c.to_string()),
             }
         }
     }

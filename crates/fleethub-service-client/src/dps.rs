@@ -126,6 +126,21 @@ impl<T: Transport> ServiceClient<T> {
         self.get_as(&format!("/registrations/{}", seg(id))).await
     }
 
+    /// `POST /registrations/{id}/simulate` (fleethub): the dry run of a registration with the
+    /// device key `key` (checked when given); nothing is created.
+    pub async fn simulate_registration(
+        &self,
+        id: &str,
+        key: Option<&str>,
+    ) -> Result<serde_json::Value, Error> {
+        let body = match key {
+            Some(k) => json!({ "key": k }),
+            None => json!({}),
+        };
+        self.post(&format!("/registrations/{}/simulate", seg(id)), &body)
+            .await
+    }
+
     /// `DELETE /registrations/{id}`.
     pub async fn delete_registration(&self, id: &str, if_match: Option<&str>) -> Result<(), Error> {
         self.delete(&format!("/registrations/{}", seg(id)), if_match)

@@ -230,7 +230,8 @@ impl<T: Transport> ServiceClient<T> {
         self.post_as(&path, call).await
     }
 
-    /// `POST /devices/query`: an IoT hub query (`SELECT * FROM devices WHERE ...`), all pages.
+    /// `POST /devices/query`: an IoT hub query (`SELECT * FROM devices WHERE ...`, projections,
+    /// aggregates, `devices.modules`), all pages.
     pub async fn query_devices(&self, sql: &str) -> Result<Vec<Value>, Error> {
         self.query_pages("/devices/query", &json!({ "query": sql }))
             .await

@@ -293,6 +293,15 @@ pub struct Page<T> {
     pub continuation: Option<String>,
 }
 
+/// Copies of the whole store, taken while it serves (`fleethub backup`). Not part of [`Store`]:
+/// the services never need it.
+#[async_trait]
+pub trait BackupStore: Send + Sync {
+    /// Writes a consistent snapshot of every aggregate to `dest`, a file that must not exist
+    /// yet (or be empty). The file is created readable by its owner only: it holds every key.
+    async fn backup_to(&self, dest: &std::path::Path) -> Result<()>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! `fleethub dps enrollment create|list|show|update|delete` (individual enrollments).
 
-use super::fields::{EnrollmentFields, update_etag};
+use super::fields::{EnrollmentFields, hide_keys, update_etag, with_keys};
 use crate::client::{Condition, ServiceClient, Transport, seg};
 use crate::output::{Column, Outcome, col, col_or};
 use anyhow::{Result, bail};
@@ -11,27 +11,34 @@ pub enum EnrollmentCommand {
     /// Create an individual enrollment (symmetric key; keys are generated unless given).
     Create {
         /// Registration ID the device will present.
-        #[arg(long)]
+        #[arg(long, visible_aliases = ["enrollment-id", "eid"])]
         registration_id: String,
         /// Hub device ID (default: the registration ID).
-        #[arg(long)]
+        #[arg(long, visible_alias = "did")]
         device_id: Option<String>,
         #[command(flatten)]
         fields: EnrollmentFields,
     },
-    /// List all individual enrollments.
-    List,
-    /// Show one enrollment (with its keys).
+    /// List all individual enrollments (keys hidden unless --show-keys).
+    List {
+        /// Include the symmetric keys (attestation.symmetricKey).
+        #[arg(long, visible_alias = "keys")]
+        show_keys: bool,
+    },
+    /// Show one enrollment with its registration state (keys hidden unless --show-keys).
     Show {
-        #[arg(long)]
+        #[arg(long, visible_aliases = ["enrollment-id", "eid"])]
         registration_id: String,
+        /// Include the symmetric keys (attestation.symmetricKey).
+        #[arg(long, visible_alias = "keys")]
+        show_keys: bool,
     },
     /// Change the given fields of an enrollment (read, modify, write with If-Match).
     Update {
-        #[arg(long)]
+        #[arg(long, visible_aliases = ["enrollment-id", "eid"])]
         registration_id: String,
         /// Hub device ID.
-        #[arg(long)]
+        #[arg(long, visible_alias = "did")]
         device_id: Option<String>,
         #[command(flatten)]
         fields: EnrollmentFields,
@@ -41,7 +48,7 @@ pub enum EnrollmentCommand {
     },
     /// Delete an enrollment.
     Delete {
-        #[arg(long)]
+        #[arg(long, visible_aliases = ["enrollment-id", "eid"])]
         registration_id: String,
         /// Only delete if the enrollment still has this etag.
         #[arg(long)]
@@ -87,13 +94,20 @@ pub(crate) async fn run<T: Transport>(
                 client.put(&p, &body, Condition::MustNotExist).await?,
             ))
         }
-        EnrollmentCommand::List => Ok(Outcome::List(
-            client.query_all("/enrollments/query").await?,
+        EnrollmentCommand::List { show_keys } => Ok(Outcome::List(
+            with_keys(client.query_all("/enrollments/query").await?, show_keys),
             LIST_COLUMNS,
         )),
-        EnrollmentCommand::Show { registration_id } => Ok(Outcome::Object(
-            client.get(&path(&registration_id), &[]).await?,
-        )),
+        EnrollmentCommand::Show {
+            registration_id,
+            show_keys,
+        } => {
+            let mut e = client.get(&path(&registration_id), &[]).await?;
+            if !show_keys {
+                hide_keys(&mut e);
+            }
+            Ok(Outcome::Object(e))
+        }
         EnrollmentCommand::Update {
             registration_id,
             device_id,

@@ -25,7 +25,13 @@ impl ProvisioningStatus {
 #[derive(clap::Args, Debug, Clone, Default, PartialEq)]
 pub struct EnrollmentFields {
     /// Mark devices as IoT Edge devices (`capabilities.iotEdge`); `--edge-enabled` alone = true.
-    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(
+        long,
+        visible_alias = "ee",
+        value_name = "true|false",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
     pub edge_enabled: Option<bool>,
     /// Initial twin tags, a JSON object, e.g. '{"env":"prod"}' (replaces the current tags).
     #[arg(long, value_name = "JSON", value_parser = parse_json_object)]
@@ -139,4 +145,24 @@ pub(crate) fn update_etag(user: Option<&str>, current: &Value) -> Option<String>
             .and_then(Value::as_str)
             .map(str::to_string)
     })
+}
+
+/// Removes the symmetric keys from an enrollment or group as the server sent it (what `show`
+/// and `list` print unless `--show-keys`, as `az iot dps` does).
+pub(crate) fn hide_keys(obj: &mut Value) {
+    if let Some(sk) = obj
+        .pointer_mut("/attestation/symmetricKey")
+        .and_then(Value::as_object_mut)
+    {
+        sk.remove("primaryKey");
+        sk.remove("secondaryKey");
+    }
+}
+
+/// A listed page with the keys kept (`--show-keys`) or removed.
+pub(crate) fn with_keys(mut items: Vec<Value>, show_keys: bool) -> Vec<Value> {
+    if !show_keys {
+        items.iter_mut().for_each(hide_keys);
+    }
+    items
 }

@@ -4,11 +4,13 @@ mod enrollment;
 mod fields;
 mod group;
 mod registration;
+mod simulate;
 
 pub use enrollment::EnrollmentCommand;
 pub use fields::{EnrollmentFields, ProvisioningStatus};
 pub use group::GroupCommand;
 pub use registration::RegistrationCommand;
+pub use simulate::SimulateArgs;
 
 use crate::args::ClientArgs;
 use crate::client::{ServiceClient, Transport};
@@ -27,14 +29,26 @@ pub enum DpsCommand {
     /// Device registration records.
     #[command(subcommand)]
     Registration(RegistrationCommand),
+    /// Dry run of a registration: which enrollment would match, whether the key is right,
+    /// which hub, device ID and initial twin. Nothing is created.
+    #[command(after_help = SIMULATE_EXAMPLES)]
+    Simulate(SimulateArgs),
 }
+
+const SIMULATE_EXAMPLES: &str = "\
+Examples:
+  fleethub dps simulate --registration-id dev-01
+  fleethub dps simulate --registration-id sensor-7 --key \"$DEVICE_KEY\" -o table
+  FLEETHUB_DEVICE_KEY=$(fleethub dps enrollment-group compute-device-key --group-id line-3 \\
+      --registration-id sensor-7) fleethub dps simulate --registration-id sensor-7";
 
 /// Runs a `dps` subcommand: result on stdout, notes on stderr.
 pub async fn run_dps(cmd: DpsCommand, client: &ClientArgs) -> Result<()> {
     // Offline: no connection settings needed.
     if let DpsCommand::EnrollmentGroup(GroupCommand::ComputeDeviceKey {
-        key,
+        key: Some(key),
         registration_id,
+        ..
     }) = &cmd
     {
         let outcome = Outcome::Text(group::compute_device_key(key, registration_id)?);
@@ -54,6 +68,7 @@ pub(crate) async fn dispatch<T: Transport>(
         DpsCommand::Enrollment(c) => enrollment::run(c, client).await,
         DpsCommand::EnrollmentGroup(c) => group::run(c, client).await,
         DpsCommand::Registration(c) => registration::run(c, client).await,
+        DpsCommand::Simulate(a) => simulate::run(a, client).await,
     }
 }
 

@@ -22,7 +22,7 @@ pub enum EdgeCommand {
     /// Set the modules of one IoT Edge device from a deployment manifest (used when no
     /// automatic deployment targets the device).
     SetModules {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
         /// Manifest: a file path or inline JSON, `{"modulesContent": {...}}` or
         /// `{"content": {"modulesContent": {...}}}`.

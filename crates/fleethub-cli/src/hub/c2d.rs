@@ -31,7 +31,7 @@ impl Ack {
 pub enum C2dCommand {
     /// Queue a message for a device (delivered when it connects; at most 50 queued).
     Send {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
         /// Message body (text, sent as UTF-8).
         #[arg(long, value_name = "TEXT")]
@@ -55,7 +55,7 @@ pub enum C2dCommand {
     },
     /// Delete every message queued for a device.
     Purge {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
     },
 }

@@ -28,10 +28,16 @@ impl DeviceStatus {
 pub enum DeviceIdentityCommand {
     /// Create a device identity (symmetric key; keys are generated unless given).
     Create {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
         /// Mark the device as an IoT Edge device; `--edge-enabled` alone = true.
-        #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+        #[arg(
+            long,
+            visible_alias = "ee",
+            value_name = "true|false",
+            num_args = 0..=1,
+            default_missing_value = "true"
+        )]
         edge_enabled: Option<bool>,
         /// Primary symmetric key (base64 of 16-64 bytes); with --secondary-key.
         #[arg(long, value_name = "KEY", requires = "secondary_key")]
@@ -46,20 +52,20 @@ pub enum DeviceIdentityCommand {
         #[arg(long, value_name = "TEXT")]
         status_reason: Option<String>,
     },
-    /// List device identities (with their keys), in ID order.
+    /// List device identities (with their keys), in ID order: all of them, 1000 per request.
     List {
-        /// At most this many devices (1-1000; the server's default is 1000).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        /// At most this many devices (default: all).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         top: Option<u32>,
     },
     /// Show one device identity (with its keys).
     Show {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
     },
     /// Change the given fields of a device identity (read, modify, write with If-Match).
     Update {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
         #[arg(long, value_enum)]
         status: Option<DeviceStatus>,
@@ -70,7 +76,13 @@ pub enum DeviceIdentityCommand {
         #[arg(long, value_name = "KEY")]
         secondary_key: Option<String>,
         /// IoT Edge device or not; `--edge-enabled` alone = true.
-        #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+        #[arg(
+            long,
+            visible_alias = "ee",
+            value_name = "true|false",
+            num_args = 0..=1,
+            default_missing_value = "true"
+        )]
         edge_enabled: Option<bool>,
         /// Only update if the identity still has this etag (default: the etag just read).
         #[arg(long)]
@@ -78,7 +90,7 @@ pub enum DeviceIdentityCommand {
     },
     /// Delete a device identity (and its twin, modules and queued messages).
     Delete {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
         /// Only delete if the identity still has this etag (default: whatever it is).
         #[arg(long)]
@@ -94,16 +106,19 @@ pub enum ConnectionStringCommand {
     /// Print `HostName=..;DeviceId=..;SharedAccessKey=..` for a device or module (formatted
     /// here from the identity the registry returns).
     Show {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
         /// Which key to put in the connection string.
         #[arg(long, value_enum, default_value_t = KeyType::Primary)]
         key_type: KeyType,
         /// A module of the device instead of the device itself.
-        #[arg(long)]
+        #[arg(long, short = 'm')]
         module_id: Option<String>,
     },
 }
+
+/// Devices per `GET /devices` (the server's maximum).
+const LIST_PAGE: usize = 1000;
 
 pub(crate) const LIST_COLUMNS: &[Column] = &[
     col("DEVICE ID", "/deviceId"),
@@ -209,12 +224,9 @@ pub(crate) async fn run<T: Transport>(
             Ok(Outcome::Object(created))
         }
         DeviceIdentityCommand::List { top } => {
-            let query: Vec<(&str, String)> =
-                top.map(|n| ("top", n.to_string())).into_iter().collect();
-            match client.get("/devices", &query).await? {
-                Value::Array(items) => Ok(Outcome::List(items, LIST_COLUMNS)),
-                other => bail!("GET /devices: expected a JSON array, got {other}"),
-            }
+            let limit = top.map(|n| n as usize);
+            let items = client.get_pages("/devices", limit, LIST_PAGE).await?;
+            Ok(Outcome::List(items, LIST_COLUMNS))
         }
         DeviceIdentityCommand::Show { device_id } => Ok(Outcome::Object(
             get_identity(client, &device_id, None).await?,

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct MethodArgs {
-    #[arg(long)]
+    #[arg(long, short = 'd')]
     pub device_id: String,
     /// A module of the device instead of the device itself.
-    #[arg(long)]
+    #[arg(long, short = 'm')]
     pub module_id: Option<String>,
     /// Name of the direct method.
     #[arg(long)]

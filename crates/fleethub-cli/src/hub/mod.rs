@@ -7,16 +7,19 @@ mod consumer_group;
 mod device_identity;
 mod method;
 mod module_identity;
-mod monitor;
+pub(crate) mod monitor;
+mod query;
 mod sas;
 mod twin;
 
+pub(crate) use c2d::parse_props;
 pub use c2d::{Ack, C2dCommand};
 pub use consumer_group::ConsumerGroupCommand;
 pub use device_identity::{ConnectionStringCommand, DeviceIdentityCommand, DeviceStatus};
 pub use method::MethodArgs;
 pub use module_identity::ModuleIdentityCommand;
 pub use monitor::MonitorArgs;
+pub use query::QueryArgs;
 pub use sas::SasArgs;
 pub use twin::DeviceTwinCommand;
 
@@ -52,7 +55,18 @@ pub enum HubCommand {
     /// Sign a SAS token: a device's or module's (with its key, fetched from the registry), or a
     /// shared access policy's (with the key of the connection string).
     GenerateSasToken(SasArgs),
+    /// Run an IoT hub query over device or module twins (projections, COUNT(), GROUP BY,
+    /// devices.modules), every page.
+    #[command(after_help = QUERY_EXAMPLES)]
+    Query(QueryArgs),
 }
+
+const QUERY_EXAMPLES: &str = "\
+Examples:
+  fleethub hub query -q \"SELECT * FROM devices WHERE tags.environment = 'test'\" -o table
+  fleethub hub query -q \"SELECT deviceId, properties.reported.fw AS fw FROM devices\" --top 10
+  fleethub hub query -q \"SELECT status, COUNT() AS n FROM devices GROUP BY status\" -o table
+  fleethub hub query -q \"SELECT * FROM devices.modules WHERE moduleId = '\\$edgeAgent'\"";
 
 /// Which of a device's (or module's) two symmetric keys.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -105,6 +119,7 @@ pub(crate) async fn dispatch<T: Transport>(
         HubCommand::C2dMessage(c) => c2d::run(c, client).await,
         HubCommand::ConsumerGroup(c) => consumer_group::run(c, client).await,
         HubCommand::GenerateSasToken(a) => sas::run(a, client).await,
+        HubCommand::Query(a) => query::run(a, client).await,
         HubCommand::MonitorEvents(_) => {
             bail!("monitor-events streams its output; it has no single result")
         }
@@ -176,8 +191,6 @@ pub(crate) fn parse_json_value(s: &str) -> Result<Value, String> {
         .map_err(|e| format!("invalid JSON ({e}); a text payload needs JSON quotes, e.g. '\"on\"'"))
 }
 
-#[cfg(test)]
-pub(crate) use c2d::parse_props;
 #[cfg(test)]
 pub(crate) use device_identity::connection_string as device_identity_connection_string;
 #[cfg(test)]

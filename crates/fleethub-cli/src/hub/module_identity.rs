@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 pub enum ModuleIdentityCommand {
     /// Create a module identity (symmetric key; keys are generated unless given).
     Create {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
-        #[arg(long)]
+        #[arg(long, short = 'm')]
         module_id: String,
         /// Primary symmetric key (base64 of 16-64 bytes); with --secondary-key.
         #[arg(long, value_name = "KEY", requires = "secondary_key")]
@@ -24,21 +24,21 @@ pub enum ModuleIdentityCommand {
     },
     /// List the module identities of a device.
     List {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
     },
     /// Show one module identity (with its keys).
     Show {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
-        #[arg(long)]
+        #[arg(long, short = 'm')]
         module_id: String,
     },
     /// Delete a module identity (and its twin).
     Delete {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
-        #[arg(long)]
+        #[arg(long, short = 'm')]
         module_id: String,
         /// Only delete if the identity still has this etag (default: whatever it is).
         #[arg(long)]

@@ -11,10 +11,15 @@ use anyhow::{Result, anyhow, bail};
 #[command(group(clap::ArgGroup::new("subject").required(true).args(["device_id", "policy_name"])))]
 pub struct SasArgs {
     /// Sign a token for this device (`sr={hub}/devices/{id}`, no policy name).
-    #[arg(long)]
+    #[arg(long, short = 'd')]
     pub device_id: Option<String>,
     /// Sign for a module of the device (`sr={hub}/devices/{id}/modules/{mid}`).
-    #[arg(long, requires = "device_id", conflicts_with = "policy_name")]
+    #[arg(
+        long,
+        short = 'm',
+        requires = "device_id",
+        conflicts_with = "policy_name"
+    )]
     pub module_id: Option<String>,
     /// Sign a service token for this shared access policy (`sr={hub}`, `skn=POLICY`); the
     /// connection string must be the policy's.

@@ -10,19 +10,19 @@ use serde_json::{Map, Value};
 pub enum DeviceTwinCommand {
     /// Show a device's (or module's) twin: tags, desired and reported properties, connection state.
     Show {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
         /// A module of the device instead of the device itself.
-        #[arg(long)]
+        #[arg(long, short = 'm')]
         module_id: Option<String>,
     },
     /// Merge tags and/or desired properties into a twin (a JSON merge patch: `null` removes a
     /// key). Prints the updated twin.
     Update {
-        #[arg(long)]
+        #[arg(long, short = 'd')]
         device_id: String,
         /// A module of the device instead of the device itself.
-        #[arg(long)]
+        #[arg(long, short = 'm')]
         module_id: Option<String>,
         /// Tags to merge, a JSON object, e.g. '{"env":"prod"}'.
         #[arg(long, value_name = "JSON", value_parser = parse_json_object)]

@@ -259,6 +259,7 @@ fn server_errors_show_status_code_and_message() {
         &c,
         DpsCommand::Enrollment(EnrollmentCommand::Show {
             registration_id: "nope".into(),
+            show_keys: false,
         }),
     )
     .unwrap_err()
@@ -286,7 +287,13 @@ fn list_follows_continuation_tokens() {
             Some(other) => panic!("bad token {other}"),
         }
     });
-    let items = list(run(&c, DpsCommand::Enrollment(EnrollmentCommand::List)).unwrap());
+    let items = list(
+        run(
+            &c,
+            DpsCommand::Enrollment(EnrollmentCommand::List { show_keys: false }),
+        )
+        .unwrap(),
+    );
     let ids: Vec<_> = items
         .iter()
         .map(|v| v["registrationId"].as_str().unwrap())
@@ -297,9 +304,12 @@ fn list_follows_continuation_tokens() {
 #[test]
 fn a_repeated_continuation_token_stops_the_loop() {
     let c = client(|_| page(json!([{"enrollmentGroupId": "g"}]), Some("same")));
-    let e = run(&c, DpsCommand::EnrollmentGroup(GroupCommand::List))
-        .unwrap_err()
-        .to_string();
+    let e = run(
+        &c,
+        DpsCommand::EnrollmentGroup(GroupCommand::List { show_keys: false }),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("twice"), "{e}");
 }
 

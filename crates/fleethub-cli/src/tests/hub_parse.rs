@@ -96,7 +96,12 @@ fn device_identity_list_show_update_delete() {
         HubCommand::DeviceIdentity(DeviceIdentityCommand::List { top: Some(5) })
     );
     assert!(hub_err(&["device-identity", "list", "--top", "0"]).contains("--top"));
-    assert!(hub_err(&["device-identity", "list", "--top", "1001"]).contains("--top"));
+    // More than one server page: the list follows x-ms-continuation.
+    let (_, cmd) = hub(&["device-identity", "list", "--top", "1001"]);
+    assert_eq!(
+        cmd,
+        HubCommand::DeviceIdentity(DeviceIdentityCommand::List { top: Some(1001) })
+    );
     let (_, cmd) = hub(&["device-identity", "show", "--device-id", "d"]);
     assert_eq!(
         cmd,
@@ -413,6 +418,7 @@ fn monitor_events_options() {
         a,
         MonitorArgs {
             device_id: None,
+            module_id: None,
             consumer_group: "$Default".into(),
             from_start: false,
             from: None,

@@ -229,7 +229,8 @@ fn group_id_has_the_enrollment_id_alias() {
     assert_eq!(
         a,
         DpsCommand::EnrollmentGroup(GroupCommand::Show {
-            group_id: "g1".into()
+            group_id: "g1".into(),
+            show_keys: false,
         })
     );
 }
@@ -262,7 +263,8 @@ fn compute_device_key_and_registration_commands() {
     assert_eq!(
         cmd,
         DpsCommand::EnrollmentGroup(GroupCommand::ComputeDeviceKey {
-            key: "K".into(),
+            key: Some("K".into()),
+            group_id: None,
             registration_id: "R".into()
         })
     );
@@ -327,7 +329,7 @@ fn connection_options_are_global() {
             .unwrap()
             .starts_with("HostName=h;")
     );
-    assert!(parse_err(&["dps", "enrollment", "list", "--output", "yaml"]).contains("--output"));
+    assert!(parse_err(&["dps", "enrollment", "list", "--output", "xml"]).contains("--output"));
 }
 
 #[test]

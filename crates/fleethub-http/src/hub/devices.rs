@@ -6,7 +6,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fleethub_api::{Device, QuerySpecification};
-use fleethub_services::{Hub, Right};
+use fleethub_services::Right;
 use fleethub_services::{Page, PageRequest};
 use serde_json::Value;
 
@@ -18,15 +18,6 @@ use fleethub_services::query::Query;
 
 /// Devices a `GET /devices` returns when `top` is absent, and at most (Azure's limit).
 pub(crate) const MAX_LIST: usize = 1000;
-/// Query page size when the client sends no `x-ms-max-item-count`, and the largest honoured.
-pub(crate) const DEFAULT_QUERY_PAGE: usize = 100;
-pub(crate) const MAX_QUERY_PAGE: usize = 1000;
-/// Devices one query request examines at most; past that it answers with what it found and a
-/// continuation, so a selective query over a large registry never runs unbounded.
-pub(crate) const MAX_QUERY_SCAN: usize = 10_000;
-/// Store page size while scanning for a query.
-const SCAN_PAGE: usize = 250;
-
 /// `PUT /devices/{id}`: create (no `If-Match`) or update (`If-Match`, `"*"` allowed) -> **200**
 /// + the stored Device (Python accepts nothing else). Empty or missing keys are generated.
 pub(crate) async fn put(
@@ -86,7 +77,9 @@ pub(crate) async fn delete(
 }
 
 /// `GET /devices?top=N` (Python) and `GET /devices/` (Node) -> 200 array of up to `top`
-/// (default and maximum 1000) devices in ID order.
+/// (default and maximum 1000) devices in ID order, after the `x-ms-continuation` sent (if
+/// any); the answer carries `x-ms-continuation` when more devices follow (Azure's list stops
+/// at 1000 without saying so; the SDKs ignore the header).
 pub(crate) async fn list(
     State(state): State<HttpState>,
     RawQuery(raw): RawQuery,
@@ -96,7 +89,7 @@ pub(crate) async fn list(
     hub_service(&state, &headers, &[Right::RegistryRead], &peer)?;
     let top = top(raw.as_deref())?;
     let mut devices: Vec<Device> = Vec::new();
-    let mut continuation = None;
+    let mut continuation = page_request(&headers)?.continuation;
     while devices.len() < top {
         let page = state
             .hub
@@ -112,7 +105,13 @@ pub(crate) async fn list(
         }
     }
     devices.truncate(top);
-    Ok(ok_json(&devices))
+    let mut resp = ok_json(&devices);
+    if let Some(c) = continuation
+        && let Ok(v) = axum::http::HeaderValue::from_str(&c)
+    {
+        resp.headers_mut().insert("x-ms-continuation", v);
+    }
+    Ok(resp)
 }
 
 /// `top` (or `$top`) from the query string: 1..=1000, default 1000 (larger values are capped).
@@ -154,8 +153,9 @@ pub(crate) async fn post(
     query(state, peer, headers, body).await
 }
 
-/// `POST /devices/query` body `{"query":"SELECT * FROM devices [WHERE ...]"}` -> 200 array of
-/// twins, `x-ms-item-type: twin`, `x-ms-continuation` only when more pages exist.
+/// `POST /devices/query` body `{"query":"SELECT ... FROM devices|devices.modules [WHERE ...]
+/// [GROUP BY ...]"}` -> 200 array of twins (`x-ms-item-type: twin`) or of projected/aggregated
+/// rows (`raw`), `x-ms-continuation` only when more pages exist.
 async fn query(
     State(state): State<HttpState>,
     peer: Peer,
@@ -172,57 +172,16 @@ async fn query(
     let q = Query::parse(&spec.query)
         .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
     let req = page_request(&headers)?;
-    let page = run_query(&state.hub, &q, &req).await?;
-    Ok(page_response(page, "twin", &req))
-}
-
-/// One page of query results. Scans the registry in ID order from the continuation, keeping
-/// twins that match, until the page is full, the registry ends or [`MAX_QUERY_SCAN`] devices
-/// were examined. The continuation handed out is the store's, positioned right after the last
-/// device examined whose result is in the page, so no match is skipped or repeated.
-async fn run_query(hub: &Hub, q: &Query, req: &PageRequest) -> HubResult<Page<Value>> {
-    let want = match req.max_items {
-        0 => DEFAULT_QUERY_PAGE,
-        n => n.min(MAX_QUERY_PAGE),
-    };
-    let mut out: Vec<Value> = Vec::new();
-    let mut continuation = req.continuation.clone();
-    let mut scanned = 0;
-    // Set when a page held more matches than fit: read the same range again, shorter.
-    let mut cut: Option<usize> = None;
-    loop {
-        let remaining = want - out.len();
-        let size = cut.take().unwrap_or(SCAN_PAGE.max(remaining));
-        let page = hub
-            .list_twins(PageRequest {
-                continuation: continuation.clone(),
-                max_items: size,
-            })
-            .await?;
-        let read = page.items.len();
-        let mut matched = Vec::new();
-        for (i, twin) in page.items.into_iter().enumerate() {
-            let doc = serde_json::to_value(twin).unwrap_or(Value::Null);
-            if q.matches(&doc) {
-                matched.push((i, doc));
-            }
-        }
-        if matched.len() > remaining {
-            // The page ends after the `remaining`-th match: strictly fewer items than read.
-            cut = Some(matched[remaining - 1].0 + 1);
-            continue;
-        }
-        scanned += read;
-        out.extend(matched.into_iter().map(|(_, doc)| doc));
-        continuation = page.continuation;
-        if continuation.is_none() || out.len() == want || scanned >= MAX_QUERY_SCAN {
-            break;
-        }
-    }
-    Ok(Page {
-        items: out,
-        continuation,
-    })
+    let page = state.hub.query_twins(&q, &req).await?;
+    let item_type = page.item_type;
+    Ok(page_response(
+        Page {
+            items: page.items,
+            continuation: page.continuation,
+        },
+        item_type,
+        &req,
+    ))
 }
 
 #[cfg(test)]

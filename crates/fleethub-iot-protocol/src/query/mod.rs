@@ -1,5 +1,6 @@
 //! The one query/condition language of the workspace (`docs/protocol-notes.md`, "Query
-//! language"): IoT Hub queries (`SELECT * FROM devices WHERE ...`, [`Query`]), the target
+//! language"): IoT Hub queries (`SELECT * FROM devices WHERE ...`, projections, aggregates,
+//! `GROUP BY`, `devices.modules`: [`Query`], [`Aggregation`]), the target
 //! conditions and metric queries of deployments, and the `WHERE` conditions of edge routes
 //! ([`parse_condition`]).
 //!
@@ -15,17 +16,19 @@
 //! properties in `fleetedge-hub`. As in Azure, a comparison involving an undefined property,
 //! or values of types that do not compare, is false (whatever the operator). Pure: no IO.
 
+mod aggregate;
 mod ast;
 mod eval;
 pub mod lexer;
 pub mod parser;
 mod select;
 
+pub use aggregate::Aggregation;
 pub use ast::{CmpOp, Expr, Func, Operand};
 pub use eval::{Comparison, Operands};
 pub use lexer::{Dialect, Token, tokenize};
 pub use parser::parse_condition;
-pub use select::{MAX_QUERY_CHARS, Query};
+pub use select::{Aggregate, MAX_QUERY_CHARS, Query, SelectExpr, SelectItem, Source};
 
 /// A query or condition that does not parse; the message names the problem (shown to
 /// clients with a 400, or in the edge hub's route errors).
@@ -39,5 +42,7 @@ impl QueryError {
     }
 }
 
+#[cfg(test)]
+mod select_tests;
 #[cfg(test)]
 mod tests;

@@ -49,6 +49,11 @@ impl Parser {
         self.tokens.get(self.pos)
     }
 
+    /// The token `n` places after the next one (`peek_at(0)` is `peek()`).
+    pub fn peek_at(&self, n: usize) -> Option<&Token> {
+        self.tokens.get(self.pos + n)
+    }
+
     pub fn next_token(&mut self) -> Option<Token> {
         let t = self.tokens.get(self.pos).cloned();
         self.pos += 1;
@@ -218,7 +223,8 @@ impl Parser {
         }
     }
 
-    fn operand(&mut self) -> Result<Operand, QueryError> {
+    /// A property path or a literal.
+    pub fn operand(&mut self) -> Result<Operand, QueryError> {
         match self.next_token() {
             Some(Token::Str(s)) => Ok(Operand::Literal(Value::String(s))),
             Some(Token::Num(n)) => Ok(Operand::Literal(Value::Number(n))),

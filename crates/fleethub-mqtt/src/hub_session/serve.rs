@@ -173,18 +173,28 @@ where
         session_present,
         "device connected"
     );
+    // Both waits live as long as the loop (registering them anew for every packet showed in
+    // profiles). The timer fires at the earliest deadline it was armed for; as packets move the
+    // keep-alive deadline later, `on_timeout` then finds nothing due and the timer is re-armed.
+    let revoked = signals.revocation.revoked();
+    tokio::pin!(revoked);
+    let timer = tokio::time::sleep_until(session.deadline());
+    tokio::pin!(timer);
     loop {
-        if let Some(reason) = signals.revocation.reason() {
-            return revoked(session, &reason);
+        if let Some(reason) = services.revocation.reason() {
+            return revoked_now(session, &reason);
         }
         if let Some(close) = close {
             let _ = tokio::time::timeout(signals.write_stall, client.writer.flush()).await;
             return close.into_result();
         }
+        if session.deadline() < timer.deadline() {
+            timer.as_mut().reset(session.deadline());
+        }
         let stall = signals.write_stall;
         tokio::select! {
             biased;
-            reason = signals.revocation.revoked() => return revoked(session, &reason),
+            reason = &mut revoked => return revoked_now(session, &reason),
             r = tokio::time::timeout(stall, client.writer.flush()) => match r {
                 Ok(r) => r?,
                 Err(_) => return Err(ConnectionError::WriteStalled(stall.as_secs())),
@@ -193,7 +203,7 @@ where
         // Not biased: packets and hub events take turns as before; revocation is also checked
         // at the top of the loop, before each packet of a burst and before storing telemetry.
         close = tokio::select! {
-            reason = signals.revocation.revoked() => return revoked(session, &reason),
+            reason = &mut revoked => return revoked_now(session, &reason),
             () = &mut signals.shutdown => {
                 let _ = tokio::time::timeout(stall, client.writer.shutdown()).await;
                 return Err(ConnectionError::Protocol(format!(
@@ -213,8 +223,9 @@ where
                 "{}: another connection with the same identity took over",
                 session.identity()
             ))),
-            () = tokio::time::sleep_until(session.deadline()) => {
+            () = &mut timer => {
                 let actions = session.on_timeout(Instant::now());
+                timer.as_mut().reset(session.deadline());
                 execute(session, services, &mut client.writer, actions).await?
             }
         };
@@ -222,7 +233,7 @@ where
 }
 
 /// Ends a revoked connection at once; what is queued for the client is dropped.
-fn revoked(session: &mut HubSession, reason: &str) -> Result<(), ConnectionError> {
+fn revoked_now(session: &mut HubSession, reason: &str) -> Result<(), ConnectionError> {
     let close = session
         .on_event(HubEvent::Revoked(reason.to_string()))
         .into_iter()

@@ -54,6 +54,17 @@ pub struct RawDevice {
 }
 
 pub async fn connect(s: &ServerProcess, id: &str, key: &str, token_secs: u64) -> RawDevice {
+    connect_with_keep_alive(s, id, key, token_secs, 0).await
+}
+
+/// [`connect`] with a CONNECT keep-alive of `keep_alive` seconds.
+pub async fn connect_with_keep_alive(
+    s: &ServerProcess,
+    id: &str,
+    key: &str,
+    token_secs: u64,
+    keep_alive: u16,
+) -> RawDevice {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pki_types::CertificateDer::pem_file_iter(s.ca_pem()).unwrap() {
         roots.add(c.unwrap()).unwrap();
@@ -89,7 +100,7 @@ pub async fn connect(s: &ServerProcess, id: &str, key: &str, token_secs: u64) ->
         protocol_level: 4,
         client_id: id.to_string(),
         clean_session: true,
-        keep_alive: 0,
+        keep_alive,
         username: Some(format!("{host}/{id}/?api-version=2021-04-12")),
         password: Some(token.into_bytes()),
         will: None,

@@ -14,14 +14,38 @@ use fleethub_storage::{Assignment, DeviceRecord, RegistrationRecord};
 use serde_json::{Value, json};
 
 /// What the enrollment says about the device to create.
-struct Plan {
-    device_id: String,
-    hub: String,
-    iot_edge: bool,
-    initial_twin: Option<InitialTwin>,
+pub(super) struct Plan {
+    pub(super) device_id: String,
+    pub(super) hub: String,
+    pub(super) iot_edge: bool,
+    pub(super) initial_twin: Option<InitialTwin>,
     reprovision: ReprovisionPolicy,
     keys: (String, String),
     group_id: Option<String>,
+}
+
+/// How a registration that is allowed ends, given the device's previous registration record
+/// and whether its device identity exists: the substatus, whether the twin starts over from
+/// the initial twin, and the hub.
+pub(super) fn outcome(
+    plan: &Plan,
+    previous: Option<&RegistrationRecord>,
+    device_exists: bool,
+) -> (&'static str, bool, String) {
+    let was_assigned = previous.is_some_and(|r| r.state.status.as_deref() == Some("assigned"));
+    let (substatus, reset_twin) = match (previous, was_assigned) {
+        (Some(_), true) if !plan.reprovision.update_hub_assignment => ("initialAssignment", false),
+        (Some(_), true) if plan.reprovision.migrate_device_data => ("deviceDataMigrated", false),
+        (Some(_), true) => ("deviceDataReset", true),
+        _ => ("initialAssignment", !device_exists),
+    };
+    let hub = match (previous, plan.reprovision.update_hub_assignment) {
+        (Some(prev), false) if was_assigned => {
+            prev.state.assigned_hub.clone().unwrap_or(plan.hub.clone())
+        }
+        _ => plan.hub.clone(),
+    };
+    (substatus, reset_twin, hub)
 }
 
 impl Dps {
@@ -103,25 +127,7 @@ impl Dps {
         }
 
         let existing = self.store.get_device(&plan.device_id).await?;
-        let was_assigned = previous
-            .as_ref()
-            .is_some_and(|r| r.state.status.as_deref() == Some("assigned"));
-        let (substatus, reset_twin) = match (&previous, was_assigned) {
-            (Some(_), true) if !plan.reprovision.update_hub_assignment => {
-                ("initialAssignment", false)
-            }
-            (Some(_), true) if plan.reprovision.migrate_device_data => {
-                ("deviceDataMigrated", false)
-            }
-            (Some(_), true) => ("deviceDataReset", true),
-            _ => ("initialAssignment", existing.is_none()),
-        };
-        let hub = match (&previous, plan.reprovision.update_hub_assignment) {
-            (Some(prev), false) if was_assigned => {
-                prev.state.assigned_hub.clone().unwrap_or(plan.hub.clone())
-            }
-            _ => plan.hub.clone(),
-        };
+        let (substatus, reset_twin, hub) = outcome(&plan, previous.as_ref(), existing.is_some());
         let device = build_device(&plan, existing, reset_twin, &self.clock.now_utc());
         state.assigned_hub = Some(hub);
         state.device_id = Some(plan.device_id.clone());
@@ -179,7 +185,7 @@ impl Dps {
         })
     }
 
-    fn plan(&self, p: &DpsPrincipal) -> Plan {
+    pub(super) fn plan(&self, p: &DpsPrincipal) -> Plan {
         match &p.source {
             EnrollmentSource::Individual(e) => Plan {
                 device_id: e

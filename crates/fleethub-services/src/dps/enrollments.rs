@@ -60,11 +60,30 @@ impl Dps {
             .await?)
     }
 
+    /// An individual enrollment with its `registrationState` (the registration record of a
+    /// device that registered through it), as Azure shows it.
     pub async fn get_enrollment(&self, id: &str) -> Result<IndividualEnrollment, Error> {
-        self.store
+        let e = self
+            .store
             .get_enrollment(id)
             .await?
-            .ok_or_else(|| Error::EnrollmentNotFound { id: id.to_string() })
+            .ok_or_else(|| Error::EnrollmentNotFound { id: id.to_string() })?;
+        self.with_registration_state(e).await
+    }
+
+    /// Joins the enrollment's registration record (only one that came through the individual
+    /// enrollment, not a group record of the same registration ID).
+    async fn with_registration_state(
+        &self,
+        mut e: IndividualEnrollment,
+    ) -> Result<IndividualEnrollment, Error> {
+        e.registration_state = self
+            .store
+            .get_registration(&e.registration_id)
+            .await?
+            .map(|r| r.state)
+            .filter(|s| s.enrollment_group_id.is_none());
+        Ok(e)
     }
 
     pub async fn delete_enrollment(&self, id: &str, if_match: Option<&str>) -> Result<(), Error> {
@@ -78,7 +97,18 @@ impl Dps {
         &self,
         page: PageRequest,
     ) -> Result<Page<IndividualEnrollment>, Error> {
-        Ok(self.store.list_enrollments(page).await?)
+        let Page {
+            items,
+            continuation,
+        } = self.store.list_enrollments(page).await?;
+        let mut joined = Vec::with_capacity(items.len());
+        for e in items {
+            joined.push(self.with_registration_state(e).await?);
+        }
+        Ok(Page {
+            items: joined,
+            continuation,
+        })
     }
 
     pub async fn enrollment_attestation(&self, id: &str) -> Result<AttestationMechanism, Error> {

@@ -7,6 +7,7 @@ mod enrollments;
 mod error;
 mod groups_cache;
 mod recent;
+mod simulate;
 mod validate;
 
 #[cfg(test)]
@@ -20,6 +21,7 @@ use std::sync::Arc;
 pub use auth::{AuthContext, AuthOrigin, DpsPrincipal};
 pub use enrollments::BulkFailure;
 pub use error::{Error, Result};
+pub use simulate::{EnrollmentMatch, Simulation};
 pub use validate::MAX_PAYLOAD_BYTES;
 
 /// Settings of the DPS instance.

@@ -444,3 +444,169 @@ async fn initial_twin_depth_and_size_limits() {
     e.initial_twin = with(Some(nest(10)), Some(big(32 * 1024 - 1)));
     d.put_enrollment("dev-tw", e, None).await.unwrap();
 }
+
+#[tokio::test]
+async fn enrollments_show_their_registration_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dps(&dir);
+    let key = keys::generate_key();
+    d.put_enrollment("dev-r", enrollment("dev-r", &key), None)
+        .await
+        .unwrap();
+    d.put_enrollment("dev-idle", enrollment("dev-idle", &key), None)
+        .await
+        .unwrap();
+    // A group device whose registration ID matches no individual enrollment's record.
+    let gkey = keys::generate_key();
+    d.put_group(
+        "grp",
+        EnrollmentGroup {
+            enrollment_group_id: "grp".into(),
+            attestation: AttestationMechanism::symmetric(gkey.clone(), keys::generate_key()),
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        d.get_enrollment("dev-r")
+            .await
+            .unwrap()
+            .registration_state
+            .is_none()
+    );
+
+    register(&d, "dev-r", &key).await.unwrap();
+    let dk = keys::derive_device_key(&gkey, "grp-dev").unwrap();
+    register(&d, "grp-dev", &dk).await.unwrap();
+
+    let shown = d.get_enrollment("DEV-R").await.unwrap();
+    let rs = shown.registration_state.expect("registrationState");
+    assert_eq!(rs.status.as_deref(), Some("assigned"));
+    assert_eq!(rs.assigned_hub.as_deref(), Some(HUB));
+    assert_eq!(rs.device_id.as_deref(), Some("dev-r"));
+
+    let listed = d
+        .query_enrollments(fleethub_storage::PageRequest::default())
+        .await
+        .unwrap();
+    let by_id = |id: &str| {
+        listed
+            .items
+            .iter()
+            .find(|e| e.registration_id == id)
+            .unwrap()
+            .registration_state
+            .clone()
+    };
+    assert_eq!(by_id("dev-r").unwrap().status.as_deref(), Some("assigned"));
+    assert!(by_id("dev-idle").is_none());
+
+    // The record of a group registration is not an individual enrollment's state.
+    d.put_enrollment("grp-dev", enrollment("grp-dev", &key), None)
+        .await
+        .unwrap();
+    assert!(
+        d.get_enrollment("grp-dev")
+            .await
+            .unwrap()
+            .registration_state
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn simulate_names_enrollment_key_hub_and_twin_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dps(&dir);
+    let key = keys::generate_key();
+    let mut e = enrollment("dev-s", &key);
+    e.device_id = Some("device-s".into());
+    e.capabilities = Some(DeviceCapabilities { iot_edge: true });
+    e.initial_twin = Some(InitialTwin {
+        tags: Some(json!({"site": "north"})),
+        properties: None,
+    });
+    d.put_enrollment("dev-s", e, None).await.unwrap();
+    let gkey = keys::generate_key();
+    d.put_group(
+        "grp",
+        EnrollmentGroup {
+            enrollment_group_id: "grp".into(),
+            attestation: AttestationMechanism::symmetric(keys::generate_key(), gkey.clone()),
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+
+    let s = d.simulate("dev-s", Some(&key)).await.unwrap();
+    assert_eq!(s.result, "assigned", "{s:?}");
+    assert_eq!(s.key.as_deref(), Some("primary"));
+    assert_eq!(s.enrollment.as_ref().unwrap().kind, "individual");
+    assert_eq!(s.assigned_hub.as_deref(), Some(HUB));
+    assert_eq!(s.device_id.as_deref(), Some("device-s"));
+    assert_eq!(s.iot_edge, Some(true));
+    assert_eq!(s.substatus.as_deref(), Some("initialAssignment"));
+    assert_eq!(s.device_exists, Some(false));
+    assert_eq!(s.initial_twin.unwrap().tags.unwrap()["site"], "north");
+    let s = d.simulate("dev-s", None).await.unwrap();
+    assert_eq!(
+        (s.result.as_str(), s.key.as_deref()),
+        ("assigned", Some("notChecked"))
+    );
+    let s = d.simulate("dev-s", Some(&gkey)).await.unwrap();
+    assert_eq!(
+        (s.result.as_str(), s.key.as_deref()),
+        ("unauthorized", Some("wrong"))
+    );
+
+    // Group devices: the derived key names the group; the group key itself is refused.
+    let derived = keys::derive_device_key(&gkey, "sensor-1").unwrap();
+    let s = d.simulate("sensor-1", Some(&derived)).await.unwrap();
+    assert_eq!(s.result, "assigned", "{s:?}");
+    assert_eq!(s.key.as_deref(), Some("derivedFromSecondary"));
+    assert_eq!(s.enrollment.as_ref().unwrap().id, "grp");
+    assert_eq!(s.device_id.as_deref(), Some("sensor-1"));
+    let s = d.simulate("sensor-1", Some(&gkey)).await.unwrap();
+    assert_eq!(
+        (s.result.as_str(), s.key.as_deref()),
+        ("unauthorized", Some("groupKey"))
+    );
+    assert!(s.message.contains("compute-device-key"), "{}", s.message);
+    let s = d.simulate("sensor-1", None).await.unwrap();
+    assert_eq!(s.result, "keyNeeded");
+    assert_eq!(s.candidate_groups.unwrap(), ["grp"]);
+
+    // Nothing was written, nothing logged as a failure.
+    assert!(d.store.get_device("device-s").await.unwrap().is_none());
+    assert!(d.store.get_registration("dev-s").await.unwrap().is_none());
+    assert!(d.auth_failures().recent(10).is_empty());
+
+    // After a real registration: the record is shown and the device exists.
+    register(&d, "dev-s", &key).await.unwrap();
+    let s = d.simulate("dev-s", Some(&key)).await.unwrap();
+    assert_eq!(s.device_exists, Some(true));
+    assert_eq!(
+        s.registration_state.unwrap().status.as_deref(),
+        Some("assigned")
+    );
+    assert_eq!(s.substatus.as_deref(), Some("deviceDataMigrated"));
+
+    // A disabled enrollment and an unknown registration.
+    let mut e = d.get_enrollment("dev-s").await.unwrap();
+    e.provisioning_status = Some("disabled".into());
+    d.put_enrollment("dev-s", e, None).await.unwrap();
+    assert_eq!(
+        d.simulate("dev-s", Some(&key)).await.unwrap().result,
+        "disabled"
+    );
+    d.delete_group("grp", None).await.unwrap();
+    assert_eq!(
+        d.simulate("nobody", None).await.unwrap().result,
+        "noEnrollment"
+    );
+    assert!(d.simulate("bad id!", None).await.is_err());
+}

@@ -226,6 +226,12 @@ impl Hub {
         })
     }
 
+    /// Whether the store answers a read (the readiness probe).
+    pub async fn check_store(&self) -> Result<(), Error> {
+        self.store.get_device("$readiness-probe").await?;
+        Ok(())
+    }
+
     pub async fn statistics(&self) -> Result<RegistryStatistics, Error> {
         let mut stats = RegistryStatistics {
             total_device_count: 0,

@@ -48,6 +48,20 @@ impl Hub {
         })
     }
 
+    /// The module twins of a device as the service API shows them, by module ID (what
+    /// `FROM devices.modules` runs over).
+    pub(crate) async fn module_twins(&self, device_id: &str) -> Result<Vec<Twin>, Error> {
+        let mut twins: Vec<Twin> = self
+            .store
+            .list_modules(device_id)
+            .await?
+            .into_iter()
+            .map(|r| self.finish_twin(r.twin))
+            .collect();
+        twins.sort_by(|a, b| a.module_id.cmp(&b.module_id));
+        Ok(twins)
+    }
+
     fn twin_view(&self, rec: DeviceRecord) -> Twin {
         let DeviceRecord { device, mut twin } = rec;
         twin.device_etag = device.etag.or(twin.device_etag);
@@ -66,7 +80,7 @@ impl Hub {
         self.finish_twin(twin)
     }
 
-    /// Fills what every twin answer carries: live connection state and defaults for fields
+    /// Fills what every twin answer carries: live connection state, last activity and defaults for fields
     /// the SDKs' models expect.
     fn finish_twin(&self, mut twin: Twin) -> Twin {
         let connected = self.is_connected(&twin.device_id, twin.module_id.as_deref());
@@ -78,6 +92,11 @@ impl Hub {
             }
             .into(),
         );
+        // What the identity last did (kept in memory by `presence`, no store write per
+        // message); the stored value (never, or an imported one) otherwise.
+        if let Some(a) = self.activity(&twin.device_id, twin.module_id.as_deref()) {
+            twin.last_activity_time = Some(a.last_activity_utc());
+        }
         twin.etag.get_or_insert_with(|| "AAAAAAAAAAE=".into());
         twin.status.get_or_insert_with(|| "enabled".into());
         twin.authentication_type.get_or_insert_with(|| "sas".into());
@@ -85,5 +104,97 @@ impl Hub {
             .get_or_insert_with(X509Thumbprint::default);
         twin.capabilities.get_or_insert_with(Capabilities::default);
         twin
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::clock::TestClock;
+    use crate::hub::{HubConfig, TelemetryIn, TwinTarget};
+    use crate::{AuthContext, Clock, Hub, Shared};
+    use fleethub_api::{Device, Module};
+    use fleethub_store::sqlite::SqliteStore;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn twins_show_when_the_identity_last_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let start = chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let clock = TestClock::new(start);
+        let shared = Shared::with_clock(store, Clock::from_source(clock.clone()));
+        let hub = Hub::new(
+            &shared,
+            HubConfig {
+                host: "hub.local".into(),
+                token_skew_secs: 30,
+            },
+            vec![],
+        );
+        let d = hub.put_device("d1", Device::default(), None).await.unwrap();
+        let m = hub
+            .put_module("d1", "m1", Module::default(), None)
+            .await
+            .unwrap();
+        let twin = hub.service_twin(TwinTarget::Device("d1")).await.unwrap();
+        assert_eq!(
+            twin.last_activity_time.as_deref(),
+            Some("0001-01-01T00:00:00Z")
+        );
+
+        let ctx = AuthContext {
+            transport: "test",
+            peer: None,
+        };
+        let token = |module: Option<&str>, key: &str| {
+            let resource =
+                fleethub_iot_protocol::identity::hub_sas_resource("hub.local", "d1", module);
+            fleethub_core::sas::build_token(&resource, key, clock_unix(&hub) + 3600, None).unwrap()
+        };
+        let key = d.authentication.unwrap().keys()[0].to_string();
+        let p = hub
+            .authenticate_device("d1", None, &token(None, &key), ctx)
+            .await
+            .unwrap();
+        clock.advance(chrono::Duration::seconds(90));
+        hub.send_telemetry(&p, TelemetryIn::default())
+            .await
+            .unwrap();
+        let twin = hub.service_twin(TwinTarget::Device("d1")).await.unwrap();
+        assert_eq!(
+            twin.last_activity_time.as_deref(),
+            Some("2026-03-01T10:01:30.0000000Z")
+        );
+        // Queries run over the same view.
+        let listed = hub
+            .list_twins(fleethub_storage::PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(listed.items[0].last_activity_time, twin.last_activity_time);
+
+        // A module's twin shows the module's own activity.
+        let mkey = m.authentication.unwrap().keys()[0].to_string();
+        let pm = hub
+            .authenticate_device("d1", Some("m1"), &token(Some("m1"), &mkey), ctx)
+            .await
+            .unwrap();
+        clock.advance(chrono::Duration::seconds(30));
+        hub.send_telemetry(&pm, TelemetryIn::default())
+            .await
+            .unwrap();
+        let mt = hub
+            .service_twin(TwinTarget::Module("d1", "m1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            mt.last_activity_time.as_deref(),
+            Some("2026-03-01T10:02:00.0000000Z")
+        );
+    }
+
+    fn clock_unix(hub: &Hub) -> u64 {
+        hub.clock.unix()
     }
 }

@@ -3,6 +3,7 @@
 //! with group commit, a pool of reader connections.
 
 mod auth_failures;
+mod backup;
 mod c2d;
 mod configurations;
 mod consumer_groups;
@@ -36,6 +37,9 @@ const GROUPS: &str = "enrollment_groups";
 
 pub struct SqliteStore {
     pool: Arc<Pool>,
+    /// The telemetry log's partition count once a committed write fixed it (0 before): it
+    /// never changes afterwards, so appends need not read it.
+    partition_count: std::sync::atomic::AtomicU32,
 }
 
 impl SqliteStore {
@@ -60,6 +64,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             pool: Pool::start(path, durability, conn),
+            partition_count: std::sync::atomic::AtomicU32::new(0),
         })
     }
 }

@@ -1,77 +1,70 @@
-//! Partition bookkeeping of the telemetry log: the `telemetry_partitions` table holds each
-//! partition's next sequence number, last offset and last enqueued time (kept when retention
-//! deletes the rows), so numbering continues without gaps or reuse.
+//! Partition bookkeeping of the telemetry log. A partition's newest stored row carries its
+//! last sequence number, offset and enqueued time (found through the
+//! `(partition_id, partition_seq)` index); the `telemetry_partitions` table keeps a **floor**
+//! per partition (the next sequence number, last offset and last enqueued time as they were
+//! when retention last deleted rows), so numbering continues without gaps or reuse when
+//! retention empties a partition. An append looks up the next sequence number once per
+//! partition it touches (an index seek) and then inserts with explicit numbers.
 
 use super::telemetry::{COLUMNS, row_to_message};
 use super::{OptionalExtension, Result, params};
 use crate::{MAX_PARTITION_COUNT, PartitionSummary, StoreError, TelemetryMessage, partition_of};
 use rusqlite::Connection;
 
-/// The partitions' counters, loaded inside a write transaction, advanced by appends and
-/// written back before the transaction ends.
-pub(super) struct Appender {
-    next: Vec<i64>,
-    /// Per partition: the last (offset, enqueued ms) appended by this transaction.
-    last: Vec<Option<(u64, i64)>>,
+/// The partition count, creating `count` partitions (and numbering the rows stored before
+/// the log was partitioned) on a store that has none yet.
+pub(super) fn ensure(c: &Connection, count: u32) -> Result<u32> {
+    let stored: i64 = c
+        .prepare_cached("SELECT COUNT(*) FROM telemetry_partitions")?
+        .query_row([], |r| r.get(0))?;
+    if stored > 0 {
+        return Ok(stored as u32);
+    }
+    if count == 0 || count > MAX_PARTITION_COUNT {
+        return Err(StoreError::InvalidArgument(format!(
+            "partition_count must be 1 to {MAX_PARTITION_COUNT}, not {count}"
+        )));
+    }
+    create(c, count)?;
+    Ok(count)
 }
 
-impl Appender {
-    /// Loads the counters; on a store without partitions creates `count` of them first and
-    /// numbers the messages stored before the log was partitioned.
-    pub(super) fn load(c: &Connection, count: u32) -> Result<Appender> {
-        let mut next = load_counters(c)?;
-        if next.is_empty() {
-            if count == 0 || count > MAX_PARTITION_COUNT {
-                return Err(StoreError::InvalidArgument(format!(
-                    "partition_count must be 1 to {MAX_PARTITION_COUNT}, not {count}"
-                )));
-            }
-            create(c, count)?;
-            next = load_counters(c)?;
-        }
-        let n = next.len();
-        Ok(Appender {
-            next,
-            last: vec![None; n],
-        })
-    }
-
-    pub(super) fn count(&self) -> u32 {
-        self.next.len() as u32
-    }
-
-    /// The partition and per-partition sequence number of a device's next message.
-    pub(super) fn next(&mut self, device_id: &str) -> (u32, i64) {
-        let p = partition_of(device_id, self.count());
-        let seq = self.next[p as usize];
-        self.next[p as usize] += 1;
-        (p, seq)
-    }
-
-    pub(super) fn appended(&mut self, partition: u32, offset: u64, enqueued_ms: i64) {
-        self.last[partition as usize] = Some((offset, enqueued_ms));
-    }
-
-    /// Writes back the counters of the partitions this transaction appended to.
-    pub(super) fn save(&self, c: &Connection) -> Result<()> {
-        let mut stmt = c.prepare_cached(
-            "UPDATE telemetry_partitions SET next_seq = ?2, last_offset = ?3, last_enqueued_ms = ?4
-             WHERE partition_id = ?1",
-        )?;
-        for (p, last) in self.last.iter().enumerate() {
-            if let Some((offset, ms)) = last {
-                stmt.execute(params![p as i64, self.next[p], *offset as i64, ms])?;
-            }
-        }
-        Ok(())
-    }
+/// The next per-partition sequence number of `partition`: one past its newest row (an
+/// index seek), or its floor when retention emptied it.
+pub(super) fn next_seq(c: &Connection, partition: u32) -> Result<i64> {
+    Ok(c.prepare_cached(
+        "SELECT MAX(
+             COALESCE((SELECT partition_seq FROM telemetry WHERE partition_id = ?1
+                       ORDER BY partition_seq DESC LIMIT 1) + 1, 0),
+             COALESCE((SELECT next_seq FROM telemetry_partitions WHERE partition_id = ?1), 0))",
+    )?
+    .query_row(params![i64::from(partition)], |r| r.get(0))?)
 }
 
-fn load_counters(c: &Connection) -> Result<Vec<i64>> {
-    let mut stmt =
-        c.prepare_cached("SELECT next_seq FROM telemetry_partitions ORDER BY partition_id")?;
-    let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+/// Before retention deletes rows: raises every partition's floor to its newest row (one
+/// indexed lookup per partition), so the numbering and the last-enqueued values survive a
+/// partition becoming empty.
+pub(super) fn raise_floors(c: &Connection) -> Result<()> {
+    let count: i64 = c
+        .prepare_cached("SELECT COUNT(*) FROM telemetry_partitions")?
+        .query_row([], |r| r.get(0))?;
+    let mut newest = c.prepare_cached(
+        "SELECT partition_seq, seq, enqueued_ms FROM telemetry WHERE partition_id = ?1
+         ORDER BY partition_seq DESC LIMIT 1",
+    )?;
+    let mut raise = c.prepare_cached(
+        "UPDATE telemetry_partitions SET next_seq = ?2, last_offset = ?3, last_enqueued_ms = ?4
+         WHERE partition_id = ?1 AND next_seq <= ?2 - 1",
+    )?;
+    for p in 0..count {
+        let row: Option<(i64, i64, i64)> = newest
+            .query_row(params![p], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        if let Some((seq, offset, ms)) = row {
+            raise.execute(params![p, seq + 1, offset, ms])?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates `count` partitions and assigns the rows stored before partitioning (in global
@@ -144,36 +137,52 @@ pub(super) fn read(
 }
 
 pub(super) fn summary(c: &Connection, partition: u32) -> Result<PartitionSummary> {
-    let counters: Option<(i64, i64, i64)> = c
-        .query_row(
+    let floor: Option<(i64, i64, i64)> = c
+        .prepare_cached(
             "SELECT next_seq, last_offset, last_enqueued_ms FROM telemetry_partitions
              WHERE partition_id = ?1",
-            params![i64::from(partition)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        )?
+        .query_row(params![i64::from(partition)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
-    let Some((next, last_offset, last_ms)) = counters else {
+    let Some((floor_next, floor_offset, floor_ms)) = floor else {
         return Err(StoreError::NotFound {
             kind: "partition",
             id: partition.to_string(),
         });
     };
-    let begin: Option<i64> = c.query_row(
-        "SELECT MIN(partition_seq) FROM telemetry WHERE partition_id = ?1",
-        params![i64::from(partition)],
-        |r| r.get(0),
-    )?;
+    let newest: Option<(i64, i64, i64)> = c
+        .prepare_cached(
+            "SELECT partition_seq, seq, enqueued_ms FROM telemetry WHERE partition_id = ?1
+             ORDER BY partition_seq DESC LIMIT 1",
+        )?
+        .query_row(params![i64::from(partition)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let oldest: Option<i64> = c
+        .prepare_cached(
+            "SELECT partition_seq FROM telemetry WHERE partition_id = ?1
+             ORDER BY partition_seq LIMIT 1",
+        )?
+        .query_row(params![i64::from(partition)], |r| r.get(0))
+        .optional()?;
+    let (last, last_offset, last_ms) = match newest {
+        Some((seq, offset, ms)) => (seq, offset, ms),
+        None => (floor_next - 1, floor_offset, floor_ms),
+    };
     Ok(PartitionSummary {
         partition,
-        begin_sequence_number: match begin {
+        begin_sequence_number: match oldest {
             Some(b) => b,
-            None if next == 0 => -1,
-            None => next,
+            None if last < 0 => -1,
+            None => last + 1,
         },
-        last_sequence_number: next - 1,
+        last_sequence_number: last,
         last_offset: last_offset as u64,
         last_enqueued_utc_ms: last_ms,
-        is_empty: begin.is_none(),
+        is_empty: oldest.is_none(),
     })
 }
 

@@ -6,8 +6,11 @@ use super::{
     OptionalExtension, Result, SqliteStore, TelemetryMessage, async_trait, consumer_groups, decode,
     encode, now_utc, params, partitions,
 };
-use crate::{ConsumerGroupRecord, DEFAULT_PARTITION_COUNT, PartitionSummary, TelemetryStore};
+use crate::{
+    ConsumerGroupRecord, DEFAULT_PARTITION_COUNT, PartitionSummary, TelemetryStore, partition_of,
+};
 use rusqlite::{Connection, Row};
+use std::sync::atomic::Ordering;
 
 /// Most rows one read returns.
 const MAX_ROWS: usize = 10_000;
@@ -33,18 +36,32 @@ pub(super) fn row_to_message(r: &Row<'_>) -> Result<TelemetryMessage> {
     })
 }
 
-fn append(c: &Connection, messages: Vec<TelemetryMessage>) -> Result<Vec<TelemetryMessage>> {
-    let mut log = partitions::Appender::load(c, DEFAULT_PARTITION_COUNT)?;
-    let mut out = Vec::with_capacity(messages.len());
-    let mut stmt = c.prepare_cached(
+/// Appends in one transaction; returns the stored messages and the partition count.
+fn append(
+    c: &Connection,
+    messages: Vec<TelemetryMessage>,
+    known_count: u32,
+) -> Result<(Vec<TelemetryMessage>, u32)> {
+    let count = match known_count {
+        0 => partitions::ensure(c, DEFAULT_PARTITION_COUNT)?,
+        n => n,
+    };
+    let mut next: Vec<Option<i64>> = vec![None; count as usize];
+    let mut insert = c.prepare_cached(
         "INSERT INTO telemetry (device_id, module_id, enqueued_utc, system_properties, properties,
              body, partition_id, partition_seq, enqueued_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
+    let mut out = Vec::with_capacity(messages.len());
     for mut m in messages {
-        let ms = fleethub_api::time::parse_utc_ms(&m.enqueued_time_utc).unwrap_or(0);
-        let (partition, partition_seq) = log.next(&m.device_id);
-        stmt.execute(params![
+        let partition = partition_of(&m.device_id, count);
+        let slot = &mut next[partition as usize];
+        let partition_seq = match *slot {
+            Some(n) => n,
+            None => partitions::next_seq(c, partition)?,
+        };
+        *slot = Some(partition_seq + 1);
+        insert.execute(params![
             m.device_id,
             m.module_id,
             m.enqueued_time_utc,
@@ -53,16 +70,14 @@ fn append(c: &Connection, messages: Vec<TelemetryMessage>) -> Result<Vec<Telemet
             m.body,
             i64::from(partition),
             partition_seq,
-            ms,
+            fleethub_api::time::parse_utc_ms(&m.enqueued_time_utc).unwrap_or(0),
         ])?;
         m.sequence_number = c.last_insert_rowid() as u64;
         m.partition = partition;
         m.partition_sequence_number = partition_seq;
-        log.appended(partition, m.sequence_number, ms);
         out.push(m);
     }
-    log.save(c)?;
-    Ok(out)
+    Ok((out, count))
 }
 
 fn read_after(c: &Connection, after: u64, limit: usize) -> Result<Vec<TelemetryMessage>> {
@@ -83,13 +98,20 @@ impl TelemetryStore for SqliteStore {
         &self,
         messages: Vec<TelemetryMessage>,
     ) -> Result<Vec<TelemetryMessage>> {
-        self.pool.write(move |c| append(c, messages)).await
+        let known = self.partition_count.load(Ordering::Relaxed);
+        let (stored, count) = self.pool.write(move |c| append(c, messages, known)).await?;
+        // Committed: the count can no longer change.
+        self.partition_count.store(count, Ordering::Relaxed);
+        Ok(stored)
     }
 
     async fn init_partitions(&self, requested: u32) -> Result<u32> {
-        self.pool
-            .write(move |c| Ok(partitions::Appender::load(c, requested)?.count()))
-            .await
+        let count = self
+            .pool
+            .write(move |c| partitions::ensure(c, requested))
+            .await?;
+        self.partition_count.store(count, Ordering::Relaxed);
+        Ok(count)
     }
 
     async fn read_partition(
@@ -129,6 +151,7 @@ impl TelemetryStore for SqliteStore {
         let before = before_utc.to_string();
         self.pool
             .write(move |c| {
+                partitions::raise_floors(c)?;
                 Ok(c.execute(
                     "DELETE FROM telemetry WHERE enqueued_utc < ?1",
                     params![before],

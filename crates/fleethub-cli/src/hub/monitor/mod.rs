@@ -34,8 +34,12 @@ use std::time::Duration;
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct MonitorArgs {
     /// Only this device's events.
-    #[arg(long)]
+    #[arg(long, short = 'd')]
     pub device_id: Option<String>,
+    /// Only this module's events (an IoT Edge module or a module identity; a device's own
+    /// messages have none).
+    #[arg(long, short = 'm')]
+    pub module_id: Option<String>,
     /// Consumer group for reading the stored history (--from / --from-start).
     #[arg(long, default_value = "$Default")]
     pub consumer_group: String,
@@ -69,12 +73,17 @@ impl MonitorArgs {
 /// Prints shaped events to stdout, notes to stderr.
 struct Stdout {
     format: OutputFormat,
+    /// `--module-id`: other identities' events are skipped.
+    module: Option<String>,
     properties: bool,
     count: u64,
 }
 
 impl follow::Sink for Stdout {
     fn event(&mut self, message: &Value) -> Result<bool> {
+        if !module_matches(message, self.module.as_deref()) {
+            return Ok(true);
+        }
         let text = render(&shape(message, self.properties), self.format);
         let mut out = std::io::stdout().lock();
         match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -92,6 +101,11 @@ impl follow::Sink for Stdout {
     }
 }
 
+/// Is `message` (as the telemetry API shows it) from module `module` (any identity when `None`)?
+pub(crate) fn module_matches(message: &Value, module: Option<&str>) -> bool {
+    module.is_none_or(|m| message.get("moduleId").and_then(Value::as_str) == Some(m))
+}
+
 pub(crate) async fn run<T: Transport>(
     args: MonitorArgs,
     client: &ServiceClient<T>,
@@ -106,12 +120,15 @@ pub(crate) async fn run<T: Transport>(
     let connector = live::HttpsLive::new(client.endpoint(), client.api_version())?;
     let mut sink = Stdout {
         format,
+        module: args.module_id.clone(),
         properties: args.properties,
         count: 0,
     };
-    let what = match &args.device_id {
-        Some(d) => format!("device '{d}'"),
-        None => "all devices".to_string(),
+    let what = match (&args.device_id, &args.module_id) {
+        (Some(d), Some(m)) => format!("module '{m}' of device '{d}'"),
+        (Some(d), None) => format!("device '{d}'"),
+        (None, Some(m)) => format!("module '{m}' of every device"),
+        (None, None) => "all devices".to_string(),
     };
     let until = match args.timeout {
         Some(0) => "the stored history is read".to_string(),

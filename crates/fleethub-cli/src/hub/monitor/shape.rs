@@ -77,12 +77,14 @@ pub(crate) fn payload(body: &str) -> Value {
     }
 }
 
-/// One event for stdout: a compact JSON line (scripts: one object per line), or indented
-/// JSON for people (`--output table`).
+/// One event for stdout: a compact JSON line (scripts: one object per line), indented
+/// JSON for people (`--output table`), or a YAML document starting with `---`.
 pub(crate) fn render(event: &Shaped, format: OutputFormat) -> String {
     let text = match format {
         OutputFormat::Json => serde_json::to_string(event),
         OutputFormat::Table => serde_json::to_string_pretty(event),
+        OutputFormat::Yaml => serde_json::to_value(event)
+            .map(|v| crate::yaml::to_yaml_document(&v).trim_end().to_string()),
     };
     let mut s = text.unwrap_or_else(|e| format!("{{\"error\":\"cannot render an event: {e}\"}}"));
     s.push('\n');

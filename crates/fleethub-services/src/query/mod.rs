@@ -1,17 +1,23 @@
-//! The IoT Hub query language over twin documents: `/devices/query`, the target conditions
-//! and custom metric queries of configurations. The language itself (lexer, parser,
-//! evaluator) is `fleethub_iot_protocol::query`; this module only says how a path resolves
-//! in a twin document (`devices.tags.x` names the same property as `tags.x`) and keeps the
-//! errors as the strings the REST API shows.
+//! The IoT Hub query language over twin documents: `/devices/query` ([`run`]: paging with
+//! continuation tokens, projections, aggregates, module twins), the target conditions and
+//! custom metric queries of configurations. The language itself (lexer, parser, evaluator) is
+//! `fleethub_iot_protocol::query`; this module says how a path resolves in a twin document
+//! (`devices.tags.x` names the same property as `tags.x`) and keeps the errors as the strings
+//! the REST API shows.
+
+mod run;
+mod token;
 
 use std::borrow::Cow;
 
 use fleethub_iot_protocol::query::{self as language, Operands};
 use serde_json::Value;
 
-pub use fleethub_iot_protocol::query::MAX_QUERY_CHARS;
+pub use fleethub_iot_protocol::query::{MAX_QUERY_CHARS, Source};
+pub use run::QueryPage;
 
-/// A parsed `SELECT * FROM devices [WHERE ...]`, a target condition or a metric query.
+/// A parsed query (`SELECT ... FROM devices|devices.modules [WHERE ...] [GROUP BY ...]`), a
+/// target condition or a metric query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query(language::Query);
 
@@ -38,21 +44,56 @@ impl Query {
 
     /// Does this twin document satisfy the `WHERE` clause?
     pub fn matches(&self, doc: &Value) -> bool {
-        self.0.matches(&TwinDocument(doc))
+        self.0.matches(&self.operands(doc))
+    }
+
+    /// What the query runs over.
+    pub fn source(&self) -> Source {
+        self.0.source()
+    }
+
+    /// Does it aggregate (`COUNT()`, ..., `GROUP BY`)?
+    pub fn is_aggregate(&self) -> bool {
+        self.0.is_aggregate()
+    }
+
+    /// The result row of a matching twin document (the document itself for `SELECT *`).
+    pub fn project(&self, doc: Value) -> Value {
+        self.0.project(&self.operands(&doc)).unwrap_or(doc)
+    }
+
+    fn operands<'a>(&self, doc: &'a Value) -> TwinDocument<'a> {
+        TwinDocument {
+            doc,
+            modules: self.0.source() == Source::Modules,
+        }
     }
 }
 
-/// A device twin document as the query language sees it.
-struct TwinDocument<'a>(&'a Value);
+/// A device or module twin document as the query language sees it.
+struct TwinDocument<'a> {
+    doc: &'a Value,
+    /// `FROM devices.modules`: `devices.modules.x` names `x`.
+    modules: bool,
+}
 
 impl Operands for TwinDocument<'_> {
     fn resolve(&self, path: &[String]) -> Option<Cow<'_, Value>> {
-        // `devices.tags.x` names the same property as `tags.x`.
+        // `devices.tags.x` names the same property as `tags.x` (and `devices.modules.x` as
+        // `x` in a module query).
         let path = match path {
+            [d, m, rest @ ..]
+                if self.modules
+                    && !rest.is_empty()
+                    && d.eq_ignore_ascii_case("devices")
+                    && m.eq_ignore_ascii_case("modules") =>
+            {
+                rest
+            }
             [first, rest @ ..] if !rest.is_empty() && first.eq_ignore_ascii_case("devices") => rest,
             _ => path,
         };
-        self.0.resolve(path)
+        self.doc.resolve(path)
     }
 }
 
