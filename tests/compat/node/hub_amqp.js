@@ -179,17 +179,20 @@ async function main() {
     const received = new Promise((resolve) => device.on('message', (msg) => device.complete(msg, () => resolve(msg))));
     const fb = await service.getFeedbackReceiver();
     const receiver = fb.on ? fb : fb.responseObj || fb.result;
-    const feedback = new Promise((resolve) => receiver.on('message', resolve));
+    // Feedback is hub-wide: batches may hold other senders' records first.
     const m = new ServiceMessage('hello over amqp');
     m.messageId = uniqueId('c2d');
+    const feedback = new Promise((resolve) => receiver.on('message', (f) => {
+      const records = JSON.parse(f.data.toString());
+      if (records.some((x) => x.originalMessageId === m.messageId)) resolve(records);
+    }));
     m.ack = 'full';
     m.properties.add('colour', 'blue');
     await service.send(dev, m);
     const got = await received;
     expect(got.messageId === m.messageId && got.data.toString() === 'hello over amqp', `device got ${got.messageId}`);
     expect(got.properties.getValue('colour') === 'blue', 'properties');
-    const f = await feedback;
-    const records = JSON.parse(f.data.toString());
+    const records = await feedback;
     const r = records.find((x) => x.originalMessageId === m.messageId);
     expect(r && r.statusCode === 'Success' && r.deviceId === dev && r.enqueuedTimeUtc,
       `feedback ${JSON.stringify(records)}`);
