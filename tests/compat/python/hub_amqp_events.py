@@ -204,14 +204,23 @@ def main():
 
     def from_latest():
         box = {}
+        initialized = set()
+        ready = threading.Event()
+
+        def on_init(ctx):
+            initialized.add(ctx.partition_id)
+            if len(initialized) >= len(props.get("partition_ids", ["0"])):
+                ready.set()
 
         def later():
-            time.sleep(4)  # the receivers are attached by then
+            # Send once every partition's receiver is set up (and its link had time to attach).
+            ready.wait(30)
+            time.sleep(3)
             box["sent"] = send("latest", 2)
 
         threading.Thread(target=later, daemon=True).start()
-        events, errors = collect(cfg, lambda evs: len(ours(evs, "latest")) >= 2 * len(devices),
-                                 starting_position="@latest")
+        events, errors = collect(cfg, lambda evs: len(ours(evs, "latest")) >= 2 * len(devices), timeout=60,
+                                 starting_position="@latest", on_partition_initialize=on_init)
         expect(not ours(events, "first"), "@latest delivered %d old events" % len(ours(events, "first")))
         expect(len(ours(events, "latest")) == 2 * len(devices), "got %d of %d new events (errors: %s)" % (
             len(ours(events, "latest")), 2 * len(devices), [error_text(e) for e in errors]))
