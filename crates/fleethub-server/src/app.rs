@@ -10,7 +10,7 @@ use crate::listener::{Drain, Handler, SHUTDOWN_GRACE, Shutdown};
 use anyhow::{Context, Result};
 use axum::extract::ConnectInfo;
 use fleethub_http::HttpState;
-use fleethub_mqtt::{Gateway, GatewayConfig, websocket};
+use fleethub_mqtt::{Gateway, GatewayConfig};
 use fleethub_services::hub::EventHubConfig;
 use fleethub_services::{Dps, DpsConfig, Hub, HubConfig, ServiceAuth, Shared};
 use fleethub_store::Store;
@@ -32,6 +32,8 @@ pub struct Server {
     pub hub: Arc<Hub>,
     pub tls: TlsAcceptor,
     pub gateway: Arc<Gateway>,
+    /// The AMQP endpoint (AMQPS listener and AMQP over WebSocket).
+    pub amqp: Arc<fleethub_amqp::AmqpService>,
     pub router: axum::Router,
     pub cfg: Config,
     /// Held while the server runs: a second server on this data directory refuses to start.
@@ -179,6 +181,11 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     };
 
     let gateway = Gateway::new(dps.clone(), hub.clone(), gateway_config(&cfg));
+    let amqp = fleethub_amqp::AmqpService::new(
+        hub.clone(),
+        hub_auth.clone(),
+        crate::amqp::amqp_config(&cfg),
+    );
     let ws_gateway = gateway.clone();
     let metrics_hub = hub.clone();
     let (metrics, metrics_auth) = (shared.metrics.clone(), auth_log.clone());
@@ -211,22 +218,20 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
                 )
             }
         }),
-    )
-    .route(websocket::WEBSOCKET_PATH, {
-        let endpoint = crate::websocket::Endpoint {
-            gateway: ws_gateway,
-            max_message_bytes: cfg.max_mqtt_packet_bytes,
-        };
-        axum::routing::get(move |ws, peer, conn| {
-            std::future::ready(endpoint.upgrade(ws, peer, conn))
-        })
-    });
+    );
+    let router = crate::websocket::Endpoint {
+        gateway: ws_gateway,
+        amqp: amqp.clone(),
+        max_message_bytes: cfg.max_mqtt_packet_bytes,
+    }
+    .routes(router);
     Ok(Server {
         info,
         dps,
         hub,
         tls,
         gateway,
+        amqp,
         router,
         cfg,
         data_dir_lock,
@@ -249,6 +254,7 @@ pub async fn run(server: Server) -> Result<()> {
     let cfg = &server.cfg;
     let mqtt = bind(&cfg.bind, cfg.mqtt_port, "MQTT/TLS").await?;
     let https = bind(&cfg.bind, cfg.https_port, "HTTPS").await?;
+    let amqps = bind(&cfg.bind, cfg.amqp_port, "AMQPS").await?;
     server.info.write(&cfg.data_dir)?;
     // stdout of a service ends up in journald or a log file: keys only on a terminal or when asked.
     let show_keys = server.opts.show_keys || std::io::stdout().is_terminal();
@@ -266,6 +272,7 @@ pub async fn run(server: Server) -> Result<()> {
     // Each listener has its own connection limit: idle HTTPS clients cannot lock MQTT out.
     let mqtt_limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
     let https_limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    let amqp_limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
     let drain = Drain::new();
     tokio::spawn(retention_task(
         server.hub.clone(),
@@ -302,6 +309,17 @@ pub async fn run(server: Server) -> Result<()> {
             )
             .run(),
     );
+    let mut amqp_task = tokio::spawn(
+        drain
+            .listener(
+                "AMQP",
+                amqps,
+                server.tls.clone(),
+                amqp_limit,
+                crate::amqp::AmqpHandler(server.amqp.clone()),
+            )
+            .run(),
+    );
     if server.opts.demo {
         let (dps, info, dir) = (
             server.dps.clone(),
@@ -317,11 +335,13 @@ pub async fn run(server: Server) -> Result<()> {
     tokio::select! {
         r = &mut mqtt_task => r.context("MQTT listener stopped")??,
         r = &mut https_task => r.context("HTTPS listener stopped")??,
+        r = &mut amqp_task => r.context("AMQP listener stopped")??,
         () = shutdown_signal() => tracing::info!("shutting down: draining connections"),
     }
     // MQTT sessions finish the burst in progress (telemetry committed, PUBACKs written), then
     // close their streams; HTTPS answers the requests in flight.
     server.gateway.shutdown();
+    server.amqp.shutdown();
     if drain.shutdown(SHUTDOWN_GRACE).await {
         tracing::info!("all connections closed");
     } else {

@@ -200,6 +200,12 @@ impl Config {
                 self.mqtt_port
             );
         }
+        if self.amqp_port != 0 && [self.mqtt_port, self.https_port].contains(&self.amqp_port) {
+            bail!(
+                "amqp_port {} is also the MQTT or HTTPS port: AMQPS needs its own port (5671)",
+                self.amqp_port
+            );
+        }
         Ok(())
     }
 }
@@ -354,6 +360,21 @@ mod tests {
         std::fs::write(&p, "[throttle.telemetry]\nper_device = 2\n").unwrap();
         let e = format!("{:#}", Config::from_file(&p).unwrap_err());
         assert!(e.contains("telemetry"), "{e}");
+    }
+
+    #[test]
+    fn amqp_port_from_env_and_its_own_port() {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "FLEETHUB_AMQP_PORT").then(|| "15671".to_string()))
+            .unwrap();
+        assert_eq!(c.amqp_port, 15671);
+        c.validate().unwrap();
+        let clash = Config {
+            amqp_port: 443,
+            ..Config::default()
+        };
+        let e = clash.validate().unwrap_err().to_string();
+        assert!(e.contains("amqp_port 443"), "{e}");
     }
 
     #[test]

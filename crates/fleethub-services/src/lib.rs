@@ -20,7 +20,7 @@ pub use dps::{AuthContext, AuthOrigin, Dps, DpsConfig, DpsPrincipal, EnrollmentS
 pub use fleethub_storage::{C2dMessage, Page, PageRequest, TelemetryMessage};
 pub use hub::{Features, Hub, HubConfig, HubEvent, HubPrincipal, MethodError, TelemetryIn};
 pub use metrics::Metrics;
-pub use policies::{Policy, Right, ServiceAuth, ServiceAuthError};
+pub use policies::{Policy, Right, ServiceAuth, ServiceAuthError, ServiceGrant};
 pub use throttle::{Operation, Throttle, ThrottleConfig};
 
 use fleethub_storage::Store;

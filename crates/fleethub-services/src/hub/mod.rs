@@ -7,6 +7,7 @@ pub mod configurations;
 pub mod deployments;
 mod error;
 pub mod event_hub;
+pub mod feedback;
 mod keys;
 mod methods;
 pub mod modules;
@@ -25,6 +26,7 @@ pub use event_hub::{
     ConsumerGroup, DEFAULT_CONSUMER_GROUP, EventHubConfig, EventHubProperties, EventPosition,
     PartitionEvent, PartitionProperties,
 };
+pub use feedback::{FeedbackRecord, FeedbackStatus};
 /// Queued cloud-to-device messages, as transports deliver them.
 pub use fleethub_storage::C2dMessage;
 pub use methods::MethodError;
@@ -55,6 +57,7 @@ pub struct Hub {
     presence: presence::Presence,
     methods: methods::PendingMethods,
     c2d_locks: c2d::C2dLocks,
+    feedback: feedback::Feedback,
     deployments: deployments::Engine,
     endpoint: event_hub::State,
     throttle: Arc<crate::Throttle>,
@@ -74,6 +77,7 @@ impl Hub {
             presence: presence::Presence::default(),
             methods: methods::PendingMethods::default(),
             c2d_locks: c2d::C2dLocks::default(),
+            feedback: feedback::Feedback::default(),
             deployments: deployments::Engine::default(),
             endpoint: event_hub::State::default(),
             throttle: shared.throttle.clone(),
