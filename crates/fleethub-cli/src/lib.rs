@@ -45,7 +45,9 @@ mod dps;
 mod edge;
 mod errors;
 mod hub;
+mod login;
 mod output;
+pub mod profiles;
 mod settings;
 mod transport;
 mod yaml;
@@ -65,6 +67,7 @@ pub use hub::{
     DeviceTwinCommand, HubCommand, KeyType, MethodArgs, ModuleIdentityCommand, MonitorArgs,
     QueryArgs, SasArgs, run_hub,
 };
+pub use login::{LoginArgs, LogoutArgs, run_login, run_logout};
 pub use output::OutputFormat;
 pub use settings::{Endpoint, SERVER_INFO_FILE, Service};
 pub use yaml::to_yaml;

@@ -11,5 +11,6 @@ mod hub_parse;
 mod list_paging;
 mod output;
 mod parse;
+mod profiles;
 mod settings;
 mod transport;
