@@ -45,6 +45,7 @@ mod dps;
 mod edge;
 mod errors;
 mod hub;
+mod import;
 mod login;
 mod output;
 pub mod profiles;
@@ -67,6 +68,7 @@ pub use hub::{
     DeviceTwinCommand, HubCommand, KeyType, MethodArgs, ModuleIdentityCommand, MonitorArgs,
     QueryArgs, SasArgs, run_hub,
 };
+pub use import::{AzureImportArgs, ImportCommand, run_import};
 pub use login::{LoginArgs, LogoutArgs, run_login, run_logout};
 pub use output::OutputFormat;
 pub use settings::{Endpoint, SERVER_INFO_FILE, Service};

@@ -156,7 +156,6 @@ impl ProfileStore {
             _ => Ok(()),
         }
     }
-
 }
 
 /// Creates `dir` as 0700, or narrows an existing one to 0700.

@@ -261,6 +261,13 @@ enum Command {
     Login(fleethub_cli::LoginArgs),
     /// Delete a saved connection (profile).
     Logout(fleethub_cli::LogoutArgs),
+    /// Import enrollments, enrollment groups and devices exported from Azure (`az iot ...`).
+    Import {
+        #[command(flatten)]
+        client: fleethub_cli::ClientArgs,
+        #[command(subcommand)]
+        cmd: fleethub_cli::ImportCommand,
+    },
     /// Load tools that measure a running server.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -341,6 +348,7 @@ async fn real_main() -> Result<()> {
             Ok(())
         }
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Import { client, cmd } => fleethub_cli::run_import(cmd, &client).await,
         Command::Login(args) => fleethub_cli::run_login(&args),
         Command::Logout(args) => fleethub_cli::run_logout(&args),
         Command::Dps { client, cmd } => fleethub_cli::run_dps(cmd, &client).await,

@@ -34,6 +34,7 @@ mod client;
 pub mod dps;
 pub mod error;
 pub mod hub;
+pub mod progress;
 pub mod transport;
 
 pub use client::{
