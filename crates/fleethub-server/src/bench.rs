@@ -130,6 +130,7 @@ pub(crate) async fn run(cmd: BenchCommand) -> Result<()> {
                 dps_service_connection_string: info.dps_service_connection_string.clone(),
                 service_port: info.https_port,
                 handshake_count: handshakes,
+                progress: fleethub_bench::ProgressMode::detect(),
             };
             let report = fleethub_bench::run_register_bench(opts).await?;
             match output {
@@ -187,6 +188,7 @@ pub(crate) async fn run(cmd: BenchCommand) -> Result<()> {
                 keep_alive: std::time::Duration::from_secs(keep_alive),
                 max_messages,
                 keep_devices,
+                progress: fleethub_bench::ProgressMode::detect(),
                 launcher: fleethub_bench::Launcher::Exec {
                     program: std::env::current_exe()?,
                     args: vec!["bench".into(), "telemetry".into(), "--worker".into()],
