@@ -11,7 +11,8 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct ClientArgs {
     /// DPS service connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...).
-    /// Default: dpsServiceConnectionString from server-info.json.
+    /// Default: the profile's (`fleethub login`), else dpsServiceConnectionString from
+    /// server-info.json.
     #[arg(
         long,
         global = true,
@@ -23,7 +24,8 @@ pub struct ClientArgs {
 
     /// Hub service connection string (HostName=...;SharedAccessKeyName=iothubowner;SharedAccessKey=...)
     /// for `hub ...` (`diagnostics` uses it when no DPS one is given).
-    /// Default: hubServiceConnectionString from server-info.json.
+    /// Default: the profile's (`fleethub login`), else hubServiceConnectionString from
+    /// server-info.json.
     #[arg(
         long,
         global = true,
@@ -34,7 +36,7 @@ pub struct ClientArgs {
     pub hub_connection_string: Option<String>,
 
     /// CA certificate (PEM) that signed the server's certificate.
-    /// Default: caCertPath from server-info.json, else the public web roots.
+    /// Default: the profile's, else caCertPath from server-info.json, else the public web roots.
     #[arg(long, global = true, env = "FLEETHUB_CA_CERT", value_name = "PATH")]
     pub ca_cert: Option<PathBuf>,
 
