@@ -38,6 +38,8 @@ use fleethub_device::provisioning::{PollPolicy, ProvisioningClient};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
+
+pub use fleethub_service_client::progress::{Progress, ProgressMode};
 use tokio::task::JoinSet;
 
 pub use fleethub_device::provisioning::Transport;
@@ -75,6 +77,8 @@ pub struct RegisterBenchOptions {
     pub service_port: u16,
     /// Bare TLS handshakes for the baseline; 0 means `count`.
     pub handshake_count: usize,
+    /// Progress of each phase on stderr (default: none).
+    pub progress: ProgressMode,
 }
 
 impl Default for RegisterBenchOptions {
@@ -90,6 +94,7 @@ impl Default for RegisterBenchOptions {
             dps_service_connection_string: String::new(),
             service_port: 443,
             handshake_count: 0,
+            progress: ProgressMode::Hidden,
         }
     }
 }
@@ -185,13 +190,14 @@ fn record(phase: &mut Phase, r: Result<Result<Duration, String>, tokio::task::Jo
 
 /// Runs `n` operations, at most `concurrency` at a time; `op(i)` returns the measured
 /// latency or an error text. Panicking tasks count as errors.
-async fn run_phase<F, Fut>(n: usize, concurrency: usize, op: F) -> Phase
+async fn run_phase<F, Fut>(n: usize, concurrency: usize, progress: Progress, op: F) -> Phase
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = Result<Duration, String>> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = JoinSet::new();
+    let mut progress = progress;
     let mut phase = Phase {
         ok_latencies_ms: Vec::with_capacity(n),
         errors: 0,
@@ -213,11 +219,14 @@ where
         // Reap finished tasks as we go so the set stays small.
         while let Some(r) = tasks.try_join_next() {
             record(&mut phase, r);
+            progress.inc(1);
         }
     }
     while let Some(r) = tasks.join_next().await {
         record(&mut phase, r);
+        progress.inc(1);
     }
+    progress.finish();
     phase.seconds = started.elapsed().as_secs_f64();
     phase
         .ok_latencies_ms
@@ -267,42 +276,52 @@ pub async fn run_register_bench(opts: RegisterBenchOptions) -> anyhow::Result<Re
         .tls_config(device_tls.clone())
         .timeout(REGISTRATION_TIMEOUT)
         .poll_policy(PollPolicy::IMMEDIATE);
-    let registrations = run_phase(opts.count, opts.concurrency, |i| {
-        let builder = template
-            .clone()
-            .registration_id(format!("bench-{run}-{i}"))
-            .group_key(group_key.clone());
-        async move {
-            let client = builder.build().map_err(|e| e.to_string())?;
-            let started = Instant::now();
-            match tokio::time::timeout(
-                REGISTRATION_TIMEOUT + Duration::from_secs(5),
-                client.register(),
-            )
-            .await
-            {
-                Ok(Ok(_)) => Ok(started.elapsed()),
-                Ok(Err(e)) => Err(format!("{}: {e}", client.registration_id())),
-                Err(_) => Err(format!("{}: timed out", client.registration_id())),
+    let registrations = run_phase(
+        opts.count,
+        opts.concurrency,
+        Progress::with_mode("registrations", opts.count as u64, opts.progress),
+        |i| {
+            let builder = template
+                .clone()
+                .registration_id(format!("bench-{run}-{i}"))
+                .group_key(group_key.clone());
+            async move {
+                let client = builder.build().map_err(|e| e.to_string())?;
+                let started = Instant::now();
+                match tokio::time::timeout(
+                    REGISTRATION_TIMEOUT + Duration::from_secs(5),
+                    client.register(),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => Ok(started.elapsed()),
+                    Ok(Err(e)) => Err(format!("{}: {e}", client.registration_id())),
+                    Err(_) => Err(format!("{}: timed out", client.registration_id())),
+                }
             }
-        }
-    })
+        },
+    )
     .await;
 
     tracing::info!(count = handshake_count, "TLS handshake phase");
-    let handshakes = run_phase(handshake_count, opts.concurrency, |_| {
-        let tls = device_tls.clone();
-        let host = opts.dps_host.clone();
-        let port = opts.port;
-        async move {
-            let started = Instant::now();
-            // ClientTlsConfig::connect is bounded by HANDSHAKE_TIMEOUT.
-            let mut stream = tls.connect(&host, port).await.map_err(|e| e.to_string())?;
-            let latency = started.elapsed();
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
-            Ok(latency)
-        }
-    })
+    let handshakes = run_phase(
+        handshake_count,
+        opts.concurrency,
+        Progress::with_mode("TLS handshakes", handshake_count as u64, opts.progress),
+        |_| {
+            let tls = device_tls.clone();
+            let host = opts.dps_host.clone();
+            let port = opts.port;
+            async move {
+                let started = Instant::now();
+                // ClientTlsConfig::connect is bounded by HANDSHAKE_TIMEOUT.
+                let mut stream = tls.connect(&host, port).await.map_err(|e| e.to_string())?;
+                let latency = started.elapsed();
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
+                Ok(latency)
+            }
+        },
+    )
     .await;
 
     if let Err(e) = service.delete_group(&group_id).await {
@@ -348,21 +367,26 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let in_flight = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
-        let phase = run_phase(20, 3, |i| {
-            let in_flight = in_flight.clone();
-            let peak = peak.clone();
-            async move {
-                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                in_flight.fetch_sub(1, Ordering::SeqCst);
-                match i {
-                    7 => Err("boom".to_string()),
-                    8 => panic!("task panics are counted, not propagated"),
-                    _ => Ok(Duration::from_millis(i as u64)),
+        let phase = run_phase(
+            20,
+            3,
+            Progress::with_mode("t", 20, ProgressMode::Hidden),
+            |i| {
+                let in_flight = in_flight.clone();
+                let peak = peak.clone();
+                async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    match i {
+                        7 => Err("boom".to_string()),
+                        8 => panic!("task panics are counted, not propagated"),
+                        _ => Ok(Duration::from_millis(i as u64)),
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
         assert_eq!(peak.load(Ordering::SeqCst), 3);
         assert_eq!(phase.ok_latencies_ms.len(), 18);

@@ -42,6 +42,7 @@ async fn bench(transport: Transport) {
         dps_service_connection_string: text("dpsServiceConnectionString"),
         service_port: port("httpsPort"),
         handshake_count: 0,
+        progress: fleethub_bench::ProgressMode::detect(),
     })
     .await
     .unwrap();

@@ -293,6 +293,7 @@ fn options(pki: &Pki, transport: Transport, port: u16, service_port: u16) -> Reg
         ),
         service_port,
         handshake_count: 0,
+        progress: fleethub_bench::ProgressMode::Lines,
     }
 }
 

@@ -73,8 +73,13 @@ impl<T: Transport> ServiceClient<T> {
         self.inner.token().map_err(|e| self.explain(e))
     }
 
+    /// The typed service client underneath (its errors go through [`Self::explain`]).
+    pub(crate) fn typed(&self) -> &service::ServiceClient<T> {
+        &self.inner
+    }
+
     /// The CLI's message for a service-client error.
-    fn explain(&self, e: service::Error) -> anyhow::Error {
+    pub(crate) fn explain(&self, e: service::Error) -> anyhow::Error {
         match e {
             service::Error::Transport(source) => {
                 explain_transport_error(anyhow!(source), &self.endpoint)

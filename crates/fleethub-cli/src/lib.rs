@@ -45,7 +45,10 @@ mod dps;
 mod edge;
 mod errors;
 mod hub;
+mod import;
+mod login;
 mod output;
+pub mod profiles;
 mod settings;
 mod transport;
 mod yaml;
@@ -65,6 +68,8 @@ pub use hub::{
     DeviceStatus, DeviceTwinCommand, HubCommand, KeyType, MethodArgs, ModuleIdentityCommand,
     MonitorArgs, QueryArgs, SasArgs, run_hub,
 };
+pub use import::{AzureImportArgs, ImportCommand, run_import};
+pub use login::{LoginArgs, LogoutArgs, run_login, run_logout};
 pub use output::OutputFormat;
 pub use settings::{Endpoint, SERVER_INFO_FILE, Service};
 pub use yaml::to_yaml;

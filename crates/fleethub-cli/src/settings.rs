@@ -1,7 +1,9 @@
-//! Where to connect and with which credentials: flags and environment first, then the
-//! `server-info.json` that a local `fleethub serve` writes into its data directory.
+//! Where to connect and with which credentials: flags and environment first, then a saved
+//! profile (`fleethub login`) or the `server-info.json` that a local `fleethub serve` writes
+//! into its data directory (the order is in [`ClientArgs`]).
 
 use crate::args::ClientArgs;
+use crate::profiles::{DEFAULT_PROFILE, Profile, ProfileStore};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use std::fmt;
@@ -106,12 +108,177 @@ impl fmt::Debug for Endpoint {
     }
 }
 
-impl Endpoint {
-    /// Resolves flags/env, then `server-info.json`, into an endpoint for `service`.
-    pub fn resolve(args: &ClientArgs, service: Service) -> Result<Endpoint> {
-        let info = ServerInfo::load(&args.data_dir)?;
-        resolve_with(args, service, info.as_ref())
+/// Where the defaults the flags leave open come from: a saved profile or a data directory's
+/// `server-info.json` (the order is in [`ClientArgs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Defaults {
+    /// A profile of `profiles.toml` (`file`).
+    Profile {
+        name: String,
+        profile: Profile,
+        file: PathBuf,
+    },
+    /// `{dir}/server-info.json`, `None` when it does not exist.
+    DataDir {
+        dir: PathBuf,
+        info: Option<ServerInfo>,
+    },
+}
+
+impl Defaults {
+    /// Picks the defaults for `args` from the user's profiles and the data directory.
+    pub(crate) fn load(args: &ClientArgs) -> Result<Defaults> {
+        // Without a HOME there are no profiles; that only matters when one is asked for.
+        let store = ProfileStore::from_env();
+        if args.profile.is_some() {
+            return Defaults::select(args, Some(&store?));
+        }
+        Defaults::select(args, store.ok().as_ref())
     }
+
+    /// `--profile` (must exist) > `--data-dir` > profile `default` > `./fleethub-data`.
+    pub(crate) fn select(args: &ClientArgs, store: Option<&ProfileStore>) -> Result<Defaults> {
+        let data_dir = || -> Result<Defaults> {
+            let dir = args.data_dir();
+            let info = ServerInfo::load(&dir)?;
+            Ok(Defaults::DataDir { dir, info })
+        };
+        if let Some(name) = non_empty(args.profile.as_deref()) {
+            let store = store.ok_or_else(|| anyhow!("no configuration directory for profiles"))?;
+            let mut profiles = store.load()?;
+            let Some(profile) = profiles.by_name.remove(name) else {
+                let known: Vec<&str> = profiles.by_name.keys().map(String::as_str).collect();
+                bail!(
+                    "no profile '{name}' in {} ({}); save it with `fleethub login --profile {name} --hub-connection-string ... --dps-connection-string ...`",
+                    store.file().display(),
+                    if known.is_empty() {
+                        "it has none".to_string()
+                    } else {
+                        format!("it has {}", known.join(", "))
+                    }
+                );
+            };
+            return Ok(Defaults::Profile {
+                name: name.to_string(),
+                profile,
+                file: store.file(),
+            });
+        }
+        if args.data_dir.is_some() {
+            return data_dir();
+        }
+        if let Some(store) = store {
+            let mut profiles = store.load()?;
+            if let Some(profile) = profiles.by_name.remove(DEFAULT_PROFILE) {
+                return Ok(Defaults::Profile {
+                    name: DEFAULT_PROFILE.to_string(),
+                    profile,
+                    file: store.file(),
+                });
+            }
+        }
+        data_dir()
+    }
+
+    /// The `server-info.json` in effect (none with a profile).
+    pub(crate) fn server_info(&self) -> Option<&ServerInfo> {
+        match self {
+            Defaults::DataDir { info, .. } => info.as_ref(),
+            Defaults::Profile { .. } => None,
+        }
+    }
+
+    /// The CA certificate the defaults name.
+    pub(crate) fn ca_cert(&self) -> Option<PathBuf> {
+        match self {
+            Defaults::Profile { profile, .. } => profile.ca_cert.clone(),
+            Defaults::DataDir { dir, info } => info
+                .as_ref()
+                .and_then(|i| non_empty(i.ca_cert_path.as_deref()))
+                .map(|p| resolve_relative(Path::new(p), dir)),
+        }
+    }
+}
+
+impl Endpoint {
+    /// Resolves flags/env, then the profile or `server-info.json`, into an endpoint for
+    /// `service`.
+    pub fn resolve(args: &ClientArgs, service: Service) -> Result<Endpoint> {
+        match Defaults::load(args)? {
+            Defaults::DataDir { info, .. } => resolve_with(args, service, info.as_ref()),
+            Defaults::Profile {
+                name,
+                profile,
+                file,
+            } => resolve_profile(args, service, &name, &profile, &file),
+        }
+    }
+}
+
+/// The explicit connection-string flags (or their environment variables) for `service`.
+fn flag_candidates(args: &ClientArgs) -> (Option<(&str, String)>, Option<(&str, String)>) {
+    let dps = non_empty(args.dps_connection_string.as_deref())
+        .map(|s| (s, "--dps-connection-string".to_string()));
+    let hub = non_empty(args.hub_connection_string.as_deref())
+        .map(|s| (s, "--hub-connection-string".to_string()));
+    (dps, hub)
+}
+
+fn pick<'a>(
+    service: Service,
+    dps: Option<(&'a str, String)>,
+    hub: Option<(&'a str, String)>,
+) -> Option<(&'a str, String)> {
+    match service {
+        Service::Dps => dps,
+        Service::Hub => hub,
+        Service::DpsOrHub => dps.or(hub),
+    }
+}
+
+/// Flags first, then the saved profile `name`; a profile never falls back to a data directory.
+pub(crate) fn resolve_profile(
+    args: &ClientArgs,
+    service: Service,
+    name: &str,
+    profile: &Profile,
+    file: &Path,
+) -> Result<Endpoint> {
+    let (dps_flag, hub_flag) = flag_candidates(args);
+    let of = |field: &str| format!("{field} of profile '{name}' in {}", file.display());
+    let dps_saved = non_empty(profile.dps_connection_string.as_deref())
+        .map(|s| (s, of("dps_connection_string")));
+    let hub_saved = non_empty(profile.hub_connection_string.as_deref())
+        .map(|s| (s, of("hub_connection_string")));
+    let chosen = pick(service, dps_flag, hub_flag).or_else(|| pick(service, dps_saved, hub_saved));
+    let Some((conn, origin)) = chosen else {
+        let (what, flag) = match service {
+            Service::Hub => ("hub", "--hub-connection-string"),
+            _ => ("DPS", "--dps-connection-string"),
+        };
+        bail!(
+            "no {what} connection string: profile '{name}' ({}) has none; add it with `fleethub login --profile {name} {flag} ...` or pass {flag}",
+            file.display()
+        );
+    };
+    let hub = origin == "--hub-connection-string" || origin.starts_with("hub_connection_string");
+    let (host_name, key_name, key) = parse_connection_string_for(conn, &origin, hub)?;
+    let dial = match non_empty(args.server.as_deref()) {
+        Some(s) => dial_address(s, DEFAULT_HTTPS_PORT).context("--server")?,
+        None => match non_empty(profile.server.as_deref()) {
+            Some(s) => dial_address(s, DEFAULT_HTTPS_PORT)
+                .with_context(|| format!("server of profile '{name}'"))?,
+            None => join_host_port(&host_name, DEFAULT_HTTPS_PORT),
+        },
+    };
+    Ok(Endpoint {
+        host_name,
+        key_name,
+        key,
+        dial,
+        ca_cert: args.ca_cert.clone().or_else(|| profile.ca_cert.clone()),
+        origin,
+    })
 }
 
 pub(crate) fn resolve_with(
@@ -119,23 +286,27 @@ pub(crate) fn resolve_with(
     service: Service,
     info: Option<&ServerInfo>,
 ) -> Result<Endpoint> {
-    let info_file = args.data_dir.join(SERVER_INFO_FILE);
-    let dps_flag =
-        non_empty(args.dps_connection_string.as_deref()).map(|s| (s, "--dps-connection-string"));
-    let hub_flag =
-        non_empty(args.hub_connection_string.as_deref()).map(|s| (s, "--hub-connection-string"));
+    let data_dir = args.data_dir();
+    let info_file = data_dir.join(SERVER_INFO_FILE);
+    let (dps_flag, hub_flag) = flag_candidates(args);
     let dps_info = info
         .and_then(|i| non_empty(i.dps_service_connection_string.as_deref()))
-        .map(|s| (s, "dpsServiceConnectionString in server-info.json"));
+        .map(|s| {
+            (
+                s,
+                "dpsServiceConnectionString in server-info.json".to_string(),
+            )
+        });
     let hub_info = info
         .and_then(|i| non_empty(i.hub_service_connection_string.as_deref()))
-        .map(|s| (s, "hubServiceConnectionString in server-info.json"));
+        .map(|s| {
+            (
+                s,
+                "hubServiceConnectionString in server-info.json".to_string(),
+            )
+        });
 
-    let chosen = match service {
-        Service::Dps => dps_flag.or(dps_info),
-        Service::Hub => hub_flag.or(hub_info),
-        Service::DpsOrHub => dps_flag.or(hub_flag).or(dps_info).or(hub_info),
-    };
+    let chosen = pick(service, dps_flag, hub_flag).or_else(|| pick(service, dps_info, hub_info));
     let Some((conn, origin)) = chosen else {
         let (what, flag) = match service {
             Service::Hub => ("hub", "--hub-connection-string"),
@@ -147,12 +318,12 @@ pub(crate) fn resolve_with(
             format!("{} does not exist", info_file.display())
         };
         bail!(
-            "no {what} connection string: pass {flag} or run `fleethub serve` with --data-dir {} first ({why})",
-            args.data_dir.display()
+            "no {what} connection string: pass {flag} or run `fleethub serve` with --data-dir {} first ({why}); elsewhere, save it once with `fleethub login {flag} ...`",
+            data_dir.display()
         );
     };
     let from_info = origin.ends_with("server-info.json");
-    let (host_name, key_name, key) = parse_service_connection_string(conn, origin)?;
+    let (host_name, key_name, key) = parse_service_connection_string(conn, &origin)?;
 
     // server-info.json only speaks for the server it describes.
     let info = info.filter(|i| from_info || i.describes(&host_name));
@@ -165,7 +336,7 @@ pub(crate) fn resolve_with(
     };
     let ca_cert = args.ca_cert.clone().or_else(|| {
         info.and_then(|i| non_empty(i.ca_cert_path.as_deref()))
-            .map(|p| resolve_relative(Path::new(p), &args.data_dir))
+            .map(|p| resolve_relative(Path::new(p), &data_dir))
     });
     Ok(Endpoint {
         host_name,
@@ -173,7 +344,7 @@ pub(crate) fn resolve_with(
         key,
         dial,
         ca_cert,
-        origin: origin.to_string(),
+        origin,
     })
 }
 
@@ -191,6 +362,16 @@ pub(crate) fn parse_service_connection_string(
     s: &str,
     origin: &str,
 ) -> Result<(String, String, String)> {
+    parse_connection_string_for(s, origin, origin.contains("hub"))
+}
+
+/// [`parse_service_connection_string`] with the kind given: `hub` picks the example policy
+/// named in messages.
+pub(crate) fn parse_connection_string_for(
+    s: &str,
+    origin: &str,
+    hub: bool,
+) -> Result<(String, String, String)> {
     let cs = fleethub_core::connection_string::ConnectionString::parse(s)
         .map_err(|e| anyhow!("the connection string from {origin} is invalid: {e}"))?;
     let field = |v: &Option<String>| {
@@ -199,7 +380,7 @@ pub(crate) fn parse_service_connection_string(
             .filter(|v| !v.is_empty())
             .map(String::from)
     };
-    let policy = if origin.contains("hub") {
+    let policy = if hub {
         "iothubowner"
     } else {
         "provisioningserviceowner"

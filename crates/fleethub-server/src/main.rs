@@ -7,6 +7,8 @@ use fleethub_server::{app, config::Config, info::ServerInfo};
 use fleethub_store::sqlite::Durability;
 use std::path::PathBuf;
 
+mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "fleethub",
@@ -19,7 +21,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum, Default)]
-enum Output {
+pub(crate) enum Output {
     #[default]
     Json,
     Table,
@@ -154,6 +156,20 @@ Examples:
   fleethub completions zsh > ~/.zfunc/_fleethub    # with fpath+=(~/.zfunc) in ~/.zshrc
   fleethub completions fish > ~/.config/fish/completions/fleethub.fish";
 
+const LOGIN_EXAMPLES: &str = "\
+Examples:
+  On the server (as root): print the connection strings
+    fleethub info --data-dir /var/lib/fleethub
+  Anywhere, as an ordinary user: save them once (profile 'default'), then run commands
+    fleethub login --hub-connection-string \"$HUB_CS\" --dps-connection-string \"$DPS_CS\" \\
+        --ca-cert ca.pem
+    fleethub hub device-identity list -o table
+  A second server, picked with --profile or FLEETHUB_PROFILE
+    fleethub login --profile lab --hub-connection-string \"$LAB_CS\" --server 10.0.0.5:8443
+    fleethub hub device-identity list --profile lab
+  fleethub login --list
+  fleethub logout --profile lab";
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the DPS + hub server.
@@ -243,9 +259,22 @@ enum Command {
         #[command(subcommand)]
         cmd: fleethub_cli::DeviceCommand,
     },
+    /// Save a connection (a profile in ~/.config/fleethub/profiles.toml, owner-only) for the
+    /// admin commands, or list the saved ones (--list; keys masked).
+    #[command(after_help = LOGIN_EXAMPLES)]
+    Login(fleethub_cli::LoginArgs),
+    /// Delete a saved connection (profile).
+    Logout(fleethub_cli::LogoutArgs),
+    /// Import enrollments, enrollment groups and devices exported from Azure (`az iot ...`).
+    Import {
+        #[command(flatten)]
+        client: fleethub_cli::ClientArgs,
+        #[command(subcommand)]
+        cmd: fleethub_cli::ImportCommand,
+    },
     /// Load tools that measure a running server.
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(bench::BenchCommand),
     /// Server diagnostics (e.g. why devices were refused).
     Diagnostics {
         #[command(flatten)]
@@ -253,107 +282,6 @@ enum Command {
         #[command(subcommand)]
         cmd: fleethub_cli::DiagnosticsCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Provision N new devices (group-derived keys, a full TLS handshake each) and, as the
-    /// baseline on the same listener, N bare TLS handshakes; reports both rates and the ratio.
-    Register {
-        /// Devices to provision.
-        #[arg(long, default_value_t = 1000)]
-        count: usize,
-        /// Registrations in flight at once.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// mqtt (port 8883) or https (port 443).
-        #[arg(long, default_value = "mqtt")]
-        transport: fleethub_bench::Transport,
-        /// Bare TLS handshakes for the baseline (default: --count).
-        #[arg(long, default_value_t = 0)]
-        handshakes: usize,
-        /// Data directory of the server under test (its server-info.json names the endpoints).
-        #[arg(long, env = "FLEETHUB_DATA_DIR", default_value = "./fleethub-data")]
-        data_dir: PathBuf,
-        /// DPS host to dial (default: dpsHost of server-info.json; must be in the certificate).
-        #[arg(long)]
-        dps_host: Option<String>,
-        #[arg(long, short = 'o', value_enum, default_value = "text")]
-        output: Output,
-    },
-    /// QoS 1 telemetry throughput (publish -> PUBACK) or, with --connect-only, idle
-    /// connections held, against fleethub (devices created through the hub service API) or
-    /// mosquitto (the peer baseline); reports rate, latency, server RSS and CPU.
-    Telemetry {
-        /// Devices (one MQTT/TLS connection each).
-        #[arg(long, default_value_t = 1000)]
-        devices: usize,
-        /// Aggregate messages per second.
-        #[arg(long, conflicts_with = "max")]
-        rate: Option<f64>,
-        /// As fast as PUBACKs come back (each device keeps --inflight publishes in flight).
-        #[arg(long)]
-        max: bool,
-        /// QoS 1 publishes in flight per device (1..=64).
-        #[arg(long, default_value_t = 1)]
-        inflight: usize,
-        #[arg(long, default_value_t = 200)]
-        payload_bytes: usize,
-        /// Measurement window, seconds.
-        #[arg(long, default_value_t = 10)]
-        duration: u64,
-        /// Publishing before the window (not counted), seconds.
-        #[arg(long, default_value_t = 2)]
-        warmup: u64,
-        /// Hold idle connections (keep-alive pings only) for --duration.
-        #[arg(long)]
-        connect_only: bool,
-        /// Worker processes the devices are spread over (at most 19,000 each: open-files limit).
-        #[arg(long, default_value_t = 1)]
-        processes: usize,
-        /// Connections being set up at once, per worker process.
-        #[arg(long, default_value_t = 32)]
-        connect_concurrency: usize,
-        /// MQTT keep-alive, seconds.
-        #[arg(long, default_value_t = 60)]
-        keep_alive: u64,
-        /// Hard bound on messages published (default: from the rate, or 1 M/s of run time).
-        #[arg(long, default_value_t = 0)]
-        max_messages: u64,
-        /// fleethub or mosquitto.
-        #[arg(long, default_value = "fleethub")]
-        target: fleethub_bench::Target,
-        /// TLS server name (default: hubHost of server-info.json; mosquitto: localhost).
-        #[arg(long)]
-        host: Option<String>,
-        /// Address dialled instead of --host (default for fleethub: 127.0.0.1).
-        #[arg(long)]
-        dial: Option<String>,
-        /// MQTT/TLS port (default: mqttPort of server-info.json; mosquitto: 8883).
-        #[arg(long)]
-        port: Option<u16>,
-        /// CA certificate (PEM) (default: caCertPath of server-info.json).
-        #[arg(long)]
-        tls_ca: Option<PathBuf>,
-        /// Data directory of the fleethub server under test.
-        #[arg(long, env = "FLEETHUB_DATA_DIR", default_value = "./fleethub-data")]
-        data_dir: PathBuf,
-        /// Server process to sample (default: found via /proc).
-        #[arg(long)]
-        server_pid: Option<u32>,
-        /// Leave the bench devices in the registry.
-        #[arg(long)]
-        keep_devices: bool,
-        #[arg(long, short = 'o', value_enum, default_value = "text")]
-        output: Output,
-        /// Internal: run as a worker process (spec on stdin).
-        #[arg(long, hide = true)]
-        worker: bool,
-    },
-    /// Drive the server past its device-to-cloud throttle (over- and under-quota devices
-    /// together); reports the served rate against the limits, the under-quota devices'
-    /// latency and errors, and the server's RSS over the window.
-    Saturate(fleethub_server::bench_saturate::SaturateArgs),
 }
 
 #[derive(Subcommand)]
@@ -423,7 +351,10 @@ async fn real_main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Bench(cmd) => run_bench(cmd).await,
+        Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Import { client, cmd } => fleethub_cli::run_import(cmd, &client).await,
+        Command::Login(args) => fleethub_cli::run_login(&args),
+        Command::Logout(args) => fleethub_cli::run_logout(&args),
         Command::Dps { client, cmd } => fleethub_cli::run_dps(cmd, &client).await,
         Command::Hub { client, cmd } => fleethub_cli::run_hub(cmd, &client).await,
         Command::Edge { client, cmd } => fleethub_cli::run_edge(cmd, &client).await,
@@ -444,138 +375,6 @@ async fn real_main() -> Result<()> {
                 "fleethub",
                 &mut std::io::stdout(),
             );
-            Ok(())
-        }
-    }
-}
-
-async fn run_bench(cmd: BenchCommand) -> Result<()> {
-    match cmd {
-        BenchCommand::Register {
-            count,
-            concurrency,
-            transport,
-            handshakes,
-            data_dir,
-            dps_host,
-            output,
-        } => {
-            let info = ServerInfo::read(&data_dir)?;
-            let port = match transport {
-                fleethub_bench::Transport::Mqtt => info.mqtt_port,
-                fleethub_bench::Transport::Https => info.https_port,
-            };
-            let opts = fleethub_bench::RegisterBenchOptions {
-                count,
-                concurrency,
-                transport,
-                dps_host: dps_host.unwrap_or(info.dps_host.clone()),
-                port,
-                id_scope: info.id_scope.clone(),
-                ca_pem_path: PathBuf::from(&info.ca_cert_path),
-                dps_service_connection_string: info.dps_service_connection_string.clone(),
-                service_port: info.https_port,
-                handshake_count: handshakes,
-            };
-            let report = fleethub_bench::run_register_bench(opts).await?;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Output::Yaml => {
-                    print!("{}", fleethub_cli::to_yaml(&serde_json::to_value(&report)?));
-                }
-                Output::Text | Output::Table => println!("{report}"),
-            }
-            Ok(())
-        }
-        BenchCommand::Saturate(args) => {
-            let worker = ["bench", "telemetry", "--worker"]
-                .map(String::from)
-                .to_vec();
-            fleethub_server::bench_saturate::run(args, worker).await
-        }
-        BenchCommand::Telemetry { worker: true, .. } => {
-            fleethub_bench::telemetry::worker_stdio_main().await
-        }
-        BenchCommand::Telemetry {
-            devices,
-            rate,
-            max,
-            inflight,
-            payload_bytes,
-            duration,
-            warmup,
-            connect_only,
-            processes,
-            connect_concurrency,
-            keep_alive,
-            max_messages,
-            target,
-            host,
-            dial,
-            port,
-            tls_ca,
-            data_dir,
-            server_pid,
-            keep_devices,
-            output,
-            worker: false,
-        } => {
-            use fleethub_bench::Target;
-            anyhow::ensure!(
-                connect_only || max || rate.is_some(),
-                "pass --rate R, --max or --connect-only"
-            );
-            let mut opts = fleethub_bench::TelemetryBenchOptions {
-                target,
-                devices,
-                rate: if max { None } else { rate },
-                inflight,
-                payload_bytes,
-                duration: std::time::Duration::from_secs(duration),
-                warmup: std::time::Duration::from_secs(warmup),
-                connect_only,
-                processes,
-                connect_concurrency,
-                keep_alive: std::time::Duration::from_secs(keep_alive),
-                max_messages,
-                keep_devices,
-                launcher: fleethub_bench::Launcher::Exec {
-                    program: std::env::current_exe()?,
-                    args: vec!["bench".into(), "telemetry".into(), "--worker".into()],
-                },
-                ..Default::default()
-            };
-            match target {
-                Target::Fleethub => {
-                    let info = ServerInfo::read(&data_dir)?;
-                    opts.host = host.unwrap_or(info.hub_host.clone());
-                    opts.dial = Some(dial.unwrap_or_else(|| "127.0.0.1".into()));
-                    opts.port = port.unwrap_or(info.mqtt_port);
-                    opts.https_port = info.https_port;
-                    opts.ca_pem_path = tls_ca.unwrap_or(PathBuf::from(&info.ca_cert_path));
-                    opts.hub_service_connection_string =
-                        Some(info.hub_service_connection_string.clone());
-                }
-                Target::Mosquitto => {
-                    opts.host = host.unwrap_or_else(|| "localhost".into());
-                    opts.dial = dial;
-                    opts.port = port.unwrap_or(8883);
-                    opts.ca_pem_path = tls_ca.ok_or_else(|| {
-                        anyhow::anyhow!("--tls-ca is required with --target mosquitto")
-                    })?;
-                }
-            }
-            opts.server_pid = server_pid.or_else(|| {
-                fleethub_bench::telemetry::find_server_pid(target, Some(&data_dir), opts.port)
-            });
-            let report = fleethub_bench::run_telemetry_bench(opts).await?;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Output::Yaml => {
-                    print!("{}", fleethub_cli::to_yaml(&serde_json::to_value(&report)?));
-                }
-                Output::Text | Output::Table => println!("{report}"),
-            }
             Ok(())
         }
     }

@@ -38,6 +38,11 @@ impl<T: Transport> ServiceClient<T> {
         self.get_as(&format!("/enrollments/{}", seg(id))).await
     }
 
+    /// `GET /enrollments/{id}`, `None` when there is no such enrollment.
+    pub async fn find_enrollment(&self, id: &str) -> Result<Option<IndividualEnrollment>, Error> {
+        self.get_opt_as(&format!("/enrollments/{}", seg(id))).await
+    }
+
     /// `PUT /enrollments/{id}`: create or replace.
     pub async fn put_enrollment(
         &self,
@@ -78,6 +83,12 @@ impl<T: Transport> ServiceClient<T> {
     /// `GET /enrollmentGroups/{id}`.
     pub async fn get_enrollment_group(&self, id: &str) -> Result<EnrollmentGroup, Error> {
         self.get_as(&format!("/enrollmentGroups/{}", seg(id))).await
+    }
+
+    /// `GET /enrollmentGroups/{id}`, `None` when there is no such group.
+    pub async fn find_enrollment_group(&self, id: &str) -> Result<Option<EnrollmentGroup>, Error> {
+        self.get_opt_as(&format!("/enrollmentGroups/{}", seg(id)))
+            .await
     }
 
     /// `PUT /enrollmentGroups/{id}`: create or replace.

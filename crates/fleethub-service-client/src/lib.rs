@@ -35,6 +35,7 @@ pub mod dps;
 pub mod error;
 mod event_hub;
 pub mod hub;
+pub mod progress;
 pub mod transport;
 
 pub use client::{

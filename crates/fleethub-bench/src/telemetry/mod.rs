@@ -155,10 +155,13 @@ pub async fn run_telemetry_bench(
         w.go().await;
     }
     let go_at = Instant::now();
-    tokio::time::sleep_until(go_at + warmup).await;
+    let mut window =
+        crate::Progress::with_mode("seconds", (warmup + opts.duration).as_secs(), opts.progress);
+    sleep_with_progress(go_at, go_at + warmup, &mut window).await;
     let s0 = Sample::take(opts.server_pid, &client_pids);
-    tokio::time::sleep_until(go_at + warmup + opts.duration).await;
+    sleep_with_progress(go_at, go_at + warmup + opts.duration, &mut window).await;
     let s1 = Sample::take(opts.server_pid, &client_pids);
+    window.finish();
 
     // 4. Results.
     let latency = collect_results(workers, &mut report, &mut first_error).await;
@@ -225,6 +228,18 @@ async fn create_devices(
     }
     *first_error = first_error.take().or(created.first_error);
     Ok((Some(k1), Some(svc)))
+}
+
+/// Sleeps until `until`, moving `progress` to the whole seconds since `start` once a second.
+async fn sleep_with_progress(start: Instant, until: Instant, progress: &mut crate::Progress) {
+    loop {
+        let now = Instant::now();
+        progress.set((now - start).as_secs());
+        if now >= until {
+            return;
+        }
+        tokio::time::sleep_until(until.min(now + Duration::from_secs(1))).await;
+    }
 }
 
 /// Phase 2: waits for every worker's connect report; returns the first worker failure.

@@ -94,6 +94,8 @@ pub struct TelemetryBenchOptions {
     /// fleethub: leave the bench devices in the registry.
     pub keep_devices: bool,
     pub launcher: Launcher,
+    /// Progress of the measurement window on stderr (default: none).
+    pub progress: crate::ProgressMode,
 }
 
 impl Default for TelemetryBenchOptions {
@@ -121,6 +123,7 @@ impl Default for TelemetryBenchOptions {
             server_pid: None,
             keep_devices: false,
             launcher: Launcher::InProcess,
+            progress: crate::ProgressMode::Hidden,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::args::ClientArgs;
 use crate::client::{ServiceClient, seg};
-use crate::settings::{Endpoint, ServerInfo, Service};
+use crate::settings::{Defaults, Endpoint, ServerInfo, Service};
 use anyhow::{Context, Result, anyhow, bail};
 use fleethub_core::connection_string::ConnectionString;
 use fleethub_device::provisioning::{ProvisioningClient, Transport};
@@ -90,15 +90,15 @@ pub(crate) struct Reach {
     pub mqtt_port: u16,
     pub https_port: u16,
     pub info: Option<ServerInfo>,
+    /// `HOST:PORT` of the HTTPS device API saved in the profile in effect.
+    pub server: Option<String>,
 }
 
 impl Reach {
     pub(crate) fn resolve(client: &ClientArgs, device: &DeviceArgs) -> Result<Reach> {
-        let info = ServerInfo::load(&client.data_dir)?;
-        let ca = client
-            .ca_cert
-            .clone()
-            .or_else(|| info.as_ref()?.ca_cert_path.clone().map(PathBuf::from));
+        let defaults = Defaults::load(client)?;
+        let ca = client.ca_cert.clone().or_else(|| defaults.ca_cert());
+        let info = defaults.server_info().cloned();
         Ok(Reach {
             ca,
             mqtt_port: device
@@ -107,6 +107,10 @@ impl Reach {
                 .unwrap_or(8883),
             https_port: info.as_ref().and_then(|i| i.https_port).unwrap_or(443),
             info,
+            server: match defaults {
+                Defaults::Profile { profile, .. } => profile.server,
+                Defaults::DataDir { .. } => None,
+            },
         })
     }
 

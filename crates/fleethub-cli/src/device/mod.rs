@@ -49,6 +49,7 @@ pub async fn run_device(
             let dial = client
                 .server
                 .clone()
+                .or_else(|| reach.server.clone())
                 .unwrap_or_else(|| format!("{}:{}", id.host, reach.https_port));
             let endpoint = crate::settings::Endpoint {
                 host_name: id.host.clone(),

@@ -12,5 +12,6 @@ mod hub_parse;
 mod list_paging;
 mod output;
 mod parse;
+mod profiles;
 mod settings;
 mod transport;

@@ -320,7 +320,7 @@ fn connection_options_are_global() {
         client.ca_cert.as_deref(),
         Some(std::path::Path::new("/tmp/ca.pem"))
     );
-    assert_eq!(client.data_dir, std::path::PathBuf::from("/d"));
+    assert_eq!(client.data_dir, Some(std::path::PathBuf::from("/d")));
     assert_eq!(client.output, OutputFormat::Table);
     assert!(
         client

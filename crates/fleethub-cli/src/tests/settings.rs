@@ -24,7 +24,7 @@ fn info() -> ServerInfo {
 
 fn args() -> ClientArgs {
     ClientArgs {
-        data_dir: PathBuf::from("/srv/fh"),
+        data_dir: Some(PathBuf::from("/srv/fh")),
         ..ClientArgs::default()
     }
 }
@@ -163,7 +163,7 @@ fn bad_connection_strings_are_explained() {
 fn server_info_file_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let a = ClientArgs {
-        data_dir: dir.path().to_path_buf(),
+        data_dir: Some(dir.path().to_path_buf()),
         ..ClientArgs::default()
     };
     let e = Endpoint::resolve(&a, Service::Dps).unwrap_err().to_string();
