@@ -80,7 +80,14 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
             cert_chain: cert.clone(),
             key: key.clone(),
         },
-        _ => certs::ensure_dev_pki(&cfg.data_dir.join("certs"), &names.certificate_names())?,
+        _ => certs::ensure_pki(
+            &cfg.data_dir.join("certs"),
+            &names.certificate_names(),
+            cfg.ca_cert
+                .as_deref()
+                .zip(cfg.ca_key.as_deref())
+                .map(|(cert, key)| certs::OperatorCa { cert, key }),
+        )?,
     };
     let tls = TlsAcceptor::from(crate::tls::server_config(
         &tls_files.cert_chain,
