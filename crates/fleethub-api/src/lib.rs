@@ -8,9 +8,11 @@ pub mod configuration;
 pub mod dps;
 pub mod error;
 pub mod hub;
+pub mod linked_hub;
 pub mod time;
 
 pub use configuration::*;
 pub use dps::*;
 pub use error::*;
 pub use hub::*;
+pub use linked_hub::*;

@@ -9,6 +9,7 @@ mod configurations;
 mod docs;
 mod dps;
 mod durability;
+mod linked_hubs;
 mod pool;
 mod registry;
 mod schema;

@@ -58,6 +58,8 @@ pub const MIGRATIONS: &[&str] = &[
         updated_utc TEXT NOT NULL);",
     // 8: the recent authentication failures (a bounded window, newest = highest seq)
     "CREATE TABLE auth_failures (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);",
+    // 9: the hubs linked to the DPS instance (by lower-cased host name)
+    "CREATE TABLE linked_hubs (name_lower TEXT PRIMARY KEY, doc TEXT NOT NULL);",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

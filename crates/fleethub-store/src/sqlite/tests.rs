@@ -35,6 +35,7 @@ suite_test!(
     c2d_queue,
     sessions,
     auth_failures,
+    linked_hubs,
 );
 
 #[tokio::test]
