@@ -143,6 +143,7 @@ impl From<dps::Error> for ApiError {
             E::Invalid(_) => (StatusCode::BAD_REQUEST, 400004, "ArgumentInvalid"),
             E::EnrollmentNotFound { .. }
             | E::GroupNotFound { .. }
+            | E::LinkedHubNotFound { .. }
             | E::RegistrationNotFound { .. }
             | E::OperationNotFound { .. } => (StatusCode::NOT_FOUND, 404001, "NotFound"),
             E::EnrollmentAlreadyExists { .. } | E::GroupAlreadyExists { .. } => {
@@ -452,6 +453,10 @@ mod tests {
             ),
             (
                 dps::Error::RegistrationNotFound { id: s() },
+                (404, 404001, "NotFound"),
+            ),
+            (
+                dps::Error::LinkedHubNotFound { name: s() },
                 (404, 404001, "NotFound"),
             ),
             (

@@ -14,6 +14,8 @@ pub enum Error {
     EnrollmentNotFound { id: String },
     #[error("enrollment group '{id}' not found")]
     GroupNotFound { id: String },
+    #[error("linked hub '{name}' not found")]
+    LinkedHubNotFound { name: String },
     #[error("registration '{id}' not found")]
     RegistrationNotFound { id: String },
     #[error("operation '{operation_id}' not found for registration '{registration_id}'")]
@@ -51,6 +53,7 @@ impl Error {
             Error::EnrollmentNotFound { id } => Error::EnrollmentNotFound { id: id.clone() },
             Error::GroupNotFound { id } => Error::GroupNotFound { id: id.clone() },
             Error::RegistrationNotFound { id } => Error::RegistrationNotFound { id: id.clone() },
+            Error::LinkedHubNotFound { name } => Error::LinkedHubNotFound { name: name.clone() },
             Error::OperationNotFound {
                 operation_id,
                 registration_id,
@@ -85,6 +88,10 @@ impl From<StoreError> for Error {
                 kind: "registration",
                 id,
             } => Error::RegistrationNotFound { id },
+            StoreError::NotFound {
+                kind: "linked hub",
+                id,
+            } => Error::LinkedHubNotFound { name: id },
             StoreError::AlreadyExists {
                 kind: "enrollment",
                 id,

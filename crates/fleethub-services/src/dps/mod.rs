@@ -6,6 +6,7 @@ mod auth;
 mod enrollments;
 mod error;
 mod groups_cache;
+mod linked_hubs;
 mod recent;
 mod simulate;
 mod validate;

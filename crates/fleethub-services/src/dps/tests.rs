@@ -16,7 +16,7 @@ const CTX: AuthContext<'static> = AuthContext {
     peer: None,
 };
 
-fn dps(dir: &tempfile::TempDir) -> Dps {
+pub(super) fn dps(dir: &tempfile::TempDir) -> Dps {
     let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     Dps::new(
         &Shared::new(store),
