@@ -22,6 +22,10 @@ pub struct LinkedHub {
     /// Azure region; kept as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// fleethub: `host:port` where the DPS reaches the hub's service API when that is not
+    /// `name:443` (the TLS name checked stays `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_endpoint: Option<String>,
 }
 
 #[cfg(test)]

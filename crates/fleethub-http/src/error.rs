@@ -160,6 +160,11 @@ impl From<dps::Error> for ApiError {
                 "RequestEntityTooLarge",
             ),
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, 500001, "ServerError"),
+            E::HubUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                503000,
+                "ServiceUnavailable",
+            ),
         };
         ApiError::new(status, code, name, e.to_string())
     }
@@ -458,6 +463,10 @@ mod tests {
             (
                 dps::Error::LinkedHubNotFound { name: s() },
                 (404, 404001, "NotFound"),
+            ),
+            (
+                dps::Error::HubUnavailable { hub: s() },
+                (503, 503000, "ServiceUnavailable"),
             ),
             (
                 dps::Error::EnrollmentAlreadyExists { id: s() },

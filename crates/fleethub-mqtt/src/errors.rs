@@ -35,6 +35,7 @@ pub(crate) fn dps_status(e: &dps::Error) -> (u16, u32) {
         E::PreconditionFailed(_) => (412, 412001),
         E::TooLarge(_) => (413, 413001),
         E::Internal(_) => (500, 500001),
+        E::HubUnavailable { .. } => (503, 503000),
     }
 }
 

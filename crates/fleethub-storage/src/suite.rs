@@ -374,6 +374,7 @@ fn linked_hub(name: &str, weight: i64) -> fleethub_api::LinkedHub {
         allocation_weight: Some(weight),
         apply_allocation_policy: Some(true),
         location: None,
+        service_endpoint: None,
     }
 }
 

@@ -7,6 +7,7 @@ use crate::dps::Error;
 use fleethub_api::LinkedHub;
 use fleethub_core::connection_string::ConnectionString;
 use fleethub_core::redact::redact;
+use std::sync::Arc;
 
 /// What a linked hub's connection string must hold to create device identities there.
 fn check_connection_string(cs: &str) -> Result<ConnectionString, Error> {
@@ -25,12 +26,62 @@ fn check_connection_string(cs: &str) -> Result<ConnectionString, Error> {
     Ok(parsed)
 }
 
+/// A hub an allocation policy may choose, with its weight in hashed allocation.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Candidate {
+    pub(super) name: String,
+    pub(super) weight: u64,
+}
+
 impl Dps {
-    fn local_hub(&self) -> Option<&str> {
+    /// The stored linked hubs (read from the store once, then kept; refreshed when this
+    /// instance changes them).
+    pub(super) async fn stored_linked_hubs(&self) -> Result<Arc<Vec<LinkedHub>>, Error> {
+        if let Some(hubs) = self
+            .linked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(hubs);
+        }
+        self.reload_linked_hubs().await
+    }
+
+    async fn reload_linked_hubs(&self) -> Result<Arc<Vec<LinkedHub>>, Error> {
+        let hubs = Arc::new(self.store.list_linked_hubs().await?);
+        *self
+            .linked
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hubs.clone());
+        Ok(hubs)
+    }
+
+    /// Every linked hub an allocation policy may choose (`applyAllocationPolicy` not false):
+    /// the local hub(s) with weight 1, then the stored ones with their `allocationWeight`
+    /// (absent = 1).
+    pub(super) fn candidates(&self, stored: &[LinkedHub]) -> Vec<Candidate> {
+        let local = self.cfg.linked_hubs.iter().map(|h| Candidate {
+            name: h.clone(),
+            weight: 1,
+        });
+        let remote = stored
+            .iter()
+            .filter(|h| h.apply_allocation_policy != Some(false))
+            .map(|h| Candidate {
+                name: h.name.clone(),
+                weight: h
+                    .allocation_weight
+                    .map_or(1, |w| u64::try_from(w).unwrap_or(0)),
+            });
+        local.chain(remote).collect()
+    }
+
+    pub(super) fn local_hub(&self) -> Option<&str> {
         self.cfg.linked_hubs.first().map(String::as_str)
     }
 
-    fn is_local_hub(&self, name: &str) -> bool {
+    pub(super) fn is_local_hub(&self, name: &str) -> bool {
         self.cfg
             .linked_hubs
             .iter()
@@ -49,6 +100,7 @@ impl Dps {
                 allocation_weight: Some(1),
                 apply_allocation_policy: Some(true),
                 location: None,
+                service_endpoint: None,
             })
             .collect();
         for mut hub in self.store.list_linked_hubs().await? {
@@ -70,6 +122,13 @@ impl Dps {
             )));
         }
         hub.name = cs.host_name;
+        if let Some(ep) = &hub.service_endpoint
+            && (ep.trim().is_empty() || ep.contains(['/', ' ', ';']))
+        {
+            return Err(Error::invalid(format!(
+                "serviceEndpoint '{ep}' is not host:port"
+            )));
+        }
         if let Some(w) = hub.allocation_weight
             && w < 0
         {
@@ -84,6 +143,7 @@ impl Dps {
             )));
         }
         let mut stored = self.store.put_linked_hub(hub).await?;
+        self.reload_linked_hubs().await?;
         tracing::info!(hub = %stored.name, "linked hub saved");
         stored.connection_string = redact(&stored.connection_string).into_owned();
         Ok(stored)
@@ -98,6 +158,7 @@ impl Dps {
             )));
         }
         self.store.delete_linked_hub(name).await?;
+        self.reload_linked_hubs().await?;
         tracing::info!(hub = %name, "linked hub deleted");
         Ok(())
     }
@@ -189,5 +250,97 @@ mod tests {
             Err(Error::Invalid(_))
         ));
         assert_eq!(d.list_linked_hubs().await.unwrap().len(), 2);
+    }
+
+    fn candidate(name: &str, weight: u64) -> Candidate {
+        Candidate {
+            name: name.into(),
+            weight,
+        }
+    }
+
+    #[test]
+    fn hashed_allocation_follows_the_weights_and_the_iot_hubs_list() {
+        use super::super::assign::choose_hub;
+        let hubs = [
+            candidate("a.test", 1),
+            candidate("b.test", 3),
+            candidate("z.test", 0),
+        ];
+        let mut counts = std::collections::HashMap::<String, u32>::new();
+        for n in 0..4000 {
+            let h = choose_hub(&hubs, &format!("device-{n}"), None, None);
+            *counts.entry(h).or_default() += 1;
+        }
+        let (a, b) = (counts["a.test"], counts["b.test"]);
+        assert!(
+            !counts.contains_key("z.test"),
+            "weight 0 is never hashed to"
+        );
+        assert!(
+            (800..1200).contains(&a) && (2800..3200).contains(&b),
+            "{counts:?}"
+        );
+        // Stable, case-insensitive in the registration ID.
+        assert_eq!(
+            choose_hub(&hubs, "Sensor-7", None, None),
+            choose_hub(&hubs, "sensor-7", None, None)
+        );
+        // iotHubs restricts the candidates; a static hub wins when linked (even weight 0).
+        let only_a = vec!["A.test".to_string(), "unknown.test".to_string()];
+        for n in 0..50 {
+            assert_eq!(
+                choose_hub(&hubs, &format!("d{n}"), None, Some(&only_a)),
+                "a.test"
+            );
+        }
+        assert_eq!(
+            choose_hub(&hubs, "d", Some(&"z.test".to_string()), None),
+            "z.test"
+        );
+        // All candidates at weight 0: evenly.
+        let zero = [candidate("a.test", 0), candidate("b.test", 0)];
+        let picked: std::collections::HashSet<String> = (0..50)
+            .map(|n| choose_hub(&zero, &format!("d{n}"), None, None))
+            .collect();
+        assert_eq!(picked.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_linked_hub_that_cannot_be_reached_fails_the_registration_retryably() {
+        use super::super::tests::{enrollment, register};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dps(&dir);
+        let mut e = enrollment("dev-remote", &fleethub_core::keys::generate_key());
+        e.iot_hub_host_name = Some("hub2.fleethub.test".into());
+        let key = e.attestation.keys().unwrap().0.to_string();
+        d.put_enrollment("dev-remote", e, None).await.unwrap();
+        d.put_linked_hub(hub(CS2, Some(1))).await.unwrap();
+        // No client for linked hubs is set: the hub cannot take the identity.
+        let err = register(&d, "dev-remote", &key).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::HubUnavailable { hub } if hub == "hub2.fleethub.test"),
+            "{err}"
+        );
+        let rec = d
+            .store
+            .get_registration("dev-remote")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.state.status.as_deref(), Some("failed"));
+        assert!(
+            rec.state
+                .error_message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("hub2.fleethub.test"),
+            "{:?}",
+            rec.state
+        );
+        assert!(
+            d.store.get_device("dev-remote").await.unwrap().is_none(),
+            "nothing created here"
+        );
     }
 }

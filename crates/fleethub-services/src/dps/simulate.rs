@@ -120,7 +120,8 @@ impl Dps {
             source,
             origin: AuthOrigin::default(),
         };
-        let plan = self.plan(&principal);
+        let stored_hubs = self.stored_linked_hubs().await?;
+        let plan = super::assign::plan(&principal, &self.candidates(&stored_hubs));
         let exists = self.store.get_device(&plan.device_id).await?.is_some();
         let (substatus, _, hub) = outcome(&plan, previous.as_ref(), exists);
         sim.result = "assigned".into();
