@@ -113,6 +113,9 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         },
         ident.hub_policies.clone(),
     ));
+    dps.set_remote_hubs(Arc::new(crate::linked_hubs::LinkedHubClient::new(
+        linked_hub_trust(&cfg, &tls_files)?,
+    )));
     {
         let hub = Arc::downgrade(&hub);
         dps.on_device_assigned(Box::new(move |device_id| {
@@ -426,4 +429,28 @@ impl Handler for HttpsHandler {
             tracing::debug!(%peer, "HTTPS connection ended: {e}");
         }
     }
+}
+
+/// The CAs the DPS trusts when it calls linked hubs: the CA of this server's certificate (when
+/// it has one) and `linked_hub_ca_file`; the system's roots when neither is there.
+fn linked_hub_trust(
+    cfg: &Config,
+    tls_files: &TlsFiles,
+) -> Result<fleethub_service_client::CaTrust> {
+    let mut pem = Vec::new();
+    for path in tls_files
+        .ca_cert
+        .iter()
+        .chain(cfg.linked_hub_ca_file.iter())
+    {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read CA certificates {}", path.display()))?;
+        pem.extend_from_slice(&bytes);
+        pem.push(b'\n');
+    }
+    Ok(if pem.is_empty() {
+        fleethub_service_client::CaTrust::System
+    } else {
+        fleethub_service_client::CaTrust::Pem(pem)
+    })
 }

@@ -149,19 +149,18 @@ pub fn ensure_pki(
     let server_key_path = dir.join("server.key");
     let meta_path = dir.join(META_FILE);
 
-    let (ca_cert_path, ca_key_path) = match operator_ca {
-        Some(ca) => (ca.cert.to_path_buf(), ca.key.to_path_buf()),
-        None => {
-            let (cert, key) = (dir.join("ca.pem"), dir.join("ca.key"));
-            if !(key.exists() && cert.exists()) {
-                let k = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-                let c = ca_params()?.self_signed(&k)?;
-                write_private(&key, k.serialize_pem().as_bytes())?;
-                std::fs::write(&cert, c.pem())?;
-                tracing::info!(path = %cert.display(), "generated development CA");
-            }
-            (cert, key)
+    let (ca_cert_path, ca_key_path) = if let Some(ca) = operator_ca {
+        (ca.cert.to_path_buf(), ca.key.to_path_buf())
+    } else {
+        let (cert, key) = (dir.join("ca.pem"), dir.join("ca.key"));
+        if !(key.exists() && cert.exists()) {
+            let k = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+            let c = ca_params()?.self_signed(&k)?;
+            write_private(&key, k.serialize_pem().as_bytes())?;
+            std::fs::write(&cert, c.pem())?;
+            tracing::info!(path = %cert.display(), "generated development CA");
         }
+        (cert, key)
     };
     let (issuer, ca_key, ca_pem) = load_issuer(&ca_cert_path, &ca_key_path)?;
 

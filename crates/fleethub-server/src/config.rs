@@ -38,6 +38,9 @@ pub struct Config {
     /// the development CA: several servers given the same CA are trusted by one CA file.
     pub ca_cert: Option<PathBuf>,
     pub ca_key: Option<PathBuf>,
+    /// More CA certificates (PEM) the DPS trusts when it calls linked hubs, besides the CA of
+    /// this server's own certificate (enough when all servers share one CA).
+    pub linked_hub_ca_file: Option<PathBuf>,
     /// Tolerated clock skew for SAS token expiry, seconds.
     pub token_skew_secs: u64,
     /// `retry-after` given to provisioning devices, seconds.
@@ -81,6 +84,7 @@ impl Default for Config {
             tls_key: None,
             ca_cert: None,
             ca_key: None,
+            linked_hub_ca_file: None,
             token_skew_secs: 30,
             dps_retry_after_secs: 1,
             max_mqtt_packet_bytes: 256 * 1024 + 4096,

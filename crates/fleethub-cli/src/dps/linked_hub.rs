@@ -29,6 +29,10 @@ pub enum LinkedHubCommand {
         /// Azure region (kept as given).
         #[arg(long, short = 'l')]
         location: Option<String>,
+        /// fleethub: `host:port` where the DPS reaches the hub's service API when that is not
+        /// the host name on port 443 (the certificate is still checked for the host name).
+        #[arg(long, value_name = "HOST:PORT")]
+        service_endpoint: Option<String>,
     },
     /// List the linked hubs (the server's own first; keys masked).
     List,
@@ -61,6 +65,7 @@ pub(crate) async fn run<T: Transport>(
             allocation_weight,
             apply_allocation_policy,
             location,
+            service_endpoint,
         } => {
             let cs = ConnectionString::parse(&connection_string)
                 .context("--connection-string is not a connection string")?;
@@ -76,6 +81,9 @@ pub(crate) async fn run<T: Transport>(
             }
             if let Some(l) = location {
                 body["location"] = json!(l);
+            }
+            if let Some(e) = service_endpoint {
+                body["serviceEndpoint"] = json!(e);
             }
             Ok(Outcome::Object(
                 client
