@@ -2,6 +2,7 @@
 //! record the registration, all in one durable transaction, then answer `assigning`; polls read
 //! the record back as `assigned`.
 
+use super::allocation::{Allocation, choose_hub};
 use super::auth::disabled_reason;
 use super::linked_hubs::Candidate;
 use super::{Dps, DpsPrincipal, EnrollmentSource, MAX_PAYLOAD_BYTES, RemoteIdentity};
@@ -289,8 +290,11 @@ pub(super) fn plan(p: &DpsPrincipal, candidates: &[Candidate]) -> Plan {
             hub: choose_hub(
                 candidates,
                 &p.registration_id,
-                e.iot_hub_host_name.as_ref(),
-                e.iot_hubs.as_ref(),
+                &Allocation {
+                    policy: e.allocation_policy.as_deref(),
+                    fixed: e.iot_hub_host_name.as_ref(),
+                    hubs: e.iot_hubs.as_ref(),
+                },
             ),
             iot_edge: e.capabilities.as_ref().is_some_and(|c| c.iot_edge),
             initial_twin: e.initial_twin.clone(),
@@ -311,8 +315,11 @@ pub(super) fn plan(p: &DpsPrincipal, candidates: &[Candidate]) -> Plan {
             hub: choose_hub(
                 candidates,
                 &p.registration_id,
-                group.iot_hub_host_name.as_ref(),
-                group.iot_hubs.as_ref(),
+                &Allocation {
+                    policy: group.allocation_policy.as_deref(),
+                    fixed: group.iot_hub_host_name.as_ref(),
+                    hubs: group.iot_hubs.as_ref(),
+                },
             ),
             iot_edge: group.capabilities.as_ref().is_some_and(|c| c.iot_edge),
             initial_twin: group.initial_twin.clone(),
@@ -321,50 +328,6 @@ pub(super) fn plan(p: &DpsPrincipal, candidates: &[Candidate]) -> Plan {
             group_id: Some(group.enrollment_group_id.clone()),
         },
     }
-}
-
-/// Static hub if the enrollment names a linked one, else a stable hash of the registration ID
-/// over the candidate hubs (those of `iotHubs` that are linked, else all), weighted by their
-/// `allocationWeight` ("hashed" allocation; docs/protocol-notes.md, "Linked hubs").
-pub(super) fn choose_hub(
-    candidates: &[Candidate],
-    reg: &str,
-    fixed: Option<&String>,
-    hubs: Option<&Vec<String>>,
-) -> String {
-    let is_candidate = |h: &String| candidates.iter().any(|c| c.name.eq_ignore_ascii_case(h));
-    if let Some(h) = fixed.filter(|h| is_candidate(h)) {
-        return h.clone();
-    }
-    let chosen: Vec<&Candidate> = match hubs {
-        Some(list) if list.iter().any(is_candidate) => candidates
-            .iter()
-            .filter(|c| list.iter().any(|h| h.eq_ignore_ascii_case(&c.name)))
-            .collect(),
-        _ => candidates.iter().collect(),
-    };
-    let hash = reg
-        .to_ascii_lowercase()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-    let total: u64 = chosen.iter().map(|c| c.weight).sum();
-    if total == 0 {
-        // Every candidate weighs 0: evenly.
-        return chosen
-            .get((hash % chosen.len().max(1) as u64) as usize)
-            .map(|c| c.name.clone())
-            .unwrap_or_default();
-    }
-    let mut point = hash % total;
-    for c in &chosen {
-        if point < c.weight {
-            return c.name.clone();
-        }
-        point -= c.weight;
-    }
-    String::new()
 }
 
 fn assigning(operation_id: String, registration_id: &str) -> RegistrationOperationStatus {

@@ -261,7 +261,14 @@ mod tests {
 
     #[test]
     fn hashed_allocation_follows_the_weights_and_the_iot_hubs_list() {
-        use super::super::assign::choose_hub;
+        use super::super::allocation::{Allocation, choose_hub};
+        fn hashed<'a>(hubs: Option<&'a Vec<String>>, fixed: Option<&'a String>) -> Allocation<'a> {
+            Allocation {
+                policy: None,
+                fixed,
+                hubs,
+            }
+        }
         let hubs = [
             candidate("a.test", 1),
             candidate("b.test", 3),
@@ -269,7 +276,7 @@ mod tests {
         ];
         let mut counts = std::collections::HashMap::<String, u32>::new();
         for n in 0..4000 {
-            let h = choose_hub(&hubs, &format!("device-{n}"), None, None);
+            let h = choose_hub(&hubs, &format!("device-{n}"), &hashed(None, None));
             *counts.entry(h).or_default() += 1;
         }
         let (a, b) = (counts["a.test"], counts["b.test"]);
@@ -283,25 +290,25 @@ mod tests {
         );
         // Stable, case-insensitive in the registration ID.
         assert_eq!(
-            choose_hub(&hubs, "Sensor-7", None, None),
-            choose_hub(&hubs, "sensor-7", None, None)
+            choose_hub(&hubs, "Sensor-7", &hashed(None, None)),
+            choose_hub(&hubs, "sensor-7", &hashed(None, None))
         );
         // iotHubs restricts the candidates; a static hub wins when linked (even weight 0).
         let only_a = vec!["A.test".to_string(), "unknown.test".to_string()];
         for n in 0..50 {
             assert_eq!(
-                choose_hub(&hubs, &format!("d{n}"), None, Some(&only_a)),
+                choose_hub(&hubs, &format!("d{n}"), &hashed(Some(&only_a), None)),
                 "a.test"
             );
         }
         assert_eq!(
-            choose_hub(&hubs, "d", Some(&"z.test".to_string()), None),
+            choose_hub(&hubs, "d", &hashed(None, Some(&"z.test".to_string()))),
             "z.test"
         );
         // All candidates at weight 0: evenly.
         let zero = [candidate("a.test", 0), candidate("b.test", 0)];
         let picked: std::collections::HashSet<String> = (0..50)
-            .map(|n| choose_hub(&zero, &format!("d{n}"), None, None))
+            .map(|n| choose_hub(&zero, &format!("d{n}"), &hashed(None, None)))
             .collect();
         assert_eq!(picked.len(), 2);
     }

@@ -1,6 +1,7 @@
 //! The Device Provisioning Service: device authentication, registration/assignment, and the
 //! enrollment / registration-record management behind the service REST API.
 
+mod allocation;
 mod assign;
 mod auth;
 mod enrollments;
