@@ -276,3 +276,99 @@ async fn a_linked_hub_that_is_down_fails_the_registration_retryably() {
             .is_some()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_allocation_spreads_a_group_by_weight_and_static_pins() {
+    let p = start_pair();
+    // An iotHubs list naming a hub that is not linked is refused when the group is written.
+    let (ok, _, err) = p.dps.cli(&[
+        "dps",
+        "enrollment-group",
+        "create",
+        "--group-id",
+        "line-1",
+        "--iot-hubs",
+        HUB2,
+    ]);
+    assert!(!ok && err.contains("not linked"), "{err}");
+    link_hub2(&p);
+    let (ok, out, err) = p.dps.cli(&[
+        "dps",
+        "linked-hub",
+        "create",
+        "--connection-string",
+        &p.hub2.info.hub_service_connection_string,
+        "--service-endpoint",
+        &format!("127.0.0.1:{}", p.hub2.https_port),
+        "--allocation-weight",
+        "3",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"allocationWeight\": 3"), "{out}");
+    let (ok, out, err) = p.dps.cli(&[
+        "dps",
+        "enrollment-group",
+        "create",
+        "--group-id",
+        "line-1",
+        "--allocation-policy",
+        "hashed",
+    ]);
+    assert!(ok, "{err}");
+    let group: Value = serde_json::from_str(&out).unwrap();
+    let group_key = group["attestation"]["symmetricKey"]["primaryKey"]
+        .as_str()
+        .unwrap();
+    let mut on_hub2 = 0;
+    let n = 16;
+    for i in 0..n {
+        let reg = format!("spread-{i}");
+        let key = fleethub_core::keys::derive_device_key(group_key, &reg).unwrap();
+        let r = provisioning(&p, &reg, &key, Transport::Https)
+            .register()
+            .await
+            .unwrap_or_else(|e| panic!("{reg}: {e}\n{}", p.dps.log()));
+        let hub = if r.assigned_hub == HUB2 {
+            &p.hub2
+        } else {
+            &p.dps
+        };
+        if r.assigned_hub == HUB2 {
+            on_hub2 += 1;
+        }
+        assert!(
+            device::service(hub)
+                .find_device(&reg)
+                .await
+                .unwrap()
+                .is_some(),
+            "{reg} is on {}",
+            r.assigned_hub
+        );
+    }
+    // Weights 1 (own hub) and 3 (hub2): about 12 of 16 on hub2; both get some.
+    assert!((7..n).contains(&on_hub2), "{on_hub2} of {n} on hub2");
+
+    // static: the one hub named.
+    let (ok, out, err) = p.dps.cli(&[
+        "dps",
+        "enrollment",
+        "create",
+        "--registration-id",
+        "pinned-1",
+        "--allocation-policy",
+        "static",
+        "--iot-hubs",
+        HUB2,
+    ]);
+    assert!(ok, "{err}");
+    let e: Value = serde_json::from_str(&out).unwrap();
+    let key = e["attestation"]["symmetricKey"]["primaryKey"]
+        .as_str()
+        .unwrap();
+    let r = provisioning(&p, "pinned-1", key, Transport::Mqtt)
+        .register()
+        .await
+        .unwrap();
+    assert_eq!(r.assigned_hub, HUB2);
+}

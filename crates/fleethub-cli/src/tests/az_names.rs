@@ -434,3 +434,54 @@ fn dps_linked_hub_create_list_delete_as_az_spells_them() {
             .is_err()
     );
 }
+
+#[test]
+fn enrollment_create_sends_allocation_policy_and_iot_hubs() {
+    let c = client(|req| {
+        if req.method == "GET" {
+            return fake::not_found("enrollment group");
+        }
+        assert_eq!((req.method, path(req)), ("PUT", "/enrollmentGroups/line-3"));
+        let body = super::fake::body(req);
+        assert_eq!(body["allocationPolicy"], "geoLatency");
+        assert_eq!(
+            body["iotHubs"],
+            json!([
+                "hub.fleethub.test",
+                "hub2.fleethub.test",
+                "hub3.fleethub.test"
+            ])
+        );
+        json(200, body)
+    });
+    let Top::Dps { cmd: parsed, .. } = cmd(&[
+        "dps",
+        "enrollment-group",
+        "create",
+        "--group-id",
+        "line-3",
+        "--allocation-policy",
+        "geoLatency",
+        "--iot-hubs",
+        "hub.fleethub.test",
+        "hub2.fleethub.test,hub3.fleethub.test",
+    ]) else {
+        panic!()
+    };
+    let Outcome::Object(v) = run(&c, parsed) else {
+        panic!()
+    };
+    assert_eq!(v["allocationPolicy"], "geoLatency");
+    assert!(
+        parse(&[
+            "dps",
+            "enrollment",
+            "create",
+            "--registration-id",
+            "r",
+            "--allocation-policy",
+            "roundRobin"
+        ])
+        .is_err()
+    );
+}
