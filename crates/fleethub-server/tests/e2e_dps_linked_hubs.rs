@@ -168,7 +168,7 @@ fn provisioning(p: &Pair, reg: &str, key: &str, t: Transport) -> ProvisioningCli
         .symmetric_key(key)
         .transport(t)
         .ca_pem_file(&p.ca)
-        .timeout(Duration::from_secs(60))
+        .timeout(Duration::from_mins(1))
         .build()
         .unwrap()
 }
@@ -204,6 +204,27 @@ async fn a_device_assigned_to_a_linked_hub_gets_its_identity_there_first() {
     assert!(local.find_device("multi-1").await.unwrap().is_none());
     // The device connects to the hub it was assigned, trusting the one CA it was given.
     let _dev = device::connect(&p.hub2, "multi-1", &key, 3600).await;
+
+    // The enrollment now pins the DPS's own hub: the device moves there on its next
+    // registration and starts from the initial twin (a move does not migrate the twin).
+    let mut e = dps_service(&p)
+        .get("/enrollments/multi-1", &[])
+        .await
+        .unwrap();
+    e["allocationPolicy"] = json!("static");
+    e["iotHubs"] = json!(["hub.fleethub.test"]);
+    dps_service(&p)
+        .put("/enrollments/multi-1", &e, Condition::None)
+        .await
+        .unwrap();
+    let r = provisioning(&p, "multi-1", &key, Transport::Mqtt)
+        .register()
+        .await
+        .unwrap();
+    assert_eq!(r.assigned_hub, "hub.fleethub.test");
+    assert_eq!(r.substatus.as_deref(), Some("deviceDataReset"));
+    let twin = serde_json::to_value(local.get_twin("multi-1", None).await.unwrap()).unwrap();
+    assert_eq!(twin["tags"]["site"], "b", "{twin}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ pub enum LinkedHubCommand {
             hide_env_values = true
         )]
         connection_string: String,
-        /// Weight in hashed allocation (0 or more; default 1).
+        /// Weight in hashed allocation (0 to 1000; default 1; 0 = never picked by hashing).
         #[arg(long, visible_alias = "aw")]
         allocation_weight: Option<i64>,
         /// Whether allocation policies may choose the hub (default true).
@@ -69,8 +69,8 @@ pub(crate) async fn run<T: Transport>(
         } => {
             let cs = ConnectionString::parse(&connection_string)
                 .context("--connection-string is not a connection string")?;
-            if allocation_weight.is_some_and(|w| w < 0) {
-                bail!("--allocation-weight must be 0 or more");
+            if allocation_weight.is_some_and(|w| !(0..=1000).contains(&w)) {
+                bail!("--allocation-weight must be 0 to 1000");
             }
             let mut body = json!({ "connectionString": connection_string.trim() });
             if let Some(w) = allocation_weight {

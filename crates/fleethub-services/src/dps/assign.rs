@@ -50,6 +50,22 @@ pub(super) fn outcome(
     (substatus, reset_twin, hub)
 }
 
+/// A device that moves to another hub does not take its twin along (yet): it starts there from
+/// the initial twin, and the substatus says so (`deviceDataReset`, not `deviceDataMigrated`).
+pub(super) fn across_hubs(
+    (substatus, reset_twin, hub): (&'static str, bool, String),
+    previous: Option<&RegistrationRecord>,
+) -> (&'static str, bool, String) {
+    let moved = previous
+        .and_then(|r| r.state.assigned_hub.as_deref())
+        .is_some_and(|old| !old.eq_ignore_ascii_case(&hub));
+    if moved && substatus == "deviceDataMigrated" {
+        ("deviceDataReset", true, hub)
+    } else {
+        (substatus, reset_twin, hub)
+    }
+}
+
 impl Dps {
     /// Handles a register request from an authenticated device. The outcome is durable before
     /// this returns; the answer is always `assigning` with an operation ID to poll.
@@ -139,7 +155,10 @@ impl Dps {
                 .await;
         }
         let existing = self.store.get_device(&plan.device_id).await?;
-        let (substatus, reset_twin, hub) = outcome(&plan, previous.as_ref(), existing.is_some());
+        let (substatus, reset_twin, hub) = across_hubs(
+            outcome(&plan, previous.as_ref(), existing.is_some()),
+            previous.as_ref(),
+        );
         let device = build_device(&plan, existing, reset_twin, &self.clock.now_utc());
         state.assigned_hub = Some(hub);
         state.device_id = Some(plan.device_id.clone());
@@ -177,7 +196,7 @@ impl Dps {
         linked: Option<&fleethub_api::LinkedHub>,
         operation_id: String,
     ) -> Result<RegistrationOperationStatus, Error> {
-        let (substatus, reset_twin, hub) = outcome(plan, previous, true);
+        let (substatus, reset_twin, hub) = across_hubs(outcome(plan, previous, true), previous);
         let identity = RemoteIdentity {
             device_id: plan.device_id.clone(),
             primary_key: plan.keys.0.clone(),

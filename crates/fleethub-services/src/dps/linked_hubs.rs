@@ -9,6 +9,9 @@ use fleethub_core::connection_string::ConnectionString;
 use fleethub_core::redact::redact;
 use std::sync::Arc;
 
+/// Azure's largest `allocationWeight` (docs/protocol-notes.md, "Allocation policies").
+const MAX_WEIGHT: i64 = 1000;
+
 /// What a linked hub's connection string must hold to create device identities there.
 fn check_connection_string(cs: &str) -> Result<ConnectionString, Error> {
     let parsed = ConnectionString::parse(cs)
@@ -130,10 +133,10 @@ impl Dps {
             )));
         }
         if let Some(w) = hub.allocation_weight
-            && w < 0
+            && !(0..=MAX_WEIGHT).contains(&w)
         {
             return Err(Error::invalid(format!(
-                "allocationWeight must be 0 or more, got {w}"
+                "allocationWeight must be 0 to {MAX_WEIGHT}, got {w}"
             )));
         }
         if self.is_local_hub(&hub.name) {
@@ -222,6 +225,7 @@ mod tests {
                 "device connection string",
             ),
             (hub(CS2, Some(-1)), "allocationWeight"),
+            (hub(CS2, Some(1001)), "allocationWeight"),
             (
                 LinkedHub {
                     name: "other.test".into(),
