@@ -3,8 +3,8 @@
 #
 #   1. rust      cargo fmt --check, cargo clippy -D warnings, the workspace's unit + end-to-end tests
 #                (cargo nextest when installed, plus doctests)
-#   2. server    release build of `fleethub`, then `fleethub serve` on 127.0.0.1:443 and :8883 with a fresh
-#                data dir (the official SDKs dial those ports: run as root, or see the message below)
+#   2. server    release build of `fleethub`, then `fleethub serve` on 127.0.0.1:443, :8883 and :5671 (AMQPS)
+#                with a fresh data dir (the official SDKs dial those ports: run as root, or see the message below)
 #   3. python    tests/compat/python/*.py with the pinned official Python SDKs (venv in $WORK/venv)
 #      node      tests/compat/node/*.js with the pinned official Node SDKs (npm ci into $WORK/node)
 #      edge      tests/edge/edge_e2e.py: its own fleethub serve + fleetedge + two official-SDK Python modules
@@ -202,7 +202,7 @@ if [[ -s "$WORK/server.pid" ]]; then
   fi
   rm -f "$WORK/server.pid"
 fi
-for p in 443 8883; do
+for p in 443 8883 5671; do
   if port_open "$p"; then
     die "port $p is already in use; another server (fleethub from another checkout?) must be stopped first" \
       "see: ss -ltnp 'sport = :$p'"
@@ -218,13 +218,14 @@ echo "$SERVER_PID" >"$WORK/server.pid"
 ready=0
 for _ in $(seq 120); do
   kill -0 "$SERVER_PID" 2>/dev/null || die "fleethub serve exited during start-up (log below)"
-  if "$BIN" info --data-dir "$DATA" --output json >"$WORK/info.json" 2>/dev/null && port_open 443 && port_open 8883; then
+  if "$BIN" info --data-dir "$DATA" --output json >"$WORK/info.json" 2>/dev/null && port_open 443 && port_open 8883 \
+    && port_open 5671; then
     ready=1
     break
   fi
   sleep 0.5
 done
-[[ $ready == 1 ]] || die "fleethub serve not ready after 60s (info --output json and TCP on 443/8883)"
+[[ $ready == 1 ]] || die "fleethub serve not ready after 60s (info --output json and TCP on 443/8883/5671)"
 RESULTS+=("ok    server started (pid $SERVER_PID)")
 
 ID_SCOPE=$(json_get "$WORK/info.json" idScope) || die "info JSON has no idScope: $(cat "$WORK/info.json")"
@@ -239,9 +240,9 @@ echo "idScope=$ID_SCOPE  CA=$CA_CERT"
 
 # TLS 1.2 (the Python device SDK speaks only 1.2) with a certificate valid for both names on both ports.
 # shellcheck disable=SC2016 # the script is for bash -c, its arguments follow it
-run "TLS 1.2 handshake on :443 and :8883, certificate valid for $DPS_HOST and $HUB_HOST" 60 bash -c '
+run "TLS 1.2 handshake on :443, :8883 and :5671, certificate valid for $DPS_HOST and $HUB_HOST" 60 bash -c '
   ca=$1; shift
-  for p in 443 8883; do for h in "$@"; do
+  for p in 443 8883 5671; do for h in "$@"; do
     out=$(openssl s_client -connect "127.0.0.1:$p" -servername "$h" -verify_hostname "$h" -CAfile "$ca" -tls1_2 \
       -verify_return_error </dev/null 2>&1) || { echo "$out" | tail -n 15; echo "TLS 1.2 to $h:$p failed"; exit 1; }
     echo "$h:$p: $(echo "$out" | grep -m1 -E "^New, " || true)"
@@ -249,6 +250,10 @@ run "TLS 1.2 handshake on :443 and :8883, certificate valid for $DPS_HOST and $H
 
 export FLEETHUB_CA_CERT=$CA_CERT FLEETHUB_DPS_HOST=$DPS_HOST FLEETHUB_ID_SCOPE=$ID_SCOPE
 export FLEETHUB_DPS_SERVICE_CS=$DPS_SERVICE_CS FLEETHUB_HUB_SERVICE_CS=$HUB_SERVICE_CS
+# The Event Hubs-compatible connection string, when the server reports one (the AMQP compat tests
+# build it from the hub's service connection string otherwise).
+FLEETHUB_EVENTHUB_CS=$(json_get "$WORK/info.json" eventHubCompatibleConnectionString 2>/dev/null) || FLEETHUB_EVENTHUB_CS=
+export FLEETHUB_EVENTHUB_CS
 # The SDK clients that have no CA option read these. They are given to the test processes only:
 # pip and npm must keep trusting the public registries (REQUESTS_CA_BUNDLE would replace pip's CAs).
 PY_CA_ENV=(REQUESTS_CA_BUNDLE="$CA_CERT")      # Python service clients (msrest -> requests)
@@ -392,6 +397,9 @@ else
   export CONF_CA_CERT=$CA_CERT NODE_EXTRA_CA_CERTS=$CA_CERT REQUESTS_CA_BUNDLE=$CA_CERT
   export CONF_DPS_HOST=$DPS_HOST CONF_ID_SCOPE=$ID_SCOPE CONF_HUB_SERVICE_CS=$HUB_SERVICE_CS
   export CONF_DPS_SERVICE_CS=$DPS_SERVICE_CS CONF_STRICT=1
+  # The server speaks AMQP on 5671: the C2D step over azure-iot-hub (uamqp) runs. uamqp's OpenSSL
+  # trusts SSL_CERT_FILE (the conformance venv's certifi bundle has no test CA with --no-certs).
+  export CONF_C2D=1 SSL_CERT_FILE=$CA_CERT
   export CONF_LOG_DIR=$CONF/logs
   rm -rf "$CONF_LOG_DIR"
   case "$FLEETHUB_CONFORMANCE" in

@@ -42,7 +42,7 @@ FLEETEDGE = os.environ.get("FLEETEDGE_BIN", os.path.join(ROOT, "target", "releas
 MODULE_PYTHON = os.environ.get("FLEETHUB_MODULE_PYTHON", os.path.join(ROOT, ".ci-work", "venv", "bin", "python"))
 WORK = os.path.abspath(os.environ.get("FLEETHUB_EDGE_WORK", os.path.join(ROOT, ".ci-work", "edge")))
 GATEWAY = os.environ.get("FLEETHUB_EDGE_GATEWAY", "127.0.0.2")
-MQTT_PORT, HTTPS_PORT = 18883, 18443
+MQTT_PORT, HTTPS_PORT, AMQP_PORT = 18883, 18443, 15671
 TOTAL_LIMIT = 600
 START = time.monotonic()
 
@@ -105,7 +105,7 @@ class Hub:
         logf = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [FLEETHUB, "serve", "--data-dir", self.data, "--bind", "127.0.0.1", "--mqtt-port", str(MQTT_PORT),
-             "--https-port", str(HTTPS_PORT), "--hub-hostname", "localhost", "--dps-hostname", "localhost"],
+             "--https-port", str(HTTPS_PORT), "--amqp-port", str(AMQP_PORT), "--hub-hostname", "localhost", "--dps-hostname", "localhost"],
             stdout=logf, stderr=subprocess.STDOUT, env=CLEAN_ENV)
         wait_for("fleethub serve answering", self.ready, 60)
 

@@ -7,6 +7,7 @@
 pub mod configuration;
 pub mod dps;
 pub mod error;
+pub mod event_hub;
 pub mod hub;
 pub mod linked_hub;
 pub mod time;
@@ -14,5 +15,6 @@ pub mod time;
 pub use configuration::*;
 pub use dps::*;
 pub use error::*;
+pub use event_hub::*;
 pub use hub::*;
 pub use linked_hub::*;

@@ -18,6 +18,18 @@ pub fn format_utc(t: DateTime<Utc>) -> String {
     }
 }
 
+/// Unix milliseconds of an RFC 3339 timestamp (`None` if it does not parse).
+pub fn parse_utc_ms(s: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc).timestamp_millis())
+}
+
+/// Formats Unix milliseconds the way Azure does (see [`format_utc`]).
+pub fn format_utc_ms(ms: i64) -> String {
+    format_utc(DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default())
+}
+
 /// The value Azure uses for a timestamp that was never set.
 pub const NEVER: &str = "0001-01-01T00:00:00Z";
 
@@ -31,5 +43,19 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(format_utc(t), "2024-05-06T18:26:43.8429523Z");
+    }
+
+    #[test]
+    fn milliseconds() {
+        assert_eq!(
+            parse_utc_ms("2024-05-06T18:26:43.8429523Z"),
+            Some(1_715_020_003_842)
+        );
+        assert_eq!(parse_utc_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_utc_ms("yesterday"), None);
+        assert_eq!(
+            format_utc_ms(1_715_020_003_842),
+            "2024-05-06T18:26:43.8420000Z"
+        );
     }
 }

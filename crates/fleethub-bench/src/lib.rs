@@ -1,5 +1,5 @@
-//! Load tools behind `fleethub bench register` and `fleethub bench telemetry` (see
-//! [`telemetry`]).
+//! Load tools behind `fleethub bench register`, `fleethub bench telemetry` and
+//! `fleethub bench saturate` (see [`telemetry`] and [`telemetry::saturate`]).
 //!
 //! [`run_register_bench`] measures how fast a DPS listener provisions brand-new devices
 //! compared with how fast it completes bare TLS handshakes (the floor cost of any new
@@ -43,7 +43,8 @@ use tokio::task::JoinSet;
 pub use fleethub_device::provisioning::Transport;
 pub use service::{DpsService, SERVICE_API_VERSION};
 pub use telemetry::{
-    Launcher, Target, TelemetryBenchOptions, TelemetryBenchReport, run_telemetry_bench,
+    Launcher, SaturateOptions, SaturateReport, Target, TelemetryBenchOptions, TelemetryBenchReport,
+    run_saturate_bench, run_telemetry_bench,
 };
 
 /// Bound on one registration (TCP connect to assigned), as the SDK's default.

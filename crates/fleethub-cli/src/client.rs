@@ -153,6 +153,18 @@ impl<T: Transport> ServiceClient<T> {
             .map_err(|e| self.explain(e))
     }
 
+    /// A typed call of the service client (`|c| c.list_consumer_groups()`), its errors turned
+    /// into the CLI's messages.
+    pub(crate) async fn typed<'a, R, F>(
+        &'a self,
+        call: impl FnOnce(&'a service::ServiceClient<T>) -> F,
+    ) -> Result<R>
+    where
+        F: std::future::Future<Output = Result<R, service::Error>> + 'a,
+    {
+        call(&self.inner).await.map_err(|e| self.explain(e))
+    }
+
     /// `POST path` with `{"query":"*"}`, following `x-ms-continuation` until the last page.
     pub(crate) async fn query_all(&self, path: &str) -> Result<Vec<Value>> {
         self.inner

@@ -61,9 +61,9 @@ pub use dps::{
 };
 pub use edge::{DeploymentCommand, EdgeCommand, run_edge};
 pub use hub::{
-    Ack, C2dCommand, ConnectionStringCommand, DeviceIdentityCommand, DeviceStatus,
-    DeviceTwinCommand, HubCommand, KeyType, MethodArgs, ModuleIdentityCommand, MonitorArgs,
-    QueryArgs, SasArgs, run_hub,
+    Ack, C2dCommand, ConnectionStringCommand, ConsumerGroupCommand, DeviceIdentityCommand,
+    DeviceStatus, DeviceTwinCommand, HubCommand, KeyType, MethodArgs, ModuleIdentityCommand,
+    MonitorArgs, QueryArgs, SasArgs, run_hub,
 };
 pub use output::OutputFormat;
 pub use settings::{Endpoint, SERVER_INFO_FILE, Service};

@@ -43,6 +43,8 @@ pub(crate) struct ApiError {
     pub message: String,
     /// Logged instead of `message` when set (e.g. without echoing request data).
     pub log: Option<String>,
+    /// Sent as `Retry-After` (seconds): when a throttled request may be repeated.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -58,6 +60,7 @@ impl ApiError {
             name,
             message: message.into(),
             log: None,
+            retry_after_secs: None,
         }
     }
 
@@ -107,6 +110,15 @@ impl ApiError {
         let what = fleethub_core::redact::redact(self.log.as_deref().unwrap_or(&self.message));
         if self.status.is_server_error() {
             tracing::warn!(status, code = self.code, ?shape, "request failed: {what}");
+        } else if self.status == StatusCode::TOO_MANY_REQUESTS {
+            // One line per refused request would flood the log exactly when the server is
+            // overloaded; `/metrics` counts them (`fleethub_throttled_operations_total`).
+            tracing::debug!(
+                status,
+                code = self.code,
+                ?shape,
+                "request throttled: {what}"
+            );
         } else {
             tracing::info!(status, code = self.code, ?shape, "request refused: {what}");
         }
@@ -114,7 +126,8 @@ impl ApiError {
 
     pub fn into_response_with(self, shape: Shape) -> Response {
         self.log(shape);
-        match shape {
+        let retry_after = self.retry_after_secs;
+        let mut resp = match shape {
             Shape::Device => {
                 let body = DpsErrorBody::new(self.code, self.message);
                 let mut resp = json_response(self.status, &body);
@@ -129,7 +142,26 @@ impl ApiError {
                     .insert("iothub-errorcode", HeaderValue::from_static(self.name));
                 resp
             }
+        };
+        if let Some(secs) = retry_after {
+            // Spelled `Retry-After` on the wire by the server's header-case adapter.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        resp
+    }
+
+    /// A 429 of a throttle: Azure's `429001 ThrottlingException` (docs/protocol-notes.md,
+    /// "Throttling") with `Retry-After`.
+    fn throttled(message: String, retry_after_secs: u64) -> Self {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            429001,
+            "ThrottlingException",
+            message,
+        );
+        e.retry_after_secs = Some(retry_after_secs);
+        e
     }
 }
 
@@ -140,6 +172,9 @@ impl From<dps::Error> for ApiError {
         use dps::Error as E;
         let (status, code, name) = match &e {
             E::Unauthorized => return ApiError::unauthorized(),
+            E::Throttled {
+                retry_after_secs, ..
+            } => return ApiError::throttled(e.to_string(), *retry_after_secs),
             E::Invalid(_) => (StatusCode::BAD_REQUEST, 400004, "ArgumentInvalid"),
             E::EnrollmentNotFound { .. }
             | E::GroupNotFound { .. }
@@ -177,7 +212,12 @@ impl From<hub::Error> for ApiError {
         use hub::Error as E;
         let (status, code, name) = match &e {
             E::Unauthorized => return ApiError::unauthorized(),
-            E::Invalid(_) => (StatusCode::BAD_REQUEST, 400004, "ArgumentInvalid"),
+            E::Throttled {
+                retry_after_secs, ..
+            } => return ApiError::throttled(e.to_string(), *retry_after_secs),
+            E::Invalid(_) | E::InvalidConsumerGroupName(_) => {
+                (StatusCode::BAD_REQUEST, 400004, "ArgumentInvalid")
+            }
             E::DeviceNotFound { .. } => (StatusCode::NOT_FOUND, 404001, "DeviceNotFound"),
             E::ModuleNotFound { .. } => (StatusCode::NOT_FOUND, 404010, "ModuleNotFound"),
             E::ConfigurationNotFound { .. } => {
@@ -211,6 +251,16 @@ impl From<hub::Error> for ApiError {
                 413001,
                 "RequestEntityTooLarge",
             ),
+            E::PartitionOutOfRange { .. } => {
+                (StatusCode::BAD_REQUEST, 400004, "ArgumentOutOfRange")
+            }
+            E::ConsumerGroupNotFound(_) => (StatusCode::NOT_FOUND, 404001, "ConsumerGroupNotFound"),
+            E::ConsumerGroupExists(_) => {
+                (StatusCode::CONFLICT, 409001, "ConsumerGroupAlreadyExists")
+            }
+            E::TooManyConsumerGroups { .. } => {
+                (StatusCode::FORBIDDEN, 403002, "IotHubQuotaExceeded")
+            }
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, 500001, "ServerError"),
         };
         ApiError::new(status, code, name, e.to_string())
@@ -435,6 +485,14 @@ mod tests {
         for (e, want) in cases {
             assert_eq!(wire(&ApiError::from(e)), want);
         }
+        let throttled = ApiError::from(hub::Error::Throttled {
+            what: "twin reads",
+            retry_after_secs: 3,
+        });
+        assert_eq!(wire(&throttled), (429, 429001, "ThrottlingException"));
+        let resp = throttled.into_response_with(Shape::Service);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(resp.headers()["iothub-errorcode"], "ThrottlingException");
         let e = ApiError::from(hub::Error::DeviceNotFound { id: "d1".into() });
         assert_eq!(e.message, "device 'd1' not found");
     }
@@ -485,5 +543,13 @@ mod tests {
         for (e, want) in cases {
             assert_eq!(wire(&ApiError::from(e)), want);
         }
+        let throttled = ApiError::from(dps::Error::Throttled {
+            what: "device registrations",
+            retry_after_secs: 5,
+        });
+        assert_eq!(wire(&throttled), (429, 429001, "ThrottlingException"));
+        let resp = throttled.into_response_with(Shape::Device);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(resp.headers()["x-ms-error-code"], "429001");
     }
 }

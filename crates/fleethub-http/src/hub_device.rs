@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
 use fleethub_services::hub::c2d::{LockedC2d, Settle, iso_utc};
-use fleethub_services::{AuthContext, HubPrincipal, TelemetryIn};
+use fleethub_services::{AuthContext, HubPrincipal, Operation, TelemetryIn};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -195,6 +195,12 @@ pub(crate) async fn send_event(
     body: Bytes,
 ) -> HubResult<Response> {
     let principal = authenticate(&state, &id, &headers, &peer).await?;
+    // One send operation, also for a batch.
+    state.hub.admit_for(
+        Operation::DeviceToCloud,
+        &principal.device_id,
+        principal.module_id.as_deref(),
+    )?;
     let batch = content_type(&headers)
         .is_some_and(|ct| ct.to_ascii_lowercase().starts_with(BATCH_CONTENT_TYPE));
     let messages = if batch {

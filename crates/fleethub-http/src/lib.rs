@@ -165,6 +165,13 @@ route_table! {
     GET "/messages/events" "hub:ServiceConnect" => hub::events::read;
     GET "/messages/events/live" "hub:ServiceConnect" => hub::events::live;
     PUT "/messages/events/consumerGroups/{group}/checkpoint" "hub:ServiceConnect" => hub::events::checkpoint;
+    // The Event Hub-compatible endpoint: consumer groups and partitions.
+    GET "/messages/events/consumerGroups" "hub:ServiceConnect|hub:RegistryRead" => hub::consumer_groups::list;
+    GET "/messages/events/consumerGroups/{group}" "hub:ServiceConnect|hub:RegistryRead" => hub::consumer_groups::get;
+    PUT "/messages/events/consumerGroups/{group}" "hub:RegistryWrite" => hub::consumer_groups::put;
+    DELETE "/messages/events/consumerGroups/{group}" "hub:RegistryWrite" => hub::consumer_groups::delete;
+    GET "/messages/events/partitions" "hub:ServiceConnect" => hub::partitions::list;
+    GET "/messages/events/partitions/{id}" "hub:ServiceConnect" => hub::partitions::get;
 
     // IoT Hub device API over HTTPS (device SAS). SDKs spell `devicebound`.
     POST "/devices/{id}/messages/events" "device" => hub_device::send_event;

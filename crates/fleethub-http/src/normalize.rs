@@ -70,13 +70,18 @@ pub(crate) fn canonical_path(method: &Method, path: &str) -> Option<String> {
             }
         }
     } else if first.eq_ignore_ascii_case("messages") {
-        // Hub: /messages/events[/live | /consumerGroups/{group}/checkpoint]
+        // Hub: /messages/events[/live | /consumerGroups[/{group}[/checkpoint]] |
+        // /partitions[/{id}]]
         fix(&mut segs[1], "messages");
         if n >= 2 {
             fix(&mut segs[2], "events");
         }
         if n == 3 {
             fix(&mut segs[3], "live");
+        }
+        if n == 3 || n == 4 {
+            fix(&mut segs[3], "consumerGroups");
+            fix(&mut segs[3], "partitions");
         }
         if n == 5 {
             fix(&mut segs[3], "consumerGroups");
@@ -277,6 +282,18 @@ mod tests {
         assert_eq!(
             canon(&Method::GET, "/messages/events/LIVE").as_deref(),
             Some("/messages/events/live")
+        );
+        assert_eq!(
+            canon(&Method::GET, "/messages/events/CONSUMERGROUPS").as_deref(),
+            Some("/messages/events/consumerGroups")
+        );
+        assert_eq!(
+            canon(&Method::DELETE, "/messages/Events/consumergroups/Live").as_deref(),
+            Some("/messages/events/consumerGroups/Live")
+        );
+        assert_eq!(
+            canon(&Method::GET, "/Messages/events/Partitions/3").as_deref(),
+            Some("/messages/events/partitions/3")
         );
         assert_eq!(
             canon(&Method::GET, "/Devices/d/Modules/").as_deref(),

@@ -34,8 +34,20 @@ pub(crate) fn dps_status(e: &dps::Error) -> (u16, u32) {
         E::EnrollmentAlreadyExists { .. } | E::GroupAlreadyExists { .. } => (409, 409001),
         E::PreconditionFailed(_) => (412, 412001),
         E::TooLarge(_) => (413, 413001),
+        E::Throttled { .. } => (429, 429001),
         E::Internal(_) => (500, 500001),
         E::HubUnavailable { .. } => (503, 503000),
+    }
+}
+
+/// The `retry-after` (seconds) of a failed DPS request: a throttle's own wait, else `default`
+/// for the statuses at which the SDKs retry (429 and above), else none.
+pub(crate) fn dps_retry_after(e: &dps::Error, default: u32) -> Option<u32> {
+    match e {
+        dps::Error::Throttled {
+            retry_after_secs, ..
+        } => Some(u32::try_from(*retry_after_secs).unwrap_or(u32::MAX).max(1)),
+        _ => (dps_status(e).0 >= 429).then_some(default.max(1)),
     }
 }
 
@@ -51,17 +63,23 @@ pub(crate) fn hub_status(e: &hub::Error) -> (u16, u32) {
     use hub::Error as E;
     match e {
         E::Unauthorized => (401, 401002),
-        E::Invalid(_) => (400, 400004),
-        E::DeviceNotFound { .. } | E::ModuleNotFound { .. } | E::ConfigurationNotFound { .. } => {
-            (404, 404001)
+        E::Invalid(_) | E::PartitionOutOfRange { .. } | E::InvalidConsumerGroupName(_) => {
+            (400, 400004)
         }
+        E::DeviceNotFound { .. }
+        | E::ModuleNotFound { .. }
+        | E::ConfigurationNotFound { .. }
+        | E::ConsumerGroupNotFound(_) => (404, 404001),
         E::DeviceAlreadyExists { .. }
         | E::ModuleAlreadyExists { .. }
         | E::ConfigurationAlreadyExists { .. }
+        | E::ConsumerGroupExists(_)
         | E::TwinConflict { .. } => (409, 409001),
+        E::TooManyConsumerGroups { .. } => (403, 403002),
         E::PreconditionFailed(_) | E::LockLost { .. } => (412, 412001),
         E::QueueFull { .. } => (403, 403004),
         E::TooLarge(_) => (413, 413001),
+        E::Throttled { .. } => (429, 429001),
         E::Internal(_) => (500, 500001),
     }
 }
@@ -128,5 +146,25 @@ mod tests {
             hub_status(&hub::Error::TooLarge("big".into())),
             (413, 413001)
         );
+        let throttled = hub::Error::Throttled {
+            what: "twin reads",
+            retry_after_secs: 2,
+        };
+        assert_eq!(hub_status(&throttled), (429, 429001));
+    }
+
+    #[test]
+    fn throttled_dps_requests_carry_their_own_retry_after() {
+        let e = dps::Error::Throttled {
+            what: "device registrations",
+            retry_after_secs: 7,
+        };
+        assert_eq!(dps_status(&e), (429, 429001));
+        assert_eq!(dps_retry_after(&e, 1), Some(7));
+        assert_eq!(
+            dps_retry_after(&dps::Error::Internal("x".into()), 3),
+            Some(3)
+        );
+        assert_eq!(dps_retry_after(&dps::Error::Unauthorized, 3), None);
     }
 }

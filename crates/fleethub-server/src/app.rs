@@ -10,7 +10,8 @@ use crate::listener::{Drain, Handler, SHUTDOWN_GRACE, Shutdown};
 use anyhow::{Context, Result};
 use axum::extract::ConnectInfo;
 use fleethub_http::HttpState;
-use fleethub_mqtt::{Gateway, GatewayConfig, websocket};
+use fleethub_mqtt::{Gateway, GatewayConfig};
+use fleethub_services::hub::EventHubConfig;
 use fleethub_services::{Dps, DpsConfig, Hub, HubConfig, ServiceAuth, Shared};
 use fleethub_store::Store;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -31,6 +32,8 @@ pub struct Server {
     pub hub: Arc<Hub>,
     pub tls: TlsAcceptor,
     pub gateway: Arc<Gateway>,
+    /// The AMQP endpoint (AMQPS listener and AMQP over WebSocket).
+    pub amqp: Arc<fleethub_amqp::AmqpService>,
     pub router: axum::Router,
     pub cfg: Config,
     /// Held while the server runs: a second server on this data directory refuses to start.
@@ -64,6 +67,31 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The hub service with its Event Hub-compatible endpoint started (the partition count fixed).
+async fn start_hub(
+    shared: &Shared,
+    cfg: &Config,
+    host: &str,
+    policies: Vec<fleethub_services::Policy>,
+) -> Result<Arc<Hub>> {
+    let hub = Hub::new(
+        shared,
+        HubConfig {
+            host: host.to_string(),
+            token_skew_secs: cfg.token_skew_secs,
+        },
+        policies,
+    )
+    .with_event_hub(EventHubConfig {
+        partition_count: cfg.partition_count,
+        max_consumer_groups: cfg.max_consumer_groups,
+    });
+    hub.start_event_hub()
+        .await
+        .context("cannot open the event hub endpoint of the telemetry log")?;
+    Ok(Arc::new(hub))
+}
+
 /// Opens (or initialises) the data directory and builds the services. No sockets yet.
 pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     cfg.validate()?;
@@ -94,7 +122,7 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         &tls_files.key,
     )?);
 
-    let shared = Shared::new(store.clone());
+    let shared = Shared::new(store.clone()).with_throttle(cfg.throttle.clone());
     let auth_log = shared.auth_failures.clone();
     let dps = Arc::new(Dps::new(
         &shared,
@@ -105,14 +133,7 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
             retry_after_secs: cfg.dps_retry_after_secs,
         },
     ));
-    let hub = Arc::new(Hub::new(
-        &shared,
-        HubConfig {
-            host: names.hub.clone(),
-            token_skew_secs: cfg.token_skew_secs,
-        },
-        ident.hub_policies.clone(),
-    ));
+    let hub = start_hub(&shared, &cfg, &names.hub, ident.hub_policies.clone()).await?;
     dps.set_remote_hubs(Arc::new(crate::linked_hubs::LinkedHubClient::new(
         linked_hub_trust(&cfg, &tls_files)?,
     )));
@@ -159,9 +180,22 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         hub_service_connection_string: hub_auth
             .connection_string("iothubowner")
             .unwrap_or_default(),
+        amqp_port: cfg.amqp_port,
+        event_hub_compatible_endpoint: crate::info::event_hub_endpoint(&names.hub),
+        event_hub_compatible_name: hub.event_hub_name().to_string(),
+        // The `service` policy: ServiceConnect, what reading the endpoint needs.
+        event_hub_compatible_connection_string: crate::info::event_hub_connection_string(
+            &hub_auth.connection_string("service").unwrap_or_default(),
+            hub.event_hub_name(),
+        ),
     };
 
     let gateway = Gateway::new(dps.clone(), hub.clone(), gateway_config(&cfg));
+    let amqp = fleethub_amqp::AmqpService::new(
+        hub.clone(),
+        hub_auth.clone(),
+        crate::amqp::amqp_config(&cfg),
+    );
     let ws_gateway = gateway.clone();
     let metrics_hub = hub.clone();
     let (metrics, metrics_auth) = (shared.metrics.clone(), auth_log.clone());
@@ -194,20 +228,20 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
                 )
             }
         }),
-    )
-    .route(websocket::WEBSOCKET_PATH, {
-        let endpoint = crate::websocket::Endpoint {
-            gateway: ws_gateway,
-            max_message_bytes: cfg.max_mqtt_packet_bytes,
-        };
-        axum::routing::get(move |ws, peer| std::future::ready(endpoint.upgrade(ws, peer)))
-    });
+    );
+    let router = crate::websocket::Endpoint {
+        gateway: ws_gateway,
+        amqp: amqp.clone(),
+        max_message_bytes: cfg.max_mqtt_packet_bytes,
+    }
+    .routes(router);
     Ok(Server {
         info,
         dps,
         hub,
         tls,
         gateway,
+        amqp,
         router,
         cfg,
         data_dir_lock,
@@ -230,6 +264,7 @@ pub async fn run(server: Server) -> Result<()> {
     let cfg = &server.cfg;
     let mqtt = bind(&cfg.bind, cfg.mqtt_port, "MQTT/TLS").await?;
     let https = bind(&cfg.bind, cfg.https_port, "HTTPS").await?;
+    let amqps = bind(&cfg.bind, cfg.amqp_port, "AMQPS").await?;
     server.info.write(&cfg.data_dir)?;
     // stdout of a service ends up in journald or a log file: keys only on a terminal or when asked.
     let show_keys = server.opts.show_keys || std::io::stdout().is_terminal();
@@ -247,6 +282,7 @@ pub async fn run(server: Server) -> Result<()> {
     // Each listener has its own connection limit: idle HTTPS clients cannot lock MQTT out.
     let mqtt_limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
     let https_limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    let amqp_limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
     let drain = Drain::new();
     tokio::spawn(retention_task(
         server.hub.clone(),
@@ -283,6 +319,17 @@ pub async fn run(server: Server) -> Result<()> {
             )
             .run(),
     );
+    let mut amqp_task = tokio::spawn(
+        drain
+            .listener(
+                "AMQP",
+                amqps,
+                server.tls.clone(),
+                amqp_limit,
+                crate::amqp::AmqpHandler(server.amqp.clone()),
+            )
+            .run(),
+    );
     if server.opts.demo {
         let (dps, info, dir) = (
             server.dps.clone(),
@@ -298,11 +345,13 @@ pub async fn run(server: Server) -> Result<()> {
     tokio::select! {
         r = &mut mqtt_task => r.context("MQTT listener stopped")??,
         r = &mut https_task => r.context("HTTPS listener stopped")??,
+        r = &mut amqp_task => r.context("AMQP listener stopped")??,
         () = shutdown_signal() => tracing::info!("shutting down: draining connections"),
     }
     // MQTT sessions finish the burst in progress (telemetry committed, PUBACKs written), then
     // close their streams; HTTPS answers the requests in flight.
     server.gateway.shutdown();
+    server.amqp.shutdown();
     if drain.shutdown(SHUTDOWN_GRACE).await {
         tracing::info!("all connections closed");
     } else {
@@ -358,7 +407,7 @@ async fn shutdown_signal() {
 /// How long an MQTT connection may take to finish after shutdown began (the hub session
 /// commits and acknowledges the burst in progress, then closes; a connection still before or
 /// in its CONNECT, or a DPS session, is dropped at this bound).
-const MQTT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const MQTT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// MQTT/TLS connections: one gateway session each; at shutdown a hub session finishes its
 /// in-flight telemetry and closes cleanly ([`Gateway::shutdown`]; devices reconnect).
@@ -402,10 +451,13 @@ impl Handler for HttpsHandler {
         // responses; it learns which ones answer HEAD (no body) as requests reach the router.
         let heads = HeadRequests::default();
         let noted = heads.clone();
+        // A WebSocket upgraded from this connection keeps a clone: it stays counted by the
+        // listener's limit and the shutdown drain after this task has ended.
         let svc = self
             .router
             .clone()
             .layer(axum::Extension(ConnectInfo(peer)))
+            .layer(axum::Extension(shutdown.clone()))
             .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
                 noted.note(req.method());
                 req

@@ -18,6 +18,8 @@ pub struct Config {
     pub mqtt_port: u16,
     /// HTTPS + MQTT over WebSocket (the SDKs dial 443).
     pub https_port: u16,
+    /// AMQP over TLS (AMQPS: Event Hubs and service clients dial 5671).
+    pub amqp_port: u16,
     /// Host name devices use for DPS (certificate SAN, service connection string HostName).
     /// Unset: the name stored in the data directory (first start: `localhost`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,9 +67,18 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How long the built-in endpoint keeps telemetry, hours (Azure: 1 day by default).
     pub telemetry_retention_hours: u64,
+    /// Partitions of the telemetry log (the Event Hub-compatible endpoint), 1 to 128. Only
+    /// honoured when the data directory is created; later the stored count is used and a
+    /// different value here logs a warning that names both.
+    pub partition_count: u32,
+    /// Most consumer groups of the built-in endpoint, `$Default` included (Azure: 20).
+    pub max_consumer_groups: usize,
     /// What an acknowledged write survives: `process` (a killed process) or `power` (also a
     /// power loss: every commit is fsynced before it is acknowledged).
     pub durability: Durability,
+    /// Overload throttles per operation class (`[throttle.device_to_cloud]`, ...): per device
+    /// and global rates, see docs/configuration.md, "Throttling".
+    pub throttle: fleethub_services::ThrottleConfig,
 }
 
 impl Default for Config {
@@ -77,6 +88,7 @@ impl Default for Config {
             bind: "0.0.0.0".into(),
             mqtt_port: 8883,
             https_port: 443,
+            amqp_port: 5671,
             dps_hostname: None,
             hub_hostname: None,
             extra_sans: None,
@@ -95,7 +107,11 @@ impl Default for Config {
             log: "info".into(),
             log_format: LogFormat::Text,
             telemetry_retention_hours: 24,
+            partition_count: fleethub_services::hub::event_hub::EventHubConfig::default()
+                .partition_count,
+            max_consumer_groups: fleethub_services::hub::event_hub::DEFAULT_MAX_CONSUMER_GROUPS,
             durability: Durability::Process,
+            throttle: fleethub_services::ThrottleConfig::default(),
         }
     }
 }
@@ -128,11 +144,13 @@ impl Config {
         env_set!("FLEETHUB_BIND", bind);
         env_set!("FLEETHUB_MQTT_PORT", mqtt_port, parse);
         env_set!("FLEETHUB_HTTPS_PORT", https_port, parse);
+        env_set!("FLEETHUB_AMQP_PORT", amqp_port, parse);
         env_set!("FLEETHUB_DPS_HOSTNAME", dps_hostname);
         env_set!("FLEETHUB_HUB_HOSTNAME", hub_hostname);
         env_set!("FLEETHUB_LOG", log);
         env_set!("FLEETHUB_LOG_FORMAT", log_format, parse);
         env_set!("FLEETHUB_DURABILITY", durability, parse);
+        env_set!("FLEETHUB_PARTITION_COUNT", partition_count, parse);
         if let Some(v) = get("FLEETHUB_TLS_CERT") {
             self.tls_cert = Some(v.into());
         }
@@ -183,10 +201,29 @@ impl Config {
         if self.http_header_read_timeout_secs == 0 {
             bail!("http_header_read_timeout_secs must be at least 1");
         }
+        if !(1..=fleethub_services::hub::event_hub::MAX_PARTITION_COUNT)
+            .contains(&self.partition_count)
+        {
+            bail!(
+                "partition_count must be 1 to {}, not {}",
+                fleethub_services::hub::event_hub::MAX_PARTITION_COUNT,
+                self.partition_count
+            );
+        }
+        if self.max_consumer_groups == 0 {
+            bail!("max_consumer_groups must be at least 1 ($Default)");
+        }
+        self.throttle.validate().map_err(anyhow::Error::msg)?;
         if self.mqtt_port == self.https_port && self.mqtt_port != 0 {
             bail!(
                 "mqtt_port and https_port are both {}: use two ports (8883 and 443)",
                 self.mqtt_port
+            );
+        }
+        if self.amqp_port != 0 && [self.mqtt_port, self.https_port].contains(&self.amqp_port) {
+            bail!(
+                "amqp_port {} is also the MQTT or HTTPS port: AMQPS needs its own port (5671)",
+                self.amqp_port
             );
         }
         Ok(())
@@ -305,6 +342,86 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn event_hub_settings_from_file_env_and_their_checks() {
+        let c = Config::default();
+        assert_eq!(
+            (c.partition_count, c.max_consumer_groups, c.amqp_port),
+            (4, 20, 5671)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "partition_count = 8\nmax_consumer_groups = 5\n").unwrap();
+        let mut c = Config::from_file(&p).unwrap();
+        assert_eq!((c.partition_count, c.max_consumer_groups), (8, 5));
+        c.apply_env(|k| (k == "FLEETHUB_PARTITION_COUNT").then(|| "2".to_string()))
+            .unwrap();
+        assert_eq!(c.partition_count, 2);
+        c.validate().unwrap();
+        for (count, groups) in [(0, 20), (129, 20), (4, 0)] {
+            let bad = Config {
+                partition_count: count,
+                max_consumer_groups: groups,
+                ..Config::default()
+            };
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("partition_count") || e.contains("max_consumer_groups"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn throttle_tables_from_file_and_their_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[throttle.device_to_cloud]\nper_device = 5\n[throttle.dps_registrations]\nglobal = 16.7\nburst_secs = 60\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&p).unwrap();
+        let d = fleethub_services::ThrottleConfig::default();
+        let d2c = d.device_to_cloud;
+        assert_eq!(
+            c.throttle.device_to_cloud,
+            fleethub_services::throttle::Limit::new(5.0, d2c.global, d2c.burst_secs)
+        );
+        let dps = d.dps_registrations;
+        assert_eq!(
+            c.throttle.dps_registrations,
+            fleethub_services::throttle::Limit::new(dps.per_device, 16.7, 60.0)
+        );
+        assert_eq!(c.throttle.twin_reads, d.twin_reads);
+        // `fleethub config show` prints every limit, and that reads back.
+        let shown = toml::to_string(&c).unwrap();
+        assert!(shown.contains("[throttle.twin_reads]"), "{shown}");
+        std::fs::write(&p, &shown).unwrap();
+        assert_eq!(Config::from_file(&p).unwrap(), c);
+        std::fs::write(&p, "[throttle.twin_reads]\nper_device = -2\n").unwrap();
+        let e = format!("{:#}", Config::from_file(&p).unwrap_err());
+        assert!(e.contains("throttle.twin_reads.per_device"), "{e}");
+        std::fs::write(&p, "[throttle.telemetry]\nper_device = 2\n").unwrap();
+        let e = format!("{:#}", Config::from_file(&p).unwrap_err());
+        assert!(e.contains("telemetry"), "{e}");
+    }
+
+    #[test]
+    fn amqp_port_from_env_and_its_own_port() {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "FLEETHUB_AMQP_PORT").then(|| "15671".to_string()))
+            .unwrap();
+        assert_eq!(c.amqp_port, 15671);
+        c.validate().unwrap();
+        let clash = Config {
+            amqp_port: 443,
+            ..Config::default()
+        };
+        let e = clash.validate().unwrap_err().to_string();
+        assert!(e.contains("amqp_port 443"), "{e}");
     }
 
     #[test]

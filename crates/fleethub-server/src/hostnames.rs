@@ -254,6 +254,10 @@ mod tests {
             https_port: 443,
             dps_service_connection_string: String::new(),
             hub_service_connection_string: String::new(),
+            amqp_port: 5671,
+            event_hub_compatible_endpoint: String::new(),
+            event_hub_compatible_name: String::new(),
+            event_hub_compatible_connection_string: String::new(),
         }
         .write(dir.path())
         .unwrap();

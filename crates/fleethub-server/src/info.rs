@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub const INFO_FILE: &str = "server-info.json";
@@ -17,6 +18,48 @@ pub struct ServerInfo {
     pub https_port: u16,
     pub dps_service_connection_string: String,
     pub hub_service_connection_string: String,
+    /// AMQPS port (Event Hubs and service clients). Absent in files of older versions.
+    #[serde(default = "default_amqp_port")]
+    pub amqp_port: u16,
+    /// `sb://{hubHost}/`: the Event Hub-compatible endpoint of the built-in telemetry endpoint.
+    #[serde(default)]
+    pub event_hub_compatible_endpoint: String,
+    /// The Event Hub-compatible name: the hub's name (first label of the hub host name).
+    #[serde(default)]
+    pub event_hub_compatible_name: String,
+    /// `Endpoint=sb://{hubHost}/;SharedAccessKeyName=service;SharedAccessKey=..;EntityPath={name}`
+    /// (the `service` policy: `ServiceConnect`), as the Event Hubs SDKs take it.
+    #[serde(default)]
+    pub event_hub_compatible_connection_string: String,
+}
+
+fn default_amqp_port() -> u16 {
+    5671
+}
+
+/// The Event Hub-compatible endpoint of a hub host: `sb://{host}/`.
+pub fn event_hub_endpoint(hub_host: &str) -> String {
+    format!("sb://{hub_host}/")
+}
+
+/// The Event Hubs connection string of the built-in endpoint, from a hub policy's connection
+/// string (`HostName=h;SharedAccessKeyName=p;SharedAccessKey=k`):
+/// `Endpoint=sb://h/;SharedAccessKeyName=p;SharedAccessKey=k;EntityPath={name}`. Empty when
+/// `hub_connection_string` is.
+pub fn event_hub_connection_string(hub_connection_string: &str, entity_path: &str) -> String {
+    if hub_connection_string.is_empty() {
+        return String::new();
+    }
+    let mut parts: Vec<String> = hub_connection_string
+        .split(';')
+        .filter(|p| !p.is_empty())
+        .map(|part| match part.split_once('=') {
+            Some(("HostName", host)) => format!("Endpoint={}", event_hub_endpoint(host)),
+            _ => part.to_string(),
+        })
+        .collect();
+    parts.push(format!("EntityPath={entity_path}"));
+    parts.join(";")
 }
 
 impl ServerInfo {
@@ -42,6 +85,7 @@ impl ServerInfo {
         self.render(
             &self.dps_service_connection_string,
             &self.hub_service_connection_string,
+            &self.event_hub_compatible_connection_string,
         )
     }
 
@@ -56,14 +100,15 @@ impl ServerInfo {
             self.render(
                 &without_key(&self.dps_service_connection_string),
                 &without_key(&self.hub_service_connection_string),
+                &without_key(&self.event_hub_compatible_connection_string),
             ),
             dir.display(),
             dir.join(INFO_FILE).display(),
         )
     }
 
-    fn render(&self, dps_service: &str, hub_service: &str) -> String {
-        format!(
+    fn render(&self, dps_service: &str, hub_service: &str, event_hub: &str) -> String {
+        let mut s = format!(
             "fleethub is ready\n\
              \x20 ID scope            {}\n\
              \x20 DPS endpoint        {} (MQTT/TLS :{}, HTTPS :{})\n\
@@ -81,7 +126,19 @@ impl ServerInfo {
             self.ca_cert_path,
             dps_service,
             hub_service,
-        )
+        );
+        if !self.event_hub_compatible_endpoint.is_empty() {
+            let _ = write!(
+                s,
+                "\x20 event hub endpoint  {} (AMQPS :{}), name {}\n\
+                 \x20 event hub readers   {}\n",
+                self.event_hub_compatible_endpoint,
+                self.amqp_port,
+                self.event_hub_compatible_name,
+                event_hub,
+            );
+        }
+        s
     }
 }
 
@@ -114,7 +171,46 @@ mod tests {
                     .into(),
             hub_service_connection_string:
                 "HostName=hub.x;SharedAccessKeyName=iothubowner;SharedAccessKey=c2VjcmV0Mg==".into(),
+            amqp_port: 5671,
+            event_hub_compatible_endpoint: "sb://hub.x/".into(),
+            event_hub_compatible_name: "hub".into(),
+            event_hub_compatible_connection_string: event_hub_connection_string(
+                "HostName=hub.x;SharedAccessKeyName=service;SharedAccessKey=c2VjcmV0Mw==",
+                "hub",
+            ),
         }
+    }
+
+    #[test]
+    fn event_hub_connection_string_has_the_event_hubs_shape() {
+        assert_eq!(
+            info().event_hub_compatible_connection_string,
+            "Endpoint=sb://hub.x/;SharedAccessKeyName=service;SharedAccessKey=c2VjcmV0Mw==;EntityPath=hub"
+        );
+        assert_eq!(event_hub_connection_string("", "hub"), "");
+        let json = serde_json::to_value(info()).unwrap();
+        assert_eq!(json["eventHubCompatibleEndpoint"], "sb://hub.x/");
+        assert_eq!(json["eventHubCompatibleName"], "hub");
+        assert_eq!(json["amqpPort"], 5671);
+    }
+
+    #[test]
+    fn files_of_older_versions_still_read() {
+        let mut old = serde_json::to_value(info()).unwrap();
+        for k in [
+            "amqpPort",
+            "eventHubCompatibleEndpoint",
+            "eventHubCompatibleName",
+            "eventHubCompatibleConnectionString",
+        ] {
+            old.as_object_mut().unwrap().remove(k);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(INFO_FILE), old.to_string()).unwrap();
+        let read = ServerInfo::read(dir.path()).unwrap();
+        assert_eq!(read.amqp_port, 5671);
+        assert_eq!(read.event_hub_compatible_endpoint, "");
+        assert!(!read.banner().contains("event hub"));
     }
 
     #[test]
@@ -132,7 +228,16 @@ mod tests {
                 && b.contains("/var/lib/fleethub/server-info.json"),
             "{b}"
         );
+        assert!(
+            b.contains("sb://hub.x/ (AMQPS :5671), name hub")
+                && b.contains("Endpoint=sb://hub.x/;SharedAccessKeyName=service;SharedAccessKey=<not shown>;EntityPath=hub"),
+            "{b}"
+        );
         let full = info().banner();
         assert!(full.contains("SharedAccessKey=c2VjcmV0Mg=="), "{full}");
+        assert!(
+            full.contains("SharedAccessKey=c2VjcmV0Mw==;EntityPath=hub"),
+            "{full}"
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! The `fleethub` server: configuration, data directory, development PKI, listeners.
 //! `main.rs` is the command line on top of it.
 
+pub mod amqp;
 pub mod app;
 pub mod backup;
+pub mod bench_saturate;
 pub mod certs;
 pub mod config;
 pub mod data_dir;

@@ -7,6 +7,10 @@
 //! connections are refused), every connection task is told to finish (HTTPS completes the
 //! requests in flight and closes; MQTT closes its session), and the caller waits until all
 //! tasks are gone or the grace period ends, whichever comes first.
+//!
+//! Every accepted connection counts until it ends, also when it outlives its task: a WebSocket
+//! upgraded from an HTTPS connection keeps a clone of the connection's [`Shutdown`], which holds
+//! the connection's permit and its share of the drain.
 
 use anyhow::Result;
 use std::future::Future;
@@ -14,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -23,26 +27,32 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for open connections before the process exits anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Tells a task that the server is shutting down (a `broadcast` receiver, once).
-#[derive(Debug)]
+/// Tells a task that the server is shutting down. A connection's `Shutdown` also keeps the
+/// connection counted: while any clone of it lives, the connection holds its permit of the
+/// listener's limit and the drain waits for it (clone it into work that outlives the
+/// connection's task, such as an upgraded WebSocket).
+#[derive(Debug, Clone)]
 pub struct Shutdown {
-    is_shutdown: bool,
-    notify: broadcast::Receiver<()>,
+    notify: watch::Receiver<bool>,
+    _counted: Option<Arc<Counted>>,
+}
+
+/// What an accepted connection holds until its last [`Shutdown`] clone is gone.
+#[derive(Debug)]
+struct Counted {
+    _permit: OwnedSemaphorePermit,
+    _complete: mpsc::Sender<()>,
 }
 
 impl Shutdown {
     pub fn is_shutdown(&self) -> bool {
-        self.is_shutdown
+        *self.notify.borrow()
     }
 
     /// Waits for the shutdown notice (returns at once if it already came).
     pub async fn recv(&mut self) {
-        if self.is_shutdown {
-            return;
-        }
-        // Closed or lagged both mean the sender is gone or has sent: shut down.
-        let _ = self.notify.recv().await;
-        self.is_shutdown = true;
+        // A closed channel means the drain is gone: shut down too.
+        let _ = self.notify.wait_for(|down| *down).await;
     }
 }
 
@@ -61,7 +71,7 @@ pub trait Handler: Clone + Send + Sync + 'static {
 /// and connection task holds a clone of `complete_tx`; when the last one is dropped,
 /// `complete_rx` yields `None` and the drain is complete.
 pub struct Drain {
-    notify_shutdown: broadcast::Sender<()>,
+    notify_shutdown: watch::Sender<bool>,
     complete_tx: mpsc::Sender<()>,
     complete_rx: mpsc::Receiver<()>,
 }
@@ -74,7 +84,7 @@ impl Default for Drain {
 
 impl Drain {
     pub fn new() -> Self {
-        let (notify_shutdown, _) = broadcast::channel(1);
+        let notify_shutdown = watch::Sender::new(false);
         let (complete_tx, complete_rx) = mpsc::channel(1);
         Drain {
             notify_shutdown,
@@ -106,8 +116,8 @@ impl Drain {
 
     fn subscribe(&self) -> Shutdown {
         Shutdown {
-            is_shutdown: false,
             notify: self.notify_shutdown.subscribe(),
+            _counted: None,
         }
     }
 
@@ -119,7 +129,7 @@ impl Drain {
             complete_tx,
             mut complete_rx,
         } = self;
-        let _ = notify_shutdown.send(());
+        notify_shutdown.send_replace(true);
         drop(complete_tx);
         tokio::time::timeout(grace, complete_rx.recv())
             .await
@@ -136,7 +146,7 @@ pub struct Listener<H> {
     /// Open connections of this listener; a permit is taken before accepting.
     limit: Arc<Semaphore>,
     handler: H,
-    notify_shutdown: broadcast::Sender<()>,
+    notify_shutdown: watch::Sender<bool>,
     shutdown: Shutdown,
     complete_tx: mpsc::Sender<()>,
 }
@@ -166,13 +176,13 @@ impl<H: Handler> Listener<H> {
             let _ = tcp.set_nodelay(true);
             let (tls, handler, name) = (self.tls.clone(), self.handler.clone(), self.name);
             let mut shutdown = Shutdown {
-                is_shutdown: false,
                 notify: self.notify_shutdown.subscribe(),
+                _counted: Some(Arc::new(Counted {
+                    _permit: permit,
+                    _complete: self.complete_tx.clone(),
+                })),
             };
-            let complete = self.complete_tx.clone();
             tokio::spawn(async move {
-                let _permit = permit;
-                let _complete = complete;
                 let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp));
                 let stream = tokio::select! {
                     r = handshake => match r {
@@ -322,6 +332,77 @@ mod tests {
             took >= Duration::from_millis(200) && took < Duration::from_secs(2),
             "{took:?}"
         );
+    }
+
+    /// Hands the connection to a task of its own with a clone of its `Shutdown` and returns at
+    /// once, as an HTTPS connection does when it is upgraded to a WebSocket.
+    #[derive(Clone)]
+    struct Detaching {
+        started: Arc<AtomicUsize>,
+        linger: Duration,
+    }
+
+    impl Handler for Detaching {
+        async fn serve(
+            &self,
+            mut stream: TlsStream<TcpStream>,
+            _peer: SocketAddr,
+            shutdown: Shutdown,
+        ) {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let (mut upgraded, linger) = (shutdown.clone(), self.linger);
+            tokio::spawn(async move {
+                upgraded.recv().await;
+                tokio::time::sleep(linger).await;
+                let _ = stream.write_all(b"bye!").await;
+                let _ = stream.shutdown().await;
+                drop(upgraded);
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_outlives_its_task_still_counts() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let handler = Detaching {
+            started: started.clone(),
+            linger: Duration::from_millis(400),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (acceptor, client) = pki(dir.path());
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let drain = Drain::new();
+        let limit = Arc::new(Semaphore::new(1));
+        tokio::spawn(
+            drain
+                .listener("TEST", tcp, acceptor, limit.clone(), handler)
+                .run(),
+        );
+        let mut first = client.connect("localhost", port).await.unwrap();
+        wait_for(&started, 1).await;
+        // The handler has returned, but the detached session holds the only permit.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(limit.available_permits(), 0);
+        let second = tokio::spawn({
+            let client = client.clone();
+            async move { client.connect("localhost", port).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(started.load(Ordering::SeqCst), 1, "second served early");
+        // The drain waits for the detached session, which finishes its answer.
+        let t = std::time::Instant::now();
+        let drained = tokio::spawn(drain.shutdown(Duration::from_secs(5)));
+        let mut buf = [0u8; 4];
+        first.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"bye!");
+        assert!(drained.await.unwrap(), "drain did not complete");
+        assert!(
+            t.elapsed() >= Duration::from_millis(400),
+            "{:?}",
+            t.elapsed()
+        );
+        second.abort();
     }
 
     #[tokio::test]

@@ -45,6 +45,9 @@ struct ServeArgs {
     /// HTTPS + MQTT/WebSocket port (default 443).
     #[arg(long)]
     https_port: Option<u16>,
+    /// AMQPS port (default 5671).
+    #[arg(long)]
+    amqp_port: Option<u16>,
     /// DPS host name (default: the one stored in the data directory; first start: localhost).
     #[arg(long)]
     dps_hostname: Option<String>,
@@ -98,6 +101,7 @@ impl ServeArgs {
         set!(bind);
         set!(mqtt_port);
         set!(https_port);
+        set!(amqp_port);
         set!(log);
         set!(log_format);
         set!(durability);
@@ -359,6 +363,10 @@ enum BenchCommand {
         #[arg(long, hide = true)]
         worker: bool,
     },
+    /// Drive the server past its device-to-cloud throttle (over- and under-quota devices
+    /// together); reports the served rate against the limits, the under-quota devices'
+    /// latency and errors, and the server's RSS over the window.
+    Saturate(fleethub_server::bench_saturate::SaturateArgs),
 }
 
 #[derive(Subcommand)]
@@ -491,6 +499,12 @@ async fn run_bench(cmd: BenchCommand) -> Result<()> {
                 Output::Text | Output::Table => println!("{report}"),
             }
             Ok(())
+        }
+        BenchCommand::Saturate(args) => {
+            let worker = ["bench", "telemetry", "--worker"]
+                .map(String::from)
+                .to_vec();
+            fleethub_server::bench_saturate::run(args, worker).await
         }
         BenchCommand::Telemetry { worker: true, .. } => {
             fleethub_bench::telemetry::worker_stdio_main().await

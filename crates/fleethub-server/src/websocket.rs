@@ -2,12 +2,16 @@
 //! subprotocol the client offers and hands the upgraded socket to the transport serving it.
 //! An upgrade offering no subprotocol we serve is refused with 400 (see
 //! `docs/protocol-notes.md`, "Hub MQTT user names and client ids"); the 101 answer names the selected one in
-//! `Sec-WebSocket-Protocol`. New transports over WebSocket (e.g. AMQP's `AMQPWSB10`) get a
-//! [`Subprotocol`] variant here.
+//! `Sec-WebSocket-Protocol`. AMQP (`AMQPWSB10`) is served on the same path and on
+//! `/$servicebus/websocket` (Event Hubs clients), told apart by the subprotocol (see
+//! `docs/protocol-notes.md`, "AMQP transport and SASL").
 
+use crate::listener::Shutdown;
+use axum::Extension;
 use axum::extract::{ConnectInfo, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use fleethub_amqp::AmqpService;
 use fleethub_mqtt::{Gateway, websocket as mqtt_ws};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,13 +21,18 @@ use std::sync::Arc;
 pub enum Subprotocol {
     /// MQTT 3.1.1 (`mqtt`; the C SDK sends `MQTT`).
     Mqtt,
+    /// AMQP 1.0 (`AMQPWSB10`).
+    Amqp,
 }
 
 impl Subprotocol {
     /// The subprotocol names we serve, in order of preference, with the transport each selects.
     /// Names are compared exactly (RFC 6455 tokens are case-sensitive) and echoed as sent.
-    const SERVED: [(&'static str, Subprotocol); 2] =
-        [("mqtt", Subprotocol::Mqtt), ("MQTT", Subprotocol::Mqtt)];
+    const SERVED: [(&'static str, Subprotocol); 3] = [
+        ("mqtt", Subprotocol::Mqtt),
+        ("MQTT", Subprotocol::Mqtt),
+        (fleethub_amqp::websocket::SUBPROTOCOL, Subprotocol::Amqp),
+    ];
 
     /// The first served subprotocol among those the client offered.
     pub fn select(offered: &[&[u8]]) -> Option<(&'static str, Subprotocol)> {
@@ -37,17 +46,39 @@ impl Subprotocol {
 #[derive(Clone)]
 pub struct Endpoint {
     pub gateway: Arc<Gateway>,
+    pub amqp: Arc<AmqpService>,
     /// Largest WebSocket message (and frame) accepted: MQTT's packet bound, so that an
     /// unauthenticated client cannot make us buffer more than one MQTT packet's worth.
     pub max_message_bytes: usize,
 }
 
 impl Endpoint {
-    /// The route handler for [`mqtt_ws::WEBSOCKET_PATH`].
+    /// Adds the WebSocket paths: [`mqtt_ws::WEBSOCKET_PATH`] (MQTT and AMQP) and
+    /// `/$servicebus/websocket` (AMQP, the Event Hubs clients' path).
+    pub fn routes(self, router: axum::Router) -> axum::Router {
+        let other = self.clone();
+        router
+            .route(
+                mqtt_ws::WEBSOCKET_PATH,
+                axum::routing::get(move |ws, peer, conn| {
+                    std::future::ready(self.upgrade(ws, peer, conn))
+                }),
+            )
+            .route(
+                fleethub_amqp::websocket::SERVICEBUS_PATH,
+                axum::routing::get(move |ws, peer, conn| {
+                    std::future::ready(other.upgrade(ws, peer, conn))
+                }),
+            )
+    }
+
+    /// The route handler of the WebSocket paths. `conn` is the HTTPS connection's
+    /// [`Shutdown`] (see `counted`).
     pub fn upgrade(
         &self,
         ws: WebSocketUpgrade,
         ConnectInfo(peer): ConnectInfo<SocketAddr>,
+        conn: Option<Extension<Shutdown>>,
     ) -> Response {
         let offered: Vec<&[u8]> = ws
             .requested_protocols()
@@ -57,7 +88,7 @@ impl Endpoint {
             tracing::debug!(%peer, "WebSocket upgrade refused: no subprotocol we serve");
             return (
                 StatusCode::BAD_REQUEST,
-                "Sec-WebSocket-Protocol must offer a subprotocol this endpoint serves (mqtt)",
+                "Sec-WebSocket-Protocol must offer a subprotocol this endpoint serves (mqtt, AMQPWSB10)",
             )
                 .into_response();
         };
@@ -68,7 +99,38 @@ impl Endpoint {
         match proto {
             Subprotocol::Mqtt => {
                 let gw = self.gateway.clone();
-                ws.on_upgrade(move |socket| mqtt_ws::serve_websocket(gw, socket, peer.to_string()))
+                ws.on_upgrade(move |socket| {
+                    counted(conn, mqtt_ws::serve_websocket(gw, socket, peer.to_string()))
+                })
+            }
+            Subprotocol::Amqp => {
+                let amqp = self.amqp.clone();
+                ws.on_upgrade(move |socket| {
+                    counted(
+                        conn,
+                        fleethub_amqp::websocket::serve_websocket(amqp, socket, peer.to_string()),
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// Runs an upgraded session as part of the HTTPS connection it came from: holding that
+/// connection's [`Shutdown`], it stays counted by the listener's connection limit and by the
+/// shutdown drain, and once shutdown begins it has the MQTT grace period to finish (the hub
+/// and DPS sessions close by themselves at shutdown, AMQP connections are closed by the AMQP
+/// service's shutdown).
+async fn counted(conn: Option<Extension<Shutdown>>, session: impl Future<Output = ()>) {
+    let Some(Extension(mut shutdown)) = conn else {
+        return session.await;
+    };
+    tokio::pin!(session);
+    tokio::select! {
+        () = &mut session => {}
+        () = shutdown.recv() => {
+            if tokio::time::timeout(crate::app::MQTT_SHUTDOWN_GRACE, session).await.is_err() {
+                tracing::debug!("WebSocket session dropped for shutdown");
             }
         }
     }
@@ -91,12 +153,16 @@ mod tests {
             select(&["AMQPWSB10", "mqtt"]),
             Some(("mqtt", Subprotocol::Mqtt))
         );
+        assert_eq!(
+            select(&["AMQPWSB10"]),
+            Some(("AMQPWSB10", Subprotocol::Amqp))
+        );
     }
 
     #[test]
     fn refuses_when_nothing_served_is_offered() {
         assert_eq!(select(&[]), None);
-        assert_eq!(select(&["AMQPWSB10"]), None);
+        assert_eq!(select(&["amqpwsb10"]), None);
         assert_eq!(select(&["Mqtt"]), None);
     }
 }

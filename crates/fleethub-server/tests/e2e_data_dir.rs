@@ -13,6 +13,7 @@ fn serve_expecting_exit(data_dir: &std::path::Path, args: &[&str]) -> Output {
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--bind", "127.0.0.1"])
+        .args(["--amqp-port", &free_port().to_string()])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

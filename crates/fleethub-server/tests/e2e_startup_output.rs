@@ -32,9 +32,38 @@ fn banner_keeps_service_keys_out_of_logs_unless_asked() {
     for cs in [
         &server.info.dps_service_connection_string,
         &server.info.hub_service_connection_string,
+        &server.info.event_hub_compatible_connection_string,
     ] {
         assert!(!out.contains(key_of(cs)), "key in the banner: {out}");
     }
+    // the Event Hub-compatible endpoint, its name and the readers' connection string
+    let host = &server.info.hub_host;
+    let name = host.split('.').next().unwrap();
+    assert_eq!(
+        server.info.event_hub_compatible_endpoint,
+        format!("sb://{host}/")
+    );
+    assert_eq!(server.info.event_hub_compatible_name, name);
+    assert!(
+        server
+            .info
+            .event_hub_compatible_connection_string
+            .starts_with(&format!(
+                "Endpoint=sb://{host}/;SharedAccessKeyName=service;SharedAccessKey="
+            ))
+            && server
+                .info
+                .event_hub_compatible_connection_string
+                .ends_with(&format!(";EntityPath={name}")),
+        "{}",
+        server.info.event_hub_compatible_connection_string
+    );
+    assert!(
+        out.contains(&format!(
+            "SharedAccessKeyName=service;SharedAccessKey=<not shown>;EntityPath={name}"
+        )),
+        "{out}"
+    );
     assert!(
         out.contains("SharedAccessKeyName=iothubowner;SharedAccessKey=<not shown>"),
         "{out}"
@@ -51,6 +80,7 @@ fn banner_keeps_service_keys_out_of_logs_unless_asked() {
     let (ok, info, err) = server.cli(&["info"]);
     assert!(ok, "{err}");
     assert!(info.contains(&server.info.hub_service_connection_string));
+    assert!(info.contains(&server.info.event_hub_compatible_connection_string));
 
     let tmp = tempfile::tempdir().unwrap();
     let shown = ServerProcess::start_with(

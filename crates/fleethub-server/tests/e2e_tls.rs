@@ -57,6 +57,8 @@ async fn user_supplied_certificate_is_served() {
             &mqtt.to_string(),
             "--https-port",
             &https.to_string(),
+            "--amqp-port",
+            &common::free_port().to_string(),
         ])
         .arg("--data-dir")
         .arg(&data)

@@ -5,7 +5,7 @@
 //!   bulk operations, queries;
 //! - the IoT hub service API ([`hub`]): devices, modules, twins, direct methods, queries,
 //!   statistics, bulk registry, cloud-to-device send/purge, configurations, telemetry read,
-//!   diagnostics.
+//!   diagnostics, and the Event Hub-compatible endpoint's consumer groups and partitions.
 //!
 //! [`ServiceClient`] signs every request with a service SAS token from the connection
 //! string's shared-access policy ([`Credentials`]), sends the api-version and the Azure
@@ -33,6 +33,7 @@
 mod client;
 pub mod dps;
 pub mod error;
+mod event_hub;
 pub mod hub;
 pub mod transport;
 

@@ -10,6 +10,7 @@ pub mod hub;
 pub mod metrics;
 pub mod policies;
 pub mod query;
+pub mod throttle;
 pub mod twin_limits;
 
 pub use auth_log::{AuthFailure, AuthFailureLog};
@@ -19,19 +20,21 @@ pub use dps::{AuthContext, AuthOrigin, Dps, DpsConfig, DpsPrincipal, EnrollmentS
 pub use fleethub_storage::{C2dMessage, Page, PageRequest, TelemetryMessage};
 pub use hub::{Features, Hub, HubConfig, HubEvent, HubPrincipal, MethodError, TelemetryIn};
 pub use metrics::Metrics;
-pub use policies::{Policy, Right, ServiceAuth, ServiceAuthError};
+pub use policies::{Policy, Right, ServiceAuth, ServiceAuthError, ServiceGrant};
+pub use throttle::{Operation, Throttle, ThrottleConfig};
 
 use fleethub_storage::Store;
 use std::sync::Arc;
 
-/// What the services share: the store, the clock, the counters and the log of
-/// authentication failures. Build one, then the services from it.
+/// What the services share: the store, the clock, the counters, the log of authentication
+/// failures and the throttles. Build one, then the services from it.
 #[derive(Clone)]
 pub struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     pub auth_failures: Arc<AuthFailureLog>,
+    pub throttle: Arc<Throttle>,
 }
 
 impl Shared {
@@ -48,8 +51,16 @@ impl Shared {
         Shared {
             store,
             auth_failures,
+            throttle: Arc::new(Throttle::new(ThrottleConfig::default(), clock.clone())),
             clock,
             metrics: Arc::default(),
         }
+    }
+
+    /// The same, with throttles set by `config` instead of the defaults.
+    #[must_use]
+    pub fn with_throttle(mut self, config: ThrottleConfig) -> Shared {
+        self.throttle = Arc::new(Throttle::new(config, self.clock.clone()));
+        self
     }
 }

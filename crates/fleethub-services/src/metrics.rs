@@ -15,6 +15,8 @@ pub struct Metrics {
     pub c2d_completed: AtomicU64,
     pub method_invocations: AtomicU64,
     pub twin_updates: AtomicU64,
+    /// Operations refused (429) or delayed (MQTT telemetry) by a throttle.
+    pub throttled: AtomicU64,
 }
 
 pub fn inc(c: &AtomicU64) {
@@ -27,7 +29,7 @@ impl Metrics {
     pub fn render(&self, auth_failures: &AuthFailureLog, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 12] = [
             (
                 "fleethub_dps_registrations_assigned_total",
                 "DPS registrations that ended assigned",
@@ -82,6 +84,11 @@ impl Metrics {
                 "fleethub_twin_updates_total",
                 "twin updates (reported and desired)",
                 load(&self.twin_updates),
+            ),
+            (
+                "fleethub_throttled_operations_total",
+                "operations refused (429) or delayed (MQTT telemetry PUBACKs) by a throttle",
+                load(&self.throttled),
             ),
         ];
         for (name, help, v) in counters {

@@ -87,6 +87,33 @@ pub enum ServiceAuthError {
     Forbidden(String),
 }
 
+/// What a verified AMQP token grants: access under `resource` until `expires_unix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceGrant {
+    pub policy: String,
+    /// The token's resource without URL scheme, lower case: `{host}` or `{host}/{path}`.
+    pub resource: String,
+    pub expires_unix: u64,
+}
+
+impl ServiceGrant {
+    /// Whether the grant covers `resource` (`{host}/{path}`): equal, or below it at a `/`.
+    pub fn covers(&self, resource: &str) -> bool {
+        let r = resource.trim_end_matches('/').to_ascii_lowercase();
+        r == self.resource
+            || r.strip_prefix(&self.resource)
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+/// `sb://x`, `amqps://x`, `https://x` -> `x`.
+fn strip_scheme(resource: &str) -> &str {
+    match resource.find("://") {
+        Some(i) if resource[..i].bytes().all(|b| b.is_ascii_alphanumeric()) => &resource[i + 3..],
+        _ => resource,
+    }
+}
+
 /// Verifies service tokens for one endpoint (a DPS or a hub host name).
 pub struct ServiceAuth {
     endpoint: &'static str,
@@ -139,6 +166,99 @@ impl ServiceAuth {
                     self.host, p.key_name, p.primary_key
                 )
             })
+    }
+
+    /// Checks a SAS token given over AMQP (CBS `put-token` or SASL PLAIN) and that its
+    /// policy has `right`. Unlike HTTP, the token may name a resource below the host, with or
+    /// without a URL scheme (`sb://{host}/{eventHub}`, `amqps://{host}/messages/events`,
+    /// `{host}`): the grant covers that resource and what lies below it (see
+    /// `docs/protocol-notes.md`, "AMQP claims-based security").
+    pub fn authorize_token(
+        &self,
+        token: &str,
+        right: Right,
+        transport: &str,
+        peer: Option<&str>,
+    ) -> Result<ServiceGrant, ServiceAuthError> {
+        let fail = |identity: &str, reason: String| {
+            self.log.record(
+                self.endpoint,
+                transport,
+                identity,
+                peer.map(str::to_string),
+                &reason,
+            );
+            ServiceAuthError::Unauthorized
+        };
+        let token = sas::SasToken::parse(token.trim())
+            .map_err(|e| fail("-", format!("malformed SAS token: {e}")))?;
+        let Some(name) = token.skn.clone() else {
+            return Err(fail("-", "the token has no skn (policy name): service tokens must name a shared access policy (a device token cannot open the service endpoints)".into()));
+        };
+        token
+            .check_expiry(self.clock.unix(), self.skew_secs)
+            .map_err(|e| fail(&name, e.to_string()))?;
+        let Some(policy) = self
+            .policies
+            .iter()
+            .find(|p| p.key_name.eq_ignore_ascii_case(&name))
+        else {
+            return Err(fail(
+                &name,
+                format!("unknown shared access policy '{name}'"),
+            ));
+        };
+        let resource = strip_scheme(&token.resource())
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
+        let host = self.host.to_ascii_lowercase();
+        let under_host = resource == host
+            || resource
+                .strip_prefix(&host)
+                .is_some_and(|rest| rest.starts_with('/') || rest.starts_with(':'));
+        if !under_host {
+            return Err(fail(
+                &name,
+                format!(
+                    "token is for another host: its resource is '{}', this hub is '{}'",
+                    token.resource(),
+                    self.host
+                ),
+            ));
+        }
+        // IoT Hub clients sign with the decoded key, Event Hubs clients with the key's text.
+        let ok = [&policy.primary_key, &policy.secondary_key]
+            .into_iter()
+            .any(|k| {
+                token.verify_signature(k).unwrap_or(false) || token.verify_signature_text_key(k)
+            });
+        if !ok {
+            return Err(fail(
+                &name,
+                format!(
+                    "signature mismatch: the token is not signed with a key of policy '{name}'"
+                ),
+            ));
+        }
+        if !policy.rights.contains(&right) {
+            return Err(ServiceAuthError::Forbidden(format!(
+                "policy '{}' does not grant {right:?}",
+                policy.key_name
+            )));
+        }
+        // `host:port/path` names the same resource as `host/path`.
+        let resource = match resource
+            .strip_prefix(&host)
+            .and_then(|r| r.strip_prefix(':'))
+        {
+            Some(rest) => format!("{host}{}", rest.find('/').map_or("", |i| &rest[i..])),
+            None => resource,
+        };
+        Ok(ServiceGrant {
+            policy: policy.key_name.clone(),
+            resource,
+            expires_unix: token.expiry,
+        })
     }
 
     /// Checks an `Authorization` header value and that the policy has `right`.
@@ -212,5 +332,115 @@ impl ServiceAuth {
             )));
         }
         Ok(policy.key_name.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleethub_core::sas::build_token;
+
+    fn hub_auth() -> (ServiceAuth, Policy) {
+        let policies = default_hub_policies();
+        let service = policies[1].clone();
+        let auth = ServiceAuth::new(
+            "hub-service",
+            "hub.example.test".into(),
+            policies,
+            Arc::new(AuthFailureLog::new(16)),
+        );
+        (auth, service)
+    }
+
+    fn token(resource: &str, policy: &Policy, expiry: u64) -> String {
+        build_token(
+            resource,
+            &policy.primary_key,
+            expiry,
+            Some(&policy.key_name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn amqp_tokens_grant_the_resource_they_name() {
+        let (auth, service) = hub_auth();
+        let exp = Clock::system().unix() + 600;
+        for (resource, granted) in [
+            ("sb://hub.example.test/hub", "hub.example.test/hub"),
+            (
+                "amqps://HUB.example.test/messages/events/",
+                "hub.example.test/messages/events",
+            ),
+            ("hub.example.test", "hub.example.test"),
+            ("amqps://hub.example.test:5671/hub", "hub.example.test/hub"),
+        ] {
+            let g = auth
+                .authorize_token(
+                    &token(resource, &service, exp),
+                    Right::ServiceConnect,
+                    "amqp",
+                    None,
+                )
+                .unwrap();
+            assert_eq!(g.resource, granted, "{resource}");
+            assert_eq!((g.policy.as_str(), g.expires_unix), ("service", exp));
+        }
+        let g = auth
+            .authorize_token(
+                &token("sb://hub.example.test/hub", &service, exp),
+                Right::ServiceConnect,
+                "amqp",
+                None,
+            )
+            .unwrap();
+        assert!(g.covers("hub.example.test/hub/ConsumerGroups/$Default/Partitions/0"));
+        assert!(!g.covers("hub.example.test/hubx"));
+        assert!(!g.covers("hub.example.test/messages/devicebound"));
+    }
+
+    #[test]
+    fn amqp_tokens_refused() {
+        let (auth, service) = hub_auth();
+        let exp = Clock::system().unix() + 600;
+        let other_host = token("sb://other.example.test/hub", &service, exp);
+        let host_prefix = token("sb://hub.example.test.evil/hub", &service, exp);
+        let expired = token("sb://hub.example.test/hub", &service, 1000);
+        let device = build_token(
+            "hub.example.test/devices/d1",
+            &service.primary_key,
+            exp,
+            None,
+        )
+        .unwrap();
+        for t in [
+            other_host,
+            host_prefix,
+            expired,
+            device,
+            "garbage".to_string(),
+        ] {
+            assert_eq!(
+                auth.authorize_token(&t, Right::ServiceConnect, "amqp", None),
+                Err(ServiceAuthError::Unauthorized),
+                "{t}"
+            );
+        }
+        let (auth2, _) = hub_auth();
+        let rr = auth2
+            .policies()
+            .iter()
+            .find(|p| p.key_name == "registryRead")
+            .unwrap()
+            .clone();
+        assert!(matches!(
+            auth2.authorize_token(
+                &token("hub.example.test", &rr, exp),
+                Right::ServiceConnect,
+                "amqp",
+                None
+            ),
+            Err(ServiceAuthError::Forbidden(_))
+        ));
     }
 }

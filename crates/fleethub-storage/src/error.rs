@@ -13,6 +13,9 @@ pub enum StoreError {
         "the cloud-to-device queue of '{device_id}' is full ({max} messages): the device must receive or the queue be purged first"
     )]
     QueueFull { device_id: String, max: usize },
+    /// Creating one more `kind` would exceed the limit of `max`.
+    #[error("at most {max} {kind}s can exist")]
+    LimitReached { kind: &'static str, max: usize },
     #[error("{0}")]
     InvalidArgument(String),
     #[error("storage backend error: {0}")]

@@ -10,11 +10,16 @@
 //! columns, so a backend never needs to understand every field.
 
 mod error;
+mod partitions;
 mod records;
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;
 
 pub use error::StoreError;
+pub use partitions::{
+    ConsumerGroupRecord, DEFAULT_PARTITION_COUNT, MAX_PARTITION_COUNT, PartitionSummary, fnv1a32,
+    partition_of,
+};
 pub use records::*;
 
 use async_trait::async_trait;
@@ -99,14 +104,36 @@ pub trait DpsStore: Send + Sync {
     async fn commit_assignment(&self, assignment: Assignment) -> Result<RegistrationRecord>;
 }
 
-/// The built-in telemetry endpoint: an append-only log with per-consumer-group checkpoints.
+/// The built-in telemetry endpoint: an append-only log, partitioned by device id
+/// ([`partition_of`]), with consumer groups and per-consumer-group checkpoints.
 #[async_trait]
 pub trait TelemetryStore: Send + Sync {
-    /// Appends messages durably; returns them with their sequence numbers.
+    /// Appends messages durably; returns them with their sequence numbers, partitions and
+    /// per-partition sequence numbers (assigned in the same transaction, gapless).
     async fn append_telemetry(
         &self,
         messages: Vec<TelemetryMessage>,
     ) -> Result<Vec<TelemetryMessage>>;
+    /// Fixes the partition count the first time anything asks (this call with `requested`,
+    /// or an append with [`DEFAULT_PARTITION_COUNT`]) and returns the stored count, which
+    /// later calls cannot change. Messages stored before the log was partitioned get their
+    /// partitions and per-partition sequence numbers here, in global order.
+    async fn init_partitions(&self, requested: u32) -> Result<u32>;
+    /// Messages of one partition with `partition_sequence_number >= from`, oldest first.
+    async fn read_partition(
+        &self,
+        partition: u32,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<TelemetryMessage>>;
+    /// Begin and last sequence numbers, last offset and enqueued time of one partition.
+    async fn partition_summary(&self, partition: u32) -> Result<PartitionSummary>;
+    /// The per-partition sequence number of the first stored message of `partition` whose
+    /// global sequence number is `>= min_offset`; the next one to be assigned if none is.
+    async fn partition_seq_at_offset(&self, partition: u32, min_offset: u64) -> Result<i64>;
+    /// The per-partition sequence number of the first stored message of `partition`
+    /// enqueued at or after `min_utc_ms` (Unix ms); the next one to be assigned if none was.
+    async fn partition_seq_at_time(&self, partition: u32, min_utc_ms: i64) -> Result<i64>;
     /// Messages with `sequence_number > after`, oldest first.
     async fn read_telemetry(&self, after: u64, limit: usize) -> Result<Vec<TelemetryMessage>>;
     /// Deletes telemetry enqueued before `before_utc` (retention); returns how many.
@@ -114,6 +141,19 @@ pub trait TelemetryStore: Send + Sync {
     /// A consumer group's checkpoint (last sequence number it processed; 0 = none).
     async fn get_checkpoint(&self, group: &str) -> Result<u64>;
     async fn set_checkpoint(&self, group: &str, sequence_number: u64) -> Result<()>;
+
+    /// Consumer groups in name order. Names are compared case-insensitively.
+    async fn list_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>>;
+    async fn get_consumer_group(&self, name: &str) -> Result<Option<ConsumerGroupRecord>>;
+    /// Creates a group unless one of that name exists (`AlreadyExists`) or `max` groups
+    /// exist (`LimitReached`).
+    async fn create_consumer_group(
+        &self,
+        group: ConsumerGroupRecord,
+        max: usize,
+    ) -> Result<ConsumerGroupRecord>;
+    /// Deletes a group and its checkpoint (`NotFound` if there is no such group).
+    async fn delete_consumer_group(&self, name: &str) -> Result<()>;
 }
 
 /// Cloud-to-device queues, one per device.

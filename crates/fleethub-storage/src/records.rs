@@ -30,9 +30,16 @@ pub struct Assignment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TelemetryMessage {
-    /// Position in the log; assigned by the store (0 before it is stored).
+    /// Position in the log (the Event Hubs offset); assigned by the store (0 before it is
+    /// stored).
     #[serde(default)]
     pub sequence_number: u64,
+    /// The partition (`partition_of(device_id, partition_count)`); assigned by the store.
+    #[serde(default)]
+    pub partition: u32,
+    /// Position within the partition, from 0 without gaps; assigned by the store (0 before).
+    #[serde(default)]
+    pub partition_sequence_number: i64,
     pub device_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module_id: Option<String>,

@@ -3,6 +3,12 @@
 //! backend's do, in `sqlite/tests.rs`); a new backend can pass them aggregate by aggregate.
 //! Compiled for this crate's tests and with the `suite` feature.
 
+mod partitioned_log;
+
+pub use partitioned_log::{
+    consumer_groups, telemetry, telemetry_default_partitions, telemetry_partitions,
+};
+
 use crate::{
     AuthFailureRecord, AuthFailureStore, C2dMessage, C2dStore, ConfigurationStore, DeviceRecord,
     DpsStore, LinkedHubStore, ModuleRecord, PageRequest, Precondition, RegistryStore, SessionStore,

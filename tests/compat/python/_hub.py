@@ -4,7 +4,7 @@
 - rest(): one bounded HTTPS request to the hub with that SAS (requests, the server's CA)
 - queue_c2d(): queue a cloud-to-device message through fleethub's REST API
   (POST /devices/{id}/messages/deviceBound). The official service clients send C2D over AMQP
-  (IoTHubRegistryManager.send_c2d_message, uamqp), which fleethub does not speak.
+  (IoTHubRegistryManager.send_c2d_message, uamqp): hub_amqp_c2d.py tests that path.
 - purge_c2d(): DELETE /devices/{id}/commands -> totalMessagesPurged
 - EventReader: stored telemetry from GET /messages/events?consumerGroup=compat&from=N&limit=1000, fleethub's
   read path for device-to-cloud messages (the SDKs have none: Azure uses Event Hubs over AMQP)

@@ -90,6 +90,7 @@ impl Server {
             .args(["--dps-hostname", "localhost"])
             .args(["--mqtt-port", &self.mqtt_port.to_string()])
             .args(["--https-port", &self.https_port.to_string()])
+            .args(["--amqp-port", &free_port().to_string()])
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()

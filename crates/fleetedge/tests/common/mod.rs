@@ -97,6 +97,7 @@ impl Server {
             .arg(data_dir)
             .args(["--mqtt-port", &mqtt_port.to_string()])
             .args(["--https-port", &https_port.to_string()])
+            .args(["--amqp-port", &free_port().to_string()])
             .env("FLEETHUB_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)

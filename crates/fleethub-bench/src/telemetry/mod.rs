@@ -23,6 +23,7 @@
 mod handle;
 mod options;
 mod report;
+pub mod saturate;
 pub mod worker;
 
 #[cfg(test)]
@@ -42,6 +43,7 @@ pub use options::{Launcher, MAX_INFLIGHT, Target, TelemetryBenchOptions};
 use options::{split, validate};
 use report::Sample;
 pub use report::{OtherProcess, TelemetryBenchReport, find_server_pid};
+pub use saturate::{SaturateOptions, SaturateReport, run_saturate_bench};
 pub use worker::{ConnectedReport, WorkerEvent, WorkerResult, WorkerSpec, worker_stdio_main};
 
 /// Bound on waiting for a worker's result after the window closed.

@@ -3,6 +3,7 @@
 //! `FLEETHUB_HUB_CONNECTION_STRING`, or `hubServiceConnectionString` in server-info.json).
 
 mod c2d;
+mod consumer_group;
 mod device_identity;
 mod method;
 mod module_identity;
@@ -13,6 +14,7 @@ mod twin;
 
 pub(crate) use c2d::parse_props;
 pub use c2d::{Ack, C2dCommand};
+pub use consumer_group::ConsumerGroupCommand;
 pub use device_identity::{ConnectionStringCommand, DeviceIdentityCommand, DeviceStatus};
 pub use method::MethodArgs;
 pub use module_identity::ModuleIdentityCommand;
@@ -44,6 +46,9 @@ pub enum HubCommand {
     /// Cloud-to-device messages: queue one, or purge a device's queue.
     #[command(subcommand)]
     C2dMessage(C2dCommand),
+    /// Consumer groups of the Event Hub-compatible built-in endpoint.
+    #[command(subcommand)]
+    ConsumerGroup(ConsumerGroupCommand),
     /// Print device-to-cloud telemetry as it arrives (or from the stored history), one JSON
     /// object per event, until Ctrl-C or --timeout.
     MonitorEvents(MonitorArgs),
@@ -112,6 +117,7 @@ pub(crate) async fn dispatch<T: Transport>(
         HubCommand::DeviceTwin(c) => twin::run(c, client).await,
         HubCommand::InvokeDeviceMethod(a) => method::run(a, client).await,
         HubCommand::C2dMessage(c) => c2d::run(c, client).await,
+        HubCommand::ConsumerGroup(c) => consumer_group::run(c, client).await,
         HubCommand::GenerateSasToken(a) => sas::run(a, client).await,
         HubCommand::Query(a) => query::run(a, client).await,
         HubCommand::MonitorEvents(_) => {

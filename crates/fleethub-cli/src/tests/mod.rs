@@ -6,6 +6,7 @@ mod commands;
 mod device;
 mod fake;
 mod hub_commands;
+mod hub_consumer_group;
 mod hub_monitor;
 mod hub_parse;
 mod list_paging;

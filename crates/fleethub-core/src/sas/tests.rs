@@ -492,3 +492,17 @@ fn malformed_field_shows_no_signature() {
     assert!(m.contains("'q6Gm0Ek2…' has no '='"), "{m}");
     assert!(!m.contains(&sig[..9]), "{m}");
 }
+
+/// A token as Python azure-eventhub signs it (`_pyamqp/utils.py` `generate_sas_token`: the
+/// key's text is the HMAC key).
+#[test]
+fn event_hubs_text_key_vector() {
+    let key = "GjGFQGGLyuR9k1vIeYsyv1i/IDCMysEC8eIC/pJnv/Y=";
+    let t = parse(
+        "SharedAccessSignature sr=sb%3A%2F%2Fhub.example.test%2Fhub&sig=9nalDO44E1LZDo5XKQK51LVmw96Enrd5RWVlKre2wvU%3D&se=1800000000&skn=service",
+    );
+    assert!(t.verify_signature_text_key(key));
+    assert!(!t.verify_signature(key).unwrap());
+    assert!(!t.verify_signature_text_key("AAAA"));
+    assert_eq!(t.resource(), "sb://hub.example.test/hub");
+}

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fleethub_api::{AuthenticationMechanism, Capabilities, Device};
 use fleethub_services::hub::TwinTarget;
-use fleethub_services::{Hub, Right};
+use fleethub_services::{Hub, Operation, Right};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -112,6 +112,8 @@ pub(crate) async fn bulk(
     body: Bytes,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, &[Right::RegistryWrite], &peer)?;
+    // One bulk request is one registry operation (Azure counts each device).
+    state.hub.admit(Operation::Registry, None)?;
     let items: Vec<Value> = require_json(&body, "array of ExportImportDevice")?;
     if items.len() > MAX_BULK_ITEMS {
         return Err(ApiError::bad_request(format!(

@@ -6,7 +6,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fleethub_api::{Device, QuerySpecification};
-use fleethub_services::Right;
+use fleethub_services::{Operation, Right};
 use fleethub_services::{Page, PageRequest};
 use serde_json::Value;
 
@@ -28,6 +28,7 @@ pub(crate) async fn put(
     body: Bytes,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, &[Right::RegistryWrite], &peer)?;
+    state.hub.admit(Operation::Registry, None)?;
     let device = device_body(&body, &id)?;
     let saved = state
         .hub
@@ -61,6 +62,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, &[Right::RegistryRead], &peer)?;
+    state.hub.admit(Operation::Registry, None)?;
     Ok(ok_json(&state.hub.get_device(&id).await?))
 }
 
@@ -72,6 +74,7 @@ pub(crate) async fn delete(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, &[Right::RegistryWrite], &peer)?;
+    state.hub.admit(Operation::Registry, None)?;
     state.hub.delete_device(&id, if_match(&headers)).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -87,6 +90,7 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, &[Right::RegistryRead], &peer)?;
+    state.hub.admit(Operation::Registry, None)?;
     let top = top(raw.as_deref())?;
     let mut devices: Vec<Device> = Vec::new();
     let mut continuation = page_request(&headers)?.continuation;

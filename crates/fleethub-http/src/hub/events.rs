@@ -181,6 +181,8 @@ mod tests {
     fn bodies() {
         let mut m = TelemetryMessage {
             sequence_number: 3,
+            partition: 0,
+            partition_sequence_number: 0,
             device_id: "d".into(),
             module_id: None,
             enqueued_time_utc: "t".into(),

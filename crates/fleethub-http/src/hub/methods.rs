@@ -5,8 +5,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use fleethub_services::Right;
 use fleethub_services::hub::MethodError;
+use fleethub_services::{Operation, Right};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -84,6 +84,7 @@ async fn call(
     module: Option<&str>,
     req: MethodRequest,
 ) -> HubResult<Response> {
+    state.hub.admit_for(Operation::DirectMethod, id, module)?;
     let response_timeout = req
         .response_timeout_in_seconds
         .unwrap_or(DEFAULT_RESPONSE_TIMEOUT_SECS);

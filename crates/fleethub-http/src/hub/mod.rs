@@ -7,10 +7,12 @@
 pub(crate) mod bulk;
 pub(crate) mod c2d;
 pub(crate) mod configurations;
+pub(crate) mod consumer_groups;
 pub(crate) mod devices;
 pub(crate) mod events;
 pub(crate) mod methods;
 pub(crate) mod modules;
+pub(crate) mod partitions;
 
 pub(crate) mod statistics;
 pub(crate) mod twins;

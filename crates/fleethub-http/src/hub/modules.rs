@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fleethub_api::Module;
-use fleethub_services::Right;
+use fleethub_services::{Operation, Right};
 use serde_json::Value;
 
 use crate::HttpState;
@@ -35,6 +35,7 @@ pub(crate) async fn put(
     body: Bytes,
 ) -> HubResult<Response> {
     let caller = module_registry(&state, &headers, &id, Right::RegistryWrite, &peer).await?;
+    state.hub.admit(Operation::Registry, None)?;
     let module = module_body(&body)?;
     let saved = state
         .hub
@@ -73,6 +74,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     module_registry(&state, &headers, &id, Right::RegistryRead, &peer).await?;
+    state.hub.admit(Operation::Registry, None)?;
     Ok(ok_json(&state.hub.get_module(&id, &mid).await?))
 }
 
@@ -84,6 +86,7 @@ pub(crate) async fn delete(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     let caller = module_registry(&state, &headers, &id, Right::RegistryWrite, &peer).await?;
+    state.hub.admit(Operation::Registry, None)?;
     state
         .hub
         .delete_module(&id, &mid, if_match(&headers))
@@ -107,6 +110,7 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     module_registry(&state, &headers, &id, Right::RegistryRead, &peer).await?;
+    state.hub.admit(Operation::Registry, None)?;
     Ok(ok_json(&state.hub.list_modules(&id).await?))
 }
 

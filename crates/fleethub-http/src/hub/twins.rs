@@ -7,8 +7,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use fleethub_services::Right;
 use fleethub_services::hub::TwinTarget;
+use fleethub_services::{Operation, Right};
 use serde_json::Value;
 
 use crate::HttpState;
@@ -29,6 +29,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, READ, &peer)?;
+    state.hub.admit_for(Operation::TwinRead, &id, None)?;
     Ok(ok_json(
         &state.hub.service_twin(TwinTarget::Device(&id)).await?,
     ))
@@ -66,6 +67,7 @@ pub(crate) async fn get_module(
     headers: HeaderMap,
 ) -> HubResult<Response> {
     hub_service(&state, &headers, READ, &peer)?;
+    state.hub.admit_for(Operation::TwinRead, &id, Some(&mid))?;
     Ok(ok_json(
         &state
             .hub
@@ -108,6 +110,7 @@ async fn update(
     replace: bool,
 ) -> HubResult<Response> {
     hub_service(state, headers, WRITE, peer)?;
+    state.hub.admit_for(Operation::TwinUpdate, id, module)?;
     let doc: Value = require_json(body, "Twin")?;
     if !doc.is_object() {
         return Err(ApiError::bad_request("the request body must be a Twin JSON object").into());

@@ -74,6 +74,10 @@ impl DpsSession {
         }
     }
 
+    pub(crate) fn registration_id(&self) -> &str {
+        &self.registration_id
+    }
+
     /// When [`DpsSession::on_timeout`] is due.
     pub(crate) fn deadline(&self) -> Instant {
         self.keep_alive.deadline()
@@ -202,10 +206,10 @@ impl DpsSession {
             Ok(op) => (200, serde_json::to_vec(&op), None),
             Err(e) => {
                 let (status, body) = crate::errors::dps_response(&e);
-                if !matches!(e, dps::Error::Unauthorized) {
+                if !matches!(e, dps::Error::Unauthorized | dps::Error::Throttled { .. }) {
                     tracing::info!(registration = %self.registration_id, status, "dps request failed: {e}");
                 }
-                let retry = (status >= 429).then_some(retry_after.max(1));
+                let retry = crate::errors::dps_retry_after(&e, retry_after);
                 (status, Ok(body), retry)
             }
         };

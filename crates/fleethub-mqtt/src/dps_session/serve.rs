@@ -62,6 +62,9 @@ where
         Instant::now(),
     );
     let mut services = DpsServices { gw };
+    // At server shutdown the request in progress is answered (the loop only waits between
+    // requests), then the connection closes; the device repeats its request elsewhere or later.
+    let mut shutdown = Box::pin(gw.shutting_down());
     loop {
         let actions = tokio::select! {
             p = client.reader.next() => match p? {
@@ -69,6 +72,14 @@ where
                 None => return Ok(()),
             },
             () = tokio::time::sleep_until(session.deadline()) => session.on_timeout(Instant::now()),
+            () = &mut shutdown => {
+                let stall = std::time::Duration::from_secs(gw.cfg.write_stall_timeout_secs);
+                let _ = tokio::time::timeout(stall, client.writer.shutdown()).await;
+                return Err(ConnectionError::Protocol(format!(
+                    "registration {}: the server is shutting down",
+                    session.registration_id()
+                )));
+            }
         };
         let close = execute(&mut session, &mut services, &mut client.writer, actions).await?;
         if let Some(close) = close {

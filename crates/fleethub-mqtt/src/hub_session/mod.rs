@@ -496,7 +496,11 @@ impl HubSession {
         let (topic, body) = match r {
             Ok((status, version, body)) => (hub::twin_response_topic(status, rid, version), body),
             Err(e) => {
-                tracing::info!(identity = %self.identity, "twin request failed: {e}");
+                if matches!(e, fleethub_services::hub::Error::Throttled { .. }) {
+                    tracing::debug!(identity = %self.identity, "twin request throttled: {e}");
+                } else {
+                    tracing::info!(identity = %self.identity, "twin request failed: {e}");
+                }
                 let (status, body) = crate::errors::twin_response(&e);
                 (hub::twin_response_topic(status, rid, None), body)
             }

@@ -10,7 +10,7 @@ use fleethub_mqtt_codec::{Packet, QoS};
 use fleethub_services::hub::Revocation;
 use fleethub_services::hub::twin::device_view;
 use fleethub_services::hub::{SessionSubscriptions, TwinTarget};
-use fleethub_services::{AuthContext, HubEvent, HubPrincipal};
+use fleethub_services::{AuthContext, HubEvent, HubPrincipal, Operation};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
@@ -305,6 +305,15 @@ impl Services<HubSession> for HubServices<'_> {
                 }
             }
             HubCall::StoreTelemetry { messages, acks } => {
+                // Over a throttle the PUBACKs wait (and this connection reads nothing more
+                // meanwhile); nothing is dropped. Revocation and shutdown cut the wait short.
+                if let Some(wait) = hub.pace_telemetry(self.principal, messages.len()) {
+                    tokio::select! {
+                        () = wait => {}
+                        _ = self.revocation.revoked() => {}
+                        () = self.gw.shutting_down() => {}
+                    }
+                }
                 if self.revocation.reason().is_some() {
                     let result = Err(fleethub_services::hub::Error::Unauthorized);
                     return HubReply::TelemetryStored { acks, result };
@@ -316,15 +325,22 @@ impl Services<HubSession> for HubServices<'_> {
                 };
             }
             HubCall::GetTwin { rid } => {
-                let result = hub.get_twin(TwinTarget::new(device, module)).await;
+                let result = match hub.admit_for(Operation::TwinRead, device, module) {
+                    Ok(()) => hub.get_twin(TwinTarget::new(device, module)).await,
+                    Err(e) => Err(e),
+                };
                 let result =
                     result.map(|t| serde_json::to_vec(&device_view(&t)).unwrap_or_default());
                 return HubReply::Twin { rid, result };
             }
             HubCall::PatchReported { rid, patch } => {
-                let result = hub
-                    .patch_reported(TwinTarget::new(device, module), &patch)
-                    .await;
+                let result = match hub.admit_for(Operation::TwinUpdate, device, module) {
+                    Ok(()) => {
+                        hub.patch_reported(TwinTarget::new(device, module), &patch)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
                 return HubReply::ReportedPatched { rid, result };
             }
             HubCall::MethodResponse {

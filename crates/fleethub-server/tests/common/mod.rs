@@ -16,6 +16,8 @@ pub struct ServerProcess {
     pub info: ServerInfo,
     pub mqtt_port: u16,
     pub https_port: u16,
+    /// The AMQPS port (a free one unless ARGS name `--amqp-port`).
+    pub amqp_port: u16,
     tmp_dir: Option<tempfile::TempDir>,
 }
 
@@ -63,11 +65,22 @@ impl ServerProcess {
         args: &[&str],
     ) -> ServerProcess {
         let _ = std::fs::remove_file(data_dir.join("server-info.json"));
+        let amqp_port = match args.iter().position(|a| *a == "--amqp-port") {
+            Some(i) => args[i + 1].parse().expect("--amqp-port PORT"),
+            None => free_port(),
+        };
+        let amqp_arg = amqp_port.to_string();
+        let amqp_args: &[&str] = if args.contains(&"--amqp-port") {
+            &[]
+        } else {
+            &["--amqp-port", &amqp_arg]
+        };
         let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
         let out = std::fs::File::create(data_dir.with_extension("out")).unwrap();
         let mut child = Command::new(bin())
             .args(["serve", "--bind", "127.0.0.1"])
             .args(args)
+            .args(amqp_args)
             .arg("--data-dir")
             .arg(data_dir)
             .args([
@@ -108,6 +121,7 @@ impl ServerProcess {
             info,
             mqtt_port,
             https_port,
+            amqp_port,
             tmp_dir: None,
         }
     }

@@ -7,6 +7,7 @@ use super::auth::disabled_reason;
 use super::linked_hubs::Candidate;
 use super::{Dps, DpsPrincipal, EnrollmentSource, MAX_PAYLOAD_BYTES, RemoteIdentity};
 use crate::dps::Error;
+use crate::throttle::Operation;
 use fleethub_api::{
     AuthenticationMechanism, Capabilities, Device, DeviceRegistration, DeviceRegistrationState,
     InitialTwin, RegistrationOperationStatus, ReprovisionPolicy, SymmetricKeyRegistrationResult,
@@ -74,6 +75,7 @@ impl Dps {
         p: &DpsPrincipal,
         body: DeviceRegistration,
     ) -> Result<RegistrationOperationStatus, Error> {
+        self.admit(Operation::DpsRegistration, p)?;
         if let Some(rid) = &body.registration_id
             && !rid.eq_ignore_ascii_case(&p.registration_id)
         {
@@ -269,6 +271,7 @@ impl Dps {
         p: &DpsPrincipal,
         operation_id: &str,
     ) -> Result<RegistrationOperationStatus, Error> {
+        self.admit(Operation::DpsOperationStatus, p)?;
         let rec = match self.recent.get(operation_id) {
             Some(r) => Some(r),
             None => {

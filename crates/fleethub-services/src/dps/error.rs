@@ -39,6 +39,13 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     TooLarge(String),
+    /// A throttle refused the operation (docs/protocol-notes.md, "Throttling").
+    #[error("{what} are throttled: too many requests; retry after {retry_after_secs} s")]
+    Throttled {
+        /// The operation class, in words (`twin reads`, `device registrations`, ...).
+        what: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -73,7 +80,23 @@ impl Error {
             Error::PreconditionFailed(m) => Error::PreconditionFailed(m.clone()),
             Error::Invalid(m) => Error::Invalid(m.clone()),
             Error::TooLarge(m) => Error::TooLarge(m.clone()),
+            Error::Throttled {
+                what,
+                retry_after_secs,
+            } => Error::Throttled {
+                what,
+                retry_after_secs: *retry_after_secs,
+            },
             Error::Internal(m) => Error::Internal(m.clone()),
+        }
+    }
+}
+
+impl From<crate::throttle::Throttled> for Error {
+    fn from(t: crate::throttle::Throttled) -> Self {
+        Error::Throttled {
+            what: t.op.describe(),
+            retry_after_secs: t.retry_after_secs(),
         }
     }
 }
@@ -110,6 +133,7 @@ impl From<StoreError> for Error {
             StoreError::NotFound { .. }
             | StoreError::AlreadyExists { .. }
             | StoreError::QueueFull { .. }
+            | StoreError::LimitReached { .. }
             | StoreError::Backend(_)
             | StoreError::Corrupt { .. } => {
                 tracing::error!(error = %e, "store error");

@@ -71,6 +71,7 @@ pub struct Dps {
     linked: std::sync::RwLock<Option<Arc<Vec<LinkedHub>>>>,
     /// Creates identities on linked hubs other than the local one.
     remote_hubs: std::sync::OnceLock<Arc<dyn RemoteHubs>>,
+    throttle: Arc<crate::Throttle>,
 }
 
 /// See [`Dps::on_device_assigned`].
@@ -89,6 +90,7 @@ impl Dps {
             assigned_hook: std::sync::OnceLock::default(),
             linked: std::sync::RwLock::default(),
             remote_hubs: std::sync::OnceLock::default(),
+            throttle: shared.throttle.clone(),
         }
     }
 
@@ -110,5 +112,16 @@ impl Dps {
 
     pub fn auth_failures(&self) -> &Arc<AuthFailureLog> {
         &self.auth_failures
+    }
+
+    /// The device's request of class `op` passes the DPS throttles (per registration ID,
+    /// case-insensitive like the ID, and per instance) or is refused with
+    /// [`Error::Throttled`].
+    fn admit(&self, op: crate::Operation, p: &DpsPrincipal) -> Result<(), Error> {
+        let id = p.registration_id.to_ascii_lowercase();
+        self.throttle.admit(op, Some(&id)).map_err(|t| {
+            crate::metrics::inc(&self.metrics.throttled);
+            Error::from(t)
+        })
     }
 }

@@ -610,3 +610,46 @@ async fn simulate_names_enrollment_key_hub_and_twin_without_writing() {
     );
     assert!(d.simulate("bad id!", None).await.is_err());
 }
+
+#[tokio::test]
+async fn registrations_over_the_throttle_are_refused_with_a_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    let t = crate::clock::TestClock::new(chrono::Utc::now());
+    // Two registrations per device per 10 s.
+    let limits = crate::ThrottleConfig {
+        dps_registrations: crate::throttle::Limit::new(0.2, 1000.0, 10.0),
+        ..Default::default()
+    };
+    let shared =
+        Shared::with_clock(store, crate::Clock::from_source(t.clone())).with_throttle(limits);
+    let d = Dps::new(
+        &shared,
+        DpsConfig {
+            id_scope: SCOPE.into(),
+            linked_hubs: vec![HUB.into()],
+            token_skew_secs: 30,
+            retry_after_secs: 1,
+        },
+    );
+    let key = keys::generate_key();
+    d.put_enrollment("dev-t", enrollment("dev-t", &key), None)
+        .await
+        .unwrap();
+    register(&d, "dev-t", &key).await.unwrap();
+    // The registration ID is case-insensitive, and so is its bucket.
+    register(&d, "DEV-T", &key).await.unwrap();
+    let p = d
+        .authenticate(SCOPE, "dev-t", &token("dev-t", &key), CTX)
+        .await
+        .unwrap();
+    match d.register(&p, DeviceRegistration::default()).await {
+        Err(Error::Throttled {
+            retry_after_secs, ..
+        }) => assert_eq!(retry_after_secs, 5),
+        other => panic!("{other:?}"),
+    }
+    t.advance(chrono::Duration::seconds(5));
+    let op = d.register(&p, DeviceRegistration::default()).await.unwrap();
+    assert_eq!(op.status, "assigning");
+}

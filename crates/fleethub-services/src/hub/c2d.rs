@@ -7,6 +7,7 @@
 //! again, as an expired lock would). While locked, a message is delivered by no transport:
 //! [`Hub::pending_c2d`] leaves it out.
 
+use super::feedback::FeedbackStatus;
 use super::{Hub, HubEvent};
 use crate::hub::Error;
 use fleethub_storage::{C2dMessage, StoreError};
@@ -75,9 +76,9 @@ impl Hub {
     /// Queues a message for a device and wakes its connection. A full queue is
     /// [`Error::QueueFull`].
     pub async fn send_c2d(&self, device_id: &str, m: C2dSend) -> Result<C2dMessage, Error> {
-        if self.store.get_device(device_id).await?.is_none() {
+        let Some(device) = self.store.get_device(device_id).await? else {
             return Err(Error::device_not_found(device_id));
-        }
+        };
         if m.body.len() > MAX_C2D_BYTES {
             return Err(Error::TooLarge(format!(
                 "message body is {} bytes; cloud-to-device messages are limited to {MAX_C2D_BYTES}",
@@ -112,6 +113,13 @@ impl Hub {
             body: m.body,
         };
         let stored = self.store.enqueue_c2d(msg, MAX_QUEUED).await?;
+        self.feedback_requested(
+            stored.sequence_number,
+            stored.ack.as_deref(),
+            &stored.message_id,
+            device_id,
+            device.device.generation_id.as_deref(),
+        );
         self.notify(device_id, None, HubEvent::C2dAvailable);
         Ok(stored)
     }
@@ -137,6 +145,7 @@ impl Hub {
                 );
                 self.store.delete_c2d(m.sequence_number).await?;
                 self.unlock_sequence(m.sequence_number);
+                self.feedback_outcome(m.sequence_number, FeedbackStatus::Expired);
             } else {
                 out.push(m);
             }
@@ -158,6 +167,7 @@ impl Hub {
     pub async fn complete_c2d(&self, sequence_number: u64) -> Result<(), Error> {
         self.store.delete_c2d(sequence_number).await?;
         self.unlock_sequence(sequence_number);
+        self.feedback_outcome(sequence_number, FeedbackStatus::Success);
         Ok(())
     }
 
@@ -165,6 +175,7 @@ impl Hub {
     pub async fn purge_c2d(&self, device_id: &str) -> Result<u64, Error> {
         let n = self.store.purge_c2d(device_id).await?;
         self.locks().retain(|_, l| l.device_id != device_id);
+        self.feedback_purged(device_id);
         Ok(n)
     }
 
@@ -190,6 +201,7 @@ impl Hub {
                     "cloud-to-device message dead-lettered: maximum delivery count reached"
                 );
                 self.store.delete_c2d(m.sequence_number).await?;
+                self.feedback_outcome(m.sequence_number, FeedbackStatus::DeliveryCountExceeded);
                 continue;
             }
             let Some(lock_token) = self.try_lock(device_id, m.sequence_number) else {
@@ -239,9 +251,13 @@ impl Hub {
                 .expect("checked under the same guard")
         };
         match how {
-            Settle::Complete => self.store.delete_c2d(lock.sequence_number).await?,
+            Settle::Complete => {
+                self.store.delete_c2d(lock.sequence_number).await?;
+                self.feedback_outcome(lock.sequence_number, FeedbackStatus::Success);
+            }
             Settle::Reject => {
                 self.store.delete_c2d(lock.sequence_number).await?;
+                self.feedback_outcome(lock.sequence_number, FeedbackStatus::Rejected);
                 tracing::warn!(
                     device = device_id,
                     sequence_number = lock.sequence_number,

@@ -41,11 +41,31 @@ pub enum Error {
         "the cloud-to-device queue of '{device}' is full ({max} messages): the device must receive or the queue be purged first"
     )]
     QueueFull { device: String, max: usize },
+    /// An Event Hubs partition that the hub does not have.
+    #[error("partition '{partition}' does not exist: the hub has partitions 0 to {}", count.saturating_sub(1))]
+    PartitionOutOfRange { partition: u32, count: u32 },
+    #[error("consumer group '{0}' not found")]
+    ConsumerGroupNotFound(String),
+    #[error("consumer group '{0}' already exists")]
+    ConsumerGroupExists(String),
+    #[error(
+        "consumer group name '{0}' is invalid: 1-50 characters of letters, digits, '.', '_' and '-'"
+    )]
+    InvalidConsumerGroupName(String),
+    #[error("the hub already has the most consumer groups it can have ({max})")]
+    TooManyConsumerGroups { max: usize },
     /// The request is malformed or not allowed as asked.
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
     TooLarge(String),
+    /// A throttle refused the operation (docs/protocol-notes.md, "Throttling").
+    #[error("{what} are throttled: too many requests; retry after {retry_after_secs} s")]
+    Throttled {
+        /// The operation class, in words (`twin reads`, `device registrations`, ...).
+        what: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -65,6 +85,15 @@ impl Error {
         Error::ModuleNotFound {
             device: device.to_string(),
             module: module.to_string(),
+        }
+    }
+}
+
+impl From<crate::throttle::Throttled> for Error {
+    fn from(t: crate::throttle::Throttled) -> Self {
+        Error::Throttled {
+            what: t.op.describe(),
+            retry_after_secs: t.retry_after_secs(),
         }
     }
 }
@@ -102,8 +131,13 @@ impl From<StoreError> for Error {
                 max,
             },
             StoreError::InvalidArgument(m) => Error::Invalid(m),
+            StoreError::LimitReached {
+                kind: "consumer group",
+                max,
+            } => Error::TooManyConsumerGroups { max },
             StoreError::NotFound { .. }
             | StoreError::AlreadyExists { .. }
+            | StoreError::LimitReached { .. }
             | StoreError::Backend(_)
             | StoreError::Corrupt { .. } => {
                 tracing::error!(error = %e, "store error");

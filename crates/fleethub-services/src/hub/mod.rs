@@ -6,6 +6,8 @@ pub mod c2d;
 pub mod configurations;
 pub mod deployments;
 mod error;
+pub mod event_hub;
+pub mod feedback;
 mod keys;
 mod methods;
 pub mod modules;
@@ -13,12 +15,18 @@ mod presence;
 pub mod registry;
 mod sessions;
 mod telemetry;
+mod throttling;
 pub mod twin;
 mod views;
 
 pub use auth::{AuthKey, HubPrincipal};
 pub use c2d::C2dSend;
 pub use error::{Error, Result};
+pub use event_hub::{
+    ConsumerGroup, DEFAULT_CONSUMER_GROUP, EventHubConfig, EventHubProperties, EventPosition,
+    PartitionEvent, PartitionProperties,
+};
+pub use feedback::{FeedbackRecord, FeedbackStatus};
 /// Queued cloud-to-device messages, as transports deliver them.
 pub use fleethub_storage::C2dMessage;
 pub use methods::MethodError;
@@ -49,7 +57,10 @@ pub struct Hub {
     presence: presence::Presence,
     methods: methods::PendingMethods,
     c2d_locks: c2d::C2dLocks,
+    feedback: feedback::Feedback,
     deployments: deployments::Engine,
+    endpoint: event_hub::State,
+    throttle: Arc<crate::Throttle>,
 }
 
 impl Hub {
@@ -66,7 +77,10 @@ impl Hub {
             presence: presence::Presence::default(),
             methods: methods::PendingMethods::default(),
             c2d_locks: c2d::C2dLocks::default(),
+            feedback: feedback::Feedback::default(),
             deployments: deployments::Engine::default(),
+            endpoint: event_hub::State::default(),
+            throttle: shared.throttle.clone(),
         }
     }
 

@@ -52,6 +52,8 @@ impl Hub {
                 system.insert("iothub-message-source".into(), "Telemetry".into());
                 TelemetryMessage {
                     sequence_number: 0,
+                    partition: 0,
+                    partition_sequence_number: 0,
                     device_id: p.device_id.clone(),
                     module_id: p.module_id.clone(),
                     enqueued_time_utc: enqueued.clone(),
@@ -61,7 +63,9 @@ impl Hub {
                 }
             })
             .collect();
+        self.before_append().await?;
         let stored = self.store.append_telemetry(batch).await?;
+        self.after_append(&stored);
         self.touch(&p.device_id, p.module_id.as_deref());
         let m = &self.metrics;
         m.telemetry_messages

@@ -6,10 +6,12 @@ mod auth_failures;
 mod backup;
 mod c2d;
 mod configurations;
+mod consumer_groups;
 mod docs;
 mod dps;
 mod durability;
 mod linked_hubs;
+mod partitions;
 mod pool;
 mod registry;
 mod schema;
@@ -36,6 +38,9 @@ const GROUPS: &str = "enrollment_groups";
 
 pub struct SqliteStore {
     pool: Arc<Pool>,
+    /// The telemetry log's partition count once a committed write fixed it (0 before): it
+    /// never changes afterwards, so appends need not read it.
+    partition_count: std::sync::atomic::AtomicU32,
 }
 
 impl SqliteStore {
@@ -60,6 +65,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             pool: Pool::start(path, durability, conn),
+            partition_count: std::sync::atomic::AtomicU32::new(0),
         })
     }
 }

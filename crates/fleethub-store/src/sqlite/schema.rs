@@ -58,7 +58,22 @@ pub const MIGRATIONS: &[&str] = &[
         updated_utc TEXT NOT NULL);",
     // 8: the recent authentication failures (a bounded window, newest = highest seq)
     "CREATE TABLE auth_failures (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);",
-    // 9: the hubs linked to the DPS instance (by lower-cased host name)
+    // 9: the partitioned telemetry log (the Event Hub-compatible endpoint) and its consumer
+    // groups. Rows stored before have NULL partitions until `init_partitions` assigns them.
+    "ALTER TABLE telemetry ADD COLUMN partition_id INTEGER;
+     ALTER TABLE telemetry ADD COLUMN partition_seq INTEGER;
+     ALTER TABLE telemetry ADD COLUMN enqueued_ms INTEGER;
+     CREATE UNIQUE INDEX telemetry_by_partition ON telemetry(partition_id, partition_seq);
+     CREATE TABLE telemetry_partitions (
+        partition_id INTEGER PRIMARY KEY,
+        next_seq INTEGER NOT NULL,
+        last_offset INTEGER NOT NULL,
+        last_enqueued_ms INTEGER NOT NULL);
+     CREATE TABLE event_hub_consumer_groups (
+        name_lower TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_utc TEXT NOT NULL);",
+    // 10: the hubs linked to the DPS instance (by lower-cased host name)
     "CREATE TABLE linked_hubs (name_lower TEXT PRIMARY KEY, doc TEXT NOT NULL);",
 ];
 

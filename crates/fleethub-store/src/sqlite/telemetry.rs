@@ -1,10 +1,96 @@
-//! The built-in telemetry endpoint: an append-only log and consumer-group checkpoints.
+//! The built-in telemetry endpoint: an append-only log, partitioned by device id, with
+//! consumer groups and their checkpoints. The partition bookkeeping is in `partitions`, the
+//! consumer groups in `consumer_groups`.
 
 use super::{
-    OptionalExtension, Result, SqliteStore, TelemetryMessage, async_trait, decode, encode, now_utc,
-    params,
+    OptionalExtension, Result, SqliteStore, TelemetryMessage, async_trait, consumer_groups, decode,
+    encode, now_utc, params, partitions,
 };
-use crate::TelemetryStore;
+use crate::{
+    ConsumerGroupRecord, DEFAULT_PARTITION_COUNT, PartitionSummary, TelemetryStore, partition_of,
+};
+use rusqlite::{Connection, Row};
+use std::sync::atomic::Ordering;
+
+/// Most rows one read returns.
+const MAX_ROWS: usize = 10_000;
+
+/// The columns `row_to_message` reads, in order.
+pub(super) const COLUMNS: &str = "seq, device_id, module_id, enqueued_utc, system_properties, \
+     properties, body, COALESCE(partition_id, 0), COALESCE(partition_seq, 0)";
+
+pub(super) fn row_to_message(r: &Row<'_>) -> Result<TelemetryMessage> {
+    let seq: i64 = r.get(0)?;
+    let sys: String = r.get(4)?;
+    let props: String = r.get(5)?;
+    Ok(TelemetryMessage {
+        sequence_number: seq as u64,
+        partition: r.get::<_, i64>(7)? as u32,
+        partition_sequence_number: r.get(8)?,
+        device_id: r.get(1)?,
+        module_id: r.get(2)?,
+        enqueued_time_utc: r.get(3)?,
+        system_properties: decode("telemetry", &seq.to_string(), &sys)?,
+        properties: decode("telemetry", &seq.to_string(), &props)?,
+        body: r.get(6)?,
+    })
+}
+
+/// Appends in one transaction; returns the stored messages and the partition count.
+fn append(
+    c: &Connection,
+    messages: Vec<TelemetryMessage>,
+    known_count: u32,
+) -> Result<(Vec<TelemetryMessage>, u32)> {
+    let count = match known_count {
+        0 => partitions::ensure(c, DEFAULT_PARTITION_COUNT)?,
+        n => n,
+    };
+    let mut next: Vec<Option<i64>> = vec![None; count as usize];
+    let mut insert = c.prepare_cached(
+        "INSERT INTO telemetry (device_id, module_id, enqueued_utc, system_properties, properties,
+             body, partition_id, partition_seq, enqueued_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut out = Vec::with_capacity(messages.len());
+    for mut m in messages {
+        let partition = partition_of(&m.device_id, count);
+        let slot = &mut next[partition as usize];
+        let partition_seq = match *slot {
+            Some(n) => n,
+            None => partitions::next_seq(c, partition)?,
+        };
+        *slot = Some(partition_seq + 1);
+        insert.execute(params![
+            m.device_id,
+            m.module_id,
+            m.enqueued_time_utc,
+            encode(&m.system_properties)?,
+            encode(&m.properties)?,
+            m.body,
+            i64::from(partition),
+            partition_seq,
+            fleethub_api::time::parse_utc_ms(&m.enqueued_time_utc).unwrap_or(0),
+        ])?;
+        m.sequence_number = c.last_insert_rowid() as u64;
+        m.partition = partition;
+        m.partition_sequence_number = partition_seq;
+        out.push(m);
+    }
+    Ok((out, count))
+}
+
+fn read_after(c: &Connection, after: u64, limit: usize) -> Result<Vec<TelemetryMessage>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
+    let mut rows = stmt.query(params![after as i64, limit.min(MAX_ROWS) as i64])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(row_to_message(r)?);
+    }
+    Ok(out)
+}
 
 #[async_trait]
 impl TelemetryStore for SqliteStore {
@@ -12,70 +98,60 @@ impl TelemetryStore for SqliteStore {
         &self,
         messages: Vec<TelemetryMessage>,
     ) -> Result<Vec<TelemetryMessage>> {
+        let known = self.partition_count.load(Ordering::Relaxed);
+        let (stored, count) = self.pool.write(move |c| append(c, messages, known)).await?;
+        // Committed: the count can no longer change.
+        self.partition_count.store(count, Ordering::Relaxed);
+        Ok(stored)
+    }
+
+    async fn init_partitions(&self, requested: u32) -> Result<u32> {
+        let count = self
+            .pool
+            .write(move |c| partitions::ensure(c, requested))
+            .await?;
+        self.partition_count.store(count, Ordering::Relaxed);
+        Ok(count)
+    }
+
+    async fn read_partition(
+        &self,
+        partition: u32,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<TelemetryMessage>> {
         self.pool
-            .write(move |c| {
-                let mut out = Vec::with_capacity(messages.len());
-                let mut stmt = c.prepare_cached(
-                    "INSERT INTO telemetry (device_id, module_id, enqueued_utc, system_properties, properties, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                for mut m in messages {
-                    stmt.execute(params![
-                        m.device_id,
-                        m.module_id,
-                        m.enqueued_time_utc,
-                        encode(&m.system_properties)?,
-                        encode(&m.properties)?,
-                        m.body,
-                    ])?;
-                    m.sequence_number = c.last_insert_rowid() as u64;
-                    out.push(m);
-                }
-                Ok(out)
-            })
+            .read(move |c| partitions::read(c, partition, from, limit.min(MAX_ROWS)))
+            .await
+    }
+
+    async fn partition_summary(&self, partition: u32) -> Result<PartitionSummary> {
+        self.pool
+            .read(move |c| partitions::summary(c, partition))
+            .await
+    }
+
+    async fn partition_seq_at_offset(&self, partition: u32, min_offset: u64) -> Result<i64> {
+        self.pool
+            .read(move |c| partitions::first_seq_where(c, partition, "seq", min_offset as i64))
+            .await
+    }
+
+    async fn partition_seq_at_time(&self, partition: u32, min_utc_ms: i64) -> Result<i64> {
+        self.pool
+            .read(move |c| partitions::first_seq_where(c, partition, "enqueued_ms", min_utc_ms))
             .await
     }
 
     async fn read_telemetry(&self, after: u64, limit: usize) -> Result<Vec<TelemetryMessage>> {
-        self.pool
-            .read(move |c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT seq, device_id, module_id, enqueued_utc, system_properties, properties, body
-                     FROM telemetry WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                )?;
-                let rows = stmt.query_map(params![after as i64, limit.min(10_000) as i64], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, Vec<u8>>(6)?,
-                    ))
-                })?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (seq, device_id, module_id, enq, sys, props, body) = row?;
-                    out.push(TelemetryMessage {
-                        sequence_number: seq as u64,
-                        system_properties: decode("telemetry", &seq.to_string(), &sys)?,
-                        properties: decode("telemetry", &seq.to_string(), &props)?,
-                        device_id,
-                        module_id,
-                        enqueued_time_utc: enq,
-                        body,
-                    });
-                }
-                Ok(out)
-            })
-            .await
+        self.pool.read(move |c| read_after(c, after, limit)).await
     }
 
     async fn prune_telemetry(&self, before_utc: &str) -> Result<u64> {
         let before = before_utc.to_string();
         self.pool
             .write(move |c| {
+                partitions::raise_floors(c)?;
                 Ok(c.execute(
                     "DELETE FROM telemetry WHERE enqueued_utc < ?1",
                     params![before],
@@ -111,6 +187,34 @@ impl TelemetryStore for SqliteStore {
                 )?;
                 Ok(())
             })
+            .await
+    }
+
+    async fn list_consumer_groups(&self) -> Result<Vec<ConsumerGroupRecord>> {
+        self.pool.read(consumer_groups::list).await
+    }
+
+    async fn get_consumer_group(&self, name: &str) -> Result<Option<ConsumerGroupRecord>> {
+        let name = name.to_string();
+        self.pool
+            .read(move |c| consumer_groups::get(c, &name))
+            .await
+    }
+
+    async fn create_consumer_group(
+        &self,
+        group: ConsumerGroupRecord,
+        max: usize,
+    ) -> Result<ConsumerGroupRecord> {
+        self.pool
+            .write(move |c| consumer_groups::create(c, group, max))
+            .await
+    }
+
+    async fn delete_consumer_group(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.pool
+            .write(move |c| consumer_groups::delete(c, &name))
             .await
     }
 }

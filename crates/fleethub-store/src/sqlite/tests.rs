@@ -35,6 +35,9 @@ suite_test!(
     c2d_queue,
     sessions,
     auth_failures,
+    telemetry_partitions,
+    telemetry_default_partitions,
+    consumer_groups,
     linked_hubs,
 );
 
@@ -149,6 +152,8 @@ async fn telemetry_log_appends_in_order_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let msg = |i: u8| TelemetryMessage {
         sequence_number: 0,
+        partition: 0,
+        partition_sequence_number: 0,
         device_id: "d1".into(),
         module_id: None,
         enqueued_time_utc: "2024-01-01T00:00:00Z".into(),
@@ -240,4 +245,170 @@ fn durability_names() {
     assert!(e.contains("process") && e.contains("power"), "{e}");
     assert_eq!(Durability::Power.to_string(), "power");
     assert_eq!(Durability::default(), Durability::Process);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_number_each_partition_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(open(&dir));
+    assert_eq!(s.init_partitions(3).await.unwrap(), 3);
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    let batch = (0..3)
+                        .map(|k| suite::telemetry(&format!("dev-{t}-{k}"), i))
+                        .collect();
+                    s.append_telemetry(batch).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut total = 0;
+    for p in 0..3 {
+        let msgs = s.read_partition(p, 0, 10_000).await.unwrap();
+        total += msgs.len();
+        for (i, m) in msgs.iter().enumerate() {
+            assert_eq!(m.partition, p);
+            assert_eq!(
+                m.partition_sequence_number, i as i64,
+                "partition {p} has a gap"
+            );
+            assert_eq!(m.partition, crate::partition_of(&m.device_id, 3));
+        }
+        // per-partition order follows the global order
+        assert!(
+            msgs.windows(2)
+                .all(|w| w[0].sequence_number < w[1].sequence_number)
+        );
+        let sum = s.partition_summary(p).await.unwrap();
+        assert_eq!(sum.last_sequence_number, msgs.len() as i64 - 1);
+        assert_eq!(sum.last_offset, msgs.last().unwrap().sequence_number);
+    }
+    assert_eq!(total, 16 * 20 * 3);
+}
+
+#[tokio::test]
+async fn an_old_store_gets_its_log_partitioned_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    {
+        // a data directory written before the log was partitioned (schema version 8)
+        let conn = Connection::open(&path).unwrap();
+        for sql in &schema::MIGRATIONS[..8] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 8").unwrap();
+        for (i, device) in ["a", "b", "a", "c", "a", "b"].iter().enumerate() {
+            conn.execute(
+                "INSERT INTO telemetry (device_id, module_id, enqueued_utc, system_properties, properties, body)
+                 VALUES (?1, NULL, ?2, '{}', '{}', ?3)",
+                params![device, format!("2024-01-01T00:00:0{i}.5000000Z"), vec![i as u8]],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO consumer_groups (name, offset_seq, updated_utc) VALUES ('reports', 3, 't')",
+            [],
+        )
+        .unwrap();
+    }
+    let s = open(&dir);
+    assert_eq!(s.init_partitions(2).await.unwrap(), 2);
+    let global = s.read_telemetry(0, 100).await.unwrap();
+    assert_eq!(global.len(), 6);
+    let mut next = [0_i64; 2];
+    for m in &global {
+        let p = crate::partition_of(&m.device_id, 2);
+        assert_eq!(m.partition, p);
+        assert_eq!(m.partition_sequence_number, next[p as usize]);
+        next[p as usize] += 1;
+    }
+    for p in 0..2 {
+        let sum = s.partition_summary(p).await.unwrap();
+        assert_eq!(sum.last_sequence_number, next[p as usize] - 1);
+        let last = global.iter().rfind(|m| m.partition == p).unwrap();
+        assert_eq!(sum.last_offset, last.sequence_number);
+        let sec = last.body[0];
+        assert_eq!(
+            sum.last_enqueued_utc_ms,
+            1_704_067_200_500 + i64::from(sec) * 1000
+        );
+    }
+    // enqueued times of the old rows are searchable
+    let pa = crate::partition_of("a", 2);
+    let at_third_a = s
+        .partition_seq_at_time(pa, 1_704_067_200_000 + 4000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.read_partition(pa, at_third_a, 1).await.unwrap()[0].body,
+        vec![4]
+    );
+    // checkpoints stay; appends continue each partition's numbering
+    assert_eq!(s.get_checkpoint("reports").await.unwrap(), 3);
+    let new = s
+        .append_telemetry(vec![suite::telemetry("a", 9)])
+        .await
+        .unwrap();
+    assert_eq!(new[0].partition_sequence_number, next[pa as usize]);
+    assert!(new[0].sequence_number > global[5].sequence_number);
+    drop(s);
+    // reopening neither renumbers nor changes the count
+    let s = open(&dir);
+    assert_eq!(s.init_partitions(4).await.unwrap(), 2);
+    assert_eq!(s.read_telemetry(0, 100).await.unwrap()[..6], global[..]);
+}
+
+#[tokio::test]
+async fn a_large_old_log_is_numbered_in_chunks_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let rows = 25_000_usize;
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        for sql in &schema::MIGRATIONS[..8] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 8").unwrap();
+        let tx = conn.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO telemetry (device_id, module_id, enqueued_utc, system_properties, properties, body)
+                     VALUES (?1, NULL, '2024-01-01T00:00:00.0000000Z', '{}', '{}', x'00')",
+                )
+                .unwrap();
+            for i in 0..rows {
+                insert.execute(params![format!("d{}", i % 97)]).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let s = open(&dir);
+    assert_eq!(s.init_partitions(4).await.unwrap(), 4);
+    let mut total = 0;
+    for p in 0..4 {
+        let sum = s.partition_summary(p).await.unwrap();
+        let msgs = s.read_partition(p, 0, 10_000).await.unwrap();
+        let mut n = msgs.len();
+        let mut from = msgs.last().map_or(0, |m| m.partition_sequence_number + 1);
+        for (i, m) in msgs.iter().enumerate() {
+            assert_eq!(m.partition_sequence_number, i as i64);
+        }
+        loop {
+            let more = s.read_partition(p, from, 10_000).await.unwrap();
+            let Some(last) = more.last() else { break };
+            assert_eq!(more[0].partition_sequence_number, from);
+            from = last.partition_sequence_number + 1;
+            n += more.len();
+        }
+        assert_eq!(sum.last_sequence_number, n as i64 - 1);
+        total += n;
+    }
+    assert_eq!(total, rows);
 }

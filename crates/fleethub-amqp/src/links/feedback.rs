@@ -1,0 +1,44 @@
+//! The client's receiver on `/messages/servicebound/feedback`: batches of C2D feedback
+//! records, one message each; a batch the client does not accept goes back to the queue.
+
+use super::LinkCtx;
+use crate::c2d;
+use crate::errors;
+use fe2o3_amqp::Sender;
+use fe2o3_amqp_types::messaging::Outcome;
+
+pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, resource: String) {
+    let ctx = link.conn.clone();
+    let service = ctx.service.clone();
+    let hub_name = service.event_hub_name();
+    loop {
+        let batch = tokio::select! {
+            b = service.hub.next_c2d_feedback() => b,
+            _ = sender.on_detach() => break,
+            () = ctx.claims.wait_expired(&resource, &service.clock) => {
+                tracing::info!(peer = %ctx.peer, "amqp: feedback link closed: its token expired");
+                let _ = tokio::time::timeout(
+                    crate::connection::CLOSE_TIMEOUT,
+                    sender.close_with_error(errors::unauthorized("the token expired and was not renewed")),
+                ).await;
+                return;
+            }
+        };
+        let message = c2d::feedback_message(&batch, &hub_name, service.clock.unix_ms());
+        match sender.send(message).await {
+            Ok(Outcome::Accepted(_)) => {
+                tracing::debug!(peer = %ctx.peer, records = batch.len(), "amqp: C2D feedback delivered");
+            }
+            Ok(Outcome::Rejected(_)) => {
+                tracing::info!(peer = %ctx.peer, records = batch.len(), "amqp: C2D feedback rejected by the client: dropped");
+            }
+            Ok(_) => service.hub.return_c2d_feedback(batch),
+            Err(e) => {
+                service.hub.return_c2d_feedback(batch);
+                tracing::debug!(peer = %ctx.peer, "amqp: feedback link ended: {e}");
+                break;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(crate::connection::CLOSE_TIMEOUT, sender.close()).await;
+}
