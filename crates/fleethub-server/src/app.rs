@@ -102,21 +102,7 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     let (names, host_names) =
         hostnames::load(store.as_ref(), &cfg.data_dir, &cfg, opts.change_hostnames).await?;
 
-    let tls_files = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => TlsFiles {
-            ca_cert: None,
-            cert_chain: cert.clone(),
-            key: key.clone(),
-        },
-        _ => certs::ensure_pki(
-            &cfg.data_dir.join("certs"),
-            &names.certificate_names(),
-            cfg.ca_cert
-                .as_deref()
-                .zip(cfg.ca_key.as_deref())
-                .map(|(cert, key)| certs::OperatorCa { cert, key }),
-        )?,
-    };
+    let tls_files = tls_files(&cfg, &names.certificate_names())?;
     let tls = TlsAcceptor::from(crate::tls::server_config(
         &tls_files.cert_chain,
         &tls_files.key,
@@ -481,6 +467,26 @@ impl Handler for HttpsHandler {
             tracing::debug!(%peer, "HTTPS connection ended: {e}");
         }
     }
+}
+
+/// The server certificate: the operator's own (`tls_cert`/`tls_key`), or one issued for
+/// `names` by the operator's CA (`ca_cert`/`ca_key`) or the development CA.
+fn tls_files(cfg: &Config, names: &[String]) -> Result<TlsFiles> {
+    Ok(match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => TlsFiles {
+            ca_cert: None,
+            cert_chain: cert.clone(),
+            key: key.clone(),
+        },
+        _ => certs::ensure_pki(
+            &cfg.data_dir.join("certs"),
+            names,
+            cfg.ca_cert
+                .as_deref()
+                .zip(cfg.ca_key.as_deref())
+                .map(|(cert, key)| certs::OperatorCa { cert, key }),
+        )?,
+    })
 }
 
 /// The CAs the DPS trusts when it calls linked hubs: the CA of this server's certificate (when
