@@ -9,6 +9,7 @@ pub mod dps;
 pub mod error;
 pub mod event_hub;
 pub mod hub;
+pub mod linked_hub;
 pub mod time;
 
 pub use configuration::*;
@@ -16,3 +17,4 @@ pub use dps::*;
 pub use error::*;
 pub use event_hub::*;
 pub use hub::*;
+pub use linked_hub::*;

@@ -178,6 +178,7 @@ impl From<dps::Error> for ApiError {
             E::Invalid(_) => (StatusCode::BAD_REQUEST, 400004, "ArgumentInvalid"),
             E::EnrollmentNotFound { .. }
             | E::GroupNotFound { .. }
+            | E::LinkedHubNotFound { .. }
             | E::RegistrationNotFound { .. }
             | E::OperationNotFound { .. } => (StatusCode::NOT_FOUND, 404001, "NotFound"),
             E::EnrollmentAlreadyExists { .. } | E::GroupAlreadyExists { .. } => {
@@ -194,6 +195,11 @@ impl From<dps::Error> for ApiError {
                 "RequestEntityTooLarge",
             ),
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, 500001, "ServerError"),
+            E::HubUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                503000,
+                "ServiceUnavailable",
+            ),
         };
         ApiError::new(status, code, name, e.to_string())
     }
@@ -511,6 +517,14 @@ mod tests {
             (
                 dps::Error::RegistrationNotFound { id: s() },
                 (404, 404001, "NotFound"),
+            ),
+            (
+                dps::Error::LinkedHubNotFound { name: s() },
+                (404, 404001, "NotFound"),
+            ),
+            (
+                dps::Error::HubUnavailable { hub: s() },
+                (503, 503000, "ServiceUnavailable"),
             ),
             (
                 dps::Error::EnrollmentAlreadyExists { id: s() },

@@ -21,6 +21,7 @@ mod error;
 mod health;
 mod hub;
 mod hub_device;
+mod linked_hubs;
 mod normalize;
 mod registrations;
 
@@ -114,6 +115,10 @@ route_table! {
     POST "/registrations/{id}/query" "dps:RegistrationStatusRead" => registrations::query;
     // fleethub: a dry run of a registration (`fleethub dps simulate`).
     POST "/registrations/{id}/simulate" "dps:EnrollmentRead" => registrations::simulate;
+    // fleethub: the hubs linked to the instance (Azure: on the resource, `az iot dps linked-hub`).
+    GET "/linkedHubs" "dps:ServiceConfig" => linked_hubs::list;
+    PUT "/linkedHubs/{name}" "dps:ServiceConfig" => linked_hubs::put;
+    DELETE "/linkedHubs/{name}" "dps:ServiceConfig" => linked_hubs::delete;
 
     // Probes and the API description: open (`public`).
     GET "/healthz" "public" => health::healthz;

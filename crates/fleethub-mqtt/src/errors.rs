@@ -28,6 +28,7 @@ pub(crate) fn dps_status(e: &dps::Error) -> (u16, u32) {
         E::Invalid(_) => (400, 400004),
         E::EnrollmentNotFound { .. }
         | E::GroupNotFound { .. }
+        | E::LinkedHubNotFound { .. }
         | E::RegistrationNotFound { .. }
         | E::OperationNotFound { .. } => (404, 404001),
         E::EnrollmentAlreadyExists { .. } | E::GroupAlreadyExists { .. } => (409, 409001),
@@ -35,6 +36,7 @@ pub(crate) fn dps_status(e: &dps::Error) -> (u16, u32) {
         E::TooLarge(_) => (413, 413001),
         E::Throttled { .. } => (429, 429001),
         E::Internal(_) => (500, 500001),
+        E::HubUnavailable { .. } => (503, 503000),
     }
 }
 

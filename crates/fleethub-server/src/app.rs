@@ -102,14 +102,7 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     let (names, host_names) =
         hostnames::load(store.as_ref(), &cfg.data_dir, &cfg, opts.change_hostnames).await?;
 
-    let tls_files = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => TlsFiles {
-            ca_cert: None,
-            cert_chain: cert.clone(),
-            key: key.clone(),
-        },
-        _ => certs::ensure_dev_pki(&cfg.data_dir.join("certs"), &names.certificate_names())?,
-    };
+    let tls_files = tls_files(&cfg, &names.certificate_names())?;
     let tls = TlsAcceptor::from(crate::tls::server_config(
         &tls_files.cert_chain,
         &tls_files.key,
@@ -127,6 +120,9 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         },
     ));
     let hub = start_hub(&shared, &cfg, &names.hub, ident.hub_policies.clone()).await?;
+    dps.set_remote_hubs(Arc::new(crate::linked_hubs::LinkedHubClient::new(
+        linked_hub_trust(&cfg, &tls_files)?,
+    )));
     {
         let hub = Arc::downgrade(&hub);
         dps.on_device_assigned(Box::new(move |device_id| {
@@ -471,4 +467,48 @@ impl Handler for HttpsHandler {
             tracing::debug!(%peer, "HTTPS connection ended: {e}");
         }
     }
+}
+
+/// The server certificate: the operator's own (`tls_cert`/`tls_key`), or one issued for
+/// `names` by the operator's CA (`ca_cert`/`ca_key`) or the development CA.
+fn tls_files(cfg: &Config, names: &[String]) -> Result<TlsFiles> {
+    Ok(match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => TlsFiles {
+            ca_cert: None,
+            cert_chain: cert.clone(),
+            key: key.clone(),
+        },
+        _ => certs::ensure_pki(
+            &cfg.data_dir.join("certs"),
+            names,
+            cfg.ca_cert
+                .as_deref()
+                .zip(cfg.ca_key.as_deref())
+                .map(|(cert, key)| certs::OperatorCa { cert, key }),
+        )?,
+    })
+}
+
+/// The CAs the DPS trusts when it calls linked hubs: the CA of this server's certificate (when
+/// it has one) and `linked_hub_ca_file`; the system's roots when neither is there.
+fn linked_hub_trust(
+    cfg: &Config,
+    tls_files: &TlsFiles,
+) -> Result<fleethub_service_client::CaTrust> {
+    let mut pem = Vec::new();
+    for path in tls_files
+        .ca_cert
+        .iter()
+        .chain(cfg.linked_hub_ca_file.iter())
+    {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read CA certificates {}", path.display()))?;
+        pem.extend_from_slice(&bytes);
+        pem.push(b'\n');
+    }
+    Ok(if pem.is_empty() {
+        fleethub_service_client::CaTrust::System
+    } else {
+        fleethub_service_client::CaTrust::Pem(pem)
+    })
 }

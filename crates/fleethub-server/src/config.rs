@@ -36,6 +36,13 @@ pub struct Config {
     /// in the data directory issues one.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// An operator's CA certificate (PEM) and key that issue the server certificate instead of
+    /// the development CA: several servers given the same CA are trusted by one CA file.
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+    /// More CA certificates (PEM) the DPS trusts when it calls linked hubs, besides the CA of
+    /// this server's own certificate (enough when all servers share one CA).
+    pub linked_hub_ca_file: Option<PathBuf>,
     /// Tolerated clock skew for SAS token expiry, seconds.
     pub token_skew_secs: u64,
     /// `retry-after` given to provisioning devices, seconds.
@@ -87,6 +94,9 @@ impl Default for Config {
             extra_sans: None,
             tls_cert: None,
             tls_key: None,
+            ca_cert: None,
+            ca_key: None,
+            linked_hub_ca_file: None,
             token_skew_secs: 30,
             dps_retry_after_secs: 1,
             max_mqtt_packet_bytes: 256 * 1024 + 4096,
@@ -173,6 +183,16 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!(
                 "tls_cert and tls_key must be given together (PEM certificate chain and its private key)"
+            );
+        }
+        if self.ca_cert.is_some() != self.ca_key.is_some() {
+            bail!(
+                "ca_cert and ca_key must be given together (PEM CA certificate and its private key)"
+            );
+        }
+        if self.ca_cert.is_some() && self.tls_cert.is_some() {
+            bail!(
+                "give either tls_cert/tls_key (a ready server certificate) or ca_cert/ca_key (a CA that issues one), not both"
             );
         }
         if self.max_connections == 0 {
@@ -295,6 +315,33 @@ mod tests {
         })
         .unwrap();
         assert!(shown.contains("durability = \"power\""), "{shown}");
+    }
+
+    #[test]
+    fn operator_ca_keys_come_together_and_exclude_a_ready_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "ca_cert = \"/etc/ca.pem\"\nca_key = \"/etc/ca.key\"\n").unwrap();
+        let c = Config::from_file(&p).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.ca_cert.as_deref(), Some(Path::new("/etc/ca.pem")));
+        let e = Config {
+            ca_key: None,
+            ..c.clone()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("together"), "{e}");
+        let e = Config {
+            tls_cert: Some("/s.pem".into()),
+            tls_key: Some("/s.key".into()),
+            ..c
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not both"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod header_case;
 pub mod hostnames;
 pub mod identity;
 pub mod info;
+pub mod linked_hubs;
 pub mod listener;
 pub mod logging;
 pub mod tls;

@@ -66,6 +66,13 @@ struct ServeArgs {
     /// Server private key (PEM).
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// A CA certificate (PEM) that issues the server certificate instead of the development CA
+    /// (with --ca-key): servers given one CA are all trusted by it.
+    #[arg(long, conflicts_with = "tls_cert")]
+    ca_cert: Option<PathBuf>,
+    /// The private key (PEM) of --ca-cert.
+    #[arg(long)]
+    ca_key: Option<PathBuf>,
     /// Log filter, e.g. info or debug,fleethub_mqtt=trace.
     #[arg(long)]
     log: Option<String>,
@@ -111,6 +118,12 @@ impl ServeArgs {
         }
         if self.tls_key.is_some() {
             cfg.tls_key.clone_from(&self.tls_key);
+        }
+        if self.ca_cert.is_some() {
+            cfg.ca_cert.clone_from(&self.ca_cert);
+        }
+        if self.ca_key.is_some() {
+            cfg.ca_key.clone_from(&self.ca_key);
         }
         if !self.extra_sans.is_empty() {
             cfg.extra_sans

@@ -1,6 +1,6 @@
 //! fleethub's storage interface: one trait per aggregate ([`SettingsStore`], [`RegistryStore`],
 //! [`DpsStore`], [`TelemetryStore`], [`C2dStore`], [`SessionStore`], [`ConfigurationStore`],
-//! [`AuthFailureStore`]),
+//! [`AuthFailureStore`], [`LinkedHubStore`]),
 //! [`Store`] for all of them together (what `fleethub-services` uses), the records, [`StoreError`]
 //! and [`Precondition`]. Backends live elsewhere (`fleethub-store`: SQLite) and implement the
 //! traits, one aggregate at a time, checked by the generic `suite` module (feature `suite`).
@@ -25,7 +25,7 @@ pub use records::*;
 use async_trait::async_trait;
 use fleethub_api::{
     Configuration, ConfigurationContent, DeviceRegistrationState, EnrollmentGroup,
-    IndividualEnrollment,
+    IndividualEnrollment, LinkedHub,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -214,6 +214,17 @@ pub trait AuthFailureStore: Send + Sync {
     async fn recent_auth_failures(&self, limit: usize) -> Result<Vec<AuthFailureRecord>>;
 }
 
+/// The hubs linked to the DPS instance, keyed by host name (case-insensitive).
+#[async_trait]
+pub trait LinkedHubStore: Send + Sync {
+    /// Every linked hub, ordered by host name.
+    async fn list_linked_hubs(&self) -> Result<Vec<LinkedHub>>;
+    /// Creates or replaces the hub named `hub.name`.
+    async fn put_linked_hub(&self, hub: LinkedHub) -> Result<LinkedHub>;
+    /// Deletes a linked hub; `NotFound` (kind `linked hub`) when there is none.
+    async fn delete_linked_hub(&self, name: &str) -> Result<()>;
+}
+
 /// The whole storage interface the services use: every aggregate. Implemented by every type
 /// that implements all aggregate traits; a backend is written (and tested, see the `suite`
 /// module) one aggregate at a time. Every method is atomic; writes are durable when
@@ -227,6 +238,7 @@ pub trait Store:
     + SessionStore
     + ConfigurationStore
     + AuthFailureStore
+    + LinkedHubStore
     + 'static
 {
 }
@@ -240,6 +252,7 @@ impl<T> Store for T where
         + SessionStore
         + ConfigurationStore
         + AuthFailureStore
+        + LinkedHubStore
         + 'static
 {
 }

@@ -11,8 +11,8 @@ pub use partitioned_log::{
 
 use crate::{
     AuthFailureRecord, AuthFailureStore, C2dMessage, C2dStore, ConfigurationStore, DeviceRecord,
-    DpsStore, ModuleRecord, PageRequest, Precondition, RegistryStore, SessionStore, SettingsStore,
-    StoreError,
+    DpsStore, LinkedHubStore, ModuleRecord, PageRequest, Precondition, RegistryStore, SessionStore,
+    SettingsStore, StoreError,
 };
 use fleethub_api::{
     AttestationMechanism, Configuration, ConfigurationContent, Device, IndividualEnrollment,
@@ -369,4 +369,47 @@ pub async fn auth_failures(s: &impl AuthFailureStore) {
     // a larger window keeps what is there and grows again
     s.append_auth_failure(auth_failure(5), 10).await.unwrap();
     assert_eq!(s.recent_auth_failures(10).await.unwrap().len(), 4);
+}
+
+fn linked_hub(name: &str, weight: i64) -> fleethub_api::LinkedHub {
+    fleethub_api::LinkedHub {
+        name: name.into(),
+        connection_string: format!(
+            "HostName={name};SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5"
+        ),
+        allocation_weight: Some(weight),
+        apply_allocation_policy: Some(true),
+        location: None,
+        service_endpoint: None,
+    }
+}
+
+/// Linked hubs: create, replace (host names compare case-insensitively), list by name, delete.
+pub async fn linked_hubs(s: &impl LinkedHubStore) {
+    assert!(s.list_linked_hubs().await.unwrap().is_empty());
+    s.put_linked_hub(linked_hub("hub2.example", 1))
+        .await
+        .unwrap();
+    s.put_linked_hub(linked_hub("hub1.example", 1))
+        .await
+        .unwrap();
+    s.put_linked_hub(linked_hub("HUB2.example", 3))
+        .await
+        .unwrap();
+    let all = s.list_linked_hubs().await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0], linked_hub("hub1.example", 1));
+    assert_eq!(all[1], linked_hub("HUB2.example", 3), "replaced");
+    s.delete_linked_hub("hub2.EXAMPLE").await.unwrap();
+    assert_eq!(
+        s.list_linked_hubs().await.unwrap(),
+        vec![linked_hub("hub1.example", 1)]
+    );
+    assert!(matches!(
+        s.delete_linked_hub("hub2.example").await,
+        Err(StoreError::NotFound {
+            kind: "linked hub",
+            ..
+        })
+    ));
 }

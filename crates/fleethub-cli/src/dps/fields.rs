@@ -21,6 +21,32 @@ impl ProvisioningStatus {
     }
 }
 
+/// `allocationPolicy` as Azure (and `az iot dps`) spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AllocationPolicy {
+    /// Evenly weighted over the linked hubs (or those of `--iot-hubs`) by a hash of the
+    /// registration ID.
+    Hashed,
+    /// Like hashed (fleethub knows no locations).
+    #[value(name = "geoLatency")]
+    GeoLatency,
+    /// The one hub of `--iot-hubs`.
+    Static,
+    /// An allocation webhook (not supported by fleethub yet: the server refuses it).
+    Custom,
+}
+
+impl AllocationPolicy {
+    fn as_str(self) -> &'static str {
+        match self {
+            AllocationPolicy::Hashed => "hashed",
+            AllocationPolicy::GeoLatency => "geoLatency",
+            AllocationPolicy::Static => "static",
+            AllocationPolicy::Custom => "custom",
+        }
+    }
+}
+
 /// Settable fields of an enrollment or a group.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq)]
 pub struct EnrollmentFields {
@@ -48,6 +74,13 @@ pub struct EnrollmentFields {
     /// Allow (enabled) or refuse (disabled) registrations.
     #[arg(long, value_enum)]
     pub provisioning_status: Option<ProvisioningStatus>,
+    /// How the DPS picks the hub; without it, the instance's policy (hashed).
+    #[arg(long, visible_alias = "ap", value_enum)]
+    pub allocation_policy: Option<AllocationPolicy>,
+    /// The linked hubs (host names) the device may be assigned to, space- or comma-separated
+    /// (`static`: exactly one).
+    #[arg(long, visible_alias = "ih", num_args = 1.., value_delimiter = ',', value_name = "HOST")]
+    pub iot_hubs: Option<Vec<String>>,
 }
 
 /// Value parser for the JSON flags: must parse and be an object. Clap prefixes the flag name.
@@ -109,6 +142,18 @@ impl EnrollmentFields {
             if let Some(k) = &self.secondary_key {
                 sk.insert("secondaryKey".into(), Value::String(k.trim().to_string()));
             }
+        }
+        if let Some(p) = self.allocation_policy {
+            root.insert("allocationPolicy".into(), Value::String(p.as_str().into()));
+        }
+        if let Some(hubs) = &self.iot_hubs {
+            let hubs: Vec<Value> = hubs
+                .iter()
+                .map(|h| h.trim())
+                .filter(|h| !h.is_empty())
+                .map(|h| Value::String(h.to_string()))
+                .collect();
+            root.insert("iotHubs".into(), Value::Array(hubs));
         }
         if let Some(s) = self.provisioning_status {
             root.insert(

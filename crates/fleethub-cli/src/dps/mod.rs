@@ -3,12 +3,14 @@
 mod enrollment;
 mod fields;
 mod group;
+mod linked_hub;
 mod registration;
 mod simulate;
 
 pub use enrollment::EnrollmentCommand;
 pub use fields::{EnrollmentFields, ProvisioningStatus};
 pub use group::GroupCommand;
+pub use linked_hub::LinkedHubCommand;
 pub use registration::RegistrationCommand;
 pub use simulate::SimulateArgs;
 
@@ -29,6 +31,9 @@ pub enum DpsCommand {
     /// Device registration records.
     #[command(subcommand)]
     Registration(RegistrationCommand),
+    /// The hubs the DPS may assign devices to (the server's own hub is linked by default).
+    #[command(subcommand)]
+    LinkedHub(LinkedHubCommand),
     /// Dry run of a registration: which enrollment would match, whether the key is right,
     /// which hub, device ID and initial twin. Nothing is created.
     #[command(after_help = SIMULATE_EXAMPLES)]
@@ -68,6 +73,7 @@ pub(crate) async fn dispatch<T: Transport>(
         DpsCommand::Enrollment(c) => enrollment::run(c, client).await,
         DpsCommand::EnrollmentGroup(c) => group::run(c, client).await,
         DpsCommand::Registration(c) => registration::run(c, client).await,
+        DpsCommand::LinkedHub(c) => linked_hub::run(c, client).await,
         DpsCommand::Simulate(a) => simulate::run(a, client).await,
     }
 }

@@ -341,3 +341,147 @@ fn dps_simulate_posts_the_key_in_the_body() {
     );
     assert_eq!(out, Outcome::Object(json!({"result": "keyNeeded"})));
 }
+
+#[test]
+fn dps_linked_hub_create_list_delete_as_az_spells_them() {
+    const CS: &str =
+        "HostName=hub2.fleethub.test;SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5";
+    let c = client(|req| {
+        assert_eq!(
+            (req.method, path(req)),
+            ("PUT", "/linkedHubs/hub2.fleethub.test")
+        );
+        assert_eq!(
+            super::fake::body(req),
+            json!({"connectionString": CS, "allocationWeight": 2, "applyAllocationPolicy": true})
+        );
+        json(
+            200,
+            json!({"name": "hub2.fleethub.test", "allocationWeight": 2}),
+        )
+    });
+    let Top::Dps { cmd: parsed, .. } = cmd(&[
+        "dps",
+        "linked-hub",
+        "create",
+        "--connection-string",
+        CS,
+        "--allocation-weight",
+        "2",
+        "--apply-allocation-policy",
+        "true",
+    ]) else {
+        panic!()
+    };
+    let Outcome::Object(v) = run(&c, parsed) else {
+        panic!()
+    };
+    assert_eq!(v["name"], "hub2.fleethub.test");
+
+    let c = client(|req| {
+        assert_eq!((req.method, path(req)), ("GET", "/linkedHubs"));
+        json(
+            200,
+            json!([{"name": "hub.fleethub.test", "allocationWeight": 1},
+                   {"name": "hub2.fleethub.test", "allocationWeight": 2}]),
+        )
+    });
+    let Top::Dps { cmd: parsed, .. } = cmd(&["dps", "linked-hub", "list"]) else {
+        panic!()
+    };
+    let out = run(&c, parsed);
+    assert!(
+        out.render(OutputFormat::Table)
+            .contains("hub2.fleethub.test"),
+        "{out:?}"
+    );
+
+    let c = client(|req| {
+        assert_eq!(
+            (req.method, path(req)),
+            ("DELETE", "/linkedHubs/hub2.fleethub.test")
+        );
+        fake::empty(204)
+    });
+    let Top::Dps { cmd: parsed, .. } = cmd(&[
+        "dps",
+        "linked-hub",
+        "delete",
+        "--linked-hub",
+        "hub2.fleethub.test",
+    ]) else {
+        panic!()
+    };
+    assert!(matches!(run(&c, parsed), Outcome::Done(_)));
+
+    // A negative weight is refused before anything is sent.
+    let c = client(|_| panic!("nothing must be sent"));
+    let Top::Dps { cmd: parsed, .. } = cmd(&[
+        "dps",
+        "linked-hub",
+        "create",
+        "--connection-string",
+        CS,
+        "--allocation-weight=-1",
+    ]) else {
+        panic!()
+    };
+    assert!(
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(dps::dispatch(parsed, &c))
+            .is_err()
+    );
+}
+
+#[test]
+fn enrollment_create_sends_allocation_policy_and_iot_hubs() {
+    let c = client(|req| {
+        if req.method == "GET" {
+            return fake::not_found("enrollment group");
+        }
+        assert_eq!((req.method, path(req)), ("PUT", "/enrollmentGroups/line-3"));
+        let body = super::fake::body(req);
+        assert_eq!(body["allocationPolicy"], "geoLatency");
+        assert_eq!(
+            body["iotHubs"],
+            json!([
+                "hub.fleethub.test",
+                "hub2.fleethub.test",
+                "hub3.fleethub.test"
+            ])
+        );
+        json(200, body)
+    });
+    let Top::Dps { cmd: parsed, .. } = cmd(&[
+        "dps",
+        "enrollment-group",
+        "create",
+        "--group-id",
+        "line-3",
+        "--allocation-policy",
+        "geoLatency",
+        "--iot-hubs",
+        "hub.fleethub.test",
+        "hub2.fleethub.test,hub3.fleethub.test",
+    ]) else {
+        panic!()
+    };
+    let Outcome::Object(v) = run(&c, parsed) else {
+        panic!()
+    };
+    assert_eq!(v["allocationPolicy"], "geoLatency");
+    assert!(
+        parse(&[
+            "dps",
+            "enrollment",
+            "create",
+            "--registration-id",
+            "r",
+            "--allocation-policy",
+            "roundRobin"
+        ])
+        .is_err()
+    );
+}

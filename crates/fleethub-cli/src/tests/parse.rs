@@ -102,6 +102,8 @@ fn enrollment_create_with_every_option() {
                 primary_key: Some("pk".into()),
                 secondary_key: Some("sk".into()),
                 provisioning_status: Some(ProvisioningStatus::Disabled),
+                allocation_policy: None,
+                iot_hubs: None,
             },
         })
     );

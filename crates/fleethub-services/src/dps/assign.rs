@@ -2,8 +2,10 @@
 //! record the registration, all in one durable transaction, then answer `assigning`; polls read
 //! the record back as `assigned`.
 
+use super::allocation::{Allocation, choose_hub};
 use super::auth::disabled_reason;
-use super::{Dps, DpsPrincipal, EnrollmentSource, MAX_PAYLOAD_BYTES};
+use super::linked_hubs::Candidate;
+use super::{Dps, DpsPrincipal, EnrollmentSource, MAX_PAYLOAD_BYTES, RemoteIdentity};
 use crate::dps::Error;
 use crate::throttle::Operation;
 use fleethub_api::{
@@ -21,7 +23,7 @@ pub(super) struct Plan {
     pub(super) iot_edge: bool,
     pub(super) initial_twin: Option<InitialTwin>,
     reprovision: ReprovisionPolicy,
-    keys: (String, String),
+    pub(super) keys: (String, String),
     group_id: Option<String>,
 }
 
@@ -47,6 +49,22 @@ pub(super) fn outcome(
         _ => plan.hub.clone(),
     };
     (substatus, reset_twin, hub)
+}
+
+/// A device that moves to another hub does not take its twin along (yet): it starts there from
+/// the initial twin, and the substatus says so (`deviceDataReset`, not `deviceDataMigrated`).
+pub(super) fn across_hubs(
+    (substatus, reset_twin, hub): (&'static str, bool, String),
+    previous: Option<&RegistrationRecord>,
+) -> (&'static str, bool, String) {
+    let moved = previous
+        .and_then(|r| r.state.assigned_hub.as_deref())
+        .is_some_and(|old| !old.eq_ignore_ascii_case(&hub));
+    if moved && substatus == "deviceDataMigrated" {
+        ("deviceDataReset", true, hub)
+    } else {
+        (substatus, reset_twin, hub)
+    }
 }
 
 impl Dps {
@@ -77,7 +95,8 @@ impl Dps {
         let operation_id = new_operation_id(&self.cfg.id_scope);
         let previous = self.store.get_registration(&p.registration_id).await?;
         let now = self.clock.now_utc();
-        let plan = self.plan(p);
+        let stored_hubs = self.stored_linked_hubs().await?;
+        let plan = plan(p, &self.candidates(&stored_hubs));
         let mut state = DeviceRegistrationState {
             registration_id: p.registration_id.clone(),
             created_date_time_utc: Some(
@@ -128,8 +147,20 @@ impl Dps {
             return Ok(assigning(operation_id, &p.registration_id));
         }
 
+        let (_, _, hub) = outcome(&plan, previous.as_ref(), true);
+        if !self.is_local_hub(&hub) {
+            let linked = stored_hubs
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(&hub));
+            return self
+                .register_remote(p, &plan, previous.as_ref(), state, linked, operation_id)
+                .await;
+        }
         let existing = self.store.get_device(&plan.device_id).await?;
-        let (substatus, reset_twin, hub) = outcome(&plan, previous.as_ref(), existing.is_some());
+        let (substatus, reset_twin, hub) = across_hubs(
+            outcome(&plan, previous.as_ref(), existing.is_some()),
+            previous.as_ref(),
+        );
         let device = build_device(&plan, existing, reset_twin, &self.clock.now_utc());
         state.assigned_hub = Some(hub);
         state.device_id = Some(plan.device_id.clone());
@@ -151,6 +182,86 @@ impl Dps {
         }
         crate::metrics::inc(&self.metrics.dps_registrations_assigned);
         tracing::info!(registration = %p.registration_id, device = %plan.device_id, substatus, "device assigned");
+        Ok(assigning(operation_id, &p.registration_id))
+    }
+
+    /// Assignment to a linked hub other than the local one: the identity is created or updated
+    /// there first; only then is the registration recorded as assigned (the local registry
+    /// gets no device). When the hub cannot take it the record says why (keeping the previous
+    /// assignment), the diagnostics view gets an entry, and the device gets a retryable error.
+    async fn register_remote(
+        &self,
+        p: &DpsPrincipal,
+        plan: &Plan,
+        previous: Option<&RegistrationRecord>,
+        mut state: DeviceRegistrationState,
+        linked: Option<&fleethub_api::LinkedHub>,
+        operation_id: String,
+    ) -> Result<RegistrationOperationStatus, Error> {
+        let (substatus, reset_twin, hub) = across_hubs(outcome(plan, previous, true), previous);
+        let identity = RemoteIdentity {
+            device_id: plan.device_id.clone(),
+            primary_key: plan.keys.0.clone(),
+            secondary_key: plan.keys.1.clone(),
+            iot_edge: plan.iot_edge,
+            initial_twin: plan.initial_twin.clone(),
+            reset_twin,
+        };
+        let result = match (linked, self.remote_hubs.get()) {
+            (None, _) => Err(format!("hub '{hub}' is not linked to this DPS any more")),
+            (Some(_), None) => Err("this server has no client for linked hubs".to_string()),
+            (Some(link), Some(remote)) => remote
+                .provision(link, &identity)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(reason) = result {
+            let message = format!("assignment to linked hub '{hub}' failed: {reason}");
+            tracing::warn!(registration = %p.registration_id, %message, "registration failed");
+            self.auth_failures.record(
+                "dps",
+                &p.origin.transport,
+                &p.registration_id,
+                p.origin.peer.clone(),
+                &message,
+            );
+            state.status = Some("failed".into());
+            state.error_code = Some(503_000);
+            state.error_message = Some(format!("{message}; the device may register again"));
+            if let Some(prev) = previous {
+                state.assigned_hub = prev.state.assigned_hub.clone();
+                state.device_id = prev.state.device_id.clone();
+            }
+            let rec = self
+                .store
+                .commit_assignment(Assignment {
+                    registration: RegistrationRecord {
+                        state,
+                        operation_id,
+                    },
+                    device: None,
+                })
+                .await?;
+            self.recent.insert(&rec);
+            return Err(Error::HubUnavailable { hub });
+        }
+        state.assigned_hub = Some(hub.clone());
+        state.device_id = Some(plan.device_id.clone());
+        state.status = Some("assigned".into());
+        state.substatus = Some(substatus.into());
+        let rec = self
+            .store
+            .commit_assignment(Assignment {
+                registration: RegistrationRecord {
+                    state,
+                    operation_id: operation_id.clone(),
+                },
+                device: None,
+            })
+            .await?;
+        self.recent.insert(&rec);
+        crate::metrics::inc(&self.metrics.dps_registrations_assigned);
+        tracing::info!(registration = %p.registration_id, device = %plan.device_id, %hub, substatus, "device assigned to a linked hub");
         Ok(assigning(operation_id, &p.registration_id))
     }
 
@@ -187,74 +298,57 @@ impl Dps {
             registration_state: Some(state),
         })
     }
+}
 
-    pub(super) fn plan(&self, p: &DpsPrincipal) -> Plan {
-        match &p.source {
-            EnrollmentSource::Individual(e) => Plan {
-                device_id: e
-                    .device_id
-                    .clone()
-                    .filter(|d| !d.is_empty())
-                    .unwrap_or_else(|| e.registration_id.clone()),
-                hub: self.choose_hub(
-                    &p.registration_id,
-                    e.iot_hub_host_name.as_ref(),
-                    e.iot_hubs.as_ref(),
-                ),
-                iot_edge: e.capabilities.as_ref().is_some_and(|c| c.iot_edge),
-                initial_twin: e.initial_twin.clone(),
-                reprovision: e.reprovision_policy.clone().unwrap_or_default(),
-                keys: e
-                    .attestation
-                    .keys()
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .unwrap_or_default(),
-                group_id: None,
-            },
-            EnrollmentSource::Group {
-                group,
-                derived_primary,
-                derived_secondary,
-            } => Plan {
-                device_id: p.registration_id.clone(),
-                hub: self.choose_hub(
-                    &p.registration_id,
-                    group.iot_hub_host_name.as_ref(),
-                    group.iot_hubs.as_ref(),
-                ),
-                iot_edge: group.capabilities.as_ref().is_some_and(|c| c.iot_edge),
-                initial_twin: group.initial_twin.clone(),
-                reprovision: group.reprovision_policy.clone().unwrap_or_default(),
-                keys: (derived_primary.clone(), derived_secondary.clone()),
-                group_id: Some(group.enrollment_group_id.clone()),
-            },
-        }
-    }
-
-    /// Static hub if the enrollment names a linked one, else a stable hash of the registration
-    /// ID over the candidate hubs ("hashed" allocation).
-    fn choose_hub(&self, reg: &str, fixed: Option<&String>, hubs: Option<&Vec<String>>) -> String {
-        let linked = &self.cfg.linked_hubs;
-        let is_linked = |h: &String| linked.iter().any(|l| l.eq_ignore_ascii_case(h));
-        if let Some(h) = fixed.filter(|h| is_linked(h)) {
-            return h.clone();
-        }
-        let candidates: Vec<&String> = match hubs {
-            Some(list) if list.iter().any(is_linked) => {
-                list.iter().filter(|h| is_linked(h)).collect()
-            }
-            _ => linked.iter().collect(),
-        };
-        let hash = reg
-            .to_ascii_lowercase()
-            .bytes()
-            .fold(0xcbf29ce484222325u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-            });
-        candidates
-            .get((hash % candidates.len().max(1) as u64) as usize)
-            .map(|h| (*h).clone())
-            .unwrap_or_default()
+/// What the enrollment says about the device, with the hub chosen among `candidates`.
+pub(super) fn plan(p: &DpsPrincipal, candidates: &[Candidate]) -> Plan {
+    match &p.source {
+        EnrollmentSource::Individual(e) => Plan {
+            device_id: e
+                .device_id
+                .clone()
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| e.registration_id.clone()),
+            hub: choose_hub(
+                candidates,
+                &p.registration_id,
+                &Allocation {
+                    policy: e.allocation_policy.as_deref(),
+                    fixed: e.iot_hub_host_name.as_ref(),
+                    hubs: e.iot_hubs.as_ref(),
+                },
+            ),
+            iot_edge: e.capabilities.as_ref().is_some_and(|c| c.iot_edge),
+            initial_twin: e.initial_twin.clone(),
+            reprovision: e.reprovision_policy.clone().unwrap_or_default(),
+            keys: e
+                .attestation
+                .keys()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .unwrap_or_default(),
+            group_id: None,
+        },
+        EnrollmentSource::Group {
+            group,
+            derived_primary,
+            derived_secondary,
+        } => Plan {
+            device_id: p.registration_id.clone(),
+            hub: choose_hub(
+                candidates,
+                &p.registration_id,
+                &Allocation {
+                    policy: group.allocation_policy.as_deref(),
+                    fixed: group.iot_hub_host_name.as_ref(),
+                    hubs: group.iot_hubs.as_ref(),
+                },
+            ),
+            iot_edge: group.capabilities.as_ref().is_some_and(|c| c.iot_edge),
+            initial_twin: group.initial_twin.clone(),
+            reprovision: group.reprovision_policy.clone().unwrap_or_default(),
+            keys: (derived_primary.clone(), derived_secondary.clone()),
+            group_id: Some(group.enrollment_group_id.clone()),
+        },
     }
 }
 

@@ -50,6 +50,13 @@ impl Dps {
         validate::attestation(&mut e.attestation, &what)?;
         validate::provisioning_status(&mut e.provisioning_status, &what)?;
         validate::initial_twin(e.initial_twin.as_ref(), &what)?;
+        self.check_allocation(
+            &mut e.allocation_policy,
+            e.iot_hubs.as_ref(),
+            e.iot_hub_host_name.as_ref(),
+            &what,
+        )
+        .await?;
         if let Some(d) = e.device_id.as_deref().filter(|d| !d.is_empty()) {
             ids::validate_device_id(d)
                 .map_err(|err| Error::invalid(format!("{what}: deviceId is invalid: {err}")))?;
@@ -183,6 +190,13 @@ impl Dps {
         validate::attestation(&mut g.attestation, &what)?;
         validate::provisioning_status(&mut g.provisioning_status, &what)?;
         validate::initial_twin(g.initial_twin.as_ref(), &what)?;
+        self.check_allocation(
+            &mut g.allocation_policy,
+            g.iot_hubs.as_ref(),
+            g.iot_hub_host_name.as_ref(),
+            &what,
+        )
+        .await?;
         let out = self
             .store
             .put_group(g, Precondition::from_if_match(if_match))

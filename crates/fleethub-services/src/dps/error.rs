@@ -14,6 +14,12 @@ pub enum Error {
     EnrollmentNotFound { id: String },
     #[error("enrollment group '{id}' not found")]
     GroupNotFound { id: String },
+    #[error("linked hub '{name}' not found")]
+    LinkedHubNotFound { name: String },
+    /// A linked hub chosen for the device could not take its identity; the device may
+    /// register again (the reason is in the registration record).
+    #[error("the hub chosen for this device ('{hub}') is unavailable; register again later")]
+    HubUnavailable { hub: String },
     #[error("registration '{id}' not found")]
     RegistrationNotFound { id: String },
     #[error("operation '{operation_id}' not found for registration '{registration_id}'")]
@@ -58,6 +64,8 @@ impl Error {
             Error::EnrollmentNotFound { id } => Error::EnrollmentNotFound { id: id.clone() },
             Error::GroupNotFound { id } => Error::GroupNotFound { id: id.clone() },
             Error::RegistrationNotFound { id } => Error::RegistrationNotFound { id: id.clone() },
+            Error::LinkedHubNotFound { name } => Error::LinkedHubNotFound { name: name.clone() },
+            Error::HubUnavailable { hub } => Error::HubUnavailable { hub: hub.clone() },
             Error::OperationNotFound {
                 operation_id,
                 registration_id,
@@ -108,6 +116,10 @@ impl From<StoreError> for Error {
                 kind: "registration",
                 id,
             } => Error::RegistrationNotFound { id },
+            StoreError::NotFound {
+                kind: "linked hub",
+                id,
+            } => Error::LinkedHubNotFound { name: id },
             StoreError::AlreadyExists {
                 kind: "enrollment",
                 id,

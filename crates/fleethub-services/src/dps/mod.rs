@@ -1,12 +1,15 @@
 //! The Device Provisioning Service: device authentication, registration/assignment, and the
 //! enrollment / registration-record management behind the service REST API.
 
+mod allocation;
 mod assign;
 mod auth;
 mod enrollments;
 mod error;
 mod groups_cache;
+mod linked_hubs;
 mod recent;
+mod remote;
 mod simulate;
 mod validate;
 
@@ -14,13 +17,14 @@ mod validate;
 mod tests;
 
 use crate::{AuthFailureLog, Clock, Metrics, Shared};
-use fleethub_api::{EnrollmentGroup, IndividualEnrollment};
+use fleethub_api::{EnrollmentGroup, IndividualEnrollment, LinkedHub};
 use fleethub_storage::Store;
 use std::sync::Arc;
 
 pub use auth::{AuthContext, AuthOrigin, DpsPrincipal};
 pub use enrollments::BulkFailure;
 pub use error::{Error, Result};
+pub use remote::{ProvisionFuture, RemoteHubError, RemoteHubs, RemoteIdentity};
 pub use simulate::{EnrollmentMatch, Simulation};
 pub use validate::MAX_PAYLOAD_BYTES;
 
@@ -29,7 +33,8 @@ pub use validate::MAX_PAYLOAD_BYTES;
 pub struct DpsConfig {
     /// This instance's ID scope (e.g. `0ne0001A2B3`); compared case-insensitively.
     pub id_scope: String,
-    /// Host names of the linked hubs; the first one is the default assignment target.
+    /// Host names of this server's own hub(s), linked by default (the first is the local hub);
+    /// the hubs an operator links are in the store.
     pub linked_hubs: Vec<String>,
     /// Tolerated clock skew when checking token expiry.
     pub token_skew_secs: u64,
@@ -62,6 +67,10 @@ pub struct Dps {
     recent: recent::RecentOperations,
     /// Called with the device id after each assignment (the hub re-plans its deployments).
     assigned_hook: std::sync::OnceLock<AssignedHook>,
+    /// The stored linked hubs, read once and refreshed by this instance's changes.
+    linked: std::sync::RwLock<Option<Arc<Vec<LinkedHub>>>>,
+    /// Creates identities on linked hubs other than the local one.
+    remote_hubs: std::sync::OnceLock<Arc<dyn RemoteHubs>>,
     throttle: Arc<crate::Throttle>,
 }
 
@@ -79,8 +88,16 @@ impl Dps {
             clock: shared.clock.clone(),
             recent: recent::RecentOperations::default(),
             assigned_hook: std::sync::OnceLock::default(),
+            linked: std::sync::RwLock::default(),
+            remote_hubs: std::sync::OnceLock::default(),
             throttle: shared.throttle.clone(),
         }
+    }
+
+    /// Sets what creates device identities on linked hubs other than the local one; without
+    /// it, a registration that chooses such a hub fails (retryably). Only the first is kept.
+    pub fn set_remote_hubs(&self, remote: Arc<dyn RemoteHubs>) {
+        let _ = self.remote_hubs.set(remote);
     }
 
     /// Registers what to call with the device id whenever a registration assigns (creates or

@@ -120,9 +120,13 @@ impl Dps {
             source,
             origin: AuthOrigin::default(),
         };
-        let plan = self.plan(&principal);
+        let stored_hubs = self.stored_linked_hubs().await?;
+        let plan = super::assign::plan(&principal, &self.candidates(&stored_hubs));
         let exists = self.store.get_device(&plan.device_id).await?.is_some();
-        let (substatus, _, hub) = outcome(&plan, previous.as_ref(), exists);
+        let (substatus, _, hub) = super::assign::across_hubs(
+            outcome(&plan, previous.as_ref(), exists),
+            previous.as_ref(),
+        );
         sim.result = "assigned".into();
         sim.message = format!(
             "would be assigned to {hub} as device '{}'{}",

@@ -16,7 +16,7 @@ const CTX: AuthContext<'static> = AuthContext {
     peer: None,
 };
 
-fn dps(dir: &tempfile::TempDir) -> Dps {
+pub(super) fn dps(dir: &tempfile::TempDir) -> Dps {
     let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     Dps::new(
         &Shared::new(store),
@@ -39,7 +39,7 @@ fn token(reg: &str, key: &str) -> String {
     .unwrap()
 }
 
-fn enrollment(reg: &str, key: &str) -> IndividualEnrollment {
+pub(super) fn enrollment(reg: &str, key: &str) -> IndividualEnrollment {
     IndividualEnrollment {
         registration_id: reg.into(),
         attestation: AttestationMechanism::symmetric(key.into(), keys::generate_key()),
@@ -47,7 +47,7 @@ fn enrollment(reg: &str, key: &str) -> IndividualEnrollment {
     }
 }
 
-async fn register(
+pub(super) async fn register(
     d: &Dps,
     reg: &str,
     key: &str,

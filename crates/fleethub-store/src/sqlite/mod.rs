@@ -10,6 +10,7 @@ mod consumer_groups;
 mod docs;
 mod dps;
 mod durability;
+mod linked_hubs;
 mod partitions;
 mod pool;
 mod registry;

@@ -73,6 +73,8 @@ pub const MIGRATIONS: &[&str] = &[
         name_lower TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         created_utc TEXT NOT NULL);",
+    // 10: the hubs linked to the DPS instance (by lower-cased host name)
+    "CREATE TABLE linked_hubs (name_lower TEXT PRIMARY KEY, doc TEXT NOT NULL);",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

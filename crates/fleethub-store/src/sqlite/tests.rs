@@ -38,6 +38,7 @@ suite_test!(
     telemetry_partitions,
     telemetry_default_partitions,
     consumer_groups,
+    linked_hubs,
 );
 
 #[tokio::test]
