@@ -74,7 +74,7 @@ impl<T: Transport> ServiceClient<T> {
     }
 
     /// The typed service client underneath (its errors go through [`Self::explain`]).
-    pub(crate) fn typed(&self) -> &service::ServiceClient<T> {
+    pub(crate) fn service(&self) -> &service::ServiceClient<T> {
         &self.inner
     }
 

@@ -146,6 +146,12 @@ pub(crate) async fn run(cmd: BenchCommand) -> Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Saturate(args) => {
+            let worker = ["bench", "telemetry", "--worker"]
+                .map(String::from)
+                .to_vec();
+            fleethub_server::bench_saturate::run(args, worker).await
+        }
         BenchCommand::Telemetry { worker: true, .. } => {
             fleethub_bench::telemetry::worker_stdio_main().await
         }

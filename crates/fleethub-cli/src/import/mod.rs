@@ -129,7 +129,7 @@ pub(crate) async fn import<T: Transport>(
             Parsed::Ok(e, notes) => {
                 let id = e.registration_id.clone();
                 let exists = dps
-                    .typed()
+                    .service()
                     .find_enrollment(&id)
                     .await
                     .map_err(|e| dps.explain(e))?
@@ -139,7 +139,7 @@ pub(crate) async fn import<T: Transport>(
                 } else if dry_run {
                     report.imported(Kind::Enrollment, &id, &notes);
                 } else {
-                    match dps.typed().put_enrollment(&e, Condition::None).await {
+                    match dps.service().put_enrollment(&e, Condition::None).await {
                         Ok(_) => report.imported(Kind::Enrollment, &id, &notes),
                         Err(err) => report.refused(Kind::Enrollment, &id, dps.explain(err))?,
                     }
@@ -155,7 +155,7 @@ pub(crate) async fn import<T: Transport>(
             Parsed::Ok(g, notes) => {
                 let id = g.enrollment_group_id.clone();
                 let exists = dps
-                    .typed()
+                    .service()
                     .find_enrollment_group(&id)
                     .await
                     .map_err(|e| dps.explain(e))?
@@ -165,7 +165,11 @@ pub(crate) async fn import<T: Transport>(
                 } else if dry_run {
                     report.imported(Kind::Group, &id, &notes);
                 } else {
-                    match dps.typed().put_enrollment_group(&g, Condition::None).await {
+                    match dps
+                        .service()
+                        .put_enrollment_group(&g, Condition::None)
+                        .await
+                    {
                         Ok(_) => report.imported(Kind::Group, &id, &notes),
                         Err(err) => report.refused(Kind::Group, &id, dps.explain(err))?,
                     }
@@ -181,7 +185,7 @@ pub(crate) async fn import<T: Transport>(
             Parsed::Ok(d, notes) => {
                 let id = d.device.device_id.clone();
                 let exists = hub
-                    .typed()
+                    .service()
                     .find_device(&id)
                     .await
                     .map_err(|e| hub.explain(e))?
@@ -192,12 +196,12 @@ pub(crate) async fn import<T: Transport>(
                     report.imported(Kind::Device, &id, &notes);
                 } else {
                     let created = hub
-                        .typed()
+                        .service()
                         .put_device(&d.device, Condition::MustNotExist)
                         .await;
                     let twin = match (&created, &d.twin_patch) {
                         (Ok(_), Some(patch)) => hub
-                            .typed()
+                            .service()
                             .update_twin(&id, None, patch, Condition::None)
                             .await
                             .map(|_| ()),
