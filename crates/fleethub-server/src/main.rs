@@ -354,6 +354,9 @@ enum BenchCommand {
     /// together); reports the served rate against the limits, the under-quota devices'
     /// latency and errors, and the server's RSS over the window.
     Saturate(fleethub_server::bench_saturate::SaturateArgs),
+    /// Read a stored backlog with one Event Hubs-style AMQP consumer against the REST read of
+    /// the same log, then the PUBACK -> live consumer latency (p50, p99).
+    Consume(fleethub_server::bench_consume::ConsumeArgs),
 }
 
 #[derive(Subcommand)]
@@ -487,6 +490,7 @@ async fn run_bench(cmd: BenchCommand) -> Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Consume(args) => fleethub_server::bench_consume::run(args).await,
         BenchCommand::Saturate(args) => {
             let worker = ["bench", "telemetry", "--worker"]
                 .map(String::from)
