@@ -144,7 +144,7 @@ impl Fleet {
                             Ok(Ok(())) => out.acked += 1,
                             Ok(Err(e)) => out.fail(&errors, e.to_string()),
                             Err(_) => {
-                                out.fail(&errors, format!("no PUBACK within {PUBACK_TIMEOUT:?}"))
+                                out.fail(&errors, format!("no PUBACK within {PUBACK_TIMEOUT:?}"));
                             }
                         }
                     }

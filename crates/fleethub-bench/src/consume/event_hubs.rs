@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 /// Bound on one `$cbs` reply and on attaching a receiver.
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 /// A receiver that gets nothing for this long while events are still due has stalled.
-const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+const STALL_TIMEOUT: Duration = Duration::from_mins(1);
 const SELECTOR: &str = "apache.org:selector-filter:string";
 
 pub(super) type Msg = Message<Body<Value>>;
