@@ -20,6 +20,7 @@
 //! Every operation is bounded by a timeout; failures are counted, never fatal (except
 //! failing to create the group).
 
+pub mod consume;
 pub mod hub_service;
 pub mod procfs;
 mod service;
@@ -42,6 +43,7 @@ use tokio::sync::Semaphore;
 pub use fleethub_service_client::progress::{Progress, ProgressMode};
 use tokio::task::JoinSet;
 
+pub use consume::{ConsumeBenchOptions, ConsumeBenchReport, run_consume_bench};
 pub use fleethub_device::provisioning::Transport;
 pub use service::{DpsService, SERVICE_API_VERSION};
 pub use telemetry::{

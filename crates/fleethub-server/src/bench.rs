@@ -105,6 +105,10 @@ pub(crate) enum BenchCommand {
     /// together); reports the served rate against the limits, the under-quota devices'
     /// latency and errors, and the server's RSS over the window.
     Saturate(fleethub_server::bench_saturate::SaturateArgs),
+    /// Read a stored backlog as one Event Hubs-style consumer over AMQP (against the server's
+    /// REST read of the same events), then the latency from a device's PUBACK to a live
+    /// consumer.
+    Consume(fleethub_server::bench_consume::ConsumeArgs),
 }
 
 pub(crate) async fn run(cmd: BenchCommand) -> Result<()> {
@@ -146,6 +150,7 @@ pub(crate) async fn run(cmd: BenchCommand) -> Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Consume(args) => fleethub_server::bench_consume::run(args).await,
         BenchCommand::Saturate(args) => {
             let worker = ["bench", "telemetry", "--worker"]
                 .map(String::from)

@@ -4,6 +4,7 @@
 pub mod amqp;
 pub mod app;
 pub mod backup;
+pub mod bench_consume;
 pub mod bench_saturate;
 pub mod certs;
 pub mod config;
