@@ -195,7 +195,7 @@ impl From<dps::Error> for ApiError {
                 "RequestEntityTooLarge",
             ),
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, 500001, "ServerError"),
-            E::HubUnavailable { .. } => (
+            E::HubUnavailable { .. } | E::WebhookUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 503000,
                 "ServiceUnavailable",
@@ -524,6 +524,10 @@ mod tests {
             ),
             (
                 dps::Error::HubUnavailable { hub: s() },
+                (503, 503000, "ServiceUnavailable"),
+            ),
+            (
+                dps::Error::WebhookUnavailable,
                 (503, 503000, "ServiceUnavailable"),
             ),
             (

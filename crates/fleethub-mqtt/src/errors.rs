@@ -36,7 +36,7 @@ pub(crate) fn dps_status(e: &dps::Error) -> (u16, u32) {
         E::TooLarge(_) => (413, 413001),
         E::Throttled { .. } => (429, 429001),
         E::Internal(_) => (500, 500001),
-        E::HubUnavailable { .. } => (503, 503000),
+        E::HubUnavailable { .. } | E::WebhookUnavailable => (503, 503000),
     }
 }
 

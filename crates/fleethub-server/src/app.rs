@@ -123,6 +123,12 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     dps.set_remote_hubs(Arc::new(crate::linked_hubs::LinkedHubClient::new(
         linked_hub_trust(&cfg, &tls_files)?,
     )));
+    dps.set_allocation_webhooks(
+        Arc::new(crate::allocation_webhook::WebhookClient::new(
+            webhook_trust(&linked_hub_trust(&cfg, &tls_files)?)?,
+        )),
+        std::time::Duration::from_secs(cfg.allocation_webhook_timeout_secs.max(1)),
+    );
     {
         let hub = Arc::downgrade(&hub);
         dps.on_device_assigned(Box::new(move |device_id| {
@@ -487,6 +493,21 @@ fn tls_files(cfg: &Config, names: &[String]) -> Result<TlsFiles> {
                 .map(|(cert, key)| certs::OperatorCa { cert, key }),
         )?,
     })
+}
+
+/// The CAs the DPS trusts when it calls an allocation webhook over HTTPS: the system's roots
+/// (a public webhook) plus those it trusts for linked hubs.
+fn webhook_trust(
+    linked: &fleethub_service_client::CaTrust,
+) -> Result<fleethub_device::ClientTlsConfig> {
+    use fleethub_device::tls;
+    let mut roots = tls::load_system_roots().unwrap_or_else(|_| rustls::RootCertStore::empty());
+    if let fleethub_service_client::CaTrust::Pem(pem) = linked {
+        roots.roots.extend(tls::load_ca_pem(pem)?.roots);
+    }
+    Ok(fleethub_device::ClientTlsConfig::from_rustls(Arc::new(
+        tls::client_config(roots)?,
+    )))
 }
 
 /// The CAs the DPS trusts when it calls linked hubs: the CA of this server's certificate (when

@@ -43,6 +43,8 @@ pub struct Config {
     /// More CA certificates (PEM) the DPS trusts when it calls linked hubs, besides the CA of
     /// this server's own certificate (enough when all servers share one CA).
     pub linked_hub_ca_file: Option<PathBuf>,
+    /// How long the DPS waits for a custom allocation webhook's answer, seconds.
+    pub allocation_webhook_timeout_secs: u64,
     /// Tolerated clock skew for SAS token expiry, seconds.
     pub token_skew_secs: u64,
     /// `retry-after` given to provisioning devices, seconds.
@@ -97,6 +99,7 @@ impl Default for Config {
             ca_cert: None,
             ca_key: None,
             linked_hub_ca_file: None,
+            allocation_webhook_timeout_secs: 10,
             token_skew_secs: 30,
             dps_retry_after_secs: 1,
             max_mqtt_packet_bytes: 256 * 1024 + 4096,

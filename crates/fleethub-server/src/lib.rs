@@ -1,6 +1,7 @@
 //! The `fleethub` server: configuration, data directory, development PKI, listeners.
 //! `main.rs` is the command line on top of it.
 
+pub mod allocation_webhook;
 pub mod amqp;
 pub mod app;
 pub mod backup;

@@ -393,3 +393,167 @@ async fn hashed_allocation_spreads_a_group_by_weight_and_static_pins() {
         .unwrap();
     assert_eq!(r.assigned_hub, HUB2);
 }
+
+/// A custom allocation webhook on loopback (plain HTTP, as fleethub allows for loopback):
+/// `*-b` devices go to hub2 with a welcome payload and an initial twin made from the device's
+/// payload, `*-a` to the DPS's own hub, `*-x` to a hub that is not linked; `*-e` gets a 500.
+async fn start_webhook() -> (String, tokio::task::JoinHandle<()>) {
+    async fn allocate(
+        axum::Json(req): axum::Json<Value>,
+    ) -> (axum::http::StatusCode, axum::Json<Value>) {
+        let ctx = &req["deviceRuntimeContext"];
+        let reg = ctx["registrationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            req["individualEnrollment"]["attestation"]
+                .get("symmetricKey")
+                .is_none()
+        );
+        let hub = match reg.rsplit('-').next() {
+            Some("b") => HUB2,
+            Some("a") => "hub.fleethub.test",
+            Some("e") => {
+                return (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({})),
+                );
+            }
+            _ => "nowhere.fleethub.test",
+        };
+        let answer = json!({
+            "iotHubHostName": hub,
+            "initialTwin": {"tags": {"line": ctx["payload"]["line"]}},
+            "payload": {"welcome": reg, "linkedHubs": req["linkedHubs"]},
+        });
+        (axum::http::StatusCode::OK, axum::Json(answer))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/api/allocate?code=function-key",
+        listener.local_addr().unwrap()
+    );
+    let app = axum::Router::new().route("/api/allocate", axum::routing::post(allocate));
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_allocation_webhook_chooses_the_hub_and_answers_the_device() {
+    let p = start_pair();
+    link_hub2(&p);
+    let (url, _webhook) = start_webhook().await;
+    let enroll_custom = async |reg: &str| -> String {
+        let (ok, out, err) = p.dps.cli(&[
+            "dps",
+            "enrollment",
+            "create",
+            "--registration-id",
+            reg,
+            "--allocation-policy",
+            "custom",
+            "--webhook-url",
+            &url,
+            "--api-version",
+            "2021-10-01",
+        ]);
+        assert!(ok, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["attestation"]["symmetricKey"]["primaryKey"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for (reg, hub) in [("wh-b", HUB2), ("wh-a", "hub.fleethub.test")] {
+        let key = enroll_custom(reg).await;
+        let r = ProvisioningClient::builder()
+            .global_endpoint("localhost")
+            .port(p.dps.https_port)
+            .id_scope(&p.dps.info.id_scope)
+            .registration_id(reg)
+            .symmetric_key(&key)
+            .transport(Transport::Https)
+            .ca_pem_file(&p.ca)
+            .payload(json!({"line": 7}))
+            .timeout(Duration::from_mins(1))
+            .build()
+            .unwrap()
+            .register()
+            .await
+            .unwrap_or_else(|e| panic!("{reg}: {e}\n{}", p.dps.log()));
+        assert_eq!(
+            (r.status.as_str(), r.assigned_hub.as_str()),
+            ("assigned", hub)
+        );
+        assert_eq!(
+            r.payload,
+            Some(json!({"welcome": reg, "linkedHubs": ["hub.fleethub.test", HUB2]})),
+            "the webhook's payload reaches the device"
+        );
+        let server = if hub == HUB2 { &p.hub2 } else { &p.dps };
+        let twin = serde_json::to_value(device::service(server).get_twin(reg, None).await.unwrap())
+            .unwrap();
+        assert_eq!(twin["tags"]["line"], 7, "{twin}");
+        let _dev = device::connect(server, reg, &key, 3600).await;
+    }
+    // A hub that is not linked: Azure's CustomAllocationIotHubNotSpecified, nothing created.
+    let key = enroll_custom("wh-x").await;
+    let err = provisioning(&p, "wh-x", &key, Transport::Mqtt)
+        .register()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("400208")
+            || err.to_string().contains("not one of the linked hubs"),
+        "{err}"
+    );
+    let (ok, out, _) = p
+        .dps
+        .cli(&["dps", "registration", "show", "--registration-id", "wh-x"]);
+    assert!(ok);
+    let rec: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (rec["status"].as_str(), rec["errorCode"].as_u64()),
+        (Some("failed"), Some(400_208)),
+        "{rec}"
+    );
+    for s in [&p.dps, &p.hub2] {
+        assert!(
+            device::service(s)
+                .find_device("wh-x")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    // A webhook that answers 500: the record says so; the device may try again.
+    let key = enroll_custom("wh-e").await;
+    let device = provisioning(&p, "wh-e", &key, Transport::Https);
+    let registering = tokio::spawn(async move { device.register().await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ok, out, _) = p
+            .dps
+            .cli(&["dps", "registration", "show", "--registration-id", "wh-e"]);
+        if ok && out.contains("answered 500") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed record\n{}",
+            p.dps.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    registering.abort();
+    assert!(
+        device::service(&p.dps)
+            .find_device("wh-e")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

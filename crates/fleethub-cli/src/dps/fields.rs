@@ -32,7 +32,7 @@ pub enum AllocationPolicy {
     GeoLatency,
     /// The one hub of `--iot-hubs`.
     Static,
-    /// An allocation webhook (not supported by fleethub yet: the server refuses it).
+    /// An allocation webhook (`--webhook-url`, `--api-version`) chooses per device.
     Custom,
 }
 
@@ -44,6 +44,30 @@ impl AllocationPolicy {
             AllocationPolicy::Static => "static",
             AllocationPolicy::Custom => "custom",
         }
+    }
+}
+
+/// `reprovisionPolicy` as `az iot dps` names its combinations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReprovisionPolicy {
+    /// Move to the hub allocation picks now and take the twin along (Azure's default).
+    #[value(name = "reprovisionandmigratedata")]
+    MigrateData,
+    /// Move to the hub allocation picks now; the twin starts over from the initial twin.
+    #[value(name = "reprovisionandresetdata")]
+    ResetData,
+    /// Stay on the hub of the first assignment.
+    Never,
+}
+
+impl ReprovisionPolicy {
+    fn as_json(self) -> Value {
+        let (update, migrate) = match self {
+            ReprovisionPolicy::MigrateData => (true, true),
+            ReprovisionPolicy::ResetData => (true, false),
+            ReprovisionPolicy::Never => (false, false),
+        };
+        json!({"updateHubAssignment": update, "migrateDeviceData": migrate})
     }
 }
 
@@ -81,6 +105,17 @@ pub struct EnrollmentFields {
     /// (`static`: exactly one).
     #[arg(long, visible_alias = "ih", num_args = 1.., value_delimiter = ',', value_name = "HOST")]
     pub iot_hubs: Option<Vec<String>>,
+    /// The allocation webhook of `--allocation-policy custom` (`https://`, or `http://` to a
+    /// loopback address), e.g. an Azure Function URL with its `code=` key.
+    #[arg(long, visible_alias = "wh", value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// The API version of the enrollment sent to the webhook, e.g. 2021-10-01 (with
+    /// `--webhook-url`).
+    #[arg(long, visible_alias = "av", value_name = "VERSION")]
+    pub api_version: Option<String>,
+    /// What a registered device's next registration does when allocation picks another hub.
+    #[arg(long, visible_alias = "rp", value_enum)]
+    pub reprovision_policy: Option<ReprovisionPolicy>,
 }
 
 /// Value parser for the JSON flags: must parse and be an object. Clap prefixes the flag name.
@@ -154,6 +189,19 @@ impl EnrollmentFields {
                 .map(|h| Value::String(h.to_string()))
                 .collect();
             root.insert("iotHubs".into(), Value::Array(hubs));
+        }
+        if self.webhook_url.is_some() || self.api_version.is_some() {
+            let def = child(root, "customAllocationDefinition")?;
+            if let Some(url) = &self.webhook_url {
+                def.insert("webhookUrl".into(), Value::String(url.trim().to_string()));
+            }
+            let version = self.api_version.as_deref().unwrap_or("2021-10-01");
+            if self.api_version.is_some() || !def.contains_key("apiVersion") {
+                def.insert("apiVersion".into(), Value::String(version.to_string()));
+            }
+        }
+        if let Some(rp) = self.reprovision_policy {
+            root.insert("reprovisionPolicy".into(), rp.as_json());
         }
         if let Some(s) = self.provisioning_status {
             root.insert(

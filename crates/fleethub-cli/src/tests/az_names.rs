@@ -485,3 +485,71 @@ fn enrollment_create_sends_allocation_policy_and_iot_hubs() {
         .is_err()
     );
 }
+
+#[test]
+fn enrollment_create_sends_the_webhook_and_the_reprovision_policy() {
+    let c = client(|req| {
+        if req.method == "GET" {
+            return fake::not_found("enrollment");
+        }
+        assert_eq!((req.method, path(req)), ("PUT", "/enrollments/wh-1"));
+        let body = super::fake::body(req);
+        assert_eq!(body["allocationPolicy"], "custom");
+        assert_eq!(
+            body["customAllocationDefinition"],
+            json!({"webhookUrl": "https://alloc.example.com/api/x?code=k", "apiVersion": "2021-10-01"})
+        );
+        assert_eq!(
+            body["reprovisionPolicy"],
+            json!({"updateHubAssignment": true, "migrateDeviceData": false})
+        );
+        json(200, body)
+    });
+    let Top::Dps { cmd: parsed, .. } = cmd(&[
+        "dps",
+        "enrollment",
+        "create",
+        "--registration-id",
+        "wh-1",
+        "--allocation-policy",
+        "custom",
+        "--webhook-url",
+        "https://alloc.example.com/api/x?code=k",
+        "--api-version",
+        "2021-10-01",
+        "--reprovision-policy",
+        "reprovisionandresetdata",
+    ]) else {
+        panic!()
+    };
+    let Outcome::Object(v) = run(&c, parsed) else {
+        panic!()
+    };
+    assert_eq!(v["allocationPolicy"], "custom");
+    for rp in ["reprovisionandmigratedata", "never"] {
+        assert!(
+            parse(&[
+                "dps",
+                "enrollment",
+                "create",
+                "--registration-id",
+                "r",
+                "--rp",
+                rp
+            ])
+            .is_ok()
+        );
+    }
+    assert!(
+        parse(&[
+            "dps",
+            "enrollment",
+            "create",
+            "--registration-id",
+            "r",
+            "--rp",
+            "sometimes"
+        ])
+        .is_err()
+    );
+}

@@ -104,6 +104,9 @@ fn enrollment_create_with_every_option() {
                 provisioning_status: Some(ProvisioningStatus::Disabled),
                 allocation_policy: None,
                 iot_hubs: None,
+                webhook_url: None,
+                api_version: None,
+                reprovision_policy: None,
             },
         })
     );

@@ -25,6 +25,7 @@ impl Dps {
         policy: &mut Option<String>,
         a_hubs: Option<&Vec<String>>,
         fixed: Option<&String>,
+        custom: Option<&serde_json::Value>,
         what: &str,
     ) -> Result<(), Error> {
         if let Some(p) = policy.as_deref() {
@@ -35,9 +36,7 @@ impl Dps {
                 )));
             };
             if *known == "custom" {
-                return Err(Error::invalid(format!(
-                    "{what}: allocationPolicy 'custom' (an allocation webhook) is not supported yet; use hashed or static"
-                )));
+                super::webhook::check_definition(custom, what)?;
             }
             *policy = Some((*known).to_string());
         }
@@ -182,7 +181,10 @@ mod tests {
         };
         for (e, want) in [
             (with(Some("roundRobin"), &[]), "unknown"),
-            (with(Some("custom"), &[]), "not supported yet"),
+            (
+                with(Some("custom"), &[]),
+                "needs customAllocationDefinition",
+            ),
             (with(None, &["hub9.fleethub.test"]), "not linked"),
             (with(Some("static"), &[]), "needs the hub"),
             (

@@ -25,6 +25,13 @@ pub(super) struct Plan {
     reprovision: ReprovisionPolicy,
     pub(super) keys: (String, String),
     group_id: Option<String>,
+    /// `customAllocationDefinition` when the policy is `custom`.
+    pub(super) custom: Option<Value>,
+    /// The enrollment's `iotHubs`.
+    pub(super) iot_hubs: Vec<String>,
+    /// The twin starts over from `initial_twin` whatever the reprovisioning policy (a
+    /// webhook's `initialTwin` wins over twin migration).
+    pub(super) force_twin: bool,
 }
 
 /// How a registration that is allowed ends, given the device's previous registration record
@@ -48,7 +55,7 @@ pub(super) fn outcome(
         }
         _ => plan.hub.clone(),
     };
-    (substatus, reset_twin, hub)
+    (substatus, reset_twin || plan.force_twin, hub)
 }
 
 /// A device that moves to another hub does not take its twin along (yet): it starts there from
@@ -106,7 +113,6 @@ impl Dps {
                     .unwrap_or_else(|| now.clone()),
             ),
             last_updated_date_time_utc: Some(now),
-            payload: body.payload.clone(),
             enrollment_group_id: plan.group_id.clone(),
             symmetric_key: plan
                 .group_id
@@ -147,6 +153,24 @@ impl Dps {
             return Ok(assigning(operation_id, &p.registration_id));
         }
 
+        let mut plan = plan;
+        if plan.custom.is_some() {
+            let candidates = self.candidates(&stored_hubs);
+            if let Some(end) = self
+                .allocate_custom(
+                    p,
+                    &mut plan,
+                    &mut state,
+                    previous.as_ref(),
+                    body.payload.as_ref(),
+                    &candidates,
+                    &operation_id,
+                )
+                .await
+            {
+                return end;
+            }
+        }
         let (_, _, hub) = outcome(&plan, previous.as_ref(), true);
         if !self.is_local_hub(&hub) {
             let linked = stored_hubs
@@ -327,6 +351,12 @@ pub(super) fn plan(p: &DpsPrincipal, candidates: &[Candidate]) -> Plan {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .unwrap_or_default(),
             group_id: None,
+            custom: custom_definition(
+                e.allocation_policy.as_deref(),
+                e.custom_allocation_definition.as_ref(),
+            ),
+            iot_hubs: e.iot_hubs.clone().unwrap_or_default(),
+            force_twin: false,
         },
         EnrollmentSource::Group {
             group,
@@ -348,11 +378,27 @@ pub(super) fn plan(p: &DpsPrincipal, candidates: &[Candidate]) -> Plan {
             reprovision: group.reprovision_policy.clone().unwrap_or_default(),
             keys: (derived_primary.clone(), derived_secondary.clone()),
             group_id: Some(group.enrollment_group_id.clone()),
+            custom: custom_definition(
+                group.allocation_policy.as_deref(),
+                group.custom_allocation_definition.as_ref(),
+            ),
+            iot_hubs: group.iot_hubs.clone().unwrap_or_default(),
+            force_twin: false,
         },
     }
 }
 
-fn assigning(operation_id: String, registration_id: &str) -> RegistrationOperationStatus {
+/// The webhook definition of a `custom` enrollment (`{}` when it names none: the call fails).
+fn custom_definition(policy: Option<&str>, def: Option<&Value>) -> Option<Value> {
+    policy
+        .is_some_and(|p| p.eq_ignore_ascii_case("custom"))
+        .then(|| def.cloned().unwrap_or_else(|| json!({})))
+}
+
+pub(super) fn assigning(
+    operation_id: String,
+    registration_id: &str,
+) -> RegistrationOperationStatus {
     RegistrationOperationStatus {
         operation_id,
         status: "assigning".into(),

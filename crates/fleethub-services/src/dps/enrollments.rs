@@ -54,6 +54,7 @@ impl Dps {
             &mut e.allocation_policy,
             e.iot_hubs.as_ref(),
             e.iot_hub_host_name.as_ref(),
+            e.custom_allocation_definition.as_ref(),
             &what,
         )
         .await?;
@@ -194,6 +195,7 @@ impl Dps {
             &mut g.allocation_policy,
             g.iot_hubs.as_ref(),
             g.iot_hub_host_name.as_ref(),
+            g.custom_allocation_definition.as_ref(),
             &what,
         )
         .await?;

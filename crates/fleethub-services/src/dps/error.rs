@@ -20,6 +20,10 @@ pub enum Error {
     /// register again (the reason is in the registration record).
     #[error("the hub chosen for this device ('{hub}') is unavailable; register again later")]
     HubUnavailable { hub: String },
+    /// A `custom` enrollment's webhook timed out, could not be reached or answered 429/5xx;
+    /// the device may register again (the reason is in the registration record).
+    #[error("the custom allocation webhook is unavailable; register again later")]
+    WebhookUnavailable,
     #[error("registration '{id}' not found")]
     RegistrationNotFound { id: String },
     #[error("operation '{operation_id}' not found for registration '{registration_id}'")]
@@ -66,6 +70,7 @@ impl Error {
             Error::RegistrationNotFound { id } => Error::RegistrationNotFound { id: id.clone() },
             Error::LinkedHubNotFound { name } => Error::LinkedHubNotFound { name: name.clone() },
             Error::HubUnavailable { hub } => Error::HubUnavailable { hub: hub.clone() },
+            Error::WebhookUnavailable => Error::WebhookUnavailable,
             Error::OperationNotFound {
                 operation_id,
                 registration_id,

@@ -12,9 +12,12 @@ mod recent;
 mod remote;
 mod simulate;
 mod validate;
+mod webhook;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod webhook_tests;
 
 use crate::{AuthFailureLog, Clock, Metrics, Shared};
 use fleethub_api::{EnrollmentGroup, IndividualEnrollment, LinkedHub};
@@ -27,6 +30,9 @@ pub use error::{Error, Result};
 pub use remote::{ProvisionFuture, RemoteHubError, RemoteHubs, RemoteIdentity};
 pub use simulate::{EnrollmentMatch, Simulation};
 pub use validate::MAX_PAYLOAD_BYTES;
+pub use webhook::{
+    AllocationWebhooks, DEFAULT_WEBHOOK_TIMEOUT, WebhookError, WebhookFuture, WebhookReply,
+};
 
 /// Settings of the DPS instance.
 #[derive(Debug, Clone)]
@@ -72,6 +78,8 @@ pub struct Dps {
     /// Creates identities on linked hubs other than the local one.
     remote_hubs: std::sync::OnceLock<Arc<dyn RemoteHubs>>,
     throttle: Arc<crate::Throttle>,
+    /// Calls custom allocation webhooks, with the bound on one call.
+    webhooks: std::sync::OnceLock<(Arc<dyn AllocationWebhooks>, std::time::Duration)>,
 }
 
 /// See [`Dps::on_device_assigned`].
@@ -91,6 +99,7 @@ impl Dps {
             linked: std::sync::RwLock::default(),
             remote_hubs: std::sync::OnceLock::default(),
             throttle: shared.throttle.clone(),
+            webhooks: std::sync::OnceLock::default(),
         }
     }
 

@@ -9,9 +9,9 @@ use fleethub_core::{keys, sas};
 use fleethub_store::sqlite::SqliteStore;
 use serde_json::json;
 
-const SCOPE: &str = "0ne0000ABCD";
+pub(super) const SCOPE: &str = "0ne0000ABCD";
 const HUB: &str = "hub.fleethub.test";
-const CTX: AuthContext<'static> = AuthContext {
+pub(super) const CTX: AuthContext<'static> = AuthContext {
     transport: "test",
     peer: None,
 };
@@ -29,7 +29,7 @@ pub(super) fn dps(dir: &tempfile::TempDir) -> Dps {
     )
 }
 
-fn token(reg: &str, key: &str) -> String {
+pub(super) fn token(reg: &str, key: &str) -> String {
     sas::build_token(
         &format!("{SCOPE}/registrations/{reg}"),
         key,
