@@ -129,6 +129,7 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         )),
         std::time::Duration::from_secs(cfg.allocation_webhook_timeout_secs.max(1)),
     );
+    dps.set_local_hub(Arc::downgrade(&hub));
     {
         let hub = Arc::downgrade(&hub);
         dps.on_device_assigned(Box::new(move |device_id| {

@@ -7,7 +7,9 @@ use fleethub_api::{AuthenticationMechanism, Capabilities, Device, InitialTwin, L
 use fleethub_service_client::{
     CaTrust, Condition, Credentials, Error, HttpsTransport, ServiceClient,
 };
-use fleethub_services::dps::{ProvisionFuture, RemoteHubError, RemoteHubs, RemoteIdentity};
+use fleethub_services::dps::{
+    ProvisionFuture, ReadTwinFuture, RemoteHubError, RemoteHubs, RemoteIdentity,
+};
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 
@@ -119,6 +121,50 @@ impl LinkedHubClient {
     }
 }
 
+impl LinkedHubClient {
+    async fn read_twin_now(
+        &self,
+        hub: &LinkedHub,
+        device_id: &str,
+    ) -> Result<Option<InitialTwin>, RemoteHubError> {
+        let client = self.client(hub)?;
+        if client
+            .find_device(device_id)
+            .await
+            .map_err(|e| failed(&e))?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let twin = client
+            .get_twin(device_id, None)
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(Some(InitialTwin {
+            tags: twin.tags,
+            properties: Some(fleethub_api::InitialTwinProperties {
+                desired: Some(twin.properties.desired),
+            }),
+        }))
+    }
+
+    async fn remove_now(&self, hub: &LinkedHub, device_id: &str) -> Result<(), RemoteHubError> {
+        let client = self.client(hub)?;
+        if client
+            .find_device(device_id)
+            .await
+            .map_err(|e| failed(&e))?
+            .is_none()
+        {
+            return Ok(());
+        }
+        client
+            .delete_device(device_id, None)
+            .await
+            .map_err(|e| failed(&e))
+    }
+}
+
 impl RemoteHubs for LinkedHubClient {
     fn provision<'a>(
         &'a self,
@@ -126,6 +172,14 @@ impl RemoteHubs for LinkedHubClient {
         identity: &'a RemoteIdentity,
     ) -> ProvisionFuture<'a> {
         Box::pin(self.provision_now(hub, identity))
+    }
+
+    fn read_twin<'a>(&'a self, hub: &'a LinkedHub, device_id: &'a str) -> ReadTwinFuture<'a> {
+        Box::pin(self.read_twin_now(hub, device_id))
+    }
+
+    fn remove<'a>(&'a self, hub: &'a LinkedHub, device_id: &'a str) -> ProvisionFuture<'a> {
+        Box::pin(self.remove_now(hub, device_id))
     }
 }
 

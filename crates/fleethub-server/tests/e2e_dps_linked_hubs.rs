@@ -203,28 +203,75 @@ async fn a_device_assigned_to_a_linked_hub_gets_its_identity_there_first() {
     let local = device::service(&p.dps);
     assert!(local.find_device("multi-1").await.unwrap().is_none());
     // The device connects to the hub it was assigned, trusting the one CA it was given.
-    let _dev = device::connect(&p.hub2, "multi-1", &key, 3600).await;
-
-    // The enrollment now pins the DPS's own hub: the device moves there on its next
-    // registration and starts from the initial twin (a move does not migrate the twin).
-    let mut e = dps_service(&p)
-        .get("/enrollments/multi-1", &[])
-        .await
-        .unwrap();
-    e["allocationPolicy"] = json!("static");
-    e["iotHubs"] = json!(["hub.fleethub.test"]);
-    dps_service(&p)
-        .put("/enrollments/multi-1", &e, Condition::None)
-        .await
-        .unwrap();
-    let r = provisioning(&p, "multi-1", &key, Transport::Mqtt)
-        .register()
-        .await
-        .unwrap();
+    let dev = device::connect(&p.hub2, "multi-1", &key, 3600).await;
+    drop(dev);
+    // The twin changes on hub2; then the enrollment pins the DPS's own hub: the device moves
+    // there on its next registration and takes its twin along (Azure's default policy,
+    // migrateDeviceData), and hub2 no longer has it.
+    hub2.update_twin(
+        "multi-1",
+        None,
+        &json!({"tags": {"moved": "with-me"}, "properties": {"desired": {"mode": "eco"}}}),
+        Condition::None,
+    )
+    .await
+    .unwrap();
+    let repin = async |hub: &str, policy: Value| {
+        let mut e = dps_service(&p)
+            .get("/enrollments/multi-1", &[])
+            .await
+            .unwrap();
+        e["allocationPolicy"] = json!("static");
+        e["iotHubs"] = json!([hub]);
+        e["reprovisionPolicy"] = policy;
+        dps_service(&p)
+            .put("/enrollments/multi-1", &e, Condition::None)
+            .await
+            .unwrap();
+        provisioning(&p, "multi-1", &key, Transport::Mqtt)
+            .register()
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", p.dps.log()))
+    };
+    let migrate = json!({"updateHubAssignment": true, "migrateDeviceData": true});
+    let r = repin("hub.fleethub.test", migrate).await;
     assert_eq!(r.assigned_hub, "hub.fleethub.test");
-    assert_eq!(r.substatus.as_deref(), Some("deviceDataReset"));
+    assert_eq!(r.substatus.as_deref(), Some("deviceDataMigrated"));
     let twin = serde_json::to_value(local.get_twin("multi-1", None).await.unwrap()).unwrap();
+    assert_eq!(twin["tags"]["moved"], "with-me", "{twin}");
+    assert_eq!(twin["properties"]["desired"]["mode"], "eco", "{twin}");
+    assert_eq!(twin["properties"]["desired"]["fw"], "2.0", "{twin}");
+    assert!(
+        hub2.find_device("multi-1").await.unwrap().is_none(),
+        "removed from the hub it left"
+    );
+    let dev = device::connect(&p.dps, "multi-1", &key, 3600).await;
+    drop(dev);
+
+    // Back to hub2 resetting the data: the initial twin there, gone from the DPS's hub.
+    let reset = json!({"updateHubAssignment": true, "migrateDeviceData": false});
+    let r = repin(HUB2, reset).await;
+    assert_eq!(
+        (r.assigned_hub.as_str(), r.substatus.as_deref()),
+        (HUB2, Some("deviceDataReset"))
+    );
+    let twin = serde_json::to_value(hub2.get_twin("multi-1", None).await.unwrap()).unwrap();
     assert_eq!(twin["tags"]["site"], "b", "{twin}");
+    assert!(twin["tags"].get("moved").is_none(), "{twin}");
+    assert!(
+        twin["properties"]["desired"].get("mode").is_none(),
+        "{twin}"
+    );
+    assert!(local.find_device("multi-1").await.unwrap().is_none());
+
+    // Never reprovision: the device stays on hub2 whatever the enrollment says now.
+    let never = json!({"updateHubAssignment": false, "migrateDeviceData": false});
+    let r = repin("hub.fleethub.test", never).await;
+    assert_eq!(
+        (r.assigned_hub.as_str(), r.substatus.as_deref()),
+        (HUB2, Some("reprovisionedToInitialAssignment"))
+    );
+    let _dev = device::connect(&p.hub2, "multi-1", &key, 3600).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 use super::allocation::{Allocation, choose_hub};
 use super::auth::disabled_reason;
 use super::linked_hubs::Candidate;
+use super::reprovision::outcome;
 use super::{Dps, DpsPrincipal, EnrollmentSource, MAX_PAYLOAD_BYTES, RemoteIdentity};
 use crate::dps::Error;
 use crate::throttle::Operation;
@@ -22,9 +23,9 @@ pub(super) struct Plan {
     pub(super) hub: String,
     pub(super) iot_edge: bool,
     pub(super) initial_twin: Option<InitialTwin>,
-    reprovision: ReprovisionPolicy,
+    pub(super) reprovision: ReprovisionPolicy,
     pub(super) keys: (String, String),
-    group_id: Option<String>,
+    pub(super) group_id: Option<String>,
     /// `customAllocationDefinition` when the policy is `custom`.
     pub(super) custom: Option<Value>,
     /// The enrollment's `iotHubs`.
@@ -32,46 +33,9 @@ pub(super) struct Plan {
     /// The twin starts over from `initial_twin` whatever the reprovisioning policy (a
     /// webhook's `initialTwin` wins over twin migration).
     pub(super) force_twin: bool,
-}
-
-/// How a registration that is allowed ends, given the device's previous registration record
-/// and whether its device identity exists: the substatus, whether the twin starts over from
-/// the initial twin, and the hub.
-pub(super) fn outcome(
-    plan: &Plan,
-    previous: Option<&RegistrationRecord>,
-    device_exists: bool,
-) -> (&'static str, bool, String) {
-    let was_assigned = previous.is_some_and(|r| r.state.status.as_deref() == Some("assigned"));
-    let (substatus, reset_twin) = match (previous, was_assigned) {
-        (Some(_), true) if !plan.reprovision.update_hub_assignment => ("initialAssignment", false),
-        (Some(_), true) if plan.reprovision.migrate_device_data => ("deviceDataMigrated", false),
-        (Some(_), true) => ("deviceDataReset", true),
-        _ => ("initialAssignment", !device_exists),
-    };
-    let hub = match (previous, plan.reprovision.update_hub_assignment) {
-        (Some(prev), false) if was_assigned => {
-            prev.state.assigned_hub.clone().unwrap_or(plan.hub.clone())
-        }
-        _ => plan.hub.clone(),
-    };
-    (substatus, reset_twin || plan.force_twin, hub)
-}
-
-/// A device that moves to another hub does not take its twin along (yet): it starts there from
-/// the initial twin, and the substatus says so (`deviceDataReset`, not `deviceDataMigrated`).
-pub(super) fn across_hubs(
-    (substatus, reset_twin, hub): (&'static str, bool, String),
-    previous: Option<&RegistrationRecord>,
-) -> (&'static str, bool, String) {
-    let moved = previous
-        .and_then(|r| r.state.assigned_hub.as_deref())
-        .is_some_and(|old| !old.eq_ignore_ascii_case(&hub));
-    if moved && substatus == "deviceDataMigrated" {
-        ("deviceDataReset", true, hub)
-    } else {
-        (substatus, reset_twin, hub)
-    }
+    /// The device moves hubs with `migrateDeviceData` but its old hub had no twin to give
+    /// (the device was deleted there, or the hub was unlinked): `deviceDataReset`.
+    pub(super) nothing_migrated: bool,
 }
 
 impl Dps {
@@ -171,7 +135,27 @@ impl Dps {
                 return end;
             }
         }
-        let (_, _, hub) = outcome(&plan, previous.as_ref(), true);
+        if let Err(reason) = self
+            .migrate_twin(&mut plan, previous.as_ref(), &stored_hubs)
+            .await
+        {
+            let old = previous
+                .as_ref()
+                .and_then(|r| r.state.assigned_hub.clone())
+                .unwrap_or_default();
+            let message = format!("migrating the device data failed: {reason}");
+            return Err(self
+                .fail_retryably(
+                    p,
+                    state,
+                    previous.as_ref(),
+                    operation_id,
+                    &message,
+                    Error::HubUnavailable { hub: old },
+                )
+                .await);
+        }
+        let hub = outcome(&plan, previous.as_ref(), true).hub;
         if !self.is_local_hub(&hub) {
             let linked = stored_hubs
                 .iter()
@@ -181,15 +165,12 @@ impl Dps {
                 .await;
         }
         let existing = self.store.get_device(&plan.device_id).await?;
-        let (substatus, reset_twin, hub) = across_hubs(
-            outcome(&plan, previous.as_ref(), existing.is_some()),
-            previous.as_ref(),
-        );
-        let device = build_device(&plan, existing, reset_twin, &self.clock.now_utc());
-        state.assigned_hub = Some(hub);
+        let out = outcome(&plan, previous.as_ref(), existing.is_some());
+        let device = build_device(&plan, existing, out.reset_twin, &self.clock.now_utc());
+        state.assigned_hub = Some(out.hub);
         state.device_id = Some(plan.device_id.clone());
         state.status = Some("assigned".into());
-        state.substatus = Some(substatus.into());
+        state.substatus = Some(out.substatus.into());
         let rec = self
             .store
             .commit_assignment(Assignment {
@@ -204,8 +185,11 @@ impl Dps {
         if let Some(hook) = self.assigned_hook.get() {
             hook(&plan.device_id);
         }
+        if let Some(from) = out.moved_from {
+            self.remove_from_old_hub(from, &stored_hubs).await;
+        }
         crate::metrics::inc(&self.metrics.dps_registrations_assigned);
-        tracing::info!(registration = %p.registration_id, device = %plan.device_id, substatus, "device assigned");
+        tracing::info!(registration = %p.registration_id, device = %plan.device_id, substatus = out.substatus, "device assigned");
         Ok(assigning(operation_id, &p.registration_id))
     }
 
@@ -222,14 +206,15 @@ impl Dps {
         linked: Option<&fleethub_api::LinkedHub>,
         operation_id: String,
     ) -> Result<RegistrationOperationStatus, Error> {
-        let (substatus, reset_twin, hub) = across_hubs(outcome(plan, previous, true), previous);
+        let out = outcome(plan, previous, true);
+        let hub = out.hub.clone();
         let identity = RemoteIdentity {
             device_id: plan.device_id.clone(),
             primary_key: plan.keys.0.clone(),
             secondary_key: plan.keys.1.clone(),
             iot_edge: plan.iot_edge,
             initial_twin: plan.initial_twin.clone(),
-            reset_twin,
+            reset_twin: out.reset_twin,
         };
         let result = match (linked, self.remote_hubs.get()) {
             (None, _) => Err(format!("hub '{hub}' is not linked to this DPS any more")),
@@ -241,38 +226,15 @@ impl Dps {
         };
         if let Err(reason) = result {
             let message = format!("assignment to linked hub '{hub}' failed: {reason}");
-            tracing::warn!(registration = %p.registration_id, %message, "registration failed");
-            self.auth_failures.record(
-                "dps",
-                &p.origin.transport,
-                &p.registration_id,
-                p.origin.peer.clone(),
-                &message,
-            );
-            state.status = Some("failed".into());
-            state.error_code = Some(503_000);
-            state.error_message = Some(format!("{message}; the device may register again"));
-            if let Some(prev) = previous {
-                state.assigned_hub = prev.state.assigned_hub.clone();
-                state.device_id = prev.state.device_id.clone();
-            }
-            let rec = self
-                .store
-                .commit_assignment(Assignment {
-                    registration: RegistrationRecord {
-                        state,
-                        operation_id,
-                    },
-                    device: None,
-                })
-                .await?;
-            self.recent.insert(&rec);
-            return Err(Error::HubUnavailable { hub });
+            let err = Error::HubUnavailable { hub };
+            return Err(self
+                .fail_retryably(p, state, previous, operation_id, &message, err)
+                .await);
         }
         state.assigned_hub = Some(hub.clone());
         state.device_id = Some(plan.device_id.clone());
         state.status = Some("assigned".into());
-        state.substatus = Some(substatus.into());
+        state.substatus = Some(out.substatus.into());
         let rec = self
             .store
             .commit_assignment(Assignment {
@@ -284,8 +246,12 @@ impl Dps {
             })
             .await?;
         self.recent.insert(&rec);
+        if let Some(from) = out.moved_from {
+            let stored = self.stored_linked_hubs().await?;
+            self.remove_from_old_hub(from, &stored).await;
+        }
         crate::metrics::inc(&self.metrics.dps_registrations_assigned);
-        tracing::info!(registration = %p.registration_id, device = %plan.device_id, %hub, substatus, "device assigned to a linked hub");
+        tracing::info!(registration = %p.registration_id, device = %plan.device_id, %hub, substatus = out.substatus, "device assigned to a linked hub");
         Ok(assigning(operation_id, &p.registration_id))
     }
 
@@ -357,6 +323,7 @@ pub(super) fn plan(p: &DpsPrincipal, candidates: &[Candidate]) -> Plan {
             ),
             iot_hubs: e.iot_hubs.clone().unwrap_or_default(),
             force_twin: false,
+            nothing_migrated: false,
         },
         EnrollmentSource::Group {
             group,
@@ -384,6 +351,7 @@ pub(super) fn plan(p: &DpsPrincipal, candidates: &[Candidate]) -> Plan {
             ),
             iot_hubs: group.iot_hubs.clone().unwrap_or_default(),
             force_twin: false,
+            nothing_migrated: false,
         },
     }
 }

@@ -10,6 +10,7 @@ mod groups_cache;
 mod linked_hubs;
 mod recent;
 mod remote;
+mod reprovision;
 mod simulate;
 mod validate;
 mod webhook;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 pub use auth::{AuthContext, AuthOrigin, DpsPrincipal};
 pub use enrollments::BulkFailure;
 pub use error::{Error, Result};
-pub use remote::{ProvisionFuture, RemoteHubError, RemoteHubs, RemoteIdentity};
+pub use remote::{ProvisionFuture, ReadTwinFuture, RemoteHubError, RemoteHubs, RemoteIdentity};
 pub use simulate::{EnrollmentMatch, Simulation};
 pub use validate::MAX_PAYLOAD_BYTES;
 pub use webhook::{
@@ -78,6 +79,8 @@ pub struct Dps {
     /// Creates identities on linked hubs other than the local one.
     remote_hubs: std::sync::OnceLock<Arc<dyn RemoteHubs>>,
     throttle: Arc<crate::Throttle>,
+    /// The local hub, which removes devices that moved to another hub (and disconnects them).
+    local_hub_registry: std::sync::OnceLock<std::sync::Weak<crate::hub::Hub>>,
     /// Calls custom allocation webhooks, with the bound on one call.
     webhooks: std::sync::OnceLock<(Arc<dyn AllocationWebhooks>, std::time::Duration)>,
 }
@@ -100,6 +103,7 @@ impl Dps {
             remote_hubs: std::sync::OnceLock::default(),
             throttle: shared.throttle.clone(),
             webhooks: std::sync::OnceLock::default(),
+            local_hub_registry: std::sync::OnceLock::default(),
         }
     }
 
@@ -107,6 +111,12 @@ impl Dps {
     /// it, a registration that chooses such a hub fails (retryably). Only the first is kept.
     pub fn set_remote_hubs(&self, remote: Arc<dyn RemoteHubs>) {
         let _ = self.remote_hubs.set(remote);
+    }
+
+    /// The local hub: a device that moves away from it is deleted through it (its connections
+    /// are closed); without it, only from the store. Only the first is kept.
+    pub fn set_local_hub(&self, hub: std::sync::Weak<crate::hub::Hub>) {
+        let _ = self.local_hub_registry.set(hub);
     }
 
     /// Registers what to call with the device id whenever a registration assigns (creates or

@@ -29,7 +29,12 @@ pub struct RemoteHubError(pub String);
 pub type ProvisionFuture<'a> =
     Pin<Box<dyn Future<Output = Result<(), RemoteHubError>> + Send + 'a>>;
 
-/// Creates device identities on linked hubs.
+/// The future of [`RemoteHubs::read_twin`]: the twin's tags and desired properties, `None`
+/// when the hub has no such device.
+pub type ReadTwinFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<InitialTwin>, RemoteHubError>> + Send + 'a>>;
+
+/// Creates, reads and removes device identities on linked hubs.
 pub trait RemoteHubs: Send + Sync {
     /// Creates the device on `hub` with the identity's keys, edge flag and initial twin, or
     /// updates an existing device's keys and edge flag. All or nothing: a device created here
@@ -39,4 +44,10 @@ pub trait RemoteHubs: Send + Sync {
         hub: &'a LinkedHub,
         identity: &'a RemoteIdentity,
     ) -> ProvisionFuture<'a>;
+
+    /// The tags and desired properties of a device's twin on `hub` (for `migrateDeviceData`).
+    fn read_twin<'a>(&'a self, hub: &'a LinkedHub, device_id: &'a str) -> ReadTwinFuture<'a>;
+
+    /// Deletes a device that moved away from `hub` (absent already: fine).
+    fn remove<'a>(&'a self, hub: &'a LinkedHub, device_id: &'a str) -> ProvisionFuture<'a>;
 }

@@ -4,8 +4,8 @@
 //! nothing written and nothing logged as an authentication failure. The same decisions as
 //! [`Dps::authenticate`] and [`Dps::register`] make.
 
-use super::assign::outcome;
 use super::auth::disabled_reason;
+use super::reprovision::outcome;
 use super::{AuthOrigin, Dps, DpsPrincipal, EnrollmentSource};
 use crate::dps::Error;
 use fleethub_api::{DeviceRegistrationState, InitialTwin};
@@ -123,10 +123,8 @@ impl Dps {
         let stored_hubs = self.stored_linked_hubs().await?;
         let plan = super::assign::plan(&principal, &self.candidates(&stored_hubs));
         let exists = self.store.get_device(&plan.device_id).await?.is_some();
-        let (substatus, _, hub) = super::assign::across_hubs(
-            outcome(&plan, previous.as_ref(), exists),
-            previous.as_ref(),
-        );
+        let super::reprovision::Outcome { substatus, hub, .. } =
+            outcome(&plan, previous.as_ref(), exists);
         sim.result = "assigned".into();
         sim.message = format!(
             "would be assigned to {hub} as device '{}'{}",

@@ -95,7 +95,11 @@ async fn individual_enrollment_assigns_device_with_initial_twin() {
         .registration_state
         .unwrap();
     assert_eq!(again.device_id.as_deref(), Some("device-one"));
-    assert_eq!(again.substatus.as_deref(), Some("deviceDataMigrated"));
+    // Azure: a device registering again onto the hub it has is `reprovisionedToInitialAssignment`.
+    assert_eq!(
+        again.substatus.as_deref(),
+        Some("reprovisionedToInitialAssignment")
+    );
     assert_eq!(again.created_date_time_utc, rs.created_date_time_utc);
 }
 
@@ -593,7 +597,10 @@ async fn simulate_names_enrollment_key_hub_and_twin_without_writing() {
         s.registration_state.unwrap().status.as_deref(),
         Some("assigned")
     );
-    assert_eq!(s.substatus.as_deref(), Some("deviceDataMigrated"));
+    assert_eq!(
+        s.substatus.as_deref(),
+        Some("reprovisionedToInitialAssignment")
+    );
 
     // A disabled enrollment and an unknown registration.
     let mut e = d.get_enrollment("dev-s").await.unwrap();
