@@ -119,6 +119,9 @@ route_table! {
     GET "/linkedHubs" "dps:ServiceConfig" => linked_hubs::list;
     PUT "/linkedHubs/{name}" "dps:ServiceConfig" => linked_hubs::put;
     DELETE "/linkedHubs/{name}" "dps:ServiceConfig" => linked_hubs::delete;
+    // fleethub: the instance's settings (Azure: on the resource, `az iot dps update`).
+    GET "/settings" "dps:ServiceConfig" => linked_hubs::get_settings;
+    PUT "/settings" "dps:ServiceConfig" => linked_hubs::put_settings;
 
     // Probes and the API description: open (`public`).
     GET "/healthz" "public" => health::healthz;

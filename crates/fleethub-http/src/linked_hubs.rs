@@ -1,5 +1,7 @@
 //! DPS service API, the hubs linked to the instance (`/linkedHubs`; a fleethub route: Azure
-//! manages them on the resource, `az iot dps linked-hub`). docs/protocol-notes.md, "Linked hubs".
+//! manages them on the resource, `az iot dps linked-hub`) and the instance's settings
+//! (`/settings`: its allocation policy; Azure: `az iot dps update`). docs/protocol-notes.md,
+//! "Linked hubs" and "Allocation policies".
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -7,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fleethub_api::LinkedHub;
 use fleethub_services::Right;
+use fleethub_services::dps::DpsSettings;
 
 use crate::HttpState;
 use crate::auth::dps_service;
@@ -55,4 +58,26 @@ pub(crate) async fn delete(
     dps_service(&state, &headers, Right::ServiceConfig, &peer)?;
     state.dps.delete_linked_hub(&name).await?;
     Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `GET /settings` -> 200 `{"allocationPolicy": ...}`.
+pub(crate) async fn get_settings(
+    State(state): State<HttpState>,
+    peer: Peer,
+    headers: HeaderMap,
+) -> ServiceResult<Response> {
+    dps_service(&state, &headers, Right::ServiceConfig, &peer)?;
+    Ok(ok_json(&state.dps.settings().await?))
+}
+
+/// `PUT /settings` (`{"allocationPolicy": ...}`) -> 200 with the settings now in force.
+pub(crate) async fn put_settings(
+    State(state): State<HttpState>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ServiceResult<Response> {
+    dps_service(&state, &headers, Right::ServiceConfig, &peer)?;
+    let settings: DpsSettings = require_json(&body, "DpsSettings")?;
+    Ok(ok_json(&state.dps.put_settings(settings).await?))
 }

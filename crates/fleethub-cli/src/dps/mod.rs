@@ -5,6 +5,7 @@ mod fields;
 mod group;
 mod linked_hub;
 mod registration;
+mod settings;
 mod simulate;
 
 pub use enrollment::EnrollmentCommand;
@@ -12,6 +13,7 @@ pub use fields::{EnrollmentFields, ProvisioningStatus};
 pub use group::GroupCommand;
 pub use linked_hub::LinkedHubCommand;
 pub use registration::RegistrationCommand;
+pub use settings::SettingsCommand;
 pub use simulate::SimulateArgs;
 
 use crate::args::ClientArgs;
@@ -34,6 +36,9 @@ pub enum DpsCommand {
     /// The hubs the DPS may assign devices to (the server's own hub is linked by default).
     #[command(subcommand)]
     LinkedHub(LinkedHubCommand),
+    /// The instance's settings: its allocation policy for enrollments that name none.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
     /// Dry run of a registration: which enrollment would match, whether the key is right,
     /// which hub, device ID and initial twin. Nothing is created.
     #[command(after_help = SIMULATE_EXAMPLES)]
@@ -74,6 +79,7 @@ pub(crate) async fn dispatch<T: Transport>(
         DpsCommand::EnrollmentGroup(c) => group::run(c, client).await,
         DpsCommand::Registration(c) => registration::run(c, client).await,
         DpsCommand::LinkedHub(c) => linked_hub::run(c, client).await,
+        DpsCommand::Settings(c) => settings::run(c, client).await,
         DpsCommand::Simulate(a) => simulate::run(a, client).await,
     }
 }

@@ -553,3 +553,23 @@ fn enrollment_create_sends_the_webhook_and_the_reprovision_policy() {
         .is_err()
     );
 }
+
+#[test]
+fn dps_settings_update_sends_the_instance_policy() {
+    let c = client(|req| {
+        assert_eq!((req.method, path(req)), ("PUT", "/settings"));
+        let body = super::fake::body(req);
+        assert_eq!(body, json!({"allocationPolicy": "static"}));
+        json(200, body)
+    });
+    let Top::Dps { cmd: parsed, .. } =
+        cmd(&["dps", "settings", "update", "--allocation-policy", "static"])
+    else {
+        panic!()
+    };
+    let Outcome::Object(v) = run(&c, parsed) else {
+        panic!()
+    };
+    assert_eq!(v["allocationPolicy"], "static");
+    assert!(parse(&["dps", "settings", "update", "--allocation-policy", "custom"]).is_err());
+}

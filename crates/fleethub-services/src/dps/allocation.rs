@@ -89,10 +89,17 @@ impl Dps {
 /// hash of the registration ID over the candidates (those of `iotHubs`, else all), weighted by
 /// their `allocationWeight`.
 pub(super) fn choose_hub(candidates: &[Candidate], reg: &str, a: &Allocation<'_>) -> String {
-    if a.policy.is_some_and(|p| p.eq_ignore_ascii_case("static"))
-        && let Some(h) = a.hubs.and_then(|l| l.first()).or(a.fixed)
-    {
-        return h.clone();
+    if a.policy.is_some_and(|p| p.eq_ignore_ascii_case("static")) {
+        // The hub named, else (the instance's `static` for an enrollment naming none) the
+        // DPS's own hub, the first candidate.
+        if let Some(h) = a
+            .hubs
+            .and_then(|l| l.first())
+            .or(a.fixed)
+            .or(candidates.first().map(|c| &c.name))
+        {
+            return h.clone();
+        }
     }
     let (fixed, hubs) = (a.fixed, a.hubs);
     let is_candidate = |h: &String| candidates.iter().any(|c| c.name.eq_ignore_ascii_case(h));

@@ -67,7 +67,8 @@ impl Dps {
         let previous = self.store.get_registration(&p.registration_id).await?;
         let now = self.clock.now_utc();
         let stored_hubs = self.stored_linked_hubs().await?;
-        let plan = plan(p, &self.candidates(&stored_hubs));
+        let default_policy = self.instance_policy().await?;
+        let plan = plan(p, &self.candidates(&stored_hubs), &default_policy);
         let mut state = DeviceRegistrationState {
             registration_id: p.registration_id.clone(),
             created_date_time_utc: Some(
@@ -290,8 +291,9 @@ impl Dps {
     }
 }
 
-/// What the enrollment says about the device, with the hub chosen among `candidates`.
-pub(super) fn plan(p: &DpsPrincipal, candidates: &[Candidate]) -> Plan {
+/// What the enrollment says about the device, with the hub chosen among `candidates` by the
+/// enrollment's policy or else `default_policy` (the instance's).
+pub(super) fn plan(p: &DpsPrincipal, candidates: &[Candidate], default_policy: &str) -> Plan {
     match &p.source {
         EnrollmentSource::Individual(e) => Plan {
             device_id: e
@@ -303,7 +305,7 @@ pub(super) fn plan(p: &DpsPrincipal, candidates: &[Candidate]) -> Plan {
                 candidates,
                 &p.registration_id,
                 &Allocation {
-                    policy: e.allocation_policy.as_deref(),
+                    policy: e.allocation_policy.as_deref().or(Some(default_policy)),
                     fixed: e.iot_hub_host_name.as_ref(),
                     hubs: e.iot_hubs.as_ref(),
                 },
@@ -335,7 +337,7 @@ pub(super) fn plan(p: &DpsPrincipal, candidates: &[Candidate]) -> Plan {
                 candidates,
                 &p.registration_id,
                 &Allocation {
-                    policy: group.allocation_policy.as_deref(),
+                    policy: group.allocation_policy.as_deref().or(Some(default_policy)),
                     fixed: group.iot_hub_host_name.as_ref(),
                     hubs: group.iot_hubs.as_ref(),
                 },

@@ -11,6 +11,7 @@ mod linked_hubs;
 mod recent;
 mod remote;
 mod reprovision;
+mod settings;
 mod simulate;
 mod validate;
 mod webhook;
@@ -29,6 +30,7 @@ pub use auth::{AuthContext, AuthOrigin, DpsPrincipal};
 pub use enrollments::BulkFailure;
 pub use error::{Error, Result};
 pub use remote::{ProvisionFuture, ReadTwinFuture, RemoteHubError, RemoteHubs, RemoteIdentity};
+pub use settings::DpsSettings;
 pub use simulate::{EnrollmentMatch, Simulation};
 pub use validate::MAX_PAYLOAD_BYTES;
 pub use webhook::{
@@ -79,6 +81,8 @@ pub struct Dps {
     /// Creates identities on linked hubs other than the local one.
     remote_hubs: std::sync::OnceLock<Arc<dyn RemoteHubs>>,
     throttle: Arc<crate::Throttle>,
+    /// The instance's allocation policy, read once and refreshed by this instance's changes.
+    policy: std::sync::RwLock<Option<String>>,
     /// The local hub, which removes devices that moved to another hub (and disconnects them).
     local_hub_registry: std::sync::OnceLock<std::sync::Weak<crate::hub::Hub>>,
     /// Calls custom allocation webhooks, with the bound on one call.
@@ -104,6 +108,7 @@ impl Dps {
             throttle: shared.throttle.clone(),
             webhooks: std::sync::OnceLock::default(),
             local_hub_registry: std::sync::OnceLock::default(),
+            policy: std::sync::RwLock::default(),
         }
     }
 

@@ -121,7 +121,8 @@ impl Dps {
             origin: AuthOrigin::default(),
         };
         let stored_hubs = self.stored_linked_hubs().await?;
-        let plan = super::assign::plan(&principal, &self.candidates(&stored_hubs));
+        let default_policy = self.instance_policy().await?;
+        let plan = super::assign::plan(&principal, &self.candidates(&stored_hubs), &default_policy);
         let exists = self.store.get_device(&plan.device_id).await?.is_some();
         let super::reprovision::Outcome { substatus, hub, .. } =
             outcome(&plan, previous.as_ref(), exists);

@@ -17,6 +17,11 @@ pub(super) const CTX: AuthContext<'static> = AuthContext {
 };
 
 pub(super) fn dps(dir: &tempfile::TempDir) -> Dps {
+    dps_in(dir)
+}
+
+/// A DPS on the store in `dir` (a second one on the same directory: a restarted service).
+pub(super) fn dps_in(dir: &tempfile::TempDir) -> Dps {
     let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     Dps::new(
         &Shared::new(store),
