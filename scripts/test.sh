@@ -8,6 +8,8 @@
 #   3. python    tests/compat/python/*.py with the pinned official Python SDKs (venv in $WORK/venv)
 #      node      tests/compat/node/*.js with the pinned official Node SDKs (npm ci into $WORK/node)
 #      edge      tests/edge/edge_e2e.py: its own fleethub serve + fleetedge + two official-SDK Python modules
+#      multihub  tests/dps_multihub/multihub_e2e.py: a DPS and two hubs (two fleethub serve on 127.0.0.31/.32)
+#                with the official Python and Node provisioning and device SDKs
 #   4. conformance   ../shared/conformance scenarios, only when that directory exists (developer/CI checkouts)
 #
 # Environment (all optional):
@@ -15,7 +17,7 @@
 #   FLEETHUB_SHARED       shared material (default ../shared next to the repository)
 #   FLEETHUB_CONFORMANCE  dps | all | off  (see below)
 #   FLEETHUB_TEST_SKIP    space-separated stages to skip, e.g. "rust" to re-run only the SDK tests
-#                         (rust, python, node, edge, conformance); CI never sets it
+#                         (rust, python, node, edge, multihub, conformance); CI never sets it
 # Exit status 0 only if every stage that ran passed. Setup problems stop the run at once; the SDK test
 # suites (stage 3 and 4) all run and the run fails at the end if any of them failed.
 set -euo pipefail
@@ -152,7 +154,7 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # 2. release binary + server
 # ---------------------------------------------------------------------------------------------------
-if skipped python && skipped node && skipped edge && skipped conformance; then
+if skipped python && skipped node && skipped edge && skipped multihub && skipped conformance; then
   exit 0
 fi
 run "cargo build --release -p fleethub-server -p fleetedge" 2400 cargo build --release -p fleethub-server -p fleetedge
@@ -319,6 +321,20 @@ else
   suite "edge end-to-end: tests/edge/edge_e2e.py" 900 env FLEETHUB_BIN="$BIN" \
     FLEETEDGE_BIN="$TARGET_DIR/release/fleetedge" FLEETHUB_MODULE_PYTHON="$WORK/venv/bin/python" \
     FLEETHUB_EDGE_WORK="$WORK/edge" python3 "$ROOT/tests/edge/edge_e2e.py"
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# 3c. DPS across two hubs: its own two fleethub serve on 127.0.0.31 and 127.0.0.32 (ports 443/8883, which
+#     the SDKs dial), host names in /etc/hosts for the run only, official Python + Node SDKs
+# ---------------------------------------------------------------------------------------------------
+if skipped multihub; then
+  RESULTS+=("skip  dps multi-hub (FLEETHUB_TEST_SKIP)")
+elif [[ $EUID -ne 0 ]]; then
+  RESULTS+=("skip  dps multi-hub (needs root: /etc/hosts and ports 443/8883 on 127.0.0.31/.32)")
+else
+  ensure_venv
+  suite "dps multi-hub: tests/dps_multihub/multihub_e2e.py" 900 env FLEETHUB_BIN="$BIN" \
+    FLEETHUB_MULTIHUB_WORK="$WORK/multihub" "$WORK/venv/bin/python" "$ROOT/tests/dps_multihub/multihub_e2e.py"
 fi
 
 # ---------------------------------------------------------------------------------------------------
