@@ -604,3 +604,67 @@ async fn a_custom_allocation_webhook_chooses_the_hub_and_answers_the_device() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_hub_with_a_wrong_key_fails_the_registration_with_the_reason() {
+    let p = start_pair();
+    // hub2's policy name with a key of the right shape that is not its key.
+    let cs = &p.hub2.info.hub_service_connection_string;
+    let (head, _) = cs.rsplit_once("SharedAccessKey=").unwrap();
+    let wrong = format!("{head}SharedAccessKey=d3Jvbmd3cm9uZ3dyb25nd3Jvbmd3cm9uZ3dyb25nMTI=");
+    let endpoint = format!("127.0.0.1:{}", p.hub2.https_port);
+    let (ok, _, err) = p.dps.cli(&[
+        "dps",
+        "linked-hub",
+        "create",
+        "--connection-string",
+        &wrong,
+        "--service-endpoint",
+        &endpoint,
+    ]);
+    assert!(ok, "{err}");
+    let key = enroll(&p, "multi-bad-key").await;
+    let device = provisioning(&p, "multi-bad-key", &key, Transport::Https);
+    let registering = tokio::spawn(async move { device.register().await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let rec = loop {
+        let (ok, out, _) = p.dps.cli(&[
+            "dps",
+            "registration",
+            "show",
+            "--registration-id",
+            "multi-bad-key",
+        ]);
+        if ok {
+            let rec: Value = serde_json::from_str(&out).unwrap();
+            if rec["status"] == "failed" {
+                break rec;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed record\n{}",
+            p.dps.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    registering.abort();
+    let message = rec["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(HUB2) && message.contains("401"),
+        "the reason names the hub and its answer: {rec}"
+    );
+    assert!(!message.contains("d3Jvbmd3"), "no key in the record: {rec}");
+    let (ok, out, err) = p.dps.cli(&["diagnostics", "auth-failures"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("assignment to linked hub"), "{out}");
+    for s in [&p.dps, &p.hub2] {
+        assert!(
+            device::service(s)
+                .find_device("multi-bad-key")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
