@@ -153,14 +153,15 @@ webhook_requests = []
 
 
 class Webhook(http.server.BaseHTTPRequestHandler):
-    """Registration IDs ending in -h2 go to hub2, others to hub1; the answer echoes the device's payload."""
+    """Registration IDs ending in -h2 go to hub2, -hx to a hub that is not linked, others to hub1; the
+    answer echoes the device's payload."""
 
     def do_POST(self):  # noqa: N802 (http.server's name)
         req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
         webhook_requests.append(req)
         ctx = req["deviceRuntimeContext"]
         reg = ctx["registrationId"]
-        hub = HUB2 if reg.endswith("-h2") else HUB1
+        hub = HUB2 if reg.endswith("-h2") else "nowhere.multihub.test" if reg.endswith("-hx") else HUB1
         answer = {"iotHubHostName": hub,
                   "initialTwin": {"properties": {"desired": {"fromWebhook": reg}}},
                   "payload": {"chosen": hub, "yourModel": (ctx.get("payload") or {}).get("model")}}
@@ -384,6 +385,26 @@ def run(ca, hook_url):
         return ", ".join(results)
 
     step("custom allocation webhook chooses per registration ID and answers the device", custom)
+
+    def custom_unlinked():
+        reg = "mh-wh-%s-hx" % RUN
+        e = dps.cli("dps", "enrollment", "create", "--registration-id", reg, "--allocation-policy", "custom",
+                    "--webhook-url", hook_url)
+        try:
+            register(reg, e["attestation"]["symmetricKey"]["primaryKey"])
+            raise AssertionError("assigned, though the webhook named a hub that is not linked")
+        except AssertionError as err:
+            if "assigned, though" in str(err):
+                raise
+            outcome = str(err)
+        except Exception as err:  # noqa: BLE001 (the SDK's own error for a failed registration)
+            outcome = "%s: %s" % (type(err).__name__, str(err)[:120])
+        rec = dps.cli("dps", "registration", "show", "--registration-id", reg)
+        expect((rec.get("status"), rec.get("errorCode")) == ("failed", 400208), "record %s" % rec)
+        expect(not exists(dps, reg) and not exists(hub2, reg), "created although the registration failed")
+        return "device: %s; record: failed 400208" % outcome
+
+    step("a webhook naming a hub that is not linked fails the registration (400208)", custom_unlinked)
 
     def reprovision():
         reg = "mh-move-%s" % RUN

@@ -126,9 +126,16 @@ impl Dps {
         let exists = self.store.get_device(&plan.device_id).await?.is_some();
         let super::reprovision::Outcome { substatus, hub, .. } =
             outcome(&plan, previous.as_ref(), exists);
+        // A custom allocation webhook is not called in a dry run: its answer is not known.
+        let webhook = plan.custom.is_some();
+        let target = if webhook {
+            "the hub the custom allocation webhook chooses (not called in a dry run)".to_string()
+        } else {
+            hub.clone()
+        };
         sim.result = "assigned".into();
         sim.message = format!(
-            "would be assigned to {hub} as device '{}'{}",
+            "would be assigned to {target} as device '{}'{}",
             plan.device_id,
             if sim.key.as_deref() == Some("notChecked") {
                 " (no key given: the key was not checked)"
@@ -136,9 +143,9 @@ impl Dps {
                 ""
             }
         );
-        sim.assigned_hub = Some(hub);
+        sim.assigned_hub = (!webhook).then_some(hub);
         sim.device_id = Some(plan.device_id.clone());
-        sim.substatus = Some(substatus.into());
+        sim.substatus = (!webhook).then(|| substatus.into());
         sim.iot_edge = Some(plan.iot_edge);
         sim.initial_twin = plan.initial_twin.clone();
         sim.device_exists = Some(exists);

@@ -112,6 +112,12 @@ async fn the_webhook_chooses_the_hub_twin_and_payload() {
     assert_eq!(dev.twin.tags.unwrap()["chosen"], "by-webhook");
     assert_eq!(dev.twin.properties.desired["mode"], "eco");
 
+    // A dry run does not call the webhook.
+    let sim = d.simulate("wh-ok", Some(&key)).await.unwrap();
+    assert_eq!(sim.assigned_hub, None, "{sim:?}");
+    assert!(sim.message.contains("webhook"), "{}", sim.message);
+    assert_eq!(hook.seen.lock().unwrap().len(), 1);
+
     let req = hook.seen.lock().unwrap()[0].clone();
     let ctx = &req["deviceRuntimeContext"];
     assert_eq!(ctx["payload"], json!({"mode": "eco"}));
