@@ -29,13 +29,13 @@ pub(super) fn outcome(
     previous: Option<&RegistrationRecord>,
     device_exists: bool,
 ) -> Outcome {
-    let old = previous
-        .filter(|r| r.state.status.as_deref() == Some("assigned"))
-        .and_then(|r| {
-            let hub = r.state.assigned_hub.clone()?;
-            let device = r.state.device_id.clone().unwrap_or(plan.device_id.clone());
-            Some((hub, device))
-        });
+    // A record names a hub only when the device was assigned one: `assigned`, or a later
+    // attempt that failed or was refused (those keep the previous assignment).
+    let old = previous.and_then(|r| {
+        let hub = r.state.assigned_hub.clone()?;
+        let device = r.state.device_id.clone().unwrap_or(plan.device_id.clone());
+        Some((hub, device))
+    });
     let rp = &plan.reprovision;
     let stay = |hub: String, reset: bool| Outcome {
         substatus: "reprovisionedToInitialAssignment",
@@ -264,8 +264,16 @@ mod tests {
             let o = outcome(p, prev, exists);
             (o.substatus, o.reset_twin, o.hub, o.moved_from)
         };
-        // First assignment (a failed attempt before does not count).
-        for prev in [None, Some(&failed)] {
+        // First assignment (a failed first attempt names no hub).
+        let failed_first = RegistrationRecord {
+            state: DeviceRegistrationState {
+                assigned_hub: None,
+                device_id: None,
+                ..failed.state.clone()
+            },
+            ..failed.clone()
+        };
+        for prev in [None, Some(&failed_first)] {
             assert_eq!(
                 case(&plan("b.test", true, true), prev, false),
                 ("initialAssignment", true, "b.test".into(), None)
@@ -274,6 +282,11 @@ mod tests {
         assert!(
             !case(&plan("b.test", true, true), None, true).1,
             "an existing identity keeps its twin"
+        );
+        // A failed attempt after an assignment keeps it: the next one moves from there.
+        assert_eq!(
+            case(&plan("b.test", true, false), Some(&failed), true).3,
+            Some(("a.test".to_string(), "d-old".to_string()))
         );
         // Never reprovision: stays, twin untouched.
         assert_eq!(

@@ -162,7 +162,8 @@ pub(super) fn request_body(
 ) -> Value {
     let (field, enrollment) = enrollment_document(source);
     let mut ctx = json!({"registrationId": registration_id, "symmetricKey": {}});
-    if let Some(prev) = previous.filter(|p| p.status.as_deref() == Some("assigned")) {
+    // A record names a hub only once the device was assigned one (later failed attempts keep it).
+    if let Some(prev) = previous.filter(|p| p.assigned_hub.is_some()) {
         if let Some(hub) = &prev.assigned_hub {
             ctx["currentIotHubHostName"] = json!(hub);
         }

@@ -312,7 +312,6 @@ fn group_requests_carry_the_group_without_keys() {
     let prev = DeviceRegistrationState {
         registration_id: "s-1".into(),
         status: Some("failed".into()),
-        assigned_hub: Some("a.test".into()),
         ..Default::default()
     };
     let req = request_body(&source, "s-1", Some(&prev), None, &["a.test".into()]);
@@ -326,7 +325,7 @@ fn group_requests_carry_the_group_without_keys() {
         req["deviceRuntimeContext"]
             .get("currentIotHubHostName")
             .is_none(),
-        "only an assigned device has a current hub"
+        "a device never assigned has no current hub"
     );
     assert_eq!(req["linkedHubs"], json!(["a.test"]));
 }
