@@ -716,3 +716,102 @@ async fn a_linked_hub_with_a_wrong_key_fails_the_registration_with_the_reason() 
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_slower_than_the_configured_timeout_fails_retryably() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("fleethub.toml");
+    std::fs::write(&config, "allocation_webhook_timeout_secs = 1\n").unwrap();
+    let config = config.display().to_string();
+    let s = ServerProcess::start_with(
+        &tmp.path().join("data"),
+        free_port(),
+        free_port(),
+        &[
+            "--config",
+            &config,
+            "--hub-hostname",
+            "hub.fleethub.test",
+            "--dps-hostname",
+            "localhost",
+        ],
+    );
+    // A webhook that takes 3 s (then answers the own hub).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/slow", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::post(async || {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            axum::Json(json!({"iotHubHostName": "hub.fleethub.test"}))
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (ok, out, err) = s.cli(&[
+        "dps",
+        "enrollment",
+        "create",
+        "--registration-id",
+        "wh-slow",
+        "--allocation-policy",
+        "custom",
+        "--webhook-url",
+        &url,
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let key = v["attestation"]["symmetricKey"]["primaryKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let device = ProvisioningClient::builder()
+        .global_endpoint("localhost")
+        .port(s.https_port)
+        .id_scope(&s.info.id_scope)
+        .registration_id("wh-slow")
+        .symmetric_key(&key)
+        .transport(Transport::Https)
+        .ca_pem_file(s.ca_pem())
+        .timeout(Duration::from_mins(1))
+        .build()
+        .unwrap();
+    let registering = tokio::spawn(async move { device.register().await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let rec = loop {
+        let (ok, out, _) = s.cli(&[
+            "dps",
+            "registration",
+            "show",
+            "--registration-id",
+            "wh-slow",
+        ]);
+        if ok {
+            let rec: Value = serde_json::from_str(&out).unwrap();
+            if rec["status"] == "failed" {
+                break rec;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed record\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!registering.is_finished(), "the device keeps trying (503)");
+    registering.abort();
+    assert!(
+        rec["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not answer within 1 s"),
+        "{rec}"
+    );
+    assert!(
+        device::service(&s)
+            .find_device("wh-slow")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
