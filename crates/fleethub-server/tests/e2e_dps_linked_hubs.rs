@@ -576,54 +576,6 @@ async fn a_custom_allocation_webhook_chooses_the_hub_and_answers_the_device() {
                 .is_none()
         );
     }
-    // Over HTTPS (hub2's HTTPS port, trusted through the shared CA): it has no such route, so
-    // the answer is a 4xx and the registration fails for good (a TLS failure would be retryable).
-    let https_hook = format!(
-        "https://localhost:{}/api/allocate?code=k",
-        p.hub2.https_port
-    );
-    let (ok, out, err) = p.dps.cli(&[
-        "dps",
-        "enrollment",
-        "create",
-        "--registration-id",
-        "wh-https",
-        "--allocation-policy",
-        "custom",
-        "--webhook-url",
-        &https_hook,
-    ]);
-    assert!(ok, "{err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let key = v["attestation"]["symmetricKey"]["primaryKey"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        provisioning(&p, "wh-https", &key, Transport::Https)
-            .register()
-            .await
-            .is_err()
-    );
-    let (ok, out, _) = p.dps.cli(&[
-        "dps",
-        "registration",
-        "show",
-        "--registration-id",
-        "wh-https",
-    ]);
-    assert!(ok);
-    let rec: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(rec["status"], "failed", "{rec}");
-    assert!(
-        [400_207, 400_209].contains(&rec["errorCode"].as_u64().unwrap_or_default()),
-        "a 4xx over HTTPS: {rec}"
-    );
-    assert!(
-        !rec.to_string().contains("code=k"),
-        "the URL's key is not shown: {rec}"
-    );
-
     // A webhook that answers 500: the record says so; the device may try again.
     let key = enroll_custom("wh-e").await;
     let device = provisioning(&p, "wh-e", &key, Transport::Https);
@@ -813,5 +765,57 @@ async fn a_webhook_slower_than_the_configured_timeout_fails_retryably() {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_allocation_webhook_over_https() {
+    let p = start_pair();
+    // Over HTTPS (hub2's HTTPS port, trusted through the shared CA): it has no such route, so
+    // the answer is a 4xx and the registration fails for good (a TLS failure would be retryable).
+    let https_hook = format!(
+        "https://localhost:{}/api/allocate?code=k",
+        p.hub2.https_port
+    );
+    let (ok, out, err) = p.dps.cli(&[
+        "dps",
+        "enrollment",
+        "create",
+        "--registration-id",
+        "wh-https",
+        "--allocation-policy",
+        "custom",
+        "--webhook-url",
+        &https_hook,
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let key = v["attestation"]["symmetricKey"]["primaryKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        provisioning(&p, "wh-https", &key, Transport::Https)
+            .register()
+            .await
+            .is_err()
+    );
+    let (ok, out, _) = p.dps.cli(&[
+        "dps",
+        "registration",
+        "show",
+        "--registration-id",
+        "wh-https",
+    ]);
+    assert!(ok);
+    let rec: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rec["status"], "failed", "{rec}");
+    assert!(
+        [400_207, 400_209].contains(&rec["errorCode"].as_u64().unwrap_or_default()),
+        "a 4xx over HTTPS: {rec}"
+    );
+    assert!(
+        !rec.to_string().contains("code=k"),
+        "the URL's key is not shown: {rec}"
     );
 }
