@@ -2,7 +2,10 @@
 //! come from one operator CA (`--ca-cert/--ca-key`); the DPS links the second server's hub and
 //! assigns devices there: the identity (keys, edge flag, initial twin) is created on that hub
 //! before the device hears `assigned`, and the device then connects to it. A linked hub that is
-//! down fails the registration retryably, with the reason in the registration record.
+//! down or refuses the key fails the registration retryably, with the reason in the registration
+//! record. Reprovisioning moves a device and its twin between the hubs per policy. Custom
+//! allocation webhooks (plain HTTP on loopback, and HTTPS) choose the hub and answer the device;
+//! their failures and timeouts end the registration as Azure's DPS does.
 
 mod common;
 
