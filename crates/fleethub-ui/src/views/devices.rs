@@ -1,0 +1,318 @@
+//! Devices: `GET /ui/devices` (paged list with status, connection state and edge flag; `?id=`
+//! jumps to one device), `GET /ui/devices/{id}` (identity, twin, connection string on request,
+//! the tag/desired editor, the direct-method form), `POST /ui/devices/{id}/twin` (a twin patch
+//! guarded by the etag the page was rendered with: a concurrent edit is shown, nothing is lost)
+//! and `POST /ui/devices/{id}/method` (invoke, show the device's answer).
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use fleethub_services::Right;
+use fleethub_services::hub::TwinTarget;
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Listing;
+use crate::UiState;
+use crate::error::{UiError, UiResult};
+use crate::page;
+use crate::viewer::Viewer;
+
+const READ: &str = "RegistryRead (a hub policy such as registryRead or iothubowner)";
+const WRITE: &str = "RegistryWrite (a hub policy such as registryReadWrite or iothubowner)";
+const CONNECT: &str = "ServiceConnect (a hub policy such as service or iothubowner)";
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DeviceListing {
+    #[serde(flatten)]
+    pub listing: Listing,
+    pub id: Option<String>,
+}
+
+/// `GET /ui/devices`.
+pub async fn list(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Query(q): Query<DeviceListing>,
+) -> UiResult<Response> {
+    let viewer = Viewer::of(&state, &headers)?;
+    viewer.require(Right::RegistryRead, READ)?;
+    if let Some(id) = q.id.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
+        return Ok(Redirect::to(&format!("/ui/devices/{}", page::encode(id))).into_response());
+    }
+    let devices = state.hub.list_devices(q.listing.request()).await?;
+    let body = html! {
+        (page::notice(q.listing.done.as_deref()))
+        form method="get" action="/ui/devices" role="search" {
+            label for="id" { "Find a device by ID" }
+            input #id type="text" name="id";
+            p { button type="submit" { "Open" } }
+        }
+        @if devices.items.is_empty() {
+            p.hint { "No devices yet: provision one through an enrollment, or create one with `fleethub hub device-identity create`." }
+        } @else {
+            table {
+                thead { tr { th { "Device ID" } th { "Status" } th { "Connection" } th { "Edge" } th { "Last activity" } } }
+                tbody {
+                    @for d in &devices.items {
+                        tr {
+                            td { a href=(format!("/ui/devices/{}", page::encode(&d.device_id))) { (d.device_id) } }
+                            td { (d.status.as_deref().unwrap_or("enabled")) }
+                            td { (if state.hub.is_connected(&d.device_id, None) { "Connected" } else { "Disconnected" }) }
+                            td { (if d.capabilities.as_ref().is_some_and(|c| c.iot_edge) { "yes" } else { "no" }) }
+                            td { (d.last_activity_time.as_deref().unwrap_or("-")) }
+                        }
+                    }
+                }
+            }
+        }
+        (page::next_page("/ui/devices", "page", devices.continuation.as_deref(), "More devices"))
+    };
+    Ok(page::frame(&viewer, "Devices", &body).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DeviceQuery {
+    pub done: Option<String>,
+    pub cs: Option<String>,
+}
+
+/// `GET /ui/devices/{id}`.
+pub async fn show(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<DeviceQuery>,
+) -> UiResult<Markup> {
+    let viewer = Viewer::of(&state, &headers)?;
+    viewer.require(Right::RegistryRead, READ)?;
+    device_page(
+        &state,
+        &viewer,
+        &id,
+        q.done.as_deref(),
+        q.cs.as_deref() == Some("show"),
+        None,
+    )
+    .await
+}
+
+/// What the twin editor and the method form show after a failed or finished action.
+#[derive(Default)]
+struct Outcome<'a> {
+    twin_error: Option<&'a str>,
+    twin_text: Option<&'a str>,
+    method_result: Option<Markup>,
+}
+
+async fn device_page(
+    state: &UiState,
+    viewer: &Viewer,
+    id: &str,
+    done: Option<&str>,
+    show_cs: bool,
+    outcome: Option<Outcome<'_>>,
+) -> UiResult<Markup> {
+    let outcome = outcome.unwrap_or_default();
+    let device = state.hub.get_device(id).await?;
+    let twin = state.hub.service_twin(TwinTarget::Device(id)).await?;
+    let connected = state.hub.is_connected(id, None);
+    let editable = json!({
+        "tags": twin.tags.clone().unwrap_or_else(|| json!({})),
+        "properties": {"desired": strip_metadata(&twin.properties.desired)},
+    });
+    let editable = serde_json::to_string_pretty(&editable).unwrap_or_default();
+    let base = format!("/ui/devices/{}", page::encode(id));
+    let primary = device
+        .authentication
+        .as_ref()
+        .and_then(|a| a.symmetric_key.as_ref())
+        .and_then(|k| k.primary_key.clone());
+    let body = html! {
+        (page::notice(done))
+        table {
+            tbody {
+                tr { th { "Status" } td { (device.status.as_deref().unwrap_or("enabled")) } }
+                tr { th { "Connection" } td { (if connected { "Connected" } else { "Disconnected" }) } }
+                tr { th { "IoT Edge" } td { (if device.capabilities.as_ref().is_some_and(|c| c.iot_edge) { "yes" } else { "no" }) } }
+                tr { th { "Last activity" } td { (device.last_activity_time.as_deref().unwrap_or("-")) } }
+                tr { th { "Cloud-to-device queue" } td { (device.cloud_to_device_message_count) } }
+            }
+        }
+        @if let Some(key) = &primary {
+            h2 { "Connection string" }
+            @if show_cs {
+                p { code { (format!("HostName={};DeviceId={id};SharedAccessKey={key}", state.hub_auth.host())) } }
+                p { a href=(base) { "Hide" } }
+            } @else {
+                p { a href=(format!("{base}?cs=show")) { "Show the connection string" } }
+            }
+        }
+        h2 { "Twin" }
+        p.hint { "Version " (twin.version) ", etag " code { (twin.etag.as_deref().unwrap_or("-")) } }
+        h3 { "Reported properties (read-only)" }
+        (page::json_block(&strip_metadata(&twin.properties.reported)))
+        @if viewer.can(Right::RegistryWrite) {
+            h3 { "Tags and desired properties" }
+            form method="post" action=(format!("{base}/twin")) {
+                (page::csrf_field(viewer))
+                input type="hidden" name="etag" value=(twin.etag.as_deref().unwrap_or(""));
+                label for="twin" { "Twin patch (JSON: tags and properties.desired are merged; null removes a key)" }
+                textarea #twin name="twin" rows="12" aria-describedby="twin-error" { (outcome.twin_text.unwrap_or(&editable)) }
+                @if let Some(e) = outcome.twin_error { p #twin-error .error role="alert" { (e) } }
+                p { button type="submit" { "Save twin" } }
+            }
+        } @else {
+            h3 { "Tags" }
+            (page::json_block(twin.tags.as_ref().unwrap_or(&Value::Null)))
+            h3 { "Desired properties" }
+            (page::json_block(&strip_metadata(&twin.properties.desired)))
+        }
+        @if viewer.can(Right::ServiceConnect) {
+            h2 { "Direct method" }
+            form method="post" action=(format!("{base}/method")) {
+                (page::csrf_field(viewer))
+                label for="method" { "Method name" }
+                input #method type="text" name="method" required;
+                label for="payload" { "Payload (JSON)" }
+                textarea #payload name="payload" rows="4" { "{}" }
+                label for="timeout" { "Response timeout (seconds)" }
+                input #timeout type="number" name="timeout" value="30" min="5" max="300";
+                p { button type="submit" { "Invoke method" } }
+            }
+            @if let Some(result) = &outcome.method_result { (result) }
+        }
+    };
+    Ok(page::frame(viewer, &format!("Device {id}"), &body))
+}
+
+/// A twin section without `$metadata` / `$version` (shown in the header instead).
+fn strip_metadata(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        Value::Null => json!({}),
+        other => other.clone(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TwinForm {
+    pub csrf: String,
+    #[serde(default)]
+    pub etag: String,
+    pub twin: String,
+}
+
+/// `POST /ui/devices/{id}/twin`.
+pub async fn update_twin(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<TwinForm>,
+) -> UiResult<Response> {
+    let viewer = Viewer::of(&state, &headers)?;
+    viewer.check_csrf(&form.csrf)?;
+    viewer.require(Right::RegistryWrite, WRITE)?;
+    let refuse = async |status: StatusCode, error: &str| -> UiResult<Response> {
+        let outcome = Outcome {
+            twin_error: Some(error),
+            twin_text: Some(&form.twin),
+            method_result: None,
+        };
+        let page = device_page(&state, &viewer, &id, None, false, Some(outcome)).await?;
+        Ok((status, page).into_response())
+    };
+    let patch: Value = match serde_json::from_str(&form.twin) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "The twin patch must be a JSON object. Nothing was saved.",
+            )
+            .await;
+        }
+        Err(e) => {
+            let msg = format!("The twin patch is not valid JSON: {e}. Nothing was saved.");
+            return refuse(StatusCode::BAD_REQUEST, &msg).await;
+        }
+    };
+    let if_match = Some(form.etag.as_str()).filter(|e| !e.is_empty());
+    match state
+        .hub
+        .update_service_twin(TwinTarget::Device(&id), &patch, if_match, false)
+        .await
+    {
+        Ok(twin) => Ok(Redirect::to(&format!(
+            "/ui/devices/{}?done={}",
+            page::encode(&id),
+            page::encode(&format!("Twin saved (version {}).", twin.version))
+        ))
+        .into_response()),
+        Err(fleethub_services::hub::Error::PreconditionFailed(_)) => {
+            refuse(StatusCode::PRECONDITION_FAILED, "Someone else changed this twin since the page was loaded. Your text is kept below; the twin above is the current one: merge your change into it and save again.").await
+        }
+        Err(e @ fleethub_services::hub::Error::Invalid(_)) => {
+            refuse(StatusCode::BAD_REQUEST, &format!("{e}. Nothing was saved.")).await
+        }
+        Err(e) => Err(UiError::from(e)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MethodForm {
+    pub csrf: String,
+    pub method: String,
+    #[serde(default)]
+    pub payload: String,
+    #[serde(default)]
+    pub timeout: Option<u64>,
+}
+
+/// `POST /ui/devices/{id}/method`.
+pub async fn invoke_method(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<MethodForm>,
+) -> UiResult<Response> {
+    let viewer = Viewer::of(&state, &headers)?;
+    viewer.check_csrf(&form.csrf)?;
+    viewer.require(Right::ServiceConnect, CONNECT)?;
+    let payload: Value = if form.payload.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&form.payload)
+            .map_err(|e| UiError::BadInput(format!("The method payload is not valid JSON: {e}")))?
+    };
+    let timeout = form.timeout.unwrap_or(30);
+    let (status, result) = match state
+        .hub
+        .invoke_method(&id, None, form.method.trim(), &payload, timeout)
+        .await
+    {
+        Ok((status, answer)) => (
+            StatusCode::OK,
+            html! {
+                p.notice role="status" { "The device answered " (form.method.trim()) " with status " (status) ":" }
+                (page::json_block(&answer))
+            },
+        ),
+        Err(e) => {
+            let e = UiError::from(e);
+            (e.status(), html! { p.error role="alert" { (e) } })
+        }
+    };
+    let outcome = Outcome {
+        method_result: Some(result),
+        ..Outcome::default()
+    };
+    let page = device_page(&state, &viewer, &id, None, false, Some(outcome)).await?;
+    Ok((status, page).into_response())
+}

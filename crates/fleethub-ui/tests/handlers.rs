@@ -1,0 +1,523 @@
+//! The dashboard's handlers over a real SQLite store and real `Dps`/`Hub` services: sign-in,
+//! sessions, CSRF, rights per policy, escaping, the twin editor's conflict and validation paths.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use fleethub_api::hub::Device;
+use fleethub_services::hub::TwinTarget;
+use fleethub_services::policies::{Policy, default_dps_policies, default_hub_policies};
+use fleethub_services::{Clock, Dps, DpsConfig, Hub, HubConfig, ServiceAuth, Shared};
+use fleethub_store::sqlite::SqliteStore;
+use fleethub_ui::{SessionKey, UiState, router};
+use http_body_util::BodyExt;
+use serde_json::json;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const HUB: &str = "hub.fleethub.test";
+const DPS: &str = "dps.fleethub.test";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    app: Router,
+    state: UiState,
+    hub_policies: Vec<Policy>,
+    dps_policies: Vec<Policy>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    let shared = Shared::new(store);
+    let hub_policies = default_hub_policies();
+    let dps_policies = default_dps_policies();
+    let hub = Arc::new(Hub::new(
+        &shared,
+        HubConfig {
+            host: HUB.into(),
+            token_skew_secs: 30,
+        },
+        hub_policies.clone(),
+    ));
+    let dps = Arc::new(Dps::new(
+        &shared,
+        DpsConfig {
+            id_scope: "0ne0000ABCD".into(),
+            linked_hubs: vec![HUB.into()],
+            token_skew_secs: 30,
+            retry_after_secs: 3,
+        },
+    ));
+    let log = shared.auth_failures.clone();
+    let state = UiState {
+        dps,
+        hub,
+        dps_auth: Arc::new(ServiceAuth::new(
+            "dps-service",
+            DPS.into(),
+            dps_policies.clone(),
+            log.clone(),
+        )),
+        hub_auth: Arc::new(ServiceAuth::new(
+            "hub-service",
+            HUB.into(),
+            hub_policies.clone(),
+            log.clone(),
+        )),
+        auth_failures: log,
+        session_key: SessionKey::generate(),
+        session_secs: 3600,
+        clock: Clock::system(),
+    };
+    Fixture {
+        _dir: dir,
+        app: router(state.clone()),
+        state,
+        hub_policies,
+        dps_policies,
+    }
+}
+
+fn connection_string(host: &str, policy: &Policy) -> String {
+    format!(
+        "HostName={host};SharedAccessKeyName={};SharedAccessKey={}",
+        policy.key_name, policy.primary_key
+    )
+}
+
+fn policy<'a>(policies: &'a [Policy], name: &str) -> &'a Policy {
+    policies.iter().find(|p| p.key_name == name).unwrap()
+}
+
+struct Answer {
+    status: StatusCode,
+    location: Option<String>,
+    set_cookie: Option<String>,
+    body: String,
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Answer {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let header = |name| {
+        res.headers()
+            .get(name)
+            .map(|v: &header::HeaderValue| v.to_str().unwrap().to_string())
+    };
+    let (location, set_cookie) = (header(header::LOCATION), header(header::SET_COOKIE));
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        location,
+        set_cookie,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn form_body(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn get(app: &Router, path: &str, cookie: Option<&str>) -> Answer {
+    let mut req = Request::get(path);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    send(app, req.body(Body::empty()).unwrap()).await
+}
+
+async fn post(app: &Router, path: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Answer {
+    let mut req =
+        Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    send(app, req.body(Body::from(form_body(fields))).unwrap()).await
+}
+
+/// Signs in with the given connection strings; returns (cookie, csrf token).
+async fn sign_in(f: &Fixture, cs1: &str, cs2: &str) -> (String, String) {
+    let a = post(&f.app, "/ui/login", None, &[("cs1", cs1), ("cs2", cs2)]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(a.location.as_deref(), Some("/ui/"));
+    let set = a.set_cookie.expect("a session cookie");
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    let cookie = set.split(';').next().unwrap().to_string();
+    let home = get(&f.app, "/ui/", Some(&cookie)).await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    let csrf = home
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a csrf field")
+        .to_string();
+    (cookie, csrf)
+}
+
+async fn owner(f: &Fixture) -> (String, String) {
+    let hub = connection_string(HUB, policy(&f.hub_policies, "iothubowner"));
+    let dps = connection_string(DPS, policy(&f.dps_policies, "provisioningserviceowner"));
+    sign_in(f, &hub, &dps).await
+}
+
+#[tokio::test]
+async fn pages_need_a_session() {
+    let f = fixture();
+    for path in ["/ui/", "/ui/devices", "/ui/enrollments", "/ui/groups/new"] {
+        let a = get(&f.app, path, None).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(a.location.as_deref(), Some("/ui/login"), "{path}");
+    }
+    let forged = get(&f.app, "/ui/", Some("fleethub_ui=e30.AAAA")).await;
+    assert_eq!(forged.status, StatusCode::SEE_OTHER);
+    let login = get(&f.app, "/ui/login", None).await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(
+        login
+            .body
+            .contains("<form method=\"post\" action=\"/ui/login\"")
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_key_fails_without_saying_which_part_and_is_logged() {
+    let f = fixture();
+    let mut p = policy(&f.hub_policies, "iothubowner").clone();
+    p.primary_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+    let a = post(
+        &f.app,
+        "/ui/login",
+        None,
+        &[("cs1", &connection_string(HUB, &p))],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.set_cookie.is_none());
+    assert!(a.body.contains("Sign-in failed"), "{}", a.body);
+    assert!(
+        !a.body.contains("not a key of policy"),
+        "no detail on the page"
+    );
+    let unknown = post(
+        &f.app,
+        "/ui/login",
+        None,
+        &[(
+            "cs1",
+            "HostName=other.test;SharedAccessKeyName=x;SharedAccessKey=eA==",
+        )],
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    let logged = f.state.auth_failures.recent(10);
+    assert!(
+        logged
+            .iter()
+            .any(|r| r.reason.contains("not a key of policy 'iothubowner'")),
+        "{logged:?}"
+    );
+    assert!(
+        logged
+            .iter()
+            .any(|r| r.reason.contains("neither this hub's nor this DPS's")),
+        "{logged:?}"
+    );
+}
+
+#[tokio::test]
+async fn csrf_is_required_for_every_change() {
+    let f = fixture();
+    let (cookie, csrf) = owner(&f).await;
+    for token in ["", "wrong"] {
+        let a = post(
+            &f.app,
+            "/ui/groups/new",
+            Some(&cookie),
+            &[("csrf", token), ("id", "g1")],
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{token:?}");
+    }
+    assert!(
+        f.state.dps.get_group("g1").await.is_err(),
+        "nothing was created"
+    );
+    let a = post(
+        &f.app,
+        "/ui/groups/new",
+        Some(&cookie),
+        &[("csrf", &csrf), ("id", "g1"), ("edge", "on")],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let group = f.state.dps.get_group("g1").await.unwrap();
+    assert!(group.capabilities.unwrap().iot_edge);
+    let logout = post(&f.app, "/ui/logout", Some(&cookie), &[("csrf", "nope")]).await;
+    assert_eq!(logout.status, StatusCode::FORBIDDEN);
+    let logout = post(&f.app, "/ui/logout", Some(&cookie), &[("csrf", &csrf)]).await;
+    assert_eq!(logout.status, StatusCode::SEE_OTHER);
+    assert!(logout.set_cookie.unwrap().contains("Max-Age=0"));
+}
+
+#[tokio::test]
+async fn group_pages_hide_keys_until_asked_and_derive_device_keys() {
+    let f = fixture();
+    let (cookie, csrf) = owner(&f).await;
+    let bad = post(
+        &f.app,
+        "/ui/groups/new",
+        Some(&cookie),
+        &[("csrf", &csrf), ("id", "g2"), ("initial_twin", "{not json")],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("not valid JSON"), "{}", bad.body);
+    assert!(bad.body.contains("{not json"), "the text is kept");
+    assert!(f.state.dps.get_group("g2").await.is_err());
+    let twin = r#"{"tags": {"site": "<b>north</b>"}}"#;
+    let ok = post(
+        &f.app,
+        "/ui/groups/new",
+        Some(&cookie),
+        &[("csrf", &csrf), ("id", "g2"), ("initial_twin", twin)],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let group = f.state.dps.get_group("g2").await.unwrap();
+    let key = group
+        .attestation
+        .symmetric_key
+        .unwrap()
+        .primary_key
+        .unwrap();
+    let page = get(&f.app, "/ui/groups/g2", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains(&key), "keys are hidden by default");
+    assert!(
+        page.body.contains("&lt;b&gt;north&lt;/b&gt;"),
+        "twin text is escaped"
+    );
+    assert!(!page.body.contains("<b>north</b>"));
+    let shown = get(&f.app, "/ui/groups/g2?keys=show", Some(&cookie)).await;
+    assert!(shown.body.contains(&key));
+    let derived = get(&f.app, "/ui/groups/g2?derive=dev-7", Some(&cookie)).await;
+    let expected = fleethub_core::keys::derive_device_key(&key, "dev-7").unwrap();
+    assert!(derived.body.contains(&expected));
+    let list = get(&f.app, "/ui/enrollments", Some(&cookie)).await;
+    assert!(list.body.contains("/ui/groups/g2"));
+    let del = post(
+        &f.app,
+        "/ui/groups/g2/delete",
+        Some(&cookie),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(del.status, StatusCode::SEE_OTHER);
+    assert!(f.state.dps.get_group("g2").await.is_err());
+}
+
+async fn device(f: &Fixture, id: &str) {
+    let d = Device {
+        device_id: id.into(),
+        ..Device::default()
+    };
+    f.state.hub.put_device(id, d, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_read_only_policy_gets_read_only_pages() {
+    let f = fixture();
+    device(&f, "ro-1").await;
+    let (cookie, csrf) = sign_in(
+        &f,
+        &connection_string(HUB, policy(&f.hub_policies, "registryRead")),
+        "",
+    )
+    .await;
+    let page = get(&f.app, "/ui/devices/ro-1", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("Save twin"));
+    assert!(!page.body.contains("Invoke method"));
+    let home = get(&f.app, "/ui/", Some(&cookie)).await;
+    assert!(
+        !home.body.contains("href=\"/ui/enrollments\""),
+        "no DPS section"
+    );
+    let patch = post(
+        &f.app,
+        "/ui/devices/ro-1/twin",
+        Some(&cookie),
+        &[("csrf", &csrf), ("twin", r#"{"tags": {"a": 1}}"#)],
+    )
+    .await;
+    assert_eq!(patch.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(&f.app, "/ui/enrollments", Some(&cookie)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let twin = f
+        .state
+        .hub
+        .get_twin(TwinTarget::Device("ro-1"))
+        .await
+        .unwrap();
+    assert!(
+        twin.tags.is_none_or(|t| t.get("a").is_none()),
+        "nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn the_twin_editor_validates_and_detects_concurrent_edits() {
+    let f = fixture();
+    device(&f, "tw-1").await;
+    let (cookie, csrf) = owner(&f).await;
+    let page = get(&f.app, "/ui/devices/tw-1", Some(&cookie)).await;
+    let etag = page
+        .body
+        .split("name=\"etag\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let bad = post(
+        &f.app,
+        "/ui/devices/tw-1/twin",
+        Some(&cookie),
+        &[("csrf", &csrf), ("etag", &etag), ("twin", "[1, 2")],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("not valid JSON"));
+    // Someone else edits the twin meanwhile.
+    f.state
+        .hub
+        .update_service_twin(
+            TwinTarget::Device("tw-1"),
+            &json!({"tags": {"owner": "other"}}),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let mine = r#"{"tags": {"mine": "<script>alert(1)</script>"}}"#;
+    let stale = post(
+        &f.app,
+        "/ui/devices/tw-1/twin",
+        Some(&cookie),
+        &[("csrf", &csrf), ("etag", &etag), ("twin", mine)],
+    )
+    .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.body
+    );
+    assert!(stale.body.contains("Someone else changed this twin"));
+    assert!(
+        stale.body.contains("&lt;script&gt;"),
+        "my text is kept, escaped"
+    );
+    assert!(!stale.body.contains("<script>alert"));
+    let twin = f
+        .state
+        .hub
+        .get_twin(TwinTarget::Device("tw-1"))
+        .await
+        .unwrap();
+    assert_eq!(twin.tags.as_ref().unwrap()["owner"], "other");
+    assert!(twin.tags.as_ref().unwrap().get("mine").is_none());
+    let fresh = twin.etag.clone().unwrap_or_default();
+    let ok = post(
+        &f.app,
+        "/ui/devices/tw-1/twin",
+        Some(&cookie),
+        &[("csrf", &csrf), ("etag", &fresh), ("twin", mine)],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let twin = f
+        .state
+        .hub
+        .get_twin(TwinTarget::Device("tw-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        twin.tags.as_ref().unwrap()["mine"],
+        "<script>alert(1)</script>"
+    );
+    assert_eq!(
+        twin.tags.as_ref().unwrap()["owner"],
+        "other",
+        "a patch merges"
+    );
+    let shown = get(&f.app, "/ui/devices/tw-1", Some(&cookie)).await;
+    assert!(shown.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+}
+
+#[tokio::test]
+async fn a_method_to_an_offline_device_says_so() {
+    let f = fixture();
+    device(&f, "m-1").await;
+    let (cookie, csrf) = owner(&f).await;
+    let a = post(
+        &f.app,
+        "/ui/devices/m-1/method",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("method", "reboot"),
+            ("payload", "{}"),
+            ("timeout", "5"),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(a.body.contains("not connected"), "{}", a.body);
+    let bad = post(
+        &f.app,
+        "/ui/devices/m-1/method",
+        Some(&cookie),
+        &[("csrf", &csrf), ("method", "reboot"), ("payload", "{")],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_overview_counts_what_the_policies_can_read() {
+    let f = fixture();
+    device(&f, "c-1").await;
+    device(&f, "c-2").await;
+    let (cookie, _) = owner(&f).await;
+    let home = get(&f.app, "/ui/", Some(&cookie)).await;
+    assert!(home.body.contains("Devices"));
+    assert!(home.body.contains("Enrollment groups"));
+    assert!(
+        home.body
+            .contains("<div class=\"n\">2</div><div>Devices</div>"),
+        "{}",
+        home.body
+    );
+}
