@@ -185,14 +185,15 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     let ws_gateway = gateway.clone();
     let metrics_hub = hub.clone();
     let (metrics, metrics_auth) = (shared.metrics.clone(), auth_log.clone());
-    let router = fleethub_http::router(HttpState {
+    let http_state = HttpState {
         dps: dps.clone(),
         hub: hub.clone(),
         dps_service_auth: dps_auth,
         hub_service_auth: hub_auth,
         auth_failures: auth_log,
-    })
-    .route(
+    };
+    let ui = cfg.ui.then(|| dashboard(&cfg, &http_state, &shared));
+    let router = fleethub_http::router(http_state).route(
         "/metrics",
         axum::routing::get(move || {
             let (hub, metrics, auth) = (metrics_hub.clone(), metrics.clone(), metrics_auth.clone());
@@ -215,6 +216,10 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
             }
         }),
     );
+    let router = match ui {
+        Some(state) => router.merge(fleethub_ui::router(state)),
+        None => router,
+    };
     let router = crate::websocket::Endpoint {
         gateway: ws_gateway,
         amqp: amqp.clone(),
@@ -234,6 +239,21 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         opts,
         host_names,
     })
+}
+
+/// The web dashboard's state (docs/dashboard.md), over the same services and policies as the
+/// HTTP APIs.
+fn dashboard(cfg: &Config, http: &HttpState, shared: &Shared) -> fleethub_ui::UiState {
+    fleethub_ui::UiState {
+        dps: http.dps.clone(),
+        hub: http.hub.clone(),
+        dps_auth: http.dps_service_auth.clone(),
+        hub_auth: http.hub_service_auth.clone(),
+        auth_failures: http.auth_failures.clone(),
+        session_key: fleethub_ui::SessionKey::generate(),
+        session_secs: cfg.ui_session_hours * 3600,
+        clock: shared.clock.clone(),
+    }
 }
 
 fn gateway_config(cfg: &Config) -> GatewayConfig {
