@@ -174,6 +174,10 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
             &hub_auth.connection_string("service").unwrap_or_default(),
             hub.event_hub_name(),
         ),
+        policies: [("hub", &hub_auth), ("dps", &dps_auth)]
+            .into_iter()
+            .flat_map(|(service, auth)| crate::info::PolicyInfo::list(service, auth))
+            .collect(),
     };
 
     let gateway = Gateway::new(dps.clone(), hub.clone(), gateway_config(&cfg));
