@@ -1,7 +1,8 @@
 //! fleethub's web dashboard (`docs/dashboard.md`): server-rendered HTML pages of the DPS and
 //! the hub under `/ui/` on the HTTPS listener, for the steps operators otherwise do in the
 //! Azure portal: look at the fleet, manage enrollment groups and their registration records,
-//! find devices, read and edit twins, invoke direct methods.
+//! find devices, read and edit twins, invoke direct methods, send cloud-to-device messages, see
+//! IoT Edge devices' module status and manage deployments.
 //!
 //! Like the other transports it calls `fleethub-services` only. Sign-in is with a service
 //! policy's connection string (hub and/or DPS); the policy's rights decide what a page shows
@@ -70,6 +71,16 @@ pub fn router(state: UiState) -> Router {
         .route(
             "/ui/devices/{id}/method",
             post(views::devices::invoke_method),
+        )
+        .route("/ui/devices/{id}/c2d", post(views::devices::send_c2d))
+        .route("/ui/deployments", get(views::deployments::list))
+        .route(
+            "/ui/deployments/new",
+            get(views::deployments::new_form).post(views::deployments::create),
+        )
+        .route(
+            "/ui/deployments/{id}/delete",
+            post(views::deployments::delete),
         )
         .with_state(state)
 }

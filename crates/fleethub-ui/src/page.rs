@@ -30,7 +30,7 @@ pub async fn stylesheet() -> Response {
 
 /// A whole page for a signed-in viewer.
 pub fn frame(viewer: &Viewer, title: &str, body: &Markup) -> Markup {
-    let nav: [(&str, &str, bool); 3] = [
+    let nav: [(&str, &str, bool); 4] = [
         ("/ui/", "Overview", true),
         (
             "/ui/enrollments",
@@ -38,6 +38,11 @@ pub fn frame(viewer: &Viewer, title: &str, body: &Markup) -> Markup {
             viewer.can(Right::EnrollmentRead),
         ),
         ("/ui/devices", "Devices", viewer.can(Right::RegistryRead)),
+        (
+            "/ui/deployments",
+            "Deployments",
+            viewer.can(Right::RegistryRead),
+        ),
     ];
     html! {
         (DOCTYPE)

@@ -521,3 +521,242 @@ async fn the_overview_counts_what_the_policies_can_read() {
         home.body
     );
 }
+
+fn modules_content() -> serde_json::Value {
+    json!({
+        "$edgeAgent": {"properties.desired": {
+            "schemaVersion": "1.1",
+            "runtime": {"type": "docker", "settings": {"minDockerVersion": "v1.25"}},
+            "systemModules": {
+                "edgeAgent": {"type": "docker", "settings": {"image": "mcr.microsoft.com/azureiotedge-agent:1.5", "createOptions": "{}"}},
+                "edgeHub": {"type": "docker", "status": "running", "restartPolicy": "always",
+                            "settings": {"image": "mcr.microsoft.com/azureiotedge-hub:1.5", "createOptions": "{}"}}
+            },
+            "modules": {"sensor": {"version": "1.0", "type": "docker", "status": "running", "restartPolicy": "always",
+                                   "settings": {"image": "example/sensor:1", "createOptions": "{}"}}}
+        }},
+        "$edgeHub": {"properties.desired": {
+            "schemaVersion": "1.1",
+            "routes": {"upstream": "FROM /messages/* INTO $upstream"},
+            "storeAndForwardConfiguration": {"timeToLiveSecs": 7200}
+        }}
+    })
+}
+
+async fn edge_device(f: &Fixture, id: &str, tags: serde_json::Value) {
+    let d: Device =
+        serde_json::from_value(json!({"deviceId": id, "capabilities": {"iotEdge": true}})).unwrap();
+    f.state.hub.put_device(id, d, None).await.unwrap();
+    f.state
+        .hub
+        .update_service_twin(TwinTarget::Device(id), &json!({"tags": tags}), None, false)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn deployments_are_created_validated_and_counted() {
+    let f = fixture();
+    tokio::spawn(
+        f.state
+            .hub
+            .clone()
+            .run_deployments(std::time::Duration::from_secs(1)),
+    );
+    edge_device(&f, "edge-1", json!({"environment": "lab"})).await;
+    let (cookie, csrf) = owner(&f).await;
+    let manifest = modules_content().to_string();
+    let bad = post(
+        &f.app,
+        "/ui/deployments/new",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("id", "d1"),
+            ("target_condition", "tags.environment='lab'"),
+            ("priority", "5"),
+            ("modules_content", "{\"$edgeAgent\": "),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("not valid JSON"), "{}", bad.body);
+    let bad_condition = post(
+        &f.app,
+        "/ui/deployments/new",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("id", "d1"),
+            ("target_condition", "tags.environment = = 'lab'"),
+            ("priority", "5"),
+            ("modules_content", &manifest),
+        ],
+    )
+    .await;
+    assert_eq!(
+        bad_condition.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        bad_condition.body
+    );
+    assert!(
+        f.state.hub.get_configuration("d1").await.is_err(),
+        "nothing was saved"
+    );
+    let no_csrf = post(
+        &f.app,
+        "/ui/deployments/new",
+        Some(&cookie),
+        &[
+            ("csrf", "x"),
+            ("id", "d1"),
+            ("target_condition", "tags.environment='lab'"),
+            ("priority", "5"),
+            ("modules_content", &manifest),
+        ],
+    )
+    .await;
+    assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+    let ok = post(
+        &f.app,
+        "/ui/deployments/new",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("id", "d1"),
+            ("target_condition", "tags.environment='lab'"),
+            ("priority", "5"),
+            ("modules_content", &manifest),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let list = get(&f.app, "/ui/deployments", Some(&cookie)).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(
+        list.body.contains("tags.environment=&#39;lab&#39;")
+            || list.body.contains("tags.environment='lab'"),
+        "{}",
+        list.body
+    );
+    // One device targeted (the deployment engine plans in the background), shown on the page.
+    let mut targeted = false;
+    for _ in 0..50 {
+        let all = f.state.hub.list_configurations(0).await.unwrap();
+        targeted = all[0]
+            .system_metrics
+            .as_ref()
+            .and_then(|m| m.results.get("targetedCount"))
+            .copied()
+            == Some(1);
+        if targeted {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(targeted, "the deployment targets edge-1");
+    let list = get(&f.app, "/ui/deployments", Some(&cookie)).await;
+    assert!(
+        list.body.contains("<td>5</td><td>1</td>"),
+        "priority 5, targeted 1: {}",
+        list.body
+    );
+    let del = post(
+        &f.app,
+        "/ui/deployments/d1/delete",
+        Some(&cookie),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(del.status, StatusCode::SEE_OTHER);
+    assert!(f.state.hub.get_configuration("d1").await.is_err());
+}
+
+#[tokio::test]
+async fn an_edge_device_page_explains_417_and_lists_modules() {
+    let f = fixture();
+    edge_device(&f, "edge-2", json!({})).await;
+    let (cookie, _) = owner(&f).await;
+    let page = get(&f.app, "/ui/devices/edge-2", Some(&cookie)).await;
+    assert!(page.body.contains("has not reported yet"), "{}", page.body);
+    let agent = TwinTarget::Module("edge-2", "$edgeAgent");
+    if f.state.hub.service_twin(agent).await.is_err() {
+        f.state
+            .hub
+            .put_module(
+                "edge-2",
+                "$edgeAgent",
+                fleethub_api::hub::Module::default(),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    f.state
+        .hub
+        .patch_reported(agent, &json!({
+            "lastDesiredStatus": {"code": 417, "description": "The device's deployment configuration is not set"},
+            "systemModules": {"edgeHub": {"runtimeStatus": "running", "exitCode": 0, "restartCount": 0}},
+            "modules": {"sensor": {"runtimeStatus": "backoff", "exitCode": 3, "restartCount": 4, "statusDescription": "exited <3>"}}
+        }))
+        .await
+        .unwrap();
+    let page = get(&f.app, "/ui/devices/edge-2", Some(&cookie)).await;
+    assert!(
+        page.body.contains("417: no deployment is set"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("backoff") && page.body.contains("exited &lt;3&gt;"));
+}
+
+#[tokio::test]
+async fn c2d_messages_are_queued_from_the_device_page() {
+    let f = fixture();
+    device(&f, "c2d-1").await;
+    let (cookie, csrf) = owner(&f).await;
+    let bad = post(
+        &f.app,
+        "/ui/devices/c2d-1/c2d",
+        Some(&cookie),
+        &[("csrf", &csrf), ("body", "x"), ("properties", "novalue")],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(f.state.hub.pending_c2d("c2d-1").await.unwrap().is_empty());
+    let ok = post(
+        &f.app,
+        "/ui/devices/c2d-1/c2d",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("body", "hello <b>"),
+            ("properties", "a=1\nb = two"),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let queued = f.state.hub.pending_c2d("c2d-1").await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].body, b"hello <b>");
+    assert_eq!(
+        queued[0].properties.get("b").map(String::as_str),
+        Some("two")
+    );
+    let (ro, ro_csrf) = sign_in(
+        &f,
+        &connection_string(HUB, policy(&f.hub_policies, "registryRead")),
+        "",
+    )
+    .await;
+    let refused = post(
+        &f.app,
+        "/ui/devices/c2d-1/c2d",
+        Some(&ro),
+        &[("csrf", &ro_csrf), ("body", "x")],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(f.state.hub.pending_c2d("c2d-1").await.unwrap().len(), 1);
+}

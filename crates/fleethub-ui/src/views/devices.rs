@@ -2,7 +2,9 @@
 //! jumps to one device), `GET /ui/devices/{id}` (identity, twin, connection string on request,
 //! the tag/desired editor, the direct-method form), `POST /ui/devices/{id}/twin` (a twin patch
 //! guarded by the etag the page was rendered with: a concurrent edit is shown, nothing is lost)
-//! and `POST /ui/devices/{id}/method` (invoke, show the device's answer).
+//! `POST /ui/devices/{id}/method` (invoke, show the device's answer) and
+//! `POST /ui/devices/{id}/c2d` (queue a cloud-to-device message). Edge devices also show their
+//! runtime's report (`edge`).
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -130,6 +132,12 @@ async fn device_page(
         .as_ref()
         .and_then(|a| a.symmetric_key.as_ref())
         .and_then(|k| k.primary_key.clone());
+    let is_edge = device.capabilities.as_ref().is_some_and(|c| c.iot_edge);
+    let edge = if is_edge {
+        Some(super::edge::section(state, id, twin.configurations.as_ref()).await?)
+    } else {
+        None
+    };
     let body = html! {
         (page::notice(done))
         table {
@@ -150,6 +158,7 @@ async fn device_page(
                 p { a href=(format!("{base}?cs=show")) { "Show the connection string" } }
             }
         }
+        @if let Some(edge) = &edge { (edge) }
         h2 { "Twin" }
         p.hint { "Version " (twin.version) ", etag " code { (twin.etag.as_deref().unwrap_or("-")) } }
         h3 { "Reported properties (read-only)" }
@@ -183,6 +192,15 @@ async fn device_page(
                 p { button type="submit" { "Invoke method" } }
             }
             @if let Some(result) = &outcome.method_result { (result) }
+            h2 { "Cloud-to-device message" }
+            form method="post" action=(format!("{base}/c2d")) {
+                (page::csrf_field(viewer))
+                label for="c2d-body" { "Message body" }
+                textarea #c2d-body name="body" rows="3" {}
+                label for="c2d-props" { "Properties (optional: key=value, one per line)" }
+                textarea #c2d-props name="properties" rows="2" {}
+                p { button type="submit" { "Send message" } }
+            }
         }
     };
     Ok(page::frame(viewer, &format!("Device {id}"), &body))
@@ -315,4 +333,58 @@ pub async fn invoke_method(
     };
     let page = device_page(&state, &viewer, &id, None, false, Some(outcome)).await?;
     Ok((status, page).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct C2dForm {
+    pub csrf: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub properties: String,
+}
+
+/// `POST /ui/devices/{id}/c2d`.
+pub async fn send_c2d(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<C2dForm>,
+) -> UiResult<Redirect> {
+    let viewer = Viewer::of(&state, &headers)?;
+    viewer.check_csrf(&form.csrf)?;
+    viewer.require(Right::ServiceConnect, CONNECT)?;
+    let mut properties = std::collections::BTreeMap::new();
+    for line in form
+        .properties
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(UiError::BadInput(format!(
+                "property line '{line}' is not key=value: nothing was sent"
+            )));
+        };
+        properties.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let sent = state
+        .hub
+        .send_c2d(
+            &id,
+            fleethub_services::hub::C2dSend {
+                body: form.body.into_bytes(),
+                properties,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(Redirect::to(&format!(
+        "/ui/devices/{}?done={}",
+        page::encode(&id),
+        page::encode(&format!(
+            "Message queued (sequence number {}).",
+            sent.sequence_number
+        ))
+    )))
 }

@@ -1,6 +1,8 @@
 //! The dashboard's pages, one module per section.
 
+pub mod deployments;
 pub mod devices;
+pub mod edge;
 pub mod enrollments;
 pub mod groups;
 pub mod overview;
