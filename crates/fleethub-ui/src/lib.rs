@@ -56,6 +56,15 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/logout", post(login::logout))
         .route("/ui/enrollments", get(views::enrollments::list))
         .route(
+            "/ui/enrollments/new",
+            get(views::individuals::new_form).post(views::individuals::create),
+        )
+        .route("/ui/enrollments/{id}", get(views::individuals::show))
+        .route(
+            "/ui/enrollments/{id}/delete",
+            post(views::individuals::delete),
+        )
+        .route(
             "/ui/groups/new",
             get(views::groups::new_form).post(views::groups::create),
         )

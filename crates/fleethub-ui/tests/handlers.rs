@@ -760,3 +760,125 @@ async fn c2d_messages_are_queued_from_the_device_page() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(f.state.hub.pending_c2d("c2d-1").await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn individual_enrollments_are_created_never_replaced_and_deleted() {
+    let f = fixture();
+    let (cookie, csrf) = owner(&f).await;
+    let ok = post(
+        &f.app,
+        "/ui/enrollments/new",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("registration_id", "ind-1"),
+            ("device_id", "dev-ind-1"),
+            ("edge", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let e = f.state.dps.get_enrollment("ind-1").await.unwrap();
+    assert_eq!(e.device_id.as_deref(), Some("dev-ind-1"));
+    let key = e.attestation.symmetric_key.unwrap().primary_key.unwrap();
+    let again = post(
+        &f.app,
+        "/ui/enrollments/new",
+        Some(&cookie),
+        &[("csrf", &csrf), ("registration_id", "ind-1")],
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert!(again.body.contains("already exists"));
+    let still = f.state.dps.get_enrollment("ind-1").await.unwrap();
+    assert_eq!(
+        still
+            .attestation
+            .symmetric_key
+            .unwrap()
+            .primary_key
+            .unwrap(),
+        key,
+        "not replaced"
+    );
+    let bad_id = post(
+        &f.app,
+        "/ui/enrollments/new",
+        Some(&cookie),
+        &[("csrf", &csrf), ("registration_id", "bad id!")],
+    )
+    .await;
+    assert_eq!(bad_id.status, StatusCode::BAD_REQUEST, "{}", bad_id.body);
+    let page = get(&f.app, "/ui/enrollments/ind-1", Some(&cookie)).await;
+    assert!(page.body.contains("dev-ind-1") && !page.body.contains(&key));
+    assert!(
+        get(&f.app, "/ui/enrollments/ind-1?keys=show", Some(&cookie))
+            .await
+            .body
+            .contains(&key)
+    );
+    let group = post(
+        &f.app,
+        "/ui/groups/new",
+        Some(&cookie),
+        &[("csrf", &csrf), ("id", "dup")],
+    )
+    .await;
+    assert_eq!(group.status, StatusCode::SEE_OTHER);
+    let gkey = f
+        .state
+        .dps
+        .get_group("dup")
+        .await
+        .unwrap()
+        .attestation
+        .symmetric_key
+        .unwrap()
+        .primary_key;
+    let dup = post(
+        &f.app,
+        "/ui/groups/new",
+        Some(&cookie),
+        &[("csrf", &csrf), ("id", "dup")],
+    )
+    .await;
+    assert_eq!(dup.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        f.state
+            .dps
+            .get_group("dup")
+            .await
+            .unwrap()
+            .attestation
+            .symmetric_key
+            .unwrap()
+            .primary_key,
+        gkey
+    );
+    let del = post(
+        &f.app,
+        "/ui/enrollments/ind-1/delete",
+        Some(&cookie),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(del.status, StatusCode::SEE_OTHER);
+    assert!(f.state.dps.get_enrollment("ind-1").await.is_err());
+    let (ro, ro_csrf) = sign_in(
+        &f,
+        &connection_string(DPS, policy(&f.dps_policies, "enrollmentread")),
+        "",
+    )
+    .await;
+    let list = get(&f.app, "/ui/enrollments", Some(&ro)).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(!list.body.contains("Add an individual enrollment"));
+    let refused = post(
+        &f.app,
+        "/ui/enrollments/new",
+        Some(&ro),
+        &[("csrf", &ro_csrf), ("registration_id", "ind-2")],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}

@@ -47,6 +47,9 @@ pub async fn list(
         }
         (page::next_page("/ui/enrollments", "gpage", groups.continuation.as_deref(), "More groups"))
         h2 { "Individual enrollments" }
+        @if viewer.can(Right::EnrollmentWrite) {
+            p { a href="/ui/enrollments/new" { "Add an individual enrollment" } }
+        }
         @if individuals.items.is_empty() {
             p.hint { "No individual enrollments yet." }
         } @else {
@@ -55,7 +58,7 @@ pub async fn list(
                 tbody {
                     @for e in &individuals.items {
                         tr {
-                            td { (e.registration_id) }
+                            td { a href=(format!("/ui/enrollments/{}", page::encode(&e.registration_id))) { (e.registration_id) } }
                             td { (e.device_id.as_deref().unwrap_or("-")) }
                             td { (if status_enabled(&e.provisioning_status) { "enabled" } else { "disabled" }) }
                             td { (e.registration_state.as_ref().and_then(|r| r.status.as_deref()).unwrap_or("not registered")) }

@@ -80,6 +80,16 @@ pub async fn create(
         }
     };
     let id = form.id.trim();
+    if state.dps.get_group(id).await.is_ok() {
+        let msg = format!(
+            "An enrollment group '{id}' already exists: open it from the enrollments page. Nothing was saved."
+        );
+        return Ok((
+            axum::http::StatusCode::BAD_REQUEST,
+            new_page(&viewer, &form, Some(&msg)),
+        )
+            .into_response());
+    }
     let mut group = json!({
         "enrollmentGroupId": id,
         "attestation": {"type": "symmetricKey"},
@@ -100,7 +110,7 @@ pub async fn create(
 }
 
 /// The initial twin typed into the form: empty, or a JSON object (the error says what is wrong).
-fn parse_initial_twin(text: &str) -> Result<Option<Value>, String> {
+pub(super) fn parse_initial_twin(text: &str) -> Result<Option<Value>, String> {
     if text.trim().is_empty() {
         return Ok(None);
     }

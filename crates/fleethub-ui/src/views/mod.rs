@@ -5,6 +5,7 @@ pub mod devices;
 pub mod edge;
 pub mod enrollments;
 pub mod groups;
+pub mod individuals;
 pub mod overview;
 
 use fleethub_services::PageRequest;
