@@ -6,7 +6,7 @@
 // provision that device with azure-iot-provisioning-device (MQTT); find it in the group's
 // registration records and in the device list; edit a tag in the twin editor and read it back
 // with azure-iothub's Registry; connect the device with azure-iot-device (MQTT) and invoke a direct
-// method from the device page; sign in with the read-only `registryRead` policy and find the write
+// method from the device page; watch a message arrive on the live telemetry page; sign in with the read-only `registryRead` policy and find the write
 // actions absent. A screenshot of each page goes to FLEETHUB_SCREENSHOTS (default: the work dir).
 // Run by scripts/test.sh; configuration in ../compat/node/lib/harness.js plus FLEETHUB_SERVER_INFO
 // (server-info.json) and CHROMIUM (the browser executable).
@@ -160,6 +160,34 @@ async function main() {
     const text = await page.textContent('main');
     expect(text.includes('status 200') && text.includes('"pong"'), text.slice(0, 600));
     await shot('device-method');
+  });
+
+  await s.step('live telemetry shows a message the device sends', async () => {
+    await page.goto(`${base}/telemetry?device=${encodeURIComponent(regId)}`);
+    await page.waitForSelector('#status');
+    const { Message } = require('azure-iot-device');
+    const cs = `HostName=${cfg.hubHost};DeviceId=${regId};SharedAccessKey=${deviceKey}`;
+    const sender = DeviceClient.fromConnectionString(cs, Mqtt);
+    sender.setOptions({ ca: fs.readFileSync(cfg.caPath, 'utf8') });
+    // The page subscribes when it loads; give the stream a moment, then send.
+    await new Promise((r) => setTimeout(r, 500));
+    const m = new Message('{"temperature": 21.5, "note": "<b>hi</b>"}');
+    m.properties.add('level', 'info');
+    await sender.sendEvent(m);
+    await page.waitForSelector('#messages tr');
+    const row = await page.textContent('#messages tr');
+    expect(row.includes(regId) && row.includes('temperature') && row.includes('<b>hi</b>'), row);
+    expect((await page.$$('#messages b')).length === 0, 'the body is shown as text, not HTML');
+    await shot('telemetry');
+  });
+
+  await s.step('the deployments and overview pages render', async () => {
+    await page.goto(`${base}/deployments`);
+    expect((await page.textContent('h1')).includes('deployments'), await page.textContent('h1'));
+    await shot('deployments');
+    await page.goto(`${base}/`);
+    expect(await page.isVisible('svg[role=img]'), 'the telemetry chart');
+    await shot('overview-after');
   });
 
   await s.step('a read-only policy gets read-only pages', async () => {

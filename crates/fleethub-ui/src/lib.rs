@@ -9,11 +9,13 @@
 //! and which actions it offers, and every action checks them again. Sessions are signed
 //! cookies (`session`); every state-changing request carries the session's CSRF token. HTML is
 //! built with `maud`, which escapes every value it interpolates. Pages work without
-//! JavaScript; the CSS is embedded (no external requests at build or run time).
+//! JavaScript except the live-telemetry tail; the CSS is embedded (no external requests at
+//! build or run time).
 
 mod error;
 mod login;
 mod page;
+pub mod rate;
 pub mod session;
 mod viewer;
 mod views;
@@ -44,6 +46,8 @@ pub struct UiState {
     /// Session lifetime in seconds.
     pub session_secs: u64,
     pub clock: Clock,
+    /// Telemetry per minute over the last hour (the overview's chart).
+    pub rate: Arc<rate::TelemetryRate>,
 }
 
 /// The dashboard's routes, all under `/ui`.
@@ -74,6 +78,8 @@ pub fn router(state: UiState) -> Router {
             "/ui/groups/{id}/registrations/{reg}/delete",
             post(views::groups::delete_registration),
         )
+        .route("/ui/telemetry", get(views::telemetry::show))
+        .route("/ui/telemetry/stream", get(views::telemetry::stream))
         .route("/ui/devices", get(views::devices::list))
         .route("/ui/devices/{id}", get(views::devices::show))
         .route("/ui/devices/{id}/twin", post(views::devices::update_twin))

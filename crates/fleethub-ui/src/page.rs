@@ -30,7 +30,7 @@ pub async fn stylesheet() -> Response {
 
 /// A whole page for a signed-in viewer.
 pub fn frame(viewer: &Viewer, title: &str, body: &Markup) -> Markup {
-    let nav: [(&str, &str, bool); 4] = [
+    let nav: [(&str, &str, bool); 5] = [
         ("/ui/", "Overview", true),
         (
             "/ui/enrollments",
@@ -42,6 +42,11 @@ pub fn frame(viewer: &Viewer, title: &str, body: &Markup) -> Markup {
             "/ui/deployments",
             "Deployments",
             viewer.can(Right::RegistryRead),
+        ),
+        (
+            "/ui/telemetry",
+            "Live telemetry",
+            viewer.can(Right::ServiceConnect),
         ),
     ];
     html! {

@@ -9,6 +9,7 @@ use fleethub_services::hub::TwinTarget;
 use fleethub_services::policies::{Policy, default_dps_policies, default_hub_policies};
 use fleethub_services::{Clock, Dps, DpsConfig, Hub, HubConfig, ServiceAuth, Shared};
 use fleethub_store::sqlite::SqliteStore;
+use fleethub_ui::rate::TelemetryRate;
 use fleethub_ui::{SessionKey, UiState, router};
 use http_body_util::BodyExt;
 use serde_json::json;
@@ -69,6 +70,7 @@ fn fixture() -> Fixture {
         session_key: SessionKey::generate(),
         session_secs: 3600,
         clock: Clock::system(),
+        rate: TelemetryRate::new(Clock::system()),
     };
     Fixture {
         _dir: dir,
@@ -881,4 +883,86 @@ async fn individual_enrollments_are_created_never_replaced_and_deleted() {
     )
     .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn live_telemetry_streams_text_for_service_connect_only() {
+    let f = fixture();
+    let d = f
+        .state
+        .hub
+        .put_device("tel-1", Device::default(), None)
+        .await
+        .unwrap();
+    let (cookie, _) = owner(&f).await;
+    let page = get(&f.app, "/ui/telemetry?device=tel-1", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains("data-stream=\"/ui/telemetry/stream?device=tel-1\""),
+        "{}",
+        page.body
+    );
+    let (ro, _) = sign_in(
+        &f,
+        &connection_string(HUB, policy(&f.hub_policies, "registryRead")),
+        "",
+    )
+    .await;
+    assert_eq!(
+        get(&f.app, "/ui/telemetry", Some(&ro)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(&f.app, "/ui/telemetry/stream", Some(&ro)).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let req = Request::get("/ui/telemetry/stream?device=tel-1")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let res = f.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut body = res.into_body();
+    let key = d.authentication.unwrap().keys()[0].to_string();
+    let resource = fleethub_iot_protocol::identity::hub_sas_resource(HUB, "tel-1", None);
+    let expiry = f.state.clock.unix() + 600;
+    let token = fleethub_core::sas::build_token(&resource, &key, expiry, None).unwrap();
+    let ctx = fleethub_services::AuthContext {
+        transport: "test",
+        peer: None,
+    };
+    let p = f
+        .state
+        .hub
+        .authenticate_device("tel-1", None, &token, ctx)
+        .await
+        .unwrap();
+    let msg = fleethub_services::TelemetryIn {
+        body: b"<script>x</script>".to_vec(),
+        properties: [("k".to_string(), "v".to_string())].into(),
+        ..Default::default()
+    };
+    f.state.hub.send_telemetry(&p, msg).await.unwrap();
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+        .await
+        .expect("an event in time")
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(text.trim().strip_prefix("data:").unwrap().trim()).unwrap();
+    assert_eq!(json["deviceId"], "tel-1");
+    assert_eq!(
+        json["body"], "<script>x</script>",
+        "sent as data; the page inserts it as text"
+    );
+    assert_eq!(json["properties"]["k"], "v");
 }

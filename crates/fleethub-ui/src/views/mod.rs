@@ -7,6 +7,7 @@ pub mod enrollments;
 pub mod groups;
 pub mod individuals;
 pub mod overview;
+pub mod telemetry;
 
 use fleethub_services::PageRequest;
 use serde::Deserialize;

@@ -59,12 +59,15 @@ pub async fn show(State(state): State<UiState>, headers: HeaderMap) -> UiResult<
     } else {
         Vec::new()
     };
+    let chart = (viewer.can(Right::RegistryRead) || viewer.can(Right::ServiceConnect))
+        .then(|| rate_chart(&state.rate.per_minute()));
     let body = html! {
         section aria-label="Counts" .cards {
             @for (label, n) in &cards {
                 div.card { div.n { (n) } div { (label) } }
             }
         }
+        @if let Some(chart) = &chart { (chart) }
         @if !recent_regs.is_empty() {
             h2 { "Recent registrations" }
             table {
@@ -107,5 +110,30 @@ fn status_label(status: &str) -> &'static str {
         "assigning" => "Registrations assigning",
         "failed" => "Registrations failed",
         _ => "Registrations disabled",
+    }
+}
+
+/// Telemetry messages per minute as an inline SVG bar chart (no script), with a text summary for
+/// screen readers.
+fn rate_chart(per_minute: &[u64]) -> Markup {
+    const W: u64 = 6;
+    const H: u64 = 60;
+    let max = per_minute.iter().copied().max().unwrap_or(0).max(1);
+    let total: u64 = per_minute.iter().sum();
+    let last = per_minute.last().copied().unwrap_or(0);
+    let width = W * per_minute.len() as u64;
+    html! {
+        h2 { "Telemetry, last hour" }
+        figure {
+            svg role="img" aria-label=(format!("Telemetry messages per minute over the last hour: {total} in all, {last} in the current minute, at most {max} in one minute")) width=(width) height=(H) viewBox=(format!("0 0 {width} {H}")) {
+                @for (i, n) in per_minute.iter().enumerate() {
+                    @let h = n * H / max;
+                    rect x=(i as u64 * W) y=(H - h) width=(W - 1) height=(h) fill="#0b5cad" {
+                        title { (n) " messages" }
+                    }
+                }
+            }
+            figcaption.hint { (total) " messages in the last hour (since the server started, if later); " (last) " in the current minute." }
+        }
     }
 }
