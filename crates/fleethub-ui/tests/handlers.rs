@@ -966,3 +966,57 @@ async fn live_telemetry_streams_text_for_service_connect_only() {
     );
     assert_eq!(json["properties"]["k"], "v");
 }
+
+#[tokio::test]
+async fn the_device_list_filters_by_query_and_sorts() {
+    let f = fixture();
+    for (id, env) in [("q-a", "prod"), ("q-b", "test"), ("q-c", "prod")] {
+        device(&f, id).await;
+        f.state
+            .hub
+            .update_service_twin(
+                TwinTarget::Device(id),
+                &json!({"tags": {"env": env}}),
+                None,
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    let (cookie, _) = owner(&f).await;
+    let all = get(&f.app, "/ui/devices", Some(&cookie)).await;
+    assert!(all.body.contains(">q-a<") && all.body.contains(">q-b<"));
+    let q = percent("SELECT * FROM devices WHERE tags.env = 'prod'");
+    let prod = get(&f.app, &format!("/ui/devices?q={q}"), Some(&cookie)).await;
+    assert_eq!(prod.status, StatusCode::OK);
+    assert!(
+        prod.body.contains(">q-a<") && prod.body.contains(">q-c<"),
+        "{}",
+        prod.body
+    );
+    assert!(!prod.body.contains(">q-b<"));
+    let count = get(
+        &f.app,
+        &format!(
+            "/ui/devices?q={}",
+            percent("SELECT COUNT() AS n FROM devices")
+        ),
+        Some(&cookie),
+    )
+    .await;
+    assert!(
+        count.body.contains("&quot;n&quot;: 3") || count.body.contains("\"n\": 3"),
+        "{}",
+        count.body
+    );
+    let bad = get(
+        &f.app,
+        &format!("/ui/devices?q={}", percent("SELECT FROM WHERE")),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::OK);
+    assert!(bad.body.contains("does not parse"));
+    let sorted = get(&f.app, "/ui/devices?sort=status", Some(&cookie)).await;
+    assert_eq!(sorted.status, StatusCode::OK);
+}

@@ -15,6 +15,7 @@ use fleethub_services::hub::TwinTarget;
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::fmt::Write as _;
 
 use super::Listing;
 use crate::UiState;
@@ -31,6 +32,91 @@ pub struct DeviceListing {
     #[serde(flatten)]
     pub listing: Listing,
     pub id: Option<String>,
+    /// A query in the IoT Hub query language (`SELECT * FROM devices WHERE ...`).
+    pub q: Option<String>,
+    /// Sort the page by `status`, `connection` or `activity` (default: device ID).
+    pub sort: Option<String>,
+}
+
+/// One row of the device list.
+struct DeviceRow {
+    id: String,
+    status: String,
+    connected: bool,
+    edge: bool,
+    last_activity: String,
+}
+
+/// What the device list shows: rows (a listing or a `SELECT *` query), raw rows (a projection
+/// or aggregate), the next page, or why the query does not parse.
+struct Fetched {
+    rows: Vec<DeviceRow>,
+    raw: Vec<Value>,
+    continuation: Option<String>,
+    query_error: Option<String>,
+}
+
+async fn fetch(state: &UiState, query: Option<&str>, listing: &Listing) -> UiResult<Fetched> {
+    let Some(text) = query else {
+        let page = state.hub.list_devices(listing.request()).await?;
+        let rows = page
+            .items
+            .iter()
+            .map(|d| DeviceRow {
+                id: d.device_id.clone(),
+                status: d.status.clone().unwrap_or_else(|| "enabled".into()),
+                connected: state.hub.is_connected(&d.device_id, None),
+                edge: d.capabilities.as_ref().is_some_and(|c| c.iot_edge),
+                last_activity: d.last_activity_time.clone().unwrap_or_else(|| "-".into()),
+            })
+            .collect();
+        return Ok(Fetched {
+            rows,
+            raw: Vec::new(),
+            continuation: page.continuation,
+            query_error: None,
+        });
+    };
+    let parsed = match fleethub_services::query::Query::parse(text) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            return Ok(Fetched {
+                rows: Vec::new(),
+                raw: Vec::new(),
+                continuation: None,
+                query_error: Some(format!("The query does not parse: {e}")),
+            });
+        }
+    };
+    let page = state.hub.query_twins(&parsed, &listing.request()).await?;
+    let (rows, raw) = if page.item_type == "twin" {
+        let rows = page.items.iter().map(|t| row_of_twin(state, t)).collect();
+        (rows, Vec::new())
+    } else {
+        (Vec::new(), page.items)
+    };
+    Ok(Fetched {
+        rows,
+        raw,
+        continuation: page.continuation,
+        query_error: None,
+    })
+}
+
+/// A device-list row from a twin as the query language returns it.
+fn row_of_twin(state: &UiState, t: &Value) -> DeviceRow {
+    let text = |k: &str, dflt: &str| t.get(k).and_then(Value::as_str).unwrap_or(dflt).to_string();
+    let id = text("deviceId", "");
+    DeviceRow {
+        connected: state.hub.is_connected(&id, None),
+        status: text("status", "enabled"),
+        edge: t
+            .pointer("/capabilities/iotEdge")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        last_activity: text("lastActivityTime", "-"),
+        id,
+    }
 }
 
 /// `GET /ui/devices`.
@@ -44,33 +130,74 @@ pub async fn list(
     if let Some(id) = q.id.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
         return Ok(Redirect::to(&format!("/ui/devices/{}", page::encode(id))).into_response());
     }
-    let devices = state.hub.list_devices(q.listing.request()).await?;
+    let query = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    let Fetched {
+        mut rows,
+        raw,
+        continuation,
+        query_error,
+    } = fetch(&state, query, &q.listing).await?;
+    match q.sort.as_deref() {
+        Some("status") => rows.sort_by(|a, b| a.status.cmp(&b.status)),
+        Some("connection") => rows.sort_by_key(|r| !r.connected),
+        Some("activity") => rows.sort_by(|a, b| b.last_activity.cmp(&a.last_activity)),
+        _ => {}
+    }
+    let keep = |extra: &str| {
+        let mut link = format!("/ui/devices?{extra}");
+        if let Some(text) = query {
+            let _ = write!(link, "&q={}", page::encode(text));
+        }
+        link
+    };
+    let next = continuation.as_deref().map(|c| {
+        let mut link = keep(&format!("page={}", page::encode(c)));
+        if let Some(sort) = &q.sort {
+            let _ = write!(link, "&sort={}", page::encode(sort));
+        }
+        link
+    });
     let body = html! {
         (page::notice(q.listing.done.as_deref()))
         form method="get" action="/ui/devices" role="search" {
-            label for="id" { "Find a device by ID" }
+            label for="id" { "Open a device by ID" }
             input #id type="text" name="id";
             p { button type="submit" { "Open" } }
         }
-        @if devices.items.is_empty() {
-            p.hint { "No devices yet: provision one through an enrollment, or create one with `fleethub hub device-identity create`." }
+        form method="get" action="/ui/devices" role="search" {
+            label for="q" { "Filter with a query" }
+            input #q type="text" name="q" value=(query.unwrap_or(""))
+                placeholder="SELECT * FROM devices WHERE tags.environment = 'prod'" aria-describedby="q-error";
+            @if let Some(e) = &query_error { p #q-error .error role="alert" { (e) } }
+            p { button type="submit" { "Run query" } }
+        }
+        @if !raw.is_empty() {
+            @for item in &raw { (page::json_block(item)) }
+        } @else if rows.is_empty() {
+            p.hint { "No devices match. Provision one through an enrollment, or create one with `fleethub hub device-identity create`." }
         } @else {
             table {
-                thead { tr { th { "Device ID" } th { "Status" } th { "Connection" } th { "Edge" } th { "Last activity" } } }
+                thead { tr {
+                    th { a href=(keep("sort=id")) { "Device ID" } }
+                    th { a href=(keep("sort=status")) { "Status" } }
+                    th { a href=(keep("sort=connection")) { "Connection" } }
+                    th { "Edge" }
+                    th { a href=(keep("sort=activity")) { "Last activity" } }
+                } }
                 tbody {
-                    @for d in &devices.items {
+                    @for d in &rows {
                         tr {
-                            td { a href=(format!("/ui/devices/{}", page::encode(&d.device_id))) { (d.device_id) } }
-                            td { (d.status.as_deref().unwrap_or("enabled")) }
-                            td { (if state.hub.is_connected(&d.device_id, None) { "Connected" } else { "Disconnected" }) }
-                            td { (if d.capabilities.as_ref().is_some_and(|c| c.iot_edge) { "yes" } else { "no" }) }
-                            td { (d.last_activity_time.as_deref().unwrap_or("-")) }
+                            td { a href=(format!("/ui/devices/{}", page::encode(&d.id))) { (d.id) } }
+                            td { (d.status) }
+                            td { (if d.connected { "Connected" } else { "Disconnected" }) }
+                            td { (if d.edge { "yes" } else { "no" }) }
+                            td { (d.last_activity) }
                         }
                     }
                 }
             }
         }
-        (page::next_page("/ui/devices", "page", devices.continuation.as_deref(), "More devices"))
+        @if let Some(next) = &next { p { a href=(next) { "More devices" } } }
     };
     Ok(page::frame(&viewer, "Devices", &body).into_response())
 }
