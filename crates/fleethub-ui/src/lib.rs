@@ -88,6 +88,8 @@ pub fn router(state: UiState) -> Router {
             post(views::devices::invoke_method),
         )
         .route("/ui/devices/{id}/c2d", post(views::devices::send_c2d))
+        .route("/ui/devices/{id}/modules", post(views::edge::set_modules))
+        .route("/ui/edge", get(views::edge::list))
         .route("/ui/deployments", get(views::deployments::list))
         .route(
             "/ui/deployments/new",

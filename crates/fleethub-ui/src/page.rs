@@ -30,7 +30,7 @@ pub async fn stylesheet() -> Response {
 
 /// A whole page for a signed-in viewer.
 pub fn frame(viewer: &Viewer, title: &str, body: &Markup) -> Markup {
-    let nav: [(&str, &str, bool); 5] = [
+    let nav: [(&str, &str, bool); 6] = [
         ("/ui/", "Overview", true),
         (
             "/ui/enrollments",
@@ -38,6 +38,7 @@ pub fn frame(viewer: &Viewer, title: &str, body: &Markup) -> Markup {
             viewer.can(Right::EnrollmentRead),
         ),
         ("/ui/devices", "Devices", viewer.can(Right::RegistryRead)),
+        ("/ui/edge", "IoT Edge", viewer.can(Right::RegistryRead)),
         (
             "/ui/deployments",
             "Deployments",

@@ -1020,3 +1020,85 @@ async fn the_device_list_filters_by_query_and_sorts() {
     let sorted = get(&f.app, "/ui/devices?sort=status", Some(&cookie)).await;
     assert_eq!(sorted.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn edge_devices_are_listed_and_get_their_modules_set() {
+    let f = fixture();
+    edge_device(&f, "edge-9", json!({})).await;
+    device(&f, "leaf-9").await;
+    let (cookie, csrf) = owner(&f).await;
+    let list = get(&f.app, "/ui/edge", Some(&cookie)).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(
+        list.body.contains(">edge-9<") && !list.body.contains(">leaf-9<"),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains("not reported yet"));
+    let bad = post(
+        &f.app,
+        "/ui/devices/edge-9/modules",
+        Some(&cookie),
+        &[("csrf", &csrf), ("modules_content", "{}")],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    let leaf = post(
+        &f.app,
+        "/ui/devices/leaf-9/modules",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("modules_content", &modules_content().to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        leaf.status,
+        StatusCode::BAD_REQUEST,
+        "not an edge device: {}",
+        leaf.body
+    );
+    let ok = post(
+        &f.app,
+        "/ui/devices/edge-9/modules",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("modules_content", &modules_content().to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let agent = f
+        .state
+        .hub
+        .service_twin(TwinTarget::Module("edge-9", "$edgeAgent"))
+        .await
+        .unwrap();
+    assert!(
+        agent
+            .properties
+            .desired
+            .pointer("/modules/sensor")
+            .is_some(),
+        "{:?}",
+        agent.properties.desired
+    );
+    let (ro, ro_csrf) = sign_in(
+        &f,
+        &connection_string(HUB, policy(&f.hub_policies, "registryRead")),
+        "",
+    )
+    .await;
+    let page = get(&f.app, "/ui/devices/edge-9", Some(&ro)).await;
+    assert!(!page.body.contains("Set modules"));
+    let refused = post(
+        &f.app,
+        "/ui/devices/edge-9/modules",
+        Some(&ro),
+        &[("csrf", &ro_csrf), ("modules_content", "{}")],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}

@@ -261,7 +261,7 @@ async fn device_page(
         .and_then(|k| k.primary_key.clone());
     let is_edge = device.capabilities.as_ref().is_some_and(|c| c.iot_edge);
     let edge = if is_edge {
-        Some(super::edge::section(state, id, twin.configurations.as_ref()).await?)
+        Some(super::edge::section(state, viewer, id, twin.configurations.as_ref()).await?)
     } else {
         None
     };
