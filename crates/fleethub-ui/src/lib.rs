@@ -75,6 +75,14 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/groups/{id}", get(views::groups::show))
         .route("/ui/groups/{id}/delete", post(views::groups::delete))
         .route(
+            "/ui/groups/{id}/edit",
+            post(views::enrollment_edit::edit_group),
+        )
+        .route(
+            "/ui/enrollments/{id}/edit",
+            post(views::enrollment_edit::edit_enrollment),
+        )
+        .route(
             "/ui/groups/{id}/registrations/{reg}/delete",
             post(views::groups::delete_registration),
         )

@@ -1102,3 +1102,127 @@ async fn edge_devices_are_listed_and_get_their_modules_set() {
     .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn enrollments_are_edited_with_etags_and_keys_regenerated() {
+    let f = fixture();
+    let (cookie, csrf) = owner(&f).await;
+    post(
+        &f.app,
+        "/ui/groups/new",
+        Some(&cookie),
+        &[("csrf", &csrf), ("id", "ge")],
+    )
+    .await;
+    let before = f.state.dps.get_group("ge").await.unwrap();
+    let etag = before.etag.clone().unwrap_or_default();
+    let keys = before.attestation.symmetric_key.clone().unwrap();
+    let page = get(&f.app, "/ui/groups/ge", Some(&cookie)).await;
+    assert!(page.body.contains("Save changes"));
+    let bad = post(
+        &f.app,
+        "/ui/groups/ge/edit",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("etag", &etag),
+            ("status", "disabled"),
+            ("initial_twin", "{oops"),
+            ("regenerate", "both"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        f.state.dps.get_group("ge").await.unwrap(),
+        before,
+        "nothing saved"
+    );
+    let ok = post(
+        &f.app,
+        "/ui/groups/ge/edit",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("etag", &etag),
+            ("status", "disabled"),
+            ("initial_twin", r#"{"tags": {"a": 1}}"#),
+            ("regenerate", "primary"),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let after = f.state.dps.get_group("ge").await.unwrap();
+    let new_keys = after.attestation.symmetric_key.clone().unwrap();
+    assert_eq!(after.provisioning_status.as_deref(), Some("disabled"));
+    assert_ne!(
+        new_keys.primary_key, keys.primary_key,
+        "primary regenerated"
+    );
+    assert_eq!(new_keys.secondary_key, keys.secondary_key, "secondary kept");
+    assert_eq!(
+        after.initial_twin.as_ref().unwrap().tags.as_ref().unwrap()["a"],
+        1
+    );
+    let stale = post(
+        &f.app,
+        "/ui/groups/ge/edit",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("etag", &etag),
+            ("status", "enabled"),
+            ("initial_twin", ""),
+        ],
+    )
+    .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.body
+    );
+    assert_eq!(
+        f.state.dps.get_group("ge").await.unwrap(),
+        after,
+        "nothing saved"
+    );
+
+    post(
+        &f.app,
+        "/ui/enrollments/new",
+        Some(&cookie),
+        &[("csrf", &csrf), ("registration_id", "ie")],
+    )
+    .await;
+    let e = f.state.dps.get_enrollment("ie").await.unwrap();
+    let ok = post(
+        &f.app,
+        "/ui/enrollments/ie/edit",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("etag", e.etag.as_deref().unwrap_or("")),
+            ("status", "disabled"),
+            ("initial_twin", ""),
+            ("regenerate", "both"),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let e2 = f.state.dps.get_enrollment("ie").await.unwrap();
+    assert_eq!(e2.provisioning_status.as_deref(), Some("disabled"));
+    let (k1, k2) = (
+        e.attestation.symmetric_key.unwrap(),
+        e2.attestation.symmetric_key.unwrap(),
+    );
+    assert!(k1.primary_key != k2.primary_key && k1.secondary_key != k2.secondary_key);
+    let no_csrf = post(
+        &f.app,
+        "/ui/enrollments/ie/edit",
+        Some(&cookie),
+        &[("csrf", ""), ("status", "enabled")],
+    )
+    .await;
+    assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+}

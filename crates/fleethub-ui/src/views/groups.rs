@@ -236,6 +236,11 @@ pub async fn show(
             }
         }
         @if viewer.can(Right::EnrollmentWrite) {
+            (super::enrollment_edit::form(&viewer, &format!("{base}/edit"), &super::enrollment_edit::Editable {
+                etag: group.etag.as_deref(),
+                provisioning_status: &group.provisioning_status,
+                initial_twin: group.initial_twin.as_ref(),
+            }))
             h2 { "Delete" }
             form method="post" action=(format!("{base}/delete")) {
                 (page::csrf_field(&viewer))

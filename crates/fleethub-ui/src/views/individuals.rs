@@ -156,6 +156,11 @@ pub async fn show(
             (page::json_block(&serde_json::to_value(twin).unwrap_or_default()))
         }
         @if viewer.can(Right::EnrollmentWrite) {
+            (super::enrollment_edit::form(&viewer, &format!("{base}/edit"), &super::enrollment_edit::Editable {
+                etag: e.etag.as_deref(),
+                provisioning_status: &e.provisioning_status,
+                initial_twin: e.initial_twin.as_ref(),
+            }))
             h2 { "Delete" }
             form method="post" action=(format!("{base}/delete")) {
                 (page::csrf_field(&viewer))

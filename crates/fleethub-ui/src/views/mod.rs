@@ -3,6 +3,7 @@
 pub mod deployments;
 pub mod devices;
 pub mod edge;
+pub mod enrollment_edit;
 pub mod enrollments;
 pub mod groups;
 pub mod individuals;
