@@ -98,11 +98,17 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/devices/{id}/c2d", post(views::devices::send_c2d))
         .route("/ui/devices/{id}/modules", post(views::edge::set_modules))
         .route("/ui/edge", get(views::edge::list))
+        .route("/ui/devices/{id}/modules/{m}", get(views::modules::show))
+        .route(
+            "/ui/devices/{id}/modules/{m}/twin",
+            post(views::modules::update_twin),
+        )
         .route("/ui/deployments", get(views::deployments::list))
         .route(
             "/ui/deployments/new",
             get(views::deployments::new_form).post(views::deployments::create),
         )
+        .route("/ui/deployments/{id}", get(views::deployments::show))
         .route(
             "/ui/deployments/{id}/delete",
             post(views::deployments::delete),

@@ -664,6 +664,17 @@ async fn deployments_are_created_validated_and_counted() {
         "priority 5, targeted 1: {}",
         list.body
     );
+    let detail = get(&f.app, "/ui/deployments/d1", Some(&cookie)).await;
+    assert_eq!(detail.status, StatusCode::OK);
+    assert!(
+        detail.body.contains("/ui/devices/edge-1"),
+        "{}",
+        detail.body
+    );
+    assert!(
+        detail.body.contains("example/sensor:1"),
+        "the manifest is shown"
+    );
     let del = post(
         &f.app,
         "/ui/deployments/d1/delete",
@@ -1225,4 +1236,64 @@ async fn enrollments_are_edited_with_etags_and_keys_regenerated() {
     )
     .await;
     assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn module_twins_are_shown_and_edited() {
+    let f = fixture();
+    device(&f, "md-1").await;
+    f.state
+        .hub
+        .put_module("md-1", "filter", fleethub_api::hub::Module::default(), None)
+        .await
+        .unwrap();
+    let (cookie, csrf) = owner(&f).await;
+    let page = get(&f.app, "/ui/devices/md-1", Some(&cookie)).await;
+    assert!(
+        page.body.contains("/ui/devices/md-1/modules/filter"),
+        "{}",
+        page.body
+    );
+    let module = get(&f.app, "/ui/devices/md-1/modules/filter", Some(&cookie)).await;
+    assert_eq!(module.status, StatusCode::OK);
+    let etag = module
+        .body
+        .split("name=\"etag\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let ok = post(
+        &f.app,
+        "/ui/devices/md-1/modules/filter/twin",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("etag", &etag),
+            ("twin", r#"{"properties": {"desired": {"threshold": 7}}}"#),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let twin = f
+        .state
+        .hub
+        .get_twin(TwinTarget::Module("md-1", "filter"))
+        .await
+        .unwrap();
+    assert_eq!(twin.properties.desired["threshold"], 7);
+    let stale = post(
+        &f.app,
+        "/ui/devices/md-1/modules/filter/twin",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("etag", &etag),
+            ("twin", r#"{"properties": {"desired": {"threshold": 8}}}"#),
+        ],
+    )
+    .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    let missing = get(&f.app, "/ui/devices/md-1/modules/nope", Some(&cookie)).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }

@@ -2,7 +2,8 @@
 //! with its target condition, priority and the system metrics: targeted, applied, reporting
 //! success, reporting failure), `GET /ui/deployments/new` + `POST` (create: id, target
 //! condition, priority, the manifest's `modulesContent` as JSON, validated by the hub before
-//! anything is stored) and `POST /ui/deployments/{id}/delete`.
+//! anything is stored), `GET /ui/deployments/{id}` (the manifest and which devices are in each
+//! count: targeted, applied, reporting success or failure) and `POST /ui/deployments/{id}/delete`.
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -65,7 +66,7 @@ pub async fn list(
                 tbody {
                     @for c in &deployments {
                         tr {
-                            td { (c.id) }
+                            td { a href=(format!("/ui/deployments/{}", page::encode(&c.id))) { (c.id) } }
                             td { code { (c.target_condition.as_deref().unwrap_or("")) } }
                             td { (c.priority) }
                             @for (key, _) in METRICS { td { (metric(c, key)) } }
@@ -198,4 +199,68 @@ pub async fn delete(
         "/ui/deployments?done={}",
         page::encode(&format!("Deployment {id} deleted."))
     )))
+}
+
+/// `GET /ui/deployments/{id}`.
+pub async fn show(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> UiResult<Markup> {
+    let viewer = Viewer::of(&state, &headers)?;
+    viewer.require(Right::RegistryRead, READ)?;
+    let c = state.hub.get_configuration(&id).await?;
+    let (twins, capped) = super::collect!(|p| state.hub.list_twins(p)).await?;
+    let mut rows = Vec::new();
+    for t in &twins {
+        let Some(status) = t
+            .configurations
+            .as_ref()
+            .and_then(|m| m.get(&c.id))
+            .and_then(|s| s.get("status"))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let report = if status == "Applied" {
+            super::edge::agent_status(&state, &t.device_id)
+                .await
+                .map_or_else(
+                    || "not reported yet".to_string(),
+                    |(code, d)| format!("{code} {d}"),
+                )
+        } else {
+            "-".to_string()
+        };
+        rows.push((t.device_id.clone(), status.to_string(), report));
+    }
+    let manifest = c
+        .content
+        .as_ref()
+        .and_then(|x| serde_json::to_value(x).ok())
+        .unwrap_or(Value::Null);
+    let body = html! {
+        p { "Target condition: " code { (c.target_condition.as_deref().unwrap_or("")) } ", priority " (c.priority) }
+        h2 { "Devices" }
+        @if rows.is_empty() {
+            p.hint { "No device is targeted: no IoT Edge device's twin matches the target condition (or a deployment of higher priority wins)." }
+        } @else {
+            table {
+                thead { tr { th { "Device" } th { "Deployment status" } th { "Runtime report" } } }
+                tbody {
+                    @for (device, status, report) in &rows {
+                        tr {
+                            td { a href=(format!("/ui/devices/{}", page::encode(device))) { (device) } }
+                            td { (status) }
+                            td { (report) }
+                        }
+                    }
+                }
+            }
+            @if capped { p.hint { "Only the first devices of the registry were looked at." } }
+        }
+        h2 { "Manifest" }
+        (page::json_block(&manifest))
+    };
+    Ok(page::frame(&viewer, &format!("Deployment {}", c.id), &body))
 }

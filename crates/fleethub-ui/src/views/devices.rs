@@ -260,6 +260,7 @@ async fn device_page(
         .and_then(|a| a.symmetric_key.as_ref())
         .and_then(|k| k.primary_key.clone());
     let is_edge = device.capabilities.as_ref().is_some_and(|c| c.iot_edge);
+    let modules = super::modules::section(state, id).await?;
     let edge = if is_edge {
         Some(super::edge::section(state, viewer, id, twin.configurations.as_ref()).await?)
     } else {
@@ -286,6 +287,7 @@ async fn device_page(
             }
         }
         @if let Some(edge) = &edge { (edge) }
+        (modules)
         h2 { "Twin" }
         p.hint { "Version " (twin.version) ", etag " code { (twin.etag.as_deref().unwrap_or("-")) } }
         h3 { "Reported properties (read-only)" }
@@ -334,7 +336,7 @@ async fn device_page(
 }
 
 /// A twin section without `$metadata` / `$version` (shown in the header instead).
-fn strip_metadata(v: &Value) -> Value {
+pub(super) fn strip_metadata(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.iter()

@@ -25,7 +25,7 @@ const READ: &str = "RegistryRead (a hub policy such as registryRead or iothubown
 const WRITE: &str = "RegistryWrite (a hub policy such as registryReadWrite or iothubowner)";
 
 /// The runtime's last deployment status: (code, description), if it reported one.
-async fn agent_status(state: &UiState, id: &str) -> Option<(i64, String)> {
+pub(super) async fn agent_status(state: &UiState, id: &str) -> Option<(i64, String)> {
     let agent = state
         .hub
         .service_twin(TwinTarget::Module(id, "$edgeAgent"))

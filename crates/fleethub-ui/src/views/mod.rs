@@ -7,6 +7,7 @@ pub mod enrollment_edit;
 pub mod enrollments;
 pub mod groups;
 pub mod individuals;
+pub mod modules;
 pub mod overview;
 pub mod telemetry;
 
