@@ -103,9 +103,11 @@ async fn prepare(
         )
         .await
         .map_err(|e| match e {
+            // Docker: 409; Podman: 500 "... is already in use"
             bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            } => format!(
+                status_code,
+                ref message,
+            } if status_code == 409 || message.contains("already in use") => format!(
                 "a container named {name} exists that fleetedge does not manage; remove or rename it"
             ),
             e => engine::map_err(uri, "cannot create the container", &e).to_string(),
@@ -179,20 +181,28 @@ pub(super) async fn run(
 ) {
     let set = |f: &dyn Fn(&mut ModuleState)| f(&mut lock(&state));
     let uri = s.moby.uri.clone();
-    let docker = match engine::connect(&uri, &s.moby.socket) {
-        Ok(d) => d,
-        Err(e) => {
-            let msg = e.to_string();
-            set(&|st| {
-                st.runtime_status = RuntimeStatus::Failed;
-                st.status_description = Some(msg.clone());
-            });
-            while let Some(c) = ctl.recv().await {
-                if matches!(c, Ctl::Stop) {
-                    break;
+    let backoff = s.backoff;
+    let mut attempt: u32 = 0;
+    // the engine's socket may appear later (engine started after the daemon): retry
+    let docker = loop {
+        match engine::connect(&uri, &s.moby.socket) {
+            Ok(d) => break d,
+            Err(e) => {
+                let delay = backoff.delay(attempt);
+                attempt = attempt.saturating_add(1);
+                let msg = format!("{e} (retrying in {:.1} s)", delay.as_secs_f64());
+                set(&|st| {
+                    st.runtime_status = RuntimeStatus::Failed;
+                    st.status_description = Some(msg.clone());
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    c = ctl.recv() => match c {
+                        Some(Ctl::Restart) => attempt = 0,
+                        Some(Ctl::Stop) | None => return,
+                    }
                 }
             }
-            return;
         }
     };
     let remove = |id: String| {
@@ -205,8 +215,7 @@ pub(super) async fn run(
             }
         }
     };
-    let backoff = s.backoff;
-    let mut attempt: u32 = 0;
+    attempt = 0;
     let mut restart_count: u32 = 0;
     loop {
         // 1. network, image, container
