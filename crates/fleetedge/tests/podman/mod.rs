@@ -51,7 +51,9 @@ impl Podman {
             d.join("containers.conf"),
             format!(
                 "[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc=4096:4096\"]\nlog_driver = \"k8s-file\"\n\
-                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\n"
+                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\n\
+                 [network]\nnetwork_config_dir = \"{}/networks\"\n",
+                d.display()
             ),
         )
         .unwrap();
