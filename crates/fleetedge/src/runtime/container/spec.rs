@@ -47,7 +47,8 @@ pub struct ContainerSpec {
 }
 
 /// Joins `createOptions` and its chunks `createOptions01`, `createOptions02`, ... (IoT Edge
-/// splits long options into 512-character chunks) and parses the result.
+/// splits long options into 512-character chunks, at most 100; docs/protocol-notes.md, "IoT
+/// Edge container modules") and parses the result.
 pub fn create_options(settings: &Map<String, Value>) -> Result<Map<String, Value>, String> {
     let mut text = String::new();
     match settings.get("createOptions") {
