@@ -53,3 +53,44 @@ pub async fn write_logs(
     }
     Ok(true)
 }
+
+/// The last `tail` lines of every container of this daemon, by module name (for the support
+/// bundle). Empty when the engine is not reachable.
+pub async fn all_logs(moby: &MobySettings, owner: &str, tail: usize) -> Vec<(String, Vec<u8>)> {
+    let Ok(docker) = engine::connect(&moby.uri, &moby.socket) else {
+        return Vec::new();
+    };
+    let list = docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(std::collections::HashMap::from([(
+                "label".to_string(),
+                vec![format!("{}={owner}", engine::LABEL_OWNER)],
+            )])),
+            ..Default::default()
+        }))
+        .await;
+    let Ok(list) = list else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for c in list {
+        let Some(module) = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(engine::LABEL_MODULE))
+            .cloned()
+        else {
+            continue;
+        };
+        let mut buf = Vec::new();
+        if write_logs(moby, owner, &module, Some(tail), None, false, &mut buf)
+            .await
+            .is_ok()
+        {
+            out.push((module, buf));
+        }
+    }
+    out.sort();
+    out
+}

@@ -209,9 +209,7 @@ impl ModuleRuntime for ContainerRuntime {
         let all: Vec<Handle> = std::mem::take(&mut *self.modules.lock().await)
             .into_values()
             .collect();
-        for h in all {
-            self.stop_handle(h).await;
-        }
+        futures_util::future::join_all(all.into_iter().map(|h| self.stop_handle(h))).await;
         lock(&self.states).clear();
     }
 }

@@ -10,13 +10,56 @@ use crate::state::StateDir;
 
 pub struct ContainerEngine;
 
-/// Whether the cached deployment has a `"type": "docker"` module.
-fn deployment_has_containers(state: &StateDir) -> bool {
+/// The images of the cached deployment's `"type": "docker"` modules.
+fn deployment_images(state: &StateDir) -> Vec<String> {
     std::fs::read(state.deployment_cache())
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|d| d.get("modules").and_then(|m| m.as_object()).cloned())
-        .is_some_and(|m| m.values().any(|v| v["type"] == "docker"))
+        .map(|m| {
+            m.values()
+                .filter(|v| v["type"] == "docker")
+                .filter_map(|v| v["settings"]["image"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Creates (without starting) and removes a container from `image`: the engine's storage and
+/// OCI runtime set-up work. `None` when the image is not on the engine.
+async fn try_create(docker: &bollard::Docker, image: &str) -> Option<Result<(), String>> {
+    docker.inspect_image(image).await.ok()?;
+    let name = format!("fleetedge-check-{}", std::process::id());
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: Some(vec!["true".into()]),
+        labels: Some([("net.fleetedge.check".to_string(), "1".to_string())].into()),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(
+            Some(bollard::query_parameters::CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await;
+    Some(match created {
+        Ok(c) => {
+            let _ = docker
+                .remove_container(
+                    &c.id,
+                    Some(bollard::query_parameters::RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    })
 }
 
 #[async_trait::async_trait]
@@ -32,8 +75,8 @@ impl Check for ContainerEngine {
             return CheckResult::skipped("the configuration is invalid");
         };
         let moby = &c.moby;
-        let needed = deployment_has_containers(&StateDir::new(&c.homedir));
-        if !needed && !moby.socket.exists() {
+        let images = deployment_images(&StateDir::new(&c.homedir));
+        if images.is_empty() && !moby.socket.exists() {
             return CheckResult::skipped(format!(
                 "no container modules deployed and no engine socket at {}",
                 moby.socket.display()
@@ -71,11 +114,30 @@ impl Check for ContainerEngine {
             version.api_version.as_deref().unwrap_or("?"),
             moby.uri
         );
+        let mut created = String::new();
+        for image in &images {
+            match try_create(&docker, image).await {
+                Some(Ok(())) => {
+                    created = format!("; created and removed a test container from {image}");
+                    break;
+                }
+                Some(Err(e)) => {
+                    return CheckResult::error(
+                        format!("{details}; cannot create a container from {image}: {e}"),
+                        "see the engine's log (`journalctl -u docker`, or the output of `podman system service`); docs/edge.md, \"Podman in a container or CI\"",
+                    );
+                }
+                None => {}
+            }
+        }
         match docker
             .inspect_network(&moby.network, None::<InspectNetworkOptions>)
             .await
         {
-            Ok(_) => CheckResult::ok(format!("{details}; network {} present", moby.network)),
+            Ok(_) => CheckResult::ok(format!(
+                "{details}; network {} present{created}",
+                moby.network
+            )),
             Err(e) if engine::is_not_found(&e) => CheckResult::warn(
                 format!("{details}; network {} does not exist yet", moby.network),
                 "the daemon creates it when it starts the first container module",
