@@ -239,6 +239,21 @@ async fn container_modules_on_a_real_engine() {
     }
     let text = String::from_utf8_lossy(&logs);
     assert!(text.contains("tick-hello"), "{text}");
+    // --since in the future: nothing yet
+    let mut later = Vec::new();
+    let future = chrono::Utc::now().timestamp() + 3600;
+    fleetedge::runtime::container::logs::write_logs(
+        &settings(&pm.socket, &network, &owner, ca.clone()).moby,
+        &owner,
+        "ticker",
+        None,
+        Some(future),
+        false,
+        &mut later,
+    )
+    .await
+    .unwrap();
+    assert!(!String::from_utf8_lossy(&later).contains("tick-hello"));
     assert!(text.contains("BEGIN CERTIFICATE"), "{text}");
     assert!(text.contains("socket-ok"), "{text}");
 
@@ -390,4 +405,73 @@ async fn container_modules_on_a_real_engine() {
 
     pm.cli(&["rm", "--force", "--time", "0", "foreign"]);
     let _ = pm.cli(&["network", "rm", "--force", &network]);
+}
+
+/// Without a reachable engine: the container module is `failed` with the reason and retried;
+/// the process module next to it runs; a module whose `type` changes moves between runtimes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_unreachable_leaves_process_modules_alone() {
+    use fleetedge::runtime::dispatch::Runtimes;
+    use fleetedge::runtime::process::{ProcessRuntime, ProcessSettings};
+    use std::sync::Arc;
+
+    let home = tempfile::tempdir().unwrap();
+    let s = settings(
+        &home.path().join("no-engine.sock"),
+        "azure-iot-edge",
+        &home.path().display().to_string(),
+        home.path().join("edge-ca.pem"),
+    );
+    let rt = Runtimes {
+        process: Arc::new(ProcessRuntime::new(ProcessSettings {
+            logs_dir: home.path().join("logs"),
+            log_max_bytes: 65536,
+            backoff: s.backoff,
+            stop_timeout: Duration::from_secs(2),
+        })),
+        container: Arc::new(ContainerRuntime::new(s)),
+    };
+    let process = |name: &str| ModuleSpec {
+        name: name.into(),
+        command: "/bin/sh".into(),
+        args: vec!["-c".into(), "sleep 30".into()],
+        working_dir: None,
+        env: BTreeMap::new(),
+        restart_policy: RestartPolicy::Always,
+        desired_status: DesiredStatus::Running,
+        version: None,
+        container: None,
+    };
+    rt.apply(process("sensor")).await.unwrap();
+    rt.apply(module(
+        "filter",
+        "true",
+        RestartPolicy::Always,
+        &[],
+        &json!({}),
+    ))
+    .await
+    .unwrap();
+    let st = wait_state(&rt, "filter", "failed", |s| {
+        s.runtime_status == RuntimeStatus::Failed
+    })
+    .await;
+    let d = st.status_description.unwrap();
+    assert!(d.contains("unreachable") && d.contains("retrying"), "{d}");
+    assert_eq!(st.image.as_deref(), Some(IMAGE));
+    let sensor = wait_state(&rt, "sensor", "running", |s| {
+        s.runtime_status == RuntimeStatus::Running
+    })
+    .await;
+    assert!(sensor.pid.is_some());
+    // the container module becomes a process module: it leaves the container runtime
+    rt.apply(process("filter")).await.unwrap();
+    let st = wait_state(&rt, "filter", "running as a process", |s| {
+        s.runtime_status == RuntimeStatus::Running
+    })
+    .await;
+    assert!(st.image.is_none());
+    assert_eq!(rt.list().len(), 2);
+    assert!(rt.container.list().is_empty());
+    rt.shutdown().await;
 }
