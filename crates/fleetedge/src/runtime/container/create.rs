@@ -98,7 +98,11 @@ pub fn body(spec: &ModuleSpec, opts: ContainerCreateBody, add: &Additions) -> Co
             Networking::Host => hc.network_mode = Some("host".into()),
             Networking::Network { name, gateway } => {
                 hc.network_mode = Some(name.clone());
-                if let Some(gw) = gateway {
+                // an IP address as the gateway host name is dialed as it is
+                if let Some(gw) = gateway
+                    .as_ref()
+                    .filter(|_| add.gateway_hostname.parse::<std::net::IpAddr>().is_err())
+                {
                     let mut hosts = hc.extra_hosts.take().unwrap_or_default();
                     hosts.push(format!("{}:{gw}", add.gateway_hostname));
                     hc.extra_hosts = Some(hosts);
@@ -207,6 +211,14 @@ mod tests {
         assert_eq!(hc.network_mode.as_deref(), Some("azure-iot-edge"));
         assert_eq!(hc.extra_hosts.unwrap(), vec!["edge-gw:10.89.0.1"]);
         assert!(hc.port_bindings.is_some());
+        // a gateway given as an IP address needs no hosts entry
+        let mut by_ip = add(Networking::Network {
+            name: "azure-iot-edge".into(),
+            gateway: Some("10.89.0.1".into()),
+        });
+        by_ip.gateway_hostname = "192.168.1.10".into();
+        let b2 = body(&s, options(&s).unwrap(), &by_ip);
+        assert!(b2.host_config.unwrap().extra_hosts.is_none());
         let l = labels(&b);
         assert_eq!(l[LABEL_OWNER], "/var/lib/fleetedge");
         assert_eq!(l[LABEL_MODULE], "filter");
