@@ -327,7 +327,11 @@ def main():
             failed = [c for c in checks if c.get("result", c.get("status")) in ("fail", "failed", "error")]
             if r.returncode != 0 or failed:
                 raise AssertionError("fleetedge check exit %d, failed: %s" % (r.returncode, failed or r.stderr[-500:]))
-            return "%d checks, none failed" % len(checks)
+            engine = [c for c in checks if c.get("id") == "container-engine"]
+            if CONTAINERS and (not engine or engine[0].get("result") != "ok"):
+                raise AssertionError("container-engine check: %s" % engine)
+            return "%d checks, none failed%s" % (len(checks), "; container-engine: %s" % engine[0].get("details")
+                                                 if engine else "")
 
         def reported():
             twin = hub.request("GET", "/twins/%s/modules/$edgeAgent" % reg_id)

@@ -130,6 +130,14 @@ impl Check for ContainerEngine {
                 None => {}
             }
         }
+        let loopback =
+            !c.edge_hub.listen.is_empty() && c.edge_hub.listen.iter().all(|a| a.ip().is_loopback());
+        if loopback {
+            return CheckResult::ok(format!(
+                "{details}{created}; containers use host networking (the edge hub listens on loopback only), network {} is not used",
+                moby.network
+            ));
+        }
         match docker
             .inspect_network(&moby.network, None::<InspectNetworkOptions>)
             .await
