@@ -257,16 +257,17 @@ async fn container_modules_on_a_real_engine() {
     assert!(text.contains("BEGIN CERTIFICATE"), "{text}");
     assert!(text.contains("socket-ok"), "{text}");
 
-    // 2. a crash loop backs off, the other module keeps running
-    rt.apply(module(
+    // 2. a crash loop backs off, the other module keeps running (imagePullPolicy on-create: the
+    //    pull fails, there is no registry, and the local image runs)
+    let mut crasher = module(
         "crasher",
         "echo crashing; exit 3",
         RestartPolicy::Always,
         &[],
         &json!({}),
-    ))
-    .await
-    .unwrap();
+    );
+    crasher.container.as_mut().unwrap().pull_policy = PullPolicy::OnCreate;
+    rt.apply(crasher).await.unwrap();
     let st = wait_state(&rt, "crasher", "backoff after restarts", |s| {
         s.runtime_status == RuntimeStatus::Backoff && s.restart_count >= 2
     })
