@@ -340,7 +340,7 @@ if skipped edge; then
   RESULTS+=("skip  edge end-to-end (FLEETHUB_TEST_SKIP)")
 else
   ensure_venv
-  suite "edge end-to-end: tests/edge/edge_e2e.py" 900 env FLEETHUB_BIN="$BIN" \
+  suite "edge end-to-end: tests/edge/edge_e2e.py" 1200 env FLEETHUB_BIN="$BIN" \
     FLEETEDGE_BIN="$TARGET_DIR/release/fleetedge" FLEETHUB_MODULE_PYTHON="$WORK/venv/bin/python" \
     FLEETHUB_EDGE_WORK="$WORK/edge" python3 "$ROOT/tests/edge/edge_e2e.py"
 fi
