@@ -1297,3 +1297,134 @@ async fn module_twins_are_shown_and_edited() {
     let missing = get(&f.app, "/ui/devices/md-1/modules/nope", Some(&cookie)).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+/// Every state-changing route (all POSTs but sign-in) refuses a request without this session's
+/// CSRF token, and such a request changes nothing.
+#[tokio::test]
+async fn every_post_needs_the_csrf_token() {
+    let f = fixture();
+    edge_device(&f, "x-edge", json!({})).await;
+    f.state
+        .hub
+        .put_module("x-edge", "m", fleethub_api::hub::Module::default(), None)
+        .await
+        .unwrap();
+    let (cookie, csrf) = owner(&f).await;
+    post(
+        &f.app,
+        "/ui/groups/new",
+        Some(&cookie),
+        &[("csrf", &csrf), ("id", "xg")],
+    )
+    .await;
+    post(
+        &f.app,
+        "/ui/enrollments/new",
+        Some(&cookie),
+        &[("csrf", &csrf), ("registration_id", "xe")],
+    )
+    .await;
+    let manifest = modules_content().to_string();
+    post(
+        &f.app,
+        "/ui/deployments/new",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("id", "xd"),
+            ("target_condition", "tags.a='b'"),
+            ("priority", "1"),
+            ("modules_content", &manifest),
+        ],
+    )
+    .await;
+    let before = (
+        f.state.dps.get_group("xg").await.unwrap(),
+        f.state.dps.get_enrollment("xe").await.unwrap(),
+        f.state.hub.get_configuration("xd").await.unwrap().etag,
+        f.state
+            .hub
+            .get_twin(TwinTarget::Device("x-edge"))
+            .await
+            .unwrap(),
+        f.state
+            .hub
+            .get_twin(TwinTarget::Module("x-edge", "m"))
+            .await
+            .unwrap(),
+        f.state.hub.pending_c2d("x-edge").await.unwrap().len(),
+    );
+    let routes: [(&str, Vec<(&str, &str)>); 15] = [
+        ("/ui/logout", vec![]),
+        ("/ui/groups/new", vec![("id", "xg2")]),
+        ("/ui/groups/xg/delete", vec![]),
+        ("/ui/groups/xg/edit", vec![("status", "disabled")]),
+        ("/ui/groups/xg/registrations/r1/delete", vec![]),
+        ("/ui/enrollments/new", vec![("registration_id", "xe2")]),
+        ("/ui/enrollments/xe/delete", vec![]),
+        ("/ui/enrollments/xe/edit", vec![("status", "disabled")]),
+        (
+            "/ui/devices/x-edge/twin",
+            vec![("twin", r#"{"tags": {"t": 1}}"#)],
+        ),
+        ("/ui/devices/x-edge/method", vec![("method", "m")]),
+        ("/ui/devices/x-edge/c2d", vec![("body", "b")]),
+        (
+            "/ui/devices/x-edge/modules",
+            vec![("modules_content", manifest.as_str())],
+        ),
+        (
+            "/ui/devices/x-edge/modules/m/twin",
+            vec![("twin", r#"{"tags": {"t": 1}}"#)],
+        ),
+        (
+            "/ui/deployments/new",
+            vec![
+                ("id", "xd2"),
+                ("target_condition", "tags.a='b'"),
+                ("priority", "1"),
+                ("modules_content", manifest.as_str()),
+            ],
+        ),
+        ("/ui/deployments/xd/delete", vec![]),
+    ];
+    for (path, fields) in &routes {
+        for token in [None, Some("forged")] {
+            let mut all = fields.clone();
+            if let Some(t) = token {
+                all.push(("csrf", t));
+            }
+            let a = post(&f.app, path, Some(&cookie), &all).await;
+            assert!(
+                a.status == StatusCode::FORBIDDEN || a.status == StatusCode::UNPROCESSABLE_ENTITY,
+                "{path} with csrf {token:?}: {}",
+                a.status
+            );
+        }
+    }
+    let after = (
+        f.state.dps.get_group("xg").await.unwrap(),
+        f.state.dps.get_enrollment("xe").await.unwrap(),
+        f.state.hub.get_configuration("xd").await.unwrap().etag,
+        f.state
+            .hub
+            .get_twin(TwinTarget::Device("x-edge"))
+            .await
+            .unwrap(),
+        f.state
+            .hub
+            .get_twin(TwinTarget::Module("x-edge", "m"))
+            .await
+            .unwrap(),
+        f.state.hub.pending_c2d("x-edge").await.unwrap().len(),
+    );
+    assert_eq!(before, after, "nothing changed");
+    assert!(f.state.dps.get_group("xg2").await.is_err());
+    assert!(f.state.dps.get_enrollment("xe2").await.is_err());
+    assert!(f.state.hub.get_configuration("xd2").await.is_err());
+    // The session is still there (the forged sign-out did nothing).
+    assert_eq!(
+        get(&f.app, "/ui/", Some(&cookie)).await.status,
+        StatusCode::OK
+    );
+}
