@@ -7,6 +7,7 @@
 #                with a fresh data dir (the official SDKs dial those ports: run as root, or see the message below)
 #   3. python    tests/compat/python/*.py with the pinned official Python SDKs (venv in $WORK/venv)
 #      node      tests/compat/node/*.js with the pinned official Node SDKs (npm ci into $WORK/node)
+#      browser   tests/browser/*.js: the web dashboard in headless Chromium (playwright-core into $WORK/browser)
 #      edge      tests/edge/edge_e2e.py: its own fleethub serve + fleetedge + two official-SDK Python modules
 #      multihub  tests/dps_multihub/multihub_e2e.py: a DPS and two hubs (two fleethub serve on 127.0.0.31/.32)
 #                with the official Python and Node provisioning and device SDKs
@@ -17,7 +18,7 @@
 #   FLEETHUB_SHARED       shared material (default ../shared next to the repository)
 #   FLEETHUB_CONFORMANCE  dps | all | off  (see below)
 #   FLEETHUB_TEST_SKIP    space-separated stages to skip, e.g. "rust" to re-run only the SDK tests
-#                         (rust, python, node, edge, multihub, conformance); CI never sets it
+#                         (rust, python, node, browser, edge, multihub, conformance); CI never sets it
 # Exit status 0 only if every stage that ran passed. Setup problems stop the run at once; the SDK test
 # suites (stage 3 and 4) all run and the run fails at the end if any of them failed.
 set -euo pipefail
@@ -154,7 +155,7 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # 2. release binary + server
 # ---------------------------------------------------------------------------------------------------
-if skipped python && skipped node && skipped edge && skipped multihub && skipped conformance; then
+if skipped python && skipped node && skipped browser && skipped edge && skipped multihub && skipped conformance; then
   exit 0
 fi
 run "cargo build --release -p fleethub-server -p fleetedge" 2400 cargo build --release -p fleethub-server -p fleetedge
@@ -292,22 +293,45 @@ else
   done
 fi
 
+# ensure_npm SRC DEST WHAT: `npm ci` of SRC's package.json/package-lock.json into DEST, reused until they change.
+ensure_npm() {
+  local src=$1 dest=$2 what=$3 stamp
+  stamp=$(stamp_of "$src/package.json" "$src/package-lock.json")
+  if [[ ! -d "$dest/node_modules" || "$(cat "$dest/.fleethub-stamp" 2>/dev/null)" != "$stamp" ]]; then
+    rm -rf "$dest"
+    mkdir -p "$dest"
+    cp "$src/package.json" "$src/package-lock.json" "$dest/"
+    run "npm ci: $what ($dest)" 900 npm ci --prefix "$dest" --no-audit --no-fund --loglevel=error
+    echo "$stamp" >"$dest/.fleethub-stamp"
+  fi
+}
+
+NODEDIR=$ROOT/tests/compat/node
 if skipped node; then
   RESULTS+=("skip  node compat (FLEETHUB_TEST_SKIP)")
 else
-  NODEDIR=$ROOT/tests/compat/node
-  stamp=$(stamp_of "$NODEDIR/package.json" "$NODEDIR/package-lock.json")
-  if [[ ! -d "$WORK/node/node_modules" || "$(cat "$WORK/node/.fleethub-stamp" 2>/dev/null)" != "$stamp" ]]; then
-    rm -rf "$WORK/node"
-    mkdir -p "$WORK/node"
-    cp "$NODEDIR/package.json" "$NODEDIR/package-lock.json" "$WORK/node/"
-    run "npm ci: the official Node SDKs ($WORK/node)" 900 \
-      npm ci --prefix "$WORK/node" --no-audit --no-fund --loglevel=error
-    echo "$stamp" >"$WORK/node/.fleethub-stamp"
-  fi
+  ensure_npm "$NODEDIR" "$WORK/node" "the official Node SDKs"
   export NODE_PATH=$WORK/node/node_modules
   for t in "$NODEDIR"/*.js; do
     suite "node compat: $(basename "$t")" 600 env "${NODE_CA_ENV[@]}" node "$t"
+  done
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# 3a. browser: the web dashboard in headless Chromium (tests/browser, playwright-core), devices on the
+#     official Node SDKs; screenshots in $WORK/screenshots
+# ---------------------------------------------------------------------------------------------------
+if skipped browser; then
+  RESULTS+=("skip  browser (FLEETHUB_TEST_SKIP)")
+else
+  CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
+  [[ -n "$CHROMIUM" ]] || die "headless Chromium is needed for the dashboard tests: Debian: apt-get install chromium"
+  ensure_npm "$NODEDIR" "$WORK/node" "the official Node SDKs"
+  ensure_npm "$ROOT/tests/browser" "$WORK/browser" "playwright-core"
+  for t in "$ROOT"/tests/browser/*.js; do
+    suite "browser: $(basename "$t")" 600 env "${NODE_CA_ENV[@]}" CHROMIUM="$CHROMIUM" \
+      FLEETHUB_SERVER_INFO="$DATA/server-info.json" FLEETHUB_SCREENSHOTS="$WORK/screenshots" \
+      NODE_PATH="$WORK/browser/node_modules:$WORK/node/node_modules" node "$t"
   done
 fi
 
@@ -318,7 +342,7 @@ if skipped edge; then
   RESULTS+=("skip  edge end-to-end (FLEETHUB_TEST_SKIP)")
 else
   ensure_venv
-  suite "edge end-to-end: tests/edge/edge_e2e.py" 900 env FLEETHUB_BIN="$BIN" \
+  suite "edge end-to-end: tests/edge/edge_e2e.py" 1200 env FLEETHUB_BIN="$BIN" \
     FLEETEDGE_BIN="$TARGET_DIR/release/fleetedge" FLEETHUB_MODULE_PYTHON="$WORK/venv/bin/python" \
     FLEETHUB_EDGE_WORK="$WORK/edge" python3 "$ROOT/tests/edge/edge_e2e.py"
 fi
@@ -333,8 +357,10 @@ elif [[ $EUID -ne 0 ]]; then
   RESULTS+=("skip  dps multi-hub (needs root: /etc/hosts and ports 443/8883 on 127.0.0.31/.32)")
 else
   ensure_venv
+  ensure_npm "$NODEDIR" "$WORK/node" "the official Node SDKs"
   suite "dps multi-hub: tests/dps_multihub/multihub_e2e.py" 900 env FLEETHUB_BIN="$BIN" \
-    FLEETHUB_MULTIHUB_WORK="$WORK/multihub" "$WORK/venv/bin/python" "$ROOT/tests/dps_multihub/multihub_e2e.py"
+    FLEETHUB_MULTIHUB_WORK="$WORK/multihub" NODE_PATH="$WORK/node/node_modules" \
+    "$WORK/venv/bin/python" "$ROOT/tests/dps_multihub/multihub_e2e.py"
 fi
 
 # ---------------------------------------------------------------------------------------------------

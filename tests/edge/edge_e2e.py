@@ -14,6 +14,14 @@
 6. stops the hub for a while, starts it again, and checks that no module telemetry was lost: the
    emitter's counter arrives without gaps across the outage.
 
+With Podman installed (.ci/run installs it; FLEETHUB_EDGE_CONTAINERS=0 turns this off) the receiver
+is a container module instead (`"type": "docker"`, an image imported from the module Python and
+its venv, no registry; a private `podman system service` in the work directory, tests/edge/
+podman_env.py) next to the emitter process module, and the test also checks `fleetedge logs` of the
+container, the reported `imageHash`, that a deployment update replaces the container, that a
+crash-looping container backs off, and that a deployment with bad createOptions JSON is rejected
+(400 with the reason) while the last good one keeps running.
+
 Environment: FLEETHUB_BIN, FLEETEDGE_BIN (release binaries), FLEETHUB_MODULE_PYTHON (a python
 with azure-iot-device), FLEETHUB_EDGE_WORK (scratch dir), FLEETHUB_EDGE_GATEWAY (default
 127.0.0.2: the edge hub listens on <it>:8883, the port the SDK dials, next to a hub on 127.0.0.1).
@@ -35,6 +43,8 @@ import urllib.parse
 import urllib.request
 import uuid
 
+import podman_env
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FLEETHUB = os.environ.get("FLEETHUB_BIN", os.path.join(ROOT, "target", "release", "fleethub"))
@@ -43,7 +53,9 @@ MODULE_PYTHON = os.environ.get("FLEETHUB_MODULE_PYTHON", os.path.join(ROOT, ".ci
 WORK = os.path.abspath(os.environ.get("FLEETHUB_EDGE_WORK", os.path.join(ROOT, ".ci-work", "edge")))
 GATEWAY = os.environ.get("FLEETHUB_EDGE_GATEWAY", "127.0.0.2")
 MQTT_PORT, HTTPS_PORT, AMQP_PORT = 18883, 18443, 15671
-TOTAL_LIMIT = 600
+TOTAL_LIMIT = 900
+CONTAINERS = os.environ.get("FLEETHUB_EDGE_CONTAINERS", "1") != "0" and podman_env.available()
+IMAGE = "localhost/fleetedge-e2e-python:1"
 START = time.monotonic()
 
 failures = []
@@ -172,7 +184,16 @@ class Events:
         return out
 
 
-def manifest():
+def container_module(script, order, version="1.0", create_options=None):
+    """A module running `script` with the module Python inside the test image."""
+    opts = create_options if create_options is not None else json.dumps(
+        {"Cmd": [MODULE_PYTHON, os.path.join(HERE, "modules", script)]})
+    return {"version": version, "type": "docker", "status": "running", "restartPolicy": "always",
+            "startupOrder": order, "imagePullPolicy": "never", "env": {"PYTHONUNBUFFERED": {"value": "1"}},
+            "settings": {"image": IMAGE, "createOptions": opts}}
+
+
+def manifest(receiver=None, extra=None):
     py = MODULE_PYTHON
 
     def module(script, order):
@@ -180,6 +201,10 @@ def manifest():
                 "startupOrder": order, "env": {"PYTHONUNBUFFERED": {"value": "1"}},
                 "settings": {"command": py, "args": [os.path.join(HERE, "modules", script)]}}
 
+    if receiver is None:
+        receiver = container_module("receiver.py", 1) if CONTAINERS else module("receiver.py", 1)
+    modules = {"receiver": receiver, "emitter": module("emitter.py", 2)}
+    modules.update(extra or {})
     return {"content": {"modulesContent": {
         "$edgeAgent": {"properties.desired": {
             "schemaVersion": "1.1",
@@ -187,7 +212,7 @@ def manifest():
             "systemModules": {"edgeAgent": {"type": "process", "settings": {}},
                               "edgeHub": {"type": "process", "status": "running", "restartPolicy": "always",
                                           "settings": {}}},
-            "modules": {"receiver": module("receiver.py", 1), "emitter": module("emitter.py", 2)}}},
+            "modules": modules}},
         "$edgeHub": {"properties.desired": {
             "schemaVersion": "1.1",
             "routes": {
@@ -207,6 +232,7 @@ def main():
     run_id = uuid.uuid4().hex[:8]
     group, reg_id = "edge-e2e-group-%s" % run_id, "edge-e2e-dev-%s" % run_id
     hub = Hub()
+    podman = podman_env.Podman(WORK)
     edge = None
     edge_log = os.path.join(WORK, "fleetedge.log")
     config = os.path.join(WORK, "edge", "config.toml")
@@ -233,6 +259,11 @@ def main():
                     "--target-condition", "tags.environment='test'", "--priority", "10")
             return "deployment edge-e2e-%s (priority 10)" % run_id
 
+        def start_podman():
+            podman.start()
+            return "%s; image %s" % (podman.uri, podman.import_python_image(
+                IMAGE, MODULE_PYTHON, [os.path.join(HERE, "modules", m) for m in ("receiver.py", "emitter.py")]))
+
         def start_edge():
             nonlocal edge
             run([FLEETEDGE, "--config", config, "config", "init", "--dps-symmetric-key",
@@ -241,11 +272,20 @@ def main():
                  "--hostname", GATEWAY, "--homedir", os.path.join(WORK, "edge", "home"),
                  "--hub-mqtt-port", str(MQTT_PORT), "--hub-https-port", str(HTTPS_PORT),
                  "--edge-hub-listen", "%s:8883" % GATEWAY], timeout=30)
+            if CONTAINERS:
+                with open(config, "a") as f:
+                    f.write('\n[moby_runtime]\nuri = "%s"\nnetwork = "azure-iot-edge"\n' % podman.uri)
             run([FLEETEDGE, "--config", config, "config", "apply"], timeout=30)
             edge = subprocess.Popen([FLEETEDGE, "--config", config, "run"], stdout=open(edge_log, "a"),
                                     stderr=subprocess.STDOUT, env=env)
             return "config %s" % config
 
+        if CONTAINERS:
+            if not step("podman system service (private) + module image imported without a registry", start_podman):
+                return 1
+        else:
+            print("NOTE edge-e2e: podman/runc not installed (or FLEETHUB_EDGE_CONTAINERS=0): receiver runs as a "
+                  "process; the container steps are left out", flush=True)
         ok = step("enrollment group with initial twin tag environment=test; derived device key", enroll) \
             and step("edge deployment targeting tags.environment='test'", deploy) \
             and step("fleetedge config init --dps-symmetric-key + config apply + run", start_edge)
@@ -287,7 +327,11 @@ def main():
             failed = [c for c in checks if c.get("result", c.get("status")) in ("fail", "failed", "error")]
             if r.returncode != 0 or failed:
                 raise AssertionError("fleetedge check exit %d, failed: %s" % (r.returncode, failed or r.stderr[-500:]))
-            return "%d checks, none failed" % len(checks)
+            engine = [c for c in checks if c.get("id") == "container-engine"]
+            if CONTAINERS and (not engine or engine[0].get("result") != "ok"):
+                raise AssertionError("container-engine check: %s" % engine)
+            return "%d checks, none failed%s" % (len(checks), "; container-engine: %s" % engine[0].get("details")
+                                                 if engine else "")
 
         def reported():
             twin = hub.request("GET", "/twins/%s/modules/$edgeAgent" % reg_id)
@@ -308,6 +352,81 @@ def main():
             if r.get("targetedCount", 0) < 1 or r.get("appliedCount", 0) < 1:
                 raise AssertionError("system metrics %s" % r)
             return "system metrics %s" % json.dumps(r, sort_keys=True)
+
+        def agent_reported():
+            return hub.request("GET", "/twins/%s/modules/$edgeAgent" % reg_id)["properties"]["reported"]
+
+        def list_rows():
+            out = run([FLEETEDGE, "--config", config, "list"], check=False).stdout
+            return {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.split()}
+
+        def deploy_version(name, priority, content):
+            path = os.path.join(WORK, "deployment-%s.json" % name)
+            with open(path, "w") as f:
+                json.dump(content, f, indent=2)
+            hub.cli("edge", "deployment", "create", "--deployment-id", "edge-e2e-%s-%s" % (name, run_id),
+                    "--content", path, "--target-condition", "tags.environment='test'", "--priority", str(priority))
+
+        def container_details():
+            def logged():
+                r = run([FLEETEDGE, "--config", config, "logs", "receiver", "--tail", "50"], check=False)
+                return r.stdout if "receiver connected as" in r.stdout else None
+            wait_for("fleetedge logs receiver (the container's log)", logged, 30)
+            rep = agent_reported()["modules"]["receiver"]
+            settings = rep.get("settings", {})
+            if rep.get("type") != "docker" or settings.get("image") != IMAGE or not settings.get("imageHash"):
+                raise AssertionError("reported receiver %s" % json.dumps(rep)[:600])
+            labels = json.loads(podman.cli("inspect", "--format", "{{json .Config.Labels}}", "receiver"))
+            if labels.get("net.fleetedge.module") != "receiver":
+                raise AssertionError("labels %s" % labels)
+            row = list_rows().get("receiver", [])
+            if IMAGE not in row:
+                raise AssertionError("fleetedge list row %s" % row)
+            return "logs from the engine, reported type docker, imageHash %s, labels %s" % (
+                settings["imageHash"][:19], sorted(labels))
+
+        def update_and_crash_loop():
+            old_id = podman.container_id("receiver")
+            events.poll()
+            before = len(events.forwarded_ns(reg_id))
+            crasher = container_module("emitter.py", 3, create_options=json.dumps(
+                {"Cmd": [MODULE_PYTHON, "-c", "import sys; print('crashing', flush=True); sys.exit(3)"]}))
+            deploy_version("v2", 20, manifest(receiver=container_module("receiver.py", 1, version="2.0"),
+                                              extra={"crasher": crasher}))
+
+            def replaced():
+                cid = podman.container_id("receiver")
+                rows = list_rows()
+                return cid if cid and cid != old_id and rows.get("receiver", [""])[1:2] == ["running"] else None
+            new_id = wait_for("the receiver's container replaced by the update", replaced, 180)
+
+            def backing_off():
+                rep = agent_reported().get("modules", {}).get("crasher", {})
+                return rep if rep.get("exitCode") == 3 and rep.get("restartCount", 0) >= 1 \
+                    and list_rows().get("crasher", [""])[1:2] in (["backoff"], ["running"]) else None
+            rep = wait_for("the crash-looping container backing off", backing_off, 120)
+
+            def flowing():
+                events.poll()
+                return len(events.forwarded_ns(reg_id)) >= before + 10
+            wait_for("telemetry through the new receiver container", flowing, 90)
+            return "container %s -> %s; crasher exitCode 3, restartCount %d, %s" % (
+                old_id[:12], new_id[:12], rep["restartCount"], rep.get("statusDescription"))
+
+        def bad_create_options():
+            good_id = podman.container_id("receiver")
+            deploy_version("v3", 30, manifest(receiver=container_module(
+                "receiver.py", 1, version="3.0", create_options='{"Cmd": ["python", ')))
+
+            def rejected():
+                st = agent_reported().get("lastDesiredStatus", {})
+                return st if st.get("code") == 400 else None
+            st = wait_for("the deployment with bad createOptions rejected", rejected, 120)
+            if "createOptions" not in st.get("description", ""):
+                raise AssertionError("lastDesiredStatus %s" % st)
+            if podman.container_id("receiver") != good_id or list_rows().get("receiver", [""])[1:2] != ["running"]:
+                raise AssertionError("the last good receiver container is not kept")
+            return "400: %s; receiver %s kept running" % (st["description"], good_id[:12])
 
         def outage():
             events.poll()
@@ -339,6 +458,11 @@ def main():
                          ("$edgeAgent reported properties: deployment applied, modules running", reported),
                          ("fleetedge check passes", check_passes),
                          ("fleethub edge deployment show: targeted, applied, reporting success", deployment_metrics),
+                         *((("container module: fleetedge logs, reported imageHash, labels", container_details),
+                            ("deployment update replaces the container; a crash-looping container backs off",
+                             update_and_crash_loop),
+                            ("bad createOptions JSON: deployment rejected with the reason, last good kept",
+                             bad_create_options)) if CONTAINERS else ()),
                          ("hub stopped and started again: no module telemetry lost", outage)):
             if not step(name, fn):
                 break
@@ -350,6 +474,8 @@ def main():
             except subprocess.TimeoutExpired:
                 edge.kill()
         hub.stop()
+        if CONTAINERS:
+            podman.stop()
         if failures:
             for path in (edge_log, hub.log_path):
                 if os.path.exists(path):

@@ -23,6 +23,8 @@ use crate::identity::{Credentials, IdentityStore};
 use crate::mgmt::{self, Command, DaemonStatus, Management};
 use crate::provisioning::{self, DeviceIdentity};
 use crate::runtime::backoff::Backoff;
+use crate::runtime::container::{ContainerRuntime, ContainerSettings};
+use crate::runtime::dispatch::Runtimes;
 use crate::runtime::process::{ProcessRuntime, ProcessSettings};
 use crate::runtime::{ModuleRuntime, RuntimeStatus};
 use crate::state::StateDir;
@@ -98,6 +100,37 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
     }
 }
 
+/// The module runtime: processes and containers (a module's `type` picks).
+async fn module_runtime(config: &Config, state: &StateDir) -> Arc<dyn ModuleRuntime> {
+    let backoff = Backoff {
+        initial: config.agent.restart_backoff_initial,
+        max: config.agent.restart_backoff_max,
+        stable_after: config.agent.stable_after,
+    };
+    let container = Arc::new(ContainerRuntime::new(ContainerSettings {
+        moby: config.moby.clone(),
+        owner: config.homedir.display().to_string(),
+        gateway_hostname: config.hostname.clone(),
+        edge_ca: Some(state.edge_ca_cert()),
+        edge_hub_on_loopback: !config.edge_hub.listen.is_empty()
+            && config.edge_hub.listen.iter().all(|a| a.ip().is_loopback()),
+        backoff,
+        stop_timeout: Duration::from_secs(10),
+        poll_interval: Duration::from_secs(1),
+    }));
+    // containers a previous run left behind are created again from the deployment
+    container.sweep().await;
+    Arc::new(Runtimes {
+        process: Arc::new(ProcessRuntime::new(ProcessSettings {
+            logs_dir: state.logs_dir(),
+            log_max_bytes: config.agent.log_max_bytes,
+            backoff,
+            stop_timeout: Duration::from_secs(10),
+        })),
+        container,
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn generation(
     config: &Config,
@@ -161,16 +194,7 @@ async fn generation(
     let (hub_state, hub_handle) =
         start_edge_hub_state(config, &device, &state, &identities, &pki).await;
 
-    let runtime: Arc<dyn ModuleRuntime> = Arc::new(ProcessRuntime::new(ProcessSettings {
-        logs_dir: state.logs_dir(),
-        log_max_bytes: config.agent.log_max_bytes,
-        backoff: Backoff {
-            initial: config.agent.restart_backoff_initial,
-            max: config.agent.restart_backoff_max,
-            stable_after: config.agent.stable_after,
-        },
-        stop_timeout: Duration::from_secs(10),
-    }));
+    let runtime = module_runtime(config, &state).await;
     let agent_status = Arc::new(Mutex::new(AgentStatus::default()));
     let device_link_status = Arc::new(Mutex::new(DeviceLinkStatus::default()));
 

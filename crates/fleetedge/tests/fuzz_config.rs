@@ -6,40 +6,14 @@
 //! made up. `FLEETHUB_FUZZ_CASES` sets the number of cases (default 256; `scripts/fuzz.sh`
 //! runs more).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use fleetedge::config::{Config, import, yaml};
+use fleethub_fuzzing::{Mutations, text_input};
 use proptest::prelude::*;
-use proptest::sample::select;
-use proptest::test_runner::Config as ProptestConfig;
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("FLEETHUB_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
-/// The files of `tests/fuzz-corpus/<target>/`, sorted by name.
 fn corpus(target: &str) -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fuzz-corpus")
-        .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("corpus entry").path())
-        .collect();
-    files.sort();
-    assert!(files.len() >= 3, "{}: corpus too small", dir.display());
-    files
-        .into_iter()
-        .map(|p| std::fs::read_to_string(&p).expect("corpus file is UTF-8"))
-        .collect()
+    fleethub_fuzzing::text_corpus(env!("CARGO_MANIFEST_DIR"), target, 3)
 }
 
 const TOML_FRAGMENTS: &[&str] = &[
@@ -146,35 +120,12 @@ fn input(
     target: &str,
     fragments: &'static [&'static str],
 ) -> impl Strategy<Value = String> + use<> {
-    prop_oneof![
-        select(corpus(target)),
-        any::<String>(),
-        prop::collection::vec(select(fragments), 0..32).prop_map(|v| v.concat()),
-        (
-            select(corpus(target)),
-            prop::collection::vec((any::<prop::sample::Index>(), select(fragments)), 1..4),
-            any::<prop::sample::Index>(),
-            any::<bool>(),
-        )
-            .prop_map(|(mut s, edits, cut, truncate)| {
-                for (at, f) in edits {
-                    let i = floor_boundary(&s, at.index(s.len() + 1));
-                    s.insert_str(i, f);
-                }
-                if truncate {
-                    let i = floor_boundary(&s, cut.index(s.len() + 1));
-                    s.truncate(i);
-                }
-                s
-            }),
-    ]
-}
-
-fn floor_boundary(s: &str, mut i: usize) -> usize {
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
+    let mutations = Mutations {
+        soup_len: 32,
+        splices: 3,
+        truncate: true,
+    };
+    text_input(corpus(target), fragments, mutations)
 }
 
 fn check_config(text: &str) {
@@ -219,7 +170,7 @@ fn corpus_replays() {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(fleethub_fuzzing::config())]
 
     #[test]
     fn config_text_never_panics(text in input("config", TOML_FRAGMENTS)) {

@@ -23,7 +23,6 @@ mod management;
 pub mod request;
 pub mod rewind;
 pub mod sasl;
-pub mod websocket;
 
 use fleethub_services::{Clock, Hub, ServiceAuth};
 use std::sync::Arc;

@@ -8,40 +8,17 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
-use std::path::PathBuf;
 
 use fleethub_api::*;
+use fleethub_fuzzing::floor_char_boundary;
 use proptest::prelude::*;
 use proptest::sample::select;
-use proptest::test_runner::Config;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-fn config() -> Config {
-    let cases = std::env::var("FLEETHUB_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// The files of `tests/fuzz-corpus/bodies/`, sorted by name.
 fn corpus() -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus/bodies");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("corpus entry").path())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| std::fs::read_to_string(&p).expect("corpus file is UTF-8"))
-        .collect()
+    fleethub_fuzzing::text_corpus(env!("CARGO_MANIFEST_DIR"), "bodies", 10)
 }
 
 /// Every object key in the corpus: the field names of the wire types, as clients send them.
@@ -216,7 +193,7 @@ fn corpus_replays() {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(fleethub_fuzzing::config())]
 
     #[test]
     fn arbitrary_json_never_panics(value in json(corpus_keys())) {
@@ -232,11 +209,7 @@ proptest! {
     fn arbitrary_text_never_panics(text in prop_oneof![
         any::<String>(),
         (select(corpus()), any::<prop::sample::Index>()).prop_map(|(t, at)| {
-            let mut i = at.index(t.len() + 1);
-            while !t.is_char_boundary(i) {
-                i -= 1;
-            }
-            t[..i].to_owned()
+            t[..floor_char_boundary(&t, at.index(t.len() + 1))].to_owned()
         }),
     ]) {
         check_text(&text);

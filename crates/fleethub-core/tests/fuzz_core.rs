@@ -5,45 +5,17 @@
 //! keys in the corpus are made up. `FLEETHUB_FUZZ_CASES` sets the number of cases (default
 //! 256; `scripts/fuzz.sh` runs more).
 
-use std::path::PathBuf;
-
 use fleethub_core::connection_string::ConnectionString;
 use fleethub_core::sas::{self, SasToken};
 use fleethub_core::{ids, keys};
+use fleethub_fuzzing::{Mutations, text_input};
 use proptest::prelude::*;
-use proptest::sample::select;
-use proptest::test_runner::Config;
+
+fn corpus(target: &str) -> Vec<String> {
+    fleethub_fuzzing::text_corpus(env!("CARGO_MANIFEST_DIR"), target, 3)
+}
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-fn config() -> Config {
-    let cases = std::env::var("FLEETHUB_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// The files of `tests/fuzz-corpus/<target>/`, sorted by name.
-fn corpus(target: &str) -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fuzz-corpus")
-        .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("corpus entry").path())
-        .collect();
-    files.sort();
-    assert!(files.len() >= 3, "{}: corpus too small", dir.display());
-    files
-        .into_iter()
-        .map(|p| std::fs::read_to_string(&p).expect("corpus file is UTF-8"))
-        .collect()
-}
 
 const FRAGMENTS: &[&str] = &[
     "SharedAccessSignature ",
@@ -89,24 +61,12 @@ const FRAGMENTS: &[&str] = &[
 /// Corpus entries, arbitrary strings, soups of fragments and corpus entries with a fragment
 /// spliced in.
 fn input(target: &str) -> impl Strategy<Value = String> + use<> {
-    prop_oneof![
-        select(corpus(target)),
-        any::<String>(),
-        prop::collection::vec(select(FRAGMENTS), 0..16).prop_map(|v| v.concat()),
-        (
-            select(corpus(target)),
-            any::<prop::sample::Index>(),
-            select(FRAGMENTS)
-        )
-            .prop_map(|(mut s, at, f)| {
-                let mut i = at.index(s.len() + 1);
-                while !s.is_char_boundary(i) {
-                    i -= 1;
-                }
-                s.insert_str(i, f);
-                s
-            }),
-    ]
+    let mutations = Mutations {
+        soup_len: 16,
+        splices: 1,
+        truncate: false,
+    };
+    text_input(corpus(target), FRAGMENTS, mutations)
 }
 
 fn check_token(text: &str, now: u64, skew: u64) {
@@ -162,7 +122,7 @@ fn corpus_replays() {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(fleethub_fuzzing::config())]
 
     #[test]
     fn sas_tokens_never_panic(text in input("sas-tokens"), now in any::<u64>(), skew in any::<u64>()) {

@@ -117,20 +117,5 @@ async fn run() -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if std::env::args().any(|a| a == "-h" || a == "--help") {
-        let table: Vec<_> = common::CONNECT_SETTINGS
-            .iter()
-            .chain(&EXTRA)
-            .copied()
-            .collect();
-        print!("{}", common::Settings::usage("device_twin_methods", &table));
-        return ExitCode::SUCCESS;
-    }
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main("device_twin_methods", &EXTRA, run).await
 }

@@ -72,20 +72,5 @@ async fn run() -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if std::env::args().any(|a| a == "-h" || a == "--help") {
-        let table: Vec<_> = common::CONNECT_SETTINGS
-            .iter()
-            .chain(&EXTRA)
-            .copied()
-            .collect();
-        print!("{}", common::Settings::usage("send_telemetry", &table));
-        return ExitCode::SUCCESS;
-    }
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main("send_telemetry", &EXTRA, run).await
 }

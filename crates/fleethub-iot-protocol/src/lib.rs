@@ -8,7 +8,8 @@
 //!   subscription filters;
 //! - [`property_bag`]: the one property-bag encoder and parser;
 //! - [`query`]: the one query/condition language (IoT Hub queries, deployment target
-//!   conditions, edge routes): lexer, parser, evaluator over an [`query::Operands`] trait.
+//!   conditions, edge routes): lexer, parser, evaluator over an [`query::Operands`] trait;
+//! - [`websocket`]: the WebSocket paths and subprotocols of MQTT and AMQP.
 //!
 //! Strings in, typed values out (and back): no IO, no async. The facts these modules rely on
 //! are written down in `docs/protocol-notes.md`.
@@ -19,6 +20,7 @@ pub mod hub;
 pub mod identity;
 pub mod property_bag;
 pub mod query;
+pub mod websocket;
 
 pub use encoding::{decode_lossy, encode_component};
 

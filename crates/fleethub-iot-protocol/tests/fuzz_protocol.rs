@@ -7,42 +7,16 @@
 //! (default 256; `scripts/fuzz.sh` runs more).
 
 use std::borrow::Cow;
-use std::path::PathBuf;
 
+use fleethub_fuzzing::{Mutations, text_input};
 use fleethub_iot_protocol::query::{Comparison, Dialect, Expr, Operands, Query, parse_condition};
 use fleethub_iot_protocol::{dps, hub, identity, property_bag};
 use proptest::prelude::*;
 use proptest::sample::select;
-use proptest::test_runner::Config;
 use serde_json::Value;
 
-fn config() -> Config {
-    let cases = std::env::var("FLEETHUB_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// The files of `tests/fuzz-corpus/<target>/`, sorted by name.
 fn corpus(target: &str) -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fuzz-corpus")
-        .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("corpus entry").path())
-        .collect();
-    files.sort();
-    assert!(files.len() >= 3, "{}: corpus too small", dir.display());
-    files
-        .into_iter()
-        .map(|p| std::fs::read_to_string(&p).expect("corpus file is UTF-8"))
-        .collect()
+    fleethub_fuzzing::text_corpus(env!("CARGO_MANIFEST_DIR"), target, 3)
 }
 
 /// Corpus entries, arbitrary strings, and soups of the fragments the grammar is made of.
@@ -50,24 +24,12 @@ fn input(
     target: &str,
     fragments: &'static [&'static str],
 ) -> impl Strategy<Value = String> + use<> {
-    prop_oneof![
-        select(corpus(target)),
-        any::<String>(),
-        prop::collection::vec(select(fragments), 0..24).prop_map(|v| v.concat()),
-        (
-            select(corpus(target)),
-            any::<prop::sample::Index>(),
-            select(fragments)
-        )
-            .prop_map(|(mut s, at, f)| {
-                let mut i = at.index(s.len() + 1);
-                while !s.is_char_boundary(i) {
-                    i -= 1;
-                }
-                s.insert_str(i, f);
-                s
-            }),
-    ]
+    let mutations = Mutations {
+        soup_len: 24,
+        splices: 1,
+        truncate: false,
+    };
+    text_input(corpus(target), fragments, mutations)
 }
 
 const TOPIC_FRAGMENTS: &[&str] = &[
@@ -360,7 +322,7 @@ fn condition() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(fleethub_fuzzing::config())]
 
     #[test]
     fn topics_never_panic(topic in input("topics", TOPIC_FRAGMENTS)) {

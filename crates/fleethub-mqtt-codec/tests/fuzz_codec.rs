@@ -5,8 +5,6 @@
 //! encode/decode round trip; and arbitrary packets that `encode` accepts decode back equal.
 //! `FLEETHUB_FUZZ_CASES` sets the number of cases (default 256; `scripts/fuzz.sh` runs more).
 
-use std::path::PathBuf;
-
 use bytes::{Bytes, BytesMut};
 use fleethub_mqtt_codec::{
     ConnAck, Connect, ConnectReturnCode, LastWill, Packet, Publish, QoS, SubAck, Subscribe,
@@ -14,37 +12,9 @@ use fleethub_mqtt_codec::{
 };
 use proptest::prelude::*;
 use proptest::sample::select;
-use proptest::test_runner::Config;
 
-fn config() -> Config {
-    let cases = std::env::var("FLEETHUB_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// The files of `tests/fuzz-corpus/<target>/`, sorted by name.
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fuzz-corpus")
-        .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("corpus entry").path())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let name = p.file_name().expect("file").to_string_lossy().into_owned();
-            (name, std::fs::read(&p).expect("corpus file"))
-        })
-        .collect()
+    fleethub_fuzzing::byte_corpus(env!("CARGO_MANIFEST_DIR"), target, 5)
 }
 
 /// Drains `bytes` through `decode`, checking the invariants; returns the packets decoded.
@@ -238,7 +208,7 @@ fn packet() -> impl Strategy<Value = Packet> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(fleethub_fuzzing::config())]
 
     #[test]
     fn arbitrary_bytes_never_panic(

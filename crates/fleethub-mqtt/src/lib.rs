@@ -3,7 +3,8 @@
 //! name. Each side authenticates the CONNECT, then drives an IO-free session state machine
 //! (packets in, [`session::Action`]s out) and performs the service calls it asks for. Topic
 //! strings are parsed by `fleethub_iot_protocol`; [`topics`] says which of them the gateway
-//! serves. The same task serves MQTT over TLS and, through [`websocket`], MQTT over WebSocket.
+//! serves. The same task serves MQTT over TLS and MQTT over WebSocket (the server pipes the
+//! WebSocket's bytes into it).
 
 pub mod connection;
 mod dps_session;
@@ -12,7 +13,6 @@ mod hub_session;
 mod live;
 mod session;
 pub mod topics;
-pub mod websocket;
 
 use fleethub_services::{Dps, Hub};
 use std::sync::Arc;

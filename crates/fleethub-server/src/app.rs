@@ -120,24 +120,7 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         },
     ));
     let hub = start_hub(&shared, &cfg, &names.hub, ident.hub_policies.clone()).await?;
-    dps.set_remote_hubs(Arc::new(crate::linked_hubs::LinkedHubClient::new(
-        linked_hub_trust(&cfg, &tls_files)?,
-    )));
-    dps.set_allocation_webhooks(
-        Arc::new(crate::allocation_webhook::WebhookClient::new(
-            webhook_trust(&linked_hub_trust(&cfg, &tls_files)?)?,
-        )),
-        std::time::Duration::from_secs(cfg.allocation_webhook_timeout_secs.max(1)),
-    );
-    dps.set_local_hub(Arc::downgrade(&hub));
-    {
-        let hub = Arc::downgrade(&hub);
-        dps.on_device_assigned(Box::new(move |device_id| {
-            if let Some(hub) = hub.upgrade() {
-                hub.deployments_device_changed(device_id);
-            }
-        }));
-    }
+    connect_dps(&dps, &hub, &cfg, &tls_files)?;
     let dps_auth = Arc::new(ServiceAuth::new(
         "dps-service",
         names.dps.clone(),
@@ -181,6 +164,10 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
             &hub_auth.connection_string("service").unwrap_or_default(),
             hub.event_hub_name(),
         ),
+        policies: [("hub", &hub_auth), ("dps", &dps_auth)]
+            .into_iter()
+            .flat_map(|(service, auth)| crate::info::PolicyInfo::list(service, auth))
+            .collect(),
     };
 
     let gateway = Gateway::new(dps.clone(), hub.clone(), gateway_config(&cfg));
@@ -192,14 +179,15 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     let ws_gateway = gateway.clone();
     let metrics_hub = hub.clone();
     let (metrics, metrics_auth) = (shared.metrics.clone(), auth_log.clone());
-    let router = fleethub_http::router(HttpState {
+    let http_state = HttpState {
         dps: dps.clone(),
         hub: hub.clone(),
         dps_service_auth: dps_auth,
         hub_service_auth: hub_auth,
         auth_failures: auth_log,
-    })
-    .route(
+    };
+    let ui = cfg.ui.then(|| dashboard(&cfg, &http_state, &shared));
+    let router = fleethub_http::router(http_state).route(
         "/metrics",
         axum::routing::get(move || {
             let (hub, metrics, auth) = (metrics_hub.clone(), metrics.clone(), metrics_auth.clone());
@@ -222,6 +210,10 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
             }
         }),
     );
+    let router = match ui {
+        Some(state) => router.merge(fleethub_ui::router(state)),
+        None => router,
+    };
     let router = crate::websocket::Endpoint {
         gateway: ws_gateway,
         amqp: amqp.clone(),
@@ -241,6 +233,22 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         opts,
         host_names,
     })
+}
+
+/// The web dashboard's state (docs/dashboard.md), over the same services and policies as the
+/// HTTP APIs.
+fn dashboard(cfg: &Config, http: &HttpState, shared: &Shared) -> fleethub_ui::UiState {
+    fleethub_ui::UiState {
+        dps: http.dps.clone(),
+        hub: http.hub.clone(),
+        dps_auth: http.dps_service_auth.clone(),
+        hub_auth: http.hub_service_auth.clone(),
+        auth_failures: http.auth_failures.clone(),
+        session_key: fleethub_ui::SessionKey::generate(),
+        session_secs: cfg.ui_session_hours * 3600,
+        clock: shared.clock.clone(),
+        rate: fleethub_ui::rate::TelemetryRate::start(&http.hub, shared.clock.clone()),
+    }
 }
 
 fn gateway_config(cfg: &Config) -> GatewayConfig {
@@ -494,6 +502,30 @@ fn tls_files(cfg: &Config, names: &[String]) -> Result<TlsFiles> {
                 .map(|(cert, key)| certs::OperatorCa { cert, key }),
         )?,
     })
+}
+
+/// What the DPS reaches beyond its store: linked hubs (their service API), allocation webhooks,
+/// and the local hub (devices that move away are deleted through it; assignments re-plan its
+/// deployments).
+fn connect_dps(dps: &Dps, hub: &Arc<Hub>, cfg: &Config, tls_files: &TlsFiles) -> Result<()> {
+    let linked_trust = linked_hub_trust(cfg, tls_files)?;
+    dps.set_allocation_webhooks(
+        Arc::new(crate::allocation_webhook::WebhookClient::new(
+            webhook_trust(&linked_trust)?,
+        )),
+        std::time::Duration::from_secs(cfg.allocation_webhook_timeout_secs.max(1)),
+    );
+    dps.set_remote_hubs(Arc::new(crate::linked_hubs::LinkedHubClient::new(
+        linked_trust,
+    )));
+    dps.set_local_hub(Arc::downgrade(hub));
+    let hub = Arc::downgrade(hub);
+    dps.on_device_assigned(Box::new(move |device_id| {
+        if let Some(hub) = hub.upgrade() {
+            hub.deployments_device_changed(device_id);
+        }
+    }));
+    Ok(())
 }
 
 /// The CAs the DPS trusts when it calls an allocation webhook over HTTPS: the system's roots

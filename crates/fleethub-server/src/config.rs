@@ -81,6 +81,10 @@ pub struct Config {
     /// Overload throttles per operation class (`[throttle.device_to_cloud]`, ...): per device
     /// and global rates, see docs/configuration.md, "Throttling".
     pub throttle: fleethub_services::ThrottleConfig,
+    /// The web dashboard at `https://{hub host}/ui/` (docs/dashboard.md); `false` turns it off.
+    pub ui: bool,
+    /// How long a dashboard sign-in lasts, hours.
+    pub ui_session_hours: u64,
 }
 
 impl Default for Config {
@@ -115,6 +119,8 @@ impl Default for Config {
             max_consumer_groups: fleethub_services::hub::event_hub::DEFAULT_MAX_CONSUMER_GROUPS,
             durability: Durability::Process,
             throttle: fleethub_services::ThrottleConfig::default(),
+            ui: true,
+            ui_session_hours: 8,
         }
     }
 }
@@ -154,6 +160,7 @@ impl Config {
         env_set!("FLEETHUB_LOG_FORMAT", log_format, parse);
         env_set!("FLEETHUB_DURABILITY", durability, parse);
         env_set!("FLEETHUB_PARTITION_COUNT", partition_count, parse);
+        env_set!("FLEETHUB_UI", ui, parse);
         if let Some(v) = get("FLEETHUB_TLS_CERT") {
             self.tls_cert = Some(v.into());
         }
@@ -200,6 +207,9 @@ impl Config {
         }
         if self.max_connections == 0 {
             bail!("max_connections must be at least 1");
+        }
+        if self.ui && !(1..=24 * 30).contains(&self.ui_session_hours) {
+            bail!("ui_session_hours must be between 1 and 720 (30 days)");
         }
         if self.http_header_read_timeout_secs == 0 {
             bail!("http_header_read_timeout_secs must be at least 1");

@@ -258,6 +258,7 @@ mod tests {
             event_hub_compatible_endpoint: String::new(),
             event_hub_compatible_name: String::new(),
             event_hub_compatible_connection_string: String::new(),
+            policies: Vec::new(),
         }
         .write(dir.path())
         .unwrap();

@@ -31,6 +31,39 @@ pub struct ServerInfo {
     /// (the `service` policy: `ServiceConnect`), as the Event Hubs SDKs take it.
     #[serde(default)]
     pub event_hub_compatible_connection_string: String,
+    /// Every shared access policy of the hub and the DPS with its rights and connection string
+    /// (the owner policies above included), as the portal's "Shared access policies" lists
+    /// them: the read-only ones (`registryRead`, `enrollmentread`) are here. Absent in files of
+    /// older versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyInfo>,
+}
+
+/// One shared access policy in [`ServerInfo::policies`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyInfo {
+    /// `hub` or `dps`.
+    pub service: String,
+    pub key_name: String,
+    /// Azure's right names (`RegistryRead`, `EnrollmentWrite`, ...).
+    pub rights: Vec<String>,
+    pub connection_string: String,
+}
+
+impl PolicyInfo {
+    /// The policies of `auth` (`service` is `hub` or `dps`).
+    pub fn list(service: &str, auth: &fleethub_services::ServiceAuth) -> Vec<PolicyInfo> {
+        auth.policies()
+            .iter()
+            .map(|p| PolicyInfo {
+                service: service.to_string(),
+                key_name: p.key_name.clone(),
+                rights: p.rights.iter().map(|r| format!("{r:?}")).collect(),
+                connection_string: auth.connection_string(&p.key_name).unwrap_or_default(),
+            })
+            .collect()
+    }
 }
 
 fn default_amqp_port() -> u16 {
@@ -178,6 +211,7 @@ mod tests {
                 "HostName=hub.x;SharedAccessKeyName=service;SharedAccessKey=c2VjcmV0Mw==",
                 "hub",
             ),
+            policies: Vec::new(),
         }
     }
 

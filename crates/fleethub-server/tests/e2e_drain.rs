@@ -13,26 +13,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn start_with_config(settings: &str) -> (ServerProcess, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("fleethub.toml");
-    std::fs::write(&config, settings).unwrap();
-    let s = ServerProcess::start_with(
-        &tmp.path().join("data"),
-        common::free_port(),
-        common::free_port(),
-        &[
-            "--hub-hostname",
-            "hub.fleethub.test",
-            "--dps-hostname",
-            "localhost",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
-    (s, tmp)
-}
-
 async fn tls(s: &ServerProcess, port: u16) -> TlsStream {
     ClientTlsConfig::with_ca_file(s.ca_pem())
         .unwrap()
@@ -72,7 +52,7 @@ async fn websocket(s: &ServerProcess) -> TlsStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgraded_websocket_keeps_its_connection_slot() {
-    let (s, _tmp) = start_with_config("max_connections = 2\n");
+    let (s, _tmp) = ServerProcess::start_with_config("max_connections = 2\n");
     let first = websocket(&s).await;
     let _second = websocket(&s).await;
     // Both HTTPS slots are held by the WebSockets: a third connection waits in the kernel's
@@ -105,7 +85,7 @@ async fn an_upgraded_websocket_keeps_its_connection_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_dps_session_closes_at_shutdown() {
-    let (mut s, _tmp) = start_with_config("");
+    let (mut s, _tmp) = ServerProcess::start_with_config("");
     let (ok, out, err) = s.cli(&[
         "dps",
         "enrollment",

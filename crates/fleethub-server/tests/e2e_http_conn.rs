@@ -115,27 +115,6 @@ async fn an_oversized_websocket_frame_closes_the_connection() {
     assert!(closed.is_ok(), "an oversized frame was accepted");
 }
 
-/// A server started with `settings` (TOML lines) in a config file.
-fn start_with_config(settings: &str) -> (ServerProcess, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("fleethub.toml");
-    std::fs::write(&config, settings).unwrap();
-    let server = ServerProcess::start_with(
-        &tmp.path().join("data"),
-        common::free_port(),
-        common::free_port(),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--hub-hostname",
-            "hub.fleethub.test",
-            "--dps-hostname",
-            "localhost",
-        ],
-    );
-    (server, tmp)
-}
-
 /// Reads until the server closes the connection; `None` when it is still open after `within`.
 async fn read_to_close(s: &mut TlsStream, within: Duration) -> Option<Vec<u8>> {
     let mut all = Vec::new();
@@ -155,8 +134,9 @@ async fn read_to_close(s: &mut TlsStream, within: Duration) -> Option<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_https_connections_do_not_lock_out_mqtt() {
-    let (server, _tmp) =
-        start_with_config("max_connections = 3\nhttp_header_read_timeout_secs = 600\n");
+    let (server, _tmp) = ServerProcess::start_with_config(
+        "max_connections = 3\nhttp_header_read_timeout_secs = 600\n",
+    );
     let tls = ClientTlsConfig::with_ca_file(server.ca_pem()).unwrap();
     let connect = |port| {
         let tls = tls.clone();
@@ -187,7 +167,7 @@ async fn idle_https_connections_do_not_lock_out_mqtt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_sent_requests_and_idle_keep_alive_connections_are_closed() {
-    let (server, _tmp) = start_with_config("http_header_read_timeout_secs = 1\n");
+    let (server, _tmp) = ServerProcess::start_with_config("http_header_read_timeout_secs = 1\n");
     // Half a request head.
     let mut half = raw_tls(&server).await;
     half.write_all(b"GET /devices/x?api-version=2021-04-12 HTTP/1.1\r\nHost: loc")

@@ -6,34 +6,13 @@
 
 mod common;
 
+use common::ServerProcess;
 use common::device::{RawDevice, call, connect, put_device, service};
-use common::{ServerProcess, free_port};
 use fleethub_mqtt_codec::{Packet, Publish, QoS, Subscribe};
 use fleethub_service_client::{HttpsTransport, ServiceClient};
 use fleethub_store::TelemetryStore;
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-/// Starts a server with `settings` (TOML lines) in its config file.
-fn start(settings: &str) -> (ServerProcess, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("fleethub.toml");
-    std::fs::write(&config, settings).unwrap();
-    let s = ServerProcess::start_with(
-        &tmp.path().join("data"),
-        free_port(),
-        free_port(),
-        &[
-            "--hub-hostname",
-            "hub.fleethub.test",
-            "--dps-hostname",
-            "localhost",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
-    (s, tmp)
-}
 
 async fn connection_state(hub: &ServiceClient<HttpsTransport>, id: &str) -> String {
     let (status, v) = call(hub, "GET", &format!("/devices/{id}"), None).await;
@@ -170,7 +149,7 @@ const REVOKE_BOUND: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_that_does_not_read_is_cut_off_by_disable_delete_and_key_regeneration() {
-    let (mut s, _tmp) = start("mqtt_write_stall_timeout_secs = 60\n");
+    let (mut s, _tmp) = ServerProcess::start_with_config("mqtt_write_stall_timeout_secs = 60\n");
     let hub = service(&s);
 
     // Disable.
@@ -234,7 +213,7 @@ fn logged_disconnect(log: &str, id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_whose_writes_stall_is_cut_off() {
-    let (s, _tmp) = start("mqtt_write_stall_timeout_secs = 2\n");
+    let (s, _tmp) = ServerProcess::start_with_config("mqtt_write_stall_timeout_secs = 2\n");
     let hub = service(&s);
     let key = put_device(&hub, "d-stall", json!({"deviceId": "d-stall"})).await;
     let _dev = stalled_device(&s, &hub, "d-stall", &key, 0).await;
@@ -248,7 +227,7 @@ async fn a_connection_whose_writes_stall_is_cut_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_ends_at_the_token_lifetime_cap() {
-    let (s, _tmp) = start("max_token_lifetime_secs = 2\n");
+    let (s, _tmp) = ServerProcess::start_with_config("max_token_lifetime_secs = 2\n");
     let hub = service(&s);
     let key = put_device(&hub, "d-cap", json!({"deviceId": "d-cap"})).await;
     // A token valid for a year is accepted ...

@@ -19,27 +19,6 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
-/// A server started with `settings` (TOML) as its config file.
-fn start_with_config(settings: &str) -> (ServerProcess, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("fleethub.toml");
-    std::fs::write(&config, settings).unwrap();
-    let s = ServerProcess::start_with(
-        &tmp.path().join("data"),
-        common::free_port(),
-        common::free_port(),
-        &[
-            "--hub-hostname",
-            "hub.fleethub.test",
-            "--dps-hostname",
-            "localhost",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
-    (s, tmp)
-}
-
 fn expiry() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -76,8 +55,9 @@ fn status(head: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_answers_429_with_retry_after_over_the_device_to_cloud_limit() {
-    let (s, _tmp) =
-        start_with_config("[throttle.device_to_cloud]\nper_device = 0.5\nburst_secs = 2\n");
+    let (s, _tmp) = ServerProcess::start_with_config(
+        "[throttle.device_to_cloud]\nper_device = 0.5\nburst_secs = 2\n",
+    );
     let hub = service(&s);
     let key = put_device(&hub, "http-1", json!({"deviceId": "http-1"})).await;
     let host = &s.info.hub_host;
@@ -161,8 +141,9 @@ fn create_enrollment(s: &ServerProcess, reg: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dps_over_mqtt_answers_429_with_the_throttles_retry_after() {
-    let (s, _tmp) =
-        start_with_config("[throttle.dps_registrations]\nper_device = 0.5\nburst_secs = 2\n");
+    let (s, _tmp) = ServerProcess::start_with_config(
+        "[throttle.dps_registrations]\nper_device = 0.5\nburst_secs = 2\n",
+    );
     let reg = "throttled-reg";
     let key = create_enrollment(&s, reg);
     let scope = &s.info.id_scope;
@@ -253,7 +234,7 @@ async fn dps_over_mqtt_answers_429_with_the_throttles_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_telemetry_over_the_limit_is_acknowledged_late_and_all_stored() {
     // 20 messages per second and a bucket of 5 for each device; twin reads 1 per 2 s.
-    let (mut s, _tmp) = start_with_config(
+    let (mut s, _tmp) = ServerProcess::start_with_config(
         "[throttle.device_to_cloud]\nper_device = 20\nburst_secs = 0.25\n\
          [throttle.twin_reads]\nper_device = 0.5\nburst_secs = 2\n",
     );
@@ -376,7 +357,8 @@ async fn mqtt_telemetry_over_the_limit_is_acknowledged_late_and_all_stored() {
 /// quota, under-quota devices at what they offer, with no errors and bounded latency.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saturation_bench_is_served_at_the_limit() {
-    let (s, _tmp) = start_with_config("[throttle.device_to_cloud]\nper_device = 20\n");
+    let (s, _tmp) =
+        ServerProcess::start_with_config("[throttle.device_to_cloud]\nper_device = 20\n");
     let base = fleethub_bench::TelemetryBenchOptions {
         inflight: 4,
         duration: Duration::from_secs(4),
@@ -415,8 +397,9 @@ async fn saturation_bench_is_served_at_the_limit() {
 /// disabled, and what was waiting is not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_ends_a_paced_connection_at_once() {
-    let (mut s, _tmp) =
-        start_with_config("[throttle.device_to_cloud]\nper_device = 1\nburst_secs = 1\n");
+    let (mut s, _tmp) = ServerProcess::start_with_config(
+        "[throttle.device_to_cloud]\nper_device = 1\nburst_secs = 1\n",
+    );
     let hub = service(&s);
     let key = put_device(&hub, "paced", json!({"deviceId": "paced"})).await;
     let mut dev = connect(&s, "paced", &key, 3600).await;

@@ -180,72 +180,31 @@ impl ServiceAuth {
         transport: &str,
         peer: Option<&str>,
     ) -> Result<ServiceGrant, ServiceAuthError> {
-        let fail = |identity: &str, reason: String| {
-            self.log.record(
-                self.endpoint,
-                transport,
-                identity,
-                peer.map(str::to_string),
-                &reason,
-            );
-            ServiceAuthError::Unauthorized
+        let attempt = Attempt {
+            transport,
+            peer,
+            // IoT Hub clients sign with the decoded key, Event Hubs clients with the key's text.
+            text_keys: true,
         };
-        let token = sas::SasToken::parse(token.trim())
-            .map_err(|e| fail("-", format!("malformed SAS token: {e}")))?;
-        let Some(name) = token.skn.clone() else {
-            return Err(fail("-", "the token has no skn (policy name): service tokens must name a shared access policy (a device token cannot open the service endpoints)".into()));
-        };
-        token
-            .check_expiry(self.clock.unix(), self.skew_secs)
-            .map_err(|e| fail(&name, e.to_string()))?;
-        let Some(policy) = self
-            .policies
-            .iter()
-            .find(|p| p.key_name.eq_ignore_ascii_case(&name))
-        else {
-            return Err(fail(
-                &name,
-                format!("unknown shared access policy '{name}'"),
-            ));
-        };
-        let resource = strip_scheme(&token.resource())
-            .trim_end_matches('/')
-            .to_ascii_lowercase();
         let host = self.host.to_ascii_lowercase();
-        let under_host = resource == host
-            || resource
-                .strip_prefix(&host)
-                .is_some_and(|rest| rest.starts_with('/') || rest.starts_with(':'));
-        if !under_host {
-            return Err(fail(
-                &name,
-                format!(
-                    "token is for another host: its resource is '{}', this hub is '{}'",
+        let (policy, token, resource) = self.verify(token.trim(), right, &attempt, |token| {
+            let resource = strip_scheme(&token.resource())
+                .trim_end_matches('/')
+                .to_ascii_lowercase();
+            let under_host = resource == host
+                || resource
+                    .strip_prefix(&host)
+                    .is_some_and(|rest| rest.starts_with('/') || rest.starts_with(':'));
+            if under_host {
+                Ok(resource)
+            } else {
+                Err(format!(
+                    "its resource is '{}', this hub is '{}'",
                     token.resource(),
                     self.host
-                ),
-            ));
-        }
-        // IoT Hub clients sign with the decoded key, Event Hubs clients with the key's text.
-        let ok = [&policy.primary_key, &policy.secondary_key]
-            .into_iter()
-            .any(|k| {
-                token.verify_signature(k).unwrap_or(false) || token.verify_signature_text_key(k)
-            });
-        if !ok {
-            return Err(fail(
-                &name,
-                format!(
-                    "signature mismatch: the token is not signed with a key of policy '{name}'"
-                ),
-            ));
-        }
-        if !policy.rights.contains(&right) {
-            return Err(ServiceAuthError::Forbidden(format!(
-                "policy '{}' does not grant {right:?}",
-                policy.key_name
-            )));
-        }
+                ))
+            }
+        })?;
         // `host:port/path` names the same resource as `host/path`.
         let resource = match resource
             .strip_prefix(&host)
@@ -270,57 +229,73 @@ impl ServiceAuth {
         transport: &str,
         peer: Option<&str>,
     ) -> Result<String, ServiceAuthError> {
-        let fail = |identity: &str, reason: String| {
-            self.log.record(
-                self.endpoint,
-                transport,
-                identity,
-                peer.map(str::to_string),
-                &reason,
-            );
-            ServiceAuthError::Unauthorized
+        let attempt = Attempt {
+            transport,
+            peer,
+            text_keys: false,
         };
         let Some(header) = header.filter(|h| !h.trim().is_empty()) else {
-            return Err(fail(
+            return Err(self.fail(
+                &attempt,
                 "-",
-                "no Authorization header: send a SharedAccessSignature made from a policy key"
-                    .into(),
+                "no Authorization header: send a SharedAccessSignature made from a policy key",
             ));
         };
-        let token = sas::SasToken::parse(header)
-            .map_err(|e| fail("-", format!("malformed SAS token: {e}")))?;
+        let (policy, _, ()) = self.verify(header, right, &attempt, |token| {
+            if token.covers(&self.host) {
+                Ok(())
+            } else {
+                Err(sas::describe_resource_mismatch(token, &self.host))
+            }
+        })?;
+        Ok(policy.key_name.clone())
+    }
+
+    /// The one check of a policy token, whichever transport carried it: parses it, requires a
+    /// policy name (`skn`), checks expiry, finds the policy, checks the resource with
+    /// `resource_ok` (its `Err` says why the token is for another host), verifies the signature
+    /// with the policy's keys in constant time, and requires `right`. Every refusal but a
+    /// missing right is recorded in the auth-failure log with its reason.
+    fn verify<T>(
+        &self,
+        text: &str,
+        right: Right,
+        attempt: &Attempt<'_>,
+        resource_ok: impl FnOnce(&sas::SasToken) -> Result<T, String>,
+    ) -> Result<(&Policy, sas::SasToken, T), ServiceAuthError> {
+        let token = sas::SasToken::parse(text)
+            .map_err(|e| self.fail(attempt, "-", &format!("malformed SAS token: {e}")))?;
         let Some(name) = token.skn.clone() else {
-            return Err(fail("-", "the token has no skn (policy name): service tokens must name a shared access policy".into()));
+            return Err(self.fail(attempt, "-", "the token has no skn (policy name): service tokens must name a shared access policy (a device token cannot open the service endpoints)"));
         };
         token
             .check_expiry(self.clock.unix(), self.skew_secs)
-            .map_err(|e| fail(&name, e.to_string()))?;
+            .map_err(|e| self.fail(attempt, &name, &e.to_string()))?;
         let Some(policy) = self
             .policies
             .iter()
             .find(|p| p.key_name.eq_ignore_ascii_case(&name))
         else {
-            return Err(fail(
+            return Err(self.fail(
+                attempt,
                 &name,
-                format!("unknown shared access policy '{name}'"),
+                &format!("unknown shared access policy '{name}'"),
             ));
         };
-        if !token.covers(&self.host) {
-            return Err(fail(
-                &name,
-                format!(
-                    "token is for another host: {}",
-                    sas::describe_resource_mismatch(&token, &self.host)
-                ),
-            ));
-        }
+        let checked = resource_ok(&token).map_err(|why| {
+            self.fail(attempt, &name, &format!("token is for another host: {why}"))
+        })?;
         let ok = [&policy.primary_key, &policy.secondary_key]
             .into_iter()
-            .any(|k| token.verify_signature(k).unwrap_or(false));
+            .any(|k| {
+                token.verify_signature(k).unwrap_or(false)
+                    || (attempt.text_keys && token.verify_signature_text_key(k))
+            });
         if !ok {
-            return Err(fail(
+            return Err(self.fail(
+                attempt,
                 &name,
-                format!(
+                &format!(
                     "signature mismatch: the token is not signed with a key of policy '{name}'"
                 ),
             ));
@@ -331,8 +306,29 @@ impl ServiceAuth {
                 policy.key_name
             )));
         }
-        Ok(policy.key_name.clone())
+        Ok((policy, token, checked))
     }
+
+    /// Records a refused attempt and returns the error the caller answers with.
+    fn fail(&self, attempt: &Attempt<'_>, identity: &str, reason: &str) -> ServiceAuthError {
+        self.log.record(
+            self.endpoint,
+            attempt.transport,
+            identity,
+            attempt.peer.map(str::to_string),
+            reason,
+        );
+        ServiceAuthError::Unauthorized
+    }
+}
+
+/// Who presented a policy token, and how its signature may be made.
+struct Attempt<'a> {
+    transport: &'a str,
+    peer: Option<&'a str>,
+    /// Whether a signature made with the key's base64 text (Event Hubs clients) counts, besides
+    /// one made with the decoded key (IoT Hub clients).
+    text_keys: bool,
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use super::manifest_docker::{self, registry_credentials};
+use crate::runtime::container::{ContainerSpec, RegistryCredential};
 use crate::runtime::{DesiredStatus, RestartPolicy};
 
 /// Wording edgeAgent reports with code 417.
@@ -36,6 +38,8 @@ pub struct ModuleDef {
     pub startup_order: u32,
     /// `settings` as given (reported back).
     pub settings: Value,
+    /// `"type": "docker"`: the container (`command` then holds the image).
+    pub container: Option<ContainerSpec>,
 }
 
 /// A valid deployment.
@@ -121,6 +125,7 @@ pub fn parse(desired: &Value) -> Result<Deployment, ManifestError> {
     {
         return Err(invalid("runtime must be an object"));
     }
+    let credentials = registry_credentials(obj.get("runtime")).map_err(invalid)?;
     if let Some(sm) = obj.get("systemModules")
         && !sm.is_object()
     {
@@ -134,7 +139,7 @@ pub fn parse(desired: &Value) -> Result<Deployment, ManifestError> {
                 if def.is_null() {
                     continue;
                 }
-                modules.push(parse_module(name, def)?);
+                modules.push(parse_module(name, def, &credentials)?);
             }
         }
         Some(_) => return Err(invalid("modules must be an object of module definitions")),
@@ -147,7 +152,11 @@ pub fn parse(desired: &Value) -> Result<Deployment, ManifestError> {
     })
 }
 
-fn parse_module(name: &str, def: &Value) -> Result<ModuleDef, ManifestError> {
+fn parse_module(
+    name: &str,
+    def: &Value,
+    credentials: &[RegistryCredential],
+) -> Result<ModuleDef, ManifestError> {
     let m = |msg: String| invalid(format!("module '{name}': {msg}"));
     if name.starts_with('$') {
         return Err(m(
@@ -165,15 +174,20 @@ fn parse_module(name: &str, def: &Value) -> Result<ModuleDef, ManifestError> {
             Some(other) => Err(m(format!("{key} must be a string, not {other}"))),
         }
     };
-    match str_field("type")?.as_deref() {
-        Some("process") => {}
+    let docker = match str_field("type")?.as_deref() {
+        Some("process") => false,
+        Some("docker") => true,
         Some(other) => {
             return Err(m(format!(
-                "type '{other}' is not supported by fleetedge; use \"type\": \"process\" with settings.command"
+                "type '{other}' is not supported by fleetedge; use \"docker\" (settings.image) or \"process\" (settings.command)"
             )));
         }
-        None => return Err(m("type is missing; use \"type\": \"process\"".into())),
-    }
+        None => {
+            return Err(m(
+                "type is missing; use \"type\": \"docker\" or \"process\"".into(),
+            ));
+        }
+    };
     let status = match str_field("status")?.as_deref() {
         None | Some("running") => DesiredStatus::Running,
         Some("stopped") => DesiredStatus::Stopped,
@@ -199,14 +213,25 @@ fn parse_module(name: &str, def: &Value) -> Result<ModuleDef, ManifestError> {
             .ok_or_else(|| m(format!("startupOrder must be 0..4294967295, not {v}")))?,
     };
     let settings = obj.get("settings").cloned().unwrap_or(Value::Null);
+    let container = if docker {
+        let pull = str_field("imagePullPolicy")?;
+        Some(manifest_docker::container_spec(&settings, pull.as_deref(), credentials).map_err(m)?)
+    } else {
+        None
+    };
     let s = settings
         .as_object()
         .ok_or_else(|| m("settings with settings.command is required".into()))?;
     let command = match s.get("command") {
+        _ if docker => container
+            .as_ref()
+            .map(|c| c.image.clone())
+            .unwrap_or_default(),
         Some(Value::String(c)) if !c.trim().is_empty() => c.clone(),
         _ => return Err(m("settings.command must be a non-empty string".into())),
     };
     let args = match s.get("args") {
+        _ if docker => Vec::new(),
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a
             .iter()
@@ -219,6 +244,7 @@ fn parse_module(name: &str, def: &Value) -> Result<ModuleDef, ManifestError> {
         Some(other) => return Err(m(format!("settings.args must be an array, not {other}"))),
     };
     let working_dir = match s.get("workingDir") {
+        _ if docker => None,
         None | Some(Value::Null) => None,
         Some(Value::String(d)) if d.starts_with('/') => Some(PathBuf::from(d)),
         Some(other) => {
@@ -263,6 +289,7 @@ fn parse_module(name: &str, def: &Value) -> Result<ModuleDef, ManifestError> {
         status,
         startup_order,
         settings,
+        container,
     })
 }
 
@@ -327,8 +354,17 @@ mod tests {
     fn invalid_modules_are_400_with_the_reason() {
         let cases = [
             (
-                json!({"type": "docker", "settings": {"image": "x"}}),
-                "type 'docker'",
+                json!({"type": "rkt", "settings": {"image": "x"}}),
+                "type 'rkt'",
+            ),
+            (json!({"type": "docker", "settings": {}}), "settings.image"),
+            (
+                json!({"type": "docker", "settings": {"image": "x", "createOptions": "{bad"}}),
+                "not valid JSON",
+            ),
+            (
+                json!({"type": "docker", "imagePullPolicy": "always", "settings": {"image": "x"}}),
+                "imagePullPolicy",
             ),
             (json!({"settings": {"command": "x"}}), "type is missing"),
             (json!({"type": "process"}), "settings.command"),

@@ -8,6 +8,7 @@
 pub mod device_link;
 pub mod link;
 pub mod manifest;
+mod manifest_docker;
 pub mod reported;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -251,6 +252,7 @@ impl Agent {
                 restart_policy: m.restart_policy,
                 desired_status: m.status,
                 version: m.version.clone(),
+                container: m.container.clone(),
             };
             self.settings.insert(m.name.clone(), m.settings.clone());
             if let Err(e) = self.ctx.runtime.apply(spec).await {

@@ -29,7 +29,11 @@ fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
 
 fn module_doc(state: &ModuleState, spec: Option<&ModuleSpec>, settings: Option<&Value>) -> Value {
     let mut m = Map::new();
-    m.insert("type".into(), json!("process"));
+    let container = spec.is_some_and(|s| s.container.is_some()) || state.image.is_some();
+    m.insert(
+        "type".into(),
+        json!(if container { "docker" } else { "process" }),
+    );
     m.insert("runtimeStatus".into(), json!(state.runtime_status.as_str()));
     m.insert(
         "status".into(),
@@ -67,10 +71,17 @@ fn module_doc(state: &ModuleState, spec: Option<&ModuleSpec>, settings: Option<&
             serde_json::to_value(spec.restart_policy).unwrap_or(Value::Null),
         );
     }
-    m.insert(
-        "settings".into(),
-        settings.cloned().unwrap_or_else(|| json!({})),
-    );
+    let mut settings = settings.cloned().unwrap_or_else(|| json!({}));
+    // Containers, as edgeAgent reports them: the image and the engine's image ID.
+    if let Some(obj) = settings.as_object_mut() {
+        if let Some(image) = &state.image {
+            obj.insert("image".into(), json!(image));
+        }
+        if let Some(hash) = &state.image_hash {
+            obj.insert("imageHash".into(), json!(hash));
+        }
+    }
+    m.insert("settings".into(), settings);
     Value::Object(m)
 }
 
@@ -154,6 +165,7 @@ mod tests {
             restart_policy: RestartPolicy::Always,
             desired_status: Ds::Running,
             version: Some("1".into()),
+            container: None,
         };
         let mut st = ModuleState::new(&spec);
         st.runtime_status = RuntimeStatus::Backoff;

@@ -7,6 +7,7 @@ use crate::runtime::logs::read_since;
 use crate::state::StateDir;
 
 pub async fn show(
+    config: &crate::config::Config,
     state: &StateDir,
     module: &str,
     tail: Option<usize>,
@@ -20,6 +21,24 @@ pub async fn show(
         "edgeHub" => Some(crate::daemon_log::EDGE_HUB),
         _ => None,
     };
+    if system.is_none() {
+        // a container module: the engine keeps its log
+        let owner = config.homedir.display().to_string();
+        let mut out = std::io::stdout();
+        if crate::runtime::container::logs::write_logs(
+            &config.moby,
+            &owner,
+            module,
+            tail,
+            since,
+            follow,
+            &mut out,
+        )
+        .await?
+        {
+            return Ok(0);
+        }
+    }
     let module = system.unwrap_or(module);
     let path = state.module_log(module);
     let text = read_since(&path, since, tail).map_err(|e| match system {

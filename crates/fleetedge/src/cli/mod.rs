@@ -179,7 +179,7 @@ async fn dispatch(cli: Cli) -> Result<i32, String> {
                 .map(|s| crate::runtime::logs::parse_since(&s, chrono::Utc::now()))
                 .transpose()?;
             let c = load_config(flag)?;
-            logs::show(&StateDir::new(&c.homedir), &module, tail, since, follow).await
+            logs::show(&c, &StateDir::new(&c.homedir), &module, tail, since, follow).await
         }
         Cmd::Restart { module } => {
             let c = load_config(flag)?;

@@ -152,6 +152,14 @@ pub async fn collect(config_file: &Path, tail: usize) -> Entries {
             e.push((format!("logs/{name}"), text.into_bytes()));
         }
     }
+    // container modules: their logs are kept by the engine
+    let owner = config.homedir.display().to_string();
+    for (module, text) in
+        crate::runtime::container::logs::all_logs(&config.moby, &owner, tail).await
+    {
+        let name = crate::state::safe_name(&module);
+        e.push((format!("logs/container-{name}.log"), text));
+    }
     e
 }
 

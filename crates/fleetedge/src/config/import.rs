@@ -468,7 +468,7 @@ pub fn convert(text: &str) -> Result<Imported, ImportError> {
             "moby_runtime" => out.drop_(
                 name,
                 k.line,
-                "fleetedge runs modules as processes: there is no container runtime to configure",
+                "not carried over: 1.1's engine settings; for container modules set [moby_runtime] uri and network in config.toml (defaults: unix:///var/run/docker.sock, azure-iot-edge; docs/edge.md, \"Container modules\")",
             ),
             "watchdog" => out.drop_(name, k.line, "there is no edgeAgent container to watch"),
             _ => out.drop_(name, k.line, "not an IoT Edge 1.1 setting fleetedge knows"),

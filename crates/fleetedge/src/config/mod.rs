@@ -7,6 +7,7 @@ pub mod apply;
 mod error;
 pub mod import;
 pub mod init;
+mod moby;
 mod parse;
 mod parse_provisioning;
 pub mod provisioning;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use error::{ConfigError, Location};
+pub use moby::MobySettings;
 pub use provisioning::{Endpoint, KeySource, Provisioning, normalize_key};
 
 use parse::is_valid_hostname;
@@ -93,6 +95,8 @@ pub struct Config {
     pub hub: HubPorts,
     pub edge_hub: EdgeHubSettings,
     pub agent: AgentSettings,
+    /// `[moby_runtime]`: the container engine for `"type": "docker"` modules.
+    pub moby: MobySettings,
     /// Accepted but ignored keys (Azure-only settings), for `config apply` and `check`.
     pub ignored: Vec<String>,
 }

@@ -126,6 +126,7 @@ impl Config {
         };
         let edge_hub = edge_hub(&r, &raw)?;
         let agent = agent(&r, &raw)?;
+        let moby = super::moby::moby(&r, &raw)?;
 
         Ok(Config {
             path: path.to_path_buf(),
@@ -137,6 +138,7 @@ impl Config {
             hub,
             edge_hub,
             agent,
+            moby,
             ignored,
         })
     }

@@ -25,6 +25,8 @@ pub(crate) struct RawConfig {
     pub hub: Option<RawHub>,
     pub edge_hub: Option<RawEdgeHub>,
     pub agent: Option<RawAgent>,
+    /// The container engine (IoT Edge's section; fleetedge adds `allow_privileged`).
+    pub moby_runtime: Option<RawMobyRuntime>,
     // Azure-only keys (`AZURE_ONLY`): accepted, reported as ignored by the loader.
     pub parent_hostname: Option<toml::Value>,
     pub local_gateway_hostname: Option<toml::Value>,
@@ -40,7 +42,6 @@ pub(crate) struct RawConfig {
     pub connect: Option<toml::Value>,
     pub listen: Option<toml::Value>,
     pub watchdog: Option<toml::Value>,
-    pub moby_runtime: Option<toml::Value>,
     pub edge_ca: Option<toml::Value>,
     pub cert_issuance: Option<toml::Value>,
     pub aziot_keys: Option<toml::Value>,
@@ -55,7 +56,7 @@ pub(crate) struct RawConfig {
 
 /// Top-level keys of Azure's `config.toml` that fleetedge accepts and ignores (the
 /// `toml::Value` fields of [`RawConfig`]).
-pub(crate) const AZURE_ONLY: [&str; 25] = [
+pub(crate) const AZURE_ONLY: [&str; 24] = [
     "parent_hostname",
     "local_gateway_hostname",
     "allow_elevated_docker_permissions",
@@ -70,7 +71,6 @@ pub(crate) const AZURE_ONLY: [&str; 25] = [
     "connect",
     "listen",
     "watchdog",
-    "moby_runtime",
     "edge_ca",
     "cert_issuance",
     "aziot_keys",
@@ -82,6 +82,18 @@ pub(crate) const AZURE_ONLY: [&str; 25] = [
     "endpoints",
     "tpm",
 ];
+
+/// `[moby_runtime]`: `network` is a name or IoT Edge's table form (`name`, `ipv6`, `ipam`);
+/// `content_trust` is accepted and ignored.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMobyRuntime {
+    pub uri: Option<Spanned<String>>,
+    pub network: Option<Spanned<toml::Value>>,
+    pub allow_privileged: Option<Spanned<bool>>,
+    pub content_trust: Option<toml::Value>,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

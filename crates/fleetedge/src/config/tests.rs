@@ -174,7 +174,10 @@ uri = "unix:///var/run/docker.sock"
     assert_eq!(c.edge_hub.default_ttl, Duration::from_mins(1));
     assert_eq!(c.agent.restart_backoff_initial, Duration::from_millis(500));
     assert_eq!(c.agent.restart_backoff_max, Duration::from_secs(4));
-    assert_eq!(c.ignored, vec!["moby_runtime".to_string()]);
+    assert!(c.ignored.is_empty(), "{:?}", c.ignored);
+    assert_eq!(c.moby.socket, PathBuf::from("/var/run/docker.sock"));
+    assert_eq!(c.moby.network, "azure-iot-edge");
+    assert!(!c.moby.allow_privileged);
 }
 
 /// (config text, expected line, expected key or message fragment)
@@ -454,7 +457,6 @@ enabled = true
             "image_garbage_collection",
             "imported_master_encryption_key",
             "listen",
-            "moby_runtime",
             "parent_hostname",
             "prefer_module_identity_cache",
             "preloaded_keys",

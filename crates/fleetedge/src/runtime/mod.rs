@@ -1,7 +1,11 @@
-//! The module runtime: a runtime-neutral [`ModuleRuntime`] trait (so a Docker/Podman backend
-//! can be added) and the OS-process implementation [`process::ProcessRuntime`].
+//! The module runtime: a runtime-neutral [`ModuleRuntime`] trait, the OS-process
+//! implementation [`process::ProcessRuntime`], the container implementation
+//! [`container::ContainerRuntime`] (Docker Engine API) and [`dispatch::Runtimes`], which picks
+//! one per module by the deployment's `type`.
 
 pub mod backoff;
+pub mod container;
+pub mod dispatch;
 pub mod logs;
 pub mod process;
 
@@ -55,6 +59,9 @@ pub struct ModuleSpec {
     pub desired_status: DesiredStatus,
     /// `version` from the deployment (a change restarts the module).
     pub version: Option<String>,
+    /// `"type": "docker"`: the container to run (`command` then holds the image name).
+    #[serde(default)]
+    pub container: Option<container::ContainerSpec>,
 }
 
 impl ModuleSpec {
@@ -104,9 +111,15 @@ pub struct ModuleState {
     pub restart_count: u32,
     pub last_restart_time_utc: Option<DateTime<Utc>>,
     pub pid: Option<u32>,
-    /// The command line.
+    /// The command line (containers: the image).
     pub config: String,
     pub version: Option<String>,
+    /// Containers: the image as the deployment names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Containers: the engine's image ID (`sha256:...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_hash: Option<String>,
 }
 
 impl ModuleState {
@@ -124,6 +137,8 @@ impl ModuleState {
             pid: None,
             config: spec.command_line(),
             version: spec.version.clone(),
+            image: spec.container.as_ref().map(|c| c.image.clone()),
+            image_hash: None,
         }
     }
 }

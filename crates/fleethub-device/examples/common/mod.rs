@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use fleethub_device::provisioning::{ProvisioningClient, Transport};
@@ -71,6 +72,27 @@ pub const CONNECT_SETTINGS: [Setting; 12] = [
 pub struct Settings {
     values: HashMap<&'static str, String>,
     table: Vec<Setting>,
+}
+
+/// The `main` of a device-client example: `-h`/`--help` prints the usage of
+/// [`CONNECT_SETTINGS`] plus `extra`; otherwise runs `run`, printing its error and exiting with
+/// 1 when it fails.
+pub async fn main<F>(name: &str, extra: &[Setting], run: impl FnOnce() -> F) -> ExitCode
+where
+    F: Future<Output = Result<(), String>>,
+{
+    if std::env::args().any(|a| a == "-h" || a == "--help") {
+        let table: Vec<_> = CONNECT_SETTINGS.iter().chain(extra).copied().collect();
+        print!("{}", Settings::usage(name, &table));
+        return ExitCode::SUCCESS;
+    }
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 impl Settings {

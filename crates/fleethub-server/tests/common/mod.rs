@@ -56,6 +56,28 @@ impl ServerProcess {
         )
     }
 
+    /// Starts a server (host names as [`ServerProcess::start_in`]) with `settings` (TOML) as
+    /// its config file, in a new temporary directory that lives as long as the returned guard.
+    pub fn start_with_config(settings: &str) -> (ServerProcess, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("fleethub.toml");
+        std::fs::write(&config, settings).unwrap();
+        let server = Self::start_with(
+            &tmp.path().join("data"),
+            free_port(),
+            free_port(),
+            &[
+                "--hub-hostname",
+                "hub.fleethub.test",
+                "--dps-hostname",
+                "localhost",
+                "--config",
+                config.to_str().unwrap(),
+            ],
+        );
+        (server, tmp)
+    }
+
     /// Starts `fleethub serve --bind 127.0.0.1 ARGS` on the given data directory and ports; its
     /// stderr goes to [`ServerProcess::log`], its stdout to [`ServerProcess::stdout`].
     pub fn start_with(

@@ -273,7 +273,7 @@ impl Hub {
         let twin = self
             .modify_twin(target, |t| {
                 if let Some(want) = if_match.filter(|m| !m.trim().is_empty())
-                    && !fleethub_storage::etag_matches(want, t.etag.as_deref())
+                    && !fleethub_storage::etag_matches(want, Some(&shown_etag(t)))
                 {
                     return Err(Error::PreconditionFailed(format!(
                         "twin of '{device_id}': If-Match {want} does not match the current etag"
@@ -321,6 +321,12 @@ fn bump(twin: &mut Twin) -> Result<(), Error> {
     twin.version += 1;
     twin.etag = Some(twin_etag(twin.version));
     Ok(())
+}
+
+/// The etag a twin is shown with and matched against: its stored one, or for a twin not
+/// changed since it was created, the etag of version 1 (what a GET shows for it).
+pub(crate) fn shown_etag(twin: &Twin) -> String {
+    twin.etag.clone().unwrap_or_else(|| twin_etag(1))
 }
 
 /// Azure twin etags look like `AAAAAAAAAAE=` (base64 of the 8 big-endian bytes of the version).

@@ -97,7 +97,7 @@ impl Hub {
         if let Some(a) = self.activity(&twin.device_id, twin.module_id.as_deref()) {
             twin.last_activity_time = Some(a.last_activity_utc());
         }
-        twin.etag.get_or_insert_with(|| "AAAAAAAAAAE=".into());
+        twin.etag = Some(super::twin::shown_etag(&twin));
         twin.status.get_or_insert_with(|| "enabled".into());
         twin.authentication_type.get_or_insert_with(|| "sas".into());
         twin.x509_thumbprint
@@ -115,6 +115,63 @@ mod tests {
     use fleethub_api::{Device, Module};
     use fleethub_store::sqlite::SqliteStore;
     use std::sync::Arc;
+
+    #[tokio::test]
+    async fn the_etag_a_twin_is_shown_with_matches_if_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        // A twin as DPS writes it at assignment: version 1, no stored etag yet.
+        let provisioned = fleethub_storage::DeviceRecord {
+            device: Device {
+                device_id: "d2".into(),
+                ..Device::default()
+            },
+            twin: fleethub_api::Twin {
+                device_id: "d2".into(),
+                version: 1,
+                ..fleethub_api::Twin::default()
+            },
+        };
+        fleethub_storage::RegistryStore::put_device(
+            &*store,
+            provisioned,
+            fleethub_storage::Precondition::MustNotExist,
+        )
+        .await
+        .unwrap();
+        let shared = Shared::new(store);
+        let hub = Hub::new(
+            &shared,
+            HubConfig {
+                host: "hub.local".into(),
+                token_skew_secs: 30,
+            },
+            vec![],
+        );
+        hub.put_device("d1", Device::default(), None).await.unwrap();
+        hub.put_module("d1", "m1", Module::default(), None)
+            .await
+            .unwrap();
+        let patch = serde_json::json!({"tags": {"k": 1}, "properties": {"desired": {"p": 2}}});
+        let targets = [
+            TwinTarget::Device("d1"),
+            TwinTarget::Module("d1", "m1"),
+            TwinTarget::Device("d2"),
+        ];
+        for target in targets {
+            let shown = hub.service_twin(target).await.unwrap();
+            let etag = shown.etag.clone().expect("an etag is always shown");
+            let updated = hub
+                .update_service_twin(target, &patch, Some(&format!("\"{etag}\"")), false)
+                .await
+                .unwrap_or_else(|e| panic!("{target:?}: If-Match {etag}: {e}"));
+            assert_ne!(updated.etag, Some(etag.clone()));
+            let stale = hub
+                .update_service_twin(target, &patch, Some(&etag), false)
+                .await;
+            assert!(stale.is_err(), "{target:?}: a stale etag is refused");
+        }
+    }
 
     #[tokio::test]
     async fn twins_show_when_the_identity_last_sent() {

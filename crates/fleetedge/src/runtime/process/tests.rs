@@ -24,6 +24,7 @@ fn sh(name: &str, script: &str, policy: RestartPolicy) -> ModuleSpec {
         restart_policy: policy,
         desired_status: DesiredStatus::Running,
         version: None,
+        container: None,
     }
 }
 

@@ -3,6 +3,7 @@
 mod clock_skew;
 mod config_applied;
 mod config_well_formed;
+mod container_engine;
 mod credentials;
 mod daemon_running;
 mod device_connection;
@@ -34,6 +35,7 @@ pub fn all() -> Vec<Box<dyn Check>> {
         Box::new(edge_hub_ports::EdgeHubPorts),
         Box::new(device_connection::DeviceConnection),
         Box::new(edge_agent::EdgeAgent),
+        Box::new(container_engine::ContainerEngine),
         Box::new(modules_healthy::ModulesHealthy),
         Box::new(disk_space::DiskSpace),
     ]

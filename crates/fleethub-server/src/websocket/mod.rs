@@ -6,13 +6,17 @@
 //! `/$servicebus/websocket` (Event Hubs clients), told apart by the subprotocol (see
 //! `docs/protocol-notes.md`, "AMQP transport and SASL").
 
+pub mod byte_stream;
+
 use crate::listener::Shutdown;
 use axum::Extension;
 use axum::extract::{ConnectInfo, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use byte_stream::TextMessages;
 use fleethub_amqp::AmqpService;
-use fleethub_mqtt::{Gateway, websocket as mqtt_ws};
+use fleethub_iot_protocol::websocket as paths;
+use fleethub_mqtt::Gateway;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -29,9 +33,9 @@ impl Subprotocol {
     /// The subprotocol names we serve, in order of preference, with the transport each selects.
     /// Names are compared exactly (RFC 6455 tokens are case-sensitive) and echoed as sent.
     const SERVED: [(&'static str, Subprotocol); 3] = [
-        ("mqtt", Subprotocol::Mqtt),
-        ("MQTT", Subprotocol::Mqtt),
-        (fleethub_amqp::websocket::SUBPROTOCOL, Subprotocol::Amqp),
+        (paths::MQTT_SUBPROTOCOLS[0], Subprotocol::Mqtt),
+        (paths::MQTT_SUBPROTOCOLS[1], Subprotocol::Mqtt),
+        (paths::AMQP_SUBPROTOCOL, Subprotocol::Amqp),
     ];
 
     /// The first served subprotocol among those the client offered.
@@ -53,19 +57,19 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Adds the WebSocket paths: [`mqtt_ws::WEBSOCKET_PATH`] (MQTT and AMQP) and
-    /// `/$servicebus/websocket` (AMQP, the Event Hubs clients' path).
+    /// Adds the WebSocket paths: [`paths::HUB_PATH`] (MQTT and AMQP) and
+    /// [`paths::SERVICEBUS_PATH`] (AMQP, the Event Hubs clients' path).
     pub fn routes(self, router: axum::Router) -> axum::Router {
         let other = self.clone();
         router
             .route(
-                mqtt_ws::WEBSOCKET_PATH,
+                paths::HUB_PATH,
                 axum::routing::get(move |ws, peer, conn| {
                     std::future::ready(self.upgrade(ws, peer, conn))
                 }),
             )
             .route(
-                fleethub_amqp::websocket::SERVICEBUS_PATH,
+                paths::SERVICEBUS_PATH,
                 axum::routing::get(move |ws, peer, conn| {
                     std::future::ready(other.upgrade(ws, peer, conn))
                 }),
@@ -100,16 +104,27 @@ impl Endpoint {
             Subprotocol::Mqtt => {
                 let gw = self.gateway.clone();
                 ws.on_upgrade(move |socket| {
-                    counted(conn, mqtt_ws::serve_websocket(gw, socket, peer.to_string()))
+                    let peer = peer.to_string();
+                    let session =
+                        byte_stream::serve(socket, TextMessages::AsBytes, "mqtt-ws", |io| {
+                            fleethub_mqtt::connection::serve_connection(gw, io, peer, "mqtt-ws")
+                        });
+                    counted(conn, session)
                 })
             }
             Subprotocol::Amqp => {
                 let amqp = self.amqp.clone();
                 ws.on_upgrade(move |socket| {
-                    counted(
-                        conn,
-                        fleethub_amqp::websocket::serve_websocket(amqp, socket, peer.to_string()),
-                    )
+                    let peer = peer.to_string();
+                    let connection = byte_stream::serve(
+                        socket,
+                        TextMessages::Ignore,
+                        "amqp-ws",
+                        |io| async move {
+                            amqp.serve(io, peer, "amqp-ws").await;
+                        },
+                    );
+                    counted(conn, connection)
                 })
             }
         }
