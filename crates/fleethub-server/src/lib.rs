@@ -17,5 +17,6 @@ pub mod info;
 pub mod linked_hubs;
 pub mod listener;
 pub mod logging;
+pub mod store_config;
 pub mod tls;
 pub mod websocket;

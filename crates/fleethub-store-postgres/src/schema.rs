@@ -87,8 +87,15 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The stored schema version (0 for an empty database).
 pub(crate) async fn stored_version(c: &impl GenericClient) -> Result<i64, tokio_postgres::Error> {
-    c.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        .await?;
+    let exists: bool = c
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        c.batch_execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+            .await?;
+        return Ok(0);
+    }
     let row = c
         .query_opt("SELECT version FROM schema_version", &[])
         .await?;
