@@ -74,12 +74,11 @@ impl Throwaway {
             as_nobody,
             next_db: std::sync::atomic::AtomicU32::new(0),
         };
-        let data = server.data_dir();
         server.run(
             "initdb",
             &[
                 "-D",
-                &data,
+                &server.data_dir(),
                 "-A",
                 "trust",
                 "-U",
@@ -89,16 +88,22 @@ impl Throwaway {
                 "--no-sync",
             ],
         )?;
-        let socket_dir = server.socket_dir().display().to_string();
-        let log = server.dir.path().join("server.log").display().to_string();
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// Starts the server (again, after [`Throwaway::stop`]).
+    pub fn restart(&self) -> Result<(), String> {
+        let socket_dir = self.socket_dir().display().to_string();
+        let log = self.dir.path().join("server.log").display().to_string();
         let options = format!(
             "-c listen_addresses= -c unix_socket_directories={socket_dir} -c fsync=off -c max_connections=200"
         );
-        server.run(
+        let data = self.data_dir();
+        self.run(
             "pg_ctl",
             &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
-        )?;
-        Ok(server)
+        )
     }
 
     fn data_dir(&self) -> String {

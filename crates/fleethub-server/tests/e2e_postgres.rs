@@ -1,0 +1,176 @@
+//! End-to-end on the PostgreSQL store (a throwaway server, fleethub-store-postgres
+//! `throwaway`): `fleethub serve --store-url` waits for an unreachable PostgreSQL instead of
+//! failing; two nodes on one database share the hub's identity and registry; telemetry a node
+//! acknowledged with PUBACK is in the shared log even after that node is killed with -9.
+
+mod common;
+
+use common::{ServerProcess, free_port};
+use fleethub_device::{DeviceClient, DeviceClientOptions, Message, ReconnectPolicy};
+use fleethub_service_client::{CaTrust, Credentials, HttpsTransport, ServiceClient};
+use fleethub_store::TelemetryStore;
+use fleethub_store_postgres::{PgStore, throwaway::Throwaway};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn postgres() -> Throwaway {
+    Throwaway::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"))
+}
+
+fn node(data_dir: &Path, url: &str) -> ServerProcess {
+    ServerProcess::start_with(
+        data_dir,
+        free_port(),
+        free_port(),
+        &[
+            "--hub-hostname",
+            "hub.fleethub.test",
+            "--dps-hostname",
+            "localhost",
+            "--store-url",
+            url,
+        ],
+    )
+}
+
+fn hub_client(s: &ServerProcess) -> ServiceClient<HttpsTransport> {
+    let credentials =
+        Credentials::from_connection_string(&s.info.hub_service_connection_string).unwrap();
+    let transport = HttpsTransport::connect(
+        &CaTrust::File(s.ca_pem()),
+        "localhost",
+        &format!("localhost:{}", s.https_port),
+    )
+    .unwrap();
+    ServiceClient::hub(transport, credentials)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_waits_for_an_unreachable_postgres_then_serves() {
+    let pg = postgres();
+    let url = pg.new_database().await.unwrap();
+    pg.stop();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        pg.restart().unwrap();
+        pg
+    });
+    let s = node(&data, &url);
+    let _pg = restarter.join().unwrap();
+    let log = s.log();
+    assert!(
+        log.contains("cannot be reached yet") && log.contains("cannot connect to PostgreSQL"),
+        "{log}"
+    );
+    assert!(log.contains("PostgreSQL store open"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_identity_registry_and_telemetry() {
+    let pg = postgres();
+    let url = pg.new_database().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (d1, d2) = (tmp.path().join("node1"), tmp.path().join("node2"));
+    for d in [&d1, &d2] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let mut n1 = node(&d1, &url);
+    let n2 = node(&d2, &url);
+    // The first node initialised the identity, the second read it.
+    assert_eq!(n1.info.id_scope, n2.info.id_scope);
+    assert_eq!(
+        n1.info.hub_service_connection_string,
+        n2.info.hub_service_connection_string
+    );
+
+    // A device created through node 1 is there on node 2.
+    let body = serde_json::json!({"deviceId": "pg-1", "authentication": {"symmetricKey": {}}});
+    let resp = hub_client(&n1)
+        .send("PUT", "/devices/pg-1", &[], vec![], Some(&body))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let created: serde_json::Value = resp.json("PUT /devices").unwrap();
+    let key = created["authentication"]["symmetricKey"]["primaryKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = hub_client(&n2)
+        .send("GET", "/devices/pg-1", &[], vec![], None)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+
+    // Telemetry acknowledged by node 1 survives its kill -9 in the shared log.
+    let cs = format!(
+        "HostName={};DeviceId=pg-1;SharedAccessKey={key}",
+        n1.info.hub_host
+    );
+    let opts = DeviceClientOptions {
+        ca_pem_file: Some(n1.ca_pem()),
+        port: n1.mqtt_port,
+        connect_address: Some("127.0.0.1".into()),
+        reconnect: ReconnectPolicy {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let client = Arc::new(
+        DeviceClient::from_connection_string(&cs, opts)
+            .await
+            .unwrap(),
+    );
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let sender = {
+        let (client, acked) = (client.clone(), acked.clone());
+        tokio::spawn(async move {
+            for i in 0..100_000u32 {
+                let id = format!("m-{i}");
+                let msg = Message::new(format!("{{\"seq\":{i}}}")).with_message_id(id.clone());
+                match client.send_event(msg).await {
+                    Ok(()) => acked.lock().unwrap().push(id),
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+    for _ in 0..400 {
+        if acked.lock().unwrap().len() >= 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    n1.kill9();
+    let _ = tokio::time::timeout(Duration::from_secs(30), sender).await;
+    client.close().await;
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 50, "too few messages: {}\n{}", acked.len(), n1.log());
+
+    let store = PgStore::connect(&url).await.unwrap();
+    let mut stored = std::collections::HashSet::new();
+    let mut after = 0;
+    loop {
+        let page = store.read_telemetry(after, 1000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        assert_eq!(last.sequence_number, after + page.len() as u64, "gapless");
+        after = last.sequence_number;
+        for m in page {
+            if let Some(id) = m.system_properties.get("message-id") {
+                stored.insert(id.clone());
+            }
+        }
+    }
+    let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged messages lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    drop(n2);
+}
