@@ -102,6 +102,13 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     let (names, host_names) =
         hostnames::load(store.as_ref(), &cfg.data_dir, &cfg, opts.change_hostnames).await?;
 
+    // Nodes sharing a PostgreSQL store share one development CA (docs/scale-out.md).
+    if cfg.store.backend == crate::store_config::Backend::Postgres
+        && cfg.tls_cert.is_none()
+        && cfg.ca_cert.is_none()
+    {
+        crate::shared_ca::sync(store.as_ref(), &cfg.data_dir.join("certs")).await?;
+    }
     let tls_files = tls_files(&cfg, &names.certificate_names())?;
     let tls = TlsAcceptor::from(crate::tls::server_config(
         &tls_files.cert_chain,

@@ -60,13 +60,33 @@ async fn serve_waits_for_an_unreachable_postgres_then_serves() {
         pg
     });
     let s = node(&data, &url);
-    let _pg = restarter.join().unwrap();
+    let pg = restarter.join().unwrap();
     let log = s.log();
     assert!(
         log.contains("cannot be reached yet") && log.contains("cannot connect to PostgreSQL"),
         "{log}"
     );
     assert!(log.contains("PostgreSQL store open"), "{log}");
+
+    // While the store is down: 503 with Retry-After, nothing half-done; then service again.
+    let resp = hub_client(&s)
+        .send("GET", "/devices/nobody", &[], vec![], None)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 404, "{}", String::from_utf8_lossy(&resp.body));
+    pg.stop();
+    let resp = hub_client(&s)
+        .send("GET", "/devices/nobody", &[], vec![], None)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 503, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(resp.header("retry-after"), Some("5"));
+    pg.restart().unwrap();
+    let resp = hub_client(&s)
+        .send("GET", "/devices/nobody", &[], vec![], None)
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 404, "{}", String::from_utf8_lossy(&resp.body));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,6 +105,12 @@ async fn two_nodes_share_identity_registry_and_telemetry() {
     assert_eq!(
         n1.info.hub_service_connection_string,
         n2.info.hub_service_connection_string
+    );
+    // ... and the development CA: a device trusting one node's CA trusts every node.
+    assert_eq!(
+        std::fs::read(n1.ca_pem()).unwrap(),
+        std::fs::read(n2.ca_pem()).unwrap(),
+        "one development CA for all nodes"
     );
 
     // A device created through node 1 is there on node 2.
@@ -149,7 +175,12 @@ async fn two_nodes_share_identity_registry_and_telemetry() {
     let _ = tokio::time::timeout(Duration::from_secs(30), sender).await;
     client.close().await;
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 50, "too few messages: {}\n{}", acked.len(), n1.log());
+    assert!(
+        acked.len() >= 50,
+        "too few messages: {}\n{}",
+        acked.len(),
+        n1.log()
+    );
 
     let store = PgStore::connect(&url).await.unwrap();
     let mut stored = std::collections::HashSet::new();

@@ -36,17 +36,43 @@ use fleethub_storage::StoreError;
 
 pub(crate) type Result<T> = std::result::Result<T, StoreError>;
 
-/// A PostgreSQL (or pool) error as a store error. The message says when the server cannot be
-/// reached, so that operators see the cause in the log.
-pub(crate) fn db(e: impl std::error::Error) -> StoreError {
+/// A PostgreSQL (or pool) error as a store error: [`StoreError::Unavailable`] when the server
+/// cannot be reached (no connection, a connection lost, the server shutting down or starting),
+/// so that clients are told to retry (HTTP 503 with `Retry-After`); `Backend` otherwise. The
+/// message carries the whole cause chain.
+pub(crate) fn db(e: impl std::error::Error + 'static) -> StoreError {
     let mut msg = format!("PostgreSQL: {e}");
+    let mut unreachable = is_unreachable(&e);
     let mut source = e.source();
     while let Some(s) = source {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
+        unreachable |= is_unreachable(s);
         source = s.source();
     }
-    StoreError::Backend(msg)
+    if unreachable {
+        StoreError::Unavailable(msg)
+    } else {
+        StoreError::Backend(msg)
+    }
+}
+
+fn is_unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() {
+        // SQLSTATE class 08: connection exception; 57P01-57P03: the server is shutting down,
+        // crashed, or cannot accept connections yet.
+        let code = pg.code().map(tokio_postgres::error::SqlState::code);
+        return pg.is_closed()
+            || code
+                .is_some_and(|c| c.starts_with("08") || ["57P01", "57P02", "57P03"].contains(&c));
+    }
+    if let Some(pool) = e.downcast_ref::<deadpool_postgres::PoolError>() {
+        return matches!(
+            pool,
+            deadpool_postgres::PoolError::Timeout(_) | deadpool_postgres::PoolError::Closed
+        );
+    }
+    e.is::<std::io::Error>()
 }
 
 #[cfg(test)]

@@ -83,7 +83,10 @@ async fn run(pool: Pool, partition_count: Arc<AtomicU32>, mut rx: mpsc::Receiver
             Err(e) => {
                 tracing::warn!(error = %e, messages = n, "telemetry append failed");
                 for done in senders {
-                    let _ = done.send(Err(StoreError::Backend(e.to_string())));
+                    let _ = done.send(Err(match &e {
+                        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+                        other => StoreError::Backend(other.to_string()),
+                    }));
                 }
             }
         }

@@ -248,3 +248,36 @@ async fn a_newer_schema_is_refused_and_an_unreachable_server_is_transient() {
         "a non-PostgreSQL url"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_server_is_unavailable_and_the_store_recovers_when_it_returns() {
+    use fleethub_storage::SettingsStore;
+    let pg = server();
+    let store = fresh(&pg).await;
+    store.put_setting("k", "v").await.unwrap();
+    pg.stop();
+    for _ in 0..2 {
+        // The pooled connection is gone, then no new one can be made: both are "unavailable".
+        assert!(
+            matches!(
+                store.get_setting("k").await,
+                Err(StoreError::Unavailable(_))
+            ),
+            "a stopped server must read as unavailable"
+        );
+    }
+    assert!(matches!(
+        store.append_telemetry(vec![suite::telemetry("d", 1)]).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    pg.restart().unwrap();
+    assert_eq!(store.get_setting("k").await.unwrap().as_deref(), Some("v"));
+    let stored = store
+        .append_telemetry(vec![suite::telemetry("d", 2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        stored[0].sequence_number, 1,
+        "the failed append stored nothing"
+    );
+}
