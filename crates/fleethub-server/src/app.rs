@@ -98,6 +98,9 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     create_private_dir(&cfg.data_dir)?;
     let data_dir_lock = crate::data_dir::lock(&cfg.data_dir)?;
     let store: Arc<dyn Store> = cfg.open_store().await?;
+    if let Some(node_id) = &cfg.cluster.node_id {
+        crate::cluster::claim(store.clone(), node_id).await?;
+    }
     let ident = identity::load_or_init(store.as_ref()).await?;
     let (names, host_names) =
         hostnames::load(store.as_ref(), &cfg.data_dir, &cfg, opts.change_hostnames).await?;

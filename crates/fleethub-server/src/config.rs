@@ -82,9 +82,21 @@ pub struct Config {
     /// Overload throttles per operation class (`[throttle.device_to_cloud]`, ...): per device
     /// and global rates, see docs/configuration.md, "Throttling".
     pub throttle: fleethub_services::ThrottleConfig,
+    /// This node's place among several sharing a store (`[cluster]`, docs/scale-out.md).
+    pub cluster: ClusterConfig,
     /// Where the store is (`[store]`): `backend = "sqlite"` (default, `DATA_DIR/store.db`) or
     /// `"postgres"` with `url` (docs/scale-out.md).
     pub store: StoreConfig,
+}
+
+/// `[cluster]` in the configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "snake_case")]
+pub struct ClusterConfig {
+    /// The node's name, unique among the nodes of one store: a second node started with the
+    /// same id refuses to start while the first runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
 }
 
 impl Default for Config {
@@ -119,6 +131,7 @@ impl Default for Config {
             durability: Durability::Process,
             throttle: fleethub_services::ThrottleConfig::default(),
             store: StoreConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -169,6 +182,9 @@ impl Config {
             if get("FLEETHUB_STORE_BACKEND").is_none() {
                 self.store.backend = crate::store_config::Backend::Postgres;
             }
+        }
+        if let Some(v) = get("FLEETHUB_NODE_ID") {
+            self.cluster.node_id = Some(v);
         }
         if let Some(v) = get("FLEETHUB_TLS_CERT") {
             self.tls_cert = Some(v.into());
@@ -232,6 +248,9 @@ impl Config {
         }
         self.throttle.validate().map_err(anyhow::Error::msg)?;
         self.store.validate()?;
+        if let Some(id) = &self.cluster.node_id {
+            crate::cluster::validate_node_id(id)?;
+        }
         if self.mqtt_port == self.https_port && self.mqtt_port != 0 {
             bail!(
                 "mqtt_port and https_port are both {}: use two ports (8883 and 443)",

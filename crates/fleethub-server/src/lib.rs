@@ -7,6 +7,7 @@ pub mod backup;
 pub mod bench_consume;
 pub mod bench_saturate;
 pub mod certs;
+pub mod cluster;
 pub mod config;
 pub mod data_dir;
 pub mod demo;

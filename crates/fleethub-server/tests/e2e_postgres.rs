@@ -1,7 +1,8 @@
 //! End-to-end on the PostgreSQL store (a throwaway server, fleethub-store-postgres
 //! `throwaway`): `fleethub serve --store-url` waits for an unreachable PostgreSQL instead of
 //! failing; two nodes on one database share the hub's identity and registry; telemetry a node
-//! acknowledged with PUBACK is in the shared log even after that node is killed with -9.
+//! acknowledged with PUBACK is in the shared log even after that node is killed with -9; a
+//! second node with the same `--node-id` refuses to start.
 
 mod common;
 
@@ -204,4 +205,57 @@ async fn two_nodes_share_identity_registry_and_telemetry() {
         &lost[..lost.len().min(5)]
     );
     drop(n2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_with_the_same_node_id_refuses_to_start() {
+    let pg = postgres();
+    let url = pg.new_database().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (d1, d2) = (tmp.path().join("node1"), tmp.path().join("node2"));
+    for d in [&d1, &d2] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let n1 = ServerProcess::start_with(
+        &d1,
+        free_port(),
+        free_port(),
+        &[
+            "--hub-hostname",
+            "hub.fleethub.test",
+            "--dps-hostname",
+            "localhost",
+            "--store-url",
+            &url,
+            "--node-id",
+            "node-a",
+        ],
+    );
+    assert!(n1.log().contains("node id claimed"), "{}", n1.log());
+    let out = tokio::task::spawn_blocking({
+        let (url, d2) = (url.clone(), d2.clone());
+        move || {
+            std::process::Command::new(common::bin())
+                .args(["serve", "--bind", "127.0.0.1", "--store-url", &url])
+                .args(["--node-id", "node-a", "--hub-hostname", "hub.fleethub.test"])
+                .args(["--dps-hostname", "localhost", "--data-dir"])
+                .arg(&d2)
+                .args(["--mqtt-port", &free_port().to_string()])
+                .args(["--https-port", &free_port().to_string()])
+                .args(["--amqp-port", &free_port().to_string()])
+                .output()
+                .unwrap()
+        }
+    });
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the second node must refuse and exit within 60 s")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("node_id 'node-a' is in use by another running node"),
+        "{stderr}"
+    );
+    drop(n1);
 }
