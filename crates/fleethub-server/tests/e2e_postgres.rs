@@ -247,7 +247,7 @@ async fn a_second_node_with_the_same_node_id_refuses_to_start() {
                 .unwrap()
         }
     });
-    let out = tokio::time::timeout(Duration::from_secs(60), out)
+    let out = tokio::time::timeout(Duration::from_mins(1), out)
         .await
         .expect("the second node must refuse and exit within 60 s")
         .unwrap();
