@@ -1,5 +1,6 @@
 //! The recent authentication failures: a bounded window, pruned on every append.
 
+use crate::cached::Cached;
 use crate::connect::in_tx;
 use crate::docs::{decode, encode};
 use crate::{PgStore, Result, db};
@@ -13,7 +14,7 @@ impl AuthFailureStore for PgStore {
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         in_tx!(self, |tx| async {
             let seq: i64 = tx
-                .query_one(
+                .query_one_c(
                     "INSERT INTO auth_failures (doc) VALUES ($1) RETURNING seq",
                     &[&doc],
                 )
@@ -21,7 +22,7 @@ impl AuthFailureStore for PgStore {
                 .map_err(db)?
                 .get(0);
             // seq only grows: everything below the newest `keep` goes
-            tx.execute(
+            tx.execute_c(
                 "DELETE FROM auth_failures WHERE seq <= $1::bigint - $2::bigint",
                 &[&seq, &keep],
             )
@@ -35,7 +36,7 @@ impl AuthFailureStore for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let c = self.conn().await?;
         let rows = c
-            .query(
+            .query_c(
                 "SELECT seq, doc FROM auth_failures ORDER BY seq DESC LIMIT $1",
                 &[&limit],
             )

@@ -1,6 +1,7 @@
 //! Cloud-to-device queues. An enqueue takes a per-device advisory lock for its transaction, so
 //! the queue bound holds when several nodes enqueue for one device at once.
 
+use crate::cached::Cached;
 use crate::connect::in_tx;
 use crate::docs::{decode, encode};
 use crate::{PgStore, Result, db};
@@ -12,14 +13,14 @@ impl C2dStore for PgStore {
     async fn enqueue_c2d(&self, mut msg: C2dMessage, max_queued: usize) -> Result<C2dMessage> {
         let doc = encode(&msg)?;
         in_tx!(self, |tx| async {
-            tx.execute(
+            tx.execute_c(
                 "SELECT pg_advisory_xact_lock(hashtextextended('c2d:' || $1, 0))",
                 &[&msg.device_id],
             )
             .await
             .map_err(db)?;
             let n: i64 = tx
-                .query_one(
+                .query_one_c(
                     "SELECT COUNT(*) FROM c2d WHERE device_id = $1",
                     &[&msg.device_id],
                 )
@@ -33,7 +34,7 @@ impl C2dStore for PgStore {
                 });
             }
             let seq: i64 = tx
-                .query_one(
+                .query_one_c(
                     "INSERT INTO c2d (device_id, doc) VALUES ($1, $2) RETURNING seq",
                     &[&msg.device_id, &doc],
                 )
@@ -48,7 +49,7 @@ impl C2dStore for PgStore {
     async fn list_c2d(&self, device_id: &str, limit: usize) -> Result<Vec<C2dMessage>> {
         let c = self.conn().await?;
         let rows = c
-            .query(
+            .query_c(
                 "SELECT seq, doc FROM c2d WHERE device_id = $1 ORDER BY seq LIMIT $2",
                 &[&device_id, &(limit.min(i64::MAX as usize) as i64)],
             )
@@ -68,7 +69,7 @@ impl C2dStore for PgStore {
         let doc = encode(&msg)?;
         let c = self.conn().await?;
         let n = c
-            .execute(
+            .execute_c(
                 "UPDATE c2d SET doc = $2 WHERE seq = $1",
                 &[&(msg.sequence_number as i64), &doc],
             )
@@ -85,7 +86,7 @@ impl C2dStore for PgStore {
 
     async fn delete_c2d(&self, sequence_number: u64) -> Result<()> {
         let c = self.conn().await?;
-        c.execute(
+        c.execute_c(
             "DELETE FROM c2d WHERE seq = $1",
             &[&(sequence_number as i64)],
         )
@@ -96,7 +97,7 @@ impl C2dStore for PgStore {
 
     async fn purge_c2d(&self, device_id: &str) -> Result<u64> {
         let c = self.conn().await?;
-        c.execute("DELETE FROM c2d WHERE device_id = $1", &[&device_id])
+        c.execute_c("DELETE FROM c2d WHERE device_id = $1", &[&device_id])
             .await
             .map_err(db)
     }

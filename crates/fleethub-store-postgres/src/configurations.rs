@@ -1,5 +1,6 @@
 //! Configurations (IoT Edge deployments at scale) and per-device manual edge content.
 
+use crate::cached::Cached;
 use crate::connect::in_tx;
 use crate::docs::{check, check_delete, decode, encode};
 use crate::{PgStore, Result, db};
@@ -22,7 +23,7 @@ async fn put(
 ) -> Result<Configuration> {
     let id = cfg.id.clone();
     let current: Option<(String, i64, String)> = c
-        .query_opt(
+        .query_opt_c(
             "SELECT etag, revision, created_utc FROM configurations WHERE id = $1 FOR UPDATE",
             &[&id],
         )
@@ -56,7 +57,7 @@ async fn put(
             priority = excluded.priority, doc = excluded.doc"
     };
     let n = c
-        .execute(
+        .execute_c(
             &format!(
                 "INSERT INTO configurations (id, etag, revision, priority, created_utc, doc)
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) {on_conflict}"
@@ -76,7 +77,7 @@ async fn put(
 
 async fn delete(c: &impl GenericClient, id: &str, cond: &Precondition) -> Result<()> {
     let etag: Option<String> = c
-        .query_opt(
+        .query_opt_c(
             "SELECT etag FROM configurations WHERE id = $1 FOR UPDATE",
             &[&id],
         )
@@ -84,7 +85,7 @@ async fn delete(c: &impl GenericClient, id: &str, cond: &Precondition) -> Result
         .map_err(db)?
         .map(|r| r.get(0));
     check_delete(cond, "configuration", id, etag.as_deref())?;
-    c.execute("DELETE FROM configurations WHERE id = $1", &[&id])
+    c.execute_c("DELETE FROM configurations WHERE id = $1", &[&id])
         .await
         .map_err(db)?;
     Ok(())
@@ -97,7 +98,7 @@ async fn put_manual(
 ) -> Result<()> {
     // FOR SHARE: the device cannot be deleted before this commits.
     let exists = c
-        .query_opt(
+        .query_opt_c(
             "SELECT 1 FROM devices WHERE device_id = $1 FOR SHARE",
             &[&device_id],
         )
@@ -109,7 +110,7 @@ async fn put_manual(
             id: device_id.to_string(),
         });
     }
-    c.execute(
+    c.execute_c(
         "INSERT INTO device_manual_content (device_id, doc, updated_utc) VALUES ($1, $2, $3)
          ON CONFLICT (device_id) DO UPDATE SET doc = excluded.doc, updated_utc = excluded.updated_utc",
         &[&device_id, &encode(content)?, &now_utc()],
@@ -124,7 +125,7 @@ impl ConfigurationStore for PgStore {
     async fn get_configuration(&self, id: &str) -> Result<Option<Configuration>> {
         let c = self.conn().await?;
         let row = c
-            .query_opt("SELECT doc FROM configurations WHERE id = $1", &[&id])
+            .query_opt_c("SELECT doc FROM configurations WHERE id = $1", &[&id])
             .await
             .map_err(db)?;
         row.map(|r| decode("configuration", id, r.get(0)))
@@ -151,7 +152,7 @@ impl ConfigurationStore for PgStore {
         };
         let c = self.conn().await?;
         let rows = c
-            .query(
+            .query_c(
                 "SELECT id, doc FROM configurations ORDER BY id LIMIT $1",
                 &[&limit],
             )
@@ -165,7 +166,7 @@ impl ConfigurationStore for PgStore {
     async fn get_manual_content(&self, device_id: &str) -> Result<Option<ConfigurationContent>> {
         let c = self.conn().await?;
         let row = c
-            .query_opt(
+            .query_opt_c(
                 "SELECT doc FROM device_manual_content WHERE device_id = $1",
                 &[&device_id],
             )

@@ -2,6 +2,7 @@
 //! checkpoints. A create takes an advisory lock for its transaction, so the limit holds when
 //! several nodes create groups at once.
 
+use crate::cached::Cached;
 use crate::docs::lower;
 use crate::{Result, db};
 use deadpool_postgres::GenericClient;
@@ -13,7 +14,7 @@ const GROUPS_LOCK: i64 = 0x666c_6565_7467_7270;
 
 pub(crate) async fn list(c: &impl GenericClient) -> Result<Vec<ConsumerGroupRecord>> {
     let rows = c
-        .query(
+        .query_c(
             "SELECT name, created_utc FROM event_hub_consumer_groups ORDER BY name_lower",
             &[],
         )
@@ -30,7 +31,7 @@ pub(crate) async fn list(c: &impl GenericClient) -> Result<Vec<ConsumerGroupReco
 
 pub(crate) async fn get(c: &impl GenericClient, name: &str) -> Result<Option<ConsumerGroupRecord>> {
     let row = c
-        .query_opt(
+        .query_opt_c(
             "SELECT name, created_utc FROM event_hub_consumer_groups WHERE name_lower = $1",
             &[&lower(name)],
         )
@@ -47,7 +48,7 @@ pub(crate) async fn create(
     group: ConsumerGroupRecord,
     max: usize,
 ) -> Result<ConsumerGroupRecord> {
-    c.execute("SELECT pg_advisory_xact_lock($1)", &[&GROUPS_LOCK])
+    c.execute_c("SELECT pg_advisory_xact_lock($1)", &[&GROUPS_LOCK])
         .await
         .map_err(db)?;
     if get(c, &group.name).await?.is_some() {
@@ -57,14 +58,14 @@ pub(crate) async fn create(
         });
     }
     let n: i64 = c
-        .query_one("SELECT COUNT(*) FROM event_hub_consumer_groups", &[])
+        .query_one_c("SELECT COUNT(*) FROM event_hub_consumer_groups", &[])
         .await
         .map_err(db)?
         .get(0);
     if n as usize >= max {
         return Err(StoreError::LimitReached { kind: KIND, max });
     }
-    c.execute(
+    c.execute_c(
         "INSERT INTO event_hub_consumer_groups (name_lower, name, created_utc) VALUES ($1, $2, $3)",
         &[&lower(&group.name), &group.name, &group.created_utc],
     )
@@ -76,7 +77,7 @@ pub(crate) async fn create(
 pub(crate) async fn delete(c: &impl GenericClient, name: &str) -> Result<()> {
     let key = lower(name);
     let n = c
-        .execute(
+        .execute_c(
             "DELETE FROM event_hub_consumer_groups WHERE name_lower = $1",
             &[&key],
         )
@@ -88,7 +89,7 @@ pub(crate) async fn delete(c: &impl GenericClient, name: &str) -> Result<()> {
             id: name.to_string(),
         });
     }
-    c.execute(
+    c.execute_c(
         "DELETE FROM consumer_groups WHERE lower(name) = $1",
         &[&key],
     )

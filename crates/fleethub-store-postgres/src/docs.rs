@@ -2,6 +2,7 @@
 //! precondition checks, the generic row operations and paging. The checks and the paging
 //! tokens behave as the SQLite backend's.
 
+use crate::cached::Cached;
 use crate::{Result, db};
 use deadpool_postgres::GenericClient;
 use fleethub_storage::{Page, PageRequest, Precondition, StoreError, etag_matches};
@@ -82,7 +83,7 @@ pub(crate) async fn lock_row(
     key: &str,
 ) -> Result<Option<(String, String)>> {
     let sql = format!("SELECT etag, doc FROM {table} WHERE id_lower = $1 FOR UPDATE");
-    let row = c.query_opt(&sql, &[&key]).await.map_err(db)?;
+    let row = c.query_opt_c(&sql, &[&key]).await.map_err(db)?;
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
@@ -117,7 +118,7 @@ pub(crate) async fn write(
         let sql = format!(
             "INSERT INTO {table} (id_lower, etag, doc) VALUES ($1, $2, $3) ON CONFLICT (id_lower) DO NOTHING"
         );
-        if c.execute(&sql, &[&key, &etag, &doc]).await.map_err(db)? == 0 {
+        if c.execute_c(&sql, &[&key, &etag, &doc]).await.map_err(db)? == 0 {
             return Err(StoreError::AlreadyExists {
                 kind,
                 id: id.to_string(),
@@ -129,7 +130,7 @@ pub(crate) async fn write(
         "INSERT INTO {table} (id_lower, etag, doc) VALUES ($1, $2, $3)
          ON CONFLICT (id_lower) DO UPDATE SET etag = excluded.etag, doc = excluded.doc"
     );
-    c.execute(&sql, &[&key, &etag, &doc]).await.map_err(db)?;
+    c.execute_c(&sql, &[&key, &etag, &doc]).await.map_err(db)?;
     Ok(())
 }
 
@@ -142,7 +143,7 @@ pub(crate) async fn delete(
 ) -> Result<()> {
     let current = lock_row(c, table, key).await?;
     check_delete(cond, kind, key, current.as_ref().map(|(e, _)| e.as_str()))?;
-    c.execute(&format!("DELETE FROM {table} WHERE id_lower = $1"), &[&key])
+    c.execute_c(&format!("DELETE FROM {table} WHERE id_lower = $1"), &[&key])
         .await
         .map_err(db)?;
     Ok(())

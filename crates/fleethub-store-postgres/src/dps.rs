@@ -1,5 +1,6 @@
 //! DPS records: individual enrollments, enrollment groups, registration records.
 
+use crate::cached::Cached;
 use crate::connect::in_tx;
 use crate::docs::{self, check, decode, encode, get_doc, lock_row, lower, new_etag};
 use crate::registry::write_device;
@@ -116,7 +117,7 @@ async fn commit_assignment(c: &impl GenericClient, a: Assignment) -> Result<Regi
     let etag = new_etag();
     rec.state.etag = Some(etag.clone());
     let group = rec.state.enrollment_group_id.as_deref().map(lower);
-    c.execute(
+    c.execute_c(
         "INSERT INTO registrations (id_lower, group_lower, operation_id, etag, doc)
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (id_lower) DO UPDATE SET group_lower = excluded.group_lower,

@@ -13,6 +13,7 @@
 
 mod auth_failures;
 mod c2d;
+mod cached;
 mod configurations;
 mod connect;
 mod consumer_groups;

@@ -1,5 +1,6 @@
 //! The hubs linked to the DPS instance.
 
+use crate::cached::Cached;
 use crate::docs::{decode, encode};
 use crate::{PgStore, Result, db};
 use async_trait::async_trait;
@@ -11,7 +12,7 @@ impl LinkedHubStore for PgStore {
     async fn list_linked_hubs(&self) -> Result<Vec<LinkedHub>> {
         let c = self.conn().await?;
         let rows = c
-            .query(
+            .query_c(
                 "SELECT name_lower, doc FROM linked_hubs ORDER BY name_lower",
                 &[],
             )
@@ -26,7 +27,7 @@ impl LinkedHubStore for PgStore {
         let doc = encode(&hub)?;
         let key = hub.name.to_ascii_lowercase();
         let c = self.conn().await?;
-        c.execute(
+        c.execute_c(
             "INSERT INTO linked_hubs (name_lower, doc) VALUES ($1, $2)
              ON CONFLICT (name_lower) DO UPDATE SET doc = excluded.doc",
             &[&key, &doc],
@@ -40,7 +41,7 @@ impl LinkedHubStore for PgStore {
         let key = name.to_ascii_lowercase();
         let c = self.conn().await?;
         let n = c
-            .execute("DELETE FROM linked_hubs WHERE name_lower = $1", &[&key])
+            .execute_c("DELETE FROM linked_hubs WHERE name_lower = $1", &[&key])
             .await
             .map_err(db)?;
         if n == 0 {

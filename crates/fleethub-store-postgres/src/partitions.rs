@@ -3,6 +3,7 @@
 //! time (kept when retention deletes messages, so numbering never restarts), and the queries
 //! that find positions in a partition.
 
+use crate::cached::Cached;
 use crate::telemetry::{COLUMNS, row_to_message};
 use crate::{Result, db};
 use deadpool_postgres::GenericClient;
@@ -16,7 +17,7 @@ const PARTITIONS_LOCK: i64 = 0x666c_6565_7470_6172;
 pub(crate) async fn ensure(c: &impl GenericClient, count: u32) -> Result<u32> {
     let stored = || async {
         let n: i64 = c
-            .query_one("SELECT COUNT(*) FROM telemetry_partitions", &[])
+            .query_one_c("SELECT COUNT(*) FROM telemetry_partitions", &[])
             .await
             .map_err(db)?
             .get(0);
@@ -26,7 +27,7 @@ pub(crate) async fn ensure(c: &impl GenericClient, count: u32) -> Result<u32> {
     if n > 0 {
         return Ok(n);
     }
-    c.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITIONS_LOCK])
+    c.execute_c("SELECT pg_advisory_xact_lock($1)", &[&PARTITIONS_LOCK])
         .await
         .map_err(db)?;
     let n = stored().await?;
@@ -38,7 +39,7 @@ pub(crate) async fn ensure(c: &impl GenericClient, count: u32) -> Result<u32> {
             "partition_count must be 1 to {MAX_PARTITION_COUNT}, not {count}"
         )));
     }
-    c.execute(
+    c.execute_c(
         "INSERT INTO telemetry_partitions (partition_id, next_seq, last_offset, last_enqueued_ms)
          SELECT g, 0, 0, 0 FROM generate_series(0, $1 - 1) AS g",
         &[&(count as i32)],

@@ -1,5 +1,6 @@
 //! The identity registry: devices with twins, module identities with module twins.
 
+use crate::cached::Cached;
 use crate::connect::in_tx;
 use crate::docs::{
     check, check_delete, decode, decode_continuation, encode, encode_continuation, page_limit,
@@ -55,7 +56,7 @@ pub(crate) async fn write_device(
 ) -> Result<DeviceRecord> {
     let id = rec.device.device_id.clone();
     let current: Option<String> = c
-        .query_opt(
+        .query_opt_c(
             "SELECT etag FROM devices WHERE device_id = $1 FOR UPDATE",
             &[&id],
         )
@@ -72,7 +73,7 @@ pub(crate) async fn write_device(
         "DO UPDATE SET etag = excluded.etag, doc = excluded.doc"
     };
     let n = c
-        .execute(
+        .execute_c(
             &format!(
                 "INSERT INTO devices (device_id, etag, doc) VALUES ($1, $2, $3)
                  ON CONFLICT (device_id) {on_conflict}"
@@ -84,7 +85,7 @@ pub(crate) async fn write_device(
     if n == 0 {
         return Err(StoreError::AlreadyExists { kind: "device", id });
     }
-    c.execute(
+    c.execute_c(
         "INSERT INTO twins (device_id, doc) VALUES ($1, $2)
          ON CONFLICT (device_id) DO UPDATE SET doc = excluded.doc",
         &[&id, &encode(&rec.twin)?],
@@ -96,7 +97,7 @@ pub(crate) async fn write_device(
 
 async fn delete_device(c: &impl GenericClient, id: &str, cond: &Precondition) -> Result<()> {
     let etag: Option<String> = c
-        .query_opt(
+        .query_opt_c(
             "SELECT etag FROM devices WHERE device_id = $1 FOR UPDATE",
             &[&id],
         )
@@ -111,7 +112,7 @@ async fn delete_device(c: &impl GenericClient, id: &str, cond: &Precondition) ->
         "device_manual_content",
         "devices",
     ] {
-        c.execute(&format!("DELETE FROM {table} WHERE device_id = $1"), &[&id])
+        c.execute_c(&format!("DELETE FROM {table} WHERE device_id = $1"), &[&id])
             .await
             .map_err(db)?;
     }
@@ -127,7 +128,7 @@ async fn put_module(
     let id = format!("{d}/{m}");
     // FOR SHARE: the device cannot be deleted before this commits.
     let device = c
-        .query_opt(
+        .query_opt_c(
             "SELECT 1 FROM devices WHERE device_id = $1 FOR SHARE",
             &[&d],
         )
@@ -140,7 +141,7 @@ async fn put_module(
         });
     }
     let current: Option<String> = c
-        .query_opt(
+        .query_opt_c(
             "SELECT etag FROM modules WHERE device_id = $1 AND module_id = $2 FOR UPDATE",
             &[&d, &m],
         )
@@ -156,7 +157,7 @@ async fn put_module(
         "DO UPDATE SET etag = excluded.etag, doc = excluded.doc, twin = excluded.twin"
     };
     let n = c
-        .execute(
+        .execute_c(
             &format!(
                 "INSERT INTO modules (device_id, module_id, etag, doc, twin) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (device_id, module_id) {on_conflict}"
@@ -179,7 +180,7 @@ async fn delete_module(
 ) -> Result<()> {
     let id = format!("{d}/{m}");
     let etag: Option<String> = c
-        .query_opt(
+        .query_opt_c(
             "SELECT etag FROM modules WHERE device_id = $1 AND module_id = $2 FOR UPDATE",
             &[&d, &m],
         )
@@ -187,7 +188,7 @@ async fn delete_module(
         .map_err(db)?
         .map(|r| r.get(0));
     check_delete(cond, "module", &id, etag.as_deref())?;
-    c.execute(
+    c.execute_c(
         "DELETE FROM modules WHERE device_id = $1 AND module_id = $2",
         &[&d, &m],
     )
@@ -224,7 +225,7 @@ impl RegistryStore for PgStore {
         let limit = page_limit(&page);
         let c = self.conn().await?;
         let rows = c
-            .query(
+            .query_c(
                 "SELECT d.device_id, d.doc, t.doc FROM devices d
                  LEFT JOIN twins t ON t.device_id = d.device_id
                  WHERE d.device_id > $1 ORDER BY d.device_id LIMIT $2",
@@ -253,7 +254,7 @@ impl RegistryStore for PgStore {
     async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Option<ModuleRecord>> {
         let c = self.conn().await?;
         let row = c
-            .query_opt(
+            .query_opt_c(
                 "SELECT doc, twin FROM modules WHERE device_id = $1 AND module_id = $2",
                 &[&device_id, &module_id],
             )
@@ -279,7 +280,7 @@ impl RegistryStore for PgStore {
     async fn list_modules(&self, device_id: &str) -> Result<Vec<ModuleRecord>> {
         let c = self.conn().await?;
         let rows = c
-            .query(
+            .query_c(
                 "SELECT module_id, doc, twin FROM modules WHERE device_id = $1 ORDER BY module_id",
                 &[&device_id],
             )

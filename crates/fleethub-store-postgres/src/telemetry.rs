@@ -2,6 +2,7 @@
 //! consumer groups and their checkpoints. Appends go through `telemetry_writer` (group
 //! commit), the partition bookkeeping is in `partitions`, the groups in `consumer_groups`.
 
+use crate::cached::Cached;
 use crate::connect::in_tx;
 use crate::docs::decode;
 use crate::{PgStore, Result, consumer_groups, db, partitions};
@@ -98,7 +99,7 @@ impl TelemetryStore for PgStore {
         // Partition by partition, along the (partition_id, enqueued_ms) index.
         let c = self.conn().await?;
         let n = c
-            .execute(
+            .execute_c(
                 "DELETE FROM telemetry t USING telemetry_partitions p
                  WHERE t.partition_id = p.partition_id AND t.enqueued_ms < $1",
                 &[&before],
@@ -111,7 +112,7 @@ impl TelemetryStore for PgStore {
     async fn get_checkpoint(&self, group: &str) -> Result<u64> {
         let c = self.conn().await?;
         let row = c
-            .query_opt(
+            .query_opt_c(
                 "SELECT offset_seq FROM consumer_groups WHERE name = $1",
                 &[&group],
             )
@@ -122,7 +123,7 @@ impl TelemetryStore for PgStore {
 
     async fn set_checkpoint(&self, group: &str, sequence_number: u64) -> Result<()> {
         let c = self.conn().await?;
-        c.execute(
+        c.execute_c(
             "INSERT INTO consumer_groups (name, offset_seq, updated_utc) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET offset_seq = excluded.offset_seq, updated_utc = excluded.updated_utc",
             &[&group, &(sequence_number as i64), &now_utc()],

@@ -9,6 +9,7 @@
 //! `telemetry_partitions` rows. Appenders on every node wait on that one row, so numbers are
 //! gapless and committed in order: a reader never sees a number before a smaller one.
 
+use crate::cached::Cached;
 use crate::docs::encode;
 use crate::partitions;
 use crate::{Result, db};
@@ -119,7 +120,7 @@ async fn append(
     };
     let n = messages.len() as i64;
     let first: i64 = c
-        .query_one(
+        .query_one_c(
             "UPDATE telemetry_log SET next_seq = next_seq + $1 WHERE id = 1
              RETURNING next_seq - $1",
             &[&n],
@@ -143,7 +144,7 @@ async fn append(
     let offsets: Vec<i64> = touched.values().map(|v| v.1).collect();
     let times: Vec<i64> = touched.values().map(|v| v.2).collect();
     let rows = c
-        .query(
+        .query_c(
             "UPDATE telemetry_partitions p
              SET next_seq = p.next_seq + u.n, last_offset = u.o, last_enqueued_ms = u.ms
              FROM UNNEST($1::int[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(pid, n, o, ms)
@@ -185,7 +186,7 @@ async fn append(
         parts.push(p);
         pseqs.push(m.partition_sequence_number);
     }
-    c.execute(
+    c.execute_c(
         "INSERT INTO telemetry (seq, device_id, module_id, enqueued_utc, enqueued_ms,
             system_properties, properties, body, partition_id, partition_seq)
          SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[],
