@@ -11,6 +11,8 @@
 #      edge      tests/edge/edge_e2e.py: its own fleethub serve + fleetedge + two official-SDK Python modules
 #      multihub  tests/dps_multihub/multihub_e2e.py: a DPS and two hubs (two fleethub serve on 127.0.0.31/.32)
 #                with the official Python and Node provisioning and device SDKs
+#   5. postgres  a throwaway PostgreSQL (scripts/pg-throwaway.sh), fleethub serve --store-url on it, and the
+#                Python DPS + hub device suites against it
 #   4. conformance   ../shared/conformance scenarios, only when that directory exists (developer/CI checkouts)
 #
 # Environment (all optional):
@@ -18,7 +20,7 @@
 #   FLEETHUB_SHARED       shared material (default ../shared next to the repository)
 #   FLEETHUB_CONFORMANCE  dps | all | off  (see below)
 #   FLEETHUB_TEST_SKIP    space-separated stages to skip, e.g. "rust" to re-run only the SDK tests
-#                         (rust, python, node, browser, edge, multihub, conformance); CI never sets it
+#                         (rust, python, node, browser, edge, multihub, conformance, postgres); CI never sets it
 # Exit status 0 only if every stage that ran passed. Setup problems stop the run at once; the SDK test
 # suites (stage 3 and 4) all run and the run fails at the end if any of them failed.
 set -euo pipefail
@@ -103,11 +105,21 @@ stop_server() {
   SERVER_PID=
 }
 
+# The throwaway PostgreSQL of stage 5, when it runs.
+PG_DIR=
+# shellcheck disable=SC2317
+stop_pg() {
+  [[ -n "$PG_DIR" ]] || return 0
+  "$ROOT/scripts/pg-throwaway.sh" stop "$PG_DIR" || true
+  PG_DIR=
+}
+
 # shellcheck disable=SC2317
 on_exit() {
   local rc=$?
   trap - EXIT
   stop_server
+  stop_pg
   echo
   echo "==================== scripts/test.sh summary ($((SECONDS - START))s) ===================="
   if [[ ${#RESULTS[@]} -gt 0 ]]; then printf '  %s\n' "${RESULTS[@]}"; fi
@@ -155,7 +167,7 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # 2. release binary + server
 # ---------------------------------------------------------------------------------------------------
-if skipped python && skipped node && skipped browser && skipped edge && skipped multihub && skipped conformance; then
+if skipped python && skipped node && skipped browser && skipped edge && skipped multihub && skipped conformance && skipped postgres; then
   exit 0
 fi
 run "cargo build --release -p fleethub-server -p fleetedge" 2400 cargo build --release -p fleethub-server -p fleetedge
@@ -464,6 +476,52 @@ else
       ;;
     *) die "FLEETHUB_CONFORMANCE=$FLEETHUB_CONFORMANCE: want dps, all or off" ;;
   esac
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# 5. the server on the PostgreSQL store (docs/scale-out.md): the Python DPS + hub device suites
+# ---------------------------------------------------------------------------------------------------
+if skipped postgres; then
+  RESULTS+=("skip  postgres (FLEETHUB_TEST_SKIP)")
+else
+  stop_server
+  ensure_venv
+  PG_DIR=$WORK/pg
+  "$ROOT/scripts/pg-throwaway.sh" stop "$PG_DIR" 2>/dev/null || true
+  rm -rf "$PG_DIR"
+  say "start: throwaway PostgreSQL in $PG_DIR"
+  PG_URL=$("$ROOT/scripts/pg-throwaway.sh" start "$PG_DIR") ||
+    die "cannot start a throwaway PostgreSQL (output above)" "Debian: apt-get install postgresql-15"
+  DATA_PG=$WORK/data-pg
+  rm -rf "$DATA_PG"
+  say "start: fleethub serve on PostgreSQL (log: $SERVER_LOG)"
+  "$BIN" serve --data-dir "$DATA_PG" --store-url "$PG_URL" --dps-hostname "$DPS_HOST" --hub-hostname "$HUB_HOST" \
+    --bind 127.0.0.1 >"$SERVER_LOG" 2>&1 &
+  SERVER_PID=$!
+  echo "$SERVER_PID" >"$WORK/server.pid"
+  ready=0
+  for _ in $(seq 120); do
+    kill -0 "$SERVER_PID" 2>/dev/null || die "fleethub serve on PostgreSQL exited during start-up (log below)"
+    if "$BIN" info --data-dir "$DATA_PG" --output json >"$WORK/info-pg.json" 2>/dev/null && port_open 443 \
+      && port_open 8883; then
+      ready=1
+      break
+    fi
+    sleep 0.5
+  done
+  [[ $ready == 1 ]] || die "fleethub serve on PostgreSQL not ready after 60s"
+  RESULTS+=("ok    server on PostgreSQL started (pid $SERVER_PID)")
+  PG_CA=$(json_get "$WORK/info-pg.json" caCertPath)
+  [[ "$PG_CA" == /* ]] || PG_CA=$ROOT/$PG_CA
+  PG_ENV=(REQUESTS_CA_BUNDLE="$PG_CA" FLEETHUB_CA_CERT="$PG_CA" FLEETHUB_DPS_HOST="$DPS_HOST"
+    FLEETHUB_ID_SCOPE="$(json_get "$WORK/info-pg.json" idScope)"
+    FLEETHUB_DPS_SERVICE_CS="$(json_get "$WORK/info-pg.json" dpsServiceConnectionString)"
+    FLEETHUB_HUB_SERVICE_CS="$(json_get "$WORK/info-pg.json" hubServiceConnectionString)")
+  for t in dps_device.py hub_device.py; do
+    suite "postgres: python compat $t" 600 env "${PG_ENV[@]}" "$WORK/venv/bin/python" "$PYDIR/$t"
+  done
+  stop_server
+  stop_pg
 fi
 
 if [[ ${#FAILED_SUITES[@]} -gt 0 ]]; then

@@ -50,7 +50,8 @@ pub fn hub_error(e: &HubError) -> AmqpErrorFrame {
             AmqpError::ResourceLimitExceeded.into()
         }
         HubError::PartitionOutOfRange { .. } => custom(ARGUMENT_OUT_OF_RANGE),
-        HubError::Throttled { .. } => custom(SERVER_BUSY),
+        // Both are retryable: the SDKs back off and retry on server-busy.
+        HubError::Throttled { .. } | HubError::Unavailable { .. } => custom(SERVER_BUSY),
         HubError::Invalid(_) | HubError::InvalidConsumerGroupName(_) => custom(ARGUMENT_ERROR),
         HubError::TooLarge(_) => LinkError::MessageSizeExceeded.into(),
         HubError::Internal(_) => {

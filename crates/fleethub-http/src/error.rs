@@ -151,6 +151,18 @@ impl ApiError {
         resp
     }
 
+    /// A 503 while the store cannot be reached, with `Retry-After` (docs/scale-out.md).
+    fn unavailable(message: String, retry_after_secs: u64) -> Self {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            503000,
+            "ServiceUnavailable",
+            message,
+        );
+        e.retry_after_secs = Some(retry_after_secs);
+        e
+    }
+
     /// A 429 of a throttle: Azure's `429001 ThrottlingException` (docs/protocol-notes.md,
     /// "Throttling") with `Retry-After`.
     fn throttled(message: String, retry_after_secs: u64) -> Self {
@@ -175,6 +187,9 @@ impl From<dps::Error> for ApiError {
             E::Throttled {
                 retry_after_secs, ..
             } => return ApiError::throttled(e.to_string(), *retry_after_secs),
+            E::Unavailable { retry_after_secs } => {
+                return ApiError::unavailable(e.to_string(), *retry_after_secs);
+            }
             E::Invalid(_) => (StatusCode::BAD_REQUEST, 400004, "ArgumentInvalid"),
             E::EnrollmentNotFound { .. }
             | E::GroupNotFound { .. }
@@ -215,6 +230,9 @@ impl From<hub::Error> for ApiError {
             E::Throttled {
                 retry_after_secs, ..
             } => return ApiError::throttled(e.to_string(), *retry_after_secs),
+            E::Unavailable { retry_after_secs } => {
+                return ApiError::unavailable(e.to_string(), *retry_after_secs);
+            }
             E::Invalid(_) | E::InvalidConsumerGroupName(_) => {
                 (StatusCode::BAD_REQUEST, 400004, "ArgumentInvalid")
             }
@@ -495,6 +513,19 @@ mod tests {
         assert_eq!(resp.headers()["iothub-errorcode"], "ThrottlingException");
         let e = ApiError::from(hub::Error::DeviceNotFound { id: "d1".into() });
         assert_eq!(e.message, "device 'd1' not found");
+        // The store cannot be reached: 503 with Retry-After, for the hub and the DPS alike.
+        for unavailable in [
+            ApiError::from(hub::Error::Unavailable {
+                retry_after_secs: 5,
+            }),
+            ApiError::from(dps::Error::Unavailable {
+                retry_after_secs: 5,
+            }),
+        ] {
+            assert_eq!(wire(&unavailable), (503, 503000, "ServiceUnavailable"));
+            let resp = unavailable.into_response_with(Shape::Service);
+            assert_eq!(resp.headers()[header::RETRY_AFTER], "5");
+        }
     }
 
     #[test]

@@ -11,13 +11,18 @@ use fleethub_services::{dps, hub};
 pub(crate) fn dps_connect_refusal(e: &dps::Error) -> Option<ConnectReturnCode> {
     match e {
         dps::Error::Invalid(_) => None,
+        // The store cannot be reached: the device may retry (docs/scale-out.md).
+        dps::Error::Unavailable { .. } => Some(ConnectReturnCode::ServerUnavailable),
         _ => Some(ConnectReturnCode::NotAuthorized),
     }
 }
 
 /// How a failed hub CONNECT authentication is answered.
-pub(crate) fn hub_connect_refusal(_: &hub::Error) -> ConnectReturnCode {
-    ConnectReturnCode::NotAuthorized
+pub(crate) fn hub_connect_refusal(e: &hub::Error) -> ConnectReturnCode {
+    match e {
+        hub::Error::Unavailable { .. } => ConnectReturnCode::ServerUnavailable,
+        _ => ConnectReturnCode::NotAuthorized,
+    }
 }
 
 /// HTTP-style status and Azure's 6-digit code of a DPS error.
@@ -36,7 +41,7 @@ pub(crate) fn dps_status(e: &dps::Error) -> (u16, u32) {
         E::TooLarge(_) => (413, 413001),
         E::Throttled { .. } => (429, 429001),
         E::Internal(_) => (500, 500001),
-        E::HubUnavailable { .. } | E::WebhookUnavailable => (503, 503000),
+        E::HubUnavailable { .. } | E::WebhookUnavailable | E::Unavailable { .. } => (503, 503000),
     }
 }
 
@@ -46,7 +51,10 @@ pub(crate) fn dps_retry_after(e: &dps::Error, default: u32) -> Option<u32> {
     match e {
         dps::Error::Throttled {
             retry_after_secs, ..
-        } => Some(u32::try_from(*retry_after_secs).unwrap_or(u32::MAX).max(1)),
+        }
+        | dps::Error::Unavailable { retry_after_secs } => {
+            Some(u32::try_from(*retry_after_secs).unwrap_or(u32::MAX).max(1))
+        }
         _ => (dps_status(e).0 >= 429).then_some(default.max(1)),
     }
 }
@@ -81,6 +89,7 @@ pub(crate) fn hub_status(e: &hub::Error) -> (u16, u32) {
         E::TooLarge(_) => (413, 413001),
         E::Throttled { .. } => (429, 429001),
         E::Internal(_) => (500, 500001),
+        E::Unavailable { .. } => (503, 503000),
     }
 }
 
@@ -151,6 +160,28 @@ mod tests {
             retry_after_secs: 2,
         };
         assert_eq!(hub_status(&throttled), (429, 429001));
+        // The store cannot be reached: 503 on twin topics, a retryable CONNACK refusal.
+        let unavailable = hub::Error::Unavailable {
+            retry_after_secs: 5,
+        };
+        assert_eq!(hub_status(&unavailable), (503, 503000));
+        assert_eq!(
+            hub_connect_refusal(&unavailable),
+            ConnectReturnCode::ServerUnavailable
+        );
+        assert_eq!(
+            hub_connect_refusal(&hub::Error::Unauthorized),
+            ConnectReturnCode::NotAuthorized
+        );
+        let dps_unavailable = dps::Error::Unavailable {
+            retry_after_secs: 5,
+        };
+        assert_eq!(dps_status(&dps_unavailable), (503, 503000));
+        assert_eq!(dps_retry_after(&dps_unavailable, 1), Some(5));
+        assert_eq!(
+            dps_connect_refusal(&dps_unavailable),
+            Some(ConnectReturnCode::ServerUnavailable)
+        );
     }
 
     #[test]

@@ -97,11 +97,21 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
     let data_dir_lock = crate::data_dir::lock(&cfg.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(cfg.open_store()?);
+    let store: Arc<dyn Store> = cfg.open_store().await?;
+    if let Some(node_id) = &cfg.cluster.node_id {
+        crate::cluster::claim(store.clone(), node_id).await?;
+    }
     let ident = identity::load_or_init(store.as_ref()).await?;
     let (names, host_names) =
         hostnames::load(store.as_ref(), &cfg.data_dir, &cfg, opts.change_hostnames).await?;
 
+    // Nodes sharing a PostgreSQL store share one development CA (docs/scale-out.md).
+    if cfg.store.backend == crate::store_config::Backend::Postgres
+        && cfg.tls_cert.is_none()
+        && cfg.ca_cert.is_none()
+    {
+        crate::shared_ca::sync(store.as_ref(), &cfg.data_dir.join("certs")).await?;
+    }
     let tls_files = tls_files(&cfg, &names.certificate_names())?;
     let tls = TlsAcceptor::from(crate::tls::server_config(
         &tls_files.cert_chain,

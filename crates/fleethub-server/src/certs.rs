@@ -132,6 +132,21 @@ pub fn issued_names(dir: &Path) -> Option<Vec<String>> {
     Some(meta.sans)
 }
 
+/// Makes sure the development CA exists under `dir` (generated when missing); returns the
+/// paths of its certificate and key.
+pub fn ensure_dev_ca(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (cert, key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    if !(key.exists() && cert.exists()) {
+        let k = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let c = ca_params()?.self_signed(&k)?;
+        write_private(&key, k.serialize_pem().as_bytes())?;
+        std::fs::write(&cert, c.pem())?;
+        tracing::info!(path = %cert.display(), "generated development CA");
+    }
+    Ok((cert, key))
+}
+
 /// Makes sure the development CA and a server certificate for `names` exist under `dir`.
 pub fn ensure_dev_pki(dir: &Path, names: &[String]) -> Result<TlsFiles> {
     ensure_pki(dir, names, None)
@@ -152,15 +167,7 @@ pub fn ensure_pki(
     let (ca_cert_path, ca_key_path) = if let Some(ca) = operator_ca {
         (ca.cert.to_path_buf(), ca.key.to_path_buf())
     } else {
-        let (cert, key) = (dir.join("ca.pem"), dir.join("ca.key"));
-        if !(key.exists() && cert.exists()) {
-            let k = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-            let c = ca_params()?.self_signed(&k)?;
-            write_private(&key, k.serialize_pem().as_bytes())?;
-            std::fs::write(&cert, c.pem())?;
-            tracing::info!(path = %cert.display(), "generated development CA");
-        }
-        (cert, key)
+        ensure_dev_ca(dir)?
     };
     let (issuer, ca_key, ca_pem) = load_issuer(&ca_cert_path, &ca_key_path)?;
 

@@ -1,10 +1,13 @@
 //! Server configuration: defaults <- TOML file <- environment (`FLEETHUB_*`) <- flags.
 
 use crate::logging::LogFormat;
+use crate::store_config::StoreConfig;
 use anyhow::{Context, Result, bail};
-use fleethub_store::sqlite::{Durability, SqliteStore};
+use fleethub_store::Store;
+use fleethub_store::sqlite::Durability;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The effective configuration of `fleethub serve` (`fleethub config show` prints it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -78,13 +81,28 @@ pub struct Config {
     /// What an acknowledged write survives: `process` (a killed process) or `power` (also a
     /// power loss: every commit is fsynced before it is acknowledged).
     pub durability: Durability,
-    /// Overload throttles per operation class (`[throttle.device_to_cloud]`, ...): per device
-    /// and global rates, see docs/configuration.md, "Throttling".
-    pub throttle: fleethub_services::ThrottleConfig,
     /// The web dashboard at `https://{hub host}/ui/` (docs/dashboard.md); `false` turns it off.
     pub ui: bool,
     /// How long a dashboard sign-in lasts, hours.
     pub ui_session_hours: u64,
+    /// Overload throttles per operation class (`[throttle.device_to_cloud]`, ...): per device
+    /// and global rates, see docs/configuration.md, "Throttling".
+    pub throttle: fleethub_services::ThrottleConfig,
+    /// This node's place among several sharing a store (`[cluster]`, docs/scale-out.md).
+    pub cluster: ClusterConfig,
+    /// Where the store is (`[store]`): `backend = "sqlite"` (default, `DATA_DIR/store.db`) or
+    /// `"postgres"` with `url` (docs/scale-out.md).
+    pub store: StoreConfig,
+}
+
+/// `[cluster]` in the configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "snake_case")]
+pub struct ClusterConfig {
+    /// The node's name, unique among the nodes of one store: a second node started with the
+    /// same id refuses to start while the first runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
 }
 
 impl Default for Config {
@@ -121,6 +139,8 @@ impl Default for Config {
             throttle: fleethub_services::ThrottleConfig::default(),
             ui: true,
             ui_session_hours: 8,
+            store: StoreConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -161,6 +181,21 @@ impl Config {
         env_set!("FLEETHUB_DURABILITY", durability, parse);
         env_set!("FLEETHUB_PARTITION_COUNT", partition_count, parse);
         env_set!("FLEETHUB_UI", ui, parse);
+        if let Some(v) = get("FLEETHUB_STORE_BACKEND") {
+            self.store.backend = v
+                .parse()
+                .map_err(|e| anyhow::anyhow!("FLEETHUB_STORE_BACKEND={v:?}: {e}"))?;
+        }
+        if let Some(v) = get("FLEETHUB_STORE_URL") {
+            self.store.url = Some(v);
+            // A url alone means PostgreSQL (the only backend with one).
+            if get("FLEETHUB_STORE_BACKEND").is_none() {
+                self.store.backend = crate::store_config::Backend::Postgres;
+            }
+        }
+        if let Some(v) = get("FLEETHUB_NODE_ID") {
+            self.cluster.node_id = Some(v);
+        }
         if let Some(v) = get("FLEETHUB_TLS_CERT") {
             self.tls_cert = Some(v.into());
         }
@@ -170,12 +205,10 @@ impl Config {
         Ok(())
     }
 
-    /// Opens the store in the data directory with the configured durability.
-    pub fn open_store(&self) -> Result<SqliteStore> {
-        Ok(SqliteStore::open_with(
-            &self.data_dir.join("store.db"),
-            self.durability,
-        )?)
+    /// Opens the configured store: SQLite in the data directory with the configured
+    /// durability, or PostgreSQL (retried while it cannot be reached).
+    pub async fn open_store(&self) -> Result<Arc<dyn Store>> {
+        self.store.open(&self.data_dir, self.durability).await
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -227,6 +260,10 @@ impl Config {
             bail!("max_consumer_groups must be at least 1 ($Default)");
         }
         self.throttle.validate().map_err(anyhow::Error::msg)?;
+        self.store.validate()?;
+        if let Some(id) = &self.cluster.node_id {
+            crate::cluster::validate_node_id(id)?;
+        }
         if self.mqtt_port == self.https_port && self.mqtt_port != 0 {
             bail!(
                 "mqtt_port and https_port are both {}: use two ports (8883 and 443)",
@@ -435,6 +472,45 @@ mod tests {
         };
         let e = clash.validate().unwrap_err().to_string();
         assert!(e.contains("amqp_port 443"), "{e}");
+    }
+
+    #[test]
+    fn store_from_file_env_and_show() {
+        use crate::store_config::Backend;
+        assert_eq!(Config::default().store.backend, Backend::Sqlite);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://fh:s3cret@db:5432/fh\"\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&p).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.store.backend, Backend::Postgres);
+        // `fleethub config show` never prints the password.
+        let shown = toml::to_string(&c).unwrap();
+        assert!(
+            shown.contains("postgres://fh:***@db:5432/fh") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        // A url from the environment alone selects PostgreSQL.
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "FLEETHUB_STORE_URL").then(|| "postgres://db/fh".to_string()))
+            .unwrap();
+        assert_eq!(c.store.backend, Backend::Postgres);
+        c.validate().unwrap();
+        // ... unless the environment names the backend too.
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "FLEETHUB_STORE_URL" => Some("postgres://db/fh".to_string()),
+            "FLEETHUB_STORE_BACKEND" => Some("sqlite".to_string()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("backend"));
+        std::fs::write(&p, "[store]\nbackend = \"mysql\"\n").unwrap();
+        assert!(Config::from_file(&p).is_err());
     }
 
     #[test]

@@ -83,6 +83,16 @@ struct ServeArgs {
     /// (also a power loss; every commit is fsynced).
     #[arg(long)]
     durability: Option<Durability>,
+    /// This node's id among the nodes sharing a store (unique; a duplicate refuses to start).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Store backend: sqlite (default: the data directory) or postgres (with --store-url).
+    #[arg(long)]
+    store_backend: Option<fleethub_server::store_config::Backend>,
+    /// PostgreSQL connection string of the store (postgres://user:password@host/db); implies
+    /// --store-backend postgres unless a backend is given.
+    #[arg(long)]
+    store_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -107,6 +117,18 @@ impl ServeArgs {
         set!(log);
         set!(log_format);
         set!(durability);
+        if let Some(url) = &self.store_url {
+            cfg.store.url = Some(url.clone());
+            if self.store_backend.is_none() {
+                cfg.store.backend = fleethub_server::store_config::Backend::Postgres;
+            }
+        }
+        if let Some(b) = self.store_backend {
+            cfg.store.backend = b;
+        }
+        if self.node_id.is_some() {
+            cfg.cluster.node_id.clone_from(&self.node_id);
+        }
         if self.dps_hostname.is_some() {
             cfg.dps_hostname.clone_from(&self.dps_hostname);
         }

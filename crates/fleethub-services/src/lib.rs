@@ -14,6 +14,9 @@ pub mod throttle;
 pub mod twin_limits;
 
 pub use auth_log::{AuthFailure, AuthFailureLog};
+
+/// `Retry-After` (seconds) of a request refused because the store cannot be reached.
+pub const STORE_RETRY_AFTER_SECS: u64 = 5;
 pub use clock::Clock;
 pub use dps::{AuthContext, AuthOrigin, Dps, DpsConfig, DpsPrincipal, EnrollmentSource};
 /// Records the services hand to transports.

@@ -20,6 +20,10 @@ pub enum StoreError {
     InvalidArgument(String),
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// The backend cannot be reached right now (a database server down or restarting); the
+    /// same call may succeed later. Nothing was written.
+    #[error("the store cannot be reached: {0}")]
+    Unavailable(String),
     #[error("stored {kind} '{id}' cannot be read: {reason}")]
     Corrupt {
         kind: &'static str,

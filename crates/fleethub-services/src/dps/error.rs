@@ -50,6 +50,9 @@ pub enum Error {
         what: &'static str,
         retry_after_secs: u64,
     },
+    /// The store cannot be reached right now; nothing was changed (docs/scale-out.md).
+    #[error("the service is temporarily unavailable; retry after {retry_after_secs} s")]
+    Unavailable { retry_after_secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -90,6 +93,9 @@ impl Error {
                 retry_after_secs,
             } => Error::Throttled {
                 what,
+                retry_after_secs: *retry_after_secs,
+            },
+            Error::Unavailable { retry_after_secs } => Error::Unavailable {
                 retry_after_secs: *retry_after_secs,
             },
             Error::Internal(m) => Error::Internal(m.clone()),
@@ -135,6 +141,12 @@ impl From<StoreError> for Error {
             } => Error::GroupAlreadyExists { id },
             StoreError::EtagMismatch { .. } => Error::PreconditionFailed(e.to_string()),
             StoreError::InvalidArgument(m) => Error::Invalid(m),
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(%reason, "store unavailable");
+                Error::Unavailable {
+                    retry_after_secs: crate::STORE_RETRY_AFTER_SECS,
+                }
+            }
             StoreError::NotFound { .. }
             | StoreError::AlreadyExists { .. }
             | StoreError::QueueFull { .. }

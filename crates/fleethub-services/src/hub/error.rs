@@ -66,6 +66,9 @@ pub enum Error {
         what: &'static str,
         retry_after_secs: u64,
     },
+    /// The store cannot be reached right now; nothing was changed (docs/scale-out.md).
+    #[error("the service is temporarily unavailable; retry after {retry_after_secs} s")]
+    Unavailable { retry_after_secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -131,6 +134,12 @@ impl From<StoreError> for Error {
                 max,
             },
             StoreError::InvalidArgument(m) => Error::Invalid(m),
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(%reason, "store unavailable");
+                Error::Unavailable {
+                    retry_after_secs: crate::STORE_RETRY_AFTER_SECS,
+                }
+            }
             StoreError::LimitReached {
                 kind: "consumer group",
                 max,
