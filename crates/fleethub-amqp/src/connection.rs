@@ -30,6 +30,8 @@ pub(crate) struct ConnCtx {
     pub links: AtomicUsize,
     /// Reply links of the request/response nodes.
     pub replies: links::reply::Replies,
+    /// Device identities authenticated on `$cbs` (the device plane).
+    pub devices: crate::device::grants::DeviceGrants,
 }
 
 pub(crate) async fn serve<Io>(
@@ -85,6 +87,7 @@ pub(crate) async fn serve<Io>(
         peer: peer.clone(),
         links: AtomicUsize::new(0),
         replies: links::reply::Replies::default(),
+        devices: crate::device::grants::DeviceGrants::default(),
     });
     let mut shutdown = service.shutdown.subscribe();
     let mut sessions = JoinSet::new();

@@ -84,6 +84,56 @@ pub fn service_auth_status(e: &ServiceAuthError) -> (i32, String) {
     }
 }
 
+/// The CBS status of a refused device-plane token (401; the real reason is in the hub's
+/// auth-failure log), or of a hub error while checking it.
+pub fn device_auth_status(e: &HubError) -> (i32, String) {
+    match e {
+        HubError::Unauthorized => (
+            401,
+            "Unauthorized: the device token was refused (the reason is in the hub's auth-failure log)"
+                .into(),
+        ),
+        other => (i32::from(hub_status(other).0), other.to_string()),
+    }
+}
+
+/// HTTP-style status and Azure's 6-digit code of a hub error, as the device plane's replies
+/// carry them (twin `status` annotations), the same as MQTT's twin responses.
+pub fn hub_status(e: &HubError) -> (u16, u32) {
+    use HubError as E;
+    match e {
+        E::Unauthorized => (401, 401_002),
+        E::Invalid(_) | E::PartitionOutOfRange { .. } | E::InvalidConsumerGroupName(_) => {
+            (400, 400_004)
+        }
+        E::DeviceNotFound { .. }
+        | E::ModuleNotFound { .. }
+        | E::ConfigurationNotFound { .. }
+        | E::ConsumerGroupNotFound(_) => (404, 404_001),
+        E::DeviceAlreadyExists { .. }
+        | E::ModuleAlreadyExists { .. }
+        | E::ConfigurationAlreadyExists { .. }
+        | E::ConsumerGroupExists(_)
+        | E::TwinConflict { .. } => (409, 409_001),
+        E::TooManyConsumerGroups { .. } => (403, 403_002),
+        E::PreconditionFailed(_) | E::LockLost { .. } => (412, 412_001),
+        E::QueueFull { .. } => (403, 403_004),
+        E::TooLarge(_) => (413, 413_001),
+        E::Throttled { .. } => (429, 429_001),
+        E::Internal(_) => (500, 500_001),
+    }
+}
+
+/// The `status` and body of a failed twin request: `{"errorCode": 404001, "message": "..."}`.
+pub fn twin_response(e: &HubError) -> (i32, Vec<u8>) {
+    let (status, code) = hub_status(e);
+    let body = serde_json::json!({"errorCode": code, "message": e.to_string()});
+    (
+        i32::from(status),
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+}
+
 /// `amqp:not-found` for a node we do not serve.
 pub fn not_found(description: impl Into<String>) -> AmqpErrorFrame {
     error(AmqpError::NotFound, description)

@@ -15,6 +15,7 @@ pub mod c2d;
 pub mod cbs;
 pub mod claims;
 mod connection;
+pub mod device;
 pub mod errors;
 pub mod events;
 pub mod filters;

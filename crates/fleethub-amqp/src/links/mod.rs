@@ -85,7 +85,7 @@ pub(crate) async fn refuse(session: &mut ListenerSessionHandle, attach: Attach, 
 }
 
 /// Accepts the link as a local sender (the client receives).
-async fn accept_sender(
+pub(crate) async fn accept_sender(
     session: &mut ListenerSessionHandle,
     attach: Attach,
 ) -> Option<fe2o3_amqp::Sender> {
@@ -103,7 +103,7 @@ async fn accept_sender(
 }
 
 /// Accepts the link as a local receiver (the client sends).
-async fn accept_receiver(
+pub(crate) async fn accept_receiver(
     session: &mut ListenerSessionHandle,
     attach: Attach,
 ) -> Option<fe2o3_amqp::Receiver> {
@@ -138,6 +138,10 @@ pub(crate) async fn accept(
         .await;
         return None;
     };
+    // The device plane (`/devices/{d}/...`): identities authenticated on $cbs.
+    if let Some(device) = crate::device::address::parse(&address) {
+        return crate::device::accept(link, session, attach, device).await;
+    }
     let node = addresses::parse(&address, &event_hub);
     let role = attach.role.clone();
     tracing::debug!(peer = %ctx.peer, link = %attach.name, %address, ?role, "amqp: attach");

@@ -1,0 +1,209 @@
+//! Device-to-cloud telemetry on `/devices/{d}[/modules/{m}]/messages/events`: each message
+//! becomes the same `TelemetryIn` as an MQTT publish (AMQP properties as the system properties
+//! MQTT's `$.` keys name, application properties as properties) and is stored through the same
+//! `Hub` calls (throttle pacing, the 256 KB limit, durable before acknowledged): the delivery
+//! is accepted only after the commit, rejected with the mapped error otherwise (see
+//! `docs/protocol-notes.md`, "AMQP device links").
+
+use super::grants::DeviceGrant;
+use crate::c2d::{body_bytes, id_text};
+use crate::errors;
+use crate::links::LinkCtx;
+use crate::request::AmqpMessage;
+use fe2o3_amqp::Receiver;
+use fe2o3_amqp_types::messaging::{Body, annotations::OwnedKey};
+use fe2o3_amqp_types::primitives::{SimpleValue, Value};
+use fleethub_services::TelemetryIn;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Message annotations a device may set that IoT Hub keeps as system properties.
+const ANNOTATED_SYSTEM_PROPERTIES: [&str; 4] = [
+    "iothub-interface-id",
+    "dt-subject",
+    "dt-dataschema",
+    "iothub-creation-time-utc",
+];
+
+/// A text form of an application property value (property bags carry strings).
+fn text(v: &SimpleValue) -> Option<String> {
+    Some(match v {
+        SimpleValue::String(s) => s.clone(),
+        SimpleValue::Symbol(s) => s.as_str().to_string(),
+        SimpleValue::Bool(b) => b.to_string(),
+        SimpleValue::Ubyte(n) => n.to_string(),
+        SimpleValue::Ushort(n) => n.to_string(),
+        SimpleValue::Uint(n) => n.to_string(),
+        SimpleValue::Ulong(n) => n.to_string(),
+        SimpleValue::Byte(n) => n.to_string(),
+        SimpleValue::Short(n) => n.to_string(),
+        SimpleValue::Int(n) => n.to_string(),
+        SimpleValue::Long(n) => n.to_string(),
+        SimpleValue::Float(n) => n.to_string(),
+        SimpleValue::Double(n) => n.to_string(),
+        SimpleValue::Char(c) => c.to_string(),
+        SimpleValue::Timestamp(t) => t.milliseconds().to_string(),
+        SimpleValue::Uuid(u) => id_text(&fe2o3_amqp_types::messaging::MessageId::Uuid(u.clone())),
+        _ => return None,
+    })
+}
+
+/// The telemetry of one AMQP message, named as MQTT's property bag names it
+/// (`property_bag::amqp_name`): `message-id`, `correlation-id`, `user-id`, `content-type`,
+/// `content-encoding`, `absolute-expiry-time` (ms) and `to` from the properties; the
+/// application properties as they are; the body's data sections.
+pub fn telemetry_from_message(m: &AmqpMessage) -> TelemetryIn {
+    let mut system = BTreeMap::new();
+    if let Some(p) = &m.properties {
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                system.insert(k.to_string(), v);
+            }
+        };
+        put("message-id", p.message_id.as_ref().map(id_text));
+        put("correlation-id", p.correlation_id.as_ref().map(id_text));
+        put(
+            "user-id",
+            p.user_id
+                .as_ref()
+                .map(|u| String::from_utf8_lossy(u).into_owned()),
+        );
+        put(
+            "content-type",
+            p.content_type.as_ref().map(|s| s.as_str().to_string()),
+        );
+        put(
+            "content-encoding",
+            p.content_encoding.as_ref().map(|s| s.as_str().to_string()),
+        );
+        put(
+            "absolute-expiry-time",
+            p.absolute_expiry_time
+                .as_ref()
+                .map(|t| t.milliseconds().to_string()),
+        );
+        put("to", p.to.clone());
+    }
+    if let Some(ann) = &m.message_annotations {
+        for key in ANNOTATED_SYSTEM_PROPERTIES {
+            let v = ann.0.iter().find_map(|(k, v)| match (k, v) {
+                (OwnedKey::Symbol(s), Value::String(v)) if s.as_str() == key => Some(v.clone()),
+                _ => None,
+            });
+            if let Some(v) = v {
+                system.insert(key.to_string(), v);
+            }
+        }
+    }
+    let mut properties = BTreeMap::new();
+    if let Some(app) = &m.application_properties {
+        for (k, v) in &app.0 {
+            if let Some(t) = text(v) {
+                properties.insert(k.clone(), t);
+            }
+        }
+    }
+    TelemetryIn {
+        system_properties: system,
+        properties,
+        body: body_bytes(m),
+    }
+}
+
+/// Serves a telemetry link until it ends, or until the identity's grant ends (closed then
+/// with `amqp:unauthorized-access`; nothing after it is stored).
+pub(crate) async fn serve(link: LinkCtx, mut receiver: Receiver, grant: Arc<DeviceGrant>) {
+    let ctx = link.conn.clone();
+    let hub = ctx.service.hub.clone();
+    let identity = grant.identity();
+    let ended = loop {
+        let delivery = tokio::select! {
+            reason = grant.wait_ended() => break Some(reason),
+            d = receiver.recv::<Body<Value>>() => match d {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::debug!(peer = %ctx.peer, identity, "amqp: telemetry link ended: {e}");
+                    break None;
+                }
+            },
+        };
+        let msg = telemetry_from_message(delivery.message());
+        let principal = grant.principal();
+        // Over a throttle the acknowledgement waits, as MQTT's PUBACK does.
+        if let Some(wait) = hub.pace_telemetry(&principal, 1) {
+            tokio::select! {
+                () = wait => {}
+                reason = grant.wait_ended() => break Some(reason),
+            }
+        }
+        if let Some(reason) = grant.ended() {
+            break Some(reason);
+        }
+        let settled = match hub.send_telemetry(&principal, msg).await {
+            Ok(_) => receiver.accept(&delivery).await,
+            Err(e) => {
+                tracing::info!(peer = %ctx.peer, identity, "amqp: telemetry refused: {e}");
+                receiver.reject(&delivery, errors::hub_error(&e)).await
+            }
+        };
+        if let Err(e) = settled {
+            tracing::debug!(peer = %ctx.peer, identity, "amqp: telemetry disposition failed: {e}");
+        }
+    };
+    super::close_receiver(&ctx.peer, &identity, receiver, ended).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fe2o3_amqp_types::messaging::{
+        ApplicationProperties, Data, Message, MessageAnnotations, MessageId, Properties,
+    };
+    use fe2o3_amqp_types::primitives::{Binary, Symbol, Timestamp};
+
+    #[test]
+    fn properties_as_mqtt_names_them() {
+        let mut app = ApplicationProperties::default();
+        app.0.insert(
+            "temperatureAlert".into(),
+            SimpleValue::String("true".into()),
+        );
+        app.0.insert("level".into(), SimpleValue::Int(3));
+        let mut ann = MessageAnnotations::default();
+        ann.0.insert(
+            OwnedKey::Symbol(Symbol::from("iothub-interface-id")),
+            Value::String("dtmi:x;1".into()),
+        );
+        let m: AmqpMessage = Message {
+            header: None,
+            delivery_annotations: None,
+            message_annotations: Some(ann),
+            properties: Some(Properties {
+                message_id: Some(MessageId::String("m-1".into())),
+                correlation_id: Some(MessageId::Ulong(7)),
+                content_type: Some(Symbol::from("application/json")),
+                content_encoding: Some(Symbol::from("utf-8")),
+                absolute_expiry_time: Some(Timestamp::from_milliseconds(1000)),
+                ..Properties::default()
+            }),
+            application_properties: Some(app),
+            body: Body::Data(vec![Data(Binary::from(b"{\"t\":1}".to_vec()))].into()),
+            footer: None,
+        };
+        let t = telemetry_from_message(&m);
+        let sys = |k: &str| t.system_properties.get(k).map(String::as_str);
+        assert_eq!(sys("message-id"), Some("m-1"));
+        assert_eq!(sys("correlation-id"), Some("7"));
+        assert_eq!(sys("content-type"), Some("application/json"));
+        assert_eq!(sys("content-encoding"), Some("utf-8"));
+        assert_eq!(sys("absolute-expiry-time"), Some("1000"));
+        assert_eq!(sys("iothub-interface-id"), Some("dtmi:x;1"));
+        assert_eq!(sys("user-id"), None);
+        assert_eq!(
+            t.properties.get("temperatureAlert").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(t.properties.get("level").map(String::as_str), Some("3"));
+        assert_eq!(t.body, b"{\"t\":1}");
+    }
+}
