@@ -578,3 +578,62 @@ async fn method(
     tx.close().await.unwrap();
     rx.close().await.unwrap();
 }
+
+/// Token expiry and renewal (no skew tolerated): a device whose token runs out has its link
+/// closed with `amqp:unauthorized-access`; one that puts a new token in time keeps its links.
+#[tokio::test]
+async fn expiry_closes_links_and_renewal_keeps_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("fleethub.toml");
+    std::fs::write(&config, "token_skew_secs = 0\n").unwrap();
+    let server = ServerProcess::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        common::free_port(),
+        &["--config", config.to_str().unwrap()],
+    );
+    let hub = service(&server);
+    let host = server.info.hub_host.clone();
+    let ka = put_device(&hub, "amqp-exp-a", json!({"deviceId": "amqp-exp-a"})).await;
+    let kb = put_device(&hub, "amqp-exp-b", json!({"deviceId": "amqp-exp-b"})).await;
+    let mut conn = amqp_connection(&server).await;
+    let mut session = Session::begin(&mut conn).await.unwrap();
+    let mut cbs = Cbs::open(&mut session).await;
+    let (ra, ta) = device_token(&host, "amqp-exp-a", &ka, 3);
+    let (rb, tb) = device_token(&host, "amqp-exp-b", &kb, 3);
+    assert_eq!(cbs.put(&ra, &ta).await, 200);
+    assert_eq!(cbs.put(&rb, &tb).await, 200);
+    let mut sa = Sender::attach(
+        &mut session,
+        "a-events",
+        "/devices/amqp-exp-a/messages/events",
+    )
+    .await
+    .unwrap();
+    let mut sb = Sender::attach(
+        &mut session,
+        "b-events",
+        "/devices/amqp-exp-b/messages/events",
+    )
+    .await
+    .unwrap();
+    // Device b renews in time.
+    let (rb, tb) = device_token(&host, "amqp-exp-b", &kb, 600);
+    assert_eq!(cbs.put(&rb, &tb).await, 200);
+    let started = std::time::Instant::now();
+    let e = sender_error(&mut sa).await;
+    assert_eq!(
+        e.condition,
+        ErrorCondition::AmqpError(AmqpError::UnauthorizedAccess),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let m = message(&[], &[], Properties::default(), b"renewed");
+    assert!(matches!(sb.send(m).await.unwrap(), Outcome::Accepted(_)));
+    let _ = conn.close().await;
+}
