@@ -8,6 +8,7 @@ use fe2o3_amqp_types::definitions::{
 };
 use fe2o3_amqp_types::primitives::{Symbol, Value};
 use fleethub_services::ServiceAuthError;
+use fleethub_services::dps::Error as DpsError;
 use fleethub_services::hub::Error as HubError;
 
 /// `com.microsoft:argument-out-of-range` (a partition that does not exist, ...).
@@ -132,6 +133,49 @@ pub fn twin_response(e: &HubError) -> (i32, Vec<u8>) {
         i32::from(status),
         serde_json::to_vec(&body).unwrap_or_default(),
     )
+}
+
+/// The AMQP error of a refused DPS request (a rejected delivery or a refused link): the
+/// conditions the provisioning transports translate (`com.microsoft:server-busy` and
+/// `amqp:internal-error` are retried after the `retry-after` in the error's info).
+pub fn dps_error(e: &DpsError, retry_after_secs: u32) -> AmqpErrorFrame {
+    use DpsError as E;
+    let (condition, retry): (ErrorCondition, Option<u64>) = match e {
+        E::Unauthorized => (AmqpError::UnauthorizedAccess.into(), None),
+        E::EnrollmentNotFound { .. }
+        | E::GroupNotFound { .. }
+        | E::LinkedHubNotFound { .. }
+        | E::RegistrationNotFound { .. }
+        | E::OperationNotFound { .. } => (AmqpError::NotFound.into(), None),
+        E::EnrollmentAlreadyExists { .. }
+        | E::GroupAlreadyExists { .. }
+        | E::PreconditionFailed(_) => (AmqpError::PreconditionFailed.into(), None),
+        E::Invalid(_) => (custom(ARGUMENT_ERROR), None),
+        E::TooLarge(_) => (LinkError::MessageSizeExceeded.into(), None),
+        E::Throttled {
+            retry_after_secs, ..
+        } => (custom(SERVER_BUSY), Some(*retry_after_secs)),
+        E::HubUnavailable { .. } => (
+            AmqpError::InternalError.into(),
+            Some(u64::from(retry_after_secs)),
+        ),
+        E::Internal(_) => {
+            tracing::error!(error = %e, "amqp: internal DPS error");
+            (
+                AmqpError::InternalError.into(),
+                Some(u64::from(retry_after_secs)),
+            )
+        }
+    };
+    let info = retry.map(|secs| {
+        let mut f = Fields::new();
+        f.insert(
+            Symbol::from("retry-after"),
+            Value::String(secs.max(1).to_string()),
+        );
+        f
+    });
+    AmqpErrorFrame::new(condition, Some(e.to_string()), info)
 }
 
 /// `amqp:not-found` for a node we do not serve.

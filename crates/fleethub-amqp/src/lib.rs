@@ -16,6 +16,7 @@ pub mod cbs;
 pub mod claims;
 mod connection;
 pub mod device;
+pub mod dps;
 pub mod errors;
 pub mod events;
 pub mod filters;
@@ -26,7 +27,7 @@ pub mod rewind;
 pub mod sasl;
 pub mod websocket;
 
-use fleethub_services::{Clock, Hub, ServiceAuth};
+use fleethub_services::{Clock, Dps, Hub, ServiceAuth};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -62,6 +63,8 @@ impl Default for AmqpConfig {
 pub struct AmqpService {
     hub: Arc<Hub>,
     auth: Arc<ServiceAuth>,
+    /// The DPS served on the same listener (`{idScope}/registrations/{id}` links), if any.
+    dps: Option<Arc<Dps>>,
     cfg: AmqpConfig,
     clock: Clock,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -71,9 +74,20 @@ pub struct AmqpService {
 impl AmqpService {
     /// `auth` verifies the hub's service tokens (the hub's shared access policies).
     pub fn new(hub: Arc<Hub>, auth: Arc<ServiceAuth>, cfg: AmqpConfig) -> Arc<AmqpService> {
+        Self::new_with_dps(hub, auth, None, cfg)
+    }
+
+    /// [`AmqpService::new`] that also serves device registrations over AMQP with `dps`.
+    pub fn new_with_dps(
+        hub: Arc<Hub>,
+        auth: Arc<ServiceAuth>,
+        dps: Option<Arc<Dps>>,
+        cfg: AmqpConfig,
+    ) -> Arc<AmqpService> {
         Arc::new(AmqpService {
             hub,
             auth,
+            dps,
             cfg,
             clock: Clock::system(),
             shutdown: tokio::sync::watch::Sender::new(false),

@@ -138,6 +138,10 @@ pub(crate) async fn accept(
         .await;
         return None;
     };
+    // DPS registration over AMQP (`{idScope}/registrations/{id}`).
+    if let Some(reg) = crate::dps::parse(&address) {
+        return crate::dps::links::accept(link, session, attach, reg).await;
+    }
     // The device plane (`/devices/{d}/...`): identities authenticated on $cbs.
     if let Some(device) = crate::device::address::parse(&address) {
         return crate::device::accept(link, session, attach, device).await;
