@@ -1,8 +1,10 @@
-//! fleethub's AMQP 1.0 transport, the service plane of an IoT hub: the Event Hubs-compatible
+//! fleethub's AMQP 1.0 transport. The service plane of an IoT hub: the Event Hubs-compatible
 //! built-in endpoint (receivers on `{eventHub}/ConsumerGroups/{group}/Partitions/{n}`,
 //! `$management`), the redirect from `messages/events`, service-side cloud-to-device sends
 //! (`/messages/devicebound`) and their feedback (`/messages/servicebound/feedback`), with SASL
-//! and claims-based security (`$cbs`).
+//! and claims-based security (`$cbs`). The device plane (`device`): devices and modules
+//! authenticated with `$cbs` tokens (several per connection), their telemetry, cloud-to-device,
+//! twin and method links. DPS registration over AMQP (`dps`).
 //!
 //! Like the MQTT and HTTP transports it calls `fleethub-services` only; the AMQP codec,
 //! connection, session and link state machines are `fe2o3-amqp`'s. Protocol conventions live in
