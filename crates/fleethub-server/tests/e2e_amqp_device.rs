@@ -288,6 +288,29 @@ async fn devices_multiplexed_on_one_connection() {
         other => panic!("{other:?}"),
     }
 
+    // Far over the limit: the link is closed as soon as the transfers pass it (nothing that
+    // large is buffered).
+    let mut big_link = Sender::attach(
+        &mut session,
+        "d1-huge",
+        "/devices/amqp-dev-1/messages/events",
+    )
+    .await
+    .unwrap();
+    let huge = message(
+        &[],
+        &[],
+        Properties::default(),
+        &vec![b'y'; 2 * 1024 * 1024],
+    );
+    let sent = tokio::time::timeout(Duration::from_secs(10), big_link.send(huge))
+        .await
+        .expect("an answer to a huge message");
+    assert!(
+        format!("{sent:?}").contains("MessageSizeExceeded"),
+        "{sent:?}"
+    );
+
     // Presence.
     let (_, shown) = call(&hub, "GET", "/devices/amqp-dev-1", None).await;
     assert_eq!(shown["connectionState"], "Connected", "{shown}");

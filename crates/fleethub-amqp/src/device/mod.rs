@@ -22,6 +22,29 @@ use fe2o3_amqp::{Receiver, Sender};
 use fe2o3_amqp_types::definitions::Role;
 use fe2o3_amqp_types::performatives::Attach;
 
+/// Largest message a device may send on its links: Azure's 256 KB body limit plus room for
+/// properties and annotations. A bigger message detaches the link with
+/// `amqp:link:message-size-exceeded` as soon as its transfers pass this (nothing larger is
+/// buffered); a body over 256 KB within it is rejected by the hub's own check.
+pub const MAX_DEVICE_MESSAGE_BYTES: u64 = 256 * 1024 + 64 * 1024;
+
+/// Accepts the link as a local receiver (the device sends) advertising
+/// [`MAX_DEVICE_MESSAGE_BYTES`].
+async fn accept_receiver(session: &mut ListenerSessionHandle, attach: Attach) -> Option<Receiver> {
+    let acceptor = links::link_acceptor()
+        .into_builder()
+        .max_message_size(MAX_DEVICE_MESSAGE_BYTES)
+        .build();
+    match acceptor.accept_incoming_attach(attach, session).await {
+        Ok(fe2o3_amqp::acceptor::LinkEndpoint::Receiver(r)) => Some(r),
+        Ok(fe2o3_amqp::acceptor::LinkEndpoint::Sender(_)) => None,
+        Err(e) => {
+            tracing::debug!("amqp: attach failed: {e}");
+            None
+        }
+    }
+}
+
 /// Accepts a device-plane link when the connection holds a live grant of its identity (a
 /// device token opens the device's links, a module token its module's); refuses it with
 /// `amqp:unauthorized-access` otherwise, and with `amqp:not-found` for a role the node does
@@ -51,7 +74,7 @@ pub(crate) async fn accept(
     tracing::debug!(peer = %ctx.peer, identity, link = ?addr.link, ?role, "amqp: device link");
     match (addr.link, role) {
         (DeviceLink::Telemetry, Role::Sender) => {
-            let r = links::accept_receiver(session, attach).await?;
+            let r = accept_receiver(session, attach).await?;
             Some(Box::pin(telemetry::serve(link, r, grant)))
         }
         (DeviceLink::C2d, Role::Receiver) if addr.module_id.is_none() => {
@@ -59,7 +82,7 @@ pub(crate) async fn accept(
             Some(Box::pin(c2d::serve(link, s, grant)))
         }
         (DeviceLink::Twin, Role::Sender) => {
-            let r = links::accept_receiver(session, attach).await?;
+            let r = accept_receiver(session, attach).await?;
             Some(Box::pin(twin::serve_requests(link, r, grant)))
         }
         (DeviceLink::Twin, Role::Receiver) => {
@@ -71,7 +94,7 @@ pub(crate) async fn accept(
             Some(Box::pin(methods::serve_requests(link, s, grant)))
         }
         (DeviceLink::Methods, Role::Sender) => {
-            let r = links::accept_receiver(session, attach).await?;
+            let r = accept_receiver(session, attach).await?;
             Some(Box::pin(methods::serve_responses(link, r, grant)))
         }
         (kind, role) => {

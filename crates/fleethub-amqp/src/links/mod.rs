@@ -59,7 +59,7 @@ type Acceptor = LinkAcceptor<fn(Source) -> Option<Source>, fn(Target) -> Option<
 
 /// The link acceptor of every link: receiver-settle-mode `first` only (a delivery is settled by
 /// our one disposition, as Azure does; clients asking for `second` get `first`).
-fn link_acceptor() -> Acceptor {
+pub(crate) fn link_acceptor() -> Acceptor {
     LinkAcceptor::builder()
         .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
         .fallback_receiver_settle_mode(ReceiverSettleMode::First)
