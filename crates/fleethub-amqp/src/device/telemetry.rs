@@ -14,6 +14,8 @@ use fe2o3_amqp::Receiver;
 use fe2o3_amqp_types::messaging::{Body, annotations::OwnedKey};
 use fe2o3_amqp_types::primitives::{SimpleValue, Value};
 use fleethub_services::TelemetryIn;
+use fleethub_services::hub::MAX_TELEMETRY_BYTES;
+use futures_util::FutureExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -110,14 +112,22 @@ pub fn telemetry_from_message(m: &AmqpMessage) -> TelemetryIn {
     }
 }
 
+/// Most deliveries stored with one write: those that have already arrived behind the first
+/// (a device's window of unsettled messages), as the MQTT gateway stores a burst.
+const MAX_BATCH: usize = 64;
+
 /// Serves a telemetry link until it ends, or until the identity's grant ends (closed then
 /// with `amqp:unauthorized-access`; nothing after it is stored).
 pub(crate) async fn serve(link: LinkCtx, mut receiver: Receiver, grant: Arc<DeviceGrant>) {
     let ctx = link.conn.clone();
     let hub = ctx.service.hub.clone();
     let identity = grant.identity();
+    let mut link_ended = false;
     let ended = loop {
-        let delivery = tokio::select! {
+        if link_ended {
+            break None;
+        }
+        let first = tokio::select! {
             reason = grant.wait_ended() => break Some(reason),
             d = receiver.recv::<Body<Value>>() => match d {
                 Ok(d) => d,
@@ -127,10 +137,21 @@ pub(crate) async fn serve(link: LinkCtx, mut receiver: Receiver, grant: Arc<Devi
                 }
             },
         };
-        let msg = telemetry_from_message(delivery.message());
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.recv::<Body<Value>>().now_or_never() {
+                Some(Ok(d)) => batch.push(d),
+                Some(Err(e)) => {
+                    tracing::debug!(peer = %ctx.peer, identity, "amqp: telemetry link ended: {e}");
+                    link_ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
         let principal = grant.principal();
-        // Over a throttle the acknowledgement waits, as MQTT's PUBACK does.
-        if let Some(wait) = hub.pace_telemetry(&principal, 1) {
+        // Over a throttle the acknowledgements wait, as MQTT's PUBACKs do.
+        if let Some(wait) = hub.pace_telemetry(&principal, batch.len()) {
             tokio::select! {
                 () = wait => {}
                 reason = grant.wait_ended() => break Some(reason),
@@ -139,15 +160,40 @@ pub(crate) async fn serve(link: LinkCtx, mut receiver: Receiver, grant: Arc<Devi
         if let Some(reason) = grant.ended() {
             break Some(reason);
         }
-        let settled = match hub.send_telemetry(&principal, msg).await {
-            Ok(_) => receiver.accept(&delivery).await,
-            Err(e) => {
-                tracing::info!(peer = %ctx.peer, identity, "amqp: telemetry refused: {e}");
-                receiver.reject(&delivery, errors::hub_error(&e)).await
+        // A message over the size limit is refused on its own (the hub stores nothing of a
+        // batch holding one); the others are stored with one write.
+        let (big, ok): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|d| (telemetry_from_message(d.message()), d))
+            .partition(|(m, _)| m.body.len() > MAX_TELEMETRY_BYTES);
+        for (m, d) in big {
+            let settled = match hub.send_telemetry(&principal, m).await {
+                Ok(_) => receiver.accept(&d).await,
+                Err(e) => {
+                    tracing::info!(peer = %ctx.peer, identity, "amqp: telemetry refused: {e}");
+                    receiver.reject(&d, errors::hub_error(&e)).await
+                }
+            };
+            if let Err(e) = settled {
+                tracing::debug!(peer = %ctx.peer, identity, "amqp: telemetry disposition failed: {e}");
             }
-        };
-        if let Err(e) = settled {
-            tracing::debug!(peer = %ctx.peer, identity, "amqp: telemetry disposition failed: {e}");
+        }
+        if ok.is_empty() {
+            continue;
+        }
+        let (msgs, deliveries): (Vec<_>, Vec<_>) = ok.into_iter().unzip();
+        let result = hub.send_telemetry_batch(&principal, msgs).await;
+        if let Err(e) = &result {
+            tracing::info!(peer = %ctx.peer, identity, n = deliveries.len(), "amqp: telemetry refused: {e}");
+        }
+        for d in &deliveries {
+            let settled = match &result {
+                Ok(_) => receiver.accept(d).await,
+                Err(e) => receiver.reject(d, errors::hub_error(e)).await,
+            };
+            if let Err(e) = settled {
+                tracing::debug!(peer = %ctx.peer, identity, "amqp: telemetry disposition failed: {e}");
+            }
         }
     };
     super::close_receiver(&ctx.peer, &identity, receiver, ended).await;
