@@ -660,3 +660,75 @@ async fn expiry_closes_links_and_renewal_keeps_them() {
     assert!(matches!(sb.send(m).await.unwrap(), Outcome::Accepted(_)));
     let _ = conn.close().await;
 }
+
+/// A device that grants no credit on its method and twin receivers: an invocation times out at
+/// the hub (504, as on MQTT when the device does not answer), nothing piles up, and disabling
+/// the device still closes those links at once.
+#[tokio::test]
+async fn a_device_without_credit_is_bounded_and_still_revocable() {
+    let server = ServerProcess::start();
+    let hub = service(&server);
+    let host = server.info.hub_host.clone();
+    let key = put_device(&hub, "amqp-nocredit", json!({"deviceId": "amqp-nocredit"})).await;
+    let mut conn = amqp_connection(&server).await;
+    let mut session = Session::begin(&mut conn).await.unwrap();
+    let mut cbs = Cbs::open(&mut session).await;
+    let (r, t) = device_token(&host, "amqp-nocredit", &key, 600);
+    assert_eq!(cbs.put(&r, &t).await, 200);
+    let no_credit = |name: &str, address: &str| {
+        Receiver::builder()
+            .name(name)
+            .source(address)
+            .target(name)
+            .credit_mode(fe2o3_amqp::link::receiver::CreditMode::Manual)
+    };
+    let mut methods = no_credit("m-rx", "/devices/amqp-nocredit/methods/devicebound")
+        .attach(&mut session)
+        .await
+        .unwrap();
+    let mut twin = no_credit("t-rx", "/devices/amqp-nocredit/twin")
+        .attach(&mut session)
+        .await
+        .unwrap();
+    let mut twin_tx = Sender::attach(&mut session, "t-tx", "/devices/amqp-nocredit/twin")
+        .await
+        .unwrap();
+    let invocation =
+        json!({"methodName": "reboot", "payload": null, "responseTimeoutInSeconds": 5});
+    let started = std::time::Instant::now();
+    let (status, body) = call(
+        &hub,
+        "POST",
+        "/twins/amqp-nocredit/methods",
+        Some(&invocation),
+    )
+    .await;
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    // Twin requests are accepted; their replies wait for credit that never comes.
+    for i in 0..3 {
+        let out = twin_tx
+            .send(twin_request("GET", None, &format!("g-{i}"), b" "))
+            .await
+            .unwrap();
+        assert!(matches!(out, Outcome::Accepted(_)), "{out:?}");
+    }
+    let (_, d) = call(&hub, "GET", "/devices/amqp-nocredit", None).await;
+    let mut disabled = d.clone();
+    disabled["status"] = json!("disabled");
+    let (status, _) = call(&hub, "PUT", "/devices/amqp-nocredit", Some(&disabled)).await;
+    assert_eq!(status, 200);
+    for rx in [&mut methods, &mut twin] {
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv::<Body<Value>>()).await;
+        assert!(
+            format!("{got:?}").contains("UnauthorizedAccess"),
+            "{:?}",
+            got.map(|r| r.map(|_| ()))
+        );
+    }
+    let _ = conn.close().await;
+}

@@ -98,8 +98,13 @@ pub(crate) async fn serve_requests(link: LinkCtx, mut sender: Sender, grant: Arc
             },
         };
         tracing::debug!(peer = %link.conn.peer, identity, method = %req.name, "amqp: method request");
-        // Not waited on: the answer is the client's response message, not the disposition.
-        if let Err(e) = sender.send_batchable(request_message(&req)).await {
+        // The disposition is not waited on (the answer is the client's response message);
+        // credit is, but not past the grant (a request nobody takes times out at the hub).
+        let sent = tokio::select! {
+            sent = sender.send_batchable(request_message(&req)) => sent,
+            reason = grant.wait_ended() => break Some(reason),
+        };
+        if let Err(e) = sent {
             tracing::debug!(peer = %link.conn.peer, identity, "amqp: method request not sent: {e}");
             break None;
         }

@@ -188,8 +188,13 @@ pub(crate) async fn serve_requests(link: LinkCtx, mut receiver: Receiver, grant:
         let tx = wait_route(&grant).await;
         match tx {
             Some(tx) => {
-                if tx.send(out).await.is_err() {
-                    tracing::debug!(peer = %link.conn.peer, identity, "amqp: twin reply link closed before the reply");
+                // Waits while the reply link's queue is full (a client that grants no credit
+                // stops its own requests), but not past the grant.
+                tokio::select! {
+                    sent = tx.send(out) => if sent.is_err() {
+                        tracing::debug!(peer = %link.conn.peer, identity, "amqp: twin reply link closed before the reply");
+                    },
+                    reason = grant.wait_ended() => break Some(reason),
                 }
             }
             None => {
@@ -226,8 +231,13 @@ pub(crate) async fn serve_replies(link: LinkCtx, mut sender: Sender, grant: Arc<
                 None => break None,
             },
         };
-        // Not waited on: the client settles (or pre-settles) as it likes.
-        if let Err(e) = sender.send_batchable(out).await {
+        // The disposition is not waited on (the client settles as it likes); credit is, but
+        // not past the grant.
+        let sent = tokio::select! {
+            sent = sender.send_batchable(out) => sent,
+            reason = grant.wait_ended() => break Some(reason),
+        };
+        if let Err(e) = sent {
             tracing::debug!(peer = %link.conn.peer, identity, "amqp: twin reply not sent: {e}");
             break None;
         }
