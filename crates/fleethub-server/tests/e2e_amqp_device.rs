@@ -321,28 +321,7 @@ async fn devices_multiplexed_on_one_connection() {
     twin(&hub, &mut session).await;
     method(&hub, &mut session).await;
 
-    // Revocation: disabling device 2 closes its link at once; device 1 goes on.
-    let (status, d2) = call(&hub, "GET", "/devices/amqp-dev-2", None).await;
-    assert_eq!(status, 200);
-    let mut disabled = d2.clone();
-    disabled["status"] = json!("disabled");
-    let (status, _) = call(&hub, "PUT", "/devices/amqp-dev-2", Some(&disabled)).await;
-    assert_eq!(status, 200);
-    let e = sender_error(&mut s2).await;
-    assert_eq!(
-        e.condition,
-        ErrorCondition::AmqpError(AmqpError::UnauthorizedAccess),
-        "{e:?}"
-    );
-    let after = message(&[], &[], Properties::default(), b"still here");
-    assert!(matches!(
-        s1.send(after).await.unwrap(),
-        Outcome::Accepted(_)
-    ));
-    // A renewed token of the disabled device is refused.
-    let (r2, t2) = device_token(&host, "amqp-dev-2", &k2, 600);
-    assert_eq!(cbs.put(&r2, &t2).await, 401);
-
+    revocation(&hub, (&mut s1, &mut s2), &mut cbs, &host, &k2).await;
     let _ = conn.close().await;
 }
 
@@ -374,6 +353,62 @@ async fn refusals(server: &ServerProcess, session: &mut SessionHandle<()>, (rm, 
         );
         let _ = c2.close().await;
     }
+}
+
+/// Revocation: disabling device 2 closes its link at once (and it no longer shows connected);
+/// device 1 goes on; a renewed token of the disabled device is refused.
+async fn revocation(
+    hub: &fleethub_service_client::ServiceClient<fleethub_service_client::HttpsTransport>,
+    (s1, s2): (&mut Sender, &mut Sender),
+    cbs: &mut Cbs,
+    host: &str,
+    k2: &str,
+) {
+    let (status, d2) = call(hub, "GET", "/devices/amqp-dev-2", None).await;
+    assert_eq!(status, 200);
+    let mut disabled = d2.clone();
+    disabled["status"] = json!("disabled");
+    let (status, _) = call(hub, "PUT", "/devices/amqp-dev-2", Some(&disabled)).await;
+    assert_eq!(status, 200);
+    let e = sender_error(s2).await;
+    assert_eq!(
+        e.condition,
+        ErrorCondition::AmqpError(AmqpError::UnauthorizedAccess),
+        "{e:?}"
+    );
+    assert_eq!(
+        state_soon(hub, "amqp-dev-2", "Disconnected").await,
+        "Disconnected"
+    );
+    let after = message(&[], &[], Properties::default(), b"still here");
+    assert!(matches!(
+        s1.send(after).await.unwrap(),
+        Outcome::Accepted(_)
+    ));
+    // A renewed token of the disabled device is refused.
+    let (r2, t2) = device_token(host, "amqp-dev-2", k2, 600);
+    assert_eq!(cbs.put(&r2, &t2).await, 401);
+}
+
+/// The device's `connectionState` once it is `want` (polled for up to 3 s), else the last one.
+async fn state_soon(
+    hub: &fleethub_service_client::ServiceClient<fleethub_service_client::HttpsTransport>,
+    id: &str,
+    want: &str,
+) -> String {
+    let mut last = String::new();
+    for _ in 0..30 {
+        let (_, d) = call(hub, "GET", &format!("/devices/{id}"), None).await;
+        last = d["connectionState"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if last == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
 }
 
 /// The next delivery (within 10 s).
@@ -655,6 +690,13 @@ async fn expiry_closes_links_and_renewal_keeps_them() {
         "{:?}",
         started.elapsed()
     );
+    // The expired identity no longer shows connected; the renewed one does (same connection).
+    assert_eq!(
+        state_soon(&hub, "amqp-exp-a", "Disconnected").await,
+        "Disconnected"
+    );
+    let (_, b) = call(&hub, "GET", "/devices/amqp-exp-b", None).await;
+    assert_eq!(b["connectionState"], "Connected", "{b}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let m = message(&[], &[], Properties::default(), b"renewed");
     assert!(matches!(sb.send(m).await.unwrap(), Outcome::Accepted(_)));

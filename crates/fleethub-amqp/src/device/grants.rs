@@ -176,14 +176,55 @@ impl DeviceGrant {
     }
 }
 
+/// The registration a dispatcher ends when its grant ends.
+struct Lifecycle {
+    hub: Arc<Hub>,
+    device_id: String,
+    module_id: Option<String>,
+    conn: u64,
+    revocation: Revocation,
+    deadline: watch::Receiver<Instant>,
+}
+
+impl Lifecycle {
+    /// Waits until the grant ends: revoked, or its deadline passed without renewal.
+    async fn ended(&mut self) {
+        loop {
+            let until = *self.deadline.borrow_and_update();
+            if Instant::now() >= until {
+                return;
+            }
+            tokio::select! {
+                _ = self.revocation.revoked() => return,
+                changed = self.deadline.changed() => if changed.is_err() {
+                    return;
+                },
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+}
+
 /// Hands the hub's events of one identity to its links; an event no link takes is dropped
 /// (the hub only sends what the links asked for; a method nobody takes times out as on MQTT).
+/// When the grant ends (revoked, or expired without renewal) the identity is no longer
+/// registered as connected through this connection.
 async fn dispatch(
     identity: String,
     mut events: mpsc::Receiver<HubEvent>,
     routes: Arc<Mutex<Routes>>,
+    mut life: Lifecycle,
 ) {
-    while let Some(ev) = events.recv().await {
+    loop {
+        let ev = tokio::select! {
+            ev = events.recv() => ev,
+            () = life.ended() => None,
+        };
+        let Some(ev) = ev else {
+            life.hub
+                .detach(&life.device_id, life.module_id.as_deref(), life.conn);
+            return;
+        };
         let r = lock(&routes);
         let delivered = match ev {
             HubEvent::C2dAvailable => {
@@ -233,7 +274,7 @@ impl DeviceGrants {
         let id = super::address::identity(&p.device_id, p.module_id.as_deref());
         let mut map = lock(&self.map);
         if let Some(g) = map.get(&id)
-            && g.revocation.reason().is_none()
+            && g.ended().is_none()
         {
             g.deadline
                 .send_replace(Instant::now() + hub.token_lifetime(&p));
@@ -246,13 +287,27 @@ impl DeviceGrants {
         let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
         let attachment = hub.attach_principal(&p, conn);
         let routes = Arc::new(Mutex::new(Routes::default()));
-        let dispatcher = tokio::spawn(dispatch(id.clone(), attachment.events, routes.clone()));
+        let deadline = watch::Sender::new(Instant::now() + hub.token_lifetime(&p));
+        let life = Lifecycle {
+            hub: hub.clone(),
+            device_id: p.device_id.clone(),
+            module_id: p.module_id.clone(),
+            conn,
+            revocation: attachment.revocation.clone(),
+            deadline: deadline.subscribe(),
+        };
+        let dispatcher = tokio::spawn(dispatch(
+            id.clone(),
+            attachment.events,
+            routes.clone(),
+            life,
+        ));
         let grant = DeviceGrant {
             hub: hub.clone(),
             device_id: p.device_id.clone(),
             module_id: p.module_id.clone(),
             conn,
-            deadline: watch::Sender::new(Instant::now() + hub.token_lifetime(&p)),
+            deadline,
             principal: Mutex::new(p),
             revocation: attachment.revocation,
             routes,
