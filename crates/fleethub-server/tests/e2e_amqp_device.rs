@@ -315,6 +315,21 @@ async fn devices_multiplexed_on_one_connection() {
     let (_, shown) = call(&hub, "GET", "/devices/amqp-dev-1", None).await;
     assert_eq!(shown["connectionState"], "Connected", "{shown}");
     assert!(shown["lastActivityTime"].as_str().is_some(), "{shown}");
+    // Metrics count the AMQP identities and their messages like MQTT's.
+    let metrics = hub
+        .send("GET", "/metrics", &[], vec![], None)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(
+        text.lines().any(|l| l == "fleethub_connected_devices 3"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "fleethub_telemetry_messages_total 3"),
+        "{text}"
+    );
 
     refusals(&server, &mut session, (&rm, &tm)).await;
     c2d(&hub, &mut session).await;
