@@ -178,6 +178,11 @@ pub fn dps_error(e: &DpsError, retry_after_secs: u32) -> AmqpErrorFrame {
     AmqpErrorFrame::new(condition, Some(e.to_string()), info)
 }
 
+/// `amqp:decode-error`: a message that does not decode (e.g. a section of a batch).
+pub fn decode(description: impl Into<String>) -> AmqpErrorFrame {
+    error(AmqpError::DecodeError, description)
+}
+
 /// `amqp:not-found` for a node we do not serve.
 pub fn not_found(description: impl Into<String>) -> AmqpErrorFrame {
     error(AmqpError::NotFound, description)

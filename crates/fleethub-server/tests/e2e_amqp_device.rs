@@ -331,6 +331,7 @@ async fn devices_multiplexed_on_one_connection() {
         "{text}"
     );
 
+    batched(&hub, &mut s1).await;
     refusals(&server, &mut session, (&rm, &tm)).await;
     c2d(&hub, &mut session).await;
     twin(&hub, &mut session).await;
@@ -338,6 +339,53 @@ async fn devices_multiplexed_on_one_connection() {
 
     revocation(&hub, (&mut s1, &mut s2), &mut cbs, &host, &k2).await;
     let _ = conn.close().await;
+}
+
+/// A delivery in the batch format the C SDK sends (message format 0x80013700, each data
+/// section an encoded message): every message of it is stored, then the delivery accepted.
+async fn batched(
+    hub: &fleethub_service_client::ServiceClient<fleethub_service_client::HttpsTransport>,
+    s1: &mut Sender,
+) {
+    use fe2o3_amqp_types::messaging::message::__private::Serializable;
+    let section = |id: &str| {
+        let m = message(
+            &[("batched", SimpleValue::String("yes".into()))],
+            &[],
+            Properties {
+                message_id: Some(MessageId::String(id.into())),
+                ..Properties::default()
+            },
+            id.as_bytes(),
+        );
+        Data(Binary::from(serde_amqp::to_vec(&Serializable(m)).unwrap()))
+    };
+    let outer: Msg = Message {
+        header: None,
+        delivery_annotations: None,
+        message_annotations: None,
+        properties: None,
+        application_properties: None,
+        body: Body::Data(vec![section("b-1"), section("b-2")].into()),
+        footer: None,
+    };
+    let sendable = fe2o3_amqp::Sendable::builder()
+        .message(outer)
+        .message_format(0x8001_3700)
+        .build();
+    assert!(matches!(
+        s1.send(sendable).await.unwrap(),
+        Outcome::Accepted(_)
+    ));
+    let events = events_after(hub, 5).await;
+    for id in ["b-1", "b-2"] {
+        let e = events
+            .iter()
+            .find(|e| e["systemProperties"]["message-id"] == id)
+            .unwrap_or_else(|| panic!("{id} not stored: {events:?}"));
+        assert_eq!(e["deviceId"], "amqp-dev-1");
+        assert_eq!(e["properties"]["batched"], "yes");
+    }
 }
 
 /// Links of an identity without a token are refused; a module token does not open the

@@ -11,11 +11,13 @@ use crate::errors;
 use crate::links::LinkCtx;
 use crate::request::AmqpMessage;
 use fe2o3_amqp::Receiver;
+use fe2o3_amqp_types::messaging::message::DecodeIntoMessage;
 use fe2o3_amqp_types::messaging::{Body, annotations::OwnedKey};
 use fe2o3_amqp_types::primitives::{SimpleValue, Value};
 use fleethub_services::TelemetryIn;
 use fleethub_services::hub::MAX_TELEMETRY_BYTES;
 use futures_util::FutureExt;
+use serde_amqp::read::SliceReader;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -116,6 +118,34 @@ pub fn telemetry_from_message(m: &AmqpMessage) -> TelemetryIn {
 /// (a device's window of unsettled messages), as the MQTT gateway stores a burst.
 const MAX_BATCH: usize = 64;
 
+/// The message format of a batch (Microsoft's): the body's data sections are each one encoded
+/// AMQP message. The C SDK sends all its telemetry so (`iothubtransport_amqp_telemetry_messenger.c`
+/// `AMQP_BATCHING_FORMAT_CODE`).
+pub const BATCH_FORMAT: u32 = 0x8001_3700;
+
+/// The telemetry a delivery carries: one message, or each message of a batch; `Err` for a
+/// batch section that does not decode as a message.
+pub fn telemetry_of_delivery(
+    format: Option<u32>,
+    m: &AmqpMessage,
+) -> Result<Vec<TelemetryIn>, String> {
+    if format != Some(BATCH_FORMAT) {
+        return Ok(vec![telemetry_from_message(m)]);
+    }
+    let Body::Data(sections) = &m.body else {
+        return Err("a batched message must carry its messages as data sections".into());
+    };
+    sections
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            <Body<Value> as DecodeIntoMessage>::decode_message_from_reader(SliceReader::new(&d.0))
+                .map(|inner| telemetry_from_message(&inner))
+                .map_err(|e| format!("message {i} of the batch does not decode: {e}"))
+        })
+        .collect()
+}
+
 /// Serves a telemetry link until it ends, or until the identity's grant ends (closed then
 /// with `amqp:unauthorized-access`; nothing after it is stored).
 pub(crate) async fn serve(link: LinkCtx, mut receiver: Receiver, grant: Arc<DeviceGrant>) {
@@ -160,14 +190,24 @@ pub(crate) async fn serve(link: LinkCtx, mut receiver: Receiver, grant: Arc<Devi
         if let Some(reason) = grant.ended() {
             break Some(reason);
         }
-        // A message over the size limit is refused on its own (the hub stores nothing of a
-        // batch holding one); the others are stored with one write.
-        let (big, ok): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .map(|d| (telemetry_from_message(d.message()), d))
-            .partition(|(m, _)| m.body.len() > MAX_TELEMETRY_BYTES);
-        for (m, d) in big {
-            let settled = match hub.send_telemetry(&principal, m).await {
+        // A delivery holding a message over the size limit is refused on its own (the hub
+        // stores nothing of a batch holding one); the others are stored with one write.
+        let mut ok = Vec::with_capacity(batch.len());
+        let mut big = Vec::new();
+        for d in batch {
+            match telemetry_of_delivery(d.message_format().as_ref().copied(), d.message()) {
+                Ok(msgs) if msgs.iter().any(|m| m.body.len() > MAX_TELEMETRY_BYTES) => {
+                    big.push((msgs, d));
+                }
+                Ok(msgs) => ok.push((msgs, d)),
+                Err(why) => {
+                    tracing::info!(peer = %ctx.peer, identity, "amqp: telemetry refused: {why}");
+                    let _ = receiver.reject(&d, errors::decode(why)).await;
+                }
+            }
+        }
+        for (msgs, d) in big {
+            let settled = match hub.send_telemetry_batch(&principal, msgs).await {
                 Ok(_) => receiver.accept(&d).await,
                 Err(e) => {
                     tracing::info!(peer = %ctx.peer, identity, "amqp: telemetry refused: {e}");
@@ -181,8 +221,10 @@ pub(crate) async fn serve(link: LinkCtx, mut receiver: Receiver, grant: Arc<Devi
         if ok.is_empty() {
             continue;
         }
-        let (msgs, deliveries): (Vec<_>, Vec<_>) = ok.into_iter().unzip();
-        let result = hub.send_telemetry_batch(&principal, msgs).await;
+        let (msgs, deliveries): (Vec<Vec<TelemetryIn>>, Vec<_>) = ok.into_iter().unzip();
+        let result = hub
+            .send_telemetry_batch(&principal, msgs.into_iter().flatten().collect())
+            .await;
         if let Err(e) = &result {
             tracing::info!(peer = %ctx.peer, identity, n = deliveries.len(), "amqp: telemetry refused: {e}");
         }
@@ -251,5 +293,52 @@ mod tests {
         );
         assert_eq!(t.properties.get("level").map(String::as_str), Some("3"));
         assert_eq!(t.body, b"{\"t\":1}");
+    }
+
+    #[test]
+    fn batches_as_the_c_sdk_sends_them() {
+        use fe2o3_amqp_types::messaging::message::__private::Serializable;
+        let inner = |id: &str, body: &[u8]| -> AmqpMessage {
+            Message {
+                header: None,
+                delivery_annotations: None,
+                message_annotations: None,
+                properties: Some(Properties {
+                    message_id: Some(MessageId::String(id.into())),
+                    ..Properties::default()
+                }),
+                application_properties: None,
+                body: Body::Data(vec![Data(Binary::from(body.to_vec()))].into()),
+                footer: None,
+            }
+        };
+        let section =
+            |m: AmqpMessage| Data(Binary::from(serde_amqp::to_vec(&Serializable(m)).unwrap()));
+        let outer: AmqpMessage = Message {
+            header: None,
+            delivery_annotations: None,
+            message_annotations: None,
+            properties: None,
+            application_properties: None,
+            body: Body::Data(vec![section(inner("a", b"1")), section(inner("b", b"22"))].into()),
+            footer: None,
+        };
+        let msgs = telemetry_of_delivery(Some(BATCH_FORMAT), &outer).unwrap();
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(
+            msgs[0]
+                .system_properties
+                .get("message-id")
+                .map(String::as_str),
+            Some("a")
+        );
+        assert_eq!(msgs[1].body, b"22");
+        // The same message without the batch format is one message with its raw sections.
+        assert_eq!(telemetry_of_delivery(None, &outer).unwrap().len(), 1);
+        let garbage: AmqpMessage = Message {
+            body: Body::Data(vec![Data(Binary::from(vec![0xff, 0x00]))].into()),
+            ..outer
+        };
+        assert!(telemetry_of_delivery(Some(BATCH_FORMAT), &garbage).is_err());
     }
 }
