@@ -30,6 +30,10 @@ pub(crate) struct ConnCtx {
     pub links: AtomicUsize,
     /// Reply links of the request/response nodes.
     pub replies: links::reply::Replies,
+    /// Device identities authenticated on `$cbs` (the device plane).
+    pub devices: crate::device::grants::DeviceGrants,
+    /// DPS registration over AMQP (SASL PLAIN login, reply link).
+    pub dps: Arc<crate::dps::DpsConn>,
 }
 
 pub(crate) async fn serve<Io>(
@@ -41,6 +45,7 @@ pub(crate) async fn serve<Io>(
     Io: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
     let claims = Arc::new(Claims::default());
+    let dps = Arc::new(crate::dps::DpsConn::default());
     let acceptor = ConnectionAcceptor::builder()
         .container_id(service.host().to_string())
         .max_frame_size(service.cfg.max_frame_size)
@@ -60,7 +65,8 @@ pub(crate) async fn serve<Io>(
         // is anonymous until it puts a token on $cbs.
         let (header, io) = Rewind::read_header(io).await.map_err(|e| e.to_string())?;
         if header == SASL_HEADER {
-            let sasl = HubSasl::new(service.auth.clone(), claims.clone(), peer.clone());
+            let sasl = HubSasl::new(service.auth.clone(), claims.clone(), peer.clone())
+                .with_dps(dps.clone());
             acceptor
                 .sasl_acceptor(sasl)
                 .build()
@@ -85,6 +91,8 @@ pub(crate) async fn serve<Io>(
         peer: peer.clone(),
         links: AtomicUsize::new(0),
         replies: links::reply::Replies::default(),
+        devices: crate::device::grants::DeviceGrants::default(),
+        dps,
     });
     let mut shutdown = service.shutdown.subscribe();
     let mut sessions = JoinSet::new();

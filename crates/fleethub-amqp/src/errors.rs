@@ -8,6 +8,7 @@ use fe2o3_amqp_types::definitions::{
 };
 use fe2o3_amqp_types::primitives::{Symbol, Value};
 use fleethub_services::ServiceAuthError;
+use fleethub_services::dps::Error as DpsError;
 use fleethub_services::hub::Error as HubError;
 
 /// `com.microsoft:argument-out-of-range` (a partition that does not exist, ...).
@@ -83,6 +84,104 @@ pub fn service_auth_status(e: &ServiceAuthError) -> (i32, String) {
         ServiceAuthError::Unauthorized => (401, "Unauthorized".into()),
         ServiceAuthError::Forbidden(why) => (403, why.clone()),
     }
+}
+
+/// The CBS status of a refused device-plane token (401; the real reason is in the hub's
+/// auth-failure log), or of a hub error while checking it.
+pub fn device_auth_status(e: &HubError) -> (i32, String) {
+    match e {
+        HubError::Unauthorized => (
+            401,
+            "Unauthorized: the device token was refused (the reason is in the hub's auth-failure log)"
+                .into(),
+        ),
+        other => (i32::from(hub_status(other).0), other.to_string()),
+    }
+}
+
+/// HTTP-style status and Azure's 6-digit code of a hub error, as the device plane's replies
+/// carry them (twin `status` annotations), the same as MQTT's twin responses.
+pub fn hub_status(e: &HubError) -> (u16, u32) {
+    use HubError as E;
+    match e {
+        E::Unauthorized => (401, 401_002),
+        E::Invalid(_) | E::PartitionOutOfRange { .. } | E::InvalidConsumerGroupName(_) => {
+            (400, 400_004)
+        }
+        E::DeviceNotFound { .. }
+        | E::ModuleNotFound { .. }
+        | E::ConfigurationNotFound { .. }
+        | E::ConsumerGroupNotFound(_) => (404, 404_001),
+        E::DeviceAlreadyExists { .. }
+        | E::ModuleAlreadyExists { .. }
+        | E::ConfigurationAlreadyExists { .. }
+        | E::ConsumerGroupExists(_)
+        | E::TwinConflict { .. } => (409, 409_001),
+        E::TooManyConsumerGroups { .. } => (403, 403_002),
+        E::PreconditionFailed(_) | E::LockLost { .. } => (412, 412_001),
+        E::QueueFull { .. } => (403, 403_004),
+        E::TooLarge(_) => (413, 413_001),
+        E::Throttled { .. } => (429, 429_001),
+        E::Internal(_) => (500, 500_001),
+    }
+}
+
+/// The `status` and body of a failed twin request: `{"errorCode": 404001, "message": "..."}`.
+pub fn twin_response(e: &HubError) -> (i32, Vec<u8>) {
+    let (status, code) = hub_status(e);
+    let body = serde_json::json!({"errorCode": code, "message": e.to_string()});
+    (
+        i32::from(status),
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+}
+
+/// The AMQP error of a refused DPS request (a rejected delivery or a refused link): the
+/// conditions the provisioning transports translate (`com.microsoft:server-busy` and
+/// `amqp:internal-error` are retried after the `retry-after` in the error's info).
+pub fn dps_error(e: &DpsError, retry_after_secs: u32) -> AmqpErrorFrame {
+    use DpsError as E;
+    let (condition, retry): (ErrorCondition, Option<u64>) = match e {
+        E::Unauthorized => (AmqpError::UnauthorizedAccess.into(), None),
+        E::EnrollmentNotFound { .. }
+        | E::GroupNotFound { .. }
+        | E::LinkedHubNotFound { .. }
+        | E::RegistrationNotFound { .. }
+        | E::OperationNotFound { .. } => (AmqpError::NotFound.into(), None),
+        E::EnrollmentAlreadyExists { .. }
+        | E::GroupAlreadyExists { .. }
+        | E::PreconditionFailed(_) => (AmqpError::PreconditionFailed.into(), None),
+        E::Invalid(_) => (custom(ARGUMENT_ERROR), None),
+        E::TooLarge(_) => (LinkError::MessageSizeExceeded.into(), None),
+        E::Throttled {
+            retry_after_secs, ..
+        } => (custom(SERVER_BUSY), Some(*retry_after_secs)),
+        E::HubUnavailable { .. } => (
+            AmqpError::InternalError.into(),
+            Some(u64::from(retry_after_secs)),
+        ),
+        E::Internal(_) => {
+            tracing::error!(error = %e, "amqp: internal DPS error");
+            (
+                AmqpError::InternalError.into(),
+                Some(u64::from(retry_after_secs)),
+            )
+        }
+    };
+    let info = retry.map(|secs| {
+        let mut f = Fields::new();
+        f.insert(
+            Symbol::from("retry-after"),
+            Value::String(secs.max(1).to_string()),
+        );
+        f
+    });
+    AmqpErrorFrame::new(condition, Some(e.to_string()), info)
+}
+
+/// `amqp:decode-error`: a message that does not decode (e.g. a section of a batch).
+pub fn decode(description: impl Into<String>) -> AmqpErrorFrame {
+    error(AmqpError::DecodeError, description)
 }
 
 /// `amqp:not-found` for a node we do not serve.

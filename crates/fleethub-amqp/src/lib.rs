@@ -1,8 +1,10 @@
-//! fleethub's AMQP 1.0 transport, the service plane of an IoT hub: the Event Hubs-compatible
+//! fleethub's AMQP 1.0 transport. The service plane of an IoT hub: the Event Hubs-compatible
 //! built-in endpoint (receivers on `{eventHub}/ConsumerGroups/{group}/Partitions/{n}`,
 //! `$management`), the redirect from `messages/events`, service-side cloud-to-device sends
 //! (`/messages/devicebound`) and their feedback (`/messages/servicebound/feedback`), with SASL
-//! and claims-based security (`$cbs`).
+//! and claims-based security (`$cbs`). The device plane (`device`): devices and modules
+//! authenticated with `$cbs` tokens (several per connection), their telemetry, cloud-to-device,
+//! twin and method links. DPS registration over AMQP (`dps`).
 //!
 //! Like the MQTT and HTTP transports it calls `fleethub-services` only; the AMQP codec,
 //! connection, session and link state machines are `fe2o3-amqp`'s. Protocol conventions live in
@@ -15,6 +17,8 @@ pub mod c2d;
 pub mod cbs;
 pub mod claims;
 mod connection;
+pub mod device;
+pub mod dps;
 pub mod errors;
 pub mod events;
 pub mod filters;
@@ -24,7 +28,7 @@ pub mod request;
 pub mod rewind;
 pub mod sasl;
 
-use fleethub_services::{Clock, Hub, ServiceAuth};
+use fleethub_services::{Clock, Dps, Hub, ServiceAuth};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -60,6 +64,8 @@ impl Default for AmqpConfig {
 pub struct AmqpService {
     hub: Arc<Hub>,
     auth: Arc<ServiceAuth>,
+    /// The DPS served on the same listener (`{idScope}/registrations/{id}` links), if any.
+    dps: Option<Arc<Dps>>,
     cfg: AmqpConfig,
     clock: Clock,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -69,9 +75,20 @@ pub struct AmqpService {
 impl AmqpService {
     /// `auth` verifies the hub's service tokens (the hub's shared access policies).
     pub fn new(hub: Arc<Hub>, auth: Arc<ServiceAuth>, cfg: AmqpConfig) -> Arc<AmqpService> {
+        Self::new_with_dps(hub, auth, None, cfg)
+    }
+
+    /// [`AmqpService::new`] that also serves device registrations over AMQP with `dps`.
+    pub fn new_with_dps(
+        hub: Arc<Hub>,
+        auth: Arc<ServiceAuth>,
+        dps: Option<Arc<Dps>>,
+        cfg: AmqpConfig,
+    ) -> Arc<AmqpService> {
         Arc::new(AmqpService {
             hub,
             auth,
+            dps,
             cfg,
             clock: Clock::system(),
             shutdown: tokio::sync::watch::Sender::new(false),

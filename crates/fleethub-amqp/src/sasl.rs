@@ -20,11 +20,26 @@ pub struct HubSasl {
     auth: Arc<ServiceAuth>,
     claims: Arc<Claims>,
     peer: String,
+    /// Where a DPS login (user `{idScope}/registrations/{id}`) goes, when DPS is served.
+    dps: Option<Arc<crate::dps::DpsConn>>,
 }
 
 impl HubSasl {
     pub fn new(auth: Arc<ServiceAuth>, claims: Arc<Claims>, peer: String) -> Self {
-        HubSasl { auth, claims, peer }
+        HubSasl {
+            auth,
+            claims,
+            peer,
+            dps: None,
+        }
+    }
+
+    /// Also accepts DPS logins: PLAIN with user name `{idScope}/registrations/{id}` and a SAS
+    /// token, kept for `Dps::authenticate` when the registration's link attaches.
+    #[must_use]
+    pub(crate) fn with_dps(mut self, dps: Arc<crate::dps::DpsConn>) -> Self {
+        self.dps = Some(dps);
+        self
     }
 
     fn outcome(code: SaslCode) -> SaslServerFrame {
@@ -46,6 +61,11 @@ impl HubSasl {
         else {
             return SaslCode::Auth;
         };
+        if let (Some(dps), Some(registration)) = (&self.dps, crate::dps::parse(user)) {
+            tracing::debug!(peer = %self.peer, user, "amqp: SASL PLAIN for DPS: checked when its link attaches");
+            dps.set_login(registration, password.to_string());
+            return SaslCode::Ok;
+        }
         match self
             .auth
             .authorize_token(password, Right::ServiceConnect, "amqp", Some(&self.peer))

@@ -181,9 +181,10 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
     };
 
     let gateway = Gateway::new(dps.clone(), hub.clone(), gateway_config(&cfg));
-    let amqp = fleethub_amqp::AmqpService::new(
+    let amqp = fleethub_amqp::AmqpService::new_with_dps(
         hub.clone(),
         hub_auth.clone(),
+        Some(dps.clone()),
         crate::amqp::amqp_config(&cfg),
     );
     let ws_gateway = gateway.clone();

@@ -80,9 +80,14 @@ pub(crate) enum BenchCommand {
         /// Address dialled instead of --host (default for fleethub: 127.0.0.1).
         #[arg(long)]
         dial: Option<String>,
-        /// MQTT/TLS port (default: mqttPort of server-info.json; mosquitto: 8883).
+        /// MQTT/TLS port (default: mqttPort of server-info.json, amqpPort with --transport
+        /// amqp; mosquitto: 8883).
         #[arg(long)]
         port: Option<u16>,
+        /// The devices' protocol: mqtt, or amqp (fleethub: `$cbs` put-token and a sender on
+        /// /devices/{id}/messages/events, acknowledged by the disposition).
+        #[arg(long, default_value = "mqtt")]
+        transport: fleethub_bench::telemetry::DeviceTransport,
         /// CA certificate (PEM) (default: caCertPath of server-info.json).
         #[arg(long)]
         tls_ca: Option<PathBuf>,
@@ -177,6 +182,7 @@ pub(crate) async fn run(cmd: BenchCommand) -> Result<()> {
             host,
             dial,
             port,
+            transport,
             tls_ca,
             data_dir,
             server_pid,
@@ -215,13 +221,18 @@ pub(crate) async fn run(cmd: BenchCommand) -> Result<()> {
                     let info = ServerInfo::read(&data_dir)?;
                     opts.host = host.unwrap_or(info.hub_host.clone());
                     opts.dial = Some(dial.unwrap_or_else(|| "127.0.0.1".into()));
-                    opts.port = port.unwrap_or(info.mqtt_port);
+                    opts.transport = transport;
+                    opts.port = port.unwrap_or(match transport {
+                        fleethub_bench::telemetry::DeviceTransport::Mqtt => info.mqtt_port,
+                        fleethub_bench::telemetry::DeviceTransport::Amqp => info.amqp_port,
+                    });
                     opts.https_port = info.https_port;
                     opts.ca_pem_path = tls_ca.unwrap_or(PathBuf::from(&info.ca_cert_path));
                     opts.hub_service_connection_string =
                         Some(info.hub_service_connection_string.clone());
                 }
                 Target::Mosquitto => {
+                    opts.transport = transport;
                     opts.host = host.unwrap_or_else(|| "localhost".into());
                     opts.dial = dial;
                     opts.port = port.unwrap_or(8883);

@@ -59,7 +59,7 @@ type Acceptor = LinkAcceptor<fn(Source) -> Option<Source>, fn(Target) -> Option<
 
 /// The link acceptor of every link: receiver-settle-mode `first` only (a delivery is settled by
 /// our one disposition, as Azure does; clients asking for `second` get `first`).
-fn link_acceptor() -> Acceptor {
+pub(crate) fn link_acceptor() -> Acceptor {
     LinkAcceptor::builder()
         .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
         .fallback_receiver_settle_mode(ReceiverSettleMode::First)
@@ -85,7 +85,7 @@ pub(crate) async fn refuse(session: &mut ListenerSessionHandle, attach: Attach, 
 }
 
 /// Accepts the link as a local sender (the client receives).
-async fn accept_sender(
+pub(crate) async fn accept_sender(
     session: &mut ListenerSessionHandle,
     attach: Attach,
 ) -> Option<fe2o3_amqp::Sender> {
@@ -103,7 +103,7 @@ async fn accept_sender(
 }
 
 /// Accepts the link as a local receiver (the client sends).
-async fn accept_receiver(
+pub(crate) async fn accept_receiver(
     session: &mut ListenerSessionHandle,
     attach: Attach,
 ) -> Option<fe2o3_amqp::Receiver> {
@@ -138,6 +138,14 @@ pub(crate) async fn accept(
         .await;
         return None;
     };
+    // DPS registration over AMQP (`{idScope}/registrations/{id}`).
+    if let Some(reg) = crate::dps::parse(&address) {
+        return crate::dps::links::accept(link, session, attach, reg).await;
+    }
+    // The device plane (`/devices/{d}/...`): identities authenticated on $cbs.
+    if let Some(device) = crate::device::address::parse(&address) {
+        return crate::device::accept(link, session, attach, device).await;
+    }
     let node = addresses::parse(&address, &event_hub);
     let role = attach.role.clone();
     tracing::debug!(peer = %ctx.peer, link = %attach.name, %address, ?role, "amqp: attach");

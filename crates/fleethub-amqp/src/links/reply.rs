@@ -104,6 +104,10 @@ pub(crate) async fn serve_requests(link: LinkCtx, mut receiver: Receiver, kind: 
         let _ = receiver.accept(&delivery).await;
         let req = delivery.into_message();
         let reply = match kind {
+            Kind::Cbs if let Some(target) = crate::device::cbs::device_target(&req) => {
+                let (status, description) = crate::device::cbs::put_token(&ctx, &req, target).await;
+                request::reply(&req, status, &description, Body::Empty)
+            }
             Kind::Cbs => {
                 let out = crate::cbs::handle(&req, &ctx.service.auth, &ctx.peer);
                 if let Some(grant) = out.grant {

@@ -20,6 +20,7 @@
 //!
 //! Every phase is bounded in time, and publishing also in message count.
 
+pub mod device_conn;
 mod handle;
 mod options;
 mod report;
@@ -38,6 +39,7 @@ use tokio::time::Instant;
 
 use crate::hub_service::HubService;
 use crate::stats::Histogram;
+pub use device_conn::DeviceTransport;
 use handle::WorkerHandle;
 pub use options::{Launcher, MAX_INFLIGHT, Target, TelemetryBenchOptions};
 use options::{split, validate};
@@ -68,7 +70,11 @@ pub async fn run_telemetry_bench(
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let ids: Vec<String> = (0..opts.devices).map(|i| format!("tb-{run}-{i}")).collect();
     let mut report = TelemetryBenchReport {
-        target: opts.target.to_string(),
+        // `fleethub (amqp)` when the devices speak AMQP.
+        target: match opts.transport {
+            DeviceTransport::Mqtt => opts.target.to_string(),
+            DeviceTransport::Amqp => format!("{} (amqp)", opts.target),
+        },
         mode: match (opts.connect_only, opts.rate) {
             (true, _) => "connect-only".into(),
             (false, Some(_)) => "rate".into(),
@@ -118,6 +124,7 @@ pub async fn run_telemetry_bench(
             host: opts.host.clone(),
             dial: opts.dial.clone(),
             port: opts.port,
+            transport: opts.transport,
             ca_pem_path: opts.ca_pem_path.clone(),
             device_key: device_key.clone(),
             device_ids: ids[range].to_vec(),

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::DeviceTransport;
+
 #[cfg(doc)]
 use super::run_telemetry_bench;
 #[cfg(doc)]
@@ -82,8 +84,10 @@ pub struct TelemetryBenchOptions {
     pub host: String,
     /// Address dialled instead of `host` (e.g. 127.0.0.1).
     pub dial: Option<String>,
-    /// MQTT/TLS port.
+    /// MQTT/TLS port, or the AMQPS port with [`DeviceTransport::Amqp`].
     pub port: u16,
+    /// The devices' protocol (fleethub only for AMQP).
+    pub transport: DeviceTransport,
     pub ca_pem_path: PathBuf,
     /// fleethub: `HostName=...;SharedAccessKeyName=...;SharedAccessKey=...` of the hub.
     pub hub_service_connection_string: Option<String>,
@@ -117,6 +121,7 @@ impl Default for TelemetryBenchOptions {
             host: "localhost".into(),
             dial: None,
             port: 8883,
+            transport: DeviceTransport::Mqtt,
             ca_pem_path: PathBuf::new(),
             hub_service_connection_string: None,
             https_port: 443,
@@ -166,6 +171,10 @@ pub(super) fn validate(opts: &TelemetryBenchOptions) -> anyhow::Result<()> {
     anyhow::ensure!(
         opts.payload_bytes <= 256 * 1024,
         "payload-bytes must be at most 262144"
+    );
+    anyhow::ensure!(
+        opts.transport == DeviceTransport::Mqtt || opts.target == Target::Fleethub,
+        "AMQP devices need --target fleethub"
     );
     if opts.target == Target::Fleethub {
         anyhow::ensure!(

@@ -263,6 +263,7 @@ fn worker_spec(
         host: base.host.clone(),
         dial: base.dial.clone(),
         port: base.port,
+        transport: base.transport,
         ca_pem_path: base.ca_pem_path.clone(),
         device_key: device_key.cloned(),
         device_ids: ids.to_vec(),

@@ -1,5 +1,5 @@
-//! One load-generating worker: connects its share of the devices over MQTT/TLS, reports
-//! how many connected, waits for the go signal, then publishes QoS 1 telemetry (or holds
+//! One load-generating worker: connects its share of the devices over MQTT/TLS or AMQPS
+//! (`device_conn`), reports how many connected, waits for the go signal, then publishes QoS 1 telemetry (or holds
 //! the idle connections) for the measurement window and reports what it saw.
 //!
 //! The same code runs in the benchmark's own process ([`super::Launcher::InProcess`]) or in
@@ -14,8 +14,9 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use fleethub_device::{ClientTlsConfig, MqttClient, MqttOptions};
+
+use super::device_conn::{AmqpDevice, DeviceConn, DeviceTransport};
 use fleethub_iot_protocol::{hub, identity};
-use fleethub_mqtt_codec::QoS;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Semaphore, oneshot};
@@ -44,7 +45,11 @@ pub struct WorkerSpec {
     pub host: String,
     /// Address dialled instead of `host` (the certificate is still checked for `host`).
     pub dial: Option<String>,
+    /// MQTT/TLS port, or the AMQPS port with [`DeviceTransport::Amqp`].
     pub port: u16,
+    /// MQTT (default) or AMQP.
+    #[serde(default)]
+    pub transport: DeviceTransport,
     pub ca_pem_path: PathBuf,
     /// Symmetric key of every device (fleethub); `None`: no credentials (mosquitto).
     pub device_key: Option<String>,
@@ -105,21 +110,26 @@ pub enum WorkerEvent {
     Result(WorkerResult),
 }
 
+/// The device's SAS token, valid for the whole run.
+fn device_token(spec: &WorkerSpec, id: &str, key: &str) -> anyhow::Result<String> {
+    let expiry = fleethub_core::time_util::now_unix()
+        + (spec.connect_phase_ms + spec.warmup_ms + spec.duration_ms) / 1000
+        + TOKEN_SLACK_SECS;
+    fleethub_core::sas::build_token(
+        &identity::hub_sas_resource(&spec.host, id, None),
+        key,
+        expiry,
+        None,
+    )
+    .context("cannot sign a device SAS token")
+}
+
 fn device_options(spec: &WorkerSpec, id: &str) -> anyhow::Result<MqttOptions> {
     let opts =
         MqttOptions::new(id).with_keep_alive(Duration::from_secs(spec.keep_alive_secs.max(1)));
     Ok(match (&spec.target, &spec.device_key) {
         (Target::Fleethub, Some(key)) => {
-            let expiry = fleethub_core::time_util::now_unix()
-                + (spec.connect_phase_ms + spec.warmup_ms + spec.duration_ms) / 1000
-                + TOKEN_SLACK_SECS;
-            let token = fleethub_core::sas::build_token(
-                &identity::hub_sas_resource(&spec.host, id, None),
-                key,
-                expiry,
-                None,
-            )
-            .context("cannot sign a device SAS token")?;
+            let token = device_token(spec, id, key)?;
             opts.with_credentials(
                 identity::hub_username(&spec.host, id, None, DEVICE_API_VERSION, None),
                 token.into_bytes(),
@@ -132,8 +142,18 @@ fn device_options(spec: &WorkerSpec, id: &str) -> anyhow::Result<MqttOptions> {
 async fn connect_one(
     tls: &ClientTlsConfig,
     spec: &WorkerSpec,
-    opts: MqttOptions,
-) -> Result<MqttClient, String> {
+    id: &str,
+) -> Result<DeviceConn, String> {
+    if spec.transport == DeviceTransport::Amqp {
+        let key = spec
+            .device_key
+            .as_deref()
+            .ok_or("AMQP devices need a device key")?;
+        let token = device_token(spec, id, key).map_err(|e| format!("{e:#}"))?;
+        let d = AmqpDevice::connect(tls, &spec.host, spec.port, id, &token).await?;
+        return Ok(DeviceConn::Amqp(Arc::new(d)));
+    }
+    let opts = device_options(spec, id).map_err(|e| format!("{e:#}"))?;
     let stream = tls
         .connect(&spec.host, spec.port)
         .await
@@ -141,7 +161,7 @@ async fn connect_one(
     let (client, _incoming) = MqttClient::connect(stream, opts)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(client)
+    Ok(DeviceConn::Mqtt(client))
 }
 
 /// Connects every device of the spec, `connect_concurrency` at a time, within
@@ -149,7 +169,7 @@ async fn connect_one(
 async fn connect_all(
     spec: &Arc<WorkerSpec>,
     tls: &ClientTlsConfig,
-) -> (Vec<(usize, MqttClient)>, ConnectedReport) {
+) -> (Vec<(usize, DeviceConn)>, ConnectedReport) {
     let started = Instant::now();
     let phase_end = started + Duration::from_millis(spec.connect_phase_ms);
     let permits = Arc::new(Semaphore::new(spec.connect_concurrency.max(1)));
@@ -172,12 +192,8 @@ async fn connect_all(
         tasks.spawn(async move {
             let _permit = permit;
             let id = &spec.device_ids[i];
-            let opts = match device_options(&spec, id) {
-                Ok(o) => o,
-                Err(e) => return (i, Err(format!("{e:#}"))),
-            };
             let t0 = Instant::now();
-            let r = match tokio::time::timeout_at(phase_end, connect_one(&tls, &spec, opts)).await {
+            let r = match tokio::time::timeout_at(phase_end, connect_one(&tls, &spec, id)).await {
                 Ok(Ok(c)) => Ok((c, t0.elapsed())),
                 Ok(Err(e)) => Err(format!("{id}: {e}")),
                 Err(_) => Err(format!("{id}: connect phase over")),
@@ -197,11 +213,11 @@ async fn connect_all(
     (clients, report)
 }
 
-type ConnectOutcome = (usize, Result<(MqttClient, Duration), String>);
+type ConnectOutcome = (usize, Result<(DeviceConn, Duration), String>);
 
 fn record_connect(
     r: Result<ConnectOutcome, tokio::task::JoinError>,
-    clients: &mut Vec<(usize, MqttClient)>,
+    clients: &mut Vec<(usize, DeviceConn)>,
     report: &mut ConnectedReport,
     latency: &mut Histogram,
 ) {
@@ -241,7 +257,7 @@ struct Window {
 /// One publishing lane of a device: publish, wait for the PUBACK, repeat (on a schedule
 /// when rate-limited); `inflight` lanes per device make its window.
 async fn publish_lane(
-    client: MqttClient,
+    client: DeviceConn,
     topic: String,
     payload: Bytes,
     schedule: Option<(Instant, Duration)>,
@@ -263,7 +279,7 @@ async fn publish_lane(
             break;
         }
         let deadline = (t0 + PUBACK_TIMEOUT).min(w.end);
-        let publish = client.publish(topic.clone(), QoS::AtLeastOnce, payload.clone());
+        let publish = client.send(&topic, payload.clone());
         match tokio::time::timeout_at(deadline, publish).await {
             Ok(Ok(())) => {
                 let t1 = Instant::now();
@@ -278,7 +294,7 @@ async fn publish_lane(
             }
             Ok(Err(e)) => {
                 st.errors += 1;
-                st.first_error.get_or_insert(e.to_string());
+                st.first_error.get_or_insert(e);
                 if client.is_closed() {
                     break;
                 }
@@ -400,7 +416,7 @@ where
     Ok(())
 }
 
-async fn disconnect_all(clients: Vec<(usize, MqttClient)>) {
+async fn disconnect_all(clients: Vec<(usize, DeviceConn)>) {
     let mut tasks = JoinSet::new();
     for (_, c) in clients {
         tasks.spawn(async move {
@@ -475,6 +491,7 @@ mod tests {
             host: "hub.test".into(),
             dial: None,
             port: 1,
+            transport: DeviceTransport::Mqtt,
             ca_pem_path: PathBuf::new(),
             device_key: Some(fleethub_core::keys::generate_key()),
             device_ids: vec!["d1".into()],
