@@ -123,6 +123,7 @@ pub fn hub_status(e: &HubError) -> (u16, u32) {
         E::TooLarge(_) => (413, 413_001),
         E::Throttled { .. } => (429, 429_001),
         E::Internal(_) => (500, 500_001),
+        E::Unavailable { .. } => (503, 503_000),
     }
 }
 
@@ -155,8 +156,9 @@ pub fn dps_error(e: &DpsError, retry_after_secs: u32) -> AmqpErrorFrame {
         E::TooLarge(_) => (LinkError::MessageSizeExceeded.into(), None),
         E::Throttled {
             retry_after_secs, ..
-        } => (custom(SERVER_BUSY), Some(*retry_after_secs)),
-        E::HubUnavailable { .. } => (
+        }
+        | E::Unavailable { retry_after_secs } => (custom(SERVER_BUSY), Some(*retry_after_secs)),
+        E::HubUnavailable { .. } | E::WebhookUnavailable => (
             AmqpError::InternalError.into(),
             Some(u64::from(retry_after_secs)),
         ),
