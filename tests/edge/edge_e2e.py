@@ -334,13 +334,18 @@ def main():
                                                  if engine else "")
 
         def reported():
-            twin = hub.request("GET", "/twins/%s/modules/$edgeAgent" % reg_id)
-            rep = twin["properties"]["reported"]
-            if rep.get("lastDesiredStatus", {}).get("code") != 200:
-                raise AssertionError("lastDesiredStatus %s" % rep.get("lastDesiredStatus"))
-            mods = rep.get("modules", {})
-            if any(mods.get(m, {}).get("runtimeStatus") != "running" for m in ("emitter", "receiver")):
-                raise AssertionError("modules reported %s" % json.dumps(mods)[:500])
+            # The agent reports at start and then every status_report_interval (5 s): a module
+            # that started after the last report shows "running" in the next one.
+            def running():
+                twin = hub.request("GET", "/twins/%s/modules/$edgeAgent" % reg_id)
+                rep = twin["properties"]["reported"]
+                if rep.get("lastDesiredStatus", {}).get("code") != 200:
+                    raise AssertionError("lastDesiredStatus %s" % rep.get("lastDesiredStatus"))
+                mods = rep.get("modules", {})
+                if any(mods.get(m, {}).get("runtimeStatus") != "running" for m in ("emitter", "receiver")):
+                    raise AssertionError("modules reported %s" % json.dumps(mods)[:500])
+                return True
+            wait_for("$edgeAgent reporting emitter and receiver running", running, 30)
             return "lastDesiredStatus 200, emitter and receiver running"
 
         def deployment_metrics():
