@@ -1428,3 +1428,46 @@ async fn every_post_needs_the_csrf_token() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn enrollments_are_filtered_by_id_and_sorted() {
+    let f = fixture();
+    let (cookie, csrf) = owner(&f).await;
+    for id in ["plant-a", "plant-b", "office-1"] {
+        post(
+            &f.app,
+            "/ui/enrollments/new",
+            Some(&cookie),
+            &[("csrf", &csrf), ("registration_id", id)],
+        )
+        .await;
+    }
+    post(
+        &f.app,
+        "/ui/groups/new",
+        Some(&cookie),
+        &[("csrf", &csrf), ("id", "plant-group")],
+    )
+    .await;
+    post(
+        &f.app,
+        "/ui/groups/new",
+        Some(&cookie),
+        &[("csrf", &csrf), ("id", "office-group")],
+    )
+    .await;
+    let plant = get(&f.app, "/ui/enrollments?filter=PLANT", Some(&cookie)).await;
+    assert_eq!(plant.status, StatusCode::OK);
+    assert!(
+        plant.body.contains(">plant-a<")
+            && plant.body.contains(">plant-b<")
+            && plant.body.contains(">plant-group<")
+    );
+    assert!(!plant.body.contains(">office-1<") && !plant.body.contains(">office-group<"));
+    let sorted = get(&f.app, "/ui/enrollments?sort=updated", Some(&cookie)).await;
+    let (a, o) = (
+        sorted.body.find(">plant-a<").unwrap(),
+        sorted.body.find(">office-1<").unwrap(),
+    );
+    assert!(o < a, "the most recently updated first");
+}
