@@ -4,6 +4,7 @@
 use crate::AmqpService;
 use crate::claims::Claims;
 use crate::errors;
+use crate::late_frames::LateFrames;
 use crate::links::{self, LinkCtx};
 use crate::rewind::{Rewind, SASL_HEADER};
 use crate::sasl::HubSasl;
@@ -59,6 +60,7 @@ pub(crate) async fn serve<Io>(
         // SASL or not is the client's choice (its protocol header); without SASL the client
         // is anonymous until it puts a token on $cbs.
         let (header, io) = Rewind::read_header(io).await.map_err(|e| e.to_string())?;
+        let io = LateFrames::new(io);
         if header == SASL_HEADER {
             let sasl = HubSasl::new(service.auth.clone(), claims.clone(), peer.clone());
             acceptor

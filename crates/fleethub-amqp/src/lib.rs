@@ -18,6 +18,7 @@ mod connection;
 pub mod errors;
 pub mod events;
 pub mod filters;
+pub mod late_frames;
 mod links;
 mod management;
 pub mod request;
