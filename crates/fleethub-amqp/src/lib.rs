@@ -14,6 +14,7 @@ pub mod addresses;
 pub mod c2d;
 pub mod cbs;
 pub mod claims;
+pub mod coalesced_writes;
 mod connection;
 pub mod errors;
 pub mod events;
