@@ -200,13 +200,14 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, p: Prepared) {
             let generation = generations
                 .get(&ev.message.device_id)
                 .and_then(Option::as_deref);
-            let mut message = events::event_message(&ev, generation);
+            let sequence_number = ev.sequence_number;
+            let mut message = events::event_message(ev, generation);
             if let Some(m) = &metric {
                 message.delivery_annotations = Some(runtime_info(m, service.clock.unix_ms()));
             }
             tokio::select! {
                 r = sender.send_batchable(message) => match r {
-                    Ok(_settlement) => next = ev.sequence_number + 1,
+                    Ok(_settlement) => next = sequence_number + 1,
                     Err(e) => {
                         tracing::debug!(peer = %ctx.peer, partition = p.partition, "amqp: receiver ended: {e}");
                         break 'link End::Gone;
