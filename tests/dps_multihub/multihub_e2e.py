@@ -42,6 +42,10 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 FLEETHUB = os.environ.get("FLEETHUB_BIN", os.path.join(ROOT, "target", "release", "fleethub"))
 WORK = os.path.abspath(os.environ.get("FLEETHUB_MULTIHUB_WORK", os.path.join(ROOT, ".ci-work", "multihub")))
 ADDR1, ADDR2 = os.environ.get("FLEETHUB_MULTIHUB_ADDRS", "127.0.0.31 127.0.0.32").split()
+# The environment of every fleethub process this test starts: without the FLEETHUB_* settings of the
+# caller (scripts/test.sh exports FLEETHUB_CA_CERT and connection strings for its own server, which the
+# CLI would take instead of these servers' data directories).
+FLEETHUB_ENV = {k: v for k, v in os.environ.items() if not k.startswith("FLEETHUB_")}
 DPS_HOST, HUB1, HUB2 = "dps.multihub.test", "hub1.multihub.test", "hub2.multihub.test"
 HOSTS_MARK = "# fleethub-dps-multihub test"
 HOSTS_LINES = ["%s %s %s %s" % (ADDR1, DPS_HOST, HUB1, HOSTS_MARK),
@@ -106,12 +110,14 @@ class Server:
         self.log_path = os.path.join(WORK, name + ".log")
         args = [FLEETHUB, "serve", "--data-dir", self.data, "--dps-hostname", dps_host, "--hub-hostname", hub_host,
                 "--bind", addr, "--ca-cert", ca[0], "--ca-key", ca[1]]
-        self.proc = subprocess.Popen(args, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
+                                     env=FLEETHUB_ENV)
         servers.append(self)
         deadline = time.monotonic() + 60
         while True:
             expect(self.proc.poll() is None, "%s exited at start-up:\n%s" % (name, self.tail()))
-            r = subprocess.run([FLEETHUB, "info", "--data-dir", self.data, "--output", "json"], capture_output=True)
+            r = subprocess.run([FLEETHUB, "info", "--data-dir", self.data, "--output", "json"], capture_output=True,
+                               env=FLEETHUB_ENV)
             if r.returncode == 0 and all(self.port_open(p) for p in (443, 8883)):
                 self.info = json.loads(r.stdout)
                 return
@@ -134,7 +140,7 @@ class Server:
 
     def cli(self, *args):
         r = subprocess.run([FLEETHUB, *args, "--data-dir", self.data, "--output", "json"], capture_output=True,
-                           text=True, timeout=60)
+                           text=True, timeout=60, env=FLEETHUB_ENV)
         expect(r.returncode == 0, "fleethub %s: %s" % (" ".join(args), r.stderr.strip()))
         return json.loads(r.stdout) if r.stdout.strip() else None
 

@@ -3,7 +3,9 @@
 
 use crate::AmqpService;
 use crate::claims::Claims;
+use crate::coalesced_writes::CoalescedWrites;
 use crate::errors;
+use crate::late_frames::LateFrames;
 use crate::links::{self, LinkCtx};
 use crate::rewind::{Rewind, SASL_HEADER};
 use crate::sasl::HubSasl;
@@ -63,7 +65,9 @@ pub(crate) async fn serve<Io>(
     let open = async {
         // SASL or not is the client's choice (its protocol header); without SASL the client
         // is anonymous until it puts a token on $cbs.
+        let io = CoalescedWrites::new(io);
         let (header, io) = Rewind::read_header(io).await.map_err(|e| e.to_string())?;
+        let io = LateFrames::new(io);
         if header == SASL_HEADER {
             let sasl = HubSasl::new(service.auth.clone(), claims.clone(), peer.clone())
                 .with_dps(dps.clone());

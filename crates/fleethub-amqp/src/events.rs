@@ -14,33 +14,46 @@ use fe2o3_amqp_types::messaging::{
 };
 use fe2o3_amqp_types::primitives::{Binary, SimpleValue, Symbol, Timestamp, Value};
 use fleethub_services::hub::PartitionEvent;
+use std::sync::Arc;
+
+/// `iothub-connection-auth-method` of a device that authenticated with a SAS token, as IoT Hub
+/// writes it.
+const DEVICE_SAS: &str =
+    r#"{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#;
+/// The same for a module.
+const MODULE_SAS: &str =
+    r#"{"scope":"module","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#;
 
 /// The `iothub-connection-auth-method` of a device (or module) that authenticated with a SAS
 /// token, as IoT Hub writes it.
 pub fn auth_method(module: bool) -> String {
-    let scope = if module { "module" } else { "device" };
-    format!(r#"{{"scope":"{scope}","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}}"#)
+    if module { MODULE_SAS } else { DEVICE_SAS }.to_string()
 }
 
 fn annotation(a: &mut MessageAnnotations, key: &str, value: Value) {
     a.0.insert(OwnedKey::Symbol(Symbol::from(key)), value);
 }
 
-/// The AMQP message of one event; `generation_id` is the sending device's, when known.
-pub fn event_message(ev: &PartitionEvent, generation_id: Option<&str>) -> AmqpMessage {
-    let m = &ev.message;
-    let enqueued = Timestamp::from_milliseconds(ev.enqueued_time_utc_ms);
+/// The AMQP message of one event; `generation_id` is the sending device's, when known. The
+/// event is consumed: its strings and body move into the message (one event is sent once).
+pub fn event_message(ev: PartitionEvent, generation_id: Option<&str>) -> AmqpMessage {
+    let PartitionEvent {
+        sequence_number,
+        offset,
+        enqueued_time_utc_ms,
+        message,
+        ..
+    } = ev;
+    let m = Arc::try_unwrap(message).unwrap_or_else(|shared| (*shared).clone());
+    let mut sys = m.system_properties;
+    let enqueued = Timestamp::from_milliseconds(enqueued_time_utc_ms);
     let mut ann = MessageAnnotations::default();
     annotation(
         &mut ann,
         "x-opt-sequence-number",
-        Value::Long(ev.sequence_number),
+        Value::Long(sequence_number),
     );
-    annotation(
-        &mut ann,
-        "x-opt-offset",
-        Value::String(ev.offset.to_string()),
-    );
+    annotation(&mut ann, "x-opt-offset", Value::String(offset.to_string()));
     annotation(
         &mut ann,
         "x-opt-enqueued-time",
@@ -49,19 +62,20 @@ pub fn event_message(ev: &PartitionEvent, generation_id: Option<&str>) -> AmqpMe
     annotation(
         &mut ann,
         "iothub-connection-device-id",
-        Value::String(m.device_id.clone()),
+        Value::String(m.device_id),
     );
-    if let Some(module) = &m.module_id {
+    let module = m.module_id.is_some();
+    if let Some(module) = m.module_id {
         annotation(
             &mut ann,
             "iothub-connection-module-id",
-            Value::String(module.clone()),
+            Value::String(module),
         );
     }
     annotation(
         &mut ann,
         "iothub-connection-auth-method",
-        Value::String(auth_method(m.module_id.is_some())),
+        Value::String(auth_method(module)),
     );
     if let Some(g) = generation_id {
         annotation(
@@ -71,13 +85,12 @@ pub fn event_message(ev: &PartitionEvent, generation_id: Option<&str>) -> AmqpMe
         );
     }
     annotation(&mut ann, "iothub-enqueuedtime", Value::Timestamp(enqueued));
-    let source = m
-        .system_properties
+    let source = sys
         .get("iothub-message-source")
         .cloned()
         .unwrap_or_else(|| "Telemetry".to_string());
     annotation(&mut ann, "iothub-message-source", Value::String(source));
-    for (k, v) in &m.system_properties {
+    for (k, v) in &sys {
         // Routing-related system properties IoT Hub also forwards as annotations.
         if matches!(
             k.as_str(),
@@ -86,19 +99,18 @@ pub fn event_message(ev: &PartitionEvent, generation_id: Option<&str>) -> AmqpMe
             annotation(&mut ann, k, Value::String(v.clone()));
         }
     }
-    let sys = |k: &str| m.system_properties.get(k).cloned();
     let properties = Properties {
-        message_id: sys("message-id").map(MessageId::String),
-        correlation_id: sys("correlation-id").map(MessageId::String),
-        user_id: sys("user-id").map(|u| Binary::from(u.into_bytes())),
-        content_type: sys("content-type").map(Symbol::from),
-        content_encoding: sys("content-encoding").map(Symbol::from),
-        to: sys("to"),
+        message_id: sys.remove("message-id").map(MessageId::String),
+        correlation_id: sys.remove("correlation-id").map(MessageId::String),
+        user_id: sys.remove("user-id").map(|u| Binary::from(u.into_bytes())),
+        content_type: sys.remove("content-type").map(Symbol::from),
+        content_encoding: sys.remove("content-encoding").map(Symbol::from),
+        to: sys.remove("to"),
         ..Properties::default()
     };
     let mut app = ApplicationProperties::default();
-    for (k, v) in &m.properties {
-        app.0.insert(k.clone(), SimpleValue::String(v.clone()));
+    for (k, v) in m.properties {
+        app.0.insert(k, SimpleValue::String(v));
     }
     Message {
         header: None,
@@ -106,7 +118,7 @@ pub fn event_message(ev: &PartitionEvent, generation_id: Option<&str>) -> AmqpMe
         message_annotations: Some(ann),
         properties: Some(properties),
         application_properties: Some(app),
-        body: Body::Data(vec![Data(Binary::from(m.body.clone()))].into()),
+        body: Body::Data(vec![Data(Binary::from(m.body))].into()),
         footer: None,
     }
 }
@@ -115,7 +127,6 @@ pub fn event_message(ev: &PartitionEvent, generation_id: Option<&str>) -> AmqpMe
 mod tests {
     use super::*;
     use fleethub_services::TelemetryMessage;
-    use std::sync::Arc;
 
     fn get<'a>(m: &'a AmqpMessage, key: &str) -> Option<&'a Value> {
         m.message_annotations
@@ -153,7 +164,7 @@ mod tests {
             enqueued_time_utc_ms: 1_767_225_600_000,
             message: Arc::new(msg),
         };
-        let m = event_message(&ev, Some("gen-1"));
+        let m = event_message(ev, Some("gen-1"));
         assert_eq!(get(&m, "x-opt-sequence-number"), Some(&Value::Long(5)));
         assert_eq!(get(&m, "x-opt-offset"), Some(&Value::String("77".into())));
         assert_eq!(

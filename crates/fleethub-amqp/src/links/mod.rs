@@ -84,6 +84,19 @@ pub(crate) async fn refuse(session: &mut ListenerSessionHandle, attach: Attach, 
     }
 }
 
+/// How long the redirect's Detach waits after the Attach: the clients that follow redirects
+/// (the azure-sdk-for-js `iothubConnectionString` sample, IoT Explorer) register their error
+/// handler only once the attach completed, and miss a Detach that arrives in the same read as
+/// the Attach (writes are coalesced, `coalesced_writes`). See `docs/protocol-notes.md`,
+/// "AMQP: the redirect's timing".
+const REDIRECT_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Detaches an accepted receiver with `amqp:link:redirect`, [`REDIRECT_DELAY`] after its Attach.
+async fn redirect_later(s: fe2o3_amqp::Sender, error: AmqpError) {
+    tokio::time::sleep(REDIRECT_DELAY).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, s.close_with_error(error)).await;
+}
+
 /// Accepts the link as a local sender (the client receives).
 pub(crate) async fn accept_sender(
     session: &mut ListenerSessionHandle,
@@ -221,13 +234,9 @@ pub(crate) async fn accept(
                 rest
             );
             tracing::debug!(peer = %ctx.peer, %address, %target, "amqp: redirecting to the Event Hubs-compatible endpoint");
-            refuse(
-                session,
-                attach,
-                errors::redirect(service.host(), service.cfg.port, &target),
-            )
-            .await;
-            None
+            let error = errors::redirect(service.host(), service.cfg.port, &target);
+            let s = accept_sender(session, attach).await?;
+            Some(Box::pin(redirect_later(s, error)))
         }
         (
             Node::Partition {

@@ -7,6 +7,7 @@
 
 use super::LinkCtx;
 use super::epochs::{Refusal, Registration};
+use crate::claims::Claims;
 use crate::errors;
 use crate::events;
 use crate::filters;
@@ -15,8 +16,10 @@ use fe2o3_amqp_types::definitions::Error as AmqpError;
 use fe2o3_amqp_types::messaging::{DeliveryAnnotations, annotations::OwnedKey};
 use fe2o3_amqp_types::performatives::Attach;
 use fe2o3_amqp_types::primitives::{Symbol, Timestamp, Value};
+use fleethub_services::Clock;
 use fleethub_services::hub::PartitionProperties;
 use std::collections::HashMap;
+use tokio::sync::Notify;
 
 /// Most events read from the store at once per receiver.
 pub const PAGE: usize = 256;
@@ -146,6 +149,16 @@ enum End {
     Close(AmqpError),
 }
 
+/// Resolves when the receiver must be closed by us: a higher epoch took the partition, or the
+/// token that covers it expired. Created once per link and polled beside every wait (a new
+/// timer per event would cost more than the event).
+async fn closed_by_us(stolen: &Notify, claims: &Claims, resource: &str, clock: &Clock) -> End {
+    tokio::select! {
+        () = stolen.notified() => End::Close(errors::stolen("a receiver with a higher epoch took the partition")),
+        () = claims.wait_expired(resource, clock) => End::Close(errors::unauthorized("the token expired and was not renewed")),
+    }
+}
+
 /// Sends the partition's events until the link ends.
 pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, p: Prepared) {
     let ctx = link.conn.clone();
@@ -164,6 +177,8 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, p: Prepared) {
         }
     };
     let stolen = p.registration.stolen.clone();
+    let closing = closed_by_us(&stolen, &ctx.claims, &p.resource, &service.clock);
+    tokio::pin!(closing);
     let mut next = p.start;
     let end = 'link: loop {
         watch.borrow_and_update();
@@ -175,8 +190,7 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, p: Prepared) {
             tokio::select! {
                 r = watch.changed() => if r.is_err() { break 'link End::Gone },
                 _ = sender.on_detach() => break 'link End::Gone,
-                () = stolen.notified() => break 'link End::Close(errors::stolen("a receiver with a higher epoch took the partition")),
-                () = ctx.claims.wait_expired(&p.resource, &service.clock) => break 'link End::Close(errors::unauthorized("the token expired and was not renewed")),
+                end = &mut closing => break 'link end,
             }
             continue;
         }
@@ -200,20 +214,20 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, p: Prepared) {
             let generation = generations
                 .get(&ev.message.device_id)
                 .and_then(Option::as_deref);
-            let mut message = events::event_message(&ev, generation);
+            let sequence_number = ev.sequence_number;
+            let mut message = events::event_message(ev, generation);
             if let Some(m) = &metric {
                 message.delivery_annotations = Some(runtime_info(m, service.clock.unix_ms()));
             }
             tokio::select! {
                 r = sender.send_batchable(message) => match r {
-                    Ok(_settlement) => next = ev.sequence_number + 1,
+                    Ok(_settlement) => next = sequence_number + 1,
                     Err(e) => {
                         tracing::debug!(peer = %ctx.peer, partition = p.partition, "amqp: receiver ended: {e}");
                         break 'link End::Gone;
                     }
                 },
-                () = stolen.notified() => break 'link End::Close(errors::stolen("a receiver with a higher epoch took the partition")),
-                () = ctx.claims.wait_expired(&p.resource, &service.clock) => break 'link End::Close(errors::unauthorized("the token expired and was not renewed")),
+                end = &mut closing => break 'link end,
             }
         }
     };
