@@ -8,6 +8,7 @@ pub mod container;
 pub mod dispatch;
 pub mod logs;
 pub mod process;
+mod supervisors;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -3,7 +3,6 @@
 //! log file, restarts it per `restartPolicy` with exponential back-off (status `backoff`
 //! while waiting) and stops it with SIGTERM, then SIGKILL after a grace period.
 
-use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -14,10 +13,10 @@ use chrono::Utc;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::backoff::{Backoff, should_restart};
 use super::logs::LogFile;
+use super::supervisors::{Ctl, Supervisors, lock};
 use super::{DesiredStatus, ModuleRuntime, ModuleSpec, ModuleState, RuntimeError, RuntimeStatus};
 use crate::state::safe_name;
 
@@ -34,75 +33,20 @@ pub struct ProcessSettings {
     pub stop_timeout: Duration,
 }
 
-enum Ctl {
-    Restart,
-    Stop,
-}
-
-struct Handle {
-    spec: ModuleSpec,
-    state: Arc<Mutex<ModuleState>>,
-    ctl: mpsc::UnboundedSender<Ctl>,
-    task: JoinHandle<()>,
-}
-
-/// A module's spec and its live state.
-type Observed = (ModuleSpec, Arc<Mutex<ModuleState>>);
-
 /// The OS-process [`ModuleRuntime`].
 pub struct ProcessRuntime {
     settings: ProcessSettings,
-    modules: tokio::sync::Mutex<BTreeMap<String, Handle>>,
-    /// Snapshot for the synchronous `list`.
-    states: Mutex<BTreeMap<String, Observed>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    supervisors: Supervisors,
 }
 
 impl ProcessRuntime {
     pub fn new(settings: ProcessSettings) -> ProcessRuntime {
+        // A supervisor stops its process within the grace period; a little more for the rest.
+        let stop_bound = settings.stop_timeout + Duration::from_secs(5);
         ProcessRuntime {
             settings,
-            modules: tokio::sync::Mutex::new(BTreeMap::new()),
-            states: Mutex::new(BTreeMap::new()),
+            supervisors: Supervisors::new(stop_bound),
         }
-    }
-
-    fn start(&self, spec: ModuleSpec) -> Handle {
-        let state = Arc::new(Mutex::new(ModuleState::new(&spec)));
-        let (tx, rx) = mpsc::unbounded_channel();
-        let log = LogFile::new(
-            self.settings
-                .logs_dir
-                .join(format!("{}.log", safe_name(&spec.name))),
-            self.settings.log_max_bytes,
-        );
-        let task = tokio::spawn(supervise(
-            spec.clone(),
-            state.clone(),
-            rx,
-            self.settings.clone(),
-            Arc::new(Mutex::new(log)),
-        ));
-        lock(&self.states).insert(spec.name.clone(), (spec.clone(), state.clone()));
-        Handle {
-            spec,
-            state,
-            ctl: tx,
-            task,
-        }
-    }
-
-    async fn stop_handle(&self, h: Handle) {
-        let _ = h.ctl.send(Ctl::Stop);
-        let bound = self.settings.stop_timeout + Duration::from_secs(5);
-        let mut task = h.task;
-        if tokio::time::timeout(bound, &mut task).await.is_err() {
-            task.abort();
-        }
-        let _ = h.state;
     }
 }
 
@@ -115,73 +59,45 @@ impl ModuleRuntime for ProcessRuntime {
                 reason: "settings.command is empty".into(),
             });
         }
-        let mut modules = self.modules.lock().await;
-        if let Some(h) = modules.get(&spec.name) {
-            if h.spec == spec {
-                return Ok(());
-            }
-            let old = modules.remove(&spec.name).expect("present");
-            tracing::info!(module = spec.name, "module changed; restarting it");
-            self.stop_handle(old).await;
-        }
-        let name = spec.name.clone();
-        let handle = self.start(spec);
-        modules.insert(name, handle);
+        let settings = self.settings.clone();
+        self.supervisors
+            .apply(spec, "module changed; restarting it", |spec, state, ctl| {
+                let log = LogFile::new(
+                    settings
+                        .logs_dir
+                        .join(format!("{}.log", safe_name(&spec.name))),
+                    settings.log_max_bytes,
+                );
+                tokio::spawn(supervise(
+                    spec,
+                    state,
+                    ctl,
+                    settings,
+                    Arc::new(Mutex::new(log)),
+                ))
+            })
+            .await;
         Ok(())
     }
 
     async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
-        let h = self
-            .modules
-            .lock()
-            .await
-            .remove(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.into()))?;
-        self.stop_handle(h).await;
-        lock(&self.states).remove(name);
-        Ok(())
+        self.supervisors.remove(name).await
     }
 
     async fn restart(&self, name: &str) -> Result<(), RuntimeError> {
-        let modules = self.modules.lock().await;
-        let h = modules
-            .get(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.into()))?;
-        h.ctl.send(Ctl::Restart).map_err(|_| RuntimeError::Failed {
-            module: name.into(),
-            reason: "the module's supervisor has ended".into(),
-        })
+        self.supervisors.restart(name).await
     }
 
     fn list(&self) -> Vec<ModuleState> {
-        lock(&self.states)
-            .values()
-            .map(|(_, s)| lock(s).clone())
-            .collect()
+        self.supervisors.list()
     }
 
     fn spec(&self, name: &str) -> Option<ModuleSpec> {
-        lock(&self.states).get(name).map(|(s, _)| s.clone())
+        self.supervisors.spec(name)
     }
 
     async fn shutdown(&self) {
-        let all: Vec<Handle> = std::mem::take(&mut *self.modules.lock().await)
-            .into_values()
-            .collect();
-        let stops = all.into_iter().map(|h| self.stop_handle(h));
-        futures_join_all(stops).await;
-        lock(&self.states).clear();
-    }
-}
-
-/// Awaits every future (small local join_all).
-async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: impl Iterator<Item = F>) {
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    for f in set {
-        f.await;
+        self.supervisors.shutdown().await;
     }
 }
 

@@ -11,17 +11,14 @@ pub mod logs;
 pub mod spec;
 mod supervise;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use std::time::Duration;
 
 pub use spec::{ContainerSpec, PullPolicy, RegistryCredential};
 
 use super::backoff::Backoff;
+use super::supervisors::Supervisors;
 use super::{ModuleRuntime, ModuleSpec, ModuleState, RuntimeError};
 use crate::config::MobySettings;
 
@@ -43,36 +40,20 @@ pub struct ContainerSettings {
     pub poll_interval: Duration,
 }
 
-enum Ctl {
-    Restart,
-    Stop,
-}
-
-struct Handle {
-    spec: ModuleSpec,
-    ctl: mpsc::UnboundedSender<Ctl>,
-    task: JoinHandle<()>,
-}
-
-type Observed = (ModuleSpec, Arc<Mutex<ModuleState>>);
-
 /// The container [`ModuleRuntime`].
 pub struct ContainerRuntime {
     settings: ContainerSettings,
-    modules: tokio::sync::Mutex<BTreeMap<String, Handle>>,
-    states: Mutex<BTreeMap<String, Observed>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    supervisors: Supervisors,
 }
 
 impl ContainerRuntime {
     pub fn new(settings: ContainerSettings) -> ContainerRuntime {
+        // Stopping a container (the engine's stop with the grace period, then removal) takes
+        // longer than stopping a process.
+        let stop_bound = settings.stop_timeout + Duration::from_secs(15);
         ContainerRuntime {
             settings,
-            modules: tokio::sync::Mutex::new(BTreeMap::new()),
-            states: Mutex::new(BTreeMap::new()),
+            supervisors: Supervisors::new(stop_bound),
         }
     }
 
@@ -110,32 +91,6 @@ impl ContainerRuntime {
         }
         ids.len()
     }
-
-    fn start(&self, spec: ModuleSpec) -> Handle {
-        let state = Arc::new(Mutex::new(ModuleState::new(&spec)));
-        let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(supervise::run(
-            spec.clone(),
-            state.clone(),
-            rx,
-            self.settings.clone(),
-        ));
-        lock(&self.states).insert(spec.name.clone(), (spec.clone(), state));
-        Handle {
-            spec,
-            ctl: tx,
-            task,
-        }
-    }
-
-    async fn stop_handle(&self, h: Handle) {
-        let _ = h.ctl.send(Ctl::Stop);
-        let bound = self.settings.stop_timeout + Duration::from_secs(15);
-        let mut task = h.task;
-        if tokio::time::timeout(bound, &mut task).await.is_err() {
-            task.abort();
-        }
-    }
 }
 
 #[async_trait::async_trait]
@@ -153,63 +108,34 @@ impl ModuleRuntime for ContainerRuntime {
                 reason: "settings.image is empty".into(),
             });
         }
-        let mut modules = self.modules.lock().await;
-        if let Some(h) = modules.get(&spec.name) {
-            if h.spec == spec {
-                return Ok(());
-            }
-            let old = modules.remove(&spec.name).expect("present");
-            tracing::info!(
-                module = spec.name,
-                "module changed; replacing its container"
-            );
-            self.stop_handle(old).await;
-        }
-        let name = spec.name.clone();
-        let handle = self.start(spec);
-        modules.insert(name, handle);
+        let settings = self.settings.clone();
+        self.supervisors
+            .apply(
+                spec,
+                "module changed; replacing its container",
+                |spec, state, ctl| tokio::spawn(supervise::run(spec, state, ctl, settings)),
+            )
+            .await;
         Ok(())
     }
 
     async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
-        let h = self
-            .modules
-            .lock()
-            .await
-            .remove(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.into()))?;
-        self.stop_handle(h).await;
-        lock(&self.states).remove(name);
-        Ok(())
+        self.supervisors.remove(name).await
     }
 
     async fn restart(&self, name: &str) -> Result<(), RuntimeError> {
-        let modules = self.modules.lock().await;
-        let h = modules
-            .get(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.into()))?;
-        h.ctl.send(Ctl::Restart).map_err(|_| RuntimeError::Failed {
-            module: name.into(),
-            reason: "the module's supervisor has ended".into(),
-        })
+        self.supervisors.restart(name).await
     }
 
     fn list(&self) -> Vec<ModuleState> {
-        lock(&self.states)
-            .values()
-            .map(|(_, s)| lock(s).clone())
-            .collect()
+        self.supervisors.list()
     }
 
     fn spec(&self, name: &str) -> Option<ModuleSpec> {
-        lock(&self.states).get(name).map(|(s, _)| s.clone())
+        self.supervisors.spec(name)
     }
 
     async fn shutdown(&self) {
-        let all: Vec<Handle> = std::mem::take(&mut *self.modules.lock().await)
-            .into_values()
-            .collect();
-        futures_util::future::join_all(all.into_iter().map(|h| self.stop_handle(h))).await;
-        lock(&self.states).clear();
+        self.supervisors.shutdown().await;
     }
 }

@@ -11,11 +11,12 @@ use bollard::query_parameters::{
 use chrono::Utc;
 use tokio::sync::mpsc;
 
+use super::ContainerSettings;
 use super::create::{self, Additions, Networking};
 use super::engine::{self, EngineError};
 use super::spec::privileged_request;
-use super::{ContainerSettings, Ctl};
 use crate::runtime::backoff::should_restart;
+use crate::runtime::supervisors::Ctl;
 use crate::runtime::{DesiredStatus, ModuleSpec, ModuleState, RuntimeStatus};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
