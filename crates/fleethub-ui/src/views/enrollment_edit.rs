@@ -8,7 +8,9 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use fleethub_api::dps::{AttestationMechanism, InitialTwin, status_enabled};
+use fleethub_api::dps::{
+    AttestationMechanism, InitialTwin, SymmetricKeyAttestation, status_enabled,
+};
 use fleethub_services::{Right, dps};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -20,6 +22,59 @@ use crate::page;
 use crate::viewer::Viewer;
 
 const WRITE: &str = "EnrollmentWrite (a DPS policy such as provisioningserviceowner)";
+
+/// The parts an enrollment page and a group page share: the keys (shown only when asked), the
+/// initial twin, and for writers the edit and delete forms.
+pub struct Shown<'a> {
+    /// The page's path (`/ui/groups/{id}` or `/ui/enrollments/{id}`).
+    pub base: &'a str,
+    pub keys: Option<&'a SymmetricKeyAttestation>,
+    /// `?keys=show`.
+    pub show_keys: bool,
+    pub editable: Editable<'a>,
+    /// What the delete button says (`group g1`, `enrollment e1`).
+    pub delete_label: String,
+    /// What deleting keeps, for the hint above the button.
+    pub delete_keeps: &'static str,
+}
+
+/// The keys section of an enrollment or group page.
+pub fn keys(p: &Shown<'_>) -> Markup {
+    let base = p.base;
+    html! {
+        h2 { "Keys" }
+        @if p.show_keys {
+            @if let Some(k) = p.keys {
+                p { "Primary key: " code { (k.primary_key.as_deref().unwrap_or("-")) } }
+                p { "Secondary key: " code { (k.secondary_key.as_deref().unwrap_or("-")) } }
+            }
+            p { a href=(base) { "Hide keys" } }
+        } @else {
+            p { a href=(format!("{base}?keys=show")) { "Show keys" } }
+        }
+    }
+}
+
+/// The initial twin, the edit form and the delete form of an enrollment or group page (the
+/// forms only for a viewer with `EnrollmentWrite`).
+pub fn twin_and_forms(viewer: &Viewer, p: &Shown<'_>) -> Markup {
+    let base = p.base;
+    html! {
+        @if let Some(twin) = p.editable.initial_twin {
+            h2 { "Initial twin" }
+            (page::json_block(&serde_json::to_value(twin).unwrap_or_default()))
+        }
+        @if viewer.can(Right::EnrollmentWrite) {
+            (form(viewer, &format!("{base}/edit"), &p.editable))
+            h2 { "Delete" }
+            form method="post" action=(format!("{base}/delete")) {
+                (page::csrf_field(viewer))
+                p.hint { "Deleting the " (p.delete_keeps) }
+                button.danger type="submit" { "Delete " (p.delete_label) }
+            }
+        }
+    }
+}
 
 /// The fields the edit form changes, as stored.
 pub struct Editable<'a> {

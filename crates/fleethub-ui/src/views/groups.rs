@@ -171,6 +171,18 @@ pub async fn show(
         _ => None,
     };
     let base = format!("/ui/groups/{}", page::encode(&group.enrollment_group_id));
+    let shown = super::enrollment_edit::Shown {
+        base: &base,
+        keys: group.attestation.symmetric_key.as_ref(),
+        show_keys,
+        editable: super::enrollment_edit::Editable {
+            etag: group.etag.as_deref(),
+            provisioning_status: &group.provisioning_status,
+            initial_twin: group.initial_twin.as_ref(),
+        },
+        delete_label: format!("group {}", group.enrollment_group_id),
+        delete_keeps: "group keeps its registration records and the devices' identities.",
+    };
     let body = html! {
         (page::notice(q.done.as_deref()))
         table {
@@ -182,16 +194,7 @@ pub async fn show(
                 tr { th { "Updated" } td { (group.last_updated_date_time_utc.as_deref().unwrap_or("-")) } }
             }
         }
-        h2 { "Keys" }
-        @if show_keys {
-            @if let Some(k) = &group.attestation.symmetric_key {
-                p { "Primary key: " code { (k.primary_key.as_deref().unwrap_or("-")) } }
-                p { "Secondary key: " code { (k.secondary_key.as_deref().unwrap_or("-")) } }
-            }
-            p { a href=(base) { "Hide keys" } }
-        } @else {
-            p { a href=(format!("{base}?keys=show")) { "Show keys" } }
-        }
+        (super::enrollment_edit::keys(&shown))
         h2 { "Derive a device key" }
         form method="get" action=(base) {
             label for="derive" { "Registration ID" }
@@ -200,10 +203,6 @@ pub async fn show(
         }
         @if let (Some(reg), Some(key)) = (derive, &derived) {
             p { "Device key for " code { (reg) } ": " code { (key) } }
-        }
-        @if let Some(twin) = &group.initial_twin {
-            h2 { "Initial twin" }
-            (page::json_block(&serde_json::to_value(twin).unwrap_or_default()))
         }
         @if let Some(records) = &records {
             h2 { "Registration records" }
@@ -235,19 +234,7 @@ pub async fn show(
                 (page::next_page(&base, "page", records.continuation.as_deref(), "More records"))
             }
         }
-        @if viewer.can(Right::EnrollmentWrite) {
-            (super::enrollment_edit::form(&viewer, &format!("{base}/edit"), &super::enrollment_edit::Editable {
-                etag: group.etag.as_deref(),
-                provisioning_status: &group.provisioning_status,
-                initial_twin: group.initial_twin.as_ref(),
-            }))
-            h2 { "Delete" }
-            form method="post" action=(format!("{base}/delete")) {
-                (page::csrf_field(&viewer))
-                p.hint { "Deleting the group keeps its registration records and the devices' identities." }
-                button.danger type="submit" { "Delete group " (group.enrollment_group_id) }
-            }
-        }
+        (super::enrollment_edit::twin_and_forms(&viewer, &shown))
     };
     Ok(page::frame(
         &viewer,

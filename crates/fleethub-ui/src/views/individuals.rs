@@ -130,6 +130,18 @@ pub async fn show(
     let e = state.dps.get_enrollment(&id).await?;
     let base = format!("/ui/enrollments/{}", page::encode(&e.registration_id));
     let state_of = e.registration_state.as_ref();
+    let shown = super::enrollment_edit::Shown {
+        base: &base,
+        keys: e.attestation.symmetric_key.as_ref(),
+        show_keys: q.keys.as_deref() == Some("show"),
+        editable: super::enrollment_edit::Editable {
+            etag: e.etag.as_deref(),
+            provisioning_status: &e.provisioning_status,
+            initial_twin: e.initial_twin.as_ref(),
+        },
+        delete_label: format!("enrollment {}", e.registration_id),
+        delete_keeps: "enrollment keeps its registration record and the device's identity.",
+    };
     let body = html! {
         (page::notice(q.done.as_deref()))
         table {
@@ -141,33 +153,8 @@ pub async fn show(
                 tr { th { "Assigned hub" } td { (state_of.and_then(|r| r.assigned_hub.as_deref()).unwrap_or("-")) } }
             }
         }
-        h2 { "Keys" }
-        @if q.keys.as_deref() == Some("show") {
-            @if let Some(k) = &e.attestation.symmetric_key {
-                p { "Primary key: " code { (k.primary_key.as_deref().unwrap_or("-")) } }
-                p { "Secondary key: " code { (k.secondary_key.as_deref().unwrap_or("-")) } }
-            }
-            p { a href=(base) { "Hide keys" } }
-        } @else {
-            p { a href=(format!("{base}?keys=show")) { "Show keys" } }
-        }
-        @if let Some(twin) = &e.initial_twin {
-            h2 { "Initial twin" }
-            (page::json_block(&serde_json::to_value(twin).unwrap_or_default()))
-        }
-        @if viewer.can(Right::EnrollmentWrite) {
-            (super::enrollment_edit::form(&viewer, &format!("{base}/edit"), &super::enrollment_edit::Editable {
-                etag: e.etag.as_deref(),
-                provisioning_status: &e.provisioning_status,
-                initial_twin: e.initial_twin.as_ref(),
-            }))
-            h2 { "Delete" }
-            form method="post" action=(format!("{base}/delete")) {
-                (page::csrf_field(&viewer))
-                p.hint { "Deleting the enrollment keeps its registration record and the device's identity." }
-                button.danger type="submit" { "Delete enrollment " (e.registration_id) }
-            }
-        }
+        (super::enrollment_edit::keys(&shown))
+        (super::enrollment_edit::twin_and_forms(&viewer, &shown))
     };
     Ok(page::frame(
         &viewer,
