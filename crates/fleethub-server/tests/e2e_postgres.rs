@@ -7,12 +7,10 @@
 mod common;
 
 use common::{ServerProcess, free_port};
-use fleethub_device::{DeviceClient, DeviceClientOptions, Message, ReconnectPolicy};
 use fleethub_service_client::{CaTrust, Credentials, HttpsTransport, ServiceClient};
 use fleethub_store::TelemetryStore;
 use fleethub_store_postgres::{PgStore, throwaway::Throwaway};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn postgres() -> Throwaway {
@@ -133,49 +131,7 @@ async fn two_nodes_share_identity_registry_and_telemetry() {
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
 
     // Telemetry acknowledged by node 1 survives its kill -9 in the shared log.
-    let cs = format!(
-        "HostName={};DeviceId=pg-1;SharedAccessKey={key}",
-        n1.info.hub_host
-    );
-    let opts = DeviceClientOptions {
-        ca_pem_file: Some(n1.ca_pem()),
-        port: n1.mqtt_port,
-        connect_address: Some("127.0.0.1".into()),
-        reconnect: ReconnectPolicy {
-            enabled: false,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let client = Arc::new(
-        DeviceClient::from_connection_string(&cs, opts)
-            .await
-            .unwrap(),
-    );
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let sender = {
-        let (client, acked) = (client.clone(), acked.clone());
-        tokio::spawn(async move {
-            for i in 0..100_000u32 {
-                let id = format!("m-{i}");
-                let msg = Message::new(format!("{{\"seq\":{i}}}")).with_message_id(id.clone());
-                match client.send_event(msg).await {
-                    Ok(()) => acked.lock().unwrap().push(id),
-                    Err(_) => return,
-                }
-            }
-        })
-    };
-    for _ in 0..400 {
-        if acked.lock().unwrap().len() >= 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    n1.kill9();
-    let _ = tokio::time::timeout(Duration::from_secs(30), sender).await;
-    client.close().await;
-    let acked = acked.lock().unwrap().clone();
+    let acked = common::device::acked_until_kill9(&mut n1, "pg-1", &key, 200).await;
     assert!(
         acked.len() >= 50,
         "too few messages: {}\n{}",

@@ -4,11 +4,8 @@
 mod common;
 
 use common::ServerProcess;
-use fleethub_device::{DeviceClient, DeviceClientOptions, Message, ReconnectPolicy};
 use fleethub_service_client::{CaTrust, Credentials, HttpsTransport, ServiceClient};
 use fleethub_store::TelemetryStore;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 async fn create_device(s: &ServerProcess, id: &str) -> String {
     let credentials =
@@ -34,49 +31,7 @@ async fn create_device(s: &ServerProcess, id: &str) -> String {
 async fn kill9_loses_no_acknowledged_telemetry() {
     let mut s = ServerProcess::start();
     let key = create_device(&s, "durable-1").await;
-    let cs = format!(
-        "HostName={};DeviceId=durable-1;SharedAccessKey={key}",
-        s.info.hub_host
-    );
-    let opts = DeviceClientOptions {
-        ca_pem_file: Some(s.ca_pem()),
-        port: s.mqtt_port,
-        connect_address: Some("127.0.0.1".into()),
-        reconnect: ReconnectPolicy {
-            enabled: false,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let client = Arc::new(
-        DeviceClient::from_connection_string(&cs, opts)
-            .await
-            .unwrap(),
-    );
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let sender = {
-        let (client, acked) = (client.clone(), acked.clone());
-        tokio::spawn(async move {
-            for i in 0..100_000u32 {
-                let id = format!("m-{i}");
-                let msg = Message::new(format!("{{\"seq\":{i}}}")).with_message_id(id.clone());
-                match client.send_event(msg).await {
-                    Ok(()) => acked.lock().unwrap().push(id),
-                    Err(_) => return,
-                }
-            }
-        })
-    };
-    for _ in 0..400 {
-        if acked.lock().unwrap().len() >= 300 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    s.kill9();
-    let _ = tokio::time::timeout(Duration::from_secs(30), sender).await;
-    client.close().await;
-    let acked = acked.lock().unwrap().clone();
+    let acked = common::device::acked_until_kill9(&mut s, "durable-1", &key, 300).await;
     assert!(
         acked.len() >= 100,
         "too few messages before the kill: {}\n{}",

@@ -112,3 +112,60 @@ pub async fn connect_with_keep_alive(
     }
     dev
 }
+
+/// Sends telemetry from device `device_id` (symmetric key `key`) over MQTT as fast as PUBACKs come
+/// back, kills the server with SIGKILL once `before_kill` messages were acknowledged (or after
+/// 10 s), and returns the message ids that were acknowledged before the connection died.
+pub async fn acked_until_kill9(
+    s: &mut ServerProcess,
+    device_id: &str,
+    key: &str,
+    before_kill: usize,
+) -> Vec<String> {
+    use fleethub_device::{DeviceClient, DeviceClientOptions, Message, ReconnectPolicy};
+    use std::sync::Mutex;
+    use std::time::Duration;
+    let cs = format!(
+        "HostName={};DeviceId={device_id};SharedAccessKey={key}",
+        s.info.hub_host
+    );
+    let opts = DeviceClientOptions {
+        ca_pem_file: Some(s.ca_pem()),
+        port: s.mqtt_port,
+        connect_address: Some("127.0.0.1".into()),
+        reconnect: ReconnectPolicy {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let client = Arc::new(
+        DeviceClient::from_connection_string(&cs, opts)
+            .await
+            .unwrap(),
+    );
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let sender = {
+        let (client, acked) = (client.clone(), acked.clone());
+        tokio::spawn(async move {
+            for i in 0..100_000u32 {
+                let id = format!("m-{i}");
+                let msg = Message::new(format!("{{\"seq\":{i}}}")).with_message_id(id.clone());
+                match client.send_event(msg).await {
+                    Ok(()) => acked.lock().unwrap().push(id),
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+    for _ in 0..400 {
+        if acked.lock().unwrap().len() >= before_kill {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    s.kill9();
+    let _ = tokio::time::timeout(Duration::from_secs(30), sender).await;
+    client.close().await;
+    acked.lock().unwrap().clone()
+}
