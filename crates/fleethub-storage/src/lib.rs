@@ -278,6 +278,51 @@ impl Precondition {
     }
 }
 
+/// Checks a write precondition against the current etag of the record (`None`: no record), as
+/// every backend must: `MustNotExist` needs no record, `IfMatch` a record with that etag.
+pub fn check_write(
+    cond: &Precondition,
+    kind: &'static str,
+    id: &str,
+    current: Option<&str>,
+) -> Result<()> {
+    match cond {
+        Precondition::MustNotExist if current.is_some() => Err(StoreError::AlreadyExists {
+            kind,
+            id: id.to_string(),
+        }),
+        Precondition::IfMatch(_) if current.is_none() => Err(StoreError::NotFound {
+            kind,
+            id: id.to_string(),
+        }),
+        Precondition::IfMatch(want) if !etag_matches(want, current) => {
+            Err(StoreError::EtagMismatch {
+                kind,
+                id: id.to_string(),
+            })
+        }
+        Precondition::Any | Precondition::MustNotExist | Precondition::IfMatch(_) => Ok(()),
+    }
+}
+
+/// Checks a delete precondition against the current etag (`None`: no record): the record must
+/// exist, and match an `IfMatch` etag.
+pub fn check_delete(
+    cond: &Precondition,
+    kind: &'static str,
+    id: &str,
+    current: Option<&str>,
+) -> Result<()> {
+    let id = id.to_string();
+    match (cond, current) {
+        (_, None) => Err(StoreError::NotFound { kind, id }),
+        (Precondition::Any, Some(_)) => Ok(()),
+        (Precondition::MustNotExist, Some(_)) => Err(StoreError::AlreadyExists { kind, id }),
+        (Precondition::IfMatch(want), current) if etag_matches(want, current) => Ok(()),
+        (Precondition::IfMatch(_), Some(_)) => Err(StoreError::EtagMismatch { kind, id }),
+    }
+}
+
 /// Normalises an etag for comparison: strips `W/` and surrounding quotes.
 pub fn normalize_etag(s: &str) -> &str {
     let s = s.trim();

@@ -5,7 +5,7 @@
 use crate::cached::Cached;
 use crate::{Result, db};
 use deadpool_postgres::GenericClient;
-use fleethub_storage::{Page, PageRequest, Precondition, StoreError, etag_matches};
+use fleethub_storage::{Page, PageRequest, Precondition, StoreError};
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt::Write as _;
 
@@ -32,48 +32,7 @@ pub(crate) fn lower(s: &str) -> String {
     s.to_ascii_lowercase()
 }
 
-/// Checks a write precondition against the current etag (None = no row).
-pub(crate) fn check(
-    cond: &Precondition,
-    kind: &'static str,
-    id: &str,
-    current: Option<&str>,
-) -> Result<()> {
-    match cond {
-        Precondition::MustNotExist if current.is_some() => Err(StoreError::AlreadyExists {
-            kind,
-            id: id.to_string(),
-        }),
-        Precondition::IfMatch(_) if current.is_none() => Err(StoreError::NotFound {
-            kind,
-            id: id.to_string(),
-        }),
-        Precondition::IfMatch(want) if !etag_matches(want, current) => {
-            Err(StoreError::EtagMismatch {
-                kind,
-                id: id.to_string(),
-            })
-        }
-        Precondition::Any | Precondition::MustNotExist | Precondition::IfMatch(_) => Ok(()),
-    }
-}
-
-/// Checks a delete precondition against the current etag (None = no row).
-pub(crate) fn check_delete(
-    cond: &Precondition,
-    kind: &'static str,
-    id: &str,
-    current: Option<&str>,
-) -> Result<()> {
-    let id = id.to_string();
-    match (cond, current) {
-        (_, None) => Err(StoreError::NotFound { kind, id }),
-        (Precondition::Any, Some(_)) => Ok(()),
-        (Precondition::MustNotExist, Some(_)) => Err(StoreError::AlreadyExists { kind, id }),
-        (Precondition::IfMatch(want), current) if etag_matches(want, current) => Ok(()),
-        (Precondition::IfMatch(_), Some(_)) => Err(StoreError::EtagMismatch { kind, id }),
-    }
-}
+pub(crate) use fleethub_storage::{check_delete, check_write as check};
 
 /// (etag, doc) of a row, locked for the rest of the transaction (`FOR UPDATE`): a concurrent
 /// writer on any node waits until this transaction ends, then sees its result.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::{Page, PageRequest, Precondition, Result, StoreError, etag_matches};
+use crate::{Page, PageRequest, Precondition, Result, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -50,49 +50,7 @@ pub(crate) fn get_doc<T: DeserializeOwned>(
     }
 }
 
-/// Checks a write precondition against the current etag (None = no row).
-pub(crate) fn check(
-    cond: &Precondition,
-    kind: &'static str,
-    id: &str,
-    current: Option<&str>,
-) -> Result<()> {
-    match cond {
-        Precondition::MustNotExist if current.is_some() => Err(StoreError::AlreadyExists {
-            kind,
-            id: id.to_string(),
-        }),
-        Precondition::IfMatch(_) if current.is_none() => Err(StoreError::NotFound {
-            kind,
-            id: id.to_string(),
-        }),
-        Precondition::IfMatch(want) if !etag_matches(want, current) => {
-            Err(StoreError::EtagMismatch {
-                kind,
-                id: id.to_string(),
-            })
-        }
-        Precondition::Any | Precondition::MustNotExist | Precondition::IfMatch(_) => Ok(()),
-    }
-}
-
-/// Checks a delete precondition against the current etag (None = no row): the row must
-/// exist, and match an `IfMatch` etag.
-pub(crate) fn check_delete(
-    cond: &Precondition,
-    kind: &'static str,
-    id: &str,
-    current: Option<&str>,
-) -> Result<()> {
-    let id = id.to_string();
-    match (cond, current) {
-        (_, None) => Err(StoreError::NotFound { kind, id }),
-        (Precondition::Any, Some(_)) => Ok(()),
-        (Precondition::MustNotExist, Some(_)) => Err(StoreError::AlreadyExists { kind, id }),
-        (Precondition::IfMatch(want), current) if etag_matches(want, current) => Ok(()),
-        (Precondition::IfMatch(_), Some(_)) => Err(StoreError::EtagMismatch { kind, id }),
-    }
-}
+pub(crate) use fleethub_storage::{check_delete, check_write as check};
 
 pub(crate) fn upsert(
     conn: &Connection,
