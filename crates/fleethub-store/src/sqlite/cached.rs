@@ -38,11 +38,15 @@ mod tests {
     #[test]
     fn cached_statements_run_and_stay_prepared() {
         let c = Connection::open_in_memory().unwrap();
-        c.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)").unwrap();
+        c.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+            .unwrap();
         for i in 0..3 {
             assert_eq!(
-                c.execute_cached("INSERT INTO t (k, v) VALUES (?1, ?2)", rusqlite::params![format!("k{i}"), i])
-                    .unwrap(),
+                c.execute_cached(
+                    "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                    rusqlite::params![format!("k{i}"), i]
+                )
+                .unwrap(),
                 1
             );
         }
@@ -51,11 +55,17 @@ mod tests {
             .unwrap();
         assert_eq!(v, 2);
         // a missing row is the same error as with query_row
-        let missing = c.query_row_cached("SELECT v FROM t WHERE k = ?1", ["nope"], |r| r.get::<_, i64>(0));
+        let missing = c.query_row_cached("SELECT v FROM t WHERE k = ?1", ["nope"], |r| {
+            r.get::<_, i64>(0)
+        });
         assert!(matches!(missing, Err(rusqlite::Error::QueryReturnedNoRows)));
         // both statements sit in the cache: flushing it is the only way to see, so check that
         // preparing them again does not fail and the cache is in use
         c.flush_prepared_statement_cache();
-        assert_eq!(c.execute_cached("DELETE FROM t WHERE k = ?1", ["k0"]).unwrap(), 1);
+        assert_eq!(
+            c.execute_cached("DELETE FROM t WHERE k = ?1", ["k0"])
+                .unwrap(),
+            1
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Configurations (IoT Edge deployments at scale) and per-device manual edge content.
 
-use super::cached::CachedStatements;
 use super::SqliteStore;
+use super::cached::CachedStatements;
 use super::docs::{check, check_delete, decode, encode};
 use crate::{ConfigurationStore, Precondition, Result, StoreError};
 use async_trait::async_trait;

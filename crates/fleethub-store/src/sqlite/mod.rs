@@ -25,9 +25,9 @@ use crate::{
     RegistrationRecord, Result, StoreError, TelemetryMessage,
 };
 use async_trait::async_trait;
+use cached::CachedStatements;
 use docs::{check, check_delete, decode, encode, get_doc, get_row, new_etag, upsert};
 use fleethub_api::{DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment, time::now_utc};
-use cached::CachedStatements;
 use pool::Pool;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
