@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 const PUBLISH_QUEUE: usize = 4096;
 /// How much longer than the method's own timeout a caller waits for the remote node's answer.
 const METHOD_SLACK: Duration = Duration::from_secs(5);
+/// How long a starting node waits for its first connection to NATS.
+const FIRST_CONNECT: Duration = Duration::from_secs(5);
 /// The longest pause between reconnect attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 
@@ -31,8 +33,6 @@ pub struct NatsBus {
     client: async_nats::Client,
     node_id: String,
     subjects: Subjects,
-    /// Whether the client is connected now (set by its event callback).
-    up: Arc<AtomicBool>,
     publish: mpsc::Sender<(String, Bytes)>,
 }
 
@@ -61,8 +61,18 @@ impl NatsBus {
             .connect(url)
             .await
             .map_err(|e| Error::Nats(e.to_string()))?;
-        if client.connection_state() == async_nats::connection::State::Connected {
-            up.store(true, Ordering::SeqCst);
+        // A node starts ready for cross-node calls when NATS is there; it starts anyway (and
+        // connects later by itself) when it is not.
+        let deadline = tokio::time::Instant::now() + FIRST_CONNECT;
+        while client.connection_state() != async_nats::connection::State::Connected {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    url = url.split('@').next_back().unwrap_or(url),
+                    "NATS bus cannot be reached yet: identities on other nodes answer like offline devices until it is (retrying)"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let (publish, rx) = mpsc::channel(PUBLISH_QUEUE);
         tokio::spawn(publisher(client.clone(), rx));
@@ -70,7 +80,6 @@ impl NatsBus {
             client,
             node_id: node_id.to_string(),
             subjects,
-            up,
             publish,
         })
     }
@@ -80,8 +89,7 @@ impl NatsBus {
     }
 
     fn is_up(&self) -> bool {
-        self.up.load(Ordering::SeqCst)
-            && self.client.connection_state() == async_nats::connection::State::Connected
+        self.client.connection_state() == async_nats::connection::State::Connected
     }
 
     fn queue(&self, subject: String, event: PeerEvent) {

@@ -103,6 +103,14 @@ pub struct ClusterConfig {
     /// same id refuses to start while the first runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
+    /// The NATS server that carries events and method calls between the nodes
+    /// (`nats://host:4222`; needs `node_id`). Without it a node delivers only to devices
+    /// connected to itself. `fleethub config show` prints it without a password.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::store_config::serialize_redacted"
+    )]
+    pub nats_url: Option<String>,
 }
 
 impl Default for Config {
@@ -196,6 +204,9 @@ impl Config {
         if let Some(v) = get("FLEETHUB_NODE_ID") {
             self.cluster.node_id = Some(v);
         }
+        if let Some(v) = get("FLEETHUB_NATS_URL") {
+            self.cluster.nats_url = Some(v);
+        }
         if let Some(v) = get("FLEETHUB_TLS_CERT") {
             self.tls_cert = Some(v.into());
         }
@@ -263,6 +274,19 @@ impl Config {
         self.store.validate()?;
         if let Some(id) = &self.cluster.node_id {
             crate::cluster::validate_node_id(id)?;
+        }
+        if let Some(url) = &self.cluster.nats_url {
+            if self.cluster.node_id.is_none() {
+                bail!(
+                    "nats_url needs a node_id: set node_id in [cluster] (or FLEETHUB_NODE_ID, --node-id)"
+                );
+            }
+            if !url.starts_with("nats://") {
+                bail!(
+                    "nats_url '{}' is not a NATS URL: it must start with nats://",
+                    crate::store_config::redact(url)
+                );
+            }
         }
         if self.mqtt_port == self.https_port && self.mqtt_port != 0 {
             bail!(

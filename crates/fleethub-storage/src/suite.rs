@@ -389,6 +389,17 @@ pub async fn presence(s: &impl PresenceStore) {
     s.forget_presence("d1").await.unwrap();
     assert_eq!(s.get_presence("d1").await.unwrap(), None);
     assert!(s.get_presence("d2").await.unwrap().is_some());
+    // A restarting node releases what it held, nothing else.
+    s.claim_presence("d3", "n2", 400).await.unwrap();
+    assert_eq!(s.release_node_presence("n1", 500).await.unwrap(), 1);
+    assert_eq!(
+        s.get_presence("d2").await.unwrap(),
+        Some(held(None, 500, 400))
+    );
+    assert_eq!(
+        s.get_presence("d3").await.unwrap().unwrap().node.as_deref(),
+        Some("n2")
+    );
 }
 
 fn auth_failure(n: usize) -> AuthFailureRecord {

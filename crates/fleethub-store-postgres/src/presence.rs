@@ -78,6 +78,16 @@ impl PresenceStore for PgStore {
         Ok(())
     }
 
+    async fn release_node_presence(&self, node: &str, at_ms: i64) -> Result<u64> {
+        let c = self.conn().await?;
+        c.execute_c(
+            "UPDATE presence SET node = NULL, state_updated_ms = $2 WHERE node = $1",
+            &[&node, &at_ms],
+        )
+        .await
+        .map_err(db)
+    }
+
     async fn forget_presence(&self, identity: &str) -> Result<()> {
         let c = self.conn().await?;
         c.execute_c("DELETE FROM presence WHERE identity = $1", &[&identity])

@@ -60,6 +60,7 @@ impl Hub {
             bus,
             rx,
             self.cluster.touched.clone(),
+            self.clock.unix_ms(),
         ));
     }
 
@@ -318,7 +319,19 @@ async fn presence_writer(
     bus: Arc<dyn ClusterBus>,
     mut rx: mpsc::Receiver<Write>,
     touched: Arc<Mutex<HashMap<String, i64>>>,
+    started_ms: i64,
 ) {
+    // What this node held before it (re)started is gone.
+    match store.release_node_presence(bus.node_id(), started_ms).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            identities = n,
+            "released the presence this node held before it started"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot release the presence this node held before it started");
+        }
+    }
     let mut tick = tokio::time::interval(ACTIVITY_FLUSH);
     let failing = AtomicBool::new(false);
     let report = |r: Result<(), fleethub_storage::StoreError>| match r {

@@ -81,6 +81,18 @@ impl PresenceStore for SqliteStore {
             .await
     }
 
+    async fn release_node_presence(&self, node: &str, at_ms: i64) -> Result<u64> {
+        let node = node.to_string();
+        self.pool
+            .write(move |c| {
+                Ok(c.execute(
+                    "UPDATE presence SET node = NULL, state_updated_ms = ?2 WHERE node = ?1",
+                    params![node, at_ms],
+                )? as u64)
+            })
+            .await
+    }
+
     async fn forget_presence(&self, identity: &str) -> Result<()> {
         let id = identity.to_string();
         self.pool
