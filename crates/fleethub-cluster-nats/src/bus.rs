@@ -1,5 +1,6 @@
 //! [`NatsBus`]: the [`ClusterBus`] over a NATS client. Events are published in order by one
-//! task; method calls are NATS requests.
+//! task; method calls are NATS requests. What NATS and async-nats do on a missing responder, on
+//! a disconnect and at the first connection: docs/protocol-notes.md, "NATS: the cluster bus".
 
 use crate::Error;
 use crate::subjects::Subjects;

@@ -27,7 +27,7 @@ pub enum Error {
 /// for this node's messages and joins `hub` to the cluster. `hub_name` (the hub's host name)
 /// separates the subjects of different hubs sharing one NATS.
 pub async fn join(url: &str, hub_name: &str, node_id: &str, hub: Arc<Hub>) -> Result<(), Error> {
-    if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+    if !url.starts_with("nats://") {
         return Err(Error::BadUrl(url.to_string()));
     }
     let subjects = subjects::Subjects::new(hub_name, node_id);

@@ -499,6 +499,35 @@ mod tests {
     }
 
     #[test]
+    fn nats_url_from_file_and_env_needs_a_node_id_and_is_shown_without_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[cluster]\nnode_id = \"n1\"\nnats_url = \"nats://fh:s3cret@nats:4222\"\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&p).unwrap();
+        c.validate().unwrap();
+        let shown = toml::to_string(&c).unwrap();
+        assert!(
+            shown.contains("nats://fh:***@nats:4222") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "FLEETHUB_NATS_URL").then(|| "nats://127.0.0.1:4222".to_string()))
+            .unwrap();
+        assert_eq!(c.cluster.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("needs a node_id"), "{e}");
+        c.cluster.node_id = Some("n1".into());
+        c.validate().unwrap();
+        c.cluster.nats_url = Some("http://nats:4222".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("not a NATS URL"), "{e}");
+    }
+
+    #[test]
     fn store_from_file_env_and_show() {
         use crate::store_config::Backend;
         assert_eq!(Config::default().store.backend, Backend::Sqlite);

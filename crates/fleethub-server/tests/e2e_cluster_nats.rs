@@ -3,7 +3,8 @@
 //! desired-property update and its revocation issued through node 2; node 2 shows it
 //! connected; a method to a device connected nowhere answers 404 at once; a device connecting
 //! to the other node closes its first connection (take-over); with NATS killed, node 2 answers
-//! a method like for an offline device, quickly, and delivery resumes when NATS is back.
+//! a method like for an offline device, quickly, and delivery resumes when NATS is back; a node
+//! killed with -9 leaves its devices offline for the others.
 //! Needs `nats-server` (Debian package `nats-server`) and PostgreSQL 15.
 
 mod common;
@@ -172,7 +173,7 @@ async fn invoke(hub: &ServiceClient<HttpsTransport>, id: &str, n: u32) -> (u16, 
 
 /// Waits until `hub` shows `id` in `state`; returns the device.
 async fn wait_state(hub: &ServiceClient<HttpsTransport>, id: &str, state: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, v) = call(hub, "GET", &format!("/devices/{id}"), None).await;
         assert_eq!(status, 200, "{v}");
@@ -209,11 +210,12 @@ async fn delivery_presence_and_take_over_across_two_nodes() {
         Throwaway::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
     let url = pg.new_database().await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let n1 = node(&tmp.path().join("node1"), &url, "node-1", &nats.url());
+    let mut n1 = node(&tmp.path().join("node1"), &url, "node-1", &nats.url());
     let n2 = node(&tmp.path().join("node2"), &url, "node-2", &nats.url());
     let (hub1, hub2) = (service(&n1), service(&n2));
     let key = put_device(&hub2, "cb-1", json!({"deviceId": "cb-1"})).await;
     put_device(&hub2, "cb-none", json!({"deviceId": "cb-none"})).await;
+    let key2 = put_device(&hub2, "cb-2", json!({"deviceId": "cb-2"})).await;
 
     // Connected to node 1; node 2 sees it.
     let mut dev = connect(&n1, "cb-1", &key, 3600).await;
@@ -354,4 +356,20 @@ async fn delivery_presence_and_take_over_across_two_nodes() {
     assert!(!n2.log().contains("panicked"), "{}", n2.log());
     // The outage was logged once, not per call.
     assert_eq!(n2.log().matches("NATS bus lost").count(), 1, "{}", n2.log());
+
+    // Node 1 dies with a device connected: node 2 answers like for an offline device at once,
+    // and shows the device disconnected once node 1's lease is stale.
+    let mut other = connect(&n1, "cb-2", &key2, 3600).await;
+    subscribe_all(&mut other, "cb-2").await;
+    wait_state(&hub2, "cb-2", "Connected").await;
+    n1.kill9();
+    let started = Instant::now();
+    let (status, body) = invoke(&hub2, "cb-2", 6).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_state(&hub2, "cb-2", "Disconnected").await;
 }
