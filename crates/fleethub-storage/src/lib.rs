@@ -242,6 +242,8 @@ pub trait PresenceStore: Send + Sync {
     /// another node holds it now.
     async fn release_presence(&self, identity: &str, node: &str, at_ms: i64) -> Result<bool>;
     async fn get_presence(&self, identity: &str) -> Result<Option<PresenceRecord>>;
+    /// The records of those of `identities` the store has (in no particular order).
+    async fn get_presences(&self, identities: &[String]) -> Result<Vec<(String, PresenceRecord)>>;
     /// Raises the last activity of each `(identity, unix ms)` (never lowers it).
     async fn touch_presence(&self, entries: Vec<(String, i64)>) -> Result<()>;
     /// Forgets an identity (it was deleted).

@@ -368,6 +368,22 @@ pub async fn presence(s: &impl PresenceStore) {
     );
     // Touching an identity never seen creates nothing.
     assert_eq!(s.get_presence("d1/m").await.unwrap(), None);
+    // Several at once: only those the store has.
+    s.claim_presence("d1/m", "n2", 130).await.unwrap();
+    let mut many = s
+        .get_presences(&["d1".into(), "d1/m".into(), "nobody".into()])
+        .await
+        .unwrap();
+    many.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        many,
+        vec![
+            ("d1".to_string(), held(Some("n1"), 110, 150)),
+            ("d1/m".to_string(), held(Some("n2"), 130, 130)),
+        ]
+    );
+    assert!(s.get_presences(&[]).await.unwrap().is_empty());
+    s.forget_presence("d1/m").await.unwrap();
     // Another node takes over; the first node's late release changes nothing.
     assert_eq!(
         s.claim_presence("d1", "n2", 200).await.unwrap().as_deref(),

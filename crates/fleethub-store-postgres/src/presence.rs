@@ -61,6 +61,34 @@ impl PresenceStore for PgStore {
         }))
     }
 
+    async fn get_presences(&self, identities: &[String]) -> Result<Vec<(String, PresenceRecord)>> {
+        if identities.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.conn().await?;
+        let rows = c
+            .query_c(
+                "SELECT identity, node, state_updated_ms, last_activity_ms FROM presence
+                 WHERE identity = ANY($1)",
+                &[&identities],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    PresenceRecord {
+                        node: r.get(1),
+                        state_updated_ms: r.get(2),
+                        last_activity_ms: r.get(3),
+                    },
+                )
+            })
+            .collect())
+    }
+
     async fn touch_presence(&self, entries: Vec<(String, i64)>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());

@@ -4,6 +4,7 @@
 mod auth;
 pub mod c2d;
 mod cluster_presence;
+mod cluster_views;
 pub mod configurations;
 pub mod deployments;
 mod error;

@@ -7,7 +7,6 @@
 
 use super::Hub;
 use super::auth::{AuthKey, HubPrincipal};
-use crate::cluster::PeerEvent;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -291,16 +290,6 @@ impl Hub {
         }
     }
 
-    /// Closes the live connections of a device and of its modules (it was disabled or deleted),
-    /// on every node.
-    pub(crate) fn revoke_device(&self, device_id: &str, reason: &str) {
-        self.revoke_device_here(device_id, reason);
-        self.broadcast_revocation(PeerEvent::RevokeDevice {
-            device_id: device_id.to_string(),
-            reason: reason.to_string(),
-        });
-    }
-
     /// [`Hub::revoke_device`] on this node.
     pub(crate) fn revoke_device_here(&self, device_id: &str, reason: &str) {
         let prefix = format!("{device_id}/");
@@ -313,16 +302,6 @@ impl Hub {
         }
     }
 
-    /// Closes the live connection of one module (it was deleted), on every node.
-    pub(crate) fn revoke_module(&self, device_id: &str, module_id: &str, reason: &str) {
-        self.revoke_module_here(device_id, module_id, reason);
-        self.broadcast_revocation(PeerEvent::RevokeModule {
-            device_id: device_id.to_string(),
-            module_id: module_id.to_string(),
-            reason: reason.to_string(),
-        });
-    }
-
     /// [`Hub::revoke_module`] on this node.
     pub(crate) fn revoke_module_here(&self, device_id: &str, module_id: &str, reason: &str) {
         let id = identity(device_id, Some(module_id));
@@ -331,31 +310,6 @@ impl Hub {
         if let Some(a) = map.get(&id) {
             revoke(&id, a, reason);
         }
-    }
-
-    /// Closes the live connection of an identity if one of `keys` authenticated it (they were
-    /// regenerated), on every node. Connections authenticated with a policy key are not
-    /// affected.
-    pub(crate) fn revoke_keys(
-        &self,
-        device_id: &str,
-        module_id: Option<&str>,
-        keys: &[AuthKey],
-        reason: &str,
-    ) {
-        if keys.is_empty() {
-            return;
-        }
-        self.revoke_keys_here(device_id, module_id, keys, reason);
-        self.broadcast_revocation(PeerEvent::RevokeKeys {
-            device_id: device_id.to_string(),
-            module_id: module_id.map(str::to_string),
-            keys: keys
-                .iter()
-                .filter_map(|k| crate::cluster::key_name(k).map(str::to_string))
-                .collect(),
-            reason: reason.to_string(),
-        });
     }
 
     /// [`Hub::revoke_keys`] on this node.
@@ -391,28 +345,6 @@ impl Hub {
             .entry(id)
             .or_default()
             .last_activity_ms = now;
-    }
-
-    /// Another node took the identity over at `at_ms`: closes its connection here if it
-    /// attached before that.
-    pub(crate) fn take_over_here(
-        &self,
-        device_id: &str,
-        module_id: Option<&str>,
-        node: &str,
-        at_ms: i64,
-    ) {
-        let id = identity(device_id, module_id);
-        let map = self.presence.map.lock().expect("presence");
-        if let Some(a) = map.get(&id)
-            && a.since_ms <= at_ms
-        {
-            revoke(
-                &id,
-                a,
-                &format!("a new connection for this identity on node '{node}' takes over"),
-            );
-        }
     }
 
     /// Fills an identity's live `connectionState`, `connectionStateUpdatedTime` and
@@ -494,7 +426,7 @@ impl Hub {
     }
 }
 
-fn revoke(identity: &str, a: &Attached, reason: &str) {
+pub(super) fn revoke(identity: &str, a: &Attached, reason: &str) {
     tracing::info!(identity, "closing the connection: {reason}");
     a.revoke.send_replace(Some(reason.to_string()));
 }

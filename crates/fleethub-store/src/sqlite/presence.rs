@@ -67,6 +67,33 @@ impl PresenceStore for SqliteStore {
             .await
     }
 
+    async fn get_presences(&self, identities: &[String]) -> Result<Vec<(String, PresenceRecord)>> {
+        let ids = identities.to_vec();
+        self.pool
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT node, state_updated_ms, last_activity_ms FROM presence WHERE identity = ?1",
+                )?;
+                let mut out = Vec::new();
+                for id in ids {
+                    let rec = stmt
+                        .query_row(params![id], |r| {
+                            Ok(PresenceRecord {
+                                node: r.get(0)?,
+                                state_updated_ms: r.get(1)?,
+                                last_activity_ms: r.get(2)?,
+                            })
+                        })
+                        .optional()?;
+                    if let Some(rec) = rec {
+                        out.push((id, rec));
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn touch_presence(&self, entries: Vec<(String, i64)>) -> Result<()> {
         self.pool
             .write(move |c| {

@@ -6,7 +6,7 @@
 //! what other nodes send. Without a bus none of this runs: a single node behaves as before.
 
 use super::auth::AuthKey;
-use super::presence::{Features, identity};
+use super::presence::{Features, identity, revoke};
 use super::{Hub, HubEvent, MethodError};
 use crate::cluster::{ClusterBus, PeerEvent, PeerMethod, PeerMethodReply, node_alive};
 use fleethub_storage::Store;
@@ -195,6 +195,73 @@ impl Hub {
         }
     }
 
+    /// Closes the live connections of a device and of its modules (it was disabled or deleted),
+    /// on every node.
+    pub(crate) fn revoke_device(&self, device_id: &str, reason: &str) {
+        self.revoke_device_here(device_id, reason);
+        self.broadcast_revocation(PeerEvent::RevokeDevice {
+            device_id: device_id.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Closes the live connection of one module (it was deleted), on every node.
+    pub(crate) fn revoke_module(&self, device_id: &str, module_id: &str, reason: &str) {
+        self.revoke_module_here(device_id, module_id, reason);
+        self.broadcast_revocation(PeerEvent::RevokeModule {
+            device_id: device_id.to_string(),
+            module_id: module_id.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Closes the live connection of an identity if one of `keys` authenticated it (they were
+    /// regenerated), on every node. Connections authenticated with a policy key are not
+    /// affected.
+    pub(crate) fn revoke_keys(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        keys: &[AuthKey],
+        reason: &str,
+    ) {
+        if keys.is_empty() {
+            return;
+        }
+        self.revoke_keys_here(device_id, module_id, keys, reason);
+        self.broadcast_revocation(PeerEvent::RevokeKeys {
+            device_id: device_id.to_string(),
+            module_id: module_id.map(str::to_string),
+            keys: keys
+                .iter()
+                .filter_map(|k| crate::cluster::key_name(k).map(str::to_string))
+                .collect(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Another node took the identity over at `at_ms`: closes its connection here if it
+    /// attached before that.
+    pub(crate) fn take_over_here(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        node: &str,
+        at_ms: i64,
+    ) {
+        let id = identity(device_id, module_id);
+        let map = self.presence.map.lock().expect("presence");
+        if let Some(a) = map.get(&id)
+            && a.since_ms <= at_ms
+        {
+            revoke(
+                &id,
+                a,
+                &format!("a new connection for this identity on node '{node}' takes over"),
+            );
+        }
+    }
+
     /// Applies what another node sent.
     pub fn apply_peer_event(&self, ev: PeerEvent) {
         match ev {
@@ -239,65 +306,6 @@ impl Hub {
                 at_ms,
             } => self.take_over_here(&device_id, module_id.as_deref(), &node, at_ms),
         }
-    }
-
-    /// Overwrites an identity's `connectionState`, `connectionStateUpdatedTime` and
-    /// `lastActivityTime` with what the store shows across the cluster, unless the identity is
-    /// attached here (then this node's view is the current one).
-    pub(crate) async fn fill_cluster_state(
-        &self,
-        device_id: &str,
-        module_id: Option<&str>,
-        state: &mut Option<String>,
-        state_updated: &mut Option<String>,
-        last_activity: &mut Option<String>,
-    ) {
-        if self.is_connected(device_id, module_id) {
-            return;
-        }
-        let Some((connected, state_ms, activity_ms)) =
-            self.cluster_live_state(device_id, module_id).await
-        else {
-            return;
-        };
-        let local = self.activity(device_id, module_id).unwrap_or_default();
-        let seen = super::Activity {
-            state_updated_ms: state_ms.max(local.state_updated_ms),
-            last_activity_ms: activity_ms.max(local.last_activity_ms),
-        };
-        *state = Some(
-            if connected {
-                "Connected"
-            } else {
-                "Disconnected"
-            }
-            .into(),
-        );
-        if seen.state_updated_ms > 0 {
-            *state_updated = Some(seen.state_updated_utc());
-        }
-        if seen.last_activity_ms > 0 {
-            *last_activity = Some(seen.last_activity_utc());
-        }
-    }
-
-    /// The identity's connection state and times as the store shows them across the cluster:
-    /// `(connected, state_updated_ms, last_activity_ms)`; `None` outside a cluster or when the
-    /// store has no record.
-    async fn cluster_live_state(
-        &self,
-        device_id: &str,
-        module_id: Option<&str>,
-    ) -> Option<(bool, i64, i64)> {
-        let bus = self.cluster_bus()?;
-        let id = identity(device_id, module_id);
-        let rec = self.store.get_presence(&id).await.ok()??;
-        let connected = match &rec.node {
-            Some(n) if n == bus.node_id() => self.is_connected(device_id, module_id),
-            Some(n) => node_alive(self.store.as_ref(), n, self.clock.unix()).await,
-            None => false,
-        };
-        Some((connected, rec.state_updated_ms, rec.last_activity_ms))
     }
 }
 
@@ -383,3 +391,6 @@ async fn presence_writer(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
