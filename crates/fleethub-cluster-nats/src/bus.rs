@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// Events waiting to be published (bounded: beyond it, events are dropped and logged).
 const PUBLISH_QUEUE: usize = 4096;
@@ -35,6 +35,8 @@ pub struct NatsBus {
     node_id: String,
     subjects: Subjects,
     publish: mpsc::Sender<(String, Bytes)>,
+    /// Signalled on every (re)connection.
+    connected: Arc<Notify>,
 }
 
 impl NatsBus {
@@ -44,7 +46,8 @@ impl NatsBus {
         subjects: Subjects,
     ) -> Result<NatsBus, Error> {
         let up = Arc::new(AtomicBool::new(false));
-        let flag = up.clone();
+        let connected = Arc::new(Notify::new());
+        let (flag, signal) = (up.clone(), connected.clone());
         let safe_url = url.split('@').next_back().unwrap_or(url).to_string();
         let client = async_nats::ConnectOptions::new()
             .name(format!("fleethub node {node_id}"))
@@ -55,9 +58,9 @@ impl NatsBus {
                 Duration::from_millis(100 * attempts as u64).min(MAX_RECONNECT_DELAY)
             })
             .event_callback(move |event| {
-                let flag = flag.clone();
+                let (flag, signal) = (flag.clone(), signal.clone());
                 let url = safe_url.clone();
-                async move { on_event(&flag, &url, &event) }
+                async move { on_event(&flag, &signal, &url, &event) }
             })
             .connect(url)
             .await
@@ -82,11 +85,17 @@ impl NatsBus {
             node_id: node_id.to_string(),
             subjects,
             publish,
+            connected,
         })
     }
 
     pub(crate) fn client(&self) -> async_nats::Client {
         self.client.clone()
+    }
+
+    /// Signalled on every (re)connection.
+    pub(crate) fn connected(&self) -> Arc<Notify> {
+        self.connected.clone()
     }
 
     fn is_up(&self) -> bool {
@@ -112,11 +121,12 @@ impl NatsBus {
 }
 
 /// Logs connection changes once each (not per message) and keeps `up` current.
-fn on_event(up: &AtomicBool, url: &str, event: &async_nats::Event) {
+fn on_event(up: &AtomicBool, connected: &Notify, url: &str, event: &async_nats::Event) {
     match event {
         async_nats::Event::Connected => {
             up.store(true, Ordering::SeqCst);
             tracing::info!(url, "NATS bus connected");
+            connected.notify_one();
         }
         async_nats::Event::Disconnected | async_nats::Event::Closed => {
             if up.swap(false, Ordering::SeqCst) {

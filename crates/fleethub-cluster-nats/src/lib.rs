@@ -3,7 +3,8 @@
 //! into this node's [`Hub`]. Each node listens on its own subjects (`subjects`); revocations go
 //! to every node. While NATS cannot be reached, calls to other nodes fail at once (the hub
 //! answers like an offline device), the outage is logged once, and the client reconnects by
-//! itself.
+//! itself; once connected again, the hub re-checks its connections (revocations sent
+//! meanwhile were lost).
 
 mod bus;
 mod inbound;
@@ -33,6 +34,15 @@ pub async fn join(url: &str, hub_name: &str, node_id: &str, hub: Arc<Hub>) -> Re
     let subjects = subjects::Subjects::new(hub_name, node_id);
     let bus = NatsBus::connect(url, node_id, subjects.clone()).await?;
     inbound::listen(bus.client(), &subjects, node_id, hub.clone()).await?;
+    // Whatever other nodes sent while NATS was down is lost: the hub makes up for it.
+    let connected = bus.connected();
+    let h = hub.clone();
+    tokio::spawn(async move {
+        loop {
+            connected.notified().await;
+            h.after_bus_outage().await;
+        }
+    });
     hub.set_cluster_bus(Arc::new(bus));
     Ok(())
 }

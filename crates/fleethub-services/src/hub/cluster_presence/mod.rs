@@ -262,6 +262,50 @@ impl Hub {
         }
     }
 
+    /// Makes up for what other nodes sent while the bus was down (it was lost): closes the
+    /// connections of identities disabled or deleted meanwhile, and has every connection that
+    /// receives C2D look at its queue. Call when the bus is connected again.
+    pub async fn after_bus_outage(&self) {
+        let attached: Vec<(String, Features)> = self
+            .presence
+            .map
+            .lock()
+            .expect("presence")
+            .iter()
+            .map(|(id, a)| (id.clone(), a.features))
+            .collect();
+        for (id, features) in attached {
+            let (device_id, module_id) = match id.split_once('/') {
+                Some((d, m)) => (d, Some(m)),
+                None => (id.as_str(), None),
+            };
+            let device = match self.store.get_device(device_id).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::debug!(identity = %id, error = %e, "cannot re-check a connection");
+                    continue;
+                }
+            };
+            let Some(device) = device else {
+                self.revoke_device_here(device_id, "the device was deleted");
+                continue;
+            };
+            if device.device.status.as_deref() == Some("disabled") {
+                self.revoke_device_here(device_id, "the device is disabled");
+                continue;
+            }
+            if let Some(m) = module_id
+                && matches!(self.store.get_module(device_id, m).await, Ok(None))
+            {
+                self.revoke_module_here(device_id, m, "the module was deleted");
+                continue;
+            }
+            if module_id.is_none() && features.c2d {
+                self.notify(device_id, None, HubEvent::C2dAvailable);
+            }
+        }
+    }
+
     /// Applies what another node sent.
     pub fn apply_peer_event(&self, ev: PeerEvent) {
         match ev {

@@ -255,3 +255,20 @@ async fn connecting_to_another_node_takes_the_session_over() {
         Some("Connected")
     );
 }
+
+#[tokio::test]
+async fn a_revocation_lost_while_the_bus_was_down_is_made_up_for() {
+    let c = cluster().await;
+    let on_a = attach(&c, &c.a, "a", 1).await;
+    // Node a cannot be reached: node b's broadcast does not arrive.
+    let a = c.nodes.0.lock().unwrap().remove("a").unwrap();
+    let mut d = c.b.get_device("d1").await.unwrap();
+    d.status = Some("disabled".into());
+    c.b.put_device("d1", d, Some("*")).await.unwrap();
+    assert_eq!(on_a.revocation.reason(), None);
+    // The bus is back: node a re-checks its connections.
+    c.nodes.0.lock().unwrap().insert("a".into(), a);
+    c.a.after_bus_outage().await;
+    let reason = on_a.revocation.reason().expect("closed after the outage");
+    assert!(reason.contains("disabled"), "{reason}");
+}
