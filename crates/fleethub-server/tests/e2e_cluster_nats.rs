@@ -294,6 +294,12 @@ async fn delivery_presence_and_take_over_across_two_nodes() {
         "{seen}"
     );
     assert!(seen["lastActivityTime"].as_str().is_some(), "{seen}");
+    let (status, stats) = call(&hub2, "GET", "/statistics/service", None).await;
+    assert_eq!(
+        (status, &stats["connectedDeviceCount"]),
+        (200, &json!(1)),
+        "{stats}"
+    );
 
     delivery_through(&mut dev, &n2, "cb-1").await;
 

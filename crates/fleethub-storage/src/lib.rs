@@ -248,6 +248,8 @@ pub trait PresenceStore: Send + Sync {
     async fn touch_presence(&self, entries: Vec<(String, i64)>) -> Result<()>;
     /// Forgets an identity (it was deleted).
     async fn forget_presence(&self, identity: &str) -> Result<()>;
+    /// How many identities each node holds (nodes holding none are left out).
+    async fn count_presence_by_node(&self) -> Result<Vec<(String, u64)>>;
     /// Ends every hold of `node` at `at_ms` (it starts: its connections are gone); returns how
     /// many identities it held.
     async fn release_node_presence(&self, node: &str, at_ms: i64) -> Result<u64>;

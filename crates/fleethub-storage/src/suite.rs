@@ -407,6 +407,9 @@ pub async fn presence(s: &impl PresenceStore) {
     assert!(s.get_presence("d2").await.unwrap().is_some());
     // A restarting node releases what it held, nothing else.
     s.claim_presence("d3", "n2", 400).await.unwrap();
+    let mut counts = s.count_presence_by_node().await.unwrap();
+    counts.sort();
+    assert_eq!(counts, vec![("n1".to_string(), 1), ("n2".to_string(), 1)]);
     assert_eq!(s.release_node_presence("n1", 500).await.unwrap(), 1);
     assert_eq!(
         s.get_presence("d2").await.unwrap(),

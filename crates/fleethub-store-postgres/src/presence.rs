@@ -106,6 +106,21 @@ impl PresenceStore for PgStore {
         Ok(())
     }
 
+    async fn count_presence_by_node(&self) -> Result<Vec<(String, u64)>> {
+        let c = self.conn().await?;
+        let rows = c
+            .query_c(
+                "SELECT node, count(*) FROM presence WHERE node IS NOT NULL GROUP BY node",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
     async fn release_node_presence(&self, node: &str, at_ms: i64) -> Result<u64> {
         let c = self.conn().await?;
         c.execute_c(

@@ -55,6 +55,26 @@ impl Hub {
         Some(ClusterView { states })
     }
 
+    /// How many identities are connected: to this node, and in a cluster to the other live
+    /// nodes as the store shows them (`connectedDeviceCount`).
+    pub async fn connected_count_everywhere(&self) -> usize {
+        let here = self.connected_count();
+        let Some(bus) = self.cluster_bus() else {
+            return here;
+        };
+        let Ok(counts) = self.store.count_presence_by_node().await else {
+            return here;
+        };
+        let now = self.clock.unix();
+        let mut total = here;
+        for (node, n) in counts {
+            if node != bus.node_id() && node_alive(self.store.as_ref(), &node, now).await {
+                total += n as usize;
+            }
+        }
+        total
+    }
+
     /// Overwrites an identity's `connectionState`, `connectionStateUpdatedTime` and
     /// `lastActivityTime` with what `view` shows (unless the identity is attached here: then
     /// this node's view is the current one).

@@ -108,6 +108,24 @@ impl PresenceStore for SqliteStore {
             .await
     }
 
+    async fn count_presence_by_node(&self) -> Result<Vec<(String, u64)>> {
+        self.pool
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT node, count(*) FROM presence WHERE node IS NOT NULL GROUP BY node",
+                )?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (node, n) = row?;
+                    out.push((node, n as u64));
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn release_node_presence(&self, node: &str, at_ms: i64) -> Result<u64> {
         let node = node.to_string();
         self.pool

@@ -153,6 +153,8 @@ async fn methods_and_events_reach_a_device_on_another_node() {
             .as_deref(),
         Some("Connected")
     );
+    assert_eq!(c.b.connected_count_everywhere().await, 1);
+    assert_eq!(c.a.connected_count_everywhere().await, 1);
     let b = c.b.clone();
     let call = tokio::spawn(async move {
         b.invoke_method("d1", None, "reboot", &serde_json::json!({"n": 1}), 5)
@@ -208,6 +210,7 @@ async fn a_dead_node_or_one_without_a_listener_leaves_its_devices_offline() {
     assert_eq!(r, Err(MethodError::NotOnline("d1".into())));
     let d = c.b.get_device("d1").await.unwrap();
     assert_eq!(d.connection_state.as_deref(), Some("Disconnected"));
+    assert_eq!(c.b.connected_count_everywhere().await, 0);
     let listed =
         c.b.list_devices(fleethub_storage::PageRequest::default())
             .await
