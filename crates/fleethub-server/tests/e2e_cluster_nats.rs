@@ -4,7 +4,8 @@
 //! connected; a method to a device connected nowhere answers 404 at once; a device connecting
 //! to the other node closes its first connection (take-over); with NATS killed, node 2 answers
 //! a method like for an offline device, quickly, and delivery resumes when NATS is back; a node
-//! killed with -9 leaves its devices offline for the others.
+//! killed with -9 leaves its devices offline for the others. The devices are a raw MQTT client
+//! (to see exactly what arrives and when a connection closes) and the Rust device SDK.
 //! Needs `nats-server` (Debian package `nats-server`) and PostgreSQL 15.
 
 mod common;
@@ -255,6 +256,77 @@ async fn delivery_through(dev: &mut RawDevice, via: &ServerProcess, id: &str) {
     assert_eq!(patch["fan"], "on", "{patch}");
 }
 
+/// The Rust device SDK on node 1 gets a method, a C2D message and a desired update issued
+/// through node 2, and its connection ends when node 2 disables the device.
+async fn sdk_device_on_node_1(n1: &ServerProcess, n2: &ServerProcess) {
+    use fleethub_device::{
+        ConnectionStatus, DeviceClient, DeviceClientOptions, MethodResponse, ReconnectPolicy,
+    };
+    let hub2 = service(n2);
+    let key = put_device(&hub2, "cb-sdk", json!({"deviceId": "cb-sdk"})).await;
+    let cs = format!(
+        "HostName={};DeviceId=cb-sdk;SharedAccessKey={key}",
+        n1.info.hub_host
+    );
+    let opts = DeviceClientOptions {
+        ca_pem_file: Some(n1.ca_pem()),
+        port: n1.mqtt_port,
+        connect_address: Some("127.0.0.1".into()),
+        reconnect: ReconnectPolicy {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let client = DeviceClient::from_connection_string(&cs, opts)
+        .await
+        .unwrap();
+    client
+        .on_method(|req| async move { MethodResponse::ok(json!({"echo": req.payload})) })
+        .await
+        .unwrap();
+    let mut c2d = client.c2d_messages().await.unwrap();
+    let mut desired = client.desired_updates().await.unwrap();
+    wait_state(&hub2, "cb-sdk", "Connected").await;
+
+    let (status, body) = invoke(&hub2, "cb-sdk", 7).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["payload"], json!({"echo": {"n": 7}}));
+    let body = json!({"body": "to the sdk", "messageId": "c2d-sdk"});
+    let (status, v) = call(
+        &hub2,
+        "POST",
+        "/devices/cb-sdk/messages/deviceBound",
+        Some(&body),
+    )
+    .await;
+    assert!(status < 300, "{status} {v}");
+    let m = tokio::time::timeout(Duration::from_secs(10), c2d.recv())
+        .await
+        .expect("C2D within 10 s")
+        .unwrap();
+    assert_eq!(m.body_text(), "to the sdk");
+    let patch = json!({"properties": {"desired": {"interval": 9}}});
+    let (status, v) = call(&hub2, "PATCH", "/twins/cb-sdk", Some(&patch)).await;
+    assert_eq!(status, 200, "{v}");
+    let got = tokio::time::timeout(Duration::from_secs(10), desired.recv())
+        .await
+        .expect("desired update within 10 s")
+        .unwrap();
+    assert_eq!(got["interval"], 9, "{got}");
+
+    let mut status = client.status_changes();
+    disable(&hub2, "cb-sdk").await;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| *s != ConnectionStatus::Connected),
+    )
+    .await
+    .expect("the SDK's connection ends when the device is disabled")
+    .unwrap();
+    client.close().await;
+}
+
 /// Disables a device through `hub`.
 async fn disable(hub: &ServiceClient<HttpsTransport>, id: &str) {
     let body = json!({"deviceId": id, "status": "disabled"});
@@ -373,6 +445,8 @@ async fn delivery_presence_and_take_over_across_two_nodes() {
     assert!(!n2.log().contains("panicked"), "{}", n2.log());
     // The outage was logged once, not per call.
     assert_eq!(n2.log().matches("NATS bus lost").count(), 1, "{}", n2.log());
+
+    sdk_device_on_node_1(&n1, &n2).await;
 
     // Node 1 dies with a device connected: node 2 answers like for an offline device at once,
     // and shows the device disconnected once node 1's lease is stale.
