@@ -43,6 +43,6 @@ pub(crate) async fn service(
         &peer,
     )?;
     Ok(ok_json(&ServiceStatistics {
-        connected_device_count: state.hub.connected_count() as u64,
+        connected_device_count: state.hub.connected_count_everywhere().await as u64,
     }))
 }

@@ -197,7 +197,16 @@ impl Hub {
     }
 
     pub async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Module, Error> {
-        Ok(self.with_module_state(self.module_record(device_id, module_id).await?.module))
+        let mut m = self.with_module_state(self.module_record(device_id, module_id).await?.module);
+        self.fill_cluster_state(
+            device_id,
+            Some(module_id),
+            &mut m.connection_state,
+            &mut m.connection_state_updated_time,
+            &mut m.last_activity_time,
+        )
+        .await;
+        Ok(m)
     }
 
     pub async fn delete_module(
@@ -227,12 +236,29 @@ impl Hub {
             return Err(Error::device_not_found(device_id));
         }
         self.ensure_edge_modules(device_id).await?;
-        Ok(self
-            .store
-            .list_modules(device_id)
-            .await?
+        let records = self.store.list_modules(device_id).await?;
+        let view = self
+            .cluster_view(
+                records
+                    .iter()
+                    .map(|r| (device_id, Some(r.module.module_id.as_str()))),
+            )
+            .await;
+        Ok(records
             .into_iter()
-            .map(|r| self.with_module_state(r.module))
+            .map(|r| {
+                let mut m = self.with_module_state(r.module);
+                let module_id = m.module_id.clone();
+                self.apply_cluster_view(
+                    view.as_ref(),
+                    device_id,
+                    Some(&module_id),
+                    &mut m.connection_state,
+                    &mut m.connection_state_updated_time,
+                    &mut m.last_activity_time,
+                );
+                m
+            })
             .collect())
     }
 }

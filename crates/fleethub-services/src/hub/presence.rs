@@ -48,6 +48,8 @@ pub(crate) struct Attached {
     pub revoke: watch::Sender<Option<String>>,
     /// The credential that authenticated the connection (`None`: not known).
     pub key: Option<AuthKey>,
+    /// When it attached (unix milliseconds).
+    pub since_ms: i64,
 }
 
 /// What a live connection receives from the hub: queued events and the out-of-band
@@ -256,9 +258,11 @@ impl Hub {
                 features: Features::default(),
                 revoke,
                 key,
+                since_ms: now,
             },
         );
         drop(map);
+        self.cluster_claim(device_id, module_id, now);
         Attachment {
             events: rx,
             revocation: Revocation(revoked),
@@ -272,6 +276,8 @@ impl Hub {
         if map.get(&id).is_some_and(|a| a.conn == conn) {
             map.remove(&id);
             drop(map);
+            let now = self.clock.unix_ms();
+            self.cluster_release(&id, now);
             if let Some(a) = self
                 .presence
                 .activity
@@ -279,13 +285,13 @@ impl Hub {
                 .expect("activity")
                 .get_mut(&id)
             {
-                a.state_updated_ms = self.clock.unix_ms();
+                a.state_updated_ms = now;
             }
         }
     }
 
-    /// Closes the live connections of a device and of its modules (it was disabled or deleted).
-    pub(crate) fn revoke_device(&self, device_id: &str, reason: &str) {
+    /// [`Hub::revoke_device`] on this node.
+    pub(crate) fn revoke_device_here(&self, device_id: &str, reason: &str) {
         let prefix = format!("{device_id}/");
         let map = self.presence.map.lock().expect("presence");
         self.remember_revocation(device_id, true, None, reason);
@@ -296,8 +302,8 @@ impl Hub {
         }
     }
 
-    /// Closes the live connection of one module (it was deleted).
-    pub(crate) fn revoke_module(&self, device_id: &str, module_id: &str, reason: &str) {
+    /// [`Hub::revoke_module`] on this node.
+    pub(crate) fn revoke_module_here(&self, device_id: &str, module_id: &str, reason: &str) {
         let id = identity(device_id, Some(module_id));
         let map = self.presence.map.lock().expect("presence");
         self.remember_revocation(&id, false, None, reason);
@@ -306,9 +312,8 @@ impl Hub {
         }
     }
 
-    /// Closes the live connection of an identity if one of `keys` authenticated it (they were
-    /// regenerated). Connections authenticated with a policy key are not affected.
-    pub(crate) fn revoke_keys(
+    /// [`Hub::revoke_keys`] on this node.
+    pub(crate) fn revoke_keys_here(
         &self,
         device_id: &str,
         module_id: Option<&str>,
@@ -331,11 +336,13 @@ impl Hub {
     /// Records that an identity did something (telemetry, twin or method traffic).
     pub fn touch(&self, device_id: &str, module_id: Option<&str>) {
         let now = self.clock.unix_ms();
+        let id = identity(device_id, module_id);
+        self.cluster_touch(&id, now);
         self.presence
             .activity
             .lock()
             .expect("activity")
-            .entry(identity(device_id, module_id))
+            .entry(id)
             .or_default()
             .last_activity_ms = now;
     }
@@ -372,11 +379,9 @@ impl Hub {
 
     /// Forgets an identity's activity (it was deleted).
     pub(crate) fn forget_activity(&self, device_id: &str, module_id: Option<&str>) {
-        self.presence
-            .activity
-            .lock()
-            .expect("activity")
-            .remove(&identity(device_id, module_id));
+        let id = identity(device_id, module_id);
+        self.cluster_forget(&id);
+        self.presence.activity.lock().expect("activity").remove(&id);
     }
 
     /// Records what a connection subscribed to.
@@ -407,13 +412,7 @@ impl Hub {
         let Some(a) = map.get(&identity(device_id, module_id)) else {
             return false;
         };
-        let wanted = match &ev {
-            HubEvent::DesiredPatch(_) => a.features.desired,
-            HubEvent::MethodRequest { .. } => a.features.methods,
-            HubEvent::C2dAvailable => a.features.c2d,
-            HubEvent::Revoked(_) => true,
-        };
-        if !wanted {
+        if !super::cluster_presence::wanted(a.features, &ev) {
             tracing::debug!(identity = %identity(device_id, module_id), event = ?ev, "hub event not pushed: the connection has not subscribed to it");
             return false;
         }
@@ -427,7 +426,7 @@ impl Hub {
     }
 }
 
-fn revoke(identity: &str, a: &Attached, reason: &str) {
+pub(super) fn revoke(identity: &str, a: &Attached, reason: &str) {
     tracing::info!(identity, "closing the connection: {reason}");
     a.revoke.send_replace(Some(reason.to_string()));
 }

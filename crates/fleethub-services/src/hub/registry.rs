@@ -188,6 +188,14 @@ impl Hub {
             .await?
             .ok_or_else(|| Error::device_not_found(id))?;
         let mut device = self.with_connection_state(rec.device);
+        self.fill_cluster_state(
+            id,
+            None,
+            &mut device.connection_state,
+            &mut device.connection_state_updated_time,
+            &mut device.last_activity_time,
+        )
+        .await;
         device.cloud_to_device_message_count =
             self.store.list_c2d(id, super::c2d::MAX_QUEUED).await?.len() as u64;
         Ok(device)
@@ -216,11 +224,25 @@ impl Hub {
 
     pub async fn list_devices(&self, page: PageRequest) -> Result<Page<Device>, Error> {
         let p = self.store.list_devices(page).await?;
+        let view = self
+            .cluster_view(p.items.iter().map(|r| (r.device.device_id.as_str(), None)))
+            .await;
         Ok(Page {
             items: p
                 .items
                 .into_iter()
-                .map(|r| self.with_connection_state(r.device))
+                .map(|r| {
+                    let mut d = self.with_connection_state(r.device);
+                    self.apply_cluster_view(
+                        view.as_ref(),
+                        &d.device_id.clone(),
+                        None,
+                        &mut d.connection_state,
+                        &mut d.connection_state_updated_time,
+                        &mut d.last_activity_time,
+                    );
+                    d
+                })
                 .collect(),
             continuation: p.continuation,
         })

@@ -10,10 +10,20 @@ use serde_json::Value;
 impl Hub {
     /// A device or module twin as the service API shows it.
     pub async fn service_twin(&self, target: TwinTarget<'_>) -> Result<Twin, Error> {
-        match target {
-            TwinTarget::Device(d) => Ok(self.twin_view(self.device_record(d).await?)),
-            TwinTarget::Module(d, m) => Ok(self.finish_twin(self.module_record(d, m).await?.twin)),
-        }
+        let mut twin = match target {
+            TwinTarget::Device(d) => self.twin_view(self.device_record(d).await?),
+            TwinTarget::Module(d, m) => self.finish_twin(self.module_record(d, m).await?.twin),
+        };
+        let mut unused = None;
+        self.fill_cluster_state(
+            target.device_id(),
+            target.module_id(),
+            &mut twin.connection_state,
+            &mut unused,
+            &mut twin.last_activity_time,
+        )
+        .await;
+        Ok(twin)
     }
 
     /// [`Hub::update_twin`], answered with the twin as [`Hub::service_twin`] shows it.
@@ -42,8 +52,15 @@ impl Hub {
     /// run over); the continuation is the registry's.
     pub async fn list_twins(&self, page: PageRequest) -> Result<Page<Twin>, Error> {
         let p = self.store.list_devices(page).await?;
+        let view = self
+            .cluster_view(p.items.iter().map(|r| (r.device.device_id.as_str(), None)))
+            .await;
         Ok(Page {
-            items: p.items.into_iter().map(|r| self.twin_view(r)).collect(),
+            items: p
+                .items
+                .into_iter()
+                .map(|r| self.with_cluster_view(view.as_ref(), self.twin_view(r)))
+                .collect(),
             continuation: p.continuation,
         })
     }
@@ -51,15 +68,39 @@ impl Hub {
     /// The module twins of a device as the service API shows them, by module ID (what
     /// `FROM devices.modules` runs over).
     pub(crate) async fn module_twins(&self, device_id: &str) -> Result<Vec<Twin>, Error> {
-        let mut twins: Vec<Twin> = self
-            .store
-            .list_modules(device_id)
-            .await?
+        let records = self.store.list_modules(device_id).await?;
+        let view = self
+            .cluster_view(
+                records
+                    .iter()
+                    .map(|r| (device_id, Some(r.module.module_id.as_str()))),
+            )
+            .await;
+        let mut twins: Vec<Twin> = records
             .into_iter()
-            .map(|r| self.finish_twin(r.twin))
+            .map(|r| self.with_cluster_view(view.as_ref(), self.finish_twin(r.twin)))
             .collect();
         twins.sort_by(|a, b| a.module_id.cmp(&b.module_id));
         Ok(twins)
+    }
+
+    /// A twin with the connection state the cluster shows (see `cluster_views`).
+    fn with_cluster_view(
+        &self,
+        view: Option<&super::cluster_views::ClusterView>,
+        mut twin: Twin,
+    ) -> Twin {
+        let (d, m) = (twin.device_id.clone(), twin.module_id.clone());
+        let mut unused = None;
+        self.apply_cluster_view(
+            view,
+            &d,
+            m.as_deref(),
+            &mut twin.connection_state,
+            &mut unused,
+            &mut twin.last_activity_time,
+        );
+        twin
     }
 
     fn twin_view(&self, rec: DeviceRecord) -> Twin {

@@ -1,0 +1,277 @@
+//! Two hubs on one store, joined by an in-process bus that hands each message straight to
+//! the other hub (the NATS bus is tested end to end in fleethub-server's
+//! `e2e_cluster_nats`).
+
+use super::*;
+use crate::cluster::{InvokeFuture, Lease, PeerError, lease_key};
+use crate::hub::{Attachment, HubConfig};
+use fleethub_api::Device;
+use fleethub_store::sqlite::SqliteStore;
+use std::sync::Weak;
+
+/// Delivers to the hubs registered under their node ids; a node not registered is gone.
+#[derive(Default)]
+struct Nodes(Mutex<HashMap<String, Weak<Hub>>>);
+
+struct InProcessBus {
+    node: String,
+    nodes: Arc<Nodes>,
+}
+
+impl InProcessBus {
+    fn hub(&self, node: &str) -> Option<Arc<Hub>> {
+        self.nodes.0.lock().unwrap().get(node)?.upgrade()
+    }
+}
+
+impl ClusterBus for InProcessBus {
+    fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    fn send(&self, node: &str, event: PeerEvent) {
+        if let Some(h) = self.hub(node) {
+            h.apply_peer_event(event);
+        }
+    }
+
+    fn broadcast(&self, event: PeerEvent) {
+        let others: Vec<String> = self.nodes.0.lock().unwrap().keys().cloned().collect();
+        for n in others.iter().filter(|n| **n != self.node) {
+            self.send(n, event.clone());
+        }
+    }
+
+    fn invoke<'a>(&'a self, node: &'a str, call: PeerMethod) -> InvokeFuture<'a> {
+        Box::pin(async move {
+            match self.hub(node) {
+                Some(h) => Ok(h.invoke_method_for_peer(call).await),
+                None => Err(PeerError(format!("no responders for {node}"))),
+            }
+        })
+    }
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn lease(store: &Arc<dyn Store>, node: &str, heartbeat_unix: u64) {
+    let doc = serde_json::to_string(&Lease {
+        instance: "test".into(),
+        beat: heartbeat_unix,
+        heartbeat_unix,
+    })
+    .unwrap();
+    store.put_setting(&lease_key(node), &doc).await.unwrap();
+}
+
+struct Cluster {
+    store: Arc<dyn Store>,
+    a: Arc<Hub>,
+    b: Arc<Hub>,
+    nodes: Arc<Nodes>,
+    _dir: tempfile::TempDir,
+}
+
+async fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    let nodes = Arc::new(Nodes::default());
+    let hub = |node: &str| {
+        let h = Arc::new(Hub::new(
+            &crate::Shared::new(store.clone()),
+            HubConfig {
+                host: "hub.local".into(),
+                token_skew_secs: 30,
+            },
+            vec![],
+        ));
+        nodes
+            .0
+            .lock()
+            .unwrap()
+            .insert(node.to_string(), Arc::downgrade(&h));
+        h.set_cluster_bus(Arc::new(InProcessBus {
+            node: node.to_string(),
+            nodes: nodes.clone(),
+        }));
+        h
+    };
+    let (a, b) = (hub("a"), hub("b"));
+    lease(&store, "a", now_unix()).await;
+    lease(&store, "b", now_unix()).await;
+    a.put_device("d1", Device::default(), None).await.unwrap();
+    Cluster {
+        store,
+        a,
+        b,
+        nodes,
+        _dir: dir,
+    }
+}
+
+const ALL: Features = Features {
+    desired: true,
+    methods: true,
+    c2d: true,
+};
+
+/// Attaches `d1` to `hub` as connection `conn` and waits until the store shows it there.
+async fn attach(c: &Cluster, hub: &Hub, node: &str, conn: u64) -> Attachment {
+    let p = crate::hub::HubPrincipal {
+        device_id: "d1".into(),
+        module_id: None,
+        token_expiry: u64::MAX,
+        key: AuthKey::Primary,
+        auth_epoch: hub.revocation_epoch(),
+    };
+    let a = hub.attach_principal(&p, conn);
+    hub.set_features("d1", None, conn, ALL);
+    for _ in 0..200 {
+        let rec = c.store.get_presence("d1").await.unwrap();
+        if rec.and_then(|r| r.node).as_deref() == Some(node) {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("presence of d1 never on {node}");
+}
+
+#[tokio::test]
+async fn methods_and_events_reach_a_device_on_another_node() {
+    let c = cluster().await;
+    let mut on_a = attach(&c, &c.a, "a", 1).await;
+    assert_eq!(
+        c.b.get_device("d1")
+            .await
+            .unwrap()
+            .connection_state
+            .as_deref(),
+        Some("Connected")
+    );
+    assert_eq!(c.b.connected_count_everywhere().await, 1);
+    assert_eq!(c.a.connected_count_everywhere().await, 1);
+    let b = c.b.clone();
+    let call = tokio::spawn(async move {
+        b.invoke_method("d1", None, "reboot", &serde_json::json!({"n": 1}), 5)
+            .await
+    });
+    let Some(HubEvent::MethodRequest { rid, name, payload }) = on_a.events.recv().await else {
+        panic!("no method request on node a");
+    };
+    assert_eq!(
+        (name.as_str(), &payload[..]),
+        ("reboot", &br#"{"n":1}"#[..])
+    );
+    c.a.method_response(&rid, 201, br#"{"ok":true}"#);
+    assert_eq!(
+        call.await.unwrap().unwrap(),
+        (201, serde_json::json!({"ok": true}))
+    );
+    // A desired patch written through node b.
+    c.b.update_twin(
+        crate::hub::TwinTarget::Device("d1"),
+        &serde_json::json!({"properties": {"desired": {"fan": 1}}}),
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+    match on_a.events.recv().await {
+        Some(HubEvent::DesiredPatch(p)) => assert_eq!(p["fan"], 1),
+        other => panic!("expected a desired patch, got {other:?}"),
+    }
+    // Disabling through node b closes the connection on node a.
+    let mut d = c.b.get_device("d1").await.unwrap();
+    d.status = Some("disabled".into());
+    c.b.put_device("d1", d, Some("*")).await.unwrap();
+    assert!(on_a.revocation.reason().unwrap().contains("disabled"));
+}
+
+#[tokio::test]
+async fn a_dead_node_or_one_without_a_listener_leaves_its_devices_offline() {
+    let c = cluster().await;
+    let _on_a = attach(&c, &c.a, "a", 1).await;
+    // Node a stops listening (its bus subscription is gone): offline at once.
+    c.nodes.0.lock().unwrap().remove("a");
+    let r =
+        c.b.invoke_method("d1", None, "reboot", &Value::Null, 30)
+            .await;
+    assert_eq!(r, Err(MethodError::NotOnline("d1".into())));
+    // Its lease goes stale: offline without asking, and shown disconnected.
+    lease(&c.store, "a", now_unix() - 60).await;
+    let r =
+        c.b.invoke_method("d1", None, "reboot", &Value::Null, 30)
+            .await;
+    assert_eq!(r, Err(MethodError::NotOnline("d1".into())));
+    let d = c.b.get_device("d1").await.unwrap();
+    assert_eq!(d.connection_state.as_deref(), Some("Disconnected"));
+    assert_eq!(c.b.connected_count_everywhere().await, 0);
+    let listed =
+        c.b.list_devices(fleethub_storage::PageRequest::default())
+            .await
+            .unwrap();
+    assert_eq!(
+        listed.items[0].connection_state.as_deref(),
+        Some("Disconnected")
+    );
+    // A device connected nowhere.
+    c.a.put_device("d2", Device::default(), None).await.unwrap();
+    let r = c.b.invoke_method("d2", None, "m", &Value::Null, 30).await;
+    assert_eq!(r, Err(MethodError::NotOnline("d2".into())));
+}
+
+#[tokio::test]
+async fn connecting_to_another_node_takes_the_session_over() {
+    let c = cluster().await;
+    let on_a = attach(&c, &c.a, "a", 1).await;
+    let on_b = attach(&c, &c.b, "b", 7).await;
+    for _ in 0..200 {
+        if on_a.revocation.reason().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reason = on_a
+        .revocation
+        .reason()
+        .expect("node a's connection closed");
+    assert!(reason.contains("node 'b' takes over"), "{reason}");
+    assert_eq!(on_b.revocation.reason(), None);
+    // A take-over older than the connection leaves it open.
+    let on_a = attach(&c, &c.a, "a", 2).await;
+    c.a.take_over_here("d1", None, "b", 0);
+    assert_eq!(on_a.revocation.reason(), None);
+    // Node b's connection (closed by that take-over) goes; node b shows the one on node a.
+    assert!(on_b.revocation.reason().is_some());
+    c.b.detach("d1", None, 7);
+    let listed =
+        c.b.list_devices(fleethub_storage::PageRequest::default())
+            .await
+            .unwrap();
+    assert_eq!(
+        listed.items[0].connection_state.as_deref(),
+        Some("Connected")
+    );
+}
+
+#[tokio::test]
+async fn a_revocation_lost_while_the_bus_was_down_is_made_up_for() {
+    let c = cluster().await;
+    let on_a = attach(&c, &c.a, "a", 1).await;
+    // Node a cannot be reached: node b's broadcast does not arrive.
+    let a = c.nodes.0.lock().unwrap().remove("a").unwrap();
+    let mut d = c.b.get_device("d1").await.unwrap();
+    d.status = Some("disabled".into());
+    c.b.put_device("d1", d, Some("*")).await.unwrap();
+    assert_eq!(on_a.revocation.reason(), None);
+    // The bus is back: node a re-checks its connections.
+    c.nodes.0.lock().unwrap().insert("a".into(), a);
+    c.a.after_bus_outage().await;
+    let reason = on_a.revocation.reason().expect("closed after the outage");
+    assert!(reason.contains("disabled"), "{reason}");
+}
