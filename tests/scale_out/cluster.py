@@ -109,6 +109,12 @@ class Postgres:
                             "-c", query], capture_output=True, text=True, check=True)
         return [line.split("\t") for line in r.stdout.splitlines() if line]
 
+    def set(self, name, value):
+        """A server setting that a reload applies (ALTER SYSTEM + pg_reload_conf)."""
+        self.sql("ALTER SYSTEM SET %s = '%s'" % (name, value))
+        self.sql("SELECT pg_reload_conf()")
+        wait_for("PostgreSQL %s = %s" % (name, value), lambda: self.sql("SHOW %s" % name)[0][0] == value, 10)
+
     def xact_commit(self):
         """Transactions committed in the fleethub database so far (pg_stat_database)."""
         return int(self.sql("SELECT xact_commit FROM pg_stat_database WHERE datname = 'fleethub'")[0][0])
