@@ -18,8 +18,9 @@ included: a small share next to thousands of messages); the bench's own window f
 in the JSON too.
 
 Environment: FLEETHUB_BIN (default target/release/fleethub), FLEETHUB_BENCH_WORK (default
-.ci-work/bench-scaleout), BENCH_CONFIGS (default "sqlite pg1 pg3 pg1-fsync pg3-fsync"), BENCH_REGISTRATIONS (1000),
-BENCH_REG_CONCURRENCY (32), BENCH_DEVICES (100), BENCH_INFLIGHT (1), BENCH_DURATION (15 s).
+.ci-work/bench-scaleout), BENCH_CONFIGS (default "sqlite pg1 pg3 pg1-fsync pg3-fsync"),
+BENCH_REGISTRATIONS (500), BENCH_REG_CONCURRENCY (32), BENCH_DEVICES (100), BENCH_INFLIGHT (8),
+BENCH_DURATION (10 s): the settings of the earlier PostgreSQL vs SQLite figures.
 Prints a table and writes results.json in the work directory.
 """
 
@@ -38,11 +39,11 @@ from cluster import CLEAN_ENV, ROOT, log  # noqa: E402
 FLEETHUB = os.environ.get("FLEETHUB_BIN", os.path.join(ROOT, "target", "release", "fleethub"))
 WORK = os.path.abspath(os.environ.get("FLEETHUB_BENCH_WORK", os.path.join(ROOT, ".ci-work", "bench-scaleout")))
 CONFIGS = os.environ.get("BENCH_CONFIGS", "sqlite pg1 pg3 pg1-fsync pg3-fsync").split()
-REGISTRATIONS = int(os.environ.get("BENCH_REGISTRATIONS", "1000"))
+REGISTRATIONS = int(os.environ.get("BENCH_REGISTRATIONS", "500"))
 REG_CONCURRENCY = int(os.environ.get("BENCH_REG_CONCURRENCY", "32"))
 DEVICES = int(os.environ.get("BENCH_DEVICES", "100"))
-INFLIGHT = int(os.environ.get("BENCH_INFLIGHT", "1"))
-DURATION = int(os.environ.get("BENCH_DURATION", "15"))
+INFLIGHT = int(os.environ.get("BENCH_INFLIGHT", "8"))
+DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 TICK = os.sysconf("SC_CLK_TCK")
 
 
