@@ -89,7 +89,14 @@ async fn start_hub(
     hub.start_event_hub()
         .await
         .context("cannot open the event hub endpoint of the telemetry log")?;
-    Ok(Arc::new(hub))
+    let hub = Arc::new(hub);
+    // Several nodes: events and method calls for identities on other nodes go over NATS.
+    if let (Some(url), Some(node_id)) = (&cfg.cluster.nats_url, &cfg.cluster.node_id) {
+        fleethub_cluster_nats::join(url, host, node_id, hub.clone())
+            .await
+            .context("cannot join the cluster's NATS bus")?;
+    }
+    Ok(hub)
 }
 
 /// Opens (or initialises) the data directory and builds the services. No sockets yet.

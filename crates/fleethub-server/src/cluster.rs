@@ -5,8 +5,8 @@
 //! it does not, the holder is gone (killed, crashed, stopped) and this node takes the id over.
 
 use anyhow::{Result, bail};
+use fleethub_services::cluster::{Lease, lease_key};
 use fleethub_store::Store;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,14 +14,6 @@ use std::time::Duration;
 pub const HEARTBEAT: Duration = Duration::from_secs(4);
 /// How long a starting node watches a recent heartbeat of its id before taking it over.
 pub const WATCH: Duration = Duration::from_secs(10);
-
-#[derive(Serialize, Deserialize, PartialEq, Debug)]
-struct Lease {
-    instance: String,
-    /// Counts the holder's heartbeats: every renewal changes the lease.
-    beat: u64,
-    heartbeat_unix: u64,
-}
 
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -42,8 +34,10 @@ pub fn validate_node_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// The lease document and its setting are `fleethub-services`' (other nodes read them to tell
+/// whether this one is alive).
 fn key(node_id: &str) -> String {
-    format!("cluster_node:{node_id}")
+    lease_key(node_id)
 }
 
 async fn read(store: &dyn Store, node_id: &str) -> Result<Option<Lease>> {

@@ -103,6 +103,14 @@ pub struct ClusterConfig {
     /// same id refuses to start while the first runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
+    /// The NATS server that carries events and method calls between the nodes
+    /// (`nats://host:4222`; needs `node_id`). Without it a node delivers only to devices
+    /// connected to itself. `fleethub config show` prints it without a password.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::store_config::serialize_redacted"
+    )]
+    pub nats_url: Option<String>,
 }
 
 impl Default for Config {
@@ -196,6 +204,9 @@ impl Config {
         if let Some(v) = get("FLEETHUB_NODE_ID") {
             self.cluster.node_id = Some(v);
         }
+        if let Some(v) = get("FLEETHUB_NATS_URL") {
+            self.cluster.nats_url = Some(v);
+        }
         if let Some(v) = get("FLEETHUB_TLS_CERT") {
             self.tls_cert = Some(v.into());
         }
@@ -263,6 +274,19 @@ impl Config {
         self.store.validate()?;
         if let Some(id) = &self.cluster.node_id {
             crate::cluster::validate_node_id(id)?;
+        }
+        if let Some(url) = &self.cluster.nats_url {
+            if self.cluster.node_id.is_none() {
+                bail!(
+                    "nats_url needs a node_id: set node_id in [cluster] (or FLEETHUB_NODE_ID, --node-id)"
+                );
+            }
+            if !url.starts_with("nats://") {
+                bail!(
+                    "nats_url '{}' is not a NATS URL: it must start with nats://",
+                    crate::store_config::redact(url)
+                );
+            }
         }
         if self.mqtt_port == self.https_port && self.mqtt_port != 0 {
             bail!(
@@ -472,6 +496,35 @@ mod tests {
         };
         let e = clash.validate().unwrap_err().to_string();
         assert!(e.contains("amqp_port 443"), "{e}");
+    }
+
+    #[test]
+    fn nats_url_from_file_and_env_needs_a_node_id_and_is_shown_without_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[cluster]\nnode_id = \"n1\"\nnats_url = \"nats://fh:s3cret@nats:4222\"\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&p).unwrap();
+        c.validate().unwrap();
+        let shown = toml::to_string(&c).unwrap();
+        assert!(
+            shown.contains("nats://fh:***@nats:4222") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "FLEETHUB_NATS_URL").then(|| "nats://127.0.0.1:4222".to_string()))
+            .unwrap();
+        assert_eq!(c.cluster.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("needs a node_id"), "{e}");
+        c.cluster.node_id = Some("n1".into());
+        c.validate().unwrap();
+        c.cluster.nats_url = Some("http://nats:4222".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("not a NATS URL"), "{e}");
     }
 
     #[test]

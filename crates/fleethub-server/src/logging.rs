@@ -31,10 +31,18 @@ fn use_ansi() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-/// Installs the global subscriber. `RUST_LOG`, when set, wins over `filter`.
+/// Installs the global subscriber. `RUST_LOG`, when set, wins over `filter`. The NATS client
+/// (`async_nats`) logs warnings only unless the filter names it: it reports every reconnect
+/// attempt, and the cluster bus logs an outage once itself.
 pub fn init(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let text = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    if !text.contains("async_nats")
+        && let Ok(quiet) = "async_nats=warn".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -86,6 +86,9 @@ struct ServeArgs {
     /// This node's id among the nodes sharing a store (unique; a duplicate refuses to start).
     #[arg(long)]
     node_id: Option<String>,
+    /// NATS server of the cluster's node-to-node messages (nats://host:4222; needs --node-id).
+    #[arg(long)]
+    nats_url: Option<String>,
     /// Store backend: sqlite (default: the data directory) or postgres (with --store-url).
     #[arg(long)]
     store_backend: Option<fleethub_server::store_config::Backend>,
@@ -128,6 +131,9 @@ impl ServeArgs {
         }
         if self.node_id.is_some() {
             cfg.cluster.node_id.clone_from(&self.node_id);
+        }
+        if self.nats_url.is_some() {
+            cfg.cluster.nats_url.clone_from(&self.nats_url);
         }
         if self.dps_hostname.is_some() {
             cfg.dps_hostname.clone_from(&self.dps_hostname);

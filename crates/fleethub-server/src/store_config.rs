@@ -55,7 +55,10 @@ pub struct StoreConfig {
     clippy::ref_option,
     reason = "serde's serialize_with passes the field by reference"
 )]
-fn serialize_redacted<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_redacted<S: serde::Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match url {
         Some(u) => s.serialize_str(&redact(u)),
         None => s.serialize_none(),

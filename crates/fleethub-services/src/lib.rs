@@ -5,6 +5,7 @@
 
 pub mod auth_log;
 pub mod clock;
+pub mod cluster;
 pub mod dps;
 pub mod hub;
 pub mod metrics;

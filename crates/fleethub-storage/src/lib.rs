@@ -1,6 +1,6 @@
 //! fleethub's storage interface: one trait per aggregate ([`SettingsStore`], [`RegistryStore`],
 //! [`DpsStore`], [`TelemetryStore`], [`C2dStore`], [`SessionStore`], [`ConfigurationStore`],
-//! [`AuthFailureStore`], [`LinkedHubStore`]),
+//! [`AuthFailureStore`], [`LinkedHubStore`], [`PresenceStore`]),
 //! [`Store`] for all of them together (what `fleethub-services` uses), the records, [`StoreError`]
 //! and [`Precondition`]. Backends live elsewhere (`fleethub-store`: SQLite) and implement the
 //! traits, one aggregate at a time, checked by the generic `suite` module (feature `suite`).
@@ -225,6 +225,32 @@ pub trait LinkedHubStore: Send + Sync {
     async fn delete_linked_hub(&self, name: &str) -> Result<()>;
 }
 
+/// Which node of several sharing the store holds an identity's live connection, and when the
+/// identity last changed connection state and was last active (docs/scale-out.md). Written only
+/// by nodes in a cluster; identities are `device` or `device/module`.
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
+    /// Records that `node` holds `identity` since `at_ms` (unix milliseconds); returns the node
+    /// that held it before, if another one did.
+    async fn claim_presence(
+        &self,
+        identity: &str,
+        node: &str,
+        at_ms: i64,
+    ) -> Result<Option<String>>;
+    /// Ends `node`'s hold on `identity` at `at_ms`; returns false (and changes nothing) when
+    /// another node holds it now.
+    async fn release_presence(&self, identity: &str, node: &str, at_ms: i64) -> Result<bool>;
+    async fn get_presence(&self, identity: &str) -> Result<Option<PresenceRecord>>;
+    /// Raises the last activity of each `(identity, unix ms)` (never lowers it).
+    async fn touch_presence(&self, entries: Vec<(String, i64)>) -> Result<()>;
+    /// Forgets an identity (it was deleted).
+    async fn forget_presence(&self, identity: &str) -> Result<()>;
+    /// Ends every hold of `node` at `at_ms` (it starts: its connections are gone); returns how
+    /// many identities it held.
+    async fn release_node_presence(&self, node: &str, at_ms: i64) -> Result<u64>;
+}
+
 /// The whole storage interface the services use: every aggregate. Implemented by every type
 /// that implements all aggregate traits; a backend is written (and tested, see the `suite`
 /// module) one aggregate at a time. Every method is atomic; writes are durable when
@@ -239,6 +265,7 @@ pub trait Store:
     + ConfigurationStore
     + AuthFailureStore
     + LinkedHubStore
+    + PresenceStore
     + 'static
 {
 }
@@ -253,6 +280,7 @@ impl<T> Store for T where
         + ConfigurationStore
         + AuthFailureStore
         + LinkedHubStore
+        + PresenceStore
         + 'static
 {
 }

@@ -128,3 +128,14 @@ pub struct AuthFailureRecord {
     pub peer: Option<String>,
     pub reason: String,
 }
+
+/// Where an identity is connected in a cluster ([`crate::PresenceStore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceRecord {
+    /// The node holding its live connection; `None`: disconnected.
+    pub node: Option<String>,
+    /// When it last connected or disconnected (unix milliseconds).
+    pub state_updated_ms: i64,
+    /// When it was last active (unix milliseconds).
+    pub last_activity_ms: i64,
+}

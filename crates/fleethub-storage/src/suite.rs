@@ -11,8 +11,8 @@ pub use partitioned_log::{
 
 use crate::{
     AuthFailureRecord, AuthFailureStore, C2dMessage, C2dStore, ConfigurationStore, DeviceRecord,
-    DpsStore, LinkedHubStore, ModuleRecord, PageRequest, Precondition, RegistryStore, SessionStore,
-    SettingsStore, StoreError,
+    DpsStore, LinkedHubStore, ModuleRecord, PageRequest, Precondition, PresenceRecord,
+    PresenceStore, RegistryStore, SessionStore, SettingsStore, StoreError,
 };
 use fleethub_api::{
     AttestationMechanism, Configuration, ConfigurationContent, Device, IndividualEnrollment,
@@ -340,6 +340,66 @@ pub async fn sessions(s: &impl SessionStore) {
     );
     s.delete_mqtt_session("d1").await.unwrap();
     assert_eq!(s.get_mqtt_session("d1").await.unwrap(), None);
+}
+
+/// Presence: a claim returns the previous holder, a release by another node changes nothing,
+/// activity only rises.
+pub async fn presence(s: &impl PresenceStore) {
+    assert_eq!(s.get_presence("d1").await.unwrap(), None);
+    assert_eq!(s.claim_presence("d1", "n1", 100).await.unwrap(), None);
+    let held = |node: Option<&str>, state, activity| PresenceRecord {
+        node: node.map(str::to_string),
+        state_updated_ms: state,
+        last_activity_ms: activity,
+    };
+    assert_eq!(
+        s.get_presence("d1").await.unwrap(),
+        Some(held(Some("n1"), 100, 100))
+    );
+    // The same node again: no other previous holder.
+    assert_eq!(s.claim_presence("d1", "n1", 110).await.unwrap(), None);
+    s.touch_presence(vec![("d1".into(), 150), ("d1/m".into(), 150)])
+        .await
+        .unwrap();
+    s.touch_presence(vec![("d1".into(), 120)]).await.unwrap();
+    assert_eq!(
+        s.get_presence("d1").await.unwrap(),
+        Some(held(Some("n1"), 110, 150))
+    );
+    // Touching an identity never seen creates nothing.
+    assert_eq!(s.get_presence("d1/m").await.unwrap(), None);
+    // Another node takes over; the first node's late release changes nothing.
+    assert_eq!(
+        s.claim_presence("d1", "n2", 200).await.unwrap().as_deref(),
+        Some("n1")
+    );
+    assert!(!s.release_presence("d1", "n1", 210).await.unwrap());
+    assert_eq!(
+        s.get_presence("d1").await.unwrap(),
+        Some(held(Some("n2"), 200, 200))
+    );
+    assert!(s.release_presence("d1", "n2", 300).await.unwrap());
+    assert_eq!(
+        s.get_presence("d1").await.unwrap(),
+        Some(held(None, 300, 200))
+    );
+    // Connecting again after a disconnect: no previous holder.
+    assert_eq!(s.claim_presence("d1", "n1", 400).await.unwrap(), None);
+    s.claim_presence("d2", "n1", 400).await.unwrap();
+    s.forget_presence("d1").await.unwrap();
+    assert_eq!(s.get_presence("d1").await.unwrap(), None);
+    assert!(s.get_presence("d2").await.unwrap().is_some());
+    // A restarting node releases what it held, nothing else.
+    s.claim_presence("d3", "n2", 400).await.unwrap();
+    assert_eq!(s.release_node_presence("n1", 500).await.unwrap(), 1);
+    assert_eq!(
+        s.get_presence("d2").await.unwrap(),
+        Some(held(None, 500, 400))
+    );
+    assert_eq!(
+        s.get_presence("d3").await.unwrap().unwrap().node.as_deref(),
+        Some("n2")
+    );
 }
 
 fn auth_failure(n: usize) -> AuthFailureRecord {

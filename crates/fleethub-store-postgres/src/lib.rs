@@ -21,6 +21,7 @@ mod docs;
 mod dps;
 mod linked_hubs;
 mod partitions;
+mod presence;
 mod registry;
 mod schema;
 mod sessions;

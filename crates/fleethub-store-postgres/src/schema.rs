@@ -80,6 +80,12 @@ pub const MIGRATIONS: &[&str] = &[
         name_lower TEXT COLLATE "C" PRIMARY KEY,
         name TEXT COLLATE "C" NOT NULL,
         created_utc TEXT NOT NULL);"#,
+    // 2: which node holds each identity's live connection (a cluster's presence)
+    r#"CREATE TABLE presence (
+        identity TEXT COLLATE "C" PRIMARY KEY,
+        node TEXT COLLATE "C",
+        state_updated_ms BIGINT NOT NULL,
+        last_activity_ms BIGINT NOT NULL);"#,
 ];
 
 /// The schema version this build writes.

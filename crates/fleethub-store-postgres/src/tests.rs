@@ -42,6 +42,7 @@ async fn the_store_suite_passes_on_postgres() {
         telemetry_default_partitions,
         consumer_groups,
         linked_hubs,
+        presence,
     );
 }
 

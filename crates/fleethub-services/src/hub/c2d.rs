@@ -120,7 +120,7 @@ impl Hub {
             device_id,
             device.device.generation_id.as_deref(),
         );
-        self.notify(device_id, None, HubEvent::C2dAvailable);
+        self.deliver(device_id, None, HubEvent::C2dAvailable).await;
         Ok(stored)
     }
 

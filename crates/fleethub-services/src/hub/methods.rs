@@ -50,6 +50,31 @@ impl Hub {
         }
         let timeout = timeout_secs.clamp(MIN_TIMEOUT_SECS, MAX_TIMEOUT_SECS);
         crate::metrics::inc(&self.metrics.method_invocations);
+        if !self.is_connected(device_id, module_id) && self.cluster_bus().is_some() {
+            // Attached to another node, or nowhere (docs/scale-out.md, "Cross-node delivery").
+            return self
+                .invoke_elsewhere(crate::cluster::PeerMethod {
+                    device_id: device_id.to_string(),
+                    module_id: module_id.map(str::to_string),
+                    name: name.to_string(),
+                    payload: payload.clone(),
+                    timeout_secs: timeout,
+                })
+                .await;
+        }
+        self.invoke_here(device_id, module_id, name, payload, timeout)
+            .await
+    }
+
+    /// Invokes `name` on a device attached to this node (`timeout` already clamped).
+    pub(crate) async fn invoke_here(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        name: &str,
+        payload: &Value,
+        timeout: u64,
+    ) -> Result<(u16, Value), MethodError> {
         let rid = format!(
             "{:x}",
             self.methods.next.fetch_add(1, Ordering::Relaxed) + 1

@@ -3,6 +3,7 @@
 
 mod auth;
 pub mod c2d;
+mod cluster_presence;
 pub mod configurations;
 pub mod deployments;
 mod error;
@@ -61,6 +62,7 @@ pub struct Hub {
     deployments: deployments::Engine,
     endpoint: event_hub::State,
     throttle: Arc<crate::Throttle>,
+    cluster: cluster_presence::ClusterState,
 }
 
 impl Hub {
@@ -81,6 +83,7 @@ impl Hub {
             deployments: deployments::Engine::default(),
             endpoint: event_hub::State::default(),
             throttle: shared.throttle.clone(),
+            cluster: cluster_presence::ClusterState::default(),
         }
     }
 

@@ -197,7 +197,16 @@ impl Hub {
     }
 
     pub async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Module, Error> {
-        Ok(self.with_module_state(self.module_record(device_id, module_id).await?.module))
+        let mut m = self.with_module_state(self.module_record(device_id, module_id).await?.module);
+        self.fill_cluster_state(
+            device_id,
+            Some(module_id),
+            &mut m.connection_state,
+            &mut m.connection_state_updated_time,
+            &mut m.last_activity_time,
+        )
+        .await;
+        Ok(m)
     }
 
     pub async fn delete_module(

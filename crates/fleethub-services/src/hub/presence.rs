@@ -7,6 +7,7 @@
 
 use super::Hub;
 use super::auth::{AuthKey, HubPrincipal};
+use crate::cluster::PeerEvent;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -48,6 +49,8 @@ pub(crate) struct Attached {
     pub revoke: watch::Sender<Option<String>>,
     /// The credential that authenticated the connection (`None`: not known).
     pub key: Option<AuthKey>,
+    /// When it attached (unix milliseconds).
+    pub since_ms: i64,
 }
 
 /// What a live connection receives from the hub: queued events and the out-of-band
@@ -256,9 +259,11 @@ impl Hub {
                 features: Features::default(),
                 revoke,
                 key,
+                since_ms: now,
             },
         );
         drop(map);
+        self.cluster_claim(device_id, module_id, now);
         Attachment {
             events: rx,
             revocation: Revocation(revoked),
@@ -272,6 +277,8 @@ impl Hub {
         if map.get(&id).is_some_and(|a| a.conn == conn) {
             map.remove(&id);
             drop(map);
+            let now = self.clock.unix_ms();
+            self.cluster_release(&id, now);
             if let Some(a) = self
                 .presence
                 .activity
@@ -279,13 +286,23 @@ impl Hub {
                 .expect("activity")
                 .get_mut(&id)
             {
-                a.state_updated_ms = self.clock.unix_ms();
+                a.state_updated_ms = now;
             }
         }
     }
 
-    /// Closes the live connections of a device and of its modules (it was disabled or deleted).
+    /// Closes the live connections of a device and of its modules (it was disabled or deleted),
+    /// on every node.
     pub(crate) fn revoke_device(&self, device_id: &str, reason: &str) {
+        self.revoke_device_here(device_id, reason);
+        self.broadcast_revocation(PeerEvent::RevokeDevice {
+            device_id: device_id.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// [`Hub::revoke_device`] on this node.
+    pub(crate) fn revoke_device_here(&self, device_id: &str, reason: &str) {
         let prefix = format!("{device_id}/");
         let map = self.presence.map.lock().expect("presence");
         self.remember_revocation(device_id, true, None, reason);
@@ -296,8 +313,18 @@ impl Hub {
         }
     }
 
-    /// Closes the live connection of one module (it was deleted).
+    /// Closes the live connection of one module (it was deleted), on every node.
     pub(crate) fn revoke_module(&self, device_id: &str, module_id: &str, reason: &str) {
+        self.revoke_module_here(device_id, module_id, reason);
+        self.broadcast_revocation(PeerEvent::RevokeModule {
+            device_id: device_id.to_string(),
+            module_id: module_id.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// [`Hub::revoke_module`] on this node.
+    pub(crate) fn revoke_module_here(&self, device_id: &str, module_id: &str, reason: &str) {
         let id = identity(device_id, Some(module_id));
         let map = self.presence.map.lock().expect("presence");
         self.remember_revocation(&id, false, None, reason);
@@ -307,8 +334,32 @@ impl Hub {
     }
 
     /// Closes the live connection of an identity if one of `keys` authenticated it (they were
-    /// regenerated). Connections authenticated with a policy key are not affected.
+    /// regenerated), on every node. Connections authenticated with a policy key are not
+    /// affected.
     pub(crate) fn revoke_keys(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        keys: &[AuthKey],
+        reason: &str,
+    ) {
+        if keys.is_empty() {
+            return;
+        }
+        self.revoke_keys_here(device_id, module_id, keys, reason);
+        self.broadcast_revocation(PeerEvent::RevokeKeys {
+            device_id: device_id.to_string(),
+            module_id: module_id.map(str::to_string),
+            keys: keys
+                .iter()
+                .filter_map(|k| crate::cluster::key_name(k).map(str::to_string))
+                .collect(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// [`Hub::revoke_keys`] on this node.
+    pub(crate) fn revoke_keys_here(
         &self,
         device_id: &str,
         module_id: Option<&str>,
@@ -331,13 +382,37 @@ impl Hub {
     /// Records that an identity did something (telemetry, twin or method traffic).
     pub fn touch(&self, device_id: &str, module_id: Option<&str>) {
         let now = self.clock.unix_ms();
+        let id = identity(device_id, module_id);
+        self.cluster_touch(&id, now);
         self.presence
             .activity
             .lock()
             .expect("activity")
-            .entry(identity(device_id, module_id))
+            .entry(id)
             .or_default()
             .last_activity_ms = now;
+    }
+
+    /// Another node took the identity over at `at_ms`: closes its connection here if it
+    /// attached before that.
+    pub(crate) fn take_over_here(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        node: &str,
+        at_ms: i64,
+    ) {
+        let id = identity(device_id, module_id);
+        let map = self.presence.map.lock().expect("presence");
+        if let Some(a) = map.get(&id)
+            && a.since_ms <= at_ms
+        {
+            revoke(
+                &id,
+                a,
+                &format!("a new connection for this identity on node '{node}' takes over"),
+            );
+        }
     }
 
     /// Fills an identity's live `connectionState`, `connectionStateUpdatedTime` and
@@ -372,11 +447,9 @@ impl Hub {
 
     /// Forgets an identity's activity (it was deleted).
     pub(crate) fn forget_activity(&self, device_id: &str, module_id: Option<&str>) {
-        self.presence
-            .activity
-            .lock()
-            .expect("activity")
-            .remove(&identity(device_id, module_id));
+        let id = identity(device_id, module_id);
+        self.cluster_forget(&id);
+        self.presence.activity.lock().expect("activity").remove(&id);
     }
 
     /// Records what a connection subscribed to.
@@ -407,13 +480,7 @@ impl Hub {
         let Some(a) = map.get(&identity(device_id, module_id)) else {
             return false;
         };
-        let wanted = match &ev {
-            HubEvent::DesiredPatch(_) => a.features.desired,
-            HubEvent::MethodRequest { .. } => a.features.methods,
-            HubEvent::C2dAvailable => a.features.c2d,
-            HubEvent::Revoked(_) => true,
-        };
-        if !wanted {
+        if !super::cluster_presence::wanted(a.features, &ev) {
             tracing::debug!(identity = %identity(device_id, module_id), event = ?ev, "hub event not pushed: the connection has not subscribed to it");
             return false;
         }

@@ -188,6 +188,14 @@ impl Hub {
             .await?
             .ok_or_else(|| Error::device_not_found(id))?;
         let mut device = self.with_connection_state(rec.device);
+        self.fill_cluster_state(
+            id,
+            None,
+            &mut device.connection_state,
+            &mut device.connection_state_updated_time,
+            &mut device.last_activity_time,
+        )
+        .await;
         device.cloud_to_device_message_count =
             self.store.list_c2d(id, super::c2d::MAX_QUEUED).await?.len() as u64;
         Ok(device)

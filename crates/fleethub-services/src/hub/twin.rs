@@ -306,7 +306,8 @@ impl Hub {
             })
             .await?;
         if let Some(p) = pushed {
-            self.notify(device_id, target.module_id(), HubEvent::DesiredPatch(p));
+            self.deliver(device_id, target.module_id(), HubEvent::DesiredPatch(p))
+                .await;
         }
         if matches!(target, TwinTarget::Device(_)) && tags.is_some() {
             self.deployments_device_changed(device_id);

@@ -10,10 +10,20 @@ use serde_json::Value;
 impl Hub {
     /// A device or module twin as the service API shows it.
     pub async fn service_twin(&self, target: TwinTarget<'_>) -> Result<Twin, Error> {
-        match target {
-            TwinTarget::Device(d) => Ok(self.twin_view(self.device_record(d).await?)),
-            TwinTarget::Module(d, m) => Ok(self.finish_twin(self.module_record(d, m).await?.twin)),
-        }
+        let mut twin = match target {
+            TwinTarget::Device(d) => self.twin_view(self.device_record(d).await?),
+            TwinTarget::Module(d, m) => self.finish_twin(self.module_record(d, m).await?.twin),
+        };
+        let mut unused = None;
+        self.fill_cluster_state(
+            target.device_id(),
+            target.module_id(),
+            &mut twin.connection_state,
+            &mut unused,
+            &mut twin.last_activity_time,
+        )
+        .await;
+        Ok(twin)
     }
 
     /// [`Hub::update_twin`], answered with the twin as [`Hub::service_twin`] shows it.

@@ -13,6 +13,7 @@ mod durability;
 mod linked_hubs;
 mod partitions;
 mod pool;
+mod presence;
 mod registry;
 mod schema;
 mod sessions;

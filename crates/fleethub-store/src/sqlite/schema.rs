@@ -75,6 +75,12 @@ pub const MIGRATIONS: &[&str] = &[
         created_utc TEXT NOT NULL);",
     // 10: the hubs linked to the DPS instance (by lower-cased host name)
     "CREATE TABLE linked_hubs (name_lower TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+    // 11: which node holds each identity's live connection (a cluster's presence)
+    "CREATE TABLE presence (
+        identity TEXT PRIMARY KEY,
+        node TEXT,
+        state_updated_ms INTEGER NOT NULL,
+        last_activity_ms INTEGER NOT NULL);",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

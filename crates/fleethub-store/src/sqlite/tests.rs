@@ -39,6 +39,7 @@ suite_test!(
     telemetry_default_partitions,
     consumer_groups,
     linked_hubs,
+    presence,
 );
 
 #[tokio::test]

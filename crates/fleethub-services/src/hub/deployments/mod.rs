@@ -222,7 +222,8 @@ impl Hub {
         })
         .await?;
         if let Some(p) = pushed {
-            self.notify(device_id, Some(module_id), super::HubEvent::DesiredPatch(p));
+            self.deliver(device_id, Some(module_id), super::HubEvent::DesiredPatch(p))
+                .await;
         }
         tracing::info!(device = %device_id, module = %module_id, "deployment content written");
         Ok(true)

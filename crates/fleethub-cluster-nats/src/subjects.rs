@@ -1,0 +1,58 @@
+//! The NATS subjects of a cluster: `fleethub.{hub}.node.{node_id}.event` (events for one
+//! node), `fleethub.{hub}.node.{node_id}.method` (method calls, request/reply) and
+//! `fleethub.{hub}.all.event` (revocations, to every node). Token rules:
+//! docs/protocol-notes.md, "NATS: the cluster bus".
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Subjects {
+    prefix: String,
+}
+
+/// A subject token: letters, digits, `-` and `_` (NATS separates tokens with `.`).
+fn token(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Subjects {
+    pub(crate) fn new(hub_name: &str, _node_id: &str) -> Subjects {
+        Subjects {
+            prefix: format!("fleethub.{}", token(hub_name)),
+        }
+    }
+
+    pub(crate) fn events(&self, node_id: &str) -> String {
+        format!("{}.node.{}.event", self.prefix, token(node_id))
+    }
+
+    pub(crate) fn methods(&self, node_id: &str) -> String {
+        format!("{}.node.{}.method", self.prefix, token(node_id))
+    }
+
+    pub(crate) fn everyone(&self) -> String {
+        format!("{}.all.event", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_per_hub_and_node() {
+        let s = Subjects::new("hub.example.com", "node-1");
+        assert_eq!(
+            s.events("node-1"),
+            "fleethub.hub_example_com.node.node-1.event"
+        );
+        assert_eq!(s.methods("n.2"), "fleethub.hub_example_com.node.n_2.method");
+        assert_eq!(s.everyone(), "fleethub.hub_example_com.all.event");
+    }
+}

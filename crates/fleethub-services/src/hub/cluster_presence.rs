@@ -1,0 +1,385 @@
+//! The hub's side of a cluster (docs/scale-out.md, "Cross-node delivery"): with a
+//! [`ClusterBus`] set, this node records in the store which identities it holds (claims,
+//! releases and last activity, written in order by one task), hands events for identities held
+//! by another live node to that node, forwards method calls there, broadcasts revocations,
+//! closes an older connection elsewhere when an identity connects here (take-over), and applies
+//! what other nodes send. Without a bus none of this runs: a single node behaves as before.
+
+use super::auth::AuthKey;
+use super::presence::{Features, identity};
+use super::{Hub, HubEvent, MethodError};
+use crate::cluster::{ClusterBus, PeerEvent, PeerMethod, PeerMethodReply, node_alive};
+use fleethub_storage::Store;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How often the last activity of busy identities is written to the store.
+const ACTIVITY_FLUSH: Duration = Duration::from_secs(5);
+/// Presence writes waiting for the writer task (claims and releases; bounded).
+const WRITE_QUEUE: usize = 65_536;
+
+#[derive(Default)]
+pub(crate) struct ClusterState {
+    bus: OnceLock<Arc<dyn ClusterBus>>,
+    writes: OnceLock<mpsc::Sender<Write>>,
+    /// Last activity per identity since the last flush.
+    touched: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+enum Write {
+    Claim {
+        device_id: String,
+        module_id: Option<String>,
+        at_ms: i64,
+    },
+    Release {
+        id: String,
+        at_ms: i64,
+    },
+    Forget {
+        id: String,
+    },
+}
+
+impl Hub {
+    /// Joins this hub to a cluster: from now on presence is kept in the store and events,
+    /// method calls and revocations reach identities connected to other nodes over `bus`.
+    /// Call inside a tokio runtime; only the first bus is kept.
+    pub fn set_cluster_bus(&self, bus: Arc<dyn ClusterBus>) {
+        if self.cluster.bus.set(bus.clone()).is_err() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let _ = self.cluster.writes.set(tx);
+        tokio::spawn(presence_writer(
+            self.store.clone(),
+            bus,
+            rx,
+            self.cluster.touched.clone(),
+            self.clock.unix_ms(),
+        ));
+    }
+
+    pub(crate) fn cluster_bus(&self) -> Option<&Arc<dyn ClusterBus>> {
+        self.cluster.bus.get()
+    }
+
+    fn queue_write(&self, w: Write) {
+        if let Some(tx) = self.cluster.writes.get()
+            && tx.try_send(w).is_err()
+        {
+            tracing::warn!("presence write dropped: the presence queue is full");
+        }
+    }
+
+    /// An identity attached here at `at_ms` (called by `attach`).
+    pub(crate) fn cluster_claim(&self, device_id: &str, module_id: Option<&str>, at_ms: i64) {
+        self.queue_write(Write::Claim {
+            device_id: device_id.to_string(),
+            module_id: module_id.map(str::to_string),
+            at_ms,
+        });
+    }
+
+    /// An identity's connection here ended at `at_ms` (called by `detach`).
+    pub(crate) fn cluster_release(&self, id: &str, at_ms: i64) {
+        self.queue_write(Write::Release {
+            id: id.to_string(),
+            at_ms,
+        });
+    }
+
+    /// An identity was deleted.
+    pub(crate) fn cluster_forget(&self, id: &str) {
+        self.queue_write(Write::Forget { id: id.to_string() });
+    }
+
+    /// An identity did something (flushed to the store every [`ACTIVITY_FLUSH`]).
+    pub(crate) fn cluster_touch(&self, id: &str, at_ms: i64) {
+        if self.cluster.bus.get().is_some() {
+            self.cluster
+                .touched
+                .lock()
+                .expect("touched")
+                .insert(id.to_string(), at_ms);
+        }
+    }
+
+    /// The live node other than this one that holds `id`, if any.
+    async fn holder(&self, bus: &Arc<dyn ClusterBus>, id: &str) -> Option<String> {
+        let rec = match self.store.get_presence(id).await {
+            Ok(r) => r?,
+            Err(e) => {
+                tracing::debug!(identity = id, error = %e, "presence not readable");
+                return None;
+            }
+        };
+        let node = rec.node.filter(|n| n != bus.node_id())?;
+        node_alive(self.store.as_ref(), &node, self.clock.unix())
+            .await
+            .then_some(node)
+    }
+
+    /// Pushes an event to the identity's connection: here if it is attached here, else on the
+    /// node that holds it (cluster only).
+    pub(crate) async fn deliver(&self, device_id: &str, module_id: Option<&str>, ev: HubEvent) {
+        if self.is_connected(device_id, module_id) {
+            self.notify(device_id, module_id, ev);
+            return;
+        }
+        let Some(bus) = self.cluster_bus() else {
+            return;
+        };
+        let Some(node) = self.holder(bus, &identity(device_id, module_id)).await else {
+            return;
+        };
+        let event = match ev {
+            HubEvent::DesiredPatch(patch) => PeerEvent::DesiredPatch {
+                device_id: device_id.to_string(),
+                module_id: module_id.map(str::to_string),
+                patch,
+            },
+            HubEvent::C2dAvailable => PeerEvent::C2dAvailable {
+                device_id: device_id.to_string(),
+            },
+            HubEvent::MethodRequest { .. } | HubEvent::Revoked(_) => return,
+        };
+        bus.send(&node, event);
+    }
+
+    /// Invokes a method on an identity not attached here: on the node that holds it, else it is
+    /// offline. A bus that cannot reach that node answers like an offline device.
+    pub(crate) async fn invoke_elsewhere(
+        &self,
+        call: PeerMethod,
+    ) -> Result<(u16, Value), MethodError> {
+        let who = identity(&call.device_id, call.module_id.as_deref());
+        let Some(bus) = self.cluster_bus() else {
+            return Err(MethodError::NotOnline(who));
+        };
+        let Some(node) = self.holder(bus, &who).await else {
+            return Err(MethodError::NotOnline(who));
+        };
+        let timeout = call.timeout_secs;
+        match bus.invoke(&node, call).await {
+            Ok(reply) => reply.into_result(who, timeout),
+            Err(e) => {
+                tracing::debug!(identity = %who, node, error = %e, "method call to another node failed");
+                Err(MethodError::NotOnline(who))
+            }
+        }
+    }
+
+    /// A method call another node forwards for an identity attached here.
+    pub async fn invoke_method_for_peer(&self, call: PeerMethod) -> PeerMethodReply {
+        let r = self
+            .invoke_here(
+                &call.device_id,
+                call.module_id.as_deref(),
+                &call.name,
+                &call.payload,
+                call.timeout_secs,
+            )
+            .await;
+        PeerMethodReply::from_result(r)
+    }
+
+    /// Tells the other nodes about a revocation made here.
+    pub(crate) fn broadcast_revocation(&self, ev: PeerEvent) {
+        if let Some(bus) = self.cluster_bus() {
+            bus.broadcast(ev);
+        }
+    }
+
+    /// Applies what another node sent.
+    pub fn apply_peer_event(&self, ev: PeerEvent) {
+        match ev {
+            PeerEvent::DesiredPatch {
+                device_id,
+                module_id,
+                patch,
+            } => {
+                self.notify(
+                    &device_id,
+                    module_id.as_deref(),
+                    HubEvent::DesiredPatch(patch),
+                );
+            }
+            PeerEvent::C2dAvailable { device_id } => {
+                self.notify(&device_id, None, HubEvent::C2dAvailable);
+            }
+            PeerEvent::RevokeDevice { device_id, reason } => {
+                self.revoke_device_here(&device_id, &reason);
+            }
+            PeerEvent::RevokeModule {
+                device_id,
+                module_id,
+                reason,
+            } => self.revoke_module_here(&device_id, &module_id, &reason),
+            PeerEvent::RevokeKeys {
+                device_id,
+                module_id,
+                keys,
+                reason,
+            } => {
+                let keys: Vec<AuthKey> = keys
+                    .iter()
+                    .filter_map(|k| crate::cluster::key_from_name(k))
+                    .collect();
+                self.revoke_keys_here(&device_id, module_id.as_deref(), &keys, &reason);
+            }
+            PeerEvent::TakeOver {
+                device_id,
+                module_id,
+                node,
+                at_ms,
+            } => self.take_over_here(&device_id, module_id.as_deref(), &node, at_ms),
+        }
+    }
+
+    /// Overwrites an identity's `connectionState`, `connectionStateUpdatedTime` and
+    /// `lastActivityTime` with what the store shows across the cluster, unless the identity is
+    /// attached here (then this node's view is the current one).
+    pub(crate) async fn fill_cluster_state(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        state: &mut Option<String>,
+        state_updated: &mut Option<String>,
+        last_activity: &mut Option<String>,
+    ) {
+        if self.is_connected(device_id, module_id) {
+            return;
+        }
+        let Some((connected, state_ms, activity_ms)) =
+            self.cluster_live_state(device_id, module_id).await
+        else {
+            return;
+        };
+        let local = self.activity(device_id, module_id).unwrap_or_default();
+        let seen = super::Activity {
+            state_updated_ms: state_ms.max(local.state_updated_ms),
+            last_activity_ms: activity_ms.max(local.last_activity_ms),
+        };
+        *state = Some(
+            if connected {
+                "Connected"
+            } else {
+                "Disconnected"
+            }
+            .into(),
+        );
+        if seen.state_updated_ms > 0 {
+            *state_updated = Some(seen.state_updated_utc());
+        }
+        if seen.last_activity_ms > 0 {
+            *last_activity = Some(seen.last_activity_utc());
+        }
+    }
+
+    /// The identity's connection state and times as the store shows them across the cluster:
+    /// `(connected, state_updated_ms, last_activity_ms)`; `None` outside a cluster or when the
+    /// store has no record.
+    async fn cluster_live_state(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+    ) -> Option<(bool, i64, i64)> {
+        let bus = self.cluster_bus()?;
+        let id = identity(device_id, module_id);
+        let rec = self.store.get_presence(&id).await.ok()??;
+        let connected = match &rec.node {
+            Some(n) if n == bus.node_id() => self.is_connected(device_id, module_id),
+            Some(n) => node_alive(self.store.as_ref(), n, self.clock.unix()).await,
+            None => false,
+        };
+        Some((connected, rec.state_updated_ms, rec.last_activity_ms))
+    }
+}
+
+/// Whether a connection with these features wants an event (used by `notify`).
+pub(crate) fn wanted(features: Features, ev: &HubEvent) -> bool {
+    match ev {
+        HubEvent::DesiredPatch(_) => features.desired,
+        HubEvent::MethodRequest { .. } => features.methods,
+        HubEvent::C2dAvailable => features.c2d,
+        HubEvent::Revoked(_) => true,
+    }
+}
+
+/// Writes claims, releases and activity in the order they happened; on a claim that took the
+/// identity from another live node, tells that node to close its connection. Store failures
+/// are logged once per outage.
+async fn presence_writer(
+    store: Arc<dyn Store>,
+    bus: Arc<dyn ClusterBus>,
+    mut rx: mpsc::Receiver<Write>,
+    touched: Arc<Mutex<HashMap<String, i64>>>,
+    started_ms: i64,
+) {
+    // What this node held before it (re)started is gone.
+    match store.release_node_presence(bus.node_id(), started_ms).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            identities = n,
+            "released the presence this node held before it started"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot release the presence this node held before it started");
+        }
+    }
+    let mut tick = tokio::time::interval(ACTIVITY_FLUSH);
+    let failing = AtomicBool::new(false);
+    let report = |r: Result<(), fleethub_storage::StoreError>| match r {
+        Ok(()) => {
+            if failing.swap(false, Ordering::Relaxed) {
+                tracing::info!("presence is written to the store again");
+            }
+        }
+        Err(e) => {
+            if !failing.swap(true, Ordering::Relaxed) {
+                tracing::warn!(error = %e, "cannot write presence to the store");
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            w = rx.recv() => {
+                let Some(w) = w else { return };
+                match w {
+                    Write::Claim { device_id, module_id, at_ms } => {
+                        let id = identity(&device_id, module_id.as_deref());
+                        match store.claim_presence(&id, bus.node_id(), at_ms).await {
+                            Ok(Some(prev)) => {
+                                report(Ok(()));
+                                bus.send(&prev, PeerEvent::TakeOver {
+                                    device_id,
+                                    module_id,
+                                    node: bus.node_id().to_string(),
+                                    at_ms,
+                                });
+                            }
+                            Ok(None) => report(Ok(())),
+                            Err(e) => report(Err(e)),
+                        }
+                    }
+                    Write::Release { id, at_ms } => {
+                        report(store.release_presence(&id, bus.node_id(), at_ms).await.map(|_| ()));
+                    }
+                    Write::Forget { id } => report(store.forget_presence(&id).await),
+                }
+            }
+            _ = tick.tick() => {
+                let batch: Vec<(String, i64)> =
+                    std::mem::take(&mut *touched.lock().expect("touched")).into_iter().collect();
+                if !batch.is_empty() {
+                    report(store.touch_presence(batch).await);
+                }
+            }
+        }
+    }
+}
