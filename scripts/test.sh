@@ -14,13 +14,17 @@
 #   5. postgres  a throwaway PostgreSQL (scripts/pg-throwaway.sh), fleethub serve --store-url on it, and the
 #                Python DPS + hub device suites against it
 #   4. conformance   ../shared/conformance scenarios, only when that directory exists (developer/CI checkouts)
+#   6. scaleout  tests/scale_out/scaleout_e2e.py: in a network namespace of its own, a throwaway PostgreSQL,
+#                nats-server, three fleethub serve nodes and HAProxy on 8883/443/5671; the Python and Node
+#                suites through HAProxy, kill -9 of a node under load (root only; needs haproxy, nats-server)
 #
 # Environment (all optional):
 #   FLEETHUB_TEST_WORK    work directory (default ./.ci-work): venv, node_modules, server data dir and log, reports
 #   FLEETHUB_SHARED       shared material (default ../shared next to the repository)
 #   FLEETHUB_CONFORMANCE  dps | all | off  (see below)
 #   FLEETHUB_TEST_SKIP    space-separated stages to skip, e.g. "rust" to re-run only the SDK tests
-#                         (rust, python, node, browser, edge, multihub, conformance, postgres); CI never sets it
+#                         (rust, python, node, browser, edge, multihub, conformance, postgres, scaleout);
+#                         CI never sets it
 # Exit status 0 only if every stage that ran passed. Setup problems stop the run at once; the SDK test
 # suites (stage 3 and 4) all run and the run fails at the end if any of them failed.
 set -euo pipefail
@@ -167,7 +171,8 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # 2. release binary + server
 # ---------------------------------------------------------------------------------------------------
-if skipped python && skipped node && skipped browser && skipped edge && skipped multihub && skipped conformance && skipped postgres; then
+if skipped python && skipped node && skipped browser && skipped edge && skipped multihub && skipped conformance \
+  && skipped postgres && skipped scaleout; then
   exit 0
 fi
 run "cargo build --release -p fleethub-server -p fleetedge" 2400 cargo build --release -p fleethub-server -p fleetedge
@@ -522,6 +527,29 @@ else
   done
   stop_server
   stop_pg
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# 6. three nodes behind HAProxy (docs/scale-out.md): its own network namespace (so its 8883/443/5671 and
+#    /etc/hosts are private), PostgreSQL, nats-server, three fleethub serve, HAProxy; the official SDK
+#    suites through HAProxy and kill -9 of a node under DPS and telemetry load
+# ---------------------------------------------------------------------------------------------------
+if skipped scaleout; then
+  RESULTS+=("skip  scaleout (FLEETHUB_TEST_SKIP)")
+elif [[ $EUID -ne 0 ]]; then
+  RESULTS+=("skip  scaleout (needs root: a network namespace with ports 443/8883/5671)")
+else
+  need haproxy "Debian: apt-get install haproxy (the scaleout stage's load balancer)"
+  need nats-server "Debian: apt-get install nats-server (the scaleout stage's message bus)"
+  need unshare "Debian: apt-get install util-linux"
+  need ip "Debian: apt-get install iproute2"
+  compgen -G "${FLEETHUB_PG_BIN:-/usr/lib/postgresql/*/bin}/initdb" >/dev/null ||
+    die "PostgreSQL server binaries (initdb) not found" "Debian: apt-get install postgresql-15"
+  ensure_venv
+  ensure_npm "$NODEDIR" "$WORK/node" "the official Node SDKs"
+  suite "scaleout: tests/scale_out/scaleout_e2e.py (3 nodes behind HAProxy)" 600 env FLEETHUB_BIN="$BIN" \
+    FLEETHUB_SCALEOUT_WORK="$WORK/scaleout" NODE_PATH="$WORK/node/node_modules" \
+    "$WORK/venv/bin/python" "$ROOT/tests/scale_out/scaleout_e2e.py"
 fi
 
 if [[ ${#FAILED_SUITES[@]} -gt 0 ]]; then
