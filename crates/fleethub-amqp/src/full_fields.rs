@@ -21,14 +21,13 @@ const AMQP_FRAME: u8 = 0;
 /// The number of fields of a performative, by descriptor code (AMQP part 2.7).
 fn full_field_count(code: u8) -> Option<usize> {
     match code {
-        0x10 => Some(10), // open
-        0x11 => Some(8),  // begin
-        0x12 => Some(14), // attach
-        0x13 => Some(11), // flow
-        0x14 => Some(11), // transfer
-        0x15 => Some(6),  // disposition
-        0x16 => Some(3),  // detach
-        0x17 | 0x18 => Some(1), // end, close
+        0x10 => Some(10),        // open
+        0x11 => Some(8),         // begin
+        0x12 => Some(14),        // attach
+        0x13 | 0x14 => Some(11), // flow, transfer
+        0x15 => Some(6),         // disposition
+        0x16 => Some(3),         // detach
+        0x17 | 0x18 => Some(1),  // end, close
         _ => None,
     }
 }
@@ -198,13 +197,19 @@ mod tests {
         };
         let body = serde_amqp::to_vec(&d).unwrap();
         // fe2o3-amqp leaves batchable out: five fields.
-        assert_eq!(&body[..6], &[0x00, 0x53, 0x15, 0xc0, (body.len() - 5) as u8, 5]);
+        assert_eq!(
+            &body[..6],
+            &[0x00, 0x53, 0x15, 0xc0, (body.len() - 5) as u8, 5]
+        );
         let out = rewrite(&frame(&body));
         let new_body = &out[8..];
         assert_eq!(new_body[5], 6, "six fields");
         assert_eq!(*new_body.last().unwrap(), NULL);
         assert_eq!(new_body.len(), body.len() + 1);
-        assert_eq!(out.len(), u32::from_be_bytes(out[..4].try_into().unwrap()) as usize);
+        assert_eq!(
+            out.len(),
+            u32::from_be_bytes(out[..4].try_into().unwrap()) as usize
+        );
         // It still decodes to the same disposition.
         let back: Disposition = serde_amqp::from_slice(new_body).unwrap();
         assert_eq!(back, d);
@@ -226,7 +231,10 @@ mod tests {
         // End with no error: list0 becomes a list of one null.
         let end = serde_amqp::to_vec(&End { error: None }).unwrap();
         assert_eq!(end, [0x00, 0x53, 0x17, 0x45]);
-        assert_eq!(rewrite(&frame(&end))[8..], [0x00, 0x53, 0x17, 0xc0, 2, 1, NULL]);
+        assert_eq!(
+            rewrite(&frame(&end))[8..],
+            [0x00, 0x53, 0x17, 0xc0, 2, 1, NULL]
+        );
         assert_eq!(
             rewrite(&frame(&[0x00, 0x53, 0x18, 0x45]))[8..],
             [0x00, 0x53, 0x18, 0xc0, 2, 1, NULL]
@@ -236,7 +244,9 @@ mod tests {
     #[test]
     fn a_transfer_keeps_its_payload_after_the_added_fields() {
         // handle 0, delivery-id 1, tag, format 0, settled false; then the payload.
-        let mut body = vec![0x00, 0x53, 0x14, 0xc0, 9, 5, 0x43, 0x52, 1, 0xa0, 1, 9, 0x43, 0x42];
+        let mut body = vec![
+            0x00, 0x53, 0x14, 0xc0, 9, 5, 0x43, 0x52, 1, 0xa0, 1, 9, 0x43, 0x42,
+        ];
         body.extend_from_slice(b"payload");
         let out = rewrite(&frame(&body));
         let b = &out[8..];
@@ -286,10 +296,16 @@ mod tests {
         let out = rewrite(&frame(&body));
         let b = &out[8..];
         assert_eq!(b[3], 0xd0);
-        assert_eq!(u32::from_be_bytes(b[4..8].try_into().unwrap()) as usize, items.len() + 7 + 4);
+        assert_eq!(
+            u32::from_be_bytes(b[4..8].try_into().unwrap()) as usize,
+            items.len() + 7 + 4
+        );
         assert_eq!(u32::from_be_bytes(b[8..12].try_into().unwrap()), 11);
         assert_eq!(&b[12..12 + items.len()], &items[..]);
         assert_eq!(&b[12 + items.len()..], &[NULL; 7]);
-        assert_eq!(out.len(), u32::from_be_bytes(out[..4].try_into().unwrap()) as usize);
+        assert_eq!(
+            out.len(),
+            u32::from_be_bytes(out[..4].try_into().unwrap()) as usize
+        );
     }
 }

@@ -112,7 +112,13 @@ def main():
             body = json.loads(ev.body_as_str())
         except ValueError:
             return None
-        return (body["device"], body["i"]) if body.get("run") == run else None
+        if body.get("run") != run:
+            return None
+        # How the device authenticated (HTTPS, its own key), as IoT Hub writes it.
+        auth = json.loads(ev.system_properties[b"iothub-connection-auth-method"])
+        if (auth["scope"], auth["type"], auth["issuer"]) != ("device", "sas", "iothub"):
+            return ("bad auth method", json.dumps(auth))
+        return (body["device"], body["i"])
 
     def check(seen, elapsed, how):
         keys = [k for k in seen if k is not None]
