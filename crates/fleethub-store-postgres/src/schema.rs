@@ -80,6 +80,10 @@ pub const MIGRATIONS: &[&str] = &[
         name_lower TEXT COLLATE "C" PRIMARY KEY,
         name TEXT COLLATE "C" NOT NULL,
         created_utc TEXT NOT NULL);"#,
+    // 2: C2D feedback: each message's request by queue sequence number, and the queue of
+    // feedback records (oldest = lowest id), as the SQLite backend's migration 11.
+    "CREATE TABLE c2d_feedback_requests (seq BIGINT PRIMARY KEY, doc TEXT NOT NULL);
+     CREATE TABLE c2d_feedback (id BIGSERIAL PRIMARY KEY, doc TEXT NOT NULL);",
 ];
 
 /// The schema version this build writes.

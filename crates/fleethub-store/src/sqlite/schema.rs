@@ -75,6 +75,10 @@ pub const MIGRATIONS: &[&str] = &[
         created_utc TEXT NOT NULL);",
     // 10: the hubs linked to the DPS instance (by lower-cased host name)
     "CREATE TABLE linked_hubs (name_lower TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+    // 11: C2D feedback: each message's request by queue sequence number, and the queue of
+    // feedback records (oldest = lowest id)
+    "CREATE TABLE c2d_feedback_requests (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL);
+     CREATE TABLE c2d_feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
