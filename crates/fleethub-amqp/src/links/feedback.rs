@@ -27,7 +27,20 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, resource: String) {
         };
         let message = c2d::feedback_message(&batch.records, &hub_name, service.clock.unix_ms());
         let records = batch.records.len();
-        match sender.send(message).await {
+        // The outcome is awaited beside the link's Detach: a client that goes away without
+        // settling gives the batch back (fe2o3-amqp's `send` would wait for the outcome alone).
+        let outcome = match sender.send_batchable(message).await {
+            Ok(delivery) => tokio::select! {
+                o = delivery => o,
+                _ = sender.on_detach() => {
+                    tracing::debug!(peer = %ctx.peer, records, "amqp: feedback link detached before settling its batch");
+                    service.hub.return_c2d_feedback(batch);
+                    break;
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok(Outcome::Accepted(_)) => {
                 tracing::debug!(peer = %ctx.peer, records, "amqp: C2D feedback delivered");
                 if let Err(e) = service.hub.accept_c2d_feedback(batch).await {
