@@ -8,7 +8,9 @@
 //! and syscalls; a lone frame still goes out immediately (the writer task is woken by the
 //! write). Memory is bounded: at most [`MAX_BUFFERED`] bytes wait in the buffer and as many are
 //! being written; a full buffer makes the connection wait, as a full socket did before.
+//! The bytes pass through `full_fields` on the way in (every performative with all its fields).
 
+use crate::full_fields::FullFields;
 use bytes::{Bytes, BytesMut};
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -27,6 +29,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Default)]
 struct State {
     buf: BytesMut,
+    /// Completes the performatives written into `buf` (AMQP streams only).
+    fields: Option<FullFields>,
     /// The writer task, waiting for bytes.
     writer: Option<Waker>,
     /// A write waiting for room.
@@ -68,8 +72,24 @@ where
 {
     /// Splits `io` and spawns its writer task (needs a tokio runtime).
     pub fn new(io: Io) -> Self {
+        Self::with_state(io, State::default())
+    }
+
+    /// [`Self::new`] for an AMQP connection's stream: the performatives written get every
+    /// field (`full_fields`).
+    pub fn amqp(io: Io) -> Self {
+        Self::with_state(
+            io,
+            State {
+                fields: Some(FullFields::default()),
+                ..State::default()
+            },
+        )
+    }
+
+    fn with_state(io: Io, state: State) -> Self {
         let (read, write) = tokio::io::split(io);
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(state));
         let (gone, gone_rx) = watch::channel(false);
         tokio::spawn(run_writer(state.clone(), write, gone_rx));
         CoalescedWrites { read, state, gone }
@@ -183,7 +203,11 @@ impl<Io: AsyncWrite> AsyncWrite for CoalescedWrites<Io> {
             return Poll::Pending;
         }
         let n = room.min(data.len());
-        s.buf.extend_from_slice(&data[..n]);
+        let State { buf, fields, .. } = &mut *s;
+        match fields {
+            Some(f) => f.push(&data[..n], buf),
+            None => buf.extend_from_slice(&data[..n]),
+        }
         let writer = s.writer.take();
         drop(s);
         wake(writer);

@@ -65,7 +65,7 @@ pub(crate) async fn serve<Io>(
     let open = async {
         // SASL or not is the client's choice (its protocol header); without SASL the client
         // is anonymous until it puts a token on $cbs.
-        let io = CoalescedWrites::new(io);
+        let io = CoalescedWrites::amqp(io);
         let (header, io) = Rewind::read_header(io).await.map_err(|e| e.to_string())?;
         let io = LateFrames::new(io);
         if header == SASL_HEADER {

@@ -17,7 +17,7 @@ use fleethub_services::hub::PartitionEvent;
 use std::sync::Arc;
 
 /// `iothub-connection-auth-method` of a device that authenticated with a SAS token, as IoT Hub
-/// writes it.
+/// writes it (for messages stored without the system property, before it was recorded).
 const DEVICE_SAS: &str =
     r#"{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#;
 /// The same for a module.
@@ -72,10 +72,15 @@ pub fn event_message(ev: PartitionEvent, generation_id: Option<&str>) -> AmqpMes
             Value::String(module),
         );
     }
+    // Recorded when the message was stored (how the identity authenticated); older messages
+    // have none: they came from SAS-authenticated identities.
+    let auth = sys
+        .remove(fleethub_services::hub::event_hub::AUTH_METHOD_PROPERTY)
+        .unwrap_or_else(|| auth_method(module));
     annotation(
         &mut ann,
         "iothub-connection-auth-method",
-        Value::String(auth_method(module)),
+        Value::String(auth),
     );
     if let Some(g) = generation_id {
         annotation(
@@ -133,6 +138,20 @@ mod tests {
             .as_ref()?
             .0
             .get(&OwnedKey::Symbol(Symbol::from(key)))
+    }
+
+    fn ev_message() -> TelemetryMessage {
+        TelemetryMessage {
+            sequence_number: 1,
+            device_id: "d1".into(),
+            module_id: None,
+            partition: 0,
+            partition_sequence_number: 0,
+            enqueued_time_utc: "2026-01-01T00:00:00.000Z".into(),
+            system_properties: std::collections::BTreeMap::new(),
+            properties: std::collections::BTreeMap::new(),
+            body: Vec::new(),
+        }
     }
 
     #[test]
@@ -194,6 +213,26 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(auth["scope"], "module");
+        // A recorded auth method (how the identity authenticated) is passed on, not as a property.
+        let mut recorded = ev_message();
+        recorded.system_properties.insert(
+            fleethub_services::hub::event_hub::AUTH_METHOD_PROPERTY.into(),
+            r#"{"scope":"hub","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#.into(),
+        );
+        let hub_scoped = event_message(
+            PartitionEvent {
+                partition: 0,
+                sequence_number: 0,
+                offset: 1,
+                enqueued_time_utc_ms: 0,
+                message: Arc::new(recorded),
+            },
+            None,
+        );
+        match get(&hub_scoped, "iothub-connection-auth-method") {
+            Some(Value::String(s)) => assert!(s.contains(r#""scope":"hub""#), "{s}"),
+            other => panic!("{other:?}"),
+        }
         let p = m.properties.as_ref().unwrap();
         assert_eq!(p.message_id, Some(MessageId::String("mid-1".into())));
         assert_eq!(

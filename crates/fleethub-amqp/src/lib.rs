@@ -23,6 +23,7 @@ pub mod dps;
 pub mod errors;
 pub mod events;
 pub mod filters;
+pub mod full_fields;
 pub mod late_frames;
 mod links;
 mod management;

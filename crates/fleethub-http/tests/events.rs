@@ -112,6 +112,11 @@ async fn https_telemetry_with_properties_from_headers() {
     assert_eq!(sys["content-type"], "application/json");
     assert_eq!(sys["content-encoding"], "utf-8");
     assert_eq!(sys["iothub-connection-device-id"], "dev-1");
+    // How the device authenticated (its own key), recorded when the message was stored.
+    assert_eq!(
+        sys["iothub-connection-auth-method"],
+        r#"{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#
+    );
     // HTTP header names are case-insensitive: the property name arrives lower-cased
     assert_eq!(m["properties"], json!({"temperaturealert": "true"}));
 

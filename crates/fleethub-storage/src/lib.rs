@@ -1,6 +1,7 @@
 //! fleethub's storage interface: one trait per aggregate ([`SettingsStore`], [`RegistryStore`],
 //! [`DpsStore`], [`TelemetryStore`], [`C2dStore`], [`SessionStore`], [`ConfigurationStore`],
-//! [`AuthFailureStore`], [`LinkedHubStore`], [`PresenceStore`]),
+//! [`AuthFailureStore`], [`LinkedHubStore`], [`PresenceStore`],
+//! [`C2dFeedbackStore`]),
 //! [`Store`] for all of them together (what `fleethub-services` uses), the records, [`StoreError`]
 //! and [`Precondition`]. Backends live elsewhere (`fleethub-store`: SQLite) and implement the
 //! traits, one aggregate at a time, checked by the generic `suite` module (feature `suite`).
@@ -10,12 +11,14 @@
 //! columns, so a backend never needs to understand every field.
 
 mod error;
+mod feedback;
 mod partitions;
 mod records;
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;
 
 pub use error::StoreError;
+pub use feedback::{C2dFeedbackRecord, C2dFeedbackRequest, C2dFeedbackStore, StoredC2dFeedback};
 pub use partitions::{
     ConsumerGroupRecord, DEFAULT_PARTITION_COUNT, MAX_PARTITION_COUNT, PartitionSummary, fnv1a32,
     partition_of,
@@ -270,6 +273,7 @@ pub trait Store:
     + AuthFailureStore
     + LinkedHubStore
     + PresenceStore
+    + C2dFeedbackStore
     + 'static
 {
 }
@@ -285,6 +289,7 @@ impl<T> Store for T where
         + AuthFailureStore
         + LinkedHubStore
         + PresenceStore
+        + C2dFeedbackStore
         + 'static
 {
 }

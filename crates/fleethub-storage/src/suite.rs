@@ -3,7 +3,10 @@
 //! backend's do, in `sqlite/tests.rs`); a new backend can pass them aggregate by aggregate.
 //! Compiled for this crate's tests and with the `suite` feature.
 
+mod c2d_feedback;
 mod partitioned_log;
+
+pub use c2d_feedback::c2d_feedback;
 
 pub use partitioned_log::{
     consumer_groups, telemetry, telemetry_default_partitions, telemetry_partitions,

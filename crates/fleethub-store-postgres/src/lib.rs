@@ -13,6 +13,7 @@
 
 mod auth_failures;
 mod c2d;
+mod c2d_feedback;
 mod cached;
 mod configurations;
 mod connect;

@@ -86,6 +86,10 @@ pub const MIGRATIONS: &[&str] = &[
         node TEXT COLLATE "C",
         state_updated_ms BIGINT NOT NULL,
         last_activity_ms BIGINT NOT NULL);"#,
+    // 3: C2D feedback: each message's request by queue sequence number, and the queue of
+    // feedback records (oldest = lowest id), as the SQLite backend's migration 12.
+    "CREATE TABLE c2d_feedback_requests (seq BIGINT PRIMARY KEY, doc TEXT NOT NULL);
+     CREATE TABLE c2d_feedback (id BIGSERIAL PRIMARY KEY, doc TEXT NOT NULL);",
 ];
 
 /// The schema version this build writes.

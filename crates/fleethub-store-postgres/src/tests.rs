@@ -38,6 +38,7 @@ async fn the_store_suite_passes_on_postgres() {
         c2d_queue,
         sessions,
         auth_failures,
+        c2d_feedback,
         telemetry_partitions,
         telemetry_default_partitions,
         consumer_groups,

@@ -1,5 +1,6 @@
 //! The client's receiver on `/messages/servicebound/feedback`: batches of C2D feedback
-//! records, one message each; a batch the client does not accept goes back to the queue.
+//! records, one message each; an accepted (or rejected) batch is removed from the store, one
+//! the client does not settle goes back to the queue.
 
 use super::LinkCtx;
 use crate::c2d;
@@ -24,13 +25,33 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, resource: String) {
                 return;
             }
         };
-        let message = c2d::feedback_message(&batch, &hub_name, service.clock.unix_ms());
-        match sender.send(message).await {
+        let message = c2d::feedback_message(&batch.records, &hub_name, service.clock.unix_ms());
+        let records = batch.records.len();
+        // The outcome is awaited beside the link's Detach: a client that goes away without
+        // settling gives the batch back (fe2o3-amqp's `send` would wait for the outcome alone).
+        let outcome = match sender.send_batchable(message).await {
+            Ok(delivery) => tokio::select! {
+                o = delivery => o,
+                _ = sender.on_detach() => {
+                    tracing::debug!(peer = %ctx.peer, records, "amqp: feedback link detached before settling its batch");
+                    service.hub.return_c2d_feedback(batch);
+                    break;
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok(Outcome::Accepted(_)) => {
-                tracing::debug!(peer = %ctx.peer, records = batch.len(), "amqp: C2D feedback delivered");
+                tracing::debug!(peer = %ctx.peer, records, "amqp: C2D feedback delivered");
+                if let Err(e) = service.hub.accept_c2d_feedback(batch).await {
+                    tracing::warn!(peer = %ctx.peer, "amqp: delivered C2D feedback not removed: {e}");
+                }
             }
             Ok(Outcome::Rejected(_)) => {
-                tracing::info!(peer = %ctx.peer, records = batch.len(), "amqp: C2D feedback rejected by the client: dropped");
+                tracing::info!(peer = %ctx.peer, records, "amqp: C2D feedback rejected by the client: dropped");
+                if let Err(e) = service.hub.accept_c2d_feedback(batch).await {
+                    tracing::warn!(peer = %ctx.peer, "amqp: rejected C2D feedback not removed: {e}");
+                }
             }
             Ok(_) => service.hub.return_c2d_feedback(batch),
             Err(e) => {

@@ -119,7 +119,8 @@ impl Hub {
             &stored.message_id,
             device_id,
             device.device.generation_id.as_deref(),
-        );
+        )
+        .await;
         self.deliver(device_id, None, HubEvent::C2dAvailable).await;
         Ok(stored)
     }
@@ -145,7 +146,8 @@ impl Hub {
                 );
                 self.store.delete_c2d(m.sequence_number).await?;
                 self.unlock_sequence(m.sequence_number);
-                self.feedback_outcome(m.sequence_number, FeedbackStatus::Expired);
+                self.feedback_outcome(m.sequence_number, FeedbackStatus::Expired)
+                    .await;
             } else {
                 out.push(m);
             }
@@ -167,7 +169,8 @@ impl Hub {
     pub async fn complete_c2d(&self, sequence_number: u64) -> Result<(), Error> {
         self.store.delete_c2d(sequence_number).await?;
         self.unlock_sequence(sequence_number);
-        self.feedback_outcome(sequence_number, FeedbackStatus::Success);
+        self.feedback_outcome(sequence_number, FeedbackStatus::Success)
+            .await;
         Ok(())
     }
 
@@ -175,7 +178,7 @@ impl Hub {
     pub async fn purge_c2d(&self, device_id: &str) -> Result<u64, Error> {
         let n = self.store.purge_c2d(device_id).await?;
         self.locks().retain(|_, l| l.device_id != device_id);
-        self.feedback_purged(device_id);
+        self.feedback_purged(device_id).await;
         Ok(n)
     }
 
@@ -201,7 +204,8 @@ impl Hub {
                     "cloud-to-device message dead-lettered: maximum delivery count reached"
                 );
                 self.store.delete_c2d(m.sequence_number).await?;
-                self.feedback_outcome(m.sequence_number, FeedbackStatus::DeliveryCountExceeded);
+                self.feedback_outcome(m.sequence_number, FeedbackStatus::DeliveryCountExceeded)
+                    .await;
                 continue;
             }
             let Some(lock_token) = self.try_lock(device_id, m.sequence_number) else {
@@ -253,11 +257,13 @@ impl Hub {
         match how {
             Settle::Complete => {
                 self.store.delete_c2d(lock.sequence_number).await?;
-                self.feedback_outcome(lock.sequence_number, FeedbackStatus::Success);
+                self.feedback_outcome(lock.sequence_number, FeedbackStatus::Success)
+                    .await;
             }
             Settle::Reject => {
                 self.store.delete_c2d(lock.sequence_number).await?;
-                self.feedback_outcome(lock.sequence_number, FeedbackStatus::Rejected);
+                self.feedback_outcome(lock.sequence_number, FeedbackStatus::Rejected)
+                    .await;
                 tracing::warn!(
                     device = device_id,
                     sequence_number = lock.sequence_number,

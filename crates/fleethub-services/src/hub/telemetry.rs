@@ -41,6 +41,7 @@ impl Hub {
             return Ok(Vec::new());
         }
         let enqueued = self.clock.now_utc();
+        let auth_method = super::event_hub::auth_method(p);
         let batch = msgs
             .into_iter()
             .map(|msg| {
@@ -50,6 +51,10 @@ impl Hub {
                     system.insert("iothub-connection-module-id".into(), m.clone());
                 }
                 system.insert("iothub-message-source".into(), "Telemetry".into());
+                system.insert(
+                    super::event_hub::AUTH_METHOD_PROPERTY.into(),
+                    auth_method.clone(),
+                );
                 TelemetryMessage {
                     sequence_number: 0,
                     partition: 0,

@@ -5,6 +5,7 @@
 mod auth_failures;
 mod backup;
 mod c2d;
+mod c2d_feedback;
 mod cached;
 mod configurations;
 mod consumer_groups;

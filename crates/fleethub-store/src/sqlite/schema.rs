@@ -81,6 +81,10 @@ pub const MIGRATIONS: &[&str] = &[
         node TEXT,
         state_updated_ms INTEGER NOT NULL,
         last_activity_ms INTEGER NOT NULL);",
+    // 12: C2D feedback: each message's request by queue sequence number, and the queue of
+    // feedback records (oldest = lowest id)
+    "CREATE TABLE c2d_feedback_requests (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL);
+     CREATE TABLE c2d_feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

@@ -35,6 +35,7 @@ suite_test!(
     c2d_queue,
     sessions,
     auth_failures,
+    c2d_feedback,
     telemetry_partitions,
     telemetry_default_partitions,
     consumer_groups,

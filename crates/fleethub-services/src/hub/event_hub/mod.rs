@@ -10,10 +10,12 @@
 //! partitions its log ([`Hub::start_event_hub`], which the server calls at start; the first
 //! telemetry append or event-hub call does it otherwise).
 
+mod auth_method;
 mod consumer_groups;
 #[cfg(test)]
 mod tests;
 
+pub use auth_method::{AUTH_METHOD_PROPERTY, auth_method};
 pub use consumer_groups::{
     ConsumerGroup, DEFAULT_CONSUMER_GROUP, DEFAULT_MAX_CONSUMER_GROUPS,
     validate_consumer_group_name,
