@@ -18,6 +18,7 @@ mod schema;
 mod sessions;
 mod settings;
 mod telemetry;
+mod writer;
 
 use crate::{
     Assignment, C2dMessage, DeviceRecord, ModuleRecord, Page, PageRequest, Precondition,
