@@ -19,10 +19,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 
 use crate::{CodecError, Packet, decode, encode};
 
-/// Initial capacity of the receive and send buffers. They grow as packets need; the initial
-/// size is paid by every idle connection (a server holds tens of thousands), so it stays small:
-/// docs/benchmarks.md measures the server's memory per idle connection.
-const INITIAL_CAPACITY: usize = 2048;
+/// Initial capacity of the receive buffer; the send buffer starts empty. Both grow as packets
+/// need (and keep what they grew to); the initial size is paid by every idle connection (a
+/// server holds tens of thousands), so it stays small: docs/benchmarks.md measures the server's
+/// memory per idle connection. 512 bytes hold a CONNECT with a SAS token.
+const INITIAL_CAPACITY: usize = 512;
 
 /// Why reading or writing a framed stream failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +100,7 @@ impl<W> FramedWrite<W> {
     pub fn new(io: W) -> Self {
         FramedWrite {
             io,
-            buf: BytesMut::with_capacity(INITIAL_CAPACITY),
+            buf: BytesMut::new(),
         }
     }
 
@@ -153,7 +154,7 @@ impl<S> Framed<S> {
         Framed {
             io,
             read: BytesMut::with_capacity(INITIAL_CAPACITY),
-            write: BytesMut::with_capacity(INITIAL_CAPACITY),
+            write: BytesMut::new(),
             max_packet_size,
         }
     }

@@ -210,6 +210,8 @@ pub fn decode(buf: &mut BytesMut, max_packet_size: usize) -> Result<Option<Packe
 /// appended. For a QoS 0 PUBLISH, `pkid` and `dup` are not encoded.
 pub fn encode(packet: &Packet, out: &mut BytesMut) -> Result<(), CodecError> {
     let len = packet.body_len()?;
+    // Grow once per packet (a fixed header is at most 5 bytes), not once per field.
+    out.reserve(5 + len);
     header::write_fixed_header(out, packet.packet_type(), packet.flags(), len);
     let start = out.len();
     packet.write_body(out);

@@ -265,7 +265,7 @@ fn dashboard(cfg: &Config, http: &HttpState, shared: &Shared) -> fleethub_ui::Ui
         session_key: fleethub_ui::SessionKey::generate(),
         session_secs: cfg.ui_session_hours * 3600,
         clock: shared.clock.clone(),
-        rate: fleethub_ui::rate::TelemetryRate::start(&http.hub, shared.clock.clone()),
+        rate: fleethub_ui::rate::TelemetryRate::start(shared.metrics.clone(), shared.clock.clone()),
     }
 }
 

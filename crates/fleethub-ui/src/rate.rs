@@ -1,11 +1,16 @@
 //! Telemetry messages per minute over the last hour, for the overview's chart: a background
-//! task counts what the hub's live feed carries (a reader that falls behind still counts the
-//! messages it missed) into 60 one-minute buckets. It starts with the server, so after a
-//! restart the chart fills up again from then on.
+//! task reads the server's stored-telemetry counter (`fleethub_telemetry_messages_total`) once
+//! a second and counts the difference into 60 one-minute buckets. (It used to read the hub's
+//! live feed, which cost a task wake-up per stored message.) It starts with the server, so
+//! after a restart the chart fills up again from then on.
 
-use fleethub_services::{Clock, Hub};
+use fleethub_services::{Clock, Metrics};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use tokio::sync::broadcast::error::RecvError;
+use std::time::Duration;
+
+/// How often the counter is read.
+const SAMPLE: Duration = Duration::from_secs(1);
 
 /// Minutes the chart covers.
 pub const MINUTES: usize = 60;
@@ -27,21 +32,24 @@ impl TelemetryRate {
         })
     }
 
-    /// A counter fed by `hub`'s live telemetry feed until the hub goes away. Needs a tokio
-    /// runtime.
-    pub fn start(hub: &Hub, clock: Clock) -> Arc<TelemetryRate> {
+    /// A counter fed from `metrics` (the stored-telemetry counter) for as long as it is in
+    /// use. Needs a tokio runtime.
+    pub fn start(metrics: Arc<Metrics>, clock: Clock) -> Arc<TelemetryRate> {
         let rate = TelemetryRate::new(clock);
-        let mut rx = hub.subscribe_telemetry();
         let weak = Arc::downgrade(&rate);
         tokio::spawn(async move {
+            let stored = || metrics.telemetry_messages.load(Ordering::Relaxed);
+            let mut seen = stored();
+            let mut tick = tokio::time::interval(SAMPLE);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let n = match rx.recv().await {
-                    Ok(_) => 1,
-                    Err(RecvError::Lagged(n)) => n,
-                    Err(RecvError::Closed) => return,
-                };
+                tick.tick().await;
                 let Some(rate) = weak.upgrade() else { return };
-                rate.add(n);
+                let now = stored();
+                if now > seen {
+                    rate.add(now - seen);
+                }
+                seen = now;
             }
         });
         rate
@@ -102,6 +110,25 @@ mod tests {
         assert!(
             rate.per_minute().iter().all(|&n| n == 0),
             "older than an hour: gone"
+        );
+    }
+
+    #[tokio::test]
+    async fn started_it_counts_what_the_stored_telemetry_counter_adds() {
+        let metrics = Arc::new(Metrics::default());
+        metrics.telemetry_messages.store(40, Ordering::Relaxed);
+        let rate = TelemetryRate::start(metrics.clone(), Clock::system());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics.telemetry_messages.fetch_add(5, Ordering::Relaxed);
+        metrics.telemetry_messages.fetch_add(2, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while rate.per_minute().iter().sum::<u64>() < 7 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            rate.per_minute().iter().sum::<u64>(),
+            7,
+            "what was stored before the start is not counted"
         );
     }
 }

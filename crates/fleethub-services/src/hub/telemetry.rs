@@ -80,8 +80,12 @@ impl Hub {
             std::sync::atomic::Ordering::Relaxed,
         );
         let seqs = stored.iter().map(|m| m.sequence_number).collect();
-        for m in stored {
-            let _ = self.telemetry_tx.send(Arc::new(m));
+        // The live feed has readers only while someone watches it (monitor-events, the
+        // dashboard's live view).
+        if self.telemetry_tx.receiver_count() > 0 {
+            for m in stored {
+                let _ = self.telemetry_tx.send(Arc::new(m));
+            }
         }
         Ok(seqs)
     }

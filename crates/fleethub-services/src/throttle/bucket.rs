@@ -145,17 +145,20 @@ impl DeviceBuckets {
             .shard(identity)
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tat = map.get(identity).copied().unwrap_or(now);
-        let (new_tat, take) = decide(self.shape, tat, now, n, mode);
-        if let Some(new_tat) = new_tat {
-            if let Some(t) = map.get_mut(identity) {
+        // One lookup for a remembered identity (this runs for every telemetry burst).
+        if let Some(t) = map.get_mut(identity) {
+            let (new_tat, take) = decide(self.shape, *t, now, n, mode);
+            if let Some(new_tat) = new_tat {
                 *t = new_tat;
-            } else {
-                if map.len() >= self.max_per_shard {
-                    evict(&mut map, now, self.max_per_shard);
-                }
-                map.insert(identity.into(), new_tat);
             }
+            return take;
+        }
+        let (new_tat, take) = decide(self.shape, now, now, n, mode);
+        if let Some(new_tat) = new_tat {
+            if map.len() >= self.max_per_shard {
+                evict(&mut map, now, self.max_per_shard);
+            }
+            map.insert(identity.into(), new_tat);
         }
         take
     }

@@ -21,6 +21,7 @@ mod schema;
 mod sessions;
 mod settings;
 mod telemetry;
+mod writer;
 
 use crate::{
     Assignment, C2dMessage, DeviceRecord, ModuleRecord, Page, PageRequest, Precondition,

@@ -1,29 +1,14 @@
-//! Connection handling: one writer thread with group commit, a small pool of readers.
+//! Connection handling: one writer thread with group commit ([`super::writer`]), a small pool
+//! of readers.
 
 use super::Durability;
-use crate::{Result, StoreError};
-use rusqlite::{Connection, Statement};
+use super::writer::{Append, AppendReply, Job, RunJob, Slot, writer_loop};
+use crate::{Result, StoreError, TelemetryMessage};
+use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
-type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
-/// A write job: it runs as [`Slot`] says and returns whether it succeeded and what to do once
-/// the transaction has ended.
-type Job = Box<dyn FnOnce(&Connection, Slot<'_, '_>) -> (Completion, bool) + Send>;
-
-/// How a job runs.
-enum Slot<'a, 'c> {
-    /// Alone in its transaction: a failure rolls the transaction back.
-    Alone,
-    /// Beside other jobs, inside a savepoint of its own.
-    Savepoint(&'a mut TxControl<'c>),
-    /// Not at all: no transaction could be started.
-    Refused(String),
-}
-
-/// Most jobs committed in one transaction.
-const MAX_BATCH: usize = 512;
 const WRITE_QUEUE: usize = 4096;
 /// Prepared statements kept per connection (the store has fewer distinct statements).
 const STATEMENT_CACHE: usize = 128;
@@ -105,7 +90,7 @@ impl Pool {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn: &Connection, slot: Slot<'_, '_>| {
+        let job: RunJob = Box::new(move |conn: &Connection, slot: Slot<'_, '_>| {
             let r = match slot {
                 Slot::Alone => f(conn),
                 Slot::Savepoint(tx) => tx.in_savepoint(conn, f),
@@ -114,119 +99,45 @@ impl Pool {
                 ))),
             };
             let ok = r.is_ok();
-            let completion: Completion = Box::new(move |commit_err: Option<&str>| {
-                let r = match commit_err {
-                    None => r,
-                    Some(e) => Err(StoreError::Backend(format!("commit failed: {e}"))),
-                };
-                let _ = tx.send(r);
-            });
+            let completion: super::writer::Completion =
+                Box::new(move |commit_err: Option<&str>| {
+                    let r = match commit_err {
+                        None => r,
+                        Some(e) => Err(StoreError::Backend(format!("commit failed: {e}"))),
+                    };
+                    let _ = tx.send(r);
+                });
             (completion, ok)
         });
         self.writer
-            .send(job)
+            .send(Job::Run(job))
             .await
             .map_err(|_| StoreError::Backend("store writer stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Backend("store writer dropped a write".into()))?
     }
-}
 
-/// The writer's transaction control, prepared once (parsing it for every job showed in
-/// profiles).
-struct TxControl<'c> {
-    begin: Statement<'c>,
-    commit: Statement<'c>,
-    rollback: Statement<'c>,
-    savepoint: Statement<'c>,
-    release: Statement<'c>,
-    rollback_to: Statement<'c>,
-}
-
-impl<'c> TxControl<'c> {
-    fn prepare(conn: &'c Connection) -> rusqlite::Result<Self> {
-        Ok(TxControl {
-            begin: conn.prepare("BEGIN IMMEDIATE")?,
-            commit: conn.prepare("COMMIT")?,
-            rollback: conn.prepare("ROLLBACK")?,
-            savepoint: conn.prepare("SAVEPOINT job")?,
-            release: conn.prepare("RELEASE job")?,
-            rollback_to: conn.prepare("ROLLBACK TO job")?,
-        })
-    }
-
-    /// Runs `f` so that when it fails, only its own changes are undone.
-    fn in_savepoint<T>(
-        &mut self,
-        conn: &Connection,
-        f: impl FnOnce(&Connection) -> Result<T>,
-    ) -> Result<T> {
-        self.savepoint.execute([])?;
-        match f(conn) {
-            Ok(v) => {
-                self.release.execute([])?;
-                Ok(v)
-            }
-            Err(e) => {
-                self.rollback_to.execute([])?;
-                self.release.execute([])?;
-                Err(e)
-            }
-        }
-    }
-}
-
-#[allow(
-    clippy::needless_pass_by_value,
-    reason = "the writer thread owns the connection and closes it when the queue ends"
-)]
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
-    let mut tx = match TxControl::prepare(&conn) {
-        Ok(tx) => tx,
-        Err(e) => {
-            tracing::error!(error = %e, "store: cannot prepare the writer's statements");
-            while let Some(job) = rx.blocking_recv() {
-                job(&conn, Slot::Refused(e.to_string())).0(None);
-            }
-            return;
-        }
-    };
-    while let Some(first) = rx.blocking_recv() {
-        if let Err(e) = tx.begin.execute([]) {
-            tracing::error!(error = %e, "store: cannot begin a transaction");
-            first(&conn, Slot::Refused(e.to_string())).0(None);
-            continue;
-        }
-        // A job alone in its transaction needs no savepoint: when it fails, rolling back the
-        // transaction undoes exactly its changes. Jobs that join later get savepoints.
-        let alone = rx.is_empty();
-        let slot = if alone {
-            Slot::Alone
-        } else {
-            Slot::Savepoint(&mut tx)
+    /// Appends telemetry on the writer thread (`known`: the partition count, 0 when not known
+    /// yet); returns the stored messages and the partition count once committed. The writer
+    /// runs the appends queued next to each other as one append (one savepoint, one sequence
+    /// lookup per partition); each caller's messages are stored all or none.
+    pub(crate) async fn append_telemetry(
+        &self,
+        messages: Vec<TelemetryMessage>,
+        known: u32,
+    ) -> Result<(Vec<TelemetryMessage>, u32)> {
+        let (reply, rx) = oneshot::channel::<AppendReply>();
+        let job = Append {
+            messages,
+            known,
+            reply,
         };
-        let (completion, ok) = first(&conn, slot);
-        if alone && !ok {
-            let _ = tx.rollback.execute([]);
-            completion(None);
-            continue;
-        }
-        let mut done = vec![completion];
-        while done.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => done.push(job(&conn, Slot::Savepoint(&mut tx)).0),
-                Err(_) => break,
-            }
-        }
-        let commit = tx.commit.execute([]);
-        let err = commit.as_ref().err().map(std::string::ToString::to_string);
-        if err.is_some() {
-            let _ = tx.rollback.execute([]);
-            tracing::error!(error = ?err, "store: commit failed");
-        }
-        for c in done {
-            c(err.as_deref());
-        }
+        self.writer
+            .send(Job::Append(job))
+            .await
+            .map_err(|_| StoreError::Backend("store writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Backend("store writer dropped a write".into()))?
     }
 }
 

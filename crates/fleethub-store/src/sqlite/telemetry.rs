@@ -36,12 +36,14 @@ pub(super) fn row_to_message(r: &Row<'_>) -> Result<TelemetryMessage> {
     })
 }
 
-/// Appends in one transaction; returns the stored messages and the partition count.
-fn append(
+/// Numbers and inserts `messages` in order (inside the caller's transaction); returns the
+/// partition count. On failure the caller rolls back; the messages are left whole (their
+/// numbers are assigned again by the next attempt).
+pub(super) fn append(
     c: &Connection,
-    messages: Vec<TelemetryMessage>,
+    messages: &mut [TelemetryMessage],
     known_count: u32,
-) -> Result<(Vec<TelemetryMessage>, u32)> {
+) -> Result<u32> {
     let count = match known_count {
         0 => partitions::ensure(c, DEFAULT_PARTITION_COUNT)?,
         n => n,
@@ -52,8 +54,9 @@ fn append(
              body, partition_id, partition_seq, enqueued_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
-    let mut out = Vec::with_capacity(messages.len());
-    for mut m in messages {
+    // Messages stored together mostly share their enqueued time: parse it once per value.
+    let mut enqueued: Option<(&str, i64)> = None;
+    for m in messages.iter_mut() {
         let partition = partition_of(&m.device_id, count);
         let slot = &mut next[partition as usize];
         let partition_seq = match *slot {
@@ -61,6 +64,10 @@ fn append(
             None => partitions::next_seq(c, partition)?,
         };
         *slot = Some(partition_seq + 1);
+        let enqueued_ms = match enqueued {
+            Some((text, ms)) if text == m.enqueued_time_utc => ms,
+            _ => fleethub_api::time::parse_utc_ms(&m.enqueued_time_utc).unwrap_or(0),
+        };
         insert.execute(params![
             m.device_id,
             m.module_id,
@@ -70,14 +77,14 @@ fn append(
             m.body,
             i64::from(partition),
             partition_seq,
-            fleethub_api::time::parse_utc_ms(&m.enqueued_time_utc).unwrap_or(0),
+            enqueued_ms,
         ])?;
         m.sequence_number = c.last_insert_rowid() as u64;
         m.partition = partition;
         m.partition_sequence_number = partition_seq;
-        out.push(m);
+        enqueued = Some((&m.enqueued_time_utc, enqueued_ms));
     }
-    Ok((out, count))
+    Ok(count)
 }
 
 fn read_after(c: &Connection, after: u64, limit: usize) -> Result<Vec<TelemetryMessage>> {
@@ -99,7 +106,7 @@ impl TelemetryStore for SqliteStore {
         messages: Vec<TelemetryMessage>,
     ) -> Result<Vec<TelemetryMessage>> {
         let known = self.partition_count.load(Ordering::Relaxed);
-        let (stored, count) = self.pool.write(move |c| append(c, messages, known)).await?;
+        let (stored, count) = self.pool.append_telemetry(messages, known).await?;
         // Committed: the count can no longer change.
         self.partition_count.store(count, Ordering::Relaxed);
         Ok(stored)

@@ -414,3 +414,75 @@ async fn a_large_old_log_is_numbered_in_chunks_without_gaps() {
     }
     assert_eq!(total, rows);
 }
+
+/// Appends queued behind each other run as one append (the writer is held busy so that they
+/// queue up); an append that fails is stored not at all and the others are stored in full,
+/// numbered without gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queued_appends_run_together_and_a_failing_one_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(open(&dir));
+    assert_eq!(s.init_partitions(3).await.unwrap(), 3);
+    s.pool
+        .write(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER refuse_bad BEFORE INSERT ON telemetry WHEN NEW.device_id LIKE 'bad-%'
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    for round in 0..3 {
+        let busy = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.pool
+                    .write(|_| {
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let tasks: Vec<_> = (0..40)
+            .map(|t| {
+                let s = s.clone();
+                let second = if t % 5 == 2 { "bad" } else { "dev" };
+                let batch = vec![
+                    suite::telemetry(&format!("dev-{t}-a"), round),
+                    suite::telemetry(&format!("{second}-{t}-b"), round),
+                ];
+                tokio::spawn(async move { s.append_telemetry(batch).await })
+            })
+            .collect();
+        busy.await.unwrap().unwrap();
+        for (t, task) in tasks.into_iter().enumerate() {
+            let r = task.await.unwrap();
+            if t % 5 == 2 {
+                assert!(r.is_err(), "task {t} must fail");
+            } else {
+                let stored = r.unwrap();
+                assert_eq!(stored.len(), 2);
+                assert!(stored[0].sequence_number + 1 == stored[1].sequence_number);
+            }
+        }
+    }
+    let all = s.read_telemetry(0, 10_000).await.unwrap();
+    assert_eq!(all.len(), 3 * 32 * 2, "the good batches in full");
+    assert!(
+        all.iter()
+            .all(|m| !matches!(m.device_id.split('-').nth(1), Some(t) if t.parse::<u32>().unwrap() % 5 == 2)),
+        "nothing of a failed batch is stored"
+    );
+    for p in 0..3 {
+        let msgs = s.read_partition(p, 0, 10_000).await.unwrap();
+        for (i, m) in msgs.iter().enumerate() {
+            assert_eq!(
+                m.partition_sequence_number, i as i64,
+                "partition {p} has a gap"
+            );
+        }
+    }
+}

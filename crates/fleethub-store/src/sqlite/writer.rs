@@ -1,0 +1,273 @@
+//! The store's writer thread: the one connection that writes. It runs the queued write jobs in
+//! transactions of up to [`MAX_BATCH`] jobs (group commit: one WAL commit for all of them) and
+//! answers each job once its transaction has committed. A job runs alone in its transaction
+//! when nothing else is queued (a failure rolls the transaction back), else inside a savepoint
+//! of its own, so that a failing job undoes only its own changes. Telemetry appends queued next
+//! to each other run as one append in one savepoint (one sequence lookup per partition, not
+//! per message); when that fails, each of them runs again in a savepoint of its own, so every
+//! caller's messages are still stored all or none.
+
+use super::telemetry;
+use crate::{Result, StoreError, TelemetryMessage};
+use rusqlite::{Connection, Statement};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// What a generic job does once its transaction has ended (given the commit error, if any).
+pub(super) type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
+/// A generic write job: it runs as [`Slot`] says and returns what to do once the transaction
+/// has ended and whether it succeeded.
+pub(super) type RunJob = Box<dyn FnOnce(&Connection, Slot<'_, '_>) -> (Completion, bool) + Send>;
+/// The stored messages (numbered) and the partition count.
+pub(super) type AppendReply = Result<(Vec<TelemetryMessage>, u32)>;
+
+/// A telemetry append (see [`super::pool::Pool::append_telemetry`]).
+pub(super) struct Append {
+    pub messages: Vec<TelemetryMessage>,
+    /// The partition count as the caller knew it (0: not known yet).
+    pub known: u32,
+    pub reply: oneshot::Sender<AppendReply>,
+}
+
+pub(super) enum Job {
+    Run(RunJob),
+    Append(Append),
+}
+
+/// How a job runs.
+pub(super) enum Slot<'a, 'c> {
+    /// Alone in its transaction: a failure rolls the transaction back.
+    Alone,
+    /// Beside other jobs, inside a savepoint of its own.
+    Savepoint(&'a mut TxControl<'c>),
+    /// Not at all: no transaction could be started.
+    Refused(String),
+}
+
+/// What to answer once the transaction has ended.
+enum Done {
+    Run(Completion),
+    Append(oneshot::Sender<AppendReply>, AppendReply),
+}
+
+impl Done {
+    fn finish(self, commit_err: Option<&str>) {
+        match self {
+            Done::Run(c) => c(commit_err),
+            Done::Append(reply, r) => {
+                let r = match commit_err {
+                    None => r,
+                    Some(e) => Err(StoreError::Backend(format!("commit failed: {e}"))),
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
+
+/// The writer's transaction control, prepared once (parsing it for every job showed in
+/// profiles).
+pub(super) struct TxControl<'c> {
+    begin: Statement<'c>,
+    commit: Statement<'c>,
+    rollback: Statement<'c>,
+    savepoint: Statement<'c>,
+    release: Statement<'c>,
+    rollback_to: Statement<'c>,
+}
+
+impl<'c> TxControl<'c> {
+    fn prepare(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Ok(TxControl {
+            begin: conn.prepare("BEGIN IMMEDIATE")?,
+            commit: conn.prepare("COMMIT")?,
+            rollback: conn.prepare("ROLLBACK")?,
+            savepoint: conn.prepare("SAVEPOINT job")?,
+            release: conn.prepare("RELEASE job")?,
+            rollback_to: conn.prepare("ROLLBACK TO job")?,
+        })
+    }
+
+    /// Runs `f` so that when it fails, only its own changes are undone.
+    pub(super) fn in_savepoint<T>(
+        &mut self,
+        conn: &Connection,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        self.savepoint.execute([])?;
+        match f(conn) {
+            Ok(v) => {
+                self.release.execute([])?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.rollback_to.execute([])?;
+                self.release.execute([])?;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "the writer thread owns the connection and closes it when the queue ends"
+)]
+pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    let mut tx = match TxControl::prepare(&conn) {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::error!(error = %e, "store: cannot prepare the writer's statements");
+            while let Some(job) = rx.blocking_recv() {
+                refuse(&conn, job, &e.to_string());
+            }
+            return;
+        }
+    };
+    let mut queued: Vec<Job> = Vec::new();
+    let mut done: Vec<Done> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        if let Err(e) = tx.begin.execute([]) {
+            tracing::error!(error = %e, "store: cannot begin a transaction");
+            refuse(&conn, first, &e.to_string());
+            continue;
+        }
+        queued.push(first);
+        let mut taken = 1 + take_queued(&mut rx, &mut queued, MAX_BATCH - 1);
+        // A job alone in its transaction needs no savepoint: when it fails, rolling back the
+        // transaction undoes exactly its changes. Jobs that join later get savepoints.
+        if let [_] = queued.as_slice() {
+            let job = queued.pop().expect("one job");
+            if !run_alone(&conn, job, &mut done) {
+                let _ = tx.rollback.execute([]);
+                done.drain(..).for_each(|d| d.finish(None));
+                continue;
+            }
+            taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
+        }
+        while !queued.is_empty() {
+            run_in_savepoints(&conn, &mut tx, &mut queued, &mut done);
+            taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
+        }
+        let commit = tx.commit.execute([]);
+        let err = commit.as_ref().err().map(std::string::ToString::to_string);
+        if err.is_some() {
+            let _ = tx.rollback.execute([]);
+            tracing::error!(error = ?err, "store: commit failed");
+        }
+        done.drain(..).for_each(|d| d.finish(err.as_deref()));
+    }
+}
+
+/// Moves up to `room` queued jobs into `queued`; returns how many.
+fn take_queued(rx: &mut mpsc::Receiver<Job>, queued: &mut Vec<Job>, room: usize) -> usize {
+    let mut n = 0;
+    while n < room {
+        match rx.try_recv() {
+            Ok(job) => {
+                queued.push(job);
+                n += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+fn refuse(conn: &Connection, job: Job, e: &str) {
+    match job {
+        Job::Run(f) => f(conn, Slot::Refused(e.to_string())).0(None),
+        Job::Append(a) => {
+            let e = StoreError::Backend(format!("cannot begin a transaction: {e}"));
+            let _ = a.reply.send(Err(e));
+        }
+    }
+}
+
+/// Runs the only job of a transaction; whether it succeeded.
+fn run_alone(conn: &Connection, job: Job, done: &mut Vec<Done>) -> bool {
+    match job {
+        Job::Run(f) => {
+            let (completion, ok) = f(conn, Slot::Alone);
+            done.push(Done::Run(completion));
+            ok
+        }
+        Job::Append(a) => {
+            let r = append_one(conn, a.messages, a.known);
+            let ok = r.is_ok();
+            done.push(Done::Append(a.reply, r));
+            ok
+        }
+    }
+}
+
+/// Runs the `queued` jobs in order, each in a savepoint; a run of appends shares one.
+fn run_in_savepoints(
+    conn: &Connection,
+    tx: &mut TxControl<'_>,
+    queued: &mut Vec<Job>,
+    done: &mut Vec<Done>,
+) {
+    let mut jobs = queued.drain(..).peekable();
+    while let Some(job) = jobs.next() {
+        match job {
+            Job::Run(f) => done.push(Done::Run(f(conn, Slot::Savepoint(tx)).0)),
+            Job::Append(a) => {
+                let mut run = vec![a];
+                while let Some(Job::Append(_)) = jobs.peek() {
+                    if let Some(Job::Append(a)) = jobs.next() {
+                        run.push(a);
+                    }
+                }
+                append_run(conn, tx, run, done);
+            }
+        }
+    }
+}
+
+fn append_one(conn: &Connection, mut messages: Vec<TelemetryMessage>, known: u32) -> AppendReply {
+    let count = telemetry::append(conn, &mut messages, known)?;
+    Ok((messages, count))
+}
+
+/// Appends several callers' messages as one append in one savepoint; when that fails, each
+/// caller's in a savepoint of its own (so only the failing ones fail).
+fn append_run(
+    conn: &Connection,
+    tx: &mut TxControl<'_>,
+    mut run: Vec<Append>,
+    done: &mut Vec<Done>,
+) {
+    if let [_] = run.as_slice() {
+        let a = run.pop().expect("one append");
+        let r = tx.in_savepoint(conn, |c| append_one(c, a.messages, a.known));
+        done.push(Done::Append(a.reply, r));
+        return;
+    }
+    let known = run.iter().map(|a| a.known).max().unwrap_or(0);
+    let mut all = Vec::with_capacity(run.iter().map(|a| a.messages.len()).sum());
+    let mut callers = Vec::with_capacity(run.len());
+    for a in run {
+        callers.push((a.reply, a.known, a.messages.len()));
+        all.extend(a.messages);
+    }
+    let together = tx.in_savepoint(conn, |c| telemetry::append(c, &mut all, known));
+    // Each caller's messages back, in order.
+    let mut parts = Vec::with_capacity(callers.len());
+    for (_, _, len) in callers.iter().rev() {
+        parts.push(all.split_off(all.len() - len));
+    }
+    parts.reverse();
+    for ((reply, own_known, _), messages) in callers.into_iter().zip(parts) {
+        let r = match &together {
+            Ok(count) => Ok((messages, *count)),
+            Err(_) => tx.in_savepoint(conn, |c| append_one(c, messages, own_known)),
+        };
+        done.push(Done::Append(reply, r));
+    }
+    if let Err(e) = together {
+        tracing::warn!(error = %e, "store: a combined telemetry append failed; appended one by one");
+    }
+}
