@@ -37,7 +37,7 @@ start() { # $1 bin, $2 name
 }
 stop() { callgrind_control -d "$vpid" >/dev/null 2>&1; kill "$vpid"; wait "$vpid" 2>/dev/null || true; }
 # Every dump of the run (valgrind may split the window over more than one file).
-total() { cat "$work/$1.cg".* | awk '/^totals/ { s += $2 } END { print s }'; }
+total() { cat "$work/$1.cg".* | awk '/^totals/ { s += $2 } END { printf "%.0f", s }'; }
 messages() { curl -sk "https://127.0.0.1:$hport/metrics" | awk '/^fleethub_telemetry_messages_total/{print $2}'; }
 
 telemetry() { # $1 bin, $2 label, $3 inflight
