@@ -9,6 +9,8 @@
 #
 # Usage: scripts/bench-compare.sh [--bin target/release/fleethub]
 #   env: ROUNDS=3 DEVICES=1000 IDLE=10000 REGISTRATIONS=3000 OUT=/tmp/fleethub-bench-compare
+#        QUIET_WAIT=600 (longest wait for a quiet machine before each run, seconds)
+#        MQTT_PORT=48883 HTTPS_PORT=48443 AMQP_PORT=45671 MOSQ_PORT=48884
 # Needs: a release build (cargo build --release -p fleethub-server), mosquitto (Debian:
 # apt-get install mosquitto), openssl, python3; about 2 + 3 x ROUNDS minutes on 2 cores.
 set -euo pipefail
@@ -21,8 +23,10 @@ IDLE=${IDLE:-10000}
 REGISTRATIONS=${REGISTRATIONS:-3000}
 OUT=${OUT:-/tmp/fleethub-bench-compare}
 MAX_OTHER=${MAX_OTHER:-0.15}
+QUIET_WAIT=${QUIET_WAIT:-600}
 SCRIPTS=$ROOT/crates/fleethub-bench/scripts
-MQTT_PORT=48883 HTTPS_PORT=48443 AMQP_PORT=45671 MOSQ_PORT=48884
+MQTT_PORT=${MQTT_PORT:-48883} HTTPS_PORT=${HTTPS_PORT:-48443} AMQP_PORT=${AMQP_PORT:-45671}
+MOSQ_PORT=${MOSQ_PORT:-48884}
 
 [[ -x "$BIN" ]] || { echo "no release binary at $BIN: cargo build --release -p fleethub-server" >&2; exit 2; }
 command -v mosquitto >/dev/null || PATH=$PATH:/usr/sbin
@@ -45,7 +49,7 @@ for _ in $(seq 1 60); do [[ -f "$OUT/data/server-info.json" ]] && break; sleep 0
 # run NAME ARGS...: one quiet report in $OUT/NAME-$round.json
 run() {
   local name=$1; shift
-  "$SCRIPTS/wait-quiet.sh" 0.15 600 >/dev/null || echo "  (machine still busy: $name runs anyway)" >&2
+  "$SCRIPTS/wait-quiet.sh" 0.15 "$QUIET_WAIT" >/dev/null || echo "  (machine still busy: $name runs anyway)" >&2
   if ! timeout 900 "$@" --output json >"$OUT/$name-$round.json" 2>"$OUT/$name-$round.err"; then
     echo "  $name failed: $(tail -3 "$OUT/$name-$round.err")" >&2
     rm -f "$OUT/$name-$round.json"

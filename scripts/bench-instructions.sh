@@ -13,20 +13,21 @@
 #   register-mqtt / register-https: `bench register --count 300 --concurrency 16` with counters
 #       on for the whole bench (enrollment group, 300 registrations, the bare-TLS baseline).
 # Prints one line per measurement: name, binary, instructions per message / per registration.
-# Needs: valgrind, curl, python3. Ports 39883/39443 on 127.0.0.1. Takes about 5 minutes a round.
+# Needs: valgrind, curl, python3. Ports 39883/39443/39671 on 127.0.0.1 (env MQTT_PORT, HTTPS_PORT,
+# AMQP_PORT). Takes about 5 minutes a round.
 set -euo pipefail
 before=${1:?usage: $0 BEFORE_BIN AFTER_BIN [ROUNDS]} after=${2:?usage: $0 BEFORE_BIN AFTER_BIN [ROUNDS]}
 rounds=${3:-1}
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 work=$(mktemp -d /tmp/bench-instructions.XXXXXX)
 trap 'pkill -f "callgrind.*$work" 2>/dev/null || true; rm -rf "$work"' EXIT
-mport=39883 hport=39443
+mport=${MQTT_PORT:-39883} hport=${HTTPS_PORT:-39443} aport=${AMQP_PORT:-39671}
 
 start() { # $1 bin, $2 name
   rm -rf "$work/$2"
   valgrind --tool=callgrind --callgrind-out-file="$work/$2.cg" --instr-atstart=no \
     "$1" serve --data-dir "$work/$2" --bind 127.0.0.1 --mqtt-port $mport --https-port $hport \
-    --log warn >"$work/$2.log" 2>&1 &
+    --amqp-port $aport --log warn >"$work/$2.log" 2>&1 &
   for _ in $(seq 1 300); do
     "$after" info --data-dir "$work/$2" --output json >/dev/null 2>&1 && break
     sleep 0.5
@@ -35,7 +36,8 @@ start() { # $1 bin, $2 name
   vpid=$(pgrep -f "callgrind.*$work/$2.cg" | head -n1)
 }
 stop() { callgrind_control -d "$vpid" >/dev/null 2>&1; kill "$vpid"; wait "$vpid" 2>/dev/null || true; }
-total() { grep -h '^totals' "$work/$1.cg".1 | cut -d' ' -f2; }
+# Every dump of the run (valgrind may split the window over more than one file).
+total() { cat "$work/$1.cg".* | awk '/^totals/ { s += $2 } END { printf "%.0f", s }'; }
 messages() { curl -sk "https://127.0.0.1:$hport/metrics" | awk '/^fleethub_telemetry_messages_total/{print $2}'; }
 
 telemetry() { # $1 bin, $2 label, $3 inflight

@@ -11,8 +11,9 @@ pub fn now_utc() -> String {
 /// (Written digit by digit: every stored telemetry message is stamped with it, and chrono's
 /// general formatter showed in the server's profile.)
 pub fn format_utc(t: DateTime<Utc>) -> String {
-    let (year, nanos) = (t.year(), t.nanosecond());
-    let Ok(year) = u32::try_from(year) else {
+    let (date, time) = (t.date_naive(), t.time());
+    let nanos = time.nanosecond();
+    let Ok(year) = u32::try_from(date.year()) else {
         return format_utc_general(t);
     };
     if year > 9999 || nanos >= 1_000_000_000 {
@@ -22,11 +23,11 @@ pub fn format_utc(t: DateTime<Utc>) -> String {
     let mut out = *b"0000-00-00T00:00:00.0000000Z";
     for (range, v) in [
         (0..4, year),
-        (5..7, t.month()),
-        (8..10, t.day()),
-        (11..13, t.hour()),
-        (14..16, t.minute()),
-        (17..19, t.second()),
+        (5..7, date.month()),
+        (8..10, date.day()),
+        (11..13, time.hour()),
+        (14..16, time.minute()),
+        (17..19, time.second()),
         (20..27, nanos / 100),
     ] {
         let mut v = v;
@@ -35,7 +36,7 @@ pub fn format_utc(t: DateTime<Utc>) -> String {
             v /= 10;
         }
     }
-    out.iter().map(|&b| char::from(b)).collect()
+    String::from_utf8(out.to_vec()).unwrap_or_else(|_| format_utc_general(t))
 }
 
 fn format_utc_general(t: DateTime<Utc>) -> String {

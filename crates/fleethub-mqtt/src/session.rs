@@ -73,6 +73,10 @@ where
     P: Services<S>,
     W: AsyncWrite + Unpin,
 {
+    if actions.is_empty() {
+        // Most packets of a telemetry burst ask for nothing until the burst ends.
+        return Ok(None);
+    }
     let mut stack = vec![actions.into_iter()];
     while let Some(top) = stack.last_mut() {
         let Some(action) = top.next() else {

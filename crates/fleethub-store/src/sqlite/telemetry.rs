@@ -6,10 +6,12 @@ use super::{
     OptionalExtension, Result, SqliteStore, TelemetryMessage, async_trait, consumer_groups, decode,
     encode, now_utc, params, partitions,
 };
+use crate::StoreError;
 use crate::{
     ConsumerGroupRecord, DEFAULT_PARTITION_COUNT, PartitionSummary, TelemetryStore, partition_of,
 };
 use rusqlite::{Connection, Row};
+use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 
 /// Most rows one read returns.
@@ -36,6 +38,25 @@ pub(super) fn row_to_message(r: &Row<'_>) -> Result<TelemetryMessage> {
     })
 }
 
+/// Most rows one INSERT statement carries (9 parameters each). One statement for several rows
+/// runs the statement machinery, and updates the AUTOINCREMENT counter, once for all of them.
+const ROWS_PER_INSERT: usize = 32;
+
+/// `INSERT INTO telemetry ... VALUES (..), (..)` for 1 to [`ROWS_PER_INSERT`] rows (index:
+/// rows - 1), each statement kept prepared by the connection's cache.
+static INSERT_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (1..=ROWS_PER_INSERT)
+        .map(|rows| {
+            let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+            format!(
+                "INSERT INTO telemetry (device_id, module_id, enqueued_utc, system_properties, \
+                 properties, body, partition_id, partition_seq, enqueued_ms) VALUES {}",
+                vec![row; rows].join(", ")
+            )
+        })
+        .collect()
+});
+
 /// Numbers and inserts `messages` in order (inside the caller's transaction); returns the
 /// partition count. On failure the caller rolls back; the messages are left whole (their
 /// numbers are assigned again by the next attempt).
@@ -49,40 +70,52 @@ pub(super) fn append(
         n => n,
     };
     let mut next: Vec<Option<i64>> = vec![None; count as usize];
-    let mut insert = c.prepare_cached(
-        "INSERT INTO telemetry (device_id, module_id, enqueued_utc, system_properties, properties,
-             body, partition_id, partition_seq, enqueued_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
     // Messages stored together mostly share their enqueued time: parse it once per value.
-    let mut enqueued: Option<(&str, i64)> = None;
-    for m in messages.iter_mut() {
-        let partition = partition_of(&m.device_id, count);
-        let slot = &mut next[partition as usize];
-        let partition_seq = match *slot {
-            Some(n) => n,
-            None => partitions::next_seq(c, partition)?,
-        };
-        *slot = Some(partition_seq + 1);
-        let enqueued_ms = match enqueued {
-            Some((text, ms)) if text == m.enqueued_time_utc => ms,
-            _ => fleethub_api::time::parse_utc_ms(&m.enqueued_time_utc).unwrap_or(0),
-        };
-        insert.execute(params![
-            m.device_id,
-            m.module_id,
-            m.enqueued_time_utc,
-            encode(&m.system_properties)?,
-            encode(&m.properties)?,
-            m.body,
-            i64::from(partition),
-            partition_seq,
-            enqueued_ms,
-        ])?;
-        m.sequence_number = c.last_insert_rowid() as u64;
-        m.partition = partition;
-        m.partition_sequence_number = partition_seq;
-        enqueued = Some((&m.enqueued_time_utc, enqueued_ms));
+    let mut enqueued: Option<(String, i64)> = None;
+    for chunk in messages.chunks_mut(ROWS_PER_INSERT) {
+        let mut insert = c.prepare_cached(&INSERT_SQL[chunk.len() - 1])?;
+        for (i, m) in chunk.iter_mut().enumerate() {
+            let partition = partition_of(&m.device_id, count);
+            let slot = &mut next[partition as usize];
+            let partition_seq = match *slot {
+                Some(n) => n,
+                None => partitions::next_seq(c, partition)?,
+            };
+            *slot = Some(partition_seq + 1);
+            m.partition = partition;
+            m.partition_sequence_number = partition_seq;
+            let enqueued_ms = match &enqueued {
+                Some((text, ms)) if *text == m.enqueued_time_utc => *ms,
+                _ => {
+                    let ms = fleethub_api::time::parse_utc_ms(&m.enqueued_time_utc).unwrap_or(0);
+                    enqueued = Some((m.enqueued_time_utc.clone(), ms));
+                    ms
+                }
+            };
+            let at = i * 9;
+            insert.raw_bind_parameter(at + 1, &m.device_id)?;
+            insert.raw_bind_parameter(at + 2, &m.module_id)?;
+            insert.raw_bind_parameter(at + 3, &m.enqueued_time_utc)?;
+            insert.raw_bind_parameter(at + 4, encode(&m.system_properties)?)?;
+            insert.raw_bind_parameter(at + 5, encode(&m.properties)?)?;
+            insert.raw_bind_parameter(at + 6, &m.body)?;
+            insert.raw_bind_parameter(at + 7, i64::from(partition))?;
+            insert.raw_bind_parameter(at + 8, partition_seq)?;
+            insert.raw_bind_parameter(at + 9, enqueued_ms)?;
+        }
+        let inserted = insert.raw_execute()?;
+        if inserted != chunk.len() {
+            return Err(StoreError::Backend(format!(
+                "telemetry insert stored {inserted} of {} rows",
+                chunk.len()
+            )));
+        }
+        // One statement numbers its rows one after the other (AUTOINCREMENT, one writer).
+        let last = c.last_insert_rowid() as u64;
+        let first = last + 1 - chunk.len() as u64;
+        for (k, m) in chunk.iter_mut().enumerate() {
+            m.sequence_number = first + k as u64;
+        }
     }
     Ok(count)
 }

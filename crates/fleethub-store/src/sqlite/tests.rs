@@ -486,3 +486,37 @@ async fn queued_appends_run_together_and_a_failing_one_fails_alone() {
         }
     }
 }
+
+/// One append of more rows than one INSERT statement carries: every returned number is the
+/// row it names (sequence number, partition and partition sequence number read back).
+#[tokio::test]
+async fn a_large_append_returns_the_numbers_of_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    assert_eq!(s.init_partitions(4).await.unwrap(), 4);
+    s.append_telemetry(vec![suite::telemetry("first", 0)])
+        .await
+        .unwrap();
+    let batch = (0..100_u32)
+        .map(|i| suite::telemetry(&format!("dev-{}", i % 7), i % 60))
+        .collect();
+    let stored = s.append_telemetry(batch).await.unwrap();
+    assert_eq!(stored.len(), 100);
+    let read = s.read_telemetry(1, 1000).await.unwrap();
+    assert_eq!(read.len(), 100);
+    for (w, r) in stored.iter().zip(&read) {
+        assert_eq!(
+            (w.sequence_number, w.partition, w.partition_sequence_number),
+            (r.sequence_number, r.partition, r.partition_sequence_number)
+        );
+        assert_eq!(
+            (&w.body, &w.enqueued_time_utc),
+            (&r.body, &r.enqueued_time_utc)
+        );
+    }
+    assert!(
+        stored
+            .windows(2)
+            .all(|w| w[1].sequence_number == w[0].sequence_number + 1)
+    );
+}
