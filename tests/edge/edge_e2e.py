@@ -373,10 +373,17 @@ def main():
                     "--content", path, "--target-condition", "tags.environment='test'", "--priority", str(priority))
 
         def container_details():
+            # The whole log holds the receiver's first line. --tail is handed to the engine: Podman 4.3
+            # counts the partial records an unbuffered Python writes (text, then "\n") as lines, so
+            # its tail may hold fewer lines than asked, never more, and only lines of the log.
             def logged():
-                r = run([FLEETEDGE, "--config", config, "logs", "receiver", "--tail", "50"], check=False)
+                r = run([FLEETEDGE, "--config", config, "logs", "receiver"], check=False)
                 return r.stdout if "receiver connected as" in r.stdout else None
-            wait_for("fleetedge logs receiver (the container's log)", logged, 30)
+            whole = wait_for("fleetedge logs receiver (the container's log)", logged, 30)
+            tail = run([FLEETEDGE, "--config", config, "logs", "receiver", "--tail", "1"], check=False)
+            tail_lines = [l for l in tail.stdout.splitlines() if l.strip()]
+            if tail.returncode != 0 or len(tail_lines) > 1 or not all(l in whole for l in tail_lines):
+                raise AssertionError("fleetedge logs receiver --tail 1 printed %r" % tail.stdout[-600:])
             rep = agent_reported()["modules"]["receiver"]
             settings = rep.get("settings", {})
             if rep.get("type") != "docker" or settings.get("image") != IMAGE or not settings.get("imageHash"):

@@ -472,15 +472,17 @@ impl Handler for HttpsHandler {
         let noted = heads.clone();
         // A WebSocket upgraded from this connection keeps a clone: it stays counted by the
         // listener's limit and the shutdown drain after this task has ended.
-        let svc = self
-            .router
-            .clone()
-            .layer(axum::Extension(ConnectInfo(peer)))
-            .layer(axum::Extension(shutdown.clone()))
-            .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
+        // The connection's extensions go into each request here rather than through
+        // `Router::layer`, which wraps every route again (for each connection).
+        let extension_shutdown = shutdown.clone();
+        let svc = self.router.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
                 noted.note(req.method());
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(extension_shutdown.clone());
                 req
-            });
+            },
+        );
         let svc = hyper_util::service::TowerToHyperService::new(svc);
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)

@@ -192,7 +192,9 @@ impl<H: Handler> Listener<H> {
                     },
                     () = shutdown.recv() => return,
                 };
-                handler.serve(stream, peer, shutdown).await;
+                // Boxed: the connection's future is large (kilobytes), and tokio copies a task's
+                // future when it spawns it and again when it stores its output.
+                Box::pin(handler.serve(stream, peer, shutdown)).await;
             });
         }
     }

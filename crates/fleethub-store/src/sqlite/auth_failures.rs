@@ -1,5 +1,6 @@
 //! The recent authentication failures: a bounded window, pruned on every append.
 
+use super::cached::CachedStatements;
 use super::{Result, SqliteStore, async_trait, decode, encode, params};
 use crate::{AuthFailureRecord, AuthFailureStore};
 
@@ -10,9 +11,9 @@ impl AuthFailureStore for SqliteStore {
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         self.pool
             .write(move |c| {
-                c.execute("INSERT INTO auth_failures (doc) VALUES (?1)", params![doc])?;
+                c.execute_cached("INSERT INTO auth_failures (doc) VALUES (?1)", params![doc])?;
                 // seq only grows (AUTOINCREMENT): everything below the newest `keep` goes
-                c.execute(
+                c.execute_cached(
                     "DELETE FROM auth_failures WHERE seq <= (SELECT MAX(seq) FROM auth_failures) - ?1",
                     params![keep],
                 )?;

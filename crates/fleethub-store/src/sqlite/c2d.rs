@@ -1,5 +1,6 @@
 //! Cloud-to-device queues.
 
+use super::cached::CachedStatements;
 use super::{C2dMessage, Result, SqliteStore, StoreError, async_trait, decode, encode, params};
 use crate::C2dStore;
 
@@ -8,7 +9,7 @@ impl C2dStore for SqliteStore {
     async fn enqueue_c2d(&self, mut msg: C2dMessage, max_queued: usize) -> Result<C2dMessage> {
         self.pool
             .write(move |c| {
-                let n: i64 = c.query_row(
+                let n: i64 = c.query_row_cached(
                     "SELECT COUNT(*) FROM c2d WHERE device_id = ?1",
                     params![msg.device_id],
                     |r| r.get(0),
@@ -19,7 +20,7 @@ impl C2dStore for SqliteStore {
                         max: max_queued,
                     });
                 }
-                c.execute(
+                c.execute_cached(
                     "INSERT INTO c2d (device_id, doc) VALUES (?1, ?2)",
                     params![msg.device_id, encode(&msg)?],
                 )?;
@@ -54,7 +55,7 @@ impl C2dStore for SqliteStore {
     async fn update_c2d(&self, msg: C2dMessage) -> Result<()> {
         self.pool
             .write(move |c| {
-                let n = c.execute(
+                let n = c.execute_cached(
                     "UPDATE c2d SET doc = ?2 WHERE seq = ?1",
                     params![msg.sequence_number as i64, encode(&msg)?],
                 )?;
@@ -72,7 +73,7 @@ impl C2dStore for SqliteStore {
     async fn delete_c2d(&self, sequence_number: u64) -> Result<()> {
         self.pool
             .write(move |c| {
-                c.execute(
+                c.execute_cached(
                     "DELETE FROM c2d WHERE seq = ?1",
                     params![sequence_number as i64],
                 )?;
@@ -85,7 +86,7 @@ impl C2dStore for SqliteStore {
         let id = device_id.to_string();
         self.pool
             .write(move |c| {
-                Ok(c.execute("DELETE FROM c2d WHERE device_id = ?1", params![id])? as u64)
+                Ok(c.execute_cached("DELETE FROM c2d WHERE device_id = ?1", params![id])? as u64)
             })
             .await
     }

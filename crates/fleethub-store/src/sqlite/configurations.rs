@@ -1,6 +1,7 @@
 //! Configurations (IoT Edge deployments at scale) and per-device manual edge content.
 
 use super::SqliteStore;
+use super::cached::CachedStatements;
 use super::docs::{check, check_delete, decode, encode};
 use crate::{ConfigurationStore, Precondition, Result, StoreError};
 use async_trait::async_trait;
@@ -15,7 +16,7 @@ fn etag_of(revision: i64) -> String {
 
 pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<Configuration>> {
     let doc: Option<String> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT doc FROM configurations WHERE id = ?1",
             params![id],
             |r| r.get(0),
@@ -32,7 +33,7 @@ pub(super) fn put(
 ) -> Result<Configuration> {
     let id = cfg.id.clone();
     let current: Option<(String, i64, String)> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT etag, revision, created_utc FROM configurations WHERE id = ?1",
             params![id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -52,7 +53,7 @@ pub(super) fn put(
     cfg.etag = Some(etag_of(revision));
     cfg.created_time_utc = Some(created.clone());
     cfg.last_updated_time_utc = Some(now);
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO configurations (id, etag, revision, priority, created_utc, doc)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(id) DO UPDATE SET etag = excluded.etag, revision = excluded.revision,
@@ -71,14 +72,14 @@ pub(super) fn put(
 
 pub(super) fn delete(conn: &Connection, id: &str, cond: &Precondition) -> Result<()> {
     let etag: Option<String> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT etag FROM configurations WHERE id = ?1",
             params![id],
             |r| r.get(0),
         )
         .optional()?;
     check_delete(cond, "configuration", id, etag.as_deref())?;
-    conn.execute("DELETE FROM configurations WHERE id = ?1", params![id])?;
+    conn.execute_cached("DELETE FROM configurations WHERE id = ?1", params![id])?;
     Ok(())
 }
 
@@ -100,7 +101,7 @@ pub(super) fn get_manual(
     device_id: &str,
 ) -> Result<Option<ConfigurationContent>> {
     let doc: Option<String> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT doc FROM device_manual_content WHERE device_id = ?1",
             params![device_id],
             |r| r.get(0),
@@ -116,7 +117,7 @@ pub(super) fn put_manual(
     content: &ConfigurationContent,
 ) -> Result<()> {
     let exists: Option<i64> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT 1 FROM devices WHERE device_id = ?1",
             params![device_id],
             |r| r.get(0),
@@ -128,7 +129,7 @@ pub(super) fn put_manual(
             id: device_id.to_string(),
         });
     }
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO device_manual_content (device_id, doc, updated_utc) VALUES (?1, ?2, ?3)
          ON CONFLICT(device_id) DO UPDATE SET doc = excluded.doc, updated_utc = excluded.updated_utc",
         params![device_id, encode(content)?, now_utc()],

@@ -1,6 +1,7 @@
 //! Consumer groups of the built-in endpoint (names compared case-insensitively) and the
 //! removal of a deleted group's checkpoint.
 
+use super::cached::CachedStatements;
 use super::{OptionalExtension, Result, lower, params};
 use crate::{ConsumerGroupRecord, StoreError};
 use rusqlite::Connection;
@@ -21,7 +22,7 @@ pub(super) fn list(c: &Connection) -> Result<Vec<ConsumerGroupRecord>> {
 }
 
 pub(super) fn get(c: &Connection, name: &str) -> Result<Option<ConsumerGroupRecord>> {
-    Ok(c.query_row(
+    Ok(c.query_row_cached(
         "SELECT name, created_utc FROM event_hub_consumer_groups WHERE name_lower = ?1",
         params![lower(name)],
         |r| {
@@ -45,13 +46,13 @@ pub(super) fn create(
             id: group.name,
         });
     }
-    let n: i64 = c.query_row("SELECT COUNT(*) FROM event_hub_consumer_groups", [], |r| {
+    let n: i64 = c.query_row_cached("SELECT COUNT(*) FROM event_hub_consumer_groups", [], |r| {
         r.get(0)
     })?;
     if n as usize >= max {
         return Err(StoreError::LimitReached { kind: KIND, max });
     }
-    c.execute(
+    c.execute_cached(
         "INSERT INTO event_hub_consumer_groups (name_lower, name, created_utc) VALUES (?1, ?2, ?3)",
         params![lower(&group.name), group.name, group.created_utc],
     )?;
@@ -60,7 +61,7 @@ pub(super) fn create(
 
 pub(super) fn delete(c: &Connection, name: &str) -> Result<()> {
     let key = lower(name);
-    let n = c.execute(
+    let n = c.execute_cached(
         "DELETE FROM event_hub_consumer_groups WHERE name_lower = ?1",
         params![key],
     )?;
@@ -70,7 +71,7 @@ pub(super) fn delete(c: &Connection, name: &str) -> Result<()> {
             id: name.to_string(),
         });
     }
-    c.execute(
+    c.execute_cached(
         "DELETE FROM consumer_groups WHERE lower(name) = ?1",
         params![key],
     )?;

@@ -1,5 +1,6 @@
 //! Generic helpers for tables of JSON documents keyed by a (lower-cased) id with an etag.
 
+use super::cached::CachedStatements;
 use std::fmt::Write as _;
 
 use crate::{Page, PageRequest, Precondition, Result, StoreError};
@@ -34,7 +35,7 @@ pub(crate) fn get_row(
 ) -> Result<Option<(String, String)>> {
     let sql = format!("SELECT etag, doc FROM {table} WHERE {key_col} = ?1");
     Ok(conn
-        .query_row(&sql, params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row_cached(&sql, params![key], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
@@ -63,7 +64,7 @@ pub(crate) fn upsert(
         "INSERT INTO {table} (id_lower, etag, doc) VALUES (?1, ?2, ?3)
          ON CONFLICT(id_lower) DO UPDATE SET etag = excluded.etag, doc = excluded.doc"
     );
-    conn.execute(&sql, params![key, etag, doc])?;
+    conn.execute_cached(&sql, params![key, etag, doc])?;
     Ok(())
 }
 
@@ -81,7 +82,7 @@ pub(crate) fn delete(
         key,
         current.as_ref().map(|(etag, _)| etag.as_str()),
     )?;
-    conn.execute(
+    conn.execute_cached(
         &format!("DELETE FROM {table} WHERE id_lower = ?1"),
         params![key],
     )?;

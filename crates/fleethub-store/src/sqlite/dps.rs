@@ -1,5 +1,6 @@
 //! DPS records: individual enrollments, enrollment groups, registration records.
 
+use super::cached::CachedStatements;
 use super::{
     Assignment, DeviceRegistrationState, ENROLLMENTS, EnrollmentGroup, GROUPS,
     IndividualEnrollment, OptionalExtension, Page, PageRequest, Precondition, RegistrationRecord,
@@ -138,7 +139,7 @@ impl DpsStore for SqliteStore {
         self.pool
             .read(move |c| {
                 let key: Option<String> = c
-                    .query_row(
+                    .query_row_cached(
                         "SELECT id_lower FROM registrations WHERE operation_id = ?1",
                         params![op],
                         |r| r.get(0),
@@ -190,7 +191,7 @@ impl DpsStore for SqliteStore {
                 let key = lower(&rec.state.registration_id);
                 rec.state.etag = Some(new_etag());
                 let group = rec.state.enrollment_group_id.as_deref().map(lower);
-                c.execute(
+                c.execute_cached(
                     "INSERT INTO registrations (id_lower, group_lower, operation_id, etag, doc)
                      VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT(id_lower) DO UPDATE SET group_lower = excluded.group_lower,

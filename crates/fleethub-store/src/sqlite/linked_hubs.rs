@@ -1,5 +1,6 @@
 //! The hubs linked to the DPS instance.
 
+use super::cached::CachedStatements;
 use super::docs::{decode, encode};
 use super::{Result, SqliteStore, async_trait, params};
 use crate::{LinkedHubStore, StoreError};
@@ -29,7 +30,7 @@ impl LinkedHubStore for SqliteStore {
         let key = hub.name.to_ascii_lowercase();
         self.pool
             .write(move |c| {
-                c.execute(
+                c.execute_cached(
                     "INSERT INTO linked_hubs (name_lower, doc) VALUES (?1, ?2)
                      ON CONFLICT(name_lower) DO UPDATE SET doc = excluded.doc",
                     params![key, doc],
@@ -44,7 +45,7 @@ impl LinkedHubStore for SqliteStore {
         let name = name.to_string();
         self.pool
             .write(move |c| {
-                let n = c.execute(
+                let n = c.execute_cached(
                     "DELETE FROM linked_hubs WHERE name_lower = ?1",
                     params![key],
                 )?;

@@ -5,6 +5,7 @@
 mod auth_failures;
 mod backup;
 mod c2d;
+mod cached;
 mod configurations;
 mod consumer_groups;
 mod docs;
@@ -25,6 +26,7 @@ use crate::{
     RegistrationRecord, Result, StoreError, TelemetryMessage,
 };
 use async_trait::async_trait;
+use cached::CachedStatements;
 use docs::{check, check_delete, decode, encode, get_doc, get_row, new_etag, upsert};
 use fleethub_api::{DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment, time::now_utc};
 use pool::Pool;
@@ -87,7 +89,7 @@ fn lower(s: &str) -> String {
 
 fn get_registration_row(conn: &Connection, key: &str) -> Result<Option<RegistrationRecord>> {
     let row: Option<(String, String)> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT operation_id, doc FROM registrations WHERE id_lower = ?1",
             params![key],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -104,7 +106,7 @@ fn get_registration_row(conn: &Connection, key: &str) -> Result<Option<Registrat
 
 fn get_device_row(conn: &Connection, device_id: &str) -> Result<Option<DeviceRecord>> {
     let row: Option<(String, Option<String>)> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT d.doc, t.doc FROM devices d LEFT JOIN twins t ON t.device_id = d.device_id
              WHERE d.device_id = ?1",
             params![device_id],
@@ -133,7 +135,7 @@ fn get_module_row(
     module_id: &str,
 ) -> Result<Option<ModuleRecord>> {
     let row: Option<(String, String)> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT doc, twin FROM modules WHERE device_id = ?1 AND module_id = ?2",
             params![device_id, module_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -156,7 +158,7 @@ fn write_device(
 ) -> Result<DeviceRecord> {
     let id = rec.device.device_id.clone();
     let current: Option<String> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT etag FROM devices WHERE device_id = ?1",
             params![id],
             |r| r.get(0),
@@ -166,12 +168,12 @@ fn write_device(
     let etag = device_etag();
     rec.device.etag = Some(etag.clone());
     rec.twin.device_etag = Some(etag.clone());
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO devices (device_id, etag, doc) VALUES (?1, ?2, ?3)
          ON CONFLICT(device_id) DO UPDATE SET etag = excluded.etag, doc = excluded.doc",
         params![id, etag, encode(&rec.device)?],
     )?;
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO twins (device_id, doc) VALUES (?1, ?2)
          ON CONFLICT(device_id) DO UPDATE SET doc = excluded.doc",
         params![id, encode(&rec.twin)?],

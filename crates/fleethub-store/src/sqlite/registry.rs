@@ -1,5 +1,6 @@
 //! The identity registry: devices with twins, module identities with module twins.
 
+use super::cached::CachedStatements;
 use super::{
     DeviceRecord, ModuleRecord, OptionalExtension, Page, PageRequest, Precondition, Result,
     SqliteStore, StoreError, async_trait, check, check_delete, device_etag, docs, encode,
@@ -25,21 +26,21 @@ impl RegistryStore for SqliteStore {
         self.pool
             .write(move |c| {
                 let etag: Option<String> = c
-                    .query_row(
+                    .query_row_cached(
                         "SELECT etag FROM devices WHERE device_id = ?1",
                         params![id],
                         |r| r.get(0),
                     )
                     .optional()?;
                 check_delete(&cond, "device", &id, etag.as_deref())?;
-                c.execute("DELETE FROM twins WHERE device_id = ?1", params![id])?;
-                c.execute("DELETE FROM c2d WHERE device_id = ?1", params![id])?;
-                c.execute("DELETE FROM modules WHERE device_id = ?1", params![id])?;
-                c.execute(
+                c.execute_cached("DELETE FROM twins WHERE device_id = ?1", params![id])?;
+                c.execute_cached("DELETE FROM c2d WHERE device_id = ?1", params![id])?;
+                c.execute_cached("DELETE FROM modules WHERE device_id = ?1", params![id])?;
+                c.execute_cached(
                     "DELETE FROM device_manual_content WHERE device_id = ?1",
                     params![id],
                 )?;
-                c.execute("DELETE FROM devices WHERE device_id = ?1", params![id])?;
+                c.execute_cached("DELETE FROM devices WHERE device_id = ?1", params![id])?;
                 Ok(())
             })
             .await
@@ -88,12 +89,12 @@ impl RegistryStore for SqliteStore {
                 let (d, m) = (rec.module.device_id.clone(), rec.module.module_id.clone());
                 let id = format!("{d}/{m}");
                 let device: Option<i64> =
-                    c.query_row("SELECT 1 FROM devices WHERE device_id = ?1", params![d], |r| r.get(0)).optional()?;
+                    c.query_row_cached("SELECT 1 FROM devices WHERE device_id = ?1", params![d], |r| r.get(0)).optional()?;
                 if device.is_none() {
                     return Err(StoreError::NotFound { kind: "device", id: d });
                 }
                 let current: Option<String> = c
-                    .query_row(
+                    .query_row_cached(
                         "SELECT etag FROM modules WHERE device_id = ?1 AND module_id = ?2",
                         params![d, m],
                         |r| r.get(0),
@@ -102,7 +103,7 @@ impl RegistryStore for SqliteStore {
                 check(&cond, "module", &id, current.as_deref())?;
                 let etag = device_etag();
                 rec.module.etag = Some(etag.clone());
-                c.execute(
+                c.execute_cached(
                     "INSERT INTO modules (device_id, module_id, etag, doc, twin) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT(device_id, module_id) DO UPDATE SET etag = excluded.etag, doc = excluded.doc, twin = excluded.twin",
                     params![d, m, etag, encode(&rec.module)?, encode(&rec.twin)?],
@@ -123,14 +124,14 @@ impl RegistryStore for SqliteStore {
             .write(move |c| {
                 let id = format!("{d}/{m}");
                 let etag: Option<String> = c
-                    .query_row(
+                    .query_row_cached(
                         "SELECT etag FROM modules WHERE device_id = ?1 AND module_id = ?2",
                         params![d, m],
                         |r| r.get(0),
                     )
                     .optional()?;
                 check_delete(&cond, "module", &id, etag.as_deref())?;
-                c.execute(
+                c.execute_cached(
                     "DELETE FROM modules WHERE device_id = ?1 AND module_id = ?2",
                     params![d, m],
                 )?;

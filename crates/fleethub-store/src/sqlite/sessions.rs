@@ -1,5 +1,6 @@
 //! Persistent MQTT sessions.
 
+use super::cached::CachedStatements;
 use super::{OptionalExtension, Result, SqliteStore, async_trait, now_utc, params};
 use crate::SessionStore;
 
@@ -9,7 +10,7 @@ impl SessionStore for SqliteStore {
         let id = client_id.to_string();
         self.pool
             .read(move |c| {
-                Ok(c.query_row(
+                Ok(c.query_row_cached(
                     "SELECT doc FROM mqtt_sessions WHERE client_id = ?1",
                     params![id],
                     |r| r.get(0),
@@ -23,7 +24,7 @@ impl SessionStore for SqliteStore {
         let (id, doc) = (client_id.to_string(), doc.to_string());
         self.pool
             .write(move |c| {
-                c.execute(
+                c.execute_cached(
                     "INSERT INTO mqtt_sessions (client_id, doc, updated_utc) VALUES (?1, ?2, ?3)
                      ON CONFLICT(client_id) DO UPDATE SET doc = excluded.doc, updated_utc = excluded.updated_utc",
                     params![id, doc, now_utc()],
@@ -37,7 +38,7 @@ impl SessionStore for SqliteStore {
         let id = client_id.to_string();
         self.pool
             .write(move |c| {
-                c.execute(
+                c.execute_cached(
                     "DELETE FROM mqtt_sessions WHERE client_id = ?1",
                     params![id],
                 )?;

@@ -1,5 +1,6 @@
 //! Server settings.
 
+use super::cached::CachedStatements;
 use super::{OptionalExtension, Result, SqliteStore, async_trait, params};
 use crate::SettingsStore;
 
@@ -9,7 +10,7 @@ impl SettingsStore for SqliteStore {
         let key = key.to_string();
         self.pool
             .read(move |c| {
-                Ok(c.query_row(
+                Ok(c.query_row_cached(
                     "SELECT value FROM settings WHERE key = ?1",
                     params![key],
                     |r| r.get(0),
@@ -23,11 +24,11 @@ impl SettingsStore for SqliteStore {
         let (key, value) = (key.to_string(), value.to_string());
         self.pool
             .write(move |c| {
-                c.execute(
+                c.execute_cached(
                     "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
                     params![key, value],
                 )?;
-                Ok(c.query_row(
+                Ok(c.query_row_cached(
                     "SELECT value FROM settings WHERE key = ?1",
                     params![key],
                     |r| r.get(0),
@@ -40,7 +41,7 @@ impl SettingsStore for SqliteStore {
         let (key, value) = (key.to_string(), value.to_string());
         self.pool
             .write(move |c| {
-                c.execute(
+                c.execute_cached(
                     "INSERT INTO settings (key, value) VALUES (?1, ?2)
                      ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     params![key, value],
