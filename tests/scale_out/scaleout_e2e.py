@@ -93,7 +93,11 @@ def expect(cond, msg):
 
 def suite_env(info):
     ca = info["caCertPath"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETHUB_") or k == "FLEETHUB_BIN"}
+    # Not the caller's server settings (scripts/test.sh exports FLEETHUB_* of its own server, and its
+    # conformance stage SSL_CERT_FILE with that server's CA): the suites run as in the python and
+    # node stages, against this cluster.
+    env = {k: v for k, v in os.environ.items()
+           if (not k.startswith("FLEETHUB_") or k == "FLEETHUB_BIN") and k != "SSL_CERT_FILE"}
     env.update(FLEETHUB_CA_CERT=ca, FLEETHUB_DPS_HOST=cluster.DPS_HOST, FLEETHUB_ID_SCOPE=info["idScope"],
                FLEETHUB_DPS_SERVICE_CS=info["dpsServiceConnectionString"],
                FLEETHUB_HUB_SERVICE_CS=info["hubServiceConnectionString"],
