@@ -8,14 +8,16 @@ pub(crate) struct Subjects {
     prefix: String,
 }
 
-/// A subject token: letters, digits, `-` and `_` (NATS separates tokens with `.`).
+/// A subject token: letters, digits, `-` and `_` as they are, anything else (the `.` of host
+/// names and node ids: NATS separates tokens with it) as `~`. Node ids and host names hold no
+/// `~`, so two of them never share a token.
 fn token(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
             } else {
-                '_'
+                '~'
             }
         })
         .collect()
@@ -50,9 +52,10 @@ mod tests {
         let s = Subjects::new("hub.example.com", "node-1");
         assert_eq!(
             s.events("node-1"),
-            "fleethub.hub_example_com.node.node-1.event"
+            "fleethub.hub~example~com.node.node-1.event"
         );
-        assert_eq!(s.methods("n.2"), "fleethub.hub_example_com.node.n_2.method");
-        assert_eq!(s.everyone(), "fleethub.hub_example_com.all.event");
+        assert_eq!(s.methods("n.2"), "fleethub.hub~example~com.node.n~2.method");
+        assert_ne!(s.methods("n.2"), s.methods("n_2"));
+        assert_eq!(s.everyone(), "fleethub.hub~example~com.all.event");
     }
 }

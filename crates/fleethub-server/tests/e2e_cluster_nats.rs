@@ -376,7 +376,7 @@ async fn delivery_presence_and_take_over_across_two_nodes() {
     delivery_through(&mut dev, &n2, "cb-1").await;
 
     // A method to a device connected nowhere: 404 at once.
-    offline_within(&hub2, "cb-none", Duration::from_secs(2)).await;
+    offline_within(&hub2, "cb-none", Duration::from_secs(5)).await;
 
     // Take-over: the device connects to node 2; node 1 closes the first connection.
     let mut dev2 = connect(&n2, "cb-1", &key, 3600).await;
@@ -405,7 +405,7 @@ async fn delivery_presence_and_take_over_across_two_nodes() {
     wait_state(&hub2, "cb-3", "Connected").await;
     nats.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    offline_within(&hub2, "cb-1", Duration::from_secs(3)).await;
+    offline_within(&hub2, "cb-1", Duration::from_secs(5)).await;
     let (status, body) = call(&hub2, "GET", "/devices/cb-none", None).await;
     assert_eq!(status, 200, "{body}");
     // A device disabled during the outage: its revocation cannot travel now ...
@@ -454,6 +454,6 @@ async fn delivery_presence_and_take_over_across_two_nodes() {
     subscribe_all(&mut other, "cb-2").await;
     wait_state(&hub2, "cb-2", "Connected").await;
     n1.kill9();
-    offline_within(&hub2, "cb-2", Duration::from_secs(3)).await;
+    offline_within(&hub2, "cb-2", Duration::from_secs(5)).await;
     wait_state(&hub2, "cb-2", "Disconnected").await;
 }

@@ -1,5 +1,6 @@
 //! Which node holds each identity's live connection (nodes in a cluster write it).
 
+use super::cached::CachedStatements;
 use super::{OptionalExtension, Result, SqliteStore, async_trait, params};
 use crate::{PresenceRecord, PresenceStore};
 
@@ -21,7 +22,7 @@ impl PresenceStore for SqliteStore {
                         |r| r.get(0),
                     )
                     .optional()?;
-                c.execute(
+                c.execute_cached(
                     "INSERT INTO presence (identity, node, state_updated_ms, last_activity_ms)
                      VALUES (?1, ?2, ?3, ?3)
                      ON CONFLICT(identity) DO UPDATE SET node = excluded.node,
@@ -38,7 +39,7 @@ impl PresenceStore for SqliteStore {
         let (id, node) = (identity.to_string(), node.to_string());
         self.pool
             .write(move |c| {
-                Ok(c.execute(
+                Ok(c.execute_cached(
                     "UPDATE presence SET node = NULL, state_updated_ms = ?3
                      WHERE identity = ?1 AND node = ?2",
                     params![id, node, at_ms],
@@ -51,7 +52,7 @@ impl PresenceStore for SqliteStore {
         let id = identity.to_string();
         self.pool
             .read(move |c| {
-                Ok(c.query_row(
+                Ok(c.query_row_cached(
                     "SELECT node, state_updated_ms, last_activity_ms FROM presence WHERE identity = ?1",
                     params![id],
                     |r| {
@@ -130,7 +131,7 @@ impl PresenceStore for SqliteStore {
         let node = node.to_string();
         self.pool
             .write(move |c| {
-                Ok(c.execute(
+                Ok(c.execute_cached(
                     "UPDATE presence SET node = NULL, state_updated_ms = ?2 WHERE node = ?1",
                     params![node, at_ms],
                 )? as u64)
@@ -142,7 +143,7 @@ impl PresenceStore for SqliteStore {
         let id = identity.to_string();
         self.pool
             .write(move |c| {
-                c.execute("DELETE FROM presence WHERE identity = ?1", params![id])?;
+                c.execute_cached("DELETE FROM presence WHERE identity = ?1", params![id])?;
                 Ok(())
             })
             .await
