@@ -19,8 +19,8 @@ in the JSON too.
 
 Environment: FLEETHUB_BIN (default target/release/fleethub), FLEETHUB_BENCH_WORK (default
 .ci-work/bench-scaleout), BENCH_CONFIGS (default "sqlite pg1 pg3 pg1-fsync pg3-fsync"),
-BENCH_REGISTRATIONS (500), BENCH_REG_CONCURRENCY (32), BENCH_DEVICES (100), BENCH_INFLIGHT (8),
-BENCH_DURATION (10 s): the settings of the earlier PostgreSQL vs SQLite figures.
+BENCH_REGISTRATIONS (2000), BENCH_REG_CONCURRENCY (32), BENCH_DEVICES (100), BENCH_INFLIGHT (8),
+BENCH_DURATION (10 s): the telemetry settings of the earlier PostgreSQL vs SQLite figures.
 Prints a table and writes results.json in the work directory.
 """
 
@@ -39,7 +39,7 @@ from cluster import CLEAN_ENV, ROOT, log  # noqa: E402
 FLEETHUB = os.environ.get("FLEETHUB_BIN", os.path.join(ROOT, "target", "release", "fleethub"))
 WORK = os.path.abspath(os.environ.get("FLEETHUB_BENCH_WORK", os.path.join(ROOT, ".ci-work", "bench-scaleout")))
 CONFIGS = os.environ.get("BENCH_CONFIGS", "sqlite pg1 pg3 pg1-fsync pg3-fsync").split()
-REGISTRATIONS = int(os.environ.get("BENCH_REGISTRATIONS", "500"))
+REGISTRATIONS = int(os.environ.get("BENCH_REGISTRATIONS", "2000"))
 REG_CONCURRENCY = int(os.environ.get("BENCH_REG_CONCURRENCY", "32"))
 DEVICES = int(os.environ.get("BENCH_DEVICES", "100"))
 INFLIGHT = int(os.environ.get("BENCH_INFLIGHT", "8"))
@@ -76,17 +76,32 @@ def log_length(rest):
     return sum(int(p["lastEnqueuedSequenceNumber"]) + 1 for p in parts["partitions"])
 
 
+# PostgreSQL's backends publish their counters (pg_stat_database) when idle, at the latest 10 s
+# later: the commits are read after this pause, and the idle commits (node leases) of one pause,
+# measured before each run, are subtracted.
+STATS_SETTLE = 11
+
+
 class Sample:
-    def __init__(self, nodes, haproxy, pg, rest):
+    def __init__(self, nodes, haproxy, pg, rest, before=True):
+        if before and pg:
+            c0 = pg.xact_commit()
+            time.sleep(STATS_SETTLE)
+            self.commits = pg.xact_commit()
+            self.idle_commits = self.commits - c0
         self.nodes = {n.name: n.cpu_seconds() for n in nodes}
         self.haproxy = cpu_of(haproxy.proc.pid)
         self.pg_procs = cpu_by_name("postgres") if pg else {}
-        self.commits = pg.xact_commit() if pg else 0
         self.log = log_length(rest)
         self.t = time.monotonic()
+        if not before and pg:
+            time.sleep(STATS_SETTLE)
+            self.commits = pg.xact_commit()
+        if not pg:
+            self.commits = self.idle_commits = 0
 
 
-def delta(before, after, nodes, haproxy, pg, rest):
+def delta(before, after):
     pg_cpu = 0.0
     for pid, secs in after.pg_procs.items():
         pg_cpu += secs - before.pg_procs.get(pid, 0.0)
@@ -95,7 +110,8 @@ def delta(before, after, nodes, haproxy, pg, rest):
         "node_cpu": {n: after.nodes[n] - before.nodes[n] for n in after.nodes},
         "haproxy_cpu": after.haproxy - before.haproxy,
         "pg_cpu": pg_cpu,
-        "pg_commits": after.commits - before.commits,
+        "pg_commits": max(0, after.commits - before.commits - before.idle_commits),
+        "pg_idle_commits_per_settle": before.idle_commits,
         "log_messages": after.log - before.log,
     }
 
@@ -140,8 +156,7 @@ def run_config(name):
         before = Sample(nodes, haproxy, pg, rest)
         reg = fleethub_json(["bench", "register", "--count", str(REGISTRATIONS), "--concurrency",
                              str(REG_CONCURRENCY), "--handshakes", "50", "--data-dir", data])
-        result["register"] = {"report": reg, **delta(before, Sample(nodes, haproxy, pg, rest), nodes, haproxy, pg,
-                                                      rest)}
+        result["register"] = {"report": reg, **delta(before, Sample(nodes, haproxy, pg, rest, before=False))}
 
         log("%s: bench telemetry --devices %d --max --inflight %d --duration %d"
             % (name, DEVICES, INFLIGHT, DURATION))
@@ -149,8 +164,7 @@ def run_config(name):
         tel = fleethub_json(["bench", "telemetry", "--devices", str(DEVICES), "--max", "--inflight", str(INFLIGHT),
                              "--duration", str(DURATION), "--warmup", "3", "--data-dir", data,
                              "--dial", "127.0.0.1", "--server-pid", str(nodes[0].pid)])
-        result["telemetry"] = {"report": tel, **delta(before, Sample(nodes, haproxy, pg, rest), nodes, haproxy, pg,
-                                                       rest)}
+        result["telemetry"] = {"report": tel, **delta(before, Sample(nodes, haproxy, pg, rest, before=False))}
         return result
     finally:
         for part in [haproxy, *nodes, nats, pg]:

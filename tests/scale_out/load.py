@@ -54,7 +54,7 @@ class Rest:
         self.api_version, self.addr = api_version, addr
         self.ctx = ssl.create_default_context(cafile=ca_path)
 
-    def call(self, method, path, body=None):
+    def call(self, method, path, body=None, headers=None):
         conn = http.client.HTTPSConnection(self.host, 443, timeout=30, context=self.ctx)
         if self.addr:
             addr, ctx, host = self.addr, self.ctx, self.host
@@ -64,7 +64,7 @@ class Rest:
 
             conn.connect = connect
         sep = "&" if "?" in path else "?"
-        headers = {"Authorization": sas(self.host, self.key, self.key_name), "Accept": "application/json"}
+        headers = dict(headers or {}, Authorization=sas(self.host, self.key, self.key_name), Accept="application/json")
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -77,8 +77,8 @@ class Rest:
         finally:
             conn.close()
 
-    def ok(self, method, path, body=None):
-        status, parsed = self.call(method, path, body)
+    def ok(self, method, path, body=None, headers=None):
+        status, parsed = self.call(method, path, body, headers)
         if status >= 300:
             raise AssertionError("%s %s: HTTP %d %s" % (method, path, status, str(parsed)[:300]))
         return parsed

@@ -12,7 +12,10 @@ private and nothing outlives the test):
    cross-node delivery (no `--nats-url`), those in NEEDS_CROSS_NODE (a device on one node, the
    service call that must reach it on another) run with HAProxy sending every new connection to
    node 1 (the others drained): they still go through HAProxy and the shared PostgreSQL store;
-3. kill -9 of one node under DPS and telemetry load through HAProxy: MQTT devices publishing QoS 1
+3. with cross-node delivery: a device held on node 1 (HAProxy pinned while it connects), the
+   service calls made on node 2 (its address dialled): presence, a direct method, C2D, a
+   desired-property push, revocation (disabling the device closes its connection on node 1);
+4. kill -9 of one node under DPS and telemetry load through HAProxy: MQTT devices publishing QoS 1
    telemetry and official-SDK registrations; the devices reconnect through HAProxy to the
    survivors; then, through a surviving node, every registration answered `assigned` has its
    registration record and device identity, and every PUBACKed message is in the telemetry log.
@@ -90,7 +93,11 @@ def expect(cond, msg):
 
 def suite_env(info):
     ca = info["caCertPath"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETHUB_") or k == "FLEETHUB_BIN"}
+    # Not the caller's server settings (scripts/test.sh exports FLEETHUB_* of its own server, and its
+    # conformance stage SSL_CERT_FILE with that server's CA): the suites run as in the python and
+    # node stages, against this cluster.
+    env = {k: v for k, v in os.environ.items()
+           if (not k.startswith("FLEETHUB_") or k == "FLEETHUB_BIN") and k != "SSL_CERT_FILE"}
     env.update(FLEETHUB_CA_CERT=ca, FLEETHUB_DPS_HOST=cluster.DPS_HOST, FLEETHUB_ID_SCOPE=info["idScope"],
                FLEETHUB_DPS_SERVICE_CS=info["dpsServiceConnectionString"],
                FLEETHUB_HUB_SERVICE_CS=info["hubServiceConnectionString"],
@@ -143,6 +150,77 @@ def compat_suites(c):
     for s in spread:
         step("compat %s through HAProxy (round robin over 3 nodes)" % os.path.basename(s),
              lambda s=s: run_suite(s, env))
+
+
+def cross_node(c):
+    """A device held on node 1 (HAProxy pinned while it connects), every service call made on node 2
+    (its address dialled): presence, a direct method, C2D, a desired-property push, revocation."""
+    import queue
+
+    from azure.iot.device import IoTHubDeviceClient, MethodResponse
+
+    from load import HUB_API, Rest
+
+    info, n1, n2 = c.info, c.nodes[0], c.nodes[1]
+    ca = info["caCertPath"]
+    on_n2 = Rest(info["hubServiceConnectionString"], ca, HUB_API, addr=n2.addr)
+    dev, key = "scaleout-cross-%s" % secrets.token_hex(3), base64.b64encode(secrets.token_bytes(32)).decode()
+    on_n2.ok("PUT", "/devices/%s" % dev, {"deviceId": dev, "authentication": {
+        "type": "sas", "symmetricKey": {"primaryKey": key, "secondaryKey": key}}})
+    got = queue.Queue()
+    client = IoTHubDeviceClient.create_from_connection_string(
+        "HostName=%s;DeviceId=%s;SharedAccessKey=%s" % (cluster.HUB_HOST, dev, key),
+        server_verification_cert=open(ca).read(), connection_retry=False)
+
+    def on_method(req):
+        got.put(("method", req.name))
+        client.send_method_response(MethodResponse.create_from_method_request(req, 200, {"on": "node1"}))
+
+    before = c.haproxy.connections(n1)
+    # Setting a handler makes the SDK connect (auto_connect): pinned before the first one.
+    c.haproxy.pin(n1, c.nodes)
+    try:
+        client.on_method_request_received = on_method
+        client.on_message_received = lambda m: got.put(("c2d", m.data.decode()))
+        client.on_twin_desired_properties_patch_received = lambda p: got.put(("desired", p.get("color")))
+        client.on_connection_state_change = lambda: got.put(("state", client.connected))
+        client.connect()
+    finally:
+        c.haproxy.unpin(c.nodes)
+
+    def wait(kind, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                k, v = got.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if k == kind:
+                return v
+        raise AssertionError("no %s event on the device within %d s" % (kind, timeout))
+
+    try:
+        expect(c.haproxy.connections(n1) > before, "the device's connection is not on node 1: %s" % [
+            (r["svname"], r["pxname"], r["scur"], r["stot"], r["status"]) for r in c.haproxy.stats()])
+        wait_until = time.monotonic() + 15
+        while on_n2.ok("GET", "/devices/%s" % dev).get("connectionState") != "Connected":
+            expect(time.monotonic() < wait_until, "node 2 does not see the device on node 1 as Connected")
+            time.sleep(0.3)
+        answer = on_n2.ok("POST", "/twins/%s/methods" % dev, {"methodName": "whereAreYou", "payload": {},
+                                                              "responseTimeoutInSeconds": 15})
+        expect(answer.get("status") == 200 and answer.get("payload") == {"on": "node1"}, "method: %s" % answer)
+        expect(wait("method") == "whereAreYou", "method name")
+        on_n2.ok("POST", "/devices/%s/messages/deviceBound" % dev, {"body": "from node 2"})
+        expect(wait("c2d") == "from node 2", "C2D body")
+        on_n2.ok("PATCH", "/twins/%s" % dev, {"properties": {"desired": {"color": "blue"}}}, {"If-Match": "*"})
+        expect(wait("desired") == "blue", "desired property")
+        device = on_n2.ok("GET", "/devices/%s" % dev)
+        device["status"] = "disabled"
+        on_n2.ok("PUT", "/devices/%s" % dev, device, {"If-Match": "*"})
+        expect(wait("state") is False, "the disabled device's connection on node 1 stays open")
+    finally:
+        client.shutdown()
+    return "device %s on node 1; presence, method, C2D, desired push and revocation from node 2" % dev
 
 
 def kill9_under_load(c):
@@ -254,6 +332,10 @@ def main():
               % c.info["idScope"], flush=True)
         if os.environ.get("FLEETHUB_SCALEOUT_SUITES") != "0":
             compat_suites(c)
+        if c.cross_node:
+            step("cross-node: device on node 1, service calls on node 2", lambda: cross_node(c))
+        else:
+            print("SKIP scaleout: cross-node -- this fleethub has no --nats-url", flush=True)
         step("kill -9 of one node under DPS and telemetry load", lambda: kill9_under_load(c))
     finally:
         dead = [n.name for n in c.nodes if n.proc.poll() not in (None, -9)]
