@@ -18,7 +18,8 @@ use std::time::Duration;
 
 /// How often a node that waits for other nodes' writes (live Event Hubs receivers, C2D
 /// feedback readers) or caches what they change (compiled deployments) looks at the store
-/// itself: the bus delivers at most once, so a lost message delays a reader by at most this.
+/// itself: the bus delivers at most once (docs/protocol-notes.md, "NATS: the cluster bus"), so
+/// a lost message delays a reader by at most this.
 pub const STORE_RECHECK: Duration = Duration::from_millis(250);
 
 /// Why a call to another node got no answer (the bus is down, the node is gone, no reply in
