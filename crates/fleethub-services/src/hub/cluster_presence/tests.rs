@@ -145,7 +145,14 @@ async fn connecting_to_another_node_takes_the_session_over() {
     let on_a = attach(&c, &c.a, "a", 2).await;
     c.a.take_over_here("d1", None, "b", 0);
     assert_eq!(on_a.revocation.reason(), None);
-    // Node b's connection (closed by that take-over) goes; node b shows the one on node a.
+    // Node b's connection (closed by that take-over: the claim is in the store before node a's
+    // writer tells node b) goes; node b shows the one on node a.
+    for _ in 0..200 {
+        if on_b.revocation.reason().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(on_b.revocation.reason().is_some());
     c.b.detach("d1", None, 7);
     let listed =

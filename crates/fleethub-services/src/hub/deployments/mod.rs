@@ -235,6 +235,12 @@ impl Hub {
         let mut pushed = None;
         self.modify_twin(TwinTarget::Module(device_id, module_id), |t| {
             let patch = diff(&content_of(&t.properties.desired), desired);
+            if patch.is_empty() {
+                // Another node's engine wrote the same content meanwhile (both planned after a
+                // configuration change): no new desired version, nothing to push.
+                pushed = None;
+                return Ok(());
+            }
             let v = super::twin::apply_section(&mut t.properties.desired, &patch, &now, true);
             let mut notify = Value::Object(patch);
             notify["$version"] = json!(v);
@@ -242,10 +248,11 @@ impl Hub {
             Ok(())
         })
         .await?;
-        if let Some(p) = pushed {
-            self.deliver(device_id, Some(module_id), super::HubEvent::DesiredPatch(p))
-                .await;
-        }
+        let Some(p) = pushed else {
+            return Ok(false);
+        };
+        self.deliver(device_id, Some(module_id), super::HubEvent::DesiredPatch(p))
+            .await;
         tracing::info!(device = %device_id, module = %module_id, "deployment content written");
         Ok(true)
     }
