@@ -62,8 +62,17 @@ NEEDS_CROSS_NODE = {
     "hub_amqp.js": "C2D feedback added by the node where the device completes the message",
 }
 # Suites that meet what the nodes do not share yet, with or without NATS (docs/scale-out.md lists
-# them): always pinned to node 1. None at present.
-NOT_SHARED_YET = {}
+# them): always pinned to node 1.
+NOT_SHARED_YET = {
+    # A message received over HTTPS is locked by the node that handed it out (its lock token is in
+    # that node's memory): completing it through another node answers 412 DeviceMessageLockLost.
+    "hub_amqp_trace.py": "an HTTPS C2D lock token is known to the node that handed the message out only",
+}
+# Suites that read every partition from the start with one client: run before the suites that fill
+# the log (hub_amqp_backlog.py), since the Python client crawls through a large backlog of several
+# partitions (issue 13) and would not reach its own events in time. The scale-out has nothing to do
+# with it; run first, they meet the same small log the pinned runs gave them.
+BEFORE_BACKLOG = ("hub_amqp_events.py",)
 SUITE_LIMIT = 300
 LOAD_DEVICES = 12
 REGISTRANTS = 4
@@ -130,6 +139,7 @@ def compat_suites(c):
     all_suites = suites()
     pinned_why = dict(NOT_SHARED_YET, **({} if c.cross_node else NEEDS_CROSS_NODE))
     spread = [s for s in all_suites if os.path.basename(s) not in pinned_why]
+    spread.sort(key=lambda s: os.path.basename(s) not in BEFORE_BACKLOG)
     # The pinned suites first, the deployment ones at the very start: without the cluster bus every
     # node sweeps its deployments when it starts and then once a minute with its cached
     # configurations, so a sweep of node 2 or 3 during those suites would undo node 1's work.
