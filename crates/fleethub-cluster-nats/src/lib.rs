@@ -1,10 +1,10 @@
 //! The bus between the nodes of a fleethub cluster, over NATS (docs/scale-out.md, "Cross-node
 //! delivery"): implements `fleethub-services`' [`ClusterBus`] and feeds what other nodes send
-//! into this node's [`Hub`]. Each node listens on its own subjects (`subjects`); revocations go
-//! to every node. While NATS cannot be reached, calls to other nodes fail at once (the hub
-//! answers like an offline device), the outage is logged once, and the client reconnects by
-//! itself; once connected again, the hub re-checks its connections (revocations sent
-//! meanwhile were lost).
+//! into this node's [`Hub`]. Each node listens on its own subjects (`subjects`); revocations,
+//! configuration changes, telemetry appends and new C2D feedback go to every node. While NATS
+//! cannot be reached, calls to other nodes fail at once (the hub answers like an offline
+//! device), the outage is logged once, and the client reconnects by itself; once connected
+//! again, the hub re-checks its connections (revocations sent meanwhile were lost).
 
 mod bus;
 mod inbound;

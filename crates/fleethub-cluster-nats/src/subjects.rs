@@ -1,7 +1,7 @@
 //! The NATS subjects of a cluster: `fleethub.{hub}.node.{node_id}.event` (events for one
 //! node), `fleethub.{hub}.node.{node_id}.method` (method calls, request/reply) and
-//! `fleethub.{hub}.all.event` (revocations, to every node). Token rules:
-//! docs/protocol-notes.md, "NATS: the cluster bus".
+//! `fleethub.{hub}.all.event` (revocations, configuration changes, appends and feedback, to every
+//! node). Token rules: docs/protocol-notes.md, "NATS: the cluster bus".
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Subjects {

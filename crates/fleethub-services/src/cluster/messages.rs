@@ -46,6 +46,14 @@ pub enum PeerEvent {
         node: String,
         at_ms: i64,
     },
+    /// A configuration was created, updated or deleted: drop the compiled deployments and
+    /// re-plan every device.
+    ConfigurationsChanged,
+    /// Telemetry partitions advanced: `(partition, last sequence number)` (committed before
+    /// this is sent; coalesced by the sender).
+    PartitionsAdvanced { last: Vec<(u32, i64)> },
+    /// New C2D feedback records are in the store.
+    FeedbackAvailable,
 }
 
 /// A direct method call for an identity connected to another node.
@@ -131,6 +139,23 @@ mod tests {
             serde_json::json!({"kind":"takeOver","deviceId":"d1","moduleId":"m","node":"n2","atMs":5})
         );
         assert_eq!(serde_json::from_value::<PeerEvent>(json).unwrap(), ev);
+        let ev = PeerEvent::PartitionsAdvanced {
+            last: vec![(0, 5), (3, 9)],
+        };
+        let json = serde_json::to_value(&ev).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind":"partitionsAdvanced","last":[[0,5],[3,9]]})
+        );
+        assert_eq!(serde_json::from_value::<PeerEvent>(json).unwrap(), ev);
+        for ev in [
+            PeerEvent::ConfigurationsChanged,
+            PeerEvent::FeedbackAvailable,
+        ] {
+            let back: PeerEvent =
+                serde_json::from_slice(&serde_json::to_vec(&ev).unwrap()).unwrap();
+            assert_eq!(back, ev);
+        }
         let r = PeerMethodReply::from_result(Err(MethodError::Timeout("d1".into(), 5)));
         let back: PeerMethodReply =
             serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();

@@ -5,6 +5,8 @@
 
 mod lease;
 mod messages;
+#[cfg(test)]
+pub(crate) mod test_bus;
 
 pub use lease::{LEASE_STALE, Lease, lease_key, node_alive};
 pub use messages::{PeerEvent, PeerMethod, PeerMethodReply};
@@ -12,6 +14,13 @@ pub(crate) use messages::{key_from_name, key_name};
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
+
+/// How often a node that waits for other nodes' writes (live Event Hubs receivers, C2D
+/// feedback readers) or caches what they change (compiled deployments) looks at the store
+/// itself: the bus delivers at most once (docs/protocol-notes.md, "NATS: the cluster bus"), so
+/// a lost message delays a reader by at most this.
+pub const STORE_RECHECK: Duration = Duration::from_millis(250);
 
 /// Why a call to another node got no answer (the bus is down, the node is gone, no reply in
 /// time). The text is safe to log.

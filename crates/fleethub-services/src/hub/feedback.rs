@@ -6,9 +6,13 @@
 //! Requests and records are kept in the store (`C2dFeedbackStore`), so a restart loses
 //! neither; the queue of records is bounded ([`MAX_FEEDBACK_RECORDS`]; the oldest are dropped
 //! when nobody reads them). A batch handed to a reader is leased (not handed to another reader
-//! of this node) until the reader accepts it (the records are deleted) or gives it back.
+//! of this node) until the reader accepts it (the records are deleted) or gives it back. In a
+//! cluster, a record added on one node reaches a reader on another: the adding node broadcasts
+//! `PeerEvent::FeedbackAvailable`, and a waiting reader also re-reads the store every
+//! `cluster::STORE_RECHECK` (docs/scale-out.md, "Cross-node delivery").
 
 use super::Hub;
+use crate::cluster::STORE_RECHECK;
 use crate::hub::Error;
 use fleethub_storage::{C2dFeedbackRecord, C2dFeedbackRequest};
 use std::collections::HashSet;
@@ -167,10 +171,22 @@ impl Hub {
             added = true;
         }
         if added {
-            self.feedback.available.notify_waiters();
-            self.feedback.available.notify_one();
+            self.wake_feedback_readers();
+            if let Some(bus) = self.cluster_bus() {
+                bus.broadcast(crate::cluster::PeerEvent::FeedbackAvailable);
+            }
         }
         Ok(())
+    }
+
+    fn wake_feedback_readers(&self) {
+        self.feedback.available.notify_waiters();
+        self.feedback.available.notify_one();
+    }
+
+    /// Another node added feedback records (its `FeedbackAvailable` event).
+    pub(crate) fn feedback_available_elsewhere(&self) {
+        self.wake_feedback_readers();
     }
 
     /// Every purged message of a device: feedback `Purged` where it was asked for.
@@ -239,7 +255,13 @@ impl Hub {
                     continue;
                 }
             }
-            notified.await;
+            // In a cluster other nodes add records too: their event wakes this reader, and
+            // since the bus delivers at most once the reader also looks again by itself.
+            if self.cluster_bus().is_some() {
+                let _ = tokio::time::timeout(STORE_RECHECK, notified).await;
+            } else {
+                notified.await;
+            }
         }
     }
 
@@ -374,5 +396,30 @@ mod tests {
         assert_eq!(purged.records.len(), 1);
         assert_eq!(purged.records[0].original_message_id, "m-purged");
         assert_eq!(purged.records[0].status, FeedbackStatus::Purged);
+    }
+
+    #[tokio::test]
+    async fn a_completion_on_another_node_reaches_a_waiting_reader() {
+        let c = crate::cluster::test_bus::two_hubs().await;
+        c.a.put_device("dev", fleethub_api::Device::default(), None)
+            .await
+            .unwrap();
+        for lost in [false, true] {
+            // The service sends on node a and waits for feedback there.
+            let seq = send(&c.a, "m", "full").await;
+            let a = c.a.clone();
+            let reader = tokio::spawn(async move { next(&a).await });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // With `lost`, node a cannot be reached: it finds the record by re-reading.
+            let gone = lost.then(|| c.disconnect("a"));
+            c.b.complete_c2d(seq).await.unwrap();
+            let batch = reader.await.expect("the reader on node a gets the record");
+            assert_eq!(batch.records.len(), 1, "lost: {lost}");
+            assert_eq!(batch.records[0].status, FeedbackStatus::Success);
+            c.a.accept_c2d_feedback(batch).await.unwrap();
+            if let Some(h) = gone {
+                c.reconnect("a", h);
+            }
+        }
     }
 }

@@ -57,11 +57,12 @@ impl Hub {
         let _ = self.cluster.writes.set(tx);
         tokio::spawn(presence_writer(
             self.store.clone(),
-            bus,
+            bus.clone(),
             rx,
             self.cluster.touched.clone(),
             self.clock.unix_ms(),
         ));
+        self.share_partition_advances(bus);
     }
 
     pub(crate) fn cluster_bus(&self) -> Option<&Arc<dyn ClusterBus>> {
@@ -263,9 +264,14 @@ impl Hub {
     }
 
     /// Makes up for what other nodes sent while the bus was down (it was lost): closes the
-    /// connections of identities disabled or deleted meanwhile, and has every connection that
-    /// receives C2D look at its queue. Call when the bus is connected again.
+    /// connections of identities disabled or deleted meanwhile, has every connection that
+    /// receives C2D look at its queue, recompiles the deployments (and re-plans every device)
+    /// and wakes live Event Hubs receivers and feedback readers. Call when the bus is
+    /// connected again.
     pub async fn after_bus_outage(&self) {
+        self.deployments_changed_elsewhere();
+        self.feedback_available_elsewhere();
+        self.refresh_partition_watches().await;
         let attached: Vec<(String, Features)> = self
             .presence
             .map
@@ -349,6 +355,9 @@ impl Hub {
                 node,
                 at_ms,
             } => self.take_over_here(&device_id, module_id.as_deref(), &node, at_ms),
+            PeerEvent::ConfigurationsChanged => self.deployments_changed_elsewhere(),
+            PeerEvent::PartitionsAdvanced { last } => self.partitions_advanced_elsewhere(&last),
+            PeerEvent::FeedbackAvailable => self.feedback_available_elsewhere(),
         }
     }
 }

@@ -1,117 +1,16 @@
-//! Two hubs on one store, joined by an in-process bus that hands each message straight to
-//! the other hub (the NATS bus is tested end to end in fleethub-server's
-//! `e2e_cluster_nats`).
+//! Two hubs on one store over the in-process bus (`cluster::test_bus`; the NATS bus is tested
+//! end to end in fleethub-server's `e2e_cluster_nats`).
 
 use super::*;
-use crate::cluster::{InvokeFuture, Lease, PeerError, lease_key};
-use crate::hub::{Attachment, HubConfig};
+use crate::cluster::test_bus::{Cluster, lease, now_unix, two_hubs};
+use crate::hub::Attachment;
 use fleethub_api::Device;
-use fleethub_store::sqlite::SqliteStore;
-use std::sync::Weak;
 
-/// Delivers to the hubs registered under their node ids; a node not registered is gone.
-#[derive(Default)]
-struct Nodes(Mutex<HashMap<String, Weak<Hub>>>);
-
-struct InProcessBus {
-    node: String,
-    nodes: Arc<Nodes>,
-}
-
-impl InProcessBus {
-    fn hub(&self, node: &str) -> Option<Arc<Hub>> {
-        self.nodes.0.lock().unwrap().get(node)?.upgrade()
-    }
-}
-
-impl ClusterBus for InProcessBus {
-    fn node_id(&self) -> &str {
-        &self.node
-    }
-
-    fn send(&self, node: &str, event: PeerEvent) {
-        if let Some(h) = self.hub(node) {
-            h.apply_peer_event(event);
-        }
-    }
-
-    fn broadcast(&self, event: PeerEvent) {
-        let others: Vec<String> = self.nodes.0.lock().unwrap().keys().cloned().collect();
-        for n in others.iter().filter(|n| **n != self.node) {
-            self.send(n, event.clone());
-        }
-    }
-
-    fn invoke<'a>(&'a self, node: &'a str, call: PeerMethod) -> InvokeFuture<'a> {
-        Box::pin(async move {
-            match self.hub(node) {
-                Some(h) => Ok(h.invoke_method_for_peer(call).await),
-                None => Err(PeerError(format!("no responders for {node}"))),
-            }
-        })
-    }
-}
-
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-async fn lease(store: &Arc<dyn Store>, node: &str, heartbeat_unix: u64) {
-    let doc = serde_json::to_string(&Lease {
-        instance: "test".into(),
-        beat: heartbeat_unix,
-        heartbeat_unix,
-    })
-    .unwrap();
-    store.put_setting(&lease_key(node), &doc).await.unwrap();
-}
-
-struct Cluster {
-    store: Arc<dyn Store>,
-    a: Arc<Hub>,
-    b: Arc<Hub>,
-    nodes: Arc<Nodes>,
-    _dir: tempfile::TempDir,
-}
-
+/// Nodes `a` and `b`, and device `d1`.
 async fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
-    let nodes = Arc::new(Nodes::default());
-    let hub = |node: &str| {
-        let h = Arc::new(Hub::new(
-            &crate::Shared::new(store.clone()),
-            HubConfig {
-                host: "hub.local".into(),
-                token_skew_secs: 30,
-            },
-            vec![],
-        ));
-        nodes
-            .0
-            .lock()
-            .unwrap()
-            .insert(node.to_string(), Arc::downgrade(&h));
-        h.set_cluster_bus(Arc::new(InProcessBus {
-            node: node.to_string(),
-            nodes: nodes.clone(),
-        }));
-        h
-    };
-    let (a, b) = (hub("a"), hub("b"));
-    lease(&store, "a", now_unix()).await;
-    lease(&store, "b", now_unix()).await;
-    a.put_device("d1", Device::default(), None).await.unwrap();
-    Cluster {
-        store,
-        a,
-        b,
-        nodes,
-        _dir: dir,
-    }
+    let c = two_hubs().await;
+    c.a.put_device("d1", Device::default(), None).await.unwrap();
+    c
 }
 
 const ALL: Features = Features {
@@ -246,7 +145,14 @@ async fn connecting_to_another_node_takes_the_session_over() {
     let on_a = attach(&c, &c.a, "a", 2).await;
     c.a.take_over_here("d1", None, "b", 0);
     assert_eq!(on_a.revocation.reason(), None);
-    // Node b's connection (closed by that take-over) goes; node b shows the one on node a.
+    // Node b's connection (closed by that take-over: the claim is in the store before node a's
+    // writer tells node b) goes; node b shows the one on node a.
+    for _ in 0..200 {
+        if on_b.revocation.reason().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(on_b.revocation.reason().is_some());
     c.b.detach("d1", None, 7);
     let listed =

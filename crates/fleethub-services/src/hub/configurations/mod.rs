@@ -86,6 +86,7 @@ impl Hub {
                 other => other.into(),
             })?;
         self.deployments_changed();
+        self.configurations_changed_here().await;
         let mut out = [saved];
         self.fill_configuration_metrics(&mut out).await?;
         let [saved] = out;
@@ -128,6 +129,7 @@ impl Hub {
             r => r?,
         }
         self.deployments_changed();
+        self.configurations_changed_here().await;
         Ok(())
     }
 

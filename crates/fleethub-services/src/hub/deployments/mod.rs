@@ -7,8 +7,11 @@
 //! device); [`Hub::run_deployments`] also sweeps every device periodically. Writes only happen
 //! when something changes, so desired `$version`s only move with content.
 
+mod generation;
 pub mod metrics;
 pub mod plan;
+
+pub use generation::GENERATION_SETTING;
 
 use super::Hub;
 use crate::hub::Error;
@@ -29,6 +32,8 @@ pub(crate) struct Engine {
     wake: tokio::sync::Notify,
     /// Compiled IoT Edge deployments; `None` after a change.
     cache: Mutex<Option<Arc<Vec<Compiled>>>>,
+    /// In a cluster: the stored configurations generation the cache was built from.
+    seen: Mutex<generation::Seen>,
 }
 
 /// Desired properties without `$version` / `$metadata`.
@@ -91,8 +96,17 @@ impl Hub {
         self.deployments.wake.notify_one();
     }
 
-    /// The IoT Edge deployments, compiled (cached until a configuration changes).
+    /// Configurations changed on another node (its `ConfigurationsChanged` event): the same
+    /// as a change here.
+    pub(crate) fn deployments_changed_elsewhere(&self) {
+        self.deployments_changed();
+    }
+
+    /// The IoT Edge deployments, compiled (cached until a configuration changes; in a cluster
+    /// also until the stored configurations generation changes, see `generation`).
     pub(crate) async fn compiled_deployments(&self) -> Result<Arc<Vec<Compiled>>, Error> {
+        // Read before the list: a change between the two only causes one more reload.
+        let generation = self.recheck_generation().await?;
         if let Some(c) = self.deployments.cache.lock().expect("deployments").clone() {
             return Ok(c);
         }
@@ -102,6 +116,13 @@ impl Hub {
                 .filter_map(|c| Compiled::new(Arc::new(c)))
                 .collect(),
         );
+        if let Some(g) = generation {
+            self.deployments
+                .seen
+                .lock()
+                .expect("deployments")
+                .generation = g;
+        }
         *self.deployments.cache.lock().expect("deployments") = Some(compiled.clone());
         Ok(compiled)
     }
@@ -214,6 +235,12 @@ impl Hub {
         let mut pushed = None;
         self.modify_twin(TwinTarget::Module(device_id, module_id), |t| {
             let patch = diff(&content_of(&t.properties.desired), desired);
+            if patch.is_empty() {
+                // Another node's engine wrote the same content meanwhile (both planned after a
+                // configuration change): no new desired version, nothing to push.
+                pushed = None;
+                return Ok(());
+            }
             let v = super::twin::apply_section(&mut t.properties.desired, &patch, &now, true);
             let mut notify = Value::Object(patch);
             notify["$version"] = json!(v);
@@ -221,10 +248,11 @@ impl Hub {
             Ok(())
         })
         .await?;
-        if let Some(p) = pushed {
-            self.deliver(device_id, Some(module_id), super::HubEvent::DesiredPatch(p))
-                .await;
-        }
+        let Some(p) = pushed else {
+            return Ok(false);
+        };
+        self.deliver(device_id, Some(module_id), super::HubEvent::DesiredPatch(p))
+            .await;
         tracing::info!(device = %device_id, module = %module_id, "deployment content written");
         Ok(true)
     }
@@ -240,5 +268,7 @@ pub(crate) fn query_view(rec: &fleethub_storage::DeviceRecord) -> Value {
     serde_json::to_value(twin).unwrap_or(Value::Null)
 }
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod tests;

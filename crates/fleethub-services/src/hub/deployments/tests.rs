@@ -11,7 +11,7 @@ use fleethub_api::{
 };
 use fleethub_store::sqlite::SqliteStore;
 
-fn hub(dir: &tempfile::TempDir) -> Hub {
+pub(super) fn hub(dir: &tempfile::TempDir) -> Hub {
     let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     Hub::new(
         &crate::Shared::new(store),
@@ -23,7 +23,7 @@ fn hub(dir: &tempfile::TempDir) -> Hub {
     )
 }
 
-async fn edge_device(hub: &Hub, id: &str, env: &str) {
+pub(super) async fn edge_device(hub: &Hub, id: &str, env: &str) {
     hub.put_device(
         id,
         Device {
@@ -44,7 +44,12 @@ async fn edge_device(hub: &Hub, id: &str, env: &str) {
     .unwrap();
 }
 
-fn deployment(id: &str, priority: i64, target: &str, modules: Map<String, Value>) -> Configuration {
+pub(super) fn deployment(
+    id: &str,
+    priority: i64,
+    target: &str,
+    modules: Map<String, Value>,
+) -> Configuration {
     Configuration {
         id: id.into(),
         priority,
@@ -65,7 +70,7 @@ fn deployment(id: &str, priority: i64, target: &str, modules: Map<String, Value>
     }
 }
 
-async fn agent(hub: &Hub, id: &str) -> Value {
+pub(super) async fn agent(hub: &Hub, id: &str) -> Value {
     hub.get_twin(TwinTarget::Module(id, "$edgeAgent"))
         .await
         .unwrap()
@@ -73,7 +78,7 @@ async fn agent(hub: &Hub, id: &str) -> Value {
         .desired
 }
 
-fn sensor_image(desired: &Value) -> &str {
+pub(super) fn sensor_image(desired: &Value) -> &str {
     desired["modules"]["sensor"]["settings"]["image"]
         .as_str()
         .unwrap_or("")

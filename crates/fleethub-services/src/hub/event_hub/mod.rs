@@ -11,11 +11,15 @@
 //! telemetry append or event-hub call does it otherwise).
 
 mod auth_method;
+#[cfg(test)]
+mod cluster_tests;
+mod cluster_watch;
 mod consumer_groups;
 #[cfg(test)]
 mod tests;
 
 pub use auth_method::{AUTH_METHOD_PROPERTY, auth_method};
+pub use cluster_watch::ADVANCE_COALESCE;
 pub use consumer_groups::{
     ConsumerGroup, DEFAULT_CONSUMER_GROUP, DEFAULT_MAX_CONSUMER_GROUPS,
     validate_consumer_group_name,
@@ -126,14 +130,14 @@ impl PartitionEvent {
 pub(crate) struct State {
     cfg: EventHubConfig,
     started: OnceCell<Partitions>,
+    /// Per partition: the last enqueued sequence number, moved by every node's appends.
+    watches: Arc<cluster_watch::Watches>,
 }
 
 /// What [`Hub::start_event_hub`] established.
 struct Partitions {
     count: u32,
     created_at_ms: i64,
-    /// Per partition: the last enqueued sequence number.
-    last: Vec<watch::Sender<i64>>,
 }
 
 impl Hub {
@@ -143,6 +147,7 @@ impl Hub {
         self.endpoint = State {
             cfg,
             started: OnceCell::new(),
+            watches: Arc::default(),
         };
         self
     }
@@ -186,10 +191,10 @@ impl Hub {
             let s = self.store.partition_summary(p).await?;
             last.push(watch::Sender::new(s.last_sequence_number));
         }
+        let _ = self.endpoint.watches.last.set(last);
         Ok(Partitions {
             count,
             created_at_ms: fleethub_api::time::parse_utc_ms(&created).unwrap_or(0),
-            last,
         })
     }
 
@@ -326,9 +331,11 @@ impl Hub {
                 "the event hub endpoint is not started".into(),
             ));
         };
-        parts
+        self.endpoint
+            .watches
             .last
-            .get(partition as usize)
+            .get()
+            .and_then(|l| l.get(partition as usize))
             .map(watch::Sender::subscribe)
             .ok_or(Error::PartitionOutOfRange {
                 partition,
@@ -342,21 +349,13 @@ impl Hub {
         self.partitions().await.map(|_| ())
     }
 
-    /// Tells live readers about appended messages.
+    /// Tells live readers (here and, in a cluster, on the other nodes) about appended
+    /// messages.
     pub(crate) fn after_append(&self, stored: &[TelemetryMessage]) {
-        let Some(parts) = self.endpoint.started.get() else {
-            return;
-        };
         for m in stored {
-            if let Some(tx) = parts.last.get(m.partition as usize) {
-                tx.send_if_modified(|last| {
-                    let newer = m.partition_sequence_number > *last;
-                    if newer {
-                        *last = m.partition_sequence_number;
-                    }
-                    newer
-                });
-            }
+            self.endpoint
+                .watches
+                .appended(m.partition, m.partition_sequence_number);
         }
     }
 }
