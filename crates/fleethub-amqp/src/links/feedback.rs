@@ -29,8 +29,12 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, resource: String) {
         let records = batch.records.len();
         // The outcome is awaited beside the link's Detach: a client that goes away without
         // settling gives the batch back (fe2o3-amqp's `send` would wait for the outcome alone).
+        // Biased to the outcome: a client that settles and detaches at once sends the
+        // Disposition first, and the session hands it to the delivery before the link sees the
+        // Detach, so both can be ready together; the settlement wins.
         let outcome = match sender.send_batchable(message).await {
             Ok(delivery) => tokio::select! {
+                biased;
                 o = delivery => o,
                 _ = sender.on_detach() => {
                     tracing::debug!(peer = %ctx.peer, records, "amqp: feedback link detached before settling its batch");
