@@ -642,9 +642,10 @@ async fn deployments_are_created_validated_and_counted() {
         "{}",
         list.body
     );
-    // One device targeted (the deployment engine plans in the background), shown on the page.
+    // One device targeted (the deployment engine plans in the background, which a loaded
+    // machine can delay by seconds), shown on the page.
     let mut targeted = false;
-    for _ in 0..50 {
+    for _ in 0..300 {
         let all = f.state.hub.list_configurations(0).await.unwrap();
         targeted = all[0]
             .system_metrics
