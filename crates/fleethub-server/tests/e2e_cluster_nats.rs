@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::device::{RawDevice, call, connect, put_device, service};
+use common::device::{RawDevice, call, connect, put_device, sdk_client, service};
 use common::{ServerProcess, free_port};
 use fleethub_mqtt_codec::{Packet, Publish, QoS, Subscribe};
 use fleethub_service_client::{HttpsTransport, ServiceClient};
@@ -259,28 +259,10 @@ async fn delivery_through(dev: &mut RawDevice, via: &ServerProcess, id: &str) {
 /// The Rust device SDK on node 1 gets a method, a C2D message and a desired update issued
 /// through node 2, and its connection ends when node 2 disables the device.
 async fn sdk_device_on_node_1(n1: &ServerProcess, n2: &ServerProcess) {
-    use fleethub_device::{
-        ConnectionStatus, DeviceClient, DeviceClientOptions, MethodResponse, ReconnectPolicy,
-    };
+    use fleethub_device::{ConnectionStatus, MethodResponse};
     let hub2 = service(n2);
     let key = put_device(&hub2, "cb-sdk", json!({"deviceId": "cb-sdk"})).await;
-    let cs = format!(
-        "HostName={};DeviceId=cb-sdk;SharedAccessKey={key}",
-        n1.info.hub_host
-    );
-    let opts = DeviceClientOptions {
-        ca_pem_file: Some(n1.ca_pem()),
-        port: n1.mqtt_port,
-        connect_address: Some("127.0.0.1".into()),
-        reconnect: ReconnectPolicy {
-            enabled: false,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let client = DeviceClient::from_connection_string(&cs, opts)
-        .await
-        .unwrap();
+    let client = sdk_client(n1, "cb-sdk", &key).await;
     client
         .on_method(|req| async move { MethodResponse::ok(json!({"echo": req.payload})) })
         .await

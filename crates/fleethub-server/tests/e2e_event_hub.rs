@@ -5,7 +5,7 @@
 mod common;
 
 use common::{ServerProcess, free_port};
-use fleethub_device::{DeviceClient, DeviceClientOptions, Message, ReconnectPolicy};
+use fleethub_device::Message;
 use fleethub_service_client::{CaTrust, Credentials, HttpsTransport, ServiceClient};
 use std::process::Command;
 
@@ -35,23 +35,7 @@ async fn send_telemetry(s: &ServerProcess, device: &str, count: usize) {
     let key = created["authentication"]["symmetricKey"]["primaryKey"]
         .as_str()
         .unwrap();
-    let cs = format!(
-        "HostName={};DeviceId={device};SharedAccessKey={key}",
-        s.info.hub_host
-    );
-    let opts = DeviceClientOptions {
-        ca_pem_file: Some(s.ca_pem()),
-        port: s.mqtt_port,
-        connect_address: Some("127.0.0.1".into()),
-        reconnect: ReconnectPolicy {
-            enabled: false,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let client = DeviceClient::from_connection_string(&cs, opts)
-        .await
-        .unwrap();
+    let client = common::device::sdk_client(s, device, key).await;
     for i in 0..count {
         client
             .send_event(Message::new(format!("{device}-{i}")))

@@ -120,8 +120,8 @@ async fn sigterm_drains_in_flight_requests_refuses_new_ones_and_exits() {
 /// abrupt end), the process exits within the bound and nothing panics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_mqtt_load_keeps_every_acknowledged_message_and_closes_cleanly() {
-    use common::device::{connect, put_device, service};
-    use fleethub_device::{DeviceClient, DeviceClientOptions, Message, ReconnectPolicy};
+    use common::device::{connect, put_device, sdk_client, service};
+    use fleethub_device::Message;
     use fleethub_mqtt_codec::{Packet, Publish, QoS};
     use fleethub_store::TelemetryStore;
     use std::sync::{Arc, Mutex};
@@ -133,23 +133,7 @@ async fn sigterm_under_mqtt_load_keeps_every_acknowledged_message_and_closes_cle
     for d in 0..4 {
         let id = format!("load-{d}");
         let key = put_device(&hub, &id, json!({"deviceId": id})).await;
-        let cs = format!(
-            "HostName={};DeviceId={id};SharedAccessKey={key}",
-            s.info.hub_host
-        );
-        let opts = DeviceClientOptions {
-            ca_pem_file: Some(s.ca_pem()),
-            port: s.mqtt_port,
-            connect_address: Some("127.0.0.1".into()),
-            reconnect: ReconnectPolicy {
-                enabled: false,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let client = DeviceClient::from_connection_string(&cs, opts)
-            .await
-            .unwrap();
+        let client = sdk_client(&s, &id, &key).await;
         let acked = acked.clone();
         senders.push(tokio::spawn(async move {
             for i in 0..1_000_000u32 {

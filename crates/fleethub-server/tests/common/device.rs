@@ -122,28 +122,10 @@ pub async fn acked_until_kill9(
     key: &str,
     before_kill: usize,
 ) -> Vec<String> {
-    use fleethub_device::{DeviceClient, DeviceClientOptions, Message, ReconnectPolicy};
+    use fleethub_device::Message;
     use std::sync::Mutex;
     use std::time::Duration;
-    let cs = format!(
-        "HostName={};DeviceId={device_id};SharedAccessKey={key}",
-        s.info.hub_host
-    );
-    let opts = DeviceClientOptions {
-        ca_pem_file: Some(s.ca_pem()),
-        port: s.mqtt_port,
-        connect_address: Some("127.0.0.1".into()),
-        reconnect: ReconnectPolicy {
-            enabled: false,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let client = Arc::new(
-        DeviceClient::from_connection_string(&cs, opts)
-            .await
-            .unwrap(),
-    );
+    let client = Arc::new(sdk_client(s, device_id, key).await);
     let acked = Arc::new(Mutex::new(Vec::new()));
     let sender = {
         let (client, acked) = (client.clone(), acked.clone());
@@ -168,4 +150,31 @@ pub async fn acked_until_kill9(
     let _ = tokio::time::timeout(Duration::from_secs(30), sender).await;
     client.close().await;
     acked.lock().unwrap().clone()
+}
+
+/// The Rust device SDK connected to `s` as `device_id` with `key`, without reconnects (a test
+/// sees a dropped connection as it happens).
+pub async fn sdk_client(
+    s: &ServerProcess,
+    device_id: &str,
+    key: &str,
+) -> fleethub_device::DeviceClient {
+    use fleethub_device::{DeviceClient, DeviceClientOptions, ReconnectPolicy};
+    let cs = format!(
+        "HostName={};DeviceId={device_id};SharedAccessKey={key}",
+        s.info.hub_host
+    );
+    let opts = DeviceClientOptions {
+        ca_pem_file: Some(s.ca_pem()),
+        port: s.mqtt_port,
+        connect_address: Some("127.0.0.1".into()),
+        reconnect: ReconnectPolicy {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    DeviceClient::from_connection_string(&cs, opts)
+        .await
+        .unwrap()
 }
