@@ -136,17 +136,21 @@ async function main() {
   }, { gap: 'get' });
 
   await s.step('targeted edge device: $edgeAgent/$edgeHub module twins show the manifest, Applied, metrics', async () => {
-    await waitFor('$edgeAgent desired shows the deployment', async () => {
+    // The engine writes $edgeAgent, then $edgeHub, then the device twin's `configurations`, each in its own
+    // write (as on Azure, a deployment is applied eventually, not atomically): wait for all three. Behind a
+    // load balancer the reads may go to another node than the one applying.
+    const want = JSON.stringify({ [depId]: { status: 'Applied' } });
+    await waitFor('$edgeAgent, $edgeHub and the device twin show the deployment', async () => {
       const { responseBody: t } = await registry.getModuleTwin(edge, '$edgeAgent');
       const img = sensorImage(t);
-      return [img === 'sensor:node1', `sensor image ${img}`];
+      if (img !== 'sensor:node1') return [false, `$edgeAgent sensor image ${img}`];
+      const { responseBody: h } = await registry.getModuleTwin(edge, '$edgeHub');
+      if (!(h.properties.desired.routes && h.properties.desired.routes.upstream === 'FROM /messages/* INTO $upstream')) {
+        return [false, `$edgeHub desired ${JSON.stringify(h.properties.desired)}`];
+      }
+      const { responseBody: twin } = await registry.getTwin(edge);
+      return [JSON.stringify(twin.configurations) === want, `twin configurations ${JSON.stringify(twin.configurations)}`];
     });
-    const { responseBody: h } = await registry.getModuleTwin(edge, '$edgeHub');
-    expect(h.properties.desired.routes && h.properties.desired.routes.upstream === 'FROM /messages/* INTO $upstream',
-      `$edgeHub desired ${JSON.stringify(h.properties.desired)}`);
-    const { responseBody: twin } = await registry.getTwin(edge);
-    const want = JSON.stringify({ [depId]: { status: 'Applied' } });
-    expect(JSON.stringify(twin.configurations) === want, `twin configurations ${JSON.stringify(twin.configurations)}`);
     const { responseBody: c } = await registry.getConfiguration(depId);
     const r = c.systemMetrics.results;
     expect(r.targetedCount === 1 && r.appliedCount === 1, `systemMetrics ${JSON.stringify(r)}`);

@@ -138,17 +138,21 @@ def main():
     s.step("get_configurations contains it; max_count=1 -> 1", listed, gap="list")
 
     def applied():
+        # The engine writes $edgeAgent, then $edgeHub, then the device twin's `configurations`, each in its own
+        # write (as on Azure, a deployment is applied eventually, not atomically): wait for all three. Behind a
+        # load balancer the reads may go to another node than the one applying.
         def check():
             t = rm.get_module_twin(edge, "$edgeAgent")
             img = t.properties.desired.get("modules", {}).get("sensor", {}).get("settings", {}).get("image")
-            return img == "sensor:py1", "sensor image %r" % img
-        wait_until("$edgeAgent desired shows the deployment", check)
-        h = rm.get_module_twin(edge, "$edgeHub")
-        expect(h.properties.desired.get("routes", {}).get("upstream") == "FROM /messages/* INTO $upstream",
-               "$edgeHub desired %r" % h.properties.desired)
-        twin = rm.get_twin(edge)
-        got = (twin.additional_properties or {}).get("configurations") or getattr(twin, "configurations", None)
-        expect(got == {dep_id: {"status": "Applied"}}, "twin configurations %r" % got)
+            if img != "sensor:py1":
+                return False, "$edgeAgent sensor image %r" % img
+            h = rm.get_module_twin(edge, "$edgeHub")
+            if h.properties.desired.get("routes", {}).get("upstream") != "FROM /messages/* INTO $upstream":
+                return False, "$edgeHub desired %r" % h.properties.desired
+            twin = rm.get_twin(edge)
+            got = (twin.additional_properties or {}).get("configurations") or getattr(twin, "configurations", None)
+            return got == {dep_id: {"status": "Applied"}}, "twin configurations %r" % got
+        wait_until("$edgeAgent, $edgeHub and the device twin show the deployment", check)
         m = cm.get_configuration(dep_id)
         res = m.system_metrics.results
         expect(res.get("targetedCount") == 1 and res.get("appliedCount") == 1, "systemMetrics %r" % res)
