@@ -172,6 +172,7 @@ impl Dps {
         state.device_id = Some(plan.device_id.clone());
         state.status = Some("assigned".into());
         state.substatus = Some(out.substatus.into());
+        let plannable = deployments_may_apply(&device);
         let rec = self
             .store
             .commit_assignment(Assignment {
@@ -183,7 +184,7 @@ impl Dps {
             })
             .await?;
         self.recent.insert(&rec);
-        if let Some(hook) = self.assigned_hook.get() {
+        if plannable && let Some(hook) = self.assigned_hook.get() {
             hook(&plan.device_id);
         }
         if let Some(from) = out.moved_from {
@@ -389,6 +390,15 @@ fn new_operation_id(scope: &str) -> String {
 }
 
 /// Creates the device record or updates an existing one for this enrollment.
+/// Whether the deployment engine can have anything to do for the device as committed: IoT
+/// Edge devices get module twins and statuses planned; any other device at most loses the
+/// `configurations` statuses its twin holds (from a time it was an IoT Edge device). A device
+/// that is neither is not handed to the engine, which would only read it back to find nothing
+/// to do (a store read and a task wake-up per registration).
+fn deployments_may_apply(rec: &DeviceRecord) -> bool {
+    rec.device.is_edge() || rec.twin.configurations.is_some()
+}
+
 fn build_device(
     plan: &Plan,
     existing: Option<DeviceRecord>,

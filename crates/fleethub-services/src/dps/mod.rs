@@ -125,7 +125,8 @@ impl Dps {
     }
 
     /// Registers what to call with the device id whenever a registration assigns (creates or
-    /// updates) a device, e.g. the hub's deployment engine. Only the first hook is kept.
+    /// updates) a device the deployment engine may have to plan: an IoT Edge device, or one
+    /// whose twin holds `configurations` statuses. Only the first hook is kept.
     pub fn on_device_assigned(&self, hook: AssignedHook) {
         let _ = self.assigned_hook.set(hook);
     }

@@ -665,3 +665,42 @@ async fn registrations_over_the_throttle_are_refused_with_a_retry_after() {
     let op = d.register(&p, DeviceRegistration::default()).await.unwrap();
     assert_eq!(op.status, "assigning");
 }
+
+#[tokio::test]
+async fn only_devices_the_deployment_engine_may_plan_are_handed_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dps(&dir);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let hook_seen = seen.clone();
+    d.on_device_assigned(Box::new(move |id| {
+        hook_seen.lock().unwrap().push(id.to_string());
+    }));
+    let key = keys::generate_key();
+    d.put_enrollment("plain-01", enrollment("plain-01", &key), None)
+        .await
+        .unwrap();
+    let mut edge = enrollment("edge-01", &key);
+    edge.capabilities = Some(DeviceCapabilities { iot_edge: true });
+    d.put_enrollment("edge-01", edge, None).await.unwrap();
+
+    assert_eq!(
+        register(&d, "plain-01", &key).await.unwrap().status,
+        "assigned"
+    );
+    assert_eq!(
+        register(&d, "edge-01", &key).await.unwrap().status,
+        "assigned"
+    );
+    // A device whose twin lists configurations statuses may lose them: it is handed over too.
+    let mut rec = d.store.get_device("plain-01").await.unwrap().unwrap();
+    rec.twin.configurations = Some(json!({"deploy-1": {"status": "targeted"}}));
+    d.store
+        .put_device(rec, fleethub_storage::Precondition::Any)
+        .await
+        .unwrap();
+    assert_eq!(
+        register(&d, "plain-01", &key).await.unwrap().status,
+        "assigned"
+    );
+    assert_eq!(*seen.lock().unwrap(), vec!["edge-01", "plain-01"]);
+}

@@ -14,8 +14,7 @@ impl DpsStore for SqliteStore {
     async fn get_enrollment(&self, registration_id: &str) -> Result<Option<IndividualEnrollment>> {
         let key = lower(registration_id);
         self.pool
-            .read(move |c| get_doc(c, ENROLLMENTS, "enrollment", &key))
-            .await
+            .lookup(|c| get_doc(c, ENROLLMENTS, "enrollment", &key))
     }
 
     async fn put_enrollment(
@@ -128,29 +127,26 @@ impl DpsStore for SqliteStore {
 
     async fn get_registration(&self, registration_id: &str) -> Result<Option<RegistrationRecord>> {
         let key = lower(registration_id);
-        self.pool.read(move |c| get_registration_row(c, &key)).await
+        self.pool.lookup(|c| get_registration_row(c, &key))
     }
 
     async fn get_registration_by_operation(
         &self,
         operation_id: &str,
     ) -> Result<Option<RegistrationRecord>> {
-        let op = operation_id.to_string();
-        self.pool
-            .read(move |c| {
-                let key: Option<String> = c
-                    .query_row_cached(
-                        "SELECT id_lower FROM registrations WHERE operation_id = ?1",
-                        params![op],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                match key {
-                    Some(k) => get_registration_row(c, &k),
-                    None => Ok(None),
-                }
-            })
-            .await
+        self.pool.lookup(|c| {
+            let key: Option<String> = c
+                .query_row_cached(
+                    "SELECT id_lower FROM registrations WHERE operation_id = ?1",
+                    params![operation_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match key {
+                Some(k) => get_registration_row(c, &k),
+                None => Ok(None),
+            }
+        })
     }
 
     async fn delete_registration(&self, registration_id: &str, cond: Precondition) -> Result<()> {

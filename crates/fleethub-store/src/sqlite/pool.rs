@@ -58,18 +58,7 @@ impl Pool {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let pool = self.clone();
-        let run = move || {
-            let conn = match pool.readers.lock().expect("reader pool").pop() {
-                Some(c) => c,
-                None => open_connection(&pool.path, pool.durability)?,
-            };
-            let out = f(&conn);
-            let mut readers = pool.readers.lock().expect("reader pool");
-            if readers.len() < 8 {
-                readers.push(conn);
-            }
-            out
-        };
+        let run = move || pool.on_reader(f);
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if multi_thread {
@@ -79,6 +68,36 @@ impl Pool {
                 .await
                 .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
         }
+    }
+
+    /// Runs `f`, a lookup of one row by its key, on a reader connection right here on the
+    /// calling task's thread. Such a lookup takes microseconds and, in WAL mode, never waits
+    /// for the writer, which is less than what `block_in_place` costs: it hands the worker's
+    /// queue to another thread (a wake-up and a context switch per call, several per DPS
+    /// registration; docs/benchmarks.md, "DPS registrations: thread hand-offs"). Scans,
+    /// pages and everything else use [`Pool::read`].
+    pub(crate) fn lookup<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T>,
+    {
+        self.on_reader(f)
+    }
+
+    /// Runs `f` on a pooled reader connection (opened when none is free; at most 8 kept).
+    fn on_reader<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T>,
+    {
+        let conn = match self.readers.lock().expect("reader pool").pop() {
+            Some(c) => c,
+            None => open_connection(&self.path, self.durability)?,
+        };
+        let out = f(&conn);
+        let mut readers = self.readers.lock().expect("reader pool");
+        if readers.len() < 8 {
+            readers.push(conn);
+        }
+        out
     }
 
     /// Runs `f` inside a transaction on the writer thread; returns once committed (durable).

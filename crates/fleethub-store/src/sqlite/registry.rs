@@ -11,8 +11,7 @@ use crate::RegistryStore;
 #[async_trait]
 impl RegistryStore for SqliteStore {
     async fn get_device(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
-        let id = device_id.to_string();
-        self.pool.read(move |c| get_device_row(c, &id)).await
+        self.pool.lookup(|c| get_device_row(c, device_id))
     }
 
     async fn put_device(&self, record: DeviceRecord, cond: Precondition) -> Result<DeviceRecord> {
