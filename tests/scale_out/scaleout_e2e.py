@@ -63,11 +63,9 @@ NEEDS_CROSS_NODE = {
 }
 # Suites that meet what the nodes do not share yet, with or without NATS (docs/scale-out.md lists
 # them): always pinned to node 1.
-NOT_SHARED_YET = {
-    # A message received over HTTPS is locked by the node that handed it out (its lock token is in
-    # that node's memory): completing it through another node answers 412 DeviceMessageLockLost.
-    "hub_amqp_trace.py": "an HTTPS C2D lock token is known to the node that handed the message out only",
-}
+# None left: HTTPS C2D lock tokens, the last one, are in the store since (hub_amqp_trace.py
+# completes over HTTPS a message it received over HTTPS, through any node).
+NOT_SHARED_YET = {}
 # Suites that read every partition from the start with one client: run before the suites that fill
 # the log (hub_amqp_events_backlog.py), since the Python client crawls through a large backlog of several
 # partitions (issue 13) and would not reach its own events in time. The scale-out has nothing to do
