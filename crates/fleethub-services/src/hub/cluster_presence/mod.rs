@@ -65,6 +65,11 @@ impl Hub {
         self.share_partition_advances(bus);
     }
 
+    /// Whether this hub is a node of a cluster (it has a cluster bus).
+    pub fn is_clustered(&self) -> bool {
+        self.cluster_bus().is_some()
+    }
+
     pub(crate) fn cluster_bus(&self) -> Option<&Arc<dyn ClusterBus>> {
         self.cluster.bus.get()
     }
