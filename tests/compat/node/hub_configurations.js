@@ -141,12 +141,17 @@ async function main() {
       const img = sensorImage(t);
       return [img === 'sensor:node1', `sensor image ${img}`];
     });
+    // The deployment engine writes one module twin after the other and the device twin's
+    // configurations last (a plan is not one transaction): wait for that last write.
+    const want = JSON.stringify({ [depId]: { status: 'Applied' } });
+    await waitFor('the device twin shows the deployment Applied', async () => {
+      const { responseBody: twin } = await registry.getTwin(edge);
+      const got = JSON.stringify(twin.configurations);
+      return [got === want, `twin configurations ${got}`];
+    });
     const { responseBody: h } = await registry.getModuleTwin(edge, '$edgeHub');
     expect(h.properties.desired.routes && h.properties.desired.routes.upstream === 'FROM /messages/* INTO $upstream',
       `$edgeHub desired ${JSON.stringify(h.properties.desired)}`);
-    const { responseBody: twin } = await registry.getTwin(edge);
-    const want = JSON.stringify({ [depId]: { status: 'Applied' } });
-    expect(JSON.stringify(twin.configurations) === want, `twin configurations ${JSON.stringify(twin.configurations)}`);
     const { responseBody: c } = await registry.getConfiguration(depId);
     const r = c.systemMetrics.results;
     expect(r.targetedCount === 1 && r.appliedCount === 1, `systemMetrics ${JSON.stringify(r)}`);

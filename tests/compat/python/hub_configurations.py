@@ -143,12 +143,17 @@ def main():
             img = t.properties.desired.get("modules", {}).get("sensor", {}).get("settings", {}).get("image")
             return img == "sensor:py1", "sensor image %r" % img
         wait_until("$edgeAgent desired shows the deployment", check)
+
+        # The deployment engine writes one module twin after the other and the device twin's
+        # configurations last (a plan is not one transaction): wait for that last write.
+        def applied_status():
+            twin = rm.get_twin(edge)
+            got = (twin.additional_properties or {}).get("configurations") or getattr(twin, "configurations", None)
+            return got == {dep_id: {"status": "Applied"}}, "twin configurations %r" % got
+        wait_until("the device twin shows the deployment Applied", applied_status)
         h = rm.get_module_twin(edge, "$edgeHub")
         expect(h.properties.desired.get("routes", {}).get("upstream") == "FROM /messages/* INTO $upstream",
                "$edgeHub desired %r" % h.properties.desired)
-        twin = rm.get_twin(edge)
-        got = (twin.additional_properties or {}).get("configurations") or getattr(twin, "configurations", None)
-        expect(got == {dep_id: {"status": "Applied"}}, "twin configurations %r" % got)
         m = cm.get_configuration(dep_id)
         res = m.system_metrics.results
         expect(res.get("targetedCount") == 1 and res.get("appliedCount") == 1, "systemMetrics %r" % res)
