@@ -2,8 +2,11 @@
 
 - TelemetryDevice: one device publishing QoS 1 telemetry over MQTT/TLS through HAProxy (paho-mqtt,
   which azure-iot-device is built on), one message in flight; a message id is recorded only when
-  its PUBACK came back. A lost connection or a PUBACK that does not come within 5 s ends that
-  connection; the device reconnects through HAProxy (to a surviving node) and goes on with new ids.
+  its PUBACK came back. A lost connection (a publish paho did not send) or a PUBACK that does not
+  come within 5 s ends that connection; the device reconnects through HAProxy (to a surviving node)
+  and goes on with new ids. Every failure is recorded in `errors` and followed by a reconnect: the
+  thread never ends before `stop`, so a device that publishes nothing after a kill is the cluster's
+  doing, not a dead client thread.
 - Registrant: registers new devices of an enrollment group with the official azure-iot-device
   ProvisioningDeviceClient through HAProxy; records every registration answered `assigned`.
 - Rest: the hub and DPS service REST APIs with a service SAS, through HAProxy or pinned to one node.
@@ -86,7 +89,7 @@ class Rest:
 
 class TelemetryDevice(threading.Thread):
     def __init__(self, device_id, key, ca_path, stop):
-        super().__init__(daemon=True)
+        super().__init__(daemon=True, name=device_id)
         self.device_id, self.key, self.ca_path, self.stop = device_id, key, ca_path, stop
         self.acked = []  # (message id, monotonic time of the PUBACK)
         self.connects = 0
@@ -126,27 +129,40 @@ class TelemetryDevice(threading.Thread):
                 time.sleep(0.5)
                 continue
             try:
-                while not self.stop.is_set():
-                    seq += 1
-                    mid = "%s-%d" % (self.device_id, seq)
-                    info = c.publish("devices/%s/messages/events/%%24.mid=%s" % (self.device_id, mid),
-                                     json.dumps({"seq": seq}), qos=1)
-                    try:
-                        info.wait_for_publish(5)
-                    except (RuntimeError, ValueError):
-                        pass
-                    if not info.is_published():
-                        self.errors.append("no PUBACK for %s" % mid)
-                        break
-                    self.acked.append((mid, time.monotonic()))
+                seq = self._publish_until_lost(c, seq)
+            except Exception as e:  # noqa: BLE001 (recorded, then a new connection: the thread must not die)
+                self.errors.append("publishing: %s: %s" % (type(e).__name__, e))
             finally:
-                c.loop_stop()
+                # disconnect() first: it also ends the automatic reconnects of paho's network thread,
+                # which loop_stop() then joins.
                 c.disconnect()
+                c.loop_stop()
+
+    def _publish_until_lost(self, c, seq):
+        """Publishes one message at a time on `c` until one is not PUBACKed; returns the last seq."""
+        import paho.mqtt.client as mqtt
+
+        while not self.stop.is_set():
+            seq += 1
+            mid = "%s-%d" % (self.device_id, seq)
+            info = c.publish("devices/%s/messages/events/%%24.mid=%s" % (self.device_id, mid),
+                             json.dumps({"seq": seq}), qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                # paho's network thread saw the connection drop before this publish (after a kill -9:
+                # MQTT_ERR_NO_CONN): nothing was sent and is_published() would raise.
+                self.errors.append("%s not sent: %s" % (mid, mqtt.error_string(info.rc)))
+                return seq
+            info.wait_for_publish(5)
+            if not info.is_published():
+                self.errors.append("no PUBACK for %s within 5 s" % mid)
+                return seq
+            self.acked.append((mid, time.monotonic()))
+        return seq
 
 
 class Registrant(threading.Thread):
     def __init__(self, name, id_scope, group_key, ca_pem, stop):
-        super().__init__(daemon=True)
+        super().__init__(daemon=True, name=name)
         self.name_, self.id_scope, self.group_key, self.ca_pem, self.stop = name, id_scope, group_key, ca_pem, stop
         self.assigned = []  # (registration id, device id, assigned hub, monotonic time)
         self.errors = []

@@ -209,23 +209,7 @@ pub async fn build(cfg: Config, opts: StartOptions) -> Result<Server> {
         "/metrics",
         axum::routing::get(move || {
             let (hub, metrics, auth) = (metrics_hub.clone(), metrics.clone(), metrics_auth.clone());
-            async move {
-                let body = metrics.render(
-                    &auth,
-                    &[(
-                        "fleethub_connected_devices",
-                        "device and module connections open on the hub",
-                        hub.connected_count() as u64,
-                    )],
-                );
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    body,
-                )
-            }
+            async move { crate::metrics_endpoint::render(&hub, &metrics, &auth).await }
         }),
     );
     let router = match ui {

@@ -19,6 +19,7 @@ pub mod info;
 pub mod linked_hubs;
 pub mod listener;
 pub mod logging;
+pub mod metrics_endpoint;
 pub mod shared_ca;
 pub mod store_config;
 pub mod tls;

@@ -354,6 +354,18 @@ async fn delivery_presence_and_take_over_across_two_nodes() {
         (200, &json!(1)),
         "{stats}"
     );
+    // So does its /metrics (the cluster's count), beside its own connections (none).
+    let metrics = hub2
+        .send("GET", "/metrics", &[], vec![], None)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    for line in [
+        "fleethub_connected_devices 1",
+        "fleethub_node_connected_devices 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no '{line}' in\n{text}");
+    }
 
     delivery_through(&mut dev, &n2, "cb-1").await;
 

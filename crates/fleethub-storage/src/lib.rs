@@ -172,6 +172,25 @@ pub trait C2dStore: Send + Sync {
     async fn delete_c2d(&self, sequence_number: u64) -> Result<()>;
     /// Removes all of a device's queued messages; returns how many.
     async fn purge_c2d(&self, device_id: &str) -> Result<u64>;
+    /// An HTTPS receive (docs/protocol-notes.md, "C2D over HTTPS: lock tokens"): locks the
+    /// message `msg.sequence_number` of `msg.device_id` with `lock` and stores `msg` (its raised
+    /// delivery count) in one transaction, unless it holds a lock unexpired at `lock.now_ms`:
+    /// then `Ok(false)` and nothing changes. `NotFound` if the message is gone. The lock is in
+    /// the store, so every node sharing it sees it.
+    async fn lock_c2d(&self, msg: C2dMessage, lock: C2dLock) -> Result<bool>;
+    /// Sequence numbers of the device's messages under a lock unexpired at `now_ms`, ascending.
+    async fn locked_c2d(&self, device_id: &str, now_ms: i64) -> Result<Vec<u64>>;
+    /// Settles the device's message held by the lock `token` if that lock is unexpired at
+    /// `now_ms`: removes the message or releases the lock (`how`); returns its sequence number,
+    /// `None` (nothing changed) for an unknown, expired or already settled token or one of
+    /// another device.
+    async fn settle_c2d_lock(
+        &self,
+        device_id: &str,
+        token: &str,
+        now_ms: i64,
+        how: C2dLockRelease,
+    ) -> Result<Option<u64>>;
 }
 
 /// Persistent MQTT sessions: an opaque document (the subscriptions of a CleanSession=0

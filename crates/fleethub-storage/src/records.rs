@@ -107,6 +107,26 @@ pub struct C2dMessage {
     pub body: Vec<u8>,
 }
 
+/// An HTTPS receive lock on a queued cloud-to-device message ([`crate::C2dStore::lock_c2d`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct C2dLock {
+    /// Names the lock when the message is settled (the HTTP `ETag`).
+    pub token: String,
+    /// Unix milliseconds now: a lock that ended before is no lock.
+    pub now_ms: i64,
+    /// Unix milliseconds when the lock ends.
+    pub until_ms: i64,
+}
+
+/// What settling an HTTPS receive lock does to the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum C2dLockRelease {
+    /// Completed or rejected: the message is removed.
+    Remove,
+    /// Abandoned: the lock ends, the message is deliverable again.
+    Unlock,
+}
+
 /// A module identity with its module twin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleRecord {

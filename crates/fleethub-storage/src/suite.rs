@@ -4,9 +4,11 @@
 //! Compiled for this crate's tests and with the `suite` feature.
 
 mod c2d_feedback;
+mod c2d_locks;
 mod partitioned_log;
 
 pub use c2d_feedback::c2d_feedback;
+pub use c2d_locks::{c2d_locks, c2d_message};
 
 pub use partitioned_log::{
     consumer_groups, telemetry, telemetry_default_partitions, telemetry_partitions,

@@ -90,6 +90,9 @@ pub const MIGRATIONS: &[&str] = &[
     // feedback records (oldest = lowest id), as the SQLite backend's migration 12.
     "CREATE TABLE c2d_feedback_requests (seq BIGINT PRIMARY KEY, doc TEXT NOT NULL);
      CREATE TABLE c2d_feedback (id BIGSERIAL PRIMARY KEY, doc TEXT NOT NULL);",
+    // 4: HTTPS receive locks of C2D messages, as the SQLite backend's migration 13.
+    r#"ALTER TABLE c2d ADD COLUMN lock_token TEXT COLLATE "C";
+     ALTER TABLE c2d ADD COLUMN lock_until_ms BIGINT;"#,
 ];
 
 /// The schema version this build writes.

@@ -5,7 +5,9 @@
 use crate::throwaway::Throwaway;
 use crate::{ConnectError, PgStore};
 use fleethub_api::{AttestationMechanism, IndividualEnrollment};
-use fleethub_storage::{DpsStore, Precondition, StoreError, TelemetryStore, suite};
+use fleethub_storage::{
+    C2dLock, C2dLockRelease, C2dStore, DpsStore, Precondition, StoreError, TelemetryStore, suite,
+};
 use std::sync::Arc;
 
 fn server() -> Throwaway {
@@ -36,6 +38,7 @@ async fn the_store_suite_passes_on_postgres() {
         registry,
         configuration_crud_with_etags,
         c2d_queue,
+        c2d_locks,
         sessions,
         auth_failures,
         c2d_feedback,
@@ -101,6 +104,56 @@ async fn preconditions_hold_under_concurrent_writers_on_two_nodes() {
         }
     }
     assert_eq!((ok, mismatch), (1, 19));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c2d_lock_is_taken_and_settled_once_under_two_nodes() {
+    let pg = server();
+    let url = pg.new_database().await.unwrap();
+    let nodes = [
+        Arc::new(PgStore::connect(&url).await.unwrap()),
+        Arc::new(PgStore::connect(&url).await.unwrap()),
+    ];
+    let m = nodes[0]
+        .enqueue_c2d(suite::c2d_message("d1", "m"), 50)
+        .await
+        .unwrap();
+    let now = 1_700_000_000_000_i64;
+    // HTTPS receives of one message on both nodes at once: one lock, one delivery counted.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (s, mut m) = (nodes[i % 2].clone(), m.clone());
+            m.delivery_count = 1;
+            let lock = C2dLock {
+                token: format!("t{i}"),
+                now_ms: now,
+                until_ms: now + 60_000,
+            };
+            tokio::spawn(async move { s.lock_c2d(m, lock).await.map(|won| won.then_some(i)) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.extend(t.await.unwrap().unwrap());
+    }
+    assert_eq!(winners.len(), 1, "exactly one lock wins: {winners:?}");
+    let token = format!("t{}", winners[0]);
+    // The winner's token on either node completes it exactly once.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (s, token) = (nodes[i % 2].clone(), token.clone());
+            tokio::spawn(async move {
+                s.settle_c2d_lock("d1", &token, now + 1, C2dLockRelease::Remove)
+                    .await
+            })
+        })
+        .collect();
+    let mut settled = Vec::new();
+    for t in tasks {
+        settled.extend(t.await.unwrap().unwrap());
+    }
+    assert_eq!(settled, [m.sequence_number]);
+    assert!(nodes[1].list_c2d("d1", 50).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

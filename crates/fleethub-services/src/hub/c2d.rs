@@ -3,17 +3,17 @@
 //! received over HTTPS with a lock (`GET /devices/{id}/messages/deviceBound`), then completed,
 //! rejected or abandoned with the lock token.
 //!
-//! Locks are held in memory (a restart releases them, which only makes the messages deliverable
-//! again, as an expired lock would). While locked, a message is delivered by no transport:
-//! [`Hub::pending_c2d`] leaves it out.
+//! Locks are kept in the C2D store with the message (token and end time, by the hub's clock), so
+//! every node sharing the store knows them: a device may settle a message through another node
+//! than the one it received it from (docs/protocol-notes.md, "C2D over HTTPS: lock tokens"). While
+//! locked, a message is delivered by no transport: [`Hub::pending_c2d`] leaves it out.
 
 use super::feedback::FeedbackStatus;
 use super::{Hub, HubEvent};
 use crate::hub::Error;
-use fleethub_storage::{C2dMessage, StoreError};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use fleethub_storage::{C2dLock, C2dLockRelease, C2dMessage, StoreError};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Azure's per-device queue depth.
 pub const MAX_QUEUED: usize = 50;
@@ -24,6 +24,7 @@ pub const MAX_TTL_SECS: u64 = 48 * 3600;
 pub const MAX_C2D_BYTES: usize = 64 * 1024;
 /// How long a message received over HTTPS stays locked (Azure: 1 minute).
 pub const LOCK_TIMEOUT: Duration = Duration::from_mins(1);
+const LOCK_MILLIS: i64 = LOCK_TIMEOUT.as_millis() as i64;
 /// Deliveries after which a message is dead-lettered instead of delivered again (Azure's
 /// default maximum delivery count).
 pub const MAX_DELIVERY_COUNT: u32 = 10;
@@ -60,17 +61,6 @@ pub enum Settle {
     /// Give it back: unlock, deliverable again.
     Abandon,
 }
-
-/// One HTTPS receive lock on a queued message.
-pub(crate) struct Lock {
-    device_id: String,
-    sequence_number: u64,
-    deadline: Instant,
-}
-
-/// Lock token -> lock, of one hub.
-#[derive(Default)]
-pub(crate) struct C2dLocks(Mutex<HashMap<String, Lock>>);
 
 impl Hub {
     /// Queues a message for a device and wakes its connection. A full queue is
@@ -129,7 +119,13 @@ impl Hub {
     /// locked by an HTTPS receive are left out.
     pub async fn pending_c2d(&self, device_id: &str) -> Result<Vec<C2dMessage>, Error> {
         let mut out = self.queued_c2d(device_id).await?;
-        out.retain(|m| !self.is_c2d_locked(m.sequence_number));
+        if !out.is_empty() {
+            let locked = self
+                .store
+                .locked_c2d(device_id, self.clock.unix_ms())
+                .await?;
+            out.retain(|m| !locked.contains(&m.sequence_number));
+        }
         Ok(out)
     }
 
@@ -145,7 +141,6 @@ impl Hub {
                     "cloud-to-device message expired undelivered"
                 );
                 self.store.delete_c2d(m.sequence_number).await?;
-                self.unlock_sequence(m.sequence_number);
                 self.feedback_outcome(m.sequence_number, FeedbackStatus::Expired)
                     .await;
             } else {
@@ -168,34 +163,34 @@ impl Hub {
     /// The device acknowledged (MQTT PUBACK): remove it.
     pub async fn complete_c2d(&self, sequence_number: u64) -> Result<(), Error> {
         self.store.delete_c2d(sequence_number).await?;
-        self.unlock_sequence(sequence_number);
         self.feedback_outcome(sequence_number, FeedbackStatus::Success)
             .await;
         Ok(())
     }
 
-    /// Removes every queued message of the device (locked ones too); returns how many.
+    /// Removes every queued message of the device (locked ones too, with their locks);
+    /// returns how many.
     pub async fn purge_c2d(&self, device_id: &str) -> Result<u64, Error> {
         let n = self.store.purge_c2d(device_id).await?;
-        self.locks().retain(|_, l| l.device_id != device_id);
         self.feedback_purged(device_id).await;
         Ok(n)
     }
 
-    /// Whether an HTTPS receive holds an unexpired lock on the message.
-    pub fn is_c2d_locked(&self, sequence_number: u64) -> bool {
-        let now = Instant::now();
-        self.locks()
-            .values()
-            .any(|l| l.sequence_number == sequence_number && l.deadline > now)
-    }
-
     /// HTTPS receive: the oldest deliverable message, locked for [`LOCK_TIMEOUT`] with its
     /// delivery count raised; `None` when there is none. A message already delivered
-    /// [`MAX_DELIVERY_COUNT`] times is dead-lettered (removed, logged) instead.
+    /// [`MAX_DELIVERY_COUNT`] times is dead-lettered (removed, logged) instead. The lock is taken
+    /// in the store, so of two receives on different nodes only one gets the message.
     pub async fn receive_c2d(&self, device_id: &str) -> Result<Option<LockedC2d>, Error> {
-        self.prune_locks();
-        for mut m in self.queued_c2d(device_id).await? {
+        let queued = self.queued_c2d(device_id).await?;
+        if queued.is_empty() {
+            return Ok(None);
+        }
+        let now_ms = self.clock.unix_ms();
+        let locked = self.store.locked_c2d(device_id, now_ms).await?;
+        for mut m in queued {
+            if locked.contains(&m.sequence_number) {
+                continue;
+            }
             if m.delivery_count >= MAX_DELIVERY_COUNT {
                 tracing::warn!(
                     device = device_id,
@@ -208,25 +203,24 @@ impl Hub {
                     .await;
                 continue;
             }
-            let Some(lock_token) = self.try_lock(device_id, m.sequence_number) else {
-                continue;
-            };
             m.delivery_count += 1;
-            match self.store.update_c2d(m.clone()).await {
-                Ok(()) => {
+            let lock = C2dLock {
+                token: uuid::Uuid::new_v4().to_string(),
+                now_ms,
+                until_ms: now_ms.saturating_add(LOCK_MILLIS),
+            };
+            let lock_token = lock.token.clone();
+            match self.store.lock_c2d(m.clone(), lock).await {
+                Ok(true) => {
                     return Ok(Some(LockedC2d {
                         message: m,
                         lock_token,
                     }));
                 }
-                // Completed (e.g. over MQTT) meanwhile.
-                Err(StoreError::NotFound { .. }) => {
-                    self.locks().remove(&lock_token);
-                }
-                Err(e) => {
-                    self.locks().remove(&lock_token);
-                    return Err(e.into());
-                }
+                // Locked by another receive (on this or another node), or completed (e.g. over
+                // MQTT) meanwhile.
+                Ok(false) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(None)
@@ -240,87 +234,45 @@ impl Hub {
         lock_token: &str,
         how: Settle,
     ) -> Result<(), Error> {
-        let lock = {
-            let mut map = self.locks();
-            let valid = map
-                .get(lock_token)
-                .is_some_and(|l| l.device_id == device_id && l.deadline > Instant::now());
-            if !valid {
-                return Err(Error::LockLost {
-                    device: device_id.to_string(),
-                    lock_token: lock_token.to_string(),
-                });
-            }
-            map.remove(lock_token)
-                .expect("checked under the same guard")
+        let release = match how {
+            Settle::Complete | Settle::Reject => C2dLockRelease::Remove,
+            Settle::Abandon => C2dLockRelease::Unlock,
+        };
+        let Some(sequence_number) = self
+            .store
+            .settle_c2d_lock(device_id, lock_token, self.clock.unix_ms(), release)
+            .await?
+        else {
+            return Err(Error::LockLost {
+                device: device_id.to_string(),
+                lock_token: lock_token.to_string(),
+            });
         };
         match how {
             Settle::Complete => {
-                self.store.delete_c2d(lock.sequence_number).await?;
-                self.feedback_outcome(lock.sequence_number, FeedbackStatus::Success)
+                self.feedback_outcome(sequence_number, FeedbackStatus::Success)
                     .await;
             }
             Settle::Reject => {
-                self.store.delete_c2d(lock.sequence_number).await?;
-                self.feedback_outcome(lock.sequence_number, FeedbackStatus::Rejected)
+                self.feedback_outcome(sequence_number, FeedbackStatus::Rejected)
                     .await;
                 tracing::warn!(
                     device = device_id,
-                    sequence_number = lock.sequence_number,
+                    sequence_number,
                     "cloud-to-device message rejected by the device: dead-lettered"
                 );
             }
             Settle::Abandon => {
                 tracing::debug!(
                     device = device_id,
-                    sequence_number = lock.sequence_number,
+                    sequence_number,
                     "cloud-to-device message abandoned: deliverable again"
                 );
-                self.notify(device_id, None, HubEvent::C2dAvailable);
+                // The device's other connection (MQTT, AMQP) may be on another node.
+                self.deliver(device_id, None, HubEvent::C2dAvailable).await;
             }
         }
         Ok(())
-    }
-
-    fn locks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lock>> {
-        // A panic while holding the lock cannot leave the map inconsistent: use it anyway.
-        self.c2d_locks
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Drops expired locks.
-    fn prune_locks(&self) {
-        let now = Instant::now();
-        self.locks().retain(|_, l| l.deadline > now);
-    }
-
-    /// Locks a message unless it already is; returns the new lock token.
-    fn try_lock(&self, device_id: &str, sequence_number: u64) -> Option<String> {
-        let now = Instant::now();
-        let mut map = self.locks();
-        if map
-            .values()
-            .any(|l| l.sequence_number == sequence_number && l.deadline > now)
-        {
-            return None;
-        }
-        let token = uuid::Uuid::new_v4().to_string();
-        map.insert(
-            token.clone(),
-            Lock {
-                device_id: device_id.to_string(),
-                sequence_number,
-                deadline: now + LOCK_TIMEOUT,
-            },
-        );
-        Some(token)
-    }
-
-    fn unlock_sequence(&self, sequence_number: u64) {
-        self.locks()
-            .retain(|_, l| l.sequence_number != sequence_number);
     }
 }
 
@@ -354,6 +306,11 @@ mod tests {
 
     fn hub(dir: &tempfile::TempDir, clock: Clock) -> Hub {
         let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        hub_on(store, clock)
+    }
+
+    /// A hub on `store`: several of them are the nodes of a cluster.
+    fn hub_on(store: Arc<SqliteStore>, clock: Clock) -> Hub {
         Hub::new(
             &crate::Shared::with_clock(store, clock),
             HubConfig {
@@ -419,5 +376,54 @@ mod tests {
                 .await,
             Err(Error::LockLost { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn locks_are_shared_by_the_hubs_on_one_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let time = TestClock::new(chrono::Utc::now());
+        let a = hub_on(store.clone(), Clock::from_source(time.clone()));
+        let b = hub_on(store, Clock::from_source(time.clone()));
+        a.put_device("d1", Device::default(), None).await.unwrap();
+        let first = a.send_c2d("d1", message(3600)).await.unwrap();
+        let second = a.send_c2d("d1", message(3600)).await.unwrap();
+        // A message node a handed out is locked for node b too: b gets the next one, and
+        // neither is deliverable on either node while locked.
+        let on_a = a.receive_c2d("d1").await.unwrap().unwrap();
+        assert_eq!(on_a.message.sequence_number, first.sequence_number);
+        assert_eq!(on_a.message.delivery_count, 1);
+        let on_b = b.receive_c2d("d1").await.unwrap().unwrap();
+        assert_eq!(on_b.message.sequence_number, second.sequence_number);
+        assert!(b.receive_c2d("d1").await.unwrap().is_none());
+        assert!(a.pending_c2d("d1").await.unwrap().is_empty());
+        // Completed through the other node; the token is then used up on both.
+        b.settle_c2d("d1", &on_a.lock_token, Settle::Complete)
+            .await
+            .unwrap();
+        assert!(matches!(
+            a.settle_c2d("d1", &on_a.lock_token, Settle::Complete).await,
+            Err(Error::LockLost { .. })
+        ));
+        // An expired lock (by the hubs' clock) is lost on both nodes; the message is
+        // deliverable again, with its deliveries counted.
+        time.advance(chrono::Duration::seconds(61));
+        assert!(matches!(
+            a.settle_c2d("d1", &on_b.lock_token, Settle::Abandon).await,
+            Err(Error::LockLost { .. })
+        ));
+        let pending = b.pending_c2d("d1").await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].sequence_number, second.sequence_number);
+        let again = a.receive_c2d("d1").await.unwrap().unwrap();
+        assert_eq!(again.message.delivery_count, 2);
+        // Abandoned through the other node: unlocked, still queued.
+        b.settle_c2d("d1", &again.lock_token, Settle::Abandon)
+            .await
+            .unwrap();
+        assert_eq!(a.pending_c2d("d1").await.unwrap().len(), 1);
+        b.settle_c2d("d1", &again.lock_token, Settle::Reject)
+            .await
+            .unwrap_err();
     }
 }

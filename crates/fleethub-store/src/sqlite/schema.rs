@@ -85,6 +85,10 @@ pub const MIGRATIONS: &[&str] = &[
     // feedback records (oldest = lowest id)
     "CREATE TABLE c2d_feedback_requests (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL);
      CREATE TABLE c2d_feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);",
+    // 13: HTTPS receive locks of C2D messages (token and end in unix milliseconds; NULL: not
+    // locked), in the store so that every node sharing it knows them
+    "ALTER TABLE c2d ADD COLUMN lock_token TEXT;
+     ALTER TABLE c2d ADD COLUMN lock_until_ms INTEGER;",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

@@ -33,6 +33,7 @@ suite_test!(
     registry,
     configuration_crud_with_etags,
     c2d_queue,
+    c2d_locks,
     sessions,
     auth_failures,
     c2d_feedback,

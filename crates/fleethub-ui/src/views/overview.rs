@@ -29,7 +29,14 @@ pub async fn show(State(state): State<UiState>, headers: HeaderMap) -> UiResult<
         cards.push(("Devices", stats.total_device_count.to_string()));
         cards.push(("Enabled", stats.enabled_device_count.to_string()));
         cards.push(("Disabled", stats.disabled_device_count.to_string()));
-        cards.push(("Connected now", state.hub.connected_count().to_string()));
+        let (everywhere, here) = (
+            state.hub.connected_count_everywhere().await,
+            state.hub.connected_count(),
+        );
+        cards.push(("Connected now", everywhere.to_string()));
+        if state.hub.is_clustered() {
+            cards.push(("Connected to this node", here.to_string()));
+        }
         cards.push(("Edge devices", count_text(edge, capped)));
     }
     if viewer.can(Right::EnrollmentRead) {

@@ -65,6 +65,11 @@ impl Hub {
         self.share_partition_advances(bus);
     }
 
+    /// Whether this hub is a node of a cluster (it has a cluster bus).
+    pub fn is_clustered(&self) -> bool {
+        self.cluster_bus().is_some()
+    }
+
     pub(crate) fn cluster_bus(&self) -> Option<&Arc<dyn ClusterBus>> {
         self.cluster.bus.get()
     }
@@ -242,7 +247,9 @@ impl Hub {
     }
 
     /// Another node took the identity over at `at_ms`: closes its connection here if it
-    /// attached before that.
+    /// attached before that. If the connection here is the newer one, the other node's claim
+    /// reached the store after this node's (its presence write came late): this node claims
+    /// again, and the other node, told in turn, closes its older connection.
     pub(crate) fn take_over_here(
         &self,
         device_id: &str,
@@ -251,15 +258,24 @@ impl Hub {
         at_ms: i64,
     ) {
         let id = identity(device_id, module_id);
-        let map = self.presence.map.lock().expect("presence");
-        if let Some(a) = map.get(&id)
-            && a.since_ms <= at_ms
-        {
-            revoke(
-                &id,
-                a,
-                &format!("a new connection for this identity on node '{node}' takes over"),
-            );
+        let newer_here = {
+            let map = self.presence.map.lock().expect("presence");
+            match map.get(&id) {
+                Some(a) if a.since_ms <= at_ms => {
+                    revoke(
+                        &id,
+                        a,
+                        &format!("a new connection for this identity on node '{node}' takes over"),
+                    );
+                    None
+                }
+                Some(a) => Some(a.since_ms),
+                None => None,
+            }
+        };
+        if let Some(since_ms) = newer_here {
+            tracing::debug!(identity = %id, node, "an older connection's claim came late: claiming again");
+            self.cluster_claim(device_id, module_id, since_ms);
         }
     }
 

@@ -124,6 +124,51 @@ async fn a_dead_node_or_one_without_a_listener_leaves_its_devices_offline() {
     assert_eq!(r, Err(MethodError::NotOnline("d2".into())));
 }
 
+/// Waits until `cond` holds (2 s at most).
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within 2 s");
+}
+
+#[tokio::test]
+async fn an_older_connection_whose_claim_comes_late_is_taken_over() {
+    let c = cluster().await;
+    let on_a = attach(&c, &c.a, "a", 1).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Node b's take-over does not reach node a (as if node a's claim were still queued)...
+    let a_entry = c.nodes.0.lock().unwrap().remove("a").unwrap();
+    let on_b = attach(&c, &c.b, "b", 7).await;
+    c.nodes.0.lock().unwrap().insert("a".into(), a_entry);
+    assert_eq!(on_a.revocation.reason(), None);
+    // ...and node a's claim of its older connection reaches the store after node b's.
+    let older = c.a.presence.map.lock().unwrap()["d1"].since_ms;
+    c.a.cluster_claim("d1", None, older);
+    // The newer connection (node b's) stays, the older one (node a's) goes, the store shows b.
+    eventually("node a's older connection closed", || {
+        on_a.revocation.reason().is_some()
+    })
+    .await;
+    assert_eq!(on_b.revocation.reason(), None);
+    for _ in 0..200 {
+        let node = c
+            .store
+            .get_presence("d1")
+            .await
+            .unwrap()
+            .and_then(|r| r.node);
+        if node.as_deref() == Some("b") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the store does not show d1 on node b");
+}
+
 #[tokio::test]
 async fn connecting_to_another_node_takes_the_session_over() {
     let c = cluster().await;

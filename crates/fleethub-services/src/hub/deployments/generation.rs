@@ -69,10 +69,15 @@ impl Hub {
         let stored = self.store.get_setting(GENERATION_SETTING).await?;
         let mut seen = self.deployments.seen.lock().expect("deployments");
         seen.checked = Some(Instant::now());
-        let mut cache = self.deployments.cache.lock().expect("deployments");
-        if cache.is_some() && seen.generation != stored {
+        let cached = self
+            .deployments
+            .cache
+            .lock()
+            .expect("deployments")
+            .is_some();
+        if cached && seen.generation != stored {
             tracing::info!("configurations changed on another node: re-planning every device");
-            *cache = None;
+            self.deployments.invalidate();
             self.deployments.sweep.store(true, Ordering::SeqCst);
             self.deployments.wake.notify_one();
         }

@@ -20,7 +20,7 @@ use fleethub_storage::PageRequest;
 use plan::{Compiled, Plan};
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,8 +32,34 @@ pub(crate) struct Engine {
     wake: tokio::sync::Notify,
     /// Compiled IoT Edge deployments; `None` after a change.
     cache: Mutex<Option<Arc<Vec<Compiled>>>>,
+    /// Counts the changes that emptied `cache`: a list read before a change must not fill it.
+    changes: AtomicU64,
     /// In a cluster: the stored configurations generation the cache was built from.
     seen: Mutex<generation::Seen>,
+}
+
+impl Engine {
+    /// Empties the cache of compiled deployments (a configuration changed).
+    fn invalidate(&self) {
+        let mut cache = self.cache.lock().expect("deployments");
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        *cache = None;
+    }
+
+    /// How many changes emptied the cache so far: read before the configurations are listed.
+    fn change_count(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
+    }
+
+    /// Caches deployments compiled from a list read after `change` changes, unless another
+    /// change came meanwhile: that list may predate it, so it serves the current pass only
+    /// (the change asked for another sweep, which reads the list again).
+    fn keep(&self, change: u64, compiled: &Arc<Vec<Compiled>>) {
+        let mut cache = self.cache.lock().expect("deployments");
+        if self.change_count() == change {
+            *cache = Some(compiled.clone());
+        }
+    }
 }
 
 /// Desired properties without `$version` / `$metadata`.
@@ -91,7 +117,7 @@ impl Hub {
 
     /// Configurations changed: re-plan every device.
     pub fn deployments_changed(&self) {
-        *self.deployments.cache.lock().expect("deployments") = None;
+        self.deployments.invalidate();
         self.deployments.sweep.store(true, Ordering::SeqCst);
         self.deployments.wake.notify_one();
     }
@@ -110,6 +136,7 @@ impl Hub {
         if let Some(c) = self.deployments.cache.lock().expect("deployments").clone() {
             return Ok(c);
         }
+        let change = self.deployments.change_count();
         let all = self.store.list_configurations(0).await?;
         let compiled: Arc<Vec<Compiled>> = Arc::new(
             all.into_iter()
@@ -123,7 +150,7 @@ impl Hub {
                 .expect("deployments")
                 .generation = g;
         }
-        *self.deployments.cache.lock().expect("deployments") = Some(compiled.clone());
+        self.deployments.keep(change, &compiled);
         Ok(compiled)
     }
 

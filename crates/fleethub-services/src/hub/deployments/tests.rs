@@ -358,3 +358,24 @@ fn diffs_turn_old_into_new() {
     crate::hub::twin::merge_patch(&mut t, &patch);
     assert_eq!(Value::Object(t), new);
 }
+
+#[tokio::test]
+async fn a_list_read_before_a_change_does_not_fill_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(&dir);
+    // A sweep lists the configurations (none yet) and compiles them, as `compiled_deployments`
+    // does; a configuration is created (on another task) before the sweep caches its list.
+    let change = hub.deployments.change_count();
+    let stale = Arc::new(Vec::new());
+    hub.put_configuration("late", deployment("late", 1, "*", base_manifest("l")), None)
+        .await
+        .unwrap();
+    hub.deployments.keep(change, &stale);
+    // The next pass (the one the change asked for) sees the new configuration.
+    let compiled = hub.compiled_deployments().await.unwrap();
+    assert_eq!(
+        compiled.len(),
+        1,
+        "the cache kept the list read before the change"
+    );
+}
