@@ -1,7 +1,9 @@
 //! The Event Hubs-style consumer of `bench consume`: one AMQPS connection (fe2o3-amqp client,
-//! SASL ANONYMOUS), a `$cbs` put-token with the hub's service policy, then one receiver per
-//! partition on one session, as Event Hubs clients do (see docs/event-hub-endpoint.md and the
-//! AMQP sections of docs/protocol-notes.md).
+//! SASL ANONYMOUS), a `$cbs` put-token with the hub's service policy, then receivers on a
+//! session, as Event Hubs clients do (see docs/event-hub-endpoint.md and the AMQP sections of
+//! docs/protocol-notes.md). The backlog read runs on one such connection per partition (as
+//! the official Python `EventHubConsumerClient` does) or on one shared connection
+//! ([`Layout`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,6 +29,19 @@ const STALL_TIMEOUT: Duration = Duration::from_mins(1);
 const SELECTOR: &str = "apache.org:selector-filter:string";
 
 pub(super) type Msg = Message<Body<Value>>;
+
+/// Where the backlog read's receivers run (`bench consume --layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// One AMQPS connection (with its own `$cbs` token and session) per partition: what the
+    /// official Python `azure-eventhub` `EventHubConsumerClient` opens by default (its
+    /// `SeparateConnection` mode: one connection per partition consumer).
+    #[default]
+    ConnectionPerPartition,
+    /// Every receiver on one session of one connection.
+    Shared,
+}
 
 /// An open AMQP connection with a session and a valid token for the event hub.
 pub(super) struct Consumer {
@@ -122,44 +137,50 @@ impl Consumer {
             .map_err(|e| anyhow!("{address}: attach refused: {e}"))
     }
 
-    /// Reads every partition of `last` (partition -> last sequence number) from its start up to
-    /// that sequence number, one receiver per partition at once; returns the events read.
-    pub(super) async fn read_backlog(&mut self, last: &HashMap<u32, i64>) -> anyhow::Result<u64> {
-        let mut tasks = JoinSet::new();
-        for (&partition, &last_seq) in last {
-            if last_seq < 0 {
-                continue;
-            }
-            let mut rx = self
-                .receiver(partition, "amqp.annotation.x-opt-offset > '-1'")
-                .await?;
-            tasks.spawn(async move {
-                let mut read = 0u64;
-                loop {
-                    let d = tokio::time::timeout(STALL_TIMEOUT, rx.recv::<Body<Value>>())
-                        .await
-                        .map_err(|_| anyhow!("partition {partition}: nothing for {STALL_TIMEOUT:?} after {read} events"))?
-                        .map_err(|e| anyhow!("partition {partition}: receive failed: {e}"))?;
-                    read += 1;
-                    if sequence_number(d.message()).is_some_and(|s| s >= last_seq) {
-                        break;
-                    }
-                }
-                let _ = tokio::time::timeout(RPC_TIMEOUT, rx.close()).await;
-                anyhow::Ok(read)
-            });
-        }
-        let mut total = 0;
-        while let Some(r) = tasks.join_next().await {
-            total += r.map_err(|e| anyhow!("receiver task failed: {e}"))??;
-        }
-        Ok(total)
-    }
-
     pub(super) async fn close(mut self) {
         let _ = tokio::time::timeout(RPC_TIMEOUT, self.session.end()).await;
         let _ = tokio::time::timeout(RPC_TIMEOUT, self.conn.close()).await;
     }
+}
+
+/// Reads every partition of `last` (partition -> last sequence number) from its start up to
+/// that sequence number, one receiver per partition at once, partition `n` on consumer
+/// `n % consumers.len()`; returns the events read.
+pub(super) async fn read_backlog(
+    consumers: &mut [Consumer],
+    last: &HashMap<u32, i64>,
+) -> anyhow::Result<u64> {
+    anyhow::ensure!(!consumers.is_empty(), "no consumer connection");
+    let mut tasks = JoinSet::new();
+    for (&partition, &last_seq) in last {
+        if last_seq < 0 {
+            continue;
+        }
+        let n = consumers.len();
+        let mut rx = consumers[partition as usize % n]
+            .receiver(partition, "amqp.annotation.x-opt-offset > '-1'")
+            .await?;
+        tasks.spawn(async move {
+            let mut read = 0u64;
+            loop {
+                let d = tokio::time::timeout(STALL_TIMEOUT, rx.recv::<Body<Value>>())
+                    .await
+                    .map_err(|_| anyhow!("partition {partition}: nothing for {STALL_TIMEOUT:?} after {read} events"))?
+                    .map_err(|e| anyhow!("partition {partition}: receive failed: {e}"))?;
+                read += 1;
+                if sequence_number(d.message()).is_some_and(|s| s >= last_seq) {
+                    break;
+                }
+            }
+            let _ = tokio::time::timeout(RPC_TIMEOUT, rx.close()).await;
+            anyhow::Ok(read)
+        });
+    }
+    let mut total = 0;
+    while let Some(r) = tasks.join_next().await {
+        total += r.map_err(|e| anyhow!("receiver task failed: {e}"))??;
+    }
+    Ok(total)
 }
 
 /// `x-opt-sequence-number` of an event.
