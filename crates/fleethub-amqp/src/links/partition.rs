@@ -200,20 +200,21 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, p: Prepared) {
             None
         };
         for ev in page {
-            if !generations.contains_key(&ev.message.device_id) {
-                if generations.len() >= GENERATION_CACHE {
-                    generations.clear();
+            let generation = match generations.get(&ev.message.device_id) {
+                Some(g) => g.clone(),
+                None => {
+                    if generations.len() >= GENERATION_CACHE {
+                        generations.clear();
+                    }
+                    let g = hub
+                        .get_device(&ev.message.device_id)
+                        .await
+                        .ok()
+                        .and_then(|d| d.generation_id);
+                    generations.insert(ev.message.device_id.clone(), g.clone());
+                    g
                 }
-                let g = hub
-                    .get_device(&ev.message.device_id)
-                    .await
-                    .ok()
-                    .and_then(|d| d.generation_id);
-                generations.insert(ev.message.device_id.clone(), g);
-            }
-            let generation = generations
-                .get(&ev.message.device_id)
-                .and_then(Option::as_deref);
+            };
             let sequence_number = ev.sequence_number;
             let mut message = events::event_message(ev, generation);
             if let Some(m) = &metric {
