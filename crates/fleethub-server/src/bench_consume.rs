@@ -19,6 +19,8 @@ pub enum ConsumeLayout {
     /// One AMQPS connection (own `$cbs` token, own session) per partition, as the official
     /// Python `EventHubConsumerClient` opens them.
     ConnectionPerPartition,
+    /// One connection, a session per partition, as the Node `@azure/event-hubs` consumer.
+    SessionPerPartition,
     /// Every receiver on one session of one connection.
     Shared,
 }
@@ -83,6 +85,9 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
         layout: match args.layout {
             ConsumeLayout::ConnectionPerPartition => {
                 fleethub_bench::ConsumeLayout::ConnectionPerPartition
+            }
+            ConsumeLayout::SessionPerPartition => {
+                fleethub_bench::ConsumeLayout::SessionPerPartition
             }
             ConsumeLayout::Shared => fleethub_bench::ConsumeLayout::Shared,
         },

@@ -2,8 +2,9 @@
 //! SASL ANONYMOUS), a `$cbs` put-token with the hub's service policy, then receivers on a
 //! session, as Event Hubs clients do (see docs/event-hub-endpoint.md and the AMQP sections of
 //! docs/protocol-notes.md). The backlog read runs on one such connection per partition (as
-//! the official Python `EventHubConsumerClient` does) or on one shared connection
-//! ([`Layout`]).
+//! the official Python `EventHubConsumerClient` does), on one connection with a session per
+//! partition (as the Node consumer does) or on one shared session ([`Layout`]; see
+//! docs/protocol-notes.md, "Event Hubs consumers: connections, sessions, settlement").
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -39,6 +40,9 @@ pub enum Layout {
     /// `SeparateConnection` mode: one connection per partition consumer).
     #[default]
     ConnectionPerPartition,
+    /// One connection, a session per partition: what the official Node `@azure/event-hubs`
+    /// consumer opens (rhea-promise begins a session for every receiver it creates).
+    SessionPerPartition,
     /// Every receiver on one session of one connection.
     Shared,
 }
@@ -46,7 +50,8 @@ pub enum Layout {
 /// An open AMQP connection with a session and a valid token for the event hub.
 pub(super) struct Consumer {
     conn: ConnectionHandle<()>,
-    session: SessionHandle<()>,
+    /// The first one carries the `$cbs` links; receivers are spread over all of them.
+    sessions: Vec<SessionHandle<()>>,
     event_hub: String,
     group: String,
     credit: u32,
@@ -92,14 +97,26 @@ impl Consumer {
         put_token(&mut session, ep.hub_host, &event_hub, ep.connection_string).await?;
         Ok(Consumer {
             conn,
-            session,
+            sessions: vec![session],
             event_hub,
             group: ep.consumer_group.to_string(),
             credit: ep.credit,
         })
     }
 
-    /// Attaches a receiver on `partition` with the selector `filter`.
+    /// Begins `n` sessions in all on the connection.
+    pub(super) async fn sessions(&mut self, n: usize) -> anyhow::Result<()> {
+        while self.sessions.len() < n {
+            let session = Session::begin(&mut self.conn)
+                .await
+                .map_err(|e| anyhow!("AMQP begin failed: {e}"))?;
+            self.sessions.push(session);
+        }
+        Ok(())
+    }
+
+    /// Attaches a receiver on `partition` with the selector `filter`, on session
+    /// `partition % sessions`.
     pub(super) async fn receiver(
         &mut self,
         partition: u32,
@@ -117,6 +134,7 @@ impl Consumer {
                 value: Value::String(filter.into()),
             })),
         );
+        let n = self.sessions.len();
         let source = Source::builder()
             .address(address.clone())
             .filter(filters)
@@ -130,7 +148,7 @@ impl Consumer {
             .target("fleethub-bench")
             .credit_mode(CreditMode::Auto(self.credit))
             .auto_accept(true)
-            .attach(&mut self.session);
+            .attach(&mut self.sessions[partition as usize % n]);
         tokio::time::timeout(RPC_TIMEOUT, attach)
             .await
             .map_err(|_| anyhow!("{address}: no attach within {RPC_TIMEOUT:?}"))?
@@ -138,7 +156,9 @@ impl Consumer {
     }
 
     pub(super) async fn close(mut self) {
-        let _ = tokio::time::timeout(RPC_TIMEOUT, self.session.end()).await;
+        for mut session in self.sessions.drain(..) {
+            let _ = tokio::time::timeout(RPC_TIMEOUT, session.end()).await;
+        }
         let _ = tokio::time::timeout(RPC_TIMEOUT, self.conn.close()).await;
     }
 }

@@ -6,9 +6,10 @@
 //!    partitions read hold fewer than `backlog` events, creates `devices` bench devices and
 //!    publishes the difference over MQTT/TLS (QoS 1, `inflight` per device, as fast as
 //!    PUBACKs come back);
-//! 2. opens AMQPS connections (CBS put-token with the hub's service policy, a session): one
+//! 2. opens AMQPS connections (CBS put-token with the hub's service policy, sessions): one
 //!    per partition (`layout` [`Layout::ConnectionPerPartition`], as the official Python
-//!    consumer does) or one for all ([`Layout::Shared`]), then reads every partition from its
+//!    consumer does), one with a session per partition ([`Layout::SessionPerPartition`], as
+//!    the Node consumer does) or one session for all ([`Layout::Shared`]), then reads every partition from its
 //!    start to its last sequence number, one receiver per partition with `credit` link credit
 //!    each: events/s from the first attach to the last partition done;
 //! 3. the baseline: `GET /messages/events` in pages of 1000 from the start (a consumer group
@@ -221,13 +222,16 @@ async fn measure(
         credit: opts.credit,
     };
     eprintln!("reading {} events over AMQP ...", report.backlog_events);
-    let connections = match opts.layout {
-        Layout::ConnectionPerPartition => partitions.max(1),
-        Layout::Shared => 1,
+    let (connections, sessions) = match opts.layout {
+        Layout::ConnectionPerPartition => (partitions.max(1), 1),
+        Layout::SessionPerPartition => (1, partitions.max(1)),
+        Layout::Shared => (1, 1),
     };
     let mut consumers = Vec::new();
     for _ in 0..connections {
-        consumers.push(Consumer::open(&endpoint).await?);
+        let mut consumer = Consumer::open(&endpoint).await?;
+        consumer.sessions(sessions as usize).await?;
+        consumers.push(consumer);
     }
     let last: HashMap<u32, i64> = stored.iter().map(|(&p, &(_, l))| (p, l)).collect();
     let started = Instant::now();

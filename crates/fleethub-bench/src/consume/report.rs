@@ -58,6 +58,8 @@ impl fmt::Display for ConsumeBenchReport {
             self.credit,
             match self.layout {
                 super::Layout::ConnectionPerPartition => "one AMQP connection per partition",
+                super::Layout::SessionPerPartition =>
+                    "one AMQP connection, one session per partition",
                 super::Layout::Shared => "one AMQP connection and session for all partitions",
             }
         )?;
