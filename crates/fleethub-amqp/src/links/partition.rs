@@ -200,20 +200,19 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, p: Prepared) {
             None
         };
         for ev in page {
-            let generation = match generations.get(&ev.message.device_id) {
-                Some(g) => g.clone(),
-                None => {
-                    if generations.len() >= GENERATION_CACHE {
-                        generations.clear();
-                    }
-                    let g = hub
-                        .get_device(&ev.message.device_id)
-                        .await
-                        .ok()
-                        .and_then(|d| d.generation_id);
-                    generations.insert(ev.message.device_id.clone(), g.clone());
-                    g
+            let generation = if let Some(g) = generations.get(&ev.message.device_id) {
+                g.clone()
+            } else {
+                if generations.len() >= GENERATION_CACHE {
+                    generations.clear();
                 }
+                let g = hub
+                    .get_device(&ev.message.device_id)
+                    .await
+                    .ok()
+                    .and_then(|d| d.generation_id);
+                generations.insert(ev.message.device_id.clone(), g.clone());
+                g
             };
             let sequence_number = ev.sequence_number;
             let mut message = events::event_message(ev, generation);
