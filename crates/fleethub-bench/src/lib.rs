@@ -43,7 +43,9 @@ use tokio::sync::Semaphore;
 pub use fleethub_service_client::progress::{Progress, ProgressMode};
 use tokio::task::JoinSet;
 
-pub use consume::{ConsumeBenchOptions, ConsumeBenchReport, run_consume_bench};
+pub use consume::{
+    ConsumeBenchOptions, ConsumeBenchReport, Layout as ConsumeLayout, run_consume_bench,
+};
 pub use fleethub_device::provisioning::Transport;
 pub use service::{DpsService, SERVICE_API_VERSION};
 pub use telemetry::{

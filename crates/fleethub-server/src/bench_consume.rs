@@ -13,6 +13,18 @@ pub enum ConsumeOutput {
     Json,
 }
 
+/// The connections of the backlog read.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ConsumeLayout {
+    /// One AMQPS connection (own `$cbs` token, own session) per partition, as the official
+    /// Python `EventHubConsumerClient` opens them.
+    ConnectionPerPartition,
+    /// One connection, a session per partition, as the Node `@azure/event-hubs` consumer.
+    SessionPerPartition,
+    /// Every receiver on one session of one connection.
+    Shared,
+}
+
 /// Read a stored backlog with one Event Hubs-style AMQP consumer (one receiver per
 /// partition) against the REST read of the same log, then the PUBACK -> live consumer
 /// latency; publishes the backlog first when the partitions hold less.
@@ -42,6 +54,9 @@ pub struct ConsumeArgs {
     /// Link credit of each receiver.
     #[arg(long, default_value_t = 1000)]
     credit: u32,
+    /// Connections of the backlog read.
+    #[arg(long, value_enum, default_value = "connection-per-partition")]
+    layout: ConsumeLayout,
     /// Consumer group the receivers read (must exist).
     #[arg(long, default_value = "$Default")]
     consumer_group: String,
@@ -67,6 +82,15 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
         latency_rate: args.latency_rate,
         latency_secs: args.latency_secs,
         credit: args.credit,
+        layout: match args.layout {
+            ConsumeLayout::ConnectionPerPartition => {
+                fleethub_bench::ConsumeLayout::ConnectionPerPartition
+            }
+            ConsumeLayout::SessionPerPartition => {
+                fleethub_bench::ConsumeLayout::SessionPerPartition
+            }
+            ConsumeLayout::Shared => fleethub_bench::ConsumeLayout::Shared,
+        },
         consumer_group: args.consumer_group,
         phase_timeout: Duration::from_secs(args.phase_timeout),
         hub_host: info.hub_host.clone(),

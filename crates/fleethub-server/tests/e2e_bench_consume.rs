@@ -1,17 +1,19 @@
 //! End-to-end: `fleethub bench consume` against the real binary with a tiny backlog: it
 //! publishes exactly the backlog, the Event Hubs-style consumer and the REST baseline read
-//! exactly what is stored, the live consumer gets every PUBACKed message; a second run reuses
-//! the stored backlog instead of publishing.
+//! exactly what is stored, the live consumer gets every PUBACKed message; two more runs reuse
+//! the stored backlog instead of publishing, with the other connection layouts (`--layout`).
 
 mod common;
 
 use common::ServerProcess;
 use serde_json::Value;
 
-fn bench(server: &ServerProcess, backlog: &str) -> Value {
+fn bench(server: &ServerProcess, backlog: &str, layout: &str) -> Value {
     let (ok, out, err) = server.cli(&[
         "bench",
         "consume",
+        "--layout",
+        layout,
         "--backlog",
         backlog,
         "--devices",
@@ -40,8 +42,9 @@ fn f(r: &Value, k: &str) -> f64 {
 #[test]
 fn bench_consume_reads_exactly_the_backlog() {
     let server = ServerProcess::start();
-    let r = bench(&server, "2000");
+    let r = bench(&server, "2000", "connection-per-partition");
     assert_eq!(n(&r, "partitions"), 4, "{r}");
+    assert_eq!(r["layout"], "connection-per-partition", "{r}");
     assert_eq!(n(&r, "backlogPublished"), 2000, "{r}");
     assert_eq!(n(&r, "publishErrors"), 0, "{r}");
     assert_eq!(n(&r, "backlogEvents"), 2000, "{r}");
@@ -63,12 +66,23 @@ fn bench_consume_reads_exactly_the_backlog() {
     );
     assert!(r.get("firstError").is_none(), "{r}");
 
-    // The stored events (backlog + live phase) are reused, and all of them are read.
-    let again = bench(&server, "1000");
-    assert_eq!(n(&again, "backlogPublished"), 0, "{again}");
-    assert_eq!(n(&again, "backlogEvents"), 2000 + sent, "{again}");
-    assert_eq!(n(&again, "eventsRead"), 2000 + sent, "{again}");
-    assert_eq!(n(&again, "baselineEvents"), 2000 + sent, "{again}");
+    // The stored events (backlog + live phase) are reused, and all of them are read, whatever
+    // the connections and sessions of the consumer.
+    let mut stored = 2000 + sent;
+    for layout in ["session-per-partition", "shared"] {
+        let again = bench(&server, "1000", layout);
+        assert_eq!(again["layout"], layout, "{again}");
+        assert_eq!(n(&again, "backlogPublished"), 0, "{again}");
+        assert_eq!(n(&again, "backlogEvents"), stored, "{again}");
+        assert_eq!(n(&again, "eventsRead"), stored, "{again}");
+        assert_eq!(n(&again, "baselineEvents"), stored, "{again}");
+        assert_eq!(
+            n(&again, "latencyReceived"),
+            n(&again, "latencySent"),
+            "{again}"
+        );
+        stored += n(&again, "latencySent");
+    }
 
     // The bench devices are gone again.
     let (ok, out, err) = server.cli(&["hub", "device-identity", "list", "-o", "json"]);

@@ -200,7 +200,9 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, p: Prepared) {
             None
         };
         for ev in page {
-            if !generations.contains_key(&ev.message.device_id) {
+            let generation = if let Some(g) = generations.get(&ev.message.device_id) {
+                g.clone()
+            } else {
                 if generations.len() >= GENERATION_CACHE {
                     generations.clear();
                 }
@@ -209,11 +211,9 @@ pub(crate) async fn serve(link: LinkCtx, mut sender: Sender, p: Prepared) {
                     .await
                     .ok()
                     .and_then(|d| d.generation_id);
-                generations.insert(ev.message.device_id.clone(), g);
-            }
-            let generation = generations
-                .get(&ev.message.device_id)
-                .and_then(Option::as_deref);
+                generations.insert(ev.message.device_id.clone(), g.clone());
+                g
+            };
             let sequence_number = ev.sequence_number;
             let mut message = events::event_message(ev, generation);
             if let Some(m) = &metric {

@@ -1,7 +1,10 @@
 //! The Event Hubs-style consumer of `bench consume`: one AMQPS connection (fe2o3-amqp client,
-//! SASL ANONYMOUS), a `$cbs` put-token with the hub's service policy, then one receiver per
-//! partition on one session, as Event Hubs clients do (see docs/event-hub-endpoint.md and the
-//! AMQP sections of docs/protocol-notes.md).
+//! SASL ANONYMOUS), a `$cbs` put-token with the hub's service policy, then receivers on a
+//! session, as Event Hubs clients do (see docs/event-hub-endpoint.md and the AMQP sections of
+//! docs/protocol-notes.md). The backlog read runs on one such connection per partition (as
+//! the official Python `EventHubConsumerClient` does), on one connection with a session per
+//! partition (as the Node consumer does) or on one shared session ([`Layout`]; see
+//! docs/protocol-notes.md, "Event Hubs consumers: connections, sessions, settlement").
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,10 +31,27 @@ const SELECTOR: &str = "apache.org:selector-filter:string";
 
 pub(super) type Msg = Message<Body<Value>>;
 
+/// Where the backlog read's receivers run (`bench consume --layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// One AMQPS connection (with its own `$cbs` token and session) per partition: what the
+    /// official Python `azure-eventhub` `EventHubConsumerClient` opens by default (its
+    /// `SeparateConnection` mode: one connection per partition consumer).
+    #[default]
+    ConnectionPerPartition,
+    /// One connection, a session per partition: what the official Node `@azure/event-hubs`
+    /// consumer opens (rhea-promise begins a session for every receiver it creates).
+    SessionPerPartition,
+    /// Every receiver on one session of one connection.
+    Shared,
+}
+
 /// An open AMQP connection with a session and a valid token for the event hub.
 pub(super) struct Consumer {
     conn: ConnectionHandle<()>,
-    session: SessionHandle<()>,
+    /// The first one carries the `$cbs` links; receivers are spread over all of them.
+    sessions: Vec<SessionHandle<()>>,
     event_hub: String,
     group: String,
     credit: u32,
@@ -77,14 +97,26 @@ impl Consumer {
         put_token(&mut session, ep.hub_host, &event_hub, ep.connection_string).await?;
         Ok(Consumer {
             conn,
-            session,
+            sessions: vec![session],
             event_hub,
             group: ep.consumer_group.to_string(),
             credit: ep.credit,
         })
     }
 
-    /// Attaches a receiver on `partition` with the selector `filter`.
+    /// Begins `n` sessions in all on the connection.
+    pub(super) async fn sessions(&mut self, n: usize) -> anyhow::Result<()> {
+        while self.sessions.len() < n {
+            let session = Session::begin(&mut self.conn)
+                .await
+                .map_err(|e| anyhow!("AMQP begin failed: {e}"))?;
+            self.sessions.push(session);
+        }
+        Ok(())
+    }
+
+    /// Attaches a receiver on `partition` with the selector `filter`, on session
+    /// `partition % sessions`.
     pub(super) async fn receiver(
         &mut self,
         partition: u32,
@@ -102,6 +134,7 @@ impl Consumer {
                 value: Value::String(filter.into()),
             })),
         );
+        let n = self.sessions.len();
         let source = Source::builder()
             .address(address.clone())
             .filter(filters)
@@ -115,51 +148,59 @@ impl Consumer {
             .target("fleethub-bench")
             .credit_mode(CreditMode::Auto(self.credit))
             .auto_accept(true)
-            .attach(&mut self.session);
+            .attach(&mut self.sessions[partition as usize % n]);
         tokio::time::timeout(RPC_TIMEOUT, attach)
             .await
             .map_err(|_| anyhow!("{address}: no attach within {RPC_TIMEOUT:?}"))?
             .map_err(|e| anyhow!("{address}: attach refused: {e}"))
     }
 
-    /// Reads every partition of `last` (partition -> last sequence number) from its start up to
-    /// that sequence number, one receiver per partition at once; returns the events read.
-    pub(super) async fn read_backlog(&mut self, last: &HashMap<u32, i64>) -> anyhow::Result<u64> {
-        let mut tasks = JoinSet::new();
-        for (&partition, &last_seq) in last {
-            if last_seq < 0 {
-                continue;
-            }
-            let mut rx = self
-                .receiver(partition, "amqp.annotation.x-opt-offset > '-1'")
-                .await?;
-            tasks.spawn(async move {
-                let mut read = 0u64;
-                loop {
-                    let d = tokio::time::timeout(STALL_TIMEOUT, rx.recv::<Body<Value>>())
-                        .await
-                        .map_err(|_| anyhow!("partition {partition}: nothing for {STALL_TIMEOUT:?} after {read} events"))?
-                        .map_err(|e| anyhow!("partition {partition}: receive failed: {e}"))?;
-                    read += 1;
-                    if sequence_number(d.message()).is_some_and(|s| s >= last_seq) {
-                        break;
-                    }
-                }
-                let _ = tokio::time::timeout(RPC_TIMEOUT, rx.close()).await;
-                anyhow::Ok(read)
-            });
-        }
-        let mut total = 0;
-        while let Some(r) = tasks.join_next().await {
-            total += r.map_err(|e| anyhow!("receiver task failed: {e}"))??;
-        }
-        Ok(total)
-    }
-
     pub(super) async fn close(mut self) {
-        let _ = tokio::time::timeout(RPC_TIMEOUT, self.session.end()).await;
+        for mut session in self.sessions.drain(..) {
+            let _ = tokio::time::timeout(RPC_TIMEOUT, session.end()).await;
+        }
         let _ = tokio::time::timeout(RPC_TIMEOUT, self.conn.close()).await;
     }
+}
+
+/// Reads every partition of `last` (partition -> last sequence number) from its start up to
+/// that sequence number, one receiver per partition at once, partition `n` on consumer
+/// `n % consumers.len()`; returns the events read.
+pub(super) async fn read_backlog(
+    consumers: &mut [Consumer],
+    last: &HashMap<u32, i64>,
+) -> anyhow::Result<u64> {
+    anyhow::ensure!(!consumers.is_empty(), "no consumer connection");
+    let mut tasks = JoinSet::new();
+    for (&partition, &last_seq) in last {
+        if last_seq < 0 {
+            continue;
+        }
+        let n = consumers.len();
+        let mut rx = consumers[partition as usize % n]
+            .receiver(partition, "amqp.annotation.x-opt-offset > '-1'")
+            .await?;
+        tasks.spawn(async move {
+            let mut read = 0u64;
+            loop {
+                let d = tokio::time::timeout(STALL_TIMEOUT, rx.recv::<Body<Value>>())
+                    .await
+                    .map_err(|_| anyhow!("partition {partition}: nothing for {STALL_TIMEOUT:?} after {read} events"))?
+                    .map_err(|e| anyhow!("partition {partition}: receive failed: {e}"))?;
+                read += 1;
+                if sequence_number(d.message()).is_some_and(|s| s >= last_seq) {
+                    break;
+                }
+            }
+            let _ = tokio::time::timeout(RPC_TIMEOUT, rx.close()).await;
+            anyhow::Ok(read)
+        });
+    }
+    let mut total = 0;
+    while let Some(r) = tasks.join_next().await {
+        total += r.map_err(|e| anyhow!("receiver task failed: {e}"))??;
+    }
+    Ok(total)
 }
 
 /// `x-opt-sequence-number` of an event.

@@ -6,9 +6,12 @@
 //!    partitions read hold fewer than `backlog` events, creates `devices` bench devices and
 //!    publishes the difference over MQTT/TLS (QoS 1, `inflight` per device, as fast as
 //!    PUBACKs come back);
-//! 2. opens one AMQPS connection (CBS put-token with the hub's service policy) and reads every
-//!    partition from its start to its last sequence number, one receiver per partition on one
-//!    session with `credit` link credit each: events/s;
+//! 2. opens AMQPS connections (CBS put-token with the hub's service policy, sessions): one
+//!    per partition (`layout` [`Layout::ConnectionPerPartition`], as the official Python
+//!    consumer does), one with a session per partition ([`Layout::SessionPerPartition`], as
+//!    the Node consumer does) or one session for all ([`Layout::Shared`]), then reads every partition from its
+//!    start to its last sequence number, one receiver per partition with `credit` link credit
+//!    each: events/s from the first attach to the last partition done;
 //! 3. the baseline: `GET /messages/events` in pages of 1000 from the start (a consumer group
 //!    of its own), up to the same number of events: events/s;
 //! 4. attaches a receiver at `@latest` on every partition, publishes `latency_rate` messages/s
@@ -36,6 +39,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use devices::{AckTimes, Fleet};
+pub use event_hubs::Layout;
 use event_hubs::{Consumer, Endpoint};
 pub use report::ConsumeBenchReport;
 
@@ -59,6 +63,8 @@ pub struct ConsumeBenchOptions {
     pub latency_secs: u64,
     /// Link credit of each receiver.
     pub credit: u32,
+    /// Connections of the backlog read.
+    pub layout: Layout,
     pub consumer_group: String,
     /// Bound on filling the backlog and on each read.
     pub phase_timeout: Duration,
@@ -85,6 +91,7 @@ impl Default for ConsumeBenchOptions {
             latency_rate: 200.0,
             latency_secs: 10,
             credit: 1000,
+            layout: Layout::default(),
             consumer_group: "$Default".into(),
             phase_timeout: Duration::from_hours(1),
             hub_host: "localhost".into(),
@@ -144,6 +151,7 @@ pub async fn run_consume_bench(opts: ConsumeBenchOptions) -> anyhow::Result<Cons
         backlog_requested: opts.backlog,
         devices: opts.devices,
         credit: opts.credit,
+        layout: opts.layout,
         latency_rate: opts.latency_rate,
         ..Default::default()
     };
@@ -214,12 +222,25 @@ async fn measure(
         credit: opts.credit,
     };
     eprintln!("reading {} events over AMQP ...", report.backlog_events);
-    let mut consumer = Consumer::open(&endpoint).await?;
+    let (connections, sessions) = match opts.layout {
+        Layout::ConnectionPerPartition => (partitions.max(1), 1),
+        Layout::SessionPerPartition => (1, partitions.max(1)),
+        Layout::Shared => (1, 1),
+    };
+    let mut consumers = Vec::new();
+    for _ in 0..connections {
+        let mut consumer = Consumer::open(&endpoint).await?;
+        consumer.sessions(sessions as usize).await?;
+        consumers.push(consumer);
+    }
     let last: HashMap<u32, i64> = stored.iter().map(|(&p, &(_, l))| (p, l)).collect();
     let started = Instant::now();
-    let read = tokio::time::timeout(opts.phase_timeout, consumer.read_backlog(&last))
-        .await
-        .map_err(|_| anyhow!("the AMQP read was not done within {:?}", opts.phase_timeout))??;
+    let read = tokio::time::timeout(
+        opts.phase_timeout,
+        event_hubs::read_backlog(&mut consumers, &last),
+    )
+    .await
+    .map_err(|_| anyhow!("the AMQP read was not done within {:?}", opts.phase_timeout))??;
     report.consume_sec = started.elapsed().as_secs_f64();
     report.events_read = read;
     report.events_per_sec = crate::stats::rate(read as usize, report.consume_sec);
@@ -247,9 +268,11 @@ async fn measure(
         "live: {} msg/s for {} s to @latest receivers ...",
         opts.latency_rate, opts.latency_secs
     );
-    live_latency(opts, &mut consumer, fleet, run, partitions, report).await?;
-    consumer.close().await;
-    Ok(())
+    let result = live_latency(opts, &mut consumers[0], fleet, run, partitions, report).await;
+    for consumer in consumers {
+        consumer.close().await;
+    }
+    result
 }
 
 /// Phase 4 (see the module docs).

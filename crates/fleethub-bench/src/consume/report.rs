@@ -43,6 +43,8 @@ pub struct ConsumeBenchReport {
     pub latency_max_ms: f64,
     pub devices: usize,
     pub credit: u32,
+    /// Connections of the backlog read.
+    pub layout: super::Layout,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
 }
@@ -51,8 +53,15 @@ impl fmt::Display for ConsumeBenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "bench consume: {} partitions, link credit {}",
-            self.partitions, self.credit
+            "bench consume: {} partitions, link credit {}, {}",
+            self.partitions,
+            self.credit,
+            match self.layout {
+                super::Layout::ConnectionPerPartition => "one AMQP connection per partition",
+                super::Layout::SessionPerPartition =>
+                    "one AMQP connection, one session per partition",
+                super::Layout::Shared => "one AMQP connection and session for all partitions",
+            }
         )?;
         if self.backlog_published > 0 {
             writeln!(
