@@ -85,6 +85,9 @@ pub const MIGRATIONS: &[&str] = &[
     // feedback records (oldest = lowest id)
     "CREATE TABLE c2d_feedback_requests (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL);
      CREATE TABLE c2d_feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);",
+    // 13: no index on the telemetry's text time: every append paid an index insert with string
+    // compares for it; retention now finds its cut-off by the numbering (`retention`)
+    "DROP INDEX IF EXISTS telemetry_by_time;",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
