@@ -16,7 +16,6 @@ mod linked_hubs;
 mod partitions;
 mod pool;
 mod presence;
-mod property_json;
 mod registry;
 mod retention;
 mod schema;

@@ -4,7 +4,7 @@
 
 use super::{
     OptionalExtension, Result, SqliteStore, TelemetryMessage, async_trait, consumer_groups, decode,
-    now_utc, params, partitions, property_json, retention,
+    encode, now_utc, params, partitions, retention,
 };
 use crate::StoreError;
 use crate::{
@@ -72,7 +72,6 @@ pub(super) fn append(
     let mut next: Vec<Option<i64>> = vec![None; count as usize];
     // Messages stored together mostly share their enqueued time: parse it once per value.
     let mut enqueued: Option<(String, i64)> = None;
-    let mut json = String::with_capacity(512);
     for chunk in messages.chunks_mut(ROWS_PER_INSERT) {
         let mut insert = c.prepare_cached(&INSERT_SQL[chunk.len() - 1])?;
         for (i, m) in chunk.iter_mut().enumerate() {
@@ -97,11 +96,8 @@ pub(super) fn append(
             insert.raw_bind_parameter(at + 1, &m.device_id)?;
             insert.raw_bind_parameter(at + 2, &m.module_id)?;
             insert.raw_bind_parameter(at + 3, &m.enqueued_time_utc)?;
-            // SQLite copies bound text, so one buffer serves every bag.
-            property_json::encode_into(&m.system_properties, &mut json);
-            insert.raw_bind_parameter(at + 4, json.as_str())?;
-            property_json::encode_into(&m.properties, &mut json);
-            insert.raw_bind_parameter(at + 5, json.as_str())?;
+            insert.raw_bind_parameter(at + 4, encode(&m.system_properties)?)?;
+            insert.raw_bind_parameter(at + 5, encode(&m.properties)?)?;
             insert.raw_bind_parameter(at + 6, &m.body)?;
             insert.raw_bind_parameter(at + 7, i64::from(partition))?;
             insert.raw_bind_parameter(at + 8, partition_seq)?;
