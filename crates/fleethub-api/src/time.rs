@@ -51,9 +51,52 @@ fn format_utc_general(t: DateTime<Utc>) -> String {
 
 /// Unix milliseconds of an RFC 3339 timestamp (`None` if it does not parse).
 pub fn parse_utc_ms(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc).timestamp_millis())
+    parse_format_utc_ms(s).or_else(|| {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&Utc).timestamp_millis())
+    })
+}
+
+/// Days from 0001-01-01 (day 1 of the common era) to 1970-01-01.
+const UNIX_EPOCH_DAYS_FROM_CE: i64 = 719_163;
+
+/// [`parse_utc_ms`] of the one spelling [`format_utc`] writes (`YYYY-MM-DDTHH:MM:SS.fffffffZ`),
+/// read digit by digit (the telemetry store reads the time of every message it stores);
+/// `None` for anything else (chrono's RFC 3339 parser takes it then).
+fn parse_format_utc_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 28
+        || [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (27, b'Z'),
+        ]
+        .iter()
+        .any(|&(i, c)| b[i] != c)
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0_u32, |v, &c| {
+            c.is_ascii_digit().then(|| v * 10 + u32::from(c - b'0'))
+        })
+    };
+    let year = i32::try_from(num(0, 4)?).ok()?;
+    let date = chrono::NaiveDate::from_ymd_opt(year, num(5, 7)?, num(8, 10)?)?;
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        // A leap second (`:60`) is chrono's to read.
+        return None;
+    }
+    let ticks = num(20, 27)?; // 100 ns
+    let days = i64::from(date.num_days_from_ce()) - UNIX_EPOCH_DAYS_FROM_CE;
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    Some(secs * 1000 + i64::from(ticks / 10_000))
 }
 
 /// Formats Unix milliseconds the way Azure does (see [`format_utc`]).
@@ -94,6 +137,43 @@ mod tests {
             format_utc(far),
             format_utc_general(far),
             "a five-digit year"
+        );
+    }
+
+    #[test]
+    fn the_digit_reader_reads_times_as_chrono_does() {
+        let chrono_ms = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc).timestamp_millis())
+        };
+        let mut secs: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
+        let mut nanos: u32 = 0;
+        while secs < 253_402_300_799 {
+            let text = format_utc(DateTime::<Utc>::from_timestamp(secs, nanos).unwrap());
+            assert_eq!(parse_format_utc_ms(&text), chrono_ms(&text), "{text}");
+            secs += 86_399_917 + i64::from(nanos % 977);
+            nanos = (nanos.wrapping_mul(2_654_435_761).wrapping_add(12_345)) % 1_000_000_000;
+        }
+        for other in [
+            "2024-01-01T00:01:00Z",
+            "2024-01-01T00:01:00.5+02:00",
+            "2024-02-30T00:00:00.0000000Z",
+            "2024-01-01T24:00:00.0000000Z",
+            "2024-01-01T00:00:00.00000a0Z",
+            "2016-12-31T23:59:60.5000000Z",
+            "2024-01-01 00:00:00.0000000Z",
+        ] {
+            assert_eq!(parse_format_utc_ms(other), None, "{other}");
+        }
+        assert_eq!(
+            parse_utc_ms("2016-12-31T23:59:60.5000000Z"),
+            chrono_ms("2016-12-31T23:59:60.5000000Z"),
+            "a leap second, read by chrono"
+        );
+        assert_eq!(
+            parse_utc_ms("2024-01-01T00:01:00.5+02:00"),
+            chrono_ms("2024-01-01T00:01:00.5+02:00")
         );
     }
 

@@ -418,7 +418,8 @@ async fn direct_methods_offline_online_and_timeout() {
     let device = tokio::spawn(async move {
         let mut names = Vec::new();
         while let Some(ev) = rx.recv().await {
-            if let HubEvent::MethodRequest { rid, name, payload } = ev {
+            if let HubEvent::MethodRequest(call) = ev {
+                let fleethub_services::hub::MethodCall { rid, name, payload } = *call;
                 let answered = name == "reboot";
                 names.push((name, String::from_utf8(payload).unwrap()));
                 if answered {

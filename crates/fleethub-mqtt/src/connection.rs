@@ -129,7 +129,11 @@ where
         Some(ConnectTarget::Dps {
             id_scope,
             registration_id,
-        }) => dps_session::serve(gw, client, &id_scope, registration_id).await,
+        }) => {
+            // Boxed: a DPS session's future is larger than a hub session's, and every hub
+            // connection's future would otherwise keep room for it while it lives.
+            Box::pin(dps_session::serve(gw, client, &id_scope, registration_id)).await
+        }
         Some(ConnectTarget::Hub {
             host,
             device_id,

@@ -183,7 +183,10 @@ impl<H: Handler> Listener<H> {
                 })),
             };
             tokio::spawn(async move {
-                let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp));
+                // Boxed as well: the handshake's state (a whole TLS connection) is freed once
+                // it is done, instead of sizing the task every connection keeps while it lives.
+                let handshake =
+                    Box::pin(tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)));
                 let stream = tokio::select! {
                     r = handshake => match r {
                         Ok(Ok(s)) => s,

@@ -240,10 +240,10 @@ async fn dispatch(
                         .as_ref()
                         .is_some_and(|tx| tx.try_send(super::twin::desired_message(&patch)).is_ok())
             }
-            HubEvent::MethodRequest { rid, name, payload } => r
-                .methods
-                .as_ref()
-                .is_some_and(|tx| tx.try_send(MethodRequest { rid, name, payload }).is_ok()),
+            HubEvent::MethodRequest(call) => r.methods.as_ref().is_some_and(|tx| {
+                let fleethub_services::hub::MethodCall { rid, name, payload } = *call;
+                tx.try_send(MethodRequest { rid, name, payload }).is_ok()
+            }),
             HubEvent::Revoked(_) => true,
         };
         drop(r);

@@ -23,6 +23,7 @@ use fleethub_mqtt_codec::{
 };
 use fleethub_services::hub::C2dMessage;
 use fleethub_services::hub::Error as HubError;
+use fleethub_services::hub::MethodCall;
 use fleethub_services::hub::c2d::{C2dView, iso_utc};
 use fleethub_services::{Features, HubEvent, TelemetryIn};
 use std::collections::{BTreeMap, HashMap};
@@ -327,10 +328,11 @@ impl HubSession {
                 let topic = hub::desired_patch_topic(Some(v));
                 vec![self.publish(topic, qos, body)]
             }
-            HubEvent::MethodRequest { rid, name, payload } => {
+            HubEvent::MethodRequest(call) => {
                 if self.qos_for(HubFilter::Methods).is_none() {
                     return Vec::new();
                 }
+                let MethodCall { rid, name, payload } = *call;
                 // The hub sends method requests at QoS 0.
                 let topic = hub::method_request_topic(&name, &rid);
                 vec![self.publish(topic, QoS::AtMostOnce, payload)]

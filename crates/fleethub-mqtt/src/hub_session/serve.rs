@@ -55,14 +55,17 @@ where
         peer: Some(peer),
     };
     let password = client.password();
-    let principal = match gw
-        .hub
-        .authenticate_device(&device_id, module_id.as_deref(), &password, ctx)
+    // Boxed, as the rare calls in `perform`: the connection's future need not keep room for it.
+    let principal =
+        match Box::pin(
+            gw.hub
+                .authenticate_device(&device_id, module_id.as_deref(), &password, ctx),
+        )
         .await
-    {
-        Ok(p) => p,
-        Err(e) => return client.refuse(crate::errors::hub_connect_refusal(&e)).await,
-    };
+        {
+            Ok(p) => p,
+            Err(e) => return client.refuse(crate::errors::hub_connect_refusal(&e)).await,
+        };
     let mut live = gw.live.register(&identity);
     let conn = live.id;
     let clean = client.connect.clean_session;
@@ -294,7 +297,12 @@ impl Services<HubSession> for HubServices<'_> {
                     tracing::warn!(identity, "cannot save the MQTT session: {e}");
                 }
             }
-            HubCall::PendingC2d => return HubReply::PendingC2d(hub.pending_c2d(device).await),
+            // The rare calls' futures are boxed: a connection's future is as large as the
+            // largest call it may await (a twin read or update holds kilobytes), and every
+            // idle connection keeps that size for its whole life.
+            HubCall::PendingC2d => {
+                return HubReply::PendingC2d(Box::pin(hub.pending_c2d(device)).await);
+            }
             HubCall::MarkC2dDelivered(m) => {
                 let _ = hub.mark_c2d_delivered(&m).await;
             }
@@ -326,7 +334,7 @@ impl Services<HubSession> for HubServices<'_> {
             }
             HubCall::GetTwin { rid } => {
                 let result = match hub.admit_for(Operation::TwinRead, device, module) {
-                    Ok(()) => hub.get_twin(TwinTarget::new(device, module)).await,
+                    Ok(()) => Box::pin(hub.get_twin(TwinTarget::new(device, module))).await,
                     Err(e) => Err(e),
                 };
                 let result =
@@ -336,8 +344,7 @@ impl Services<HubSession> for HubServices<'_> {
             HubCall::PatchReported { rid, patch } => {
                 let result = match hub.admit_for(Operation::TwinUpdate, device, module) {
                     Ok(()) => {
-                        hub.patch_reported(TwinTarget::new(device, module), &patch)
-                            .await
+                        Box::pin(hub.patch_reported(TwinTarget::new(device, module), &patch)).await
                     }
                     Err(e) => Err(e),
                 };

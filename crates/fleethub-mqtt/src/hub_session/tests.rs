@@ -315,10 +315,12 @@ fn packet_ids_wrap_around_and_skip_ids_in_flight() {
 #[test]
 fn events_follow_the_subscriptions() {
     let (mut s, _) = session();
-    let method = || HubEvent::MethodRequest {
-        rid: "9".into(),
-        name: "reboot".into(),
-        payload: b"{}".to_vec(),
+    let method = || {
+        HubEvent::MethodRequest(Box::new(fleethub_services::hub::MethodCall {
+            rid: "9".into(),
+            name: "reboot".into(),
+            payload: b"{}".to_vec(),
+        }))
     };
     assert!(s.on_event(method()).is_empty());
     assert!(

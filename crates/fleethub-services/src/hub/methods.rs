@@ -94,11 +94,11 @@ impl Hub {
         if !self.notify(
             device_id,
             module_id,
-            HubEvent::MethodRequest {
+            HubEvent::MethodRequest(Box::new(super::MethodCall {
                 rid: rid.clone(),
                 name: name.to_string(),
                 payload: body,
-            },
+            })),
         ) {
             self.methods.waiting.lock().expect("methods").remove(&rid);
             return Err(MethodError::NotOnline(who));

@@ -32,7 +32,7 @@ pub use feedback::{FeedbackRecord, FeedbackStatus};
 /// Queued cloud-to-device messages, as transports deliver them.
 pub use fleethub_storage::C2dMessage;
 pub use methods::MethodError;
-pub use presence::{Activity, Attachment, Features, HubEvent, Revocation};
+pub use presence::{Activity, Attachment, Features, HubEvent, MethodCall, Revocation};
 pub use sessions::SessionSubscriptions;
 pub use telemetry::{EventsPage, MAX_TELEMETRY_BYTES, TelemetryIn};
 pub use twin::TwinTarget;

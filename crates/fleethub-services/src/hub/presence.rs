@@ -19,17 +19,23 @@ use tokio::sync::{mpsc, watch};
 pub enum HubEvent {
     /// Body for `$iothub/twin/PATCH/properties/desired/?$version={v}` (includes `$version`).
     DesiredPatch(Value),
-    /// A direct method call: `$iothub/methods/POST/{name}/?$rid={rid}`.
-    MethodRequest {
-        rid: String,
-        name: String,
-        payload: Vec<u8>,
-    },
+    /// A direct method call: `$iothub/methods/POST/{name}/?$rid={rid}`. Boxed: every live
+    /// connection's event queue allocates room for 32 events up front, each as large as the
+    /// largest variant.
+    MethodRequest(Box<MethodCall>),
     /// New cloud-to-device messages are queued.
     C2dAvailable,
     /// The identity was disabled or deleted: the connection must close (the reason says why).
     /// Not queued by the hub (see [`Revocation`]); the connection loop hands it to its session.
     Revoked(String),
+}
+
+/// A direct method call on its way to a device ([`HubEvent::MethodRequest`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodCall {
+    pub rid: String,
+    pub name: String,
+    pub payload: Vec<u8>,
 }
 
 /// Which features a connection has subscribed to.

@@ -17,6 +17,7 @@ mod partitions;
 mod pool;
 mod presence;
 mod registry;
+mod retention;
 mod schema;
 mod sessions;
 mod settings;

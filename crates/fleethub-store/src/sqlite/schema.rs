@@ -89,6 +89,9 @@ pub const MIGRATIONS: &[&str] = &[
     // locked), in the store so that every node sharing it knows them
     "ALTER TABLE c2d ADD COLUMN lock_token TEXT;
      ALTER TABLE c2d ADD COLUMN lock_until_ms INTEGER;",
+    // 14: no index on the telemetry's text time: every append paid an index insert with string
+    // compares for it; retention now finds its cut-off by the numbering (`retention`)
+    "DROP INDEX IF EXISTS telemetry_by_time;",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

@@ -4,7 +4,7 @@
 
 use super::{
     OptionalExtension, Result, SqliteStore, TelemetryMessage, async_trait, consumer_groups, decode,
-    encode, now_utc, params, partitions,
+    encode, now_utc, params, partitions, retention,
 };
 use crate::StoreError;
 use crate::{
@@ -192,10 +192,7 @@ impl TelemetryStore for SqliteStore {
         self.pool
             .write(move |c| {
                 partitions::raise_floors(c)?;
-                Ok(c.execute(
-                    "DELETE FROM telemetry WHERE enqueued_utc < ?1",
-                    params![before],
-                )? as u64)
+                retention::prune(c, &before)
             })
             .await
     }

@@ -10,10 +10,16 @@
 use super::telemetry;
 use crate::{Result, StoreError, TelemetryMessage};
 use rusqlite::{Connection, Statement};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// Longest a transaction waits for more telemetry appends before it commits (see
+/// [`GroupWindow`]).
+const GROUP_WINDOW: Duration = Duration::from_millis(1);
+/// How often the queue is looked at while waiting.
+const GROUP_SLICE: Duration = Duration::from_micros(100);
 
 /// What a generic job does once its transaction has ended (given the commit error, if any).
 pub(super) type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
@@ -128,6 +134,7 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
     };
     let mut queued: Vec<Job> = Vec::new();
     let mut done: Vec<Done> = Vec::new();
+    let mut window = GroupWindow::default();
     while let Some(first) = rx.blocking_recv() {
         if let Err(e) = tx.begin.execute([]) {
             tracing::error!(error = %e, "store: cannot begin a transaction");
@@ -151,6 +158,17 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             run_in_savepoints(&conn, &mut tx, &mut queued, &mut done);
             taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
         }
+        let mut appends = appends_in(&done);
+        let until = Instant::now() + GROUP_WINDOW;
+        while window.wants_more(appends, taken) && Instant::now() < until {
+            std::thread::sleep(GROUP_SLICE);
+            taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
+            if !queued.is_empty() {
+                run_in_savepoints(&conn, &mut tx, &mut queued, &mut done);
+                appends = appends_in(&done);
+            }
+        }
+        window.committed(appends);
         let commit = tx.commit.execute([]);
         let err = commit.as_ref().err().map(std::string::ToString::to_string);
         if err.is_some() {
@@ -159,6 +177,38 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
         }
         done.drain(..).for_each(|d| d.finish(err.as_deref()));
     }
+}
+
+/// Adaptive group commit for telemetry. At one publish in flight per device, the devices
+/// whose appends a commit answered send their next message only after it: committing at
+/// once gives each commit the few that happened to arrive meanwhile, and every commit costs
+/// the same (WAL frames of every page it changed, two `pwrite`s each). So a transaction
+/// holding telemetry appends waits, up to [`GROUP_WINDOW`], until it holds as many appends
+/// as the previous commit did: the devices answered last time have come back. A commit of
+/// a single append (a lone device) does not make the next one wait, so a device sending
+/// alone gets its acknowledgement as before; nothing waits when no telemetry is in the
+/// transaction.
+#[derive(Default)]
+struct GroupWindow {
+    /// Appends in the previous commit.
+    last: usize,
+}
+
+impl GroupWindow {
+    /// Whether a transaction holding `appends` appends (of `taken` jobs) waits for more.
+    fn wants_more(&self, appends: usize, taken: usize) -> bool {
+        appends > 0 && self.last > 1 && appends < self.last && taken < MAX_BATCH
+    }
+
+    fn committed(&mut self, appends: usize) {
+        self.last = appends;
+    }
+}
+
+fn appends_in(done: &[Done]) -> usize {
+    done.iter()
+        .filter(|d| matches!(d, Done::Append(..)))
+        .count()
 }
 
 /// Moves up to `room` queued jobs into `queued`; returns how many.
@@ -269,5 +319,34 @@ fn append_run(
     }
     if let Err(e) = together {
         tracing::warn!(error = %e, "store: a combined telemetry append failed; appended one by one");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_telemetry_after_a_grouped_commit_waits_and_only_for_as_many_as_then() {
+        let mut w = GroupWindow::default();
+        // The first commit, and a lone device after its own commit: no wait.
+        assert!(!w.wants_more(1, 1));
+        w.committed(1);
+        assert!(!w.wants_more(1, 1));
+        // After a commit of five appends: wait while fewer than five are in.
+        w.committed(5);
+        assert!(w.wants_more(1, 1));
+        assert!(w.wants_more(4, 9));
+        assert!(!w.wants_more(5, 5));
+        assert!(!w.wants_more(7, 7));
+        // A transaction without telemetry (registrations, twin writes) never waits, nor a
+        // full one.
+        assert!(!w.wants_more(0, 3));
+        assert!(!w.wants_more(2, MAX_BATCH));
+        // Traffic that thins out: the window follows the last commit.
+        w.committed(2);
+        assert!(w.wants_more(1, 1));
+        w.committed(1);
+        assert!(!w.wants_more(1, 1));
     }
 }

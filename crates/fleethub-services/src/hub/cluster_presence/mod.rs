@@ -152,7 +152,7 @@ impl Hub {
             HubEvent::C2dAvailable => PeerEvent::C2dAvailable {
                 device_id: device_id.to_string(),
             },
-            HubEvent::MethodRequest { .. } | HubEvent::Revoked(_) => return,
+            HubEvent::MethodRequest(_) | HubEvent::Revoked(_) => return,
         };
         bus.send(&node, event);
     }
@@ -382,7 +382,7 @@ impl Hub {
 pub(crate) fn wanted(features: Features, ev: &HubEvent) -> bool {
     match ev {
         HubEvent::DesiredPatch(_) => features.desired,
-        HubEvent::MethodRequest { .. } => features.methods,
+        HubEvent::MethodRequest(_) => features.methods,
         HubEvent::C2dAvailable => features.c2d,
         HubEvent::Revoked(_) => true,
     }

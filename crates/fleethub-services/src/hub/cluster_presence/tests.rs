@@ -59,9 +59,10 @@ async fn methods_and_events_reach_a_device_on_another_node() {
         b.invoke_method("d1", None, "reboot", &serde_json::json!({"n": 1}), 5)
             .await
     });
-    let Some(HubEvent::MethodRequest { rid, name, payload }) = on_a.events.recv().await else {
+    let Some(HubEvent::MethodRequest(request)) = on_a.events.recv().await else {
         panic!("no method request on node a");
     };
+    let crate::hub::MethodCall { rid, name, payload } = *request;
     assert_eq!(
         (name.as_str(), &payload[..]),
         ("reboot", &br#"{"n":1}"#[..])

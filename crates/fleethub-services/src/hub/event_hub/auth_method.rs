@@ -12,13 +12,21 @@ pub const AUTH_METHOD_PROPERTY: &str = "iothub-connection-auth-method";
 /// device's or module's own key gives scope `device`/`module`; a hub policy's token (with
 /// DeviceConnect) scope `hub`. Every fleethub identity authenticates with a SAS token (the
 /// registry keeps no X.509 identities), so the type is `sas` and the issuer `iothub`.
+/// (Three fixed texts: it is written into every stored message, where formatting it showed in
+/// the server's profile.)
 pub fn auth_method(p: &HubPrincipal) -> String {
-    let scope = match (&p.key, &p.module_id) {
-        (AuthKey::Policy(_), _) => "hub",
-        (_, Some(_)) => "module",
-        (_, None) => "device",
-    };
-    format!(r#"{{"scope":"{scope}","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}}"#)
+    match (&p.key, &p.module_id) {
+        (AuthKey::Policy(_), _) => {
+            r#"{"scope":"hub","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#
+        }
+        (_, Some(_)) => {
+            r#"{"scope":"module","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#
+        }
+        (_, None) => {
+            r#"{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#
+        }
+    }
+    .to_string()
 }
 
 #[cfg(test)]
