@@ -5,6 +5,7 @@
 # handshakes of the same listener (MQTT and HTTPS). Each measurement runs ROUNDS times (default 3),
 # fleethub and mosquitto alternated, each after the machine is quiet (wait-quiet.sh); a run during
 # which other processes used more than MAX_OTHER cores (default 0.15) is reported as noisy.
+# The idle-connection RSS runs once, before the rounds, on the freshly started servers.
 # Prints every run and the median ratios; the JSON reports stay in OUT.
 #
 # Usage: scripts/bench-compare.sh [--bin target/release/fleethub]
@@ -58,14 +59,19 @@ run() {
 
 telemetry=(bench telemetry --devices "$DEVICES" --max --payload-bytes 200 --duration 10 --warmup 2)
 mosquitto=(--target mosquitto --port $MOSQ_PORT --tls-ca "$OUT/mosquitto/ca.pem")
+# Idle connections once, first, while both servers are fresh: RSS is measured as the growth of
+# the server's resident set, and memory a process freed after earlier connections stays resident
+# (reused by the next ones), so a later or repeated idle run would read too little.
+round=1
+echo "idle connections ($IDLE per server)"
+run fleethub-idle "$BIN" bench telemetry --data-dir "$OUT/data" --devices "$IDLE" --connect-only --duration 10
+run mosquitto-idle "$BIN" bench telemetry "${mosquitto[@]}" --devices "$IDLE" --connect-only --duration 10
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round of $ROUNDS"
   for inflight in 1 4; do
     run "fleethub-inflight$inflight" "$BIN" "${telemetry[@]}" --data-dir "$OUT/data" --inflight $inflight
     run "mosquitto-inflight$inflight" "$BIN" "${telemetry[@]}" "${mosquitto[@]}" --inflight $inflight
   done
-  run fleethub-idle "$BIN" bench telemetry --data-dir "$OUT/data" --devices "$IDLE" --connect-only --duration 10
-  run mosquitto-idle "$BIN" bench telemetry "${mosquitto[@]}" --devices "$IDLE" --connect-only --duration 10
   for transport in mqtt https; do
     run "register-$transport" "$BIN" bench register --data-dir "$OUT/data" --count "$REGISTRATIONS" \
       --concurrency 32 --transport $transport
