@@ -86,23 +86,10 @@ impl Drop for Nats {
 }
 
 fn node(data_dir: &Path, store_url: &str, node_id: &str, nats_url: &str) -> ServerProcess {
-    std::fs::create_dir_all(data_dir).unwrap();
-    ServerProcess::start_with(
+    ServerProcess::start_on_store(
         data_dir,
-        free_port(),
-        free_port(),
-        &[
-            "--hub-hostname",
-            "hub.fleethub.test",
-            "--dps-hostname",
-            "localhost",
-            "--store-url",
-            store_url,
-            "--node-id",
-            node_id,
-            "--nats-url",
-            nats_url,
-        ],
+        store_url,
+        &["--node-id", node_id, "--nats-url", nats_url],
     )
 }
 

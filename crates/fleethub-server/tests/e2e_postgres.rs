@@ -18,19 +18,7 @@ fn postgres() -> Throwaway {
 }
 
 fn node(data_dir: &Path, url: &str) -> ServerProcess {
-    ServerProcess::start_with(
-        data_dir,
-        free_port(),
-        free_port(),
-        &[
-            "--hub-hostname",
-            "hub.fleethub.test",
-            "--dps-hostname",
-            "localhost",
-            "--store-url",
-            url,
-        ],
-    )
+    ServerProcess::start_on_store(data_dir, url, &[])
 }
 
 fn hub_client(s: &ServerProcess) -> ServiceClient<HttpsTransport> {

@@ -15,9 +15,9 @@ pub use partitioned_log::{
 };
 
 use crate::{
-    AuthFailureRecord, AuthFailureStore, C2dMessage, C2dStore, ConfigurationStore, DeviceRecord,
-    DpsStore, LinkedHubStore, ModuleRecord, PageRequest, Precondition, PresenceRecord,
-    PresenceStore, RegistryStore, SessionStore, SettingsStore, StoreError,
+    AuthFailureRecord, AuthFailureStore, C2dStore, ConfigurationStore, DeviceRecord, DpsStore,
+    LinkedHubStore, ModuleRecord, PageRequest, Precondition, PresenceRecord, PresenceStore,
+    RegistryStore, SessionStore, SettingsStore, StoreError,
 };
 use fleethub_api::{
     AttestationMechanism, Configuration, ConfigurationContent, Device, IndividualEnrollment,
@@ -290,20 +290,7 @@ pub async fn configuration_crud_with_etags(s: &(impl ConfigurationStore + Regist
 
 /// Cloud-to-device queues: bounded, oldest first, updated, completed and purged per device.
 pub async fn c2d_queue(s: &impl C2dStore) {
-    let msg = |device: &str, id: &str| C2dMessage {
-        sequence_number: 0,
-        device_id: device.into(),
-        message_id: id.into(),
-        correlation_id: None,
-        content_type: None,
-        content_encoding: None,
-        expiry_unix: 4_000_000_000,
-        enqueued_time_utc: "2024-01-01T00:00:00Z".into(),
-        delivery_count: 0,
-        ack: None,
-        properties: std::collections::BTreeMap::default(),
-        body: b"hi".to_vec(),
-    };
+    let msg = c2d_message;
     let first = s.enqueue_c2d(msg("d1", "a"), 2).await.unwrap();
     let second = s.enqueue_c2d(msg("d1", "b"), 2).await.unwrap();
     assert!(first.sequence_number < second.sequence_number);

@@ -56,6 +56,22 @@ impl ServerProcess {
         )
     }
 
+    /// Starts a node (host names as [`ServerProcess::start_in`]) on the store at `store_url`
+    /// (`--store-url`), with `extra` arguments (e.g. `--node-id`, `--nats-url`).
+    pub fn start_on_store(data_dir: &Path, store_url: &str, extra: &[&str]) -> ServerProcess {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let mut args = vec![
+            "--hub-hostname",
+            "hub.fleethub.test",
+            "--dps-hostname",
+            "localhost",
+            "--store-url",
+            store_url,
+        ];
+        args.extend_from_slice(extra);
+        Self::start_with(data_dir, free_port(), free_port(), &args)
+    }
+
     /// Starts a server (host names as [`ServerProcess::start_in`]) with `settings` (TOML) as
     /// its config file, in a new temporary directory that lives as long as the returned guard.
     pub fn start_with_config(settings: &str) -> (ServerProcess, tempfile::TempDir) {
