@@ -44,7 +44,8 @@ pub use fleethub_service_client::progress::{Progress, ProgressMode};
 use tokio::task::JoinSet;
 
 pub use consume::{
-    ConsumeBenchOptions, ConsumeBenchReport, Layout as ConsumeLayout, run_consume_bench,
+    ConsumeBenchOptions, ConsumeBenchReport, Layout as ConsumeLayout, Settle as ConsumeSettle,
+    run_consume_bench,
 };
 pub use fleethub_device::provisioning::Transport;
 pub use service::{DpsService, SERVICE_API_VERSION};

@@ -25,6 +25,16 @@ pub enum ConsumeLayout {
     Shared,
 }
 
+/// How the backlog read's receivers settle.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ConsumeSettle {
+    /// Accept every delivery with a Disposition, as the official Python and Node consumers do.
+    Accept,
+    /// Ask for pre-settled transfers (`snd-settle-mode` `settled`), as the .NET
+    /// `Azure.Messaging.EventHubs` consumer and the Azure Functions trigger built on it do.
+    OnSend,
+}
+
 /// Read a stored backlog with one Event Hubs-style AMQP consumer (one receiver per
 /// partition) against the REST read of the same log, then the PUBACK -> live consumer
 /// latency; publishes the backlog first when the partitions hold less.
@@ -57,6 +67,9 @@ pub struct ConsumeArgs {
     /// Connections of the backlog read.
     #[arg(long, value_enum, default_value = "connection-per-partition")]
     layout: ConsumeLayout,
+    /// How the backlog read's receivers settle.
+    #[arg(long, value_enum, default_value = "accept")]
+    settle: ConsumeSettle,
     /// Consumer group the receivers read (must exist).
     #[arg(long, default_value = "$Default")]
     consumer_group: String,
@@ -90,6 +103,10 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
                 fleethub_bench::ConsumeLayout::SessionPerPartition
             }
             ConsumeLayout::Shared => fleethub_bench::ConsumeLayout::Shared,
+        },
+        settle: match args.settle {
+            ConsumeSettle::Accept => fleethub_bench::ConsumeSettle::Accept,
+            ConsumeSettle::OnSend => fleethub_bench::ConsumeSettle::OnSend,
         },
         consumer_group: args.consumer_group,
         phase_timeout: Duration::from_secs(args.phase_timeout),

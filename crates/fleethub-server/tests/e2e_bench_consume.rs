@@ -1,19 +1,22 @@
 //! End-to-end: `fleethub bench consume` against the real binary with a tiny backlog: it
 //! publishes exactly the backlog, the Event Hubs-style consumer and the REST baseline read
 //! exactly what is stored, the live consumer gets every PUBACKed message; two more runs reuse
-//! the stored backlog instead of publishing, with the other connection layouts (`--layout`).
+//! the stored backlog instead of publishing, with the other connection layouts (`--layout`),
+//! and one more with receivers that ask for pre-settled transfers (`--settle on-send`).
 
 mod common;
 
 use common::ServerProcess;
 use serde_json::Value;
 
-fn bench(server: &ServerProcess, backlog: &str, layout: &str) -> Value {
+fn bench(server: &ServerProcess, backlog: &str, layout: &str, settle: &str) -> Value {
     let (ok, out, err) = server.cli(&[
         "bench",
         "consume",
         "--layout",
         layout,
+        "--settle",
+        settle,
         "--backlog",
         backlog,
         "--devices",
@@ -42,9 +45,10 @@ fn f(r: &Value, k: &str) -> f64 {
 #[test]
 fn bench_consume_reads_exactly_the_backlog() {
     let server = ServerProcess::start();
-    let r = bench(&server, "2000", "connection-per-partition");
+    let r = bench(&server, "2000", "connection-per-partition", "accept");
     assert_eq!(n(&r, "partitions"), 4, "{r}");
     assert_eq!(r["layout"], "connection-per-partition", "{r}");
+    assert_eq!(r["settle"], "accept", "{r}");
     assert_eq!(n(&r, "backlogPublished"), 2000, "{r}");
     assert_eq!(n(&r, "publishErrors"), 0, "{r}");
     assert_eq!(n(&r, "backlogEvents"), 2000, "{r}");
@@ -67,11 +71,16 @@ fn bench_consume_reads_exactly_the_backlog() {
     assert!(r.get("firstError").is_none(), "{r}");
 
     // The stored events (backlog + live phase) are reused, and all of them are read, whatever
-    // the connections and sessions of the consumer.
+    // the connections and sessions of the consumer and its settlement.
     let mut stored = 2000 + sent;
-    for layout in ["session-per-partition", "shared"] {
-        let again = bench(&server, "1000", layout);
+    for (layout, settle) in [
+        ("session-per-partition", "accept"),
+        ("shared", "accept"),
+        ("connection-per-partition", "on-send"),
+    ] {
+        let again = bench(&server, "1000", layout, settle);
         assert_eq!(again["layout"], layout, "{again}");
+        assert_eq!(again["settle"], settle, "{again}");
         assert_eq!(n(&again, "backlogPublished"), 0, "{again}");
         assert_eq!(n(&again, "backlogEvents"), stored, "{again}");
         assert_eq!(n(&again, "eventsRead"), stored, "{again}");

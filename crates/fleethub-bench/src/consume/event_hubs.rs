@@ -15,6 +15,7 @@ use fe2o3_amqp::link::receiver::CreditMode;
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
+use fe2o3_amqp_types::definitions::SenderSettleMode;
 use fe2o3_amqp_types::messaging::annotations::OwnedKey;
 use fe2o3_amqp_types::messaging::{
     AmqpValue, ApplicationProperties, Body, FilterSet, Message, MessageId, Properties, Source,
@@ -47,6 +48,21 @@ pub enum Layout {
     Shared,
 }
 
+/// How the backlog read's receivers settle (`bench consume --settle`; see
+/// docs/protocol-notes.md, "Event Hubs consumers: connections, sessions, settlement").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Settle {
+    /// `snd-settle-mode` left to the sender, every delivery accepted with a Disposition: what
+    /// the official Python `azure-eventhub` and Node `@azure/event-hubs` consumers do.
+    #[default]
+    Accept,
+    /// `snd-settle-mode` `settled`: the server sends every transfer pre-settled and the client
+    /// sends no Disposition: what the .NET `Azure.Messaging.EventHubs` consumer (and with it
+    /// the Azure Functions Event Hubs / IoT Hub trigger) asks for (`SettleMode.SettleOnSend`).
+    OnSend,
+}
+
 /// An open AMQP connection with a session and a valid token for the event hub.
 pub(super) struct Consumer {
     conn: ConnectionHandle<()>,
@@ -55,6 +71,7 @@ pub(super) struct Consumer {
     event_hub: String,
     group: String,
     credit: u32,
+    settle: Settle,
 }
 
 /// Where a consumer's receivers connect and with what.
@@ -66,6 +83,7 @@ pub(super) struct Endpoint<'a> {
     pub connection_string: &'a str,
     pub consumer_group: &'a str,
     pub credit: u32,
+    pub settle: Settle,
 }
 
 impl Consumer {
@@ -101,6 +119,7 @@ impl Consumer {
             event_hub,
             group: ep.consumer_group.to_string(),
             credit: ep.credit,
+            settle: ep.settle,
         })
     }
 
@@ -146,9 +165,12 @@ impl Consumer {
             ))
             .source(source)
             .target("fleethub-bench")
-            .credit_mode(CreditMode::Auto(self.credit))
-            .auto_accept(true)
-            .attach(&mut self.sessions[partition as usize % n]);
+            .credit_mode(CreditMode::Auto(self.credit));
+        let attach = match self.settle {
+            Settle::Accept => attach.auto_accept(true),
+            Settle::OnSend => attach.sender_settle_mode(SenderSettleMode::Settled),
+        }
+        .attach(&mut self.sessions[partition as usize % n]);
         tokio::time::timeout(RPC_TIMEOUT, attach)
             .await
             .map_err(|_| anyhow!("{address}: no attach within {RPC_TIMEOUT:?}"))?

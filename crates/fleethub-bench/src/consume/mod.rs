@@ -11,7 +11,9 @@
 //!    consumer does), one with a session per partition ([`Layout::SessionPerPartition`], as
 //!    the Node consumer does) or one session for all ([`Layout::Shared`]), then reads every partition from its
 //!    start to its last sequence number, one receiver per partition with `credit` link credit
-//!    each: events/s from the first attach to the last partition done;
+//!    each, accepting every delivery ([`Settle::Accept`], as the Python and Node consumers do)
+//!    or asking for pre-settled transfers ([`Settle::OnSend`], as the .NET consumer does):
+//!    events/s from the first attach to the last partition done;
 //! 3. the baseline: `GET /messages/events` in pages of 1000 from the start (a consumer group
 //!    of its own), up to the same number of events: events/s;
 //! 4. attaches a receiver at `@latest` on every partition, publishes `latency_rate` messages/s
@@ -39,8 +41,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use devices::{AckTimes, Fleet};
-pub use event_hubs::Layout;
 use event_hubs::{Consumer, Endpoint};
+pub use event_hubs::{Layout, Settle};
 pub use report::ConsumeBenchReport;
 
 /// How long the live consumer may still get events after publishing stopped.
@@ -65,6 +67,8 @@ pub struct ConsumeBenchOptions {
     pub credit: u32,
     /// Connections of the backlog read.
     pub layout: Layout,
+    /// How the backlog read's receivers settle.
+    pub settle: Settle,
     pub consumer_group: String,
     /// Bound on filling the backlog and on each read.
     pub phase_timeout: Duration,
@@ -92,6 +96,7 @@ impl Default for ConsumeBenchOptions {
             latency_secs: 10,
             credit: 1000,
             layout: Layout::default(),
+            settle: Settle::default(),
             consumer_group: "$Default".into(),
             phase_timeout: Duration::from_hours(1),
             hub_host: "localhost".into(),
@@ -152,6 +157,7 @@ pub async fn run_consume_bench(opts: ConsumeBenchOptions) -> anyhow::Result<Cons
         devices: opts.devices,
         credit: opts.credit,
         layout: opts.layout,
+        settle: opts.settle,
         latency_rate: opts.latency_rate,
         ..Default::default()
     };
@@ -220,6 +226,7 @@ async fn measure(
         connection_string: &opts.hub_service_connection_string,
         consumer_group: &opts.consumer_group,
         credit: opts.credit,
+        settle: opts.settle,
     };
     eprintln!("reading {} events over AMQP ...", report.backlog_events);
     let (connections, sessions) = match opts.layout {

@@ -45,6 +45,8 @@ pub struct ConsumeBenchReport {
     pub credit: u32,
     /// Connections of the backlog read.
     pub layout: super::Layout,
+    /// How the backlog read's receivers settled.
+    pub settle: super::Settle,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
 }
@@ -53,7 +55,7 @@ impl fmt::Display for ConsumeBenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "bench consume: {} partitions, link credit {}, {}",
+            "bench consume: {} partitions, link credit {}, {}, {}",
             self.partitions,
             self.credit,
             match self.layout {
@@ -61,6 +63,10 @@ impl fmt::Display for ConsumeBenchReport {
                 super::Layout::SessionPerPartition =>
                     "one AMQP connection, one session per partition",
                 super::Layout::Shared => "one AMQP connection and session for all partitions",
+            },
+            match self.settle {
+                super::Settle::Accept => "every delivery accepted (Python, Node)",
+                super::Settle::OnSend => "settled on send (.NET, Azure Functions)",
             }
         )?;
         if self.backlog_published > 0 {
