@@ -68,10 +68,11 @@ impl<R, W: AsyncWrite + Unpin> Client<'_, R, W> {
         Err(ConnectionError::Refused(code))
     }
 
-    /// Answers CONNACK 0.
-    pub(crate) async fn accept(&mut self, session_present: bool) -> Result<(), ConnectionError> {
+    /// Queues CONNACK 0: it leaves with the next flush (with the answers to packets the
+    /// client sent behind its CONNECT).
+    pub(crate) fn accept(&mut self, session_present: bool) -> Result<(), ConnectionError> {
         let ack = ConnAck::new(ConnectReturnCode::Accepted, session_present);
-        Ok(self.writer.send(&Packet::ConnAck(ack)).await?)
+        Ok(self.writer.push(&Packet::ConnAck(ack))?)
     }
 }
 

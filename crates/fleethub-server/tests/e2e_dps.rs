@@ -174,3 +174,89 @@ async fn kill9_loses_no_assigned_registration() {
     let list: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(list.as_array().unwrap().len() >= answered.len());
 }
+
+/// A client may send SUBSCRIBE and its register PUBLISH right behind CONNECT (MQTT 3.1.1
+/// section 3.1.4; the device SDK does): the server answers them in order, CONNACK through the
+/// `202` in one write (docs/protocol-notes.md, "DPS over MQTT: packets in one write").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_packets_sent_behind_connect_are_answered_in_order_and_together() {
+    use bytes::BytesMut;
+    use fleethub_iot_protocol::{dps, identity};
+    use fleethub_mqtt_codec::{
+        ConnectReturnCode, Packet, Publish, QoS, Subscribe, SubscribeReturnCode, decode, encode,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let s = ServerProcess::start();
+    let key = create_enrollment(&s, "e2e-dev-3");
+    let scope = s.info.id_scope.clone();
+    let tls = fleethub_device::ClientTlsConfig::with_ca_file(s.ca_pem()).unwrap();
+    let mut stream = tls.connect("localhost", s.mqtt_port).await.unwrap();
+    let expiry = fleethub_core::time_util::now_unix() + 3600;
+    let token = fleethub_core::sas::build_token(
+        &identity::dps_sas_resource(&scope, "e2e-dev-3"),
+        &key,
+        expiry,
+        Some(identity::DPS_SAS_KEY_NAME),
+    )
+    .unwrap();
+    let connect = fleethub_mqtt_codec::Connect {
+        protocol_level: fleethub_mqtt_codec::PROTOCOL_LEVEL_3_1_1,
+        client_id: "e2e-dev-3".into(),
+        clean_session: true,
+        keep_alive: 60,
+        username: Some(identity::dps_username(
+            &scope,
+            "e2e-dev-3",
+            dps::MQTT_API_VERSION,
+            "e2e",
+        )),
+        password: Some(token.into_bytes()),
+        will: None,
+    };
+    let mut out = BytesMut::new();
+    for p in [
+        Packet::Connect(connect),
+        Packet::Subscribe(Subscribe::new(
+            1,
+            vec![(dps::RESPONSE_FILTER.to_string(), QoS::AtLeastOnce)],
+        )),
+        Packet::Publish(Publish::new(
+            dps::register_topic(1),
+            QoS::AtLeastOnce,
+            2,
+            &br#"{"registrationId":"e2e-dev-3"}"#[..],
+        )),
+    ] {
+        encode(&p, &mut out).unwrap();
+    }
+    stream.write_all(&out).await.unwrap();
+    stream.flush().await.unwrap();
+
+    // The first read holds all four answers: they left in one write.
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    tokio::time::timeout(Duration::from_secs(20), stream.read_buf(&mut buf))
+        .await
+        .expect("answers within 20 s")
+        .unwrap();
+    let mut answers = Vec::new();
+    while let Some(p) = decode(&mut buf, 1 << 20).unwrap() {
+        answers.push(p);
+    }
+    assert_eq!(answers.len(), 4, "{answers:?}\n{}", s.log());
+    assert!(
+        matches!(&answers[0], Packet::ConnAck(a) if a.code == ConnectReturnCode::Accepted),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(&answers[1], Packet::SubAck(a)
+            if a.pkid == 1 && a.return_codes == [SubscribeReturnCode::Success(QoS::AtLeastOnce)]),
+        "{answers:?}"
+    );
+    assert_eq!(answers[2], Packet::PubAck(2));
+    let Packet::Publish(answer) = &answers[3] else {
+        panic!("{answers:?}")
+    };
+    let topic = dps::parse_response_topic(&answer.topic).unwrap();
+    assert_eq!((topic.status, topic.rid.as_str()), (202, "1"));
+}

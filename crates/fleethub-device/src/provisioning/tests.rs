@@ -724,3 +724,217 @@ async fn https_retries_server_errors() {
     assert_eq!(client.register().await.unwrap().device_id, "dev-01");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+// ---------------------------------------------------------------- MQTT writes
+
+/// A stream that records what each write call carried.
+struct RecordedWrites<S> {
+    inner: S,
+    writes: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for RecordedWrites<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for RecordedWrites<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = polled {
+            self.writes.lock().unwrap().push(buf[..n].to_vec());
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The packets of one write, by name.
+fn packet_names(write: &[u8]) -> Vec<&'static str> {
+    let mut buf = bytes::BytesMut::from(write);
+    let mut names = Vec::new();
+    while let Some(p) = fleethub_mqtt_codec::decode(&mut buf, 1 << 20).unwrap() {
+        names.push(match p {
+            Packet::PubAck(_) => "PUBACK",
+            other => other.name(),
+        });
+    }
+    assert!(buf.is_empty(), "a write ends inside a packet");
+    names
+}
+
+#[tokio::test]
+async fn mqtt_sends_connect_subscribe_and_register_in_one_write_and_acks_with_the_next() {
+    let pki = TestPki::new();
+    let client = builder(&pki)
+        .poll_policy(PollPolicy::IMMEDIATE)
+        .build()
+        .unwrap();
+    let (stream, mut broker) = pair();
+    let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stream = RecordedWrites {
+        inner: stream,
+        writes: writes.clone(),
+    };
+    let server = tokio::spawn(async move {
+        // All three arrive before the broker answers anything.
+        assert!(matches!(broker.recv().await, Some(Packet::Connect(_))));
+        let Some(Packet::Subscribe(s)) = broker.recv().await else {
+            panic!("expected SUBSCRIBE")
+        };
+        let Some(Packet::Publish(register)) = broker.recv().await else {
+            panic!("expected PUBLISH")
+        };
+        assert_eq!(
+            register.topic,
+            "$dps/registrations/PUT/iotdps-register/?$rid=1"
+        );
+        assert_ne!(register.pkid, s.pkid);
+        broker
+            .send(Packet::ConnAck(ConnAck::new(
+                ConnectReturnCode::Accepted,
+                false,
+            )))
+            .await;
+        let granted = vec![fleethub_mqtt_codec::SubscribeReturnCode::Success(
+            QoS::AtLeastOnce,
+        )];
+        broker
+            .send(Packet::SubAck(fleethub_mqtt_codec::SubAck::new(
+                s.pkid, granted,
+            )))
+            .await;
+        broker.send(Packet::PubAck(register.pkid)).await;
+        broker
+            .publish(
+                "$dps/registrations/res/202/?$rid=1&retry-after=3",
+                QoS::AtLeastOnce,
+                7,
+                &assigning("op-9"),
+            )
+            .await;
+        assert_eq!(broker.recv().await, Some(Packet::PubAck(7)));
+        let poll = broker.expect_publish().await;
+        assert_eq!(
+            poll.topic,
+            "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId=op-9"
+        );
+        broker
+            .publish(
+                "$dps/registrations/res/200/?$rid=2",
+                QoS::AtLeastOnce,
+                8,
+                &assigned("op-9", None),
+            )
+            .await;
+        assert_eq!(broker.recv().await, Some(Packet::PubAck(8)));
+        assert_eq!(broker.recv().await, Some(Packet::Disconnect));
+        assert_eq!(broker.recv().await, None);
+    });
+    let result = client.register_mqtt_over(stream).await.unwrap();
+    server.await.unwrap();
+    assert_eq!(result.operation_id, "op-9");
+    let writes: Vec<_> = writes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|w| packet_names(w))
+        .collect();
+    assert_eq!(
+        writes,
+        vec![
+            vec!["CONNECT", "SUBSCRIBE", "PUBLISH"],
+            vec!["PUBACK", "PUBLISH"],
+            vec!["PUBACK", "DISCONNECT"],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn mqtt_acks_an_answer_at_once_before_waiting_to_poll() {
+    let pki = TestPki::new();
+    let client = builder(&pki).build().unwrap();
+    let (stream, mut broker) = pair();
+    let server = tokio::spawn(async move {
+        broker.accept().await;
+        broker.expect_subscribe().await;
+        broker.expect_publish().await;
+        broker
+            .publish(
+                "$dps/registrations/res/202/?$rid=1&retry-after=2",
+                QoS::AtLeastOnce,
+                1,
+                &assigning("op"),
+            )
+            .await;
+        let answered = Instant::now();
+        assert_eq!(broker.recv().await, Some(Packet::PubAck(1)));
+        assert!(
+            answered.elapsed() < Duration::from_millis(500),
+            "PUBACK held back"
+        );
+        let p = broker.expect_publish().await;
+        assert!(
+            answered.elapsed() >= Duration::from_millis(1900),
+            "honours retry-after"
+        );
+        assert!(p.topic.contains("operationId=op"));
+        broker
+            .publish(
+                "$dps/registrations/res/200/?$rid=2",
+                QoS::AtMostOnce,
+                0,
+                &assigned("op", None),
+            )
+            .await;
+    });
+    client.register_mqtt_over(stream).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn mqtt_refused_subscription_is_an_invalid_response() {
+    let pki = TestPki::new();
+    let client = builder(&pki).build().unwrap();
+    let (stream, mut broker) = pair();
+    tokio::spawn(async move {
+        broker.accept().await;
+        let Some(Packet::Subscribe(s)) = broker.recv().await else {
+            panic!("expected SUBSCRIBE")
+        };
+        let refused = vec![fleethub_mqtt_codec::SubscribeReturnCode::Failure];
+        broker
+            .send(Packet::SubAck(fleethub_mqtt_codec::SubAck::new(
+                s.pkid, refused,
+            )))
+            .await;
+        while broker.recv().await.is_some() {}
+    });
+    let err = client.register_mqtt_over(stream).await.unwrap_err();
+    assert!(
+        matches!(&err, ProvisioningError::InvalidResponse(m) if m.contains("refused")),
+        "{err}"
+    );
+}

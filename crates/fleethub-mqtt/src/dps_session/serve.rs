@@ -50,7 +50,8 @@ where
             Some(code) => return client.refuse(code).await,
         },
     };
-    client.accept(false).await?;
+    // CONNACK leaves with the answers to whatever the client sent behind its CONNECT.
+    client.accept(false)?;
     tracing::debug!(peer, transport, registration = %registration_id, "dps mqtt session started");
     let idle = idle_limit(client.connect.keep_alive, gw.cfg.idle_timeout_secs);
     let retry_after = gw.dps.config().retry_after_secs;
@@ -66,6 +67,20 @@ where
     // requests), then the connection closes; the device repeats its request elsewhere or later.
     let mut shutdown = Box::pin(gw.shutting_down());
     loop {
+        // Packets that arrived together (a client may send SUBSCRIBE and its register PUBLISH
+        // right behind CONNECT) are answered together: the writer is flushed only before
+        // waiting for more input (docs/protocol-notes.md, "DPS over MQTT: packets in one write").
+        if let Some(p) = client.reader.try_next()? {
+            let actions = session.on_packet(p, Instant::now());
+            if let Some(close) =
+                execute(&mut session, &mut services, &mut client.writer, actions).await?
+            {
+                let _ = client.writer.flush().await;
+                return close.into_result();
+            }
+            continue;
+        }
+        client.writer.flush().await?;
         let actions = tokio::select! {
             p = client.reader.next() => match p? {
                 Some(p) => session.on_packet(p, Instant::now()),
@@ -86,7 +101,6 @@ where
             let _ = client.writer.flush().await;
             return close.into_result();
         }
-        client.writer.flush().await?;
     }
 }
 
