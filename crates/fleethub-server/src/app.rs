@@ -418,19 +418,30 @@ pub(crate) const MQTT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 struct MqttHandler(Arc<Gateway>);
 
 impl Handler for MqttHandler {
-    async fn serve(&self, stream: TlsStream<TcpStream>, peer: SocketAddr, mut shutdown: Shutdown) {
+    /// Not an `async fn`: the stream (a whole TLS connection, over a kilobyte) is boxed before
+    /// the future exists. An `async fn` keeps its arguments' room for its whole life, and so
+    /// does every `async fn` the stream is handed on to: the idle connection would keep three
+    /// dead copies of the stream's size.
+    fn serve(
+        &self,
+        stream: TlsStream<TcpStream>,
+        peer: SocketAddr,
+        mut shutdown: Shutdown,
+    ) -> impl Future<Output = ()> + Send {
         let session = fleethub_mqtt::connection::serve_connection(
             self.0.clone(),
-            stream,
+            Box::new(stream),
             peer.to_string(),
             "mqtt",
         );
-        tokio::pin!(session);
-        tokio::select! {
-            () = &mut session => {}
-            () = shutdown.recv() => {
-                if tokio::time::timeout(MQTT_SHUTDOWN_GRACE, session).await.is_err() {
-                    tracing::debug!(%peer, "MQTT connection dropped for shutdown");
+        async move {
+            tokio::pin!(session);
+            tokio::select! {
+                () = &mut session => {}
+                () = shutdown.recv() => {
+                    if tokio::time::timeout(MQTT_SHUTDOWN_GRACE, session).await.is_err() {
+                        tracing::debug!(%peer, "MQTT connection dropped for shutdown");
+                    }
                 }
             }
         }

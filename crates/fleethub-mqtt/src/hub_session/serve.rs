@@ -7,13 +7,13 @@ use crate::Gateway;
 use crate::connection::{Client, ConnectionError};
 use crate::session::{Close, Services, execute, idle_limit};
 use fleethub_mqtt_codec::{Packet, QoS};
-use fleethub_services::hub::Revocation;
 use fleethub_services::hub::twin::device_view;
+use fleethub_services::hub::{EventReceiver, Revocation};
 use fleethub_services::hub::{SessionSubscriptions, TwinTarget};
 use fleethub_services::{AuthContext, HubEvent, HubPrincipal, Operation};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// Authenticates a hub CONNECT (user name `{host}/{deviceId}[/{moduleId}]/?api-version=..`)
@@ -56,20 +56,25 @@ where
     };
     let password = client.password();
     // Boxed, as the rare calls in `perform`: the connection's future need not keep room for it.
-    let principal =
-        match Box::pin(
+    let authenticated =
+        Box::pin(
             gw.hub
                 .authenticate_device(&device_id, module_id.as_deref(), &password, ctx),
         )
-        .await
-        {
-            Ok(p) => p,
-            Err(e) => return client.refuse(crate::errors::hub_connect_refusal(&e)).await,
-        };
+        .await;
+    // The token and the user name are not needed any more: the session does not keep them.
+    drop(password);
+    (client.connect.password, client.connect.username) = (None, None);
+    let principal = match authenticated {
+        Ok(p) => p,
+        Err(e) => return client.refuse(crate::errors::hub_connect_refusal(&e)).await,
+    };
     let mut live = gw.live.register(&identity);
     let conn = live.id;
     let clean = client.connect.clean_session;
-    let (session_present, subs) = restore_session(gw, &identity, clean).await;
+    // Boxed, as every call below that the idle connection does not wait in: a future keeps
+    // room for the largest call it may await for as long as it lives.
+    let (session_present, subs) = Box::pin(restore_session(gw, &identity, clean)).await;
     let attachment = gw.hub.attach_principal(&principal, conn);
     let (mut events, mut revocation) = (attachment.events, attachment.revocation);
     // Unregisters the connection however this task ends (also when it is cancelled).
@@ -137,7 +142,7 @@ async fn restore_session(gw: &Gateway, identity: &str, clean: bool) -> (bool, Su
 
 /// What a session waits for besides its client's packets.
 struct Signals<'a> {
-    events: &'a mut mpsc::Receiver<HubEvent>,
+    events: &'a mut EventReceiver,
     taken_over: &'a mut oneshot::Receiver<()>,
     /// Out of band: the identity was disabled or deleted, or its key regenerated.
     revocation: &'a mut Revocation,
@@ -167,7 +172,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let actions = session.on_connected(session_present);
-    let mut close = execute(session, services, &mut client.writer, actions).await?;
+    let mut close = Box::pin(execute(session, services, &mut client.writer, actions)).await?;
     let (peer, transport, identity) = (client.peer, client.transport, session.identity());
     tracing::info!(
         peer,
@@ -215,12 +220,14 @@ where
                 )));
             }
             p = client.reader.next() => match p? {
-                Some(p) => burst(session, services, client, p).await?,
+                // Boxed (one allocation per burst): the store calls it may await are large,
+                // and the connection waits here, idle, with only the `select!` below.
+                Some(p) => Box::pin(burst(session, services, client, p)).await?,
                 None => return Ok(()),
             },
             Some(ev) = signals.events.recv() => {
                 let actions = session.on_event(ev);
-                execute(session, services, &mut client.writer, actions).await?
+                Box::pin(execute(session, services, &mut client.writer, actions)).await?
             }
             _ = &mut *signals.taken_over => Some(Close::Violation(format!(
                 "{}: another connection with the same identity took over",
@@ -229,7 +236,7 @@ where
             () = &mut timer => {
                 let actions = session.on_timeout(Instant::now());
                 timer.as_mut().reset(session.deadline());
-                execute(session, services, &mut client.writer, actions).await?
+                Box::pin(execute(session, services, &mut client.writer, actions)).await?
             }
         };
     }
