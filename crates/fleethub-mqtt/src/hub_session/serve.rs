@@ -220,8 +220,10 @@ where
                 )));
             }
             p = client.reader.next() => match p? {
-                // Boxed (one allocation per burst): the store calls it may await are large,
-                // and the connection waits here, idle, with only the `select!` below.
+                // Boxed: the connection waits here, idle, with only this `select!`. A burst's
+                // future is kept under 1 KB (each call in it is boxed on its own), a size
+                // malloc serves from its per-thread cache: larger ones cost thousands of
+                // instructions each (docs/benchmarks.md).
                 Some(p) => Box::pin(burst(session, services, client, p)).await?,
                 None => return Ok(()),
             },
@@ -298,23 +300,25 @@ impl Services<HubSession> for HubServices<'_> {
         let module = self.principal.module_id.as_deref();
         match call {
             HubCall::SetFeatures(f) => hub.set_features(device, module, self.conn, f),
+            // The calls' futures are boxed: a connection's future is as large as the largest
+            // call it may await (a twin read or update holds kilobytes), and every idle
+            // connection keeps that size for its whole life. The telemetry call's box is
+            // small (a few hundred bytes: malloc's fast path), the others are rare.
             HubCall::SaveSubscriptions(subs) => {
                 let identity = identity(device, module);
-                if let Err(e) = hub.save_session(&identity, &to_stored(&subs)).await {
+                let stored = to_stored(&subs);
+                if let Err(e) = Box::pin(hub.save_session(&identity, &stored)).await {
                     tracing::warn!(identity, "cannot save the MQTT session: {e}");
                 }
             }
-            // The rare calls' futures are boxed: a connection's future is as large as the
-            // largest call it may await (a twin read or update holds kilobytes), and every
-            // idle connection keeps that size for its whole life.
             HubCall::PendingC2d => {
                 return HubReply::PendingC2d(Box::pin(hub.pending_c2d(device)).await);
             }
             HubCall::MarkC2dDelivered(m) => {
-                let _ = hub.mark_c2d_delivered(&m).await;
+                let _ = Box::pin(hub.mark_c2d_delivered(&m)).await;
             }
             HubCall::CompleteC2d(seq) => {
-                if let Err(e) = hub.complete_c2d(seq).await {
+                if let Err(e) = Box::pin(hub.complete_c2d(seq)).await {
                     let identity = identity(device, module);
                     tracing::warn!(identity, "cannot complete a cloud-to-device message: {e}");
                 }
@@ -323,17 +327,22 @@ impl Services<HubSession> for HubServices<'_> {
                 // Over a throttle the PUBACKs wait (and this connection reads nothing more
                 // meanwhile); nothing is dropped. Revocation and shutdown cut the wait short.
                 if let Some(wait) = hub.pace_telemetry(self.principal, messages.len()) {
-                    tokio::select! {
-                        () = wait => {}
-                        _ = self.revocation.revoked() => {}
-                        () = self.gw.shutting_down() => {}
-                    }
+                    let mut revocation = self.revocation.clone();
+                    let shutdown = self.gw.shutting_down();
+                    Box::pin(async move {
+                        tokio::select! {
+                            () = wait => {}
+                            _ = revocation.revoked() => {}
+                            () = shutdown => {}
+                        }
+                    })
+                    .await;
                 }
                 if self.revocation.reason().is_some() {
                     let result = Err(fleethub_services::hub::Error::Unauthorized);
                     return HubReply::TelemetryStored { acks, result };
                 }
-                let result = hub.send_telemetry_batch(self.principal, messages).await;
+                let result = Box::pin(hub.send_telemetry_batch(self.principal, messages)).await;
                 return HubReply::TelemetryStored {
                     acks,
                     result: result.map(drop),
@@ -404,4 +413,35 @@ pub(super) fn from_stored(s: SessionSubscriptions) -> Subscriptions {
             (k, qos)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod sizes {
+    use super::*;
+    use crate::session::Services;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, F: Future>(_: impl FnOnce(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A burst and each call it performs are boxed for every telemetry publish: both stay
+    /// below 1 KB, the sizes glibc's malloc serves from its per-thread cache (a larger box
+    /// cost about 4k instructions per message in callgrind).
+    #[test]
+    fn the_futures_boxed_per_message_stay_below_one_kilobyte() {
+        type S = tokio::io::DuplexStream;
+        type R = tokio::io::ReadHalf<S>;
+        type W = tokio::io::WriteHalf<S>;
+        type Args<'a> = (
+            &'a mut HubSession,
+            &'a mut HubServices<'a>,
+            &'a mut Client<'a, R, W>,
+            Packet,
+        );
+        let burst = future_size(|(s, p, c, first): Args<'_>| burst(s, p, c, first));
+        let perform = future_size(|(s, c): (&mut HubServices<'_>, HubCall)| s.perform(c));
+        assert!(burst < 1000, "a burst's future is {burst} bytes");
+        assert!(perform < 1000, "a call's future is {perform} bytes");
+    }
 }
