@@ -300,10 +300,10 @@ impl Services<HubSession> for HubServices<'_> {
         let module = self.principal.module_id.as_deref();
         match call {
             HubCall::SetFeatures(f) => hub.set_features(device, module, self.conn, f),
-            // The calls' futures are boxed: a connection's future is as large as the largest
-            // call it may await (a twin read or update holds kilobytes), and every idle
-            // connection keeps that size for its whole life. The telemetry call's box is
-            // small (a few hundred bytes: malloc's fast path), the others are rare.
+            // `execute` boxes this future for every call, so it must stay small (under 1 KB:
+            // malloc's per-thread cache): the rare calls' futures are boxed on their own (a
+            // twin read or update holds kilobytes), the telemetry call's is not (one
+            // allocation per message less).
             HubCall::SaveSubscriptions(subs) => {
                 let identity = identity(device, module);
                 let stored = to_stored(&subs);
@@ -342,7 +342,7 @@ impl Services<HubSession> for HubServices<'_> {
                     let result = Err(fleethub_services::hub::Error::Unauthorized);
                     return HubReply::TelemetryStored { acks, result };
                 }
-                let result = Box::pin(hub.send_telemetry_batch(self.principal, messages)).await;
+                let result = hub.send_telemetry_batch(self.principal, messages).await;
                 return HubReply::TelemetryStored {
                     acks,
                     result: result.map(drop),

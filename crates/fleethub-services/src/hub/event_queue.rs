@@ -4,12 +4,13 @@
 //! Not a `tokio::sync::mpsc` channel: that allocates its first block of 32 event slots and a
 //! channel state of several cache lines when it is created, about 1.4 KB for every live
 //! connection, most of which never receives an event. This queue allocates room for events
-//! only while some are queued (docs/benchmarks.md measures the memory per idle connection).
+//! only while some are queued (docs/benchmarks.md measures the memory per idle connection),
+//! and a waiting receiver leaves only its waker.
 
 use super::HubEvent;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::Notify;
+use std::task::{Poll, Waker};
 
 /// A connection's event queue holding at most `capacity` events.
 pub(crate) fn event_queue(capacity: usize) -> (EventSender, EventReceiver) {
@@ -19,8 +20,8 @@ pub(crate) fn event_queue(capacity: usize) -> (EventSender, EventReceiver) {
             capacity,
             sender_gone: false,
             receiver_gone: false,
+            waker: None,
         }),
-        notify: Notify::new(),
     });
     (
         EventSender {
@@ -32,8 +33,6 @@ pub(crate) fn event_queue(capacity: usize) -> (EventSender, EventReceiver) {
 
 struct Shared {
     state: Mutex<State>,
-    /// Wakes the receiver (a permit is kept when it is not waiting).
-    notify: Notify,
 }
 
 struct State {
@@ -41,6 +40,18 @@ struct State {
     capacity: usize,
     sender_gone: bool,
     receiver_gone: bool,
+    /// The receiver's task while it waits in [`EventReceiver::recv`] (a stale one is
+    /// harmless: waking it costs a poll that finds nothing). Cheaper than a `Notify`, whose
+    /// waiter list a connection's loop would join and leave for every packet.
+    waker: Option<Waker>,
+}
+
+impl State {
+    fn wake_receiver(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
 }
 
 impl Shared {
@@ -83,16 +94,16 @@ impl EventSender {
             return Err(SendError::Full);
         }
         state.events.push_back(ev);
-        drop(state);
-        self.shared.notify.notify_one();
+        state.wake_receiver();
         Ok(())
     }
 }
 
 impl Drop for EventSender {
     fn drop(&mut self) {
-        self.shared.state().sender_gone = true;
-        self.shared.notify.notify_one();
+        let mut state = self.shared.state();
+        state.sender_gone = true;
+        state.wake_receiver();
     }
 }
 
@@ -111,29 +122,41 @@ impl EventReceiver {
     /// The next event; `None` once the hub has forgotten the connection and every queued
     /// event was received. Cancel safe: an event is taken only when this returns it.
     pub async fn recv(&mut self) -> Option<HubEvent> {
-        loop {
-            match self.try_recv() {
-                Ok(ev) => return Some(ev),
-                Err(TryRecvError::Closed) => return None,
-                Err(TryRecvError::Empty) => self.shared.notify.notified().await,
+        std::future::poll_fn(|cx| {
+            let mut state = self.shared.state();
+            match take(&mut state) {
+                Ok(ev) => Poll::Ready(Some(ev)),
+                Err(TryRecvError::Closed) => Poll::Ready(None),
+                Err(TryRecvError::Empty) => {
+                    match &mut state.waker {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        w => *w = Some(cx.waker().clone()),
+                    }
+                    Poll::Pending
+                }
             }
-        }
+        })
+        .await
     }
 
     /// The next event if one is queued; never waits.
     pub fn try_recv(&mut self) -> Result<HubEvent, TryRecvError> {
-        let mut state = self.shared.state();
-        match state.events.pop_front() {
-            Some(ev) => {
-                if state.events.is_empty() && state.events.capacity() > IDLE_CAPACITY {
-                    // A burst is over: an idle connection keeps no room for the next one.
-                    state.events = VecDeque::new();
-                }
-                Ok(ev)
+        take(&mut self.shared.state())
+    }
+}
+
+/// The next queued event (called with the queue locked).
+fn take(state: &mut State) -> Result<HubEvent, TryRecvError> {
+    match state.events.pop_front() {
+        Some(ev) => {
+            if state.events.is_empty() && state.events.capacity() > IDLE_CAPACITY {
+                // A burst is over: an idle connection keeps no room for the next one.
+                state.events = VecDeque::new();
             }
-            None if state.sender_gone => Err(TryRecvError::Closed),
-            None => Err(TryRecvError::Empty),
+            Ok(ev)
         }
+        None if state.sender_gone => Err(TryRecvError::Closed),
+        None => Err(TryRecvError::Empty),
     }
 }
 
@@ -142,6 +165,7 @@ impl Drop for EventReceiver {
         let mut state = self.shared.state();
         state.receiver_gone = true;
         state.events = VecDeque::new();
+        state.waker = None;
     }
 }
 
