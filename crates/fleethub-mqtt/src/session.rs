@@ -86,7 +86,9 @@ where
         match action {
             Action::Send(p) => writer.push(&p)?,
             Action::Call(call) => {
-                let reply = services.perform(call).await;
+                // Boxed: a call's future (store calls) would otherwise size every connection's
+                // future for its whole life. Below 1 KB it is one of malloc's fast sizes.
+                let reply = Box::pin(services.perform(call)).await;
                 stack.push(session.on_reply(reply, Instant::now()).into_iter());
             }
             Action::Close(close) => return Ok(Some(close)),

@@ -304,7 +304,7 @@ pub async fn run(server: Server) -> Result<()> {
                 mqtt,
                 server.tls.clone(),
                 mqtt_limit,
-                MqttHandler(server.gateway.clone()),
+                crate::mqtt_handler::MqttHandler(server.gateway.clone()),
             )
             .run(),
     );
@@ -411,31 +411,6 @@ async fn shutdown_signal() {
 /// commits and acknowledges the burst in progress, then closes; a connection still before or
 /// in its CONNECT, or a DPS session, is dropped at this bound).
 pub(crate) const MQTT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// MQTT/TLS connections: one gateway session each; at shutdown a hub session finishes its
-/// in-flight telemetry and closes cleanly ([`Gateway::shutdown`]; devices reconnect).
-#[derive(Clone)]
-struct MqttHandler(Arc<Gateway>);
-
-impl Handler for MqttHandler {
-    async fn serve(&self, stream: TlsStream<TcpStream>, peer: SocketAddr, mut shutdown: Shutdown) {
-        let session = fleethub_mqtt::connection::serve_connection(
-            self.0.clone(),
-            stream,
-            peer.to_string(),
-            "mqtt",
-        );
-        tokio::pin!(session);
-        tokio::select! {
-            () = &mut session => {}
-            () = shutdown.recv() => {
-                if tokio::time::timeout(MQTT_SHUTDOWN_GRACE, session).await.is_err() {
-                    tracing::debug!(%peer, "MQTT connection dropped for shutdown");
-                }
-            }
-        }
-    }
-}
 
 /// HTTPS connections (HTTP/1.1 keep-alive, WebSocket upgrades): at shutdown the request in
 /// flight is answered, then the connection closes.

@@ -20,6 +20,7 @@ pub mod linked_hubs;
 pub mod listener;
 pub mod logging;
 pub mod metrics_endpoint;
+mod mqtt_handler;
 pub mod shared_ca;
 pub mod store_config;
 pub mod tls;

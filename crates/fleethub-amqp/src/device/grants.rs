@@ -211,7 +211,7 @@ impl Lifecycle {
 /// registered as connected through this connection.
 async fn dispatch(
     identity: String,
-    mut events: mpsc::Receiver<HubEvent>,
+    mut events: fleethub_services::hub::EventReceiver,
     routes: Arc<Mutex<Routes>>,
     mut life: Lifecycle,
 ) {

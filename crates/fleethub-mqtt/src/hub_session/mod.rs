@@ -46,8 +46,9 @@ pub(crate) enum HubCall {
     SaveSubscriptions(Subscriptions),
     /// The device's deliverable cloud-to-device messages.
     PendingC2d,
-    /// A message went out at QoS 1 (counts a delivery attempt).
-    MarkC2dDelivered(C2dMessage),
+    /// A message went out at QoS 1 (counts a delivery attempt). Boxed: a message is large,
+    /// and every call's future keeps room for the largest call.
+    MarkC2dDelivered(Box<C2dMessage>),
     /// A message is done with (PUBACK, or sent at QoS 0): remove it from the queue.
     CompleteC2d(u64),
     /// Store a run of telemetry with one write, then PUBACK `acks` in order.
@@ -419,7 +420,7 @@ impl HubSession {
                 out.push(Action::Call(HubCall::CompleteC2d(m.sequence_number)));
             } else {
                 self.c2d_in_flight.insert(pkid, m.sequence_number);
-                out.push(Action::Call(HubCall::MarkC2dDelivered(m)));
+                out.push(Action::Call(HubCall::MarkC2dDelivered(Box::new(m))));
             }
         }
         out

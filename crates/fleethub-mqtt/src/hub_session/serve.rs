@@ -7,13 +7,13 @@ use crate::Gateway;
 use crate::connection::{Client, ConnectionError};
 use crate::session::{Close, Services, execute, idle_limit};
 use fleethub_mqtt_codec::{Packet, QoS};
-use fleethub_services::hub::Revocation;
 use fleethub_services::hub::twin::device_view;
+use fleethub_services::hub::{EventReceiver, Revocation};
 use fleethub_services::hub::{SessionSubscriptions, TwinTarget};
 use fleethub_services::{AuthContext, HubEvent, HubPrincipal, Operation};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// Authenticates a hub CONNECT (user name `{host}/{deviceId}[/{moduleId}]/?api-version=..`)
@@ -56,20 +56,25 @@ where
     };
     let password = client.password();
     // Boxed, as the rare calls in `perform`: the connection's future need not keep room for it.
-    let principal =
-        match Box::pin(
+    let authenticated =
+        Box::pin(
             gw.hub
                 .authenticate_device(&device_id, module_id.as_deref(), &password, ctx),
         )
-        .await
-        {
-            Ok(p) => p,
-            Err(e) => return client.refuse(crate::errors::hub_connect_refusal(&e)).await,
-        };
+        .await;
+    // The token and the user name are not needed any more: the session does not keep them.
+    drop(password);
+    (client.connect.password, client.connect.username) = (None, None);
+    let principal = match authenticated {
+        Ok(p) => p,
+        Err(e) => return client.refuse(crate::errors::hub_connect_refusal(&e)).await,
+    };
     let mut live = gw.live.register(&identity);
     let conn = live.id;
     let clean = client.connect.clean_session;
-    let (session_present, subs) = restore_session(gw, &identity, clean).await;
+    // Boxed, as every call below that the idle connection does not wait in: a future keeps
+    // room for the largest call it may await for as long as it lives.
+    let (session_present, subs) = Box::pin(restore_session(gw, &identity, clean)).await;
     let attachment = gw.hub.attach_principal(&principal, conn);
     let (mut events, mut revocation) = (attachment.events, attachment.revocation);
     // Unregisters the connection however this task ends (also when it is cancelled).
@@ -137,7 +142,7 @@ async fn restore_session(gw: &Gateway, identity: &str, clean: bool) -> (bool, Su
 
 /// What a session waits for besides its client's packets.
 struct Signals<'a> {
-    events: &'a mut mpsc::Receiver<HubEvent>,
+    events: &'a mut EventReceiver,
     taken_over: &'a mut oneshot::Receiver<()>,
     /// Out of band: the identity was disabled or deleted, or its key regenerated.
     revocation: &'a mut Revocation,
@@ -167,7 +172,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let actions = session.on_connected(session_present);
-    let mut close = execute(session, services, &mut client.writer, actions).await?;
+    let mut close = Box::pin(execute(session, services, &mut client.writer, actions)).await?;
     let (peer, transport, identity) = (client.peer, client.transport, session.identity());
     tracing::info!(
         peer,
@@ -215,12 +220,16 @@ where
                 )));
             }
             p = client.reader.next() => match p? {
-                Some(p) => burst(session, services, client, p).await?,
+                // Boxed: the connection waits here, idle, with only this `select!`. A burst's
+                // future is kept under 1 KB (each call in it is boxed on its own), a size
+                // malloc serves from its per-thread cache: larger ones cost thousands of
+                // instructions each (docs/benchmarks.md).
+                Some(p) => Box::pin(burst(session, services, client, p)).await?,
                 None => return Ok(()),
             },
             Some(ev) = signals.events.recv() => {
                 let actions = session.on_event(ev);
-                execute(session, services, &mut client.writer, actions).await?
+                Box::pin(execute(session, services, &mut client.writer, actions)).await?
             }
             _ = &mut *signals.taken_over => Some(Close::Violation(format!(
                 "{}: another connection with the same identity took over",
@@ -229,7 +238,7 @@ where
             () = &mut timer => {
                 let actions = session.on_timeout(Instant::now());
                 timer.as_mut().reset(session.deadline());
-                execute(session, services, &mut client.writer, actions).await?
+                Box::pin(execute(session, services, &mut client.writer, actions)).await?
             }
         };
     }
@@ -291,23 +300,25 @@ impl Services<HubSession> for HubServices<'_> {
         let module = self.principal.module_id.as_deref();
         match call {
             HubCall::SetFeatures(f) => hub.set_features(device, module, self.conn, f),
+            // `execute` boxes this future for every call, so it must stay small (under 1 KB:
+            // malloc's per-thread cache): the rare calls' futures are boxed on their own (a
+            // twin read or update holds kilobytes), the telemetry call's is not (one
+            // allocation per message less).
             HubCall::SaveSubscriptions(subs) => {
                 let identity = identity(device, module);
-                if let Err(e) = hub.save_session(&identity, &to_stored(&subs)).await {
+                let stored = to_stored(&subs);
+                if let Err(e) = Box::pin(hub.save_session(&identity, &stored)).await {
                     tracing::warn!(identity, "cannot save the MQTT session: {e}");
                 }
             }
-            // The rare calls' futures are boxed: a connection's future is as large as the
-            // largest call it may await (a twin read or update holds kilobytes), and every
-            // idle connection keeps that size for its whole life.
             HubCall::PendingC2d => {
                 return HubReply::PendingC2d(Box::pin(hub.pending_c2d(device)).await);
             }
             HubCall::MarkC2dDelivered(m) => {
-                let _ = hub.mark_c2d_delivered(&m).await;
+                let _ = Box::pin(hub.mark_c2d_delivered(&m)).await;
             }
             HubCall::CompleteC2d(seq) => {
-                if let Err(e) = hub.complete_c2d(seq).await {
+                if let Err(e) = Box::pin(hub.complete_c2d(seq)).await {
                     let identity = identity(device, module);
                     tracing::warn!(identity, "cannot complete a cloud-to-device message: {e}");
                 }
@@ -316,11 +327,16 @@ impl Services<HubSession> for HubServices<'_> {
                 // Over a throttle the PUBACKs wait (and this connection reads nothing more
                 // meanwhile); nothing is dropped. Revocation and shutdown cut the wait short.
                 if let Some(wait) = hub.pace_telemetry(self.principal, messages.len()) {
-                    tokio::select! {
-                        () = wait => {}
-                        _ = self.revocation.revoked() => {}
-                        () = self.gw.shutting_down() => {}
-                    }
+                    let mut revocation = self.revocation.clone();
+                    let shutdown = self.gw.shutting_down();
+                    Box::pin(async move {
+                        tokio::select! {
+                            () = wait => {}
+                            _ = revocation.revoked() => {}
+                            () = shutdown => {}
+                        }
+                    })
+                    .await;
                 }
                 if self.revocation.reason().is_some() {
                     let result = Err(fleethub_services::hub::Error::Unauthorized);
@@ -397,4 +413,35 @@ pub(super) fn from_stored(s: SessionSubscriptions) -> Subscriptions {
             (k, qos)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod sizes {
+    use super::*;
+    use crate::session::Services;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, F: Future>(_: impl FnOnce(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A burst and each call it performs are boxed for every telemetry publish: both stay
+    /// below 1 KB, the sizes glibc's malloc serves from its per-thread cache (a larger box
+    /// cost about 4k instructions per message in callgrind).
+    #[test]
+    fn the_futures_boxed_per_message_stay_below_one_kilobyte() {
+        type S = tokio::io::DuplexStream;
+        type R = tokio::io::ReadHalf<S>;
+        type W = tokio::io::WriteHalf<S>;
+        type Args<'a> = (
+            &'a mut HubSession,
+            &'a mut HubServices<'a>,
+            &'a mut Client<'a, R, W>,
+            Packet,
+        );
+        let burst = future_size(|(s, p, c, first): Args<'_>| burst(s, p, c, first));
+        let perform = future_size(|(s, c): (&mut HubServices<'_>, HubCall)| s.perform(c));
+        assert!(burst < 1000, "a burst's future is {burst} bytes");
+        assert!(perform < 1000, "a call's future is {perform} bytes");
+    }
 }

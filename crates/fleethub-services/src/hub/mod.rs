@@ -9,6 +9,7 @@ pub mod configurations;
 pub mod deployments;
 mod error;
 pub mod event_hub;
+mod event_queue;
 pub mod feedback;
 mod keys;
 mod methods;
@@ -28,6 +29,7 @@ pub use event_hub::{
     ConsumerGroup, DEFAULT_CONSUMER_GROUP, EventHubConfig, EventHubProperties, EventPosition,
     PartitionEvent, PartitionProperties,
 };
+pub use event_queue::{EventReceiver, SendError, TryRecvError};
 pub use feedback::{FeedbackRecord, FeedbackStatus};
 /// Queued cloud-to-device messages, as transports deliver them.
 pub use fleethub_storage::C2dMessage;

@@ -7,12 +7,13 @@
 
 use super::Hub;
 use super::auth::{AuthKey, HubPrincipal};
+use super::event_queue::{EventReceiver, EventSender, event_queue};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// Something the hub pushes to a connected device.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +49,7 @@ pub struct Features {
 
 pub(crate) struct Attached {
     pub conn: u64,
-    pub tx: mpsc::Sender<HubEvent>,
+    pub tx: EventSender,
     pub features: Features,
     /// Set (once) when the connection must close; never blocks.
     pub revoke: watch::Sender<Option<String>>,
@@ -61,7 +62,7 @@ pub(crate) struct Attached {
 /// What a live connection receives from the hub: queued events and the out-of-band
 /// revocation.
 pub struct Attachment {
-    pub events: mpsc::Receiver<HubEvent>,
+    pub events: EventReceiver,
     pub revocation: Revocation,
 }
 
@@ -154,12 +155,7 @@ const EVENT_QUEUE: usize = 256;
 
 impl Hub {
     /// Registers a live connection; returns the receiver of its events.
-    pub fn attach(
-        &self,
-        device_id: &str,
-        module_id: Option<&str>,
-        conn: u64,
-    ) -> mpsc::Receiver<HubEvent> {
+    pub fn attach(&self, device_id: &str, module_id: Option<&str>, conn: u64) -> EventReceiver {
         self.attach_with(device_id, module_id, conn, None, u64::MAX)
             .events
     }
@@ -240,7 +236,7 @@ impl Hub {
         key: Option<AuthKey>,
         auth_epoch: u64,
     ) -> Attachment {
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let (tx, rx) = event_queue(EVENT_QUEUE);
         let (revoke, revoked) = watch::channel(None);
         let id = identity(device_id, module_id);
         let now = self.clock.unix_ms();
