@@ -34,6 +34,7 @@ pub(crate) fn row_to_message(r: &Row) -> Result<TelemetryMessage> {
         system_properties: decode("telemetry", &id, r.get(4))?,
         properties: decode("telemetry", &id, r.get(5))?,
         body: r.get(6),
+        sender: None,
     })
 }
 

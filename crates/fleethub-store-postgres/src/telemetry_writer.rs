@@ -14,7 +14,9 @@ use crate::docs::encode;
 use crate::partitions;
 use crate::{Result, db};
 use deadpool_postgres::{GenericClient, Pool};
-use fleethub_storage::{DEFAULT_PARTITION_COUNT, StoreError, TelemetryMessage, partition_of};
+use fleethub_storage::{
+    DEFAULT_PARTITION_COUNT, StoreError, TelemetryMessage, insert_sender_properties, partition_of,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -180,7 +182,15 @@ async fn append(
         devices.push(m.device_id.as_str());
         modules.push(m.module_id.as_deref());
         utcs.push(m.enqueued_time_utc.as_str());
-        sys.push(encode(&m.system_properties)?);
+        // This store keeps the sender's connection properties in the JSON, as before.
+        sys.push(match m.sender {
+            None => encode(&m.system_properties)?,
+            Some(auth) => {
+                let mut full = m.system_properties.clone();
+                insert_sender_properties(&mut full, auth, &m.device_id, m.module_id.as_deref());
+                encode(&full)?
+            }
+        });
         props.push(encode(&m.properties)?);
         bodies.push(m.body.as_slice());
         parts.push(p);
