@@ -50,7 +50,7 @@ impl SenderAuth {
     /// The number a store keeps for it (1, 2, 3; stores keep `NULL` or nothing for a message
     /// whose properties are all in its JSON).
     #[must_use]
-    pub fn code(self) -> i64 {
+    pub fn code(self) -> i16 {
         match self {
             Self::Device => 1,
             Self::Module => 2,
@@ -60,7 +60,7 @@ impl SenderAuth {
 
     /// The scope a stored [`SenderAuth::code`] names; `None` for any other number.
     #[must_use]
-    pub fn from_code(code: i64) -> Option<Self> {
+    pub fn from_code(code: i16) -> Option<Self> {
         match code {
             1 => Some(Self::Device),
             2 => Some(Self::Module),
