@@ -155,6 +155,7 @@ mod tests {
             system_properties: std::collections::BTreeMap::new(),
             properties: std::collections::BTreeMap::new(),
             body: Vec::new(),
+            sender: None,
         }
     }
 
@@ -170,6 +171,7 @@ mod tests {
             system_properties: std::collections::BTreeMap::new(),
             properties: std::collections::BTreeMap::new(),
             body: b"{\"t\":1}".to_vec(),
+            sender: None,
         };
         msg.system_properties
             .insert("message-id".into(), "mid-1".into());

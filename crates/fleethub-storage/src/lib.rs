@@ -16,6 +16,7 @@ mod partitions;
 mod records;
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;
+mod telemetry_sender;
 
 pub use error::StoreError;
 pub use feedback::{C2dFeedbackRecord, C2dFeedbackRequest, C2dFeedbackStore, StoredC2dFeedback};
@@ -24,6 +25,10 @@ pub use partitions::{
     partition_of,
 };
 pub use records::*;
+pub use telemetry_sender::{
+    AUTH_METHOD_PROPERTY, DEVICE_ID_PROPERTY, MESSAGE_SOURCE_PROPERTY, MODULE_ID_PROPERTY,
+    SenderAuth, fill_sender_properties, insert_sender_properties,
+};
 
 use async_trait::async_trait;
 use fleethub_api::{

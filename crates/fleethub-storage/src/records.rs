@@ -52,6 +52,12 @@ pub struct TelemetryMessage {
     pub properties: BTreeMap<String, String>,
     #[serde(with = "body_b64")]
     pub body: Vec<u8>,
+    /// Set on the way into the store: the sender's connection system properties are implied
+    /// (`crate::telemetry_sender`) instead of in `system_properties`. Every message a store
+    /// returns from a read has them in `system_properties` and `None` here; the messages an
+    /// append returns are those it was given, numbered.
+    #[serde(skip)]
+    pub sender: Option<crate::SenderAuth>,
 }
 
 mod body_b64 {

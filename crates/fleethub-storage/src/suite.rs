@@ -12,6 +12,7 @@ pub use c2d_locks::{c2d_locks, c2d_message};
 
 pub use partitioned_log::{
     consumer_groups, telemetry, telemetry_default_partitions, telemetry_partitions,
+    telemetry_sender_properties,
 };
 
 use crate::{

@@ -93,6 +93,9 @@ pub const MIGRATIONS: &[&str] = &[
     // 4: HTTPS receive locks of C2D messages, as the SQLite backend's migration 13.
     r#"ALTER TABLE c2d ADD COLUMN lock_token TEXT COLLATE "C";
      ALTER TABLE c2d ADD COLUMN lock_until_ms BIGINT;"#,
+    // 5: the sender's connection system properties in compact form, as the SQLite backend's
+    // migration 15 (`SenderAuth::code`; NULL: the system-properties JSON holds them)
+    "ALTER TABLE telemetry ADD COLUMN sender SMALLINT;",
 ];
 
 /// The schema version this build writes.

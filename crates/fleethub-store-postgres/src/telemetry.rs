@@ -9,7 +9,8 @@ use crate::{PgStore, Result, consumer_groups, db, partitions};
 use async_trait::async_trait;
 use fleethub_api::time::now_utc;
 use fleethub_storage::{
-    ConsumerGroupRecord, PartitionSummary, StoreError, TelemetryMessage, TelemetryStore,
+    ConsumerGroupRecord, PartitionSummary, SenderAuth, StoreError, TelemetryMessage,
+    TelemetryStore, fill_sender_properties,
 };
 use std::sync::atomic::Ordering;
 use tokio_postgres::Row;
@@ -19,12 +20,20 @@ const MAX_ROWS: usize = 10_000;
 
 /// The columns `row_to_message` reads, in order.
 pub(crate) const COLUMNS: &str = "seq, device_id, module_id, enqueued_utc, system_properties, \
-     properties, body, partition_id, partition_seq";
+     properties, body, partition_id, partition_seq, sender";
 
+/// A stored row as a message, the sender's connection properties (kept as a number since
+/// migration 5) back in its system properties.
 pub(crate) fn row_to_message(r: &Row) -> Result<TelemetryMessage> {
     let seq: i64 = r.get(0);
     let id = seq.to_string();
-    Ok(TelemetryMessage {
+    let sender = match r.get::<_, Option<i16>>(9) {
+        None => None,
+        Some(code) => Some(SenderAuth::from_code(code).ok_or_else(|| {
+            StoreError::Backend(format!("telemetry {seq}: unknown sender code {code}"))
+        })?),
+    };
+    let mut m = TelemetryMessage {
         sequence_number: seq as u64,
         partition: r.get::<_, i32>(7) as u32,
         partition_sequence_number: r.get(8),
@@ -34,7 +43,10 @@ pub(crate) fn row_to_message(r: &Row) -> Result<TelemetryMessage> {
         system_properties: decode("telemetry", &id, r.get(4))?,
         properties: decode("telemetry", &id, r.get(5))?,
         body: r.get(6),
-    })
+        sender,
+    };
+    fill_sender_properties(&mut m);
+    Ok(m)
 }
 
 #[async_trait]

@@ -14,7 +14,9 @@ use crate::docs::encode;
 use crate::partitions;
 use crate::{Result, db};
 use deadpool_postgres::{GenericClient, Pool};
-use fleethub_storage::{DEFAULT_PARTITION_COUNT, StoreError, TelemetryMessage, partition_of};
+use fleethub_storage::{
+    DEFAULT_PARTITION_COUNT, SenderAuth, StoreError, TelemetryMessage, partition_of,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -162,7 +164,8 @@ async fn append(
         Vec::with_capacity(len),
         Vec::with_capacity(len),
     );
-    let (mut sys, mut props, mut bodies, mut parts, mut pseqs) = (
+    let (mut sys, mut props, mut bodies, mut parts, mut pseqs, mut senders) = (
+        Vec::with_capacity(len),
         Vec::with_capacity(len),
         Vec::with_capacity(len),
         Vec::with_capacity(len),
@@ -181,6 +184,7 @@ async fn append(
         modules.push(m.module_id.as_deref());
         utcs.push(m.enqueued_time_utc.as_str());
         sys.push(encode(&m.system_properties)?);
+        senders.push(m.sender.map(SenderAuth::code));
         props.push(encode(&m.properties)?);
         bodies.push(m.body.as_slice());
         parts.push(p);
@@ -188,9 +192,9 @@ async fn append(
     }
     c.execute_c(
         "INSERT INTO telemetry (seq, device_id, module_id, enqueued_utc, enqueued_ms,
-            system_properties, properties, body, partition_id, partition_seq)
+            system_properties, properties, body, partition_id, partition_seq, sender)
          SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-            $6::text[], $7::text[], $8::bytea[], $9::int[], $10::bigint[])",
+            $6::text[], $7::text[], $8::bytea[], $9::int[], $10::bigint[], $11::smallint[])",
         &[
             &seqs,
             &devices,
@@ -202,6 +206,7 @@ async fn append(
             &bodies,
             &parts,
             &pseqs,
+            &senders,
         ],
     )
     .await

@@ -44,6 +44,7 @@ async fn the_store_suite_passes_on_postgres() {
         c2d_feedback,
         telemetry_partitions,
         telemetry_default_partitions,
+        telemetry_sender_properties,
         consumer_groups,
         linked_hubs,
         presence,

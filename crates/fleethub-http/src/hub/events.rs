@@ -189,6 +189,7 @@ mod tests {
             system_properties: BTreeMap::new(),
             properties: BTreeMap::new(),
             body: b"{\"t\":1}".to_vec(),
+            sender: None,
         };
         let v = serde_json::to_value(EventView::from(&m)).unwrap();
         assert_eq!(v["body"], "{\"t\":1}");

@@ -338,15 +338,23 @@ impl Hub {
     /// Records that an identity did something (telemetry, twin or method traffic).
     pub fn touch(&self, device_id: &str, module_id: Option<&str>) {
         let now = self.clock.unix_ms();
-        let id = identity(device_id, module_id);
-        self.cluster_touch(&id, now);
-        self.presence
-            .activity
-            .lock()
-            .expect("activity")
-            .entry(id)
-            .or_default()
-            .last_activity_ms = now;
+        match module_id {
+            None => self.touch_identity(device_id, now),
+            Some(_) => self.touch_identity(&identity(device_id, module_id), now),
+        }
+    }
+
+    /// Records activity of `id` at `now`; allocates its key only the first time (this runs
+    /// for every telemetry message).
+    fn touch_identity(&self, id: &str, now: i64) {
+        self.cluster_touch(id, now);
+        let mut activity = self.presence.activity.lock().expect("activity");
+        match activity.get_mut(id) {
+            Some(a) => a.last_activity_ms = now,
+            None => {
+                activity.entry(id.to_string()).or_default().last_activity_ms = now;
+            }
+        }
     }
 
     /// Fills an identity's live `connectionState`, `connectionStateUpdatedTime` and

@@ -2,7 +2,7 @@
 
 use super::{Hub, HubPrincipal};
 use crate::hub::Error;
-use fleethub_storage::TelemetryMessage;
+use fleethub_storage::{TelemetryMessage, fill_sender_properties};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -41,31 +41,22 @@ impl Hub {
             return Ok(Vec::new());
         }
         let enqueued = self.clock.now_utc();
-        let auth_method = super::event_hub::auth_method(p);
+        // The sender's connection properties travel in compact form: the store keeps them as a
+        // number and every read spells them out (`fleethub_storage::SenderAuth`).
+        let sender = Some(super::event_hub::sender_auth(p));
         let batch = msgs
             .into_iter()
-            .map(|msg| {
-                let mut system = msg.system_properties;
-                system.insert("iothub-connection-device-id".into(), p.device_id.clone());
-                if let Some(m) = &p.module_id {
-                    system.insert("iothub-connection-module-id".into(), m.clone());
-                }
-                system.insert("iothub-message-source".into(), "Telemetry".into());
-                system.insert(
-                    super::event_hub::AUTH_METHOD_PROPERTY.into(),
-                    auth_method.clone(),
-                );
-                TelemetryMessage {
-                    sequence_number: 0,
-                    partition: 0,
-                    partition_sequence_number: 0,
-                    device_id: p.device_id.clone(),
-                    module_id: p.module_id.clone(),
-                    enqueued_time_utc: enqueued.clone(),
-                    system_properties: system,
-                    properties: msg.properties,
-                    body: msg.body,
-                }
+            .map(|msg| TelemetryMessage {
+                sequence_number: 0,
+                partition: 0,
+                partition_sequence_number: 0,
+                device_id: p.device_id.clone(),
+                module_id: p.module_id.clone(),
+                enqueued_time_utc: enqueued.clone(),
+                system_properties: msg.system_properties,
+                properties: msg.properties,
+                body: msg.body,
+                sender,
             })
             .collect();
         self.before_append().await?;
@@ -83,7 +74,8 @@ impl Hub {
         // The live feed has readers only while someone watches it (monitor-events, the
         // dashboard's live view).
         if self.telemetry_tx.receiver_count() > 0 {
-            for m in stored {
+            for mut m in stored {
+                fill_sender_properties(&mut m);
                 let _ = self.telemetry_tx.send(Arc::new(m));
             }
         }

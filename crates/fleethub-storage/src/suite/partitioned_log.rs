@@ -17,6 +17,7 @@ pub fn telemetry(device: &str, sec: u32) -> TelemetryMessage {
         system_properties: std::collections::BTreeMap::default(),
         properties: std::collections::BTreeMap::default(),
         body: format!("{device}@{sec}").into_bytes(),
+        sender: None,
     }
 }
 
@@ -191,6 +192,50 @@ pub async fn telemetry_default_partitions(s: &impl TelemetryStore) {
             .map(|v| v.len()),
         Ok(0)
     ));
+}
+
+/// A message appended with its sender in compact form ([`crate::SenderAuth`]) reads back, by
+/// every read, with the sender's connection properties in its system properties, next to the
+/// device's own; one appended with them spelled out reads back as it was.
+pub async fn telemetry_sender_properties(s: &impl TelemetryStore) {
+    use crate::{SenderAuth, fill_sender_properties};
+    let mut compact = telemetry("dev-s", 1);
+    compact.module_id = Some("mod-s".into());
+    compact
+        .system_properties
+        .insert("message-id".into(), "m-1".into());
+    compact.sender = Some(SenderAuth::Module);
+    let mut spelled = telemetry("dev-s", 2);
+    spelled.sender = Some(SenderAuth::Hub);
+    fill_sender_properties(&mut spelled);
+    let mut device = telemetry("dev-t", 3);
+    device.sender = Some(SenderAuth::Device);
+    let appended = s
+        .append_telemetry(vec![compact.clone(), spelled.clone(), device.clone()])
+        .await
+        .unwrap();
+    assert_eq!(appended[0].sender, Some(SenderAuth::Module));
+    let mut expected = Vec::new();
+    for (mut m, stored) in [compact, spelled, device].into_iter().zip(&appended) {
+        fill_sender_properties(&mut m);
+        m.sequence_number = stored.sequence_number;
+        m.partition = stored.partition;
+        m.partition_sequence_number = stored.partition_sequence_number;
+        expected.push(m);
+    }
+    assert_eq!(
+        expected[0].system_properties["iothub-connection-module-id"],
+        "mod-s"
+    );
+    let read = s.read_telemetry(0, 10).await.unwrap();
+    assert_eq!(read, expected);
+    for m in &expected {
+        let got = s
+            .read_partition(m.partition, m.partition_sequence_number, 1)
+            .await
+            .unwrap();
+        assert_eq!(got, std::slice::from_ref(m));
+    }
 }
 
 /// Consumer groups: case-insensitive names, a limit, and a delete that takes the group's

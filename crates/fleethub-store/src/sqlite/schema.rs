@@ -92,6 +92,9 @@ pub const MIGRATIONS: &[&str] = &[
     // 14: no index on the telemetry's text time: every append paid an index insert with string
     // compares for it; retention now finds its cut-off by the numbering (`retention`)
     "DROP INDEX IF EXISTS telemetry_by_time;",
+    // 15: the sender's connection system properties in compact form (`SenderAuth::code`; NULL:
+    // a row whose system-properties JSON holds them, as every row before this did)
+    "ALTER TABLE telemetry ADD COLUMN sender INTEGER;",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

@@ -3,14 +3,15 @@
 //! consumer groups in `consumer_groups`.
 
 use super::{
-    OptionalExtension, Result, SqliteStore, TelemetryMessage, async_trait, consumer_groups, decode,
-    encode, now_utc, params, partitions, retention,
+    OptionalExtension, Result, SqliteStore, TelemetryMessage, async_trait, consumer_groups, encode,
+    now_utc, params, partitions, retention,
 };
-use crate::StoreError;
 use crate::{
     ConsumerGroupRecord, DEFAULT_PARTITION_COUNT, PartitionSummary, TelemetryStore, partition_of,
 };
+use crate::{SenderAuth, StoreError, fill_sender_properties};
 use rusqlite::{Connection, Row};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 
@@ -19,26 +20,46 @@ const MAX_ROWS: usize = 10_000;
 
 /// The columns `row_to_message` reads, in order.
 pub(super) const COLUMNS: &str = "seq, device_id, module_id, enqueued_utc, system_properties, \
-     properties, body, COALESCE(partition_id, 0), COALESCE(partition_seq, 0)";
+     properties, body, COALESCE(partition_id, 0), COALESCE(partition_seq, 0), sender";
 
+/// A stored row as a message, the sender's connection properties (kept as a number since
+/// migration 15) back in its system properties.
 pub(super) fn row_to_message(r: &Row<'_>) -> Result<TelemetryMessage> {
     let seq: i64 = r.get(0)?;
-    let sys: String = r.get(4)?;
-    let props: String = r.get(5)?;
-    Ok(TelemetryMessage {
+    let sender = match r.get::<_, Option<i16>>(9)? {
+        None => None,
+        Some(code) => Some(SenderAuth::from_code(code).ok_or_else(|| {
+            StoreError::Backend(format!("telemetry {seq}: unknown sender code {code}"))
+        })?),
+    };
+    let mut m = TelemetryMessage {
         sequence_number: seq as u64,
         partition: r.get::<_, i64>(7)? as u32,
         partition_sequence_number: r.get(8)?,
         device_id: r.get(1)?,
         module_id: r.get(2)?,
         enqueued_time_utc: r.get(3)?,
-        system_properties: decode("telemetry", &seq.to_string(), &sys)?,
-        properties: decode("telemetry", &seq.to_string(), &props)?,
+        system_properties: decode_column(r, 4, seq)?,
+        properties: decode_column(r, 5, seq)?,
         body: r.get(6)?,
+        sender,
+    };
+    fill_sender_properties(&mut m);
+    Ok(m)
+}
+
+/// The JSON text of column `i` as a property bag, read in place (the row's id is formatted
+/// only for the error).
+fn decode_column(r: &Row<'_>, i: usize, seq: i64) -> Result<BTreeMap<String, String>> {
+    let text = r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?;
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        kind: "telemetry",
+        id: seq.to_string(),
+        reason: e.to_string(),
     })
 }
 
-/// Most rows one INSERT statement carries (9 parameters each). One statement for several rows
+/// Most rows one INSERT statement carries (10 parameters each). One statement for several rows
 /// runs the statement machinery, and updates the AUTOINCREMENT counter, once for all of them.
 const ROWS_PER_INSERT: usize = 32;
 
@@ -47,10 +68,10 @@ const ROWS_PER_INSERT: usize = 32;
 static INSERT_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
     (1..=ROWS_PER_INSERT)
         .map(|rows| {
-            let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+            let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
             format!(
                 "INSERT INTO telemetry (device_id, module_id, enqueued_utc, system_properties, \
-                 properties, body, partition_id, partition_seq, enqueued_ms) VALUES {}",
+                 properties, body, partition_id, partition_seq, enqueued_ms, sender) VALUES {}",
                 vec![row; rows].join(", ")
             )
         })
@@ -92,7 +113,7 @@ pub(super) fn append(
                     ms
                 }
             };
-            let at = i * 9;
+            let at = i * 10;
             insert.raw_bind_parameter(at + 1, &m.device_id)?;
             insert.raw_bind_parameter(at + 2, &m.module_id)?;
             insert.raw_bind_parameter(at + 3, &m.enqueued_time_utc)?;
@@ -102,6 +123,7 @@ pub(super) fn append(
             insert.raw_bind_parameter(at + 7, i64::from(partition))?;
             insert.raw_bind_parameter(at + 8, partition_seq)?;
             insert.raw_bind_parameter(at + 9, enqueued_ms)?;
+            insert.raw_bind_parameter(at + 10, m.sender.map(SenderAuth::code))?;
         }
         let inserted = insert.raw_execute()?;
         if inserted != chunk.len() {

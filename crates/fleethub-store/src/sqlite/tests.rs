@@ -39,6 +39,7 @@ suite_test!(
     c2d_feedback,
     telemetry_partitions,
     telemetry_default_partitions,
+    telemetry_sender_properties,
     consumer_groups,
     linked_hubs,
     presence,
@@ -163,6 +164,7 @@ async fn telemetry_log_appends_in_order_and_survives_reopen() {
         system_properties: [("message-id".to_string(), format!("m{i}"))].into(),
         properties: std::collections::BTreeMap::default(),
         body: vec![i, 0xff],
+        sender: None,
     };
     {
         let s = open(&dir);
@@ -520,4 +522,65 @@ async fn a_large_append_returns_the_numbers_of_its_rows() {
             .windows(2)
             .all(|w| w[1].sequence_number == w[0].sequence_number + 1)
     );
+}
+
+#[tokio::test]
+async fn rows_stored_before_the_compact_sender_read_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let auth = crate::SenderAuth::Device.auth_method();
+    let old_sys = serde_json::json!({
+        "iothub-connection-auth-method": auth,
+        "iothub-connection-device-id": "d1",
+        "iothub-message-source": "Telemetry",
+        "message-id": "old",
+    })
+    .to_string();
+    {
+        // a data directory written before migration 15: the sender's properties in the JSON
+        let conn = Connection::open(&path).unwrap();
+        for sql in &schema::MIGRATIONS[..14] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 14").unwrap();
+        conn.execute(
+            "INSERT INTO telemetry (device_id, module_id, enqueued_utc, system_properties,
+                 properties, body)
+             VALUES ('d1', NULL, '2024-01-01T00:00:00.0000000Z', ?1, '{}', x'01')",
+            params![old_sys],
+        )
+        .unwrap();
+    }
+    let s = open(&dir);
+    let mut new = crate::suite::telemetry("d1", 1);
+    new.system_properties
+        .insert("message-id".into(), "new".into());
+    new.sender = Some(crate::SenderAuth::Device);
+    s.append_telemetry(vec![new]).await.unwrap();
+    let read = s.read_telemetry(0, 10).await.unwrap();
+    assert_eq!(read.len(), 2);
+    let sys = |i: usize| {
+        let mut m = read[i].system_properties.clone();
+        m.remove("message-id");
+        (m, read[i].sender)
+    };
+    assert_eq!(sys(0), sys(1));
+    assert_eq!(
+        read[0].system_properties["iothub-connection-auth-method"],
+        auth
+    );
+    assert_eq!(read[0].system_properties["message-id"], "old");
+    assert_eq!(read[1].system_properties["message-id"], "new");
+    let raw: Vec<(Option<i64>, String)> = {
+        let conn = Connection::open(&path).unwrap();
+        let mut st = conn
+            .prepare("SELECT sender, system_properties FROM telemetry ORDER BY seq")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    };
+    assert_eq!(raw[0], (None, old_sys));
+    assert_eq!(raw[1], (Some(1), r#"{"message-id":"new"}"#.to_string()));
 }

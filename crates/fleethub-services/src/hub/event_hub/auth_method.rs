@@ -4,29 +4,25 @@
 //! every reader (Event Hubs receivers, REST) sees the same value.
 
 use crate::hub::{AuthKey, HubPrincipal};
+pub use fleethub_storage::AUTH_METHOD_PROPERTY;
+use fleethub_storage::SenderAuth;
 
-/// The system property's name.
-pub const AUTH_METHOD_PROPERTY: &str = "iothub-connection-auth-method";
-
-/// The JSON text of `iothub-connection-auth-method` for an identity authenticated as `p`: a
-/// device's or module's own key gives scope `device`/`module`; a hub policy's token (with
-/// DeviceConnect) scope `hub`. Every fleethub identity authenticates with a SAS token (the
-/// registry keeps no X.509 identities), so the type is `sas` and the issuer `iothub`.
-/// (Three fixed texts: it is written into every stored message, where formatting it showed in
-/// the server's profile.)
-pub fn auth_method(p: &HubPrincipal) -> String {
+/// How an identity authenticated as `p` signs its messages: a device's or module's own key
+/// gives scope `device`/`module`; a hub policy's token (with DeviceConnect) scope `hub`.
+/// Messages carry it in this compact form to the store (`fleethub_storage::SenderAuth`).
+pub fn sender_auth(p: &HubPrincipal) -> SenderAuth {
     match (&p.key, &p.module_id) {
-        (AuthKey::Policy(_), _) => {
-            r#"{"scope":"hub","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#
-        }
-        (_, Some(_)) => {
-            r#"{"scope":"module","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#
-        }
-        (_, None) => {
-            r#"{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#
-        }
+        (AuthKey::Policy(_), _) => SenderAuth::Hub,
+        (_, Some(_)) => SenderAuth::Module,
+        (_, None) => SenderAuth::Device,
     }
-    .to_string()
+}
+
+/// The JSON text of `iothub-connection-auth-method` for an identity authenticated as `p`.
+/// Every fleethub identity authenticates with a SAS token (the registry keeps no X.509
+/// identities), so the type is `sas` and the issuer `iothub`.
+pub fn auth_method(p: &HubPrincipal) -> &'static str {
+    sender_auth(p).auth_method()
 }
 
 #[cfg(test)]
@@ -46,7 +42,7 @@ mod tests {
     #[test]
     fn scope_follows_the_key_that_signed_the_token() {
         let parse =
-            |p: &HubPrincipal| serde_json::from_str::<serde_json::Value>(&auth_method(p)).unwrap();
+            |p: &HubPrincipal| serde_json::from_str::<serde_json::Value>(auth_method(p)).unwrap();
         let device = parse(&principal(None, AuthKey::Primary));
         assert_eq!(device["scope"], "device");
         assert_eq!(device["type"], "sas");

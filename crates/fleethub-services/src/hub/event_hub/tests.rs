@@ -313,3 +313,48 @@ async fn consumer_groups_follow_azure_rules() {
         Err(Error::Invalid(_))
     ));
 }
+
+#[tokio::test]
+async fn the_live_feed_and_the_stored_log_show_the_same_sender_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_with(&dir, Clock::system(), EventHubConfig::default());
+    let mut live = hub.subscribe_telemetry();
+    let module = HubPrincipal {
+        module_id: Some("mod-1".into()),
+        key: AuthKey::Secondary,
+        ..principal("dev-1")
+    };
+    let msg = TelemetryIn {
+        system_properties: [
+            ("message-id".to_string(), "m-1".to_string()),
+            // a device cannot set the hub's own properties: IoT Hub's value wins
+            (
+                "iothub-connection-device-id".to_string(),
+                "spoofed".to_string(),
+            ),
+        ]
+        .into(),
+        body: b"{}".to_vec(),
+        ..Default::default()
+    };
+    hub.send_telemetry(&module, msg).await.unwrap();
+    let fed = live.recv().await.unwrap();
+    let expected: std::collections::BTreeMap<String, String> = [
+        (
+            "iothub-connection-auth-method",
+            r#"{"scope":"module","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#,
+        ),
+        ("iothub-connection-device-id", "dev-1"),
+        ("iothub-connection-module-id", "mod-1"),
+        ("iothub-message-source", "Telemetry"),
+        ("message-id", "m-1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(fed.system_properties, expected);
+    assert_eq!(fed.sender, None);
+    let page = hub.read_events("$Default", Some(0), 10).await.unwrap();
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0], *fed);
+}
