@@ -9,7 +9,9 @@ mod common;
 use common::ServerProcess;
 use serde_json::Value;
 
-fn bench(server: &ServerProcess, backlog: &str, layout: &str, settle: &str) -> Value {
+/// `credit`: the receivers' link credit; the reads span several credit windows when it is
+/// below the events of a partition (about a quarter of the backlog).
+fn bench(server: &ServerProcess, backlog: &str, layout: &str, settle: &str, credit: &str) -> Value {
     let (ok, out, err) = server.cli(&[
         "bench",
         "consume",
@@ -17,6 +19,8 @@ fn bench(server: &ServerProcess, backlog: &str, layout: &str, settle: &str) -> V
         layout,
         "--settle",
         settle,
+        "--credit",
+        credit,
         "--backlog",
         backlog,
         "--devices",
@@ -45,7 +49,7 @@ fn f(r: &Value, k: &str) -> f64 {
 #[test]
 fn bench_consume_reads_exactly_the_backlog() {
     let server = ServerProcess::start();
-    let r = bench(&server, "2000", "connection-per-partition", "accept");
+    let r = bench(&server, "2000", "connection-per-partition", "accept", "100");
     assert_eq!(n(&r, "partitions"), 4, "{r}");
     assert_eq!(r["layout"], "connection-per-partition", "{r}");
     assert_eq!(r["settle"], "accept", "{r}");
@@ -78,7 +82,7 @@ fn bench_consume_reads_exactly_the_backlog() {
         ("shared", "accept"),
         ("connection-per-partition", "on-send"),
     ] {
-        let again = bench(&server, "1000", layout, settle);
+        let again = bench(&server, "1000", layout, settle, "100");
         assert_eq!(again["layout"], layout, "{again}");
         assert_eq!(again["settle"], settle, "{again}");
         assert_eq!(n(&again, "backlogPublished"), 0, "{again}");

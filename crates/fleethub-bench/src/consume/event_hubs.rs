@@ -165,9 +165,12 @@ impl Consumer {
             ))
             .source(source)
             .target("fleethub-bench")
-            .credit_mode(CreditMode::Auto(self.credit));
+            .credit_mode(CreditMode::Auto(self.credit))
+            // fe2o3-amqp grants new credit as deliveries are settled; for a pre-settled one
+            // it sends no Disposition.
+            .auto_accept(true);
         let attach = match self.settle {
-            Settle::Accept => attach.auto_accept(true),
+            Settle::Accept => attach,
             Settle::OnSend => attach.sender_settle_mode(SenderSettleMode::Settled),
         }
         .attach(&mut self.sessions[partition as usize % n]);
