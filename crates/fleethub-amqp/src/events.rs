@@ -14,21 +14,8 @@ use fe2o3_amqp_types::messaging::{
 };
 use fe2o3_amqp_types::primitives::{Binary, OrderedMap, SimpleValue, Symbol, Timestamp, Value};
 use fleethub_services::hub::PartitionEvent;
+use fleethub_services::hub::event_hub::SenderAuth;
 use std::sync::Arc;
-
-/// `iothub-connection-auth-method` of a device that authenticated with a SAS token, as IoT Hub
-/// writes it (for messages stored without the system property, before it was recorded).
-const DEVICE_SAS: &str =
-    r#"{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#;
-/// The same for a module.
-const MODULE_SAS: &str =
-    r#"{"scope":"module","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#;
-
-/// The `iothub-connection-auth-method` of a device (or module) that authenticated with a SAS
-/// token, as IoT Hub writes it.
-pub fn auth_method(module: bool) -> String {
-    if module { MODULE_SAS } else { DEVICE_SAS }.to_string()
-}
 
 /// Room for the annotations every event carries (and the optional ones), so the map is
 /// allocated once per event instead of grown (and rehashed) as they are added.
@@ -80,7 +67,14 @@ pub fn event_message(ev: PartitionEvent, generation_id: Option<String>) -> AmqpM
     // have none: they came from SAS-authenticated identities.
     let auth = sys
         .remove(fleethub_services::hub::event_hub::AUTH_METHOD_PROPERTY)
-        .unwrap_or_else(|| auth_method(module));
+        .unwrap_or_else(|| {
+            let auth = if module {
+                SenderAuth::Module
+            } else {
+                SenderAuth::Device
+            };
+            auth.auth_method().to_string()
+        });
     annotation(
         &mut ann,
         "iothub-connection-auth-method",

@@ -8,7 +8,7 @@
 //! store returns has them back in its `system_properties` ([`fill_sender_properties`]).
 //! docs/protocol-notes.md, "Telemetry: the sender's system properties, stored compactly".
 
-use crate::TelemetryMessage;
+use crate::{StoreError, TelemetryMessage};
 use std::collections::BTreeMap;
 
 /// `iothub-connection-device-id`: the sending device.
@@ -67,6 +67,17 @@ impl SenderAuth {
             3 => Some(Self::Hub),
             _ => None,
         }
+    }
+
+    /// The stored column of the telemetry row `seq` read back: `NULL` (all properties in the
+    /// row's JSON) is `None`, an unknown number an error.
+    pub fn from_column(seq: i64, code: Option<i16>) -> Result<Option<Self>, StoreError> {
+        code.map(|c| {
+            Self::from_code(c).ok_or_else(|| {
+                StoreError::Backend(format!("telemetry {seq}: unknown sender code {c}"))
+            })
+        })
+        .transpose()
     }
 }
 

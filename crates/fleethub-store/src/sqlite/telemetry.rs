@@ -26,12 +26,7 @@ pub(super) const COLUMNS: &str = "seq, device_id, module_id, enqueued_utc, syste
 /// migration 15) back in its system properties.
 pub(super) fn row_to_message(r: &Row<'_>) -> Result<TelemetryMessage> {
     let seq: i64 = r.get(0)?;
-    let sender = match r.get::<_, Option<i16>>(9)? {
-        None => None,
-        Some(code) => Some(SenderAuth::from_code(code).ok_or_else(|| {
-            StoreError::Backend(format!("telemetry {seq}: unknown sender code {code}"))
-        })?),
-    };
+    let sender = SenderAuth::from_column(seq, r.get::<_, Option<i16>>(9)?)?;
     let mut m = TelemetryMessage {
         sequence_number: seq as u64,
         partition: r.get::<_, i64>(7)? as u32,

@@ -4,8 +4,7 @@
 //! every reader (Event Hubs receivers, REST) sees the same value.
 
 use crate::hub::{AuthKey, HubPrincipal};
-pub use fleethub_storage::AUTH_METHOD_PROPERTY;
-use fleethub_storage::SenderAuth;
+pub use fleethub_storage::{AUTH_METHOD_PROPERTY, SenderAuth};
 
 /// How an identity authenticated as `p` signs its messages: a device's or module's own key
 /// gives scope `device`/`module`; a hub policy's token (with DeviceConnect) scope `hub`.
@@ -16,13 +15,6 @@ pub fn sender_auth(p: &HubPrincipal) -> SenderAuth {
         (_, Some(_)) => SenderAuth::Module,
         (_, None) => SenderAuth::Device,
     }
-}
-
-/// The JSON text of `iothub-connection-auth-method` for an identity authenticated as `p`.
-/// Every fleethub identity authenticates with a SAS token (the registry keeps no X.509
-/// identities), so the type is `sas` and the issuer `iothub`.
-pub fn auth_method(p: &HubPrincipal) -> &'static str {
-    sender_auth(p).auth_method()
 }
 
 #[cfg(test)]
@@ -41,6 +33,7 @@ mod tests {
 
     #[test]
     fn scope_follows_the_key_that_signed_the_token() {
+        let auth_method = |p: &HubPrincipal| sender_auth(p).auth_method();
         let parse =
             |p: &HubPrincipal| serde_json::from_str::<serde_json::Value>(auth_method(p)).unwrap();
         let device = parse(&principal(None, AuthKey::Primary));

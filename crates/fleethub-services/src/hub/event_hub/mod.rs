@@ -18,7 +18,7 @@ mod consumer_groups;
 #[cfg(test)]
 mod tests;
 
-pub use auth_method::{AUTH_METHOD_PROPERTY, auth_method, sender_auth};
+pub use auth_method::{AUTH_METHOD_PROPERTY, SenderAuth, sender_auth};
 pub use cluster_watch::ADVANCE_COALESCE;
 pub use consumer_groups::{
     ConsumerGroup, DEFAULT_CONSUMER_GROUP, DEFAULT_MAX_CONSUMER_GROUPS,
