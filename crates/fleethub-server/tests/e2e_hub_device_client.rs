@@ -4,7 +4,7 @@
 //! reconnect (session kept, no re-subscription needed) and a server restart (reconnect
 //! with back-off).
 
-use std::net::TcpListener;
+use fleethub_test_ports::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,14 +19,6 @@ use serde_json::{Value, json};
 
 fn server_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fleethub"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Server {

@@ -38,16 +38,8 @@ async fn user_supplied_certificate_is_served() {
     let tmp = tempfile::tempdir().unwrap();
     let (ca, cert, key) = user_pki(tmp.path());
     let data = tmp.path().join("data");
-    let mqtt = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let https = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let mqtt = common::free_port();
+    let https = common::free_port();
     let mut child = Command::new(common::bin())
         .args([
             "serve",

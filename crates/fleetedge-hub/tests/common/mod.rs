@@ -3,8 +3,9 @@
 
 #![allow(dead_code)]
 
+pub use fleethub_test_ports::free_port;
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -43,14 +44,6 @@ pub fn server_binary() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub struct Server {

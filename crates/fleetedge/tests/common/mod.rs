@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+pub use fleethub_test_ports::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Once;
@@ -11,21 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A free port on 127.0.0.4 (the edge hub listener in tests).
 pub fn free_edge_port() -> u16 {
-    TcpListener::bind("127.0.0.4:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    fleethub_test_ports::free_port_on(std::net::Ipv4Addr::new(127, 0, 0, 4).into())
 }
 
 pub fn fleetedge_bin() -> PathBuf {

@@ -5,7 +5,7 @@
 pub mod device;
 
 use fleethub_server::info::ServerInfo;
-use std::net::TcpListener;
+pub use fleethub_test_ports::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -19,14 +19,6 @@ pub struct ServerProcess {
     /// The AMQPS port (a free one unless ARGS name `--amqp-port`).
     pub amqp_port: u16,
     tmp_dir: Option<tempfile::TempDir>,
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn bin() -> &'static str {
