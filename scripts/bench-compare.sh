@@ -98,11 +98,16 @@ def line(label, rs, keys):
 rows = []
 for inflight in (1, 4):
     f, m = reports("fleethub-inflight%d" % inflight), reports("mosquitto-inflight%d" % inflight)
-    line("fleethub, %d in flight" % inflight, f, ["messagesPerSec", "serverCpuUsPerMsg"])
-    line("mosquitto, %d in flight" % inflight, m, ["messagesPerSec", "serverCpuUsPerMsg"])
+    keys = ["messagesPerSec", "serverCpuUsPerMsg", "serverUserUsPerMsg", "serverKernelUsPerMsg"]
+    line("fleethub, %d in flight" % inflight, f, keys)
+    line("mosquitto, %d in flight" % inflight, m, keys)
     rows.append(("server CPU per message, %d in flight: fleethub / mosquitto" % inflight,
                  med(f, "serverCpuUsPerMsg") / med(m, "serverCpuUsPerMsg"),
                  "<= 1.0" if inflight == 1 else "<= 0.6"))
+    for part in ("User", "Kernel"):
+        rows.append(("  of it %s: fleethub / mosquitto (%.1f / %.1f us)" % (
+                         part.lower(), med(f, "server%sUsPerMsg" % part), med(m, "server%sUsPerMsg" % part)),
+                     med(f, "server%sUsPerMsg" % part) / med(m, "server%sUsPerMsg" % part), "-"))
 f, m = reports("fleethub-idle"), reports("mosquitto-idle")
 line("fleethub, idle", f, ["serverRssPerConnectionBytes", "connectsPerSec"])
 line("mosquitto, idle", m, ["serverRssPerConnectionBytes", "connectsPerSec"])

@@ -48,15 +48,28 @@ pub fn cpu_ns(pid: u32) -> Option<u64> {
     }
 }
 
+/// `(utime, stime)` of a process in nanoseconds: its CPU time in user space and in the kernel
+/// (`/proc/PID/stat`, clock ticks of 10 ms, so read it over windows of seconds).
+pub fn user_kernel_ns(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (utime, stime) = stat_utime_and_stime(&stat)?;
+    Some((utime * 10_000_000, stime * 10_000_000)) // USER_HZ = 100 on Linux
+}
+
 /// `utime + stime` (fields 14 and 15) of a `/proc/PID/stat` line.
 fn stat_utime_stime(stat: &str) -> Option<u64> {
+    stat_utime_and_stime(stat).map(|(utime, stime)| utime + stime)
+}
+
+/// `(utime, stime)` (fields 14 and 15) of a `/proc/PID/stat` line.
+fn stat_utime_and_stime(stat: &str) -> Option<(u64, u64)> {
     // The command name (field 2) is parenthesized and may contain spaces.
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state): utime is field 14 -> index 11.
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// Whole-machine CPU counters from `/proc/stat`, in clock ticks.
@@ -242,6 +255,7 @@ mod tests {
         assert_eq!(status_field_kib(status, "VmRSS:"), Some(20480));
         let stat = "123 (my (odd) name) S 1 123 123 0 -1 4194560 10 0 0 0 250 50 0 0 20 0 3";
         assert_eq!(stat_utime_stime(stat), Some(300));
+        assert_eq!(stat_utime_and_stime(stat), Some((250, 50)));
         let m = parse_machine_cpu("cpu  100 5 50 1000 10 1 2 7 0 0\ncpu0 1 2 3\n").unwrap();
         assert_eq!(m.busy, 165);
         assert_eq!(m.steal, 7);

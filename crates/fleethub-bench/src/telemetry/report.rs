@@ -62,6 +62,10 @@ pub struct TelemetryBenchReport {
     pub server_cpu_cores: f64,
     /// Server CPU per counted message (µs).
     pub server_cpu_us_per_msg: f64,
+    /// The part of it spent in user space and in the kernel (system calls, the TCP stack,
+    /// including loopback delivery to the client), from `utime` and `stime` (µs).
+    pub server_user_us_per_msg: f64,
+    pub server_kernel_us_per_msg: f64,
     /// CPU of the load generator (workers) over the window, in cores.
     pub client_cpu_cores: f64,
     pub client_cpu_us_per_msg: f64,
@@ -107,12 +111,14 @@ impl fmt::Display for TelemetryBenchReport {
         }
         writeln!(
             f,
-            "server: RSS {:.1} MiB ({:.1} KiB/connection over the idle server, {:.1} KiB total/connection), CPU {:.2} cores ({:.1} µs/msg)",
+            "server: RSS {:.1} MiB ({:.1} KiB/connection over the idle server, {:.1} KiB total/connection), CPU {:.2} cores ({:.1} µs/msg: user {:.1}, kernel {:.1})",
             self.server_rss_bytes as f64 / 1048576.0,
             self.server_rss_per_connection_bytes / 1024.0,
             self.server_rss_total_per_connection_bytes / 1024.0,
             self.server_cpu_cores,
-            self.server_cpu_us_per_msg
+            self.server_cpu_us_per_msg,
+            self.server_user_us_per_msg,
+            self.server_kernel_us_per_msg
         )?;
         write!(
             f,
@@ -147,6 +153,7 @@ pub struct OtherProcess {
 pub(super) struct Sample {
     pub(super) at: Instant,
     pub(super) server_cpu_ns: Option<u64>,
+    pub(super) server_user_kernel_ns: Option<(u64, u64)>,
     pub(super) server_rss: Option<u64>,
     pub(super) client_cpu_ns: u64,
     pub(super) machine: Option<MachineCpu>,
@@ -158,6 +165,7 @@ impl Sample {
         Sample {
             at: Instant::now(),
             server_cpu_ns: server.and_then(procfs::cpu_ns),
+            server_user_kernel_ns: server.and_then(procfs::user_kernel_ns),
             server_rss: server.and_then(procfs::rss_bytes),
             client_cpu_ns: clients.iter().filter_map(|p| procfs::cpu_ns(*p)).sum(),
             machine: MachineCpu::read(),
@@ -197,6 +205,12 @@ impl TelemetryBenchReport {
             let ns = b.saturating_sub(a) as f64;
             self.server_cpu_cores = ns / 1e9 / window.max(1e-9);
             self.server_cpu_us_per_msg = per_msg(ns);
+        }
+        if let (Some((u0, k0)), Some((u1, k1))) =
+            (s0.server_user_kernel_ns, s1.server_user_kernel_ns)
+        {
+            self.server_user_us_per_msg = per_msg(u1.saturating_sub(u0) as f64);
+            self.server_kernel_us_per_msg = per_msg(k1.saturating_sub(k0) as f64);
         }
         let client_ns = s1.client_cpu_ns.saturating_sub(s0.client_cpu_ns) as f64;
         self.client_cpu_cores = client_ns / 1e9 / window.max(1e-9);

@@ -59,6 +59,8 @@ fn report_serializes_the_headline_fields() {
         "serverRssBytes",
         "serverRssPerConnectionBytes",
         "serverCpuUsPerMsg",
+        "serverUserUsPerMsg",
+        "serverKernelUsPerMsg",
     ] {
         assert!(v.get(k).is_some(), "{k}");
     }
