@@ -218,3 +218,57 @@ async fn timeout_and_tls_errors_are_reported() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn in_task_connection_reuses_one_connection_and_reopens_after_close() {
+    let pki = TestPki::new();
+    let (port, conns) = echo_server(&pki).await;
+    let mut conn = InTaskConnection::new(pki.client_tls(), "localhost", port);
+    let host = format!("localhost:{port}");
+
+    let put = HttpsRequest::from_parts(Method::PUT, host.clone(), "/r/d1/register?api-version=x")
+        .header("Authorization", "SharedAccessSignature sr=a")
+        .json(&serde_json::json!({"registrationId": "d1"}))
+        .unwrap();
+    let resp = conn.send(&put).await.unwrap();
+    assert_eq!(resp.status, 200);
+    let v: serde_json::Value = resp.json().unwrap();
+    assert_eq!(v["method"], "PUT");
+    assert_eq!(v["path"], "/r/d1/register?api-version=x");
+    assert_eq!(v["host"], host.as_str());
+    assert_eq!(v["auth"], "SharedAccessSignature sr=a");
+    assert_eq!(v["body"], r#"{"registrationId":"d1"}"#);
+    for i in 0..3 {
+        let get = HttpsRequest::from_parts(Method::GET, host.clone(), format!("/r/d1/op/{i}"));
+        let v: serde_json::Value = conn.send(&get).await.unwrap().json().unwrap();
+        assert_eq!(v["path"], format!("/r/d1/op/{i}"));
+    }
+    let missing = HttpsRequest::from_parts(Method::GET, host.clone(), "/missing");
+    assert_eq!(conn.send(&missing).await.unwrap().status, 404);
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        1,
+        "one keep-alive connection for every request"
+    );
+
+    // Connection: close -> the next request opens a new connection.
+    let close = HttpsRequest::from_parts(Method::GET, host.clone(), "/close");
+    assert_eq!(conn.send(&close).await.unwrap().status, 200);
+    let v: serde_json::Value = conn.send(&put).await.unwrap().json().unwrap();
+    assert_eq!(v["method"], "PUT");
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn in_task_connection_reports_tls_errors() {
+    let pki = TestPki::new();
+    let (port, _) = echo_server(&pki).await;
+    let other = TestPki::new();
+    let mut conn = InTaskConnection::new(other.client_tls(), "127.0.0.1", port);
+    let req = HttpsRequest::from_parts(Method::GET, format!("127.0.0.1:{port}"), "/");
+    let err = conn.send(&req).await.unwrap_err();
+    assert!(
+        matches!(err, HttpsError::Tls(TlsError::Handshake { .. })),
+        "{err}"
+    );
+}

@@ -1,17 +1,18 @@
 //! DPS over HTTPS (docs/protocol-notes.md, "DPS HTTPS API"): PUT register -> 202 + Retry-After -> GET operation
-//! status until done, on one keep-alive connection, the same SAS token on every request.
+//! status until done, on one keep-alive connection, the same SAS token on every request. The
+//! connection is driven by this task ([`InTaskConnection`]): no connection task, no hand-offs.
 
 use http::Method;
 
 use super::{Next, ProvisioningClient, ProvisioningError, RegistrationResult, interpret};
-use crate::https::{HttpsClient, HttpsRequest};
+use crate::https::{HttpsRequest, InTaskConnection};
 use fleethub_iot_protocol::dps;
 
 pub(super) async fn register(
     client: &ProvisioningClient,
 ) -> Result<RegistrationResult, ProvisioningError> {
     // The overall timeout bounds the whole flow; no separate per-request bound.
-    let http = HttpsClient::new(client.tls.clone()).with_timeout(client.timeout);
+    let mut http = InTaskConnection::new(client.tls.clone(), &client.host, client.port);
     let authority = if client.host.contains(':') && !client.host.starts_with('[') {
         format!("[{}]:{}", client.host, client.port)
     } else {
@@ -36,7 +37,7 @@ pub(super) async fn register(
         }
         .header("Authorization", token.clone())
         .header("Accept", "application/json");
-        let response = http.send(request).await?;
+        let response = http.send(&request).await?;
         let retry_after = response
             .header("retry-after")
             .and_then(dps::parse_retry_after);
