@@ -94,6 +94,20 @@ impl InTaskConnection {
         }
     }
 
+    /// Closes the connection as [`super::HttpsClient`]'s connection task does when the client
+    /// is dropped: hyper shuts the stream down (TLS `close_notify`, then the TCP write side).
+    /// Not bounded in time: the caller bounds it.
+    pub(crate) async fn close(&mut self) {
+        if let Some(Open { sender, conn }) = self.open.take() {
+            drop(sender);
+            if let Some(conn) = conn
+                && let Err(e) = conn.await
+            {
+                tracing::debug!("HTTPS connection ended: {e}");
+            }
+        }
+    }
+
     /// Drops the connection when the response says it closes.
     fn keep_or_close(&mut self, resp: HttpsResponse) -> HttpsResponse {
         let closing = resp

@@ -272,3 +272,47 @@ async fn in_task_connection_reports_tls_errors() {
         "{err}"
     );
 }
+
+/// The server's side of one exchange: reads a request head, answers `200 {}`, then reads
+/// to the end: `Ok` only when the client closed with a TLS `close_notify`.
+async fn one_exchange_server(
+    pki: &TestPki,
+) -> (u16, tokio::task::JoinHandle<std::io::Result<usize>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = pki.acceptor();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tls.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "request head");
+            head.extend_from_slice(&chunk[..n]);
+        }
+        tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        let mut rest = Vec::new();
+        tls.read_to_end(&mut rest).await
+    });
+    (port, server)
+}
+
+#[tokio::test]
+async fn in_task_connection_closes_with_close_notify() {
+    let pki = TestPki::new();
+    let (port, server) = one_exchange_server(&pki).await;
+    let mut conn = InTaskConnection::new(pki.client_tls(), "localhost", port);
+    let req = HttpsRequest::from_parts(Method::GET, format!("localhost:{port}"), "/x");
+    assert_eq!(conn.send(&req).await.unwrap().status, 200);
+    conn.close().await;
+    let end = server.await.unwrap();
+    assert!(
+        matches!(end, Ok(0)),
+        "the server sees a clean TLS close: {end:?}"
+    );
+}

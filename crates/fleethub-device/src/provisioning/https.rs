@@ -2,17 +2,31 @@
 //! status until done, on one keep-alive connection, the same SAS token on every request. The
 //! connection is driven by this task ([`InTaskConnection`]): no connection task, no hand-offs.
 
+use std::time::Duration;
+
 use http::Method;
 
 use super::{Next, ProvisioningClient, ProvisioningError, RegistrationResult, interpret};
 use crate::https::{HttpsRequest, InTaskConnection};
 use fleethub_iot_protocol::dps;
 
+/// Bound on closing the connection at the end (TLS `close_notify`).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub(super) async fn register(
     client: &ProvisioningClient,
 ) -> Result<RegistrationResult, ProvisioningError> {
     // The overall timeout bounds the whole flow; no separate per-request bound.
     let mut http = InTaskConnection::new(client.tls.clone(), &client.host, client.port);
+    let result = flow(client, &mut http).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, http.close()).await;
+    result
+}
+
+async fn flow(
+    client: &ProvisioningClient,
+    http: &mut InTaskConnection,
+) -> Result<RegistrationResult, ProvisioningError> {
     let authority = if client.host.contains(':') && !client.host.starts_with('[') {
         format!("[{}]:{}", client.host, client.port)
     } else {
