@@ -8,7 +8,7 @@
 //! Same wire behaviour as [`super::HttpsClient`]: a response with `Connection: close` (or a
 //! connection the server closed) makes the next request open a new connection; a request that
 //! failed on a reused connection before any response is sent again once on a new one when
-//! [`super::client::may_retry`] allows it.
+//! `client::may_retry` allows it.
 
 use std::future::poll_fn;
 use std::pin::Pin;
