@@ -184,7 +184,7 @@ impl HttpsClient {
 
 /// A request that failed on a reused connection before any response may be retried once
 /// on a fresh connection: always if it was never sent, otherwise only when idempotent.
-fn may_retry(e: &hyper::Error, method: &Method) -> bool {
+pub(super) fn may_retry(e: &hyper::Error, method: &Method) -> bool {
     if e.is_canceled() {
         return true;
     }

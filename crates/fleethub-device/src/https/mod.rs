@@ -22,6 +22,7 @@
 //! ```
 
 mod client;
+mod in_task;
 mod request;
 mod response;
 
@@ -33,6 +34,7 @@ use std::time::Duration;
 use crate::tls::TlsError;
 
 pub use client::HttpsClient;
+pub(crate) use in_task::InTaskConnection;
 pub use request::{HttpsRequest, split_host_port};
 pub use response::HttpsResponse;
 

@@ -218,3 +218,101 @@ async fn timeout_and_tls_errors_are_reported() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn in_task_connection_reuses_one_connection_and_reopens_after_close() {
+    let pki = TestPki::new();
+    let (port, conns) = echo_server(&pki).await;
+    let mut conn = InTaskConnection::new(pki.client_tls(), "localhost", port);
+    let host = format!("localhost:{port}");
+
+    let put = HttpsRequest::from_parts(Method::PUT, host.clone(), "/r/d1/register?api-version=x")
+        .header("Authorization", "SharedAccessSignature sr=a")
+        .json(&serde_json::json!({"registrationId": "d1"}))
+        .unwrap();
+    let resp = conn.send(&put).await.unwrap();
+    assert_eq!(resp.status, 200);
+    let v: serde_json::Value = resp.json().unwrap();
+    assert_eq!(v["method"], "PUT");
+    assert_eq!(v["path"], "/r/d1/register?api-version=x");
+    assert_eq!(v["host"], host.as_str());
+    assert_eq!(v["auth"], "SharedAccessSignature sr=a");
+    assert_eq!(v["body"], r#"{"registrationId":"d1"}"#);
+    for i in 0..3 {
+        let get = HttpsRequest::from_parts(Method::GET, host.clone(), format!("/r/d1/op/{i}"));
+        let v: serde_json::Value = conn.send(&get).await.unwrap().json().unwrap();
+        assert_eq!(v["path"], format!("/r/d1/op/{i}"));
+    }
+    let missing = HttpsRequest::from_parts(Method::GET, host.clone(), "/missing");
+    assert_eq!(conn.send(&missing).await.unwrap().status, 404);
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        1,
+        "one keep-alive connection for every request"
+    );
+
+    // Connection: close -> the next request opens a new connection.
+    let close = HttpsRequest::from_parts(Method::GET, host.clone(), "/close");
+    assert_eq!(conn.send(&close).await.unwrap().status, 200);
+    let v: serde_json::Value = conn.send(&put).await.unwrap().json().unwrap();
+    assert_eq!(v["method"], "PUT");
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn in_task_connection_reports_tls_errors() {
+    let pki = TestPki::new();
+    let (port, _) = echo_server(&pki).await;
+    let other = TestPki::new();
+    let mut conn = InTaskConnection::new(other.client_tls(), "127.0.0.1", port);
+    let req = HttpsRequest::from_parts(Method::GET, format!("127.0.0.1:{port}"), "/");
+    let err = conn.send(&req).await.unwrap_err();
+    assert!(
+        matches!(err, HttpsError::Tls(TlsError::Handshake { .. })),
+        "{err}"
+    );
+}
+
+/// The server's side of one exchange: reads a request head, answers `200 {}`, then reads
+/// to the end: `Ok` only when the client closed with a TLS `close_notify`.
+async fn one_exchange_server(
+    pki: &TestPki,
+) -> (u16, tokio::task::JoinHandle<std::io::Result<usize>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = pki.acceptor();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tls.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "request head");
+            head.extend_from_slice(&chunk[..n]);
+        }
+        tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        let mut rest = Vec::new();
+        tls.read_to_end(&mut rest).await
+    });
+    (port, server)
+}
+
+#[tokio::test]
+async fn in_task_connection_closes_with_close_notify() {
+    let pki = TestPki::new();
+    let (port, server) = one_exchange_server(&pki).await;
+    let mut conn = InTaskConnection::new(pki.client_tls(), "localhost", port);
+    let req = HttpsRequest::from_parts(Method::GET, format!("localhost:{port}"), "/x");
+    assert_eq!(conn.send(&req).await.unwrap().status, 200);
+    conn.close().await;
+    let end = server.await.unwrap();
+    assert!(
+        matches!(end, Ok(0)),
+        "the server sees a clean TLS close: {end:?}"
+    );
+}
