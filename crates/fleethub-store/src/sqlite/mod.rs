@@ -195,4 +195,6 @@ fn device_etag() -> String {
 }
 
 #[cfg(test)]
+mod append_tests;
+#[cfg(test)]
 mod tests;

@@ -58,14 +58,21 @@ fn decode_column(r: &Row<'_>, i: usize, seq: i64) -> Result<BTreeMap<String, Str
 /// runs the statement machinery, and updates the AUTOINCREMENT counter, once for all of them.
 const ROWS_PER_INSERT: usize = 32;
 
-/// `INSERT INTO telemetry ... VALUES (..), (..)` for 1 to [`ROWS_PER_INSERT`] rows (index:
-/// rows - 1), each statement kept prepared by the connection's cache.
+/// `INSERT OR FAIL INTO telemetry ... VALUES (..), (..)` for 1 to [`ROWS_PER_INSERT`] rows
+/// (index: rows - 1), each statement kept prepared by the connection's cache.
+///
+/// `OR FAIL`, not the default `ABORT`: a statement that may abort halfway after changing rows
+/// undoes its own changes, so SQLite gives it a statement journal, a copy of every page it
+/// changes, for every multi-row INSERT inside a transaction. An append never needs that undo:
+/// when a row fails, the whole append fails and the writer rolls back the transaction or the
+/// savepoint holding it (`writer`), rows of the failed statement included
+/// (`a_row_failing_mid_statement_leaves_nothing_of_its_append`).
 static INSERT_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
     (1..=ROWS_PER_INSERT)
         .map(|rows| {
             let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
             format!(
-                "INSERT INTO telemetry (device_id, module_id, enqueued_utc, system_properties, \
+                "INSERT OR FAIL INTO telemetry (device_id, module_id, enqueued_utc, system_properties, \
                  properties, body, partition_id, partition_seq, enqueued_ms, sender) VALUES {}",
                 vec![row; rows].join(", ")
             )

@@ -122,6 +122,7 @@ impl<'c> TxControl<'c> {
     reason = "the writer thread owns the connection and closes it when the queue ends"
 )]
 pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    keep_savepoint_journal_in_memory(&conn);
     let mut tx = match TxControl::prepare(&conn) {
         Ok(tx) => tx,
         Err(e) => {
@@ -176,6 +177,21 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             tracing::error!(error = ?err, "store: commit failed");
         }
         done.drain(..).for_each(|d| d.finish(err.as_deref()));
+    }
+}
+
+/// Keeps the savepoints' journal in memory. Every savepoint (one per job beside others, one
+/// per run of appends) records the first change it makes to a page by copying the page into
+/// the transaction's statement journal, which SQLite by default moves to a temporary file
+/// once it holds 64 KiB and from then on writes with two `pwrite`s per page, even though the
+/// journal is only ever read by a `ROLLBACK TO` within the same transaction. Under steady
+/// telemetry those writes were about half of the writer's `pwrite`s (docs/benchmarks.md, "Issue
+/// 11, fourth pass"). In memory, releasing a savepoint truncates the journal again, so it holds
+/// at most the pages one savepoint changed. A failure leaves SQLite's default (the journal on
+/// disk): slower, not wrong.
+fn keep_savepoint_journal_in_memory(conn: &Connection) {
+    if let Err(e) = conn.pragma_update(None, "temp_store", "MEMORY") {
+        tracing::warn!(error = %e, "store: cannot keep the writer's savepoint journal in memory");
     }
 }
 
