@@ -82,10 +82,11 @@ static INSERT_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
 
 /// Numbers and inserts `messages` in order (inside the caller's transaction); returns the
 /// partition count. On failure the caller rolls back; the messages are left whole (their
-/// numbers are assigned again by the next attempt).
+/// numbers are assigned again by the next attempt). The messages are borrowed where they lie
+/// (the writer appends several callers' batches in one go without moving them).
 pub(super) fn append(
     c: &Connection,
-    messages: &mut [TelemetryMessage],
+    messages: &mut [&mut TelemetryMessage],
     known_count: u32,
 ) -> Result<u32> {
     let count = match known_count {
@@ -93,8 +94,9 @@ pub(super) fn append(
         n => n,
     };
     let mut next: Vec<Option<i64>> = vec![None; count as usize];
-    // Messages stored together mostly share their enqueued time: parse it once per value.
-    let mut enqueued: Option<(String, i64)> = None;
+    // Messages stored together often share their enqueued time: parse it once per value.
+    let mut enqueued = String::new();
+    let mut enqueued_ms = 0;
     for chunk in messages.chunks_mut(ROWS_PER_INSERT) {
         let mut insert = c.prepare_cached(&INSERT_SQL[chunk.len() - 1])?;
         for (i, m) in chunk.iter_mut().enumerate() {
@@ -107,20 +109,17 @@ pub(super) fn append(
             *slot = Some(partition_seq + 1);
             m.partition = partition;
             m.partition_sequence_number = partition_seq;
-            let enqueued_ms = match &enqueued {
-                Some((text, ms)) if *text == m.enqueued_time_utc => *ms,
-                _ => {
-                    let ms = fleethub_api::time::parse_utc_ms(&m.enqueued_time_utc).unwrap_or(0);
-                    enqueued = Some((m.enqueued_time_utc.clone(), ms));
-                    ms
-                }
-            };
+            if enqueued.is_empty() || enqueued != m.enqueued_time_utc {
+                enqueued_ms = fleethub_api::time::parse_utc_ms(&m.enqueued_time_utc).unwrap_or(0);
+                enqueued.clear();
+                enqueued.push_str(&m.enqueued_time_utc);
+            }
             let at = i * 10;
             insert.raw_bind_parameter(at + 1, &m.device_id)?;
             insert.raw_bind_parameter(at + 2, &m.module_id)?;
             insert.raw_bind_parameter(at + 3, &m.enqueued_time_utc)?;
-            insert.raw_bind_parameter(at + 4, encode(&m.system_properties)?)?;
-            insert.raw_bind_parameter(at + 5, encode(&m.properties)?)?;
+            bind_bag(&mut insert, at + 4, &m.system_properties)?;
+            bind_bag(&mut insert, at + 5, &m.properties)?;
             insert.raw_bind_parameter(at + 6, &m.body)?;
             insert.raw_bind_parameter(at + 7, i64::from(partition))?;
             insert.raw_bind_parameter(at + 8, partition_seq)?;
@@ -142,6 +141,21 @@ pub(super) fn append(
         }
     }
     Ok(count)
+}
+
+/// Binds a property bag as its JSON text; an empty one (most messages' system properties
+/// since the sender's went into their own column) without building the text.
+fn bind_bag(
+    insert: &mut rusqlite::Statement<'_>,
+    at: usize,
+    bag: &BTreeMap<String, String>,
+) -> Result<()> {
+    if bag.is_empty() {
+        insert.raw_bind_parameter(at, "{}")?;
+    } else {
+        insert.raw_bind_parameter(at, encode(bag)?)?;
+    }
+    Ok(())
 }
 
 fn read_after(c: &Connection, after: u64, limit: usize) -> Result<Vec<TelemetryMessage>> {

@@ -294,7 +294,8 @@ fn run_in_savepoints(
 }
 
 fn append_one(conn: &Connection, mut messages: Vec<TelemetryMessage>, known: u32) -> AppendReply {
-    let count = telemetry::append(conn, &mut messages, known)?;
+    let mut rows: Vec<&mut TelemetryMessage> = messages.iter_mut().collect();
+    let count = telemetry::append(conn, &mut rows, known)?;
     Ok((messages, count))
 }
 
@@ -313,25 +314,17 @@ fn append_run(
         return;
     }
     let known = run.iter().map(|a| a.known).max().unwrap_or(0);
-    let mut all = Vec::with_capacity(run.iter().map(|a| a.messages.len()).sum());
-    let mut callers = Vec::with_capacity(run.len());
+    // Every caller's messages numbered where they lie, so that each gets its own back.
+    let mut rows: Vec<&mut TelemetryMessage> =
+        run.iter_mut().flat_map(|a| a.messages.iter_mut()).collect();
+    let together = tx.in_savepoint(conn, |c| telemetry::append(c, &mut rows, known));
+    drop(rows);
     for a in run {
-        callers.push((a.reply, a.known, a.messages.len()));
-        all.extend(a.messages);
-    }
-    let together = tx.in_savepoint(conn, |c| telemetry::append(c, &mut all, known));
-    // Each caller's messages back, in order.
-    let mut parts = Vec::with_capacity(callers.len());
-    for (_, _, len) in callers.iter().rev() {
-        parts.push(all.split_off(all.len() - len));
-    }
-    parts.reverse();
-    for ((reply, own_known, _), messages) in callers.into_iter().zip(parts) {
         let r = match &together {
-            Ok(count) => Ok((messages, *count)),
-            Err(_) => tx.in_savepoint(conn, |c| append_one(c, messages, own_known)),
+            Ok(count) => Ok((a.messages, *count)),
+            Err(_) => tx.in_savepoint(conn, |c| append_one(c, a.messages, a.known)),
         };
-        done.push(Done::Append(reply, r));
+        done.push(Done::Append(a.reply, r));
     }
     if let Err(e) = together {
         tracing::warn!(error = %e, "store: a combined telemetry append failed; appended one by one");
