@@ -10,7 +10,7 @@ use crate::{
     ConsumerGroupRecord, DEFAULT_PARTITION_COUNT, PartitionSummary, TelemetryStore, partition_of,
 };
 use crate::{SenderAuth, StoreError, fill_sender_properties};
-use rusqlite::{Connection, Row};
+use rusqlite::{Connection, Row, Statement};
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
@@ -80,15 +80,44 @@ static INSERT_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The writer's INSERT statements, one per row count, prepared on first use and kept for the
+/// writer's life. rusqlite's statement cache would look each up by hashing its SQL text (over
+/// a kilobyte for 32 rows) and clear all its bindings when it is handed back: 1.5k
+/// instructions per message at one publish in flight (docs/benchmarks.md, "Issue 11, fourth
+/// pass"). Every execution binds every parameter anew, so nothing needs clearing.
+pub(super) struct Inserts<'c> {
+    conn: &'c Connection,
+    by_rows: Vec<Option<Statement<'c>>>,
+}
+
+impl<'c> Inserts<'c> {
+    pub(super) fn new(conn: &'c Connection) -> Self {
+        Inserts {
+            conn,
+            by_rows: (0..ROWS_PER_INSERT).map(|_| None).collect(),
+        }
+    }
+
+    /// The statement inserting `rows` rows (1 to [`ROWS_PER_INSERT`]).
+    fn for_rows(&mut self, rows: usize) -> Result<&mut Statement<'c>> {
+        let slot = &mut self.by_rows[rows - 1];
+        if slot.is_none() {
+            *slot = Some(self.conn.prepare(&INSERT_SQL[rows - 1])?);
+        }
+        Ok(slot.as_mut().expect("prepared above"))
+    }
+}
+
 /// Numbers and inserts `messages` in order (inside the caller's transaction); returns the
 /// partition count. On failure the caller rolls back; the messages are left whole (their
 /// numbers are assigned again by the next attempt). The messages are borrowed where they lie
 /// (the writer appends several callers' batches in one go without moving them).
 pub(super) fn append(
-    c: &Connection,
+    inserts: &mut Inserts<'_>,
     messages: &mut [&mut TelemetryMessage],
     known_count: u32,
 ) -> Result<u32> {
+    let c = inserts.conn;
     let count = match known_count {
         0 => partitions::ensure(c, DEFAULT_PARTITION_COUNT)?,
         n => n,
@@ -98,7 +127,7 @@ pub(super) fn append(
     let mut enqueued = String::new();
     let mut enqueued_ms = 0;
     for chunk in messages.chunks_mut(ROWS_PER_INSERT) {
-        let mut insert = c.prepare_cached(&INSERT_SQL[chunk.len() - 1])?;
+        let insert = inserts.for_rows(chunk.len())?;
         for (i, m) in chunk.iter_mut().enumerate() {
             let partition = partition_of(&m.device_id, count);
             let slot = &mut next[partition as usize];
@@ -118,8 +147,8 @@ pub(super) fn append(
             insert.raw_bind_parameter(at + 1, &m.device_id)?;
             insert.raw_bind_parameter(at + 2, &m.module_id)?;
             insert.raw_bind_parameter(at + 3, &m.enqueued_time_utc)?;
-            bind_bag(&mut insert, at + 4, &m.system_properties)?;
-            bind_bag(&mut insert, at + 5, &m.properties)?;
+            bind_bag(insert, at + 4, &m.system_properties)?;
+            bind_bag(insert, at + 5, &m.properties)?;
             insert.raw_bind_parameter(at + 6, &m.body)?;
             insert.raw_bind_parameter(at + 7, i64::from(partition))?;
             insert.raw_bind_parameter(at + 8, partition_seq)?;
@@ -145,11 +174,7 @@ pub(super) fn append(
 
 /// Binds a property bag as its JSON text; an empty one (most messages' system properties
 /// since the sender's went into their own column) without building the text.
-fn bind_bag(
-    insert: &mut rusqlite::Statement<'_>,
-    at: usize,
-    bag: &BTreeMap<String, String>,
-) -> Result<()> {
+fn bind_bag(insert: &mut Statement<'_>, at: usize, bag: &BTreeMap<String, String>) -> Result<()> {
     if bag.is_empty() {
         insert.raw_bind_parameter(at, "{}")?;
     } else {

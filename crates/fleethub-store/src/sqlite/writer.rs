@@ -9,7 +9,7 @@
 //! appends, they run without savepoints: a failing one rolls back the transaction, and the
 //! appends it held are stored again, each in a savepoint of its own.
 
-use super::telemetry;
+use super::telemetry::{self, Inserts};
 use crate::{Result, StoreError, TelemetryMessage};
 use rusqlite::{Connection, Statement};
 use std::time::{Duration, Instant};
@@ -135,6 +135,7 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             return;
         }
     };
+    let mut inserts = Inserts::new(&conn);
     let mut queued: Vec<Job> = Vec::new();
     let mut done: Vec<Done> = Vec::new();
     let mut window = GroupWindow::default();
@@ -152,7 +153,7 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
         if let [_] = queued.as_slice() {
             let job = queued.pop().expect("one job");
             state.only_appends = matches!(job, Job::Append(_));
-            if !run_alone(&conn, job, &mut done) {
+            if !run_alone(&conn, &mut inserts, job, &mut done) {
                 let _ = tx.rollback.execute([]);
                 done.drain(..).for_each(|d| d.finish(None));
                 continue;
@@ -160,7 +161,14 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
         }
         while !queued.is_empty() {
-            run_queued(&conn, &mut tx, &mut queued, &mut done, &mut state);
+            run_queued(
+                &conn,
+                &mut tx,
+                &mut inserts,
+                &mut queued,
+                &mut done,
+                &mut state,
+            );
             taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
         }
         let mut appends = appends_in(&done);
@@ -169,7 +177,14 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             std::thread::sleep(GROUP_SLICE);
             taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
             if !queued.is_empty() {
-                run_queued(&conn, &mut tx, &mut queued, &mut done, &mut state);
+                run_queued(
+                    &conn,
+                    &mut tx,
+                    &mut inserts,
+                    &mut queued,
+                    &mut done,
+                    &mut state,
+                );
                 appends = appends_in(&done);
             }
         }
@@ -259,7 +274,7 @@ fn refuse(conn: &Connection, job: Job, e: &str) {
 }
 
 /// Runs the only job of a transaction; whether it succeeded.
-fn run_alone(conn: &Connection, job: Job, done: &mut Vec<Done>) -> bool {
+fn run_alone(conn: &Connection, inserts: &mut Inserts<'_>, job: Job, done: &mut Vec<Done>) -> bool {
     match job {
         Job::Run(f) => {
             let (completion, ok) = f(conn, Slot::Alone);
@@ -267,7 +282,7 @@ fn run_alone(conn: &Connection, job: Job, done: &mut Vec<Done>) -> bool {
             ok
         }
         Job::Append(a) => {
-            let r = append_one(conn, a.messages, a.known);
+            let r = append_one(inserts, a.messages, a.known);
             let ok = r.is_ok();
             done.push(Done::Append(a.reply, r));
             ok
@@ -297,9 +312,10 @@ impl TxState {
 
 /// Runs the `queued` jobs in order. A generic job runs in a savepoint; a run of appends
 /// shares one, or, while the transaction holds only appends, runs without one.
-fn run_queued(
+fn run_queued<'c>(
     conn: &Connection,
-    tx: &mut TxControl<'_>,
+    tx: &mut TxControl<'c>,
+    inserts: &mut Inserts<'c>,
     queued: &mut Vec<Job>,
     done: &mut Vec<Done>,
     state: &mut TxState,
@@ -319,9 +335,9 @@ fn run_queued(
                     }
                 }
                 if state.only_appends && state.doomed.is_none() {
-                    append_unguarded(conn, tx, run, done, state);
+                    append_unguarded(conn, tx, inserts, run, done, state);
                 } else {
-                    append_run(conn, tx, run, done);
+                    append_run(conn, tx, inserts, run, done);
                 }
             }
         }
@@ -334,9 +350,10 @@ fn run_queued(
 /// each), only to be able to undo a failure that hardly ever happens. When the run fails, the
 /// whole transaction is rolled back and every append it held is stored again, each in a
 /// savepoint of its own, so that only the failing ones fail.
-fn append_unguarded(
+fn append_unguarded<'c>(
     conn: &Connection,
-    tx: &mut TxControl<'_>,
+    tx: &mut TxControl<'c>,
+    inserts: &mut Inserts<'c>,
     mut run: Vec<Append>,
     done: &mut Vec<Done>,
     state: &mut TxState,
@@ -344,7 +361,7 @@ fn append_unguarded(
     let known = run.iter().map(|a| a.known).max().unwrap_or(0);
     let mut rows: Vec<&mut TelemetryMessage> =
         run.iter_mut().flat_map(|a| a.messages.iter_mut()).collect();
-    let together = telemetry::append(conn, &mut rows, known);
+    let together = telemetry::append(inserts, &mut rows, known);
     drop(rows);
     let e = match together {
         Ok(count) => {
@@ -387,28 +404,33 @@ fn append_unguarded(
         return;
     }
     for a in again {
-        let r = tx.in_savepoint(conn, |c| append_one(c, a.messages, a.known));
+        let r = tx.in_savepoint(conn, |_| append_one(inserts, a.messages, a.known));
         done.push(Done::Append(a.reply, r));
     }
 }
 
-fn append_one(conn: &Connection, mut messages: Vec<TelemetryMessage>, known: u32) -> AppendReply {
+fn append_one(
+    inserts: &mut Inserts<'_>,
+    mut messages: Vec<TelemetryMessage>,
+    known: u32,
+) -> AppendReply {
     let mut rows: Vec<&mut TelemetryMessage> = messages.iter_mut().collect();
-    let count = telemetry::append(conn, &mut rows, known)?;
+    let count = telemetry::append(inserts, &mut rows, known)?;
     Ok((messages, count))
 }
 
 /// Appends several callers' messages as one append in one savepoint; when that fails, each
 /// caller's in a savepoint of its own (so only the failing ones fail).
-fn append_run(
+fn append_run<'c>(
     conn: &Connection,
-    tx: &mut TxControl<'_>,
+    tx: &mut TxControl<'c>,
+    inserts: &mut Inserts<'c>,
     mut run: Vec<Append>,
     done: &mut Vec<Done>,
 ) {
     if let [_] = run.as_slice() {
         let a = run.pop().expect("one append");
-        let r = tx.in_savepoint(conn, |c| append_one(c, a.messages, a.known));
+        let r = tx.in_savepoint(conn, |_| append_one(inserts, a.messages, a.known));
         done.push(Done::Append(a.reply, r));
         return;
     }
@@ -416,12 +438,12 @@ fn append_run(
     // Every caller's messages numbered where they lie, so that each gets its own back.
     let mut rows: Vec<&mut TelemetryMessage> =
         run.iter_mut().flat_map(|a| a.messages.iter_mut()).collect();
-    let together = tx.in_savepoint(conn, |c| telemetry::append(c, &mut rows, known));
+    let together = tx.in_savepoint(conn, |_| telemetry::append(inserts, &mut rows, known));
     drop(rows);
     for a in run {
         let r = match &together {
             Ok(count) => Ok((a.messages, *count)),
-            Err(_) => tx.in_savepoint(conn, |c| append_one(c, a.messages, a.known)),
+            Err(_) => tx.in_savepoint(conn, |_| append_one(inserts, a.messages, a.known)),
         };
         done.push(Done::Append(a.reply, r));
     }
@@ -466,14 +488,29 @@ mod tests {
         )
         .unwrap();
         let mut tx = TxControl::prepare(&conn).unwrap();
+        let mut inserts = Inserts::new(&conn);
         let (mut done, mut replies) = (Vec::new(), Vec::new());
         let mut state = TxState::new();
         tx.begin.execute([]).unwrap();
         let mut queued = vec![append("a", &mut replies), append("b", &mut replies)];
-        run_queued(&conn, &mut tx, &mut queued, &mut done, &mut state);
+        run_queued(
+            &conn,
+            &mut tx,
+            &mut inserts,
+            &mut queued,
+            &mut done,
+            &mut state,
+        );
         assert!(state.only_appends, "no savepoint yet");
         let mut queued = vec![append("c", &mut replies), append("bad-d", &mut replies)];
-        run_queued(&conn, &mut tx, &mut queued, &mut done, &mut state);
+        run_queued(
+            &conn,
+            &mut tx,
+            &mut inserts,
+            &mut queued,
+            &mut done,
+            &mut state,
+        );
         assert!(!state.only_appends && state.doomed.is_none());
         tx.commit.execute([]).unwrap();
         done.drain(..).for_each(|d| d.finish(None));
