@@ -11,6 +11,7 @@ mod dps_session;
 mod errors;
 mod hub_session;
 mod live;
+pub mod on_wake;
 mod session;
 pub mod topics;
 

@@ -3,6 +3,7 @@
 use crate::app::MQTT_SHUTDOWN_GRACE;
 use crate::listener::{Handler, Shutdown};
 use fleethub_mqtt::Gateway;
+use fleethub_mqtt::on_wake::OnWake;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
@@ -30,9 +31,12 @@ impl Handler for MqttHandler {
             let session =
                 fleethub_mqtt::connection::serve_connection(gw, stream, peer.to_string(), "mqtt");
             tokio::pin!(session);
+            // Polled only once it woke: this `select!` runs at every wake of the connection's
+            // task, twice per telemetry message at one publish in flight.
+            let shutting_down = OnWake::new(Box::pin(shutdown.recv()));
             tokio::select! {
                 () = &mut session => {}
-                () = shutdown.recv() => {
+                () = shutting_down => {
                     if tokio::time::timeout(MQTT_SHUTDOWN_GRACE, session).await.is_err() {
                         tracing::debug!(%peer, "MQTT connection dropped for shutdown");
                     }

@@ -5,6 +5,7 @@
 use super::{HubCall, HubReply, HubSession, HubSessionConfig, Subscriptions, check_connect};
 use crate::Gateway;
 use crate::connection::{Client, ConnectionError};
+use crate::on_wake::OnWake;
 use crate::session::{Close, Services, execute, idle_limit};
 use fleethub_mqtt_codec::{Packet, QoS};
 use fleethub_services::hub::twin::device_view;
@@ -105,7 +106,7 @@ where
         events: &mut events,
         taken_over: &mut live.taken_over,
         revocation: &mut revocation,
-        shutdown: Box::pin(gw.shutting_down()),
+        shutdown: OnWake::new(Box::pin(gw.shutting_down())),
         write_stall: Duration::from_secs(gw.cfg.write_stall_timeout_secs),
     };
     let result = drive(
@@ -146,8 +147,8 @@ struct Signals<'a> {
     taken_over: &'a mut oneshot::Receiver<()>,
     /// Out of band: the identity was disabled or deleted, or its key regenerated.
     revocation: &'a mut Revocation,
-    /// The server shuts down.
-    shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The server shuts down (polled only once it woke: [`OnWake`]).
+    shutdown: OnWake<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// Longest a write may make no progress.
     write_stall: Duration,
 }

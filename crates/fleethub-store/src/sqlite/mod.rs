@@ -199,4 +199,6 @@ fn device_etag() -> String {
 }
 
 #[cfg(test)]
+mod append_tests;
+#[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use crate::{
     ConsumerGroupRecord, DEFAULT_PARTITION_COUNT, PartitionSummary, TelemetryStore, partition_of,
 };
 use crate::{SenderAuth, StoreError, fill_sender_properties};
-use rusqlite::{Connection, Row};
+use rusqlite::{Connection, Row, Statement};
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
@@ -58,14 +58,21 @@ fn decode_column(r: &Row<'_>, i: usize, seq: i64) -> Result<BTreeMap<String, Str
 /// runs the statement machinery, and updates the AUTOINCREMENT counter, once for all of them.
 const ROWS_PER_INSERT: usize = 32;
 
-/// `INSERT INTO telemetry ... VALUES (..), (..)` for 1 to [`ROWS_PER_INSERT`] rows (index:
-/// rows - 1), each statement kept prepared by the connection's cache.
+/// `INSERT OR FAIL INTO telemetry ... VALUES (..), (..)` for 1 to [`ROWS_PER_INSERT`] rows
+/// (index: rows - 1), each statement kept prepared by the connection's cache.
+///
+/// `OR FAIL`, not the default `ABORT`: a statement that may abort halfway after changing rows
+/// undoes its own changes, so SQLite gives it a statement journal, a copy of every page it
+/// changes, for every multi-row INSERT inside a transaction. An append never needs that undo:
+/// when a row fails, the whole append fails and the writer rolls back the transaction or the
+/// savepoint holding it (`writer`), rows of the failed statement included
+/// (`a_row_failing_mid_statement_leaves_nothing_of_its_append`).
 static INSERT_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
     (1..=ROWS_PER_INSERT)
         .map(|rows| {
             let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
             format!(
-                "INSERT INTO telemetry (device_id, module_id, enqueued_utc, system_properties, \
+                "INSERT OR FAIL INTO telemetry (device_id, module_id, enqueued_utc, system_properties, \
                  properties, body, partition_id, partition_seq, enqueued_ms, sender) VALUES {}",
                 vec![row; rows].join(", ")
             )
@@ -73,23 +80,54 @@ static INSERT_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The writer's INSERT statements, one per row count, prepared on first use and kept for the
+/// writer's life. rusqlite's statement cache would look each up by hashing its SQL text (over
+/// a kilobyte for 32 rows) and clear all its bindings when it is handed back: 1.5k
+/// instructions per message at one publish in flight (docs/benchmarks.md, "Issue 11, fourth
+/// pass"). Every execution binds every parameter anew, so nothing needs clearing.
+pub(super) struct Inserts<'c> {
+    conn: &'c Connection,
+    by_rows: Vec<Option<Statement<'c>>>,
+}
+
+impl<'c> Inserts<'c> {
+    pub(super) fn new(conn: &'c Connection) -> Self {
+        Inserts {
+            conn,
+            by_rows: (0..ROWS_PER_INSERT).map(|_| None).collect(),
+        }
+    }
+
+    /// The statement inserting `rows` rows (1 to [`ROWS_PER_INSERT`]).
+    fn for_rows(&mut self, rows: usize) -> Result<&mut Statement<'c>> {
+        let slot = &mut self.by_rows[rows - 1];
+        if slot.is_none() {
+            *slot = Some(self.conn.prepare(&INSERT_SQL[rows - 1])?);
+        }
+        Ok(slot.as_mut().expect("prepared above"))
+    }
+}
+
 /// Numbers and inserts `messages` in order (inside the caller's transaction); returns the
 /// partition count. On failure the caller rolls back; the messages are left whole (their
-/// numbers are assigned again by the next attempt).
+/// numbers are assigned again by the next attempt). The messages are borrowed where they lie
+/// (the writer appends several callers' batches in one go without moving them).
 pub(super) fn append(
-    c: &Connection,
-    messages: &mut [TelemetryMessage],
+    inserts: &mut Inserts<'_>,
+    messages: &mut [&mut TelemetryMessage],
     known_count: u32,
 ) -> Result<u32> {
+    let c = inserts.conn;
     let count = match known_count {
         0 => partitions::ensure(c, DEFAULT_PARTITION_COUNT)?,
         n => n,
     };
     let mut next: Vec<Option<i64>> = vec![None; count as usize];
-    // Messages stored together mostly share their enqueued time: parse it once per value.
-    let mut enqueued: Option<(String, i64)> = None;
+    // Messages stored together often share their enqueued time: parse it once per value.
+    let mut enqueued = String::new();
+    let mut enqueued_ms = 0;
     for chunk in messages.chunks_mut(ROWS_PER_INSERT) {
-        let mut insert = c.prepare_cached(&INSERT_SQL[chunk.len() - 1])?;
+        let insert = inserts.for_rows(chunk.len())?;
         for (i, m) in chunk.iter_mut().enumerate() {
             let partition = partition_of(&m.device_id, count);
             let slot = &mut next[partition as usize];
@@ -100,20 +138,17 @@ pub(super) fn append(
             *slot = Some(partition_seq + 1);
             m.partition = partition;
             m.partition_sequence_number = partition_seq;
-            let enqueued_ms = match &enqueued {
-                Some((text, ms)) if *text == m.enqueued_time_utc => *ms,
-                _ => {
-                    let ms = fleethub_api::time::parse_utc_ms(&m.enqueued_time_utc).unwrap_or(0);
-                    enqueued = Some((m.enqueued_time_utc.clone(), ms));
-                    ms
-                }
-            };
+            if enqueued.is_empty() || enqueued != m.enqueued_time_utc {
+                enqueued_ms = fleethub_api::time::parse_utc_ms(&m.enqueued_time_utc).unwrap_or(0);
+                enqueued.clear();
+                enqueued.push_str(&m.enqueued_time_utc);
+            }
             let at = i * 10;
             insert.raw_bind_parameter(at + 1, &m.device_id)?;
             insert.raw_bind_parameter(at + 2, &m.module_id)?;
             insert.raw_bind_parameter(at + 3, &m.enqueued_time_utc)?;
-            insert.raw_bind_parameter(at + 4, encode(&m.system_properties)?)?;
-            insert.raw_bind_parameter(at + 5, encode(&m.properties)?)?;
+            bind_bag(insert, at + 4, &m.system_properties)?;
+            bind_bag(insert, at + 5, &m.properties)?;
             insert.raw_bind_parameter(at + 6, &m.body)?;
             insert.raw_bind_parameter(at + 7, i64::from(partition))?;
             insert.raw_bind_parameter(at + 8, partition_seq)?;
@@ -135,6 +170,17 @@ pub(super) fn append(
         }
     }
     Ok(count)
+}
+
+/// Binds a property bag as its JSON text; an empty one (most messages' system properties
+/// since the sender's went into their own column) without building the text.
+fn bind_bag(insert: &mut Statement<'_>, at: usize, bag: &BTreeMap<String, String>) -> Result<()> {
+    if bag.is_empty() {
+        insert.raw_bind_parameter(at, "{}")?;
+    } else {
+        insert.raw_bind_parameter(at, encode(bag)?)?;
+    }
+    Ok(())
 }
 
 fn read_after(c: &Connection, after: u64, limit: usize) -> Result<Vec<TelemetryMessage>> {

@@ -5,9 +5,11 @@
 //! of its own, so that a failing job undoes only its own changes. Telemetry appends queued next
 //! to each other run as one append in one savepoint (one sequence lookup per partition, not
 //! per message); when that fails, each of them runs again in a savepoint of its own, so every
-//! caller's messages are still stored all or none.
+//! caller's messages are still stored all or none. While a transaction holds nothing but
+//! appends, they run without savepoints: a failing one rolls back the transaction, and the
+//! appends it held are stored again, each in a savepoint of its own.
 
-use super::telemetry;
+use super::telemetry::{self, Inserts};
 use crate::{Result, StoreError, TelemetryMessage};
 use rusqlite::{Connection, Statement};
 use std::time::{Duration, Instant};
@@ -122,6 +124,7 @@ impl<'c> TxControl<'c> {
     reason = "the writer thread owns the connection and closes it when the queue ends"
 )]
 pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    keep_savepoint_journal_in_memory(&conn);
     let mut tx = match TxControl::prepare(&conn) {
         Ok(tx) => tx,
         Err(e) => {
@@ -132,6 +135,7 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             return;
         }
     };
+    let mut inserts = Inserts::new(&conn);
     let mut queued: Vec<Job> = Vec::new();
     let mut done: Vec<Done> = Vec::new();
     let mut window = GroupWindow::default();
@@ -142,12 +146,14 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             continue;
         }
         queued.push(first);
+        let mut state = TxState::new();
         let mut taken = 1 + take_queued(&mut rx, &mut queued, MAX_BATCH - 1);
         // A job alone in its transaction needs no savepoint: when it fails, rolling back the
         // transaction undoes exactly its changes. Jobs that join later get savepoints.
         if let [_] = queued.as_slice() {
             let job = queued.pop().expect("one job");
-            if !run_alone(&conn, job, &mut done) {
+            state.only_appends = matches!(job, Job::Append(_));
+            if !run_alone(&conn, &mut inserts, job, &mut done) {
                 let _ = tx.rollback.execute([]);
                 done.drain(..).for_each(|d| d.finish(None));
                 continue;
@@ -155,7 +161,14 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
         }
         while !queued.is_empty() {
-            run_in_savepoints(&conn, &mut tx, &mut queued, &mut done);
+            run_queued(
+                &conn,
+                &mut tx,
+                &mut inserts,
+                &mut queued,
+                &mut done,
+                &mut state,
+            );
             taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
         }
         let mut appends = appends_in(&done);
@@ -164,18 +177,42 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             std::thread::sleep(GROUP_SLICE);
             taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
             if !queued.is_empty() {
-                run_in_savepoints(&conn, &mut tx, &mut queued, &mut done);
+                run_queued(
+                    &conn,
+                    &mut tx,
+                    &mut inserts,
+                    &mut queued,
+                    &mut done,
+                    &mut state,
+                );
                 appends = appends_in(&done);
             }
         }
         window.committed(appends);
-        let commit = tx.commit.execute([]);
-        let err = commit.as_ref().err().map(std::string::ToString::to_string);
+        let err = match state.doomed {
+            Some(e) => Some(e),
+            None => tx.commit.execute([]).err().map(|e| e.to_string()),
+        };
         if err.is_some() {
             let _ = tx.rollback.execute([]);
             tracing::error!(error = ?err, "store: commit failed");
         }
         done.drain(..).for_each(|d| d.finish(err.as_deref()));
+    }
+}
+
+/// Keeps the savepoints' journal in memory. Every savepoint (one per job beside others, one
+/// per run of appends) records the first change it makes to a page by copying the page into
+/// the transaction's statement journal, which SQLite by default moves to a temporary file
+/// once it holds 64 KiB and from then on writes with two `pwrite`s per page, even though the
+/// journal is only ever read by a `ROLLBACK TO` within the same transaction. Under steady
+/// telemetry those writes were about half of the writer's `pwrite`s (docs/benchmarks.md, "Issue
+/// 11, fourth pass"). In memory, releasing a savepoint truncates the journal again, so it holds
+/// at most the pages one savepoint changed. A failure leaves SQLite's default (the journal on
+/// disk): slower, not wrong.
+fn keep_savepoint_journal_in_memory(conn: &Connection) {
+    if let Err(e) = conn.pragma_update(None, "temp_store", "MEMORY") {
+        tracing::warn!(error = %e, "store: cannot keep the writer's savepoint journal in memory");
     }
 }
 
@@ -237,7 +274,7 @@ fn refuse(conn: &Connection, job: Job, e: &str) {
 }
 
 /// Runs the only job of a transaction; whether it succeeded.
-fn run_alone(conn: &Connection, job: Job, done: &mut Vec<Done>) -> bool {
+fn run_alone(conn: &Connection, inserts: &mut Inserts<'_>, job: Job, done: &mut Vec<Done>) -> bool {
     match job {
         Job::Run(f) => {
             let (completion, ok) = f(conn, Slot::Alone);
@@ -245,7 +282,7 @@ fn run_alone(conn: &Connection, job: Job, done: &mut Vec<Done>) -> bool {
             ok
         }
         Job::Append(a) => {
-            let r = append_one(conn, a.messages, a.known);
+            let r = append_one(inserts, a.messages, a.known);
             let ok = r.is_ok();
             done.push(Done::Append(a.reply, r));
             ok
@@ -253,17 +290,43 @@ fn run_alone(conn: &Connection, job: Job, done: &mut Vec<Done>) -> bool {
     }
 }
 
-/// Runs the `queued` jobs in order, each in a savepoint; a run of appends shares one.
-fn run_in_savepoints(
+/// What the writer knows about the transaction it is filling.
+struct TxState {
+    /// It holds telemetry appends only, all of which succeeded: a failing append can then be
+    /// undone by rolling back the whole transaction and storing the others again, so appends
+    /// run without savepoints (see [`append_unguarded`]).
+    only_appends: bool,
+    /// It must not commit (a rollback did not end it): every job in it fails with this.
+    doomed: Option<String>,
+}
+
+impl TxState {
+    /// A transaction just begun (holding nothing, so nothing but appends).
+    fn new() -> Self {
+        TxState {
+            only_appends: true,
+            doomed: None,
+        }
+    }
+}
+
+/// Runs the `queued` jobs in order. A generic job runs in a savepoint; a run of appends
+/// shares one, or, while the transaction holds only appends, runs without one.
+fn run_queued<'c>(
     conn: &Connection,
-    tx: &mut TxControl<'_>,
+    tx: &mut TxControl<'c>,
+    inserts: &mut Inserts<'c>,
     queued: &mut Vec<Job>,
     done: &mut Vec<Done>,
+    state: &mut TxState,
 ) {
     let mut jobs = queued.drain(..).peekable();
     while let Some(job) = jobs.next() {
         match job {
-            Job::Run(f) => done.push(Done::Run(f(conn, Slot::Savepoint(tx)).0)),
+            Job::Run(f) => {
+                state.only_appends = false;
+                done.push(Done::Run(f(conn, Slot::Savepoint(tx)).0));
+            }
             Job::Append(a) => {
                 let mut run = vec![a];
                 while let Some(Job::Append(_)) = jobs.peek() {
@@ -271,51 +334,118 @@ fn run_in_savepoints(
                         run.push(a);
                     }
                 }
-                append_run(conn, tx, run, done);
+                if state.only_appends && state.doomed.is_none() {
+                    append_unguarded(conn, tx, inserts, run, done, state);
+                } else {
+                    append_run(conn, tx, inserts, run, done);
+                }
             }
         }
     }
 }
 
-fn append_one(conn: &Connection, mut messages: Vec<TelemetryMessage>, known: u32) -> AppendReply {
-    let count = telemetry::append(conn, &mut messages, known)?;
+/// Appends a run of callers' messages without a savepoint, in a transaction that holds
+/// appends only. A savepoint copies every page it is the first to change into the statement
+/// journal (in memory: about a page per message at one publish in flight, 1.3k instructions
+/// each), only to be able to undo a failure that hardly ever happens. When the run fails, the
+/// whole transaction is rolled back and every append it held is stored again, each in a
+/// savepoint of its own, so that only the failing ones fail.
+fn append_unguarded<'c>(
+    conn: &Connection,
+    tx: &mut TxControl<'c>,
+    inserts: &mut Inserts<'c>,
+    mut run: Vec<Append>,
+    done: &mut Vec<Done>,
+    state: &mut TxState,
+) {
+    let known = run.iter().map(|a| a.known).max().unwrap_or(0);
+    let mut rows: Vec<&mut TelemetryMessage> =
+        run.iter_mut().flat_map(|a| a.messages.iter_mut()).collect();
+    let together = telemetry::append(inserts, &mut rows, known);
+    drop(rows);
+    let e = match together {
+        Ok(count) => {
+            for a in run {
+                done.push(Done::Append(a.reply, Ok((a.messages, count))));
+            }
+            return;
+        }
+        Err(e) => e,
+    };
+    tracing::warn!(error = %e, "store: a telemetry append failed; the transaction's appends are stored again one by one");
+    state.only_appends = false;
+    // Every earlier job of this transaction is an append that succeeded (`only_appends`).
+    let mut again: Vec<Append> = Vec::with_capacity(done.len() + run.len());
+    let mut kept = Vec::new();
+    for d in done.drain(..) {
+        match d {
+            Done::Append(reply, Ok((messages, _))) => again.push(Append {
+                messages,
+                known: 0,
+                reply,
+            }),
+            other => kept.push(other),
+        }
+    }
+    done.extend(kept);
+    again.extend(run);
+    let _ = tx.rollback.execute([]);
+    let began = if conn.is_autocommit() {
+        tx.begin.execute([]).map(drop).map_err(|e| e.to_string())
+    } else {
+        Err("the transaction could not be rolled back".to_string())
+    };
+    if let Err(e) = began {
+        tracing::error!(error = %e, "store: cannot start the telemetry appends again");
+        state.doomed = Some(e.clone());
+        for a in again {
+            done.push(Done::Append(a.reply, Err(StoreError::Backend(e.clone()))));
+        }
+        return;
+    }
+    for a in again {
+        let r = tx.in_savepoint(conn, |_| append_one(inserts, a.messages, a.known));
+        done.push(Done::Append(a.reply, r));
+    }
+}
+
+fn append_one(
+    inserts: &mut Inserts<'_>,
+    mut messages: Vec<TelemetryMessage>,
+    known: u32,
+) -> AppendReply {
+    let mut rows: Vec<&mut TelemetryMessage> = messages.iter_mut().collect();
+    let count = telemetry::append(inserts, &mut rows, known)?;
     Ok((messages, count))
 }
 
 /// Appends several callers' messages as one append in one savepoint; when that fails, each
 /// caller's in a savepoint of its own (so only the failing ones fail).
-fn append_run(
+fn append_run<'c>(
     conn: &Connection,
-    tx: &mut TxControl<'_>,
+    tx: &mut TxControl<'c>,
+    inserts: &mut Inserts<'c>,
     mut run: Vec<Append>,
     done: &mut Vec<Done>,
 ) {
     if let [_] = run.as_slice() {
         let a = run.pop().expect("one append");
-        let r = tx.in_savepoint(conn, |c| append_one(c, a.messages, a.known));
+        let r = tx.in_savepoint(conn, |_| append_one(inserts, a.messages, a.known));
         done.push(Done::Append(a.reply, r));
         return;
     }
     let known = run.iter().map(|a| a.known).max().unwrap_or(0);
-    let mut all = Vec::with_capacity(run.iter().map(|a| a.messages.len()).sum());
-    let mut callers = Vec::with_capacity(run.len());
+    // Every caller's messages numbered where they lie, so that each gets its own back.
+    let mut rows: Vec<&mut TelemetryMessage> =
+        run.iter_mut().flat_map(|a| a.messages.iter_mut()).collect();
+    let together = tx.in_savepoint(conn, |_| telemetry::append(inserts, &mut rows, known));
+    drop(rows);
     for a in run {
-        callers.push((a.reply, a.known, a.messages.len()));
-        all.extend(a.messages);
-    }
-    let together = tx.in_savepoint(conn, |c| telemetry::append(c, &mut all, known));
-    // Each caller's messages back, in order.
-    let mut parts = Vec::with_capacity(callers.len());
-    for (_, _, len) in callers.iter().rev() {
-        parts.push(all.split_off(all.len() - len));
-    }
-    parts.reverse();
-    for ((reply, own_known, _), messages) in callers.into_iter().zip(parts) {
         let r = match &together {
-            Ok(count) => Ok((messages, *count)),
-            Err(_) => tx.in_savepoint(conn, |c| append_one(c, messages, own_known)),
+            Ok(count) => Ok((a.messages, *count)),
+            Err(_) => tx.in_savepoint(conn, |_| append_one(inserts, a.messages, a.known)),
         };
-        done.push(Done::Append(reply, r));
+        done.push(Done::Append(a.reply, r));
     }
     if let Err(e) = together {
         tracing::warn!(error = %e, "store: a combined telemetry append failed; appended one by one");
@@ -325,6 +455,97 @@ fn append_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn append(device: &str, reply_to: &mut Vec<oneshot::Receiver<AppendReply>>) -> Job {
+        let (reply, rx) = oneshot::channel();
+        reply_to.push(rx);
+        Job::Append(Append {
+            messages: vec![
+                crate::suite::telemetry(&format!("{device}-1"), 0),
+                crate::suite::telemetry(&format!("{device}-2"), 0),
+            ],
+            known: 0,
+            reply,
+        })
+    }
+
+    /// Appends in a transaction of appends only run without savepoints; when one fails, the
+    /// transaction is rolled back and the appends run before it in the same transaction are
+    /// stored again, so that only the failing one fails and the others are stored in full,
+    /// numbered without gaps.
+    #[test]
+    fn a_failing_append_without_savepoints_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::pool::open_connection(
+            &dir.path().join("w.db"),
+            super::super::Durability::Process,
+        )
+        .unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER fail_bad BEFORE INSERT ON telemetry WHEN NEW.device_id LIKE 'bad-%'
+             BEGIN SELECT RAISE(FAIL, 'refused'); END",
+        )
+        .unwrap();
+        let mut tx = TxControl::prepare(&conn).unwrap();
+        let mut inserts = Inserts::new(&conn);
+        let (mut done, mut replies) = (Vec::new(), Vec::new());
+        let mut state = TxState::new();
+        tx.begin.execute([]).unwrap();
+        let mut queued = vec![append("a", &mut replies), append("b", &mut replies)];
+        run_queued(
+            &conn,
+            &mut tx,
+            &mut inserts,
+            &mut queued,
+            &mut done,
+            &mut state,
+        );
+        assert!(state.only_appends, "no savepoint yet");
+        let mut queued = vec![append("c", &mut replies), append("bad-d", &mut replies)];
+        run_queued(
+            &conn,
+            &mut tx,
+            &mut inserts,
+            &mut queued,
+            &mut done,
+            &mut state,
+        );
+        assert!(!state.only_appends && state.doomed.is_none());
+        tx.commit.execute([]).unwrap();
+        done.drain(..).for_each(|d| d.finish(None));
+        let mut numbers = Vec::new();
+        for (i, mut rx) in replies.into_iter().enumerate() {
+            match (i, rx.try_recv().unwrap()) {
+                (3, r) => assert!(r.is_err(), "the failing append fails"),
+                (_, r) => {
+                    let (stored, _) = r.unwrap();
+                    numbers.extend(stored.iter().map(|m| m.sequence_number));
+                }
+            }
+        }
+        numbers.sort_unstable();
+        let devices: Vec<String> = conn
+            .prepare("SELECT device_id FROM telemetry ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(devices.len(), 6, "{devices:?}");
+        assert!(
+            devices.iter().all(|d| !d.starts_with("bad-")),
+            "{devices:?}"
+        );
+        let rowids: Vec<u64> = conn
+            .prepare("SELECT seq FROM telemetry ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get::<_, i64>(0))
+            .unwrap()
+            .map(|r| r.unwrap() as u64)
+            .collect();
+        assert_eq!(numbers, rowids, "every returned number names its row");
+    }
 
     #[test]
     fn only_telemetry_after_a_grouped_commit_waits_and_only_for_as_many_as_then() {
