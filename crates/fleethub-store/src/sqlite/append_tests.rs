@@ -25,6 +25,24 @@ async fn fail_bad_devices(s: &SqliteStore) {
         .unwrap();
 }
 
+/// Holds the writer busy for 300 ms, from 100 ms before this returns: jobs sent meanwhile queue
+/// up and the writer runs them together in one transaction. Await the handle at the end.
+pub(super) async fn hold_writer_busy(
+    s: &Arc<SqliteStore>,
+) -> tokio::task::JoinHandle<crate::Result<()>> {
+    let s = s.clone();
+    let busy = tokio::spawn(async move {
+        s.pool
+            .write(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Ok(())
+            })
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    busy
+}
+
 fn batch(devices: &[&str], sec: u32) -> Vec<crate::TelemetryMessage> {
     devices.iter().map(|d| suite::telemetry(d, sec)).collect()
 }
@@ -49,18 +67,7 @@ async fn a_row_failing_mid_statement_leaves_nothing_of_its_append() {
     assert_eq!(stored[0].sequence_number, 2);
     assert_eq!(stored[0].partition_sequence_number, 1);
     // Beside others: the writer is held busy so that the appends queue up and run together.
-    let busy = {
-        let s = s.clone();
-        tokio::spawn(async move {
-            s.pool
-                .write(|_| {
-                    std::thread::sleep(std::time::Duration::from_millis(300));
-                    Ok(())
-                })
-                .await
-        })
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let busy = hold_writer_busy(&s).await;
     let tasks: Vec<_> = (0..12_u32)
         .map(|t| {
             let s = s.clone();

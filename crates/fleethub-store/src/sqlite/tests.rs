@@ -437,18 +437,7 @@ async fn queued_appends_run_together_and_a_failing_one_fails_alone() {
         .await
         .unwrap();
     for round in 0..3 {
-        let busy = {
-            let s = s.clone();
-            tokio::spawn(async move {
-                s.pool
-                    .write(|_| {
-                        std::thread::sleep(std::time::Duration::from_millis(300));
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let busy = super::append_tests::hold_writer_busy(&s).await;
         let tasks: Vec<_> = (0..40)
             .map(|t| {
                 let s = s.clone();

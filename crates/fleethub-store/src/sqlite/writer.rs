@@ -160,23 +160,11 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             }
             taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
         }
-        while !queued.is_empty() {
-            run_queued(
-                &conn,
-                &mut tx,
-                &mut inserts,
-                &mut queued,
-                &mut done,
-                &mut state,
-            );
-            taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
-        }
-        let mut appends = appends_in(&done);
-        let until = Instant::now() + GROUP_WINDOW;
-        while window.wants_more(appends, taken) && Instant::now() < until {
-            std::thread::sleep(GROUP_SLICE);
-            taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
-            if !queued.is_empty() {
+        // Run what is queued (and what queues up meanwhile), then, while the group window
+        // wants more appends, look at the queue again every slice.
+        let mut until = None;
+        let appends = loop {
+            while !queued.is_empty() {
                 run_queued(
                     &conn,
                     &mut tx,
@@ -185,9 +173,16 @@ pub(super) fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
                     &mut done,
                     &mut state,
                 );
-                appends = appends_in(&done);
+                taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
             }
-        }
+            let appends = appends_in(&done);
+            let until = *until.get_or_insert_with(|| Instant::now() + GROUP_WINDOW);
+            if !window.wants_more(appends, taken) || Instant::now() >= until {
+                break appends;
+            }
+            std::thread::sleep(GROUP_SLICE);
+            taken += take_queued(&mut rx, &mut queued, MAX_BATCH - taken);
+        };
         window.committed(appends);
         let err = match state.doomed {
             Some(e) => Some(e),
