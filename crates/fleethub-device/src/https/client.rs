@@ -5,17 +5,20 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Method;
 use http::header::CONNECTION;
+use http::{HeaderMap, Method};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 
 use super::{
     DEFAULT_REQUEST_TIMEOUT, HttpsError, HttpsRequest, HttpsResponse, MAX_RESPONSE_BODY,
     split_host_port,
 };
-use crate::tls::ClientTlsConfig;
+use crate::tls::{ClientTlsConfig, TlsStream};
+
+/// hyper's connection future: it must be polled for the connection to make progress.
+pub(super) type Conn = Connection<TokioIo<TlsStream>, Full<Bytes>>;
 
 struct IdleConn {
     authority: (String, u16),
@@ -135,13 +138,7 @@ impl HttpsClient {
         host_header: &str,
         (host, port): &(String, u16),
     ) -> Result<SendRequest<Full<Bytes>>, HttpsError> {
-        let stream = self.tls.connect(host, *port).await?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| HttpsError::Http {
-                authority: host_header.to_string(),
-                source,
-            })?;
+        let (sender, conn) = connect(&self.tls, host, *port, host_header).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("HTTPS connection ended: {e}");
@@ -157,29 +154,60 @@ impl HttpsClient {
         sender: SendRequest<Full<Bytes>>,
         resp: http::Response<hyper::body::Incoming>,
     ) -> Result<HttpsResponse, HttpsError> {
-        let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_RESPONSE_BODY)
-            .collect()
+        let resp = read_response(resp)
             .await
-            .map_err(|e| HttpsError::Body {
+            .map_err(|reason| HttpsError::Body {
                 authority: req.host.clone(),
-                reason: e.to_string(),
-            })?
-            .to_bytes();
-        let closing = parts
-            .headers
-            .get_all(CONNECTION)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.eq_ignore_ascii_case("close")));
-        if !closing && !sender.is_closed() {
+                reason,
+            })?;
+        if !says_close(&resp.headers) && !sender.is_closed() {
             *self.lock_idle() = Some(IdleConn { authority, sender });
         }
-        Ok(HttpsResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        Ok(resp)
     }
+}
+
+/// Opens a TLS connection to `host:port` and starts HTTP/1.1 on it (`authority` names it in
+/// errors): the request sender and the connection future to poll.
+pub(super) async fn connect(
+    tls: &ClientTlsConfig,
+    host: &str,
+    port: u16,
+    authority: &str,
+) -> Result<(SendRequest<Full<Bytes>>, Conn), HttpsError> {
+    let stream = tls.connect(host, port).await?;
+    http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| HttpsError::Http {
+            authority: authority.to_string(),
+            source,
+        })
+}
+
+/// Reads a whole response, its body bounded by [`MAX_RESPONSE_BODY`]; the error says why the
+/// body could not be read.
+pub(super) async fn read_response(
+    resp: http::Response<hyper::body::Incoming>,
+) -> Result<HttpsResponse, String> {
+    let (parts, body) = resp.into_parts();
+    let body = Limited::new(body, MAX_RESPONSE_BODY)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(HttpsResponse {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// Whether a response's `Connection` header says the server closes the connection after it.
+pub(super) fn says_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.eq_ignore_ascii_case("close")))
 }
 
 /// A request that failed on a reused connection before any response may be retried once

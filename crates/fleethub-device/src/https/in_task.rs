@@ -15,16 +15,12 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use bytes::Bytes;
-use http::header::CONNECTION;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http1::{self, Connection, SendRequest};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
+use hyper::client::conn::http1::SendRequest;
 
-use super::client::may_retry;
-use super::{HttpsError, HttpsRequest, HttpsResponse, MAX_RESPONSE_BODY};
-use crate::tls::{ClientTlsConfig, TlsStream};
-
-type Conn = Connection<TokioIo<TlsStream>, Full<Bytes>>;
+use super::client::{Conn, connect, may_retry, read_response, says_close};
+use super::{HttpsError, HttpsRequest, HttpsResponse};
+use crate::tls::ClientTlsConfig;
 
 struct Open {
     sender: SendRequest<Full<Bytes>>,
@@ -74,13 +70,7 @@ impl InTaskConnection {
             }
         }
         self.open = None;
-        let stream = self.tls.connect(&self.host, self.port).await?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| HttpsError::Http {
-                authority: req.host.clone(),
-                source,
-            })?;
+        let (sender, conn) = connect(&self.tls, &self.host, self.port, &req.host).await?;
         let open = self.open.insert(Open {
             sender,
             conn: Some(Box::pin(conn)),
@@ -110,12 +100,7 @@ impl InTaskConnection {
 
     /// Drops the connection when the response says it closes.
     fn keep_or_close(&mut self, resp: HttpsResponse) -> HttpsResponse {
-        let closing = resp
-            .headers
-            .get_all(CONNECTION)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.eq_ignore_ascii_case("close")));
-        if closing {
+        if says_close(&resp.headers) {
             self.open = None;
         }
         resp
@@ -159,17 +144,7 @@ async fn exchange(
         // Waits until the connection is idle again after the previous exchange.
         sender.ready().await.map_err(Failure::NotReady)?;
         let resp = sender.send_request(request).await.map_err(Failure::Http)?;
-        let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_RESPONSE_BODY)
-            .collect()
-            .await
-            .map_err(|e| Failure::Body(e.to_string()))?
-            .to_bytes();
-        Ok(HttpsResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        read_response(resp).await.map_err(Failure::Body)
     };
     let mut response = std::pin::pin!(response);
     poll_fn(|cx| {
