@@ -187,10 +187,7 @@ type ConnectedClient<'a, S> = (
 mod tests {
     use super::*;
 
-    /// The size of the future `f` returns, without calling it.
-    fn future_size<A, F: Future>(_: impl FnOnce(A) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
+    use crate::future_size;
 
     /// Every idle connection keeps its whole future, sized for the largest state it may be
     /// in: the CONNECT phase, the store calls and the DPS session are boxed, and the stream

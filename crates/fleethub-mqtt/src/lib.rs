@@ -15,6 +15,13 @@ pub mod on_wake;
 mod session;
 pub mod topics;
 
+/// The size of the future `f` returns, without calling it (the tests that pin the sizes of
+/// the futures every connection keeps).
+#[cfg(test)]
+fn future_size<A, F: Future>(_: impl FnOnce(A) -> F) -> usize {
+    std::mem::size_of::<F>()
+}
+
 use fleethub_services::{Dps, Hub};
 use std::sync::Arc;
 use tokio::sync::watch;

@@ -421,10 +421,7 @@ mod sizes {
     use super::*;
     use crate::session::Services;
 
-    /// The size of the future `f` returns, without calling it.
-    fn future_size<A, F: Future>(_: impl FnOnce(A) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
+    use crate::future_size;
 
     /// A burst and each call it performs are boxed for every telemetry publish: both stay
     /// below 1 KB, the sizes glibc's malloc serves from its per-thread cache (a larger box

@@ -10,17 +10,20 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("store.db")).unwrap()
 }
 
-/// A trigger that stops an INSERT at a row of a device named `bad-...` with `RAISE(FAIL)`,
-/// which (unlike `ABORT`) keeps the rows the statement inserted before it.
+/// SQL for a trigger that stops the INSERT of a telemetry row of a device named `bad-...` with
+/// `RAISE(kind, 'refused')`: `FAIL` keeps the rows the statement inserted before it, `ABORT`
+/// undoes them.
+pub(super) fn refuse_bad_devices(kind: &str) -> String {
+    format!(
+        "CREATE TRIGGER refuse_bad BEFORE INSERT ON telemetry WHEN NEW.device_id LIKE 'bad-%'
+         BEGIN SELECT RAISE({kind}, 'refused'); END"
+    )
+}
+
+/// [`refuse_bad_devices`] with `FAIL`, on the store's writer.
 async fn fail_bad_devices(s: &SqliteStore) {
     s.pool
-        .write(|c| {
-            c.execute_batch(
-                "CREATE TRIGGER fail_bad BEFORE INSERT ON telemetry WHEN NEW.device_id LIKE 'bad-%'
-                 BEGIN SELECT RAISE(FAIL, 'refused'); END",
-            )?;
-            Ok(())
-        })
+        .write(|c| Ok(c.execute_batch(&refuse_bad_devices("FAIL"))?))
         .await
         .unwrap();
 }

@@ -426,14 +426,9 @@ async fn queued_appends_run_together_and_a_failing_one_fails_alone() {
     let dir = tempfile::tempdir().unwrap();
     let s = Arc::new(open(&dir));
     assert_eq!(s.init_partitions(3).await.unwrap(), 3);
+    let refuse = super::append_tests::refuse_bad_devices("ABORT");
     s.pool
-        .write(|c| {
-            c.execute_batch(
-                "CREATE TRIGGER refuse_bad BEFORE INSERT ON telemetry WHEN NEW.device_id LIKE 'bad-%'
-                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
-            )?;
-            Ok(())
-        })
+        .write(move |c| Ok(c.execute_batch(&refuse)?))
         .await
         .unwrap();
     for round in 0..3 {

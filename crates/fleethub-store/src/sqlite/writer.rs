@@ -477,11 +477,8 @@ mod tests {
         )
         .unwrap();
         super::super::schema::migrate(&mut conn).unwrap();
-        conn.execute_batch(
-            "CREATE TRIGGER fail_bad BEFORE INSERT ON telemetry WHEN NEW.device_id LIKE 'bad-%'
-             BEGIN SELECT RAISE(FAIL, 'refused'); END",
-        )
-        .unwrap();
+        conn.execute_batch(&super::super::append_tests::refuse_bad_devices("FAIL"))
+            .unwrap();
         let mut tx = TxControl::prepare(&conn).unwrap();
         let mut inserts = Inserts::new(&conn);
         let (mut done, mut replies) = (Vec::new(), Vec::new());
