@@ -353,12 +353,7 @@ fn append_unguarded<'c>(
     done: &mut Vec<Done>,
     state: &mut TxState,
 ) {
-    let known = run.iter().map(|a| a.known).max().unwrap_or(0);
-    let mut rows: Vec<&mut TelemetryMessage> =
-        run.iter_mut().flat_map(|a| a.messages.iter_mut()).collect();
-    let together = telemetry::append(inserts, &mut rows, known);
-    drop(rows);
-    let e = match together {
+    let e = match append_together(inserts, &mut run) {
         Ok(count) => {
             for a in run {
                 done.push(Done::Append(a.reply, Ok((a.messages, count))));
@@ -414,6 +409,15 @@ fn append_one(
     Ok((messages, count))
 }
 
+/// Appends several callers' messages as one append, every caller's messages numbered where
+/// they lie, so that each gets its own back; the partition count.
+fn append_together(inserts: &mut Inserts<'_>, run: &mut [Append]) -> Result<u32> {
+    let known = run.iter().map(|a| a.known).max().unwrap_or(0);
+    let mut rows: Vec<&mut TelemetryMessage> =
+        run.iter_mut().flat_map(|a| a.messages.iter_mut()).collect();
+    telemetry::append(inserts, &mut rows, known)
+}
+
 /// Appends several callers' messages as one append in one savepoint; when that fails, each
 /// caller's in a savepoint of its own (so only the failing ones fail).
 fn append_run<'c>(
@@ -429,12 +433,7 @@ fn append_run<'c>(
         done.push(Done::Append(a.reply, r));
         return;
     }
-    let known = run.iter().map(|a| a.known).max().unwrap_or(0);
-    // Every caller's messages numbered where they lie, so that each gets its own back.
-    let mut rows: Vec<&mut TelemetryMessage> =
-        run.iter_mut().flat_map(|a| a.messages.iter_mut()).collect();
-    let together = tx.in_savepoint(conn, |_| telemetry::append(inserts, &mut rows, known));
-    drop(rows);
+    let together = tx.in_savepoint(conn, |_| append_together(inserts, &mut run));
     for a in run {
         let r = match &together {
             Ok(count) => Ok((a.messages, *count)),
