@@ -142,6 +142,18 @@ need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is not installed" "$2"; }
 need cargo "install Rust with rustup (https://rustup.rs), then: source \$HOME/.cargo/env"
 need timeout "coreutils 'timeout' is required"
 
+# Host names of the server certificate must resolve to this machine: the end-to-end tests of stage 1
+# (the CLI dials hub.fleethub.test) and every server stage after it.
+if ! grep -qE "^127\.0\.0\.1[[:space:]].*\b$DPS_HOST\b.*\b$HUB_HOST\b" /etc/hosts; then
+  if [[ $EUID -eq 0 ]]; then
+    echo "$HOSTS_LINE" >>/etc/hosts
+    echo "added to /etc/hosts: $HOSTS_LINE"
+  else
+    die "$DPS_HOST and $HUB_HOST must resolve to 127.0.0.1" \
+      "add this line to /etc/hosts (as root):  $HOSTS_LINE"
+  fi
+fi
+
 # ---------------------------------------------------------------------------------------------------
 # 1. Rust: format, lints, unit + end-to-end tests
 # ---------------------------------------------------------------------------------------------------
@@ -198,17 +210,6 @@ if [[ $EUID -ne 0 ]]; then
       "run the tests as root:                  sudo ./scripts/test.sh" \
       "or let the binary bind low ports:       sudo setcap cap_net_bind_service=+ep $BIN" \
       "  (repeat setcap after every rebuild; FLEETHUB_TEST_SKIP=rust ./scripts/test.sh then skips the rebuild of stage 1)"
-  fi
-fi
-
-# Host names of the server certificate must resolve to this machine.
-if ! grep -qE "^127\.0\.0\.1[[:space:]].*\b$DPS_HOST\b.*\b$HUB_HOST\b" /etc/hosts; then
-  if [[ $EUID -eq 0 ]]; then
-    echo "$HOSTS_LINE" >>/etc/hosts
-    echo "added to /etc/hosts: $HOSTS_LINE"
-  else
-    die "$DPS_HOST and $HUB_HOST must resolve to 127.0.0.1" \
-      "add this line to /etc/hosts (as root):  $HOSTS_LINE"
   fi
 fi
 
