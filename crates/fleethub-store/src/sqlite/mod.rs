@@ -154,6 +154,17 @@ fn get_module_row(
     }
 }
 
+/// The stored etag of a device, if it exists (what a conditional write or delete checks).
+pub(super) fn stored_device_etag(conn: &Connection, device_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row_cached(
+            "SELECT etag FROM devices WHERE device_id = ?1",
+            params![device_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 fn write_device(
     conn: &Connection,
     mut rec: DeviceRecord,
@@ -163,14 +174,12 @@ fn write_device(
     // `Any` holds whatever is stored (a DPS assignment writes the device this way): no need to
     // read the current etag.
     if !matches!(cond, Precondition::Any) {
-        let current: Option<String> = conn
-            .query_row_cached(
-                "SELECT etag FROM devices WHERE device_id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        check(cond, "device", &id, current.as_deref())?;
+        check(
+            cond,
+            "device",
+            &id,
+            stored_device_etag(conn, &id)?.as_deref(),
+        )?;
     }
     let etag = device_etag();
     rec.device.etag = Some(etag.clone());

@@ -4,7 +4,7 @@ use super::cached::CachedStatements;
 use super::{
     DeviceRecord, ModuleRecord, OptionalExtension, Page, PageRequest, Precondition, Result,
     SqliteStore, StoreError, async_trait, check, check_delete, device_etag, docs, encode,
-    get_device_row, get_module_row, params, write_device,
+    get_device_row, get_module_row, params, stored_device_etag, write_device,
 };
 use crate::RegistryStore;
 
@@ -24,13 +24,7 @@ impl RegistryStore for SqliteStore {
         let id = device_id.to_string();
         self.pool
             .write(move |c| {
-                let etag: Option<String> = c
-                    .query_row_cached(
-                        "SELECT etag FROM devices WHERE device_id = ?1",
-                        params![id],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
+                let etag = stored_device_etag(c, &id)?;
                 check_delete(&cond, "device", &id, etag.as_deref())?;
                 c.execute_cached("DELETE FROM twins WHERE device_id = ?1", params![id])?;
                 c.execute_cached("DELETE FROM c2d WHERE device_id = ?1", params![id])?;
